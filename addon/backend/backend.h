@@ -1,0 +1,132 @@
+// The one interface every compute backend implements (CPU in addon/cpu, CUDA in cuda/).
+// Plain C++17: no Node-API or CUDA headers here, so both sides can include it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace xllama {
+
+enum class DType : int { F16 = 0, BF16 = 1, F32 = 2, I32 = 3 };
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+
+// A tensor as it lies in (memory-mapped) host memory: row-major, shape as stored in the checkpoint.
+struct TensorView {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::string name;  // checkpoint name, for error messages
+  bool present() const { return data != nullptr; }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+};
+
+enum class RopeType : int { Default = 0, Linear = 1, Dynamic = 2, Llama3 = 3 };
+
+struct RopeConfig {
+  float theta = 10000.0f;
+  RopeType type = RopeType::Default;
+  float factor = 1.0f;                 // linear / dynamic / llama3
+  float low_freq_factor = 1.0f;        // llama3
+  float high_freq_factor = 4.0f;       // llama3
+  int original_max_position = 8192;    // llama3 / dynamic
+};
+
+struct ModelConfig {
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int intermediate_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int max_position_embeddings = 0;
+  float rms_norm_eps = 1e-5f;
+  RopeConfig rope;
+  bool tie_word_embeddings = false;
+};
+
+// GPTQ 4-bit settings shared by every quantized linear of a model.
+struct GptqConfig {
+  bool enabled = false;
+  int bits = 4;
+  int group_size = 128;          // rows of the input dimension per group; the loader resolves -1 to in_features
+  bool sym = true;
+  bool desc_act = false;         // act-order: g_idx is a permuted group map
+  int zero_offset = 1;           // checkpoint_format "gptq" (v1) stores zero-1, so add 1; "gptq_v2" stores it as is: 0
+};
+
+// y = x W^T + b. Dense: weight [out, in]. GPTQ: qweight int32 [in/8, out] (8 nibbles along `in`),
+// qzeros int32 [groups, out/8], scales f16 [groups, out], g_idx int32 [in]. bias [out] when present.
+struct LinearWeights {
+  int in_features = 0;
+  int out_features = 0;
+  int group_size = 0;            // GPTQ only: resolved group size for this layer
+  TensorView weight;
+  TensorView qweight, qzeros, scales, g_idx;
+  TensorView bias;
+  bool quantized() const { return qweight.present(); }
+};
+
+struct LayerWeights {
+  TensorView input_norm, post_attention_norm;
+  LinearWeights q, k, v, o, gate, up, down;
+};
+
+struct ModelWeights {
+  TensorView embed_tokens;       // [vocab, hidden]
+  TensorView final_norm;         // [hidden]
+  LinearWeights lm_head;         // dense; weight == embed_tokens when tied
+  std::vector<LayerWeights> layers;
+};
+
+struct BackendOptions {
+  int max_seq_len = 0;           // KV-cache capacity in positions (0: the model's max_position_embeddings)
+  int threads = 0;               // CPU threads (0: all cores)
+  int device = 0;                // CUDA device ordinal
+  int max_chunk_tokens = 512;    // prompt tokens per forward chunk (bounds scratch memory)
+};
+
+struct MemoryReport {
+  size_t weights_bytes = 0;
+  size_t kv_cache_bytes = 0;
+  size_t scratch_bytes = 0;
+};
+
+// Raised for user-facing failures (out of memory, a prompt longer than the cache, ...):
+// the glue turns it into a one-line error without a stack trace.
+struct BackendError : std::runtime_error {
+  std::string code;
+  BackendError(std::string code_, const std::string& message) : std::runtime_error(message), code(std::move(code_)) {}
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual const ModelConfig& config() const = 0;
+
+  // Runs `n` tokens at positions [pos, pos + n) against the KV cache and appends their keys and values.
+  // `pos` must equal the current cache length (positions below it stay; anything above is discarded).
+  // Writes float32 logits into `out`: n rows × vocab when all_logits, else the last row only.
+  virtual void forward(const int32_t* tokens, int n, int pos, bool all_logits, float* out) = 0;
+
+  // Keeps the first `length` cached positions and drops the rest.
+  virtual void trim_cache(int length) = 0;
+  void clear_cache() { trim_cache(0); }
+  virtual int cache_length() const = 0;
+  virtual int max_seq_len() const = 0;
+  virtual MemoryReport memory() const = 0;
+};
+
+std::unique_ptr<Backend> create_cpu_backend(const ModelConfig& config, const GptqConfig& gptq,
+                                            const ModelWeights& weights, const BackendOptions& options);
+
+}  // namespace xllama

@@ -1,0 +1,50 @@
+// systemInfo(): which backends this build has, and the GPUs the CUDA runtime sees (or why none).
+#include <napi.h>
+
+#include "glue/register.h"
+
+#ifdef XLLAMA_HAVE_CUDA
+#include "cuda/device_query.h"
+#endif
+
+namespace xllama::glue {
+
+static Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Array gpus = Napi::Array::New(env);
+#ifdef XLLAMA_HAVE_CUDA
+  out.Set("cudaCompiled", true);
+  out.Set("cudaRuntime", cuda::runtime_version());
+  std::vector<cuda::GpuInfo> found;
+  std::string why;
+  if (cuda::query_gpus(found, why)) {
+    for (size_t i = 0; i < found.size(); ++i) {
+      const cuda::GpuInfo& g = found[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("index", g.index);
+      o.Set("name", g.name);
+      o.Set("totalMemory", static_cast<double>(g.total_memory));
+      o.Set("freeMemory", static_cast<double>(g.free_memory));
+      o.Set("computeCapability", std::to_string(g.cc_major) + "." + std::to_string(g.cc_minor));
+      o.Set("multiprocessors", g.multiprocessors);
+      o.Set("l2Bytes", static_cast<double>(g.l2_bytes));
+      o.Set("pciBusId", g.pci_bus_id);
+      gpus.Set(static_cast<uint32_t>(i), o);
+    }
+  } else {
+    out.Set("gpuUnavailableReason", why);
+  }
+#else
+  out.Set("cudaCompiled", false);
+  out.Set("gpuUnavailableReason", "this build of xllama has no CUDA backend (no CUDA compiler was found at build time)");
+#endif
+  out.Set("gpus", gpus);
+  return out;
+}
+
+void RegisterSystem(Napi::Env env, Napi::Object exports) {
+  exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));
+}
+
+}  // namespace xllama::glue
