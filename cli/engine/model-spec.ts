@@ -1,0 +1,79 @@
+// What the loader learns about a model folder, and what the native side needs to map and run it.
+// The loader (cli/engine/loader) produces a ModelSpec; the native model (addon glue) consumes it.
+
+export type TensorDType = 'F16' | 'BF16' | 'F32' | 'I32';
+
+export interface TensorEntry {
+  name: string;
+  /** Absolute path of the safetensors file holding it. */
+  file: string;
+  /** Absolute byte offset of the tensor's data within the file (8 + header length + data_offsets[0]). */
+  offset: number;
+  byteLength: number;
+  dtype: TensorDType;
+  shape: number[];
+}
+
+export interface RopeScaling {
+  type: 'linear' | 'dynamic' | 'llama3';
+  factor: number;
+  lowFreqFactor?: number;
+  highFreqFactor?: number;
+  originalMaxPositionEmbeddings?: number;
+}
+
+export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
+
+export interface ModelArchitecture {
+  architecture: Architecture;
+  modelType: string;
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  maxPositionEmbeddings: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling | null;
+  tieWordEmbeddings: boolean;
+  /** q/k/v projections carry a bias (Qwen2). */
+  attentionBias: boolean;
+  torchDtype: string | null;
+}
+
+export interface GptqSettings {
+  bits: 4;
+  /** Group size as stored; -1 means one group over the whole input. */
+  groupSize: number;
+  descAct: boolean;
+  sym: boolean;
+  /** 'gptq' stores zero-1 in qzeros (AutoGPTQ v1), 'gptq_v2' stores the zero as is. */
+  checkpointFormat: 'gptq' | 'gptq_v2';
+  /** Where the settings came from. */
+  source: 'config.json' | 'quantize_config.json' | 'inferred';
+}
+
+export interface TokenizerFiles {
+  tokenizerJsonPath: string;
+  /** tokenizer_config.json parsed, with `__type: AddedToken` objects flattened to their content. */
+  tokenizerConfig: Record<string, unknown>;
+  generationConfig: Record<string, unknown> | null;
+}
+
+export interface ModelSpec {
+  dir: string;
+  arch: ModelArchitecture;
+  /** null for unquantized fp16/bf16/fp32 checkpoints. */
+  quant: GptqSettings | null;
+  /** Every tensor of every shard, by name. */
+  tensors: Record<string, TensorEntry>;
+  /** The safetensors files, with their sizes in bytes. */
+  files: { path: string; size: number }[];
+  tokenizer: TokenizerFiles;
+  /** Special token ids from config.json / generation_config.json. */
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+}
