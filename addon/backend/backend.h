@@ -107,6 +107,13 @@ struct BackendError : std::runtime_error {
   BackendError(std::string code_, const std::string& message) : std::runtime_error(message), code(std::move(code_)) {}
 };
 
+// How to pick the next token from the last logits row without copying the logits back (greedy and top-k).
+struct TokenSampling {
+  float temperature = 0.0f;      // <= 0: greedy (argmax, lowest index on ties)
+  int top_k = 0;                 // 0: whole vocabulary
+  float uniform = 0.0f;          // a uniform random number in [0, 1) drawn by the caller (keeps seeds on the host)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -124,7 +131,15 @@ class Backend {
   virtual int cache_length() const = 0;
   virtual int max_seq_len() const = 0;
   virtual MemoryReport memory() const = 0;
+
+  // forward() for the last row only, then picks one token as `sampling` says. The default copies the
+  // logits to the host and samples there; the CUDA backend overrides it to sample on the device.
+  virtual int32_t forward_sample(const int32_t* tokens, int n, int pos, const TokenSampling& sampling);
 };
+
+// Host-side token pick shared by the default forward_sample and the tests: softmax(logits / T) over the
+// top_k largest, then the first token whose cumulative probability exceeds `uniform`.
+int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& sampling);
 
 std::unique_ptr<Backend> create_cpu_backend(const ModelConfig& config, const GptqConfig& gptq,
                                             const ModelWeights& weights, const BackendOptions& options);
