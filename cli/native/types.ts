@@ -22,3 +22,93 @@ export interface NativeAddon {
   systemInfo(): SystemInfo;
   [name: string]: unknown;
 }
+
+// ---- gpu-monitor: the NVML collector (addon/glue/monitor_binding.cc) ----
+// Every measurement is null when this GPU/driver can't give it; `unavailable` says why, by field group.
+
+export interface MonitorProbe {
+  available: boolean;
+  reason: string | null;
+  library: string;
+  driverVersion: string | null;
+  gpuCount: number;
+  missingFunctions: string[];
+}
+
+/** GPM metrics (Hopper+), averaged over the interval between two samples; percentages 0-100. */
+export interface GpmSnapshot {
+  supported: boolean;
+  ready: boolean;
+  smActivity: number | null;
+  smOccupancy: number | null;
+  tensorActivity: number | null;
+  dramBandwidth: number | null;
+  fp16: number | null;
+  fp32: number | null;
+  fp64: number | null;
+  pcieTxBytesPerSec: number | null;
+  pcieRxBytesPerSec: number | null;
+  nvdec: (number | null)[];
+  nvjpg: (number | null)[];
+  nvofa: (number | null)[];
+}
+
+export interface GpuProcessSnapshot {
+  pid: number;
+  name: string;
+  usedMemory: number | null;
+  smUtil: number | null;
+  memUtil: number | null;
+  encUtil: number | null;
+  decUtil: number | null;
+}
+
+export interface GpuSnapshot {
+  index: number;
+  name: string;
+  uuid: string;
+  pciBusId: string;
+  gpm: GpmSnapshot;
+  utilGpu: number | null;
+  utilMemory: number | null;
+  encoder: number | null;
+  decoder: number | null;
+  jpeg: number | null;
+  ofa: number | null;
+  memoryUsed: number | null;
+  memoryTotal: number | null;
+  powerW: number | null;
+  powerLimitW: number | null;
+  smClockMHz: number | null;
+  memClockMHz: number | null;
+  temperatureC: number | null;
+  pcie: {
+    txBytesPerSec: number | null;
+    rxBytesPerSec: number | null;
+    maxGen: number | null;
+    maxWidth: number | null;
+    gen: number | null;
+    width: number | null;
+  };
+  processes: GpuProcessSnapshot[] | null;
+  unavailable: Record<string, string>;
+}
+
+export interface MonitorSnapshot {
+  seq: number;
+  /** Unix epoch, milliseconds. */
+  time: number;
+  intervalMs: number;
+  sampleCostMs: number;
+  driverVersion: string;
+  error: string | null;
+  gpus: GpuSnapshot[];
+}
+
+export interface MonitorAddon {
+  monitorProbe(): MonitorProbe;
+  monitorStart(intervalMs: number): { ok: true } | { ok: false; reason: string };
+  monitorSnapshot(): MonitorSnapshot | null;
+  monitorStop(): void;
+}
+// ---- end gpu-monitor ----
