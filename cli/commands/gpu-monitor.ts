@@ -8,7 +8,9 @@ import type { MonitorAddon } from '../native/types.js';
 import { MonitorModel, type MonitorView } from '../monitor/aggregate.js';
 import { formatViewText, viewToJson } from '../monitor/format.js';
 import { MonitorSession } from '../monitor/session.js';
-import { LiveSource, MAX_INTERVAL_MS, MIN_INTERVAL_MS, ReplaySource, type SnapshotSource } from '../monitor/sources.js';
+import {
+  LiveSource, MAX_INTERVAL_MS, MIN_INTERVAL_MS, MonitorUnavailableError, ReplaySource, type SnapshotSource,
+} from '../monitor/sources.js';
 import { readTrace, TraceWriter } from '../monitor/trace.js';
 
 interface GpuMonitorOptions {
@@ -62,20 +64,32 @@ function parseSettings(o: GpuMonitorOptions): Settings {
   };
 }
 
-function makeSource(s: Settings, speedOverride?: number): SnapshotSource {
-  if (s.replay !== null) return new ReplaySource(readTrace(s.replay).snapshots, speedOverride ?? s.speed);
-  return new LiveSource(loadAddon() as unknown as MonitorAddon, s.intervalMs);
+/** The snapshot source, checked usable before anything (like a --record file) is created. */
+function makeSource(s: Settings): SnapshotSource {
+  if (s.replay !== null) return new ReplaySource(readTrace(s.replay).snapshots, s.speed);
+  const addon = loadAddon() as unknown as MonitorAddon;
+  const probe = addon.monitorProbe();
+  if (!probe.available) throw new MonitorUnavailableError(probe.reason ?? 'unknown reason');
+  return new LiveSource(addon, s.intervalMs);
+}
+
+function makeSession(s: Settings): MonitorSession {
+  const source = makeSource(s);
+  return new MonitorSession(source, s.record === null ? null : new TraceWriter(s.record, s.intervalMs));
 }
 
 /** Runs a session until the replay ends, --duration passes, or SIGINT/SIGTERM. */
 function runUntilDone(session: MonitorSession, durationMs: number | null): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let timer: NodeJS.Timeout | null = null;
-    const finish = () => {
+    const cleanUp = () => {
       if (timer) clearTimeout(timer);
       process.off('SIGINT', finish);
       process.off('SIGTERM', finish);
       session.stop();
+    };
+    const finish = () => {
+      cleanUp();
       resolve();
     };
     session.onEnd(finish);
@@ -85,7 +99,7 @@ function runUntilDone(session: MonitorSession, durationMs: number | null): Promi
     try {
       session.start();
     } catch (err) {
-      finish();
+      cleanUp();
       reject(err);
     }
   });
@@ -98,7 +112,7 @@ async function runOnce(s: Settings): Promise<void> {
     const model = new MonitorModel();
     for (const snap of readTrace(s.replay).snapshots) view = model.update(snap);
   } else {
-    const session = new MonitorSession(makeSource(s), s.record === null ? null : new TraceWriter(s.record, s.intervalMs));
+    const session = makeSession(s);
     view = await new Promise<MonitorView | null>((resolve, reject) => {
       // GPM metrics exist from the second sample on; give the collector a few intervals at most.
       const deadline = setTimeout(() => resolve(session.latest), s.intervalMs * 4 + 2000);
@@ -121,7 +135,7 @@ async function runOnce(s: Settings): Promise<void> {
 }
 
 async function runJson(s: Settings): Promise<void> {
-  const session = new MonitorSession(makeSource(s), s.record === null ? null : new TraceWriter(s.record, s.intervalMs));
+  const session = makeSession(s);
   let closed = false;
   process.stdout.on('error', () => {
     // The reader went away (e.g. `| head`): stop quietly.
@@ -137,13 +151,13 @@ async function runJson(s: Settings): Promise<void> {
 
 /** --record without a terminal (scripts): sample and record, print nothing. */
 async function runHeadlessRecord(s: Settings): Promise<void> {
-  const session = new MonitorSession(makeSource(s), new TraceWriter(s.record as string, s.intervalMs));
+  const session = makeSession(s);
   process.stderr.write(`gpu-monitor: recording to ${s.record}${s.durationMs === null ? ' (Ctrl-C to stop)' : ''}\n`);
   await runUntilDone(session, s.durationMs);
 }
 
 async function runInteractive(s: Settings): Promise<void> {
-  const session = new MonitorSession(makeSource(s), s.record === null ? null : new TraceWriter(s.record, s.intervalMs));
+  const session = makeSession(s);
   // Ink and React load only here: --json, --once and piped runs never import them.
   const { runMonitorApp } = await import('../ui/gpu-monitor-app.js');
   await runMonitorApp(session, s.durationMs);

@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+// Summarizes recorded gpu-monitor traces with xllama's own aggregation (dist/cli/monitor):
+// mean % per engine, mean legacy GPU-Util, which engine leads, how often each engine was Total,
+// and the collector's own cost per sampling pass.
+//   node scripts/device/summarize-trace.mjs TRACE.jsonl [--expect-lead compute,tensor] [--expect-legacy-min 90]
+// With --expect-*, prints "check: PASS|FAIL ..." lines and exits 3 when a check fails.
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const { parseTrace } = await import(join(root, 'dist/cli/monitor/trace.js'));
+const { MonitorModel } = await import(join(root, 'dist/cli/monitor/aggregate.js'));
+
+const args = process.argv.slice(2);
+const file = args.find((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1].startsWith('--expect')));
+if (!file) {
+  console.error('usage: summarize-trace.mjs TRACE.jsonl [--expect-lead id,id] [--expect-legacy-min N]');
+  process.exit(2);
+}
+const opt = (name) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const expectLead = opt('--expect-lead')?.split(',');
+const expectLegacyMin = opt('--expect-legacy-min') === undefined ? undefined : Number(opt('--expect-legacy-min'));
+
+let trace;
+try {
+  trace = parseTrace(readFileSync(file, 'utf8'), file);
+} catch (err) {
+  console.error(`summarize-trace: ${err.message}`);
+  process.exit(2);
+}
+const model = new MonitorModel();
+const perGpu = new Map();
+const costs = [];
+for (const snap of trace.snapshots) {
+  costs.push(snap.sampleCostMs);
+  const view = model.update(snap);
+  for (const g of view.gpus) {
+    if (!perGpu.has(g.index)) perGpu.set(g.index, { name: g.name, engines: new Map(), legacy: [], totals: new Map(), disagree: 0, n: 0 });
+    const acc = perGpu.get(g.index);
+    if (g.unavailable.gpm?.startsWith('waiting')) continue; // GPM warm-up: no interval yet
+    acc.n++;
+    for (const e of g.engines) {
+      if (!acc.engines.has(e.id)) acc.engines.set(e.id, { label: e.label, values: [], sources: new Set() });
+      const ea = acc.engines.get(e.id);
+      if (e.percent !== null) ea.values.push(e.percent);
+      ea.sources.add(e.source);
+    }
+    if (g.legacyUtil !== null) acc.legacy.push(g.legacyUtil);
+    if (g.total) acc.totals.set(g.total.label, (acc.totals.get(g.total.label) ?? 0) + 1);
+    if (g.disagreement) acc.disagree++;
+  }
+}
+
+const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+const fmt = (v) => (v === null ? '  n/a' : `${v.toFixed(1).padStart(5)}%`);
+const spanS = (trace.snapshots.at(-1).time - trace.snapshots[0].time) / 1000;
+console.log(`${file}: ${trace.snapshots.length} snapshots over ${spanS.toFixed(1)} s (interval ${trace.header.intervalMs} ms)`);
+const meanCost = mean(costs.filter((c) => typeof c === 'number'));
+if (meanCost !== null) {
+  console.log(`  collector: ${meanCost.toFixed(2)} ms per sampling pass (${((100 * meanCost) / trace.header.intervalMs).toFixed(2)}% of the interval on its thread)`);
+}
+// The --expect checks judge the GPU that was busiest (highest mean Total), the one running the load.
+const meanTotal = (acc) => mean([...acc.engines.values()].map((e) => mean(e.values) ?? 0));
+const busiest = [...perGpu.entries()].sort((a, b) => meanTotal(b[1]) - meanTotal(a[1]))[0]?.[0];
+let failed = false;
+for (const [index, acc] of perGpu) {
+  console.log(`  GPU ${index}: ${acc.name} (${acc.n} samples)`);
+  let lead = null;
+  for (const [id, ea] of acc.engines) {
+    const m = mean(ea.values);
+    if (m !== null && (lead === null || m > lead.mean)) lead = { id, label: ea.label, mean: m };
+    console.log(`    ${ea.label.padEnd(17)} ${fmt(m)}  (${[...ea.sources].join('/')})`);
+  }
+  const legacy = mean(acc.legacy);
+  console.log(`    ${'GPU-Util (NVML)'.padEnd(17)} ${fmt(legacy)}`);
+  console.log(`    leads: ${lead ? `${lead.label} (${lead.mean.toFixed(1)}%)` : 'n/a'}; Total named: ${[...acc.totals].map(([k, v]) => `${k} x${v}`).join(', ') || 'n/a'}; disagreement flagged in ${acc.disagree}/${acc.n}`);
+  if (expectLead && index === busiest) {
+    const ok = lead !== null && expectLead.includes(lead.id);
+    failed ||= !ok;
+    console.log(`    check: ${ok ? 'PASS' : 'FAIL'} leading engine ${lead?.id ?? 'n/a'} in {${expectLead.join(', ')}}`);
+  }
+  if (expectLegacyMin !== undefined && index === busiest) {
+    const ok = legacy !== null && legacy >= expectLegacyMin;
+    failed ||= !ok;
+    console.log(`    check: ${ok ? 'PASS' : 'FAIL'} mean GPU-Util ${legacy?.toFixed(1) ?? 'n/a'}% >= ${expectLegacyMin}%`);
+  }
+}
+process.exit(failed ? 3 : 0);
