@@ -45,11 +45,11 @@ export function GpuCard({ gpu, width, selected, compact, maxProcesses }: GpuCard
   const barWidth = Math.max(8, inner - LABEL_WIDTH - 6 - sparkWidth - 1);
   const borderColor = selected ? 'cyan' : 'gray';
   const header = (
-    <Box justifyContent="space-between">
-      <Text bold>
+    <Box flexDirection="column">
+      <Text bold wrap="truncate">
         GPU {gpu.index} · {gpu.name}
       </Text>
-      <Text>
+      <Text wrap="truncate">
         <Text bold color={colourFor(gpu.total?.percent ?? null)}>{formatTotal(gpu)}</Text>
         <Text>{'   '}</Text>
         <Text color={gpu.disagreement ? 'magenta' : undefined}>{formatLegacy(gpu)}</Text>

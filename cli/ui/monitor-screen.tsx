@@ -13,9 +13,9 @@ export interface MonitorScreenProps {
   rows: number;
 }
 
-/** Rows a full card needs: border 2 + header 1 + 8 engines + note 1 + stats 1 + processes. */
-const FULL_CARD_ROWS = 14;
-const COMPACT_CARD_ROWS = 3;
+/** Rows a full card needs: border 2 + header 2 + 8 engines + note 1 + stats 1 + processes. */
+const FULL_CARD_ROWS = 15;
+const COMPACT_CARD_ROWS = 4;
 
 export function MonitorScreen({ view, selected, paused, rateLabel, columns, rows }: MonitorScreenProps) {
   const width = Math.max(40, columns);
