@@ -132,10 +132,15 @@ Napi::Value MonitorStart(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// monitorSnapshot(afterSeq?) -> the latest snapshot, or null when there is none newer than afterSeq
+// (so polling costs nothing until the collector has published something new).
 Napi::Value MonitorSnapshot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::shared_ptr<const nvml::Snapshot> snap = TheCollector().Latest();
   if (!snap) return env.Null();
+  if (info.Length() > 0 && info[0].IsNumber() && static_cast<double>(snap->seq) <= info[0].As<Napi::Number>().DoubleValue()) {
+    return env.Null();
+  }
   Napi::Object o = Napi::Object::New(env);
   o.Set("seq", static_cast<double>(snap->seq));
   o.Set("time", snap->time_ms);

@@ -50,7 +50,7 @@ export class LiveSource implements SnapshotSource {
   }
 
   private poll(): void {
-    const snap = this.addon.monitorSnapshot();
+    const snap = this.addon.monitorSnapshot(this.lastSeq);
     if (!snap || snap.seq === this.lastSeq) return;
     this.lastSeq = snap.seq;
     this.listener?.(snap);

@@ -108,7 +108,8 @@ export interface MonitorSnapshot {
 export interface MonitorAddon {
   monitorProbe(): MonitorProbe;
   monitorStart(intervalMs: number): { ok: true } | { ok: false; reason: string };
-  monitorSnapshot(): MonitorSnapshot | null;
+  /** The latest snapshot; null before the first, or when none is newer than `afterSeq`. */
+  monitorSnapshot(afterSeq?: number): MonitorSnapshot | null;
   monitorStop(): void;
 }
 // ---- end gpu-monitor ----
