@@ -7,12 +7,14 @@
 # measures the CPU cost of the whole xllama process sampling at 500 ms for ~20 s.
 # Run from the repo root, after `source .device/on-device.sh` and with dist/ and the addon built:
 #   bash scripts/device/record-monitor-traces.sh
-# Writes to $OUT: trace-{tensor,memory,idle}.jsonl, once.txt, once.json, probe.json, summary.txt, load-*.log
+# Writes to $OUT: trace-{tensor,memory,idle}.jsonl, frame-{tensor,memory,idle}.txt (the panel at the end of
+# each trace), once.txt, once.json, probe.json, summary.txt, load-*.log
 set -uo pipefail
 : "${OUT:?set OUT to the folder for results}"
 mkdir -p "$OUT"
 [ -f dist/cli/main.js ] || { echo "record-monitor-traces: dist/ missing; run npm run build:ts first"; exit 1; }
-[ -f build/Release/xllama.node ] || { echo "record-monitor-traces: addon missing; run npm run build:addon first"; exit 1; }
+[ -f build/Release/xllama.node ] || { echo "record-monitor-traces: addon missing; run 'source scripts/device/setup.sh' (or npm run build:addon) first"; exit 1; }
+[ -d node_modules ] || { echo "record-monitor-traces: node_modules missing; run 'source scripts/device/setup.sh' first"; exit 1; }
 START=$SECONDS
 X="node bin/xllama.js"
 SUMMARY="$OUT/summary.txt"
@@ -41,13 +43,17 @@ else:
     step = lambda: dst.copy_(src)
 step(); torch.cuda.synchronize()
 print('READY', flush=True)
-n, t0 = 0, time.time()
+# Work per step, to report the achieved rate each second (a sanity check that the load is real).
+work, unit = (2 * 8192**3 / 1e12, 'TFLOP/s') if mode == 'tensor' else (2 * 2 * 1024**3 / 1e9, 'GB/s read+written')
+n, t0, last = 0, time.time(), time.time()
 while time.time() - t0 < secs:
     for _ in range(8):
         step()
     torch.cuda.synchronize()
     n += 8
-print(f'{mode}: {n} iterations in {time.time() - t0:.1f} s', flush=True)
+    if time.time() - last >= 1:
+        last = time.time()
+        print(f'{mode}: {n} steps in {last - t0:.1f} s = {n * work / (last - t0):.0f} {unit}', flush=True)
 PY
   LOAD_PID=$!
   for _ in $(seq 1 300); do
@@ -75,9 +81,14 @@ record idle
 
 say ""
 say "== summaries (xllama's own aggregation) =="
-[ -f "$OUT/trace-tensor.jsonl" ] && node scripts/device/summarize-trace.mjs "$OUT/trace-tensor.jsonl" --expect-lead compute,tensor --expect-legacy-min 90 2>&1 | tee -a "$SUMMARY"
-[ -f "$OUT/trace-memory.jsonl" ] && node scripts/device/summarize-trace.mjs "$OUT/trace-memory.jsonl" --expect-lead memory --expect-legacy-min 90 2>&1 | tee -a "$SUMMARY"
-[ -f "$OUT/trace-idle.jsonl" ] && node scripts/device/summarize-trace.mjs "$OUT/trace-idle.jsonl" 2>&1 | tee -a "$SUMMARY"
+summarize() {  # summarize NAME [checks...]: also writes the panel frame at the end of the trace
+  [ -f "$OUT/trace-$1.jsonl" ] || { say "trace-$1.jsonl: missing"; return; }
+  local name=$1; shift
+  FORCE_COLOR=0 node scripts/device/summarize-trace.mjs "$OUT/trace-$name.jsonl" --frame "$OUT/frame-$name.txt" "$@" 2>&1 | tee -a "$SUMMARY"
+}
+summarize tensor --expect-lead compute,tensor --expect-legacy-min 90
+summarize memory --expect-lead memory --expect-legacy-min 90
+summarize idle
 
 # CPU cost: process CPU time (utime+stime from /proc/PID/stat) of a --json run at 500 ms, over ~20 s.
 say ""

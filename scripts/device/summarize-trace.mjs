@@ -3,8 +3,10 @@
 // mean % per engine, mean legacy GPU-Util, which engine leads, how often each engine was Total,
 // and the collector's own cost per sampling pass.
 //   node scripts/device/summarize-trace.mjs TRACE.jsonl [--expect-lead compute,tensor] [--expect-legacy-min 90]
+//                                           [--frame FILE]
 // With --expect-*, prints "check: PASS|FAIL ..." lines and exits 3 when a check fails.
-import { readFileSync } from 'node:fs';
+// --frame FILE writes the interactive panel as it looks at the end of the trace (100 columns, no colour).
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -13,7 +15,7 @@ const { parseTrace } = await import(join(root, 'dist/cli/monitor/trace.js'));
 const { MonitorModel } = await import(join(root, 'dist/cli/monitor/aggregate.js'));
 
 const args = process.argv.slice(2);
-const file = args.find((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1].startsWith('--expect')));
+const file = args.find((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1].startsWith('--')));
 if (!file) {
   console.error('usage: summarize-trace.mjs TRACE.jsonl [--expect-lead id,id] [--expect-legacy-min N]');
   process.exit(2);
@@ -23,6 +25,7 @@ const opt = (name) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const expectLead = opt('--expect-lead')?.split(',');
+const frameFile = opt('--frame');
 const expectLegacyMin = opt('--expect-legacy-min') === undefined ? undefined : Number(opt('--expect-legacy-min'));
 
 let trace;
@@ -35,9 +38,11 @@ try {
 const model = new MonitorModel();
 const perGpu = new Map();
 const costs = [];
+let lastView = null;
 for (const snap of trace.snapshots) {
   costs.push(snap.sampleCostMs);
   const view = model.update(snap);
+  lastView = view;
   for (const g of view.gpus) {
     if (!perGpu.has(g.index)) perGpu.set(g.index, { name: g.name, engines: new Map(), legacy: [], totals: new Map(), disagree: 0, n: 0 });
     const acc = perGpu.get(g.index);
@@ -88,5 +93,18 @@ for (const [index, acc] of perGpu) {
     failed ||= !ok;
     console.log(`    check: ${ok ? 'PASS' : 'FAIL'} mean GPU-Util ${legacy?.toFixed(1) ?? 'n/a'}% >= ${expectLegacyMin}%`);
   }
+}
+if (frameFile) {
+  const { default: React } = await import('react');
+  const { renderToString } = await import('ink');
+  const { MonitorScreen } = await import(join(root, 'dist/cli/ui/monitor-screen.js'));
+  const frame = renderToString(
+    React.createElement(MonitorScreen, {
+      view: lastView, selected: 0, paused: false, rateLabel: `every ${trace.header.intervalMs} ms`, columns: 100, rows: 60,
+    }),
+    { columns: 100 },
+  );
+  writeFileSync(frameFile, `${frame}\n`);
+  console.log(`  panel frame at the end of the trace: ${frameFile}`);
 }
 process.exit(failed ? 3 : 0);
