@@ -7,7 +7,9 @@ namespace xllama::nvml {
 namespace {
 
 constexpr unsigned long long kNotAvailable = ~0ULL;  // NVML_VALUE_NOT_AVAILABLE as unsigned long long
-constexpr auto kGpmMinGap = std::chrono::milliseconds(100);  // GPM needs samples >= 100 ms apart
+// GPM needs samples about 100 ms apart or more; the collector schedules passes at >= 100 ms, and the
+// 5 ms tolerance absorbs scheduling jitter (the metrics are rates over the measured gap, so stay exact).
+constexpr auto kGpmMinGap = std::chrono::milliseconds(95);
 constexpr int kMaxInstances = 8;  // NVDEC_0..7, NVJPG_0..7 ids exist; NVOFA has one id in NVML 12.2
 
 // nvmlGpmMetricsGet_t plus slack: a newer driver with a larger NVML_GPM_METRIC_MAX can never write
@@ -140,7 +142,11 @@ void DeviceSampler::SampleLegacy(GpuSample& s) {
 
 void DeviceSampler::SamplePcie(GpuSample& s) {
   unsigned int v = 0;
-  if (!lib_.nvmlDeviceGetPcieThroughput) {
+  // nvmlDeviceGetPcieThroughput blocks ~20 ms per call; skip it when GPM already measured PCIe.
+  const bool gpm_has_pcie = s.gpm.pcie_tx.has_value() && s.gpm.pcie_rx.has_value();
+  if (gpm_has_pcie) {
+    // nothing: the Copy engine uses the GPM rates
+  } else if (!lib_.nvmlDeviceGetPcieThroughput) {
     s.unavailable.emplace("pcieThroughput", "not in this NVIDIA driver");
   } else {
     // NVML reports KB/s measured over a 20 ms window.
@@ -191,7 +197,8 @@ void DeviceSampler::SampleProcesses(GpuSample& s) {
   if (lib_.nvmlDeviceGetProcessUtilization) {
     unsigned int n = 0;
     rc = lib_.nvmlDeviceGetProcessUtilization(device_, nullptr, &n, last_process_ts_);
-    if (rc == NVML_ERROR_INSUFFICIENT_SIZE && n > 0) {
+    // The size query answers INSUFFICIENT_SIZE (or SUCCESS on some drivers) with the sample count.
+    if ((rc == NVML_ERROR_INSUFFICIENT_SIZE || rc == NVML_SUCCESS) && n > 0) {
       std::vector<nvmlProcessUtilizationSample_t> samples(n + 8);
       n = static_cast<unsigned int>(samples.size());
       rc = lib_.nvmlDeviceGetProcessUtilization(device_, samples.data(), &n, last_process_ts_);

@@ -116,8 +116,10 @@ async function runOnce(s: Settings): Promise<void> {
     view = await new Promise<MonitorView | null>((resolve, reject) => {
       // GPM metrics exist from the second sample on; give the collector a few intervals at most.
       const deadline = setTimeout(() => resolve(session.latest), s.intervalMs * 4 + 2000);
+      // Ready once no GPU is still waiting for its second GPM sample (or after a few samples regardless).
+      const warmingUp = (v: MonitorView) => v.gpus.some((g) => g.unavailable.gpm?.startsWith('waiting'));
       session.onView((v) => {
-        if (v.seq >= 2) {
+        if ((v.seq >= 2 && !warmingUp(v)) || v.seq >= 5) {
           clearTimeout(deadline);
           resolve(v);
         }
