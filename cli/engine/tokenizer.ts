@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.js';
 import type { TokenizerFiles } from './model-spec.js';
+import { flattenAddedTokens } from './loader/tokenizer-config.js';
 
 export interface EncodeOptions {
   /** Add BOS/EOS the way the model's tokenizer does (add_bos_token / add_eos_token, else its post-processor). */
@@ -19,25 +20,6 @@ export interface DecodeOptions {
 export interface SpecialIds {
   bosTokenId: number | null;
   eosTokenIds: number[];
-}
-
-/**
- * Older tokenizer_config.json files wrap tokens as `{"__type": "AddedToken", "content": "<s>", ...}`;
- * newer ones write the string. Both become the string, recursively (additional_special_tokens is a list).
- */
-export function flattenAddedTokens(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(flattenAddedTokens);
-  if (value !== null && typeof value === 'object') {
-    const obj = value as Record<string, unknown>;
-    if (obj.__type === 'AddedToken' && typeof obj.content === 'string') return obj.content;
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(obj)) {
-      // added_tokens_decoder entries are plain {content, special…} objects the library reads as is.
-      out[k] = k === 'added_tokens_decoder' ? v : flattenAddedTokens(v);
-    }
-    return out;
-  }
-  return value;
 }
 
 /** A token named in tokenizer_config.json: a string, or an object with `content` (either form). */
@@ -73,6 +55,7 @@ export class TextTokenizer {
 
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>, ids: SpecialIds,
               source = 'tokenizer.json') {
+    // The loader has flattened `__type: AddedToken` objects already; configs given directly may not be.
     const config = flattenAddedTokens(tokenizerConfig) as Record<string, unknown>;
     try {
       this.hf = new HfTokenizer(tokenizerJson, config);
