@@ -136,3 +136,17 @@ test('a cuda or dummy model on a build without CUDA is a one-line UserError', as
   await assert.rejects(openModel(NAME, { backend: 'cuda' }), oneLineUserError(/no CUDA backend/));
   await assert.rejects(NativeModel.openDummy('tiny'), oneLineUserError(/no CUDA backend/));
 });
+
+test('closeModel while a native forward is running defers the free until it finishes', async () => {
+  const { loadAddon } = await import('../../cli/native/addon.js');
+  const { loadModelSpec } = await import('../../cli/engine/loader/index.js');
+  const { modelDir } = await import('./reference.js');
+  const addon = loadAddon();
+  const handle = await addon.loadModel(loadModelSpec(modelDir(NAME)), { backend: 'cpu', maxSeqLen: 0, threads: 0, device: 0, maxChunkTokens: 512 });
+  const running = addon.forward(handle, Int32Array.from(ids), 0, true);
+  addon.closeModel(handle);
+  const logits = await running;
+  assert.equal(logits.length, ids.length * 512);
+  assert.throws(() => addon.cacheLength(handle), (e: Error & { code?: string }) => e.code === 'closed');
+  addon.closeModel(handle); // closing twice is harmless
+});
