@@ -45,20 +45,16 @@ export class ChatTemplate {
   }
 
   render(messages: readonly ChatMessage[], options: RenderOptions = {}): string {
-    const raiseException = (message: string): never => {
-      throw new UserError(`${this.source}: chat template refused the conversation: ${message}`);
-    };
     try {
+      // @huggingface/jinja defines raise_exception itself: it throws an Error with the template's message.
       return this.template.render({
         messages: messages.map((m) => ({ role: m.role, content: m.content })),
         add_generation_prompt: options.addGenerationPrompt ?? true,
         bos_token: this.tokens.bosToken ?? '',
         eos_token: this.tokens.eosToken ?? '',
-        raise_exception: raiseException,
       });
     } catch (err) {
-      if (err instanceof UserError) throw err;
-      throw new UserError(`${this.source}: chat template failed to render (${(err as Error).message})`);
+      throw new UserError(`${this.source}: chat template: ${String((err as Error).message).split('\n')[0]}`);
     }
   }
 }
