@@ -48,8 +48,6 @@ export class TextTokenizer {
   readonly addEos: boolean | null;
   /** Raw chat_template from tokenizer_config.json, if any. */
   readonly chatTemplate: string | null;
-  /** Number of ids the tokenizer knows, added tokens included. */
-  readonly size: number;
   private readonly hf: HfTokenizer;
   private readonly specialIds: Set<number>;
 
@@ -62,11 +60,6 @@ export class TextTokenizer {
     } catch (err) {
       throw new UserError(`${source}: unsupported or invalid tokenizer (${(err as Error).message})`);
     }
-    const vocab = this.hf.get_vocab(true);
-    let maxId = -1;
-    for (const id of vocab.values()) if (id > maxId) maxId = id;
-    this.size = maxId + 1;
-
     this.bosToken = tokenContent(config.bos_token);
     this.eosToken = tokenContent(config.eos_token);
     const lookup = (t: string | null): number | null => (t === null ? null : this.hf.token_to_id(t) ?? null);
