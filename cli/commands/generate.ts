@@ -85,6 +85,16 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
   const abort = new AbortController();
   const onSigint = () => abort.abort();
   process.once('SIGINT', onSigint);
+  // A reader that goes away (`| head`) ends generation quietly instead of crashing on EPIPE.
+  let stdoutOpen = true;
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    stdoutOpen = false;
+    abort.abort();
+  });
+  const print = (s: string) => {
+    if (stdoutOpen) process.stdout.write(s);
+  };
   const loadStart = performance.now();
   const model = await NativeModel.open(spec, { backend, maxSeqLen, threads }).catch((err: unknown) => {
     spinner.stop();
@@ -99,18 +109,18 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
     for await (const token of run) {
       spinner.stop();
       text += token.text;
-      if (!flags.json && token.text) process.stdout.write(token.text);
+      if (!flags.json && token.text) print(token.text);
     }
     spinner.stop();
     const stats = run.stats;
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify({
+      print(`${JSON.stringify({
         model: spec.dir, backend: model.backend, seed, sampling, stop, maxTokens, maxSeqLen: model.maxSeqLen,
         text, promptIds: ids, generatedIds: run.generatedIds, stopReason: stats.stopReason,
         timings: { loadMs, ...stats },
       })}\n`);
     } else {
-      if (!text.endsWith('\n')) process.stdout.write('\n');
+      if (!text.endsWith('\n')) print('\n');
       process.stderr.write(statsLine(stats, model.backend));
     }
   } finally {

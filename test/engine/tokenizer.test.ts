@@ -91,3 +91,25 @@ test("stories260K: llama2.c's 201 greedy ids decode to its expected text", () =>
   assert.equal(tok.decode(ids), expected);
   assert.deepEqual(tok.encode(expected, { addSpecial: true }), ids);
 });
+
+test('without add_bos_token in tokenizer_config.json, the post-processor of tokenizer.json decides', () => {
+  const json = JSON.parse(readFileSync(join(storiesDir, 'tokenizer.json'), 'utf8'));
+  const ids = { bosTokenId: 1, eosTokenIds: [2] };
+  // stories260K's TemplateProcessing adds <s>.
+  const withTemplate = new TextTokenizer(json, { bos_token: '<s>', eos_token: '</s>' }, ids);
+  assert.equal(withTemplate.addBos, null);
+  assert.deepEqual(withTemplate.encode('One day', { addSpecial: true }), [1, ...withTemplate.encode('One day')]);
+  // No post-processor (as Qwen2): nothing is added.
+  const plain = new TextTokenizer({ ...json, post_processor: null }, {}, ids);
+  assert.deepEqual(plain.encode('One day', { addSpecial: true }), plain.encode('One day'));
+  // BOS/EOS ids then come from config.json / generation_config.json.
+  assert.equal(plain.bosId, 1);
+  assert.deepEqual(plain.eosIds, [2]);
+});
+
+test('EOS ids: the tokenizer eos_token first, then every id of config/generation_config', () => {
+  const json = JSON.parse(readFileSync(join(storiesDir, 'tokenizer.json'), 'utf8'));
+  const tok = new TextTokenizer(json, { eos_token: { __type: 'AddedToken', content: '</s>' } },
+    { bosTokenId: 1, eosTokenIds: [0, 2] });
+  assert.deepEqual(tok.eosIds, [2, 0]);
+});
