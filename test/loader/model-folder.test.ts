@@ -165,3 +165,22 @@ test('eos_token_id as a list in generation_config.json merges with config.json',
   assert.equal(noGen.bosTokenId, 1);
   assert.equal(noGen.tokenizer.generationConfig, null);
 });
+
+test('no grouping (group_size -1): one scales/qzeros row per linear, declared or inferred', () => {
+  const dir = copyFixture(G32);
+  rewriteTensors(join(dir, 'model.safetensors'), (ts) => ts.map((t) => {
+    if (t.name.endsWith('.scales') || t.name.endsWith('.qzeros')) {
+      const rowBytes = t.data.length / t.shape[0]!;
+      return { ...t, shape: [1, t.shape[1]!], data: t.data.subarray(0, rowBytes) };
+    }
+    if (t.name.endsWith('.g_idx')) return { ...t, data: Buffer.alloc(t.data.length) };
+    return t;
+  }));
+  editJson(join(dir, 'config.json'), (c) => { c.quantization_config.group_size = -1; });
+  const declared = loadModelSpec(dir);
+  assert.equal(declared.quant?.groupSize, -1);
+  assert.deepEqual(declared.tensors['model.layers.0.mlp.down_proj.scales']?.shape, [1, 64]);
+  removeQuantInfo(dir);
+  assert.deepEqual(loadModelSpec(dir).quant,
+    { bits: 4, groupSize: -1, descAct: false, sym: true, checkpointFormat: 'gptq', source: 'inferred' });
+});
