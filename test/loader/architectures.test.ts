@@ -114,3 +114,16 @@ test('unquantized BF16 and F32 checkpoints are accepted and take fp16 GPU memory
   assert.equal(spec.tensors['model.norm.weight']?.dtype, 'F32');
   assert.equal(weightsGpuBytes(spec), 520_064);
 });
+
+test('unknown extra tensors (rotary inv_freq, other dtypes) are ignored', () => {
+  const dir = copyFixture(G32);
+  rewriteTensors(join(dir, 'model.safetensors'), (ts) => [
+    ...ts,
+    { name: 'model.layers.0.self_attn.rotary_emb.inv_freq', dtype: 'F32', shape: [4], data: Buffer.alloc(16) },
+    { name: 'model.layers.0.self_attn.rotary_emb.position_ids', dtype: 'I64', shape: [3], data: Buffer.alloc(24) },
+  ]);
+  const spec = loadModelSpec(dir);
+  assert.deepEqual(spec.tensors['model.layers.0.self_attn.rotary_emb.inv_freq']?.shape, [4]);
+  assert.equal(spec.tensors['model.layers.0.self_attn.rotary_emb.position_ids'], undefined); // not a dtype the engine maps
+  assert.equal(parameterCount(spec), 279_232);
+});

@@ -2,9 +2,9 @@
 // code 2, and no stack trace. Each test damages its own copy of a fixture.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCli } from '../helpers/run-cli.js';
+import { fixtures, runCli } from '../helpers/run-cli.js';
 import { readRaw, readSafetensors, rewriteHeader, rewriteTensors, writeRaw, writeSafetensors } from '../helpers/safetensors-writer.js';
 import { FP16, G32, copyFixture, editJson, fixtureModel } from './model-dir.js';
 
@@ -177,16 +177,16 @@ test('a missing norm of the last layer', () => {
   assertRefused(dir, 'tensor model.layers.4.post_attention_layernorm.weight is missing');
 });
 
-test('3-bit quantization_config in config.json: only 4-bit', () => {
+test('the real 3-bit config.json (Genz-70B branch): only 4-bit', () => {
   const dir = copyFixture(G32);
-  editJson(join(dir, 'config.json'), (c) => { c.quantization_config.bits = 3; });
+  copyFileSync(join(fixtures, 'configs', 'TheBloke_Genz-70b-GPTQ', 'config.3bit_branch.json'), join(dir, 'config.json'));
   assertRefused(dir, 'config.json: quantization_config.bits is 3; only 4-bit GPTQ is supported');
 });
 
-test('8-bit quantize_config.json: only 4-bit', () => {
+test('the real 8-bit quantize_config.json (MythoMax branch): only 4-bit', () => {
   const dir = copyFixture(G32);
   editJson(join(dir, 'config.json'), (c) => { delete c.quantization_config; });
-  editJson(join(dir, 'quantize_config.json'), (c) => { c.bits = 8; });
+  copyFileSync(join(fixtures, 'configs', 'TheBloke_MythoMax-L2-13B-GPTQ', 'quantize_config.8bit_nogroup_actorder.json'), join(dir, 'quantize_config.json'));
   assertRefused(dir, 'quantize_config.json: bits is 8; only 4-bit GPTQ is supported');
 });
 
