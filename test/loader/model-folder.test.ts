@@ -89,6 +89,8 @@ test('GPTQ settings inferred from tensor shapes when no config has them (g32, no
   const r = runCli(['info', dir, '--json']);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).quantization.source, 'inferred');
+  const human = runCli(['info', dir]);
+  assert.match(human.stdout, /^quantization +GPTQ 4-bit, group size 32, act-order no, symmetric, format gptq \(inferred from the tensors\)$/m);
 });
 
 test('act-order inferred from a g_idx that is not k // group_size (g64)', () => {
