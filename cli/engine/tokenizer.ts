@@ -5,6 +5,7 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.js';
 import type { TokenizerFiles } from './model-spec.js';
 import { flattenAddedTokens } from './loader/tokenizer-config.js';
+import { pickTemplate } from './chat-template.js';
 
 export interface EncodeOptions {
   /** Add BOS/EOS the way the model's tokenizer does (add_bos_token / add_eos_token, else its post-processor). */
@@ -46,7 +47,7 @@ export class TextTokenizer {
   /** From tokenizer_config.json; null when absent (then the post-processor decides). */
   readonly addBos: boolean | null;
   readonly addEos: boolean | null;
-  /** Raw chat_template from tokenizer_config.json, if any. */
+  /** chat_template from tokenizer_config.json (the 'default' one of a named list), if any. */
   readonly chatTemplate: string | null;
   private readonly hf: HfTokenizer;
   private readonly specialIds: Set<number>;
@@ -69,7 +70,7 @@ export class TextTokenizer {
     this.eosIds = [...new Set<number>([...(eosFromConfig === null ? [] : [eosFromConfig]), ...ids.eosTokenIds])];
     this.addBos = typeof config.add_bos_token === 'boolean' ? config.add_bos_token : null;
     this.addEos = typeof config.add_eos_token === 'boolean' ? config.add_eos_token : null;
-    this.chatTemplate = typeof config.chat_template === 'string' ? config.chat_template : null;
+    this.chatTemplate = pickTemplate(config.chat_template);
 
     this.specialIds = new Set<number>();
     for (const [id, tok] of this.hf.get_added_tokens_decoder()) if (tok.special) this.specialIds.add(id);

@@ -6,6 +6,7 @@ import { fixtures } from '../helpers/run-cli.js';
 import { ChatTemplate, chatTemplateFor, pickTemplate, type ChatMessage } from '../../cli/engine/chat-template.js';
 import { UserError } from '../../cli/errors.js';
 import { fixtureTokenizer } from './fixture-tokenizers.js';
+import { TextTokenizer } from '../../cli/engine/tokenizer.js';
 
 /** Real chat_template strings (ollama's test data), one `{family: template}` object per line. */
 const entries = readFileSync(join(fixtures, 'chat-templates', 'templates.jsonl'), 'utf8')
@@ -76,4 +77,20 @@ test('a list of named templates picks "default"', () => {
   assert.equal(pickTemplate([{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }]), 'D');
   assert.equal(pickTemplate('S'), 'S');
   assert.equal(pickTemplate(undefined), null);
+});
+
+test("the tokenizer exposes the config's chat_template, rendered with its own BOS/EOS", () => {
+  const dir = join(fixtures, 'tokenizers', 'mistral');
+  const json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
+  const config = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8'));
+  assert.equal(fixtureTokenizer('mistral').chatTemplate, null);
+  const text = templateOf('mistral-instruct', "eos_token}}");
+  const tok = new TextTokenizer(json, { ...config, chat_template: [{ name: 'default', template: text }] },
+    { bosTokenId: null, eosTokenIds: [] });
+  assert.equal(tok.chatTemplate, text);
+  const { template, isFallback } = chatTemplateFor(tok.chatTemplate, tok, 'mistral');
+  assert.equal(isFallback, false);
+  const ids = tok.encode(template.render(TURNS.slice(0, 2)));
+  assert.equal(ids[0], tok.bosId);
+  assert.equal(ids.at(-1), tok.eosIds[0]);
 });
