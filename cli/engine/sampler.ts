@@ -89,6 +89,11 @@ export function applyPenalties(logits: Float32Array, p: SamplingParams, seen: It
 export interface Candidates {
   ids: number[];
   logits: number[];
+  /**
+   * Weight, relative to exp(top logit), of tokens left out only to save sorting (not filtered out): top-p
+   * must count them in the total mass. 0 or absent when the candidates are the whole distribution.
+   */
+  rest?: number;
 }
 
 /** The k largest logits, largest first; on ties the lower id wins (stable). */
@@ -117,23 +122,49 @@ export function allCandidates(logits: ArrayLike<number>): Candidates {
   return { ids, logits: ids.map((i) => logits[i]!) };
 }
 
-/** Softmax of the candidates' logits (float64). */
-export function softmax(logits: readonly number[]): number[] {
+/**
+ * The tokens whose temperature-scaled probability is at least `cut` × the top one's, sorted, with the
+ * weight of the others in `rest`. Without a cut that reaches far enough (`mass`), widens it: top-p over
+ * a large vocabulary then sorts a few hundred tokens instead of all of them, with the same result.
+ */
+export function likelyCandidates(logits: ArrayLike<number>, invT: number, cut: number, mass = 0): Candidates {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+  const w = new Float64Array(logits.length);
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) total += (w[i] = Math.exp((logits[i]! - max) * invT));
+  let kept = 0;
+  for (;;) {
+    kept = 0;
+    for (let i = 0; i < w.length; i++) if (w[i]! >= cut) kept += w[i]!;
+    // A margin so that rounding in topPFilter's own sum can't leave the nucleus short.
+    if (kept >= (mass + 1e-9) * total || cut === 0) break;
+    cut = cut > 1e-300 ? cut * 1e-4 : 0;
+  }
+  const ids: number[] = [];
+  for (let i = 0; i < w.length; i++) if (w[i]! >= cut) ids.push(i);
+  ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  return { ids, logits: ids.map((i) => logits[i]! * invT), rest: total - kept };
+}
+
+/** Softmax of the candidates' logits (float64); `rest` adds weight outside them (relative to the top). */
+export function softmax(logits: readonly number[], rest = 0): number[] {
   let max = -Infinity;
   for (const v of logits) if (v > max) max = v;
   const out = logits.map((v) => Math.exp(v - max));
-  const sum = out.reduce((a, b) => a + b, 0);
+  const sum = out.reduce((a, b) => a + b, 0) + rest;
   return out.map((v) => v / sum);
 }
 
+/** The first n candidates, as a filtered (complete) distribution. */
 function keep(c: Candidates, n: number): Candidates {
-  return n >= c.ids.length ? c : { ids: c.ids.slice(0, n), logits: c.logits.slice(0, n) };
+  return { ids: c.ids.slice(0, n), logits: c.logits.slice(0, n) };
 }
 
 /** Keeps the smallest prefix (most likely first) whose probability mass reaches topP; at least one token. */
 export function topPFilter(c: Candidates, topP: number): Candidates {
   if (topP >= 1) return c;
-  const probs = softmax(c.logits);
+  const probs = softmax(c.logits, c.rest ?? 0);
   let cum = 0;
   let n = 0;
   // A token is kept while the mass of the tokens before it is still below topP (HF's rule).
@@ -240,8 +271,17 @@ export class Sampler {
       for (let i = 0; i < logits.length; i++) probs[i] = Math.exp((logits[i]! - max) * invT);
       return pickIndex(probs, this.rng.uniform());
     }
-    let c = p.topK > 0 && p.topK < logits.length ? topKCandidates(logits, p.topK) : allCandidates(logits);
-    c = { ids: c.ids, logits: c.logits.map((v) => v * invT) };
+    let c: Candidates;
+    if (p.topK > 0 && p.topK < logits.length) {
+      const top = topKCandidates(logits, p.topK);
+      c = { ids: top.ids, logits: top.logits.map((v) => v * invT) };
+    } else if (p.typicalP < 1) {
+      const all = allCandidates(logits);
+      c = { ids: all.ids, logits: all.logits.map((v) => v * invT) };
+    } else {
+      // Only top-p and/or min-p: tokens below min-p's cut never survive, and top-p needs only its nucleus.
+      c = likelyCandidates(logits, invT, p.minP > 0 ? p.minP : 1e-4, p.topP < 1 ? p.topP : 0);
+    }
     c = topPFilter(c, p.topP);
     c = minPFilter(c, p.minP);
     c = typicalFilter(c, p.typicalP);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_SAMPLING, Sampler, allCandidates, applyPenalties, argmax, checkSampling, minPFilter, pickIndex, softmax,
+  DEFAULT_SAMPLING, Sampler, allCandidates, likelyCandidates, applyPenalties, argmax, checkSampling, minPFilter, pickIndex, softmax,
   topKCandidates, topPFilter, typicalFilter, type SamplingParams,
 } from '../../cli/engine/sampler.js';
 import { Rng } from '../../cli/engine/rng.js';
@@ -50,6 +50,23 @@ test('top-p keeps the smallest most-likely set whose mass reaches p', () => {
   assert.deepEqual(topPFilter(hand, 0.79).ids, [7, 8]);
   assert.deepEqual(topPFilter(hand, 0.81).ids, [7, 8, 9]);
   assert.deepEqual(topPFilter(hand, 0.01).ids, [7]);
+});
+
+test('without top-k, top-p and min-p sort only likely tokens and keep exactly the same set', () => {
+  for (const seed of [4, 5, 6]) {
+    const logits = randomLogits(5000, seed);
+    for (const t of [0.3, 1, 2]) {
+      const all = allCandidates(logits);
+      const scaled = { ids: all.ids, logits: all.logits.map((v) => v / t) };
+      for (const p of [0.05, 0.5, 0.9, 0.999]) {
+        const fast = topPFilter(likelyCandidates(logits, 1 / t, 1e-4, p), p);
+        assert.deepEqual(fast.ids, topPFilter(scaled, p).ids, `T=${t} p=${p}`);
+      }
+      for (const m of [0.001, 0.2]) {
+        assert.deepEqual(minPFilter(likelyCandidates(logits, 1 / t, m), m).ids, minPFilter(scaled, m).ids, `T=${t} min-p=${m}`);
+      }
+    }
+  }
 });
 
 test('min-p drops exactly the tokens below min-p × the top probability', () => {
