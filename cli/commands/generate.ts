@@ -58,73 +58,91 @@ function statsLine(s: GenerationStats, backend: string): string {
     `first token after ${f(s.timeToFirstTokenMs)} ms; stop: ${s.stopReason ?? 'none'}\n`;
 }
 
-async function runGenerate(flags: GenerateFlags): Promise<void> {
+/** Every flag checked and converted; nothing is read from disk yet. */
+function parseFlags(flags: GenerateFlags) {
   if (!flags.model) throw new UserError('-m/--model: give the model folder');
   if (flags.prompt === undefined) throw new UserError('-p/--prompt: give the prompt text');
-  const maxTokens = parseInteger(flags.maxTokens, '-n/--max-tokens', 0) ?? DEFAULT_MAX_TOKENS;
-  const sampling = samplingFrom(flags);
-  const seed = parseInteger(flags.seed, '--seed', 0) ?? randomSeed();
-  const backend = parseBackend(flags.backend);
-  const maxSeqLenFlag = parseInteger(flags.maxSeqLen, '--max-seq-len', 2);
-  const threads = parseInteger(flags.threads, '--threads', 1);
   const stop = flags.stop ?? [];
   if (stop.some((s) => s.length === 0)) throw new UserError('--stop: a stop string is empty');
+  return {
+    model: flags.model,
+    prompt: flags.prompt,
+    maxTokens: parseInteger(flags.maxTokens, '-n/--max-tokens', 0) ?? DEFAULT_MAX_TOKENS,
+    sampling: samplingFrom(flags),
+    seed: parseInteger(flags.seed, '--seed', 0) ?? randomSeed(),
+    backend: parseBackend(flags.backend),
+    maxSeqLen: parseInteger(flags.maxSeqLen, '--max-seq-len', 2),
+    threads: parseInteger(flags.threads, '--threads', 1),
+    stop,
+  };
+}
 
-  // Everything that can be checked without the weights is checked before they are mapped.
-  const spec = loadModelSpec(flags.model);
-  const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
-  const ids = promptIds(tokenizer, flags.prompt);
-  const modelMax = spec.arch.maxPositionEmbeddings;
-  if (maxSeqLenFlag !== undefined && maxSeqLenFlag > modelMax) {
-    throw new UserError(`--max-seq-len: ${maxSeqLenFlag} is more than the model's max_position_embeddings (${modelMax})`);
-  }
-  const maxSeqLen = maxSeqLenFlag ?? modelMax;
-  checkPromptFits(ids, maxSeqLen, maxSeqLenFlag !== undefined ? '--max-seq-len' : "the model's context");
-
-  const spinner = startSpinner(`loading ${spec.dir}`);
-  const abort = new AbortController();
-  const onSigint = () => abort.abort();
-  process.once('SIGINT', onSigint);
-  // A reader that goes away (`| head`) ends generation quietly instead of crashing on EPIPE.
-  let stdoutOpen = true;
+/** stdout writes that stop, and abort generation, when the reader goes away (`| head`) instead of crashing. */
+function stdoutWriter(abort: AbortController): (text: string) => void {
+  let open = true;
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EPIPE') throw err;
-    stdoutOpen = false;
+    open = false;
     abort.abort();
   });
-  const print = (s: string) => {
-    if (stdoutOpen) process.stdout.write(s);
+  return (text) => {
+    if (open && text) process.stdout.write(text);
   };
+}
+
+async function runGenerate(flags: GenerateFlags): Promise<void> {
+  const opts = parseFlags(flags);
+  // Everything that can be checked without the weights is checked before they are mapped.
+  const spec = loadModelSpec(opts.model);
+  const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
+  const ids = promptIds(tokenizer, opts.prompt);
+  const modelMax = spec.arch.maxPositionEmbeddings;
+  if (opts.maxSeqLen !== undefined && opts.maxSeqLen > modelMax) {
+    throw new UserError(`--max-seq-len: ${opts.maxSeqLen} is more than the model's max_position_embeddings (${modelMax})`);
+  }
+  checkPromptFits(ids, opts.maxSeqLen ?? modelMax, opts.maxSeqLen !== undefined ? '--max-seq-len' : "the model's context");
+
+  const spinner = startSpinner(`loading ${spec.dir}`);
   const loadStart = performance.now();
-  const model = await NativeModel.open(spec, { backend, maxSeqLen, threads }).catch((err: unknown) => {
-    spinner.stop();
-    throw err;
-  });
+  let model: NativeModel;
   try {
-    const loadMs = performance.now() - loadStart;
-    checkPromptFits(ids, model.maxSeqLen, `the KV cache (${model.backend})`);
-    spinner.setText(`reading the prompt (${ids.length} tokens)`);
-    const run = generate(model, tokenizer, ids, { maxTokens, sampling, seed, stop, signal: abort.signal });
-    let text = '';
-    for await (const token of run) {
-      spinner.stop();
-      text += token.text;
-      if (!flags.json && token.text) print(token.text);
-    }
+    model = await NativeModel.open(spec, { backend: opts.backend, maxSeqLen: opts.maxSeqLen ?? modelMax, threads: opts.threads });
+  } finally {
     spinner.stop();
+  }
+  const loadMs = performance.now() - loadStart;
+  const abort = new AbortController();
+  const onSigint = () => abort.abort(); // a second Ctrl-C kills as usual
+  process.once('SIGINT', onSigint);
+  const print = stdoutWriter(abort);
+  try {
+    checkPromptFits(ids, model.maxSeqLen, `the KV cache (${model.backend})`);
+    const prefill = startSpinner(`reading the prompt (${ids.length} tokens)`);
+    const run = generate(model, tokenizer, ids, {
+      maxTokens: opts.maxTokens, sampling: opts.sampling, seed: opts.seed, stop: opts.stop, signal: abort.signal,
+    });
+    let text = '';
+    try {
+      for await (const token of run) {
+        prefill.stop();
+        text += token.text;
+        if (!flags.json) print(token.text);
+      }
+    } finally {
+      prefill.stop();
+    }
     const stats = run.stats;
     if (flags.json) {
       print(`${JSON.stringify({
-        model: spec.dir, backend: model.backend, seed, sampling, stop, maxTokens, maxSeqLen: model.maxSeqLen,
-        text, promptIds: ids, generatedIds: run.generatedIds, stopReason: stats.stopReason,
-        timings: { loadMs, ...stats },
+        model: spec.dir, backend: model.backend, seed: opts.seed, sampling: opts.sampling, stop: opts.stop,
+        maxTokens: opts.maxTokens, maxSeqLen: model.maxSeqLen, text, promptIds: ids, generatedIds: run.generatedIds,
+        stopReason: stats.stopReason, timings: { loadMs, ...stats },
       })}\n`);
     } else {
       if (!text.endsWith('\n')) print('\n');
       process.stderr.write(statsLine(stats, model.backend));
     }
   } finally {
-    spinner.stop();
     process.removeListener('SIGINT', onSigint);
     model.close();
   }

@@ -1,4 +1,5 @@
-// An ora spinner on stderr, only when stderr is a terminal (piped runs and tests see nothing).
+// An ora spinner on stderr, only when stderr is a terminal (piped runs and tests see nothing). A terminal
+// that reports no width (some pseudo-terminals) gets none: ora would try to clear endless lines.
 import ora, { type Ora } from 'ora';
 
 export interface Spinner {
@@ -7,7 +8,7 @@ export interface Spinner {
 }
 
 export function startSpinner(text: string): Spinner {
-  if (!process.stderr.isTTY) return { setText: () => {}, stop: () => {} };
+  if (!process.stderr.isTTY || !(process.stderr.columns > 0)) return { setText: () => {}, stop: () => {} };
   let spinner: Ora | null = ora({ text, stream: process.stderr }).start();
   return {
     setText: (t) => {
