@@ -106,3 +106,15 @@ test('a prompt longer than the model context is refused before loading', () => {
   assert.equal(r.status, 2);
   assert.match(r.stderr, /^xllama: -p\/--prompt: the prompt is \d+ tokens; the model's context is 512[^\n]*\n$/);
 });
+
+for (const folder of ['stories260K', 'stories260K-gptq-4bit-g32', 'stories260K-gptq-4bit-g64-actorder']) {
+  test(`${folder}: greedy after the golden sentence gives transformers' 64 ids (reference.json)`, () => {
+    const ref = JSON.parse(readFileSync(join(fixtures, 'models', folder, 'reference.json'), 'utf8')).greedy.from_golden;
+    const r = runCli(['generate', '-m', join(fixtures, 'models', folder), '--backend', 'cpu', '--temperature', '0', '--json',
+      '-n', String(ref.n_new), '-p', 'One day, a clever fox found a shiny key under the old oak tree.']);
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(out.promptIds, ref.prompt);
+    assert.deepEqual(out.generatedIds, ref.new_ids);
+  });
+}
