@@ -131,16 +131,16 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
     } finally {
       prefill.stop();
     }
-    const stats = run.stats;
+    const { stopReason, ...stats } = run.stats;
     if (flags.json) {
       print(`${JSON.stringify({
         model: spec.dir, backend: model.backend, seed: opts.seed, sampling: opts.sampling, stop: opts.stop,
         maxTokens: opts.maxTokens, maxSeqLen: model.maxSeqLen, text, promptIds: ids, generatedIds: run.generatedIds,
-        stopReason: stats.stopReason, timings: { loadMs, ...stats },
+        stopReason, timings: { loadMs, ...stats },
       })}\n`);
     } else {
       if (!text.endsWith('\n')) print('\n');
-      process.stderr.write(statsLine(stats, model.backend));
+      process.stderr.write(statsLine(run.stats, model.backend));
     }
   } finally {
     process.removeListener('SIGINT', onSigint);
