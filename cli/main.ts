@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { isUserError } from './errors.js';
 import { packageRoot } from './native/addon.js';
 import { registerInfo } from './commands/info.js';
+import { registerGenerate } from './commands/generate.js';
 import { registerGpuMonitor } from './commands/gpu-monitor.js';
 
 function packageVersion(): string {
@@ -30,6 +31,7 @@ Examples:
   $ xllama info ./Llama-2-7B-GPTQ --json     the same as JSON`,
     );
   registerInfo(program);
+  registerGenerate(program);
   registerGpuMonitor(program);
   return program;
 }

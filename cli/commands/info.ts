@@ -2,6 +2,8 @@
 import type { Command } from 'commander';
 import { loadAddon } from '../native/addon.js';
 import { UserError } from '../errors.js';
+import { loadModelSpec } from '../engine/loader/index.js';
+import { summarizeModel, type ModelSummary } from '../engine/loader/model-summary.js';
 
 interface InfoOptions {
   gpus?: boolean;
@@ -10,6 +12,26 @@ interface InfoOptions {
 
 function formatGiB(bytes: number): string {
   return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+}
+
+/** 1023 B, 1.5 KiB, 3.6 GiB. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${bytes} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+}
+
+/** 279.2K, 6.74B. */
+function formatCount(n: number): string {
+  for (const [div, suffix] of [[1e9, 'B'], [1e6, 'M'], [1e3, 'K']] as const) {
+    if (n >= div) return `${(n / div).toPrecision(3)}${suffix}`;
+  }
+  return String(n);
 }
 
 function printGpus(json: boolean): void {
@@ -28,6 +50,44 @@ function printGpus(json: boolean): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
+function describeQuant(s: ModelSummary): string {
+  const q = s.quantization;
+  if (!q) return `none (${s.torchDtype ?? 'floating point'} weights)`;
+  const group = q.groupSize === -1 ? 'no grouping' : `group size ${q.groupSize}`;
+  return `GPTQ ${q.bits}-bit, ${group}, act-order ${q.descAct ? 'yes' : 'no'}, ${q.sym ? 'symmetric' : 'asymmetric'}, ` +
+    `format ${q.checkpointFormat} (${q.source === 'inferred' ? 'inferred from the tensors' : `from ${q.source}`})`;
+}
+
+function describeRope(s: ModelSummary): string {
+  const r = s.ropeScaling;
+  if (!r) return `theta ${s.ropeTheta}`;
+  const extra = r.type === 'llama3'
+    ? `, low/high freq factor ${r.lowFreqFactor}/${r.highFreqFactor}, original context ${r.originalMaxPositionEmbeddings}` : '';
+  return `theta ${s.ropeTheta}, ${r.type} scaling × ${r.factor}${extra}`;
+}
+
+export function formatModelSummary(s: ModelSummary): string {
+  const rows: [string, string][] = [
+    ['model', s.dir],
+    ['architecture', `${s.architecture}${s.modelType ? ` (${s.modelType})` : ''}`],
+    ['layers', String(s.layers)],
+    ['hidden size', String(s.hiddenSize)],
+    ['intermediate size', String(s.intermediateSize)],
+    ['attention heads', `${s.heads} query, ${s.kvHeads} key/value${s.kvHeads < s.heads ? ' (GQA)' : ''}, head dim ${s.headDim}`],
+    ['vocabulary', String(s.vocabSize)],
+    ['context length', String(s.contextLength)],
+    ['rope', describeRope(s)],
+    ['embeddings', s.tiedEmbeddings ? 'tied (lm_head is the embedding matrix)' : 'separate lm_head'],
+    ['parameters', `${formatCount(s.parameters)} (${s.parameters.toLocaleString('en-US')})`],
+    ['quantization', describeQuant(s)],
+    ['size on disk', `${formatBytes(s.diskBytes)} in ${s.files.length} file${s.files.length === 1 ? '' : 's'}`],
+    ['GPU weights', formatBytes(s.gpuWeightBytes)],
+    ['bos / eos ids', `${s.bosTokenId ?? 'none'} / ${s.eosTokenIds.length ? s.eosTokenIds.join(', ') : 'none'}`],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+}
+
 export function registerInfo(program: Command): void {
   program
     .command('info')
@@ -41,6 +101,7 @@ export function registerInfo(program: Command): void {
         printGpus(Boolean(opts.json));
         return;
       }
-      throw new UserError('info MODEL: not implemented yet');
+      const summary = summarizeModel(loadModelSpec(model));
+      process.stdout.write(opts.json ? `${JSON.stringify(summary)}\n` : `${formatModelSummary(summary)}\n`);
     });
 }

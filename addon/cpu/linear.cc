@@ -1,0 +1,170 @@
+#include "cpu/linear.h"
+
+#include <algorithm>
+#include <string>
+
+#include "cpu/kernels.h"
+
+namespace xllama::cpu {
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+void expect_tensor(const TensorView& t, const std::string& what, std::initializer_list<DType> dtypes,
+                   const std::vector<int64_t>& shape) {
+  if (!t.present()) throw BackendError("bad_model", what + ": tensor is missing");
+  if (std::find(dtypes.begin(), dtypes.end(), t.dtype) == dtypes.end()) {
+    throw BackendError("bad_model", "tensor " + t.name + " has unsupported dtype " + dtype_name(t.dtype));
+  }
+  if (t.shape != shape) {
+    throw BackendError("bad_model", "tensor " + t.name + " has shape " + shape_str(t.shape) + ", expected " +
+                                        shape_str(shape));
+  }
+}
+
+// Rows (output columns) per task so that a task does at least ~64K multiply-adds: tiny layers stay on one
+// thread instead of paying the pool's wake-up for microseconds of work.
+int64_t grain_for(int64_t per_item) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, per_item)); }
+
+constexpr int kDenseTile = 16;   // weight rows converted per step
+constexpr int kGptqTile = 8;     // output columns per step: one qzeros word
+
+}  // namespace
+
+CpuLinear::CpuLinear(const LinearWeights& w, const GptqConfig& gptq, const std::string& what)
+    : in_(w.in_features), out_(w.out_features), w_(w) {
+  if (in_ <= 0 || out_ <= 0) throw BackendError("bad_model", what + ": bad shape");
+  if (w.quantized()) {
+    if (gptq.bits != 4) throw BackendError("bad_model", what + ": only 4-bit GPTQ is supported");
+    if (in_ % 8 || out_ % 8) {
+      throw BackendError("bad_model", what + ": GPTQ in/out features (" + std::to_string(in_) + ", " +
+                                          std::to_string(out_) + ") must be multiples of 8");
+    }
+    quantized_ = true;
+    zero_offset_ = gptq.zero_offset;
+    const int group_size = w.group_size > 0 ? w.group_size : gptq.group_size > 0 ? gptq.group_size : in_;
+    groups_ = static_cast<int>(w.scales.shape.empty() ? 0 : w.scales.shape[0]);
+    expect_tensor(w.qweight, what + ".qweight", {DType::I32}, {in_ / 8, out_});
+    expect_tensor(w.scales, what + ".scales", {DType::F16, DType::BF16, DType::F32}, {groups_, out_});
+    expect_tensor(w.qzeros, what + ".qzeros", {DType::I32}, {groups_, out_ / 8});
+    if (groups_ <= 0) throw BackendError("bad_model", "tensor " + w.scales.name + " has no groups");
+    group_of_row_.resize(in_);
+    if (w.g_idx.present()) {
+      expect_tensor(w.g_idx, what + ".g_idx", {DType::I32}, {in_});
+      const int32_t* g = static_cast<const int32_t*>(w.g_idx.data);
+      for (int k = 0; k < in_; ++k) {
+        if (g[k] < 0 || g[k] >= groups_) {
+          throw BackendError("bad_model", "tensor " + w.g_idx.name + " maps row " + std::to_string(k) +
+                                              " to group " + std::to_string(g[k]) + " of " + std::to_string(groups_));
+        }
+        group_of_row_[k] = g[k];
+      }
+    } else {
+      for (int k = 0; k < in_; ++k) group_of_row_[k] = k / group_size;
+      if (group_of_row_[in_ - 1] >= groups_) {
+        throw BackendError("bad_model", "tensor " + w.scales.name + " has " + std::to_string(groups_) +
+                                            " groups, too few for group size " + std::to_string(group_size));
+      }
+    }
+    weight_bytes_ = w.qweight.numel() * 4 + w.qzeros.numel() * 4 + w.scales.numel() * dtype_size(w.scales.dtype) +
+                    (w.g_idx.present() ? w.g_idx.numel() * 4 : 0);
+  } else {
+    expect_tensor(w.weight, what + ".weight", {DType::F16, DType::BF16, DType::F32}, {out_, in_});
+    weight_bytes_ = w.weight.numel() * dtype_size(w.weight.dtype);
+  }
+  if (w.bias.present()) {
+    expect_tensor(w.bias, what + ".bias", {DType::F16, DType::BF16, DType::F32}, {out_});
+    bias_.resize(out_);
+    to_f32(w.bias.data, w.bias.dtype, out_, bias_.data());
+    weight_bytes_ += w.bias.numel() * dtype_size(w.bias.dtype);
+  }
+}
+
+void CpuLinear::apply(const float* x, int n, float* y, ThreadPool& pool) const {
+  if (quantized_) apply_gptq(x, n, y, pool);
+  else apply_dense(x, n, y, pool);
+  if (!bias_.empty()) {
+    for (int t = 0; t < n; ++t) {
+      float* row = y + static_cast<int64_t>(t) * out_;
+      for (int o = 0; o < out_; ++o) row[o] += bias_[o];
+    }
+  }
+}
+
+void CpuLinear::apply_dense(const float* x, int n, float* y, ThreadPool& pool) const {
+  const Kernels& K = kernels();
+  const DType dt = w_.weight.dtype;
+  const char* base = static_cast<const char*>(w_.weight.data);
+  const size_t row_bytes = static_cast<size_t>(in_) * dtype_size(dt);
+  const int64_t tiles = (out_ + kDenseTile - 1) / kDenseTile;
+  pool.parallel_for(tiles, grain_for(static_cast<int64_t>(kDenseTile) * in_ * n), [&](int64_t b, int64_t e, int) {
+    thread_local std::vector<float> buf;
+    if (dt != DType::F32) buf.resize(static_cast<size_t>(kDenseTile) * in_);
+    for (int64_t tile = b; tile < e; ++tile) {
+      const int o0 = static_cast<int>(tile * kDenseTile), o1 = std::min(out_, o0 + kDenseTile);
+      const float* w;
+      if (dt == DType::F32) {
+        w = reinterpret_cast<const float*>(base + row_bytes * o0);
+      } else {
+        to_f32(base + row_bytes * o0, dt, static_cast<int64_t>(o1 - o0) * in_, buf.data());
+        w = buf.data();
+      }
+      for (int t = 0; t < n; ++t) {
+        const float* xr = x + static_cast<int64_t>(t) * in_;
+        float* yr = y + static_cast<int64_t>(t) * out_;
+        for (int o = o0; o < o1; ++o) yr[o] = K.dot(xr, w + static_cast<int64_t>(o - o0) * in_, in_);
+      }
+    }
+  });
+}
+
+// w[k][c] = scale[g][c] * (q[k][c] - (zero[g][c] + zero_offset)), g = group_of_row[k]. A tile of 8 output
+// columns is dequantized into a column-major buffer (8 × in) and dotted with every input row.
+void CpuLinear::apply_gptq(const float* x, int n, float* y, ThreadPool& pool) const {
+  const Kernels& K = kernels();
+  const int32_t* qweight = static_cast<const int32_t*>(w_.qweight.data);
+  const int32_t* qzeros = static_cast<const int32_t*>(w_.qzeros.data);
+  const char* scales = static_cast<const char*>(w_.scales.data);
+  const DType sdt = w_.scales.dtype;
+  const size_t sbytes = dtype_size(sdt);
+  const int64_t tiles = out_ / kGptqTile;
+  pool.parallel_for(tiles, grain_for(static_cast<int64_t>(kGptqTile) * in_ * (n + 2)), [&](int64_t b, int64_t e, int) {
+    thread_local std::vector<float> wbuf, sbuf;
+    thread_local std::vector<int32_t> zbuf;
+    wbuf.resize(static_cast<size_t>(kGptqTile) * in_);
+    sbuf.resize(static_cast<size_t>(groups_) * kGptqTile);
+    zbuf.resize(static_cast<size_t>(groups_) * kGptqTile);
+    for (int64_t tile = b; tile < e; ++tile) {
+      const int c0 = static_cast<int>(tile * kGptqTile);
+      for (int g = 0; g < groups_; ++g) {
+        const uint32_t zword = static_cast<uint32_t>(qzeros[static_cast<int64_t>(g) * (out_ / 8) + tile]);
+        to_f32(scales + (static_cast<size_t>(g) * out_ + c0) * sbytes, sdt, kGptqTile, &sbuf[g * kGptqTile]);
+        for (int j = 0; j < kGptqTile; ++j) zbuf[g * kGptqTile + j] = static_cast<int32_t>((zword >> (4 * j)) & 15) + zero_offset_;
+      }
+      for (int r = 0; r < in_ / 8; ++r) {
+        const int32_t* qrow = qweight + static_cast<int64_t>(r) * out_ + c0;
+        for (int c = 0; c < kGptqTile; ++c) {
+          const uint32_t word = static_cast<uint32_t>(qrow[c]);
+          float* wcol = &wbuf[static_cast<size_t>(c) * in_ + r * 8];
+          for (int j = 0; j < 8; ++j) {
+            const int g = group_of_row_[r * 8 + j];
+            const int q = static_cast<int>((word >> (4 * j)) & 15);
+            wcol[j] = sbuf[g * kGptqTile + c] * static_cast<float>(q - zbuf[g * kGptqTile + c]);
+          }
+        }
+      }
+      for (int t = 0; t < n; ++t) {
+        const float* xr = x + static_cast<int64_t>(t) * in_;
+        float* yr = y + static_cast<int64_t>(t) * out_ + c0;
+        for (int c = 0; c < kGptqTile; ++c) yr[c] = K.dot(xr, &wbuf[static_cast<size_t>(c) * in_], in_);
+      }
+    }
+  });
+}
+
+}  // namespace xllama::cpu

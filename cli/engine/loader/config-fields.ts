@@ -1,0 +1,59 @@
+// Typed readers for fields of a parsed JSON config: each failure names the file and the field.
+import { UserError } from '../../errors.js';
+import type { JsonObject } from './json-file.js';
+
+export class FieldReader {
+  constructor(readonly obj: JsonObject, readonly file: string, readonly prefix = '') {}
+
+  private where(key: string): string {
+    return `${this.file}: ${this.prefix}${key}`;
+  }
+
+  has(key: string): boolean {
+    return this.obj[key] !== undefined && this.obj[key] !== null;
+  }
+
+  /** A positive integer (or >= `min`). */
+  int(key: string, fallback?: number, min = 1): number {
+    const v = this.obj[key];
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw new UserError(`${this.where(key)} is missing (expected an integer)`);
+    }
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+      throw new UserError(`${this.where(key)} is ${JSON.stringify(v)}, expected an integer >= ${min}`);
+    }
+    return v;
+  }
+
+  /** A positive finite number. */
+  positive(key: string, fallback?: number): number {
+    const v = this.obj[key];
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw new UserError(`${this.where(key)} is missing (expected a number)`);
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+      throw new UserError(`${this.where(key)} is ${JSON.stringify(v)}, expected a positive number`);
+    }
+    return v;
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'boolean') throw new UserError(`${this.where(key)} is ${JSON.stringify(v)}, expected true or false`);
+    return v;
+  }
+
+  string(key: string): string | null {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'string') throw new UserError(`${this.where(key)} is ${JSON.stringify(v)}, expected a string`);
+    return v;
+  }
+
+  fail(key: string, what: string): never {
+    throw new UserError(`${this.where(key)} ${what}`);
+  }
+}

@@ -1,0 +1,106 @@
+// config.json → ModelArchitecture: the supported Llama-family architectures and their sizes.
+import { UserError } from '../../errors.js';
+import type { Architecture, ModelArchitecture, RopeScaling } from '../model-spec.js';
+import { FieldReader } from './config-fields.js';
+import { isJsonObject, type JsonObject } from './json-file.js';
+
+export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
+
+function parseArchitectureName(cfg: FieldReader): Architecture {
+  const list = cfg.obj.architectures;
+  if (!Array.isArray(list) || list.length === 0 || typeof list[0] !== 'string') {
+    cfg.fail('architectures', `is ${JSON.stringify(list)}, expected a list such as ["LlamaForCausalLM"]`);
+  }
+  const name = list[0] as string;
+  if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(name)) {
+    cfg.fail('architectures', `names ${name}, which is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(', ')})`);
+  }
+  return name as Architecture;
+}
+
+/** rope_scaling (or transformers 5 rope_parameters): `type` or `rope_type`; "default" means none. */
+function parseRopeScaling(raw: unknown, file: string, key: string): RopeScaling | null {
+  if (raw === undefined || raw === null) return null;
+  if (!isJsonObject(raw)) throw new UserError(`${file}: ${key} is ${JSON.stringify(raw)}, expected an object or null`);
+  const r = new FieldReader(raw, file, `${key}.`);
+  const type = r.string('rope_type') ?? r.string('type');
+  if (type === null || type === 'default') return null;
+  if (type !== 'linear' && type !== 'dynamic' && type !== 'llama3') {
+    r.fail(raw.rope_type !== undefined ? 'rope_type' : 'type', `is "${type}", which is not supported (linear, dynamic, llama3)`);
+  }
+  const scaling: RopeScaling = { type: type as RopeScaling['type'], factor: r.positive('factor') };
+  if (type === 'llama3') {
+    scaling.lowFreqFactor = r.positive('low_freq_factor');
+    scaling.highFreqFactor = r.positive('high_freq_factor');
+    scaling.originalMaxPositionEmbeddings = r.int('original_max_position_embeddings');
+  } else if (r.has('original_max_position_embeddings')) {
+    scaling.originalMaxPositionEmbeddings = r.int('original_max_position_embeddings');
+  }
+  return scaling;
+}
+
+/**
+ * Mistral v0.1 (and Qwen2 with use_sliding_window) attend only to the last sliding_window positions.
+ * The engine runs full attention, which is the same thing up to that length, so the usable context is
+ * capped there instead of running past it with different results.
+ */
+function contextLength(cfg: FieldReader, architecture: Architecture): number {
+  const max = cfg.int('max_position_embeddings', 2048);
+  if (!cfg.has('sliding_window')) return max;
+  if (architecture === 'Qwen2ForCausalLM' && !cfg.bool('use_sliding_window', false)) return max;
+  if (architecture === 'LlamaForCausalLM') return max;
+  return Math.min(max, cfg.int('sliding_window'));
+}
+
+export function parseModelConfig(raw: JsonObject, file: string): ModelArchitecture {
+  const cfg = new FieldReader(raw, file);
+  const architecture = parseArchitectureName(cfg);
+  const hiddenSize = cfg.int('hidden_size');
+  const numHeads = cfg.int('num_attention_heads');
+  const numKvHeads = cfg.int('num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) {
+    cfg.fail('num_key_value_heads', `is ${numKvHeads}, which does not divide num_attention_heads ${numHeads}`);
+  }
+  if (!cfg.has('head_dim') && hiddenSize % numHeads !== 0) {
+    cfg.fail('num_attention_heads', `is ${numHeads}, which does not divide hidden_size ${hiddenSize} (and head_dim is not given)`);
+  }
+  const headDim = cfg.int('head_dim', hiddenSize / numHeads);
+  if (headDim % 2 !== 0) cfg.fail('head_dim', `is ${headDim}, expected an even number (rotary embeddings)`);
+
+  // transformers 5 moves rope_theta and the scaling into rope_parameters.
+  const ropeParams = isJsonObject(raw.rope_parameters) ? raw.rope_parameters : null;
+  const ropeTheta = ropeParams && ropeParams.rope_theta !== undefined
+    ? new FieldReader(ropeParams, file, 'rope_parameters.').positive('rope_theta')
+    : cfg.positive('rope_theta', 10000);
+  const ropeScaling = ropeParams
+    ? parseRopeScaling(ropeParams, file, 'rope_parameters')
+    : parseRopeScaling(raw.rope_scaling, file, 'rope_scaling');
+
+  // Qwen2 always has q/k/v biases; Llama's attention_bias would also put one on o_proj, which we don't run.
+  const attentionBias = architecture === 'Qwen2ForCausalLM';
+  if (architecture !== 'Qwen2ForCausalLM' && cfg.bool('attention_bias', false)) {
+    cfg.fail('attention_bias', `is true; biases on the attention projections of ${architecture} are not supported`);
+  }
+  if (cfg.bool('mlp_bias', false)) cfg.fail('mlp_bias', 'is true; MLP biases are not supported');
+  const act = cfg.string('hidden_act');
+  if (act !== null && act !== 'silu') cfg.fail('hidden_act', `is "${act}", expected "silu"`);
+
+  return {
+    architecture,
+    modelType: cfg.string('model_type') ?? '',
+    vocabSize: cfg.int('vocab_size'),
+    hiddenSize,
+    intermediateSize: cfg.int('intermediate_size'),
+    numLayers: cfg.int('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    maxPositionEmbeddings: contextLength(cfg, architecture),
+    rmsNormEps: cfg.positive('rms_norm_eps', 1e-6),
+    ropeTheta,
+    ropeScaling,
+    tieWordEmbeddings: cfg.bool('tie_word_embeddings', false),
+    attentionBias,
+    torchDtype: cfg.string('torch_dtype') ?? cfg.string('dtype'),
+  };
+}

@@ -1,0 +1,61 @@
+// What `xllama info MODEL` reports about a model, as one plain object (the --json output).
+import type { GptqSettings, ModelSpec, RopeScaling } from '../model-spec.js';
+import { weightsGpuBytes } from './gpu-memory.js';
+import { parameterCount } from './parameters.js';
+
+export interface ModelSummary {
+  dir: string;
+  architecture: string;
+  modelType: string;
+  layers: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  contextLength: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling | null;
+  tiedEmbeddings: boolean;
+  attentionBias: boolean;
+  torchDtype: string | null;
+  parameters: number;
+  quantization: GptqSettings | null;
+  files: { path: string; size: number }[];
+  diskBytes: number;
+  gpuWeightBytes: number;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+}
+
+export function summarizeModel(spec: ModelSpec): ModelSummary {
+  const a = spec.arch;
+  return {
+    dir: spec.dir,
+    architecture: a.architecture,
+    modelType: a.modelType,
+    layers: a.numLayers,
+    hiddenSize: a.hiddenSize,
+    intermediateSize: a.intermediateSize,
+    heads: a.numHeads,
+    kvHeads: a.numKvHeads,
+    headDim: a.headDim,
+    vocabSize: a.vocabSize,
+    contextLength: a.maxPositionEmbeddings,
+    rmsNormEps: a.rmsNormEps,
+    ropeTheta: a.ropeTheta,
+    ropeScaling: a.ropeScaling,
+    tiedEmbeddings: a.tieWordEmbeddings,
+    attentionBias: a.attentionBias,
+    torchDtype: a.torchDtype,
+    parameters: parameterCount(spec),
+    quantization: spec.quant,
+    files: spec.files,
+    diskBytes: spec.files.reduce((s, f) => s + f.size, 0),
+    gpuWeightBytes: weightsGpuBytes(spec),
+    bosTokenId: spec.bosTokenId,
+    eosTokenIds: spec.eosTokenIds,
+  };
+}

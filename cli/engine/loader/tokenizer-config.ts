@@ -1,0 +1,52 @@
+// tokenizer.json / tokenizer_config.json / generation_config.json of a model folder.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../../errors.js';
+import type { TokenizerFiles } from '../model-spec.js';
+import { isJsonObject, readJsonObject, type JsonObject } from './json-file.js';
+
+/** Old tokenizer_config.json files write special tokens as `{"__type": "AddedToken", "content": ...}`. */
+export function flattenAddedTokens(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(flattenAddedTokens);
+  if (!isJsonObject(value)) return value;
+  if (value.__type === 'AddedToken' && typeof value.content === 'string') return value.content;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, flattenAddedTokens(v)]));
+}
+
+export function readTokenizerFiles(dir: string): TokenizerFiles {
+  const tokenizerJsonPath = join(dir, 'tokenizer.json');
+  if (!existsSync(tokenizerJsonPath)) {
+    throw new UserError(`${dir}: missing tokenizer.json (xllama needs the fast-tokenizer file)`);
+  }
+  const rawConfig = readJsonObject(join(dir, 'tokenizer_config.json'), false) ?? {};
+  return {
+    tokenizerJsonPath,
+    tokenizerConfig: flattenAddedTokens(rawConfig) as JsonObject,
+    generationConfig: readJsonObject(join(dir, 'generation_config.json'), false),
+  };
+}
+
+/** A token id field that may be a number or a list of numbers (eos_token_id). */
+export function tokenIdList(value: unknown, file: string, key: string): number[] {
+  if (value === undefined || value === null) return [];
+  const list = Array.isArray(value) ? value : [value];
+  for (const v of list) {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+      throw new UserError(`${file}: ${key} is ${JSON.stringify(value)}, expected a token id or a list of them`);
+    }
+  }
+  return list as number[];
+}
+
+/** BOS and EOS ids: generation_config.json first, then config.json's (EOS ids from both, deduplicated). */
+export function specialTokenIds(config: JsonObject, configFile: string, generation: JsonObject | null, generationFile: string):
+    { bosTokenId: number | null; eosTokenIds: number[] } {
+  const genBos = generation ? tokenIdList(generation.bos_token_id, generationFile, 'bos_token_id') : [];
+  const cfgBos = tokenIdList(config.bos_token_id, configFile, 'bos_token_id');
+  const genEos = generation ? tokenIdList(generation.eos_token_id, generationFile, 'eos_token_id') : [];
+  const cfgEos = tokenIdList(config.eos_token_id, configFile, 'eos_token_id');
+  return {
+    bosTokenId: genBos[0] ?? cfgBos[0] ?? null,
+    eosTokenIds: [...new Set([...genEos, ...cfgEos])],
+  };
+}

@@ -1,0 +1,149 @@
+// ModelHandle backed by the native addon (CPU or CUDA backend). Calls on one model are queued so only
+// one runs at a time; native errors that carry a code (bad input, a full context, out of memory, ...)
+// become one-line UserErrors.
+import { UserError } from '../errors.js';
+import { loadAddon } from '../native/addon.js';
+import type { NativeAddon, NativeError, NativeModelHandle, NativeOpenOptions } from '../native/types.js';
+import type { BackendName, MemoryUse, ModelHandle, OpenOptions, TokenSampling } from './model-handle.js';
+import type { ModelSpec } from './model-spec.js';
+
+/** Codes the native side uses for internal faults; every other code is a problem the user can act on. */
+const INTERNAL_CODES = new Set(['internal']);
+
+function toUserError(err: unknown, context?: string): unknown {
+  const e = err as NativeError;
+  if (e && typeof e.code === 'string' && !INTERNAL_CODES.has(e.code)) {
+    const message = e.message.split('\n')[0];
+    return new UserError(context ? `${context}: ${message}` : message);
+  }
+  return err;
+}
+
+/** 'auto' → CUDA when this build has it and a GPU is visible, else the CPU. */
+export function resolveBackend(addon: NativeAddon, requested: OpenOptions['backend']): BackendName {
+  if (requested === 'cpu' || requested === 'cuda') return requested;
+  const info = addon.systemInfo();
+  return info.cudaCompiled && info.gpus.length > 0 ? 'cuda' : 'cpu';
+}
+
+function nativeOptions(addon: NativeAddon, opts: OpenOptions): NativeOpenOptions {
+  for (const key of ['maxSeqLen', 'threads', 'device', 'maxChunkTokens'] as const) {
+    const v = opts[key];
+    if (v !== undefined && (!Number.isInteger(v) || v < (key === 'maxChunkTokens' ? 1 : 0))) {
+      throw new UserError(`${key} must be a ${key === 'maxChunkTokens' ? 'positive' : 'non-negative'} integer (got ${v})`);
+    }
+  }
+  return {
+    backend: resolveBackend(addon, opts.backend),
+    maxSeqLen: opts.maxSeqLen ?? 0,
+    threads: opts.threads ?? 0,
+    device: opts.device ?? 0,
+    maxChunkTokens: opts.maxChunkTokens ?? 512,
+  };
+}
+
+function toInt32Tokens(tokens: ArrayLike<number>): Int32Array {
+  if (tokens instanceof Int32Array) return tokens;
+  const out = new Int32Array(tokens.length);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (!Number.isInteger(t) || t < -0x80000000 || t > 0x7fffffff) throw new UserError(`token at index ${i} is not an integer id (${t})`);
+    out[i] = t;
+  }
+  return out;
+}
+
+export class NativeModel implements ModelHandle {
+  readonly backend: BackendName;
+  readonly vocabSize: number;
+  readonly maxSeqLen: number;
+  private handle: NativeModelHandle | null;
+  private tail: Promise<unknown> = Promise.resolve();
+
+  private constructor(private readonly addon: NativeAddon, handle: NativeModelHandle) {
+    this.handle = handle;
+    this.backend = addon.backendName(handle) as BackendName;
+    this.vocabSize = addon.vocabSize(handle);
+    this.maxSeqLen = addon.maxSeqLen(handle);
+  }
+
+  /** Maps the checkpoint described by `spec` and builds the backend (off the JS thread). */
+  static async open(spec: ModelSpec, opts: OpenOptions = {}): Promise<NativeModel> {
+    const addon = loadAddon();
+    const options = nativeOptions(addon, opts);
+    try {
+      return new NativeModel(addon, await addon.loadModel(spec, options));
+    } catch (err) {
+      throw toUserError(err, spec.dir);
+    }
+  }
+
+  /** A random GPTQ model of a preset shape (llama-7b, llama-13b, llama3-8b, llama-70b, tiny), GPU only. */
+  static async openDummy(name: string, opts: OpenOptions = {}): Promise<NativeModel> {
+    const addon = loadAddon();
+    const options = nativeOptions(addon, { ...opts, backend: opts.backend ?? 'cuda' });
+    try {
+      return new NativeModel(addon, await addon.loadDummyModel(name, options));
+    } catch (err) {
+      throw toUserError(err);
+    }
+  }
+
+  get cacheLength(): number {
+    return this.sync((h) => this.addon.cacheLength(h));
+  }
+
+  async forward(tokens: ArrayLike<number>, pos: number, allLogits = false): Promise<Float32Array> {
+    const ids = toInt32Tokens(tokens);
+    return this.enqueue((h) => this.addon.forward(h, ids, pos, allLogits));
+  }
+
+  async forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling): Promise<number> {
+    const ids = toInt32Tokens(tokens);
+    return this.enqueue((h) => this.addon.forwardSample(h, ids, pos, sampling));
+  }
+
+  trimCache(length: number): void {
+    if (!Number.isInteger(length) || length < 0) throw new UserError(`cache length must be a non-negative integer (got ${length})`);
+    this.sync((h) => this.addon.trimCache(h, length));
+  }
+
+  memory(): MemoryUse {
+    return this.sync((h) => this.addon.memory(h));
+  }
+
+  /** Frees the native model; a forward still running finishes first (the native side defers the free). */
+  close(): void {
+    if (!this.handle) return;
+    this.addon.closeModel(this.handle);
+    this.handle = null;
+  }
+
+  private live(): NativeModelHandle {
+    if (!this.handle) throw new UserError('the model has been closed');
+    return this.handle;
+  }
+
+  private sync<T>(fn: (h: NativeModelHandle) => T): T {
+    const h = this.live();
+    try {
+      return fn(h);
+    } catch (err) {
+      throw toUserError(err);
+    }
+  }
+
+  // Runs native calls one after another (each waits for the previous one, whatever its outcome).
+  private enqueue<T>(fn: (h: NativeModelHandle) => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      try {
+        return await fn(this.live());
+      } catch (err) {
+        throw toUserError(err);
+      }
+    };
+    const result = this.tail.then(run, run);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}

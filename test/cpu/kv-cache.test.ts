@@ -1,0 +1,152 @@
+// KV-cache behaviour: decoding one token at a time, trimming, chunked prompts and the sampling hook all
+// agree with one batched forward; bad input is a one-line UserError.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { UserError } from '../../cli/errors.js';
+import { NativeModel } from '../../cli/engine/native-model.js';
+import { argmax, loadReference, openModel, row } from './reference.js';
+
+const NAME = 'stories260K-gptq-4bit-g64-actorder';
+const ids = loadReference(NAME).sequences.find((s) => s.name === 'golden')!.ids;
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+test('token-by-token decode gives the logits of one batched forward', async () => {
+  const model = await openModel(NAME);
+  try {
+    const batched = await model.forward(ids, 0, true);
+    model.trimCache(0);
+    for (let t = 0; t < ids.length; t++) {
+      const one = await model.forward([ids[t]], t);
+      assert.ok(maxAbsDiff(one, row(batched, model.vocabSize, t)) < 1e-4, `position ${t}`);
+      assert.equal(model.cacheLength, t + 1);
+    }
+  } finally {
+    model.close();
+  }
+});
+
+test('trimming the cache and re-running reproduces the same logits', async () => {
+  const model = await openModel(NAME);
+  try {
+    const full = await model.forward(ids, 0, false);
+    assert.equal(model.cacheLength, ids.length);
+    model.trimCache(10);
+    assert.equal(model.cacheLength, 10);
+    assert.ok(maxAbsDiff(await model.forward(ids.slice(10), 10), full) < 1e-5);
+    // pos below the cache length trims implicitly.
+    assert.ok(maxAbsDiff(await model.forward(ids.slice(20), 20), full) < 1e-5);
+    assert.equal(model.cacheLength, ids.length);
+  } finally {
+    model.close();
+  }
+});
+
+test('a prompt split into small chunks matches one chunk, on one thread and on several', async () => {
+  const one = await openModel(NAME, { maxChunkTokens: 512, threads: 1 });
+  const chunked = await openModel(NAME, { maxChunkTokens: 7, threads: 3 });
+  try {
+    const a = await one.forward(ids, 0, true);
+    const b = await chunked.forward(ids, 0, true);
+    assert.ok(maxAbsDiff(a, b) < 1e-5);
+  } finally {
+    one.close();
+    chunked.close();
+  }
+});
+
+test('forwardSample picks the argmax when greedy and a top-k token when sampling', async () => {
+  const model = await openModel(NAME);
+  try {
+    const logits = await model.forward(ids, 0);
+    const greedyId = await model.forwardSample(ids, 0, { temperature: 0, topK: 0, uniform: 0.5 });
+    assert.equal(greedyId, argmax(logits));
+    const top3 = Array.from(logits.keys()).sort((x, y) => logits[y] - logits[x]).slice(0, 3);
+    for (const u of [0, 0.3, 0.6, 0.99]) {
+      const id = await model.forwardSample(ids, 0, { temperature: 1, topK: 3, uniform: u });
+      assert.ok(top3.includes(id), `uniform ${u} gave ${id}`);
+    }
+  } finally {
+    model.close();
+  }
+});
+
+test('concurrent forwards on one model run one at a time and close during a forward is safe', async () => {
+  const model = await openModel(NAME);
+  const a = model.forward(ids, 0, true);
+  const b = model.forward(ids.slice(0, 5), 0, false);
+  const [la, lb] = await Promise.all([a, b]);
+  assert.ok(maxAbsDiff(row(la, model.vocabSize, 4), lb) < 1e-5);
+  const pending = model.forward(ids, 0, true);
+  model.close();
+  await assert.rejects(pending, (e: unknown) => e instanceof UserError && /closed/.test((e as Error).message));
+  assert.throws(() => model.cacheLength, UserError);
+});
+
+function oneLineUserError(pattern: RegExp) {
+  return (e: unknown): boolean => {
+    assert.ok(e instanceof UserError, `expected a UserError, got ${String(e)}`);
+    assert.ok(!e.message.includes('\n'));
+    assert.match(e.message, pattern);
+    return true;
+  };
+}
+
+test('bad input is a one-line UserError: token ids, context overflow, positions', async () => {
+  const model = await openModel(NAME, { maxSeqLen: 40 });
+  try {
+    assert.equal(model.maxSeqLen, 40);
+    await assert.rejects(model.forward([1, 512], 0), oneLineUserError(/token id 512 at index 1 .*vocabulary/));
+    await assert.rejects(model.forward([-1], 0), oneLineUserError(/token id -1/));
+    await assert.rejects(model.forward(ids.concat(ids), 0), oneLineUserError(/maximum sequence length of 40/));
+    await assert.rejects(model.forward([1], 5), oneLineUserError(/position 5 is past/));
+    await assert.rejects(model.forward([], 0), oneLineUserError(/at least one token/));
+    await assert.rejects(model.forward([1.5], 0), oneLineUserError(/not an integer/));
+    // A failed call leaves the model usable.
+    assert.equal((await model.forward([1], 0)).length, model.vocabSize);
+  } finally {
+    model.close();
+  }
+});
+
+test('memory() reports the weights and the float32 KV cache', async () => {
+  const model = await openModel('stories260K', { maxSeqLen: 64 });
+  try {
+    const m = model.memory();
+    assert.equal(m.kvCacheBytes, 5 * 64 * 32 * 4 * 2); // layers × positions × kv_dim × f32 × (K, V)
+    assert.ok(m.weightsBytes > 400_000 && m.weightsBytes < 600_000, String(m.weightsBytes));
+    assert.ok(m.scratchBytes > 0);
+    assert.equal(model.backend, 'cpu');
+  } finally {
+    model.close();
+  }
+});
+
+test('a cuda or dummy model on a build without CUDA is a one-line UserError', async (t) => {
+  const { loadAddon } = await import('../../cli/native/addon.js');
+  if (loadAddon().systemInfo().cudaCompiled) {
+    t.skip('this build has CUDA');
+    return;
+  }
+  await assert.rejects(openModel(NAME, { backend: 'cuda' }), oneLineUserError(/no CUDA backend/));
+  await assert.rejects(NativeModel.openDummy('tiny'), oneLineUserError(/no CUDA backend/));
+});
+
+test('closeModel while a native forward is running defers the free until it finishes', async () => {
+  const { loadAddon } = await import('../../cli/native/addon.js');
+  const { loadModelSpec } = await import('../../cli/engine/loader/index.js');
+  const { modelDir } = await import('./reference.js');
+  const addon = loadAddon();
+  const handle = await addon.loadModel(loadModelSpec(modelDir(NAME)), { backend: 'cpu', maxSeqLen: 0, threads: 0, device: 0, maxChunkTokens: 512 });
+  const running = addon.forward(handle, Int32Array.from(ids), 0, true);
+  addon.closeModel(handle);
+  const logits = await running;
+  assert.equal(logits.length, ids.length * 512);
+  assert.throws(() => addon.cacheLength(handle), (e: Error & { code?: string }) => e.code === 'closed');
+  addon.closeModel(handle); // closing twice is harmless
+});
