@@ -54,6 +54,7 @@ export interface MonitorView {
   time: number;
   seq: number;
   intervalMs: number;
+  driverVersion: string;
   error: string | null;
   gpus: GpuView[];
 }
@@ -89,6 +90,7 @@ export class MonitorModel {
       time: snapshot.time,
       seq: snapshot.seq,
       intervalMs: snapshot.intervalMs,
+      driverVersion: snapshot.driverVersion,
       error: snapshot.error,
       gpus: snapshot.gpus.map((gpu) => this.updateGpu(gpu)),
     };

@@ -27,7 +27,10 @@ export function MonitorScreen({ view, selected, paused, rateLabel, columns, rows
   return (
     <Box flexDirection="column" width={width}>
       <Box justifyContent="space-between">
-        <Text bold>xllama gpu-monitor</Text>
+        <Text>
+          <Text bold>xllama gpu-monitor</Text>
+          {view?.driverVersion ? <Text dimColor> · driver {view.driverVersion}</Text> : null}
+        </Text>
         <Text>
           {rateLabel}
           {paused ? <Text color="yellow"> · PAUSED</Text> : null}

@@ -34,6 +34,7 @@ test('each GPU card shows engine bars, %, Total named and legacy GPU-Util', () =
   const raw = trace.snapshots[TENSOR_PHASE].gpus[0].gpm;
   const { lastFrame } = render(<MonitorScreen view={viewAt(TENSOR_PHASE)} selected={0} paused={false} rateLabel="replay x1" columns={100} rows={60} />);
   const frame = lastFrame()!;
+  assert.match(frame, /^xllama gpu-monitor · driver 550\.00 \(synthetic\) +replay x1$/m);
   assert.match(frame, /GPU 0 · NVIDIA H100 80GB HBM3 \(synthetic\)/);
   assert.match(frame, /GPU 1 · NVIDIA A10G \(synthetic\)/);
   assert.ok(frame.includes(`Total ${Math.round(raw.smActivity!)}% · Compute`), frame);
