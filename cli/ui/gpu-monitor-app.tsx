@@ -15,7 +15,9 @@ export function GpuMonitorApp({ session }: { session: MonitorSession }) {
   const [rate, setRate] = useState(session.source.rateLabel());
   const [size, setSize] = useState({ columns: stdout.columns ?? 100, rows: stdout.rows ?? 40 });
 
+  const [ended, setEnded] = useState(false);
   useEffect(() => session.onView(setView), [session]);
+  useEffect(() => session.onEnd(() => setEnded(true)), [session]);
   useEffect(() => {
     const onResize = () => setSize({ columns: stdout.columns ?? 100, rows: stdout.rows ?? 40 });
     stdout.on('resize', onResize);
@@ -42,7 +44,8 @@ export function GpuMonitorApp({ session }: { session: MonitorSession }) {
   });
 
   return (
-    <MonitorScreen view={view} selected={selected} paused={paused} rateLabel={rate} columns={size.columns} rows={size.rows} />
+    <MonitorScreen view={view} selected={selected} paused={paused} rateLabel={ended ? `${rate} · end of trace` : rate}
+      columns={size.columns} rows={size.rows} />
   );
 }
 

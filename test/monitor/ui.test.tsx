@@ -76,7 +76,7 @@ test('the app follows a replayed session; p pauses, tab moves between GPUs', asy
   await delay(50);
   let frame = app.lastFrame()!;
   assert.match(frame, /Total 87% · Copy/);
-  assert.match(frame, /replay x1000/);
+  assert.match(frame, /replay x1000 · end of trace/);
   assert.match(frame, /╔/); // the selected card (GPU 0) has a double border
   assert.ok(frame.indexOf('╔') < frame.indexOf('GPU 1'));
 
