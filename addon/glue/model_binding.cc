@@ -364,8 +364,6 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
         if (req->backend == "cuda") {
 #ifdef XLLAMA_HAVE_CUDA
           model->backend = create_cuda_backend(req->config, req->gptq, weights, req->options);
-          model->files.clear();  // the weights now live on the GPU
-          model->aligned_copies.clear();
 #else
           throw BackendError("no_cuda", kNoCuda);
 #endif

@@ -42,6 +42,10 @@ function nativeOptions(addon: NativeAddon, opts: OpenOptions): NativeOpenOptions
   };
 }
 
+function checkPos(pos: number): void {
+  if (!Number.isInteger(pos) || pos < 0) throw new UserError(`position must be a non-negative integer (got ${pos})`);
+}
+
 function toInt32Tokens(tokens: ArrayLike<number>): Int32Array {
   if (tokens instanceof Int32Array) return tokens;
   const out = new Int32Array(tokens.length);
@@ -94,11 +98,13 @@ export class NativeModel implements ModelHandle {
   }
 
   async forward(tokens: ArrayLike<number>, pos: number, allLogits = false): Promise<Float32Array> {
+    checkPos(pos);
     const ids = toInt32Tokens(tokens);
     return this.enqueue((h) => this.addon.forward(h, ids, pos, allLogits));
   }
 
   async forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling): Promise<number> {
+    checkPos(pos);
     const ids = toInt32Tokens(tokens);
     return this.enqueue((h) => this.addon.forwardSample(h, ids, pos, sampling));
   }
