@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { isUserError } from './errors.js';
 import { packageRoot } from './native/addon.js';
 import { registerInfo } from './commands/info.js';
+import { registerGenerate } from './commands/generate.js';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -29,6 +30,7 @@ Examples:
   $ xllama info ./Llama-2-7B-GPTQ --json     the same as JSON`,
     );
   registerInfo(program);
+  registerGenerate(program);
   return program;
 }
 

@@ -55,7 +55,7 @@ function describeQuant(s: ModelSummary): string {
   if (!q) return `none (${s.torchDtype ?? 'floating point'} weights)`;
   const group = q.groupSize === -1 ? 'no grouping' : `group size ${q.groupSize}`;
   return `GPTQ ${q.bits}-bit, ${group}, act-order ${q.descAct ? 'yes' : 'no'}, ${q.sym ? 'symmetric' : 'asymmetric'}, ` +
-    `format ${q.checkpointFormat} (from ${q.source})`;
+    `format ${q.checkpointFormat} (${q.source === 'inferred' ? 'inferred from the tensors' : `from ${q.source}`})`;
 }
 
 function describeRope(s: ModelSummary): string {

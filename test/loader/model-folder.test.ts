@@ -89,6 +89,8 @@ test('GPTQ settings inferred from tensor shapes when no config has them (g32, no
   const r = runCli(['info', dir, '--json']);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).quantization.source, 'inferred');
+  const human = runCli(['info', dir]);
+  assert.match(human.stdout, /^quantization +GPTQ 4-bit, group size 32, act-order no, symmetric, format gptq \(inferred from the tensors\)$/m);
 });
 
 test('act-order inferred from a g_idx that is not k // group_size (g64)', () => {
@@ -164,4 +166,23 @@ test('eos_token_id as a list in generation_config.json merges with config.json',
   assert.deepEqual(noGen.eosTokenIds, [9]);
   assert.equal(noGen.bosTokenId, 1);
   assert.equal(noGen.tokenizer.generationConfig, null);
+});
+
+test('no grouping (group_size -1): one scales/qzeros row per linear, declared or inferred', () => {
+  const dir = copyFixture(G32);
+  rewriteTensors(join(dir, 'model.safetensors'), (ts) => ts.map((t) => {
+    if (t.name.endsWith('.scales') || t.name.endsWith('.qzeros')) {
+      const rowBytes = t.data.length / t.shape[0]!;
+      return { ...t, shape: [1, t.shape[1]!], data: t.data.subarray(0, rowBytes) };
+    }
+    if (t.name.endsWith('.g_idx')) return { ...t, data: Buffer.alloc(t.data.length) };
+    return t;
+  }));
+  editJson(join(dir, 'config.json'), (c) => { c.quantization_config.group_size = -1; });
+  const declared = loadModelSpec(dir);
+  assert.equal(declared.quant?.groupSize, -1);
+  assert.deepEqual(declared.tensors['model.layers.0.mlp.down_proj.scales']?.shape, [1, 64]);
+  removeQuantInfo(dir);
+  assert.deepEqual(loadModelSpec(dir).quant,
+    { bits: 4, groupSize: -1, descAct: false, sym: true, checkpointFormat: 'gptq', source: 'inferred' });
 });

@@ -39,6 +39,19 @@ function parseRopeScaling(raw: unknown, file: string, key: string): RopeScaling 
   return scaling;
 }
 
+/**
+ * Mistral v0.1 (and Qwen2 with use_sliding_window) attend only to the last sliding_window positions.
+ * The engine runs full attention, which is the same thing up to that length, so the usable context is
+ * capped there instead of running past it with different results.
+ */
+function contextLength(cfg: FieldReader, architecture: Architecture): number {
+  const max = cfg.int('max_position_embeddings', 2048);
+  if (!cfg.has('sliding_window')) return max;
+  if (architecture === 'Qwen2ForCausalLM' && !cfg.bool('use_sliding_window', false)) return max;
+  if (architecture === 'LlamaForCausalLM') return max;
+  return Math.min(max, cfg.int('sliding_window'));
+}
+
 export function parseModelConfig(raw: JsonObject, file: string): ModelArchitecture {
   const cfg = new FieldReader(raw, file);
   const architecture = parseArchitectureName(cfg);
@@ -82,7 +95,7 @@ export function parseModelConfig(raw: JsonObject, file: string): ModelArchitectu
     numHeads,
     numKvHeads,
     headDim,
-    maxPositionEmbeddings: cfg.int('max_position_embeddings', 2048),
+    maxPositionEmbeddings: contextLength(cfg, architecture),
     rmsNormEps: cfg.positive('rms_norm_eps', 1e-6),
     ropeTheta,
     ropeScaling,

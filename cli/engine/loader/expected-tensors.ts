@@ -65,7 +65,7 @@ class TensorChecker {
   check(name: string, dtypes: string[], shape: number[], required: boolean, why: string): boolean {
     const t = this.tensors.get(name);
     if (!t) {
-      if (required) throw new UserError(`${this.where}: tensor ${name} is missing (${why})`);
+      if (required) throw new UserError(`${this.where}: tensor ${name} is missing from the safetensors files (${why})`);
       return false;
     }
     if (!dtypes.includes(t.dtype)) {
@@ -102,7 +102,7 @@ function checkGptqLinear(c: TensorChecker, lin: LinearShape, quant: GptqSettings
 export function checkExpectedTensors(arch: ModelArchitecture, quant: GptqSettings | null,
     tensors: Map<string, RawTensor>, where: string, quantFile: string): void {
   const c = new TensorChecker(tensors, where);
-  for (const d of denseTensors(arch)) c.check(d.name, FLOAT_DTYPES, d.shape, true, 'from config.json');
+  for (const d of denseTensors(arch)) c.check(d.name, FLOAT_DTYPES, d.shape, true, `${arch.architecture}, ${arch.numLayers} layers, hidden ${arch.hiddenSize}`);
   for (const lin of linearLayers(arch)) {
     if (quant) {
       checkGptqLinear(c, lin, quant, quantFile);

@@ -2,7 +2,7 @@
 // checks every tensor the architecture needs, and returns the ModelSpec the native side maps. Tensor
 // data is never read here, except a few KB of layer 0 when GPTQ settings must be inferred.
 import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { UserError } from '../../errors.js';
 import type { ModelSpec, TensorDType, TensorEntry } from '../model-spec.js';
 import { parseModelConfig } from './config.js';
@@ -34,7 +34,7 @@ function readAllTensors(dir: string): { tensors: Map<string, RawTensor>; files: 
     files.push({ path: file, size: header.size });
     for (const t of header.tensors) {
       const prev = tensors.get(t.name);
-      if (prev) throw new UserError(`${file}: tensor ${t.name} is also in ${prev.file}`);
+      if (prev) throw new UserError(`${file}: tensor ${t.name} is also in ${basename(prev.file)}`);
       tensors.set(t.name, t);
     }
   }
@@ -42,7 +42,7 @@ function readAllTensors(dir: string): { tensors: Map<string, RawTensor>; files: 
     for (const [name, shard] of plan.weightMap) {
       const t = tensors.get(name);
       if (!t || t.file !== shard) {
-        throw new UserError(`${plan.indexFile}: lists tensor ${name} in ${shard}, but ${t ? `it is in ${t.file}` : 'no shard holds it'}`);
+        throw new UserError(`${plan.indexFile}: lists tensor ${name} in ${basename(shard)}, but ${t ? `it is in ${basename(t.file)}` : 'that file does not hold it'}`);
       }
     }
   }
@@ -57,8 +57,9 @@ export function loadModelSpec(dirArg: string): ModelSpec {
   const arch = parseModelConfig(config, configFile);
   const { tensors, files } = readAllTensors(dir);
 
+  if (tensors.has('lm_head.qweight')) throw new UserError(`${tensors.get('lm_head.qweight')!.file}: a quantized lm_head (lm_head.qweight) is not supported`);
   // No lm_head.weight means the output projection is the embedding matrix, whatever the config says.
-  if (!tensors.has('lm_head.weight') && !tensors.has('lm_head.qweight')) arch.tieWordEmbeddings = true;
+  if (!tensors.has('lm_head.weight')) arch.tieWordEmbeddings = true;
 
   const quantizeConfigFile = join(dir, 'quantize_config.json');
   let quant = gptqSettingsFromConfigs(config, configFile, readJsonObject(quantizeConfigFile, false), quantizeConfigFile);

@@ -1,6 +1,6 @@
 // Reads a small JSON file of a model folder, turning a missing file or bad JSON into a one-line UserError.
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { UserError } from '../../errors.js';
 
 export type JsonObject = Record<string, unknown>;
@@ -15,13 +15,19 @@ export function readJsonObject(path: string, required: false): JsonObject | null
 export function readJsonObject(path: string, required: boolean): JsonObject | null {
   const name = basename(path);
   if (!existsSync(path)) {
-    if (required) throw new UserError(`${path}: missing ${name}`);
+    if (required) throw new UserError(`${dirname(path)}: missing ${name}`);
     return null;
   }
   if (!statSync(path).isFile()) throw new UserError(`${path}: is not a file`);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UserError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = JSON.parse(text);
   } catch (err) {
     throw new UserError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
   }

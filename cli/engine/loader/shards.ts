@@ -1,7 +1,7 @@
 // Which safetensors files make up the checkpoint: the shards of model.safetensors.index.json,
 // else model.safetensors, else every *.safetensors file of the folder.
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { UserError } from '../../errors.js';
 import { isJsonObject, readJsonObject } from './json-file.js';
 
@@ -27,7 +27,7 @@ function fromIndex(dir: string, indexFile: string): ShardPlan {
   }
   const files = [...new Set(weightMap.values())].sort();
   for (const f of files) {
-    if (!existsSync(f)) throw new UserError(`${indexFile}: shard ${f} is missing`);
+    if (!existsSync(f)) throw new UserError(`${indexFile}: shard ${basename(f)} is missing`);
   }
   return { files, weightMap, indexFile };
 }

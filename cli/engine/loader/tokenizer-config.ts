@@ -16,7 +16,7 @@ export function flattenAddedTokens(value: unknown): unknown {
 export function readTokenizerFiles(dir: string): TokenizerFiles {
   const tokenizerJsonPath = join(dir, 'tokenizer.json');
   if (!existsSync(tokenizerJsonPath)) {
-    throw new UserError(`${tokenizerJsonPath}: missing tokenizer.json (xllama needs the fast-tokenizer file)`);
+    throw new UserError(`${dir}: missing tokenizer.json (xllama needs the fast-tokenizer file)`);
   }
   const rawConfig = readJsonObject(join(dir, 'tokenizer_config.json'), false) ?? {};
   return {

@@ -1,0 +1,32 @@
+// Strict parsing of `xllama generate` flag values: every bad value is a one-line UserError naming the flag.
+import { UserError } from '../errors.js';
+import type { BackendName } from '../engine/model-handle.js';
+
+export function parseInteger(value: string | undefined, flag: string, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[+-]?\d+$/.test(value.trim())) throw new UserError(`${flag}: expected an integer, got '${value}'`);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new UserError(`${flag}: ${value} is too large`);
+  if (n < min) throw new UserError(`${flag}: must be >= ${min}, got ${value}`);
+  return n;
+}
+
+export function parseNumber(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = value.trim() === '' ? NaN : Number(value);
+  if (!Number.isFinite(n)) throw new UserError(`${flag}: expected a number, got '${value}'`);
+  return n;
+}
+
+export function parseBackend(value: string | undefined): 'auto' | BackendName {
+  const v = value ?? 'auto';
+  if (v !== 'auto' && v !== 'cpu' && v !== 'cuda') {
+    throw new UserError(`--backend: unknown backend '${v}' (use auto, cpu or cuda)`);
+  }
+  return v;
+}
+
+/** commander collector for repeatable string flags. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}

@@ -1,0 +1,22 @@
+// An ora spinner on stderr, only when stderr is a terminal (piped runs and tests see nothing). A terminal
+// that reports no width (some pseudo-terminals) gets none: ora would try to clear endless lines.
+import ora, { type Ora } from 'ora';
+
+export interface Spinner {
+  setText(text: string): void;
+  stop(): void;
+}
+
+export function startSpinner(text: string): Spinner {
+  if (!process.stderr.isTTY || !(process.stderr.columns > 0)) return { setText: () => {}, stop: () => {} };
+  let spinner: Ora | null = ora({ text, stream: process.stderr }).start();
+  return {
+    setText: (t) => {
+      if (spinner) spinner.text = t;
+    },
+    stop: () => {
+      spinner?.stop();
+      spinner = null;
+    },
+  };
+}

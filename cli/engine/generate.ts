@@ -1,0 +1,154 @@
+// The generation loop: prefill the prompt in chunks, then one token per forward, streaming text that is
+// safe to show. Stops at EOS, a stop string, the token limit, the end of the KV cache, or an abort.
+import type { ModelHandle } from './model-handle.js';
+import { Sampler, type SamplingParams } from './sampler.js';
+import { StreamingDetokenizer, type Decoder } from './detokenizer.js';
+import { StopStringFilter } from './stop-strings.js';
+
+export interface GenerateOptions {
+  /** Most tokens to generate. */
+  maxTokens: number;
+  sampling: SamplingParams;
+  seed: number;
+  /** Strings that end generation; they are not part of the output text. */
+  stop?: readonly string[];
+  /** Ids that end generation besides the tokenizer's EOS ids. */
+  stopTokenIds?: readonly number[];
+  signal?: AbortSignal;
+  /** Prompt tokens per forward during prefill. */
+  prefillChunk?: number;
+}
+
+export type StopReason = 'eos' | 'stop-string' | 'length' | 'context' | 'abort';
+
+export interface GenerationStats {
+  promptTokens: number;
+  generatedTokens: number;
+  /** Prefill, up to and including the pick of the first token. */
+  promptMs: number;
+  /** From the first token to the last. */
+  generateMs: number;
+  timeToFirstTokenMs: number;
+  promptTokensPerSec: number;
+  /** Tokens after the first, per second of generateMs. */
+  generatedTokensPerSec: number;
+  stopReason: StopReason | null;
+}
+
+export interface GeneratedToken {
+  id: number;
+  /** Text that became safe to show with this token (may be ''). */
+  text: string;
+}
+
+/** What the loop needs from the tokenizer. */
+export interface GenerationTokenizer extends Decoder {
+  readonly eosIds: readonly number[];
+}
+
+/** Tokens of the prompt's tail given to the detokenizer so the first piece gets its spacing right. */
+const DETOKENIZER_CONTEXT = 8;
+const DEFAULT_PREFILL_CHUNK = 256;
+
+export class Generation implements AsyncIterable<GeneratedToken> {
+  readonly stats: GenerationStats;
+  readonly generatedIds: number[] = [];
+  private started = false;
+
+  constructor(private readonly model: ModelHandle, private readonly tokenizer: GenerationTokenizer,
+              readonly promptIds: readonly number[], private readonly options: GenerateOptions) {
+    if (promptIds.length === 0) throw new RangeError('the prompt has no tokens');
+    if (promptIds.length >= model.maxSeqLen) {
+      throw new RangeError(`the prompt has ${promptIds.length} tokens; the context holds ${model.maxSeqLen}`);
+    }
+    if (!Number.isInteger(options.maxTokens) || options.maxTokens < 0) throw new RangeError('maxTokens must be >= 0');
+    this.stats = {
+      promptTokens: promptIds.length, generatedTokens: 0, promptMs: 0, generateMs: 0, timeToFirstTokenMs: 0,
+      promptTokensPerSec: 0, generatedTokensPerSec: 0, stopReason: null,
+    };
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<GeneratedToken> {
+    if (this.started) throw new Error('a Generation can be iterated once');
+    this.started = true;
+    return this.run();
+  }
+
+  private async *run(): AsyncGenerator<GeneratedToken> {
+    const { model, options, promptIds, stats } = this;
+    const sampler = new Sampler(options.sampling, options.seed);
+    sampler.observePrompt(promptIds);
+    const endIds = new Set([...this.tokenizer.eosIds, ...(options.stopTokenIds ?? [])]);
+    const detok = new StreamingDetokenizer(this.tokenizer, promptIds.slice(-DETOKENIZER_CONTEXT));
+    const stops = new StopStringFilter(options.stop ?? []);
+    const aborted = () => options.signal?.aborted ?? false;
+
+    const pick = async (tokens: ArrayLike<number>, pos: number): Promise<number> => {
+      const onBackend = sampler.backendSampling();
+      if (onBackend) return model.forwardSample(tokens, pos, onBackend);
+      return sampler.sample(await model.forward(tokens, pos));
+    };
+
+    const start = performance.now();
+    if (options.maxTokens === 0 || aborted()) {
+      stats.stopReason = aborted() ? 'abort' : 'length';
+      return;
+    }
+    // Prefill: every chunk but the last only fills the KV cache; the last one also gives the first token.
+    const chunk = Math.max(1, options.prefillChunk ?? DEFAULT_PREFILL_CHUNK);
+    let pos = 0;
+    while (promptIds.length - pos > chunk) {
+      await model.forward(promptIds.slice(pos, pos + chunk), pos);
+      pos += chunk;
+      if (aborted()) {
+        stats.stopReason = 'abort';
+        stats.promptMs = performance.now() - start;
+        return;
+      }
+    }
+    let next = await pick(promptIds.slice(pos), pos);
+    pos = promptIds.length;
+    const firstAt = performance.now();
+    stats.promptMs = stats.timeToFirstTokenMs = firstAt - start;
+    stats.promptTokensPerSec = promptIds.length / (stats.promptMs / 1000);
+
+    for (;;) {
+      sampler.accept(next);
+      this.generatedIds.push(next);
+      stats.generatedTokens = this.generatedIds.length;
+      let text = '';
+      let reason: StopReason | null = null;
+      if (endIds.has(next)) {
+        reason = 'eos';
+      } else {
+        const checked = stops.push(detok.push(next));
+        text = checked.text;
+        if (checked.stopped) reason = 'stop-string';
+      }
+      if (!reason && this.generatedIds.length >= options.maxTokens) reason = 'length';
+      // `next` would be fed at position `pos`; the cache holds positions [0, maxSeqLen).
+      if (!reason && pos >= model.maxSeqLen) reason = 'context';
+      if (!reason && aborted()) reason = 'abort';
+      if (reason && reason !== 'stop-string') {
+        // Held-back bytes and stop-string prefixes turned out to be plain output.
+        const tail = stops.push(detok.flush());
+        text += tail.text + (tail.stopped ? '' : stops.flush());
+      }
+
+      const now = performance.now();
+      stats.generateMs = now - firstAt;
+      stats.generatedTokensPerSec = stats.generatedTokens > 1 ? (stats.generatedTokens - 1) / (stats.generateMs / 1000) : 0;
+      if (reason) stats.stopReason = reason;
+      yield { id: next, text };
+      if (reason) return;
+      next = await pick([next], pos);
+      pos += 1;
+    }
+  }
+}
+
+/** Runs generation; iterate the result for {id, text}, then read `stats` and `generatedIds`. */
+export function generate(model: ModelHandle, tokenizer: GenerationTokenizer, promptIds: readonly number[],
+                         options: GenerateOptions): Generation {
+  return new Generation(model, tokenizer, promptIds, options);
+}

@@ -1,0 +1,290 @@
+// Picks the next token from a row of logits: penalties, then greedy or temperature sampling with
+// top-k → top-p → min-p → typical filtering (the order of Hugging Face transformers' logits warpers).
+import type { TokenSampling } from './model-handle.js';
+import { Rng } from './rng.js';
+
+export interface SamplingParams {
+  /** 0: greedy (argmax, first index on ties). */
+  temperature: number;
+  /** 0: off. */
+  topK: number;
+  /** 1: off. Keeps the most likely tokens until their mass reaches topP. */
+  topP: number;
+  /** 0: off. Drops tokens whose probability is below minP × the top probability. */
+  minP: number;
+  /** 1: off. Locally typical sampling (Meister et al.), as HF's TypicalLogitsWarper. */
+  typicalP: number;
+  /** 1: off. HF's: positive logits of every token seen (prompt and output) are divided, negative multiplied. */
+  repeatPenalty: number;
+  /** 0: off. OpenAI's: subtract count × penalty for each token generated so far. */
+  frequencyPenalty: number;
+  /** 0: off. OpenAI's: subtract the penalty once for each token generated so far. */
+  presencePenalty: number;
+}
+
+export const DEFAULT_SAMPLING: SamplingParams = {
+  temperature: 0.8,
+  topK: 40,
+  topP: 0.95,
+  minP: 0.05,
+  typicalP: 1,
+  repeatPenalty: 1,
+  frequencyPenalty: 0,
+  presencePenalty: 0,
+};
+
+/** Returns what is wrong with the parameters (named as the CLI flags are), or null. */
+export function checkSampling(p: SamplingParams): string | null {
+  const finite = (v: number) => Number.isFinite(v);
+  if (!finite(p.temperature) || p.temperature < 0) return 'temperature must be >= 0';
+  if (!Number.isInteger(p.topK) || p.topK < 0) return 'top-k must be an integer >= 0 (0: off)';
+  if (!finite(p.topP) || p.topP <= 0 || p.topP > 1) return 'top-p must be in (0, 1]';
+  if (!finite(p.minP) || p.minP < 0 || p.minP > 1) return 'min-p must be in [0, 1]';
+  if (!finite(p.typicalP) || p.typicalP <= 0 || p.typicalP > 1) return 'typical-p must be in (0, 1]';
+  if (!finite(p.repeatPenalty) || p.repeatPenalty <= 0) return 'repeat-penalty must be > 0 (1: off)';
+  if (!finite(p.frequencyPenalty) || Math.abs(p.frequencyPenalty) > 2) return 'frequency-penalty must be in [-2, 2]';
+  if (!finite(p.presencePenalty) || Math.abs(p.presencePenalty) > 2) return 'presence-penalty must be in [-2, 2]';
+  return null;
+}
+
+export function hasPenalties(p: SamplingParams): boolean {
+  return p.repeatPenalty !== 1 || p.frequencyPenalty !== 0 || p.presencePenalty !== 0;
+}
+
+/** Index of the largest value; the first one on ties (as torch.argmax and HF greedy). */
+export function argmax(logits: ArrayLike<number>): number {
+  let best = 0;
+  let bestValue = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    if (logits[i]! > bestValue) {
+      bestValue = logits[i]!;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/**
+ * Applies the penalties in place. `seen`: every distinct id of prompt and output (repetition penalty);
+ * `generatedCounts`: how often each id was generated (frequency and presence penalties).
+ */
+export function applyPenalties(logits: Float32Array, p: SamplingParams, seen: Iterable<number>,
+                               generatedCounts: ReadonlyMap<number, number>): void {
+  if (p.repeatPenalty !== 1) {
+    for (const id of seen) {
+      if (id < 0 || id >= logits.length) continue;
+      const v = logits[id]!;
+      logits[id] = v < 0 ? v * p.repeatPenalty : v / p.repeatPenalty;
+    }
+  }
+  if (p.frequencyPenalty !== 0 || p.presencePenalty !== 0) {
+    for (const [id, count] of generatedCounts) {
+      if (id < 0 || id >= logits.length || count <= 0) continue;
+      logits[id] = logits[id]! - count * p.frequencyPenalty - p.presencePenalty;
+    }
+  }
+}
+
+/** Candidate tokens, most likely first, with their (temperature-scaled) logits. */
+export interface Candidates {
+  ids: number[];
+  logits: number[];
+  /**
+   * Weight, relative to exp(top logit), of tokens left out only to save sorting (not filtered out): top-p
+   * must count them in the total mass. 0 or absent when the candidates are the whole distribution.
+   */
+  rest?: number;
+}
+
+/** The k largest logits, largest first; on ties the lower id wins (stable). */
+export function topKCandidates(logits: ArrayLike<number>, k: number): Candidates {
+  const ids: number[] = [];
+  const vals: number[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (ids.length === k && !(v > vals[k - 1]!)) continue;
+    let pos = ids.length === k ? k - 1 : ids.length;
+    while (pos > 0 && v > vals[pos - 1]!) pos--;
+    if (ids.length === k) {
+      ids.pop();
+      vals.pop();
+    }
+    ids.splice(pos, 0, i);
+    vals.splice(pos, 0, v);
+  }
+  return { ids, logits: vals };
+}
+
+/** Every token, sorted by logit, largest first (stable). */
+export function allCandidates(logits: ArrayLike<number>): Candidates {
+  const ids = Array.from({ length: logits.length }, (_, i) => i);
+  ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  return { ids, logits: ids.map((i) => logits[i]!) };
+}
+
+/**
+ * The tokens whose temperature-scaled probability is at least `cut` × the top one's, sorted, with the
+ * weight of the others in `rest`. Without a cut that reaches far enough (`mass`), widens it: top-p over
+ * a large vocabulary then sorts a few hundred tokens instead of all of them, with the same result.
+ */
+export function likelyCandidates(logits: ArrayLike<number>, invT: number, cut: number, mass = 0): Candidates {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+  const w = new Float64Array(logits.length);
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) total += (w[i] = Math.exp((logits[i]! - max) * invT));
+  let kept = 0;
+  for (;;) {
+    kept = 0;
+    for (let i = 0; i < w.length; i++) if (w[i]! >= cut) kept += w[i]!;
+    // A margin so that rounding in topPFilter's own sum can't leave the nucleus short.
+    if (kept >= (mass + 1e-9) * total || cut === 0) break;
+    cut = cut > 1e-300 ? cut * 1e-4 : 0;
+  }
+  const ids: number[] = [];
+  for (let i = 0; i < w.length; i++) if (w[i]! >= cut) ids.push(i);
+  ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  return { ids, logits: ids.map((i) => logits[i]! * invT), rest: total - kept };
+}
+
+/** Softmax of the candidates' logits (float64); `rest` adds weight outside them (relative to the top). */
+export function softmax(logits: readonly number[], rest = 0): number[] {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  const out = logits.map((v) => Math.exp(v - max));
+  const sum = out.reduce((a, b) => a + b, 0) + rest;
+  return out.map((v) => v / sum);
+}
+
+/** The first n candidates, as a filtered (complete) distribution. */
+function keep(c: Candidates, n: number): Candidates {
+  return { ids: c.ids.slice(0, n), logits: c.logits.slice(0, n) };
+}
+
+/** Keeps the smallest prefix (most likely first) whose probability mass reaches topP; at least one token. */
+export function topPFilter(c: Candidates, topP: number): Candidates {
+  if (topP >= 1) return c;
+  const probs = softmax(c.logits, c.rest ?? 0);
+  let cum = 0;
+  let n = 0;
+  // A token is kept while the mass of the tokens before it is still below topP (HF's rule).
+  while (n < probs.length && cum < topP) cum += probs[n++]!;
+  return keep(c, Math.max(1, n));
+}
+
+/** Drops tokens whose probability is below minP × the most likely token's. */
+export function minPFilter(c: Candidates, minP: number): Candidates {
+  if (minP <= 0) return c;
+  const probs = softmax(c.logits);
+  const threshold = minP * probs[0]!;
+  let n = 0;
+  while (n < probs.length && probs[n]! >= threshold) n++;
+  return keep(c, Math.max(1, n));
+}
+
+/**
+ * Locally typical sampling: order tokens by how far their surprisal is from the entropy, keep the closest
+ * until their mass reaches typicalP (the token that crosses is kept), as HF's TypicalLogitsWarper.
+ */
+export function typicalFilter(c: Candidates, typicalP: number): Candidates {
+  if (typicalP >= 1) return c;
+  const probs = softmax(c.logits);
+  let entropy = 0;
+  for (const p of probs) if (p > 0) entropy -= p * Math.log(p);
+  const order = probs.map((p, i) => ({ i, d: Math.abs(-Math.log(p) - entropy) }));
+  order.sort((a, b) => a.d - b.d || a.i - b.i);
+  let cum = 0;
+  const kept: number[] = [];
+  for (const { i } of order) {
+    kept.push(i);
+    cum += probs[i]!;
+    if (cum >= typicalP) break;
+  }
+  kept.sort((a, b) => a - b); // back to most-likely-first
+  return { ids: kept.map((i) => c.ids[i]!), logits: kept.map((i) => c.logits[i]!) };
+}
+
+/** Picks from probabilities (not necessarily normalized) with one uniform number in [0, 1). */
+export function pickIndex(probs: ArrayLike<number>, uniform: number): number {
+  let total = 0;
+  for (let i = 0; i < probs.length; i++) total += probs[i]!;
+  const target = uniform * total;
+  let cum = 0;
+  for (let i = 0; i < probs.length; i++) {
+    cum += probs[i]!;
+    if (target < cum) return i;
+  }
+  // Rounding left target at the very top: the last token with any mass.
+  for (let i = probs.length - 1; i > 0; i--) if (probs[i]! > 0) return i;
+  return 0;
+}
+
+/** Samples token ids with one set of parameters and one seeded generator; remembers what it has seen. */
+export class Sampler {
+  readonly params: SamplingParams;
+  private readonly rng: Rng;
+  private readonly seen = new Set<number>();
+  private readonly generatedCounts = new Map<number, number>();
+
+  constructor(params: SamplingParams, seed: number) {
+    const problem = checkSampling(params);
+    if (problem) throw new RangeError(problem);
+    this.params = params;
+    this.rng = new Rng(seed);
+  }
+
+  /** The prompt's ids count for the repetition penalty. */
+  observePrompt(ids: Iterable<number>): void {
+    for (const id of ids) this.seen.add(id);
+  }
+
+  /** Records a generated id (for the penalties). */
+  accept(id: number): void {
+    this.seen.add(id);
+    this.generatedCounts.set(id, (this.generatedCounts.get(id) ?? 0) + 1);
+  }
+
+  /**
+   * When the backend can make the pick itself (greedy, or temperature with optional top-k, no penalties),
+   * its settings with a uniform number from our generator; else null (sample on the host).
+   */
+  backendSampling(): TokenSampling | null {
+    const p = this.params;
+    if (hasPenalties(p)) return null;
+    if (p.temperature <= 0) return { temperature: 0, topK: 0, uniform: 0 };
+    if (p.topP < 1 || p.minP > 0 || p.typicalP < 1) return null;
+    return { temperature: p.temperature, topK: p.topK, uniform: this.rng.uniform() };
+  }
+
+  /** Picks the next id from one row of logits (the row may be modified). */
+  sample(logits: Float32Array): number {
+    const p = this.params;
+    if (hasPenalties(p)) applyPenalties(logits, p, this.seen, this.generatedCounts);
+    if (p.temperature <= 0) return argmax(logits);
+    const invT = 1 / p.temperature;
+    const needSorted = p.topP < 1 || p.minP > 0 || p.typicalP < 1;
+    if (p.topK === 0 && !needSorted) {
+      // Plain temperature sampling over the whole vocabulary, in id order.
+      let max = -Infinity;
+      for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+      const probs = new Float64Array(logits.length);
+      for (let i = 0; i < logits.length; i++) probs[i] = Math.exp((logits[i]! - max) * invT);
+      return pickIndex(probs, this.rng.uniform());
+    }
+    let c: Candidates;
+    if (p.topK > 0 && p.topK < logits.length) {
+      const top = topKCandidates(logits, p.topK);
+      c = { ids: top.ids, logits: top.logits.map((v) => v * invT) };
+    } else if (p.typicalP < 1) {
+      const all = allCandidates(logits);
+      c = { ids: all.ids, logits: all.logits.map((v) => v * invT) };
+    } else {
+      // Only top-p and/or min-p: tokens below min-p's cut never survive, and top-p needs only its nucleus.
+      c = likelyCandidates(logits, invT, p.minP > 0 ? p.minP : 1e-4, p.topP < 1 ? p.topP : 0);
+    }
+    c = topPFilter(c, p.topP);
+    c = minPFilter(c, p.minP);
+    c = typicalFilter(c, p.typicalP);
+    return c.ids[pickIndex(softmax(c.logits), this.rng.uniform())]!;
+  }
+}

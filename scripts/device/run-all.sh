@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One GPU-machine command that builds, checks and measures; each step's log lands in $OUT.
+#   bash scripts/device/run-all.sh [steps...]    steps: kernels check sanitize monitor bench (default: all)
+# Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
+# npm run build:ts)
+set -u
+cd "$(dirname "$0")/../.."
+steps="${*:-kernels check sanitize monitor bench}"
+source scripts/device/setup.sh || exit 1
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv | tee "$OUT/gpu.txt"
+node bin/xllama.js info --gpus | tee "$OUT/info-gpus.txt"
+run() {  # run NAME TIMEOUT CMD...: logs to $OUT/NAME.log, prints its tail
+  local name=$1 limit=$2; shift 2
+  echo "=== $name"
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
+  tail -25 "$OUT/$name.log"; echo "=== $name rc=$rc"
+}
+for s in $steps; do
+  case $s in
+    kernels) kc=$(find build -name xllama_kernel_check -type f | head -1)
+             if [ -n "$kc" ]; then run kernels 180 "$kc"; else echo "=== kernels: no xllama_kernel_check built"; fi ;;
+    check) run check 240 node scripts/device/check-cuda.mjs --backend cuda ;;
+    sanitize) run sanitize 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
+               node scripts/device/check-cuda.mjs --backend cuda --quick ;;
+    monitor) run monitor 120 bash scripts/device/record-monitor-traces.sh ;;
+    bench) bw=$(python3 scripts/device/copy-bandwidth.py 2>/dev/null || echo 3000); echo "copy bandwidth: $bw GB/s" | tee "$OUT/copy-bw.txt"
+           run bench 400 node scripts/device/bench-cuda.mjs --copy-gbs "$bw" --json "$OUT/bench.json" ;;
+  esac
+done
