@@ -37,20 +37,23 @@ for (const name of names) {
       rewriteTensors(join(dir, 'model.safetensors'), (ts) => [...ts, ...extra]);
     }
     const spec = loadModelSpec(dir);
-    const model = await NativeModel.open(spec, { backend: 'cpu', maxSeqLen: ref.ids.length });
-    try {
-      const logits = await model.forward(ref.ids, 0, true);
-      let worst = 0;
-      for (let t = 0; t < ref.ids.length; t++) {
-        const r = row(logits, model.vocabSize, t);
-        worst = Math.max(worst, relError(r, ref.top5[t]));
-        assert.equal(argmax(r), ref.top5[t][0][0], `top-1 at position ${t}`);
+    // Also in chunks of 37 tokens: dynamic NTK must still scale every chunk by the whole call's length.
+    for (const maxChunkTokens of [512, 37]) {
+      const model = await NativeModel.open(spec, { backend: 'cpu', maxSeqLen: ref.ids.length, maxChunkTokens });
+      try {
+        const logits = await model.forward(ref.ids, 0, true);
+        let worst = 0;
+        for (let t = 0; t < ref.ids.length; t++) {
+          const r = row(logits, model.vocabSize, t);
+          worst = Math.max(worst, relError(r, ref.top5[t]));
+          assert.equal(argmax(r), ref.top5[t][0][0], `top-1 at position ${t} (chunks of ${maxChunkTokens})`);
+        }
+        const last = row(logits, model.vocabSize, ref.ids.length - 1);
+        worst = Math.max(worst, relError(last, ref.last_logits.map((v, i) => [i, v] as [number, number])));
+        assert.ok(worst <= 1e-3, `relative logit error ${worst} (chunks of ${maxChunkTokens})`);
+      } finally {
+        model.close();
       }
-      const last = row(logits, model.vocabSize, ref.ids.length - 1);
-      worst = Math.max(worst, relError(last, ref.last_logits.map((v, i) => [i, v] as [number, number])));
-      assert.ok(worst <= 1e-3, `relative logit error ${worst}`);
-    } finally {
-      model.close();
     }
   });
 }
