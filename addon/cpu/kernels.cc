@@ -1,5 +1,6 @@
 #include "cpu/kernels.h"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace xllama::cpu {
@@ -80,7 +81,10 @@ static void gemm8_scalar(const float* x, int n, int in, const float* wt, float* 
 static const Kernels kScalar = {dot_scalar, axpy_scalar, f16_to_f32_scalar, dequant_gptq8_scalar, gemm8_scalar, "scalar"};
 
 const Kernels& kernels() {
-  static const Kernels* chosen = [] {
+  static const Kernels* chosen = []() -> const Kernels* {
+    // XLLAMA_CPU_KERNELS=scalar forces the portable kernels (to test them on an AVX2 machine).
+    const char* forced = std::getenv("XLLAMA_CPU_KERNELS");
+    if (forced && std::strcmp(forced, "scalar") == 0) return &kScalar;
 #ifdef XLLAMA_HAVE_AVX2
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {

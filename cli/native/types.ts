@@ -60,4 +60,6 @@ export interface NativeModelApi {
   memory(handle: NativeModelHandle): NativeMemory;
   backendName(handle: NativeModelHandle): string;
   closeModel(handle: NativeModelHandle): void;
+  /** Which CPU kernels this process uses: 'avx2' or 'scalar' (XLLAMA_CPU_KERNELS=scalar forces the latter). */
+  cpuKernels(): string;
 }
