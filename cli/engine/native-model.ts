@@ -84,8 +84,9 @@ export class NativeModel implements ModelHandle {
 
   /** A random GPTQ model of a preset shape (llama-7b, llama-13b, llama3-8b, llama-70b, tiny), GPU only. */
   static async openDummy(name: string, opts: OpenOptions = {}): Promise<NativeModel> {
+    if (opts.backend === 'cpu') throw new UserError(`dummy model ${name} runs on the GPU only (not with the cpu backend)`);
     const addon = loadAddon();
-    const options = nativeOptions(addon, { ...opts, backend: opts.backend ?? 'cuda' });
+    const options = nativeOptions(addon, { ...opts, backend: 'cuda' });
     try {
       return new NativeModel(addon, await addon.loadDummyModel(name, options));
     } catch (err) {
