@@ -54,7 +54,8 @@ class CpuBackend final : public Backend {
   MemoryReport memory() const override { return mem_; }
 
  private:
-  void forward_chunk(const int32_t* tokens, int n, int pos, bool all_logits, float* out);
+  // rope_seq_len: largest position + 1 of the whole forward call (dynamic NTK scales by it, as HF does).
+  void forward_chunk(const int32_t* tokens, int n, int pos, int rope_seq_len, bool all_logits, float* out);
   void attention(int layer, int n, int pos);
 
   ModelConfig cfg_;
@@ -197,9 +198,9 @@ void CpuBackend::forward(const int32_t* tokens, int n, int pos, bool all_logits,
     const int m = std::min(chunk_, n - start);
     const bool last = start + m == n;
     if (all_logits) {
-      forward_chunk(tokens + start, m, pos + start, true, out + static_cast<int64_t>(start) * cfg_.vocab_size);
+      forward_chunk(tokens + start, m, pos + start, pos + n, true, out + static_cast<int64_t>(start) * cfg_.vocab_size);
     } else {
-      forward_chunk(tokens + start, m, pos + start, false, last ? out : nullptr);
+      forward_chunk(tokens + start, m, pos + start, pos + n, false, last ? out : nullptr);
     }
   }
 }
@@ -234,16 +235,16 @@ void CpuBackend::attention(int layer, int n, int pos) {
   });
 }
 
-void CpuBackend::forward_chunk(const int32_t* tokens, int n, int pos, bool all_logits, float* out) {
+void CpuBackend::forward_chunk(const int32_t* tokens, int n, int pos, int rope_seq_len, bool all_logits, float* out) {
   const int H = cfg_.hidden_size, hd = cfg_.head_dim, half = hd / 2;
   const float eps = cfg_.rms_norm_eps;
   const size_t row_bytes = static_cast<size_t>(H) * dtype_size(embed_.dtype);
   for (int t = 0; t < n; ++t) {
     to_f32(static_cast<const char*>(embed_.data) + row_bytes * tokens[t], embed_.dtype, H, &x_[static_cast<size_t>(t) * H]);
   }
-  // Dynamic NTK rescales by the largest position of this forward, as HF's dynamic_rope_update does.
+  // Dynamic NTK rescales by the largest position of this forward call, as HF's dynamic_rope_update does.
   const std::vector<float> inv_freq = cfg_.rope.type == RopeType::Dynamic
-      ? rope_inv_freq(cfg_.rope, hd, cfg_.max_position_embeddings, pos + n)
+      ? rope_inv_freq(cfg_.rope, hd, cfg_.max_position_embeddings, rope_seq_len)
       : inv_freq_;
   for (int t = 0; t < n; ++t) rope_cos_sin(inv_freq, pos + t, &cos_[static_cast<size_t>(t) * half], &sin_[static_cast<size_t>(t) * half]);
 

@@ -1,5 +1,6 @@
 #include "cpu/kernels.h"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace xllama::cpu {
@@ -50,10 +51,40 @@ static void f16_to_f32_scalar(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = half_to_float(src[i]);
 }
 
-static const Kernels kScalar = {dot_scalar, axpy_scalar, f16_to_f32_scalar, "scalar"};
+static void dequant_gptq8_scalar(const int32_t* qweight, int64_t out, int in, const int32_t* group_of_row,
+                                 const float* scale, const float* zero, float* wt) {
+  for (int r = 0; r < in / 8; ++r) {
+    const int32_t* words = qweight + static_cast<int64_t>(r) * out;
+    for (int j = 0; j < 8; ++j) {
+      const int k = r * 8 + j, g = group_of_row[k];
+      for (int c = 0; c < 8; ++c) {
+        const float q = static_cast<float>((static_cast<uint32_t>(words[c]) >> (4 * j)) & 15);
+        wt[static_cast<int64_t>(k) * 8 + c] = scale[g * 8 + c] * (q - zero[g * 8 + c]);
+      }
+    }
+  }
+}
+
+static void gemm8_scalar(const float* x, int n, int in, const float* wt, float* y, int64_t y_stride, int cols) {
+  for (int t = 0; t < n; ++t) {
+    const float* xr = x + static_cast<int64_t>(t) * in;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int k = 0; k < in; ++k) {
+      const float xv = xr[k];
+      const float* w = wt + static_cast<int64_t>(k) * 8;
+      for (int c = 0; c < 8; ++c) acc[c] += xv * w[c];
+    }
+    for (int c = 0; c < cols; ++c) y[t * y_stride + c] = acc[c];
+  }
+}
+
+static const Kernels kScalar = {dot_scalar, axpy_scalar, f16_to_f32_scalar, dequant_gptq8_scalar, gemm8_scalar, "scalar"};
 
 const Kernels& kernels() {
-  static const Kernels* chosen = [] {
+  static const Kernels* chosen = []() -> const Kernels* {
+    // XLLAMA_CPU_KERNELS=scalar forces the portable kernels (to test them on an AVX2 machine).
+    const char* forced = std::getenv("XLLAMA_CPU_KERNELS");
+    if (forced && std::strcmp(forced, "scalar") == 0) return &kScalar;
 #ifdef XLLAMA_HAVE_AVX2
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {

@@ -11,6 +11,13 @@ struct Kernels {
   float (*dot)(const float* a, const float* b, int n);
   void (*axpy)(float a, const float* x, float* y, int n);       // y += a * x
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
+  // GPTQ: dequantizes 8 output columns for all `in` rows into wt [in][8]:
+  // wt[k][c] = scale[g][c] * (nibble(k, c) - zero[g][c]), g = group_of_row[k]; qweight points at column 0 of
+  // the tile in row 0 (row stride `out`); scale and zero are [groups][8] for the tile.
+  void (*dequant_gptq8)(const int32_t* qweight, int64_t out, int in, const int32_t* group_of_row,
+                        const float* scale, const float* zero, float* wt);
+  // y[t][c] = sum_k x[t][k] * wt[k][c] for t < n, c < cols (<= 8); x rows `in` apart, y rows `y_stride` apart.
+  void (*gemm8)(const float* x, int n, int in, const float* wt, float* y, int64_t y_stride, int cols);
   const char* name;
 };
 

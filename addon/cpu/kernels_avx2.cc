@@ -44,7 +44,79 @@ static void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
   for (; i < n; ++i) dst[i] = half_to_float(src[i]);
 }
 
-static const Kernels kAvx2 = {dot_avx2, axpy_avx2, f16_to_f32_avx2, "avx2"};
+// Row k of the tile is the 8 nibbles at shift 4*(k%8) of the 8 packed words: one vector per k, no gathers.
+static void dequant_gptq8_avx2(const int32_t* qweight, int64_t out, int in, const int32_t* group_of_row,
+                               const float* scale, const float* zero, float* wt) {
+  const __m256i mask = _mm256_set1_epi32(15);
+  for (int r = 0; r < in / 8; ++r) {
+    const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qweight + static_cast<int64_t>(r) * out));
+    for (int j = 0; j < 8; ++j) {
+      const int k = r * 8 + j, g = group_of_row[k];
+      const __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(words, _mm256_set1_epi32(4 * j)), mask));
+      const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(scale + g * 8), _mm256_sub_ps(q, _mm256_loadu_ps(zero + g * 8)));
+      _mm256_storeu_ps(wt + static_cast<int64_t>(k) * 8, w);
+    }
+  }
+}
+
+static inline void store_cols(float* y, __m256 v, int cols) {
+  if (cols == 8) {
+    _mm256_storeu_ps(y, v);
+  } else {
+    alignas(32) float tmp[8];
+    _mm256_store_ps(tmp, v);
+    for (int c = 0; c < cols; ++c) y[c] = tmp[c];
+  }
+}
+
+// Each row sums even and odd k in two chains (added at the end) whether it runs in a block of 4 rows or
+// alone, so a row's result doesn't depend on how the prompt was batched or chunked: decoding token by
+// token reproduces a batched forward exactly.
+static void gemm8_avx2(const float* x, int n, int in, const float* wt, float* y, int64_t y_stride, int cols) {
+  const int even_in = in & ~1;
+  int t = 0;
+  for (; t + 4 <= n; t += 4) {  // 4 rows share each weight vector
+    const float* x0 = x + static_cast<int64_t>(t) * in;
+    const float *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+    for (int k = 0; k < even_in; k += 2) {
+      const __m256 w = _mm256_loadu_ps(wt + static_cast<int64_t>(k) * 8);
+      const __m256 v = _mm256_loadu_ps(wt + static_cast<int64_t>(k) * 8 + 8);
+      a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[k]), w, a0);
+      a1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[k]), w, a1);
+      a2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[k]), w, a2);
+      a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[k]), w, a3);
+      b0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[k + 1]), v, b0);
+      b1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[k + 1]), v, b1);
+      b2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[k + 1]), v, b2);
+      b3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[k + 1]), v, b3);
+    }
+    if (even_in < in) {
+      const __m256 w = _mm256_loadu_ps(wt + static_cast<int64_t>(even_in) * 8);
+      a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[even_in]), w, a0);
+      a1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[even_in]), w, a1);
+      a2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[even_in]), w, a2);
+      a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[even_in]), w, a3);
+    }
+    store_cols(y + t * y_stride, _mm256_add_ps(a0, b0), cols);
+    store_cols(y + (t + 1) * y_stride, _mm256_add_ps(a1, b1), cols);
+    store_cols(y + (t + 2) * y_stride, _mm256_add_ps(a2, b2), cols);
+    store_cols(y + (t + 3) * y_stride, _mm256_add_ps(a3, b3), cols);
+  }
+  for (; t < n; ++t) {
+    const float* xr = x + static_cast<int64_t>(t) * in;
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    for (int k = 0; k < even_in; k += 2) {
+      a = _mm256_fmadd_ps(_mm256_set1_ps(xr[k]), _mm256_loadu_ps(wt + static_cast<int64_t>(k) * 8), a);
+      b = _mm256_fmadd_ps(_mm256_set1_ps(xr[k + 1]), _mm256_loadu_ps(wt + static_cast<int64_t>(k) * 8 + 8), b);
+    }
+    if (even_in < in) a = _mm256_fmadd_ps(_mm256_set1_ps(xr[even_in]), _mm256_loadu_ps(wt + static_cast<int64_t>(even_in) * 8), a);
+    store_cols(y + t * y_stride, _mm256_add_ps(a, b), cols);
+  }
+}
+
+static const Kernels kAvx2 = {dot_avx2, axpy_avx2, f16_to_f32_avx2, dequant_gptq8_avx2, gemm8_avx2, "avx2"};
 
 const Kernels* avx2_kernels() { return &kAvx2; }
 

@@ -31,8 +31,7 @@ void expect_tensor(const TensorView& t, const std::string& what, std::initialize
 // thread instead of paying the pool's wake-up for microseconds of work.
 int64_t grain_for(int64_t per_item) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, per_item)); }
 
-constexpr int kDenseTile = 16;   // weight rows converted per step
-constexpr int kGptqTile = 8;     // output columns per step: one qzeros word
+constexpr int kTile = 8;  // output columns per step: one qzeros word, one AVX2 vector
 
 }  // namespace
 
@@ -96,35 +95,31 @@ void CpuLinear::apply(const float* x, int n, float* y, ThreadPool& pool) const {
   }
 }
 
+// Tiles of 8 output rows are converted to float32 and transposed to [in][8], then applied to all n rows.
 void CpuLinear::apply_dense(const float* x, int n, float* y, ThreadPool& pool) const {
   const Kernels& K = kernels();
   const DType dt = w_.weight.dtype;
   const char* base = static_cast<const char*>(w_.weight.data);
   const size_t row_bytes = static_cast<size_t>(in_) * dtype_size(dt);
-  const int64_t tiles = (out_ + kDenseTile - 1) / kDenseTile;
-  pool.parallel_for(tiles, grain_for(static_cast<int64_t>(kDenseTile) * in_ * n), [&](int64_t b, int64_t e, int) {
-    thread_local std::vector<float> buf;
-    if (dt != DType::F32) buf.resize(static_cast<size_t>(kDenseTile) * in_);
+  const int64_t tiles = (out_ + kTile - 1) / kTile;
+  pool.parallel_for(tiles, grain_for(static_cast<int64_t>(kTile) * in_ * (n + 2)), [&](int64_t b, int64_t e, int) {
+    thread_local std::vector<float> rows, wt;
+    rows.resize(static_cast<size_t>(kTile) * in_);
+    wt.resize(static_cast<size_t>(kTile) * in_);
     for (int64_t tile = b; tile < e; ++tile) {
-      const int o0 = static_cast<int>(tile * kDenseTile), o1 = std::min(out_, o0 + kDenseTile);
-      const float* w;
-      if (dt == DType::F32) {
-        w = reinterpret_cast<const float*>(base + row_bytes * o0);
-      } else {
-        to_f32(base + row_bytes * o0, dt, static_cast<int64_t>(o1 - o0) * in_, buf.data());
-        w = buf.data();
+      const int o0 = static_cast<int>(tile * kTile), cols = std::min(kTile, out_ - o0);
+      to_f32(base + row_bytes * o0, dt, static_cast<int64_t>(cols) * in_, rows.data());
+      std::fill(rows.begin() + static_cast<int64_t>(cols) * in_, rows.end(), 0.0f);
+      for (int k = 0; k < in_; ++k) {
+        for (int c = 0; c < kTile; ++c) wt[static_cast<size_t>(k) * kTile + c] = rows[static_cast<size_t>(c) * in_ + k];
       }
-      for (int t = 0; t < n; ++t) {
-        const float* xr = x + static_cast<int64_t>(t) * in_;
-        float* yr = y + static_cast<int64_t>(t) * out_;
-        for (int o = o0; o < o1; ++o) yr[o] = K.dot(xr, w + static_cast<int64_t>(o - o0) * in_, in_);
-      }
+      K.gemm8(x, n, in_, wt.data(), y + o0, out_, cols);
     }
   });
 }
 
 // w[k][c] = scale[g][c] * (q[k][c] - (zero[g][c] + zero_offset)), g = group_of_row[k]. A tile of 8 output
-// columns is dequantized into a column-major buffer (8 × in) and dotted with every input row.
+// columns (one qzeros word) is dequantized once into [in][8] and applied to all n rows.
 void CpuLinear::apply_gptq(const float* x, int n, float* y, ThreadPool& pool) const {
   const Kernels& K = kernels();
   const int32_t* qweight = static_cast<const int32_t*>(w_.qweight.data);
@@ -132,37 +127,21 @@ void CpuLinear::apply_gptq(const float* x, int n, float* y, ThreadPool& pool) co
   const char* scales = static_cast<const char*>(w_.scales.data);
   const DType sdt = w_.scales.dtype;
   const size_t sbytes = dtype_size(sdt);
-  const int64_t tiles = out_ / kGptqTile;
-  pool.parallel_for(tiles, grain_for(static_cast<int64_t>(kGptqTile) * in_ * (n + 2)), [&](int64_t b, int64_t e, int) {
-    thread_local std::vector<float> wbuf, sbuf;
-    thread_local std::vector<int32_t> zbuf;
-    wbuf.resize(static_cast<size_t>(kGptqTile) * in_);
-    sbuf.resize(static_cast<size_t>(groups_) * kGptqTile);
-    zbuf.resize(static_cast<size_t>(groups_) * kGptqTile);
+  const int64_t tiles = out_ / kTile;
+  pool.parallel_for(tiles, grain_for(static_cast<int64_t>(kTile) * in_ * (n + 2)), [&](int64_t b, int64_t e, int) {
+    thread_local std::vector<float> wt, sbuf, zbuf;
+    wt.resize(static_cast<size_t>(kTile) * in_);
+    sbuf.resize(static_cast<size_t>(groups_) * kTile);
+    zbuf.resize(static_cast<size_t>(groups_) * kTile);
     for (int64_t tile = b; tile < e; ++tile) {
-      const int c0 = static_cast<int>(tile * kGptqTile);
+      const int c0 = static_cast<int>(tile * kTile);
       for (int g = 0; g < groups_; ++g) {
         const uint32_t zword = static_cast<uint32_t>(qzeros[static_cast<int64_t>(g) * (out_ / 8) + tile]);
-        to_f32(scales + (static_cast<size_t>(g) * out_ + c0) * sbytes, sdt, kGptqTile, &sbuf[g * kGptqTile]);
-        for (int j = 0; j < kGptqTile; ++j) zbuf[g * kGptqTile + j] = static_cast<int32_t>((zword >> (4 * j)) & 15) + zero_offset_;
+        to_f32(scales + (static_cast<size_t>(g) * out_ + c0) * sbytes, sdt, kTile, &sbuf[g * kTile]);
+        for (int j = 0; j < kTile; ++j) zbuf[g * kTile + j] = static_cast<float>(((zword >> (4 * j)) & 15) + zero_offset_);
       }
-      for (int r = 0; r < in_ / 8; ++r) {
-        const int32_t* qrow = qweight + static_cast<int64_t>(r) * out_ + c0;
-        for (int c = 0; c < kGptqTile; ++c) {
-          const uint32_t word = static_cast<uint32_t>(qrow[c]);
-          float* wcol = &wbuf[static_cast<size_t>(c) * in_ + r * 8];
-          for (int j = 0; j < 8; ++j) {
-            const int g = group_of_row_[r * 8 + j];
-            const int q = static_cast<int>((word >> (4 * j)) & 15);
-            wcol[j] = sbuf[g * kGptqTile + c] * static_cast<float>(q - zbuf[g * kGptqTile + c]);
-          }
-        }
-      }
-      for (int t = 0; t < n; ++t) {
-        const float* xr = x + static_cast<int64_t>(t) * in_;
-        float* yr = y + static_cast<int64_t>(t) * out_ + c0;
-        for (int c = 0; c < kGptqTile; ++c) yr[c] = K.dot(xr, &wbuf[static_cast<size_t>(c) * in_], in_);
-      }
+      K.dequant_gptq8(qweight + c0, out_, in_, group_of_row_.data(), sbuf.data(), zbuf.data(), wt.data());
+      K.gemm8(x, n, in_, wt.data(), y + c0, out_, kTile);
     }
   });
 }

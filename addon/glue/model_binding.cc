@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "cpu/kernels.h"
 #include "glue/register.h"
 #include "loader/mapped_file.h"
 
@@ -364,8 +365,6 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
         if (req->backend == "cuda") {
 #ifdef XLLAMA_HAVE_CUDA
           model->backend = create_cuda_backend(req->config, req->gptq, weights, req->options);
-          model->files.clear();  // the weights now live on the GPU
-          model->aligned_copies.clear();
 #else
           throw BackendError("no_cuda", kNoCuda);
 #endif
@@ -540,6 +539,9 @@ void RegisterModel(Napi::Env env, Napi::Object exports) {
   exports.Set("memory", Napi::Function::New(env, Memory, "memory"));
   exports.Set("backendName", Napi::Function::New(env, BackendName, "backendName"));
   exports.Set("closeModel", Napi::Function::New(env, CloseModel, "closeModel"));
+  exports.Set("cpuKernels", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Napi::String::New(info.Env(), cpu::kernels().name);
+  }, "cpuKernels"));
 }
 
 }  // namespace xllama::glue

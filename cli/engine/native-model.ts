@@ -42,6 +42,10 @@ function nativeOptions(addon: NativeAddon, opts: OpenOptions): NativeOpenOptions
   };
 }
 
+function checkPos(pos: number): void {
+  if (!Number.isInteger(pos) || pos < 0) throw new UserError(`position must be a non-negative integer (got ${pos})`);
+}
+
 function toInt32Tokens(tokens: ArrayLike<number>): Int32Array {
   if (tokens instanceof Int32Array) return tokens;
   const out = new Int32Array(tokens.length);
@@ -80,8 +84,9 @@ export class NativeModel implements ModelHandle {
 
   /** A random GPTQ model of a preset shape (llama-7b, llama-13b, llama3-8b, llama-70b, tiny), GPU only. */
   static async openDummy(name: string, opts: OpenOptions = {}): Promise<NativeModel> {
+    if (opts.backend === 'cpu') throw new UserError(`dummy model ${name} runs on the GPU only (not with the cpu backend)`);
     const addon = loadAddon();
-    const options = nativeOptions(addon, { ...opts, backend: opts.backend ?? 'cuda' });
+    const options = nativeOptions(addon, { ...opts, backend: 'cuda' });
     try {
       return new NativeModel(addon, await addon.loadDummyModel(name, options));
     } catch (err) {
@@ -94,11 +99,13 @@ export class NativeModel implements ModelHandle {
   }
 
   async forward(tokens: ArrayLike<number>, pos: number, allLogits = false): Promise<Float32Array> {
+    checkPos(pos);
     const ids = toInt32Tokens(tokens);
     return this.enqueue((h) => this.addon.forward(h, ids, pos, allLogits));
   }
 
   async forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling): Promise<number> {
+    checkPos(pos);
     const ids = toInt32Tokens(tokens);
     return this.enqueue((h) => this.addon.forwardSample(h, ids, pos, sampling));
   }

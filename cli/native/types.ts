@@ -60,6 +60,8 @@ export interface NativeModelApi {
   memory(handle: NativeModelHandle): NativeMemory;
   backendName(handle: NativeModelHandle): string;
   closeModel(handle: NativeModelHandle): void;
+  /** Which CPU kernels this process uses: 'avx2' or 'scalar' (XLLAMA_CPU_KERNELS=scalar forces the latter). */
+  cpuKernels(): string;
 }
 
 // ---- gpu-monitor: the NVML collector (addon/glue/monitor_binding.cc) ----
