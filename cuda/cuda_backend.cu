@@ -60,7 +60,7 @@ class DeviceMemory {
     cudaMemGetInfo(&free_b, &total_b);
     cudaDeviceProp prop{};
     cudaGetDeviceProperties(&prop, device_);
-    throw BackendError("out_of_memory", "the model needs " + gib(need) + " GiB more for " + what + ", " +
+    throw BackendError("out_of_memory", "the model needs " + gib(need) + " GiB for " + what + ", " +
                                             gib(free_b) + " GiB free on GPU " + std::to_string(device_) + " (" +
                                             prop.name + ")");
   }
@@ -112,6 +112,8 @@ class CudaBackend final : public Backend {
 #endif
     if (stream_) cudaStreamDestroy(stream_);
     if (host_token_) cudaFreeHost(host_token_);
+    if (host_in_) cudaFreeHost(host_in_);
+    if (inputs_copied_) cudaEventDestroy(inputs_copied_);
   }
 
   // ---- loading ----
@@ -236,8 +238,11 @@ class CudaBackend final : public Backend {
     deq_halves_ = deq;
     work_ = mem_.alloc<float>(work_floats, "scratch", &scratch_bytes_);
     logits_ = mem_.alloc<float>((size_t)kLogitRows * cfg_.vocab_size, "scratch", &scratch_bytes_);
-    tokens_ = mem_.alloc<int>(rows_, "scratch", &scratch_bytes_);
-    pos_ = mem_.alloc<int>(1, "scratch", &scratch_bytes_);
+    // Step inputs travel in one copy from pinned memory: [pos, tokens...].
+    pos_ = mem_.alloc<int>(rows_ + 1, "scratch", &scratch_bytes_);
+    tokens_ = pos_ + 1;
+    XL_CUDA_CHECK(cudaMallocHost(&host_in_, (size_t)(rows_ + 1) * sizeof(int)));
+    XL_CUDA_CHECK(cudaEventCreateWithFlags(&inputs_copied_, cudaEventDisableTiming));
     token_out_ = mem_.alloc<int>(1, "scratch", &scratch_bytes_);
     inv_freq_ = mem_.alloc<float>(D / 2, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaMallocHost(&host_token_, sizeof(int)));
@@ -432,8 +437,11 @@ class CudaBackend final : public Backend {
 
   void run_chunk(const int32_t* tokens, int m, int pos, LogitRows mode, float* out) {
     update_inv_freq(pos + m, false);
-    XL_CUDA_CHECK(cudaMemcpyAsync(tokens_, tokens, (size_t)m * 4, cudaMemcpyHostToDevice, stream_));
-    XL_CUDA_CHECK(cudaMemcpyAsync(pos_, &pos, sizeof(int), cudaMemcpyHostToDevice, stream_));
+    XL_CUDA_CHECK(cudaEventSynchronize(inputs_copied_));  // the previous chunk's copy has read host_in_
+    host_in_[0] = pos;
+    std::copy(tokens, tokens + m, host_in_ + 1);
+    XL_CUDA_CHECK(cudaMemcpyAsync(pos_, host_in_, (size_t)(m + 1) * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    XL_CUDA_CHECK(cudaEventRecord(inputs_copied_, stream_));
     const int vocab = cfg_.vocab_size;
     if (m <= cuda::kGemvMaxRows) {
       // Decode: one graph replay per step (positions come from device memory, so the graph is reusable).
@@ -583,6 +591,8 @@ class CudaBackend final : public Backend {
   size_t deq_halves_ = 0;
   int *tokens_ = nullptr, *pos_ = nullptr, *token_out_ = nullptr;
   int* host_token_ = nullptr;
+  int* host_in_ = nullptr;
+  cudaEvent_t inputs_copied_ = nullptr;
   int inv_freq_key_ = -1;
   std::vector<float> host_inv_freq_;
   std::map<int, cudaGraphExec_t> graphs_;

@@ -46,7 +46,9 @@ std::vector<int> group_index(const LinearWeights& l) {
 void check_quantized(const LinearWeights& l) {
   const int K = l.in_features, N = l.out_features;
   if (K % 8 != 0 || N % 8 != 0 || l.group_size <= 0) bad_tensor(l.qweight, "in/out features must be multiples of 8");
-  const int G = (int)l.scales.shape.at(0);
+  if (!l.scales.present() || l.scales.shape.size() != 2) bad_tensor(l.scales, "missing or not 2-D");
+  if (!l.qzeros.present()) bad_tensor(l.qzeros, "missing");
+  const int G = (int)l.scales.shape[0];
   if (l.qweight.dtype != DType::I32) bad_tensor(l.qweight, "expected I32");
   expect_shape(l.qweight, K / 8, N);
   expect_shape(l.scales, G, N);
@@ -79,6 +81,7 @@ bool pack_q4(const std::vector<const LinearWeights*>& parts, const GptqConfig& g
   for (size_t i = 1; i < parts.size(); ++i)
     if (group_index(*parts[i]) != g) return false;
   const int G = (int)p0.scales.shape[0];
+  if ((int64_t)G * gs < K) return false;
   for (auto* p : parts)
     if (p->scales.shape[0] != G) return false;
   // Sort rows by group (stable); each group must then fill whole rows [g*gs, (g+1)*gs).
