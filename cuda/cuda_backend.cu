@@ -548,25 +548,27 @@ class CudaBackend final : public Backend {
       const GpuLayer& l = layers_[li];
       __half* kc = kcache_ + li * layer_elems;
       __half* vc = vcache_ + li * layer_elems;
-      cuda::rmsnorm(h_, hid, m, hid, l.input_norm, cfg_.rms_norm_eps, xn_, hid, stream_);
-      XL_CUDA_CHECK(cudaMemsetAsync(qkv_, 0, (size_t)m * qkv_dim * 4, stream_));
+      cuda::rmsnorm(h_, hid, m, hid, l.input_norm, cfg_.rms_norm_eps, xn_, hid, stream_, qkv_, (size_t)m * qkv_dim);
       linear(l.qkv, xn_, m, hid, qkv_, qkv_dim);
       cuda::rope_qkv_to_cache(qkv_, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
       cuda::attention(q_, kc, vc, m, H, KV, D, S_, pos_, splits, work_, att_, stream_);
       linear(l.o, att_, m, H * D, h_, hid);  // residual add: o_proj accumulates into h
-      cuda::rmsnorm(h_, hid, m, hid, l.post_norm, cfg_.rms_norm_eps, xn_, hid, stream_);
-      XL_CUDA_CHECK(cudaMemsetAsync(gu_, 0, (size_t)m * 2 * I * 4, stream_));
+      cuda::rmsnorm(h_, hid, m, hid, l.post_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gu_, (size_t)m * 2 * I);
       linear(l.gate_up, xn_, m, hid, gu_, 2 * I);
-      cuda::silu_mul(gu_, m, I, act_, stream_);
-      linear(l.down, act_, m, I, h_, hid);
+      if (m <= cuda::kGemvMaxRows && l.down.quantized) {
+        cuda::gemv_q4_silu(l.down.q, gu_, m, h_, hid, stream_);  // SiLU(gate) * up fused into the staging
+      } else {
+        cuda::silu_mul(gu_, m, I, act_, stream_);
+        linear(l.down, act_, m, I, h_, hid);
+      }
     }
   }
 
   // Final norm + lm_head for rows [r0, r0 + nr) into logits_ rows [0, nr).
   void enqueue_logits(int r0, int nr) {
     const int hid = cfg_.hidden_size;
-    cuda::rmsnorm(h_ + (size_t)r0 * hid, hid, nr, hid, final_norm_, cfg_.rms_norm_eps, xn_, hid, stream_);
-    XL_CUDA_CHECK(cudaMemsetAsync(logits_, 0, (size_t)nr * cfg_.vocab_size * 4, stream_));
+    cuda::rmsnorm(h_ + (size_t)r0 * hid, hid, nr, hid, final_norm_, cfg_.rms_norm_eps, xn_, hid, stream_, logits_,
+                  (size_t)nr * cfg_.vocab_size);
     linear(lm_head_, xn_, nr, hid, logits_, cfg_.vocab_size);
   }
 

@@ -24,6 +24,9 @@ struct QWeight {
 // ---- linear layers (all accumulate: y[i, n] += x[i, :] . W[n, :] (+ bias[n])) ----
 constexpr int kGemvMaxRows = 8;  // rows up to this use the GEMV kernels, more use dequant + GEMM
 void gemv_q4(const QWeight& w, const __half* x, int m, int x_stride, float* y, int y_stride, cudaStream_t s);
+// The MLP's down projection straight from the gate/up output gu [m, 2K]: input = silu(gate) * up
+// (rounded to fp16 as silu_mul does), so decode needs no separate SiLU kernel.
+void gemv_q4_silu(const QWeight& w, const float* gu, int m, float* y, int y_stride, cudaStream_t s);
 // Dense fp16 weight [N, K].
 void gemv_f16(const __half* w, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,
               int y_stride, cudaStream_t s);
@@ -38,9 +41,10 @@ void add_bias(float* y, int m, int N, int y_stride, const __half* bias, cudaStre
 
 // ---- elementwise / normalization ----
 void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s);
-// y[i] = half(x[i] * rsqrt(mean(x[i]^2) + eps) * w), rows of length n.
+// y[i] = half(x[i] * rsqrt(mean(x[i]^2) + eps) * w), rows of length n. Also zeroes zero_buf[0, zero_count)
+// (the next linear's accumulation buffer) so decode needs no memset node.
 void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
-             cudaStream_t s);
+             cudaStream_t s, float* zero_buf = nullptr, size_t zero_count = 0);
 // gu [m, 2I] (gate then up) -> out [m, I] = silu(gate) * up
 void silu_mul(const float* gu, int m, int I, __half* out, cudaStream_t s);
 

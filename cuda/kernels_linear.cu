@@ -45,9 +45,10 @@ constexpr int kGemvMaxBlockRows = 256;  // packed rows per block (bounds shared 
 // read through the act-order permutation and stored as the half2 pairs dequant_word produces.
 // Each lane accumulates 4 columns x M rows in fp32 (half2 products summed over one word, 8 weights),
 // the warps of a block are reduced in shared memory and slices are summed with atomicAdd into y.
-template <int M, bool SYM>
+// SILU: x is the fp32 gate/up pair [m, 2K] and the input is silu(gate) * up (the MLP's down projection).
+template <int M, bool SYM, bool SILU>
 __global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_q4_kernel(QWeight w, const __half* __restrict__ x, int x_stride, float* __restrict__ y, int y_stride,
+    gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
                    int block_rows) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __half2* xs = reinterpret_cast<__half2*>(smem_raw);  // [M][block_rows * 4]
@@ -62,8 +63,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
       k0 = w.perm[k0];
       k1 = w.perm[k1];
     }
-    const __half* xr = x + (size_t)mi * x_stride;
-    xs[mi * block_rows * 4 + rem] = __halves2half2(xr[k0], xr[k1]);
+    if (SILU) {
+      const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+      const float g0 = gr[k0], g1 = gr[k1];
+      xs[mi * block_rows * 4 + rem] = __floats2half2_rn(g0 / (1.f + __expf(-g0)) * gr[w.K + k0],
+                                                        g1 / (1.f + __expf(-g1)) * gr[w.K + k1]);
+    } else {
+      const __half* xr = static_cast<const __half*>(xv) + (size_t)mi * x_stride;
+      xs[mi * block_rows * 4 + rem] = __halves2half2(xr[k0], xr[k1]);
+    }
   }
   __syncthreads();
 
@@ -148,14 +156,16 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
-template <int M, bool SYM>
-void launch_gemv_q4(const QWeight& w, const __half* x, int x_stride, float* y, int y_stride, cudaStream_t s) {
-  static int sms = 0;
-  if (!sms) {
-    int dev = 0;
-    XL_CUDA_CHECK(cudaGetDevice(&dev));
-    XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  }
+int sm_count() {
+  int dev = 0, sms = 0;
+  XL_CUDA_CHECK(cudaGetDevice(&dev));
+  XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  return sms;
+}
+
+template <int M, bool SYM, bool SILU>
+void launch_gemv_q4(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, cudaStream_t s) {
+  const int sms = sm_count();
   const int packed_rows = w.K / 8;
   const int col_blocks = (w.N + kGemvCols - 1) / kGemvCols;
   // Enough blocks for ~4 per SM, and at least kGemvWarps * 4 packed rows per block.
@@ -167,22 +177,22 @@ void launch_gemv_q4(const QWeight& w, const __half* x, int x_stride, float* y, i
   size_t smem = std::max<size_t>((size_t)M * block_rows * 4 * sizeof(__half2),
                                  (size_t)kGemvWarps * M * kGemvCols * sizeof(float));
   dim3 grid(col_blocks, splits);
-  gemv_q4_kernel<M, SYM><<<grid, kGemvWarps * 32, smem, s>>>(w, x, x_stride, y, y_stride, block_rows);
+  gemv_q4_kernel<M, SYM, SILU><<<grid, kGemvWarps * 32, smem, s>>>(w, x, x_stride, y, y_stride, block_rows);
   XL_CUDA_LAUNCH_CHECK();
 }
 
-template <bool SYM>
-void dispatch_gemv_q4(const QWeight& w, const __half* x, int m, int x_stride, float* y, int y_stride,
+template <bool SYM, bool SILU>
+void dispatch_gemv_q4(const QWeight& w, const void* x, int m, int x_stride, float* y, int y_stride,
                       cudaStream_t s) {
   switch (m) {
-    case 1: return launch_gemv_q4<1, SYM>(w, x, x_stride, y, y_stride, s);
-    case 2: return launch_gemv_q4<2, SYM>(w, x, x_stride, y, y_stride, s);
-    case 3: return launch_gemv_q4<3, SYM>(w, x, x_stride, y, y_stride, s);
-    case 4: return launch_gemv_q4<4, SYM>(w, x, x_stride, y, y_stride, s);
-    case 5: return launch_gemv_q4<5, SYM>(w, x, x_stride, y, y_stride, s);
-    case 6: return launch_gemv_q4<6, SYM>(w, x, x_stride, y, y_stride, s);
-    case 7: return launch_gemv_q4<7, SYM>(w, x, x_stride, y, y_stride, s);
-    default: return launch_gemv_q4<8, SYM>(w, x, x_stride, y, y_stride, s);
+    case 1: return launch_gemv_q4<1, SYM, SILU>(w, x, x_stride, y, y_stride, s);
+    case 2: return launch_gemv_q4<2, SYM, SILU>(w, x, x_stride, y, y_stride, s);
+    case 3: return launch_gemv_q4<3, SYM, SILU>(w, x, x_stride, y, y_stride, s);
+    case 4: return launch_gemv_q4<4, SYM, SILU>(w, x, x_stride, y, y_stride, s);
+    case 5: return launch_gemv_q4<5, SYM, SILU>(w, x, x_stride, y, y_stride, s);
+    case 6: return launch_gemv_q4<6, SYM, SILU>(w, x, x_stride, y, y_stride, s);
+    case 7: return launch_gemv_q4<7, SYM, SILU>(w, x, x_stride, y, y_stride, s);
+    default: return launch_gemv_q4<8, SYM, SILU>(w, x, x_stride, y, y_stride, s);
   }
 }
 
@@ -230,9 +240,13 @@ __global__ void __launch_bounds__(kF16Warps * 32)
     }
   } else {
     for (int k = lane; k < K; k += 32) {
-      float wv = __half2float(wr[k]);
+      const float wv = __half2float(wr[k]);
+      const __half* xk = x + k;
 #pragma unroll
-      for (int mi = 0; mi < M; ++mi) acc[mi] = fmaf(wv, __half2float(x[(size_t)mi * x_stride + k]), acc[mi]);
+      for (int mi = 0; mi < M; ++mi) {
+        acc[mi] = fmaf(wv, __half2float(*xk), acc[mi]);
+        xk += x_stride;
+      }
     }
   }
 #pragma unroll
@@ -359,10 +373,25 @@ int grid_for(size_t total, int threads) {
 void gemv_q4(const QWeight& w, const __half* x, int m, int x_stride, float* y, int y_stride, cudaStream_t s) {
   for (int r = 0; r < m; r += kGemvMaxRows) {
     const int mm = std::min(kGemvMaxRows, m - r);
+    const __half* xr = x + (size_t)r * x_stride;
+    float* yr = y + (size_t)r * y_stride;
     if (w.zeros)
-      dispatch_gemv_q4<false>(w, x + (size_t)r * x_stride, mm, x_stride, y + (size_t)r * y_stride, y_stride, s);
+      dispatch_gemv_q4<false, false>(w, xr, mm, x_stride, yr, y_stride, s);
     else
-      dispatch_gemv_q4<true>(w, x + (size_t)r * x_stride, mm, x_stride, y + (size_t)r * y_stride, y_stride, s);
+      dispatch_gemv_q4<true, false>(w, xr, mm, x_stride, yr, y_stride, s);
+  }
+}
+
+void gemv_q4_silu(const QWeight& w, const float* gu, int m, float* y, int y_stride, cudaStream_t s) {
+  const int x_stride = 2 * w.K;
+  for (int r = 0; r < m; r += kGemvMaxRows) {
+    const int mm = std::min(kGemvMaxRows, m - r);
+    const float* xr = gu + (size_t)r * x_stride;
+    float* yr = y + (size_t)r * y_stride;
+    if (w.zeros)
+      dispatch_gemv_q4<false, true>(w, xr, mm, x_stride, yr, y_stride, s);
+    else
+      dispatch_gemv_q4<true, true>(w, xr, mm, x_stride, yr, y_stride, s);
   }
 }
 

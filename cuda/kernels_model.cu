@@ -36,8 +36,11 @@ __global__ void embed_kernel(const __half* __restrict__ table, const int* __rest
 }
 
 __global__ void rmsnorm_kernel(const float* __restrict__ x, int x_stride, int n, const __half* __restrict__ w,
-                               float eps, __half* __restrict__ y, int y_stride) {
+                               float eps, __half* __restrict__ y, int y_stride, float* __restrict__ zero_buf,
+                               size_t zero_count) {
   __shared__ float red[32];
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < zero_count; i += (size_t)gridDim.x * blockDim.x)
+    zero_buf[i] = 0.f;
   const float* xr = x + (size_t)blockIdx.x * x_stride;
   float ss = 0.f;
   for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
@@ -241,8 +244,9 @@ void embed_rows(const __half* table, const int* tokens, int m, int hidden, float
 }
 
 void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
-             cudaStream_t s) {
-  rmsnorm_kernel<<<m, n >= 1024 ? 1024 : ((n + 31) / 32) * 32, 0, s>>>(x, x_stride, n, w, eps, y, y_stride);
+             cudaStream_t s, float* zero_buf, size_t zero_count) {
+  rmsnorm_kernel<<<m, n >= 1024 ? 1024 : ((n + 31) / 32) * 32, 0, s>>>(x, x_stride, n, w, eps, y, y_stride,
+                                                                        zero_buf, zero_count);
   XL_CUDA_LAUNCH_CHECK();
 }
 

@@ -161,6 +161,28 @@ void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int o
   report(name, rel_err(dy.download(), ref), 4e-3);
 }
 
+void check_gemv_q4_silu(int K, int N, int gs, int m, bool act_order) {
+  HostGptq h = make_gptq(K, N, gs, act_order, false);
+  DevQ d(h, 1);
+  std::vector<float> gu((size_t)m * 2 * K);
+  for (auto& v : gu) v = urand(-3.f, 3.f);
+  std::vector<double> ref((size_t)m * N, 0.0);
+  for (int i = 0; i < m; ++i)
+    for (int k = 0; k < K; ++k) {
+      const double g = gu[(size_t)i * 2 * K + k], u = gu[(size_t)i * 2 * K + K + k];
+      const double xk = to_d(__float2half((float)(g / (1 + std::exp(-g)) * u)));
+      for (int n = 0; n < N; ++n) ref[(size_t)i * N + n] += xk * h.w(k, n, 1);
+    }
+  Dev<float> dg(gu), dy((size_t)m * N);
+  dy.poison();
+  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+  gemv_q4_silu(d.q, dg.p, m, dy.p, N, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  char name[128];
+  std::snprintf(name, sizeof name, "gemv_q4 + fused silu*up %dx%d m=%d%s", K, N, m, act_order ? " act-order" : "");
+  report(name, rel_err(dy.download(), ref), 4e-3);
+}
+
 void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
   HostGptq h = make_gptq(K, N, gs, act_order, true);
   DevQ d(h, 1);
@@ -238,9 +260,13 @@ void check_rmsnorm(int m, int n) {
   Dev<float> dx(x);
   Dev<__half> dw(w), dy(x.size());
   dy.poison();
-  rmsnorm(dx.p, n, m, n, dw.p, 1e-5f, dy.p, n, nullptr);
+  Dev<float> zb(5000);
+  zb.poison();
+  rmsnorm(dx.p, n, m, n, dw.p, 1e-5f, dy.p, n, nullptr, zb.p, zb.n);
   XL_CUDA_CHECK(cudaDeviceSynchronize());
-  report("rmsnorm m=" + std::to_string(m) + " n=" + std::to_string(n), rel_err(dy.download(), ref), 2e-3);
+  const double zero_err = rel_err(zb.download(), std::vector<double>(zb.n, 0.0));  // den is 1e-30: any non-zero fails
+  report("rmsnorm (+ zeroing) m=" + std::to_string(m) + " n=" + std::to_string(n),
+         std::max(rel_err(dy.download(), ref), zero_err > 0 ? INFINITY : 0.0), 2e-3);
 }
 
 void check_silu(int m, int I) {
@@ -448,6 +474,8 @@ int main(int argc, char** argv) {
     check_gemv_q4(1024, 256, 128, 2, false, true, 0);  // gptq_v2 zeros
     check_gemv_q4(64, 192, 32, 1, false, false, 1);    // the stories260K shapes
     check_gemv_q4(192, 64, 64, 7, true, false, 1);
+    check_gemv_q4_silu(1024, 256, 128, 1, false);
+    check_gemv_q4_silu(512, 128, 64, 4, true);
     check_gemm_q4(512, 384, 128, 40, false);
     check_gemm_q4(512, 384, 64, 77, true);
     check_dense(4096, 1000, 1, false);
