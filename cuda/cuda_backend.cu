@@ -113,6 +113,7 @@ class CudaBackend final : public Backend {
     if (stream_) cudaStreamDestroy(stream_);
     if (host_token_) cudaFreeHost(host_token_);
     if (host_in_) cudaFreeHost(host_in_);
+    if (host_embed_) cudaFreeHost(host_embed_);
     if (inputs_copied_) cudaEventDestroy(inputs_copied_);
   }
 
@@ -121,7 +122,18 @@ class CudaBackend final : public Backend {
     if ((int)w.layers.size() != cfg_.num_layers)
       throw BackendError("bad_weights", "expected " + std::to_string(cfg_.num_layers) + " layers");
     check_free_memory(estimate_checkpoint_bytes(w), "the weights");
-    embed_ = upload_half(w.embed_tokens, (size_t)cfg_.vocab_size * cfg_.hidden_size, "embed_tokens");
+    const bool tied = w.lm_head.weight.data == w.embed_tokens.data && !w.lm_head.quantized();
+    if (tied) {
+      embed_ = upload_half(w.embed_tokens, (size_t)cfg_.vocab_size * cfg_.hidden_size, "embed_tokens");
+    } else {
+      // Untied: the table is only gathered (one row per token), so it stays in pinned host memory that the
+      // GPU reads directly, saving vocab x hidden x 2 bytes of GPU memory (262 MB for a 7B model).
+      if ((size_t)w.embed_tokens.numel() != (size_t)cfg_.vocab_size * cfg_.hidden_size)
+        throw BackendError("bad_weights", "tensor " + w.embed_tokens.name + ": expected vocab x hidden elements");
+      std::vector<__half> table = cuda::to_half(w.embed_tokens);
+      __half* host = alloc_mapped_embedding(table.size());
+      std::copy(table.begin(), table.end(), host);
+    }
     final_norm_ = upload_half(w.final_norm, cfg_.hidden_size, "final norm");
     for (const LayerWeights& lw : w.layers) {
       GpuLayer l;
@@ -133,7 +145,7 @@ class CudaBackend final : public Backend {
       l.down = upload_linear({&lw.down}, gptq);
       layers_.push_back(l);
     }
-    if (w.lm_head.weight.data == w.embed_tokens.data && !w.lm_head.quantized()) {
+    if (tied) {
       lm_head_.K = cfg_.hidden_size, lm_head_.N = cfg_.vocab_size, lm_head_.dense = embed_;
     } else {
       lm_head_ = upload_linear({&w.lm_head}, gptq);
@@ -148,7 +160,7 @@ class CudaBackend final : public Backend {
     for (int v : {hid, I, H * D, (H + 2 * KV) * D})
       if (v % 8) throw BackendError("invalid_argument", "dummy model sizes must be multiples of 8");
     auto q_bytes = [&](int K, int N) { return (size_t)K / 2 * N + (size_t)((K + group_size - 1) / group_size) * N * 2; };
-    size_t need = (size_t)cfg_.vocab_size * hid * 2 * (cfg_.tie_word_embeddings ? 1 : 2) +
+    size_t need = (size_t)cfg_.vocab_size * hid * 2 +  // embed_tokens or lm_head (an untied table stays on the host)
                   (size_t)cfg_.num_layers * (q_bytes(hid, (H + 2 * KV) * D) + q_bytes(H * D, hid) +
                                              q_bytes(hid, 2 * I) + q_bytes(I, hid));
     check_free_memory(need, "the weights");
@@ -175,7 +187,12 @@ class CudaBackend final : public Backend {
       l.q.K = K, l.q.N = N, l.q.group_size = group_size, l.q.sym_zero = 8;
       return l;
     };
-    embed_ = rand_half((size_t)cfg_.vocab_size * hid, -1.f, 1.f, "embed_tokens");
+    if (cfg_.tie_word_embeddings) {
+      embed_ = rand_half((size_t)cfg_.vocab_size * hid, -1.f, 1.f, "embed_tokens");
+    } else {
+      alloc_mapped_embedding((size_t)cfg_.vocab_size * hid);
+      cuda::fill_random_half(const_cast<__half*>(embed_), (size_t)cfg_.vocab_size * hid, ++s, -1.f, 1.f, stream_);
+    }
     final_norm_ = ones(hid);
     for (int i = 0; i < cfg_.num_layers; ++i) {
       GpuLayer l;
@@ -309,12 +326,28 @@ class CudaBackend final : public Backend {
       if (!l.quantized()) return t(l.weight) + t(l.bias);
       return (size_t)l.qweight.numel() * 4 + (size_t)l.scales.numel() * 3 + (size_t)l.in_features * 4 + t(l.bias);
     };
-    size_t total = t(w.embed_tokens) + t(w.final_norm);
-    if (w.lm_head.weight.data != w.embed_tokens.data || w.lm_head.quantized()) total += lin(w.lm_head);
+    size_t total = t(w.final_norm);
+    if (w.lm_head.weight.data != w.embed_tokens.data || w.lm_head.quantized())
+      total += lin(w.lm_head);  // the untied embedding table stays in host memory
+    else
+      total += t(w.embed_tokens);
     for (auto& l : w.layers)
       total += t(l.input_norm) + t(l.post_attention_norm) + lin(l.q) + lin(l.k) + lin(l.v) + lin(l.o) +
                lin(l.gate) + lin(l.up) + lin(l.down);
     return total;
+  }
+
+  __half* alloc_mapped_embedding(size_t count) {
+    void* host = nullptr;
+    if (cudaHostAlloc(&host, count * sizeof(__half), cudaHostAllocMapped) != cudaSuccess) {
+      cudaGetLastError();
+      throw BackendError("out_of_memory", "could not pin " + gib(count * 2) + " GiB of host memory for embed_tokens");
+    }
+    host_embed_ = host;
+    void* dev = nullptr;
+    XL_CUDA_CHECK(cudaHostGetDevicePointer(&dev, host, 0));
+    embed_ = static_cast<const __half*>(dev);
+    return static_cast<__half*>(host);
   }
 
   template <class T>
@@ -594,6 +627,7 @@ class CudaBackend final : public Backend {
   int *tokens_ = nullptr, *pos_ = nullptr, *token_out_ = nullptr;
   int* host_token_ = nullptr;
   int* host_in_ = nullptr;
+  void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)
   cudaEvent_t inputs_copied_ = nullptr;
   int inv_freq_key_ = -1;
   std::vector<float> host_inv_freq_;
