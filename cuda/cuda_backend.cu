@@ -584,7 +584,10 @@ class CudaBackend final : public Backend {
       cuda::rmsnorm(h_, hid, m, hid, l.input_norm, cfg_.rms_norm_eps, xn_, hid, stream_, qkv_, (size_t)m * qkv_dim);
       linear(l.qkv, xn_, m, hid, qkv_, qkv_dim);
       cuda::rope_qkv_to_cache(qkv_, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
-      cuda::attention(q_, kc, vc, m, H, KV, D, S_, pos_, splits, work_, att_, stream_);
+      if (m <= cuda::kGemvMaxRows)
+        cuda::attention(q_, kc, vc, m, H, KV, D, S_, pos_, splits, work_, att_, stream_);
+      else
+        cuda::attention_prefill(q_, kc, vc, m, H, KV, D, S_, pos_, att_, stream_);
       linear(l.o, att_, m, H * D, h_, hid);  // residual add: o_proj accumulates into h
       cuda::rmsnorm(h_, hid, m, hid, l.post_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gu_, (size_t)m * 2 * I);
       linear(l.gate_up, xn_, m, hid, gu_, 2 * I);

@@ -59,6 +59,10 @@ void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const floa
 void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
                const int* pos, int splits, float* work, __half* out, cudaStream_t s);
 int attention_splits(int m, int H, int max_len);
+// The same for prompt chunks: 16 query rows per block share each K/V tile (head_dim 64 and 128; other sizes
+// use attention() with one split).
+void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,
+                       int S, const int* pos, __half* out, cudaStream_t s);
 
 // ---- sampling (one block; result in *out) ----
 void argmax(const float* logits, int vocab, int* out, cudaStream_t s);

@@ -354,10 +354,14 @@ void check_attention(int m, int H, int KV, int D, int len_after, int S, bool pre
   Dev<float> work((size_t)m * H * splits * (D + 2));
   out.poison();
   work.poison();
-  attention(dq.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, out.p, nullptr);
+  if (prefill_splits)
+    attention_prefill(dq.p, dk.p, dv.p, m, H, KV, D, S, dp.p, out.p, nullptr);
+  else
+    attention(dq.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, out.p, nullptr);
   XL_CUDA_CHECK(cudaDeviceSynchronize());
   char name[128];
-  std::snprintf(name, sizeof name, "attention m=%d H=%d KV=%d D=%d len=%d splits=%d", m, H, KV, D, len_after, splits);
+  std::snprintf(name, sizeof name, "%s m=%d H=%d KV=%d D=%d len=%d splits=%d",
+                prefill_splits ? "attention_prefill" : "attention", m, H, KV, D, len_after, splits);
   report(name, rel_err(out.download(), ref), 3e-3);
 }
 
@@ -458,6 +462,19 @@ void time_attention(int H, int KV, int D, int len) {
               splits, ms * 1e3, (double)(kc.n + vc.n) * 2 / (ms * 1e-3) / 1e9);
 }
 
+void time_attention_prefill(int H, int KV, int D, int m) {
+  const int S = m;
+  Dev<__half> q((size_t)m * H * D), kc((size_t)KV * S * D), vc((size_t)KV * S * D), out((size_t)m * H * D);
+  fill_random_half(q.p, q.n, 9, -1.f, 1.f, nullptr);
+  fill_random_half(kc.p, kc.n, 10, -1.f, 1.f, nullptr);
+  fill_random_half(vc.p, vc.n, 11, -1.f, 1.f, nullptr);
+  Dev<int> dp(std::vector<int>{0});
+  const float ms = median_ms([&] { attention_prefill(q.p, kc.p, vc.p, m, H, KV, D, S, dp.p, out.p, nullptr); }, 5, 50);
+  const double flops = 4.0 * H * D * (double)m * (m + 1) / 2;
+  std::printf("time attention_prefill H=%d D=%d m=%d (one layer)   %8.1f us  %7.1f TFLOP/s\n", H, D, m, ms * 1e3,
+              flops / (ms * 1e-3) / 1e12);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -493,6 +510,9 @@ int main(int argc, char** argv) {
     check_attention(1, 8, 1, 128, 16384, 16384, false);
     check_attention(5, 8, 4, 64, 300, 512, false);
     check_attention(64, 4, 2, 128, 200, 256, true);
+    check_attention(37, 4, 4, 64, 37, 64, true);     // a first chunk: rows at positions 0..36
+    check_attention(100, 8, 2, 128, 612, 700, true);  // a later chunk over an existing cache
+    check_attention(20, 8, 4, 8, 30, 32, true);       // head_dim 8: falls back to the split kernel
     check_attention(3, 8, 4, 8, 20, 32, false);
     check_sampling(32000);
     check_sampling(128256);
@@ -510,6 +530,7 @@ int main(int argc, char** argv) {
       time_attention(32, 32, 128, 2048);
       time_attention(64, 8, 128, 2048);
       time_attention(32, 32, 128, 16384);
+      time_attention_prefill(32, 32, 128, 512);
     }
   } catch (const std::exception& e) {
     std::printf("kernel check aborted: %s\n", e.what());
