@@ -37,6 +37,9 @@ __device__ __forceinline__ void dequant_word(uint32_t word, __half2 z1024, __hal
 }
 
 constexpr int kGemvWarps = 4;
+// x is staged as x/16 so the fp16 sum of four (q - zero) * x products (|q - zero| <= 16) can't overflow
+// for |x| < 16k (down_proj inputs can reach thousands); the scale folds 16 back in fp32.
+constexpr float kXScale = 0.0625f, kXUnscale = 16.f;
 constexpr int kGemvCols = 128;       // 32 lanes x 4 columns (one 16-byte load per packed row)
 constexpr int kGemvUnroll = 8;       // packed rows loaded before any is used
 constexpr int kGemvMaxBlockRows = 256;  // packed rows per block (bounds shared memory for x)
@@ -66,11 +69,14 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     if (SILU) {
       const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
       const float g0 = gr[k0], g1 = gr[k1];
-      xs[mi * block_rows * 4 + rem] = __floats2half2_rn(g0 / (1.f + __expf(-g0)) * gr[w.K + k0],
-                                                        g1 / (1.f + __expf(-g1)) * gr[w.K + k1]);
+      // silu_mul rounds to fp16 first; the 1/16 below is exact except for tiny (subnormal) values
+      const float a0 = __half2float(__float2half(g0 / (1.f + __expf(-g0)) * gr[w.K + k0]));
+      const float a1 = __half2float(__float2half(g1 / (1.f + __expf(-g1)) * gr[w.K + k1]));
+      xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
     } else {
       const __half* xr = static_cast<const __half*>(xv) + (size_t)mi * x_stride;
-      xs[mi * block_rows * 4 + rem] = __halves2half2(xr[k0], xr[k1]);
+      xs[mi * block_rows * 4 + rem] =
+          __floats2half2_rn(__half2float(xr[k0]) * kXScale, __half2float(xr[k1]) * kXScale);
     }
   }
   __syncthreads();
@@ -104,7 +110,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
           uint2 sraw = *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
           const __half2* sh = reinterpret_cast<const __half2*>(&sraw);
           float2 s01 = __half22float2(sh[0]), s23 = __half22float2(sh[1]);
-          sc[0] = s01.x, sc[1] = s01.y, sc[2] = s23.x, sc[3] = s23.y;
+          sc[0] = s01.x * kXUnscale, sc[1] = s01.y * kXUnscale, sc[2] = s23.x * kXUnscale, sc[3] = s23.y * kXUnscale;
           if (SYM) {
             uint16_t zb = 0x6400 | w.sym_zero;
 #pragma unroll

@@ -140,10 +140,10 @@ struct DevQ {
   }
 };
 
-void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int offset) {
+void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int offset, float x_range = 1.f) {
   HostGptq h = make_gptq(K, N, gs, act_order, asym);
   DevQ d(h, offset);
-  std::vector<__half> x = rand_half((size_t)m * K, -1.f, 1.f);
+  std::vector<__half> x = rand_half((size_t)m * K, -x_range, x_range);
   std::vector<float> base(m * (size_t)N);
   for (auto& b : base) b = urand(-1.f, 1.f);
   std::vector<double> ref(base.size());
@@ -160,8 +160,8 @@ void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int o
   gemv_q4(d.q, dx.p, m, K, dy.p, N, nullptr);
   XL_CUDA_CHECK(cudaDeviceSynchronize());
   char name[128];
-  std::snprintf(name, sizeof name, "gemv_q4 %dx%d g%d m=%d%s%s", K, N, gs, m, act_order ? " act-order" : "",
-                asym ? " asym" : "");
+  std::snprintf(name, sizeof name, "gemv_q4 %dx%d g%d m=%d%s%s%s", K, N, gs, m, act_order ? " act-order" : "",
+                asym ? " asym" : "", x_range > 1.f ? " |x|<4000" : "");
   report(name, rel_err(dy.download(), ref), 4e-3);
 }
 
@@ -576,6 +576,7 @@ int main(int argc, char** argv) {
     check_gemv_q4(1024, 256, 128, 2, false, true, 0);  // gptq_v2 zeros
     check_gemv_q4(64, 192, 32, 1, false, false, 1);    // the stories260K shapes
     check_gemv_q4(192, 64, 64, 7, true, false, 1);
+    check_gemv_q4(2048, 256, 128, 2, false, true, 1, 4000.f);  // large activations must not overflow fp16
     check_gemv_q4_silu(1024, 256, 128, 1, false);
     check_gemv_q4_silu(512, 128, 64, 4, true);
     check_gemm_q4(512, 384, 128, 40, false);
