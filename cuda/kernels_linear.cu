@@ -6,6 +6,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
+#include "cuda/launch.h"
 
 namespace xllama::cuda {
 
@@ -53,6 +54,7 @@ template <int M, bool SYM, bool SILU>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
                    int block_rows) {
+  wait_for_previous_kernel();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __half2* xs = reinterpret_cast<__half2*>(smem_raw);  // [M][block_rows * 4]
   const int packed_rows = w.K / 8;
@@ -183,7 +185,7 @@ void launch_gemv_q4(const QWeight& w, const void* x, int x_stride, float* y, int
   size_t smem = std::max<size_t>((size_t)M * block_rows * 4 * sizeof(__half2),
                                  (size_t)kGemvWarps * M * kGemvCols * sizeof(float));
   dim3 grid(col_blocks, splits);
-  gemv_q4_kernel<M, SYM, SILU><<<grid, kGemvWarps * 32, smem, s>>>(w, x, x_stride, y, y_stride, block_rows);
+  launch(gemv_q4_kernel<M, SYM, SILU>, grid, kGemvWarps * 32, smem, s, w, x, x_stride, y, y_stride, block_rows);
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -209,6 +211,7 @@ template <int M, bool VEC>
 __global__ void __launch_bounds__(kF16Warps * 32)
     gemv_f16_kernel(const __half* __restrict__ W, const __half* __restrict__ bias, int K, int N,
                     const __half* __restrict__ x, int x_stride, float* __restrict__ y, int y_stride) {
+  wait_for_previous_kernel();
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * kF16Warps + (threadIdx.x >> 5);
   if (n >= N) return;
@@ -271,14 +274,15 @@ void launch_gemv_f16(const __half* W, const __half* bias, int K, int N, const __
                    ((reinterpret_cast<uintptr_t>(x) & 15) == 0);
   dim3 grid((N + kF16Warps - 1) / kF16Warps);
   if (vec)
-    gemv_f16_kernel<M, true><<<grid, kF16Warps * 32, 0, s>>>(W, bias, K, N, x, x_stride, y, y_stride);
+    launch(gemv_f16_kernel<M, true>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride);
   else
-    gemv_f16_kernel<M, false><<<grid, kF16Warps * 32, 0, s>>>(W, bias, K, N, x, x_stride, y, y_stride);
+    launch(gemv_f16_kernel<M, false>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 // ---- dequantization for the prompt path ----
 __global__ void dequant_q4_kernel(QWeight w, int n0, int n1, __half* __restrict__ out) {
+  wait_for_previous_kernel();
   const int nc = n1 - n0;
   const size_t total = (size_t)(w.K / 8) * nc;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
@@ -295,6 +299,7 @@ __global__ void dequant_q4_kernel(QWeight w, int n0, int n1, __half* __restrict_
 
 __global__ void gather_columns_kernel(const __half* __restrict__ x, int m, int K, int x_stride,
                                       const int* __restrict__ perm, __half* __restrict__ out) {
+  wait_for_previous_kernel();
   const size_t total = (size_t)m * K;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
     const int r = (int)(i / K), k = (int)(i % K);
@@ -303,6 +308,7 @@ __global__ void gather_columns_kernel(const __half* __restrict__ x, int m, int K
 }
 
 __global__ void add_bias_kernel(float* y, int m, int N, int y_stride, const __half* bias) {
+  wait_for_previous_kernel();
   const size_t total = (size_t)m * N;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
     y[(i / N) * y_stride + i % N] += __half2float(bias[i % N]);
@@ -313,6 +319,7 @@ constexpr int BM = 64, BN = 64, BK = 32;
 __global__ void __launch_bounds__(128) gemm_wmma_kernel(const __half* __restrict__ A, int lda,
                                                         const __half* __restrict__ B, int ldb, bool b_kn,
                                                         float* __restrict__ C, int ldc, int m, int N, int K) {
+  wait_for_previous_kernel();
   using namespace nvcuda;
   __shared__ __align__(128) __half As[BM][BK + 8];
   __shared__ __align__(128) __half Bs[BK][BN + 8];
@@ -418,24 +425,24 @@ void gemv_f16(const __half* W, const __half* bias, int K, int N, const __half* x
 
 void dequant_q4(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s) {
   const size_t total = (size_t)(w.K / 8) * (n1 - n0);
-  dequant_q4_kernel<<<grid_for(total, 256), 256, 0, s>>>(w, n0, n1, out);
+  launch(dequant_q4_kernel, grid_for(total, 256), 256, 0, s, w, n0, n1, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 void gather_columns(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s) {
-  gather_columns_kernel<<<grid_for((size_t)m * K, 256), 256, 0, s>>>(x, m, K, x_stride, perm, out);
+  launch(gather_columns_kernel, grid_for((size_t)m * K, 256), 256, 0, s, x, m, K, x_stride, perm, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 void add_bias(float* y, int m, int N, int y_stride, const __half* bias, cudaStream_t s) {
-  add_bias_kernel<<<grid_for((size_t)m * N, 256), 256, 0, s>>>(y, m, N, y_stride, bias);
+  launch(add_bias_kernel, grid_for((size_t)m * N, 256), 256, 0, s, y, m, N, y_stride, bias);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 void gemm_f16_wmma(const __half* A, int lda, const __half* B, int ldb, bool b_kn, float* C, int ldc, int m, int N,
                    int K, cudaStream_t s) {
   dim3 grid((N + BN - 1) / BN, (m + BM - 1) / BM);
-  gemm_wmma_kernel<<<grid, 128, 0, s>>>(A, lda, B, ldb, b_kn, C, ldc, m, N, K);
+  launch(gemm_wmma_kernel, grid, 128, 0, s, A, lda, B, ldb, b_kn, C, ldc, m, N, K);
   XL_CUDA_LAUNCH_CHECK();
 }
 

@@ -5,6 +5,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
+#include "cuda/launch.h"
 
 namespace xllama::cuda {
 
@@ -28,6 +29,7 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 
 __global__ void embed_kernel(const __half* __restrict__ table, const int* __restrict__ tokens, int m, int hidden,
                              float* __restrict__ h) {
+  wait_for_previous_kernel();
   const size_t total = (size_t)m * hidden;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
     const int r = (int)(i / hidden), c = (int)(i % hidden);
@@ -38,6 +40,7 @@ __global__ void embed_kernel(const __half* __restrict__ table, const int* __rest
 __global__ void rmsnorm_kernel(const float* __restrict__ x, int x_stride, int n, const __half* __restrict__ w,
                                float eps, __half* __restrict__ y, int y_stride, float* __restrict__ zero_buf,
                                size_t zero_count) {
+  wait_for_previous_kernel();
   __shared__ float red[32];
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < zero_count; i += (size_t)gridDim.x * blockDim.x)
     zero_buf[i] = 0.f;
@@ -51,6 +54,7 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, int x_stride, int n,
 }
 
 __global__ void silu_mul_kernel(const float* __restrict__ gu, int m, int I, __half* __restrict__ out) {
+  wait_for_previous_kernel();
   const size_t total = (size_t)m * I;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
     const size_t r = i / I, c = i % I;
@@ -63,6 +67,7 @@ __global__ void silu_mul_kernel(const float* __restrict__ gu, int m, int I, __ha
 __global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, int D,
                                 const float* __restrict__ inv_freq, const int* __restrict__ pos,
                                 __half* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc, int S) {
+  wait_for_previous_kernel();
   const int row = blockIdx.x, head = blockIdx.y, j = threadIdx.x, half_d = D / 2;
   if (j >= half_d) return;
   const int p = *pos + row;
@@ -99,6 +104,7 @@ __global__ void __launch_bounds__(kAttnThreads)
     attention_kernel(const __half* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
                      int H, int KV, int D, int S, const int* __restrict__ pos, int splits, int tpp,
                      float* __restrict__ work, __half* __restrict__ out) {
+  wait_for_previous_kernel();
   extern __shared__ float sm[];  // [slots][D] acc, [slots] m, [slots] l
   const int head = blockIdx.x, row = blockIdx.y, split = blockIdx.z;
   const int tid = threadIdx.x, slots = kAttnThreads / tpp, slot = tid / tpp, sub = tid % tpp;
@@ -196,6 +202,7 @@ __global__ void __launch_bounds__(kAttnThreads)
 
 __global__ void attention_combine_kernel(const float* __restrict__ work, int H, int D, int splits,
                                          __half* __restrict__ out) {
+  wait_for_previous_kernel();
   const int head = blockIdx.x, row = blockIdx.y;
   const float* w = work + ((size_t)row * H + head) * splits * (D + 2);
   float M = -INFINITY;
@@ -221,6 +228,7 @@ __global__ void __launch_bounds__(128)
     attention_prefill_kernel(const __half* __restrict__ q, const __half* __restrict__ kc,
                              const __half* __restrict__ vc, int m, int H, int KV, int S, const int* __restrict__ pos,
                              __half* __restrict__ out) {
+  wait_for_previous_kernel();
   constexpr int R = 16, T = 32, DP = D + 2, NT = D / 32;
   __shared__ __align__(16) float qs[R][D];
   __shared__ __align__(16) __half ks[T][DP];
@@ -319,11 +327,13 @@ __device__ __forceinline__ uint32_t hash_u32(uint64_t x) {
 }
 
 __global__ void fill_u32_kernel(uint32_t* p, size_t n, uint64_t seed) {
+  wait_for_previous_kernel();
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
     p[i] = hash_u32(seed * 0x9e3779b97f4a7c15ULL + i);
 }
 
 __global__ void fill_half_kernel(__half* p, size_t n, uint64_t seed, float lo, float hi, bool random) {
+  wait_for_previous_kernel();
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
     float v = lo;
     if (random) v = lo + (hi - lo) * (hash_u32(seed * 0x9e3779b97f4a7c15ULL + i) >> 8) * (1.f / 16777216.f);
@@ -334,26 +344,26 @@ __global__ void fill_half_kernel(__half* p, size_t n, uint64_t seed, float lo, f
 }  // namespace
 
 void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s) {
-  embed_kernel<<<grid_for((size_t)m * hidden, 256), 256, 0, s>>>(table, tokens, m, hidden, h);
+  launch(embed_kernel, grid_for((size_t)m * hidden, 256), 256, 0, s, table, tokens, m, hidden, h);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
              cudaStream_t s, float* zero_buf, size_t zero_count) {
-  rmsnorm_kernel<<<m, n >= 1024 ? 1024 : ((n + 31) / 32) * 32, 0, s>>>(x, x_stride, n, w, eps, y, y_stride,
-                                                                        zero_buf, zero_count);
+  launch(rmsnorm_kernel, dim3(m), dim3(n >= 1024 ? 1024 : ((n + 31) / 32) * 32), 0, s, x, x_stride, n, w, eps, y,
+         y_stride, zero_buf, zero_count);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 void silu_mul(const float* gu, int m, int I, __half* out, cudaStream_t s) {
-  silu_mul_kernel<<<grid_for((size_t)m * I, 256), 256, 0, s>>>(gu, m, I, out);
+  launch(silu_mul_kernel, grid_for((size_t)m * I, 256), 256, 0, s, gu, m, I, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos,
                        __half* q, __half* kcache, __half* vcache, int S, cudaStream_t s) {
   dim3 grid(m, H + 2 * KV);
-  rope_qkv_kernel<<<grid, std::max(32, D / 2), 0, s>>>(qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
+  launch(rope_qkv_kernel, grid, std::max(32, D / 2), 0, s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -372,10 +382,10 @@ void attention(const __half* q, const __half* kcache, const __half* vcache, int 
   const int slots = kAttnThreads / tpp;
   const size_t smem = ((size_t)slots * D + 2 * slots) * sizeof(float);
   dim3 grid(H, m, splits);
-  attention_kernel<<<grid, kAttnThreads, smem, s>>>(q, kcache, vcache, H, KV, D, S, pos, splits, tpp, work, out);
+  launch(attention_kernel, grid, kAttnThreads, smem, s, q, kcache, vcache, H, KV, D, S, pos, splits, tpp, work, out);
   XL_CUDA_LAUNCH_CHECK();
   if (splits > 1) {
-    attention_combine_kernel<<<dim3(H, m), std::min(256, ((D + 31) / 32) * 32), 0, s>>>(work, H, D, splits, out);
+    launch(attention_combine_kernel, dim3(H, m), std::min(256, ((D + 31) / 32) * 32), 0, s, work, H, D, splits, out);
     XL_CUDA_LAUNCH_CHECK();
   }
 }
@@ -384,9 +394,9 @@ void attention_prefill(const __half* q, const __half* kcache, const __half* vcac
                        int S, const int* pos, __half* out, cudaStream_t s) {
   dim3 grid(H, (m + 15) / 16);
   if (D == 128) {
-    attention_prefill_kernel<128><<<grid, 128, 0, s>>>(q, kcache, vcache, m, H, KV, S, pos, out);
+    launch(attention_prefill_kernel<128>, grid, 128, 0, s, q, kcache, vcache, m, H, KV, S, pos, out);
   } else if (D == 64) {
-    attention_prefill_kernel<64><<<grid, 128, 0, s>>>(q, kcache, vcache, m, H, KV, S, pos, out);
+    launch(attention_prefill_kernel<64>, grid, 128, 0, s, q, kcache, vcache, m, H, KV, S, pos, out);
   } else {
     return attention(q, kcache, vcache, m, H, KV, D, S, pos, 1, nullptr, out, s);
   }
@@ -394,17 +404,17 @@ void attention_prefill(const __half* q, const __half* kcache, const __half* vcac
 }
 
 void fill_random_u32(uint32_t* p, size_t n, uint64_t seed, cudaStream_t s) {
-  fill_u32_kernel<<<grid_for(n, 256), 256, 0, s>>>(p, n, seed);
+  launch(fill_u32_kernel, grid_for(n, 256), 256, 0, s, p, n, seed);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 void fill_random_half(__half* p, size_t n, uint64_t seed, float lo, float hi, cudaStream_t s) {
-  fill_half_kernel<<<grid_for(n, 256), 256, 0, s>>>(p, n, seed, lo, hi, true);
+  launch(fill_half_kernel, grid_for(n, 256), 256, 0, s, p, n, seed, lo, hi, true);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 void fill_half(__half* p, size_t n, float v, cudaStream_t s) {
-  fill_half_kernel<<<grid_for(n, 256), 256, 0, s>>>(p, n, 0, v, v, false);
+  launch(fill_half_kernel, grid_for(n, 256), 256, 0, s, p, n, 0, v, v, false);
   XL_CUDA_LAUNCH_CHECK();
 }
 

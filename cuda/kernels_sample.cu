@@ -4,6 +4,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
+#include "cuda/launch.h"
 
 namespace xllama::cuda {
 
@@ -18,6 +19,7 @@ __device__ __forceinline__ uint32_t order_key(float f) {
 }
 
 __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ logits, int vocab, int* out) {
+  wait_for_previous_kernel();
   __shared__ float sv[32];
   __shared__ int si[32];
   float best = -INFINITY;
@@ -45,6 +47,7 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restric
 // lowest indices), sort them descending (ties by index) and sample like sample_token_host.
 __global__ void __launch_bounds__(kThreads)
     top_k_kernel(const float* __restrict__ logits, int vocab, int k, float temperature, float uniform, int* out) {
+  wait_for_previous_kernel();
   __shared__ int hist[256];
   __shared__ uint32_t s_prefix, s_mask;
   __shared__ int s_remaining, s_count, s_taken;
@@ -138,7 +141,7 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 void argmax(const float* logits, int vocab, int* out, cudaStream_t s) {
-  argmax_kernel<<<1, kThreads, 0, s>>>(logits, vocab, out);
+  launch(argmax_kernel, 1, kThreads, 0, s, logits, vocab, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -146,7 +149,7 @@ void sample_top_k(const float* logits, int vocab, int top_k, float temperature, 
                   cudaStream_t s) {
   if (top_k <= 0 || top_k > kMaxDeviceTopK || top_k > vocab)
     throw BackendError("invalid_argument", "device top-k sampling supports 1.." + std::to_string(kMaxDeviceTopK));
-  top_k_kernel<<<1, kThreads, 0, s>>>(logits, vocab, top_k, temperature, uniform, out);
+  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, top_k, temperature, uniform, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 

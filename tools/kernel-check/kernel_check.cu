@@ -25,6 +25,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
+#include "cuda/launch.h"
 #include "cuda/weight_repack.h"
 
 using namespace xllama;
@@ -491,6 +492,7 @@ ModelConfig dummy_config(int vocab, int hidden, int inter, int layers, int heads
 
 // Decode (graph replays of 1 and 3 rows) must agree with one prompt chunk (GEMM path) on the same tokens.
 void check_backend_paths() {
+  const std::string tag = pdl_enabled() ? "" : " [no PDL]";
   ModelConfig c = dummy_config(1000, 256, 704, 2, 4, 2, 256);
   BackendOptions o;
   o.max_seq_len = 128, o.max_chunk_tokens = 64;
@@ -508,8 +510,8 @@ void check_backend_paths() {
     b->forward(&toks[i], m, i, true, &three[(size_t)i * V]);
   }
   std::vector<double> ref(all.begin(), all.end());
-  report("backend: decode m=1 (graph) vs prompt chunk (GEMM)", rel_err(one, ref), 2e-2);
-  report("backend: decode m=3 (graph) vs prompt chunk (GEMM)", rel_err(three, ref), 2e-2);
+  report("backend: decode m=1 (graph) vs prompt chunk (GEMM)" + tag, rel_err(one, ref), 2e-2);
+  report("backend: decode m=3 (graph) vs prompt chunk (GEMM)" + tag, rel_err(three, ref), 2e-2);
   // device sampling = host rule on the same logits
   b->clear_cache();
   std::vector<float> last(V);
@@ -522,7 +524,7 @@ void check_backend_paths() {
   tk.temperature = 0.7f, tk.top_k = 40, tk.uniform = 0.61f;
   const int32_t t = b->forward_sample(&toks[n - 1], 1, n - 1, tk);
   const int mism = (g != ref_sample(last, 1, 0.f, 0.f)) + (t != ref_sample(last, 40, 0.7f, 0.61f));
-  report("backend: forward_sample greedy + top-k vs host rule (mismatches)", mism, 0);
+  report("backend: forward_sample greedy + top-k vs host rule (mismatches)" + tag, mism, 0);
 }
 
 void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, int gen) {
@@ -554,13 +556,25 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
   auto t0 = clk::now();
   for (int i = 0; i < gen; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy);
   const double sec = std::chrono::duration<double>(clk::now() - t0).count();
-  std::printf("bench %-4s ctx=%d: prompt %d tokens %8.0f t/s | decode %6.1f t/s (%.3f ms/token at %d..%d) | "
+  std::printf("bench %-4s%s ctx=%d: prompt %d tokens %8.0f t/s | decode %6.1f t/s (%.3f ms/token at %d..%d) | "
               "weights %.2f GiB, KV %.2f GiB, scratch %.2f GiB, GPU memory used by the backend %.2f GiB\n",
-              name, ctx, prompt, best_pp, gen / sec, sec / gen * 1e3, prompt + 8, pos, r.weights_bytes / 1073741824.0,
+              name, pdl_enabled() ? "" : " [no PDL]", ctx, prompt, best_pp, gen / sec, sec / gen * 1e3, prompt + 8, pos, r.weights_bytes / 1073741824.0,
               r.kv_cache_bytes / 1073741824.0, r.scratch_bytes / 1073741824.0, (free0 - free1) / 1073741824.0);
 }
 
 }  // namespace
+
+// A failure inside one whole-backend step is reported and the rest still runs.
+template <class F>
+void guarded(const std::string& what, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    cudaGetLastError();
+    std::printf("%-52s %12s  FAIL (%s)\n", what.c_str(), "-", e.what());
+    ++failures;
+  }
+}
 
 int main(int argc, char** argv) {
   const bool timing = !(argc > 1 && std::strcmp(argv[1], "--no-timing") == 0);
@@ -603,7 +617,13 @@ int main(int argc, char** argv) {
     check_sampling(32000);
     check_sampling(128256);
     check_sampling(512);
-    check_backend_paths();
+    guarded("backend paths", check_backend_paths);
+    {
+      const bool pdl = pdl_enabled();
+      set_pdl_enabled(!pdl);
+      guarded("backend paths (PDL switched)", check_backend_paths);
+      set_pdl_enabled(pdl);
+    }
     if (timing) {
       std::printf("\n7B decode shapes (group 128; bytes = qweight + scales)\n");
       time_gemv_q4("q+k+v", 4096, 12288, 1);
@@ -619,8 +639,14 @@ int main(int argc, char** argv) {
       time_attention(32, 32, 128, 16384);
       time_attention_prefill(32, 32, 128, 512);
       std::printf("\nwhole backend on dummy models (group 128, greedy decode on the device)\n");
-      bench_backend("7B", dummy_config(32000, 4096, 11008, 32, 32, 32, 4096), 2048, 512, 128);
-      bench_backend("70B", dummy_config(32000, 8192, 28672, 80, 64, 8, 4096), 2048, 512, 64);
+      const ModelConfig c7 = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
+      const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+      const bool pdl = pdl_enabled();
+      set_pdl_enabled(!pdl);
+      guarded("bench 7B (PDL switched)", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+      set_pdl_enabled(pdl);
+      guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
     }
   } catch (const std::exception& e) {
     std::printf("kernel check aborted: %s\n", e.what());
