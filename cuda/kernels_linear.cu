@@ -54,13 +54,25 @@ template <int M, bool SYM, bool SILU>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
                    int block_rows) {
-  wait_for_previous_kernel();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __half2* xs = reinterpret_cast<__half2*>(smem_raw);  // [M][block_rows * 4]
   const int packed_rows = w.K / 8;
   const int r0 = blockIdx.y * block_rows;
   const int nr = min(block_rows, packed_rows - r0);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int c = blockIdx.x * kGemvCols + lane * 4;
+  const int per_warp = (nr + kGemvWarps - 1) / kGemvWarps;
+  const int wr0 = warp * per_warp, wr1 = min(nr, wr0 + per_warp);
+  const uint4* qp = reinterpret_cast<const uint4*>(w.qweight + (size_t)(r0 + wr0) * w.N + c);
+  const size_t row_step = w.N / 4;  // in uint4
+  // Weights never depend on earlier kernels: the first batch streams in while the previous kernel drains.
+  uint4 q[kGemvUnroll];
+  if (c < w.N) {
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u)
+      if (wr0 + u < wr1) q[u] = load_stream(qp + (size_t)u * row_step);
+  }
+  wait_for_previous_kernel();
   for (int i = tid; i < M * nr * 4; i += blockDim.x) {
     int mi = i / (nr * 4), rem = i - mi * nr * 4, rr = rem >> 2, s = rem & 3;
     int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
@@ -83,7 +95,6 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
   __syncthreads();
 
-  const int c = blockIdx.x * kGemvCols + lane * 4;
   float acc[M][4];
 #pragma unroll
   for (int mi = 0; mi < M; ++mi)
@@ -91,18 +102,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     for (int j = 0; j < 4; ++j) acc[mi][j] = 0.f;
 
   if (c < w.N) {
-    const int per_warp = (nr + kGemvWarps - 1) / kGemvWarps;
-    const int wr0 = warp * per_warp, wr1 = min(nr, wr0 + per_warp);
     int cur_g = -1;
     float sc[4];
     __half2 z2[4];
-    const uint4* qp = reinterpret_cast<const uint4*>(w.qweight + (size_t)(r0 + wr0) * w.N + c);
-    const size_t row_step = w.N / 4;  // in uint4
     for (int rr = wr0; rr < wr1; rr += kGemvUnroll) {
-      uint4 q[kGemvUnroll];
+      if (rr != wr0) {
 #pragma unroll
-      for (int u = 0; u < kGemvUnroll; ++u)
-        if (rr + u < wr1) q[u] = load_stream(qp + (size_t)(rr - wr0 + u) * row_step);
+        for (int u = 0; u < kGemvUnroll; ++u)
+          if (rr + u < wr1) q[u] = load_stream(qp + (size_t)(rr - wr0 + u) * row_step);
+      }
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         if (rr + u >= wr1) break;
@@ -211,7 +219,6 @@ template <int M, bool VEC>
 __global__ void __launch_bounds__(kF16Warps * 32)
     gemv_f16_kernel(const __half* __restrict__ W, const __half* __restrict__ bias, int K, int N,
                     const __half* __restrict__ x, int x_stride, float* __restrict__ y, int y_stride) {
-  wait_for_previous_kernel();
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * kF16Warps + (threadIdx.x >> 5);
   if (n >= N) return;
@@ -223,11 +230,17 @@ __global__ void __launch_bounds__(kF16Warps * 32)
     const int chunks = K / 8;
     const uint4* wp = reinterpret_cast<const uint4*>(wr);
     constexpr int U = 4;
-    for (int c0 = lane; c0 < chunks; c0 += 32 * U) {
-      uint4 wv[U];
+    uint4 wv[U];
 #pragma unroll
-      for (int u = 0; u < U; ++u)
-        if (c0 + u * 32 < chunks) wv[u] = load_stream(wp + c0 + u * 32);
+    for (int u = 0; u < U; ++u)  // the first batch streams in while the previous kernel drains
+      if (lane + u * 32 < chunks) wv[u] = load_stream(wp + lane + u * 32);
+    wait_for_previous_kernel();
+    for (int c0 = lane; c0 < chunks; c0 += 32 * U) {
+      if (c0 != lane) {
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+          if (c0 + u * 32 < chunks) wv[u] = load_stream(wp + c0 + u * 32);
+      }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int c = c0 + u * 32;
@@ -248,6 +261,7 @@ __global__ void __launch_bounds__(kF16Warps * 32)
       }
     }
   } else {
+    wait_for_previous_kernel();
     for (int k = lane; k < K; k += 32) {
       const float wv = __half2float(wr[k]);
       const __half* xk = x + k;
