@@ -1,0 +1,81 @@
+// The CUDA kernels of the backend, as plain launch functions on device pointers. Shared by the backend
+// (cuda_backend.cu) and the kernel check program (tools/kernel-check). Every launcher checks the launch.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace xllama::cuda {
+
+// A GPTQ 4-bit linear as it lies on the GPU. Input rows are reordered at load so groups are contiguous
+// (row k' holds checkpoint row perm[k']); the kernels read activations through `perm`.
+// Weight(k', n) = scale[g][n] * (q(k', n) - zero[g][n]) with g = k' / group_size.
+struct QWeight {
+  const uint32_t* qweight = nullptr;  // [K/8, N]: nibble j of word (r, n) is row 8r+j
+  const __half* scales = nullptr;     // [G, N]
+  const uint8_t* zeros = nullptr;     // [G, N] (zero offset applied) or null: every zero is sym_zero
+  const int* perm = nullptr;          // [K] or null (identity)
+  const __half* bias = nullptr;       // [N] or null
+  int K = 0, N = 0, group_size = 0;
+  int sym_zero = 8;
+};
+
+// ---- linear layers (all accumulate: y[i, n] += x[i, :] . W[n, :] (+ bias[n])) ----
+constexpr int kGemvMaxRows = 8;  // rows up to this use the GEMV kernels, more use dequant + GEMM
+void gemv_q4(const QWeight& w, const __half* x, int m, int x_stride, float* y, int y_stride, cudaStream_t s);
+// The MLP's down projection straight from the gate/up output gu [m, 2K]: input = silu(gate) * up
+// (rounded to fp16 as silu_mul does), so decode needs no separate SiLU kernel.
+void gemv_q4_silu(const QWeight& w, const float* gu, int m, float* y, int y_stride, cudaStream_t s);
+// Dense fp16 weight [N, K].
+void gemv_f16(const __half* w, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,
+              int y_stride, cudaStream_t s);
+// Dequantizes columns [n0, n1) of a GPTQ weight into out [K, n1 - n0] (row k' = reordered row).
+void dequant_q4(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s);
+// out[i, k'] = x[i, perm[k']]
+void gather_columns(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s);
+// Tensor-core GEMM (xllama's own, WMMA): C[m, N] += A[m, K] . B, B(k, n) = b_kn ? B[k*ldb + n] : B[n*ldb + k].
+void gemm_f16_wmma(const __half* A, int lda, const __half* B, int ldb, bool b_kn, float* C, int ldc, int m, int N,
+                   int K, cudaStream_t s);
+void add_bias(float* y, int m, int N, int y_stride, const __half* bias, cudaStream_t s);
+
+// ---- elementwise / normalization ----
+void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s);
+// y[i] = half(x[i] * rsqrt(mean(x[i]^2) + eps) * w), rows of length n. Also zeroes zero_buf[0, zero_count)
+// (the next linear's accumulation buffer) so decode needs no memset node.
+void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
+             cudaStream_t s, float* zero_buf = nullptr, size_t zero_count = 0);
+// gu [m, 2I] (gate then up) -> out [m, I] = silu(gate) * up
+void silu_mul(const float* gu, int m, int I, __half* out, cudaStream_t s);
+
+// ---- attention ----
+// qkv fp32 [m, (H + 2 KV) * D]: rotates q and k (rotate_half RoPE, angle = position * inv_freq[j]),
+// writes q as fp16 [m, H, D] and k, v into the caches [KV, S, D] at positions *pos + i.
+void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos,
+                       __half* q, __half* kcache, __half* vcache, int S, cudaStream_t s);
+// Causal attention of m query rows at positions *pos + i over the cache (positions <= own position).
+// Splits each row's keys over `splits` blocks (flash-decoding) and combines them; work buffers hold
+// m * H * splits * (D + 2) floats. out fp16 [m, H * D].
+void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
+               const int* pos, int splits, float* work, __half* out, cudaStream_t s);
+int attention_splits(int m, int H, int max_len);
+// The same for prompt chunks: 16 query rows per block share each K/V tile (head_dim 64 and 128; other sizes
+// use attention() with one split).
+void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,
+                       int S, const int* pos, __half* out, cudaStream_t s);
+
+// ---- sampling (one block; result in *out) ----
+void argmax(const float* logits, int vocab, int* out, cudaStream_t s);
+constexpr int kMaxDeviceTopK = 64;
+// softmax(logits / temperature) over the top_k largest (ties: lower index first, sorted descending),
+// then the first token whose cumulative probability exceeds uniform: the same rule as sample_token_host.
+void sample_top_k(const float* logits, int vocab, int top_k, float temperature, float uniform, int* out,
+                  cudaStream_t s);
+
+// ---- random fill (dummy models) ----
+void fill_random_u32(uint32_t* p, size_t n, uint64_t seed, cudaStream_t s);
+// uniform in [lo, hi)
+void fill_random_half(__half* p, size_t n, uint64_t seed, float lo, float hi, cudaStream_t s);
+void fill_half(__half* p, size_t n, float v, cudaStream_t s);
+
+}  // namespace xllama::cuda

@@ -1,0 +1,421 @@
+// Per-token model kernels: embedding, RMSNorm, SiLU-gate, RoPE + KV-cache write, attention
+// (flash-decoding split over the keys), and random fills for dummy models.
+#include <algorithm>
+#include <cmath>
+
+#include "cuda/cuda_check.h"
+#include "cuda/kernels.h"
+#include "cuda/launch.h"
+
+namespace xllama::cuda {
+
+namespace {
+
+int grid_for(size_t total, int threads) {
+  return (int)std::min<size_t>((total + threads - 1) / threads, 65535);
+}
+
+__device__ __forceinline__ float block_sum(float v, float* red) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+  __syncthreads();
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float t = 0.f;
+  for (int i = 0; i < nw; ++i) t += red[i];
+  return t;
+}
+
+__global__ void embed_kernel(const __half* __restrict__ table, const int* __restrict__ tokens, int m, int hidden,
+                             float* __restrict__ h) {
+  wait_for_previous_kernel();
+  const size_t total = (size_t)m * hidden;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const int r = (int)(i / hidden), c = (int)(i % hidden);
+    h[i] = __half2float(table[(size_t)tokens[r] * hidden + c]);
+  }
+}
+
+__global__ void rmsnorm_kernel(const float* __restrict__ x, int x_stride, int n, const __half* __restrict__ w,
+                               float eps, __half* __restrict__ y, int y_stride, float* __restrict__ zero_buf,
+                               size_t zero_count) {
+  wait_for_previous_kernel();
+  __shared__ float red[32];
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < zero_count; i += (size_t)gridDim.x * blockDim.x)
+    zero_buf[i] = 0.f;
+  const float* xr = x + (size_t)blockIdx.x * x_stride;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
+  ss = block_sum(ss, red);
+  const float r = rsqrtf(ss / (float)n + eps);
+  __half* yr = y + (size_t)blockIdx.x * y_stride;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = __float2half(xr[i] * r * __half2float(w[i]));
+}
+
+__global__ void silu_mul_kernel(const float* __restrict__ gu, int m, int I, __half* __restrict__ out) {
+  wait_for_previous_kernel();
+  const size_t total = (size_t)m * I;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const size_t r = i / I, c = i % I;
+    const float g = gu[r * 2 * I + c], u = gu[r * 2 * I + I + c];
+    out[i] = __float2half(g / (1.f + __expf(-g)) * u);
+  }
+}
+
+// grid (m, H + 2 KV), block D/2 threads (pairs j and j + D/2).
+__global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, int D,
+                                const float* __restrict__ inv_freq, const int* __restrict__ pos,
+                                __half* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc, int S) {
+  wait_for_previous_kernel();
+  const int row = blockIdx.x, head = blockIdx.y, j = threadIdx.x, half_d = D / 2;
+  if (j >= half_d) return;
+  const int p = *pos + row;
+  const float* src = qkv + (size_t)row * (H + 2 * KV) * D + (size_t)head * D;
+  float a = src[j], b = src[j + half_d];
+  if (head < H + KV) {
+    // HF: angle in fp32 (inv_freq * position), cos/sin precisely (positions can be large).
+    const float angle = (float)p * inv_freq[j];
+    double sn, cs;
+    sincos((double)angle, &sn, &cs);
+    const float c = (float)cs, s = (float)sn;
+    const float ra = a * c - b * s, rb = b * c + a * s;
+    a = ra, b = rb;
+  }
+  __half* dst;
+  if (head < H) {
+    dst = q + ((size_t)row * H + head) * D;
+  } else if (head < H + KV) {
+    dst = kc + ((size_t)(head - H) * S + p) * D;
+  } else {
+    dst = vc + ((size_t)(head - H - KV) * S + p) * D;
+  }
+  dst[j] = __float2half(a);
+  dst[j + half_d] = __float2half(b);
+}
+
+// ---- attention ----
+// Block (head, row, split), 128 threads. Lanes form groups of TPP threads, each thread owning 8 dims of one
+// key position (one 16-byte load of K and of V); the 128/TPP groups walk the split's positions with their own
+// online softmax, then the groups are merged in shared memory.
+constexpr int kAttnThreads = 128;
+
+__global__ void __launch_bounds__(kAttnThreads)
+    attention_kernel(const __half* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
+                     int H, int KV, int D, int S, const int* __restrict__ pos, int splits, int tpp,
+                     float* __restrict__ work, __half* __restrict__ out) {
+  wait_for_previous_kernel();
+  extern __shared__ float sm[];  // [slots][D] acc, [slots] m, [slots] l
+  const int head = blockIdx.x, row = blockIdx.y, split = blockIdx.z;
+  const int tid = threadIdx.x, slots = kAttnThreads / tpp, slot = tid / tpp, sub = tid % tpp;
+  const int d0 = sub * 8;
+  const bool active_dims = d0 < D;
+  const int L = *pos + row + 1;
+  int chunk = (L + splits - 1) / splits;
+  const int start = split * chunk, end = min(L, start + chunk);
+  const int kvh = head / (H / KV);
+  const float scale = rsqrtf((float)D) * 1.4426950408889634f;  // log2(e): softmax with exp2
+
+  float qv[8], acc[8];
+#pragma unroll
+  for (int t = 0; t < 8; ++t) qv[t] = 0.f, acc[t] = 0.f;
+  if (active_dims) {
+    uint4 raw = *reinterpret_cast<const uint4*>(q + ((size_t)row * H + head) * D + d0);
+    const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+      float2 f = __half22float2(h2[t]);
+      qv[2 * t] = f.x * scale, qv[2 * t + 1] = f.y * scale;
+    }
+  }
+  float mrun = -INFINITY, lrun = 0.f;
+  // Lane groups of one slot run the same number of iterations; shuffles involve only the group.
+  const int lane = tid & 31;
+  const unsigned group_mask = tpp >= 32 ? 0xffffffffu : (((1u << tpp) - 1u) << (lane & ~(tpp - 1)));
+  const __half* kbase = kc + (size_t)kvh * S * D + d0;
+  const __half* vbase = vc + (size_t)kvh * S * D + d0;
+  constexpr int U = 2;
+  for (int p0 = start + slot; p0 < end; p0 += slots * U) {
+    uint4 kr[U], vr[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int p = p0 + u * slots;
+      if (active_dims && p < end) {
+        kr[u] = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D);
+        vr[u] = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D);
+      } else {
+        kr[u] = make_uint4(0, 0, 0, 0), vr[u] = make_uint4(0, 0, 0, 0);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int p = p0 + u * slots;
+      const __half2* k2 = reinterpret_cast<const __half2*>(&kr[u]);
+      float sdot = 0.f;
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        float2 f = __half22float2(k2[t]);
+        sdot = fmaf(qv[2 * t], f.x, fmaf(qv[2 * t + 1], f.y, sdot));
+      }
+      for (int o = 1; o < tpp; o <<= 1) sdot += __shfl_xor_sync(group_mask, sdot, o);
+      if (p < end) {  // uniform within the lane group
+        const float mnew = fmaxf(mrun, sdot);
+        const float alpha = exp2f(mrun - mnew), e = exp2f(sdot - mnew);
+        lrun = lrun * alpha + e;
+        const __half2* v2 = reinterpret_cast<const __half2*>(&vr[u]);
+#pragma unroll
+        for (int t = 0; t < 4; ++t) {
+          float2 f = __half22float2(v2[t]);
+          acc[2 * t] = fmaf(acc[2 * t], alpha, e * f.x);
+          acc[2 * t + 1] = fmaf(acc[2 * t + 1], alpha, e * f.y);
+        }
+        mrun = mnew;
+      }
+    }
+  }
+  float* sacc = sm;
+  float* sms = sm + slots * D;
+  float* sls = sms + slots;
+  if (active_dims)
+#pragma unroll
+    for (int t = 0; t < 8; ++t) sacc[slot * D + d0 + t] = acc[t];
+  if (sub == 0) sms[slot] = mrun, sls[slot] = lrun;
+  __syncthreads();
+  float M = -INFINITY;
+  for (int i = 0; i < slots; ++i) M = fmaxf(M, sms[i]);
+  float Ltot = 0.f;
+  for (int i = 0; i < slots; ++i)
+    if (sms[i] != -INFINITY) Ltot += sls[i] * exp2f(sms[i] - M);
+  for (int d = tid; d < D; d += kAttnThreads) {
+    float o = 0.f;
+    for (int i = 0; i < slots; ++i)
+      if (sms[i] != -INFINITY) o += sacc[i * D + d] * exp2f(sms[i] - M);
+    if (splits == 1) {
+      out[((size_t)row * H + head) * D + d] = __float2half(o / Ltot);
+    } else {
+      float* wr = work + (((size_t)row * H + head) * splits + split) * (D + 2);
+      wr[d] = o;
+      if (d == 0) wr[D] = M, wr[D + 1] = Ltot;
+    }
+  }
+}
+
+__global__ void attention_combine_kernel(const float* __restrict__ work, int H, int D, int splits,
+                                         __half* __restrict__ out) {
+  wait_for_previous_kernel();
+  const int head = blockIdx.x, row = blockIdx.y;
+  const float* w = work + ((size_t)row * H + head) * splits * (D + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < splits; ++s) M = fmaxf(M, w[s * (D + 2) + D]);
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float o = 0.f, L = 0.f;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = w[s * (D + 2) + D];
+      if (ms == -INFINITY) continue;
+      const float f = exp2f(ms - M);
+      o += w[s * (D + 2) + d] * f;
+      L += w[s * (D + 2) + D + 1] * f;
+    }
+    out[((size_t)row * H + head) * D + d] = __float2half(o / L);
+  }
+}
+
+// ---- prompt attention: a tile of 16 query rows per block shares every K/V tile (32 keys) in shared memory ----
+// Warp w owns rows 4w..4w+3 of the tile. Scores: lane j computes key j's dot product; P.V: lane owns dims
+// lane + 32t. Online softmax per row in registers.
+template <int D>
+__global__ void __launch_bounds__(128)
+    attention_prefill_kernel(const __half* __restrict__ q, const __half* __restrict__ kc,
+                             const __half* __restrict__ vc, int m, int H, int KV, int S, const int* __restrict__ pos,
+                             __half* __restrict__ out) {
+  wait_for_previous_kernel();
+  constexpr int R = 16, T = 32, DP = D + 2, NT = D / 32;
+  __shared__ __align__(16) float qs[R][D];
+  __shared__ __align__(16) __half ks[T][DP];
+  __shared__ __align__(16) __half vs[T][D];
+  const int head = blockIdx.x, r0 = blockIdx.y * R;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int p0 = *pos;
+  const int kvh = head / (H / KV);
+  const float scale = rsqrtf((float)D) * 1.4426950408889634f;
+  for (int i = tid; i < R * D; i += 128) {
+    const int r = i / D, d = i % D;
+    qs[r][d] = (r0 + r < m) ? __half2float(q[((size_t)(r0 + r) * H + head) * D + d]) * scale : 0.f;
+  }
+  float mrow[4], lrow[4], acc[4][NT];
+#pragma unroll
+  for (int rr = 0; rr < 4; ++rr) {
+    mrow[rr] = -INFINITY, lrow[rr] = 0.f;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[rr][t] = 0.f;
+  }
+  const int last_row = min(m, r0 + R) - 1;
+  const int kend = p0 + last_row + 1;  // keys the tile's last row sees
+  const __half* kbase = kc + (size_t)kvh * S * D;
+  const __half* vbase = vc + (size_t)kvh * S * D;
+  for (int t0 = 0; t0 < kend; t0 += T) {
+    __syncthreads();  // the previous tile is consumed (and qs is ready on the first pass)
+    for (int i = tid; i < T * (D / 8); i += 128) {
+      const int j = i / (D / 8), c = i % (D / 8), p = t0 + j;
+      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+      if (p < kend) {
+        kv = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D + c * 8);
+        vv = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D + c * 8);
+      }
+      const uint32_t* kw = reinterpret_cast<const uint32_t*>(&kv);
+      uint32_t* kd = reinterpret_cast<uint32_t*>(&ks[j][c * 8]);  // rows are 4-byte aligned (DP even)
+      kd[0] = kw[0], kd[1] = kw[1], kd[2] = kw[2], kd[3] = kw[3];
+      *reinterpret_cast<uint4*>(&vs[j][c * 8]) = vv;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int rr = 0; rr < 4; ++rr) {
+      const int r = warp * 4 + rr, row = r0 + r;
+      const int L = p0 + row + 1;          // this row sees keys [0, L)
+      if (row >= m || t0 >= L) continue;   // warp-uniform
+      const int p = t0 + lane;
+      float sdot = -INFINITY;
+      if (p < L) {
+        float a = 0.f;
+#pragma unroll 8
+        for (int d = 0; d < D; d += 2) {
+          const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(&ks[lane][d]));
+          const float2 qf = *reinterpret_cast<const float2*>(&qs[r][d]);
+          a = fmaf(qf.x, kf.x, fmaf(qf.y, kf.y, a));
+        }
+        sdot = a;
+      }
+      float tmax = sdot;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, o));
+      const float mnew = fmaxf(mrow[rr], tmax);
+      const float alpha = exp2f(mrow[rr] - mnew);
+      const float e = p < L ? exp2f(sdot - mnew) : 0.f;
+      float esum = e;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) esum += __shfl_xor_sync(0xffffffffu, esum, o);
+      lrow[rr] = lrow[rr] * alpha + esum;
+#pragma unroll
+      for (int t = 0; t < NT; ++t) acc[rr][t] *= alpha;
+      const int nkeys = min(T, L - t0);
+      for (int j = 0; j < nkeys; ++j) {
+        const float pj = __shfl_sync(0xffffffffu, e, j);
+#pragma unroll
+        for (int t = 0; t < NT; ++t) acc[rr][t] = fmaf(pj, __half2float(vs[j][lane + 32 * t]), acc[rr][t]);
+      }
+      mrow[rr] = mnew;
+    }
+  }
+#pragma unroll
+  for (int rr = 0; rr < 4; ++rr) {
+    const int row = r0 + warp * 4 + rr;
+    if (row >= m) continue;
+    const float inv = 1.f / lrow[rr];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) out[((size_t)row * H + head) * D + lane + 32 * t] = __float2half(acc[rr][t] * inv);
+  }
+}
+
+// ---- random fills ----
+__device__ __forceinline__ uint32_t hash_u32(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return (uint32_t)x;
+}
+
+__global__ void fill_u32_kernel(uint32_t* p, size_t n, uint64_t seed) {
+  wait_for_previous_kernel();
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    p[i] = hash_u32(seed * 0x9e3779b97f4a7c15ULL + i);
+}
+
+__global__ void fill_half_kernel(__half* p, size_t n, uint64_t seed, float lo, float hi, bool random) {
+  wait_for_previous_kernel();
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    float v = lo;
+    if (random) v = lo + (hi - lo) * (hash_u32(seed * 0x9e3779b97f4a7c15ULL + i) >> 8) * (1.f / 16777216.f);
+    p[i] = __float2half(v);
+  }
+}
+
+}  // namespace
+
+void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s) {
+  launch(embed_kernel, grid_for((size_t)m * hidden, 256), 256, 0, s, table, tokens, m, hidden, h);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
+             cudaStream_t s, float* zero_buf, size_t zero_count) {
+  launch(rmsnorm_kernel, dim3(m), dim3(n >= 1024 ? 1024 : ((n + 31) / 32) * 32), 0, s, x, x_stride, n, w, eps, y,
+         y_stride, zero_buf, zero_count);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+void silu_mul(const float* gu, int m, int I, __half* out, cudaStream_t s) {
+  launch(silu_mul_kernel, grid_for((size_t)m * I, 256), 256, 0, s, gu, m, I, out);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos,
+                       __half* q, __half* kcache, __half* vcache, int S, cudaStream_t s) {
+  dim3 grid(m, H + 2 * KV);
+  launch(rope_qkv_kernel, grid, std::max(32, D / 2), 0, s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+int attention_splits(int m, int H, int max_len) {
+  // Enough blocks to cover the GPU twice over for one decode row; rows already give parallelism.
+  const int blocks = m * H;
+  int splits = std::max(1, (2 * 132 + blocks - 1) / blocks);
+  splits = std::min(splits, std::max(1, max_len / 64));
+  return std::min(splits, 64);
+}
+
+void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
+               const int* pos, int splits, float* work, __half* out, cudaStream_t s) {
+  int tpp = 1;
+  while (tpp * 8 < D) tpp <<= 1;
+  const int slots = kAttnThreads / tpp;
+  const size_t smem = ((size_t)slots * D + 2 * slots) * sizeof(float);
+  dim3 grid(H, m, splits);
+  launch(attention_kernel, grid, kAttnThreads, smem, s, q, kcache, vcache, H, KV, D, S, pos, splits, tpp, work, out);
+  XL_CUDA_LAUNCH_CHECK();
+  if (splits > 1) {
+    launch(attention_combine_kernel, dim3(H, m), std::min(256, ((D + 31) / 32) * 32), 0, s, work, H, D, splits, out);
+    XL_CUDA_LAUNCH_CHECK();
+  }
+}
+
+void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,
+                       int S, const int* pos, __half* out, cudaStream_t s) {
+  dim3 grid(H, (m + 15) / 16);
+  if (D == 128) {
+    launch(attention_prefill_kernel<128>, grid, 128, 0, s, q, kcache, vcache, m, H, KV, S, pos, out);
+  } else if (D == 64) {
+    launch(attention_prefill_kernel<64>, grid, 128, 0, s, q, kcache, vcache, m, H, KV, S, pos, out);
+  } else {
+    return attention(q, kcache, vcache, m, H, KV, D, S, pos, 1, nullptr, out, s);
+  }
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+void fill_random_u32(uint32_t* p, size_t n, uint64_t seed, cudaStream_t s) {
+  launch(fill_u32_kernel, grid_for(n, 256), 256, 0, s, p, n, seed);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+void fill_random_half(__half* p, size_t n, uint64_t seed, float lo, float hi, cudaStream_t s) {
+  launch(fill_half_kernel, grid_for(n, 256), 256, 0, s, p, n, seed, lo, hi, true);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+void fill_half(__half* p, size_t n, float v, cudaStream_t s) {
+  launch(fill_half_kernel, grid_for(n, 256), 256, 0, s, p, n, 0, v, v, false);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace xllama::cuda

@@ -1,0 +1,156 @@
+// Token choice on the device: greedy argmax and top-k + temperature sampling, so only the id comes back.
+#include <cfloat>
+#include <cmath>
+
+#include "cuda/cuda_check.h"
+#include "cuda/kernels.h"
+#include "cuda/launch.h"
+
+namespace xllama::cuda {
+
+namespace {
+
+constexpr int kThreads = 1024;
+
+// Larger float -> larger key (NaN sorts as the largest negative-bit pattern; logits are finite).
+__device__ __forceinline__ uint32_t order_key(float f) {
+  const uint32_t u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ logits, int vocab, int* out) {
+  wait_for_previous_kernel();
+  __shared__ float sv[32];
+  __shared__ int si[32];
+  float best = -INFINITY;
+  int bi = 0x7fffffff;
+  for (int i = threadIdx.x; i < vocab; i += kThreads) {
+    const float v = logits[i];
+    if (v > best || (v == best && i < bi)) best = v, bi = i;
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > best || (ov == best && oi < bi)) best = ov, bi = oi;
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) sv[warp] = best, si[warp] = bi;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kThreads / 32; ++w)
+      if (sv[w] > best || (sv[w] == best && si[w] < bi)) best = sv[w], bi = si[w];
+    *out = bi == 0x7fffffff ? 0 : bi;
+  }
+}
+
+// Radix-select the k-th largest key (4 passes of 8 bits), collect the k winners (ties at the threshold:
+// lowest indices), sort them descending (ties by index) and sample like sample_token_host.
+__global__ void __launch_bounds__(kThreads)
+    top_k_kernel(const float* __restrict__ logits, int vocab, int k, float temperature, float uniform, int* out) {
+  wait_for_previous_kernel();
+  __shared__ int hist[256];
+  __shared__ uint32_t s_prefix, s_mask;
+  __shared__ int s_remaining, s_count, s_taken;
+  __shared__ float cv[kMaxDeviceTopK];
+  __shared__ int ci[kMaxDeviceTopK];
+  __shared__ int sorted[kMaxDeviceTopK];
+  __shared__ int warp_counts[kThreads / 32];
+  const int tid = threadIdx.x;
+  if (tid == 0) s_prefix = 0, s_mask = 0, s_remaining = k, s_count = 0, s_taken = 0;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = tid; i < 256; i += kThreads) hist[i] = 0;
+    __syncthreads();
+    const uint32_t prefix = s_prefix, mask = s_mask;
+    for (int i = tid; i < vocab; i += kThreads) {
+      const uint32_t key = order_key(logits[i]);
+      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255], 1);
+    }
+    __syncthreads();
+    if (tid == 0) {
+      int rem = s_remaining, b = 255;
+      for (; b > 0; --b) {
+        if (hist[b] >= rem) break;
+        rem -= hist[b];
+      }
+      s_remaining = rem;
+      s_prefix = prefix | ((uint32_t)b << shift);
+      s_mask = mask | (255u << shift);
+    }
+    __syncthreads();
+  }
+  const uint32_t thr = s_prefix;
+  const int need_eq = s_remaining;  // winners equal to the threshold
+  for (int i = tid; i < vocab; i += kThreads) {
+    const float v = logits[i];
+    if (order_key(v) > thr) {
+      const int slot = atomicAdd(&s_count, 1);
+      if (slot < kMaxDeviceTopK) cv[slot] = v, ci[slot] = i;
+    }
+  }
+  __syncthreads();
+  // Equal keys in index order: chunk by chunk, rank inside the chunk with warp ballots.
+  const int lane = tid & 31, warp = tid >> 5;
+  for (int base = 0; base < vocab; base += kThreads) {
+    if (s_taken >= need_eq) break;  // uniform: read after a barrier
+    const int i = base + tid;
+    const bool eq = i < vocab && order_key(logits[i]) == thr;
+    const unsigned ballot = __ballot_sync(0xffffffffu, eq);
+    if (lane == 0) warp_counts[warp] = __popc(ballot);
+    __syncthreads();
+    int before = s_taken;
+    for (int w = 0; w < warp; ++w) before += warp_counts[w];
+    before += __popc(ballot & ((1u << lane) - 1u));
+    if (eq && before < need_eq) {
+      const int slot = (k - need_eq) + before;
+      if (slot < kMaxDeviceTopK) cv[slot] = logits[i], ci[slot] = i;
+    }
+    __syncthreads();
+    if (tid == 0) {
+      int total = 0;
+      for (int w = 0; w < kThreads / 32; ++w) total += warp_counts[w];
+      s_taken += total;
+    }
+    __syncthreads();
+  }
+  __syncthreads();
+  if (tid < k) {
+    int rank = 0;
+    for (int j = 0; j < k; ++j)
+      rank += (cv[j] > cv[tid]) || (cv[j] == cv[tid] && ci[j] < ci[tid]);
+    sorted[rank] = tid;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    const float maxv = cv[sorted[0]];
+    double sum = 0.0;
+    for (int r = 0; r < k; ++r) sum += exp((double)((cv[sorted[r]] - maxv) / temperature));
+    const double target = (double)uniform * sum;
+    double acc = 0.0;
+    int pick = ci[sorted[k - 1]];
+    for (int r = 0; r < k; ++r) {
+      acc += exp((double)((cv[sorted[r]] - maxv) / temperature));
+      if (acc > target) {
+        pick = ci[sorted[r]];
+        break;
+      }
+    }
+    *out = pick;
+  }
+}
+
+}  // namespace
+
+void argmax(const float* logits, int vocab, int* out, cudaStream_t s) {
+  launch(argmax_kernel, 1, kThreads, 0, s, logits, vocab, out);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+void sample_top_k(const float* logits, int vocab, int top_k, float temperature, float uniform, int* out,
+                  cudaStream_t s) {
+  if (top_k <= 0 || top_k > kMaxDeviceTopK || top_k > vocab)
+    throw BackendError("invalid_argument", "device top-k sampling supports 1.." + std::to_string(kMaxDeviceTopK));
+  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, top_k, temperature, uniform, out);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace xllama::cuda

@@ -1,0 +1,46 @@
+// Kernel launches with programmatic dependent launch (PDL, sm_90): the next kernel of a decode step is
+// launched while the previous one drains, and waits in wait_for_previous_kernel() before touching its
+// outputs. This hides most of the per-kernel launch gap inside a graph. XLLAMA_NO_PDL=1 turns it off.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+
+#include "cuda/cuda_check.h"
+
+namespace xllama::cuda {
+
+// Every kernel launched through launch() calls this before reading anything an earlier kernel wrote.
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Process-wide switch (the kernel check flips it to compare); starts from XLLAMA_NO_PDL.
+inline bool& pdl_flag() {
+  static bool on = [] {
+    const char* v = std::getenv("XLLAMA_NO_PDL");
+    return !(v && *v && *v != '0');
+  }();
+  return on;
+}
+inline bool pdl_enabled() { return pdl_flag(); }
+inline void set_pdl_enabled(bool on) { pdl_flag() = on; }
+
+template <class... KArgs, class... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  XL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...));
+}
+
+}  // namespace xllama::cuda

@@ -1,0 +1,189 @@
+#include "cuda/weight_repack.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <string>
+
+namespace xllama::cuda {
+
+namespace {
+
+[[noreturn]] void bad_tensor(const TensorView& t, const std::string& why) {
+  throw BackendError("bad_weights", "tensor " + t.name + ": " + why);
+}
+
+void expect_shape(const TensorView& t, int64_t d0, int64_t d1) {
+  if (t.shape.size() != 2 || t.shape[0] != d0 || t.shape[1] != d1)
+    bad_tensor(t, "expected shape [" + std::to_string(d0) + ", " + std::to_string(d1) + "]");
+}
+
+float element(const TensorView& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::F16: return __half2float(reinterpret_cast<const __half*>(t.data)[i]);
+    case DType::BF16: {
+      uint32_t u = (uint32_t)reinterpret_cast<const uint16_t*>(t.data)[i] << 16;
+      float f;
+      std::memcpy(&f, &u, 4);
+      return f;
+    }
+    case DType::F32: return reinterpret_cast<const float*>(t.data)[i];
+    default: bad_tensor(t, "expected a floating-point tensor");
+  }
+}
+
+std::vector<int> group_index(const LinearWeights& l) {
+  std::vector<int> g(l.in_features);
+  if (l.g_idx.present()) {
+    if (l.g_idx.dtype != DType::I32 || l.g_idx.numel() != l.in_features) bad_tensor(l.g_idx, "expected I32 [in]");
+    std::memcpy(g.data(), l.g_idx.data, g.size() * 4);
+  } else {
+    for (int k = 0; k < l.in_features; ++k) g[k] = k / l.group_size;
+  }
+  return g;
+}
+
+void check_quantized(const LinearWeights& l) {
+  const int K = l.in_features, N = l.out_features;
+  if (K % 8 != 0 || N % 8 != 0 || l.group_size <= 0) bad_tensor(l.qweight, "in/out features must be multiples of 8");
+  if (!l.scales.present() || l.scales.shape.size() != 2) bad_tensor(l.scales, "missing or not 2-D");
+  if (!l.qzeros.present()) bad_tensor(l.qzeros, "missing");
+  const int G = (int)l.scales.shape[0];
+  if (l.qweight.dtype != DType::I32) bad_tensor(l.qweight, "expected I32");
+  expect_shape(l.qweight, K / 8, N);
+  expect_shape(l.scales, G, N);
+  if (l.qzeros.dtype != DType::I32) bad_tensor(l.qzeros, "expected I32");
+  expect_shape(l.qzeros, G, N / 8);
+}
+
+}  // namespace
+
+std::vector<__half> to_half(const TensorView& t) {
+  std::vector<__half> out((size_t)t.numel());
+  if (t.dtype == DType::F16) {
+    std::memcpy(out.data(), t.data, out.size() * 2);
+  } else {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = __float2half(element(t, (int64_t)i));
+  }
+  return out;
+}
+
+bool pack_q4(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq, PackedQ4& out) {
+  const LinearWeights& p0 = *parts[0];
+  const int K = p0.in_features, gs = p0.group_size;
+  int N = 0;
+  for (auto* p : parts) {
+    if (!p->quantized() || p->in_features != K || p->group_size != gs) return false;
+    check_quantized(*p);
+    N += p->out_features;
+  }
+  const std::vector<int> g = group_index(p0);
+  for (size_t i = 1; i < parts.size(); ++i)
+    if (group_index(*parts[i]) != g) return false;
+  const int G = (int)p0.scales.shape[0];
+  if ((int64_t)G * gs < K) return false;
+  for (auto* p : parts)
+    if (p->scales.shape[0] != G) return false;
+  // Sort rows by group (stable); each group must then fill whole rows [g*gs, (g+1)*gs).
+  std::vector<int> perm(K);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::stable_sort(perm.begin(), perm.end(), [&](int a, int b) { return g[a] < g[b]; });
+  for (int k = 0; k < K; ++k) {
+    if (g[perm[k]] != k / gs || g[perm[k]] >= G) return false;
+  }
+  bool identity = true;
+  for (int k = 0; k < K && identity; ++k) identity = perm[k] == k;
+
+  out = PackedQ4{};
+  out.K = K, out.N = N, out.group_size = gs, out.groups = G;
+  out.qweight.assign((size_t)(K / 8) * N, 0u);
+  out.scales.resize((size_t)G * N);
+  std::vector<uint8_t> zeros((size_t)G * N);
+  int n0 = 0;
+  for (auto* p : parts) {
+    const int n_i = p->out_features;
+    const uint32_t* qw = reinterpret_cast<const uint32_t*>(p->qweight.data);
+    if (identity) {
+      for (int r = 0; r < K / 8; ++r)
+        std::memcpy(&out.qweight[(size_t)r * N + n0], qw + (size_t)r * n_i, (size_t)n_i * 4);
+    } else {
+      for (int k = 0; k < K; ++k) {
+        const int src = perm[k], sr = src / 8, sh = 4 * (src % 8), dsh = 4 * (k % 8);
+        const uint32_t* srow = qw + (size_t)sr * n_i;
+        uint32_t* drow = &out.qweight[(size_t)(k / 8) * N + n0];
+        for (int n = 0; n < n_i; ++n) drow[n] |= ((srow[n] >> sh) & 15u) << dsh;
+      }
+    }
+    const uint32_t* qz = reinterpret_cast<const uint32_t*>(p->qzeros.data);
+    for (int gi = 0; gi < G; ++gi) {
+      for (int n = 0; n < n_i; ++n) {
+        out.scales[(size_t)gi * N + n0 + n] = __float2half(element(p->scales, (int64_t)gi * n_i + n));
+        const int z = (int)((qz[(size_t)gi * (n_i / 8) + n / 8] >> (4 * (n % 8))) & 15u) + gptq.zero_offset;
+        zeros[(size_t)gi * N + n0 + n] = (uint8_t)z;
+      }
+    }
+    n0 += n_i;
+  }
+  const bool all_same = std::all_of(zeros.begin(), zeros.end(), [&](uint8_t z) { return z == zeros[0]; });
+  if (all_same) {
+    out.sym_zero = zeros.empty() ? 8 : zeros[0];
+  } else {
+    out.zeros = std::move(zeros);
+  }
+  if (!identity) out.perm = std::move(perm);
+  return true;
+}
+
+std::vector<__half> dense_half(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq) {
+  const int K = parts[0]->in_features;
+  size_t N = 0;
+  for (auto* p : parts) N += p->out_features;
+  std::vector<__half> out(N * K);
+  size_t n0 = 0;
+  for (auto* p : parts) {
+    const int n_i = p->out_features;
+    if (p->in_features != K) bad_tensor(p->weight.present() ? p->weight : p->qweight, "input size mismatch");
+    if (!p->quantized()) {
+      expect_shape(p->weight, n_i, K);
+      std::vector<__half> w = to_half(p->weight);
+      std::copy(w.begin(), w.end(), out.begin() + n0 * K);
+    } else {
+      check_quantized(*p);
+      const std::vector<int> g = group_index(*p);
+      const uint32_t* qw = reinterpret_cast<const uint32_t*>(p->qweight.data);
+      const uint32_t* qz = reinterpret_cast<const uint32_t*>(p->qzeros.data);
+      const int G = (int)p->scales.shape[0];
+      for (int k = 0; k < K; ++k) {
+        if (g[k] < 0 || g[k] >= G) bad_tensor(p->g_idx, "group index out of range");
+        for (int n = 0; n < n_i; ++n) {
+          const int q = (int)((qw[(size_t)(k / 8) * n_i + n] >> (4 * (k % 8))) & 15u);
+          const int z = (int)((qz[(size_t)g[k] * (n_i / 8) + n / 8] >> (4 * (n % 8))) & 15u) + gptq.zero_offset;
+          const float s = element(p->scales, (int64_t)g[k] * n_i + n);
+          out[(n0 + n) * K + k] = __float2half(s * (float)(q - z));
+        }
+      }
+    }
+    n0 += n_i;
+  }
+  return out;
+}
+
+std::vector<__half> concat_bias(const std::vector<const LinearWeights*>& parts) {
+  bool any = false;
+  size_t N = 0;
+  for (auto* p : parts) any |= p->bias.present(), N += p->out_features;
+  if (!any) return {};
+  std::vector<__half> out(N, __float2half(0.f));
+  size_t n0 = 0;
+  for (auto* p : parts) {
+    if (p->bias.present()) {
+      if (p->bias.numel() != p->out_features) bad_tensor(p->bias, "expected [out]");
+      std::vector<__half> b = to_half(p->bias);
+      std::copy(b.begin(), b.end(), out.begin() + n0);
+    }
+    n0 += p->out_features;
+  }
+  return out;
+}
+
+}  // namespace xllama::cuda

@@ -1,0 +1,36 @@
+// Host-side preparation of checkpoint weights for the GPU: fp16 conversion and GPTQ repacking
+// (act-order rows sorted so groups are contiguous, zeros unpacked with the zero offset applied).
+#pragma once
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace xllama::cuda {
+
+// Any dense tensor as fp16 (F16 copied, BF16/F32 converted). Throws BackendError on I32.
+std::vector<__half> to_half(const TensorView& t);
+
+struct PackedQ4 {
+  int K = 0, N = 0, group_size = 0, groups = 0;
+  std::vector<uint32_t> qweight;  // [K/8, N], rows reordered
+  std::vector<__half> scales;     // [groups, N]
+  std::vector<uint8_t> zeros;     // [groups, N], empty when every zero equals sym_zero
+  int sym_zero = 8;
+  std::vector<int> perm;          // [K], empty for identity
+};
+
+// Concatenates the parts along the output dimension (they share the input). Returns false when the parts
+// can't share one 4-bit layout (different g_idx or group size, or groups that aren't whole packed rows
+// after sorting); the caller then dequantizes them to fp16.
+bool pack_q4(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq, PackedQ4& out);
+
+// fp16 [N, K] of the parts concatenated along the output dimension (dequantizing GPTQ parts).
+std::vector<__half> dense_half(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq);
+
+// Concatenated biases as fp16, empty when no part has one.
+std::vector<__half> concat_bias(const std::vector<const LinearWeights*>& parts);
+
+}  // namespace xllama::cuda

@@ -1,0 +1,657 @@
+// xllama kernel check: runs every CUDA kernel of the backend on fresh random inputs against a
+// straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
+//   xllama_kernel_check [--no-timing]
+// Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#ifdef XLLAMA_HAVE_CUBLAS
+#include <cublas_v2.h>
+#endif
+
+#include <chrono>
+#include <memory>
+
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_check.h"
+#include "cuda/kernels.h"
+#include "cuda/launch.h"
+#include "cuda/weight_repack.h"
+
+using namespace xllama;
+using namespace xllama::cuda;
+
+namespace {
+
+std::mt19937_64 rng(12345);
+int failures = 0;
+
+float urand(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng); }
+
+template <class T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t count) : n(count) { XL_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T))); }
+  Dev(const std::vector<T>& v) : Dev(v.size()) { upload(v); }
+  ~Dev() { cudaFree(p); }
+  Dev(const Dev&) = delete;
+  void upload(const std::vector<T>& v) { XL_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice)); }
+  std::vector<T> download() const {
+    std::vector<T> v(n);
+    XL_CUDA_CHECK(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return v;
+  }
+  void poison() { XL_CUDA_CHECK(cudaMemset(p, 0xff, n * sizeof(T))); }  // NaN for half and float
+};
+
+std::vector<__half> rand_half(size_t n, float lo, float hi) {
+  std::vector<__half> v(n);
+  for (auto& x : v) x = __float2half(urand(lo, hi));
+  return v;
+}
+
+double to_d(__half h) { return (double)__half2float(h); }
+double to_d(float f) { return (double)f; }
+
+// max |got - ref| / max |ref| (NaN anywhere is a failure)
+template <class T>
+double rel_err(const std::vector<T>& got, const std::vector<double>& ref) {
+  double num = 0, den = 1e-30;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double g = to_d(got[i]);
+    if (!std::isfinite(g)) return INFINITY;
+    num = std::max(num, std::fabs(g - ref[i]));
+    den = std::max(den, std::fabs(ref[i]));
+  }
+  return num / den;
+}
+
+void report(const std::string& name, double err, double tol) {
+  const bool ok = err <= tol;
+  if (!ok) ++failures;
+  std::printf("%-52s %12.3e  %s\n", name.c_str(), err, ok ? "PASS" : "FAIL");
+}
+
+// ---- GPTQ checkpoint-format random linear ----
+struct HostGptq {
+  int K, N, gs, G;
+  std::vector<int32_t> qweight, qzeros, g_idx;
+  std::vector<__half> scales;
+  LinearWeights view() const {
+    LinearWeights l;
+    l.in_features = K, l.out_features = N, l.group_size = gs;
+    l.qweight = {qweight.data(), DType::I32, {K / 8, N}, "qweight"};
+    l.qzeros = {qzeros.data(), DType::I32, {G, N / 8}, "qzeros"};
+    l.scales = {scales.data(), DType::F16, {G, N}, "scales"};
+    l.g_idx = {g_idx.data(), DType::I32, {K}, "g_idx"};
+    return l;
+  }
+  int q(int k, int n) const { return (qweight[(size_t)(k / 8) * N + n] >> (4 * (k % 8))) & 15; }
+  int z(int g, int n, int offset) const { return ((qzeros[(size_t)g * (N / 8) + n / 8] >> (4 * (n % 8))) & 15) + offset; }
+  double w(int k, int n, int offset) const {
+    const int g = g_idx[k];
+    return to_d(scales[(size_t)g * N + n]) * (q(k, n) - z(g, n, offset));
+  }
+};
+
+HostGptq make_gptq(int K, int N, int gs, bool act_order, bool asym) {
+  HostGptq h{K, N, gs, (K + gs - 1) / gs, {}, {}, {}, {}};
+  h.qweight.resize((size_t)K / 8 * N);
+  for (auto& w : h.qweight) w = (int32_t)(uint32_t)rng();
+  h.qzeros.resize((size_t)h.G * N / 8);
+  for (auto& z : h.qzeros) z = asym ? (int32_t)(uint32_t)rng() : 0x77777777;
+  h.scales = rand_half((size_t)h.G * N, 0.002f, 0.02f);
+  h.g_idx.resize(K);
+  for (int k = 0; k < K; ++k) h.g_idx[k] = k / gs;
+  if (act_order) std::shuffle(h.g_idx.begin(), h.g_idx.end(), rng);
+  return h;
+}
+
+struct DevQ {
+  PackedQ4 pk;
+  Dev<uint32_t> qw;
+  Dev<__half> sc;
+  Dev<uint8_t> zr;
+  Dev<int> perm;
+  QWeight q;
+  explicit DevQ(const HostGptq& h, int offset)
+      : pk(pack(h, offset)), qw(pk.qweight), sc(pk.scales), zr(pk.zeros), perm(pk.perm) {
+    q.qweight = qw.p, q.scales = sc.p, q.zeros = pk.zeros.empty() ? nullptr : zr.p;
+    q.perm = pk.perm.empty() ? nullptr : perm.p;
+    q.K = pk.K, q.N = pk.N, q.group_size = pk.group_size, q.sym_zero = pk.sym_zero;
+  }
+  static PackedQ4 pack(const HostGptq& h, int offset) {
+    GptqConfig cfg;
+    cfg.zero_offset = offset;
+    LinearWeights l = h.view();
+    PackedQ4 pk;
+    if (!pack_q4({&l}, cfg, pk)) throw std::runtime_error("pack_q4 refused a valid layout");
+    return pk;
+  }
+};
+
+void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int offset, float x_range = 1.f) {
+  HostGptq h = make_gptq(K, N, gs, act_order, asym);
+  DevQ d(h, offset);
+  std::vector<__half> x = rand_half((size_t)m * K, -x_range, x_range);
+  std::vector<float> base(m * (size_t)N);
+  for (auto& b : base) b = urand(-1.f, 1.f);
+  std::vector<double> ref(base.size());
+  for (int i = 0; i < m; ++i)
+    for (int n = 0; n < N; ++n) {
+      double s = base[(size_t)i * N + n];
+      for (int k = 0; k < K; ++k) s += to_d(x[(size_t)i * K + k]) * h.w(k, n, offset);
+      ref[(size_t)i * N + n] = s;
+    }
+  Dev<__half> dx(x);
+  Dev<float> dy(base.size());
+  dy.poison();
+  dy.upload(base);  // the GEMV accumulates into y
+  gemv_q4(d.q, dx.p, m, K, dy.p, N, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  char name[128];
+  std::snprintf(name, sizeof name, "gemv_q4 %dx%d g%d m=%d%s%s%s", K, N, gs, m, act_order ? " act-order" : "",
+                asym ? " asym" : "", x_range > 1.f ? " |x|<4000" : "");
+  report(name, rel_err(dy.download(), ref), 4e-3);
+}
+
+void check_gemv_q4_silu(int K, int N, int gs, int m, bool act_order) {
+  HostGptq h = make_gptq(K, N, gs, act_order, false);
+  DevQ d(h, 1);
+  std::vector<float> gu((size_t)m * 2 * K);
+  for (auto& v : gu) v = urand(-3.f, 3.f);
+  std::vector<double> ref((size_t)m * N, 0.0);
+  for (int i = 0; i < m; ++i)
+    for (int k = 0; k < K; ++k) {
+      const double g = gu[(size_t)i * 2 * K + k], u = gu[(size_t)i * 2 * K + K + k];
+      const double xk = to_d(__float2half((float)(g / (1 + std::exp(-g)) * u)));
+      for (int n = 0; n < N; ++n) ref[(size_t)i * N + n] += xk * h.w(k, n, 1);
+    }
+  Dev<float> dg(gu), dy((size_t)m * N);
+  dy.poison();
+  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+  gemv_q4_silu(d.q, dg.p, m, dy.p, N, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  char name[128];
+  std::snprintf(name, sizeof name, "gemv_q4 + fused silu*up %dx%d m=%d%s", K, N, m, act_order ? " act-order" : "");
+  report(name, rel_err(dy.download(), ref), 4e-3);
+}
+
+void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
+  HostGptq h = make_gptq(K, N, gs, act_order, true);
+  DevQ d(h, 1);
+  std::vector<__half> x = rand_half((size_t)m * K, -1.f, 1.f);
+  std::vector<double> ref((size_t)m * N, 0.0);
+  for (int i = 0; i < m; ++i)
+    for (int n = 0; n < N; ++n) {
+      double s = 0;
+      for (int k = 0; k < K; ++k) s += to_d(x[(size_t)i * K + k]) * h.w(k, n, 1);
+      ref[(size_t)i * N + n] = s;
+    }
+  Dev<__half> dx(x), xp((size_t)m * K), deq((size_t)K * N);
+  Dev<float> dy((size_t)m * N);
+  const __half* a = dx.p;
+  if (d.q.perm) {
+    gather_columns(dx.p, m, K, K, d.q.perm, xp.p, nullptr);
+    a = xp.p;
+  }
+  deq.poison();
+  dequant_q4(d.q, 0, N, deq.p, nullptr);
+  char name[128];
+  std::snprintf(name, sizeof name, "prefill gemm (dequant+wmma) %dx%d m=%d%s", K, N, m, act_order ? " act-order" : "");
+  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+  gemm_f16_wmma(a, K, deq.p, N, true, dy.p, N, m, N, K, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  report(name, rel_err(dy.download(), ref), 4e-3);
+#ifdef XLLAMA_HAVE_CUBLAS
+  cublasHandle_t hb;
+  cublasCreate(&hb);
+  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+  const float one = 1.f;
+  cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, a, CUDA_R_16F, K, &one, dy.p,
+               CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  cublasDestroy(hb);
+  std::snprintf(name, sizeof name, "prefill gemm (dequant+cuBLAS) %dx%d m=%d%s", K, N, m, act_order ? " act-order" : "");
+  report(name, rel_err(dy.download(), ref), 4e-3);
+#endif
+}
+
+void check_dense(int K, int N, int m, bool use_gemm) {
+  std::vector<__half> w = rand_half((size_t)N * K, -0.05f, 0.05f), x = rand_half((size_t)m * K, -1.f, 1.f),
+                      b = rand_half(N, -0.5f, 0.5f);
+  std::vector<double> ref((size_t)m * N);
+  for (int i = 0; i < m; ++i)
+    for (int n = 0; n < N; ++n) {
+      double s = use_gemm ? 0.0 : to_d(b[n]);
+      for (int k = 0; k < K; ++k) s += to_d(x[(size_t)i * K + k]) * to_d(w[(size_t)n * K + k]);
+      ref[(size_t)i * N + n] = s;
+    }
+  Dev<__half> dw(w), dx(x), db(b);
+  Dev<float> dy((size_t)m * N);
+  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+  if (use_gemm)
+    gemm_f16_wmma(dx.p, K, dw.p, K, false, dy.p, N, m, N, K, nullptr);
+  else
+    gemv_f16(dw.p, db.p, K, N, dx.p, m, K, dy.p, N, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  char name[128];
+  std::snprintf(name, sizeof name, "%s fp16 %dx%d m=%d", use_gemm ? "gemm_wmma [N,K]" : "gemv", K, N, m);
+  report(name, rel_err(dy.download(), ref), 3e-3);
+}
+
+void check_rmsnorm(int m, int n) {
+  std::vector<float> x(m * (size_t)n);
+  for (auto& v : x) v = urand(-3.f, 3.f);
+  std::vector<__half> w = rand_half(n, 0.5f, 1.5f);
+  std::vector<double> ref(x.size());
+  for (int i = 0; i < m; ++i) {
+    double ss = 0;
+    for (int j = 0; j < n; ++j) ss += (double)x[(size_t)i * n + j] * x[(size_t)i * n + j];
+    const double r = 1.0 / std::sqrt(ss / n + 1e-5);
+    for (int j = 0; j < n; ++j) ref[(size_t)i * n + j] = x[(size_t)i * n + j] * r * to_d(w[j]);
+  }
+  Dev<float> dx(x);
+  Dev<__half> dw(w), dy(x.size());
+  dy.poison();
+  Dev<float> zb(5000);
+  zb.poison();
+  rmsnorm(dx.p, n, m, n, dw.p, 1e-5f, dy.p, n, nullptr, zb.p, zb.n);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const double zero_err = rel_err(zb.download(), std::vector<double>(zb.n, 0.0));  // den is 1e-30: any non-zero fails
+  report("rmsnorm (+ zeroing) m=" + std::to_string(m) + " n=" + std::to_string(n),
+         std::max(rel_err(dy.download(), ref), zero_err > 0 ? INFINITY : 0.0), 2e-3);
+}
+
+void check_silu(int m, int I) {
+  std::vector<float> gu((size_t)m * 2 * I);
+  for (auto& v : gu) v = urand(-4.f, 4.f);
+  std::vector<double> ref((size_t)m * I);
+  for (int i = 0; i < m; ++i)
+    for (int c = 0; c < I; ++c) {
+      const double g = gu[(size_t)i * 2 * I + c], u = gu[(size_t)i * 2 * I + I + c];
+      ref[(size_t)i * I + c] = g / (1 + std::exp(-g)) * u;
+    }
+  Dev<float> dg(gu);
+  Dev<__half> dy(ref.size());
+  dy.poison();
+  silu_mul(dg.p, m, I, dy.p, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  report("silu_mul m=" + std::to_string(m) + " I=" + std::to_string(I), rel_err(dy.download(), ref), 2e-3);
+}
+
+void check_rope(int m, int H, int KV, int D, int pos, int S) {
+  const int width = (H + 2 * KV) * D;
+  std::vector<float> qkv((size_t)m * width);
+  for (auto& v : qkv) v = urand(-2.f, 2.f);
+  std::vector<float> inv(D / 2);
+  for (int i = 0; i < D / 2; ++i) inv[i] = (float)(1.0 / std::pow(500000.0, (double)(float)(2 * i) / D));
+  std::vector<double> rq((size_t)m * H * D), rk((size_t)KV * S * D, 0.0), rv((size_t)KV * S * D, 0.0);
+  for (int i = 0; i < m; ++i) {
+    const int p = pos + i;
+    for (int h = 0; h < H + 2 * KV; ++h) {
+      const float* src = &qkv[(size_t)i * width + (size_t)h * D];
+      for (int j = 0; j < D / 2; ++j) {
+        const double ang = (double)((float)p * inv[j]);
+        double a = src[j], b = src[j + D / 2];
+        if (h < H + KV) {
+          const double ra = a * std::cos(ang) - b * std::sin(ang), rb = b * std::cos(ang) + a * std::sin(ang);
+          a = ra, b = rb;
+        }
+        double* dst = h < H ? &rq[((size_t)i * H + h) * D]
+                            : h < H + KV ? &rk[((size_t)(h - H) * S + p) * D] : &rv[((size_t)(h - H - KV) * S + p) * D];
+        dst[j] = a, dst[j + D / 2] = b;
+      }
+    }
+  }
+  Dev<float> dq(qkv), di(inv);
+  Dev<int> dp(std::vector<int>{pos});
+  Dev<__half> oq(rq.size()), ok(rk.size()), ov(rv.size());
+  oq.poison();
+  XL_CUDA_CHECK(cudaMemset(ok.p, 0, ok.n * 2));
+  XL_CUDA_CHECK(cudaMemset(ov.p, 0, ov.n * 2));
+  rope_qkv_to_cache(dq.p, m, H, KV, D, di.p, dp.p, oq.p, ok.p, ov.p, S, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const double e = std::max({rel_err(oq.download(), rq), rel_err(ok.download(), rk), rel_err(ov.download(), rv)});
+  report("rope+kv write m=" + std::to_string(m) + " D=" + std::to_string(D) + " pos=" + std::to_string(pos), e, 2e-3);
+}
+
+void check_attention(int m, int H, int KV, int D, int len_after, int S, bool prefill_splits) {
+  // Rows are positions len_after - m .. len_after - 1; the cache holds len_after positions.
+  const int pos = len_after - m;
+  std::vector<__half> q = rand_half((size_t)m * H * D, -1.f, 1.f), kc = rand_half((size_t)KV * S * D, -1.f, 1.f),
+                      vc = rand_half((size_t)KV * S * D, -1.f, 1.f);
+  std::vector<double> ref((size_t)m * H * D);
+  const double scale = 1.0 / std::sqrt((double)D);
+  for (int i = 0; i < m; ++i)
+    for (int h = 0; h < H; ++h) {
+      const int kvh = h / (H / KV), L = pos + i + 1;
+      std::vector<double> s(L);
+      double mx = -1e300;
+      for (int p = 0; p < L; ++p) {
+        double d = 0;
+        for (int t = 0; t < D; ++t)
+          d += to_d(q[((size_t)i * H + h) * D + t]) * to_d(kc[((size_t)kvh * S + p) * D + t]);
+        s[p] = d * scale, mx = std::max(mx, s[p]);
+      }
+      double sum = 0;
+      for (auto& v : s) sum += (v = std::exp(v - mx));
+      for (int t = 0; t < D; ++t) {
+        double o = 0;
+        for (int p = 0; p < L; ++p) o += s[p] * to_d(vc[((size_t)kvh * S + p) * D + t]);
+        ref[((size_t)i * H + h) * D + t] = o / sum;
+      }
+    }
+  const int splits = prefill_splits ? 1 : attention_splits(m, H, S);
+  Dev<__half> dq(q), dk(kc), dv(vc), out(ref.size());
+  Dev<int> dp(std::vector<int>{pos});
+  Dev<float> work((size_t)m * H * splits * (D + 2));
+  out.poison();
+  work.poison();
+  if (prefill_splits)
+    attention_prefill(dq.p, dk.p, dv.p, m, H, KV, D, S, dp.p, out.p, nullptr);
+  else
+    attention(dq.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, out.p, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  char name[128];
+  std::snprintf(name, sizeof name, "%s m=%d H=%d KV=%d D=%d len=%d splits=%d",
+                prefill_splits ? "attention_prefill" : "attention", m, H, KV, D, len_after, splits);
+  report(name, rel_err(out.download(), ref), 3e-3);
+}
+
+int ref_sample(const std::vector<float>& l, int k, float T, float u) {
+  std::vector<int> idx(l.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return l[a] > l[b]; });
+  if (T <= 0) return idx[0];
+  double sum = 0;
+  for (int i = 0; i < k; ++i) sum += std::exp((double)((l[idx[i]] - l[idx[0]]) / T));
+  double acc = 0;
+  for (int i = 0; i < k; ++i) {
+    acc += std::exp((double)((l[idx[i]] - l[idx[0]]) / T));
+    if (acc > u * sum) return idx[i];
+  }
+  return idx[k - 1];
+}
+
+void check_sampling(int vocab) {
+  int bad = 0, runs = 0;
+  Dev<int> out(1);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<float> l(vocab);
+    for (auto& v : l) v = urand(-10.f, 10.f);
+    // ties at the top and around the k-th value: the lower index must win
+    l[vocab / 3] = 12.f, l[vocab / 2] = 12.f;
+    for (int i = 0; i < 5; ++i) l[(size_t)(rng() % vocab)] = 9.5f;
+    Dev<float> dl(l);
+    const int k = 1 + (int)(rng() % kMaxDeviceTopK);
+    const float T = 0.3f + urand(0.f, 1.5f), u = urand(0.f, 1.f);
+    out.poison();
+    argmax(dl.p, vocab, out.p, nullptr);
+    bad += out.download()[0] != ref_sample(l, 1, 0.f, 0.f);
+    out.poison();
+    sample_top_k(dl.p, vocab, k, T, u, out.p, nullptr);
+    bad += out.download()[0] != ref_sample(l, k, T, u);
+    runs += 2;
+  }
+  report("sampling argmax + top-k vocab=" + std::to_string(vocab) + " (mismatches/" + std::to_string(runs) + ")",
+         bad, 0);
+}
+
+// ---- timing ----
+float median_ms(const std::function<void()>& f, int warm = 20, int runs = 200) {
+  cudaEvent_t a, b;
+  cudaEventCreate(&a), cudaEventCreate(&b);
+  for (int i = 0; i < warm; ++i) f();
+  std::vector<float> t(runs);
+  for (int i = 0; i < runs; ++i) {
+    cudaEventRecord(a);
+    f();
+    cudaEventRecord(b);
+    cudaEventSynchronize(b);
+    cudaEventElapsedTime(&t[i], a, b);
+  }
+  cudaEventDestroy(a), cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[runs / 2];
+}
+
+void time_gemv_q4(const char* what, int K, int N, int m) {
+  const int gs = 128, G = K / gs;
+  Dev<uint32_t> qw((size_t)K / 8 * N);
+  Dev<__half> sc((size_t)G * N), x((size_t)m * K);
+  Dev<float> y((size_t)m * N);
+  fill_random_u32(qw.p, qw.n, 1, nullptr);
+  fill_random_half(sc.p, sc.n, 2, 0.001f, 0.002f, nullptr);
+  fill_random_half(x.p, x.n, 3, -1.f, 1.f, nullptr);
+  QWeight q;
+  q.qweight = qw.p, q.scales = sc.p, q.K = K, q.N = N, q.group_size = gs, q.sym_zero = 8;
+  const float ms = median_ms([&] { gemv_q4(q, x.p, m, K, y.p, N, nullptr); });
+  const double bytes = (double)qw.n * 4 + sc.n * 2;
+  std::printf("time gemv_q4 %-22s %5dx%-5d m=%d  %8.1f us  %7.0f GB/s\n", what, K, N, m, ms * 1e3,
+              bytes / (ms * 1e-3) / 1e9);
+}
+
+void time_gemv_f16(const char* what, int K, int N) {
+  Dev<__half> w((size_t)N * K), x(K);
+  Dev<float> y(N);
+  fill_random_half(w.p, w.n, 4, -0.01f, 0.01f, nullptr);
+  fill_random_half(x.p, x.n, 5, -1.f, 1.f, nullptr);
+  const float ms = median_ms([&] { gemv_f16(w.p, nullptr, K, N, x.p, 1, K, y.p, N, nullptr); });
+  std::printf("time gemv_f16 %-21s %5dx%-5d m=1  %8.1f us  %7.0f GB/s\n", what, K, N, ms * 1e3,
+              (double)w.n * 2 / (ms * 1e-3) / 1e9);
+}
+
+void time_attention(int H, int KV, int D, int len) {
+  const int S = len;
+  Dev<__half> q((size_t)H * D), kc((size_t)KV * S * D), vc((size_t)KV * S * D), out((size_t)H * D);
+  fill_random_half(q.p, q.n, 6, -1.f, 1.f, nullptr);
+  fill_random_half(kc.p, kc.n, 7, -1.f, 1.f, nullptr);
+  fill_random_half(vc.p, vc.n, 8, -1.f, 1.f, nullptr);
+  const int splits = attention_splits(1, H, S);
+  Dev<float> work((size_t)H * splits * (D + 2));
+  Dev<int> dp(std::vector<int>{len - 1});
+  const float ms = median_ms([&] { attention(q.p, kc.p, vc.p, 1, H, KV, D, S, dp.p, splits, work.p, out.p, nullptr); });
+  std::printf("time attention decode H=%d KV=%d D=%d len=%-6d splits=%-3d %8.1f us  %7.0f GB/s\n", H, KV, D, len,
+              splits, ms * 1e3, (double)(kc.n + vc.n) * 2 / (ms * 1e-3) / 1e9);
+}
+
+void time_attention_prefill(int H, int KV, int D, int m) {
+  const int S = m;
+  Dev<__half> q((size_t)m * H * D), kc((size_t)KV * S * D), vc((size_t)KV * S * D), out((size_t)m * H * D);
+  fill_random_half(q.p, q.n, 9, -1.f, 1.f, nullptr);
+  fill_random_half(kc.p, kc.n, 10, -1.f, 1.f, nullptr);
+  fill_random_half(vc.p, vc.n, 11, -1.f, 1.f, nullptr);
+  Dev<int> dp(std::vector<int>{0});
+  const float ms = median_ms([&] { attention_prefill(q.p, kc.p, vc.p, m, H, KV, D, S, dp.p, out.p, nullptr); }, 5, 50);
+  const double flops = 4.0 * H * D * (double)m * (m + 1) / 2;
+  std::printf("time attention_prefill H=%d D=%d m=%d (one layer)   %8.1f us  %7.1f TFLOP/s\n", H, D, m, ms * 1e3,
+              flops / (ms * 1e-3) / 1e12);
+}
+
+// ---- the whole backend on dummy models ----
+ModelConfig dummy_config(int vocab, int hidden, int inter, int layers, int heads, int kv, int max_pos) {
+  ModelConfig c;
+  c.vocab_size = vocab, c.hidden_size = hidden, c.intermediate_size = inter, c.num_layers = layers;
+  c.num_heads = heads, c.num_kv_heads = kv, c.head_dim = hidden / heads, c.max_position_embeddings = max_pos;
+  c.rms_norm_eps = 1e-5f;
+  c.rope.theta = 10000.f;
+  return c;
+}
+
+// Decode (graph replays of 1 and 3 rows) must agree with one prompt chunk (GEMM path) on the same tokens.
+void check_backend_paths() {
+  const std::string tag = pdl_enabled() ? "" : " [no PDL]";
+  ModelConfig c = dummy_config(1000, 256, 704, 2, 4, 2, 256);
+  BackendOptions o;
+  o.max_seq_len = 128, o.max_chunk_tokens = 64;
+  auto b = create_cuda_dummy_backend(c, 64, o, 7);
+  const int n = 40, V = c.vocab_size;
+  std::vector<int32_t> toks(n);
+  for (auto& t : toks) t = (int32_t)(rng() % V);
+  std::vector<float> all((size_t)n * V), one((size_t)n * V), three((size_t)n * V);
+  b->forward(toks.data(), n, 0, true, all.data());
+  b->clear_cache();
+  for (int i = 0; i < n; ++i) b->forward(&toks[i], 1, i, false, &one[(size_t)i * V]);
+  b->clear_cache();
+  for (int i = 0; i < n; i += 3) {
+    const int m = std::min(3, n - i);
+    b->forward(&toks[i], m, i, true, &three[(size_t)i * V]);
+  }
+  std::vector<double> ref(all.begin(), all.end());
+  report("backend: decode m=1 (graph) vs prompt chunk (GEMM)" + tag, rel_err(one, ref), 2e-2);
+  report("backend: decode m=3 (graph) vs prompt chunk (GEMM)" + tag, rel_err(three, ref), 2e-2);
+  // device sampling = host rule on the same logits
+  b->clear_cache();
+  std::vector<float> last(V);
+  b->forward(toks.data(), n, 0, false, last.data());
+  b->trim_cache(n - 1);
+  TokenSampling greedy;
+  const int32_t g = b->forward_sample(&toks[n - 1], 1, n - 1, greedy);
+  b->trim_cache(n - 1);
+  TokenSampling tk;
+  tk.temperature = 0.7f, tk.top_k = 40, tk.uniform = 0.61f;
+  const int32_t t = b->forward_sample(&toks[n - 1], 1, n - 1, tk);
+  const int mism = (g != ref_sample(last, 1, 0.f, 0.f)) + (t != ref_sample(last, 40, 0.7f, 0.61f));
+  report("backend: forward_sample greedy + top-k vs host rule (mismatches)" + tag, mism, 0);
+}
+
+void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, int gen) {
+  BackendOptions o;
+  o.max_seq_len = ctx, o.max_chunk_tokens = 512;
+  size_t free0 = 0, total = 0;
+  XL_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
+  auto b = create_cuda_dummy_backend(c, 128, o, 1);
+  size_t free1 = 0;
+  XL_CUDA_CHECK(cudaMemGetInfo(&free1, &total));
+  const MemoryReport r = b->memory();
+  std::vector<int32_t> toks(prompt);
+  for (auto& t : toks) t = (int32_t)(rng() % c.vocab_size);
+  std::vector<float> logits(c.vocab_size);
+  using clk = std::chrono::steady_clock;
+  double best_pp = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    b->clear_cache();
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    auto t0 = clk::now();
+    b->forward(toks.data(), prompt, 0, false, logits.data());
+    const double sec = std::chrono::duration<double>(clk::now() - t0).count();
+    best_pp = std::max(best_pp, prompt / sec);
+  }
+  TokenSampling greedy;
+  int32_t tok = toks.back();
+  int pos = prompt;
+  for (int i = 0; i < 8; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy);  // capture + warm up
+  auto t0 = clk::now();
+  for (int i = 0; i < gen; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy);
+  const double sec = std::chrono::duration<double>(clk::now() - t0).count();
+  std::printf("bench %-4s%s ctx=%d: prompt %d tokens %8.0f t/s | decode %6.1f t/s (%.3f ms/token at %d..%d) | "
+              "weights %.2f GiB, KV %.2f GiB, scratch %.2f GiB, GPU memory used by the backend %.2f GiB\n",
+              name, pdl_enabled() ? "" : " [no PDL]", ctx, prompt, best_pp, gen / sec, sec / gen * 1e3, prompt + 8, pos, r.weights_bytes / 1073741824.0,
+              r.kv_cache_bytes / 1073741824.0, r.scratch_bytes / 1073741824.0, (free0 - free1) / 1073741824.0);
+}
+
+}  // namespace
+
+// A failure inside one whole-backend step is reported and the rest still runs.
+template <class F>
+void guarded(const std::string& what, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    cudaGetLastError();
+    std::printf("%-52s %12s  FAIL (%s)\n", what.c_str(), "-", e.what());
+    ++failures;
+  }
+}
+
+int main(int argc, char** argv) {
+  const bool timing = !(argc > 1 && std::strcmp(argv[1], "--no-timing") == 0);
+  try {
+    cudaDeviceProp prop{};
+    XL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    std::printf("device: %s (%d SMs)\n%-52s %12s  %s\n", prop.name, prop.multiProcessorCount, "kernel",
+                "max rel err", "result");
+    check_gemv_q4(4096, 1024, 128, 1, false, false, 1);
+    check_gemv_q4(4096, 512, 128, 8, false, false, 1);
+    check_gemv_q4(512, 384, 64, 3, true, false, 1);
+    check_gemv_q4(512, 384, 32, 5, true, true, 1);
+    check_gemv_q4(1024, 256, 128, 2, false, true, 0);  // gptq_v2 zeros
+    check_gemv_q4(64, 192, 32, 1, false, false, 1);    // the stories260K shapes
+    check_gemv_q4(192, 64, 64, 7, true, false, 1);
+    check_gemv_q4(2048, 256, 128, 2, false, true, 1, 4000.f);  // large activations must not overflow fp16
+    check_gemv_q4_silu(1024, 256, 128, 1, false);
+    check_gemv_q4_silu(512, 128, 64, 4, true);
+    check_gemm_q4(512, 384, 128, 40, false);
+    check_gemm_q4(512, 384, 64, 77, true);
+    check_dense(4096, 1000, 1, false);
+    check_dense(4096, 1000, 4, false);
+    check_dense(172, 64, 3, false);  // K not a multiple of 8
+    check_dense(256, 200, 70, true);
+    check_rmsnorm(3, 4096);
+    check_rmsnorm(2, 64);
+    check_silu(3, 11008);
+    check_rope(2, 4, 2, 128, 1000, 1100);
+    check_rope(3, 8, 4, 8, 7, 16);
+    check_attention(1, 8, 2, 128, 1, 64, false);
+    check_attention(1, 8, 2, 128, 100, 256, false);
+    check_attention(1, 32, 32, 128, 2048, 2048, false);
+    check_attention(1, 8, 1, 128, 16384, 16384, false);
+    check_attention(5, 8, 4, 64, 300, 512, false);
+    check_attention(64, 4, 2, 128, 200, 256, true);
+    check_attention(37, 4, 4, 64, 37, 64, true);     // a first chunk: rows at positions 0..36
+    check_attention(100, 8, 2, 128, 612, 700, true);  // a later chunk over an existing cache
+    check_attention(20, 8, 4, 8, 30, 32, true);       // head_dim 8: falls back to the split kernel
+    check_attention(3, 8, 4, 8, 20, 32, false);
+    check_sampling(32000);
+    check_sampling(128256);
+    check_sampling(512);
+    guarded("backend paths", check_backend_paths);
+    {
+      const bool pdl = pdl_enabled();
+      set_pdl_enabled(!pdl);
+      guarded("backend paths (PDL switched)", check_backend_paths);
+      set_pdl_enabled(pdl);
+    }
+    if (timing) {
+      std::printf("\n7B decode shapes (group 128; bytes = qweight + scales)\n");
+      time_gemv_q4("q+k+v", 4096, 12288, 1);
+      time_gemv_q4("o_proj", 4096, 4096, 1);
+      time_gemv_q4("gate+up", 4096, 22016, 1);
+      time_gemv_q4("down_proj", 11008, 4096, 1);
+      time_gemv_q4("gate+up", 4096, 22016, 4);
+      time_gemv_q4("70B gate+up", 8192, 57344, 1);
+      time_gemv_q4("70B down_proj", 28672, 8192, 1);
+      time_gemv_f16("lm_head", 4096, 32000);
+      time_attention(32, 32, 128, 2048);
+      time_attention(64, 8, 128, 2048);
+      time_attention(32, 32, 128, 16384);
+      time_attention_prefill(32, 32, 128, 512);
+      std::printf("\nwhole backend on dummy models (group 128, greedy decode on the device)\n");
+      const ModelConfig c7 = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
+      const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+      const bool pdl = pdl_enabled();
+      set_pdl_enabled(!pdl);
+      guarded("bench 7B (PDL switched)", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+      set_pdl_enabled(pdl);
+      guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
+    }
+  } catch (const std::exception& e) {
+    std::printf("kernel check aborted: %s\n", e.what());
+    return 2;
+  }
+  std::printf("\n%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+  return failures ? 1 : 0;
+}
