@@ -5,7 +5,7 @@
 # npm run build:ts)
 set -u
 cd "$(dirname "$0")/../.."
-steps="${*:-kernels check sanitize monitor bench}"
+steps="${*:-kernels check generate monitor bench sanitize}"
 source scripts/device/setup.sh || exit 1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv | tee "$OUT/gpu.txt"
 node bin/xllama.js info --gpus | tee "$OUT/info-gpus.txt"
@@ -19,11 +19,12 @@ for s in $steps; do
   case $s in
     kernels) kc=$(find build -name xllama_kernel_check -type f | head -1)
              if [ -n "$kc" ]; then run kernels 180 "$kc"; else echo "=== kernels: no xllama_kernel_check built"; fi ;;
+    generate) run generate 120 node scripts/device/check-generate.mjs --backend cuda ;;
     check) run check 240 node scripts/device/check-cuda.mjs --backend cuda ;;
     sanitize) run sanitize 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
                node scripts/device/check-cuda.mjs --backend cuda --quick ;;
     monitor) run monitor 120 bash scripts/device/record-monitor-traces.sh ;;
     bench) bw=$(python3 scripts/device/copy-bandwidth.py 2>/dev/null || echo 3000); echo "copy bandwidth: $bw GB/s" | tee "$OUT/copy-bw.txt"
-           run bench 400 node scripts/device/bench-cuda.mjs --copy-gbs "$bw" --json "$OUT/bench.json" ;;
+           run bench 400 node scripts/device/bench-cuda.mjs --copy-gbs "$bw" --json "$OUT/bench.json" ${BENCH_MODELS:+--models $BENCH_MODELS} ;;
   esac
 done
