@@ -28,3 +28,5 @@ for s in $steps; do
            run bench 400 node scripts/device/bench-cuda.mjs --copy-gbs "$bw" --json "$OUT/bench.json" ${BENCH_MODELS:+--models $BENCH_MODELS} ;;
   esac
 done
+# Only 8 files come back from the GPU machine: bundle every log, trace and frame into one archive.
+tar -czf /tmp/results.tgz -C "$OUT" . && mv /tmp/results.tgz "$OUT/results.tgz" && echo "results: \$OUT/results.tgz"
