@@ -39,6 +39,7 @@ Napi::Object GpmToJs(Napi::Env env, const nvml::GpuSample& g) {
   o.Set("fp16", Num(env, m.fp16));
   o.Set("fp32", Num(env, m.fp32));
   o.Set("fp64", Num(env, m.fp64));
+  o.Set("integer", Num(env, m.integer));
   o.Set("pcieTxBytesPerSec", Num(env, m.pcie_tx));
   o.Set("pcieRxBytesPerSec", Num(env, m.pcie_rx));
   o.Set("nvdec", Instances(env, m.nvdec));

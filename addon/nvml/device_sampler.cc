@@ -287,6 +287,7 @@ void DeviceSampler::SampleGpm(GpuSample& s) {
       {NVML_GPM_METRIC_FP16_UTIL, &s.gpm.fp16, 1},
       {NVML_GPM_METRIC_FP32_UTIL, &s.gpm.fp32, 1},
       {NVML_GPM_METRIC_FP64_UTIL, &s.gpm.fp64, 1},
+      {NVML_GPM_METRIC_INTEGER_UTIL, &s.gpm.integer, 1},
       {NVML_GPM_METRIC_PCIE_TX_PER_SEC, &s.gpm.pcie_tx, 1024.0 * 1024.0},  // MiB/s -> bytes/s
       {NVML_GPM_METRIC_PCIE_RX_PER_SEC, &s.gpm.pcie_rx, 1024.0 * 1024.0},
   };

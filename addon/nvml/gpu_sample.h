@@ -20,7 +20,8 @@ struct ProcessSample {
 
 // GPM metrics (Hopper and newer): averages over the interval between two GPM samples.
 struct GpmValues {
-  Value sm_activity, sm_occupancy, tensor_activity, dram_bandwidth, fp16, fp32, fp64;
+  Value sm_activity, sm_occupancy, tensor_activity, dram_bandwidth;
+  Value fp16, fp32, fp64, integer;  // SM pipe utilizations: % of the interval each pipe was issuing
   Value pcie_tx, pcie_rx;  // bytes/s
   std::vector<Value> nvdec, nvjpg, nvofa;  // % per engine instance
 };

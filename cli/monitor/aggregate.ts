@@ -1,8 +1,11 @@
-// Folds snapshots into per-GPU views: engines with history, Total = the busiest engine (named), and
-// NVML's legacy GPU-Util beside it, flagged when the two disagree widely.
+// Folds snapshots into per-GPU views: engines with history, Total = the busiest engine (named, or "idle"
+// when even that one does next to nothing), and NVML's legacy GPU-Util beside it, flagged when the two
+// disagree widely.
 import type { GpuProcessSnapshot, GpuSnapshot, MonitorSnapshot } from '../native/types.js';
 import { HistoryRing } from './history-ring.js';
-import { ENGINE_ORDER, readEngines, type EngineId, type EngineReading } from './engines.js';
+import {
+  ENGINE_ORDER, IDLE_BELOW_PERCENT, readEngines, type ComputePipe, type EngineId, type EngineReading,
+} from './engines.js';
 
 /**
  * Legacy GPU-Util and Total disagree "widely" at 30 percentage points or more. The two are sampled over
@@ -22,8 +25,13 @@ export interface EngineView extends EngineReading {
 
 export interface TotalView {
   percent: number;
-  engine: EngineId;
-  label: string;
+  /** The busiest engine; null when idle. */
+  engine: EngineId | null;
+  label: string | null;
+  /** The leading SM pipe when Compute is the busiest engine and GPM measured it. */
+  pipe: ComputePipe | null;
+  /** The busiest engine reads below IDLE_BELOW_PERCENT: no engine is named. */
+  idle: boolean;
 }
 
 export interface GpuView {
@@ -33,6 +41,9 @@ export interface GpuView {
   engines: EngineView[];
   /** The busiest engine; null when no engine could be measured. */
   total: TotalView | null;
+  /** GPM's SM activity (an SM holds a warp) and occupancy (resident warps / max): shown, not used for Total. */
+  smActivity: number | null;
+  smOccupancy: number | null;
   totalHistory: (number | null)[];
   legacyUtil: number | null;
   /** |legacy GPU-Util - Total| >= DISAGREEMENT_POINTS, judged only when Total comes from GPM. */
@@ -59,21 +70,33 @@ export interface MonitorView {
   gpus: GpuView[];
 }
 
-/** The busiest engine; ties go to the earlier engine in ENGINE_ORDER. */
-export function busiestEngine(readings: EngineReading[]): TotalView | null {
+/** The busiest measured engine; ties go to the earlier engine in ENGINE_ORDER. */
+export function busiestReading(readings: EngineReading[]): EngineReading | null {
   let best: EngineReading | null = null;
   for (const r of readings) {
     if (r.percent !== null && (best === null || r.percent > (best.percent as number))) best = r;
   }
-  return best === null ? null : { percent: best.percent as number, engine: best.id, label: best.label };
+  return best;
 }
 
-export function disagrees(total: TotalView | null, legacyUtil: number | null, readings: EngineReading[]): boolean {
-  if (total === null || legacyUtil === null) return false;
+/** Total: the busiest engine, named, or idle when it reads below IDLE_BELOW_PERCENT. */
+export function totalOf(busiest: EngineReading | null): TotalView | null {
+  if (busiest === null || busiest.percent === null) return null;
+  const idle = busiest.percent < IDLE_BELOW_PERCENT;
+  return {
+    percent: busiest.percent,
+    engine: idle ? null : busiest.id,
+    label: idle ? null : busiest.label,
+    pipe: idle ? null : busiest.pipe,
+    idle,
+  };
+}
+
+export function disagrees(busiest: EngineReading | null, legacyUtil: number | null): boolean {
+  if (busiest === null || busiest.percent === null || legacyUtil === null) return false;
   // Without GPM, Compute *is* the legacy counter: comparing it with itself says nothing.
-  const measured = readings.find((r) => r.id === total.engine);
-  if (!measured || measured.source !== 'gpm') return false;
-  return Math.abs(legacyUtil - total.percent) >= DISAGREEMENT_POINTS;
+  if (busiest.source !== 'gpm') return false;
+  return Math.abs(legacyUtil - busiest.percent) >= DISAGREEMENT_POINTS;
 }
 
 class GpuHistory {
@@ -104,7 +127,8 @@ export class MonitorModel {
       this.histories.set(key, history);
     }
     const readings = readEngines(gpu);
-    const total = busiestEngine(readings);
+    const busiest = busiestReading(readings);
+    const total = totalOf(busiest);
     history.total.push(total?.percent ?? null);
     const engines = readings.map((r) => {
       const ring = history.engines.get(r.id) as HistoryRing;
@@ -118,8 +142,10 @@ export class MonitorModel {
       engines,
       total,
       totalHistory: history.total.values(),
+      smActivity: gpu.gpm.smActivity,
+      smOccupancy: gpu.gpm.smOccupancy,
       legacyUtil: gpu.utilGpu,
-      disagreement: disagrees(total, gpu.utilGpu, readings),
+      disagreement: disagrees(busiest, gpu.utilGpu),
       gpmReady: gpu.gpm.ready,
       memoryUsed: gpu.memoryUsed,
       memoryTotal: gpu.memoryTotal,

@@ -10,8 +10,23 @@ export function formatGiB(bytes: number | null): string {
   return bytes === null ? 'n/a' : `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 }
 
+/** "Compute (FP32)" when a pipe leads Compute; the plain label otherwise. */
+export function engineLabel(e: { label: string; pipe: string | null }): string {
+  return e.pipe === null ? e.label : `${e.label} (${e.pipe})`;
+}
+
 export function formatTotal(gpu: GpuView): string {
-  return gpu.total === null ? 'Total n/a' : `Total ${formatPercent(gpu.total.percent)} · ${gpu.total.label}`;
+  const t = gpu.total;
+  if (t === null) return 'Total n/a';
+  // Idle means below 1%: "0%" unless it would round up to a misleading "1%".
+  if (t.idle) return `Total ${t.percent < 0.5 ? '0%' : '<1%'} · idle`;
+  return `Total ${formatPercent(t.percent)} · ${engineLabel({ label: t.label as string, pipe: t.pipe })}`;
+}
+
+/** GPM's SM activity and occupancy: shown beside the engines so nothing is hidden; null without GPM. */
+export function formatSmDetail(gpu: GpuView): string | null {
+  if (gpu.smActivity === null && gpu.smOccupancy === null) return null;
+  return `SMs active ${formatPercent(gpu.smActivity)} · occupancy ${formatPercent(gpu.smOccupancy)}`;
 }
 
 export function formatLegacy(gpu: GpuView): string {
@@ -62,8 +77,10 @@ export function formatProcesses(gpu: GpuView): string[] {
 export function formatGpuText(gpu: GpuView): string[] {
   const lines = [`GPU ${gpu.index}: ${gpu.name}`, `  ${formatTotal(gpu)}    ${formatLegacy(gpu)}`];
   for (const e of gpu.engines) {
-    lines.push(`  ${e.label.padEnd(17)} ${textBar(e.percent, 20)} ${formatPercent(e.percent).padStart(4)}${sourceNote(e)}`);
+    lines.push(`  ${engineLabel(e).padEnd(17)} ${textBar(e.percent, 20)} ${formatPercent(e.percent).padStart(4)}${sourceNote(e)}`);
   }
+  const sm = formatSmDetail(gpu);
+  if (sm !== null) lines.push(`  ${sm}`);
   if (!gpu.gpmReady && gpu.unavailable.gpm) lines.push(`  ~ coarse NVML counter; no GPM: ${gpu.unavailable.gpm}`);
   lines.push(`  ${formatMemory(gpu)} · ${formatPower(gpu)} · ${formatClocks(gpu)} · ${formatTemperature(gpu)}`);
   lines.push(...formatProcesses(gpu));
@@ -92,10 +109,14 @@ export function viewToJson(view: MonitorView): Record<string, unknown> {
       name: g.name,
       uuid: g.uuid,
       total: g.total,
+      smActivity: g.smActivity,
+      smOccupancy: g.smOccupancy,
       legacyGpuUtil: g.legacyUtil,
       disagreement: g.disagreement,
       gpmReady: g.gpmReady,
-      engines: Object.fromEntries(g.engines.map((e) => [e.id, { percent: e.percent, source: e.source }])),
+      engines: Object.fromEntries(g.engines.map((e) => [e.id, e.id === 'compute'
+        ? { percent: e.percent, source: e.source, pipe: e.pipe }
+        : { percent: e.percent, source: e.source }])),
       memoryUsed: g.memoryUsed,
       memoryTotal: g.memoryTotal,
       powerW: g.powerW,

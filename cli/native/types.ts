@@ -80,13 +80,18 @@ export interface MonitorProbe {
 export interface GpmSnapshot {
   supported: boolean;
   ready: boolean;
+  /** Share of SMs holding at least one warp: "something is resident", not what the SMs compute. */
   smActivity: number | null;
+  /** Resident warps against the SMs' maximum. */
   smOccupancy: number | null;
   tensorActivity: number | null;
   dramBandwidth: number | null;
+  /** SM pipe utilizations (non-tensor FP16/FP32/FP64 and integer), each against its peak issue rate. */
   fp16: number | null;
   fp32: number | null;
   fp64: number | null;
+  /** Absent in traces recorded before the integer pipe was sampled. */
+  integer?: number | null;
   pcieTxBytesPerSec: number | null;
   pcieRxBytesPerSec: number | null;
   nvdec: (number | null)[];

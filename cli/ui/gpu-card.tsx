@@ -1,9 +1,10 @@
 // One GPU's card: Total (busiest engine, named) with legacy GPU-Util beside it, a bar + % + sparkline
-// per engine, then memory, power, clocks, temperature and processes.
+// per engine, SM activity/occupancy as a detail line, then memory, power, clocks, temperature and processes.
 import { Box, Text } from 'ink';
 import type { EngineView, GpuView } from '../monitor/aggregate.js';
 import {
-  formatClocks, formatGiB, formatLegacy, formatMemory, formatPercent, formatPower, formatTemperature, formatTotal,
+  engineLabel, formatClocks, formatGiB, formatLegacy, formatMemory, formatPercent, formatPower, formatSmDetail,
+  formatTemperature, formatTotal,
 } from '../monitor/format.js';
 import { barParts, sparkline } from './sparkline.js';
 
@@ -20,7 +21,7 @@ function EngineRow({ engine, barWidth, sparkWidth }: { engine: EngineView; barWi
   const { filled, empty } = barParts(engine.percent, barWidth);
   return (
     <Box>
-      <Text>{engine.label.padEnd(LABEL_WIDTH)}</Text>
+      <Text>{engineLabel(engine).padEnd(LABEL_WIDTH)}</Text>
       <Text color={colourFor(engine.percent)}>{filled}</Text>
       <Text dimColor>{empty}</Text>
       <Text> {formatPercent(engine.percent).padStart(4)}</Text>
@@ -64,12 +65,14 @@ export function GpuCard({ gpu, width, selected, compact, maxProcesses }: GpuCard
     );
   }
   const procs = gpu.processes ?? [];
+  const smDetail = formatSmDetail(gpu);
   return (
     <Box borderStyle={selected ? 'double' : 'round'} borderColor={borderColor} flexDirection="column" width={width}>
       {header}
       {gpu.engines.map((e) => (
         <EngineRow key={e.id} engine={e} barWidth={barWidth} sparkWidth={sparkWidth} />
       ))}
+      {smDetail === null ? null : <Text dimColor>{smDetail}</Text>}
       {!gpu.gpmReady && gpu.unavailable.gpm ? <Text dimColor>~ coarse NVML counter; no GPM: {gpu.unavailable.gpm}</Text> : null}
       <Text>
         {formatMemory(gpu)} · {formatPower(gpu)} · {formatClocks(gpu)} · {formatTemperature(gpu)}

@@ -16,6 +16,8 @@ test('--once --replay prints the final state of the trace as plain text', () => 
   assert.match(r.stdout, /^GPU 0: NVIDIA H100 80GB HBM3 \(synthetic\)$/m);
   assert.match(r.stdout, /Total 87% · Copy {4}GPU-Util \(NVML\) 3% \(!\) disagrees with Total/);
   assert.match(r.stdout, /^ {2}Copy {14}\[#{17}-{3}\] {2}87%$/m);
+  assert.match(r.stdout, /^ {2}SMs active 0% · occupancy 0%$/m);
+  assert.equal(r.stdout.match(/SMs active/g)?.length, 1, 'no SM line for the GPU without GPM');
   assert.match(r.stdout, /^GPU 1: NVIDIA A10G \(synthetic\)$/m);
   assert.match(r.stdout, /Total 62% · Video decode {4}GPU-Util \(NVML\) 45%$/m);
   assert.match(r.stdout, /^ {2}Tensor {12}\[ {20}\] {2}n\/a$/m);
@@ -31,7 +33,9 @@ test('--json --replay prints one JSON line per recorded sample', () => {
   assert.equal(lines.length, 16);
   const totals = lines.map((l) => l.gpus[0].total?.engine ?? null);
   // warm-up (GPM not ready: compute falls back to GPU-Util 0), idle x2, tensor x4, memory x4, trickle x3, upload x2
-  assert.deepEqual(totals.slice(3, 7), ['compute', 'compute', 'compute', 'compute']);
+  assert.deepEqual(totals.slice(0, 3), [null, null, null]);
+  assert.deepEqual(lines[1].gpus[0].total, { percent: 0.2, engine: null, label: null, pipe: null, idle: true });
+  assert.deepEqual(totals.slice(3, 7), ['tensor', 'tensor', 'tensor', 'tensor']);
   assert.deepEqual(totals.slice(7, 11), ['memory', 'memory', 'memory', 'memory']);
   assert.deepEqual(totals.slice(14), ['copy', 'copy']);
   const trickle = lines[11].gpus[0];
@@ -40,6 +44,10 @@ test('--json --replay prints one JSON line per recorded sample', () => {
   assert.equal(trickle.disagreement, true);
   assert.equal(lines[4].gpus[0].disagreement, false);
   assert.equal(lines[4].gpus[0].engines.tensor.source, 'gpm');
+  // Compute is the busiest SM pipe; SM activity (97.5%) is reported beside it, not used for it.
+  assert.deepEqual(lines[4].gpus[0].engines.compute, { percent: 9.4, source: 'gpm', pipe: 'INT' });
+  assert.deepEqual([lines[4].gpus[0].smActivity, lines[4].gpus[0].smOccupancy], [97.5, 31.2]);
+  assert.deepEqual([lines[4].gpus[1].smActivity, lines[4].gpus[1].smOccupancy], [null, null]);
   assert.equal(lines[4].gpus[1].engines.compute.source, 'nvml');
   assert.equal(lines[0].gpus[0].gpmReady, false);
 });

@@ -1,5 +1,5 @@
 /* A fake libnvidia-ml for tests on machines without a GPU: two GPUs with fixed, known readings.
- * GPU 0 supports GPM (SM 42.5%, tensor 12%, DRAM 77%), GPU 1 does not. Built by monitor-native.test.ts
+ * GPU 0 supports GPM (SM 42.5%, tensor 12%, DRAM 77%, integer pipe 30%, FP32 18%), GPU 1 does not. Built by monitor-native.test.ts
  * with `cc -shared -fPIC`; -DFAKE_OLD_DRIVER leaves out every GPM and JPEG/OFA entry point, the way
  * an older driver would. Struct layouts mirror NVIDIA's nvml.h (see addon/nvml/nvml_abi.h). */
 #include <stdlib.h>
@@ -91,7 +91,9 @@ nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t* g) {
       case 3: m->value = 20.0; break;                 /* SM_OCCUPANCY */
       case 5: m->value = 12.0; break;                 /* ANY_TENSOR_UTIL */
       case 10: m->value = 77.0; break;                /* DRAM_BW_UTIL */
-      case 11: case 12: case 13: m->value = 1.0; break;
+      case 4: m->value = 30.0; break;                 /* INTEGER_UTIL */
+      case 11: case 13: m->value = 1.0; break;        /* FP64, FP16 */
+      case 12: m->value = 18.0; break;                /* FP32 */
       case 20: m->value = 100.0; break;               /* PCIE_TX MiB/s */
       case 21: m->value = 3000.0; break;              /* PCIE_RX MiB/s */
       default:

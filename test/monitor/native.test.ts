@@ -45,8 +45,10 @@ test('collector on a fake driver: GPM metrics, legacy fallbacks, processes', { s
   const [hopper, ampere] = view.gpus;
   assert.equal(hopper.name, 'Fake Hopper');
   assert.equal(hopper.gpmReady, true);
-  assert.deepEqual(hopper.total, { percent: 77, engine: 'memory', label: 'Memory bandwidth' });
-  assert.deepEqual(hopper.engines.compute, { percent: 42.5, source: 'gpm' });
+  assert.deepEqual(hopper.total, { percent: 77, engine: 'memory', label: 'Memory bandwidth', pipe: null, idle: false });
+  // Compute = the busiest pipe (integer 30% over FP32 18%), read through NVML_GPM_METRIC_INTEGER_UTIL (id 4).
+  assert.deepEqual(hopper.engines.compute, { percent: 30, source: 'gpm', pipe: 'INT' });
+  assert.deepEqual([hopper.smActivity, hopper.smOccupancy], [42.5, 20]);
   assert.deepEqual(hopper.engines.tensor, { percent: 12, source: 'gpm' });
   assert.equal(Math.round(hopper.engines.decode.percent), 10); // 70% on one of 7 NVDECs
   assert.equal(hopper.engines.copy.percent.toFixed(2), ((100 * 3000 * 2 ** 20) / (16 * 3938.5e6)).toFixed(2));
@@ -58,8 +60,8 @@ test('collector on a fake driver: GPM metrics, legacy fallbacks, processes', { s
   assert.equal(hopper.unavailable.encoder, 'Not Supported');
   assert.equal(ampere.gpmReady, false);
   assert.match(ampere.unavailable.gpm, /Hopper or newer/);
-  assert.deepEqual(ampere.engines.compute, { percent: 35, source: 'nvml' });
-  assert.deepEqual(ampere.total, { percent: 35, engine: 'compute', label: 'Compute' });
+  assert.deepEqual(ampere.engines.compute, { percent: 35, source: 'nvml', pipe: null });
+  assert.deepEqual(ampere.total, { percent: 35, engine: 'compute', label: 'Compute', pipe: null, idle: false });
 });
 
 test('an older driver without GPM/JPEG/OFA symbols disables only those fields', { skip }, () => {
@@ -76,7 +78,8 @@ test('an older driver without GPM/JPEG/OFA symbols disables only those fields', 
   assert.match(gpu.unavailable.gpm, /no GPM interface/);
   assert.equal(gpu.unavailable.jpeg, 'not in this NVIDIA driver');
   assert.deepEqual(gpu.engines.jpeg, { percent: null, source: 'none' });
-  assert.deepEqual(gpu.engines.compute, { percent: 100, source: 'nvml' });
+  assert.deepEqual(gpu.engines.compute, { percent: 100, source: 'nvml', pipe: null });
+  assert.equal(gpu.smActivity, null);
   assert.equal(gpu.powerW, 350.5);
 });
 

@@ -39,6 +39,7 @@ export function makeGpu(o: GpuOverrides = {}): GpuSnapshot {
       fp16: 0,
       fp32: 0,
       fp64: 0,
+      integer: 0,
       pcieTxBytesPerSec: 0,
       pcieRxBytesPerSec: 0,
       nvdec: [0, 0],
@@ -56,7 +57,7 @@ export function makeLegacyGpu(o: GpuOverrides = {}): GpuSnapshot {
     ...o,
     gpm: {
       supported: false, ready: false, smActivity: null, smOccupancy: null, tensorActivity: null, dramBandwidth: null,
-      fp16: null, fp32: null, fp64: null, pcieTxBytesPerSec: null, pcieRxBytesPerSec: null, nvdec: [], nvjpg: [], nvofa: [],
+      fp16: null, fp32: null, fp64: null, integer: null, pcieTxBytesPerSec: null, pcieRxBytesPerSec: null, nvdec: [], nvjpg: [], nvofa: [],
       ...o.gpm,
     },
   });

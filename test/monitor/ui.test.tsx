@@ -14,6 +14,7 @@ import { fixtures } from '../helpers/run-cli.js';
 const trace = readTrace(join(fixtures, 'monitor', 'synthetic-trace.jsonl'));
 const TENSOR_PHASE = 6; // snapshot index inside the tensor-core phase (see fixtures/monitor/README.md)
 const TRICKLE_PHASE = 12;
+const IDLE_PHASE = 1;
 
 function viewAt(index: number): MonitorView {
   const model = new MonitorModel();
@@ -37,9 +38,12 @@ test('each GPU card shows engine bars, %, Total named and legacy GPU-Util', () =
   assert.match(frame, /^xllama gpu-monitor · driver 550\.00 \(synthetic\) +replay x1$/m);
   assert.match(frame, /GPU 0 · NVIDIA H100 80GB HBM3 \(synthetic\)/);
   assert.match(frame, /GPU 1 · NVIDIA A10G \(synthetic\)/);
-  assert.ok(frame.includes(`Total ${Math.round(raw.smActivity!)}% · Compute`), frame);
+  assert.ok(frame.includes(`Total ${Math.round(raw.tensorActivity!)}% · Tensor`), frame);
   assert.match(frame, /GPU-Util \(NVML\) 100%/);
-  for (const [label, value] of [['Tensor', raw.tensorActivity!], ['Compute', raw.smActivity!], ['Memory bandwidth', raw.dramBandwidth!]] as const) {
+  // Compute is the busiest SM pipe (integer here), named; SM activity and occupancy are a detail line.
+  assert.match(rowOf(frame, 'Compute'), /^[│║]Compute \(INT\) /);
+  assert.ok(frame.includes(`SMs active ${Math.round(raw.smActivity!)}% · occupancy ${Math.round(raw.smOccupancy!)}%`), frame);
+  for (const [label, value] of [['Tensor', raw.tensorActivity!], ['Compute', raw.integer!], ['Memory bandwidth', raw.dramBandwidth!]] as const) {
     const row = rowOf(frame, label);
     assert.ok(row.includes(`${Math.round(value)}%`), row);
     const filled = [...row].filter((c) => c === '█').length;
@@ -55,15 +59,23 @@ test('each GPU card shows engine bars, %, Total named and legacy GPU-Util', () =
 
 test('the disagreement flag shows when GPU-Util says busy and the engines say idle', () => {
   const { lastFrame } = render(<MonitorScreen view={viewAt(TRICKLE_PHASE)} selected={0} paused={false} rateLabel="x" columns={100} rows={60} />);
-  assert.match(lastFrame()!, /Total \d% · Compute {3}GPU-Util \(NVML\) 100% \(!\) disagrees with Total/);
+  assert.match(lastFrame()!, /Total \d% · Compute \(INT\) {3}GPU-Util \(NVML\) 100% \(!\) disagrees with Total/);
   assert.doesNotMatch(viewAt(TENSOR_PHASE).gpus[0].disagreement ? 'flagged' : '', /flagged/);
+});
+
+test('an idle GPU reads "Total 0% · idle", naming no engine', () => {
+  const { lastFrame } = render(<MonitorScreen view={viewAt(IDLE_PHASE)} selected={0} paused={false} rateLabel="x" columns={100} rows={60} />);
+  const frame = lastFrame()!;
+  assert.match(frame, /Total 0% · idle {3}GPU-Util \(NVML\) 0%/);
+  assert.match(frame, /SMs active 0% · occupancy 0%/);
+  assert.match(rowOf(frame, 'Compute'), /^[│║]Compute {2,}/, 'no pipe named when Compute is idle');
 });
 
 test('a short terminal keeps the selected GPU full and the others compact', () => {
   const { lastFrame } = render(<MonitorScreen view={viewAt(TENSOR_PHASE)} selected={1} paused={false} rateLabel="x" columns={100} rows={24} />);
   const frame = lastFrame()!;
-  assert.equal(frame.split('\n').filter((l) => l.includes('Tensor')).length, 1);
-  assert.match(frame, /Total 97% · Compute/);
+  assert.equal(frame.split('\n').filter((l) => /^[│║]Tensor /.test(l)).length, 1, 'one card shows engine rows');
+  assert.match(frame, /Total 88% · Tensor/);
   assert.match(frame, /Total 62% · Video decode/);
 });
 
