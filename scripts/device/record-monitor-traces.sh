@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Records real gpu-monitor traces on a GPU machine and checks them (about 60 s, under 90 s):
-#   (a) tensor-core load: bf16 8192x8192 matmuls in a loop  -> Compute/Tensor should lead
+# Records real gpu-monitor traces on a GPU machine and checks them (about 75 s, under 110 s):
+#   (a) tensor-core load: bf16 8192x8192 matmuls in a loop  -> Tensor/Compute should lead
 #   (b) memory-bound load: device-to-device copies of 2 GiB  -> Memory bandwidth should lead
-#   (c) idle
-# Legacy GPU-Util should read near 100% under both loads. Also saves `gpu-monitor --once` output and
+#   (c) idle                                                 -> Total should read "idle" throughout
+#   (d) FP32 load: fp32 8192x8192 matmuls, TF32 off (FFMA)   -> Compute should lead, its pipe FP32
+# Legacy GPU-Util should read near 100% under both loads. Only $OUT comes back from the GPU machine; on
+# this side, `bash scripts/adopt-monitor-traces.sh RESULTS_DIR` copies the traces into fixtures/monitor/. Also saves `gpu-monitor --once` output and
 # measures the CPU cost of the whole xllama process sampling at 500 ms for ~20 s.
 # Run from the repo root, after `source .device/on-device.sh` and with dist/ and the addon built:
 #   bash scripts/device/record-monitor-traces.sh
-# Writes to $OUT: trace-{tensor,memory,idle}.jsonl, frame-{tensor,memory,idle}.txt (the panel at the end of
+# Writes to $OUT: trace-{tensor,memory,idle,fp32}.jsonl, frame-{tensor,memory,idle,fp32}.txt (the panel at the end of
 # each trace), once.txt, once.json, probe.json, summary.txt, load-*.log
 set -uo pipefail
 : "${OUT:?set OUT to the folder for results}"
@@ -37,6 +39,11 @@ if mode == 'tensor':
     a = torch.randn(8192, 8192, device='cuda', dtype=torch.bfloat16)
     b = torch.randn_like(a)
     step = lambda: torch.matmul(a, b)
+elif mode == 'fp32':
+    torch.backends.cuda.matmul.allow_tf32 = False  # plain FFMA on the FP32 pipe, not tensor cores
+    a = torch.randn(8192, 8192, device='cuda', dtype=torch.float32)
+    b = torch.randn_like(a)
+    step = lambda: torch.matmul(a, b)
 else:
     src = torch.empty(2 * 1024**3, dtype=torch.uint8, device='cuda')
     dst = torch.empty_like(src)
@@ -44,7 +51,7 @@ else:
 step(); torch.cuda.synchronize()
 print('READY', flush=True)
 # Work per step, to report the achieved rate each second (a sanity check that the load is real).
-work, unit = (2 * 8192**3 / 1e12, 'TFLOP/s') if mode == 'tensor' else (2 * 2 * 1024**3 / 1e9, 'GB/s read+written')
+work, unit = (2 * 8192**3 / 1e12, 'TFLOP/s') if mode in ('tensor', 'fp32') else (2 * 2 * 1024**3 / 1e9, 'GB/s read+written')
 n, t0, last = 0, time.time(), time.time()
 while time.time() - t0 < secs:
     for _ in range(8):
@@ -78,6 +85,11 @@ for load in tensor memory; do
 done
 sleep 1  # let the clocks and counters settle
 record idle
+if start_load fp32 14; then
+  record fp32
+  kill "$LOAD_PID" 2>/dev/null; wait "$LOAD_PID" 2>/dev/null
+  tail -1 "$OUT/load-fp32.log" | tee -a "$SUMMARY"
+fi
 
 say ""
 say "== summaries (xllama's own aggregation) =="
@@ -88,7 +100,8 @@ summarize() {  # summarize NAME [checks...]: also writes the panel frame at the 
 }
 summarize tensor --expect-lead compute,tensor --expect-legacy-min 90
 summarize memory --expect-lead memory --expect-legacy-min 90
-summarize idle
+summarize idle --expect-idle
+summarize fp32 --expect-lead compute --expect-legacy-min 90
 
 # CPU cost: process CPU time (utime+stime from /proc/PID/stat) of a --json run at 500 ms, over ~20 s.
 say ""

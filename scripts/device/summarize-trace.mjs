@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // Summarizes recorded gpu-monitor traces with xllama's own aggregation (dist/cli/monitor):
-// mean % per engine, mean legacy GPU-Util, which engine leads, how often each engine was Total,
-// and the collector's own cost per sampling pass.
+// mean % per engine, mean SM activity/occupancy and SM pipes, mean legacy GPU-Util, which engine leads,
+// how often each engine was Total, and the collector's own cost per sampling pass.
 //   node scripts/device/summarize-trace.mjs TRACE.jsonl [--expect-lead compute,tensor] [--expect-legacy-min 90]
-//                                           [--frame FILE]
-// With --expect-*, prints "check: PASS|FAIL ..." lines and exits 3 when a check fails.
+//                                           [--expect-idle] [--frame FILE]
+// With --expect-*, prints "check: PASS|FAIL ..." lines and exits 3 when a check fails. --expect-lead and
+// --expect-legacy-min judge the busiest GPU; --expect-idle wants Total to read idle in every sample of
+// every GPU.
 // --frame FILE writes the interactive panel as it looks at the end of the trace (100 columns, no colour).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -27,6 +29,8 @@ const opt = (name) => {
 const expectLead = opt('--expect-lead')?.split(',');
 const frameFile = opt('--frame');
 const expectLegacyMin = opt('--expect-legacy-min') === undefined ? undefined : Number(opt('--expect-legacy-min'));
+const expectIdle = args.includes('--expect-idle');
+const { formatTotal } = await import(join(root, 'dist/cli/monitor/format.js'));
 
 let trace;
 try {
@@ -44,7 +48,10 @@ for (const snap of trace.snapshots) {
   const view = model.update(snap);
   lastView = view;
   for (const g of view.gpus) {
-    if (!perGpu.has(g.index)) perGpu.set(g.index, { name: g.name, engines: new Map(), legacy: [], totals: new Map(), disagree: 0, n: 0 });
+    if (!perGpu.has(g.index)) {
+      perGpu.set(g.index, { name: g.name, engines: new Map(), legacy: [], totals: new Map(), disagree: 0, n: 0, idle: 0,
+        sm: { active: [], occupancy: [] }, pipes: new Map() });
+    }
     const acc = perGpu.get(g.index);
     if (g.unavailable.gpm?.startsWith('waiting')) continue; // GPM warm-up: no interval yet
     acc.n++;
@@ -55,8 +62,19 @@ for (const snap of trace.snapshots) {
       ea.sources.add(e.source);
     }
     if (g.legacyUtil !== null) acc.legacy.push(g.legacyUtil);
-    if (g.total) acc.totals.set(g.total.label, (acc.totals.get(g.total.label) ?? 0) + 1);
+    if (g.total) {
+      // "Compute (FP32)", "Memory bandwidth", or "idle": what the Total line named.
+      const named = formatTotal(g).replace(/^Total [^·]*· /, '');
+      acc.totals.set(named, (acc.totals.get(named) ?? 0) + 1);
+      if (g.total.idle) acc.idle++;
+    }
     if (g.disagreement) acc.disagree++;
+    if (g.smActivity !== null) acc.sm.active.push(g.smActivity);
+    if (g.smOccupancy !== null) acc.sm.occupancy.push(g.smOccupancy);
+    const raw = snap.gpus.find((x) => x.index === g.index).gpm;
+    for (const [pipe, v] of [['FP32', raw.fp32], ['FP16', raw.fp16], ['FP64', raw.fp64], ['INT', raw.integer]]) {
+      if (typeof v === 'number') acc.pipes.set(pipe, [...(acc.pipes.get(pipe) ?? []), v]);
+    }
   }
 }
 
@@ -82,6 +100,10 @@ for (const [index, acc] of perGpu) {
   }
   const legacy = mean(acc.legacy);
   console.log(`    ${'GPU-Util (NVML)'.padEnd(17)} ${fmt(legacy)}`);
+  if (acc.sm.active.length || acc.sm.occupancy.length) {
+    console.log(`    SM activity ${fmt(mean(acc.sm.active))} · occupancy ${fmt(mean(acc.sm.occupancy))} (detail, not an engine)`);
+    console.log(`    SM pipes: ${[...acc.pipes].map(([p, xs]) => `${p} ${fmt(mean(xs)).trim()}`).join(' · ') || 'n/a'}`);
+  }
   console.log(`    leads: ${lead ? `${lead.label} (${lead.mean.toFixed(1)}%)` : 'n/a'}; Total named: ${[...acc.totals].map(([k, v]) => `${k} x${v}`).join(', ') || 'n/a'}; disagreement flagged in ${acc.disagree}/${acc.n}`);
   if (expectLead && index === busiest) {
     const ok = lead !== null && expectLead.includes(lead.id);
@@ -92,6 +114,11 @@ for (const [index, acc] of perGpu) {
     const ok = legacy !== null && legacy >= expectLegacyMin;
     failed ||= !ok;
     console.log(`    check: ${ok ? 'PASS' : 'FAIL'} mean GPU-Util ${legacy?.toFixed(1) ?? 'n/a'}% >= ${expectLegacyMin}%`);
+  }
+  if (expectIdle) {
+    const ok = acc.n > 0 && acc.idle === acc.n;
+    failed ||= !ok;
+    console.log(`    check: ${ok ? 'PASS' : 'FAIL'} Total reads "idle" in ${acc.idle}/${acc.n} samples`);
   }
 }
 if (frameFile) {

@@ -1,43 +1,88 @@
-// Real traces recorded on a GPU (scripts/device/record-monitor-traces.sh, copied to
-// fixtures/monitor/h100-{tensor,memory,idle}.jsonl): the engine that leads must match the load that
-// ran, and legacy GPU-Util must read near 100% under both loads. Skipped until the traces exist.
+// Real traces recorded on an H100 (scripts/device/record-monitor-traces.sh, adopted into
+// fixtures/monitor/h100-{tensor,memory,idle,fp32}.jsonl by scripts/adopt-monitor-traces.sh): the engine that
+// leads must match the load that ran, legacy GPU-Util must read near 100% under the loads, and the idle
+// GPU's Total must name no engine. Each is skipped until its trace exists.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { MonitorModel } from '../../cli/monitor/aggregate.js';
+import { MonitorModel, type GpuView } from '../../cli/monitor/aggregate.js';
 import type { EngineId } from '../../cli/monitor/engines.js';
+import { formatTotal } from '../../cli/monitor/format.js';
 import { readTrace } from '../../cli/monitor/trace.js';
 import { fixtures } from '../helpers/run-cli.js';
 
-function meansOf(path: string) {
+/** GPU 0's views for the samples where GPM had an interval (the first pass only primes it). */
+function gpmViews(path: string): GpuView[] {
   const model = new MonitorModel();
-  const sums = new Map<EngineId, number[]>();
-  const legacy: number[] = [];
-  for (const snap of readTrace(path).snapshots) {
-    const gpu = model.update(snap).gpus[0];
-    if (!gpu.gpmReady) continue;
-    for (const e of gpu.engines) if (e.percent !== null) sums.set(e.id, [...(sums.get(e.id) ?? []), e.percent]);
-    if (gpu.legacyUtil !== null) legacy.push(gpu.legacyUtil);
-  }
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const engines = [...sums].map(([id, xs]) => ({ id, mean: mean(xs) })).sort((a, b) => b.mean - a.mean);
-  return { lead: engines[0], engines, legacy: mean(legacy), samples: legacy.length };
+  return readTrace(path).snapshots.map((s) => model.update(s).gpus[0]).filter((g) => g.gpmReady);
 }
 
-const cases: { name: string; leads: EngineId[] | null; legacyMin: number | null }[] = [
-  { name: 'h100-tensor.jsonl', leads: ['compute', 'tensor'], legacyMin: 90 },
-  { name: 'h100-memory.jsonl', leads: ['memory'], legacyMin: 90 },
-  { name: 'h100-idle.jsonl', leads: null, legacyMin: null },
-];
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-for (const c of cases) {
-  const path = join(fixtures, 'monitor', c.name);
-  test(`recorded ${c.name}: the leading engine matches the load`, { skip: existsSync(path) ? false : `${c.name} not recorded yet` }, () => {
-    const m = meansOf(path);
-    assert.ok(m.samples >= 10, `${m.samples} GPM samples`);
-    if (c.leads) assert.ok(c.leads.includes(m.lead.id), `lead ${m.lead.id} (${JSON.stringify(m.engines)})`);
-    if (c.legacyMin !== null) assert.ok(m.legacy >= c.legacyMin, `legacy GPU-Util ${m.legacy}`);
-    if (c.leads === null) assert.ok(m.lead.mean < 10, `idle GPU busiest engine ${m.lead.id} at ${m.lead.mean}%`);
+function summary(views: GpuView[]) {
+  const ids = views[0].engines.map((e) => e.id);
+  const engines = ids
+    .map((id) => ({ id, mean: mean(views.map((v) => v.engines.find((e) => e.id === id)!.percent ?? 0)) }))
+    .sort((a, b) => b.mean - a.mean);
+  const legacy = views.map((v) => v.legacyUtil).filter((v): v is number => v !== null);
+  return { lead: engines[0], engines, legacy: legacy.length ? mean(legacy) : null };
+}
+
+function fixture(name: string): { path: string; skip: string | false } {
+  const path = join(fixtures, 'monitor', name);
+  return { path, skip: existsSync(path) ? false : `${name} not recorded yet (scripts/adopt-monitor-traces.sh)` };
+}
+
+const loads: [string, EngineId[]][] = [
+  ['h100-tensor.jsonl', ['tensor', 'compute']],
+  ['h100-memory.jsonl', ['memory']],
+  ['h100-fp32.jsonl', ['compute']],
+];
+for (const [name, leads] of loads) {
+  const { path, skip } = fixture(name);
+  test(`recorded ${name}: ${leads.join(' or ')} leads, legacy GPU-Util reads >= 90%`, { skip }, () => {
+    const views = gpmViews(path);
+    assert.ok(views.length >= 10, `${views.length} GPM samples`);
+    const m = summary(views);
+    assert.ok(leads.includes(m.lead.id), `lead ${m.lead.id} (${JSON.stringify(m.engines)})`);
+    assert.ok(m.legacy !== null && m.legacy >= 90, `legacy GPU-Util ${m.legacy}`);
+    const named = views.filter((v) => v.total?.engine != null && leads.includes(v.total.engine));
+    assert.ok(named.length >= 0.8 * views.length, `Total named ${leads.join('/')} in ${named.length}/${views.length}`);
+  });
+}
+
+{
+  const { path, skip } = fixture('h100-fp32.jsonl');
+  test('recorded h100-fp32.jsonl: Total names the FP32 pipe ("Compute (FP32)")', { skip }, () => {
+    const views = gpmViews(path);
+    const fp32 = views.filter((v) => /^Total \d+% · Compute \(FP32\)$/.test(formatTotal(v))).length;
+    assert.ok(fp32 >= 0.8 * views.length, `"Compute (FP32)" in ${fp32}/${views.length}: ${views.map(formatTotal).join(', ')}`);
+  });
+}
+
+{
+  const { path, skip } = fixture('h100-memory.jsonl');
+  test('recorded h100-memory.jsonl: SM activity reads busy but is shown as detail, not as Compute', { skip }, () => {
+    const views = gpmViews(path);
+    const active = mean(views.map((v) => v.smActivity ?? 0));
+    const compute = mean(views.map((v) => v.engines.find((e) => e.id === 'compute')!.percent ?? 0));
+    const memory = mean(views.map((v) => v.engines.find((e) => e.id === 'memory')!.percent ?? 0));
+    // A streaming copy keeps warps resident on every SM while they wait on DRAM.
+    assert.ok(active >= 50, `SM activity ${active}%`);
+    assert.ok(compute < memory, `Compute ${compute}% vs Memory bandwidth ${memory}%`);
+  });
+}
+
+{
+  const { path, skip } = fixture('h100-idle.jsonl');
+  test('recorded h100-idle.jsonl: Total reads "0% · idle", naming no engine', { skip }, () => {
+    const views = gpmViews(path);
+    assert.ok(views.length >= 10, `${views.length} GPM samples`);
+    const notIdle = views.filter((v) => !v.total?.idle).map((v) => `${formatTotal(v)} (${v.total?.percent})`);
+    assert.deepEqual(notIdle, [], 'every sample idle');
+    const zero = views.filter((v) => formatTotal(v) === 'Total 0% · idle').length;
+    assert.ok(zero >= 0.9 * views.length, `"Total 0% · idle" in ${zero}/${views.length}`);
+    assert.ok(views.every((v) => v.total!.engine === null && v.total!.label === null));
   });
 }
