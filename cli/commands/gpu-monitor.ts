@@ -179,8 +179,10 @@ export function registerGpuMonitor(program: Command): void {
     .addHelpText(
       'after',
       `
-Total is the busiest engine, named; NVML's GPU-Util (share of time any kernel runs) is shown beside
-it and flagged when the two differ by 30 points or more. Keys: q quit, p pause, +/- interval, tab next GPU.
+Total is the busiest engine, named ("idle" when every engine is below 1%); NVML's GPU-Util (share of
+time any kernel runs) is shown beside it and flagged when the two differ by 30 points or more. Compute is
+the busiest SM pipe (FP32, FP16, FP64 or integer) against its peak, not SM activity, which reads ~100%
+whenever warps sit on the SMs, even waiting on memory. Keys: q quit, p pause, +/- interval, tab next GPU.
 
 Examples:
   $ xllama gpu-monitor                                 interactive panel
