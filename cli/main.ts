@@ -7,6 +7,7 @@ import { packageRoot } from './native/addon.js';
 import { registerInfo } from './commands/info.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerGpuMonitor } from './commands/gpu-monitor.js';
+import { registerBench } from './commands/bench.js';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -33,6 +34,7 @@ Examples:
   registerInfo(program);
   registerGenerate(program);
   registerGpuMonitor(program);
+  registerBench(program);
   return program;
 }
 

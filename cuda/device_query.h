@@ -22,6 +22,10 @@ struct GpuInfo {
 // (no driver, no device, driver too old). Zero devices is reported as false with a reason too.
 bool query_gpus(std::vector<GpuInfo>& gpus, std::string& why);
 
+// Device-to-device copy bandwidth of GPU `device` in bytes per second, counting bytes read plus bytes
+// written (the practical ceiling for memory-bound kernels). Returns 0 with a reason in `why` on failure.
+double measure_copy_bandwidth(int device, std::string& why);
+
 // The CUDA runtime version this build was compiled against, e.g. "13.0".
 std::string runtime_version();
 

@@ -507,6 +507,20 @@ Napi::Value BackendName(const Napi::CallbackInfo& info) {
 Napi::Value VocabSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), locked(info, [](Backend& b) { return b.config().vocab_size; }));
 }
+// The shapes a benchmark needs to count the bytes a token reads (weights and KV cache).
+Napi::Value ModelShape(const Napi::CallbackInfo& info) {
+  ModelConfig c = locked(info, [](Backend& b) { return b.config(); });
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("vocabSize", c.vocab_size);
+  o.Set("hiddenSize", c.hidden_size);
+  o.Set("intermediateSize", c.intermediate_size);
+  o.Set("numLayers", c.num_layers);
+  o.Set("numHeads", c.num_heads);
+  o.Set("numKvHeads", c.num_kv_heads);
+  o.Set("headDim", c.head_dim);
+  o.Set("maxPositionEmbeddings", c.max_position_embeddings);
+  return o;
+}
 Napi::Value Memory(const Napi::CallbackInfo& info) {
   MemoryReport m = locked(info, [](Backend& b) { return b.memory(); });
   Napi::Object o = Napi::Object::New(info.Env());
@@ -537,6 +551,7 @@ void RegisterModel(Napi::Env env, Napi::Object exports) {
   exports.Set("maxSeqLen", Napi::Function::New(env, MaxSeqLen, "maxSeqLen"));
   exports.Set("vocabSize", Napi::Function::New(env, VocabSize, "vocabSize"));
   exports.Set("memory", Napi::Function::New(env, Memory, "memory"));
+  exports.Set("modelShape", Napi::Function::New(env, ModelShape, "modelShape"));
   exports.Set("backendName", Napi::Function::New(env, BackendName, "backendName"));
   exports.Set("closeModel", Napi::Function::New(env, CloseModel, "closeModel"));
   exports.Set("cpuKernels", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {

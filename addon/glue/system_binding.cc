@@ -43,7 +43,27 @@ static Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// measureCopyBandwidth(device) → bytes/s (read + written) of a device-to-device copy; throws without CUDA.
+static Napi::Value MeasureCopyBandwidth(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#ifdef XLLAMA_HAVE_CUDA
+  const int device = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+  std::string why;
+  const double bw = cuda::measure_copy_bandwidth(device, why);
+  if (bw <= 0.0) {
+    Napi::Error::New(env, "copy bandwidth measurement failed on GPU " + std::to_string(device) + ": " + why)
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, bw);
+#else
+  Napi::Error::New(env, "this build of xllama has no CUDA backend").ThrowAsJavaScriptException();
+  return env.Undefined();
+#endif
+}
+
 void RegisterSystem(Napi::Env env, Napi::Object exports) {
+  exports.Set("measureCopyBandwidth", Napi::Function::New(env, MeasureCopyBandwidth, "measureCopyBandwidth"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));
 }
 

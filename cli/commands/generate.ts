@@ -9,7 +9,7 @@ import { DEFAULT_SAMPLING, checkSampling, type SamplingParams } from '../engine/
 import { generate, type GenerationStats } from '../engine/generate.js';
 import { randomSeed } from '../engine/rng.js';
 import { NativeModel } from '../engine/native-model.js';
-import { collect, parseBackend, parseInteger, parseNumber } from './generate-flags.js';
+import { collect, parseBackend, parseInteger, parseNumber } from './flags.js';
 import { startSpinner } from './spinner.js';
 
 interface GenerateFlags {
@@ -106,7 +106,8 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
   const loadStart = performance.now();
   let model: NativeModel;
   try {
-    model = await NativeModel.open(spec, { backend: opts.backend, maxSeqLen: opts.maxSeqLen ?? modelMax, threads: opts.threads });
+    // Without --max-seq-len the backend sizes the cache: the model's context, capped by free GPU memory.
+    model = await NativeModel.open(spec, { backend: opts.backend, maxSeqLen: opts.maxSeqLen ?? 0, threads: opts.threads });
   } finally {
     spinner.stop();
   }
@@ -166,7 +167,7 @@ export function registerGenerate(program: Command): void {
     .option('--seed <n>', 'random seed (default: random; --json reports it)')
     .option('--stop <text>', 'stop before this text (repeatable)', collect)
     .option('--backend <name>', 'auto, cpu or cuda (default auto)')
-    .option('--max-seq-len <n>', "KV-cache positions (default: the model's max_position_embeddings)")
+    .option('--max-seq-len <n>', "KV-cache positions (default: the model's max_position_embeddings, capped by free GPU memory)")
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--json', 'print one JSON object with text, ids and timings')
     .addHelpText('after', `

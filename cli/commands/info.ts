@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { loadAddon } from '../native/addon.js';
 import { UserError } from '../errors.js';
+import { formatBytes } from '../format.js';
 import { loadModelSpec } from '../engine/loader/index.js';
 import { summarizeModel, type ModelSummary } from '../engine/loader/model-summary.js';
 
@@ -12,18 +13,6 @@ interface InfoOptions {
 
 function formatGiB(bytes: number): string {
   return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
-}
-
-/** 1023 B, 1.5 KiB, 3.6 GiB. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${bytes} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }
 
 /** 279.2K, 6.74B. */

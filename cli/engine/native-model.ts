@@ -3,7 +3,7 @@
 // become one-line UserErrors.
 import { UserError } from '../errors.js';
 import { loadAddon } from '../native/addon.js';
-import type { NativeAddon, NativeError, NativeModelHandle, NativeOpenOptions } from '../native/types.js';
+import type { ModelShape, NativeAddon, NativeError, NativeModelHandle, NativeOpenOptions } from '../native/types.js';
 import type { BackendName, MemoryUse, ModelHandle, OpenOptions, TokenSampling } from './model-handle.js';
 import type { ModelSpec } from './model-spec.js';
 
@@ -24,6 +24,14 @@ export function resolveBackend(addon: NativeAddon, requested: OpenOptions['backe
   if (requested === 'cpu' || requested === 'cuda') return requested;
   const info = addon.systemInfo();
   return info.cudaCompiled && info.gpus.length > 0 ? 'cuda' : 'cpu';
+}
+
+/** A one-line reason when the CUDA backend can't run here (no CUDA build, no GPU, no driver). */
+function requireGpu(addon: NativeAddon, what: string): void {
+  const info = addon.systemInfo();
+  if (!info.cudaCompiled || info.gpus.length === 0) {
+    throw new UserError(`${what} needs a CUDA GPU: ${info.gpuUnavailableReason ?? 'none found'}`);
+  }
 }
 
 function nativeOptions(addon: NativeAddon, opts: OpenOptions): NativeOpenOptions {
@@ -75,6 +83,7 @@ export class NativeModel implements ModelHandle {
   static async open(spec: ModelSpec, opts: OpenOptions = {}): Promise<NativeModel> {
     const addon = loadAddon();
     const options = nativeOptions(addon, opts);
+    if (options.backend === 'cuda') requireGpu(addon, `${spec.dir} on the cuda backend`);
     try {
       return new NativeModel(addon, await addon.loadModel(spec, options));
     } catch (err) {
@@ -86,6 +95,7 @@ export class NativeModel implements ModelHandle {
   static async openDummy(name: string, opts: OpenOptions = {}): Promise<NativeModel> {
     if (opts.backend === 'cpu') throw new UserError(`dummy model ${name} runs on the GPU only (not with the cpu backend)`);
     const addon = loadAddon();
+    requireGpu(addon, `dummy model ${name}`);
     const options = nativeOptions(addon, { ...opts, backend: 'cuda' });
     try {
       return new NativeModel(addon, await addon.loadDummyModel(name, options));
@@ -117,6 +127,10 @@ export class NativeModel implements ModelHandle {
 
   memory(): MemoryUse {
     return this.sync((h) => this.addon.memory(h));
+  }
+
+  shape(): ModelShape {
+    return this.sync((h) => this.addon.modelShape(h));
   }
 
   /** Frees the native model; a forward still running finishes first (the native side defers the free). */

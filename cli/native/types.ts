@@ -20,6 +20,8 @@ export interface SystemInfo {
 
 export interface NativeAddon extends NativeModelApi {
   systemInfo(): SystemInfo;
+  /** Device-to-device copy bandwidth of a GPU in bytes/s (read + written); throws without CUDA. */
+  measureCopyBandwidth(device: number): number;
   [name: string]: unknown;
 }
 
@@ -42,6 +44,18 @@ export interface NativeMemory {
   scratchBytes: number;
 }
 
+/** The shapes of a loaded model (from its backend's config). */
+export interface ModelShape {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  maxPositionEmbeddings: number;
+}
+
 /** Native model calls reject / throw an Error with one of these codes (BackendError codes, or 'internal'). */
 export interface NativeError extends Error {
   code?: string;
@@ -58,6 +72,7 @@ export interface NativeModelApi {
   maxSeqLen(handle: NativeModelHandle): number;
   vocabSize(handle: NativeModelHandle): number;
   memory(handle: NativeModelHandle): NativeMemory;
+  modelShape(handle: NativeModelHandle): ModelShape;
   backendName(handle: NativeModelHandle): string;
   closeModel(handle: NativeModelHandle): void;
   /** Which CPU kernels this process uses: 'avx2' or 'scalar' (XLLAMA_CPU_KERNELS=scalar forces the latter). */

@@ -1,4 +1,4 @@
-// Strict parsing of `xllama generate` flag values: every bad value is a one-line UserError naming the flag.
+// Strict parsing of flag values shared by the commands: every bad value is a one-line UserError naming the flag.
 import { UserError } from '../errors.js';
 import type { BackendName } from '../engine/model-handle.js';
 

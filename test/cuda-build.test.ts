@@ -1,0 +1,22 @@
+// CI has nvcc but no GPU: the CUDA kernels must still compile into the addon (npm install builds them),
+// together with the kernel check program that the GPU machine runs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from './helpers/run-cli.js';
+import { loadAddon } from '../cli/native/addon.js';
+
+const nvccFound = spawnSync('nvcc', ['--version'], { encoding: 'utf8' }).status === 0;
+const cudaWanted = (process.env.XLLAMA_CUDA ?? 'auto').toLowerCase() !== 'off';
+
+test('where nvcc exists, the addon is built with the CUDA kernels and the kernel check program', (t) => {
+  if (!nvccFound || !cudaWanted) {
+    t.skip(nvccFound ? 'XLLAMA_CUDA=off' : 'no nvcc on PATH');
+    return;
+  }
+  assert.equal(loadAddon().systemInfo().cudaCompiled, true);
+  assert.ok(existsSync(join(repoRoot, 'build', 'xllama_kernel_check')) ||
+    existsSync(join(repoRoot, 'build', 'Release', 'xllama_kernel_check')), 'xllama_kernel_check was not built');
+});
