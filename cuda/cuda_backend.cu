@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -26,7 +27,12 @@ namespace {
 using cuda::QWeight;
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-constexpr size_t kDequantBudgetHalves = size_t(16) << 20;  // prompt-path dequant tile: 32 MiB
+// Prompt-path dequantization tile: 32 MiB of fp16 weights (XLLAMA_DEQUANT_MIB overrides it, for tuning).
+size_t dequant_budget_halves() {
+  size_t mib = 32;
+  if (const char* v = std::getenv("XLLAMA_DEQUANT_MIB"); v && std::atoi(v) > 0) mib = (size_t)std::atoi(v);
+  return mib << 19;  // halves per MiB
+}
 
 std::string gib(size_t bytes) {
   char buf[32];
@@ -223,7 +229,7 @@ class CudaBackend final : public Backend {
     const size_t qkv_dim = (size_t)(H + 2 * KV) * D;
     // Flash-decoding partials: at most 64 splits per row (attention_splits).
     const size_t work_floats = (size_t)cuda::kGemvMaxRows * H * 64 * (D + 2);
-    size_t deq = std::max(kDequantBudgetHalves, (size_t)kmax * 128);
+    size_t deq = std::max(dequant_budget_halves(), (size_t)kmax * 128);
     const size_t scratch_need = (size_t)rows_ * (hid * 4 + kmax * 2 + qkv_dim * 4 + H * D * 2 * 2 + 2 * I * 4 +
                                                  I * 2 + kmax * 2 + 4) +
                                 deq * 2 + work_floats * 4 + (size_t)kLogitRows * cfg_.vocab_size * 4 + D * 4 + 64;

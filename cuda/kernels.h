@@ -27,6 +27,17 @@ void gemv_q4(const QWeight& w, const __half* x, int m, int x_stride, float* y, i
 // The MLP's down projection straight from the gate/up output gu [m, 2K]: input = silu(gate) * up
 // (rounded to fp16 as silu_mul does), so decode needs no separate SiLU kernel.
 void gemv_q4_silu(const QWeight& w, const float* gu, int m, float* y, int y_stride, cudaStream_t s);
+// How the 4-bit GEMV splits the work: warps per block, weight loads each lane keeps in flight (8 or 16),
+// packed rows (8 input rows each) per warp. gemv_q4_config is the table tuned on an H100
+// (xllama_kernel_check --tune measures every variant).
+struct GemvQ4Config {
+  int warps = 4, unroll = 16, rows_per_warp = 32;
+};
+GemvQ4Config gemv_q4_config(int K, int N, int m);
+// gemv_q4 (fp16 x) or gemv_q4_silu (silu_input: fp32 gate/up pairs, x_stride counted in floats) with a
+// given config.
+void gemv_q4_with(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
+                  const GemvQ4Config& cfg, cudaStream_t s);
 // Dense fp16 weight [N, K].
 void gemv_f16(const __half* w, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,
               int y_stride, cudaStream_t s);

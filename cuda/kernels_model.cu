@@ -134,7 +134,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   const unsigned group_mask = tpp >= 32 ? 0xffffffffu : (((1u << tpp) - 1u) << (lane & ~(tpp - 1)));
   const __half* kbase = kc + (size_t)kvh * S * D + d0;
   const __half* vbase = vc + (size_t)kvh * S * D + d0;
-  constexpr int U = 2;
+  constexpr int U = 4;  // key positions per lane group in flight
   for (int p0 = start + slot; p0 < end; p0 += slots * U) {
     uint4 kr[U], vr[U];
 #pragma unroll
@@ -368,9 +368,11 @@ void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const floa
 }
 
 int attention_splits(int m, int H, int max_len) {
-  // Enough blocks to cover the GPU twice over for one decode row; rows already give parallelism.
+  // Enough blocks to fill the GPU four times over for one decode row (KV reads dominate at long contexts
+  // and need many loads in flight); rows already give parallelism. Splits past the current length are
+  // cheap: their blocks find no keys.
   const int blocks = m * H;
-  int splits = std::max(1, (2 * 132 + blocks - 1) / blocks);
+  int splits = std::max(1, (4 * 132 + blocks - 1) / blocks);
   splits = std::min(splits, std::max(1, max_len / 64));
   return std::min(splits, 64);
 }

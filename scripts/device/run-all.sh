@@ -17,8 +17,8 @@ run() {  # run NAME TIMEOUT CMD...: logs to $OUT/NAME.log, prints its tail
 }
 for s in $steps; do
   case $s in
-    kernels) kc=$(find build -name xllama_kernel_check -type f | head -1)
-             if [ -n "$kc" ]; then run kernels 180 "$kc"; else echo "=== kernels: no xllama_kernel_check built"; fi ;;
+    kernels) kc=$(find build -name xllama_kernel_check -type f | head -1)  # KC_ARGS: e.g. --tune
+             if [ -n "$kc" ]; then run kernels 300 "$kc" ${KC_ARGS:-}; else echo "=== kernels: no xllama_kernel_check built"; fi ;;
     generate) run generate 120 node scripts/device/check-generate.mjs --backend cuda ;;
     check) run check 240 node scripts/device/check-cuda.mjs --backend cuda ;;
     sanitize) run sanitize 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \

@@ -1,6 +1,7 @@
 // xllama kernel check: runs every CUDA kernel of the backend on fresh random inputs against a
 // straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
-//   xllama_kernel_check [--no-timing]
+//   xllama_kernel_check [--no-timing] [--tune]
+// --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes and prefill dequant tile sizes.
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -562,6 +563,92 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
               r.kv_cache_bytes / 1073741824.0, r.scratch_bytes / 1073741824.0, (free0 - free1) / 1073741824.0);
 }
 
+// ---- tuning: every GEMV variant on every decode shape, timed as a graph would run them (back to back) ----
+float batch_us(const std::function<void()>& f, int batch = 10, int runs = 30) {
+  return median_ms([&] { for (int i = 0; i < batch; ++i) f(); }, 3, runs) * 1e3f / batch;
+}
+
+void tune_gemv_q4() {
+  struct Shape {
+    const char* name;
+    int K, N;
+    bool silu;
+  };
+  const Shape shapes[] = {
+      {"7B q+k+v", 4096, 12288, false},     {"7B o_proj", 4096, 4096, false},
+      {"7B gate+up", 4096, 22016, false},   {"7B down (silu)", 11008, 4096, true},
+      {"13B q+k+v", 5120, 15360, false},    {"13B o_proj", 5120, 5120, false},
+      {"13B gate+up", 5120, 27648, false},  {"13B down (silu)", 13824, 5120, true},
+      {"70B q+k+v", 8192, 10240, false},    {"70B o_proj", 8192, 8192, false},
+      {"70B gate+up", 8192, 57344, false},  {"70B down (silu)", 28672, 8192, true},
+  };
+  std::printf("\ntune gemv_q4 (m=1, group 128; us per launch, back to back; table = gemv_q4_config)\n");
+  for (const Shape& sh : shapes) {
+    const int K = sh.K, N = sh.N, G = K / 128;
+    Dev<uint32_t> qw((size_t)K / 8 * N);
+    Dev<__half> sc((size_t)G * N), x(K);
+    Dev<float> gu(2 * (size_t)K), y(N);
+    fill_random_u32(qw.p, qw.n, 1, nullptr);
+    fill_random_half(sc.p, sc.n, 2, 0.001f, 0.002f, nullptr);
+    fill_random_half(x.p, x.n, 3, -1.f, 1.f, nullptr);
+    XL_CUDA_CHECK(cudaMemset(gu.p, 0, gu.n * 4));
+    QWeight q;
+    q.qweight = qw.p, q.scales = sc.p, q.K = K, q.N = N, q.group_size = 128, q.sym_zero = 8;
+    const void* xp = sh.silu ? (const void*)gu.p : (const void*)x.p;
+    const int xs = sh.silu ? 2 * K : K;
+    const double gb = ((double)qw.n * 4 + sc.n * 2) / 1e9;
+    auto time_cfg = [&](const GemvQ4Config& c) {
+      return batch_us([&] { gemv_q4_with(q, xp, sh.silu, 1, xs, y.p, N, c, nullptr); });
+    };
+    const GemvQ4Config table = gemv_q4_config(K, N, 1);
+    const float t_table = time_cfg(table);
+    GemvQ4Config best = table;
+    float t_best = t_table;
+    std::string all;
+    for (int warps : {4, 8})
+      for (int unroll : {8, 16})
+        for (int rpw : {4, 8, 16, 32, 64, 128}) {
+          GemvQ4Config c;
+          c.warps = warps, c.unroll = unroll, c.rows_per_warp = rpw;
+          const float t = time_cfg(c);
+          char buf[48];
+          std::snprintf(buf, sizeof buf, " w%du%dr%d=%.1f", warps, unroll, rpw, t);
+          all += buf;
+          if (t < t_best) t_best = t, best = c;
+        }
+    std::printf("tune %-16s %5dx%-5d table w%d u%d r%-3d %7.1f us %5.0f GB/s | best w%d u%d r%-3d %7.1f us %5.0f GB/s\n",
+                sh.name, K, N, table.warps, table.unroll, table.rows_per_warp, t_table, gb / (t_table * 1e-6),
+                best.warps, best.unroll, best.rows_per_warp, t_best, gb / (t_best * 1e-6));
+    std::printf("     all:%s\n", all.c_str());
+  }
+}
+
+// Prompt speed of the 7B dummy for a few dequantization tile sizes (XLLAMA_DEQUANT_MIB).
+void tune_dequant_tile() {
+  std::printf("\ntune prefill dequant tile (7B dummy, prompt 512)\n");
+  const ModelConfig c = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
+  for (const char* mib : {"8", "16", "32", "64"}) {
+    setenv("XLLAMA_DEQUANT_MIB", mib, 1);
+    BackendOptions o;
+    o.max_seq_len = 1024, o.max_chunk_tokens = 512;
+    auto b = create_cuda_dummy_backend(c, 128, o, 1);
+    std::vector<int32_t> toks(512);
+    for (auto& t : toks) t = (int32_t)(rng() % c.vocab_size);
+    std::vector<float> logits(c.vocab_size);
+    double best = 0;
+    for (int rep = 0; rep < 4; ++rep) {
+      b->clear_cache();
+      XL_CUDA_CHECK(cudaDeviceSynchronize());
+      auto t0 = std::chrono::steady_clock::now();
+      b->forward(toks.data(), 512, 0, false, logits.data());
+      best = std::max(best, 512 / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::printf("tune dequant tile %3s MiB: pp512 %8.0f t/s, scratch %.2f GiB\n", mib, best,
+                b->memory().scratch_bytes / 1073741824.0);
+  }
+  unsetenv("XLLAMA_DEQUANT_MIB");
+}
+
 }  // namespace
 
 // A failure inside one whole-backend step is reported and the rest still runs.
@@ -577,7 +664,11 @@ void guarded(const std::string& what, F&& f) {
 }
 
 int main(int argc, char** argv) {
-  const bool timing = !(argc > 1 && std::strcmp(argv[1], "--no-timing") == 0);
+  bool timing = true, tune = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--no-timing") == 0) timing = false;
+    if (std::strcmp(argv[i], "--tune") == 0) tune = true;
+  }
   try {
     cudaDeviceProp prop{};
     XL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -647,6 +738,10 @@ int main(int argc, char** argv) {
       guarded("bench 7B (PDL switched)", [&] { bench_backend("7B", c7, 2048, 512, 128); });
       set_pdl_enabled(pdl);
       guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
+    }
+    if (tune) {
+      guarded("tune gemv_q4", tune_gemv_q4);
+      guarded("tune dequant tile", tune_dequant_tile);
     }
   } catch (const std::exception& e) {
     std::printf("kernel check aborted: %s\n", e.what());

@@ -1,0 +1,282 @@
+// Fused 4-bit GPTQ GEMV for decode (1..8 rows): y[i, :] += x[i, :] . W (+ bias).
+//
+// A block owns 128 output columns (32 lanes x 4, one 16-byte load per packed row) and a slice of packed
+// rows; its warps split the slice. Each lane keeps `U` weight loads in flight all the time: a register ring
+// that is refilled as soon as an entry is consumed, so DRAM sees a steady stream instead of bursts separated
+// by load latencies. The block's scales (and zeros) and activations are staged in shared memory up front,
+// so nothing in the inner loop waits on global memory except the ring. Slices of K are summed with
+// atomicAdd; a block that owns the whole of K adds without atomics (deterministic).
+#include <algorithm>
+
+#include "cuda/cuda_check.h"
+#include "cuda/kernels.h"
+#include "cuda/launch.h"
+#include "cuda/stream_load.cuh"
+
+namespace xllama::cuda {
+
+namespace {
+
+constexpr int kCols = 128;  // output columns per block
+constexpr int kMaxWarps = 8;
+constexpr size_t kSmemLimit = 48 * 1024;
+// x is staged as x/16 so the fp16 sum of four (q - zero) * x products (|q - zero| <= 16) can't overflow
+// for |x| < 16k (down_proj inputs can reach thousands); the scale folds 16 back in fp32.
+constexpr float kXScale = 0.0625f, kXUnscale = 16.f;
+
+__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t r;  // (a & b) | c
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
+}
+
+// The 8 nibbles of `word` as four half2 pairs (rows s and s+4, s = 0..3) of exact (q - zero) values:
+// (nibble | 0x6400) is the fp16 number 1024 + q, and subtracting 1024 + zero is exact.
+__device__ __forceinline__ void dequant_word(uint32_t word, __half2 z1024, __half2 d[4]) {
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    uint32_t h = lop3_and_or(word >> (4 * s), 0x000f000fu, 0x64006400u);
+    d[s] = __hsub2(*reinterpret_cast<__half2*>(&h), z1024);
+  }
+}
+
+// Groups of packed rows [r0, r0 + nr) touch: the first and how many.
+__host__ __device__ inline int first_group(int r0, int group_size) { return r0 * 8 / group_size; }
+__host__ __device__ inline int group_count(int r0, int nr, int group_size) {
+  return (r0 + nr - 1) * 8 / group_size - first_group(r0, group_size) + 1;
+}
+
+// Shared memory: x staging [M][block_rows * 4] half2, then scales [groups][128] half, then zeros
+// [groups][128] bytes; the warp reduction [warps][M][128] float reuses the start afterwards.
+__host__ __device__ inline size_t x_stage_bytes(int M, int block_rows) { return (size_t)M * block_rows * 16; }
+
+template <int M, bool SYM, bool SILU, int U>
+__global__ void __launch_bounds__(kMaxWarps * 32)
+    gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
+                   int block_rows) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int warps = blockDim.x >> 5;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int r0 = blockIdx.y * block_rows;
+  const int nr = min(block_rows, w.K / 8 - r0);
+  const int col0 = blockIdx.x * kCols, c = col0 + lane * 4;
+  const bool col_ok = c < w.N;
+  const int per_warp = (nr + warps - 1) / warps;
+  const int wr0 = min(nr, warp * per_warp), rows = min(nr, wr0 + per_warp) - wr0;
+  const uint4* qp = reinterpret_cast<const uint4*>(w.qweight + (size_t)(r0 + wr0) * w.N + c);
+  const size_t row_step = w.N / 4;  // in uint4
+
+  // Weights never depend on earlier kernels: fill the ring and stage scales while the previous kernel drains.
+  uint4 ring[U];
+  if (col_ok) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (u < rows) ring[u] = load_stream(qp + (size_t)u * row_step);
+  }
+  __half2* xs = reinterpret_cast<__half2*>(smem_raw);
+  __half* scs = reinterpret_cast<__half*>(smem_raw + x_stage_bytes(M, block_rows));
+  const int g0 = first_group(r0, w.group_size), ng = group_count(r0, nr, w.group_size);
+  uint8_t* zs = reinterpret_cast<uint8_t*>(scs + (size_t)ng * kCols);
+  for (int i = tid; i < ng * (kCols / 4); i += blockDim.x) {
+    const int gl = i / (kCols / 4), cl = (i % (kCols / 4)) * 4, n = col0 + cl;
+    uint2 sv = make_uint2(0, 0);
+    uint32_t zv = 0;
+    if (n < w.N) {
+      sv = *reinterpret_cast<const uint2*>(w.scales + (size_t)(g0 + gl) * w.N + n);
+      if (!SYM) zv = *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)(g0 + gl) * w.N + n);
+    }
+    *reinterpret_cast<uint2*>(scs + gl * kCols + cl) = sv;
+    if (!SYM) *reinterpret_cast<uint32_t*>(zs + gl * kCols + cl) = zv;
+  }
+  wait_for_previous_kernel();
+  // x for the slice, read through the act-order permutation and stored as the pairs dequant_word produces.
+  for (int i = tid; i < M * nr * 4; i += blockDim.x) {
+    const int mi = i / (nr * 4), rem = i - mi * nr * 4, rr = rem >> 2, s = rem & 3;
+    int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
+    if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
+    if (SILU) {
+      const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+      const float ga = gr[k0], gb = gr[k1];
+      // silu_mul rounds to fp16 first; the 1/16 below is exact except for tiny (subnormal) values
+      const float a0 = __half2float(__float2half(ga / (1.f + __expf(-ga)) * gr[w.K + k0]));
+      const float a1 = __half2float(__float2half(gb / (1.f + __expf(-gb)) * gr[w.K + k1]));
+      xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
+    } else {
+      const __half* xr = static_cast<const __half*>(xv) + (size_t)mi * x_stride;
+      xs[mi * block_rows * 4 + rem] =
+          __floats2half2_rn(__half2float(xr[k0]) * kXScale, __half2float(xr[k1]) * kXScale);
+    }
+  }
+  __syncthreads();
+
+  float acc[M][4];
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[mi][j] = 0.f;
+
+  if (col_ok && rows > 0) {
+    const int group_rows = w.group_size / 8;  // packed rows per group (pack_q4 makes group_size % 8 == 0)
+    int gl = first_group(r0 + wr0, w.group_size) - g0;
+    int left_in_group = group_rows - (r0 + wr0) % group_rows;
+    float sc[4];
+    __half2 z2[4];
+    auto load_group = [&](int g) {
+      const uint2 sraw = *reinterpret_cast<const uint2*>(scs + g * kCols + lane * 4);
+      const __half2* sh = reinterpret_cast<const __half2*>(&sraw);
+      const float2 s01 = __half22float2(sh[0]), s23 = __half22float2(sh[1]);
+      sc[0] = s01.x * kXUnscale, sc[1] = s01.y * kXUnscale, sc[2] = s23.x * kXUnscale, sc[3] = s23.y * kXUnscale;
+      const uint32_t zw = SYM ? 0u : *reinterpret_cast<const uint32_t*>(zs + g * kCols + lane * 4);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint16_t zb = 0x6400 | (SYM ? w.sym_zero : (zw >> (8 * j)) & 0xff);
+        z2[j] = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
+      }
+    };
+    load_group(gl);
+    for (int base = 0; base < rows; base += U) {
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int i = base + u;
+        if (i >= rows) break;
+        const uint4 cur = ring[u];
+        if (i + U < rows) ring[u] = load_stream(qp + (size_t)(i + U) * row_step);
+        if (left_in_group == 0) {
+          load_group(++gl);
+          left_in_group = group_rows;
+        }
+        --left_in_group;
+        const uint32_t words[4] = {cur.x, cur.y, cur.z, cur.w};
+        const int xo = (wr0 + i) * 4;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          __half2 d[4];
+          dequant_word(words[j], z2[j], d);
+#pragma unroll
+          for (int mi = 0; mi < M; ++mi) {
+            const uint4 xw = *reinterpret_cast<const uint4*>(xs + mi * block_rows * 4 + xo);
+            const __half2* xm = reinterpret_cast<const __half2*>(&xw);
+            __half2 p = __hmul2(d[0], xm[0]);
+            p = __hfma2(d[1], xm[1], p);
+            p = __hfma2(d[2], xm[2], p);
+            p = __hfma2(d[3], xm[3], p);
+            const float2 f = __half22float2(p);
+            acc[mi][j] = fmaf(f.x + f.y, sc[j], acc[mi][j]);
+          }
+        }
+      }
+    }
+  }
+  __syncthreads();  // the staging area is reused for the reduction
+  float* red = reinterpret_cast<float*>(smem_raw);  // [warps][M][128]
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) red[(warp * M + mi) * kCols + lane * 4 + j] = acc[mi][j];
+  __syncthreads();
+  const bool whole_k = gridDim.y == 1;
+  for (int i = tid; i < M * kCols; i += blockDim.x) {
+    const int mi = i / kCols, col = i % kCols, n = col0 + col;
+    if (n >= w.N) continue;
+    float v = 0.f;
+    for (int wi = 0; wi < warps; ++wi) v += red[(wi * M + mi) * kCols + col];
+    if (w.bias && blockIdx.y == 0) v += __half2float(w.bias[n]);
+    float* dst = y + (size_t)mi * y_stride + n;
+    if (whole_k)
+      *dst += v;
+    else
+      atomicAdd(dst, v);
+  }
+}
+
+struct Launch {
+  dim3 grid, block;
+  int block_rows = 0;
+  size_t smem = 0;
+};
+
+// Grid shape for a config: block_rows = warps x rows_per_warp packed rows (fewer when shared memory would
+// exceed 48 KB), then balanced so the slices are about equal.
+Launch plan(const QWeight& w, int M, bool sym, const GemvQ4Config& cfg) {
+  const int packed_rows = w.K / 8;
+  const int warps = std::clamp(cfg.warps, 1, kMaxWarps);
+  auto smem_for = [&](int br) {
+    const int ng = br * 8 / w.group_size + 2;
+    const size_t stage = x_stage_bytes(M, br) + (size_t)ng * kCols * (sym ? 2 : 3);
+    return std::max(stage, (size_t)warps * M * kCols * 4);
+  };
+  int br = std::min(packed_rows, std::max(1, warps * cfg.rows_per_warp));
+  while (br > 1 && smem_for(br) > kSmemLimit) br /= 2;
+  const int splits = (packed_rows + br - 1) / br;
+  br = (packed_rows + splits - 1) / splits;
+  Launch l;
+  l.grid = dim3((w.N + kCols - 1) / kCols, splits);
+  l.block = dim3(warps * 32);
+  l.block_rows = br;
+  l.smem = smem_for(br);
+  return l;
+}
+
+template <int M, bool SYM, bool SILU>
+void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, const GemvQ4Config& cfg,
+              cudaStream_t s) {
+  const Launch l = plan(w, M, SYM, cfg);
+  if (cfg.unroll >= 16)
+    launch(gemv_q4_kernel<M, SYM, SILU, 16>, l.grid, l.block, l.smem, s, w, x, x_stride, y, y_stride, l.block_rows);
+  else
+    launch(gemv_q4_kernel<M, SYM, SILU, 8>, l.grid, l.block, l.smem, s, w, x, x_stride, y, y_stride, l.block_rows);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+template <bool SYM, bool SILU>
+void dispatch_m(const QWeight& w, const void* x, int m, int x_stride, float* y, int y_stride,
+                const GemvQ4Config& cfg, cudaStream_t s) {
+  switch (m) {
+    case 1: return launch_m<1, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 2: return launch_m<2, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 3: return launch_m<3, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 4: return launch_m<4, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 5: return launch_m<5, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 6: return launch_m<6, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 7: return launch_m<7, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    default: return launch_m<8, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+  }
+}
+
+}  // namespace
+
+GemvQ4Config gemv_q4_config(int K, int N, int m) {
+  (void)N, (void)m;
+  GemvQ4Config c;
+  c.warps = 4;
+  c.unroll = 16;
+  c.rows_per_warp = K >= 16384 ? 64 : 32;
+  return c;
+}
+
+void gemv_q4_with(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
+                  const GemvQ4Config& cfg, cudaStream_t s) {
+  for (int r = 0; r < m; r += kGemvMaxRows) {
+    const int mm = std::min(kGemvMaxRows, m - r);
+    const size_t x_elem = silu_input ? sizeof(float) : sizeof(__half);
+    const void* xr = static_cast<const char*>(x) + (size_t)r * x_stride * x_elem;
+    float* yr = y + (size_t)r * y_stride;
+    if (silu_input) {
+      if (w.zeros) dispatch_m<false, true>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
+      else dispatch_m<true, true>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
+    } else {
+      if (w.zeros) dispatch_m<false, false>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
+      else dispatch_m<true, false>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
+    }
+  }
+}
+
+void gemv_q4(const QWeight& w, const __half* x, int m, int x_stride, float* y, int y_stride, cudaStream_t s) {
+  gemv_q4_with(w, x, false, m, x_stride, y, y_stride, gemv_q4_config(w.K, w.N, std::min(m, kGemvMaxRows)), s);
+}
+
+void gemv_q4_silu(const QWeight& w, const float* gu, int m, float* y, int y_stride, cudaStream_t s) {
+  gemv_q4_with(w, gu, true, m, 2 * w.K, y, y_stride, gemv_q4_config(w.K, w.N, std::min(m, kGemvMaxRows)), s);
+}
+
+}  // namespace xllama::cuda
