@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace xllama::cuda {
 
@@ -23,21 +24,23 @@ struct QWeight {
 
 // ---- linear layers (all accumulate: y[i, n] += x[i, :] . W[n, :] (+ bias[n])) ----
 constexpr int kGemvMaxRows = 8;  // rows up to this use the GEMV kernels, more use dequant + GEMM
-void gemv_q4(const QWeight& w, const __half* x, int m, int x_stride, float* y, int y_stride, cudaStream_t s);
-// The MLP's down projection straight from the gate/up output gu [m, 2K]: input = silu(gate) * up
-// (rounded to fp16 as silu_mul does), so decode needs no separate SiLU kernel.
-void gemv_q4_silu(const QWeight& w, const float* gu, int m, float* y, int y_stride, cudaStream_t s);
-// How the 4-bit GEMV splits the work: warps per block, weight loads each lane keeps in flight (8 or 16),
-// packed rows (8 input rows each) per warp. gemv_q4_config is the table tuned on an H100
-// (xllama_kernel_check --tune measures every variant).
+// Decode GEMV over 4-bit weights (kernels_gemv_q4.cu). With silu_input, x is the MLP's gate/up output
+// gu [m, 2K] (fp32, x_stride in floats) and the input is silu(gate) * up, rounded to fp16 as silu_mul does,
+// so the down projection needs no separate SiLU kernel; otherwise x is fp16 (x_stride in halves).
+// The config picks the kernel variant and the packed rows (8 input rows each) per warp.
+enum class GemvQ4Variant { Batch, Ring };
 struct GemvQ4Config {
-  int warps = 4, unroll = 16, rows_per_warp = 32;
+  GemvQ4Variant variant = GemvQ4Variant::Ring;
+  int rows_per_warp = 8;
 };
-GemvQ4Config gemv_q4_config(int K, int N, int m);
-// gemv_q4 (fp16 x) or gemv_q4_silu (silu_input: fp32 gate/up pairs, x_stride counted in floats) with a
-// given config.
-void gemv_q4_with(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
-                  const GemvQ4Config& cfg, cudaStream_t s);
+void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
+             const GemvQ4Config& cfg, cudaStream_t s);
+std::vector<GemvQ4Config> gemv_q4_candidates();
+GemvQ4Config gemv_q4_default_config();
+// Times every candidate on this weight (one row, back to back) and returns the fastest. Writes garbage
+// into y; x must hold K halves (2K floats for silu_input).
+GemvQ4Config gemv_q4_autotune(const QWeight& w, bool silu_input, const void* x, int x_stride, float* y,
+                              int y_stride, cudaStream_t s);
 // Dense fp16 weight [N, K].
 void gemv_f16(const __half* w, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,
               int y_stride, cudaStream_t s);

@@ -1,12 +1,16 @@
 // Fused 4-bit GPTQ GEMV for decode (1..8 rows): y[i, :] += x[i, :] . W (+ bias).
 //
-// A block owns 128 output columns (32 lanes x 4, one 16-byte load per packed row) and a slice of packed
-// rows; its warps split the slice. Each lane keeps `U` weight loads in flight all the time: a register ring
-// that is refilled as soon as an entry is consumed, so DRAM sees a steady stream instead of bursts separated
-// by load latencies. The block's scales (and zeros) and activations are staged in shared memory up front,
-// so nothing in the inner loop waits on global memory except the ring. Slices of K are summed with
-// atomicAdd; a block that owns the whole of K adds without atomics (deterministic).
+// A block of 4 warps owns 128 output columns (32 lanes x 4, one 16-byte load per packed row) and a slice of
+// packed rows; its warps split the slice and are reduced in shared memory. Slices of K are summed with
+// atomicAdd; a block that owns the whole of K adds without atomics (deterministic). Two variants:
+//  - batch: a warp loads 8 packed rows, then uses them (scales read from global memory as groups change);
+//  - ring:  a warp keeps 8 loads in flight all the time (a register ring refilled as entries are consumed),
+//           with the block's scales (and zeros) staged in shared memory first.
+// Which is faster, and how many rows each warp should take, depends on the shape and the GPU:
+// the backend measures the candidates once per shape at load (gemv_q4_autotune).
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
@@ -18,7 +22,8 @@ namespace xllama::cuda {
 namespace {
 
 constexpr int kCols = 128;  // output columns per block
-constexpr int kMaxWarps = 8;
+constexpr int kWarps = 4;
+constexpr int kRing = 8;    // weight loads in flight per lane
 constexpr size_t kSmemLimit = 48 * 1024;
 // x is staged as x/16 so the fp16 sum of four (q - zero) * x products (|q - zero| <= 16) can't overflow
 // for |x| < 16k (down_proj inputs can reach thousands); the scale folds 16 back in fp32.
@@ -50,18 +55,166 @@ __host__ __device__ inline int group_count(int r0, int nr, int group_size) {
 // [groups][128] bytes; the warp reduction [warps][M][128] float reuses the start afterwards.
 __host__ __device__ inline size_t x_stage_bytes(int M, int block_rows) { return (size_t)M * block_rows * 16; }
 
-template <int M, bool SYM, bool SILU, int U>
-__global__ void __launch_bounds__(kMaxWarps * 32)
-    gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
-                   int block_rows) {
+// x for packed rows [r0, r0 + nr), read through the act-order permutation and stored (times 1/16) as the
+// pairs dequant_word produces. SILU: x is the fp32 gate/up pair [m, 2K] and the input is silu(gate) * up.
+template <int M, bool SILU>
+__device__ __forceinline__ void stage_x(const QWeight& w, const void* __restrict__ xv, int x_stride, int r0, int nr,
+                                        int block_rows, __half2* xs) {
+  for (int i = threadIdx.x; i < M * nr * 4; i += blockDim.x) {
+    const int mi = i / (nr * 4), rem = i - mi * nr * 4, rr = rem >> 2, s = rem & 3;
+    int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
+    if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
+    if (SILU) {
+      const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+      const float ga = gr[k0], gb = gr[k1];
+      // silu_mul rounds to fp16 first; the 1/16 below is exact except for tiny (subnormal) values
+      const float a0 = __half2float(__float2half(ga / (1.f + __expf(-ga)) * gr[w.K + k0]));
+      const float a1 = __half2float(__float2half(gb / (1.f + __expf(-gb)) * gr[w.K + k1]));
+      xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
+    } else {
+      const __half* xr = static_cast<const __half*>(xv) + (size_t)mi * x_stride;
+      xs[mi * block_rows * 4 + rem] =
+          __floats2half2_rn(__half2float(xr[k0]) * kXScale, __half2float(xr[k1]) * kXScale);
+    }
+  }
+}
+
+// One group's scales (times 16) and zeros (as 1024 + zero) for the lane's 4 columns.
+template <bool SYM>
+__device__ __forceinline__ void group_params(uint2 sraw, uint32_t zw, int sym_zero, float sc[4], __half2 z2[4]) {
+  const __half2* sh = reinterpret_cast<const __half2*>(&sraw);
+  const float2 s01 = __half22float2(sh[0]), s23 = __half22float2(sh[1]);
+  sc[0] = s01.x * kXUnscale, sc[1] = s01.y * kXUnscale, sc[2] = s23.x * kXUnscale, sc[3] = s23.y * kXUnscale;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const uint16_t zb = 0x6400 | (SYM ? sym_zero : (zw >> (8 * j)) & 0xff);
+    z2[j] = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
+  }
+}
+
+// acc[mi][j] += x[mi] . column j of one packed row (16 bytes: 8 rows x 4 columns); xo = the row's x offset.
+template <int M>
+__device__ __forceinline__ void accumulate_row(uint4 q, const __half2 z2[4], const float sc[4], const __half2* xs,
+                                               int block_rows, int xo, float acc[M][4]) {
+  const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    __half2 d[4];
+    dequant_word(words[j], z2[j], d);
+#pragma unroll
+    for (int mi = 0; mi < M; ++mi) {
+      const uint4 xw = *reinterpret_cast<const uint4*>(xs + mi * block_rows * 4 + xo);
+      const __half2* xm = reinterpret_cast<const __half2*>(&xw);
+      __half2 p = __hmul2(d[0], xm[0]);
+      p = __hfma2(d[1], xm[1], p);
+      p = __hfma2(d[2], xm[2], p);
+      p = __hfma2(d[3], xm[3], p);
+      const float2 f = __half22float2(p);
+      acc[mi][j] = fmaf(f.x + f.y, sc[j], acc[mi][j]);
+    }
+  }
+}
+
+// Sums the warps' partial columns in shared memory and adds them to y (atomically when K is split).
+template <int M>
+__device__ __forceinline__ void reduce_and_add(const float acc[M][4], unsigned char* smem_raw, const QWeight& w,
+                                               float* __restrict__ y, int y_stride, int col0) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  __syncthreads();  // the staging area is reused for the reduction
+  float* red = reinterpret_cast<float*>(smem_raw);  // [warps][M][128]
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) red[(warp * M + mi) * kCols + lane * 4 + j] = acc[mi][j];
+  __syncthreads();
+  const bool whole_k = gridDim.y == 1;
+  for (int i = tid; i < M * kCols; i += blockDim.x) {
+    const int mi = i / kCols, col = i % kCols, n = col0 + col;
+    if (n >= w.N) continue;
+    float v = 0.f;
+#pragma unroll
+    for (int wi = 0; wi < kWarps; ++wi) v += red[(wi * M + mi) * kCols + col];
+    if (w.bias && blockIdx.y == 0) v += __half2float(w.bias[n]);
+    float* dst = y + (size_t)mi * y_stride + n;
+    if (whole_k)
+      *dst += v;
+    else
+      atomicAdd(dst, v);
+  }
+}
+
+// Batch variant: each warp loads 8 packed rows, then uses them; scales come from global memory.
+template <int M, bool SYM, bool SILU>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_q4_batch_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
+                         int block_rows) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  const int warps = blockDim.x >> 5;
+  constexpr int U = 8;
+  __half2* xs = reinterpret_cast<__half2*>(smem_raw);  // [M][block_rows * 4]
+  const int r0 = blockIdx.y * block_rows;
+  const int nr = min(block_rows, w.K / 8 - r0);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int col0 = blockIdx.x * kCols, c = col0 + lane * 4;
+  const int per_warp = (nr + kWarps - 1) / kWarps;
+  const int wr0 = min(nr, warp * per_warp), wr1 = min(nr, wr0 + per_warp);
+  const uint4* qp = reinterpret_cast<const uint4*>(w.qweight + (size_t)(r0 + wr0) * w.N + c);
+  const size_t row_step = w.N / 4;  // in uint4
+  // Weights never depend on earlier kernels: the first batch streams in while the previous kernel drains.
+  uint4 q[U];
+  if (c < w.N) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (wr0 + u < wr1) q[u] = load_stream(qp + (size_t)u * row_step);
+  }
+  wait_for_previous_kernel();
+  stage_x<M, SILU>(w, xv, x_stride, r0, nr, block_rows, xs);
+  __syncthreads();
+
+  float acc[M][4];
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[mi][j] = 0.f;
+  if (c < w.N) {
+    int cur_g = -1;
+    float sc[4];
+    __half2 z2[4];
+    for (int rr = wr0; rr < wr1; rr += U) {
+      if (rr != wr0) {
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+          if (rr + u < wr1) q[u] = load_stream(qp + (size_t)(rr - wr0 + u) * row_step);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (rr + u >= wr1) break;
+        const int g = ((r0 + rr + u) * 8) / w.group_size;
+        if (g != cur_g) {
+          cur_g = g;
+          const uint2 sraw = *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
+          const uint32_t zw = SYM ? 0u : *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
+          group_params<SYM>(sraw, zw, w.sym_zero, sc, z2);
+        }
+        accumulate_row<M>(q[u], z2, sc, xs, block_rows, (rr + u) * 4, acc);
+      }
+    }
+  }
+  reduce_and_add<M>(acc, smem_raw, w, y, y_stride, col0);
+}
+
+// Ring variant: each lane keeps kRing weight loads in flight; scales and zeros staged in shared memory.
+template <int M, bool SYM, bool SILU>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_q4_ring_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
+                        int block_rows) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  constexpr int U = kRing;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int r0 = blockIdx.y * block_rows;
   const int nr = min(block_rows, w.K / 8 - r0);
   const int col0 = blockIdx.x * kCols, c = col0 + lane * 4;
   const bool col_ok = c < w.N;
-  const int per_warp = (nr + warps - 1) / warps;
+  const int per_warp = (nr + kWarps - 1) / kWarps;
   const int wr0 = min(nr, warp * per_warp), rows = min(nr, wr0 + per_warp) - wr0;
   const uint4* qp = reinterpret_cast<const uint4*>(w.qweight + (size_t)(r0 + wr0) * w.N + c);
   const size_t row_step = w.N / 4;  // in uint4
@@ -89,24 +242,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     if (!SYM) *reinterpret_cast<uint32_t*>(zs + gl * kCols + cl) = zv;
   }
   wait_for_previous_kernel();
-  // x for the slice, read through the act-order permutation and stored as the pairs dequant_word produces.
-  for (int i = tid; i < M * nr * 4; i += blockDim.x) {
-    const int mi = i / (nr * 4), rem = i - mi * nr * 4, rr = rem >> 2, s = rem & 3;
-    int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
-    if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
-    if (SILU) {
-      const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
-      const float ga = gr[k0], gb = gr[k1];
-      // silu_mul rounds to fp16 first; the 1/16 below is exact except for tiny (subnormal) values
-      const float a0 = __half2float(__float2half(ga / (1.f + __expf(-ga)) * gr[w.K + k0]));
-      const float a1 = __half2float(__float2half(gb / (1.f + __expf(-gb)) * gr[w.K + k1]));
-      xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
-    } else {
-      const __half* xr = static_cast<const __half*>(xv) + (size_t)mi * x_stride;
-      xs[mi * block_rows * 4 + rem] =
-          __floats2half2_rn(__half2float(xr[k0]) * kXScale, __half2float(xr[k1]) * kXScale);
-    }
-  }
+  stage_x<M, SILU>(w, xv, x_stride, r0, nr, block_rows, xs);
   __syncthreads();
 
   float acc[M][4];
@@ -123,15 +259,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     __half2 z2[4];
     auto load_group = [&](int g) {
       const uint2 sraw = *reinterpret_cast<const uint2*>(scs + g * kCols + lane * 4);
-      const __half2* sh = reinterpret_cast<const __half2*>(&sraw);
-      const float2 s01 = __half22float2(sh[0]), s23 = __half22float2(sh[1]);
-      sc[0] = s01.x * kXUnscale, sc[1] = s01.y * kXUnscale, sc[2] = s23.x * kXUnscale, sc[3] = s23.y * kXUnscale;
       const uint32_t zw = SYM ? 0u : *reinterpret_cast<const uint32_t*>(zs + g * kCols + lane * 4);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const uint16_t zb = 0x6400 | (SYM ? w.sym_zero : (zw >> (8 * j)) & 0xff);
-        z2[j] = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
-      }
+      group_params<SYM>(sraw, zw, w.sym_zero, sc, z2);
     };
     load_group(gl);
     for (int base = 0; base < rows; base += U) {
@@ -146,72 +275,35 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
           left_in_group = group_rows;
         }
         --left_in_group;
-        const uint32_t words[4] = {cur.x, cur.y, cur.z, cur.w};
-        const int xo = (wr0 + i) * 4;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          __half2 d[4];
-          dequant_word(words[j], z2[j], d);
-#pragma unroll
-          for (int mi = 0; mi < M; ++mi) {
-            const uint4 xw = *reinterpret_cast<const uint4*>(xs + mi * block_rows * 4 + xo);
-            const __half2* xm = reinterpret_cast<const __half2*>(&xw);
-            __half2 p = __hmul2(d[0], xm[0]);
-            p = __hfma2(d[1], xm[1], p);
-            p = __hfma2(d[2], xm[2], p);
-            p = __hfma2(d[3], xm[3], p);
-            const float2 f = __half22float2(p);
-            acc[mi][j] = fmaf(f.x + f.y, sc[j], acc[mi][j]);
-          }
-        }
+        accumulate_row<M>(cur, z2, sc, xs, block_rows, (wr0 + i) * 4, acc);
       }
     }
   }
-  __syncthreads();  // the staging area is reused for the reduction
-  float* red = reinterpret_cast<float*>(smem_raw);  // [warps][M][128]
-#pragma unroll
-  for (int mi = 0; mi < M; ++mi)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) red[(warp * M + mi) * kCols + lane * 4 + j] = acc[mi][j];
-  __syncthreads();
-  const bool whole_k = gridDim.y == 1;
-  for (int i = tid; i < M * kCols; i += blockDim.x) {
-    const int mi = i / kCols, col = i % kCols, n = col0 + col;
-    if (n >= w.N) continue;
-    float v = 0.f;
-    for (int wi = 0; wi < warps; ++wi) v += red[(wi * M + mi) * kCols + col];
-    if (w.bias && blockIdx.y == 0) v += __half2float(w.bias[n]);
-    float* dst = y + (size_t)mi * y_stride + n;
-    if (whole_k)
-      *dst += v;
-    else
-      atomicAdd(dst, v);
-  }
+  reduce_and_add<M>(acc, smem_raw, w, y, y_stride, col0);
 }
 
 struct Launch {
-  dim3 grid, block;
+  dim3 grid;
   int block_rows = 0;
   size_t smem = 0;
 };
 
-// Grid shape for a config: block_rows = warps x rows_per_warp packed rows (fewer when shared memory would
+// Grid shape for a config: block_rows = 4 warps x rows_per_warp packed rows (fewer when shared memory would
 // exceed 48 KB), then balanced so the slices are about equal.
 Launch plan(const QWeight& w, int M, bool sym, const GemvQ4Config& cfg) {
   const int packed_rows = w.K / 8;
-  const int warps = std::clamp(cfg.warps, 1, kMaxWarps);
+  const bool ring = cfg.variant == GemvQ4Variant::Ring;
   auto smem_for = [&](int br) {
     const int ng = br * 8 / w.group_size + 2;
-    const size_t stage = x_stage_bytes(M, br) + (size_t)ng * kCols * (sym ? 2 : 3);
-    return std::max(stage, (size_t)warps * M * kCols * 4);
+    const size_t stage = x_stage_bytes(M, br) + (ring ? (size_t)ng * kCols * (sym ? 2 : 3) : 0);
+    return std::max(stage, (size_t)kWarps * M * kCols * 4);
   };
-  int br = std::min(packed_rows, std::max(1, warps * cfg.rows_per_warp));
+  int br = std::min(packed_rows, std::max(1, kWarps * cfg.rows_per_warp));
   while (br > 1 && smem_for(br) > kSmemLimit) br /= 2;
   const int splits = (packed_rows + br - 1) / br;
   br = (packed_rows + splits - 1) / splits;
   Launch l;
   l.grid = dim3((w.N + kCols - 1) / kCols, splits);
-  l.block = dim3(warps * 32);
   l.block_rows = br;
   l.smem = smem_for(br);
   return l;
@@ -221,10 +313,12 @@ template <int M, bool SYM, bool SILU>
 void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, const GemvQ4Config& cfg,
               cudaStream_t s) {
   const Launch l = plan(w, M, SYM, cfg);
-  if (cfg.unroll >= 16)
-    launch(gemv_q4_kernel<M, SYM, SILU, 16>, l.grid, l.block, l.smem, s, w, x, x_stride, y, y_stride, l.block_rows);
+  if (cfg.variant == GemvQ4Variant::Ring)
+    launch(gemv_q4_ring_kernel<M, SYM, SILU>, l.grid, kWarps * 32, l.smem, s, w, x, x_stride, y, y_stride,
+           l.block_rows);
   else
-    launch(gemv_q4_kernel<M, SYM, SILU, 8>, l.grid, l.block, l.smem, s, w, x, x_stride, y, y_stride, l.block_rows);
+    launch(gemv_q4_batch_kernel<M, SYM, SILU>, l.grid, kWarps * 32, l.smem, s, w, x, x_stride, y, y_stride,
+           l.block_rows);
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -245,17 +339,20 @@ void dispatch_m(const QWeight& w, const void* x, int m, int x_stride, float* y, 
 
 }  // namespace
 
-GemvQ4Config gemv_q4_config(int K, int N, int m) {
-  (void)N, (void)m;
-  GemvQ4Config c;
-  c.warps = 4;
-  c.unroll = 16;
-  c.rows_per_warp = K >= 16384 ? 64 : 32;
+std::vector<GemvQ4Config> gemv_q4_candidates() {
+  std::vector<GemvQ4Config> c;
+  for (int rpw : {4, 8, 16, 32, 64}) c.push_back({GemvQ4Variant::Batch, rpw});
+  for (int rpw : {8, 16, 32, 64}) c.push_back({GemvQ4Variant::Ring, rpw});
   return c;
 }
 
-void gemv_q4_with(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
-                  const GemvQ4Config& cfg, cudaStream_t s) {
+GemvQ4Config gemv_q4_default_config() {
+  // The best in most shapes of the 7B/13B/70B sweep on an H100 (docs/PERF-NOTES.md).
+  return {GemvQ4Variant::Ring, 8};
+}
+
+void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
+             const GemvQ4Config& cfg, cudaStream_t s) {
   for (int r = 0; r < m; r += kGemvMaxRows) {
     const int mm = std::min(kGemvMaxRows, m - r);
     const size_t x_elem = silu_input ? sizeof(float) : sizeof(__half);
@@ -271,12 +368,33 @@ void gemv_q4_with(const QWeight& w, const void* x, bool silu_input, int m, int x
   }
 }
 
-void gemv_q4(const QWeight& w, const __half* x, int m, int x_stride, float* y, int y_stride, cudaStream_t s) {
-  gemv_q4_with(w, x, false, m, x_stride, y, y_stride, gemv_q4_config(w.K, w.N, std::min(m, kGemvMaxRows)), s);
-}
-
-void gemv_q4_silu(const QWeight& w, const float* gu, int m, float* y, int y_stride, cudaStream_t s) {
-  gemv_q4_with(w, gu, true, m, 2 * w.K, y, y_stride, gemv_q4_config(w.K, w.N, std::min(m, kGemvMaxRows)), s);
+GemvQ4Config gemv_q4_autotune(const QWeight& w, bool silu_input, const void* x, int x_stride, float* y,
+                              int y_stride, cudaStream_t s) {
+  cudaEvent_t a, b;
+  XL_CUDA_CHECK(cudaEventCreate(&a));
+  XL_CUDA_CHECK(cudaEventCreate(&b));
+  GemvQ4Config best = gemv_q4_default_config();
+  float best_ms = INFINITY;
+  constexpr int kBatch = 4, kRuns = 5;  // back to back, as a graph replays them; median of kRuns
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {
+    auto batch = [&] {
+      for (int i = 0; i < kBatch; ++i) gemv_q4(w, x, silu_input, 1, x_stride, y, y_stride, c, s);
+    };
+    batch();  // warm up
+    float t[kRuns];
+    for (float& ti : t) {
+      XL_CUDA_CHECK(cudaEventRecord(a, s));
+      batch();
+      XL_CUDA_CHECK(cudaEventRecord(b, s));
+      XL_CUDA_CHECK(cudaEventSynchronize(b));
+      XL_CUDA_CHECK(cudaEventElapsedTime(&ti, a, b));
+    }
+    std::sort(t, t + kRuns);
+    if (t[kRuns / 2] < best_ms) best_ms = t[kRuns / 2], best = c;
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return best;
 }
 
 }  // namespace xllama::cuda

@@ -157,14 +157,18 @@ void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int o
     }
   Dev<__half> dx(x);
   Dev<float> dy(base.size());
-  dy.poison();
-  dy.upload(base);  // the GEMV accumulates into y
-  gemv_q4(d.q, dx.p, m, K, dy.p, N, nullptr);
-  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  double worst = 0;
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {  // every variant the load-time tuning may pick
+    dy.poison();
+    dy.upload(base);  // the GEMV accumulates into y
+    gemv_q4(d.q, dx.p, false, m, K, dy.p, N, c, nullptr);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    worst = std::max(worst, rel_err(dy.download(), ref));
+  }
   char name[128];
-  std::snprintf(name, sizeof name, "gemv_q4 %dx%d g%d m=%d%s%s%s", K, N, gs, m, act_order ? " act-order" : "",
-                asym ? " asym" : "", x_range > 1.f ? " |x|<4000" : "");
-  report(name, rel_err(dy.download(), ref), 4e-3);
+  std::snprintf(name, sizeof name, "gemv_q4 %dx%d g%d m=%d%s%s%s (all variants)", K, N, gs, m,
+                act_order ? " act-order" : "", asym ? " asym" : "", x_range > 1.f ? " |x|<4000" : "");
+  report(name, worst, 4e-3);
 }
 
 void check_gemv_q4_silu(int K, int N, int gs, int m, bool act_order) {
@@ -180,13 +184,18 @@ void check_gemv_q4_silu(int K, int N, int gs, int m, bool act_order) {
       for (int n = 0; n < N; ++n) ref[(size_t)i * N + n] += xk * h.w(k, n, 1);
     }
   Dev<float> dg(gu), dy((size_t)m * N);
-  dy.poison();
-  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
-  gemv_q4_silu(d.q, dg.p, m, dy.p, N, nullptr);
-  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  double worst = 0;
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {
+    dy.poison();
+    XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+    gemv_q4(d.q, dg.p, true, m, 2 * K, dy.p, N, c, nullptr);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    worst = std::max(worst, rel_err(dy.download(), ref));
+  }
   char name[128];
-  std::snprintf(name, sizeof name, "gemv_q4 + fused silu*up %dx%d m=%d%s", K, N, m, act_order ? " act-order" : "");
-  report(name, rel_err(dy.download(), ref), 4e-3);
+  std::snprintf(name, sizeof name, "gemv_q4 + fused silu*up %dx%d m=%d%s (all variants)", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, worst, 4e-3);
 }
 
 void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
@@ -438,10 +447,12 @@ void time_gemv_q4(const char* what, int K, int N, int m) {
   fill_random_half(x.p, x.n, 3, -1.f, 1.f, nullptr);
   QWeight q;
   q.qweight = qw.p, q.scales = sc.p, q.K = K, q.N = N, q.group_size = gs, q.sym_zero = 8;
-  const float ms = median_ms([&] { gemv_q4(q, x.p, m, K, y.p, N, nullptr); });
+  const GemvQ4Config c = gemv_q4_autotune(q, false, x.p, K, y.p, N, nullptr);  // what the backend would pick
+  const float ms = median_ms([&] { gemv_q4(q, x.p, false, m, K, y.p, N, c, nullptr); });
   const double bytes = (double)qw.n * 4 + sc.n * 2;
-  std::printf("time gemv_q4 %-22s %5dx%-5d m=%d  %8.1f us  %7.0f GB/s\n", what, K, N, m, ms * 1e3,
-              bytes / (ms * 1e-3) / 1e9);
+  std::printf("time gemv_q4 %-22s %5dx%-5d m=%d  %8.1f us  %7.0f GB/s  (%s, %d rows/warp)\n", what, K, N, m,
+              ms * 1e3, bytes / (ms * 1e-3) / 1e9, c.variant == GemvQ4Variant::Ring ? "ring" : "batch",
+              c.rows_per_warp);
 }
 
 void time_gemv_f16(const char* what, int K, int N) {
@@ -568,6 +579,8 @@ float batch_us(const std::function<void()>& f, int batch = 10, int runs = 30) {
   return median_ms([&] { for (int i = 0; i < batch; ++i) f(); }, 3, runs) * 1e3f / batch;
 }
 
+const char* variant_name(const GemvQ4Config& c) { return c.variant == GemvQ4Variant::Ring ? "ring" : "batch"; }
+
 void tune_gemv_q4() {
   struct Shape {
     const char* name;
@@ -582,7 +595,7 @@ void tune_gemv_q4() {
       {"70B q+k+v", 8192, 10240, false},    {"70B o_proj", 8192, 8192, false},
       {"70B gate+up", 8192, 57344, false},  {"70B down (silu)", 28672, 8192, true},
   };
-  std::printf("\ntune gemv_q4 (m=1, group 128; us per launch, back to back; table = gemv_q4_config)\n");
+  std::printf("\ntune gemv_q4 (m=1, group 128; us per launch, back to back; batch/ring + rows per warp)\n");
   for (const Shape& sh : shapes) {
     const int K = sh.K, N = sh.N, G = K / 128;
     Dev<uint32_t> qw((size_t)K / 8 * N);
@@ -598,27 +611,25 @@ void tune_gemv_q4() {
     const int xs = sh.silu ? 2 * K : K;
     const double gb = ((double)qw.n * 4 + sc.n * 2) / 1e9;
     auto time_cfg = [&](const GemvQ4Config& c) {
-      return batch_us([&] { gemv_q4_with(q, xp, sh.silu, 1, xs, y.p, N, c, nullptr); });
+      return batch_us([&] { gemv_q4(q, xp, sh.silu, 1, xs, y.p, N, c, nullptr); });
     };
-    const GemvQ4Config table = gemv_q4_config(K, N, 1);
-    const float t_table = time_cfg(table);
-    GemvQ4Config best = table;
-    float t_best = t_table;
+    const GemvQ4Config def = gemv_q4_default_config();
+    const float t_def = time_cfg(def);
+    GemvQ4Config best = def;
+    float t_best = t_def;
     std::string all;
-    for (int warps : {4, 8})
-      for (int unroll : {8, 16})
-        for (int rpw : {4, 8, 16, 32, 64, 128}) {
-          GemvQ4Config c;
-          c.warps = warps, c.unroll = unroll, c.rows_per_warp = rpw;
-          const float t = time_cfg(c);
-          char buf[48];
-          std::snprintf(buf, sizeof buf, " w%du%dr%d=%.1f", warps, unroll, rpw, t);
-          all += buf;
-          if (t < t_best) t_best = t, best = c;
-        }
-    std::printf("tune %-16s %5dx%-5d table w%d u%d r%-3d %7.1f us %5.0f GB/s | best w%d u%d r%-3d %7.1f us %5.0f GB/s\n",
-                sh.name, K, N, table.warps, table.unroll, table.rows_per_warp, t_table, gb / (t_table * 1e-6),
-                best.warps, best.unroll, best.rows_per_warp, t_best, gb / (t_best * 1e-6));
+    for (const GemvQ4Config& c : gemv_q4_candidates()) {
+      const float t = time_cfg(c);
+      char buf[48];
+      std::snprintf(buf, sizeof buf, " %s%d=%.1f", variant_name(c), c.rows_per_warp, t);
+      all += buf;
+      if (t < t_best) t_best = t, best = c;
+    }
+    const GemvQ4Config picked = gemv_q4_autotune(q, sh.silu, xp, xs, y.p, N, nullptr);
+    std::printf("tune %-16s %5dx%-5d default %s%-3d %6.1f us %5.0f GB/s | best %s%-3d %6.1f us %5.0f GB/s | "
+                "autotune picks %s%d\n",
+                sh.name, K, N, variant_name(def), def.rows_per_warp, t_def, gb / (t_def * 1e-6), variant_name(best),
+                best.rows_per_warp, t_best, gb / (t_best * 1e-6), variant_name(picked), picked.rows_per_warp);
     std::printf("     all:%s\n", all.c_str());
   }
 }
