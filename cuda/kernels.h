@@ -27,10 +27,8 @@ constexpr int kGemvMaxRows = 8;  // rows up to this use the GEMV kernels, more u
 // Decode GEMV over 4-bit weights (kernels_gemv_q4.cu). With silu_input, x is the MLP's gate/up output
 // gu [m, 2K] (fp32, x_stride in floats) and the input is silu(gate) * up, rounded to fp16 as silu_mul does,
 // so the down projection needs no separate SiLU kernel; otherwise x is fp16 (x_stride in halves).
-// The config picks the kernel variant and the packed rows (8 input rows each) per warp.
-enum class GemvQ4Variant { Batch, Ring };
+// The config sets the packed rows (8 input rows each) per warp, which sets how K is split over blocks.
 struct GemvQ4Config {
-  GemvQ4Variant variant = GemvQ4Variant::Ring;
   int rows_per_warp = 8;
 };
 void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
@@ -73,8 +71,8 @@ void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const floa
 void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
                const int* pos, int splits, float* work, __half* out, cudaStream_t s);
 int attention_splits(int m, int H, int max_len);
-// The same for prompt chunks: 16 query rows per block share each K/V tile (head_dim 64 and 128; other sizes
-// use attention() with one split).
+// The same for prompt chunks, on the tensor cores (kernels_attention_prefill.cu; head_dim 64 and 128, other
+// sizes use attention() with one split).
 void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,
                        int S, const int* pos, __half* out, cudaStream_t s);
 

@@ -1,13 +1,12 @@
 // Fused 4-bit GPTQ GEMV for decode (1..8 rows): y[i, :] += x[i, :] . W (+ bias).
 //
 // A block of 4 warps owns 128 output columns (32 lanes x 4, one 16-byte load per packed row) and a slice of
-// packed rows; its warps split the slice and are reduced in shared memory. Slices of K are summed with
-// atomicAdd; a block that owns the whole of K adds without atomics (deterministic). Two variants:
-//  - batch: a warp loads 8 packed rows, then uses them (scales read from global memory as groups change);
-//  - ring:  a warp keeps 8 loads in flight all the time (a register ring refilled as entries are consumed),
-//           with the block's scales (and zeros) staged in shared memory first.
-// Which is faster, and how many rows each warp should take, depends on the shape and the GPU:
-// the backend measures the candidates once per shape at load (gemv_q4_autotune).
+// packed rows; its warps split the slice, load 8 packed rows at a time (the first 8 before waiting for the
+// previous kernel) and are reduced in shared memory. Slices of K are summed with atomicAdd; a block that
+// owns the whole of K adds without atomics (deterministic). How many rows each warp should take depends on
+// the shape and the GPU: the backend measures the candidates once per shape at load (gemv_q4_autotune).
+// (A variant that kept 8 loads in flight per lane as a register ring, with scales staged in shared memory,
+// lost on every 7B/13B/70B shape but one on the H100: docs/PERF-NOTES.md.)
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -23,7 +22,7 @@ namespace {
 
 constexpr int kCols = 128;  // output columns per block
 constexpr int kWarps = 4;
-constexpr int kRing = 8;    // weight loads in flight per lane
+constexpr int kBatchRows = 8;  // packed rows a warp loads before using them
 constexpr size_t kSmemLimit = 48 * 1024;
 // x is staged as x/16 so the fp16 sum of four (q - zero) * x products (|q - zero| <= 16) can't overflow
 // for |x| < 16k (down_proj inputs can reach thousands); the scale folds 16 back in fp32.
@@ -45,15 +44,10 @@ __device__ __forceinline__ void dequant_word(uint32_t word, __half2 z1024, __hal
   }
 }
 
-// Groups of packed rows [r0, r0 + nr) touch: the first and how many.
-__host__ __device__ inline int first_group(int r0, int group_size) { return r0 * 8 / group_size; }
-__host__ __device__ inline int group_count(int r0, int nr, int group_size) {
-  return (r0 + nr - 1) * 8 / group_size - first_group(r0, group_size) + 1;
+// Shared memory: x staging [M][block_rows * 4] half2; the warp reduction [warps][M][128] float reuses it.
+inline size_t smem_bytes(int M, int block_rows) {
+  return std::max((size_t)M * block_rows * 16, (size_t)kWarps * M * kCols * 4);
 }
-
-// Shared memory: x staging [M][block_rows * 4] half2, then scales [groups][128] half, then zeros
-// [groups][128] bytes; the warp reduction [warps][M][128] float reuses the start afterwards.
-__host__ __device__ inline size_t x_stage_bytes(int M, int block_rows) { return (size_t)M * block_rows * 16; }
 
 // x for packed rows [r0, r0 + nr), read through the act-order permutation and stored (times 1/16) as the
 // pairs dequant_word produces. SILU: x is the fp32 gate/up pair [m, 2K] and the input is silu(gate) * up.
@@ -143,13 +137,12 @@ __device__ __forceinline__ void reduce_and_add(const float acc[M][4], unsigned c
   }
 }
 
-// Batch variant: each warp loads 8 packed rows, then uses them; scales come from global memory.
 template <int M, bool SYM, bool SILU>
 __global__ void __launch_bounds__(kWarps * 32)
-    gemv_q4_batch_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
+    gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
                          int block_rows) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  constexpr int U = 8;
+  constexpr int U = kBatchRows;
   __half2* xs = reinterpret_cast<__half2*>(smem_raw);  // [M][block_rows * 4]
   const int r0 = blockIdx.y * block_rows;
   const int nr = min(block_rows, w.K / 8 - r0);
@@ -202,123 +195,18 @@ __global__ void __launch_bounds__(kWarps * 32)
   reduce_and_add<M>(acc, smem_raw, w, y, y_stride, col0);
 }
 
-// Ring variant: each lane keeps kRing weight loads in flight; scales and zeros staged in shared memory.
-template <int M, bool SYM, bool SILU>
-__global__ void __launch_bounds__(kWarps * 32)
-    gemv_q4_ring_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
-                        int block_rows) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  constexpr int U = kRing;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int r0 = blockIdx.y * block_rows;
-  const int nr = min(block_rows, w.K / 8 - r0);
-  const int col0 = blockIdx.x * kCols, c = col0 + lane * 4;
-  const bool col_ok = c < w.N;
-  const int per_warp = (nr + kWarps - 1) / kWarps;
-  const int wr0 = min(nr, warp * per_warp), rows = min(nr, wr0 + per_warp) - wr0;
-  const uint4* qp = reinterpret_cast<const uint4*>(w.qweight + (size_t)(r0 + wr0) * w.N + c);
-  const size_t row_step = w.N / 4;  // in uint4
-
-  // Weights never depend on earlier kernels: fill the ring and stage scales while the previous kernel drains.
-  uint4 ring[U];
-  if (col_ok) {
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (u < rows) ring[u] = load_stream(qp + (size_t)u * row_step);
-  }
-  __half2* xs = reinterpret_cast<__half2*>(smem_raw);
-  __half* scs = reinterpret_cast<__half*>(smem_raw + x_stage_bytes(M, block_rows));
-  const int g0 = first_group(r0, w.group_size), ng = group_count(r0, nr, w.group_size);
-  uint8_t* zs = reinterpret_cast<uint8_t*>(scs + (size_t)ng * kCols);
-  for (int i = tid; i < ng * (kCols / 4); i += blockDim.x) {
-    const int gl = i / (kCols / 4), cl = (i % (kCols / 4)) * 4, n = col0 + cl;
-    uint2 sv = make_uint2(0, 0);
-    uint32_t zv = 0;
-    if (n < w.N) {
-      sv = *reinterpret_cast<const uint2*>(w.scales + (size_t)(g0 + gl) * w.N + n);
-      if (!SYM) zv = *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)(g0 + gl) * w.N + n);
-    }
-    *reinterpret_cast<uint2*>(scs + gl * kCols + cl) = sv;
-    if (!SYM) *reinterpret_cast<uint32_t*>(zs + gl * kCols + cl) = zv;
-  }
-  wait_for_previous_kernel();
-  stage_x<M, SILU>(w, xv, x_stride, r0, nr, block_rows, xs);
-  __syncthreads();
-
-  float acc[M][4];
-#pragma unroll
-  for (int mi = 0; mi < M; ++mi)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[mi][j] = 0.f;
-
-  if (col_ok && rows > 0) {
-    const int group_rows = w.group_size / 8;  // packed rows per group (pack_q4 makes group_size % 8 == 0)
-    int gl = first_group(r0 + wr0, w.group_size) - g0;
-    int left_in_group = group_rows - (r0 + wr0) % group_rows;
-    float sc[4];
-    __half2 z2[4];
-    auto load_group = [&](int g) {
-      const uint2 sraw = *reinterpret_cast<const uint2*>(scs + g * kCols + lane * 4);
-      const uint32_t zw = SYM ? 0u : *reinterpret_cast<const uint32_t*>(zs + g * kCols + lane * 4);
-      group_params<SYM>(sraw, zw, w.sym_zero, sc, z2);
-    };
-    load_group(gl);
-    for (int base = 0; base < rows; base += U) {
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int i = base + u;
-        if (i >= rows) break;
-        const uint4 cur = ring[u];
-        if (i + U < rows) ring[u] = load_stream(qp + (size_t)(i + U) * row_step);
-        if (left_in_group == 0) {
-          load_group(++gl);
-          left_in_group = group_rows;
-        }
-        --left_in_group;
-        accumulate_row<M>(cur, z2, sc, xs, block_rows, (wr0 + i) * 4, acc);
-      }
-    }
-  }
-  reduce_and_add<M>(acc, smem_raw, w, y, y_stride, col0);
-}
-
-struct Launch {
-  dim3 grid;
-  int block_rows = 0;
-  size_t smem = 0;
-};
-
-// Grid shape for a config: block_rows = 4 warps x rows_per_warp packed rows (fewer when shared memory would
-// exceed 48 KB), then balanced so the slices are about equal.
-Launch plan(const QWeight& w, int M, bool sym, const GemvQ4Config& cfg) {
-  const int packed_rows = w.K / 8;
-  const bool ring = cfg.variant == GemvQ4Variant::Ring;
-  auto smem_for = [&](int br) {
-    const int ng = br * 8 / w.group_size + 2;
-    const size_t stage = x_stage_bytes(M, br) + (ring ? (size_t)ng * kCols * (sym ? 2 : 3) : 0);
-    return std::max(stage, (size_t)kWarps * M * kCols * 4);
-  };
-  int br = std::min(packed_rows, std::max(1, kWarps * cfg.rows_per_warp));
-  while (br > 1 && smem_for(br) > kSmemLimit) br /= 2;
-  const int splits = (packed_rows + br - 1) / br;
-  br = (packed_rows + splits - 1) / splits;
-  Launch l;
-  l.grid = dim3((w.N + kCols - 1) / kCols, splits);
-  l.block_rows = br;
-  l.smem = smem_for(br);
-  return l;
-}
-
 template <int M, bool SYM, bool SILU>
 void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, const GemvQ4Config& cfg,
               cudaStream_t s) {
-  const Launch l = plan(w, M, SYM, cfg);
-  if (cfg.variant == GemvQ4Variant::Ring)
-    launch(gemv_q4_ring_kernel<M, SYM, SILU>, l.grid, kWarps * 32, l.smem, s, w, x, x_stride, y, y_stride,
-           l.block_rows);
-  else
-    launch(gemv_q4_batch_kernel<M, SYM, SILU>, l.grid, kWarps * 32, l.smem, s, w, x, x_stride, y, y_stride,
-           l.block_rows);
+  // block_rows = 4 warps x rows_per_warp packed rows (fewer when x would exceed 48 KB of shared memory),
+  // then balanced so the slices are about equal.
+  const int packed_rows = w.K / 8;
+  int br = std::min(packed_rows, std::max(1, kWarps * cfg.rows_per_warp));
+  while (br > 1 && smem_bytes(M, br) > kSmemLimit) br /= 2;
+  const int splits = (packed_rows + br - 1) / br;
+  br = (packed_rows + splits - 1) / splits;
+  const dim3 grid((w.N + kCols - 1) / kCols, splits);
+  launch(gemv_q4_kernel<M, SYM, SILU>, grid, kWarps * 32, smem_bytes(M, br), s, w, x, x_stride, y, y_stride, br);
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -341,14 +229,13 @@ void dispatch_m(const QWeight& w, const void* x, int m, int x_stride, float* y, 
 
 std::vector<GemvQ4Config> gemv_q4_candidates() {
   std::vector<GemvQ4Config> c;
-  for (int rpw : {4, 8, 16, 32, 64}) c.push_back({GemvQ4Variant::Batch, rpw});
-  for (int rpw : {8, 16, 32, 64}) c.push_back({GemvQ4Variant::Ring, rpw});
+  for (int rpw : {4, 8, 16, 32}) c.push_back({rpw});
   return c;
 }
 
 GemvQ4Config gemv_q4_default_config() {
   // The best in most shapes of the 7B/13B/70B sweep on an H100 (docs/PERF-NOTES.md).
-  return {GemvQ4Variant::Ring, 8};
+  return {8};
 }
 
 void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,

@@ -37,20 +37,25 @@ __global__ void embed_kernel(const __half* __restrict__ table, const int* __rest
   }
 }
 
+// grid (rows, slices): every block of a row computes the row's sum of squares (the row is small and in L2)
+// and writes its slice of the output; all blocks share the zeroing. Several slices per row keep a decode
+// step's single row from running on one SM.
 __global__ void rmsnorm_kernel(const float* __restrict__ x, int x_stride, int n, const __half* __restrict__ w,
                                float eps, __half* __restrict__ y, int y_stride, float* __restrict__ zero_buf,
                                size_t zero_count) {
   wait_for_previous_kernel();
   __shared__ float red[32];
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < zero_count; i += (size_t)gridDim.x * blockDim.x)
-    zero_buf[i] = 0.f;
-  const float* xr = x + (size_t)blockIdx.x * x_stride;
+  const size_t blocks = (size_t)gridDim.x * gridDim.y, block = (size_t)blockIdx.y * gridDim.x + blockIdx.x;
+  const int row = blockIdx.x, slice = blockIdx.y, slices = gridDim.y;
+  for (size_t i = block * blockDim.x + threadIdx.x; i < zero_count; i += blocks * blockDim.x) zero_buf[i] = 0.f;
+  const float* xr = x + (size_t)row * x_stride;
   float ss = 0.f;
   for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
   ss = block_sum(ss, red);
   const float r = rsqrtf(ss / (float)n + eps);
-  __half* yr = y + (size_t)blockIdx.x * y_stride;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = __float2half(xr[i] * r * __half2float(w[i]));
+  const int per = (n + slices - 1) / slices, end = min(n, (slice + 1) * per);
+  __half* yr = y + (size_t)row * y_stride;
+  for (int i = slice * per + threadIdx.x; i < end; i += blockDim.x) yr[i] = __float2half(xr[i] * r * __half2float(w[i]));
 }
 
 __global__ void silu_mul_kernel(const float* __restrict__ gu, int m, int I, __half* __restrict__ out) {
@@ -220,102 +225,6 @@ __global__ void attention_combine_kernel(const float* __restrict__ work, int H, 
   }
 }
 
-// ---- prompt attention: a tile of 16 query rows per block shares every K/V tile (32 keys) in shared memory ----
-// Warp w owns rows 4w..4w+3 of the tile. Scores: lane j computes key j's dot product; P.V: lane owns dims
-// lane + 32t. Online softmax per row in registers.
-template <int D>
-__global__ void __launch_bounds__(128)
-    attention_prefill_kernel(const __half* __restrict__ q, const __half* __restrict__ kc,
-                             const __half* __restrict__ vc, int m, int H, int KV, int S, const int* __restrict__ pos,
-                             __half* __restrict__ out) {
-  wait_for_previous_kernel();
-  constexpr int R = 16, T = 32, DP = D + 2, NT = D / 32;
-  __shared__ __align__(16) float qs[R][D];
-  __shared__ __align__(16) __half ks[T][DP];
-  __shared__ __align__(16) __half vs[T][D];
-  const int head = blockIdx.x, r0 = blockIdx.y * R;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int p0 = *pos;
-  const int kvh = head / (H / KV);
-  const float scale = rsqrtf((float)D) * 1.4426950408889634f;
-  for (int i = tid; i < R * D; i += 128) {
-    const int r = i / D, d = i % D;
-    qs[r][d] = (r0 + r < m) ? __half2float(q[((size_t)(r0 + r) * H + head) * D + d]) * scale : 0.f;
-  }
-  float mrow[4], lrow[4], acc[4][NT];
-#pragma unroll
-  for (int rr = 0; rr < 4; ++rr) {
-    mrow[rr] = -INFINITY, lrow[rr] = 0.f;
-#pragma unroll
-    for (int t = 0; t < NT; ++t) acc[rr][t] = 0.f;
-  }
-  const int last_row = min(m, r0 + R) - 1;
-  const int kend = p0 + last_row + 1;  // keys the tile's last row sees
-  const __half* kbase = kc + (size_t)kvh * S * D;
-  const __half* vbase = vc + (size_t)kvh * S * D;
-  for (int t0 = 0; t0 < kend; t0 += T) {
-    __syncthreads();  // the previous tile is consumed (and qs is ready on the first pass)
-    for (int i = tid; i < T * (D / 8); i += 128) {
-      const int j = i / (D / 8), c = i % (D / 8), p = t0 + j;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (p < kend) {
-        kv = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D + c * 8);
-        vv = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D + c * 8);
-      }
-      const uint32_t* kw = reinterpret_cast<const uint32_t*>(&kv);
-      uint32_t* kd = reinterpret_cast<uint32_t*>(&ks[j][c * 8]);  // rows are 4-byte aligned (DP even)
-      kd[0] = kw[0], kd[1] = kw[1], kd[2] = kw[2], kd[3] = kw[3];
-      *reinterpret_cast<uint4*>(&vs[j][c * 8]) = vv;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int rr = 0; rr < 4; ++rr) {
-      const int r = warp * 4 + rr, row = r0 + r;
-      const int L = p0 + row + 1;          // this row sees keys [0, L)
-      if (row >= m || t0 >= L) continue;   // warp-uniform
-      const int p = t0 + lane;
-      float sdot = -INFINITY;
-      if (p < L) {
-        float a = 0.f;
-#pragma unroll 8
-        for (int d = 0; d < D; d += 2) {
-          const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(&ks[lane][d]));
-          const float2 qf = *reinterpret_cast<const float2*>(&qs[r][d]);
-          a = fmaf(qf.x, kf.x, fmaf(qf.y, kf.y, a));
-        }
-        sdot = a;
-      }
-      float tmax = sdot;
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, o));
-      const float mnew = fmaxf(mrow[rr], tmax);
-      const float alpha = exp2f(mrow[rr] - mnew);
-      const float e = p < L ? exp2f(sdot - mnew) : 0.f;
-      float esum = e;
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) esum += __shfl_xor_sync(0xffffffffu, esum, o);
-      lrow[rr] = lrow[rr] * alpha + esum;
-#pragma unroll
-      for (int t = 0; t < NT; ++t) acc[rr][t] *= alpha;
-      const int nkeys = min(T, L - t0);
-      for (int j = 0; j < nkeys; ++j) {
-        const float pj = __shfl_sync(0xffffffffu, e, j);
-#pragma unroll
-        for (int t = 0; t < NT; ++t) acc[rr][t] = fmaf(pj, __half2float(vs[j][lane + 32 * t]), acc[rr][t]);
-      }
-      mrow[rr] = mnew;
-    }
-  }
-#pragma unroll
-  for (int rr = 0; rr < 4; ++rr) {
-    const int row = r0 + warp * 4 + rr;
-    if (row >= m) continue;
-    const float inv = 1.f / lrow[rr];
-#pragma unroll
-    for (int t = 0; t < NT; ++t) out[((size_t)row * H + head) * D + lane + 32 * t] = __float2half(acc[rr][t] * inv);
-  }
-}
-
 // ---- random fills ----
 __device__ __forceinline__ uint32_t hash_u32(uint64_t x) {
   x ^= x >> 33;
@@ -350,8 +259,10 @@ void embed_rows(const __half* table, const int* tokens, int m, int hidden, float
 
 void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
              cudaStream_t s, float* zero_buf, size_t zero_count) {
-  launch(rmsnorm_kernel, dim3(m), dim3(n >= 1024 ? 1024 : ((n + 31) / 32) * 32), 0, s, x, x_stride, n, w, eps, y,
-         y_stride, zero_buf, zero_count);
+  // Decode rows get 16 slices of 256 threads; prompt chunks have rows enough, one block each.
+  const bool sliced = m <= kGemvMaxRows && n >= 16 * 256;
+  const dim3 grid(m, sliced ? 16 : 1), block(sliced ? 256 : (n >= 1024 ? 1024 : ((n + 31) / 32) * 32));
+  launch(rmsnorm_kernel, grid, block, 0, s, x, x_stride, n, w, eps, y, y_stride, zero_buf, zero_count);
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -390,19 +301,6 @@ void attention(const __half* q, const __half* kcache, const __half* vcache, int 
     launch(attention_combine_kernel, dim3(H, m), std::min(256, ((D + 31) / 32) * 32), 0, s, work, H, D, splits, out);
     XL_CUDA_LAUNCH_CHECK();
   }
-}
-
-void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,
-                       int S, const int* pos, __half* out, cudaStream_t s) {
-  dim3 grid(H, (m + 15) / 16);
-  if (D == 128) {
-    launch(attention_prefill_kernel<128>, grid, 128, 0, s, q, kcache, vcache, m, H, KV, S, pos, out);
-  } else if (D == 64) {
-    launch(attention_prefill_kernel<64>, grid, 128, 0, s, q, kcache, vcache, m, H, KV, S, pos, out);
-  } else {
-    return attention(q, kcache, vcache, m, H, KV, D, S, pos, 1, nullptr, out, s);
-  }
-  XL_CUDA_LAUNCH_CHECK();
 }
 
 void fill_random_u32(uint32_t* p, size_t n, uint64_t seed, cudaStream_t s) {

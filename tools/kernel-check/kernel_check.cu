@@ -450,9 +450,8 @@ void time_gemv_q4(const char* what, int K, int N, int m) {
   const GemvQ4Config c = gemv_q4_autotune(q, false, x.p, K, y.p, N, nullptr);  // what the backend would pick
   const float ms = median_ms([&] { gemv_q4(q, x.p, false, m, K, y.p, N, c, nullptr); });
   const double bytes = (double)qw.n * 4 + sc.n * 2;
-  std::printf("time gemv_q4 %-22s %5dx%-5d m=%d  %8.1f us  %7.0f GB/s  (%s, %d rows/warp)\n", what, K, N, m,
-              ms * 1e3, bytes / (ms * 1e-3) / 1e9, c.variant == GemvQ4Variant::Ring ? "ring" : "batch",
-              c.rows_per_warp);
+  std::printf("time gemv_q4 %-22s %5dx%-5d m=%d  %8.1f us  %7.0f GB/s  (%d rows/warp)\n", what, K, N, m,
+              ms * 1e3, bytes / (ms * 1e-3) / 1e9, c.rows_per_warp);
 }
 
 void time_gemv_f16(const char* what, int K, int N) {
@@ -579,8 +578,6 @@ float batch_us(const std::function<void()>& f, int batch = 10, int runs = 30) {
   return median_ms([&] { for (int i = 0; i < batch; ++i) f(); }, 3, runs) * 1e3f / batch;
 }
 
-const char* variant_name(const GemvQ4Config& c) { return c.variant == GemvQ4Variant::Ring ? "ring" : "batch"; }
-
 void tune_gemv_q4() {
   struct Shape {
     const char* name;
@@ -595,7 +592,7 @@ void tune_gemv_q4() {
       {"70B q+k+v", 8192, 10240, false},    {"70B o_proj", 8192, 8192, false},
       {"70B gate+up", 8192, 57344, false},  {"70B down (silu)", 28672, 8192, true},
   };
-  std::printf("\ntune gemv_q4 (m=1, group 128; us per launch, back to back; batch/ring + rows per warp)\n");
+  std::printf("\ntune gemv_q4 (m=1, group 128; us per launch, back to back; r = packed rows per warp)\n");
   for (const Shape& sh : shapes) {
     const int K = sh.K, N = sh.N, G = K / 128;
     Dev<uint32_t> qw((size_t)K / 8 * N);
@@ -621,15 +618,15 @@ void tune_gemv_q4() {
     for (const GemvQ4Config& c : gemv_q4_candidates()) {
       const float t = time_cfg(c);
       char buf[48];
-      std::snprintf(buf, sizeof buf, " %s%d=%.1f", variant_name(c), c.rows_per_warp, t);
+      std::snprintf(buf, sizeof buf, " r%d=%.1f", c.rows_per_warp, t);
       all += buf;
       if (t < t_best) t_best = t, best = c;
     }
     const GemvQ4Config picked = gemv_q4_autotune(q, sh.silu, xp, xs, y.p, N, nullptr);
-    std::printf("tune %-16s %5dx%-5d default %s%-3d %6.1f us %5.0f GB/s | best %s%-3d %6.1f us %5.0f GB/s | "
-                "autotune picks %s%d\n",
-                sh.name, K, N, variant_name(def), def.rows_per_warp, t_def, gb / (t_def * 1e-6), variant_name(best),
-                best.rows_per_warp, t_best, gb / (t_best * 1e-6), variant_name(picked), picked.rows_per_warp);
+    std::printf("tune %-16s %5dx%-5d default r%-3d %6.1f us %5.0f GB/s | best r%-3d %6.1f us %5.0f GB/s | "
+                "autotune picks r%d\n",
+                sh.name, K, N, def.rows_per_warp, t_def, gb / (t_def * 1e-6), best.rows_per_warp, t_best,
+                gb / (t_best * 1e-6), picked.rows_per_warp);
     std::printf("     all:%s\n", all.c_str());
   }
 }
@@ -703,6 +700,7 @@ int main(int argc, char** argv) {
     check_dense(256, 200, 70, true);
     check_rmsnorm(3, 4096);
     check_rmsnorm(2, 64);
+    check_rmsnorm(12, 4096);  // prompt rows: one block per row
     check_silu(3, 11008);
     check_rope(2, 4, 2, 128, 1000, 1100);
     check_rope(3, 8, 4, 8, 7, 16);
