@@ -80,7 +80,6 @@ struct GpuLinear {
   int K = 0, N = 0;
   bool quantized = false;
   QWeight q;                 // quantized
-  cuda::GemvQ4Config gemv = cuda::gemv_q4_default_config();  // decode kernel, picked per shape at load
   const __half* dense = nullptr;  // [N, K]
   const __half* bias = nullptr;
 };
@@ -261,6 +260,8 @@ class CudaBackend final : public Backend {
     deq_ = mem_.alloc<__half>(deq, "scratch", &scratch_bytes_);
     deq_halves_ = deq;
     work_ = mem_.alloc<float>(work_floats, "scratch", &scratch_bytes_);
+    attn_done_ = mem_.alloc<unsigned>((size_t)cuda::kGemvMaxRows * H, "scratch", &scratch_bytes_);
+    XL_CUDA_CHECK(cudaMemset(attn_done_, 0, (size_t)cuda::kGemvMaxRows * H * sizeof(unsigned)));
     logits_ = mem_.alloc<float>((size_t)kLogitRows * cfg_.vocab_size, "scratch", &scratch_bytes_);
     // Step inputs travel in one copy from pinned memory: [pos, tokens...].
     pos_ = mem_.alloc<int>(rows_ + 1, "scratch", &scratch_bytes_);
@@ -271,35 +272,6 @@ class CudaBackend final : public Backend {
     inv_freq_ = mem_.alloc<float>(D / 2, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaMallocHost(&host_token_, sizeof(int)));
     update_inv_freq(1, /*force=*/true);
-    tune_gemv();
-  }
-
-  // Picks the fastest 4-bit GEMV variant for each layer shape on this GPU (~0.1 s; XLLAMA_GEMV_AUTOTUNE=0
-  // keeps the default). All layers share their shapes, so layer 0's weights stand for every layer.
-  void tune_gemv() {
-    const char* v = std::getenv("XLLAMA_GEMV_AUTOTUNE");
-    if (layers_.empty() || (v && std::string(v) == "0")) return;
-    const int hid = cfg_.hidden_size, I = cfg_.intermediate_size;
-    const int qkv_dim = (cfg_.num_heads + 2 * cfg_.num_kv_heads) * cfg_.head_dim;
-    const int kmax = std::max({hid, I, cfg_.num_heads * cfg_.head_dim});
-    XL_CUDA_CHECK(cudaMemsetAsync(xn_, 0, (size_t)kmax * sizeof(__half), stream_));
-    XL_CUDA_CHECK(cudaMemsetAsync(gu_, 0, (size_t)2 * I * sizeof(float), stream_));
-    GpuLayer& l0 = layers_[0];
-    auto tune = [&](GpuLinear& l, bool silu, float* y, int y_stride) {
-      if (!l.quantized) return;
-      l.gemv = cuda::gemv_q4_autotune(l.q, silu, silu ? (const void*)gu_ : (const void*)xn_, silu ? 2 * l.K : l.K,
-                                      y, y_stride, stream_);
-    };
-    tune(l0.qkv, false, qkv_, qkv_dim);
-    tune(l0.o, false, h_, hid);
-    tune(l0.down, true, h_, hid);  // before gate/up, which scribbles over its input gu_
-    tune(l0.gate_up, false, gu_, 2 * I);
-    tune(lm_head_, false, logits_, cfg_.vocab_size);
-    for (GpuLayer& l : layers_) {
-      l.qkv.gemv = l0.qkv.gemv, l.o.gemv = l0.o.gemv;
-      l.gate_up.gemv = l0.gate_up.gemv, l.down.gemv = l0.down.gemv;
-    }
-    XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
   // ---- Backend ----
@@ -564,7 +536,7 @@ class CudaBackend final : public Backend {
   void linear(const GpuLinear& l, const __half* x, int m, int x_stride, float* y, int y_stride) {
     if (m <= cuda::kGemvMaxRows) {
       if (l.quantized)
-        cuda::gemv_q4(l.q, x, false, m, x_stride, y, y_stride, l.gemv, stream_);
+        cuda::gemv_q4(l.q, x, false, m, x_stride, y, y_stride, stream_);
       else
         cuda::gemv_f16(l.dense, l.bias, l.K, l.N, x, m, x_stride, y, y_stride, stream_);
       return;
@@ -617,17 +589,19 @@ class CudaBackend final : public Backend {
       __half* vc = vcache_ + li * layer_elems;
       cuda::rmsnorm(h_, hid, m, hid, l.input_norm, cfg_.rms_norm_eps, xn_, hid, stream_, qkv_, (size_t)m * qkv_dim);
       linear(l.qkv, xn_, m, hid, qkv_, qkv_dim);
-      cuda::rope_qkv_to_cache(qkv_, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
-      if (m <= cuda::kGemvMaxRows)
-        cuda::attention(q_, kc, vc, m, H, KV, D, S_, pos_, splits, work_, att_, stream_);
-      else
+      if (m <= cuda::kGemvMaxRows) {  // decode: RoPE and the KV write happen inside the attention kernel
+        cuda::attention_rope(qkv_, inv_freq_, kc, vc, m, H, KV, D, S_, pos_, splits, work_, attn_done_, att_,
+                             stream_);
+      } else {
+        cuda::rope_qkv_to_cache(qkv_, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
         cuda::attention_prefill(q_, kc, vc, m, H, KV, D, S_, pos_, att_, stream_);
+      }
       linear(l.o, att_, m, H * D, h_, hid);  // residual add: o_proj accumulates into h
       cuda::rmsnorm(h_, hid, m, hid, l.post_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gu_, (size_t)m * 2 * I);
       linear(l.gate_up, xn_, m, hid, gu_, 2 * I);
       if (m <= cuda::kGemvMaxRows && l.down.quantized) {
         // SiLU(gate) * up fused into the staging
-        cuda::gemv_q4(l.down.q, gu_, true, m, 2 * I, h_, hid, l.down.gemv, stream_);
+        cuda::gemv_q4(l.down.q, gu_, true, m, 2 * I, h_, hid, stream_);
       } else {
         cuda::silu_mul(gu_, m, I, act_, stream_);
         linear(l.down, act_, m, I, h_, hid);
@@ -663,6 +637,7 @@ class CudaBackend final : public Backend {
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
   size_t deq_halves_ = 0;
   int *tokens_ = nullptr, *pos_ = nullptr, *token_out_ = nullptr;
+  unsigned* attn_done_ = nullptr;  // decode attention's per-(row, head) split counters
   int* host_token_ = nullptr;
   int* host_in_ = nullptr;
   void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)

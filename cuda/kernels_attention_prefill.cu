@@ -176,7 +176,7 @@ void attention_prefill(const __half* q, const __half* kcache, const __half* vcac
   } else if (D == 64) {
     launch(attention_prefill_mma_kernel<64>, grid, kThreads, 0, s, q, kcache, vcache, m, H, KV, S, pos, out);
   } else {
-    return attention(q, kcache, vcache, m, H, KV, D, S, pos, 1, nullptr, out, s);
+    return attention(q, kcache, vcache, m, H, KV, D, S, pos, 1, nullptr, nullptr, out, s);
   }
   XL_CUDA_LAUNCH_CHECK();
 }

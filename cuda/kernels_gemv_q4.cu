@@ -4,11 +4,11 @@
 // packed rows; its warps split the slice, load 8 packed rows at a time (the first 8 before waiting for the
 // previous kernel) and are reduced in shared memory. Slices of K are summed with atomicAdd; a block that
 // owns the whole of K adds without atomics (deterministic). How many rows each warp should take depends on
-// the shape and the GPU: the backend measures the candidates once per shape at load (gemv_q4_autotune).
+// the shape: on the H100 sweep (xllama_kernel_check --tune, docs/PERF-NOTES.md) 8 was within 3% of the best
+// on every 7B/13B/70B shape, so that is the default.
 // (A variant that kept 8 loads in flight per lane as a register ring, with scales staged in shared memory,
 // lost on every 7B/13B/70B shape but one on the H100: docs/PERF-NOTES.md.)
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "cuda/cuda_check.h"
@@ -233,13 +233,8 @@ std::vector<GemvQ4Config> gemv_q4_candidates() {
   return c;
 }
 
-GemvQ4Config gemv_q4_default_config() {
-  // The best in most shapes of the 7B/13B/70B sweep on an H100 (docs/PERF-NOTES.md).
-  return {8};
-}
-
 void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
-             const GemvQ4Config& cfg, cudaStream_t s) {
+             cudaStream_t s, const GemvQ4Config& cfg) {
   for (int r = 0; r < m; r += kGemvMaxRows) {
     const int mm = std::min(kGemvMaxRows, m - r);
     const size_t x_elem = silu_input ? sizeof(float) : sizeof(__half);
@@ -253,35 +248,6 @@ void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stri
       else dispatch_m<true, false>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
     }
   }
-}
-
-GemvQ4Config gemv_q4_autotune(const QWeight& w, bool silu_input, const void* x, int x_stride, float* y,
-                              int y_stride, cudaStream_t s) {
-  cudaEvent_t a, b;
-  XL_CUDA_CHECK(cudaEventCreate(&a));
-  XL_CUDA_CHECK(cudaEventCreate(&b));
-  GemvQ4Config best = gemv_q4_default_config();
-  float best_ms = INFINITY;
-  constexpr int kBatch = 4, kRuns = 5;  // back to back, as a graph replays them; median of kRuns
-  for (const GemvQ4Config& c : gemv_q4_candidates()) {
-    auto batch = [&] {
-      for (int i = 0; i < kBatch; ++i) gemv_q4(w, x, silu_input, 1, x_stride, y, y_stride, c, s);
-    };
-    batch();  // warm up
-    float t[kRuns];
-    for (float& ti : t) {
-      XL_CUDA_CHECK(cudaEventRecord(a, s));
-      batch();
-      XL_CUDA_CHECK(cudaEventRecord(b, s));
-      XL_CUDA_CHECK(cudaEventSynchronize(b));
-      XL_CUDA_CHECK(cudaEventElapsedTime(&ti, a, b));
-    }
-    std::sort(t, t + kRuns);
-    if (t[kRuns / 2] < best_ms) best_ms = t[kRuns / 2], best = c;
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return best;
 }
 
 }  // namespace xllama::cuda

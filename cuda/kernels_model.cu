@@ -68,6 +68,17 @@ __global__ void silu_mul_kernel(const float* __restrict__ gu, int m, int I, __ha
   }
 }
 
+// rotate_half RoPE of the pair (j, j + D/2) at position p. HF: angle in fp32 (inv_freq * position),
+// cos/sin precisely (positions can be large).
+__device__ __forceinline__ void rotate_pair(float& a, float& b, int p, float inv_freq) {
+  const float angle = (float)p * inv_freq;
+  double sn, cs;
+  sincos((double)angle, &sn, &cs);
+  const float c = (float)cs, s = (float)sn;
+  const float ra = a * c - b * s, rb = b * c + a * s;
+  a = ra, b = rb;
+}
+
 // grid (m, H + 2 KV), block D/2 threads (pairs j and j + D/2).
 __global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, int D,
                                 const float* __restrict__ inv_freq, const int* __restrict__ pos,
@@ -78,15 +89,7 @@ __global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, in
   const int p = *pos + row;
   const float* src = qkv + (size_t)row * (H + 2 * KV) * D + (size_t)head * D;
   float a = src[j], b = src[j + half_d];
-  if (head < H + KV) {
-    // HF: angle in fp32 (inv_freq * position), cos/sin precisely (positions can be large).
-    const float angle = (float)p * inv_freq[j];
-    double sn, cs;
-    sincos((double)angle, &sn, &cs);
-    const float c = (float)cs, s = (float)sn;
-    const float ra = a * c - b * s, rb = b * c + a * s;
-    a = ra, b = rb;
-  }
+  if (head < H + KV) rotate_pair(a, b, p, inv_freq[j]);
   __half* dst;
   if (head < H) {
     dst = q + ((size_t)row * H + head) * D;
@@ -103,12 +106,17 @@ __global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, in
 // Block (head, row, split), 128 threads. Lanes form groups of TPP threads, each thread owning 8 dims of one
 // key position (one 16-byte load of K and of V); the 128/TPP groups walk the split's positions with their own
 // online softmax, then the groups are merged in shared memory.
+// ROPE (decode): q and the new rows' k, v come straight from the q/k/v projection's fp32 output; the block
+// rotates q itself and writes the new positions it reads into the caches first (blocks that share a KV head
+// or a position write identical values), so decode needs no separate RoPE kernel.
 constexpr int kAttnThreads = 128;
 
+template <bool ROPE>
 __global__ void __launch_bounds__(kAttnThreads)
-    attention_kernel(const __half* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
+    attention_kernel(const __half* __restrict__ q, const float* __restrict__ qkv, const float* __restrict__ inv_freq,
+                     __half* kc, __half* vc,  // not __restrict__: with ROPE the block reads what it wrote
                      int H, int KV, int D, int S, const int* __restrict__ pos, int splits, int tpp,
-                     float* __restrict__ work, __half* __restrict__ out) {
+                     float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out) {
   wait_for_previous_kernel();
   extern __shared__ float sm[];  // [slots][D] acc, [slots] m, [slots] l
   const int head = blockIdx.x, row = blockIdx.y, split = blockIdx.z;
@@ -124,7 +132,33 @@ __global__ void __launch_bounds__(kAttnThreads)
   float qv[8], acc[8];
 #pragma unroll
   for (int t = 0; t < 8; ++t) qv[t] = 0.f, acc[t] = 0.f;
-  if (active_dims) {
+  if (ROPE) {
+    const int p0 = *pos, half_d = D / 2, width = (H + 2 * KV) * D;
+    const int n0 = max(start, p0);  // new positions this block reads: [n0, end)
+    for (int i = tid; i < (end - n0) * half_d; i += kAttnThreads) {
+      const int p = n0 + i / half_d, j = i % half_d;
+      const float* src = qkv + (size_t)(p - p0) * width;
+      const float* ksrc = src + (size_t)(H + kvh) * D;
+      const float* vsrc = src + (size_t)(H + KV + kvh) * D;
+      float a = ksrc[j], b = ksrc[j + half_d];
+      rotate_pair(a, b, p, inv_freq[j]);
+      __half* kd = kc + ((size_t)kvh * S + p) * D;
+      __half* vd = vc + ((size_t)kvh * S + p) * D;
+      kd[j] = __float2half(a), kd[j + half_d] = __float2half(b);
+      vd[j] = __float2half(vsrc[j]), vd[j + half_d] = __float2half(vsrc[j + half_d]);
+    }
+    __syncthreads();
+    if (active_dims) {
+      const float* qsrc = qkv + (size_t)row * width + (size_t)head * D;
+#pragma unroll
+      for (int t = 0; t < 8; ++t) {
+        const int d = d0 + t, j = d % half_d;
+        float a = qsrc[j], b = qsrc[j + half_d];
+        rotate_pair(a, b, p0 + row, inv_freq[j]);
+        qv[t] = __half2float(__float2half(d < half_d ? a : b)) * scale;  // rounded as the q buffer would be
+      }
+    }
+  } else if (active_dims) {
     uint4 raw = *reinterpret_cast<const uint4*>(q + ((size_t)row * H + head) * D + d0);
     const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
 #pragma unroll
@@ -191,6 +225,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   float Ltot = 0.f;
   for (int i = 0; i < slots; ++i)
     if (sms[i] != -INFINITY) Ltot += sls[i] * exp2f(sms[i] - M);
+  float* wr = splits > 1 ? work + (((size_t)row * H + head) * splits + split) * (D + 2) : nullptr;
   for (int d = tid; d < D; d += kAttnThreads) {
     float o = 0.f;
     for (int i = 0; i < slots; ++i)
@@ -198,28 +233,34 @@ __global__ void __launch_bounds__(kAttnThreads)
     if (splits == 1) {
       out[((size_t)row * H + head) * D + d] = __float2half(o / Ltot);
     } else {
-      float* wr = work + (((size_t)row * H + head) * splits + split) * (D + 2);
       wr[d] = o;
       if (d == 0) wr[D] = M, wr[D + 1] = Ltot;
     }
   }
-}
-
-__global__ void attention_combine_kernel(const float* __restrict__ work, int H, int D, int splits,
-                                         __half* __restrict__ out) {
-  wait_for_previous_kernel();
-  const int head = blockIdx.x, row = blockIdx.y;
+  if (splits == 1) return;
+  // The last split block of this (row, head) to finish combines the partials (no separate kernel).
+  __shared__ bool last;
+  __threadfence();  // this block's partials are visible before it counts itself done
+  __syncthreads();
+  if (tid == 0) {
+    unsigned* counter = done + (size_t)row * H + head;
+    last = atomicAdd(counter, 1u) == (unsigned)splits - 1;
+    if (last) *counter = 0;  // ready for the next launch
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
   const float* w = work + ((size_t)row * H + head) * splits * (D + 2);
-  float M = -INFINITY;
-  for (int s = 0; s < splits; ++s) M = fmaxf(M, w[s * (D + 2) + D]);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+  float Mall = -INFINITY;
+  for (int sp = 0; sp < splits; ++sp) Mall = fmaxf(Mall, __ldcg(w + sp * (D + 2) + D));
+  for (int d = tid; d < D; d += kAttnThreads) {
     float o = 0.f, L = 0.f;
-    for (int s = 0; s < splits; ++s) {
-      const float ms = w[s * (D + 2) + D];
+    for (int sp = 0; sp < splits; ++sp) {
+      const float ms = __ldcg(w + sp * (D + 2) + D);
       if (ms == -INFINITY) continue;
-      const float f = exp2f(ms - M);
-      o += w[s * (D + 2) + d] * f;
-      L += w[s * (D + 2) + D + 1] * f;
+      const float f = exp2f(ms - Mall);
+      o += __ldcg(w + sp * (D + 2) + d) * f;
+      L += __ldcg(w + sp * (D + 2) + D + 1) * f;
     }
     out[((size_t)row * H + head) * D + d] = __float2half(o / L);
   }
@@ -288,19 +329,33 @@ int attention_splits(int m, int H, int max_len) {
   return std::min(splits, 64);
 }
 
-void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
-               const int* pos, int splits, float* work, __half* out, cudaStream_t s) {
+namespace {
+template <bool ROPE>
+void launch_attention(const __half* q, const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m,
+                      int H, int KV, int D, int S, const int* pos, int splits, float* work, unsigned* done,
+                      __half* out, cudaStream_t s) {
   int tpp = 1;
   while (tpp * 8 < D) tpp <<= 1;
   const int slots = kAttnThreads / tpp;
   const size_t smem = ((size_t)slots * D + 2 * slots) * sizeof(float);
   dim3 grid(H, m, splits);
-  launch(attention_kernel, grid, kAttnThreads, smem, s, q, kcache, vcache, H, KV, D, S, pos, splits, tpp, work, out);
+  launch(attention_kernel<ROPE>, grid, kAttnThreads, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos,
+         splits, tpp, work, done, out);
   XL_CUDA_LAUNCH_CHECK();
-  if (splits > 1) {
-    launch(attention_combine_kernel, dim3(H, m), std::min(256, ((D + 31) / 32) * 32), 0, s, work, H, D, splits, out);
-    XL_CUDA_LAUNCH_CHECK();
-  }
+}
+}  // namespace
+
+void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
+               const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s) {
+  // Without ROPE the kernel only reads the caches.
+  launch_attention<false>(q, nullptr, nullptr, const_cast<__half*>(kcache), const_cast<__half*>(vcache), m, H, KV, D,
+                          S, pos, splits, work, done, out, s);
+}
+
+void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
+                    int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
+                    cudaStream_t s) {
+  launch_attention<true>(nullptr, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits, work, done, out, s);
 }
 
 void fill_random_u32(uint32_t* p, size_t n, uint64_t seed, cudaStream_t s) {
