@@ -27,11 +27,12 @@ constexpr int kGemvMaxRows = 8;  // rows up to this use the GEMV kernels, more u
 // Decode GEMV over 4-bit weights (kernels_gemv_q4.cu). With silu_input, x is the MLP's gate/up output
 // gu [m, 2K] (fp32, x_stride in floats) and the input is silu(gate) * up, rounded to fp16 as silu_mul does,
 // so the down projection needs no separate SiLU kernel; otherwise x is fp16 (x_stride in halves).
-// The config sets the packed rows (8 input rows each) per warp, which sets how K is split over blocks;
-// gemv_q4_candidates() lists what the kernel check's --tune sweep times.
+// The config sets the packed rows (8 input rows each) per warp, which sets how K is split over blocks
+// (0: gemv_q4_rows_per_warp's tuned rule); gemv_q4_candidates() lists what the kernel check's --tune times.
 struct GemvQ4Config {
-  int rows_per_warp = 8;
+  int rows_per_warp = 0;
 };
+int gemv_q4_rows_per_warp(int K, int N);
 void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg = GemvQ4Config{});
 std::vector<GemvQ4Config> gemv_q4_candidates();

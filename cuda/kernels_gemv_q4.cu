@@ -4,8 +4,8 @@
 // packed rows; its warps split the slice, load 8 packed rows at a time (the first 8 before waiting for the
 // previous kernel) and are reduced in shared memory. Slices of K are summed with atomicAdd; a block that
 // owns the whole of K adds without atomics (deterministic). How many rows each warp should take depends on
-// the shape: on the H100 sweep (xllama_kernel_check --tune, docs/PERF-NOTES.md) 8 was within 3% of the best
-// on every 7B/13B/70B shape, so that is the default.
+// the shape; gemv_q4_rows_per_warp is the rule from the H100 sweep (xllama_kernel_check --tune,
+// docs/PERF-NOTES.md).
 // (A variant that kept 8 loads in flight per lane as a register ring, with scales staged in shared memory,
 // lost on every 7B/13B/70B shape but one on the H100: docs/PERF-NOTES.md.)
 #include <algorithm>
@@ -233,8 +233,15 @@ std::vector<GemvQ4Config> gemv_q4_candidates() {
   return c;
 }
 
+int gemv_q4_rows_per_warp(int K, int N) {
+  // 8 was best or within 3% on every 7B/13B/70B shape; 16 won (by ~1-2%) on the biggest MLP matrices.
+  return (K >= 20000 || N >= 20000) ? 16 : 8;
+}
+
 void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
-             cudaStream_t s, const GemvQ4Config& cfg) {
+             cudaStream_t s, const GemvQ4Config& cfg_in) {
+  GemvQ4Config cfg = cfg_in;
+  if (cfg.rows_per_warp <= 0) cfg.rows_per_warp = gemv_q4_rows_per_warp(w.K, w.N);
   for (int r = 0; r < m; r += kGemvMaxRows) {
     const int mm = std::min(kGemvMaxRows, m - r);
     const size_t x_elem = silu_input ? sizeof(float) : sizeof(__half);

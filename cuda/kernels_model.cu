@@ -147,17 +147,18 @@ __global__ void __launch_bounds__(kAttnThreads)
       kd[j] = __float2half(a), kd[j + half_d] = __float2half(b);
       vd[j] = __float2half(vsrc[j]), vd[j + half_d] = __float2half(vsrc[j + half_d]);
     }
-    __syncthreads();
-    if (active_dims) {
-      const float* qsrc = qkv + (size_t)row * width + (size_t)head * D;
-#pragma unroll
-      for (int t = 0; t < 8; ++t) {
-        const int d = d0 + t, j = d % half_d;
-        float a = qsrc[j], b = qsrc[j + half_d];
-        rotate_pair(a, b, p0 + row, inv_freq[j]);
-        qv[t] = __half2float(__float2half(d < half_d ? a : b)) * scale;  // rounded as the q buffer would be
-      }
+    // q rotated once per block (the lane groups all need the whole head), rounded as the q buffer would be
+    __shared__ float qrot[256];
+    const float* qsrc = qkv + (size_t)row * width + (size_t)head * D;
+    for (int j = tid; j < half_d; j += kAttnThreads) {
+      float a = qsrc[j], b = qsrc[j + half_d];
+      rotate_pair(a, b, p0 + row, inv_freq[j]);
+      qrot[j] = __half2float(__float2half(a)), qrot[j + half_d] = __half2float(__float2half(b));
     }
+    __syncthreads();  // also orders the cache writes above before the reads below
+    if (active_dims)
+#pragma unroll
+      for (int t = 0; t < 8; ++t) qv[t] = qrot[d0 + t] * scale;
   } else if (active_dims) {
     uint4 raw = *reinterpret_cast<const uint4*>(q + ((size_t)row * H + head) * D + d0);
     const __half2* h2 = reinterpret_cast<const __half2*>(&raw);

@@ -515,7 +515,7 @@ void time_gemv_q4(const char* what, int K, int N, int m) {
   fill_random_half(x.p, x.n, 3, -1.f, 1.f, nullptr);
   QWeight q;
   q.qweight = qw.p, q.scales = sc.p, q.K = K, q.N = N, q.group_size = gs, q.sym_zero = 8;
-  const GemvQ4Config c;  // the default, as the backend runs it
+  const GemvQ4Config c{gemv_q4_rows_per_warp(K, N)};  // as the backend runs it
   const float ms = median_ms([&] { gemv_q4(q, x.p, false, m, K, y.p, N, nullptr, c); });
   const double bytes = (double)qw.n * 4 + sc.n * 2;
   std::printf("time gemv_q4 %-22s %5dx%-5d m=%d  %8.1f us  %7.0f GB/s  (%d rows/warp)\n", what, K, N, m,
@@ -681,7 +681,7 @@ void tune_gemv_q4() {
     auto time_cfg = [&](const GemvQ4Config& c) {
       return batch_us([&] { gemv_q4(q, xp, sh.silu, 1, xs, y.p, N, nullptr, c); });
     };
-    const GemvQ4Config def;
+    const GemvQ4Config def{gemv_q4_rows_per_warp(K, N)};
     const float t_def = time_cfg(def);
     GemvQ4Config best = def;
     float t_best = t_def;
@@ -693,7 +693,7 @@ void tune_gemv_q4() {
       all += buf;
       if (t < t_best) t_best = t, best = c;
     }
-    std::printf("tune %-16s %5dx%-5d default r%-3d %6.1f us %5.0f GB/s | best r%-3d %6.1f us %5.0f GB/s\n", sh.name,
+    std::printf("tune %-16s %5dx%-5d rule r%-3d %6.1f us %5.0f GB/s | best r%-3d %6.1f us %5.0f GB/s\n", sh.name,
                 K, N, def.rows_per_warp, t_def, gb / (t_def * 1e-6), best.rows_per_warp, t_best, gb / (t_best * 1e-6));
     std::printf("     all:%s\n", all.c_str());
   }
