@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -26,7 +27,12 @@ namespace {
 using cuda::QWeight;
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-constexpr size_t kDequantBudgetHalves = size_t(16) << 20;  // prompt-path dequant tile: 32 MiB
+// Prompt-path dequantization tile: 32 MiB of fp16 weights (XLLAMA_DEQUANT_MIB overrides it, for tuning).
+size_t dequant_budget_halves() {
+  size_t mib = 32;
+  if (const char* v = std::getenv("XLLAMA_DEQUANT_MIB"); v && std::atoi(v) > 0) mib = (size_t)std::atoi(v);
+  return mib << 19;  // halves per MiB
+}
 
 std::string gib(size_t bytes) {
   char buf[32];
@@ -223,7 +229,7 @@ class CudaBackend final : public Backend {
     const size_t qkv_dim = (size_t)(H + 2 * KV) * D;
     // Flash-decoding partials: at most 64 splits per row (attention_splits).
     const size_t work_floats = (size_t)cuda::kGemvMaxRows * H * 64 * (D + 2);
-    size_t deq = std::max(kDequantBudgetHalves, (size_t)kmax * 128);
+    size_t deq = std::max(dequant_budget_halves(), (size_t)kmax * 128);
     const size_t scratch_need = (size_t)rows_ * (hid * 4 + kmax * 2 + qkv_dim * 4 + H * D * 2 * 2 + 2 * I * 4 +
                                                  I * 2 + kmax * 2 + 4) +
                                 deq * 2 + work_floats * 4 + (size_t)kLogitRows * cfg_.vocab_size * 4 + D * 4 + 64;
@@ -254,6 +260,8 @@ class CudaBackend final : public Backend {
     deq_ = mem_.alloc<__half>(deq, "scratch", &scratch_bytes_);
     deq_halves_ = deq;
     work_ = mem_.alloc<float>(work_floats, "scratch", &scratch_bytes_);
+    attn_done_ = mem_.alloc<unsigned>((size_t)cuda::kGemvMaxRows * H, "scratch", &scratch_bytes_);
+    XL_CUDA_CHECK(cudaMemset(attn_done_, 0, (size_t)cuda::kGemvMaxRows * H * sizeof(unsigned)));
     logits_ = mem_.alloc<float>((size_t)kLogitRows * cfg_.vocab_size, "scratch", &scratch_bytes_);
     // Step inputs travel in one copy from pinned memory: [pos, tokens...].
     pos_ = mem_.alloc<int>(rows_ + 1, "scratch", &scratch_bytes_);
@@ -528,7 +536,7 @@ class CudaBackend final : public Backend {
   void linear(const GpuLinear& l, const __half* x, int m, int x_stride, float* y, int y_stride) {
     if (m <= cuda::kGemvMaxRows) {
       if (l.quantized)
-        cuda::gemv_q4(l.q, x, m, x_stride, y, y_stride, stream_);
+        cuda::gemv_q4(l.q, x, false, m, x_stride, y, y_stride, stream_);
       else
         cuda::gemv_f16(l.dense, l.bias, l.K, l.N, x, m, x_stride, y, y_stride, stream_);
       return;
@@ -581,16 +589,19 @@ class CudaBackend final : public Backend {
       __half* vc = vcache_ + li * layer_elems;
       cuda::rmsnorm(h_, hid, m, hid, l.input_norm, cfg_.rms_norm_eps, xn_, hid, stream_, qkv_, (size_t)m * qkv_dim);
       linear(l.qkv, xn_, m, hid, qkv_, qkv_dim);
-      cuda::rope_qkv_to_cache(qkv_, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
-      if (m <= cuda::kGemvMaxRows)
-        cuda::attention(q_, kc, vc, m, H, KV, D, S_, pos_, splits, work_, att_, stream_);
-      else
+      if (m <= cuda::kGemvMaxRows) {  // decode: RoPE and the KV write happen inside the attention kernel
+        cuda::attention_rope(qkv_, inv_freq_, kc, vc, m, H, KV, D, S_, pos_, splits, work_, attn_done_, att_,
+                             stream_);
+      } else {
+        cuda::rope_qkv_to_cache(qkv_, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
         cuda::attention_prefill(q_, kc, vc, m, H, KV, D, S_, pos_, att_, stream_);
+      }
       linear(l.o, att_, m, H * D, h_, hid);  // residual add: o_proj accumulates into h
       cuda::rmsnorm(h_, hid, m, hid, l.post_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gu_, (size_t)m * 2 * I);
       linear(l.gate_up, xn_, m, hid, gu_, 2 * I);
       if (m <= cuda::kGemvMaxRows && l.down.quantized) {
-        cuda::gemv_q4_silu(l.down.q, gu_, m, h_, hid, stream_);  // SiLU(gate) * up fused into the staging
+        // SiLU(gate) * up fused into the staging
+        cuda::gemv_q4(l.down.q, gu_, true, m, 2 * I, h_, hid, stream_);
       } else {
         cuda::silu_mul(gu_, m, I, act_, stream_);
         linear(l.down, act_, m, I, h_, hid);
@@ -626,6 +637,7 @@ class CudaBackend final : public Backend {
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
   size_t deq_halves_ = 0;
   int *tokens_ = nullptr, *pos_ = nullptr, *token_out_ = nullptr;
+  unsigned* attn_done_ = nullptr;  // decode attention's per-(row, head) split counters
   int* host_token_ = nullptr;
   int* host_in_ = nullptr;
   void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace xllama::cuda {
 
@@ -23,10 +24,18 @@ struct QWeight {
 
 // ---- linear layers (all accumulate: y[i, n] += x[i, :] . W[n, :] (+ bias[n])) ----
 constexpr int kGemvMaxRows = 8;  // rows up to this use the GEMV kernels, more use dequant + GEMM
-void gemv_q4(const QWeight& w, const __half* x, int m, int x_stride, float* y, int y_stride, cudaStream_t s);
-// The MLP's down projection straight from the gate/up output gu [m, 2K]: input = silu(gate) * up
-// (rounded to fp16 as silu_mul does), so decode needs no separate SiLU kernel.
-void gemv_q4_silu(const QWeight& w, const float* gu, int m, float* y, int y_stride, cudaStream_t s);
+// Decode GEMV over 4-bit weights (kernels_gemv_q4.cu). With silu_input, x is the MLP's gate/up output
+// gu [m, 2K] (fp32, x_stride in floats) and the input is silu(gate) * up, rounded to fp16 as silu_mul does,
+// so the down projection needs no separate SiLU kernel; otherwise x is fp16 (x_stride in halves).
+// The config sets the packed rows (8 input rows each) per warp, which sets how K is split over blocks
+// (0: gemv_q4_rows_per_warp's tuned rule); gemv_q4_candidates() lists what the kernel check's --tune times.
+struct GemvQ4Config {
+  int rows_per_warp = 0;
+};
+int gemv_q4_rows_per_warp(int K, int N);
+void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
+             cudaStream_t s, const GemvQ4Config& cfg = GemvQ4Config{});
+std::vector<GemvQ4Config> gemv_q4_candidates();
 // Dense fp16 weight [N, K].
 void gemv_f16(const __half* w, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,
               int y_stride, cudaStream_t s);
@@ -54,13 +63,19 @@ void silu_mul(const float* gu, int m, int I, __half* out, cudaStream_t s);
 void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos,
                        __half* q, __half* kcache, __half* vcache, int S, cudaStream_t s);
 // Causal attention of m query rows at positions *pos + i over the cache (positions <= own position).
-// Splits each row's keys over `splits` blocks (flash-decoding) and combines them; work buffers hold
-// m * H * splits * (D + 2) floats. out fp16 [m, H * D].
+// Splits each row's keys over `splits` blocks (flash-decoding); the last block of a (row, head) to finish
+// combines them. work holds m * H * splits * (D + 2) floats; done holds m * H counters, zero before the
+// first call (each call leaves them zero). out fp16 [m, H * D].
 void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
-               const int* pos, int splits, float* work, __half* out, cudaStream_t s);
+               const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s);
+// The same with RoPE fused (decode): q and the new rows' k, v are read from qkv fp32 [m, (H + 2 KV) * D] as
+// rope_qkv_to_cache takes it; the new k, v are written into the caches as rope_qkv_to_cache would.
+void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
+                    int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
+                    cudaStream_t s);
 int attention_splits(int m, int H, int max_len);
-// The same for prompt chunks: 16 query rows per block share each K/V tile (head_dim 64 and 128; other sizes
-// use attention() with one split).
+// The same for prompt chunks, on the tensor cores (kernels_attention_prefill.cu; head_dim 64 and 128, other
+// sizes use attention() with one split).
 void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,
                        int S, const int* pos, __half* out, cudaStream_t s);
 

@@ -1,5 +1,5 @@
-// Linear-layer kernels: fused 4-bit GPTQ GEMV (decode), dense fp16 GEMV (lm_head, dense layers),
-// dequantization + tensor-core GEMM (prompt chunks).
+// Linear-layer kernels: dense fp16 GEMV (lm_head, dense layers), dequantization + tensor-core GEMM
+// (prompt chunks). The 4-bit GEMV lives in kernels_gemv_q4.cu.
 #include <mma.h>
 
 #include <algorithm>
@@ -7,210 +7,11 @@
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
+#include "cuda/stream_load.cuh"
 
 namespace xllama::cuda {
 
 namespace {
-
-__device__ __forceinline__ uint4 load_stream(const uint4* p) {
-  // Weights are read exactly once per token: don't let them evict activations from L1.
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
-
-__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
-  uint32_t r;  // (a & b) | c
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-  return r;
-}
-
-// The 8 nibbles of `word` as four half2 pairs (rows s and s+4, s = 0..3) of exact (q - zero) values:
-// (nibble | 0x6400) is the fp16 number 1024 + q, and subtracting 1024 + zero is exact.
-__device__ __forceinline__ void dequant_word(uint32_t word, __half2 z1024, __half2 d[4]) {
-#pragma unroll
-  for (int s = 0; s < 4; ++s) {
-    uint32_t h = lop3_and_or(word >> (4 * s), 0x000f000fu, 0x64006400u);
-    d[s] = __hsub2(*reinterpret_cast<__half2*>(&h), z1024);
-  }
-}
-
-constexpr int kGemvWarps = 4;
-// x is staged as x/16 so the fp16 sum of four (q - zero) * x products (|q - zero| <= 16) can't overflow
-// for |x| < 16k (down_proj inputs can reach thousands); the scale folds 16 back in fp32.
-constexpr float kXScale = 0.0625f, kXUnscale = 16.f;
-constexpr int kGemvCols = 128;       // 32 lanes x 4 columns (one 16-byte load per packed row)
-constexpr int kGemvUnroll = 8;       // packed rows loaded before any is used
-constexpr int kGemvMaxBlockRows = 256;  // packed rows per block (bounds shared memory for x)
-
-// Block (x: 128 columns, y: a slice of packed rows). x for the slice is staged in shared memory,
-// read through the act-order permutation and stored as the half2 pairs dequant_word produces.
-// Each lane accumulates 4 columns x M rows in fp32 (half2 products summed over one word, 8 weights),
-// the warps of a block are reduced in shared memory and slices are summed with atomicAdd into y.
-// SILU: x is the fp32 gate/up pair [m, 2K] and the input is silu(gate) * up (the MLP's down projection).
-template <int M, bool SYM, bool SILU>
-__global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
-                   int block_rows) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  __half2* xs = reinterpret_cast<__half2*>(smem_raw);  // [M][block_rows * 4]
-  const int packed_rows = w.K / 8;
-  const int r0 = blockIdx.y * block_rows;
-  const int nr = min(block_rows, packed_rows - r0);
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int c = blockIdx.x * kGemvCols + lane * 4;
-  const int per_warp = (nr + kGemvWarps - 1) / kGemvWarps;
-  const int wr0 = warp * per_warp, wr1 = min(nr, wr0 + per_warp);
-  const uint4* qp = reinterpret_cast<const uint4*>(w.qweight + (size_t)(r0 + wr0) * w.N + c);
-  const size_t row_step = w.N / 4;  // in uint4
-  // Weights never depend on earlier kernels: the first batch streams in while the previous kernel drains.
-  uint4 q[kGemvUnroll];
-  if (c < w.N) {
-#pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u)
-      if (wr0 + u < wr1) q[u] = load_stream(qp + (size_t)u * row_step);
-  }
-  wait_for_previous_kernel();
-  for (int i = tid; i < M * nr * 4; i += blockDim.x) {
-    int mi = i / (nr * 4), rem = i - mi * nr * 4, rr = rem >> 2, s = rem & 3;
-    int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
-    if (w.perm) {
-      k0 = w.perm[k0];
-      k1 = w.perm[k1];
-    }
-    if (SILU) {
-      const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
-      const float g0 = gr[k0], g1 = gr[k1];
-      // silu_mul rounds to fp16 first; the 1/16 below is exact except for tiny (subnormal) values
-      const float a0 = __half2float(__float2half(g0 / (1.f + __expf(-g0)) * gr[w.K + k0]));
-      const float a1 = __half2float(__float2half(g1 / (1.f + __expf(-g1)) * gr[w.K + k1]));
-      xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
-    } else {
-      const __half* xr = static_cast<const __half*>(xv) + (size_t)mi * x_stride;
-      xs[mi * block_rows * 4 + rem] =
-          __floats2half2_rn(__half2float(xr[k0]) * kXScale, __half2float(xr[k1]) * kXScale);
-    }
-  }
-  __syncthreads();
-
-  float acc[M][4];
-#pragma unroll
-  for (int mi = 0; mi < M; ++mi)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[mi][j] = 0.f;
-
-  if (c < w.N) {
-    int cur_g = -1;
-    float sc[4];
-    __half2 z2[4];
-    for (int rr = wr0; rr < wr1; rr += kGemvUnroll) {
-      if (rr != wr0) {
-#pragma unroll
-        for (int u = 0; u < kGemvUnroll; ++u)
-          if (rr + u < wr1) q[u] = load_stream(qp + (size_t)(rr - wr0 + u) * row_step);
-      }
-#pragma unroll
-      for (int u = 0; u < kGemvUnroll; ++u) {
-        if (rr + u >= wr1) break;
-        const int g = ((r0 + rr + u) * 8) / w.group_size;
-        if (g != cur_g) {
-          cur_g = g;
-          uint2 sraw = *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
-          const __half2* sh = reinterpret_cast<const __half2*>(&sraw);
-          float2 s01 = __half22float2(sh[0]), s23 = __half22float2(sh[1]);
-          sc[0] = s01.x * kXUnscale, sc[1] = s01.y * kXUnscale, sc[2] = s23.x * kXUnscale, sc[3] = s23.y * kXUnscale;
-          if (SYM) {
-            uint16_t zb = 0x6400 | w.sym_zero;
-#pragma unroll
-            for (int j = 0; j < 4; ++j) z2[j] = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
-          } else {
-            uint32_t zw = *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-              uint16_t zb = 0x6400 | ((zw >> (8 * j)) & 0xff);
-              z2[j] = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
-            }
-          }
-        }
-        const uint32_t words[4] = {q[u].x, q[u].y, q[u].z, q[u].w};
-        const int xo = (rr + u) * 4;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          __half2 d[4];
-          dequant_word(words[j], z2[j], d);
-#pragma unroll
-          for (int mi = 0; mi < M; ++mi) {
-            const __half2* xm = xs + mi * block_rows * 4 + xo;
-            __half2 p = __hmul2(d[0], xm[0]);
-            p = __hfma2(d[1], xm[1], p);
-            p = __hfma2(d[2], xm[2], p);
-            p = __hfma2(d[3], xm[3], p);
-            float2 f = __half22float2(p);
-            acc[mi][j] = fmaf(f.x + f.y, sc[j], acc[mi][j]);
-          }
-        }
-      }
-    }
-  }
-  __syncthreads();  // xs is reused for the reduction
-  float* red = reinterpret_cast<float*>(smem_raw);  // [warps][M][128]
-#pragma unroll
-  for (int mi = 0; mi < M; ++mi)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) red[(warp * M + mi) * kGemvCols + lane * 4 + j] = acc[mi][j];
-  __syncthreads();
-  for (int i = tid; i < M * kGemvCols; i += blockDim.x) {
-    const int mi = i / kGemvCols, col = i % kGemvCols, n = blockIdx.x * kGemvCols + col;
-    if (n >= w.N) continue;
-    float v = 0.f;
-#pragma unroll
-    for (int wi = 0; wi < kGemvWarps; ++wi) v += red[(wi * M + mi) * kGemvCols + col];
-    if (w.bias && blockIdx.y == 0) v += __half2float(w.bias[n]);
-    atomicAdd(y + (size_t)mi * y_stride + n, v);
-  }
-}
-
-int sm_count() {
-  int dev = 0, sms = 0;
-  XL_CUDA_CHECK(cudaGetDevice(&dev));
-  XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  return sms;
-}
-
-template <int M, bool SYM, bool SILU>
-void launch_gemv_q4(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, cudaStream_t s) {
-  const int sms = sm_count();
-  const int packed_rows = w.K / 8;
-  const int col_blocks = (w.N + kGemvCols - 1) / kGemvCols;
-  // Enough blocks for ~4 per SM, and at least kGemvWarps * 4 packed rows per block.
-  int splits = std::max(1, (4 * sms + col_blocks - 1) / col_blocks);
-  splits = std::min(splits, std::max(1, packed_rows / (kGemvWarps * 4)));
-  splits = std::max(splits, (packed_rows + kGemvMaxBlockRows - 1) / kGemvMaxBlockRows);
-  int block_rows = (packed_rows + splits - 1) / splits;
-  splits = (packed_rows + block_rows - 1) / block_rows;
-  size_t smem = std::max<size_t>((size_t)M * block_rows * 4 * sizeof(__half2),
-                                 (size_t)kGemvWarps * M * kGemvCols * sizeof(float));
-  dim3 grid(col_blocks, splits);
-  launch(gemv_q4_kernel<M, SYM, SILU>, grid, kGemvWarps * 32, smem, s, w, x, x_stride, y, y_stride, block_rows);
-  XL_CUDA_LAUNCH_CHECK();
-}
-
-template <bool SYM, bool SILU>
-void dispatch_gemv_q4(const QWeight& w, const void* x, int m, int x_stride, float* y, int y_stride,
-                      cudaStream_t s) {
-  switch (m) {
-    case 1: return launch_gemv_q4<1, SYM, SILU>(w, x, x_stride, y, y_stride, s);
-    case 2: return launch_gemv_q4<2, SYM, SILU>(w, x, x_stride, y, y_stride, s);
-    case 3: return launch_gemv_q4<3, SYM, SILU>(w, x, x_stride, y, y_stride, s);
-    case 4: return launch_gemv_q4<4, SYM, SILU>(w, x, x_stride, y, y_stride, s);
-    case 5: return launch_gemv_q4<5, SYM, SILU>(w, x, x_stride, y, y_stride, s);
-    case 6: return launch_gemv_q4<6, SYM, SILU>(w, x, x_stride, y, y_stride, s);
-    case 7: return launch_gemv_q4<7, SYM, SILU>(w, x, x_stride, y, y_stride, s);
-    default: return launch_gemv_q4<8, SYM, SILU>(w, x, x_stride, y, y_stride, s);
-  }
-}
 
 // ---- dense fp16 GEMV: one warp per output column, 16-byte loads along K ----
 constexpr int kF16Warps = 8;
@@ -311,6 +112,37 @@ __global__ void dequant_q4_kernel(QWeight w, int n0, int n1, __half* __restrict_
   }
 }
 
+// The same, 8 columns per thread (N and n0, n1 multiples of 8): 16-byte loads and stores.
+__global__ void dequant_q4_x8_kernel(QWeight w, int n0, int n1, __half* __restrict__ out) {
+  wait_for_previous_kernel();
+  const int nc = n1 - n0, c8 = nc / 8;
+  const size_t total = (size_t)(w.K / 8) * c8;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const int r = (int)(i / c8), cl = (int)(i % c8) * 8, n = n0 + cl;
+    const uint4* qp = reinterpret_cast<const uint4*>(w.qweight + (size_t)r * w.N + n);
+    const uint4 qa = qp[0], qb = qp[1];
+    const uint32_t words[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+    const int g = (r * 8) / w.group_size;
+    const uint4 sraw = *reinterpret_cast<const uint4*>(w.scales + (size_t)g * w.N + n);
+    const __half* sh = reinterpret_cast<const __half*>(&sraw);
+    uint2 zraw = make_uint2(0, 0);
+    if (w.zeros) zraw = *reinterpret_cast<const uint2*>(w.zeros + (size_t)g * w.N + n);
+    const uint8_t* zb = reinterpret_cast<const uint8_t*>(&zraw);
+    float sc[8];
+    int z[8];
+#pragma unroll
+    for (int c = 0; c < 8; ++c) sc[c] = __half2float(sh[c]), z[c] = w.zeros ? zb[c] : w.sym_zero;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      uint4 o;
+      __half* oh = reinterpret_cast<__half*>(&o);
+#pragma unroll
+      for (int c = 0; c < 8; ++c) oh[c] = __float2half(sc[c] * (float)((int)((words[c] >> (4 * j)) & 15) - z[c]));
+      *reinterpret_cast<uint4*>(out + (size_t)(r * 8 + j) * nc + cl) = o;
+    }
+  }
+}
+
 __global__ void gather_columns_kernel(const __half* __restrict__ x, int m, int K, int x_stride,
                                       const int* __restrict__ perm, __half* __restrict__ out) {
   wait_for_previous_kernel();
@@ -397,31 +229,6 @@ int grid_for(size_t total, int threads) {
 
 }  // namespace
 
-void gemv_q4(const QWeight& w, const __half* x, int m, int x_stride, float* y, int y_stride, cudaStream_t s) {
-  for (int r = 0; r < m; r += kGemvMaxRows) {
-    const int mm = std::min(kGemvMaxRows, m - r);
-    const __half* xr = x + (size_t)r * x_stride;
-    float* yr = y + (size_t)r * y_stride;
-    if (w.zeros)
-      dispatch_gemv_q4<false, false>(w, xr, mm, x_stride, yr, y_stride, s);
-    else
-      dispatch_gemv_q4<true, false>(w, xr, mm, x_stride, yr, y_stride, s);
-  }
-}
-
-void gemv_q4_silu(const QWeight& w, const float* gu, int m, float* y, int y_stride, cudaStream_t s) {
-  const int x_stride = 2 * w.K;
-  for (int r = 0; r < m; r += kGemvMaxRows) {
-    const int mm = std::min(kGemvMaxRows, m - r);
-    const float* xr = gu + (size_t)r * x_stride;
-    float* yr = y + (size_t)r * y_stride;
-    if (w.zeros)
-      dispatch_gemv_q4<false, true>(w, xr, mm, x_stride, yr, y_stride, s);
-    else
-      dispatch_gemv_q4<true, true>(w, xr, mm, x_stride, yr, y_stride, s);
-  }
-}
-
 void gemv_f16(const __half* W, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,
               int y_stride, cudaStream_t s) {
   for (int r = 0; r < m; r += 4) {
@@ -438,6 +245,12 @@ void gemv_f16(const __half* W, const __half* bias, int K, int N, const __half* x
 }
 
 void dequant_q4(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s) {
+  if (w.N % 8 == 0 && n0 % 8 == 0 && n1 % 8 == 0) {
+    const size_t total = (size_t)(w.K / 8) * ((n1 - n0) / 8);
+    launch(dequant_q4_x8_kernel, grid_for(total, 256), 256, 0, s, w, n0, n1, out);
+    XL_CUDA_LAUNCH_CHECK();
+    return;
+  }
   const size_t total = (size_t)(w.K / 8) * (n1 - n0);
   launch(dequant_q4_kernel, grid_for(total, 256), 256, 0, s, w, n0, n1, out);
   XL_CUDA_LAUNCH_CHECK();

@@ -37,20 +37,25 @@ __global__ void embed_kernel(const __half* __restrict__ table, const int* __rest
   }
 }
 
+// grid (rows, slices): every block of a row computes the row's sum of squares (the row is small and in L2)
+// and writes its slice of the output; all blocks share the zeroing. Several slices per row keep a decode
+// step's single row from running on one SM.
 __global__ void rmsnorm_kernel(const float* __restrict__ x, int x_stride, int n, const __half* __restrict__ w,
                                float eps, __half* __restrict__ y, int y_stride, float* __restrict__ zero_buf,
                                size_t zero_count) {
   wait_for_previous_kernel();
   __shared__ float red[32];
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < zero_count; i += (size_t)gridDim.x * blockDim.x)
-    zero_buf[i] = 0.f;
-  const float* xr = x + (size_t)blockIdx.x * x_stride;
+  const size_t blocks = (size_t)gridDim.x * gridDim.y, block = (size_t)blockIdx.y * gridDim.x + blockIdx.x;
+  const int row = blockIdx.x, slice = blockIdx.y, slices = gridDim.y;
+  for (size_t i = block * blockDim.x + threadIdx.x; i < zero_count; i += blocks * blockDim.x) zero_buf[i] = 0.f;
+  const float* xr = x + (size_t)row * x_stride;
   float ss = 0.f;
   for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
   ss = block_sum(ss, red);
   const float r = rsqrtf(ss / (float)n + eps);
-  __half* yr = y + (size_t)blockIdx.x * y_stride;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = __float2half(xr[i] * r * __half2float(w[i]));
+  const int per = (n + slices - 1) / slices, end = min(n, (slice + 1) * per);
+  __half* yr = y + (size_t)row * y_stride;
+  for (int i = slice * per + threadIdx.x; i < end; i += blockDim.x) yr[i] = __float2half(xr[i] * r * __half2float(w[i]));
 }
 
 __global__ void silu_mul_kernel(const float* __restrict__ gu, int m, int I, __half* __restrict__ out) {
@@ -63,6 +68,17 @@ __global__ void silu_mul_kernel(const float* __restrict__ gu, int m, int I, __ha
   }
 }
 
+// rotate_half RoPE of the pair (j, j + D/2) at position p. HF: angle in fp32 (inv_freq * position),
+// cos/sin precisely (positions can be large).
+__device__ __forceinline__ void rotate_pair(float& a, float& b, int p, float inv_freq) {
+  const float angle = (float)p * inv_freq;
+  double sn, cs;
+  sincos((double)angle, &sn, &cs);
+  const float c = (float)cs, s = (float)sn;
+  const float ra = a * c - b * s, rb = b * c + a * s;
+  a = ra, b = rb;
+}
+
 // grid (m, H + 2 KV), block D/2 threads (pairs j and j + D/2).
 __global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, int D,
                                 const float* __restrict__ inv_freq, const int* __restrict__ pos,
@@ -73,15 +89,7 @@ __global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, in
   const int p = *pos + row;
   const float* src = qkv + (size_t)row * (H + 2 * KV) * D + (size_t)head * D;
   float a = src[j], b = src[j + half_d];
-  if (head < H + KV) {
-    // HF: angle in fp32 (inv_freq * position), cos/sin precisely (positions can be large).
-    const float angle = (float)p * inv_freq[j];
-    double sn, cs;
-    sincos((double)angle, &sn, &cs);
-    const float c = (float)cs, s = (float)sn;
-    const float ra = a * c - b * s, rb = b * c + a * s;
-    a = ra, b = rb;
-  }
+  if (head < H + KV) rotate_pair(a, b, p, inv_freq[j]);
   __half* dst;
   if (head < H) {
     dst = q + ((size_t)row * H + head) * D;
@@ -98,12 +106,17 @@ __global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, in
 // Block (head, row, split), 128 threads. Lanes form groups of TPP threads, each thread owning 8 dims of one
 // key position (one 16-byte load of K and of V); the 128/TPP groups walk the split's positions with their own
 // online softmax, then the groups are merged in shared memory.
+// ROPE (decode): q and the new rows' k, v come straight from the q/k/v projection's fp32 output; the block
+// rotates q itself and writes the new positions it reads into the caches first (blocks that share a KV head
+// or a position write identical values), so decode needs no separate RoPE kernel.
 constexpr int kAttnThreads = 128;
 
+template <bool ROPE>
 __global__ void __launch_bounds__(kAttnThreads)
-    attention_kernel(const __half* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
+    attention_kernel(const __half* __restrict__ q, const float* __restrict__ qkv, const float* __restrict__ inv_freq,
+                     __half* kc, __half* vc,  // not __restrict__: with ROPE the block reads what it wrote
                      int H, int KV, int D, int S, const int* __restrict__ pos, int splits, int tpp,
-                     float* __restrict__ work, __half* __restrict__ out) {
+                     float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out) {
   wait_for_previous_kernel();
   extern __shared__ float sm[];  // [slots][D] acc, [slots] m, [slots] l
   const int head = blockIdx.x, row = blockIdx.y, split = blockIdx.z;
@@ -119,7 +132,34 @@ __global__ void __launch_bounds__(kAttnThreads)
   float qv[8], acc[8];
 #pragma unroll
   for (int t = 0; t < 8; ++t) qv[t] = 0.f, acc[t] = 0.f;
-  if (active_dims) {
+  if (ROPE) {
+    const int p0 = *pos, half_d = D / 2, width = (H + 2 * KV) * D;
+    const int n0 = max(start, p0);  // new positions this block reads: [n0, end)
+    for (int i = tid; i < (end - n0) * half_d; i += kAttnThreads) {
+      const int p = n0 + i / half_d, j = i % half_d;
+      const float* src = qkv + (size_t)(p - p0) * width;
+      const float* ksrc = src + (size_t)(H + kvh) * D;
+      const float* vsrc = src + (size_t)(H + KV + kvh) * D;
+      float a = ksrc[j], b = ksrc[j + half_d];
+      rotate_pair(a, b, p, inv_freq[j]);
+      __half* kd = kc + ((size_t)kvh * S + p) * D;
+      __half* vd = vc + ((size_t)kvh * S + p) * D;
+      kd[j] = __float2half(a), kd[j + half_d] = __float2half(b);
+      vd[j] = __float2half(vsrc[j]), vd[j + half_d] = __float2half(vsrc[j + half_d]);
+    }
+    // q rotated once per block (the lane groups all need the whole head), rounded as the q buffer would be
+    __shared__ float qrot[256];
+    const float* qsrc = qkv + (size_t)row * width + (size_t)head * D;
+    for (int j = tid; j < half_d; j += kAttnThreads) {
+      float a = qsrc[j], b = qsrc[j + half_d];
+      rotate_pair(a, b, p0 + row, inv_freq[j]);
+      qrot[j] = __half2float(__float2half(a)), qrot[j + half_d] = __half2float(__float2half(b));
+    }
+    __syncthreads();  // also orders the cache writes above before the reads below
+    if (active_dims)
+#pragma unroll
+      for (int t = 0; t < 8; ++t) qv[t] = qrot[d0 + t] * scale;
+  } else if (active_dims) {
     uint4 raw = *reinterpret_cast<const uint4*>(q + ((size_t)row * H + head) * D + d0);
     const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
 #pragma unroll
@@ -134,7 +174,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   const unsigned group_mask = tpp >= 32 ? 0xffffffffu : (((1u << tpp) - 1u) << (lane & ~(tpp - 1)));
   const __half* kbase = kc + (size_t)kvh * S * D + d0;
   const __half* vbase = vc + (size_t)kvh * S * D + d0;
-  constexpr int U = 2;
+  constexpr int U = 4;  // key positions per lane group in flight
   for (int p0 = start + slot; p0 < end; p0 += slots * U) {
     uint4 kr[U], vr[U];
 #pragma unroll
@@ -186,6 +226,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   float Ltot = 0.f;
   for (int i = 0; i < slots; ++i)
     if (sms[i] != -INFINITY) Ltot += sls[i] * exp2f(sms[i] - M);
+  float* wr = splits > 1 ? work + (((size_t)row * H + head) * splits + split) * (D + 2) : nullptr;
   for (int d = tid; d < D; d += kAttnThreads) {
     float o = 0.f;
     for (int i = 0; i < slots; ++i)
@@ -193,126 +234,36 @@ __global__ void __launch_bounds__(kAttnThreads)
     if (splits == 1) {
       out[((size_t)row * H + head) * D + d] = __float2half(o / Ltot);
     } else {
-      float* wr = work + (((size_t)row * H + head) * splits + split) * (D + 2);
       wr[d] = o;
       if (d == 0) wr[D] = M, wr[D + 1] = Ltot;
     }
   }
-}
-
-__global__ void attention_combine_kernel(const float* __restrict__ work, int H, int D, int splits,
-                                         __half* __restrict__ out) {
-  wait_for_previous_kernel();
-  const int head = blockIdx.x, row = blockIdx.y;
+  if (splits == 1) return;
+  // The last split block of this (row, head) to finish combines the partials (no separate kernel).
+  __shared__ bool last;
+  __threadfence();  // this block's partials are visible before it counts itself done
+  __syncthreads();
+  if (tid == 0) {
+    unsigned* counter = done + (size_t)row * H + head;
+    last = atomicAdd(counter, 1u) == (unsigned)splits - 1;
+    if (last) *counter = 0;  // ready for the next launch
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
   const float* w = work + ((size_t)row * H + head) * splits * (D + 2);
-  float M = -INFINITY;
-  for (int s = 0; s < splits; ++s) M = fmaxf(M, w[s * (D + 2) + D]);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+  float Mall = -INFINITY;
+  for (int sp = 0; sp < splits; ++sp) Mall = fmaxf(Mall, __ldcg(w + sp * (D + 2) + D));
+  for (int d = tid; d < D; d += kAttnThreads) {
     float o = 0.f, L = 0.f;
-    for (int s = 0; s < splits; ++s) {
-      const float ms = w[s * (D + 2) + D];
+    for (int sp = 0; sp < splits; ++sp) {
+      const float ms = __ldcg(w + sp * (D + 2) + D);
       if (ms == -INFINITY) continue;
-      const float f = exp2f(ms - M);
-      o += w[s * (D + 2) + d] * f;
-      L += w[s * (D + 2) + D + 1] * f;
+      const float f = exp2f(ms - Mall);
+      o += __ldcg(w + sp * (D + 2) + d) * f;
+      L += __ldcg(w + sp * (D + 2) + D + 1) * f;
     }
     out[((size_t)row * H + head) * D + d] = __float2half(o / L);
-  }
-}
-
-// ---- prompt attention: a tile of 16 query rows per block shares every K/V tile (32 keys) in shared memory ----
-// Warp w owns rows 4w..4w+3 of the tile. Scores: lane j computes key j's dot product; P.V: lane owns dims
-// lane + 32t. Online softmax per row in registers.
-template <int D>
-__global__ void __launch_bounds__(128)
-    attention_prefill_kernel(const __half* __restrict__ q, const __half* __restrict__ kc,
-                             const __half* __restrict__ vc, int m, int H, int KV, int S, const int* __restrict__ pos,
-                             __half* __restrict__ out) {
-  wait_for_previous_kernel();
-  constexpr int R = 16, T = 32, DP = D + 2, NT = D / 32;
-  __shared__ __align__(16) float qs[R][D];
-  __shared__ __align__(16) __half ks[T][DP];
-  __shared__ __align__(16) __half vs[T][D];
-  const int head = blockIdx.x, r0 = blockIdx.y * R;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int p0 = *pos;
-  const int kvh = head / (H / KV);
-  const float scale = rsqrtf((float)D) * 1.4426950408889634f;
-  for (int i = tid; i < R * D; i += 128) {
-    const int r = i / D, d = i % D;
-    qs[r][d] = (r0 + r < m) ? __half2float(q[((size_t)(r0 + r) * H + head) * D + d]) * scale : 0.f;
-  }
-  float mrow[4], lrow[4], acc[4][NT];
-#pragma unroll
-  for (int rr = 0; rr < 4; ++rr) {
-    mrow[rr] = -INFINITY, lrow[rr] = 0.f;
-#pragma unroll
-    for (int t = 0; t < NT; ++t) acc[rr][t] = 0.f;
-  }
-  const int last_row = min(m, r0 + R) - 1;
-  const int kend = p0 + last_row + 1;  // keys the tile's last row sees
-  const __half* kbase = kc + (size_t)kvh * S * D;
-  const __half* vbase = vc + (size_t)kvh * S * D;
-  for (int t0 = 0; t0 < kend; t0 += T) {
-    __syncthreads();  // the previous tile is consumed (and qs is ready on the first pass)
-    for (int i = tid; i < T * (D / 8); i += 128) {
-      const int j = i / (D / 8), c = i % (D / 8), p = t0 + j;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (p < kend) {
-        kv = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D + c * 8);
-        vv = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D + c * 8);
-      }
-      const uint32_t* kw = reinterpret_cast<const uint32_t*>(&kv);
-      uint32_t* kd = reinterpret_cast<uint32_t*>(&ks[j][c * 8]);  // rows are 4-byte aligned (DP even)
-      kd[0] = kw[0], kd[1] = kw[1], kd[2] = kw[2], kd[3] = kw[3];
-      *reinterpret_cast<uint4*>(&vs[j][c * 8]) = vv;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int rr = 0; rr < 4; ++rr) {
-      const int r = warp * 4 + rr, row = r0 + r;
-      const int L = p0 + row + 1;          // this row sees keys [0, L)
-      if (row >= m || t0 >= L) continue;   // warp-uniform
-      const int p = t0 + lane;
-      float sdot = -INFINITY;
-      if (p < L) {
-        float a = 0.f;
-#pragma unroll 8
-        for (int d = 0; d < D; d += 2) {
-          const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(&ks[lane][d]));
-          const float2 qf = *reinterpret_cast<const float2*>(&qs[r][d]);
-          a = fmaf(qf.x, kf.x, fmaf(qf.y, kf.y, a));
-        }
-        sdot = a;
-      }
-      float tmax = sdot;
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, o));
-      const float mnew = fmaxf(mrow[rr], tmax);
-      const float alpha = exp2f(mrow[rr] - mnew);
-      const float e = p < L ? exp2f(sdot - mnew) : 0.f;
-      float esum = e;
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) esum += __shfl_xor_sync(0xffffffffu, esum, o);
-      lrow[rr] = lrow[rr] * alpha + esum;
-#pragma unroll
-      for (int t = 0; t < NT; ++t) acc[rr][t] *= alpha;
-      const int nkeys = min(T, L - t0);
-      for (int j = 0; j < nkeys; ++j) {
-        const float pj = __shfl_sync(0xffffffffu, e, j);
-#pragma unroll
-        for (int t = 0; t < NT; ++t) acc[rr][t] = fmaf(pj, __half2float(vs[j][lane + 32 * t]), acc[rr][t]);
-      }
-      mrow[rr] = mnew;
-    }
-  }
-#pragma unroll
-  for (int rr = 0; rr < 4; ++rr) {
-    const int row = r0 + warp * 4 + rr;
-    if (row >= m) continue;
-    const float inv = 1.f / lrow[rr];
-#pragma unroll
-    for (int t = 0; t < NT; ++t) out[((size_t)row * H + head) * D + lane + 32 * t] = __float2half(acc[rr][t] * inv);
   }
 }
 
@@ -350,8 +301,10 @@ void embed_rows(const __half* table, const int* tokens, int m, int hidden, float
 
 void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
              cudaStream_t s, float* zero_buf, size_t zero_count) {
-  launch(rmsnorm_kernel, dim3(m), dim3(n >= 1024 ? 1024 : ((n + 31) / 32) * 32), 0, s, x, x_stride, n, w, eps, y,
-         y_stride, zero_buf, zero_count);
+  // Decode rows get 16 slices of 256 threads; prompt chunks have rows enough, one block each.
+  const bool sliced = m <= kGemvMaxRows && n >= 16 * 256;
+  const dim3 grid(m, sliced ? 16 : 1), block(sliced ? 256 : (n >= 1024 ? 1024 : ((n + 31) / 32) * 32));
+  launch(rmsnorm_kernel, grid, block, 0, s, x, x_stride, n, w, eps, y, y_stride, zero_buf, zero_count);
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -368,39 +321,42 @@ void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const floa
 }
 
 int attention_splits(int m, int H, int max_len) {
-  // Enough blocks to cover the GPU twice over for one decode row; rows already give parallelism.
+  // Enough blocks to fill the GPU four times over for one decode row (KV reads dominate at long contexts
+  // and need many loads in flight); rows already give parallelism. Splits past the current length are
+  // cheap: their blocks find no keys.
   const int blocks = m * H;
-  int splits = std::max(1, (2 * 132 + blocks - 1) / blocks);
+  int splits = std::max(1, (4 * 132 + blocks - 1) / blocks);
   splits = std::min(splits, std::max(1, max_len / 64));
   return std::min(splits, 64);
 }
 
-void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
-               const int* pos, int splits, float* work, __half* out, cudaStream_t s) {
+namespace {
+template <bool ROPE>
+void launch_attention(const __half* q, const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m,
+                      int H, int KV, int D, int S, const int* pos, int splits, float* work, unsigned* done,
+                      __half* out, cudaStream_t s) {
   int tpp = 1;
   while (tpp * 8 < D) tpp <<= 1;
   const int slots = kAttnThreads / tpp;
   const size_t smem = ((size_t)slots * D + 2 * slots) * sizeof(float);
   dim3 grid(H, m, splits);
-  launch(attention_kernel, grid, kAttnThreads, smem, s, q, kcache, vcache, H, KV, D, S, pos, splits, tpp, work, out);
+  launch(attention_kernel<ROPE>, grid, kAttnThreads, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos,
+         splits, tpp, work, done, out);
   XL_CUDA_LAUNCH_CHECK();
-  if (splits > 1) {
-    launch(attention_combine_kernel, dim3(H, m), std::min(256, ((D + 31) / 32) * 32), 0, s, work, H, D, splits, out);
-    XL_CUDA_LAUNCH_CHECK();
-  }
+}
+}  // namespace
+
+void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
+               const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s) {
+  // Without ROPE the kernel only reads the caches.
+  launch_attention<false>(q, nullptr, nullptr, const_cast<__half*>(kcache), const_cast<__half*>(vcache), m, H, KV, D,
+                          S, pos, splits, work, done, out, s);
 }
 
-void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,
-                       int S, const int* pos, __half* out, cudaStream_t s) {
-  dim3 grid(H, (m + 15) / 16);
-  if (D == 128) {
-    launch(attention_prefill_kernel<128>, grid, 128, 0, s, q, kcache, vcache, m, H, KV, S, pos, out);
-  } else if (D == 64) {
-    launch(attention_prefill_kernel<64>, grid, 128, 0, s, q, kcache, vcache, m, H, KV, S, pos, out);
-  } else {
-    return attention(q, kcache, vcache, m, H, KV, D, S, pos, 1, nullptr, out, s);
-  }
-  XL_CUDA_LAUNCH_CHECK();
+void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
+                    int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
+                    cudaStream_t s) {
+  launch_attention<true>(nullptr, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits, work, done, out, s);
 }
 
 void fill_random_u32(uint32_t* p, size_t n, uint64_t seed, cudaStream_t s) {

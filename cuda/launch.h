@@ -11,9 +11,13 @@
 namespace xllama::cuda {
 
 // Every kernel launched through launch() calls this before reading anything an earlier kernel wrote.
+// Once every block of this kernel is past the wait, the next kernel may be launched: its blocks take free
+// SM slots during this kernel's tail and start streaming their weights (they wait for this one to finish
+// before reading its outputs).
 __device__ __forceinline__ void wait_for_previous_kernel() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
 

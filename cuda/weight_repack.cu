@@ -71,6 +71,7 @@ std::vector<__half> to_half(const TensorView& t) {
 bool pack_q4(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq, PackedQ4& out) {
   const LinearWeights& p0 = *parts[0];
   const int K = p0.in_features, gs = p0.group_size;
+  if (gs % 8 != 0) return false;  // the kernels read whole packed rows (8 input rows) of one group
   int N = 0;
   for (auto* p : parts) {
     if (!p->quantized() || p->in_features != K || p->group_size != gs) return false;

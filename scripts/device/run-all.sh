@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One GPU-machine command that builds, checks and measures; each step's log lands in $OUT.
-#   bash scripts/device/run-all.sh [steps...]    steps: kernels check sanitize monitor bench (default: all)
+#   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate user monitor bench sanitize (default: all)
 # Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
 # npm run build:ts)
 set -u
 cd "$(dirname "$0")/../.."
-steps="${*:-kernels check generate monitor bench sanitize}"
+steps="${*:-kernels check generate user monitor bench sanitize}"
 source scripts/device/setup.sh || exit 1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv | tee "$OUT/gpu.txt"
 node bin/xllama.js info --gpus | tee "$OUT/info-gpus.txt"
@@ -17,16 +17,20 @@ run() {  # run NAME TIMEOUT CMD...: logs to $OUT/NAME.log, prints its tail
 }
 for s in $steps; do
   case $s in
-    kernels) kc=$(find build -name xllama_kernel_check -type f | head -1)
-             if [ -n "$kc" ]; then run kernels 180 "$kc"; else echo "=== kernels: no xllama_kernel_check built"; fi ;;
+    kernels) kc=$(find build -name xllama_kernel_check -type f | head -1)  # KC_ARGS: e.g. --tune
+             if [ -n "$kc" ]; then run kernels 300 "$kc" ${KC_ARGS:-}; else echo "=== kernels: no xllama_kernel_check built"; fi ;;
     user) run user 300 bash scripts/device/user-commands.sh ;;
     generate) run generate 120 node scripts/device/check-generate.mjs --backend cuda ;;
     check) run check 240 node scripts/device/check-cuda.mjs --backend cuda ;;
     sanitize) run sanitize 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
                node scripts/device/check-cuda.mjs --backend cuda --quick ;;
     monitor) run monitor 120 bash scripts/device/record-monitor-traces.sh ;;
-    bench) bw=$(python3 scripts/device/copy-bandwidth.py 2>/dev/null || echo 3000); echo "copy bandwidth: $bw GB/s" | tee "$OUT/copy-bw.txt"
-           run bench 400 node scripts/device/bench-cuda.mjs --copy-gbs "$bw" --json "$OUT/bench.json" ${BENCH_MODELS:+--models $BENCH_MODELS} ;;
+    bench) # xllama bench itself, on each dummy: a table in bench.log, one JSON object per model in bench.jsonl
+           for m in $(echo "${BENCH_MODELS:-llama-7b,llama-13b,llama-70b}" | tr , ' '); do
+             run "bench-$m" 300 node bin/xllama.js bench --dummy "$m" --max-seq-len 4096 --gen 256
+             cat "$OUT/bench-$m.log" >> "$OUT/bench.log"
+             node bin/xllama.js bench --dummy "$m" --max-seq-len 4096 --gen 256 --json >> "$OUT/bench.jsonl" 2>>"$OUT/bench.log"
+           done ;;
   esac
 done
 # Only 8 files come back from the GPU machine: bundle every log, trace and frame into one archive.

@@ -1,0 +1,260 @@
+// Fused 4-bit GPTQ GEMV for decode (1..8 rows): y[i, :] += x[i, :] . W (+ bias).
+//
+// A block of 4 warps owns 128 output columns (32 lanes x 4, one 16-byte load per packed row) and a slice of
+// packed rows; its warps split the slice, load 8 packed rows at a time (the first 8 before waiting for the
+// previous kernel) and are reduced in shared memory. Slices of K are summed with atomicAdd; a block that
+// owns the whole of K adds without atomics (deterministic). How many rows each warp should take depends on
+// the shape; gemv_q4_rows_per_warp is the rule from the H100 sweep (xllama_kernel_check --tune,
+// docs/PERF-NOTES.md).
+// (A variant that kept 8 loads in flight per lane as a register ring, with scales staged in shared memory,
+// lost on every 7B/13B/70B shape but one on the H100: docs/PERF-NOTES.md.)
+#include <algorithm>
+#include <vector>
+
+#include "cuda/cuda_check.h"
+#include "cuda/kernels.h"
+#include "cuda/launch.h"
+#include "cuda/stream_load.cuh"
+
+namespace xllama::cuda {
+
+namespace {
+
+constexpr int kCols = 128;  // output columns per block
+constexpr int kWarps = 4;
+constexpr int kBatchRows = 8;  // packed rows a warp loads before using them
+constexpr size_t kSmemLimit = 48 * 1024;
+// x is staged as x/16 so the fp16 sum of four (q - zero) * x products (|q - zero| <= 16) can't overflow
+// for |x| < 16k (down_proj inputs can reach thousands); the scale folds 16 back in fp32.
+constexpr float kXScale = 0.0625f, kXUnscale = 16.f;
+
+__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t r;  // (a & b) | c
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
+}
+
+// The 8 nibbles of `word` as four half2 pairs (rows s and s+4, s = 0..3) of exact (q - zero) values:
+// (nibble | 0x6400) is the fp16 number 1024 + q, and subtracting 1024 + zero is exact.
+__device__ __forceinline__ void dequant_word(uint32_t word, __half2 z1024, __half2 d[4]) {
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    uint32_t h = lop3_and_or(word >> (4 * s), 0x000f000fu, 0x64006400u);
+    d[s] = __hsub2(*reinterpret_cast<__half2*>(&h), z1024);
+  }
+}
+
+// Shared memory: x staging [M][block_rows * 4] half2; the warp reduction [warps][M][128] float reuses it.
+inline size_t smem_bytes(int M, int block_rows) {
+  return std::max((size_t)M * block_rows * 16, (size_t)kWarps * M * kCols * 4);
+}
+
+// x for packed rows [r0, r0 + nr), read through the act-order permutation and stored (times 1/16) as the
+// pairs dequant_word produces. SILU: x is the fp32 gate/up pair [m, 2K] and the input is silu(gate) * up.
+template <int M, bool SILU>
+__device__ __forceinline__ void stage_x(const QWeight& w, const void* __restrict__ xv, int x_stride, int r0, int nr,
+                                        int block_rows, __half2* xs) {
+  for (int i = threadIdx.x; i < M * nr * 4; i += blockDim.x) {
+    const int mi = i / (nr * 4), rem = i - mi * nr * 4, rr = rem >> 2, s = rem & 3;
+    int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
+    if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
+    if (SILU) {
+      const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+      const float ga = gr[k0], gb = gr[k1];
+      // silu_mul rounds to fp16 first; the 1/16 below is exact except for tiny (subnormal) values
+      const float a0 = __half2float(__float2half(ga / (1.f + __expf(-ga)) * gr[w.K + k0]));
+      const float a1 = __half2float(__float2half(gb / (1.f + __expf(-gb)) * gr[w.K + k1]));
+      xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
+    } else {
+      const __half* xr = static_cast<const __half*>(xv) + (size_t)mi * x_stride;
+      xs[mi * block_rows * 4 + rem] =
+          __floats2half2_rn(__half2float(xr[k0]) * kXScale, __half2float(xr[k1]) * kXScale);
+    }
+  }
+}
+
+// One group's scales (times 16) and zeros (as 1024 + zero) for the lane's 4 columns.
+template <bool SYM>
+__device__ __forceinline__ void group_params(uint2 sraw, uint32_t zw, int sym_zero, float sc[4], __half2 z2[4]) {
+  const __half2* sh = reinterpret_cast<const __half2*>(&sraw);
+  const float2 s01 = __half22float2(sh[0]), s23 = __half22float2(sh[1]);
+  sc[0] = s01.x * kXUnscale, sc[1] = s01.y * kXUnscale, sc[2] = s23.x * kXUnscale, sc[3] = s23.y * kXUnscale;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const uint16_t zb = 0x6400 | (SYM ? sym_zero : (zw >> (8 * j)) & 0xff);
+    z2[j] = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
+  }
+}
+
+// acc[mi][j] += x[mi] . column j of one packed row (16 bytes: 8 rows x 4 columns); xo = the row's x offset.
+template <int M>
+__device__ __forceinline__ void accumulate_row(uint4 q, const __half2 z2[4], const float sc[4], const __half2* xs,
+                                               int block_rows, int xo, float acc[M][4]) {
+  const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    __half2 d[4];
+    dequant_word(words[j], z2[j], d);
+#pragma unroll
+    for (int mi = 0; mi < M; ++mi) {
+      const uint4 xw = *reinterpret_cast<const uint4*>(xs + mi * block_rows * 4 + xo);
+      const __half2* xm = reinterpret_cast<const __half2*>(&xw);
+      __half2 p = __hmul2(d[0], xm[0]);
+      p = __hfma2(d[1], xm[1], p);
+      p = __hfma2(d[2], xm[2], p);
+      p = __hfma2(d[3], xm[3], p);
+      const float2 f = __half22float2(p);
+      acc[mi][j] = fmaf(f.x + f.y, sc[j], acc[mi][j]);
+    }
+  }
+}
+
+// Sums the warps' partial columns in shared memory and adds them to y (atomically when K is split).
+template <int M>
+__device__ __forceinline__ void reduce_and_add(const float acc[M][4], unsigned char* smem_raw, const QWeight& w,
+                                               float* __restrict__ y, int y_stride, int col0) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  __syncthreads();  // the staging area is reused for the reduction
+  float* red = reinterpret_cast<float*>(smem_raw);  // [warps][M][128]
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) red[(warp * M + mi) * kCols + lane * 4 + j] = acc[mi][j];
+  __syncthreads();
+  const bool whole_k = gridDim.y == 1;
+  for (int i = tid; i < M * kCols; i += blockDim.x) {
+    const int mi = i / kCols, col = i % kCols, n = col0 + col;
+    if (n >= w.N) continue;
+    float v = 0.f;
+#pragma unroll
+    for (int wi = 0; wi < kWarps; ++wi) v += red[(wi * M + mi) * kCols + col];
+    if (w.bias && blockIdx.y == 0) v += __half2float(w.bias[n]);
+    float* dst = y + (size_t)mi * y_stride + n;
+    if (whole_k)
+      *dst += v;
+    else
+      atomicAdd(dst, v);
+  }
+}
+
+template <int M, bool SYM, bool SILU>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
+                         int block_rows) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  constexpr int U = kBatchRows;
+  __half2* xs = reinterpret_cast<__half2*>(smem_raw);  // [M][block_rows * 4]
+  const int r0 = blockIdx.y * block_rows;
+  const int nr = min(block_rows, w.K / 8 - r0);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int col0 = blockIdx.x * kCols, c = col0 + lane * 4;
+  const int per_warp = (nr + kWarps - 1) / kWarps;
+  const int wr0 = min(nr, warp * per_warp), wr1 = min(nr, wr0 + per_warp);
+  const uint4* qp = reinterpret_cast<const uint4*>(w.qweight + (size_t)(r0 + wr0) * w.N + c);
+  const size_t row_step = w.N / 4;  // in uint4
+  // Weights never depend on earlier kernels: the first batch streams in while the previous kernel drains.
+  uint4 q[U];
+  if (c < w.N) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (wr0 + u < wr1) q[u] = load_stream(qp + (size_t)u * row_step);
+  }
+  wait_for_previous_kernel();
+  stage_x<M, SILU>(w, xv, x_stride, r0, nr, block_rows, xs);
+  __syncthreads();
+
+  float acc[M][4];
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[mi][j] = 0.f;
+  if (c < w.N) {
+    int cur_g = -1;
+    float sc[4];
+    __half2 z2[4];
+    for (int rr = wr0; rr < wr1; rr += U) {
+      if (rr != wr0) {
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+          if (rr + u < wr1) q[u] = load_stream(qp + (size_t)(rr - wr0 + u) * row_step);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (rr + u >= wr1) break;
+        const int g = ((r0 + rr + u) * 8) / w.group_size;
+        if (g != cur_g) {
+          cur_g = g;
+          const uint2 sraw = *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
+          const uint32_t zw = SYM ? 0u : *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
+          group_params<SYM>(sraw, zw, w.sym_zero, sc, z2);
+        }
+        accumulate_row<M>(q[u], z2, sc, xs, block_rows, (rr + u) * 4, acc);
+      }
+    }
+  }
+  reduce_and_add<M>(acc, smem_raw, w, y, y_stride, col0);
+}
+
+template <int M, bool SYM, bool SILU>
+void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, const GemvQ4Config& cfg,
+              cudaStream_t s) {
+  // block_rows = 4 warps x rows_per_warp packed rows (fewer when x would exceed 48 KB of shared memory),
+  // then balanced so the slices are about equal.
+  const int packed_rows = w.K / 8;
+  int br = std::min(packed_rows, std::max(1, kWarps * cfg.rows_per_warp));
+  while (br > 1 && smem_bytes(M, br) > kSmemLimit) br /= 2;
+  const int splits = (packed_rows + br - 1) / br;
+  br = (packed_rows + splits - 1) / splits;
+  const dim3 grid((w.N + kCols - 1) / kCols, splits);
+  launch(gemv_q4_kernel<M, SYM, SILU>, grid, kWarps * 32, smem_bytes(M, br), s, w, x, x_stride, y, y_stride, br);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+template <bool SYM, bool SILU>
+void dispatch_m(const QWeight& w, const void* x, int m, int x_stride, float* y, int y_stride,
+                const GemvQ4Config& cfg, cudaStream_t s) {
+  switch (m) {
+    case 1: return launch_m<1, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 2: return launch_m<2, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 3: return launch_m<3, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 4: return launch_m<4, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 5: return launch_m<5, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 6: return launch_m<6, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 7: return launch_m<7, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    default: return launch_m<8, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+  }
+}
+
+}  // namespace
+
+std::vector<GemvQ4Config> gemv_q4_candidates() {
+  std::vector<GemvQ4Config> c;
+  for (int rpw : {4, 8, 16, 32}) c.push_back({rpw});
+  return c;
+}
+
+int gemv_q4_rows_per_warp(int K, int N) {
+  // 8 was best or within 3% on every 7B/13B/70B shape; 16 won (by ~1-2%) on the biggest MLP matrices.
+  return (K >= 20000 || N >= 20000) ? 16 : 8;
+}
+
+void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
+             cudaStream_t s, const GemvQ4Config& cfg_in) {
+  GemvQ4Config cfg = cfg_in;
+  if (cfg.rows_per_warp <= 0) cfg.rows_per_warp = gemv_q4_rows_per_warp(w.K, w.N);
+  for (int r = 0; r < m; r += kGemvMaxRows) {
+    const int mm = std::min(kGemvMaxRows, m - r);
+    const size_t x_elem = silu_input ? sizeof(float) : sizeof(__half);
+    const void* xr = static_cast<const char*>(x) + (size_t)r * x_stride * x_elem;
+    float* yr = y + (size_t)r * y_stride;
+    if (silu_input) {
+      if (w.zeros) dispatch_m<false, true>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
+      else dispatch_m<true, true>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
+    } else {
+      if (w.zeros) dispatch_m<false, false>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
+      else dispatch_m<true, false>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
+    }
+  }
+}
+
+}  // namespace xllama::cuda
