@@ -33,4 +33,6 @@ for s in $steps; do
   esac
 done
 # Only 8 files come back from the GPU machine: bundle every log, trace and frame into one archive.
-tar -czf /tmp/results.tgz -C "$OUT" . && mv /tmp/results.tgz "$OUT/results.tgz" && echo "results: \$OUT/results.tgz"
+# Only the archive stays in $OUT (the device returns the first 8 files by name).
+tar -czf /tmp/results.tgz -C "$OUT" . && find "$OUT" -mindepth 1 -delete && mv /tmp/results.tgz "$OUT/results.tgz" \
+  && echo "results: \$OUT/results.tgz"
