@@ -1,7 +1,7 @@
 // Folds snapshots into per-GPU views: engines with history, Total = the busiest engine (named, or "idle"
 // when even that one does next to nothing), and NVML's legacy GPU-Util beside it, flagged when the two
 // disagree widely.
-import type { GpuProcessSnapshot, GpuSnapshot, MonitorSnapshot } from '../native/types.js';
+import type { GpuSnapshot, MonitorSnapshot } from '../native/types.js';
 import { HistoryRing } from './history-ring.js';
 import {
   ENGINE_ORDER, IDLE_BELOW_PERCENT, readEngines, type ComputePipe, type EngineId, type EngineReading,
@@ -34,7 +34,11 @@ export interface TotalView {
   idle: boolean;
 }
 
-export interface GpuView {
+/** The device readings a view passes through unchanged from its snapshot. */
+type DeviceReadings = Pick<GpuSnapshot, 'memoryUsed' | 'memoryTotal' | 'powerW' | 'powerLimitW' | 'smClockMHz' |
+  'memClockMHz' | 'temperatureC' | 'processes' | 'unavailable'>;
+
+export interface GpuView extends DeviceReadings {
   index: number;
   name: string;
   uuid: string;
@@ -49,16 +53,6 @@ export interface GpuView {
   /** |legacy GPU-Util - Total| >= DISAGREEMENT_POINTS, judged only when Total comes from GPM. */
   disagreement: boolean;
   gpmReady: boolean;
-  memoryUsed: number | null;
-  memoryTotal: number | null;
-  powerW: number | null;
-  powerLimitW: number | null;
-  smClockMHz: number | null;
-  memClockMHz: number | null;
-  temperatureC: number | null;
-  processes: GpuProcessSnapshot[] | null;
-  /** Why some fields are missing, by field group (from the collector). */
-  unavailable: Record<string, string>;
 }
 
 export interface MonitorView {

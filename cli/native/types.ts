@@ -44,17 +44,9 @@ export interface NativeMemory {
   scratchBytes: number;
 }
 
-/** The shapes of a loaded model (from its backend's config). */
-export interface ModelShape {
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  maxPositionEmbeddings: number;
-}
+/** The shapes of a loaded model (from its backend's config): the loader's names for the same fields. */
+export type ModelShape = Pick<import('../engine/model-spec.js').ModelArchitecture, 'vocabSize' | 'hiddenSize' |
+  'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'maxPositionEmbeddings'>;
 
 /** Native model calls reject / throw an Error with one of these codes (BackendError codes, or 'internal'). */
 export interface NativeError extends Error {
