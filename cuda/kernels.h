@@ -80,7 +80,8 @@ void add_bias(float* y, int m, int N, int y_stride, const __half* bias, cudaStre
 void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s,
                 float* sum_sq = nullptr, ZeroFill zero0 = {}, ZeroFill zero1 = {});
 // y[i] = half(x[i] * rsqrt(mean(x[i]^2) + eps) * w), rows of length n. Also zeroes zero_buf[0, zero_count)
-// (the next linear's accumulation buffer) so decode needs no memset node.
+// (the next linear's accumulation buffer). Prompt chunks and the final norm; decode layers fold their norms
+// into the GEMVs (GemvInput::RmsNorm).
 void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
              cudaStream_t s, float* zero_buf = nullptr, size_t zero_count = 0);
 // gu [m, 2I] (gate then up) -> out [m, I] = silu(gate) * up

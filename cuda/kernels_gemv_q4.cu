@@ -7,8 +7,8 @@
 // the RMSNorm of the fp32 residual stream (normalized while staging, from each row's sum of squares), and a
 // GEMV that adds into the residual stream can sum each row's squares for the next one: the last block of a
 // column slice to finish (a counter per slice) squares the slice's final values. How many rows each warp
-// should take depends on the shape; gemv_q4_rows_per_warp is the rule from the H100 sweep (xllama_kernel_check --tune,
-// docs/PERF-NOTES.md).
+// should take depends on the shape; gemv_q4_rows_per_warp is the rule from the H100 sweep
+// (xllama_kernel_check --tune, docs/PERF-NOTES.md).
 // (A variant that kept 8 loads in flight per lane as a register ring, with scales staged in shared memory,
 // lost on every 7B/13B/70B shape but one on the H100: docs/PERF-NOTES.md.)
 #include <algorithm>
