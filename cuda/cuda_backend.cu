@@ -157,6 +157,9 @@ class CudaBackend final : public Backend {
       lm_head_ = upload_linear({&w.lm_head}, gptq);
     }
     check_linear_shapes();
+    all_quantized_ = std::all_of(layers_.begin(), layers_.end(), [](const GpuLayer& l) {
+      return l.qkv.quantized && l.o.quantized && l.gate_up.quantized && l.down.quantized;
+    });
   }
 
   void load_dummy(int group_size, uint64_t seed) {
@@ -210,6 +213,7 @@ class CudaBackend final : public Backend {
       l.down = dummy_linear(I, hid);
       layers_.push_back(l);
     }
+    all_quantized_ = true;
     lm_head_.K = hid, lm_head_.N = cfg_.vocab_size;
     if (cfg_.tie_word_embeddings) {
       lm_head_.dense = embed_;
@@ -262,6 +266,10 @@ class CudaBackend final : public Backend {
     work_ = mem_.alloc<float>(work_floats, "scratch", &scratch_bytes_);
     attn_done_ = mem_.alloc<unsigned>((size_t)cuda::kGemvMaxRows * H, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaMemset(attn_done_, 0, (size_t)cuda::kGemvMaxRows * H * sizeof(unsigned)));
+    row_sum_sq_ = mem_.alloc<float>(2 * cuda::kGemvMaxRows, "scratch", &scratch_bytes_);
+    const size_t col_slices = (size_t)(hid + 127) / 128;  // the GEMV's 128-column slices of the residual stream
+    col_done_ = mem_.alloc<unsigned>(col_slices, "scratch", &scratch_bytes_);
+    XL_CUDA_CHECK(cudaMemset(col_done_, 0, col_slices * sizeof(unsigned)));
     logits_ = mem_.alloc<float>((size_t)kLogitRows * cfg_.vocab_size, "scratch", &scratch_bytes_);
     // Step inputs travel in one copy from pinned memory: [pos, tokens...].
     pos_ = mem_.alloc<int>(rows_ + 1, "scratch", &scratch_bytes_);
@@ -536,7 +544,7 @@ class CudaBackend final : public Backend {
   void linear(const GpuLinear& l, const __half* x, int m, int x_stride, float* y, int y_stride) {
     if (m <= cuda::kGemvMaxRows) {
       if (l.quantized)
-        cuda::gemv_q4(l.q, x, false, m, x_stride, y, y_stride, stream_);
+        cuda::gemv_q4(l.q, x, cuda::GemvInput::Half, m, x_stride, y, y_stride, stream_);
       else
         cuda::gemv_f16(l.dense, l.bias, l.K, l.N, x, m, x_stride, y, y_stride, stream_);
       return;
@@ -581,6 +589,7 @@ class CudaBackend final : public Backend {
               D = cfg_.head_dim;
     const int qkv_dim = (H + 2 * KV) * D;
     const size_t layer_elems = (size_t)KV * S_ * D;
+    if (m <= cuda::kGemvMaxRows && all_quantized_) return enqueue_decode_layers(m);
     const int splits = m <= cuda::kGemvMaxRows ? cuda::attention_splits(m, H, S_) : 1;
     cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_);
     for (size_t li = 0; li < layers_.size(); ++li) {
@@ -601,11 +610,46 @@ class CudaBackend final : public Backend {
       linear(l.gate_up, xn_, m, hid, gu_, 2 * I);
       if (m <= cuda::kGemvMaxRows && l.down.quantized) {
         // SiLU(gate) * up fused into the staging
-        cuda::gemv_q4(l.down.q, gu_, true, m, 2 * I, h_, hid, stream_);
+        cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_);
       } else {
         cuda::silu_mul(gu_, m, I, act_, stream_);
         linear(l.down, act_, m, I, h_, hid);
       }
+    }
+  }
+
+  // Decode with the RMSNorms folded into the GEMVs, 5 kernels per layer: q/k/v (normalizing h while staging),
+  // attention (RoPE + KV write + split combine), o_proj (adds into h and sums each row's squares), gate/up
+  // (normalizing), down (SiLU-gate while staging; adds into h and sums squares). Every buffer a kernel
+  // accumulates into is zeroed by an earlier kernel that runs after the buffer's last reader.
+  void enqueue_decode_layers(int m) {
+    const int hid = cfg_.hidden_size, I = cfg_.intermediate_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads,
+              D = cfg_.head_dim;
+    const size_t qkv_floats = (size_t)m * (H + 2 * KV) * D, layer_elems = (size_t)KV * S_ * D;
+    const int splits = cuda::attention_splits(m, H, S_);
+    float* attn_sum_sq = row_sum_sq_;                    // h's row sums of squares before attention
+    float* mlp_sum_sq = row_sum_sq_ + cuda::kGemvMaxRows;  // ... and before the MLP
+    cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_, attn_sum_sq, {qkv_, qkv_floats}, {mlp_sum_sq, (size_t)m});
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const GpuLayer& l = layers_[li];
+      cuda::GemvFusion qkv;
+      qkv.in_sum_sq = attn_sum_sq, qkv.in_norm = l.input_norm, qkv.eps = cfg_.rms_norm_eps;
+      qkv.zero[0] = {gu_, (size_t)m * 2 * I};  // down_proj (previous layer) has read it
+      cuda::gemv_q4(l.qkv.q, h_, cuda::GemvInput::RmsNorm, m, hid, qkv_, (H + 2 * KV) * D, stream_, {}, qkv);
+      cuda::attention_rope(qkv_, inv_freq_, kcache_ + li * layer_elems, vcache_ + li * layer_elems, m, H, KV, D, S_,
+                           pos_, splits, work_, attn_done_, att_, stream_);
+      cuda::GemvFusion o;
+      o.out_sum_sq = mlp_sum_sq, o.col_done = col_done_;
+      o.zero[0] = {qkv_, qkv_floats};            // attention has read it
+      o.zero[1] = {attn_sum_sq, (size_t)m};      // q/k/v has read it; down_proj sums into it
+      cuda::gemv_q4(l.o.q, att_, cuda::GemvInput::Half, m, H * D, h_, hid, stream_, {}, o);
+      cuda::GemvFusion gate_up;
+      gate_up.in_sum_sq = mlp_sum_sq, gate_up.in_norm = l.post_norm, gate_up.eps = cfg_.rms_norm_eps;
+      cuda::gemv_q4(l.gate_up.q, h_, cuda::GemvInput::RmsNorm, m, hid, gu_, 2 * I, stream_, {}, gate_up);
+      cuda::GemvFusion down;
+      down.out_sum_sq = attn_sum_sq, down.col_done = col_done_;
+      down.zero[0] = {mlp_sum_sq, (size_t)m};  // gate/up has read it; the next o_proj sums into it
+      cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_, {}, down);
     }
   }
 
@@ -638,6 +682,9 @@ class CudaBackend final : public Backend {
   size_t deq_halves_ = 0;
   int *tokens_ = nullptr, *pos_ = nullptr, *token_out_ = nullptr;
   unsigned* attn_done_ = nullptr;  // decode attention's per-(row, head) split counters
+  unsigned* col_done_ = nullptr;   // decode GEMVs' per-column-slice counters (GemvFusion::col_done)
+  float* row_sum_sq_ = nullptr;    // [2][kGemvMaxRows]: h's row sums of squares for the fused RMSNorms
+  bool all_quantized_ = false;     // every layer linear is 4-bit: decode takes enqueue_decode_layers
   int* host_token_ = nullptr;
   int* host_in_ = nullptr;
   void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)

@@ -22,19 +22,45 @@ struct QWeight {
   int sym_zero = 8;
 };
 
+// A float buffer that a kernel zeroes (after its wait) for a later kernel that accumulates into it, so a decode
+// graph needs no memset nodes.
+struct ZeroFill {
+  float* p = nullptr;
+  size_t n = 0;
+};
+
 // ---- linear layers (all accumulate: y[i, n] += x[i, :] . W[n, :] (+ bias[n])) ----
 constexpr int kGemvMaxRows = 8;  // rows up to this use the GEMV kernels, more use dequant + GEMM
-// Decode GEMV over 4-bit weights (kernels_gemv_q4.cu). With silu_input, x is the MLP's gate/up output
-// gu [m, 2K] (fp32, x_stride in floats) and the input is silu(gate) * up, rounded to fp16 as silu_mul does,
-// so the down projection needs no separate SiLU kernel; otherwise x is fp16 (x_stride in halves).
+// What the decode GEMV reads as its input rows:
+//   Half:       x fp16 [m, K], x_stride in halves.
+//   SiluGateUp: x is the MLP's gate/up output gu fp32 [m, 2K] (x_stride in floats); the input is
+//               silu(gate) * up rounded to fp16 as silu_mul does (the down projection needs no SiLU kernel).
+//   RmsNorm:    x is the fp32 residual stream [m, K] (x_stride in floats); the input is rmsnorm's output,
+//               half(x * rsqrt(sum_sq[i] / K + eps) * norm[k]), with each row's sum of squares given in
+//               GemvFusion::in_sum_sq (the RMSNorm needs no kernel of its own).
+enum class GemvInput { Half, SiluGateUp, RmsNorm };
+// The decode fusions around the GEMV; all optional.
+struct GemvFusion {
+  // RmsNorm input: each row's sum of squares, the norm weights [K] and epsilon.
+  const float* in_sum_sq = nullptr;
+  const __half* in_norm = nullptr;
+  float eps = 0.f;
+  // Once y's columns are final, each row's sum of y^2 over all N columns is added to out_sum_sq[i] (zero before
+  // the launch): the next RmsNorm GEMV's in_sum_sq. col_done: ceil(N / 128) counters, zero before the first
+  // launch; every launch leaves them zero.
+  float* out_sum_sq = nullptr;
+  unsigned* col_done = nullptr;
+  ZeroFill zero[2];
+};
+// Decode GEMV over 4-bit weights (kernels_gemv_q4.cu).
 // The config sets the packed rows (8 input rows each) per warp, which sets how K is split over blocks
 // (0: gemv_q4_rows_per_warp's tuned rule); gemv_q4_candidates() lists what the kernel check's --tune times.
 struct GemvQ4Config {
   int rows_per_warp = 0;
 };
 int gemv_q4_rows_per_warp(int K, int N);
-void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
-             cudaStream_t s, const GemvQ4Config& cfg = GemvQ4Config{});
+void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
+             cudaStream_t s, const GemvQ4Config& cfg = GemvQ4Config{}, const GemvFusion& fusion = GemvFusion{});
 std::vector<GemvQ4Config> gemv_q4_candidates();
 // Dense fp16 weight [N, K].
 void gemv_f16(const __half* w, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,
@@ -49,9 +75,13 @@ void gemm_f16_wmma(const __half* A, int lda, const __half* B, int ldb, bool b_kn
 void add_bias(float* y, int m, int N, int y_stride, const __half* bias, cudaStream_t s);
 
 // ---- elementwise / normalization ----
-void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s);
+// h[i] = table[tokens[i]] as fp32. With sum_sq (decode) also each row's sum of squares (for the first
+// RmsNorm GEMV), and zeroes the given buffers.
+void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s,
+                float* sum_sq = nullptr, ZeroFill zero0 = {}, ZeroFill zero1 = {});
 // y[i] = half(x[i] * rsqrt(mean(x[i]^2) + eps) * w), rows of length n. Also zeroes zero_buf[0, zero_count)
-// (the next linear's accumulation buffer) so decode needs no memset node.
+// (the next linear's accumulation buffer). Prompt chunks and the final norm; decode layers fold their norms
+// into the GEMVs (GemvInput::RmsNorm).
 void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
              cudaStream_t s, float* zero_buf = nullptr, size_t zero_count = 0);
 // gu [m, 2I] (gate then up) -> out [m, I] = silu(gate) * up

@@ -3,9 +3,12 @@
 // A block of 4 warps owns 128 output columns (32 lanes x 4, one 16-byte load per packed row) and a slice of
 // packed rows; its warps split the slice, load 8 packed rows at a time (the first 8 before waiting for the
 // previous kernel) and are reduced in shared memory. Slices of K are summed with atomicAdd; a block that
-// owns the whole of K adds without atomics (deterministic). How many rows each warp should take depends on
-// the shape; gemv_q4_rows_per_warp is the rule from the H100 sweep (xllama_kernel_check --tune,
-// docs/PERF-NOTES.md).
+// owns the whole of K adds without atomics (deterministic). Decode fusions (GemvFusion): the input can be
+// the RMSNorm of the fp32 residual stream (normalized while staging, from each row's sum of squares), and a
+// GEMV that adds into the residual stream can sum each row's squares for the next one: the last block of a
+// column slice to finish (a counter per slice) squares the slice's final values. How many rows each warp
+// should take depends on the shape; gemv_q4_rows_per_warp is the rule from the H100 sweep
+// (xllama_kernel_check --tune, docs/PERF-NOTES.md).
 // (A variant that kept 8 loads in flight per lane as a register ring, with scales staged in shared memory,
 // lost on every 7B/13B/70B shape but one on the H100: docs/PERF-NOTES.md.)
 #include <algorithm>
@@ -15,6 +18,7 @@
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/stream_load.cuh"
+#include "cuda/zero_fill.cuh"
 
 namespace xllama::cuda {
 
@@ -50,20 +54,27 @@ inline size_t smem_bytes(int M, int block_rows) {
 }
 
 // x for packed rows [r0, r0 + nr), read through the act-order permutation and stored (times 1/16) as the
-// pairs dequant_word produces. SILU: x is the fp32 gate/up pair [m, 2K] and the input is silu(gate) * up.
-template <int M, bool SILU>
-__device__ __forceinline__ void stage_x(const QWeight& w, const void* __restrict__ xv, int x_stride, int r0, int nr,
-                                        int block_rows, __half2* xs) {
+// pairs dequant_word produces; IN is how x becomes the input (GemvInput in kernels.h).
+template <int M, GemvInput IN>
+__device__ __forceinline__ void stage_x(const QWeight& w, const void* __restrict__ xv, int x_stride,
+                                        const GemvFusion& f, int r0, int nr, int block_rows, __half2* xs) {
   for (int i = threadIdx.x; i < M * nr * 4; i += blockDim.x) {
     const int mi = i / (nr * 4), rem = i - mi * nr * 4, rr = rem >> 2, s = rem & 3;
     int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
     if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
-    if (SILU) {
+    if (IN == GemvInput::SiluGateUp) {
       const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
       const float ga = gr[k0], gb = gr[k1];
       // silu_mul rounds to fp16 first; the 1/16 below is exact except for tiny (subnormal) values
       const float a0 = __half2float(__float2half(ga / (1.f + __expf(-ga)) * gr[w.K + k0]));
       const float a1 = __half2float(__float2half(gb / (1.f + __expf(-gb)) * gr[w.K + k1]));
+      xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
+    } else if (IN == GemvInput::RmsNorm) {
+      // rmsnorm_kernel's formula and rounding
+      const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+      const float r = rsqrtf(f.in_sum_sq[mi] / (float)w.K + f.eps);
+      const float a0 = __half2float(__float2half(hr[k0] * r * __half2float(f.in_norm[k0])));
+      const float a1 = __half2float(__float2half(hr[k1] * r * __half2float(f.in_norm[k1])));
       xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
     } else {
       const __half* xr = static_cast<const __half*>(xv) + (size_t)mi * x_stride;
@@ -137,10 +148,40 @@ __device__ __forceinline__ void reduce_and_add(const float acc[M][4], unsigned c
   }
 }
 
-template <int M, bool SYM, bool SILU>
+// GemvFusion::out_sum_sq: once every K slice of this block's columns has been added (the last block of the
+// column slice to finish sees them all), adds each row's sum of squares over those columns.
+template <int M>
+__device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeight& w, const float* y, int y_stride,
+                                               int col0) {
+  __shared__ bool last;
+  __threadfence();  // this block's additions are visible before it counts itself done
+  __syncthreads();
+  if (gridDim.y > 1) {
+    if (threadIdx.x == 0) {
+      unsigned* counter = f.col_done + blockIdx.x;
+      last = atomicAdd(counter, 1u) == gridDim.y - 1;
+      if (last) *counter = 0;  // ready for the next launch
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+  }  // else this block owns the whole of K: each thread reads back the columns it wrote itself
+  const int n = col0 + threadIdx.x, lane = threadIdx.x & 31;  // one column per thread (blockDim == kCols)
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) {
+    const float v = n < w.N ? __ldcg(y + (size_t)mi * y_stride + n) : 0.f;
+    float sq = v * v;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+    if (lane == 0) atomicAdd(f.out_sum_sq + mi, sq);
+  }
+}
+
+template <int M, bool SYM, GemvInput IN>
 __global__ void __launch_bounds__(kWarps * 32)
     gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
-                         int block_rows) {
+                   int block_rows, GemvFusion f) {
+  static_assert(kWarps * 32 == kCols, "add_row_sum_sq takes one column per thread");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int U = kBatchRows;
   __half2* xs = reinterpret_cast<__half2*>(smem_raw);  // [M][block_rows * 4]
@@ -160,7 +201,9 @@ __global__ void __launch_bounds__(kWarps * 32)
       if (wr0 + u < wr1) q[u] = load_stream(qp + (size_t)u * row_step);
   }
   wait_for_previous_kernel();
-  stage_x<M, SILU>(w, xv, x_stride, r0, nr, block_rows, xs);
+  zero_fill(f.zero[0]);
+  zero_fill(f.zero[1]);
+  stage_x<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, xs);
   __syncthreads();
 
   float acc[M][4];
@@ -193,11 +236,12 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   }
   reduce_and_add<M>(acc, smem_raw, w, y, y_stride, col0);
+  if (f.out_sum_sq) add_row_sum_sq<M>(f, w, y, y_stride, col0);
 }
 
-template <int M, bool SYM, bool SILU>
+template <int M, bool SYM, GemvInput IN>
 void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, const GemvQ4Config& cfg,
-              cudaStream_t s) {
+              const GemvFusion& f, cudaStream_t s) {
   // block_rows = 4 warps x rows_per_warp packed rows (fewer when x would exceed 48 KB of shared memory),
   // then balanced so the slices are about equal.
   const int packed_rows = w.K / 8;
@@ -206,23 +250,30 @@ void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_str
   const int splits = (packed_rows + br - 1) / br;
   br = (packed_rows + splits - 1) / splits;
   const dim3 grid((w.N + kCols - 1) / kCols, splits);
-  launch(gemv_q4_kernel<M, SYM, SILU>, grid, kWarps * 32, smem_bytes(M, br), s, w, x, x_stride, y, y_stride, br);
+  launch(gemv_q4_kernel<M, SYM, IN>, grid, kWarps * 32, smem_bytes(M, br), s, w, x, x_stride, y, y_stride, br, f);
   XL_CUDA_LAUNCH_CHECK();
 }
 
-template <bool SYM, bool SILU>
+template <bool SYM, GemvInput IN>
 void dispatch_m(const QWeight& w, const void* x, int m, int x_stride, float* y, int y_stride,
-                const GemvQ4Config& cfg, cudaStream_t s) {
+                const GemvQ4Config& cfg, const GemvFusion& f, cudaStream_t s) {
   switch (m) {
-    case 1: return launch_m<1, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
-    case 2: return launch_m<2, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
-    case 3: return launch_m<3, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
-    case 4: return launch_m<4, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
-    case 5: return launch_m<5, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
-    case 6: return launch_m<6, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
-    case 7: return launch_m<7, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
-    default: return launch_m<8, SYM, SILU>(w, x, x_stride, y, y_stride, cfg, s);
+    case 1: return launch_m<1, SYM, IN>(w, x, x_stride, y, y_stride, cfg, f, s);
+    case 2: return launch_m<2, SYM, IN>(w, x, x_stride, y, y_stride, cfg, f, s);
+    case 3: return launch_m<3, SYM, IN>(w, x, x_stride, y, y_stride, cfg, f, s);
+    case 4: return launch_m<4, SYM, IN>(w, x, x_stride, y, y_stride, cfg, f, s);
+    case 5: return launch_m<5, SYM, IN>(w, x, x_stride, y, y_stride, cfg, f, s);
+    case 6: return launch_m<6, SYM, IN>(w, x, x_stride, y, y_stride, cfg, f, s);
+    case 7: return launch_m<7, SYM, IN>(w, x, x_stride, y, y_stride, cfg, f, s);
+    default: return launch_m<8, SYM, IN>(w, x, x_stride, y, y_stride, cfg, f, s);
   }
+}
+
+template <GemvInput IN>
+void dispatch_sym(const QWeight& w, const void* x, int m, int x_stride, float* y, int y_stride,
+                  const GemvQ4Config& cfg, const GemvFusion& f, cudaStream_t s) {
+  if (w.zeros) dispatch_m<false, IN>(w, x, m, x_stride, y, y_stride, cfg, f, s);
+  else dispatch_m<true, IN>(w, x, m, x_stride, y, y_stride, cfg, f, s);
 }
 
 }  // namespace
@@ -238,21 +289,25 @@ int gemv_q4_rows_per_warp(int K, int N) {
   return (K >= 20000 || N >= 20000) ? 16 : 8;
 }
 
-void gemv_q4(const QWeight& w, const void* x, bool silu_input, int m, int x_stride, float* y, int y_stride,
-             cudaStream_t s, const GemvQ4Config& cfg_in) {
+void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
+             cudaStream_t s, const GemvQ4Config& cfg_in, const GemvFusion& fusion) {
   GemvQ4Config cfg = cfg_in;
   if (cfg.rows_per_warp <= 0) cfg.rows_per_warp = gemv_q4_rows_per_warp(w.K, w.N);
+  const size_t x_elem = input == GemvInput::Half ? sizeof(__half) : sizeof(float);
   for (int r = 0; r < m; r += kGemvMaxRows) {
     const int mm = std::min(kGemvMaxRows, m - r);
-    const size_t x_elem = silu_input ? sizeof(float) : sizeof(__half);
     const void* xr = static_cast<const char*>(x) + (size_t)r * x_stride * x_elem;
     float* yr = y + (size_t)r * y_stride;
-    if (silu_input) {
-      if (w.zeros) dispatch_m<false, true>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
-      else dispatch_m<true, true>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
-    } else {
-      if (w.zeros) dispatch_m<false, false>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
-      else dispatch_m<true, false>(w, xr, mm, x_stride, yr, y_stride, cfg, s);
+    GemvFusion f = fusion;  // this chunk's rows; the first chunk does the zeroing
+    if (f.in_sum_sq) f.in_sum_sq += r;
+    if (f.out_sum_sq) f.out_sum_sq += r;
+    if (r > 0) f.zero[0] = f.zero[1] = ZeroFill{};
+    switch (input) {
+      case GemvInput::Half: dispatch_sym<GemvInput::Half>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s); break;
+      case GemvInput::SiluGateUp:
+        dispatch_sym<GemvInput::SiluGateUp>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s);
+        break;
+      case GemvInput::RmsNorm: dispatch_sym<GemvInput::RmsNorm>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s); break;
     }
   }
 }

@@ -6,6 +6,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
+#include "cuda/zero_fill.cuh"
 
 namespace xllama::cuda {
 
@@ -27,14 +28,25 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
   return t;
 }
 
-__global__ void embed_kernel(const __half* __restrict__ table, const int* __restrict__ tokens, int m, int hidden,
-                             float* __restrict__ h) {
+// One block per row (an untied table lives in host memory: each row crosses PCIe once).
+__global__ void embed_kernel(const __half* __restrict__ table, const int* __restrict__ tokens, int hidden,
+                             float* __restrict__ h, float* __restrict__ sum_sq, ZeroFill zero0, ZeroFill zero1) {
   wait_for_previous_kernel();
-  const size_t total = (size_t)m * hidden;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-    const int r = (int)(i / hidden), c = (int)(i % hidden);
-    h[i] = __half2float(table[(size_t)tokens[r] * hidden + c]);
+  __shared__ float red[32];
+  zero_fill(zero0);
+  zero_fill(zero1);
+  const int row = blockIdx.x;
+  const __half* src = table + (size_t)tokens[row] * hidden;
+  float* dst = h + (size_t)row * hidden;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
+    const float v = __half2float(src[i]);
+    dst[i] = v;
+    ss = fmaf(v, v, ss);
   }
+  if (!sum_sq) return;  // uniform over the block
+  ss = block_sum(ss, red);
+  if (threadIdx.x == 0) sum_sq[row] = ss;
 }
 
 // grid (rows, slices): every block of a row computes the row's sum of squares (the row is small and in L2)
@@ -294,8 +306,9 @@ __global__ void fill_half_kernel(__half* p, size_t n, uint64_t seed, float lo, f
 
 }  // namespace
 
-void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s) {
-  launch(embed_kernel, grid_for((size_t)m * hidden, 256), 256, 0, s, table, tokens, m, hidden, h);
+void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s, float* sum_sq,
+                ZeroFill zero0, ZeroFill zero1) {
+  launch(embed_kernel, m, 1024, 0, s, table, tokens, hidden, h, sum_sq, zero0, zero1);
   XL_CUDA_LAUNCH_CHECK();
 }
 

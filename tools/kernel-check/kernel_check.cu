@@ -161,7 +161,7 @@ void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int o
   for (const GemvQ4Config& c : gemv_q4_candidates()) {  // every split the tuning sweep times
     dy.poison();
     dy.upload(base);  // the GEMV accumulates into y
-    gemv_q4(d.q, dx.p, false, m, K, dy.p, N, nullptr, c);
+    gemv_q4(d.q, dx.p, GemvInput::Half, m, K, dy.p, N, nullptr, c);
     XL_CUDA_CHECK(cudaDeviceSynchronize());
     worst = std::max(worst, rel_err(dy.download(), ref));
   }
@@ -188,7 +188,7 @@ void check_gemv_q4_silu(int K, int N, int gs, int m, bool act_order) {
   for (const GemvQ4Config& c : gemv_q4_candidates()) {
     dy.poison();
     XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
-    gemv_q4(d.q, dg.p, true, m, 2 * K, dy.p, N, nullptr, c);
+    gemv_q4(d.q, dg.p, GemvInput::SiluGateUp, m, 2 * K, dy.p, N, nullptr, c);
     XL_CUDA_CHECK(cudaDeviceSynchronize());
     worst = std::max(worst, rel_err(dy.download(), ref));
   }
@@ -196,6 +196,149 @@ void check_gemv_q4_silu(int K, int N, int gs, int m, bool act_order) {
   std::snprintf(name, sizeof name, "gemv_q4 + fused silu*up %dx%d m=%d%s (all variants)", K, N, m,
                 act_order ? " act-order" : "");
   report(name, worst, 4e-3);
+}
+
+// The buffers a fused kernel zeroes: poisoned before, all zero after.
+struct PoisonedZeroFills {
+  Dev<float> a, b;
+  PoisonedZeroFills(size_t na, size_t nb) : a(na), b(nb) { a.poison(), b.poison(); }
+  ZeroFill fill_a() const { return {a.p, a.n}; }
+  ZeroFill fill_b() const { return {b.p, b.n}; }
+  bool all_zero() const {
+    for (const Dev<float>* d : {&a, &b})
+      for (float v : d->download())
+        if (v != 0.f) return false;
+    return true;
+  }
+};
+
+// RmsNorm input: y = base + rmsnorm(h) . W with the row sums of squares given (as the previous kernel leaves
+// them); the host normalizes in double from its own sums and rounds to fp16 as rmsnorm does. Also checks
+// the zeroing.
+void check_gemv_q4_rmsnorm(int K, int N, int gs, int m, bool act_order) {
+  HostGptq hq = make_gptq(K, N, gs, act_order, false);
+  DevQ d(hq, 1);
+  std::vector<float> h((size_t)m * K), base((size_t)m * N), ss(m);
+  for (auto& v : h) v = urand(-3.f, 3.f);
+  for (auto& v : base) v = urand(-1.f, 1.f);
+  std::vector<__half> nw = rand_half(K, 0.5f, 1.5f);
+  const float eps = 1e-5f;
+  std::vector<double> ref((size_t)m * N);
+  for (int i = 0; i < m; ++i) {
+    double s2 = 0;
+    for (int k = 0; k < K; ++k) s2 += (double)h[(size_t)i * K + k] * h[(size_t)i * K + k];
+    ss[i] = (float)s2;
+    const double r = 1.0 / std::sqrt(s2 / K + eps);
+    std::vector<double> x(K);
+    for (int k = 0; k < K; ++k) x[k] = to_d(__float2half((float)(h[(size_t)i * K + k] * r * to_d(nw[k]))));
+    for (int n = 0; n < N; ++n) {
+      double acc = base[(size_t)i * N + n];
+      for (int k = 0; k < K; ++k) acc += x[k] * hq.w(k, n, 1);
+      ref[(size_t)i * N + n] = acc;
+    }
+  }
+  Dev<float> dh(h), dss(ss), dy(base.size());
+  Dev<__half> dnw(nw);
+  double worst = 0;
+  bool zeroed = true;
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {
+    PoisonedZeroFills z(777 + m, 5 + m);
+    GemvFusion f;
+    f.in_sum_sq = dss.p, f.in_norm = dnw.p, f.eps = eps;
+    f.zero[0] = z.fill_a(), f.zero[1] = z.fill_b();
+    dy.poison();
+    dy.upload(base);
+    gemv_q4(d.q, dh.p, GemvInput::RmsNorm, m, K, dy.p, N, nullptr, c, f);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    worst = std::max(worst, rel_err(dy.download(), ref));
+    zeroed = zeroed && z.all_zero();
+  }
+  char name[128];
+  std::snprintf(name, sizeof name, "gemv_q4 + fused rmsnorm (+ zeroing) %dx%d m=%d%s", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, zeroed ? worst : INFINITY, 4e-3);
+}
+
+// Output sums of squares: after y += x . W, out_sum_sq[i] += sum_n y[i, n]^2 (the final y), for every split
+// of K (the column counters must come back to zero for the next launch, which the next variant relies on).
+void check_gemv_q4_sum_sq(int K, int N, int gs, int m, GemvInput input) {
+  HostGptq hq = make_gptq(K, N, gs, false, false);
+  DevQ d(hq, 1);
+  const bool silu = input == GemvInput::SiluGateUp;
+  std::vector<float> base((size_t)m * N), gu(silu ? (size_t)m * 2 * K : 0);
+  std::vector<__half> x = rand_half(silu ? 0 : (size_t)m * K, -1.f, 1.f);
+  for (auto& v : base) v = urand(-1.f, 1.f);
+  for (auto& v : gu) v = urand(-3.f, 3.f);
+  std::vector<double> ref((size_t)m * N);
+  for (int i = 0; i < m; ++i) {
+    std::vector<double> xi(K);
+    for (int k = 0; k < K; ++k) {
+      if (silu) {
+        const double g = gu[(size_t)i * 2 * K + k], u = gu[(size_t)i * 2 * K + K + k];
+        xi[k] = to_d(__float2half((float)(g / (1 + std::exp(-g)) * u)));
+      } else {
+        xi[k] = to_d(x[(size_t)i * K + k]);
+      }
+    }
+    for (int n = 0; n < N; ++n) {
+      double acc = base[(size_t)i * N + n];
+      for (int k = 0; k < K; ++k) acc += xi[k] * hq.w(k, n, 1);
+      ref[(size_t)i * N + n] = acc;
+    }
+  }
+  Dev<__half> dx(x);
+  Dev<float> dgu(gu), dy(base.size()), dss(m);
+  Dev<unsigned> done((N + 127) / 128);
+  XL_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(unsigned)));
+  double worst = 0, worst_ss = 0;
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {
+    GemvFusion f;
+    f.out_sum_sq = dss.p, f.col_done = done.p;
+    XL_CUDA_CHECK(cudaMemset(dss.p, 0, dss.n * 4));
+    dy.poison();
+    dy.upload(base);
+    gemv_q4(d.q, silu ? (const void*)dgu.p : (const void*)dx.p, input, m, silu ? 2 * K : K, dy.p, N, nullptr, c, f);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<float> y = dy.download();
+    worst = std::max(worst, rel_err(y, ref));
+    // the sums must be those of the final y (a block that squared values before every K slice was added would
+    // be far off); y itself is checked against the float64 reference above
+    std::vector<double> ref_ss(m, 0.0);
+    for (int i = 0; i < m; ++i)
+      for (int n = 0; n < N; ++n) ref_ss[i] += (double)y[(size_t)i * N + n] * y[(size_t)i * N + n];
+    worst_ss = std::max(worst_ss, rel_err(dss.download(), ref_ss));
+  }
+  for (unsigned v : done.download())
+    if (v != 0) worst_ss = INFINITY;
+  char name[128];
+  std::snprintf(name, sizeof name, "gemv_q4%s (sums of squares on) %dx%d m=%d", silu ? " silu" : "", K, N, m);
+  report(name, worst, 4e-3);
+  std::snprintf(name, sizeof name, "  its row sums of squares (+ counters left zero)");
+  report(name, worst_ss, 1e-5);
+}
+
+// Embedding rows (decode form: + row sums of squares + zeroing).
+void check_embed(int m, int hidden, int vocab) {
+  std::vector<__half> table = rand_half((size_t)vocab * hidden, -1.f, 1.f);
+  std::vector<int> toks(m);
+  for (auto& t : toks) t = (int)(rng() % vocab);
+  std::vector<double> ref((size_t)m * hidden), ref_ss(m, 0.0);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < hidden; ++j) {
+      const double v = to_d(table[(size_t)toks[i] * hidden + j]);
+      ref[(size_t)i * hidden + j] = v;
+      ref_ss[i] += v * v;
+    }
+  Dev<__half> dt(table);
+  Dev<int> dtok(toks);
+  Dev<float> h(ref.size()), ss(m);
+  h.poison(), ss.poison();
+  PoisonedZeroFills z(3000, 8);
+  embed_rows(dt.p, dtok.p, m, hidden, h.p, nullptr, ss.p, z.fill_a(), z.fill_b());
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const double err = std::max(rel_err(h.download(), ref), rel_err(ss.download(), ref_ss));
+  report("embed + row sums of squares (+ zeroing) m=" + std::to_string(m) + " n=" + std::to_string(hidden),
+         z.all_zero() ? err : INFINITY, 1e-5);
 }
 
 void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
@@ -516,7 +659,7 @@ void time_gemv_q4(const char* what, int K, int N, int m) {
   QWeight q;
   q.qweight = qw.p, q.scales = sc.p, q.K = K, q.N = N, q.group_size = gs, q.sym_zero = 8;
   const GemvQ4Config c{gemv_q4_rows_per_warp(K, N)};  // as the backend runs it
-  const float ms = median_ms([&] { gemv_q4(q, x.p, false, m, K, y.p, N, nullptr, c); });
+  const float ms = median_ms([&] { gemv_q4(q, x.p, GemvInput::Half, m, K, y.p, N, nullptr, c); });
   const double bytes = (double)qw.n * 4 + sc.n * 2;
   std::printf("time gemv_q4 %-22s %5dx%-5d m=%d  %8.1f us  %7.0f GB/s  (%d rows/warp)\n", what, K, N, m,
               ms * 1e3, bytes / (ms * 1e-3) / 1e9, c.rows_per_warp);
@@ -582,18 +725,19 @@ void check_backend_paths() {
   const int n = 40, V = c.vocab_size;
   std::vector<int32_t> toks(n);
   for (auto& t : toks) t = (int32_t)(rng() % V);
-  std::vector<float> all((size_t)n * V), one((size_t)n * V), three((size_t)n * V);
+  std::vector<float> all((size_t)n * V);
   b->forward(toks.data(), n, 0, true, all.data());
-  b->clear_cache();
-  for (int i = 0; i < n; ++i) b->forward(&toks[i], 1, i, false, &one[(size_t)i * V]);
-  b->clear_cache();
-  for (int i = 0; i < n; i += 3) {
-    const int m = std::min(3, n - i);
-    b->forward(&toks[i], m, i, true, &three[(size_t)i * V]);
+  const std::vector<double> ref(all.begin(), all.end());
+  for (int rows : {1, 3, kGemvMaxRows}) {  // graph replays of `rows` tokens (the last step takes what is left)
+    std::vector<float> dec((size_t)n * V);
+    b->clear_cache();
+    for (int i = 0; i < n; i += rows) {
+      const int m = std::min(rows, n - i);
+      b->forward(&toks[i], m, i, true, &dec[(size_t)i * V]);
+    }
+    report("backend: decode m=" + std::to_string(rows) + " (graph) vs prompt chunk (GEMM)" + tag, rel_err(dec, ref),
+           2e-2);
   }
-  std::vector<double> ref(all.begin(), all.end());
-  report("backend: decode m=1 (graph) vs prompt chunk (GEMM)" + tag, rel_err(one, ref), 2e-2);
-  report("backend: decode m=3 (graph) vs prompt chunk (GEMM)" + tag, rel_err(three, ref), 2e-2);
   // device sampling = host rule on the same logits
   b->clear_cache();
   std::vector<float> last(V);
@@ -679,7 +823,7 @@ void tune_gemv_q4() {
     const int xs = sh.silu ? 2 * K : K;
     const double gb = ((double)qw.n * 4 + sc.n * 2) / 1e9;
     auto time_cfg = [&](const GemvQ4Config& c) {
-      return batch_us([&] { gemv_q4(q, xp, sh.silu, 1, xs, y.p, N, nullptr, c); });
+      return batch_us([&] { gemv_q4(q, xp, sh.silu ? GemvInput::SiluGateUp : GemvInput::Half, 1, xs, y.p, N, nullptr, c); });
     };
     const GemvQ4Config def{gemv_q4_rows_per_warp(K, N)};
     const float t_def = time_cfg(def);
@@ -760,6 +904,14 @@ int main(int argc, char** argv) {
     check_gemv_q4(2048, 256, 128, 2, false, true, 1, 4000.f);  // large activations must not overflow fp16
     check_gemv_q4_silu(1024, 256, 128, 1, false);
     check_gemv_q4_silu(512, 128, 64, 4, true);
+    for (int m = 1; m <= kGemvMaxRows; ++m) {
+      check_gemv_q4_rmsnorm(m % 2 ? 512 : 1024, 384, 128, m, m % 3 == 0);
+      check_gemv_q4_sum_sq(m % 2 ? 512 : 64, 320, 64, m, GemvInput::Half);  // K = 64: one block owns all of K
+      check_gemv_q4_sum_sq(1024, 256, 128, m, GemvInput::SiluGateUp);
+      check_embed(m, 4096, 300);
+    }
+    check_gemv_q4_rmsnorm(4096, 1024, 128, 1, false);  // the 7B hidden size
+    check_gemv_q4_sum_sq(4096, 4096, 128, 1, GemvInput::Half);
     check_gemm_q4(512, 384, 128, 40, false);
     check_gemm_q4(512, 384, 64, 77, true);
     check_dense(4096, 1000, 1, false);
