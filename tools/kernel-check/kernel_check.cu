@@ -791,14 +791,15 @@ ModelConfig dummy_config(int vocab, int hidden, int inter, int layers, int heads
   return c;
 }
 
-// Decode (graph replays of 1 and 3 rows) must agree with one prompt chunk (GEMM path) on the same tokens.
+// Decode (graph replays of 1, 3 and 8 rows) must agree with prompt chunks (GEMM path) on the same tokens.
 void check_backend_paths() {
   const std::string tag = pdl_enabled() ? "" : " [no PDL]";
   ModelConfig c = dummy_config(1000, 256, 704, 2, 4, 2, 256);
   BackendOptions o;
   o.max_seq_len = 128, o.max_chunk_tokens = 64;
   auto b = create_cuda_dummy_backend(c, 64, o, 7);
-  const int n = 40, V = c.vocab_size;
+  // 100 positions: decode attention goes from one live split (no combine) to two at length 65
+  const int n = 100, V = c.vocab_size;
   std::vector<int32_t> toks(n);
   for (auto& t : toks) t = (int32_t)(rng() % V);
   std::vector<float> all((size_t)n * V);
