@@ -499,7 +499,8 @@ class CudaBackend final : public Backend {
         XL_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
         try {
           enqueue_layers(m);
-          if (mode != LogitRows::None) enqueue_logits(mode == LogitRows::Last ? m - 1 : 0, mode == LogitRows::Last ? 1 : m);
+          if (mode == LogitRows::Last) enqueue_logits(m, m - 1, 1);
+          if (mode == LogitRows::All) enqueue_logits(m, 0, m);
         } catch (...) {
           cudaStreamEndCapture(stream_, &graph);
           if (graph) cudaGraphDestroy(graph);
@@ -522,7 +523,7 @@ class CudaBackend final : public Backend {
     }
     enqueue_layers(m);
     if (mode == LogitRows::Last) {
-      enqueue_logits(m - 1, 1);
+      enqueue_logits(m, m - 1, 1);
       if (out) {
         XL_CUDA_CHECK(cudaMemcpyAsync(out, logits_, (size_t)vocab * 4, cudaMemcpyDeviceToHost, stream_));
         XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -530,7 +531,7 @@ class CudaBackend final : public Backend {
     } else if (mode == LogitRows::All) {
       for (int r0 = 0; r0 < m; r0 += kLogitRows) {
         const int nr = std::min(kLogitRows, m - r0);
-        enqueue_logits(r0, nr);
+        enqueue_logits(m, r0, nr);
         if (out) {
           XL_CUDA_CHECK(cudaMemcpyAsync(out + (size_t)r0 * vocab, logits_, (size_t)nr * vocab * 4,
                                         cudaMemcpyDeviceToHost, stream_));
@@ -589,7 +590,7 @@ class CudaBackend final : public Backend {
               D = cfg_.head_dim;
     const int qkv_dim = (H + 2 * KV) * D;
     const size_t layer_elems = (size_t)KV * S_ * D;
-    if (m <= cuda::kGemvMaxRows && all_quantized_) return enqueue_decode_layers(m);
+    if (decode_fused(m)) return enqueue_decode_layers(m);
     const int splits = m <= cuda::kGemvMaxRows ? cuda::attention_splits(m, H, S_) : 1;
     cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_);
     for (size_t li = 0; li < layers_.size(); ++li) {
@@ -617,6 +618,9 @@ class CudaBackend final : public Backend {
       }
     }
   }
+
+  // Whether a step of m rows takes enqueue_decode_layers.
+  bool decode_fused(int m) const { return m <= cuda::kGemvMaxRows && all_quantized_; }
 
   // Decode with the RMSNorms folded into the GEMVs, 5 kernels per layer: q/k/v (normalizing h while staging),
   // attention (RoPE + KV write + split combine), o_proj (adds into h and sums each row's squares), gate/up
@@ -653,10 +657,19 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // Final norm + lm_head for rows [r0, r0 + nr) into logits_ rows [0, nr).
-  void enqueue_logits(int r0, int nr) {
+  // Final norm + lm_head for rows [r0, r0 + nr) of an m-row step into logits_ rows [0, nr). After
+  // enqueue_decode_layers the last down_proj has left h's row sums of squares: a dense lm_head normalizes
+  // while staging and writes the logits (no norm kernel, no zeroing).
+  void enqueue_logits(int m, int r0, int nr) {
     const int hid = cfg_.hidden_size;
-    cuda::rmsnorm(h_ + (size_t)r0 * hid, hid, nr, hid, final_norm_, cfg_.rms_norm_eps, xn_, hid, stream_, logits_,
+    const float* h = h_ + (size_t)r0 * hid;
+    if (decode_fused(m) && !lm_head_.quantized && cuda::gemv_f16_rmsnorm_supported(lm_head_.dense, hid, h, hid)) {
+      const float* sum_sq = row_sum_sq_ + r0;  // enqueue_decode_layers' attn_sum_sq
+      cuda::gemv_f16_rmsnorm(lm_head_.dense, lm_head_.bias, hid, cfg_.vocab_size, h, hid, sum_sq, final_norm_,
+                             cfg_.rms_norm_eps, nr, logits_, cfg_.vocab_size, stream_);
+      return;
+    }
+    cuda::rmsnorm(h, hid, nr, hid, final_norm_, cfg_.rms_norm_eps, xn_, hid, stream_, logits_,
                   (size_t)nr * cfg_.vocab_size);
     linear(lm_head_, xn_, nr, hid, logits_, cfg_.vocab_size);
   }

@@ -65,6 +65,16 @@ std::vector<GemvQ4Config> gemv_q4_candidates();
 // Dense fp16 weight [N, K].
 void gemv_f16(const __half* w, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,
               int y_stride, cudaStream_t s);
+// The same with the RMSNorm folded in (the decode lm_head): the input is rmsnorm's output of the fp32 rows h,
+// half(h * rsqrt(sum_sq[i] / K + eps) * norm[k]), from each row's sum of squares (as the last down_proj leaves
+// them); y is written, not accumulated (no zeroing needed). Needs K % 8 == 0, K fp16 values within
+// kGemvF16NormSmem, h_stride % 4 == 0, w and h 16-byte aligned (gemv_f16_rmsnorm_supported) and norm 8-byte
+// aligned; else it throws.
+constexpr size_t kGemvF16NormSmem = 48 * 1024;
+bool gemv_f16_rmsnorm_supported(const __half* w, int K, const float* h, int h_stride);
+void gemv_f16_rmsnorm(const __half* w, const __half* bias, int K, int N, const float* h, int h_stride,
+                      const float* sum_sq, const __half* norm, float eps, int m, float* y, int y_stride,
+                      cudaStream_t s);
 // Dequantizes columns [n0, n1) of a GPTQ weight into out [K, n1 - n0] (row k' = reordered row).
 void dequant_q4(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s);
 // out[i, k'] = x[i, perm[k']]
@@ -80,8 +90,9 @@ void add_bias(float* y, int m, int N, int y_stride, const __half* bias, cudaStre
 void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s,
                 float* sum_sq = nullptr, ZeroFill zero0 = {}, ZeroFill zero1 = {});
 // y[i] = half(x[i] * rsqrt(mean(x[i]^2) + eps) * w), rows of length n. Also zeroes zero_buf[0, zero_count)
-// (the next linear's accumulation buffer). Prompt chunks and the final norm; decode layers fold their norms
-// into the GEMVs (GemvInput::RmsNorm).
+// (the next linear's accumulation buffer). Prompt chunks (and the final norm where the decode lm_head can't
+// fold it: a 4-bit lm_head); decode layers fold their norms into the GEMVs (GemvInput::RmsNorm), the decode
+// lm_head into gemv_f16_rmsnorm.
 void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
              cudaStream_t s, float* zero_buf = nullptr, size_t zero_count = 0);
 // gu [m, 2I] (gate then up) -> out [m, I] = silu(gate) * up
@@ -93,11 +104,17 @@ void silu_mul(const float* gu, int m, int I, __half* out, cudaStream_t s);
 void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos,
                        __half* q, __half* kcache, __half* vcache, int S, cudaStream_t s);
 // Causal attention of m query rows at positions *pos + i over the cache (positions <= own position).
-// Splits each row's keys over `splits` blocks (flash-decoding); the last block of a (row, head) to finish
-// combines them. work holds m * H * splits * (D + 2) floats; done holds m * H counters, zero before the
-// first call (each call leaves them zero). out fp16 [m, H * D].
+// Splits each row's keys over up to `splits` blocks (flash-decoding): a row of live length L uses
+// min(splits, ceil(L / min_keys_per_split)) of them, decided on the device (a captured graph serves every
+// length); the last block of a (row, head) to finish combines them. work holds m * H * splits * (D + 2)
+// floats; done holds m * H counters, zero before the first call (each call leaves them zero). out fp16
+// [m, H * D]. min_keys_per_split is a parameter only for the kernel check's timing; the backend uses the default.
+// With D = 128 a block reads 32 keys per round trip (8 lane groups x 4 in flight): 64 keys is two round trips,
+// against the combine's fence, counter and partial reads.
+constexpr int kAttnMinKeysPerSplit = 64;
 void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
-               const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s);
+               const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s,
+               int min_keys_per_split = kAttnMinKeysPerSplit);
 // The same with RoPE fused (decode): q and the new rows' k, v are read from qkv fp32 [m, (H + 2 KV) * D] as
 // rope_qkv_to_cache takes it; the new k, v are written into the caches as rope_qkv_to_cache would.
 void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,

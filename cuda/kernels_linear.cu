@@ -3,6 +3,7 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
@@ -16,13 +17,47 @@ namespace {
 // ---- dense fp16 GEMV: one warp per output column, 16-byte loads along K ----
 constexpr int kF16Warps = 8;
 
-template <int M, bool VEC>
+// NORM (gemv_f16_rmsnorm): the block stages x = rmsnorm(h) for its rows in shared memory once, after the
+// wait (rmsnorm_kernel's formula and fp16 rounding, from the row sums of squares), 4 values per step.
+struct F16NormInput {
+  const float* h = nullptr;
+  int h_stride = 0;
+  const float* sum_sq = nullptr;
+  const __half* norm = nullptr;
+  float eps = 0.f;
+};
+
+template <int M>
+__device__ __forceinline__ void stage_rmsnorm(const F16NormInput& in, int K, __half* xs) {
+  const int quads = K / 4;
+#pragma unroll 4
+  for (int i = threadIdx.x; i < M * quads; i += blockDim.x) {
+    const int mi = i / quads, k = (i - mi * quads) * 4;
+    const float r = rsqrtf(in.sum_sq[mi] / (float)K + in.eps);
+    const float4 v = *reinterpret_cast<const float4*>(in.h + (size_t)mi * in.h_stride + k);
+    const uint2 wraw = *reinterpret_cast<const uint2*>(in.norm + k);
+    const __half* w = reinterpret_cast<const __half*>(&wraw);
+    uint2 o;
+    __half* oh = reinterpret_cast<__half*>(&o);
+    oh[0] = __float2half(v.x * r * __half2float(w[0]));
+    oh[1] = __float2half(v.y * r * __half2float(w[1]));
+    oh[2] = __float2half(v.z * r * __half2float(w[2]));
+    oh[3] = __float2half(v.w * r * __half2float(w[3]));
+    *reinterpret_cast<uint2*>(xs + (size_t)mi * K + k) = o;
+  }
+}
+
+// NORM writes y instead of adding to it: each warp owns its column's whole dot product.
+template <int M, bool VEC, bool NORM>
 __global__ void __launch_bounds__(kF16Warps * 32)
-    gemv_f16_kernel(const __half* __restrict__ W, const __half* __restrict__ bias, int K, int N,
-                    const __half* __restrict__ x, int x_stride, float* __restrict__ y, int y_stride) {
+    gemv_f16_kernel(const __half* __restrict__ W, const __half* __restrict__ bias, int K, int N, const __half* x,
+                    int x_stride, float* __restrict__ y, int y_stride, F16NormInput norm_in) {
+  static_assert(!NORM || VEC, "the staged input is read 16 bytes at a time");
+  extern __shared__ __align__(16) __half xs[];  // NORM: [M][K]
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * kF16Warps + (threadIdx.x >> 5);
-  if (n >= N) return;
+  const bool active = n < N;
+  if (!NORM && !active) return;  // NORM: every thread helps stage x first
   float acc[M];
 #pragma unroll
   for (int mi = 0; mi < M; ++mi) acc[mi] = 0.f;
@@ -34,8 +69,14 @@ __global__ void __launch_bounds__(kF16Warps * 32)
     uint4 wv[U];
 #pragma unroll
     for (int u = 0; u < U; ++u)  // the first batch streams in while the previous kernel drains
-      if (lane + u * 32 < chunks) wv[u] = load_stream(wp + lane + u * 32);
+      if (active && lane + u * 32 < chunks) wv[u] = load_stream(wp + lane + u * 32);
     wait_for_previous_kernel();
+    if (NORM) {
+      stage_rmsnorm<M>(norm_in, K, xs);
+      __syncthreads();
+      if (!active) return;
+      x = xs, x_stride = K;
+    }
     for (int c0 = lane; c0 < chunks; c0 += 32 * U) {
       if (c0 != lane) {
 #pragma unroll
@@ -78,20 +119,36 @@ __global__ void __launch_bounds__(kF16Warps * 32)
     float v = acc[mi];
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) y[(size_t)mi * y_stride + n] += v + (bias ? __half2float(bias[n]) : 0.f);
+    if (lane == 0) {
+      float* dst = y + (size_t)mi * y_stride + n;
+      v += bias ? __half2float(bias[n]) : 0.f;
+      *dst = NORM ? v : *dst + v;
+    }
   }
 }
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 template <int M>
 void launch_gemv_f16(const __half* W, const __half* bias, int K, int N, const __half* x, int x_stride, float* y,
                      int y_stride, cudaStream_t s) {
-  const bool vec = (K % 8 == 0) && (x_stride % 8 == 0) && ((reinterpret_cast<uintptr_t>(W) & 15) == 0) &&
-                   ((reinterpret_cast<uintptr_t>(x) & 15) == 0);
+  const bool vec = (K % 8 == 0) && (x_stride % 8 == 0) && aligned16(W) && aligned16(x);
   dim3 grid((N + kF16Warps - 1) / kF16Warps);
   if (vec)
-    launch(gemv_f16_kernel<M, true>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride);
+    launch(gemv_f16_kernel<M, true, false>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride,
+           F16NormInput{});
   else
-    launch(gemv_f16_kernel<M, false>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride);
+    launch(gemv_f16_kernel<M, false, false>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride,
+           F16NormInput{});
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+template <int M>
+void launch_gemv_f16_rmsnorm(const __half* W, const __half* bias, int K, int N, const F16NormInput& in, float* y,
+                             int y_stride, cudaStream_t s) {
+  dim3 grid((N + kF16Warps - 1) / kF16Warps);
+  launch(gemv_f16_kernel<M, true, true>, grid, kF16Warps * 32, (size_t)M * K * sizeof(__half), s, W, bias, K, N,
+         static_cast<const __half*>(nullptr), 0, y, y_stride, in);
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -240,6 +297,31 @@ void gemv_f16(const __half* W, const __half* bias, int K, int N, const __half* x
       case 2: launch_gemv_f16<2>(W, bias, K, N, xr, x_stride, yr, y_stride, s); break;
       case 3: launch_gemv_f16<3>(W, bias, K, N, xr, x_stride, yr, y_stride, s); break;
       default: launch_gemv_f16<4>(W, bias, K, N, xr, x_stride, yr, y_stride, s); break;
+    }
+  }
+}
+
+bool gemv_f16_rmsnorm_supported(const __half* W, int K, const float* h, int h_stride) {
+  return K % 8 == 0 && (size_t)K * sizeof(__half) <= kGemvF16NormSmem && h_stride % 4 == 0 && aligned16(W) &&
+         aligned16(h);
+}
+
+void gemv_f16_rmsnorm(const __half* W, const __half* bias, int K, int N, const float* h, int h_stride,
+                      const float* sum_sq, const __half* norm, float eps, int m, float* y, int y_stride,
+                      cudaStream_t s) {
+  if (!gemv_f16_rmsnorm_supported(W, K, h, h_stride) || (reinterpret_cast<uintptr_t>(norm) & 7) != 0)
+    throw std::invalid_argument("gemv_f16_rmsnorm: unsupported shape or alignment");
+  // Rows per launch: up to 4, as many as fit the staging area.
+  const int per = std::min<int>(4, kGemvF16NormSmem / ((size_t)K * sizeof(__half)));
+  for (int r = 0; r < m; r += per) {
+    const int mm = std::min(per, m - r);
+    const F16NormInput in{h + (size_t)r * h_stride, h_stride, sum_sq + r, norm, eps};
+    float* yr = y + (size_t)r * y_stride;
+    switch (mm) {
+      case 1: launch_gemv_f16_rmsnorm<1>(W, bias, K, N, in, yr, y_stride, s); break;
+      case 2: launch_gemv_f16_rmsnorm<2>(W, bias, K, N, in, yr, y_stride, s); break;
+      case 3: launch_gemv_f16_rmsnorm<3>(W, bias, K, N, in, yr, y_stride, s); break;
+      default: launch_gemv_f16_rmsnorm<4>(W, bias, K, N, in, yr, y_stride, s); break;
     }
   }
 }

@@ -127,8 +127,8 @@ template <bool ROPE>
 __global__ void __launch_bounds__(kAttnThreads)
     attention_kernel(const __half* __restrict__ q, const float* __restrict__ qkv, const float* __restrict__ inv_freq,
                      __half* kc, __half* vc,  // not __restrict__: with ROPE the block reads what it wrote
-                     int H, int KV, int D, int S, const int* __restrict__ pos, int splits, int tpp,
-                     float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out) {
+                     int H, int KV, int D, int S, const int* __restrict__ pos, int max_splits, int min_keys_per_split,
+                     int tpp, float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out) {
   wait_for_previous_kernel();
   extern __shared__ float sm[];  // [slots][D] acc, [slots] m, [slots] l
   const int head = blockIdx.x, row = blockIdx.y, split = blockIdx.z;
@@ -136,7 +136,12 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int d0 = sub * 8;
   const bool active_dims = d0 < D;
   const int L = *pos + row + 1;
-  int chunk = (L + splits - 1) / splits;
+  // The grid's max_splits is fixed when a decode graph is captured; the row's live length decides how many
+  // take part (each at least min_keys_per_split keys), so short contexts have few partials to combine, or
+  // none. The rest leave at once. Every block of a (row, head) computes the same count.
+  const int splits = min(max_splits, max(1, (L + min_keys_per_split - 1) / min_keys_per_split));
+  if (split >= splits) return;
+  const int chunk = (L + splits - 1) / splits;
   const int start = split * chunk, end = min(L, start + chunk);
   const int kvh = head / (H / KV);
   const float scale = rsqrtf((float)D) * 1.4426950408889634f;  // log2(e): softmax with exp2
@@ -238,7 +243,8 @@ __global__ void __launch_bounds__(kAttnThreads)
   float Ltot = 0.f;
   for (int i = 0; i < slots; ++i)
     if (sms[i] != -INFINITY) Ltot += sls[i] * exp2f(sms[i] - M);
-  float* wr = splits > 1 ? work + (((size_t)row * H + head) * splits + split) * (D + 2) : nullptr;
+  // work is laid out for max_splits per (row, head): rows may use different counts
+  float* wr = splits > 1 ? work + (((size_t)row * H + head) * max_splits + split) * (D + 2) : nullptr;
   for (int d = tid; d < D; d += kAttnThreads) {
     float o = 0.f;
     for (int i = 0; i < slots; ++i)
@@ -263,7 +269,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   __syncthreads();
   if (!last) return;
   __threadfence();
-  const float* w = work + ((size_t)row * H + head) * splits * (D + 2);
+  const float* w = work + ((size_t)row * H + head) * max_splits * (D + 2);
   float Mall = -INFINITY;
   for (int sp = 0; sp < splits; ++sp) Mall = fmaxf(Mall, __ldcg(w + sp * (D + 2) + D));
   for (int d = tid; d < D; d += kAttnThreads) {
@@ -335,8 +341,8 @@ void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const floa
 
 int attention_splits(int m, int H, int max_len) {
   // Enough blocks to fill the GPU four times over for one decode row (KV reads dominate at long contexts
-  // and need many loads in flight); rows already give parallelism. Splits past the current length are
-  // cheap: their blocks find no keys.
+  // and need many loads in flight); rows already give parallelism. This is the most a launch uses: the kernel
+  // takes fewer at short live lengths (kAttnMinKeysPerSplit), and the blocks past those leave at once.
   const int blocks = m * H;
   int splits = std::max(1, (4 * 132 + blocks - 1) / blocks);
   splits = std::min(splits, std::max(1, max_len / 64));
@@ -346,30 +352,32 @@ int attention_splits(int m, int H, int max_len) {
 namespace {
 template <bool ROPE>
 void launch_attention(const __half* q, const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m,
-                      int H, int KV, int D, int S, const int* pos, int splits, float* work, unsigned* done,
-                      __half* out, cudaStream_t s) {
+                      int H, int KV, int D, int S, const int* pos, int splits, int min_keys_per_split, float* work,
+                      unsigned* done, __half* out, cudaStream_t s) {
   int tpp = 1;
   while (tpp * 8 < D) tpp <<= 1;
   const int slots = kAttnThreads / tpp;
   const size_t smem = ((size_t)slots * D + 2 * slots) * sizeof(float);
   dim3 grid(H, m, splits);
   launch(attention_kernel<ROPE>, grid, kAttnThreads, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos,
-         splits, tpp, work, done, out);
+         splits, std::max(1, min_keys_per_split), tpp, work, done, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 }  // namespace
 
 void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
-               const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s) {
+               const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s,
+               int min_keys_per_split) {
   // Without ROPE the kernel only reads the caches.
   launch_attention<false>(q, nullptr, nullptr, const_cast<__half*>(kcache), const_cast<__half*>(vcache), m, H, KV, D,
-                          S, pos, splits, work, done, out, s);
+                          S, pos, splits, min_keys_per_split, work, done, out, s);
 }
 
 void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
                     cudaStream_t s) {
-  launch_attention<true>(nullptr, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits, work, done, out, s);
+  launch_attention<true>(nullptr, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits, kAttnMinKeysPerSplit,
+                         work, done, out, s);
 }
 
 void fill_random_u32(uint32_t* p, size_t n, uint64_t seed, cudaStream_t s) {

@@ -404,6 +404,38 @@ void check_dense(int K, int N, int m, bool use_gemm) {
   report(name, rel_err(dy.download(), ref), 3e-3);
 }
 
+// The decode lm_head: y = rmsnorm(h) . W^T + b written over a poisoned y, from the row sums of squares given;
+// the host normalizes in double from its own sums and rounds to fp16 as rmsnorm does.
+void check_gemv_f16_rmsnorm(int K, int N, int m) {
+  std::vector<__half> w = rand_half((size_t)N * K, -0.05f, 0.05f), b = rand_half(N, -0.5f, 0.5f),
+                      nw = rand_half(K, 0.5f, 1.5f);
+  std::vector<float> h((size_t)m * K), ss(m);
+  for (auto& v : h) v = urand(-3.f, 3.f);
+  const float eps = 1e-5f;
+  std::vector<double> ref((size_t)m * N);
+  for (int i = 0; i < m; ++i) {
+    double s2 = 0;
+    for (int k = 0; k < K; ++k) s2 += (double)h[(size_t)i * K + k] * h[(size_t)i * K + k];
+    ss[i] = (float)s2;
+    const double r = 1.0 / std::sqrt(s2 / K + eps);
+    std::vector<double> x(K);
+    for (int k = 0; k < K; ++k) x[k] = to_d(__float2half((float)(h[(size_t)i * K + k] * r * to_d(nw[k]))));
+    for (int n = 0; n < N; ++n) {
+      double acc = to_d(b[n]);
+      for (int k = 0; k < K; ++k) acc += x[k] * to_d(w[(size_t)n * K + k]);
+      ref[(size_t)i * N + n] = acc;
+    }
+  }
+  Dev<__half> dw(w), db(b), dnw(nw);
+  Dev<float> dh(h), dss(ss), dy((size_t)m * N);
+  dy.poison();
+  gemv_f16_rmsnorm(dw.p, db.p, K, N, dh.p, K, dss.p, dnw.p, eps, m, dy.p, N, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  char name[128];
+  std::snprintf(name, sizeof name, "gemv fp16 + fused rmsnorm (writes) %dx%d m=%d", K, N, m);
+  report(name, rel_err(dy.download(), ref), 4e-3);
+}
+
 void check_rmsnorm(int m, int n) {
   std::vector<float> x(m * (size_t)n);
   for (auto& v : x) v = urand(-3.f, 3.f);
@@ -648,6 +680,11 @@ float median_ms(const std::function<void()>& f, int warm = 20, int runs = 200) {
   return t[runs / 2];
 }
 
+// Microseconds per call of f, launched `batch` times back to back as a decode graph would run it.
+float batch_us(const std::function<void()>& f, int batch = 10, int runs = 30) {
+  return median_ms([&] { for (int i = 0; i < batch; ++i) f(); }, 3, runs) * 1e3f / batch;
+}
+
 void time_gemv_q4(const char* what, int K, int N, int m) {
   const int gs = 128, G = K / gs;
   Dev<uint32_t> qw((size_t)K / 8 * N);
@@ -675,6 +712,23 @@ void time_gemv_f16(const char* what, int K, int N) {
               (double)w.n * 2 / (ms * 1e-3) / 1e9);
 }
 
+// The lm_head back to back: rmsnorm + gemv_f16 (two kernels, as prompt chunks run it) against the fused one.
+void time_lm_head_rmsnorm(int K, int N) {
+  Dev<__half> w((size_t)N * K), x(K), nw(K);
+  Dev<float> h(K), ss(1), y(N);
+  fill_random_half(w.p, w.n, 4, -0.01f, 0.01f, nullptr);
+  fill_random_half(nw.p, nw.n, 5, 0.5f, 1.5f, nullptr);
+  XL_CUDA_CHECK(cudaMemset(h.p, 0, h.n * 4));
+  XL_CUDA_CHECK(cudaMemset(ss.p, 0, 4));
+  const float two = batch_us([&] {
+    rmsnorm(h.p, K, 1, K, nw.p, 1e-5f, x.p, K, nullptr, y.p, y.n);
+    gemv_f16(w.p, nullptr, K, N, x.p, 1, K, y.p, N, nullptr);
+  });
+  const float fused =
+      batch_us([&] { gemv_f16_rmsnorm(w.p, nullptr, K, N, h.p, K, ss.p, nw.p, 1e-5f, 1, y.p, N, nullptr); });
+  std::printf("time lm_head %dx%d m=1 back to back: rmsnorm + gemv_f16 %.1f us, fused %.1f us\n", K, N, two, fused);
+}
+
 void time_attention(int H, int KV, int D, int len) {
   const int S = len;
   Dev<__half> q((size_t)H * D), kc((size_t)KV * S * D), vc((size_t)KV * S * D), out((size_t)H * D);
@@ -690,6 +744,28 @@ void time_attention(int H, int KV, int D, int len) {
       median_ms([&] { attention(q.p, kc.p, vc.p, 1, H, KV, D, S, dp.p, splits, work.p, done.p, out.p, nullptr); });
   std::printf("time attention decode H=%d KV=%d D=%d len=%-6d splits=%-3d %8.1f us  %7.0f GB/s\n", H, KV, D, len,
               splits, ms * 1e3, (double)(kc.n + vc.n) * 2 / (ms * 1e-3) / 1e9);
+}
+
+// Back to back (as a graph replays it) at a live length below the cache size: the fixed grid (every split
+// live, as before the live rule) against minimum keys per split of 32, 64 (the backend's) and 128.
+void time_attention_split_rule(int H, int KV, int D, int len, int S) {
+  Dev<__half> q((size_t)H * D), kc((size_t)KV * S * D), vc((size_t)KV * S * D), out((size_t)H * D);
+  fill_random_half(q.p, q.n, 6, -1.f, 1.f, nullptr);
+  fill_random_half(kc.p, kc.n, 7, -1.f, 1.f, nullptr);
+  fill_random_half(vc.p, vc.n, 8, -1.f, 1.f, nullptr);
+  const int splits = attention_splits(1, H, S);
+  Dev<float> work((size_t)H * splits * (D + 2));
+  Dev<unsigned> done(H);
+  XL_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(unsigned)));
+  Dev<int> dp(std::vector<int>{len - 1});
+  std::printf("time attention decode H=%d D=%d len=%-5d (grid %d splits), back to back, min keys per split:", H, D,
+              len, splits);
+  for (int keys : {1, 32, 64, 128}) {
+    const float us = batch_us(
+        [&] { attention(q.p, kc.p, vc.p, 1, H, KV, D, S, dp.p, splits, work.p, done.p, out.p, nullptr, keys); });
+    std::printf("  %d: %.1f us", keys, us);
+  }
+  std::printf("\n");
 }
 
 void time_attention_prefill(int H, int KV, int D, int m) {
@@ -715,14 +791,15 @@ ModelConfig dummy_config(int vocab, int hidden, int inter, int layers, int heads
   return c;
 }
 
-// Decode (graph replays of 1 and 3 rows) must agree with one prompt chunk (GEMM path) on the same tokens.
+// Decode (graph replays of 1, 3 and 8 rows) must agree with prompt chunks (GEMM path) on the same tokens.
 void check_backend_paths() {
   const std::string tag = pdl_enabled() ? "" : " [no PDL]";
   ModelConfig c = dummy_config(1000, 256, 704, 2, 4, 2, 256);
   BackendOptions o;
   o.max_seq_len = 128, o.max_chunk_tokens = 64;
   auto b = create_cuda_dummy_backend(c, 64, o, 7);
-  const int n = 40, V = c.vocab_size;
+  // 100 positions: decode attention goes from one live split (no combine) to two at length 65
+  const int n = 100, V = c.vocab_size;
   std::vector<int32_t> toks(n);
   for (auto& t : toks) t = (int32_t)(rng() % V);
   std::vector<float> all((size_t)n * V);
@@ -789,9 +866,6 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
 }
 
 // ---- tuning: every GEMV variant on every decode shape, timed as a graph would run them (back to back) ----
-float batch_us(const std::function<void()>& f, int batch = 10, int runs = 30) {
-  return median_ms([&] { for (int i = 0; i < batch; ++i) f(); }, 3, runs) * 1e3f / batch;
-}
 
 void tune_gemv_q4() {
   struct Shape {
@@ -909,7 +983,9 @@ int main(int argc, char** argv) {
       check_gemv_q4_sum_sq(m % 2 ? 512 : 64, 320, 64, m, GemvInput::Half);  // K = 64: one block owns all of K
       check_gemv_q4_sum_sq(1024, 256, 128, m, GemvInput::SiluGateUp);
       check_embed(m, 4096, 300);
+      check_gemv_f16_rmsnorm(m % 2 ? 4096 : 520, 1003, m);  // N % 8 != 0: the last block has idle warps
     }
+    check_gemv_f16_rmsnorm(8192, 264, kGemvMaxRows);  // 3 rows per launch fit the staging area: 3 + 3 + 2
     check_gemv_q4_rmsnorm(4096, 1024, 128, 1, false);  // the 7B hidden size
     check_gemv_q4_sum_sq(4096, 4096, 128, 1, GemvInput::Half);
     check_gemm_q4(512, 384, 128, 40, false);
@@ -938,6 +1014,10 @@ int main(int argc, char** argv) {
     check_attention_rope(1, 8, 2, 128, 1000, 1100);  // GQA, many splits
     check_attention_rope(5, 8, 4, 64, 300, 512);     // several rows: new positions across splits
     check_attention_rope(3, 8, 4, 8, 20, 32);        // head_dim 8
+    check_attention_rope(1, 32, 32, 128, 40, 2048);  // 17 splits in the grid, one live: no combine
+    // rows whose live lengths (61..68) straddle kAttnMinKeysPerSplit: one and two live splits in one launch
+    for (int m = 1; m <= kGemvMaxRows; ++m) check_attention_rope(m, 8, 2, 128, 60, 1024);
+    check_attention(4, 8, 2, 128, 130, 2048, false);  // live splits 2 and 3 of 17 in one launch, called twice
     check_sampling(32000);
     check_sampling(128256);
     check_sampling(512);
@@ -958,9 +1038,11 @@ int main(int argc, char** argv) {
       time_gemv_q4("70B gate+up", 8192, 57344, 1);
       time_gemv_q4("70B down_proj", 28672, 8192, 1);
       time_gemv_f16("lm_head", 4096, 32000);
+      time_lm_head_rmsnorm(4096, 32000);
       time_attention(32, 32, 128, 2048);
       time_attention(64, 8, 128, 2048);
       time_attention(32, 32, 128, 16384);
+      for (int len : {128, 600, 2048}) time_attention_split_rule(32, 32, 128, len, 2048);
       time_attention_prefill(32, 32, 128, 512);
       std::printf("\nwhole backend on dummy models (group 128, greedy decode on the device)\n");
       const ModelConfig c7 = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
