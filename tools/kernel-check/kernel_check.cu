@@ -65,6 +65,18 @@ std::vector<__half> rand_half(size_t n, float lo, float hi) {
 double to_d(__half h) { return (double)__half2float(h); }
 double to_d(float f) { return (double)f; }
 
+// One row of RMSNorm as the fused GEMVs stage it: fp32 sum of squares (returned in *sum_sq), then fp16-rounded
+// x · rsqrt(mean + eps) · w, widened to double for the reference product.
+std::vector<double> rmsnorm_row_ref(const float* h, const std::vector<__half>& w, int K, float eps, float* sum_sq) {
+  double s2 = 0;
+  for (int k = 0; k < K; ++k) s2 += (double)h[k] * h[k];
+  *sum_sq = (float)s2;
+  const double r = 1.0 / std::sqrt(s2 / K + eps);
+  std::vector<double> x(K);
+  for (int k = 0; k < K; ++k) x[k] = to_d(__float2half((float)(h[k] * r * to_d(w[k]))));
+  return x;
+}
+
 // max |got - ref| / max |ref| (NaN anywhere is a failure)
 template <class T>
 double rel_err(const std::vector<T>& got, const std::vector<double>& ref) {
@@ -225,12 +237,7 @@ void check_gemv_q4_rmsnorm(int K, int N, int gs, int m, bool act_order) {
   const float eps = 1e-5f;
   std::vector<double> ref((size_t)m * N);
   for (int i = 0; i < m; ++i) {
-    double s2 = 0;
-    for (int k = 0; k < K; ++k) s2 += (double)h[(size_t)i * K + k] * h[(size_t)i * K + k];
-    ss[i] = (float)s2;
-    const double r = 1.0 / std::sqrt(s2 / K + eps);
-    std::vector<double> x(K);
-    for (int k = 0; k < K; ++k) x[k] = to_d(__float2half((float)(h[(size_t)i * K + k] * r * to_d(nw[k]))));
+    const std::vector<double> x = rmsnorm_row_ref(&h[(size_t)i * K], nw, K, eps, &ss[i]);
     for (int n = 0; n < N; ++n) {
       double acc = base[(size_t)i * N + n];
       for (int k = 0; k < K; ++k) acc += x[k] * hq.w(k, n, 1);
@@ -414,12 +421,7 @@ void check_gemv_f16_rmsnorm(int K, int N, int m) {
   const float eps = 1e-5f;
   std::vector<double> ref((size_t)m * N);
   for (int i = 0; i < m; ++i) {
-    double s2 = 0;
-    for (int k = 0; k < K; ++k) s2 += (double)h[(size_t)i * K + k] * h[(size_t)i * K + k];
-    ss[i] = (float)s2;
-    const double r = 1.0 / std::sqrt(s2 / K + eps);
-    std::vector<double> x(K);
-    for (int k = 0; k < K; ++k) x[k] = to_d(__float2half((float)(h[(size_t)i * K + k] * r * to_d(nw[k]))));
+    const std::vector<double> x = rmsnorm_row_ref(&h[(size_t)i * K], nw, K, eps, &ss[i]);
     for (int n = 0; n < N; ++n) {
       double acc = to_d(b[n]);
       for (int k = 0; k < K; ++k) acc += x[k] * to_d(w[(size_t)n * K + k]);
