@@ -29,7 +29,10 @@ export function buildProgram(): Command {
 Examples:
   $ xllama info --gpus                       backends and GPUs this machine has
   $ xllama info ./Llama-2-7B-GPTQ            architecture, quantization and memory of a model
-  $ xllama info ./Llama-2-7B-GPTQ --json     the same as JSON`,
+  $ xllama info ./Llama-2-7B-GPTQ --json     the same as JSON
+  $ xllama generate -m ./Llama-2-7B-GPTQ -p "The capital of France is" -n 32 --temperature 0
+  $ xllama bench --dummy llama-7b            speed and memory of a random 7B GPTQ model, no download
+  $ xllama gpu-monitor                       live per-engine GPU utilization (q to quit)`,
     );
   registerInfo(program);
   registerGenerate(program);
