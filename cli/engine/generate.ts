@@ -1,6 +1,6 @@
 // The generation loop: prefill the prompt in chunks, then one token per forward, streaming text that is
 // safe to show. Stops at EOS, a stop string, the token limit, the end of the KV cache, or an abort.
-import type { ModelHandle } from './model-handle.js';
+import { DEFAULT_CHUNK_TOKENS, type ModelHandle } from './model-handle.js';
 import { Sampler, type SamplingParams } from './sampler.js';
 import { StreamingDetokenizer, type Decoder } from './detokenizer.js';
 import { StopStringFilter } from './stop-strings.js';
@@ -15,7 +15,7 @@ export interface GenerateOptions {
   /** Ids that end generation besides the tokenizer's EOS ids. */
   stopTokenIds?: readonly number[];
   signal?: AbortSignal;
-  /** Prompt tokens per forward during prefill. */
+  /** Prompt tokens per forward during prefill (an abort is noticed between chunks); default: the backends' chunk. */
   prefillChunk?: number;
 }
 
@@ -48,7 +48,6 @@ export interface GenerationTokenizer extends Decoder {
 
 /** Tokens of the prompt's tail given to the detokenizer so the first piece gets its spacing right. */
 const DETOKENIZER_CONTEXT = 8;
-const DEFAULT_PREFILL_CHUNK = 256;
 
 export class Generation implements AsyncIterable<GeneratedToken> {
   readonly stats: GenerationStats;
@@ -95,7 +94,7 @@ export class Generation implements AsyncIterable<GeneratedToken> {
       return;
     }
     // Prefill: every chunk but the last only fills the KV cache; the last one also gives the first token.
-    const chunk = Math.max(1, options.prefillChunk ?? DEFAULT_PREFILL_CHUNK);
+    const chunk = Math.max(1, options.prefillChunk ?? DEFAULT_CHUNK_TOKENS);
     let pos = 0;
     while (promptIds.length - pos > chunk) {
       await model.forward(promptIds.slice(pos, pos + chunk), pos);

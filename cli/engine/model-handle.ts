@@ -3,6 +3,9 @@
 
 export type BackendName = 'cpu' | 'cuda';
 
+/** Prompt tokens the backends process per forward chunk unless told otherwise (bounds their scratch memory). */
+export const DEFAULT_CHUNK_TOKENS = 512;
+
 export interface OpenOptions {
   /** 'auto' picks CUDA when a GPU is present, else the CPU. */
   backend?: 'auto' | BackendName;
@@ -12,7 +15,7 @@ export interface OpenOptions {
   threads?: number;
   /** CUDA device ordinal. */
   device?: number;
-  /** Prompt tokens per forward chunk. */
+  /** Prompt tokens per forward chunk (default DEFAULT_CHUNK_TOKENS). */
   maxChunkTokens?: number;
 }
 

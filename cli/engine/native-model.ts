@@ -4,7 +4,8 @@
 import { UserError } from '../errors.js';
 import { loadAddon } from '../native/addon.js';
 import type { ModelShape, NativeAddon, NativeError, NativeModelHandle, NativeOpenOptions } from '../native/types.js';
-import type { BackendName, MemoryUse, ModelHandle, OpenOptions, TokenSampling } from './model-handle.js';
+import { DEFAULT_CHUNK_TOKENS, type BackendName, type MemoryUse, type ModelHandle, type OpenOptions,
+  type TokenSampling } from './model-handle.js';
 import type { ModelSpec } from './model-spec.js';
 
 /** Codes the native side uses for internal faults; every other code is a problem the user can act on. */
@@ -46,7 +47,7 @@ function nativeOptions(addon: NativeAddon, opts: OpenOptions): NativeOpenOptions
     maxSeqLen: opts.maxSeqLen ?? 0,
     threads: opts.threads ?? 0,
     device: opts.device ?? 0,
-    maxChunkTokens: opts.maxChunkTokens ?? 512,
+    maxChunkTokens: opts.maxChunkTokens ?? DEFAULT_CHUNK_TOKENS,
   };
 }
 
