@@ -11,10 +11,6 @@ interface InfoOptions {
   json?: boolean;
 }
 
-function formatGiB(bytes: number): string {
-  return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
-}
-
 /** 279.2K, 6.74B. */
 function formatCount(n: number): string {
   for (const [div, suffix] of [[1e9, 'B'], [1e6, 'M'], [1e3, 'K']] as const) {
@@ -33,7 +29,7 @@ function printGpus(json: boolean): void {
   const lines = [`backends: ${backends.join(', ')}${sys.cudaCompiled ? ` (CUDA runtime ${sys.cudaRuntime})` : ''}`];
   if (sys.gpus.length === 0) lines.push(`GPUs: none (${sys.gpuUnavailableReason ?? 'unknown reason'})`);
   for (const g of sys.gpus) {
-    lines.push(`GPU ${g.index}: ${g.name}, ${formatGiB(g.totalMemory)} (${formatGiB(g.freeMemory)} free), ` +
+    lines.push(`GPU ${g.index}: ${g.name}, ${formatBytes(g.totalMemory)} (${formatBytes(g.freeMemory)} free), ` +
       `compute capability ${g.computeCapability}, ${g.multiprocessors} SMs, PCI ${g.pciBusId}`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
