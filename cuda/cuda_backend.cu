@@ -228,7 +228,7 @@ class CudaBackend final : public Backend {
   void allocate_runtime() {
     const int hid = cfg_.hidden_size, I = cfg_.intermediate_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads,
               D = cfg_.head_dim;
-    rows_ = std::max(opt_.max_chunk_tokens > 0 ? opt_.max_chunk_tokens : 512, cuda::kGemvMaxRows);
+    rows_ = std::max(opt_.max_chunk_tokens > 0 ? opt_.max_chunk_tokens : kDefaultChunkTokens, cuda::kGemvMaxRows);
     const int kmax = std::max({hid, I, H * D});
     const size_t qkv_dim = (size_t)(H + 2 * KV) * D;
     // Flash-decoding partials: at most 64 splits per row (attention_splits).
@@ -287,7 +287,11 @@ class CudaBackend final : public Backend {
   const ModelConfig& config() const override { return cfg_; }
   int cache_length() const override { return cache_len_; }
   int max_seq_len() const override { return S_; }
-  MemoryReport memory() const override { return {weight_bytes_, kv_bytes_, scratch_bytes_}; }
+  MemoryReport memory() const override {
+    MemoryReport r{weight_bytes_, kv_bytes_, scratch_bytes_, {}};
+    r.devices.push_back({opt_.device, weight_bytes_, kv_bytes_, scratch_bytes_});
+    return r;
+  }
 
   void trim_cache(int length) override {
     if (length < 0) throw BackendError("invalid_argument", "cache length must be >= 0");

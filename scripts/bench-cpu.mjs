@@ -42,7 +42,7 @@ for (const name of models) {
   const promptS = await timeIt(() => model.forward(prompt, 0, false));
   const steps = Math.min(decodeLen, model.maxSeqLen - 1);
   const decodeS = await timeIt(async () => {
-    model.trimCache(0);
+    await model.trimCache(0);
     let next = 1;
     for (let pos = 0; pos < steps; pos++) {
       const logits = await model.forward([next], pos, false);

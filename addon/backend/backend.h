@@ -87,17 +87,40 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
+// Prompt tokens per forward chunk unless told otherwise (bounds scratch memory). The TypeScript side
+// has the same number as DEFAULT_CHUNK_TOKENS in cli/engine/model-handle.ts.
+constexpr int kDefaultChunkTokens = 512;
+
+// One GPU's share of a layer split: layers [first_layer, end_layer) on CUDA device `device`. The first
+// stage also holds the embeddings, the last the final norm and lm_head. A device may appear in several
+// stages (that is how a split is tested on one GPU).
+struct StagePlan {
+  int device = 0;
+  int first_layer = 0;
+  int end_layer = 0;
+};
+
 struct BackendOptions {
   int max_seq_len = 0;           // KV-cache capacity in positions (0: the model's max_position_embeddings)
   int threads = 0;               // CPU threads (0: all cores)
-  int device = 0;                // CUDA device ordinal
-  int max_chunk_tokens = 512;    // prompt tokens per forward chunk (bounds scratch memory)
+  int device = 0;                // CUDA device ordinal when `stages` is empty
+  int max_chunk_tokens = kDefaultChunkTokens;  // prompt tokens per forward chunk (bounds scratch memory)
+  std::vector<StagePlan> stages; // CUDA layer split in order, covering every layer; empty: all on `device`
 };
 
-struct MemoryReport {
+// What one device (or the host, device -1) holds for the model.
+struct DeviceMemoryReport {
+  int device = -1;
   size_t weights_bytes = 0;
   size_t kv_cache_bytes = 0;
   size_t scratch_bytes = 0;
+};
+
+struct MemoryReport {
+  size_t weights_bytes = 0;      // totals over `devices`
+  size_t kv_cache_bytes = 0;
+  size_t scratch_bytes = 0;
+  std::vector<DeviceMemoryReport> devices;  // one entry per stage (CUDA) or one for the host (CPU)
 };
 
 // Raised for user-facing failures (out of memory, a prompt longer than the cache, ...):
@@ -125,6 +148,12 @@ class Backend {
   // Writes float32 logits into `out`: n rows × vocab when all_logits, else the last row only.
   virtual void forward(const int32_t* tokens, int n, int pos, bool all_logits, float* out) = 0;
 
+  // Scoring (perplexity): runs `n` tokens at [pos, pos + n) exactly as forward() does, and writes for each
+  // row i the negative log-likelihood of targets[i] under that row's logits, -log softmax(logits_i)[targets[i]],
+  // into nll[i]. A target < 0 is not scored (nll[i] = 0). The default forwards slices of rows with all
+  // logits and reduces them on the host; the CUDA backend reduces on the device so the logits stay there.
+  virtual void score(const int32_t* tokens, int n, int pos, const int32_t* targets, float* nll);
+
   // Keeps the first `length` cached positions and drops the rest.
   virtual void trim_cache(int length) = 0;
   void clear_cache() { trim_cache(0); }
@@ -140,6 +169,9 @@ class Backend {
 // Host-side token pick shared by the default forward_sample and the tests: softmax(logits / T) over the
 // top_k largest, then the first token whose cumulative probability exceeds `uniform`.
 int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& sampling);
+
+// -log softmax(logits)[target], computed in double (score()'s host reduction and its tests).
+double token_nll_host(const float* logits, int vocab, int target);
 
 std::unique_ptr<Backend> create_cpu_backend(const ModelConfig& config, const GptqConfig& gptq,
                                             const ModelWeights& weights, const BackendOptions& options);

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
@@ -32,6 +33,37 @@ int32_t Backend::forward_sample(const int32_t* tokens, int n, int pos, const Tok
   std::vector<float> logits(static_cast<size_t>(config().vocab_size));
   forward(tokens, n, pos, false, logits.data());
   return sample_token_host(logits.data(), config().vocab_size, sampling);
+}
+
+double token_nll_host(const float* logits, int vocab, int target) {
+  const float max_logit = *std::max_element(logits, logits + vocab);
+  double sum = 0.0;
+  for (int i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - max_logit);
+  return std::log(sum) - (static_cast<double>(logits[target]) - max_logit);
+}
+
+// Rows per forward in the default score(): bounds the host logits buffer (64 rows of a 128k vocabulary
+// are 32 MiB) while keeping each forward a real prompt chunk.
+constexpr int kScoreRows = 64;
+
+void Backend::score(const int32_t* tokens, int n, int pos, const int32_t* targets, float* nll) {
+  const int vocab = config().vocab_size;
+  for (int i = 0; i < n; ++i) {
+    if (targets[i] >= vocab) {
+      throw BackendError("bad_input", "target id " + std::to_string(targets[i]) + " at index " + std::to_string(i) +
+                                          " is outside the vocabulary (0.." + std::to_string(vocab - 1) + ")");
+    }
+  }
+  std::vector<float> logits;
+  for (int start = 0; start < n; start += kScoreRows) {
+    const int m = std::min(kScoreRows, n - start);
+    logits.resize(static_cast<size_t>(m) * vocab);
+    forward(tokens + start, m, pos + start, true, logits.data());
+    for (int r = 0; r < m; ++r) {
+      const int t = targets[start + r];
+      nll[start + r] = t < 0 ? 0.0f : static_cast<float>(token_nll_host(&logits[static_cast<size_t>(r) * vocab], vocab, t));
+    }
+  }
 }
 
 }  // namespace xllama

@@ -87,7 +87,7 @@ CpuBackend::CpuBackend(const ModelConfig& c, const GptqConfig& gptq, const Model
   if (opt.max_seq_len < 0) throw BackendError("bad_input", "max_seq_len must be positive");
   max_seq_ = opt.max_seq_len > 0 ? opt.max_seq_len : c.max_position_embeddings;
   if (max_seq_ <= 0) throw BackendError("bad_input", "max_seq_len is 0 and the model has no max_position_embeddings");
-  chunk_ = std::max(1, std::min(opt.max_chunk_tokens > 0 ? opt.max_chunk_tokens : 512, max_seq_));
+  chunk_ = std::max(1, std::min(opt.max_chunk_tokens > 0 ? opt.max_chunk_tokens : kDefaultChunkTokens, max_seq_));
   q_dim_ = c.num_heads * c.head_dim;
   kv_dim_ = c.num_kv_heads * c.head_dim;
   const int H = c.hidden_size;
@@ -170,6 +170,7 @@ CpuBackend::CpuBackend(const ModelConfig& c, const GptqConfig& gptq, const Model
   mem_.kv_cache_bytes = cache_elems * 2 * sizeof(float);
   mem_.scratch_bytes = (x_.size() + h_.size() + q_.size() + att_.size() + k_.size() + v_.size() + gate_.size() +
                         up_.size() + cos_.size() + sin_.size()) * sizeof(float);
+  mem_.devices = {{-1, mem_.weights_bytes, mem_.kv_cache_bytes, mem_.scratch_bytes}};
 }
 
 void CpuBackend::trim_cache(int length) {

@@ -166,9 +166,23 @@ void parse_options(Napi::Env env, Napi::Value v, LoadRequest& req) {
   req.options.max_seq_len = static_cast<int>(num_or(o, "maxSeqLen", 0));
   req.options.threads = static_cast<int>(num_or(o, "threads", 0));
   req.options.device = static_cast<int>(num_or(o, "device", 0));
-  req.options.max_chunk_tokens = static_cast<int>(num_or(o, "maxChunkTokens", 512));
+  req.options.max_chunk_tokens = static_cast<int>(num_or(o, "maxChunkTokens", kDefaultChunkTokens));
   if (req.options.max_seq_len < 0 || req.options.threads < 0 || req.options.device < 0 || req.options.max_chunk_tokens <= 0) {
     throw_error(env, "bad_input", "maxSeqLen, threads, device must be >= 0 and maxChunkTokens > 0");
+  }
+  Napi::Value sv = o.Get("stages");
+  if (sv.IsArray()) {
+    Napi::Array stages = sv.As<Napi::Array>();
+    for (uint32_t i = 0; i < stages.Length(); ++i) {
+      Napi::Value e = stages.Get(i);
+      if (!e.IsObject()) throw_error(env, "bad_input", "stages[" + std::to_string(i) + "] must be an object");
+      Napi::Object so = e.As<Napi::Object>();
+      StagePlan st;
+      st.device = static_cast<int>(num(so, "device", "stage"));
+      st.first_layer = static_cast<int>(num(so, "firstLayer", "stage"));
+      st.end_layer = static_cast<int>(num(so, "endLayer", "stage"));
+      req.options.stages.push_back(st);
+    }
   }
 }
 
@@ -478,6 +492,31 @@ Napi::Value ForwardSample(const Napi::CallbackInfo& info) {
       [result](Napi::Env env) { return Napi::Number::New(env, *result); });
 }
 
+// score(handle, tokens, pos, targets) -> Float32Array of one NLL per token (0 where the target is < 0).
+Napi::Value Score(const Napi::CallbackInfo& info) {
+  auto model = model_arg(info);
+  auto tokens = std::make_shared<std::vector<int32_t>>(tokens_arg(info));
+  const int pos = int_arg(info, 2, "pos");
+  if (info.Length() < 4 || !info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw_error(info.Env(), "bad_input", "targets must be an Int32Array");
+  }
+  Napi::Int32Array t = info[3].As<Napi::Int32Array>();
+  if (t.ElementLength() != tokens->size()) throw_error(info.Env(), "bad_input", "targets must have one entry per token");
+  auto targets = std::make_shared<std::vector<int32_t>>(t.Data(), t.Data() + t.ElementLength());
+  auto nll = std::make_shared<std::vector<float>>(tokens->size());
+  return queue(
+      info.Env(),
+      [model, tokens, pos, targets, nll] {
+        std::lock_guard<std::mutex> lock(model->mu);
+        model->backend->score(tokens->data(), static_cast<int>(tokens->size()), pos, targets->data(), nll->data());
+      },
+      [nll](Napi::Env env) {
+        Napi::Float32Array out = Napi::Float32Array::New(env, nll->size());
+        std::memcpy(out.Data(), nll->data(), nll->size() * sizeof(float));
+        return out;
+      });
+}
+
 // Runs a quick call under the model's lock, turning BackendError into a JS error with a code.
 template <typename F>
 auto locked(const Napi::CallbackInfo& info, F&& f) {
@@ -527,6 +566,17 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   o.Set("weightsBytes", static_cast<double>(m.weights_bytes));
   o.Set("kvCacheBytes", static_cast<double>(m.kv_cache_bytes));
   o.Set("scratchBytes", static_cast<double>(m.scratch_bytes));
+  Napi::Array devices = Napi::Array::New(info.Env(), m.devices.size());
+  for (size_t i = 0; i < m.devices.size(); ++i) {
+    const DeviceMemoryReport& d = m.devices[i];
+    Napi::Object e = Napi::Object::New(info.Env());
+    e.Set("device", d.device);
+    e.Set("weightsBytes", static_cast<double>(d.weights_bytes));
+    e.Set("kvCacheBytes", static_cast<double>(d.kv_cache_bytes));
+    e.Set("scratchBytes", static_cast<double>(d.scratch_bytes));
+    devices.Set(static_cast<uint32_t>(i), e);
+  }
+  o.Set("devices", devices);
   return o;
 }
 
@@ -546,6 +596,7 @@ void RegisterModel(Napi::Env env, Napi::Object exports) {
   exports.Set("loadDummyModel", Napi::Function::New(env, LoadDummyModel, "loadDummyModel"));
   exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
   exports.Set("forwardSample", Napi::Function::New(env, ForwardSample, "forwardSample"));
+  exports.Set("score", Napi::Function::New(env, Score, "score"));
   exports.Set("trimCache", Napi::Function::New(env, TrimCache, "trimCache"));
   exports.Set("cacheLength", Napi::Function::New(env, CacheLength, "cacheLength"));
   exports.Set("maxSeqLen", Napi::Function::New(env, MaxSeqLen, "maxSeqLen"));

@@ -54,7 +54,7 @@ export async function measurePrefill(model: NativeModel, tokens: number, repeats
   const ids = syntheticTokens(tokens, model.vocabSize);
   const times: number[] = [];
   for (let r = 0; r <= repeats; r++) {
-    model.trimCache(0);
+    await model.trimCache(0);
     const t0 = performance.now();
     await model.forward(ids, 0, false);
     if (r > 0) times.push(performance.now() - t0);
@@ -72,7 +72,7 @@ export function decodeBytesPerToken(model: NativeModel, context: number): number
 
 export async function measureDecode(model: NativeModel, context: number, genTokens: number,
     copyBytesPerSec: number | null): Promise<DecodeResult> {
-  model.trimCache(0);
+  await model.trimCache(0);
   if (context > 0) await model.forward(syntheticTokens(context, model.vocabSize), 0, false);
   const greedy = { temperature: 0, topK: 0, uniform: 0 };
   let pos = context;

@@ -17,12 +17,19 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Prompt tokens per forward during prefill (an abort is noticed between chunks); default: the backends' chunk. */
   prefillChunk?: number;
+  /**
+   * Keep the longest prefix of the prompt that the model's KV cache already holds and prefill only the rest
+   * (multi-turn chat). Without it the prompt is prefilled from position 0.
+   */
+  reuseCache?: boolean;
 }
 
 export type StopReason = 'eos' | 'stop-string' | 'length' | 'context' | 'abort';
 
 export interface GenerationStats {
   promptTokens: number;
+  /** Prompt tokens found in the KV cache and not prefilled again (reuseCache). */
+  cachedPromptTokens: number;
   generatedTokens: number;
   /** Prefill, up to and including the pick of the first token. */
   promptMs: number;
@@ -62,7 +69,7 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     }
     if (!Number.isInteger(options.maxTokens) || options.maxTokens < 0) throw new RangeError('maxTokens must be >= 0');
     this.stats = {
-      promptTokens: promptIds.length, generatedTokens: 0, promptMs: 0, generateMs: 0, timeToFirstTokenMs: 0,
+      promptTokens: promptIds.length, cachedPromptTokens: 0, generatedTokens: 0, promptMs: 0, generateMs: 0, timeToFirstTokenMs: 0,
       promptTokensPerSec: 0, generatedTokensPerSec: 0, stopReason: null,
     };
   }
@@ -95,7 +102,9 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     }
     // Prefill: every chunk but the last only fills the KV cache; the last one also gives the first token.
     const chunk = Math.max(1, options.prefillChunk ?? DEFAULT_CHUNK_TOKENS);
-    let pos = 0;
+    // At least the last prompt token is always run: its logits give the first pick.
+    let pos = options.reuseCache ? Math.min(cachedPrefixLength(model.cachedTokens, promptIds), promptIds.length - 1) : 0;
+    stats.cachedPromptTokens = pos;
     while (promptIds.length - pos > chunk) {
       await model.forward(promptIds.slice(pos, pos + chunk), pos);
       pos += chunk;
@@ -109,7 +118,7 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     pos = promptIds.length;
     const firstAt = performance.now();
     stats.promptMs = stats.timeToFirstTokenMs = firstAt - start;
-    stats.promptTokensPerSec = promptIds.length / (stats.promptMs / 1000);
+    stats.promptTokensPerSec = (promptIds.length - stats.cachedPromptTokens) / (stats.promptMs / 1000);
 
     for (;;) {
       sampler.accept(next);
@@ -144,6 +153,14 @@ export class Generation implements AsyncIterable<GeneratedToken> {
       pos += 1;
     }
   }
+}
+
+/** How many leading tokens of `ids` the cache already holds. */
+export function cachedPrefixLength(cached: readonly number[], ids: readonly number[]): number {
+  const n = Math.min(cached.length, ids.length);
+  let i = 0;
+  while (i < n && cached[i] === ids[i]) i++;
+  return i;
 }
 
 /** Runs generation; iterate the result for {id, text}, then read `stats` and `generatedIds`. */

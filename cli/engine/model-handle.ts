@@ -17,12 +17,32 @@ export interface OpenOptions {
   device?: number;
   /** Prompt tokens per forward chunk (default DEFAULT_CHUNK_TOKENS). */
   maxChunkTokens?: number;
+  /** CUDA layer split, in order, covering every layer (cli/engine/gpu-split.ts plans it); default: one GPU. */
+  stages?: StagePlan[];
 }
 
-export interface MemoryUse {
+/** One GPU's share of a layer split: layers [firstLayer, endLayer) on CUDA device `device`. */
+export interface StagePlan {
+  device: number;
+  firstLayer: number;
+  endLayer: number;
+}
+
+/** What one device holds (device -1: host memory, the CPU backend). */
+export interface DeviceMemoryUse {
+  device: number;
   weightsBytes: number;
   kvCacheBytes: number;
   scratchBytes: number;
+}
+
+export interface MemoryUse {
+  /** Totals over `devices`. */
+  weightsBytes: number;
+  kvCacheBytes: number;
+  scratchBytes: number;
+  /** One entry per stage of a split (one for an unsplit model). */
+  devices: DeviceMemoryUse[];
 }
 
 /** How to pick the next token on the backend itself (only the token id comes back). */
@@ -39,16 +59,28 @@ export interface ModelHandle {
   readonly backend: BackendName;
   readonly vocabSize: number;
   readonly maxSeqLen: number;
-  /** Positions currently held in the KV cache. */
+  /**
+   * The tokens whose keys and values the KV cache holds, in order, as of the last queued call (a host-side
+   * mirror: callers reuse a cached prefix by comparing against it).
+   */
+  readonly cachedTokens: readonly number[];
+  /** cachedTokens.length. */
   readonly cacheLength: number;
   /**
-   * Runs tokens at positions [pos, pos + n) (pos must equal cacheLength or be lower, which trims first).
-   * Resolves to float32 logits: n × vocab when allLogits, else the last row only. Runs off the JS thread.
+   * Runs tokens at positions [pos, pos + n); pos may be below cacheLength (the cache is cut to pos first),
+   * never above. Resolves to float32 logits: n × vocab when allLogits, else the last row only. Calls on one
+   * model run in the order they were made, off the JS thread.
    */
   forward(tokens: ArrayLike<number>, pos: number, allLogits?: boolean): Promise<Float32Array>;
   /** forward() of the last row, then picks the token on the backend. */
   forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling): Promise<number>;
-  trimCache(length: number): void;
+  /**
+   * Perplexity scoring: forward() of the tokens, then one negative log-likelihood per row, of targets[i]
+   * under row i's logits (targets[i] < 0: not scored, 0). The logits stay on the backend.
+   */
+  score(tokens: ArrayLike<number>, pos: number, targets: ArrayLike<number>): Promise<Float32Array>;
+  /** Keeps the first `length` cached positions; queued in order with forward calls. */
+  trimCache(length: number): Promise<void>;
   memory(): MemoryUse;
   /** Frees native memory; the handle can't be used afterwards. */
   close(): void;

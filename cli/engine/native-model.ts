@@ -48,6 +48,7 @@ function nativeOptions(addon: NativeAddon, opts: OpenOptions): NativeOpenOptions
     threads: opts.threads ?? 0,
     device: opts.device ?? 0,
     maxChunkTokens: opts.maxChunkTokens ?? DEFAULT_CHUNK_TOKENS,
+    ...(opts.stages ? { stages: opts.stages.map((s) => ({ ...s })) } : {}),
   };
 }
 
@@ -72,6 +73,8 @@ export class NativeModel implements ModelHandle {
   readonly maxSeqLen: number;
   private handle: NativeModelHandle | null;
   private tail: Promise<unknown> = Promise.resolve();
+  /** The cache's tokens as of the last queued call (see ModelHandle.cachedTokens). */
+  private cached: number[] = [];
 
   private constructor(private readonly addon: NativeAddon, handle: NativeModelHandle) {
     this.handle = handle;
@@ -105,25 +108,37 @@ export class NativeModel implements ModelHandle {
     }
   }
 
+  get cachedTokens(): readonly number[] {
+    this.live();
+    return this.cached;
+  }
+
   get cacheLength(): number {
-    return this.sync((h) => this.addon.cacheLength(h));
+    this.live();
+    return this.cached.length;
   }
 
   async forward(tokens: ArrayLike<number>, pos: number, allLogits = false): Promise<Float32Array> {
-    checkPos(pos);
-    const ids = toInt32Tokens(tokens);
-    return this.enqueue((h) => this.addon.forward(h, ids, pos, allLogits));
+    const ids = this.checkedTokens(tokens, pos);
+    return this.enqueueForward(ids, pos, (h) => this.addon.forward(h, ids, pos, allLogits));
   }
 
   async forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling): Promise<number> {
-    checkPos(pos);
-    const ids = toInt32Tokens(tokens);
-    return this.enqueue((h) => this.addon.forwardSample(h, ids, pos, sampling));
+    const ids = this.checkedTokens(tokens, pos);
+    return this.enqueueForward(ids, pos, (h) => this.addon.forwardSample(h, ids, pos, sampling));
   }
 
-  trimCache(length: number): void {
+  async score(tokens: ArrayLike<number>, pos: number, targets: ArrayLike<number>): Promise<Float32Array> {
+    const ids = this.checkedTokens(tokens, pos);
+    const want = toInt32Tokens(targets);
+    if (want.length !== ids.length) throw new UserError(`score needs one target per token (${ids.length} tokens, ${want.length} targets)`);
+    return this.enqueueForward(ids, pos, (h) => this.addon.score(h, ids, pos, want));
+  }
+
+  async trimCache(length: number): Promise<void> {
     if (!Number.isInteger(length) || length < 0) throw new UserError(`cache length must be a non-negative integer (got ${length})`);
-    this.sync((h) => this.addon.trimCache(h, length));
+    if (length < this.cached.length) this.cached = this.cached.slice(0, length);
+    return this.enqueue(async (h) => this.addon.trimCache(h, length));
   }
 
   memory(): MemoryUse {
@@ -144,6 +159,29 @@ export class NativeModel implements ModelHandle {
   private live(): NativeModelHandle {
     if (!this.handle) throw new UserError('the model has been closed');
     return this.handle;
+  }
+
+  private checkedTokens(tokens: ArrayLike<number>, pos: number): Int32Array {
+    checkPos(pos);
+    if (pos > this.cached.length) {
+      throw new UserError(`position ${pos} is past the ${this.cached.length} positions held in the KV cache`);
+    }
+    return toInt32Tokens(tokens);
+  }
+
+  // A forward-like call: the mirror shows its tokens at once (later calls are queued behind it); if it
+  // fails, the mirror is cut back to what the native cache still holds.
+  private enqueueForward<T>(ids: Int32Array, pos: number, fn: (h: NativeModelHandle) => Promise<T>): Promise<T> {
+    this.cached = this.cached.slice(0, pos).concat(Array.from(ids));
+    const expected = this.cached;
+    return this.enqueue(fn).catch((err: unknown) => {
+      if (this.handle && this.cached === expected) {
+        const keep = Math.min(this.addon.cacheLength(this.handle), pos);
+        this.addon.trimCache(this.handle, keep);  // a call that failed before it started leaves more behind
+        this.cached = this.cached.slice(0, keep);
+      }
+      throw err;
+    });
   }
 
   private sync<T>(fn: (h: NativeModelHandle) => T): T {

@@ -36,12 +36,14 @@ export interface NativeOpenOptions {
   threads?: number;
   device?: number;
   maxChunkTokens?: number;
+  stages?: { device: number; firstLayer: number; endLayer: number }[];
 }
 
 export interface NativeMemory {
   weightsBytes: number;
   kvCacheBytes: number;
   scratchBytes: number;
+  devices: { device: number; weightsBytes: number; kvCacheBytes: number; scratchBytes: number }[];
 }
 
 /** The shapes of a loaded model (from its backend's config): the loader's names for the same fields. */
@@ -59,6 +61,8 @@ export interface NativeModelApi {
   forward(handle: NativeModelHandle, tokens: Int32Array, pos: number, allLogits: boolean): Promise<Float32Array>;
   forwardSample(handle: NativeModelHandle, tokens: Int32Array, pos: number,
     sampling: { temperature: number; topK: number; uniform: number }): Promise<number>;
+  /** One NLL per token: -log softmax(logits_i)[targets[i]]; 0 where targets[i] < 0. */
+  score(handle: NativeModelHandle, tokens: Int32Array, pos: number, targets: Int32Array): Promise<Float32Array>;
   trimCache(handle: NativeModelHandle, length: number): void;
   cacheLength(handle: NativeModelHandle): number;
   maxSeqLen(handle: NativeModelHandle): number;

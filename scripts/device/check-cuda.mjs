@@ -27,7 +27,7 @@ function argmaxRow(logits, row, vocab) {
 }
 
 async function greedy(model, prompt, n, vocab) {
-  model.trimCache(0);
+  await model.trimCache(0);
   let logits = await model.forward(prompt, 0, false);
   const out = [], margins = [];
   let pos = prompt.length;
@@ -55,7 +55,7 @@ for (const dirName of readdirSync(root).filter((d) => !d.endsWith('.md')).sort()
   const model = await NativeModel.open(spec, { backend, maxSeqLen: 512 });
   const vocab = model.vocabSize;
   for (const seq of quick ? ref.sequences.slice(0, 1) : ref.sequences) {
-    model.trimCache(0);
+    await model.trimCache(0);
     const logits = await model.forward(seq.ids, 0, true);
     let worst = 0, topMismatch = 0, topCounted = 0, total = 0;
     for (let t = 0; t + 1 < seq.ids.length; t++) {
@@ -84,7 +84,7 @@ for (const dirName of readdirSync(root).filter((d) => !d.endsWith('.md')).sort()
     let total = 0, count = 0;
     for (let c = 0; c < ref.ppl_text.n_chunks; c++) {
       const chunk = ids.slice(c * L, (c + 1) * L);
-      model.trimCache(0);
+      await model.trimCache(0);
       const logits = await model.forward(chunk, 0, true);
       for (let t = 0; t + 1 < L; t++) { total += nllAt(logits, t, vocab, chunk[t + 1]); count++; }
     }

@@ -21,7 +21,7 @@ test('token-by-token decode gives exactly the logits of one batched forward', as
   const model = await openModel(NAME);
   try {
     const batched = await model.forward(ids, 0, true);
-    model.trimCache(0);
+    await model.trimCache(0);
     for (let t = 0; t < ids.length; t++) {
       const one = await model.forward([ids[t]], t);
       assert.equal(maxAbsDiff(one, row(batched, model.vocabSize, t)), 0, `position ${t}`);
@@ -37,7 +37,7 @@ test('trimming the cache and re-running reproduces exactly the same logits', asy
   try {
     const full = await model.forward(ids, 0, false);
     assert.equal(model.cacheLength, ids.length);
-    model.trimCache(10);
+    await model.trimCache(10);
     assert.equal(model.cacheLength, 10);
     assert.equal(maxAbsDiff(await model.forward(ids.slice(10), 10), full), 0);
     // pos below the cache length trims implicitly.

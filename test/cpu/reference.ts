@@ -67,7 +67,7 @@ export function relError(logits: ArrayLike<number>, pairs: [number, number][]): 
 
 /** Greedy decoding with the KV cache: the prompt in one forward, then one token per step. */
 export async function greedy(model: NativeModel, prompt: number[], steps: number): Promise<number[]> {
-  model.trimCache(0);
+  await model.trimCache(0);
   const out: number[] = [];
   let next = argmax(await model.forward(prompt, 0));
   let pos = prompt.length;

@@ -117,7 +117,7 @@ test('random act-order GPTQ model: same logits as its dense dequantized twin, on
     try {
       runs.push(await model.forward(ids, 0, true));
       if (runs.length === 2) { // token by token on several threads
-        model.trimCache(0);
+        await model.trimCache(0);
         for (let t = 0; t < 6; t++) {
           const one = await model.forward([ids[t]], t);
           assert.deepEqual(one, runs[0].subarray(t * V, (t + 1) * V), `decode position ${t}`);

@@ -144,3 +144,22 @@ test('an abort stops after the token in flight, with no further forward', async 
   assert.equal(run.stats.stopReason, 'abort');
   assert.equal(model.calls.length, 4); // prefill+first pick, then one forward per later token
 });
+
+test('reuseCache prefills only the tokens after the prefix the cache already holds', async () => {
+  const tok = storiesTokenizer();
+  const first = tok.encode('Once upon a time there was a girl', { addSpecial: true });
+  const model = new ScriptedModel(512, 512, first.length, [300, 2]);
+  await collect(generate(model, tok, first, { maxTokens: 5, sampling: GREEDY, seed: 1 }));
+  // The cache holds the first prompt and the fed reply token (300; the EOS pick is never fed).
+  assert.deepEqual(model.cachedTokens, [...first, 300]);
+  const second = [...first, 300, 2, 301, 302];
+  model.calls.length = 0;
+  const run = generate(model, tok, second, { maxTokens: 1, sampling: GREEDY, seed: 1, reuseCache: true });
+  await collect(run);
+  assert.deepEqual(model.calls.map((c) => [c.pos, c.tokens]), [[first.length + 1, [2, 301, 302]]]);
+  assert.equal(run.stats.cachedPromptTokens, first.length + 1);
+  // A prompt the cache holds whole still runs its last token, for the first pick's logits.
+  model.calls.length = 0;
+  await collect(generate(model, tok, second, { maxTokens: 1, sampling: GREEDY, seed: 1, reuseCache: true }));
+  assert.deepEqual(model.calls.map((c) => [c.pos, c.tokens]), [[second.length - 1, [302]]]);
+});

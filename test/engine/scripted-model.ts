@@ -11,7 +11,10 @@ export interface ForwardCall {
 
 export class ScriptedModel implements ModelHandle {
   readonly backend: BackendName = 'cpu';
-  cacheLength = 0;
+  cachedTokens: number[] = [];
+  get cacheLength(): number {
+    return this.cachedTokens.length;
+  }
   readonly calls: ForwardCall[] = [];
 
   /** After the prompt, the model "predicts" script[0], script[1], …; the last entry repeats. */
@@ -29,7 +32,7 @@ export class ScriptedModel implements ModelHandle {
   private advance(tokens: ArrayLike<number>, pos: number): void {
     if (pos > this.cacheLength) throw new Error(`forward at ${pos} with ${this.cacheLength} cached`);
     if (pos + tokens.length > this.maxSeqLen) throw new Error(`forward past the cache: ${pos} + ${tokens.length}`);
-    this.cacheLength = pos + tokens.length;
+    this.cachedTokens = this.cachedTokens.slice(0, pos).concat(Array.from(tokens));
   }
 
   async forward(tokens: ArrayLike<number>, pos: number): Promise<Float32Array> {
@@ -45,12 +48,16 @@ export class ScriptedModel implements ModelHandle {
     return argmax(this.logitsAfter(pos, tokens.length));
   }
 
-  trimCache(length: number): void {
-    this.cacheLength = Math.min(this.cacheLength, length);
+  async score(): Promise<Float32Array> {
+    throw new Error('the scripted model does not score');
+  }
+
+  async trimCache(length: number): Promise<void> {
+    this.cachedTokens = this.cachedTokens.slice(0, length);
   }
 
   memory(): MemoryUse {
-    return { weightsBytes: 0, kvCacheBytes: 0, scratchBytes: 0 };
+    return { weightsBytes: 0, kvCacheBytes: 0, scratchBytes: 0, devices: [] };
   }
 
   close(): void {}
