@@ -17,6 +17,8 @@
 #include <cublas_v2.h>
 #endif
 
+#include "backend/model_checks.h"
+#include "backend/rope_frequencies.h"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/weight_repack.h"
@@ -66,7 +68,7 @@ class DeviceMemory {
     cudaMemGetInfo(&free_b, &total_b);
     cudaDeviceProp prop{};
     cudaGetDeviceProperties(&prop, device_);
-    throw BackendError("out_of_memory", "the model needs " + gib(need) + " GiB for " + what + ", " +
+    throw BackendError(kOutOfMemory, "the model needs " + gib(need) + " GiB for " + what + ", " +
                                             gib(free_b) + " GiB free on GPU " + std::to_string(device_) + " (" +
                                             prop.name + ")");
   }
@@ -99,13 +101,13 @@ class CudaBackend final : public Backend {
     int count = 0;
     XL_CUDA_CHECK(cudaGetDeviceCount(&count));
     if (options.device < 0 || options.device >= count)
-      throw BackendError("invalid_argument", "GPU " + std::to_string(options.device) + " does not exist (" +
+      throw BackendError(kBadInput, "GPU " + std::to_string(options.device) + " does not exist (" +
                                                  std::to_string(count) + " found)");
     XL_CUDA_CHECK(cudaSetDevice(options.device));
     validate_config();
     XL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 #ifdef XLLAMA_HAVE_CUBLAS
-    if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) throw BackendError("cuda_error", "cublasCreate failed");
+    if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) throw BackendError(kCudaError, "cublasCreate failed");
     cublasSetStream(cublas_, stream_);
 #endif
   }
@@ -126,7 +128,7 @@ class CudaBackend final : public Backend {
   // ---- loading ----
   void load_checkpoint(const GptqConfig& gptq, const ModelWeights& w) {
     if ((int)w.layers.size() != cfg_.num_layers)
-      throw BackendError("bad_weights", "expected " + std::to_string(cfg_.num_layers) + " layers");
+      throw BackendError(kBadModel, "expected " + std::to_string(cfg_.num_layers) + " layers");
     check_free_memory(estimate_checkpoint_bytes(w), "the weights");
     const bool tied = w.lm_head.weight.data == w.embed_tokens.data && !w.lm_head.quantized();
     if (tied) {
@@ -135,7 +137,7 @@ class CudaBackend final : public Backend {
       // Untied: the table is only gathered (one row per token), so it stays in pinned host memory that the
       // GPU reads directly, saving vocab x hidden x 2 bytes of GPU memory (262 MB for a 7B model).
       if ((size_t)w.embed_tokens.numel() != (size_t)cfg_.vocab_size * cfg_.hidden_size)
-        throw BackendError("bad_weights", "tensor " + w.embed_tokens.name + ": expected vocab x hidden elements");
+        throw BackendError(kBadModel, "tensor " + w.embed_tokens.name + ": expected vocab x hidden elements");
       std::vector<__half> table = cuda::to_half(w.embed_tokens);
       __half* host = alloc_mapped_embedding(table.size());
       std::copy(table.begin(), table.end(), host);
@@ -165,9 +167,9 @@ class CudaBackend final : public Backend {
   void load_dummy(int group_size, uint64_t seed) {
     const int hid = cfg_.hidden_size, I = cfg_.intermediate_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads,
               D = cfg_.head_dim;
-    if (group_size <= 0 || group_size % 8) throw BackendError("invalid_argument", "group size must be a multiple of 8");
+    if (group_size <= 0 || group_size % 8) throw BackendError(kBadInput, "group size must be a multiple of 8");
     for (int v : {hid, I, H * D, (H + 2 * KV) * D})
-      if (v % 8) throw BackendError("invalid_argument", "dummy model sizes must be multiples of 8");
+      if (v % 8) throw BackendError(kBadInput, "dummy model sizes must be multiples of 8");
     auto q_bytes = [&](int K, int N) { return (size_t)K / 2 * N + (size_t)((K + group_size - 1) / group_size) * N * 2; };
     size_t need = (size_t)cfg_.vocab_size * hid * 2 +  // embed_tokens or lm_head (an untied table stays on the host)
                   (size_t)cfg_.num_layers * (q_bytes(hid, (H + 2 * KV) * D) + q_bytes(H * D, hid) +
@@ -294,7 +296,7 @@ class CudaBackend final : public Backend {
   }
 
   void trim_cache(int length) override {
-    if (length < 0) throw BackendError("invalid_argument", "cache length must be >= 0");
+    if (length < 0) throw BackendError(kBadInput, "cache length must be >= 0");
     cache_len_ = std::min(cache_len_, length);  // positions past the length are simply overwritten later
   }
 
@@ -320,14 +322,11 @@ class CudaBackend final : public Backend {
   static constexpr int kLogitRows = 64;  // lm_head rows per pass when all rows' logits are wanted
 
   void validate_config() {
-    const ModelConfig& c = cfg_;
-    auto bad = [](const std::string& m) { throw BackendError("unsupported_model", m); };
-    if (c.hidden_size <= 0 || c.num_layers <= 0 || c.vocab_size <= 0 || c.num_heads <= 0 || c.num_kv_heads <= 0 ||
-        c.intermediate_size <= 0)
-      bad("model config has non-positive sizes");
-    if (c.num_heads % c.num_kv_heads) bad("num_attention_heads must be a multiple of num_key_value_heads");
-    if (c.head_dim % 8 || c.head_dim > 256 || c.head_dim <= 0)
-      bad("the CUDA backend needs head_dim a multiple of 8, at most 256 (got " + std::to_string(c.head_dim) + ")");
+    check_model_config(cfg_);
+    const int D = cfg_.head_dim;
+    if (D % 8 || D > 256)
+      throw BackendError(kUnsupportedModel, "the CUDA backend needs head_dim a multiple of 8, at most 256 (got " +
+                                                std::to_string(D) + ")");
   }
 
   int max_position_cap() const { return std::max(1, cfg_.max_position_embeddings); }
@@ -359,7 +358,7 @@ class CudaBackend final : public Backend {
     void* host = nullptr;
     if (cudaHostAlloc(&host, count * sizeof(__half), cudaHostAllocMapped) != cudaSuccess) {
       cudaGetLastError();
-      throw BackendError("out_of_memory", "could not pin " + gib(count * 2) + " GiB of host memory for embed_tokens");
+      throw BackendError(kOutOfMemory, "could not pin " + gib(count * 2) + " GiB of host memory for embed_tokens");
     }
     host_embed_ = host;
     void* dev = nullptr;
@@ -376,9 +375,9 @@ class CudaBackend final : public Backend {
   }
 
   const __half* upload_half(const TensorView& t, size_t expect, const char* what) {
-    if (!t.present()) throw BackendError("bad_weights", std::string("missing tensor: ") + what);
+    if (!t.present()) throw BackendError(kBadModel, std::string("missing tensor: ") + what);
     if ((size_t)t.numel() != expect)
-      throw BackendError("bad_weights", "tensor " + t.name + ": expected " + std::to_string(expect) + " elements");
+      throw BackendError(kBadModel, "tensor " + t.name + ": expected " + std::to_string(expect) + " elements");
     return upload(cuda::to_half(t), what);
   }
 
@@ -408,7 +407,7 @@ class CudaBackend final : public Backend {
               qkv = (cfg_.num_heads + 2 * cfg_.num_kv_heads) * cfg_.head_dim;
     auto expect = [](const GpuLinear& l, int K, int N, const char* what) {
       if (l.K != K || l.N != N)
-        throw BackendError("bad_weights", std::string(what) + ": expected " + std::to_string(N) + "x" +
+        throw BackendError(kBadModel, std::string(what) + ": expected " + std::to_string(N) + "x" +
                                               std::to_string(K) + ", got " + std::to_string(l.N) + "x" +
                                               std::to_string(l.K));
     };
@@ -421,60 +420,32 @@ class CudaBackend final : public Backend {
     expect(lm_head_, hid, cfg_.vocab_size, "lm_head");
   }
 
-  // ---- RoPE frequencies (HF's formulas; dynamic NTK recomputed when the sequence grows) ----
-  std::vector<float> inv_freq_for(int seq_len) const {
-    const RopeConfig& r = cfg_.rope;
-    const int D = cfg_.head_dim;
-    double base = r.theta;
-    if (r.type == RopeType::Dynamic && seq_len > r.original_max_position) {
-      base = r.theta * std::pow(r.factor * seq_len / (double)r.original_max_position - (r.factor - 1.0),
-                                (double)D / (D - 2));
-    }
-    std::vector<float> f(D / 2);
-    for (int i = 0; i < D / 2; ++i) {
-      const float exponent = (float)(2 * i) / (float)D;
-      double inv = 1.0 / std::pow(base, (double)exponent);
-      if (r.type == RopeType::Linear) inv /= r.factor;
-      if (r.type == RopeType::Llama3) {
-        const double old_ctx = r.original_max_position;
-        const double low_wavelen = old_ctx / r.low_freq_factor, high_wavelen = old_ctx / r.high_freq_factor;
-        const double wavelen = 2.0 * M_PI / inv;
-        if (wavelen > low_wavelen) {
-          inv = inv / r.factor;
-        } else if (wavelen >= high_wavelen) {
-          const double smooth = (old_ctx / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
-          inv = (1.0 - smooth) * inv / r.factor + smooth * inv;
-        }
-      }
-      f[i] = (float)inv;
-    }
-    return f;
-  }
-
+  // ---- RoPE frequencies (backend/rope_frequencies.h; dynamic NTK recomputed when the call reaches further) ----
   void update_inv_freq(int seq_len, bool force) {
     const bool dynamic = cfg_.rope.type == RopeType::Dynamic;
     const int key = dynamic ? std::max(seq_len, cfg_.rope.original_max_position) : 0;
     if (!force && key == inv_freq_key_) return;
     inv_freq_key_ = key;
-    host_inv_freq_ = inv_freq_for(key);
+    host_inv_freq_ = rope_inv_freq(cfg_.rope, cfg_.head_dim, cfg_.max_position_embeddings, key);
     XL_CUDA_CHECK(cudaMemcpyAsync(inv_freq_, host_inv_freq_.data(), host_inv_freq_.size() * 4,
                                   cudaMemcpyHostToDevice, stream_));
   }
 
   // ---- forward ----
   void run(const int32_t* tokens, int n, int pos, LogitRows rows, float* out) {
-    if (n <= 0) throw BackendError("invalid_argument", "forward needs at least one token");
+    if (n <= 0) throw BackendError(kBadInput, "forward needs at least one token");
     if (pos < 0 || pos > cache_len_)
-      throw BackendError("invalid_argument", "position " + std::to_string(pos) + " is past the cached " +
+      throw BackendError(kBadInput, "position " + std::to_string(pos) + " is past the cached " +
                                                  std::to_string(cache_len_) + " positions");
     if ((int64_t)pos + n > S_)
-      throw BackendError("context_full", "the context holds " + std::to_string(S_) + " positions; " +
+      throw BackendError(kContextFull, "the context holds " + std::to_string(S_) + " positions; " +
                                              std::to_string(pos + n) + " were asked for");
     for (int i = 0; i < n; ++i)
       if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
-        throw BackendError("invalid_argument", "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+        throw BackendError(kBadInput, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
     XL_CUDA_CHECK(cudaSetDevice(opt_.device));
     cache_len_ = pos;
+    update_inv_freq(pos + n, false);  // dynamic NTK scales every chunk by the whole call's length, as HF does
     for (int done = 0; done < n;) {
       const int m = std::min(n - done, rows_);
       const bool last = done + m == n;
@@ -487,7 +458,6 @@ class CudaBackend final : public Backend {
   }
 
   void run_chunk(const int32_t* tokens, int m, int pos, LogitRows mode, float* out) {
-    update_inv_freq(pos + m, false);
     XL_CUDA_CHECK(cudaEventSynchronize(inputs_copied_));  // the previous chunk's copy has read host_in_
     host_in_[0] = pos;
     std::copy(tokens, tokens + m, host_in_ + 1);
@@ -583,7 +553,7 @@ class CudaBackend final : public Backend {
                                      CUDA_R_16F, ldb, A, CUDA_R_16F, lda, &one, C, CUDA_R_32F, ldc,
                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (st != CUBLAS_STATUS_SUCCESS)
-      throw BackendError("cuda_error", "cublasGemmEx failed with status " + std::to_string((int)st));
+      throw BackendError(kCudaError, "cublasGemmEx failed with status " + std::to_string((int)st));
 #else
     cuda::gemm_f16_wmma(A, lda, B, ldb, b_kn, C, ldc, m, N, K, stream_);
 #endif
