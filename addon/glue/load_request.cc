@@ -65,14 +65,9 @@ void parse_options(Napi::Env env, Napi::Value v, LoadRequest& req) {
   }
 }
 
-LoadRequest parse_load_request(Napi::Env env, Napi::Value spec_value, Napi::Value options) {
-  if (!spec_value.IsObject()) throw_error(env, "bad_model", "loadModel expects a model spec object");
-  Napi::Object spec = spec_value.As<Napi::Object>();
-  LoadRequest req;
-  Napi::Value arch_v = field(spec, "arch", "spec");
-  if (!arch_v.IsObject()) throw_error(env, "bad_model", "spec.arch must be an object");
-  Napi::Object a = arch_v.As<Napi::Object>();
-  ModelConfig& c = req.checkpoint.config;
+void parse_arch(Napi::Env env, Napi::Value arch, ModelConfig& c) {
+  if (!arch.IsObject()) throw_error(env, "bad_model", "spec.arch must be an object");
+  Napi::Object a = arch.As<Napi::Object>();
   c.vocab_size = static_cast<int>(num(a, "vocabSize", "arch"));
   c.hidden_size = static_cast<int>(num(a, "hiddenSize", "arch"));
   c.intermediate_size = static_cast<int>(num(a, "intermediateSize", "arch"));
@@ -103,6 +98,13 @@ LoadRequest parse_load_request(Napi::Env env, Napi::Value spec_value, Napi::Valu
       throw_error(env, "bad_model", "unsupported rope_scaling type '" + type + "'");
     }
   }
+}
+
+LoadRequest parse_load_request(Napi::Env env, Napi::Value spec_value, Napi::Value options) {
+  if (!spec_value.IsObject()) throw_error(env, "bad_model", "loadModel expects a model spec object");
+  Napi::Object spec = spec_value.As<Napi::Object>();
+  LoadRequest req;
+  parse_arch(env, field(spec, "arch", "spec"), req.checkpoint.config);
   Napi::Value q = spec.Get("quant");
   if (q.IsObject()) {
     Napi::Object g = q.As<Napi::Object>();

@@ -20,6 +20,9 @@ struct LoadRequest {
 // The model spec (arch, quant, tensors) and the options (backend, sizes, stages).
 LoadRequest parse_load_request(Napi::Env env, Napi::Value spec, Napi::Value options);
 
+// The architecture object alone (spec.arch; a dummy model is nothing but one).
+void parse_arch(Napi::Env env, Napi::Value arch, ModelConfig& config);
+
 // Only the options (loadDummyModel has no checkpoint).
 void parse_options(Napi::Env env, Napi::Value options, LoadRequest& req);
 

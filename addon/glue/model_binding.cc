@@ -133,39 +133,10 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
       [model](Napi::Env e) { return wrap_model(e, model); });
 }
 
-bool dummy_preset(const std::string& name, ModelConfig& c) {
-  struct P { const char* name; int hidden, inter, layers, heads, kv, vocab, ctx; float theta; };
-  static const P presets[] = {
-      {"llama-7b", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0f},
-      {"llama-13b", 5120, 13824, 40, 40, 40, 32000, 4096, 10000.0f},
-      {"llama3-8b", 4096, 14336, 32, 32, 8, 128256, 8192, 500000.0f},
-      {"llama-70b", 8192, 28672, 80, 64, 8, 32000, 4096, 10000.0f},
-      {"tiny", 256, 688, 2, 4, 2, 512, 512, 10000.0f},
-  };
-  for (const P& p : presets) {
-    if (name != p.name) continue;
-    c.hidden_size = p.hidden;
-    c.intermediate_size = p.inter;
-    c.num_layers = p.layers;
-    c.num_heads = p.heads;
-    c.num_kv_heads = p.kv;
-    c.head_dim = p.hidden / p.heads;
-    c.vocab_size = p.vocab;
-    c.max_position_embeddings = p.ctx;
-    c.rope.theta = p.theta;
-    return true;
-  }
-  return false;
-}
-
 Napi::Value LoadDummyModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "bad_input", "loadDummyModel expects a preset name");
   auto req = std::make_shared<LoadRequest>();
-  const std::string name = info[0].As<Napi::String>().Utf8Value();
-  if (!dummy_preset(name, req->checkpoint.config)) {
-    throw_error(env, "bad_input", "unknown dummy model '" + name + "' (llama-7b, llama-13b, llama3-8b, llama-70b, tiny)");
-  }
+  parse_arch(env, info[0], req->checkpoint.config);  // the shape of a preset (cli/engine/dummy-models.ts)
   parse_options(env, info[1], *req);
   auto model = std::make_shared<LoadedModel>();
   return queue(

@@ -7,6 +7,7 @@ import { UserError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { loadModelSpec } from '../engine/loader/index.js';
 import { NativeModel } from '../engine/native-model.js';
+import { DUMMY_NAMES } from '../engine/dummy-models.js';
 import { loadAddon } from '../native/addon.js';
 import { measureDecode, measurePrefill, planSeqLen, type BenchPlan, type DecodeResult, type PrefillResult } from '../engine/benchmark.js';
 import { parseBackend, parseInteger } from './flags.js';
@@ -127,7 +128,7 @@ export function registerBench(program: Command): void {
     .command('bench')
     .description('prompt and generation speed, memory and bandwidth use of a model (or a random --dummy one)')
     .option('-m, --model <dir>', 'model folder in Hugging Face layout')
-    .option('--dummy <name>', 'random GPTQ 4-bit model built on the GPU: llama-7b, llama-13b, llama3-8b, llama-70b, tiny')
+    .option('--dummy <name>', `random GPTQ 4-bit model built on the GPU: ${DUMMY_NAMES.join(', ')}`)
     .option('--backend <name>', 'auto, cpu or cuda (default auto)')
     .option('--prompt <list>', `prompt lengths to time, comma-separated (default ${DEFAULT_PROMPTS.join(',')})`)
     .option('--context <list>', `cache lengths for decode speed (default ${DEFAULT_CONTEXTS.join(',')})`)

@@ -7,6 +7,7 @@ import type { ModelShape, NativeAddon, NativeError, NativeModelHandle, NativeOpe
 import { DEFAULT_CHUNK_TOKENS, type BackendName, type MemoryUse, type ModelHandle, type OpenOptions,
   type TokenSampling } from './model-handle.js';
 import type { ModelSpec } from './model-spec.js';
+import { dummyArch } from './dummy-models.js';
 
 /** Codes the native side uses for internal faults; every other code is a problem the user can act on. */
 const INTERNAL_CODES = new Set(['internal']);
@@ -95,14 +96,15 @@ export class NativeModel implements ModelHandle {
     }
   }
 
-  /** A random GPTQ model of a preset shape (llama-7b, llama-13b, llama3-8b, llama-70b, tiny), GPU only. */
+  /** A random GPTQ model of a preset shape (cli/engine/dummy-models.ts), GPU only. */
   static async openDummy(name: string, opts: OpenOptions = {}): Promise<NativeModel> {
+    const arch = dummyArch(name);
     if (opts.backend === 'cpu') throw new UserError(`dummy model ${name} runs on the GPU only (not with the cpu backend)`);
     const addon = loadAddon();
     requireGpu(addon, `dummy model ${name}`);
     const options = nativeOptions(addon, { ...opts, backend: 'cuda' });
     try {
-      return new NativeModel(addon, await addon.loadDummyModel(name, options));
+      return new NativeModel(addon, await addon.loadDummyModel(arch, options));
     } catch (err) {
       throw toUserError(err);
     }

@@ -141,6 +141,11 @@ test('a cuda or dummy model where no GPU can run it is a one-line UserError sayi
   await assert.rejects(NativeModel.openDummy('tiny'), oneLineUserError(reason));
 });
 
+test('an unknown dummy name is refused with the valid names, GPU or not', async () => {
+  await assert.rejects(NativeModel.openDummy('llama-8b'),
+    oneLineUserError(/--dummy: unknown model 'llama-8b' \(use one of llama-7b, llama-13b, llama3-8b, llama-70b, tiny\)/));
+});
+
 test('closeModel while a native forward is running defers the free until it finishes', async () => {
   const { loadAddon } = await import('../../cli/native/addon.js');
   const { loadModelSpec } = await import('../../cli/engine/loader/index.js');
