@@ -84,6 +84,7 @@ CpuBackend::CpuBackend(const ModelConfig& c, const GptqConfig& gptq, const Model
     throw BackendError("bad_model", "model has " + std::to_string(w.layers.size()) + " layers of weights, config says " +
                                         std::to_string(c.num_layers));
   }
+  if (!opt.stages.empty()) throw BackendError("bad_input", "a GPU layer split (stages) needs the cuda backend, not the cpu one");
   if (opt.max_seq_len < 0) throw BackendError("bad_input", "max_seq_len must be positive");
   max_seq_ = opt.max_seq_len > 0 ? opt.max_seq_len : c.max_position_embeddings;
   if (max_seq_ <= 0) throw BackendError("bad_input", "max_seq_len is 0 and the model has no max_position_embeddings");

@@ -389,6 +389,13 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
       [model](Napi::Env e) { return wrap_model(e, model); });
 }
 
+// Dummy models: random GPTQ 4-bit weights of real shapes, group size 128, built on the GPU.
+constexpr int kDummyGroupSize = 128;
+
+std::string unknown_dummy(const std::string& name) {
+  return "unknown dummy model '" + name + "' (llama-7b, llama-13b, llama3-8b, llama-70b, tiny)";
+}
+
 bool dummy_preset(const std::string& name, ModelConfig& c) {
   struct P { const char* name; int hidden, inter, layers, heads, kv, vocab, ctx; float theta; };
   static const P presets[] = {
@@ -419,16 +426,14 @@ Napi::Value LoadDummyModel(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "bad_input", "loadDummyModel expects a preset name");
   auto req = std::make_shared<LoadRequest>();
   const std::string name = info[0].As<Napi::String>().Utf8Value();
-  if (!dummy_preset(name, req->config)) {
-    throw_error(env, "bad_input", "unknown dummy model '" + name + "' (llama-7b, llama-13b, llama3-8b, llama-70b, tiny)");
-  }
+  if (!dummy_preset(name, req->config)) throw_error(env, "bad_input", unknown_dummy(name));
   parse_options(env, info[1], *req);
   auto model = std::make_shared<LoadedModel>();
   return queue(
       env,
       [req, model] {
 #ifdef XLLAMA_HAVE_CUDA
-        model->backend = create_cuda_dummy_backend(req->config, 128, req->options, 0x5eed);
+        model->backend = create_cuda_dummy_backend(req->config, kDummyGroupSize, req->options, 0x5eed);
 #else
         throw BackendError("no_cuda", std::string("dummy models run on the GPU only: ") + kNoCuda);
 #endif
@@ -546,10 +551,9 @@ Napi::Value BackendName(const Napi::CallbackInfo& info) {
 Napi::Value VocabSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), locked(info, [](Backend& b) { return b.config().vocab_size; }));
 }
-// The shapes a benchmark needs to count the bytes a token reads (weights and KV cache).
-Napi::Value ModelShape(const Napi::CallbackInfo& info) {
-  ModelConfig c = locked(info, [](Backend& b) { return b.config(); });
-  Napi::Object o = Napi::Object::New(info.Env());
+// A model's shapes as the loader names them.
+Napi::Object shape_object(Napi::Env env, const ModelConfig& c) {
+  Napi::Object o = Napi::Object::New(env);
   o.Set("vocabSize", c.vocab_size);
   o.Set("hiddenSize", c.hidden_size);
   o.Set("intermediateSize", c.intermediate_size);
@@ -558,6 +562,22 @@ Napi::Value ModelShape(const Napi::CallbackInfo& info) {
   o.Set("numKvHeads", c.num_kv_heads);
   o.Set("headDim", c.head_dim);
   o.Set("maxPositionEmbeddings", c.max_position_embeddings);
+  return o;
+}
+// The shapes a benchmark needs to count the bytes a token reads (weights and KV cache).
+Napi::Value ModelShape(const Napi::CallbackInfo& info) {
+  return shape_object(info.Env(), locked(info, [](Backend& b) { return b.config(); }));
+}
+// A dummy preset's shapes without building it (the GPU split planner sizes it first).
+Napi::Value DummyModelShape(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "bad_input", "dummyModelShape expects a preset name");
+  ModelConfig c;
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  if (!dummy_preset(name, c)) throw_error(env, "bad_input", unknown_dummy(name));
+  Napi::Object o = shape_object(env, c);
+  o.Set("tieWordEmbeddings", c.tie_word_embeddings);
+  o.Set("groupSize", kDummyGroupSize);
   return o;
 }
 Napi::Value Memory(const Napi::CallbackInfo& info) {
@@ -594,6 +614,7 @@ Napi::Value CloseModel(const Napi::CallbackInfo& info) {
 void RegisterModel(Napi::Env env, Napi::Object exports) {
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
   exports.Set("loadDummyModel", Napi::Function::New(env, LoadDummyModel, "loadDummyModel"));
+  exports.Set("dummyModelShape", Napi::Function::New(env, DummyModelShape, "dummyModelShape"));
   exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
   exports.Set("forwardSample", Napi::Function::New(env, ForwardSample, "forwardSample"));
   exports.Set("score", Napi::Function::New(env, Score, "score"));

@@ -50,6 +50,9 @@ export interface NativeMemory {
 export type ModelShape = Pick<import('../engine/model-spec.js').ModelArchitecture, 'vocabSize' | 'hiddenSize' |
   'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'maxPositionEmbeddings'>;
 
+/** The shapes of a --dummy preset: random GPTQ 4-bit weights of group size `groupSize`, symmetric. */
+export type DummyModelShape = ModelShape & { tieWordEmbeddings: boolean; groupSize: number };
+
 /** Native model calls reject / throw an Error with one of these codes (BackendError codes, or 'internal'). */
 export interface NativeError extends Error {
   code?: string;
@@ -58,6 +61,8 @@ export interface NativeError extends Error {
 export interface NativeModelApi {
   loadModel(spec: import('../engine/model-spec.js').ModelSpec, options: NativeOpenOptions): Promise<NativeModelHandle>;
   loadDummyModel(name: string, options: NativeOpenOptions): Promise<NativeModelHandle>;
+  /** A dummy preset's shapes (no GPU needed); throws (code bad_input) for an unknown name. */
+  dummyModelShape(name: string): DummyModelShape;
   forward(handle: NativeModelHandle, tokens: Int32Array, pos: number, allLogits: boolean): Promise<Float32Array>;
   forwardSample(handle: NativeModelHandle, tokens: Int32Array, pos: number,
     sampling: { temperature: number; topK: number; uniform: number }): Promise<number>;
