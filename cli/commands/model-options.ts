@@ -70,6 +70,10 @@ export function gpuSplitFrom(flags: Pick<ModelFlags, 'gpus' | 'gpuSplit'>): GpuS
   const gpus = parseGpuList(flags.gpus);
   const split = parseGpuSplit(flags.gpuSplit);
   if (!gpus && !split) return undefined;
+  if (gpus && Array.isArray(split) && split.length !== gpus.length) {
+    throw new UserError(`--gpu-split: ${split.length} budget${split.length === 1 ? '' : 's'} for the ${gpus.length} ` +
+      `GPU${gpus.length === 1 ? '' : 's'} of --gpus (give one per GPU, in order)`);
+  }
   return { ...(gpus ? { gpus } : {}), ...(split ? { split } : {}) };
 }
 
