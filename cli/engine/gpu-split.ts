@@ -123,8 +123,14 @@ const positions = (n: number) => `${n} position${n === 1 ? '' : 's'}`;
 function doesNotFit(fp: ModelFootprint, input: SplitInput, seqLen: number, a: Assignment): UserError {
   const L = fp.layerWeights.length;
   const whole = stageBytes(fp, true, true, 0, L, seqLen);
+  if (input.mode === 'single') {
+    const free = a.budgets[0];
+    return new UserError(`${input.flag}: the model needs ${gib(whole.totalBytes)} GB (weights ${gib(whole.weightsBytes)}, ` +
+      `KV cache ${gib(whole.kvCacheBytes)} for ${positions(seqLen)}, scratch and reserve ` +
+      `${gib(whole.scratchBytes + whole.reserveBytes)}), ${free === null || free === undefined ? '?' : gib(free)} GB is free`);
+  }
   const rest = stageBytes(fp, a.stages.length === 0, true, a.next, L, seqLen);
-  const have = { auto: 'free after the margin', manual: 'budget', single: 'free' }[input.mode];
+  const have = input.mode === 'auto' ? 'free after the margin' : 'budget';
   const perGpu = input.devices.map((d, i) => {
     const s = a.got[i];
     const budget = a.budgets[i];

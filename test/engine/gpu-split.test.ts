@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { GB, AUTO_MARGIN_BYTES, planSplit, stageBytes, type SplitInput } from '../../cli/engine/gpu-split.js';
 import type { ModelFootprint } from '../../cli/engine/gpu-footprint.js';
 import { UserError } from '../../cli/errors.js';
+import { placeOnGpus } from '../../cli/engine/gpu-placement.js';
+import type { GpuDescription } from '../../cli/native/types.js';
 
 // 10 layers of 1 GiB; K and V 256 KiB per layer and position (0.25 GiB per layer at 1024 positions); the
 // first GPU holds a 0.5 GiB table, the last 1 GiB of final norm + lm_head; 0.25 GiB scratch per GPU, 0.25 GiB
@@ -120,4 +122,43 @@ test('stageBytes: a stage counts its layers, its KV share, scratch, reserve and 
   assert.equal(stageBytes(fp, true, false, 0, 1, 0).weightsBytes, GB + GB / 2);
   assert.equal(stageBytes(fp, false, true, 9, 10, 0).scratchBytes, GB / 2);
   assert.equal(stageBytes(fp, true, true, 0, 10, 0).weightsBytes, 11 * GB);
+});
+
+// ---- placement on this machine's GPUs (given here as data) ----
+const gpu = (index: number, freeGb: number): GpuDescription => ({
+  index, name: `GPU ${index}`, totalMemory: 80 * GB, freeMemory: freeGb * GB, computeCapability: '9.0',
+  multiprocessors: 132, l2Bytes: 50 * 2 ** 20, pciBusId: `0000:0${index}:00.0`,
+});
+const twoGpus = [gpu(0, 8), gpu(1, 20)];
+
+test('placement: GPUs that do not exist, and more budgets than GPUs, are refused', () => {
+  assert.throws(() => placeOnGpus(fp, { gpus: [0, 2], split: [5, 11] }, { gpus: twoGpus, modelMaxSeqLen: 1024 }),
+    /^UserError: --gpus: GPU 2 does not exist \(this machine has GPUs 0-1\)$/);
+  assert.throws(() => placeOnGpus(fp, { split: [5, 5, 5] }, { gpus: twoGpus, modelMaxSeqLen: 1024 }),
+    /^UserError: --gpu-split: 3 budgets, but this machine has 2 GPUs \(name them with --gpus; a GPU may repeat, e\.g\. --gpus 0,0\)$/);
+  assert.throws(() => placeOnGpus(fp, { gpus: [0, 1], split: [5] }, { gpus: twoGpus, modelMaxSeqLen: 1024 }),
+    /3 budgets|1 budget for the 2 GPUs of --gpus/);
+  assert.throws(() => placeOnGpus(fp, undefined, { gpus: [], device: 0, modelMaxSeqLen: 1024 }),
+    /^UserError: GPU: GPU 0 does not exist \(this machine has none\)$/);
+});
+
+test('placement: budgets name GPUs 0, 1, … in order; auto takes every GPU; one GPU stays unsplit', () => {
+  const manual = placeOnGpus(fp, { split: [5, 11] }, { gpus: twoGpus, maxSeqLen: 1024, modelMaxSeqLen: 4096 });
+  assert.deepEqual(manual.stages, [{ device: 0, firstLayer: 0, endLayer: 3 }, { device: 1, firstLayer: 3, endLayer: 10 }]);
+  assert.equal(manual.maxSeqLen, 1024);
+  const auto = placeOnGpus(fp, { split: 'auto' }, { gpus: twoGpus, maxSeqLen: 1024, modelMaxSeqLen: 4096 });
+  assert.deepEqual(auto.stages, [{ device: 0, firstLayer: 0, endLayer: 4 }, { device: 1, firstLayer: 4, endLayer: 10 }]);
+  // --gpus 1 alone: GPU 1, unsplit; the backend sizes the cache (no stages, no fixed context).
+  const single = placeOnGpus(fp, { gpus: [1] }, { gpus: twoGpus, modelMaxSeqLen: 1024 });
+  assert.equal(single.device, 1);
+  assert.equal(single.stages, undefined);
+  assert.equal(single.plan.mode, 'single');
+  // Nothing asked: the default device, checked against its free memory (8 GiB can't hold 14.25).
+  assert.throws(() => placeOnGpus(fp, undefined, { gpus: twoGpus, device: 0, maxSeqLen: 1024, modelMaxSeqLen: 4096 }),
+    /^UserError: GPU 0: the model needs 14\.25 GB \(weights 11\.00, KV cache 2\.50 for 1024 positions, scratch and reserve 0\.75\), 8\.00 GB is free$/);
+  // Several GPUs without budgets: auto over them.
+  const listed = placeOnGpus(fp, { gpus: [1, 0] }, { gpus: twoGpus, maxSeqLen: 1024, modelMaxSeqLen: 4096 });
+  assert.equal(listed.plan.mode, 'auto');
+  assert.deepEqual(listed.stages, [{ device: 1, firstLayer: 0, endLayer: 10 }]);
+  assert.deepEqual(listed.plan.unused, [0]);
 });
