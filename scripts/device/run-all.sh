@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine command that builds, checks and measures; each step's log lands in $OUT.
 #   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate user monitor bench sanitize (default: all)
+#                                                and split (the GPU layer split on GPU 0 named several times, on request)
 # Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
 # npm run build:ts)
 set -u
@@ -22,6 +23,7 @@ for s in $steps; do
     user) run user 300 bash scripts/device/user-commands.sh ;;
     generate) run generate 120 node scripts/device/check-generate.mjs --backend cuda ;;
     check) run check 240 node scripts/device/check-cuda.mjs --backend cuda ;;
+    split) run split 240 node scripts/device/check-split.mjs ;;
     sanitize) run sanitize 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
                node scripts/device/check-cuda.mjs --backend cuda --quick ;;
     monitor) run monitor 120 bash scripts/device/record-monitor-traces.sh ;;
