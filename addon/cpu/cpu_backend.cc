@@ -78,7 +78,7 @@ CpuBackend::CpuBackend(const ModelConfig& c, const GptqConfig& gptq, const Model
     : cfg_(c), pool_(opt.threads) {
   check_model_config(c);
   check_layer_count(c, w);
-  if (!opt.stages.empty()) throw BackendError(kBadInput, "the cpu backend runs on the host: a GPU layer split does not apply");
+  if (!opt.stages.empty()) throw BackendError(kBadInput, "a GPU layer split (stages) needs the cuda backend, not the cpu one");
   if (opt.max_seq_len < 0) throw BackendError("bad_input", "max_seq_len must be positive");
   max_seq_ = opt.max_seq_len > 0 ? opt.max_seq_len : c.max_position_embeddings;
   if (max_seq_ <= 0) throw BackendError("bad_input", "max_seq_len is 0 and the model has no max_position_embeddings");

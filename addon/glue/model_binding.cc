@@ -137,13 +137,15 @@ Napi::Value LoadDummyModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto req = std::make_shared<LoadRequest>();
   parse_arch(env, info[0], req->checkpoint.config);  // the shape of a preset (cli/engine/dummy-models.ts)
+  const int group_size = info[0].IsObject() ? static_cast<int>(num_or(info[0].As<Napi::Object>(), "groupSize", 0)) : 0;
+  if (group_size <= 0 || group_size % 8) throw_error(env, "bad_input", "a dummy model needs groupSize, a positive multiple of 8");
   parse_options(env, info[1], *req);
   auto model = std::make_shared<LoadedModel>();
   return queue(
       env,
-      [req, model] {
+      [req, model, group_size] {
 #ifdef XLLAMA_HAVE_CUDA
-        model->backend = create_cuda_dummy_backend(req->checkpoint.config, 128, req->options, 0x5eed);
+        model->backend = create_cuda_dummy_backend(req->checkpoint.config, group_size, req->options, 0x5eed);
 #else
         throw BackendError("no_cuda", std::string("dummy models run on the GPU only: ") + kNoCuda);
 #endif
@@ -261,10 +263,9 @@ Napi::Value BackendName(const Napi::CallbackInfo& info) {
 Napi::Value VocabSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), locked(info, [](Backend& b) { return b.config().vocab_size; }));
 }
-// The shapes a benchmark needs to count the bytes a token reads (weights and KV cache).
-Napi::Value ModelShape(const Napi::CallbackInfo& info) {
-  ModelConfig c = locked(info, [](Backend& b) { return b.config(); });
-  Napi::Object o = Napi::Object::New(info.Env());
+// A model's shapes as the loader names them.
+Napi::Object shape_object(Napi::Env env, const ModelConfig& c) {
+  Napi::Object o = Napi::Object::New(env);
   o.Set("vocabSize", c.vocab_size);
   o.Set("hiddenSize", c.hidden_size);
   o.Set("intermediateSize", c.intermediate_size);
@@ -274,6 +275,10 @@ Napi::Value ModelShape(const Napi::CallbackInfo& info) {
   o.Set("headDim", c.head_dim);
   o.Set("maxPositionEmbeddings", c.max_position_embeddings);
   return o;
+}
+// The shapes a benchmark needs to count the bytes a token reads (weights and KV cache).
+Napi::Value ModelShape(const Napi::CallbackInfo& info) {
+  return shape_object(info.Env(), locked(info, [](Backend& b) { return b.config(); }));
 }
 Napi::Value Memory(const Napi::CallbackInfo& info) {
   MemoryReport m = locked(info, [](Backend& b) { return b.memory(); });

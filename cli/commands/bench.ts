@@ -11,6 +11,7 @@ import { DUMMY_NAMES } from '../engine/dummy-models.js';
 import { loadAddon } from '../native/addon.js';
 import { measureDecode, measurePrefill, planSeqLen, type BenchPlan, type DecodeResult, type PrefillResult } from '../engine/benchmark.js';
 import { parseBackend, parseInteger } from './flags.js';
+import { placementFrom } from './model-options.js';
 
 interface BenchFlags {
   model?: string;
@@ -22,6 +23,9 @@ interface BenchFlags {
   repeats?: string;
   maxSeqLen?: string;
   threads?: string;
+  gpus?: string;
+  gpuSplit?: string;
+  verbose?: boolean;
   json?: boolean;
 }
 
@@ -58,9 +62,12 @@ function planFrom(flags: BenchFlags, modelMax: number): BenchPlan {
 async function openModel(flags: BenchFlags, seqLen: number): Promise<{ model: NativeModel; name: string }> {
   const backend = parseBackend(flags.backend);
   const threads = parseInteger(flags.threads, '--threads', 1);
-  if (flags.dummy) return { model: await NativeModel.openDummy(flags.dummy, { backend, maxSeqLen: seqLen }), name: `${flags.dummy} (dummy)` };
+  const placement = placementFrom(flags);
+  if (flags.dummy) {
+    return { model: await NativeModel.openDummy(flags.dummy, { backend, maxSeqLen: seqLen, ...placement }), name: `${flags.dummy} (dummy)` };
+  }
   const spec = loadModelSpec(flags.model as string);
-  return { model: await NativeModel.open(spec, { backend, maxSeqLen: seqLen, threads }), name: spec.dir };
+  return { model: await NativeModel.open(spec, { backend, maxSeqLen: seqLen, threads, ...placement }), name: spec.dir };
 }
 
 function copyBandwidth(model: NativeModel): number | null {
@@ -77,6 +84,10 @@ function renderTable(r: BenchReport): string {
       `KV cache ${formatBytes(r.memory.kvCacheBytes)} (${r.maxSeqLen} positions), scratch ${formatBytes(r.memory.scratchBytes)}` +
       (r.copyBandwidthGBs ? ` · copy bandwidth ${fmt(r.copyBandwidthGBs, 0)} GB/s` : ''),
   ];
+  if (r.memory.devices.length > 1) {
+    lines.push(`per GPU: ${r.memory.devices.map((d) => `GPU ${d.device} weights ${formatBytes(d.weightsBytes)}, ` +
+      `KV ${formatBytes(d.kvCacheBytes)}, scratch ${formatBytes(d.scratchBytes)}`).join(' · ')}`);
+  }
   const table = new Table({ head: ['test', 'tokens/s', 'ms', 'bytes/token', 'bandwidth use', 'floor t/s'], style: { head: [], border: [] } });
   for (const p of r.prefill) table.push([`prompt ${p.tokens}`, fmt(p.tokensPerSec, 0), `${fmt(p.msPerChunk, 2)} /prompt`, '', '', '']);
   for (const d of r.decode) {
@@ -136,6 +147,9 @@ export function registerBench(program: Command): void {
     .option('--repeats <n>', 'timed runs per prompt length; the median is reported (default 3)')
     .option('--max-seq-len <n>', 'KV-cache positions (default: what the plan needs)')
     .option('--threads <n>', 'CPU threads (default: all cores)')
+    .option('--gpus <list>', 'CUDA devices, comma-separated, in order; a device may repeat (--gpus 0,0 splits on one GPU)')
+    .option('--gpu-split <split>', "layer split across --gpus: 'auto' or GB per GPU, e.g. 20,24")
+    .option('--verbose', 'print the GPU plan before loading')
     .option('--json', 'print one JSON object')
     .addHelpText('after', `
 Examples:

@@ -24,6 +24,9 @@ export const DUMMY_MODELS: Readonly<Record<string, DummyArch>> = {
 
 export const DUMMY_NAMES = Object.keys(DUMMY_MODELS);
 
+/** Every dummy is symmetric GPTQ 4-bit with this group size (the common published setting). */
+export const DUMMY_GROUP_SIZE = 128;
+
 /** The preset's shape, or a one-line error listing the valid names (with or without a GPU). */
 export function dummyArch(name: string): DummyArch {
   const arch = DUMMY_MODELS[name];

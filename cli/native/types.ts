@@ -78,8 +78,8 @@ export interface NativeError extends Error {
 
 export interface NativeModelApi {
   loadModel(spec: NativeModelSpec, options: NativeOpenOptions): Promise<NativeModelHandle>;
-  /** A random GPTQ 4-bit model of this shape, built on the GPU (cli/engine/dummy-models.ts has the presets). */
-  loadDummyModel(arch: NativeModelSpec['arch'], options: NativeOpenOptions): Promise<NativeModelHandle>;
+  /** A random GPTQ 4-bit model of this shape and group size, built on the GPU (cli/engine/dummy-models.ts). */
+  loadDummyModel(arch: NativeModelSpec['arch'] & { groupSize: number }, options: NativeOpenOptions): Promise<NativeModelHandle>;
   forward(handle: NativeModelHandle, tokens: Int32Array, pos: number, allLogits: boolean): Promise<Float32Array>;
   forwardSample(handle: NativeModelHandle, tokens: Int32Array, pos: number,
     sampling: { temperature: number; topK: number; uniform: number }): Promise<number>;

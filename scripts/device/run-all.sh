@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine command that builds, checks and measures; each step's log lands in $OUT.
-#   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate user monitor bench leaks sanitize (default: all but leaks)
+#   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate user monitor bench sanitize (default: all)
+#                                                and, on request: split (the layer split on GPU 0 named several times), leaks
 # Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
 # npm run build:ts)
 set -u
@@ -24,6 +25,7 @@ for s in $steps; do
     check) run check 240 node scripts/device/check-cuda.mjs --backend cuda ;;
     leaks) run leaks 300 bash -c 'node --expose-gc scripts/device/check-leaks.mjs --backend cuda --n 200 &&
              node --expose-gc scripts/device/check-leaks.mjs --backend cpu --n 200' ;;
+    split) run split 240 node scripts/device/check-split.mjs ;;
     sanitize) run sanitize 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
                node scripts/device/check-cuda.mjs --backend cuda --quick ;;
     monitor) run monitor 120 bash scripts/device/record-monitor-traces.sh ;;

@@ -14,5 +14,5 @@ x bench -m fixtures/models/stories260K-gptq-4bit-g32 --backend cuda --prompt 128
 x bench --dummy llama-7b --max-seq-len 2048 --prompt 512 --context 128,1024 || fail=1
 # Out of memory must be one line and exit 2, not a crash.
 x bench --dummy llama-70b --max-seq-len 4000000 --prompt 16 --context 0 --gen 4 2>&1 | tee /tmp/oom.txt
-if grep -q "^xllama: .*GiB" /tmp/oom.txt && [ "$(grep -c . /tmp/oom.txt)" -le 3 ]; then echo "OOM: one-line message"; else echo "OOM: unexpected output"; fail=1; fi
+if grep -qE "^xllama: .*(GiB|GB)" /tmp/oom.txt && [ "$(grep -c . /tmp/oom.txt)" -le 3 ]; then echo "OOM: one-line message"; else echo "OOM: unexpected output"; fail=1; fi
 exit $fail
