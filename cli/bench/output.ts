@@ -143,7 +143,8 @@ export function renderTable(rows: BenchRow[], run: RunInfo, sys: SystemSummary):
   const table = new Table({
     head: HEAD,
     colAligns: HEAD.map((h) => (RIGHT_ALIGNED.has(h) ? 'right' : 'left')),
-    style: { head: [], border: [] },
+    // compact: no rule between rows, as llama-bench prints them.
+    style: { head: [], border: [], compact: true },
   });
   for (const s of shownRows(rows)) {
     table.push(s.row.status === 'ok'
