@@ -25,7 +25,12 @@ export class BenchProgress {
   row(label: string, r: BenchRow): void {
     this.finished++;
     const result = r.tokensPerSec ? `${r.tokensPerSec.mean.toFixed(2)} ± ${r.tokensPerSec.sd.toFixed(2)} t/s` : statusText(r);
-    this.spinner.log(`bench ${this.count()} ${label} · ${r.test}: ${result}`);
+    this.spinner.above(() => process.stderr.write(`bench ${this.count()} ${label} · ${r.test}: ${result}\n`));
+  }
+
+  /** Output written while the spinner runs (rows streamed to a terminal) goes above it. */
+  above(write: () => void): void {
+    this.spinner.above(write);
   }
 
   stop(): void {

@@ -168,11 +168,12 @@ async function runBench(flags: BenchFlags): Promise<void> {
   const started = EngineSampler.start();
   const sampler = started.sampler;
   const { version, commit } = buildInfo();
+  const progress = new BenchProgress(configs.length * tests.length, repetitions);
+  const stdout = stdoutWriter();
   const writer = createWriter(format, {
     version, commit, driver: sampler?.driverVersion ?? null, repetitions,
     engineSampleIntervalMs: SAMPLE_INTERVAL_MS, enginesUnavailable: started.sampler ? null : started.reason,
-  }, stdoutWriter());
-  const progress = new BenchProgress(configs.length * tests.length, repetitions);
+  }, (text) => progress.above(() => stdout(text)));
   const interrupt = new AbortController();
   const onInterrupt = () => interrupt.abort();
   process.once('SIGINT', onInterrupt);
@@ -207,7 +208,7 @@ async function runBench(flags: BenchFlags): Promise<void> {
     process.off('SIGINT', onInterrupt);
   }
   writer.finish(systemSummary(sampler, loaded));
-  if (interrupt.signal.aborted) throw new UserError('bench: interrupted; the results above are the tests that finished', 130);
+  if (interrupt.signal.aborted) throw new UserError('bench: interrupted; the rows say which tests finished', 130);
   if (failed > 0) {
     throw new UserError(`bench: ${failed} of ${configs.length * tests.length} tests failed or did not run; their rows say why`, 1);
   }

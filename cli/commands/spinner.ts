@@ -1,26 +1,26 @@
-// An ora spinner on stderr, only when stderr is a terminal (piped runs and tests see only the lines given to
-// log()). A terminal that reports no width (some pseudo-terminals) gets none: ora would try to clear endless lines.
+// An ora spinner on stderr, only when stderr is a terminal (piped runs and tests see nothing of it). A terminal
+// that reports no width (some pseudo-terminals) gets none: ora would try to clear endless lines.
 import ora, { type Ora } from 'ora';
 
 export interface Spinner {
   setText(text: string): void;
-  /** A line that stays, above the spinner; written plainly to stderr when there is no spinner. */
-  log(line: string): void;
+  /** Runs `write`, which prints whole lines (to stdout or stderr), with the spinner out of their way. */
+  above(write: () => void): void;
   stop(): void;
 }
 
 export function startSpinner(text: string): Spinner {
   if (!process.stderr.isTTY || !(process.stderr.columns > 0)) {
-    return { setText: () => {}, log: (line) => process.stderr.write(`${line}\n`), stop: () => {} };
+    return { setText: () => {}, above: (write) => write(), stop: () => {} };
   }
   let spinner: Ora | null = ora({ text, stream: process.stderr }).start();
   return {
     setText: (t) => {
       if (spinner) spinner.text = t;
     },
-    log: (line) => {
+    above: (write) => {
       spinner?.clear();
-      process.stderr.write(`${line}\n`);
+      write();
       spinner?.render();
     },
     stop: () => {
