@@ -13,7 +13,7 @@ import type { OpenOptions } from '../engine/model-handle.js';
 import { NativeModel } from '../engine/native-model.js';
 import { DUMMY_CONTEXT, isDummyName } from '../engine/dummy-models.js';
 import {
-  bandwidthUse, decodeBytesPerToken, meanDecodeContext, parseTestName, positionsNeeded, runTest, testName, type BenchTest,
+  bandwidthUse, decodeBytesPerToken, meanDecodeContext, meanSd, parseTestName, positionsNeeded, runTest, testName, type BenchTest,
 } from '../engine/benchmark.js';
 import { loadAddon } from '../native/addon.js';
 import { writeMessage, type ChildMessage, type ConfigMessage } from '../bench/protocol.js';
@@ -102,42 +102,36 @@ async function runConfiguration(flags: BenchRunFlags, emit: (m: ChildMessage) =>
   const limitName = requested !== undefined && requested < m.context ? `--max-seq-len is ${requested}` : `the model's context is ${m.context}`;
   const fits = (t: BenchTest) => positionsNeeded(t) <= limit;
   const runnable = tests.filter(fits);
-  if (runnable.length > 0) {
-    const t0 = performance.now();
-    const model = await m.open(requested ?? Math.max(...runnable.map(positionsNeeded)));
-    try {
-      const config = describe(model, m, (performance.now() - t0) / 1000);
-      emit(config);
-      const copy = new Map(config.copyBandwidth.map((c) => [c.device, c.bytesPerSec]));
-      for (const t of tests) {
-        const name = testName(t);
-        if (!fits(t)) {
-          emit({ type: 'skipped', test: name, message: `does not fit: needs ${positionsNeeded(t)} positions, ${limitName}` });
-          continue;
-        }
-        emit({ type: 'start', test: name });
-        try {
-          const timing = await runTest(model, t, repetitions, (run) => emit({ type: 'run', test: name, run }));
-          const stages = t.kind === 'tg' ? decodeBytesPerToken(config.memory, config.maxSeqLen, meanDecodeContext(t)) : null;
-          const meanTs = timing.tokensPerSec.reduce((a, b) => a + b, 0) / timing.tokensPerSec.length;
-          emit({
-            type: 'result', test: name, ...timing,
-            bytesPerToken: stages ? stages.reduce((a, s) => a + s.bytes, 0) : null,
-            bandwidthUse: stages ? bandwidthUse(stages, copy, meanTs) : null,
-          });
-        } catch (err) {
-          // A test the backend refuses (out of memory at this length, say) is its row; the others still run.
-          if (!isUserError(err)) throw err;
-          emit({ type: 'test-failed', test: name, message: err.message });
-        }
-      }
-    } finally {
-      model.close();
-    }
-  } else {
+  // The cache holds what the longest test needs, unless the user sized it; nothing loads if no test fits.
+  const t0 = performance.now();
+  const model = runnable.length === 0 ? null : await m.open(requested ?? Math.max(...runnable.map(positionsNeeded)));
+  try {
+    const config = model ? describe(model, m, (performance.now() - t0) / 1000) : null;
+    if (config) emit(config);
+    const copy = new Map(config?.copyBandwidth.map((c) => [c.device, c.bytesPerSec]));
     for (const t of tests) {
-      emit({ type: 'skipped', test: testName(t), message: `does not fit: needs ${positionsNeeded(t)} positions, ${limitName}` });
+      const name = testName(t);
+      if (!model || !config || !fits(t)) {
+        emit({ type: 'skipped', test: name, message: `does not fit: needs ${positionsNeeded(t)} positions, ${limitName}` });
+        continue;
+      }
+      emit({ type: 'start', test: name });
+      try {
+        const timing = await runTest(model, t, repetitions, (run) => emit({ type: 'run', test: name, run }));
+        const stages = t.kind === 'tg' ? decodeBytesPerToken(config.memory, config.maxSeqLen, meanDecodeContext(t)) : null;
+        emit({
+          type: 'result', test: name, ...timing,
+          bytesPerToken: stages ? stages.reduce((a, s) => a + s.bytes, 0) : null,
+          bandwidthUse: stages ? bandwidthUse(stages, copy, meanSd(timing.tokensPerSec).mean) : null,
+        });
+      } catch (err) {
+        // A test the backend refuses (out of memory at this length, say) is its row; the others still run.
+        if (!isUserError(err)) throw err;
+        emit({ type: 'test-failed', test: name, message: err.message });
+      }
     }
+  } finally {
+    model?.close();
   }
   emit({ type: 'done' });
 }

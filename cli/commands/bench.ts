@@ -17,7 +17,7 @@ import { ConfigurationRows, type Configuration } from '../bench/rows.js';
 import { EngineSampler, SAMPLE_INTERVAL_MS } from '../bench/utilization.js';
 import { createWriter, OUTPUT_FORMATS, type OutputFormat, type SystemSummary } from '../bench/output.js';
 import { BenchProgress } from './bench-progress.js';
-import { collect, parseBackend, parseInteger } from './flags.js';
+import { collect, parseInteger } from './flags.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
 import { registerBenchRun } from './bench-run.js';
 
@@ -101,13 +101,11 @@ function configurationsFrom(flags: BenchFlags): Configuration[] {
     }),
     ...dummies.map((d) => ({ label: `${d} (dummy)`, modelPath: null, dummy: d })),
   ];
-  const backends = (flags.backend ?? 'auto').split(',').map((b) => b.trim());
-  for (const backend of backends) {
-    // The shared parser checks the backend, --max-seq-len and --threads once, here; placement is per configuration.
-    openOptionsFrom({ backend, maxSeqLen: flags.maxSeqLen, threads: flags.threads });
-  }
+  // The shared parser checks each backend, --max-seq-len and --threads here; the placement is the child's to open.
+  const backends = (flags.backend ?? 'auto').split(',')
+    .map((b) => openOptionsFrom({ backend: b.trim(), maxSeqLen: flags.maxSeqLen, threads: flags.threads }).backend ?? 'auto');
   const placements = placementsFrom(flags.gpus ?? [], flags.gpuSplit ?? []);
-  return models.flatMap((m) => backends.flatMap((backend) => placements.map((p) => ({ ...m, backend: parseBackend(backend), ...p }))));
+  return models.flatMap((m) => backends.flatMap((backend) => placements.map((p) => ({ ...m, backend, ...p }))));
 }
 
 function childArgs(c: Configuration, flags: BenchFlags, tests: BenchTest[], repetitions: number): string[] {
