@@ -29,11 +29,8 @@ for s in $steps; do
     sanitize) run sanitize 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
                node scripts/device/check-cuda.mjs --backend cuda --quick ;;
     monitor) run monitor 120 bash scripts/device/record-monitor-traces.sh ;;
-    bench) # xllama bench itself on each dummy: one JSON object per model in bench.jsonl, a summary printed
-           for m in $(echo "${BENCH_MODELS:-llama-7b,llama-13b,llama-70b}" | tr , ' '); do
-             timeout 300 node bin/xllama.js bench --dummy "$m" --max-seq-len 4096 --gen 256 --json >> "$OUT/bench.jsonl" 2>>"$OUT/bench.log"
-           done
-           node scripts/device/summarize-bench.mjs "$OUT/bench.jsonl" | tee -a "$OUT/bench.log" ;;
+    bench) # the bench matrix (dummies × one GPU / 2-stage split): bench.json, bench.md, bench-progress.log
+           run bench 420 bash scripts/device/bench-matrix.sh ;;
   esac
 done
 # Only 8 files come back from the GPU machine: bundle every log, trace and frame into one archive.
