@@ -279,6 +279,8 @@ class CudaBackend final : public Backend {
     XL_CUDA_CHECK(cudaMallocHost(&host_in_, (size_t)(rows_ + 1) * sizeof(int)));
     XL_CUDA_CHECK(cudaEventCreateWithFlags(&inputs_copied_, cudaEventDisableTiming));
     token_out_ = mem_.alloc<int>(1, "scratch", &scratch_bytes_);
+    score_targets_ = mem_.alloc<int>(S_, "scratch", &scratch_bytes_);  // score(): one target and NLL per position
+    score_nll_ = mem_.alloc<float>(S_, "scratch", &scratch_bytes_);
     inv_freq_ = mem_.alloc<float>(D / 2, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaMallocHost(&host_token_, sizeof(int)));
     update_inv_freq(1, /*force=*/true);
@@ -316,6 +318,37 @@ class CudaBackend final : public Backend {
     XL_CUDA_CHECK(cudaMemcpyAsync(host_token_, token_out_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
     XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return *host_token_;
+  }
+
+  // Perplexity scoring with the logits kept on the GPU: per chunk of rows the layers, then per kLogitRows
+  // slice the final norm + lm_head into logits_ and token_nll into score_nll_; n floats come back at the end.
+  // Slices with no target to score skip the lm_head (llama.cpp-style runs score only half of each chunk).
+  void score(const int32_t* tokens, int n, int pos, const int32_t* targets, float* nll) override {
+    check_step(tokens, n, pos);
+    const int vocab = cfg_.vocab_size;
+    check_score_targets(targets, n, vocab);
+    XL_CUDA_CHECK(cudaSetDevice(opt_.device));
+    XL_CUDA_CHECK(cudaMemcpyAsync(score_targets_, targets, (size_t)n * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    cache_len_ = pos;
+    update_inv_freq(pos + n, false);  // as run(): dynamic NTK scaled by the whole call's length
+    for (int done = 0; done < n;) {
+      const int m = std::min(n - done, rows_);
+      stage_inputs(tokens + done, m, pos + done);
+      enqueue_layers(m);
+      for (int r0 = 0; r0 < m; r0 += kLogitRows) {
+        const int nr = std::min(kLogitRows, m - r0);
+        const int32_t* t = targets + done + r0;
+        if (std::all_of(t, t + nr, [](int32_t id) { return id < 0; })) continue;
+        enqueue_logits(m, r0, nr);
+        cuda::token_nll(logits_, nr, vocab, score_targets_ + done + r0, score_nll_ + done + r0, stream_);
+      }
+      cache_len_ = pos + done + m;
+      done += m;
+    }
+    XL_CUDA_CHECK(cudaMemcpyAsync(nll, score_nll_, (size_t)n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    for (int i = 0; i < n; ++i)
+      if (targets[i] < 0) nll[i] = 0.f;  // skipped slices left score_nll_ untouched
   }
 
  private:
@@ -433,16 +466,7 @@ class CudaBackend final : public Backend {
 
   // ---- forward ----
   void run(const int32_t* tokens, int n, int pos, LogitRows rows, float* out) {
-    if (n <= 0) throw BackendError(kBadInput, "forward needs at least one token");
-    if (pos < 0 || pos > cache_len_)
-      throw BackendError(kBadInput, "position " + std::to_string(pos) + " is past the cached " +
-                                                 std::to_string(cache_len_) + " positions");
-    if ((int64_t)pos + n > S_)
-      throw BackendError(kContextFull, "the context holds " + std::to_string(S_) + " positions; " +
-                                             std::to_string(pos + n) + " were asked for");
-    for (int i = 0; i < n; ++i)
-      if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
-        throw BackendError(kBadInput, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+    check_step(tokens, n, pos);
     XL_CUDA_CHECK(cudaSetDevice(opt_.device));
     cache_len_ = pos;
     update_inv_freq(pos + n, false);  // dynamic NTK scales every chunk by the whole call's length, as HF does
@@ -457,12 +481,31 @@ class CudaBackend final : public Backend {
     }
   }
 
-  void run_chunk(const int32_t* tokens, int m, int pos, LogitRows mode, float* out) {
+  // The checks every step of n tokens at pos passes before anything is enqueued.
+  void check_step(const int32_t* tokens, int n, int pos) const {
+    if (n <= 0) throw BackendError(kBadInput, "forward needs at least one token");
+    if (pos < 0 || pos > cache_len_)
+      throw BackendError(kBadInput, "position " + std::to_string(pos) + " is past the cached " +
+                                        std::to_string(cache_len_) + " positions");
+    if ((int64_t)pos + n > S_)
+      throw BackendError(kContextFull, "the context holds " + std::to_string(S_) + " positions; " +
+                                           std::to_string(pos + n) + " were asked for");
+    for (int i = 0; i < n; ++i)
+      if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
+        throw BackendError(kBadInput, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+  }
+
+  // A chunk's inputs ([pos, tokens...]) on their way to the device, in stream order.
+  void stage_inputs(const int32_t* tokens, int m, int pos) {
     XL_CUDA_CHECK(cudaEventSynchronize(inputs_copied_));  // the previous chunk's copy has read host_in_
     host_in_[0] = pos;
     std::copy(tokens, tokens + m, host_in_ + 1);
     XL_CUDA_CHECK(cudaMemcpyAsync(pos_, host_in_, (size_t)(m + 1) * sizeof(int), cudaMemcpyHostToDevice, stream_));
     XL_CUDA_CHECK(cudaEventRecord(inputs_copied_, stream_));
+  }
+
+  void run_chunk(const int32_t* tokens, int m, int pos, LogitRows mode, float* out) {
+    stage_inputs(tokens, m, pos);
     const int vocab = cfg_.vocab_size;
     if (m <= cuda::kGemvMaxRows) {
       // Decode: one graph replay per step (positions come from device memory, so the graph is reusable).
@@ -667,7 +710,8 @@ class CudaBackend final : public Backend {
   float *h_ = nullptr, *qkv_ = nullptr, *gu_ = nullptr, *work_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
   size_t deq_halves_ = 0;
-  int *tokens_ = nullptr, *pos_ = nullptr, *token_out_ = nullptr;
+  int *tokens_ = nullptr, *pos_ = nullptr, *token_out_ = nullptr, *score_targets_ = nullptr;
+  float* score_nll_ = nullptr;
   unsigned* attn_done_ = nullptr;  // decode attention's per-(row, head) split counters
   unsigned* col_done_ = nullptr;   // decode GEMVs' per-column-slice counters (GemvFusion::col_done)
   float* row_sum_sq_ = nullptr;    // [2][kGemvMaxRows]: h's row sums of squares for the fused RMSNorms
