@@ -665,16 +665,18 @@ void check_sampling(int vocab) {
 }
 
 // token_nll against a float64 log-softmax of the same float logits: random rows shifted by `offset` (a large
-// one must not overflow exp), one row peaked on its target, one on another token, and unscored rows (target
-// -1) that must read exactly 0.
+// one must not overflow exp); from 3 rows on, row 0 is unscored (target -1: must read exactly 0), row 1 is
+// peaked on another token (NLL near 40) and the last row on its target (NLL near 0).
 void check_token_nll(int rows, int vocab, float offset) {
   std::vector<float> l((size_t)rows * vocab);
   for (auto& v : l) v = offset + urand(-12.f, 12.f);
   std::vector<int> targets(rows);
   for (auto& t : targets) t = (int)(rng() % vocab);
-  targets[rows / 2] = -1;
-  l[(size_t)(rows - 1) * vocab + targets[rows - 1]] = offset + 40.f;  // the target dominates: NLL near 0
-  if (rows > 2) l[(size_t)1 * vocab + (targets[1] + 1) % vocab] = offset + 40.f;  // another token does: NLL near 40
+  if (rows >= 3) {
+    targets[0] = -1;
+    l[(size_t)1 * vocab + (targets[1] + 1) % vocab] = offset + 40.f;
+    l[(size_t)(rows - 1) * vocab + targets[rows - 1]] = offset + 40.f;
+  }
   std::vector<double> ref(rows, 0.0);
   for (int r = 0; r < rows; ++r) {
     if (targets[r] < 0) continue;
