@@ -1,9 +1,8 @@
 // Progress of `xllama ppl` on stderr, with llama-perplexity's running values ([1]5.1234,[2]5.3012,…).
 // A terminal gets one live line (chunks, speed, ETA and the latest values that fit), replaced at the end by
 // the whole list; anything else (a pipe, a log) gets one plain line per chunk and no escape codes.
+import { formatInteger } from '../format.js';
 import type { PplProgress } from '../engine/perplexity.js';
-
-const fmtInt = (v: number) => Math.round(v).toLocaleString('en-US');
 
 export function formatEta(ms: number): string {
   const s = Math.round(ms / 1000);
@@ -27,7 +26,7 @@ export class PplProgressReporter {
 
   update(p: PplProgress): void {
     this.values.push(runningValue(p.done, p.ppl));
-    const status = `${p.done}/${p.total} chunks · ${fmtInt(p.evaluatedTokens / (p.elapsedMs / 1000))} tok/s · ` +
+    const status = `${p.done}/${p.total} chunks · ${formatInteger(p.evaluatedTokens / (p.elapsedMs / 1000))} tok/s · ` +
       `ETA ${formatEta(p.etaMs)}`;
     if (!this.live) {
       this.out.write(`${this.values[this.values.length - 1]} · ${status}\n`);

@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { performance } from 'node:perf_hooks';
 import { UserError } from '../errors.js';
+import { formatInteger } from '../format.js';
 import { loadModelSpec } from '../engine/loader/index.js';
 import { NativeModel } from '../engine/native-model.js';
 import { TextTokenizer } from '../engine/tokenizer.js';
@@ -110,12 +111,15 @@ async function prepareDummy(opts: Options, name: string, text: string): Promise<
   }
 }
 
+/** "37 chunks of 128 (gptq mode, stride 64)" */
+function chunksText(plan: PplPlan): string {
+  return `${plan.windows.length} chunks of ${plan.ctx} (${plan.mode} mode${plan.stride === null ? '' : `, stride ${plan.stride}`})`;
+}
+
 function summaryLines(r: PplResult, plan: PplPlan, backend: string): string {
-  const n = (v: number) => v.toLocaleString('en-US', { maximumFractionDigits: 0 });
   const estimate = `Final estimate: PPL = ${r.ppl.toFixed(4)}${r.stderr === null ? '' : ` +/- ${r.stderr.toFixed(4)}`}`;
-  const layout = `${plan.stride === null ? '' : `, stride ${plan.stride}`}`;
-  return `${estimate}\n${n(r.tokens)} tokens scored in ${r.chunks} chunks of ${plan.ctx} (${plan.mode} mode${layout}); ` +
-    `${n(r.evaluatedTokens)} tokens evaluated in ${(r.scoreMs / 1000).toFixed(2)} s, ${n(r.tokensPerSec)} tokens/s (${backend})\n`;
+  return `${estimate}\n${formatInteger(r.tokens)} tokens scored in ${chunksText(plan)}; ${formatInteger(r.evaluatedTokens)} ` +
+    `tokens evaluated in ${(r.scoreMs / 1000).toFixed(2)} s, ${formatInteger(r.tokensPerSec)} tokens/s (${backend})\n`;
 }
 
 async function runPpl(flags: PplFlags): Promise<void> {
@@ -125,9 +129,8 @@ async function runPpl(flags: PplFlags): Promise<void> {
   const { model, plan } = p;
   try {
     const progress = new PplProgressReporter();
-    progress.line(`ppl: ${p.name} on ${opts.file}: ${p.ids.length.toLocaleString('en-US')} tokens, ${plan.windows.length} chunks ` +
-      `of ${plan.ctx} (${plan.mode} mode${plan.stride === null ? '' : `, stride ${plan.stride}`}), ` +
-      `${plan.predictions.toLocaleString('en-US')} predictions to score (${model.backend})`);
+    progress.line(`ppl: ${p.name} on ${opts.file}: ${formatInteger(p.ids.length)} tokens, ${chunksText(plan)}, ` +
+      `${formatInteger(plan.predictions)} predictions to score (${model.backend})`);
     const result = await runPerplexity(model, p.ids, plan, p.bosId, (u) => progress.update(u));
     progress.finish();
     if (flags.json) {

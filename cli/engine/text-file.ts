@@ -12,6 +12,8 @@ export function readTextFile(path: string, maxBytes = MAX_TEXT_BYTES): string {
   try {
     const st = statSync(path);
     if (st.isDirectory()) throw new UserError(`${path}: is a folder, not a text file`);
+    // A device or a pipe has no size to check (/dev/zero never ends).
+    if (!st.isFile()) throw new UserError(`${path}: not a regular file`);
     size = st.size;
   } catch (err) {
     if (err instanceof UserError) throw err;

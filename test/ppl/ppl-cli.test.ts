@@ -75,6 +75,7 @@ test('bad input: one line naming the file or flag, exit code 2', () => {
   const cases: [string[], RegExp][] = [
     [['-f', join(dir, 'missing.txt')], /missing\.txt: no such file/],
     [['-f', dir], /is a folder, not a text file/],
+    [['-f', '/dev/zero'], /\/dev\/zero: not a regular file/],
     [['-f', empty], /empty\.txt: the file is empty/],
     [['-f', binary], /model\.bin: not a text file \(a NUL byte at offset 6\)/],
     [['-f', latin1], /latin1\.txt: not a UTF-8 text file/],
