@@ -8,6 +8,7 @@ import { loadModelSpec } from '../engine/loader/index.js';
 import { NativeModel } from '../engine/native-model.js';
 import { TextTokenizer } from '../engine/tokenizer.js';
 import { dummyTokenizer } from '../engine/dummy-tokenizer.js';
+import { DUMMY_NAMES, dummyArch } from '../engine/dummy-models.js';
 import { readTextFile } from '../engine/text-file.js';
 import { DEFAULT_PPL_CTX, PPL_MODES, checkWindowShape, planWindows, resolveCtx, runPerplexity, type PplMode,
   type PplPlan, type PplResult } from '../engine/perplexity.js';
@@ -28,7 +29,8 @@ interface PplFlags extends ModelFlags {
 
 /** Every flag checked and converted; nothing is read from disk yet. */
 function parseFlags(flags: PplFlags) {
-  if (flags.dummy !== undefined && flags.model !== undefined) throw new UserError('give either -m/--model DIR or --dummy NAME');
+  const dummy = flags.dummy;
+  if (dummy !== undefined && flags.model !== undefined) throw new UserError('give either -m/--model DIR or --dummy NAME');
   if (flags.file === undefined) throw new UserError('-f/--file: give the text file to evaluate');
   const mode = (flags.mode ?? 'gptq') as PplMode;
   if (!PPL_MODES.includes(mode)) throw new UserError(`--mode: unknown mode '${flags.mode}' (use ${PPL_MODES.join(' or ')})`);
@@ -38,7 +40,7 @@ function parseFlags(flags: PplFlags) {
   return {
     file: flags.file, mode, ctx, stride,
     maxChunks: parseInteger(flags.chunks, '--chunks', 1),
-    model: flags.dummy === undefined ? modelDirFrom(flags) : null,
+    source: dummy === undefined ? { dir: modelDirFrom(flags) } : { dummy },
     open: openOptionsFrom(flags),
   };
 }
@@ -71,44 +73,48 @@ interface Prepared {
   tokenizeMs: number;
 }
 
-async function tokenize(tokenizer: TextTokenizer, text: string, file: string) {
+/** What ppl needs of a model before its weights load: its context, its tokenizer, and how to open it. */
+interface ModelSource {
+  name: string;
+  context: number;
+  tokenizer(): TextTokenizer;
+  loading: string;
+  open(maxSeqLen: number): Promise<NativeModel>;
+}
+
+function checkpointSource(opts: Options, dir: string): ModelSource {
+  const spec = loadModelSpec(dir);
+  return {
+    name: spec.dir, context: spec.arch.maxPositionEmbeddings, loading: `loading ${spec.dir}`,
+    tokenizer: () => TextTokenizer.fromFiles(spec.tokenizer, spec),
+    open: (maxSeqLen) => NativeModel.open(spec, { ...opts.open, maxSeqLen }),
+  };
+}
+
+/** A --dummy model: random weights built on the GPU, with a real tokenizer of its vocabulary size. */
+function dummySource(opts: Options, name: string): ModelSource {
+  const arch = dummyArch(name);
+  return {
+    name: `${name} (dummy)`, context: arch.maxPositionEmbeddings, loading: `building ${name}`,
+    tokenizer: () => dummyTokenizer(name, arch.vocabSize),
+    open: (maxSeqLen) => NativeModel.openDummy(name, { ...opts.open, maxSeqLen }),
+  };
+}
+
+/** Everything that can fail on the flags, the text or the tokenizer fails before the weights load. */
+async function prepare(opts: Options, source: ModelSource, text: string): Promise<Prepared> {
+  const ctx = resolveCtx(opts.ctx, source.context);
+  const maxSeqLen = cacheSize(opts, ctx);
   const t0 = performance.now();
-  const ids = await withSpinner(`tokenizing ${file}`, () => tokenizer.encode(text, { addSpecial: true }));
+  const tokenizer = source.tokenizer();
+  const ids = await withSpinner(`tokenizing ${opts.file}`, () => tokenizer.encode(text, { addSpecial: true }));
+  const tokenizeMs = performance.now() - t0;
   // The BOS that llama.cpp mode starts each chunk with: the one the tokenizer puts at the start, if any.
   const bosId = tokenizer.bosId !== null && ids[0] === tokenizer.bosId ? tokenizer.bosId : null;
-  return { ids, bosId, tokenizeMs: performance.now() - t0 };
-}
-
-function plan(opts: Options, ctx: number, textTokens: number, bosId: number | null): PplPlan {
-  return planWindows(textTokens, { mode: opts.mode, ctx, stride: opts.stride, maxChunks: opts.maxChunks }, bosId, opts.file);
-}
-
-/** A real model: everything that can fail on the flags, the text or the tokenizer fails before the weights load. */
-async function prepareModel(opts: Options, dir: string, text: string): Promise<Prepared> {
-  const spec = loadModelSpec(dir);
-  const ctx = resolveCtx(opts.ctx, spec.arch.maxPositionEmbeddings);
-  const maxSeqLen = cacheSize(opts, ctx);
-  const { ids, bosId, tokenizeMs } = await tokenize(TextTokenizer.fromFiles(spec.tokenizer, spec), text, opts.file);
-  const windows = plan(opts, ctx, ids.length, bosId);
-  const t0 = performance.now();
-  const model = await withSpinner(`loading ${spec.dir}`, () => NativeModel.open(spec, { ...opts.open, maxSeqLen }));
-  return { model, name: spec.dir, ids, bosId, plan: windows, loadMs: performance.now() - t0, tokenizeMs };
-}
-
-/** A --dummy model (random weights on the GPU): its vocabulary and context are known once it is built. */
-async function prepareDummy(opts: Options, name: string, text: string): Promise<Prepared> {
-  const t0 = performance.now();
-  const maxSeqLen = cacheSize(opts, opts.ctx ?? DEFAULT_PPL_CTX);
-  const model = await withSpinner(`building ${name}`, () => NativeModel.openDummy(name, { ...opts.open, maxSeqLen }));
-  const loadMs = performance.now() - t0;
-  try {
-    const ctx = resolveCtx(opts.ctx, model.shape().maxPositionEmbeddings);
-    const { ids, bosId, tokenizeMs } = await tokenize(dummyTokenizer(name, model.vocabSize), text, opts.file);
-    return { model, name: `${name} (dummy)`, ids, bosId, plan: plan(opts, ctx, ids.length, bosId), loadMs, tokenizeMs };
-  } catch (err) {
-    model.close();
-    throw err;
-  }
+  const plan = planWindows(ids.length, { mode: opts.mode, ctx, stride: opts.stride, maxChunks: opts.maxChunks }, bosId, opts.file);
+  const t1 = performance.now();
+  const model = await withSpinner(source.loading, () => source.open(maxSeqLen));
+  return { model, name: source.name, ids, bosId, plan, loadMs: performance.now() - t1, tokenizeMs };
 }
 
 /** "37 chunks of 128 (gptq mode, stride 64)" */
@@ -125,7 +131,9 @@ function summaryLines(r: PplResult, plan: PplPlan, backend: string): string {
 async function runPpl(flags: PplFlags): Promise<void> {
   const opts = parseFlags(flags);
   const text = readTextFile(opts.file);
-  const p = opts.model === null ? await prepareDummy(opts, flags.dummy as string, text) : await prepareModel(opts, opts.model, text);
+  const { dummy, dir } = opts.source;
+  const source = dummy !== undefined ? dummySource(opts, dummy) : checkpointSource(opts, dir as string);
+  const p = await prepare(opts, source, text);
   const { model, plan } = p;
   try {
     const progress = new PplProgressReporter();
@@ -159,7 +167,7 @@ export function registerPpl(program: Command): void {
     .option('--ctx <n>', `tokens per chunk (default ${DEFAULT_PPL_CTX}, capped by the model's context)`)
     .option('--chunks <n>', 'stop after this many chunks')
     .option('--stride <n>', 'sliding window: a chunk every n tokens, each scoring its last n predictions')
-    .option('--dummy <name>', 'random GPTQ 4-bit model built on the GPU (speed only): llama-7b, llama-13b, llama-70b, tiny')
+    .option('--dummy <name>', `random GPTQ 4-bit model built on the GPU (speed only): ${DUMMY_NAMES.join(', ')}`)
     .option('--json', 'print one JSON object (ppl, stderr, nll, tokens, chunks, mode, ctx, timings)')
     .addHelpText('after', `
 Examples:
