@@ -6,6 +6,7 @@ import { UserError } from '../errors.js';
 import type { TokenizerFiles } from './model-spec.js';
 import { flattenAddedTokens } from './loader/tokenizer-config.js';
 import { pickTemplate } from './chat-template.js';
+import { PiecewiseEncoder } from './piecewise-encoding.js';
 
 export interface EncodeOptions {
   /** Add BOS/EOS the way the model's tokenizer does (add_bos_token / add_eos_token, else its post-processor). */
@@ -38,6 +39,9 @@ function idList(value: unknown): number[] {
   return [];
 }
 
+/** Texts shorter than this are encoded in one call (a prompt); longer ones word by word where exact. */
+const PIECEWISE_MIN_CHARS = 4096;
+
 export class TextTokenizer {
   readonly bosId: number | null;
   /** Every id that ends generation: the tokenizer's eos_token and config/generation_config eos ids. */
@@ -51,6 +55,8 @@ export class TextTokenizer {
   readonly chatTemplate: string | null;
   private readonly hf: HfTokenizer;
   private readonly specialIds: Set<number>;
+  /** Long texts in words, for tokenizers whose BPE otherwise runs over the whole text as one word. */
+  private readonly piecewise: PiecewiseEncoder | null;
 
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>, ids: SpecialIds,
               source = 'tokenizer.json') {
@@ -71,6 +77,7 @@ export class TextTokenizer {
     this.addBos = typeof config.add_bos_token === 'boolean' ? config.add_bos_token : null;
     this.addEos = typeof config.add_eos_token === 'boolean' ? config.add_eos_token : null;
     this.chatTemplate = pickTemplate(config.chat_template);
+    this.piecewise = PiecewiseEncoder.forTokenizer(tokenizerJson);
 
     this.specialIds = new Set<number>();
     for (const [id, tok] of this.hf.get_added_tokens_decoder()) if (tok.special) this.specialIds.add(id);
@@ -101,11 +108,18 @@ export class TextTokenizer {
       // No add_bos/add_eos in tokenizer_config.json: the tokenizer's own post-processor decides (Llama 3, Qwen2).
       return this.hf.encode(text, { add_special_tokens: true }).ids;
     }
-    const ids = this.hf.encode(text, { add_special_tokens: false }).ids;
+    const ids = this.encodePlain(text);
     if (!addSpecial) return ids;
     if (this.addBos && this.bosId !== null) ids.unshift(this.bosId);
     if (this.addEos && this.eosIds.length > 0) ids.push(this.eosIds[0]!);
     return ids;
+  }
+
+  /** Ids without special tokens; long texts word by word where that gives the same ids (piecewise-encoding.ts). */
+  private encodePlain(text: string): number[] {
+    const whole = (t: string) => this.hf.encode(t, { add_special_tokens: false }).ids;
+    if (this.piecewise && text.length >= PIECEWISE_MIN_CHARS) return this.piecewise.encode(text, whole) ?? whole(text);
+    return whole(text);
   }
 
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
