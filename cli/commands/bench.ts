@@ -10,6 +10,7 @@ import { NativeModel } from '../engine/native-model.js';
 import { loadAddon } from '../native/addon.js';
 import { measureDecode, measurePrefill, planSeqLen, type BenchPlan, type DecodeResult, type PrefillResult } from '../engine/benchmark.js';
 import { parseBackend, parseInteger } from './flags.js';
+import { INT32_MAX, MAX_THREADS } from '../engine/native-limits.js';
 
 interface BenchFlags {
   model?: string;
@@ -29,7 +30,7 @@ const DEFAULT_CONTEXTS = [128, 2048];
 
 function parseList(value: string | undefined, flag: string, min: number): number[] | undefined {
   if (value === undefined) return undefined;
-  const items = value.split(',').map((v) => parseInteger(v, flag, min) as number);
+  const items = value.split(',').map((v) => parseInteger(v, flag, min, INT32_MAX) as number);
   if (items.length === 0) throw new UserError(`${flag}: give a comma-separated list of token counts`);
   return items;
 }
@@ -56,7 +57,7 @@ function planFrom(flags: BenchFlags, modelMax: number): BenchPlan {
 
 async function openModel(flags: BenchFlags, seqLen: number): Promise<{ model: NativeModel; name: string }> {
   const backend = parseBackend(flags.backend);
-  const threads = parseInteger(flags.threads, '--threads', 1);
+  const threads = parseInteger(flags.threads, '--threads', 1, MAX_THREADS);
   if (flags.dummy) return { model: await NativeModel.openDummy(flags.dummy, { backend, maxSeqLen: seqLen }), name: `${flags.dummy} (dummy)` };
   const spec = loadModelSpec(flags.model as string);
   return { model: await NativeModel.open(spec, { backend, maxSeqLen: seqLen, threads }), name: spec.dir };
@@ -101,7 +102,7 @@ interface BenchReport {
 async function runBench(flags: BenchFlags): Promise<void> {
   if (!flags.model === !flags.dummy) throw new UserError('give either -m/--model DIR or --dummy NAME');
   const modelMax = flags.dummy ? Number.MAX_SAFE_INTEGER : loadModelSpec(flags.model as string).arch.maxPositionEmbeddings;
-  const requestedSeqLen = parseInteger(flags.maxSeqLen, '--max-seq-len', 1);
+  const requestedSeqLen = parseInteger(flags.maxSeqLen, '--max-seq-len', 1, INT32_MAX);
   const plan = planFrom(flags, requestedSeqLen ?? (flags.dummy ? 4096 : modelMax));
   const t0 = performance.now();
   const { model, name } = await openModel(flags, requestedSeqLen ?? planSeqLen(plan));

@@ -3,6 +3,7 @@ import { UserError } from '../../errors.js';
 import type { Architecture, ModelArchitecture, RopeScaling } from '../model-spec.js';
 import { FieldReader } from './config-fields.js';
 import { isJsonObject, type JsonObject } from './json-file.js';
+import { INT32_MAX } from '../native-limits.js';
 
 export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
 
@@ -66,6 +67,9 @@ export function parseModelConfig(raw: JsonObject, file: string): ModelArchitectu
   }
   const headDim = cfg.int('head_dim', hiddenSize / numHeads);
   if (headDim % 2 !== 0) cfg.fail('head_dim', `is ${headDim}, expected an even number (rotary embeddings)`);
+  if (numHeads * headDim > INT32_MAX) {
+    cfg.fail('num_attention_heads', `× head_dim is ${numHeads} × ${headDim}, more than xllama supports (at most ${INT32_MAX})`);
+  }
 
   // transformers 5 moves rope_theta and the scaling into rope_parameters.
   const ropeParams = isJsonObject(raw.rope_parameters) ? raw.rope_parameters : null;
