@@ -51,6 +51,32 @@ export function denseTensors(arch: ModelArchitecture): DenseShape[] {
   return out;
 }
 
+const LAYER_TENSOR = /^model\.layers\.(\d+)\./;
+
+/**
+ * num_hidden_layers against the layers the files really hold. Runs before anything proportional to the
+ * layer count is built, so a config claiming a billion layers is refused at once instead of after a list
+ * of seven billion expected tensors has filled the memory.
+ */
+export function checkLayerCount(arch: ModelArchitecture, tensors: Map<string, RawTensor>, configFile: string): void {
+  const held = new Set<number>();
+  let last = -1;
+  for (const name of tensors.keys()) {
+    const m = LAYER_TENSOR.exec(name);
+    if (!m) continue;
+    const layer = Number(m[1]);
+    held.add(layer);
+    last = Math.max(last, layer);
+  }
+  const n = arch.numLayers;
+  if (n > held.size) {
+    throw new UserError(`${configFile}: num_hidden_layers is ${n}, but the safetensors files hold ${held.size} layer${held.size === 1 ? '' : 's'}`);
+  }
+  if (last >= n) {
+    throw new UserError(`${configFile}: num_hidden_layers is ${n}, but the safetensors files also hold layer ${last} (model.layers.${last}.*)`);
+  }
+}
+
 /** Rows of scales/qzeros: one per group, or one for the whole input when group_size is -1. */
 export function gptqGroups(inFeatures: number, groupSize: number): number {
   return groupSize === -1 ? 1 : inFeatures / groupSize;
