@@ -1,10 +1,14 @@
 // `xllama info [MODEL_DIR] [--gpus] [--json]`: what this machine can run, and what a model is.
 import type { Command } from 'commander';
+import { join } from 'node:path';
 import { loadAddon } from '../native/addon.js';
 import { UserError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { loadModelSpec } from '../engine/loader/index.js';
-import { summarizeModel, type ModelSummary } from '../engine/loader/model-summary.js';
+import { summarizeModel, type ModelSummary, type TokenizerSummary } from '../engine/loader/model-summary.js';
+import type { ModelSpec } from '../engine/model-spec.js';
+import { TextTokenizer } from '../engine/tokenizer.js';
+import { ChatTemplate } from '../engine/chat-template.js';
 
 interface InfoOptions {
   gpus?: boolean;
@@ -51,6 +55,18 @@ function describeRope(s: ModelSummary): string {
   return `theta ${s.ropeTheta}, ${r.type} scaling × ${r.factor}${extra}`;
 }
 
+function tokenizerRows(s: ModelSummary): [string, string][] {
+  const t = s.tokenizer;
+  const ids = (bos: number | null, eos: number[]) => `${bos ?? 'none'} / ${eos.length ? eos.join(', ') : 'none'}`;
+  if (!t) return [['bos / eos ids', ids(s.bosTokenId, s.eosTokenIds)]];
+  const unused = s.vocabSize - t.vocabSize;
+  return [
+    ['tokenizer', `${t.vocabSize} tokens${unused > 0 ? ` (${unused} embedding rows past them, unused)` : ''}, ` +
+      `chat template ${t.chatTemplate ? 'yes' : 'none'}`],
+    ['bos / eos ids', ids(t.bosTokenId, t.eosTokenIds)],
+  ];
+}
+
 export function formatModelSummary(s: ModelSummary): string {
   const rows: [string, string][] = [
     ['model', s.dir],
@@ -67,10 +83,17 @@ export function formatModelSummary(s: ModelSummary): string {
     ['quantization', describeQuant(s)],
     ['size on disk', `${formatBytes(s.diskBytes)} in ${s.files.length} file${s.files.length === 1 ? '' : 's'}`],
     ['GPU weights', formatBytes(s.gpuWeightBytes)],
-    ['bos / eos ids', `${s.bosTokenId ?? 'none'} / ${s.eosTokenIds.length ? s.eosTokenIds.join(', ') : 'none'}`],
+    ...tokenizerRows(s),
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+}
+
+/** Builds the tokenizer as generation would (every check included) and parses the chat template. */
+function checkTokenizer(spec: ModelSpec): TokenizerSummary {
+  const tok = TextTokenizer.fromFiles(spec.tokenizer, spec);
+  if (tok.chatTemplate !== null) new ChatTemplate(tok.chatTemplate, tok, join(spec.dir, 'tokenizer_config.json'));
+  return { vocabSize: tok.vocabSize, bosTokenId: tok.bosId, eosTokenIds: [...tok.eosIds], chatTemplate: tok.chatTemplate !== null };
 }
 
 export function registerInfo(program: Command): void {
@@ -86,7 +109,8 @@ export function registerInfo(program: Command): void {
         printGpus(Boolean(opts.json));
         return;
       }
-      const summary = summarizeModel(loadModelSpec(model));
+      const spec = loadModelSpec(model);
+      const summary = summarizeModel(spec, checkTokenizer(spec));
       process.stdout.write(opts.json ? `${JSON.stringify(summary)}\n` : `${formatModelSummary(summary)}\n`);
     });
 }
