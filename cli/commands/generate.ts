@@ -5,10 +5,11 @@ import { UserError } from '../errors.js';
 import { loadModelSpec } from '../engine/loader/index.js';
 import { TextTokenizer } from '../engine/tokenizer.js';
 import { checkPromptFits, promptIds } from '../engine/prompt.js';
-import { DEFAULT_SAMPLING, checkSampling, type SamplingParams } from '../engine/sampler.js';
+import { DEFAULT_SAMPLING, NonFiniteLogitsError, checkSampling, type SamplingParams } from '../engine/sampler.js';
 import { generate, type GenerationStats } from '../engine/generate.js';
 import { randomSeed } from '../engine/rng.js';
 import { NativeModel } from '../engine/native-model.js';
+import { INT32_MAX, MAX_THREADS } from '../engine/native-limits.js';
 import { collect, parseBackend, parseInteger, parseNumber } from './flags.js';
 import { startSpinner } from './spinner.js';
 
@@ -38,7 +39,7 @@ function samplingFrom(flags: GenerateFlags): SamplingParams {
   const d = DEFAULT_SAMPLING;
   const p: SamplingParams = {
     temperature: parseNumber(flags.temperature, '--temperature') ?? d.temperature,
-    topK: parseInteger(flags.topK, '--top-k', 0) ?? d.topK,
+    topK: parseInteger(flags.topK, '--top-k', 0, INT32_MAX) ?? d.topK,
     topP: parseNumber(flags.topP, '--top-p') ?? d.topP,
     minP: parseNumber(flags.minP, '--min-p') ?? d.minP,
     typicalP: parseNumber(flags.typicalP, '--typical-p') ?? d.typicalP,
@@ -71,8 +72,8 @@ function parseFlags(flags: GenerateFlags) {
     sampling: samplingFrom(flags),
     seed: parseInteger(flags.seed, '--seed', 0) ?? randomSeed(),
     backend: parseBackend(flags.backend),
-    maxSeqLen: parseInteger(flags.maxSeqLen, '--max-seq-len', 2),
-    threads: parseInteger(flags.threads, '--threads', 1),
+    maxSeqLen: parseInteger(flags.maxSeqLen, '--max-seq-len', 2, INT32_MAX),
+    threads: parseInteger(flags.threads, '--threads', 1, MAX_THREADS),
     stop,
   };
 }
@@ -129,6 +130,9 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
         text += token.text;
         if (!flags.json) print(token.text);
       }
+    } catch (err) {
+      // Name the model whose weights gave the NaN / infinite logits.
+      throw err instanceof NonFiniteLogitsError ? new UserError(`${spec.dir}: ${err.message}`) : err;
     } finally {
       prefill.stop();
     }
