@@ -50,7 +50,7 @@ const SAMPLING = [
   [],
 ];
 
-export function buildCase(seed: number, index: number, root: string): FuzzCase {
+export function buildCase(seed: number, index: number, root: string, backend = 'cpu'): FuzzCase {
   const p = new Picker(caseSeed(seed, index));
   const fixture = p.pick(FIXTURES);
   const dir = join(root, `case-${index}`, fixture);
@@ -74,7 +74,7 @@ export function buildCase(seed: number, index: number, root: string): FuzzCase {
     kinds.push(m.name);
     if (!m.flagsOnly) c.filesChanged = true;
   }
-  const generateArgs = ['generate', '-m', dir, '-p', c.prompt, '-n', '4', '--backend', 'cpu', '--threads', '1',
+  const generateArgs = ['generate', '-m', dir, '-p', c.prompt, '-n', '4', '--backend', backend, '--threads', '1',
     '--seed', String(index), ...p.pick(SAMPLING), ...c.flags];
   return { seed, index, fixture, dir, what: c.what, kinds, infoArgs: c.runInfo ? ['info', dir] : null, generateArgs,
     blame: c.filesChanged ? [] : c.blame };
@@ -115,6 +115,8 @@ export interface CampaignOptions {
   limits?: WatchdogLimits;
   /** Keep the mutated folders (they are under the returned root). */
   keep?: boolean;
+  /** generate's --backend: cpu (CI), or cuda on a GPU machine. */
+  backend?: 'cpu' | 'cuda';
   onCase?: (report: CaseReport) => void;
 }
 
@@ -128,7 +130,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<{ root: string
   const worker = async (w: number): Promise<void> => {
     while (next < first + opts.n) {
       const index = next++;
-      const fuzzCase = buildCase(opts.seed, index, root);
+      const fuzzCase = buildCase(opts.seed, index, root, opts.backend);
       const runs: RunResult[] = [];
       const scratch = join(root, `rss-${w}`);
       if (fuzzCase.infoArgs) runs.push(await runWatched(fuzzCase.infoArgs, limits, scratch));

@@ -1,19 +1,25 @@
-// `npm run fuzz -- --seed S --n N [--first I] [--case I] [--keep] [--jobs J]`: a fuzz campaign over the
+// `npm run fuzz -- --seed S --n N [--first I] [--case I] [--keep] [--jobs J] [--backend cpu|cuda]`: a fuzz campaign over the
 // fixture models through the real CLI. Prints each failing case with the command that reproduces it, then a
 // summary; exits 1 when any case broke the contract.
 import { describeFailure, runCampaign, type CaseReport } from './campaign.js';
 
 function usage(message: string): never {
-  process.stderr.write(`fuzz: ${message}\nusage: npm run fuzz -- --seed S --n N [--first I] [--case I] [--keep] [--jobs J]\n`);
+  process.stderr.write(`fuzz: ${message}\nusage: npm run fuzz -- --seed S --n N [--first I] [--case I] [--keep] [--jobs J] [--backend cpu|cuda]\n`);
   process.exit(2);
 }
 
-function parseArgs(argv: string[]): { seed: number; first: number; n: number; keep: boolean; jobs: number } {
-  const opts = { seed: 1, first: 0, n: 100, keep: false, jobs: 2 };
+function parseArgs(argv: string[]) {
+  const opts = { seed: 1, first: 0, n: 100, keep: false, jobs: 2, backend: 'cpu' as 'cpu' | 'cuda' };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     if (flag === '--keep') {
       opts.keep = true;
+      continue;
+    }
+    if (flag === '--backend') {
+      const b = argv[++i];
+      if (b !== 'cpu' && b !== 'cuda') usage('--backend is cpu or cuda');
+      opts.backend = b;
       continue;
     }
     const value = Number(argv[++i]);
@@ -32,7 +38,7 @@ const opts = parseArgs(process.argv.slice(2));
 const started = performance.now();
 let done = 0;
 const { root, reports } = await runCampaign({
-  seed: opts.seed, first: opts.first, n: opts.n, keep: opts.keep, concurrency: opts.jobs,
+  seed: opts.seed, first: opts.first, n: opts.n, keep: opts.keep, concurrency: opts.jobs, backend: opts.backend,
   onCase: (r: CaseReport) => {
     done++;
     if (r.violations.length > 0) process.stdout.write(`${describeFailure(r)}\n`);
