@@ -10,7 +10,7 @@ export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausal
 function parseArchitectureName(cfg: FieldReader): Architecture {
   const list = cfg.obj.architectures;
   if (!Array.isArray(list) || list.length === 0 || typeof list[0] !== 'string') {
-    cfg.fail('architectures', `is ${JSON.stringify(list)}, expected a list such as ["LlamaForCausalLM"]`);
+    cfg.fail('architectures', `${list === undefined ? 'is missing' : `is ${JSON.stringify(list)}`}, expected a list such as ["LlamaForCausalLM"]`);
   }
   const name = list[0] as string;
   if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(name)) {
