@@ -5,6 +5,7 @@ import { UserError } from '../errors.js';
 import type { GpuSplitRequest } from '../engine/gpu-placement.js';
 import type { OpenOptions } from '../engine/model-handle.js';
 import { parseBackend, parseInteger } from './flags.js';
+import { INT32_MAX, MAX_THREADS } from '../engine/native-limits.js';
 
 export interface ModelFlags {
   model?: string;
@@ -90,8 +91,8 @@ export function placementFrom(flags: Pick<ModelFlags, 'gpus' | 'gpuSplit' | 'ver
 export function openOptionsFrom(flags: ModelFlags): OpenOptions & { maxSeqLen?: number } {
   return {
     backend: parseBackend(flags.backend),
-    maxSeqLen: parseInteger(flags.maxSeqLen, '--max-seq-len', 2),
-    threads: parseInteger(flags.threads, '--threads', 1),
+    maxSeqLen: parseInteger(flags.maxSeqLen, '--max-seq-len', 2, INT32_MAX),
+    threads: parseInteger(flags.threads, '--threads', 1, MAX_THREADS),
     ...placementFrom(flags),
   };
 }
