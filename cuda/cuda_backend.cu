@@ -18,6 +18,7 @@
 #endif
 
 #include "cuda/cuda_check.h"
+#include "cuda/device_query.h"
 #include "cuda/kernels.h"
 #include "cuda/weight_repack.h"
 
@@ -102,6 +103,14 @@ class CudaBackend final : public Backend {
       throw BackendError("invalid_argument", "GPU " + std::to_string(options.device) + " does not exist (" +
                                                  std::to_string(count) + " found)");
     XL_CUDA_CHECK(cudaSetDevice(options.device));
+    // A GPU too old, or one this build has no code for: one line now, not a failed launch later.
+    std::vector<int> used{options.device};
+    for (const StagePlan& s : options.stages) used.push_back(s.device);
+    for (int d : used) {
+      if (d < 0 || d >= count) continue;
+      if (std::string why = cuda::gpu_support_problem(d); !why.empty()) throw BackendError("unsupported_gpu", why);
+    }
+    cuda::current_device_runs_pdl_code();  // asked once here rather than first inside a graph capture
     validate_config();
     XL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 #ifdef XLLAMA_HAVE_CUBLAS
