@@ -20,9 +20,10 @@ run() {  # run NAME TIMEOUT CMD...: logs to $OUT/NAME.log, prints its tail
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
   tail -6 "$OUT/$name.log"; echo "=== $name rc=$rc"
 }
-build() {  # build DIR ARCH: quiet build, its closing line printed
+build() {  # build DIR ARCH: quiet build, its closing line printed; fails when the build does
   echo "=== build $1 (XLLAMA_CUDA_ARCH=$2)"
-  XLLAMA_BUILD_VERBOSE=0 node scripts/build-addon.mjs --cuda on --cuda-arch "$2" --build-dir "$1" 2>&1 | tail -3
+  XLLAMA_BUILD_VERBOSE=0 node scripts/build-addon.mjs --cuda on --cuda-arch "$2" --build-dir "$1" > "$OUT/build-$1.log" 2>&1
+  local rc=$?; tail -3 "$OUT/build-$1.log"; return $rc
 }
 checks() {  # checks NAME BUILD_DIR
   local name=$1 dir=$2
