@@ -9,6 +9,7 @@ import { registerGenerate } from './commands/generate.js';
 import { registerGpuMonitor } from './commands/gpu-monitor.js';
 import { registerBench } from './commands/bench.js';
 import { registerPpl } from './commands/ppl.js';
+import { registerBuild } from './commands/build.js';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -40,6 +41,7 @@ Examples:
   registerGpuMonitor(program);
   registerBench(program);
   registerPpl(program);
+  registerBuild(program);
   return program;
 }
 
