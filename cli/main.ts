@@ -8,6 +8,7 @@ import { registerInfo } from './commands/info.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerGpuMonitor } from './commands/gpu-monitor.js';
 import { registerBench } from './commands/bench.js';
+import { registerChat } from './commands/chat.js';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -38,6 +39,7 @@ Examples:
   registerGenerate(program);
   registerGpuMonitor(program);
   registerBench(program);
+  registerChat(program);
   return program;
 }
 
