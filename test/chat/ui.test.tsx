@@ -116,7 +116,7 @@ test('the chat screen: a message streams a reply into the scrollback; paste, his
     app.stdin.write('Hello there');
     await until('the typed text', () => frame().includes('› Hello there'));
     app.stdin.write('\r');
-    await until('the reply to finish', () => /first token/.test(frame()));
+    await until('the reply to finish', () => /first token/.test(frame()) && !frame().includes('replying…'));
     const reply = session.messages[1]!.content;
     assert.ok(reply.length > 0);
     // The reply is in the scrollback, cut into rows at the 100 columns of ink-testing-library's terminal.
@@ -129,7 +129,7 @@ test('the chat screen: a message streams a reply into the scrollback; paste, his
     app.stdin.write('\x1b[201~');
     await until('the pasted text', () => frame().includes('  line two'));
     app.stdin.write('\r');
-    await until('the second reply', () => session.messages.length === 4 && /first token/.test(frame()));
+    await until('the second reply', () => session.messages.length === 4 && !frame().includes('replying…') && frame().includes('Send a message'));
     assert.equal(session.messages[2]!.content, 'line one\nline two');
     assert.match(frame(), /› line one\n {2}line two\n/);
 
