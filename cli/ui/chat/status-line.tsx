@@ -39,7 +39,8 @@ export function statusSegments(p: Omit<StatusLineProps, 'columns'>): StatusSegme
   const bar = '█'.repeat(METER_CELLS);
   const meter = `context ${bar} ${formatCount(p.contextUsed)}/${formatCount(p.contextSize)}`;
   const segments: StatusSegment[] = [];
-  if (p.note) segments.push({ kind: 'note', text: p.note.text, priority: 0 });
+  // A warning (the context shifted or filled) always shows; other notes give way first.
+  if (p.note) segments.push({ kind: 'note', text: p.note.text, priority: p.note.tone === 'warn' ? 0 : 6 });
   if (p.live) {
     segments.push({ kind: 'plain', text: `replying… ${formatCount(p.live.tokens)} tokens`, priority: 1 });
     if (p.live.tokens > 1) segments.push({ kind: 'plain', text: `${formatRate(p.live.tokensPerSec)} tok/s`, priority: 2 });
