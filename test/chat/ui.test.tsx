@@ -69,6 +69,12 @@ test('status line: speed, first token, prefill and a context meter; the least im
   assert.equal(plainText(narrow), '406.8 tok/s · first token 38 ms · context ████░░░░░░ 1,555/4,096');
   const tiny = plainText(frameAt(<StatusLine columns={40} contextUsed={1555} contextSize={4096} live={null} last={STATS} note={null} />, 40));
   assert.equal(tiny, 'context ████░░░░░░ 1,555/4,096');
+  // A note that is only informational gives way before the figures; a warning never does.
+  const cut = { text: 'reply cut at --max-tokens', tone: 'info' } as const;
+  assert.equal(plainText(frameAt(<StatusLine columns={80} contextUsed={1555} contextSize={4096} live={null} last={STATS} note={cut} />, 80)),
+    '406.8 tok/s · first token 38 ms · context ████░░░░░░ 1,555/4,096');
+  assert.match(plainText(frameAt(<StatusLine columns={160} contextUsed={1555} contextSize={4096} live={null} last={STATS} note={cut} />, 160)),
+    /^reply cut at --max-tokens · 406\.8 tok\/s/);
   const live = plainText(frameAt(<StatusLine columns={80} contextUsed={100} contextSize={512} live={{ tokens: 57, tokensPerSec: 123.45 }}
     last={null} note={{ text: 'context full: the 2 oldest turns left the context', tone: 'warn' }} />, 80));
   assert.equal(live, 'context full: the 2 oldest turns left the context · replying… 57 tokens');
@@ -121,7 +127,7 @@ test('the chat screen: a message streams a reply into the scrollback; paste, his
     assert.ok(reply.length > 0);
     // The reply is in the scrollback, cut into rows at the 100 columns of ink-testing-library's terminal.
     assert.ok(frame().replace(/\n/g, ' ').includes(reply.split('\n')[0]!.slice(0, 60)), frame());
-    assert.match(frame(), /\nreply cut at --max-tokens · [\d.,]+ tok\/s · first token [\d.]+ m?s · context █░+ \d+\/512$/);
+    assert.match(frame(), /\n[\d.,]+ tok\/s · first token [\d.]+ m?s · \d+ prefilled, 0 from the cache · context █░+ \d+\/512$/);
 
     // A bracketed paste of two lines is one message.
     app.stdin.write('\x1b[200~');
