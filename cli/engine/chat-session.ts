@@ -28,6 +28,7 @@ export interface ChatSessionOptions {
 }
 
 export type ChatEvent =
+  /** One generated token and the text it made safe to show (may be ''). */
   | { kind: 'text'; text: string }
   /** The context filled during the reply: the oldest turns left it and the reply goes on. */
   | { kind: 'context-shift'; droppedTurns: number };
@@ -220,10 +221,8 @@ export class ChatSession {
           for await (const token of run) {
             lastAt = performance.now();
             if (generated.length === 0 && firstAt === 0) firstAt = lastAt;
-            if (token.text) {
-              reply.text += token.text;
-              yield { kind: 'text', text: token.text };
-            }
+            reply.text += token.text;
+            yield { kind: 'text', text: token.text };
           }
           generated.push(...run.generatedIds);
           inContext = Math.min(model.maxSeqLen, prompt.length + run.generatedIds.length);
