@@ -129,7 +129,7 @@ function headerInfo(opened: OpenedChat, opts: ChatOptions, session: ChatSession)
   let gpus: string[] = [];
   if (model.backend === 'cuda') {
     const all = loadAddon().systemInfo().gpus;
-    const devices = opts.open.stages ? [...new Set(opts.open.stages.map((s) => s.device))] : [opts.open.device ?? 0];
+    const devices = model.plan ? [...new Set(model.plan.stages.map((s) => s.device))] : [opts.open.device ?? 0];
     gpus = devices.map((d) => all.find((g) => g.index === d)?.name ?? `GPU ${d}`);
   }
   return {

@@ -84,8 +84,9 @@ function stopTokens(tokenizer: TextTokenizer, markers: readonly string[]): { ids
   const ids: number[] = [];
   const missing: string[] = [];
   for (const m of markers) {
+    // A marker the tokenizer reads as that one token (as the template writes it) stops as a token.
     const id = tokenizer.tokenToId(m);
-    if (id !== undefined && tokenizer.isSpecial(id)) ids.push(id);
+    if (id !== undefined && tokenizer.encode(m).includes(id)) ids.push(id);
     else missing.push(m);
   }
   return { ids, missing };
