@@ -10,6 +10,7 @@ import { registerGpuMonitor } from './commands/gpu-monitor.js';
 import { registerBench } from './commands/bench.js';
 import { registerPpl } from './commands/ppl.js';
 import { registerBuild } from './commands/build.js';
+import { registerChat } from './commands/chat.js';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -42,6 +43,7 @@ Examples:
   registerBench(program);
   registerPpl(program);
   registerBuild(program);
+  registerChat(program);
   return program;
 }
 

@@ -12,6 +12,7 @@ import { collect, parseInteger } from './flags.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
 import { addSamplingOptions, samplingFrom, seedFrom, type SamplingFlags } from './sampling-options.js';
 import { startSpinner } from './spinner.js';
+import { stdoutWriter } from './stdout-writer.js';
 
 interface GenerateFlags extends ModelFlags, SamplingFlags {
   prompt?: string;
@@ -43,19 +44,6 @@ function parseFlags(flags: GenerateFlags) {
     seed: seedFrom(flags),
     open: openOptionsFrom(flags),
     stop,
-  };
-}
-
-/** stdout writes that stop, and abort generation, when the reader goes away (`| head`) instead of crashing. */
-function stdoutWriter(abort: AbortController): (text: string) => void {
-  let open = true;
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') throw err;
-    open = false;
-    abort.abort();
-  });
-  return (text) => {
-    if (open && text) process.stdout.write(text);
   };
 }
 
