@@ -280,6 +280,7 @@ class CudaBackend final : public Backend {
     inv_freq_ = mem_.alloc<float>(D / 2, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaMallocHost(&host_token_, sizeof(int)));
     update_inv_freq(1, /*force=*/true);
+    prepare_decode_step();
   }
 
   // ---- Backend ----
@@ -634,6 +635,13 @@ class CudaBackend final : public Backend {
     const int hid = cfg_.hidden_size, I = cfg_.intermediate_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads,
               D = cfg_.head_dim;
     const size_t qkv_floats = (size_t)m * (H + 2 * KV) * D, layer_elems = (size_t)KV * S_ * D;
+    if (m == 1 && step_ready_ && cuda::persistent_decode_flag()) {
+      // One row: every layer in one persistent kernel (kernels_decode_persistent.cu), which wants q/k/v and
+      // gate/up zero at its start and leaves h's sum of squares for the fused lm_head.
+      cuda::embed_rows(embed_, tokens_, 1, hid, h_, stream_, nullptr, {qkv_, qkv_floats}, {gu_, (size_t)2 * I});
+      cuda::decode_step(step_, stream_);
+      return;
+    }
     const int splits = cuda::attention_splits(m, H, S_);
     float* attn_sum_sq = row_sum_sq_;                    // h's row sums of squares before attention
     float* mlp_sum_sq = row_sum_sq_ + cuda::kGemvMaxRows;  // ... and before the MLP
@@ -659,6 +667,37 @@ class CudaBackend final : public Backend {
       down.zero[0] = {mlp_sum_sq, (size_t)m};  // gate/up has read it; the next o_proj sums into it
       cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_, {}, down);
     }
+  }
+
+  // The persistent one-row decode kernel's plan: per-layer descriptors on the device, its counters, and the
+  // launch shape. Models it can't run (mixed layer shapes, a dense layer, too little shared memory) keep the
+  // 5-kernel path (step_ready_ false).
+  void prepare_decode_step() {
+    if (!all_quantized_) return;
+    const size_t layer_elems = (size_t)cfg_.num_kv_heads * S_ * cfg_.head_dim;
+    std::vector<cuda::DecodeLayer> host(layers_.size());
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const GpuLayer& l = layers_[li];
+      cuda::DecodeLayer& d = host[li];
+      d.lin[0] = l.qkv.q, d.lin[1] = l.o.q, d.lin[2] = l.gate_up.q, d.lin[3] = l.down.q;
+      d.input_norm = l.input_norm, d.post_norm = l.post_norm;
+      d.kcache = kcache_ + li * layer_elems, d.vcache = vcache_ + li * layer_elems;
+    }
+    cuda::DecodeStep st;
+    st.num_layers = cfg_.num_layers, st.hidden = cfg_.hidden_size, st.inter = cfg_.intermediate_size;
+    st.heads = cfg_.num_heads, st.kv_heads = cfg_.num_kv_heads, st.head_dim = cfg_.head_dim, st.max_seq = S_;
+    st.max_splits = cuda::attention_splits(1, cfg_.num_heads, S_), st.eps = cfg_.rms_norm_eps;
+    if (!cuda::decode_step_prepare(st, host)) return;
+    cuda::DecodeLayer* dev_layers = mem_.alloc<cuda::DecodeLayer>(host.size(), "scratch", &scratch_bytes_);
+    XL_CUDA_CHECK(cudaMemcpy(dev_layers, host.data(), host.size() * sizeof(cuda::DecodeLayer), cudaMemcpyHostToDevice));
+    const size_t ncount = cuda::decode_step_counters(cfg_.num_layers);
+    unsigned* counters = mem_.alloc<unsigned>(ncount, "scratch", &scratch_bytes_);
+    XL_CUDA_CHECK(cudaMemset(counters, 0, ncount * sizeof(unsigned)));
+    st.layers = dev_layers, st.counters = counters;
+    st.inv_freq = inv_freq_, st.pos = pos_, st.h = h_, st.qkv = qkv_, st.gu = gu_, st.att = att_, st.work = work_;
+    st.head_done = attn_done_, st.final_sum_sq = row_sum_sq_;  // enqueue_logits reads row 0's sum there
+    step_ = st;
+    step_ready_ = true;
   }
 
   // Final norm + lm_head for rows [r0, r0 + nr) of an m-row step into logits_ rows [0, nr). After
@@ -709,6 +748,8 @@ class CudaBackend final : public Backend {
   int inv_freq_key_ = -1;
   std::vector<float> host_inv_freq_;
   std::map<int, cudaGraphExec_t> graphs_;
+  cuda::DecodeStep step_;    // the one-row persistent decode kernel's plan (prepare_decode_step)
+  bool step_ready_ = false;
 };
 
 }  // namespace
