@@ -91,11 +91,20 @@ __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
   return v;
 }
 
-// Blocks until *c >= target (every item counted there is done and its writes visible).
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
+}
+
+// Blocks until *c >= target (every item counted there is done and its writes visible). A wait of over 10 s
+// means a broken schedule: trap (the launch fails with an error) rather than hang the process.
 __device__ __forceinline__ void wait_count(const unsigned* c, unsigned target) {
-  if (threadIdx.x == 0)
-    while (load_acquire(c) < target) {
-    }
+  if (threadIdx.x == 0 && load_acquire(c) < target) {
+    const unsigned long long t0 = global_ns();
+    while (load_acquire(c) < target)
+      if (global_ns() - t0 > 10000000000ull) __trap();
+  }
   __syncthreads();
 }
 
