@@ -155,6 +155,7 @@ struct DecodeStep {
   float* final_sum_sq = nullptr;  // h's sum of squares after the last layer (for gemv_f16_rmsnorm)
   unsigned* counters = nullptr;   // [decode_step_counters(num_layers)], zero (left zero)
   unsigned long long* profile = nullptr;  // [grid][kProfileSlots] clock cycles per segment, or null (kernel check)
+  int threads = 0;  // per block, 512 or 1024; 0: decode_step_prepare picks (XLLAMA_DECODE_THREADS overrides)
   // Launch shape, filled in by decode_step_prepare.
   int stages = 0, stage_bytes = 0, scale_off = 0, zero_off = 0, scratch_floats = 0, grid = 0;
   size_t smem = 0;

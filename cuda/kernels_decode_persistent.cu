@@ -2,8 +2,9 @@
 //
 // Why: with one kernel per GEMV, every boundary drains the memory pipe (tail, launch, ramp: ~3-4 us each,
 // 5 per layer), and 8-45 MB matrices never reach full bandwidth. Here one block per SM owns a fixed share of
-// every layer's weight tiles and streams them into a ring of shared-memory stages with cp.async, S - 1 tiles
-// ahead of the one it computes. The loads never wait on activations, so the stream runs on through the
+// every layer's weight tiles and streams them into a ring of shared-memory stages, S - 1 tiles ahead of the
+// one it computes: bulk copies on sm_90 (the copy engine; the SMs' own loads, e.g. attention's, don't queue
+// behind them), 16-byte cp.async elsewhere. The loads never wait on activations, so the stream runs on through the
 // phase boundaries; only the arithmetic waits, on per-layer counters in global memory.
 //
 // Tiles: 128 columns (32 lanes x 4) x 64 packed rows (512 input rows) = 32 KB of 4-bit weights, with the
@@ -34,14 +35,13 @@ namespace xllama::cuda {
 
 namespace {
 
-constexpr int kThreads = 512, kWarps = kThreads / 32;
+// Threads per block: 512 or 1024 (T below); attention items use the first 512.
+constexpr int kDefaultThreads = 512, kAttnThreads = 512;
 constexpr int kTileCols = 128;                       // 32 lanes x 4 columns
 constexpr int kTileRows = 64;                        // packed rows (8 input rows each) per tile
-constexpr int kRowsPerWarp = kTileRows / kWarps;     // consecutive packed rows per warp
 constexpr int kRowBytes = kTileCols * 4;             // one packed row of a tile: 512 bytes
 constexpr int kLinears = 4;                          // q/k/v, o_proj, gate/up, down
 enum Counter { kQkvDone = 0, kHeadsDone = 1, kODone = 2, kGateUpDone = 3, kDownDone = 4, kCounters = 5 };
-static_assert(kTileRows % kWarps == 0, "warps own whole rows");
 
 struct Geometry {
   int ncol, splits, tiles;
@@ -71,6 +71,7 @@ struct BlockPlan {
   int per_layer;                   // tiles per layer (all linears)
 };
 
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ < 900  // the ring's fallback below sm_90
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
   const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
@@ -80,6 +81,7 @@ __device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(gmem) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+#endif
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
@@ -118,7 +120,8 @@ __device__ __forceinline__ void signal_count(unsigned* c, unsigned n) {
   }
 }
 
-// Sum over the block; every thread gets it (red: kWarps floats).
+// Sum over the block; every thread gets it (red: T / 32 floats).
+template <int T>
 __device__ __forceinline__ float block_sum(float v, float* red) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -127,68 +130,149 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
   __syncthreads();
   float t = 0.f;
 #pragma unroll
-  for (int i = 0; i < kWarps; ++i) t += red[i];
+  for (int i = 0; i < T / 32; ++i) t += red[i];
   return t;
 }
 
 // Sum of squares of h (produced inside the kernel: read from L2). Same order in every block.
+template <int T>
 __device__ __forceinline__ float sum_squares(const float* h, int n, float* red) {
   float s = 0.f;
-  for (int i = threadIdx.x; i < n; i += kThreads) {
+  for (int i = threadIdx.x; i < n; i += T) {
     const float v = __ldcg(h + i);
     s = fmaf(v, v, s);
   }
-  return block_sum(s, red);
+  return block_sum<T>(s, red);
 }
 
-// This block's share [lo, hi) of T tiles of a buffer of n floats, zeroed for a later phase that adds into it.
-__device__ __forceinline__ void zero_share(float* buf, size_t n, int lo, int hi, int T) {
-  const size_t a = n * (size_t)lo / (size_t)T, e = n * (size_t)hi / (size_t)T;
-  for (size_t i = a + threadIdx.x; i < e; i += kThreads) buf[i] = 0.f;
+// This block's share [lo, hi) of `tiles` tiles of a buffer of n floats, zeroed for a later phase that adds
+// into it.
+template <int T>
+__device__ __forceinline__ void zero_share(float* buf, size_t n, int lo, int hi, int tiles) {
+  const size_t a = n * (size_t)lo / (size_t)tiles, e = n * (size_t)hi / (size_t)tiles;
+  for (size_t i = a + threadIdx.x; i < e; i += T) buf[i] = 0.f;
 }
 
-// Starts the copies of the block's tile number `seq` (over all layers) into `stage`, one cp.async group
-// (empty past the end, so the group count stays regular).
-__device__ __forceinline__ void issue_tile(const BlockPlan& bp, const StreamPtrs* ptrs, int num_layers, int seq,
-                                           unsigned char* stage, int scale_off, int zero_off) {
-  if (seq < bp.per_layer * num_layers) {
-    const int layer = seq / bp.per_layer;
-    int j = seq - layer * bp.per_layer, li = 0;
-    while (li < kLinears - 1 && j >= bp.hi[li] - bp.lo[li]) j -= bp.hi[li] - bp.lo[li], ++li;
-    const int t = bp.lo[li] + j, ncol = bp.geo[li].ncol;
-    const int s = t / ncol, c = t - s * ncol;
-    const int K = bp.K[li], N = bp.N[li], gs = bp.group_size[li];
-    const StreamPtrs w = ptrs[layer * kLinears + li];
-    const int r0 = s * kTileRows, nr = min(kTileRows, K / 8 - r0);
-    const int c0 = c * kTileCols, cols = min(kTileCols, N - c0);
-    const uint32_t* src = w.qweight + (size_t)r0 * N + c0;
-    for (int i = threadIdx.x; i < nr * 32; i += kThreads) {
+struct Ring {
+  unsigned char* base;
+  int stage_bytes, scale_off, zero_off;
+  uint64_t* full;  // sm_90: one mbarrier per stage, completed by the bulk copies' bytes
+  __device__ unsigned char* stage(int seq, int S) const { return base + (size_t)(seq % S) * stage_bytes; }
+};
+
+// Waits until ring entry seq has landed in its stage (this thread's view; the caller then syncs the block).
+template <int S>
+__device__ __forceinline__ void ring_wait(const Ring& ring, int seq) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned bar = (unsigned)__cvta_generic_to_shared(ring.full + seq % S);
+  const unsigned parity = (unsigned)(seq / S) & 1u;
+  unsigned done = 0;
+  while (!done)
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+#else
+  cp_async_wait<S - 2>();
+#endif
+}
+
+// The producer's position in the block's tile sequence (layer by layer, linear by linear, this block's range
+// of each, split-major), with what the copies need. Every thread keeps the same copy and steps it once per
+// issued tile (divisions only when the split changes).
+struct Cursor {
+  int layer, li, t, s, c;
+  int r0, nr, g0, ng;  // the split's packed rows and groups
+  __device__ void split_changed(const BlockPlan& bp) {
+    r0 = s * kTileRows, nr = min(kTileRows, bp.K[li] / 8 - r0);
+    g0 = r0 * 8 / bp.group_size[li], ng = ((r0 + nr) * 8 - 1) / bp.group_size[li] - g0 + 1;
+  }
+  __device__ void enter(const BlockPlan& bp, int num_layers) {  // from t = lo of (layer, li) on, skipping empty ranges
+    while (layer < num_layers && t >= bp.hi[li]) {
+      if (++li == kLinears) li = 0, ++layer;
+      t = bp.lo[li];
+    }
+    if (layer < num_layers) {
+      s = t / bp.geo[li].ncol, c = t - s * bp.geo[li].ncol;
+      split_changed(bp);
+    }
+  }
+  __device__ void start(const BlockPlan& bp, int num_layers) {
+    layer = 0, li = 0, t = bp.lo[0];
+    enter(bp, num_layers);
+  }
+  __device__ void next(const BlockPlan& bp, int num_layers) {
+    if (++t >= bp.hi[li]) return enter(bp, num_layers);
+    if (++c == bp.geo[li].ncol) c = 0, ++s, split_changed(bp);
+  }
+};
+
+// Starts the copies of the cursor's tile into `stage` and steps the cursor. sm_90: warp 0 issues one bulk copy
+// per weight row and per group row (the copy engine, not the SMs' load path, moves them), completing on the
+// stage's mbarrier. Older GPUs: every thread issues 16-byte cp.async copies, one commit group per call (empty
+// past the end, so the group count stays regular).
+template <int T>
+__device__ __forceinline__ void issue_tile(const BlockPlan& bp, const StreamPtrs* ptrs, int num_layers, Cursor& cur,
+                                           const Ring& ring, int entry, int S) {
+  unsigned char* stage = ring.stage(entry, S);
+  if (cur.layer < num_layers) {
+    const int li = cur.li, N = bp.N[li];
+    const StreamPtrs w = ptrs[cur.layer * kLinears + li];
+    const int c0 = cur.c * kTileCols, cols = min(kTileCols, N - c0), nr = cur.nr, ng = cur.ng, g0 = cur.g0;
+    const uint32_t* src = w.qweight + (size_t)cur.r0 * N + c0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (threadIdx.x < 32) {
+      const int lane = threadIdx.x;
+      const unsigned bar = (unsigned)__cvta_generic_to_shared(ring.full + entry % S);
+      const unsigned bytes = (unsigned)(nr * cols * 4 + ng * cols * 2 + (w.zeros ? ng * cols : 0));
+      if (lane == 0)
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+      __syncwarp();
+      // the stage was last read through the generic proxy (the block synced since); the copy engine writes it next
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      auto bulk = [&](void* dst, const void* gsrc, unsigned n) {
+        asm volatile(
+            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                (unsigned)__cvta_generic_to_shared(dst)),
+            "l"(gsrc), "r"(n), "r"(bar)
+            : "memory");
+      };
+      for (int row = lane; row < nr; row += 32) bulk(stage + row * kRowBytes, src + (size_t)row * N, cols * 4);
+      if (lane < ng) bulk(stage + ring.scale_off + lane * 256, w.scales + (size_t)(g0 + lane) * N + c0, cols * 2);
+      if (w.zeros && lane < ng) bulk(stage + ring.zero_off + lane * 128, w.zeros + (size_t)(g0 + lane) * N + c0, cols);
+    }
+#else
+    for (int i = threadIdx.x; i < nr * 32; i += T) {
       const int row = i >> 5, ch = i & 31;
       if (ch * 4 < cols) cp_async16(stage + row * kRowBytes + ch * 16, src + (size_t)row * N + ch * 4);
     }
-    const int g0 = r0 * 8 / gs, ng = ((r0 + nr) * 8 - 1) / gs - g0 + 1;
-    for (int i = threadIdx.x; i < ng * 16; i += kThreads) {
+    for (int i = threadIdx.x; i < ng * 16; i += T) {
       const int gi = i >> 4, ch = i & 15;
       if (ch * 8 < cols)
-        cp_async16(stage + scale_off + gi * 256 + ch * 16, w.scales + (size_t)(g0 + gi) * N + c0 + ch * 8);
+        cp_async16(stage + ring.scale_off + gi * 256 + ch * 16, w.scales + (size_t)(g0 + gi) * N + c0 + ch * 8);
     }
     if (w.zeros) {
-      for (int i = threadIdx.x; i < ng * 32; i += kThreads) {
+      for (int i = threadIdx.x; i < ng * 32; i += T) {
         const int gi = i >> 5, ch = i & 31;
         if (ch * 4 < cols)
-          cp_async4(stage + zero_off + gi * 128 + ch * 4, w.zeros + (size_t)(g0 + gi) * N + c0 + ch * 4);
+          cp_async4(stage + ring.zero_off + gi * 128 + ch * 4, w.zeros + (size_t)(g0 + gi) * N + c0 + ch * 4);
       }
     }
+#endif
+    cur.next(bp, num_layers);
   }
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ < 900
   cp_async_commit();
+#endif
 }
 
 // The activations of packed rows [r0, r0 + nr) as (k, k + 4) pairs times 1/16, the GEMV kernel's staging
 // (stage_x in kernels_gemv_q4.cu) with in-kernel data read from L2.
-template <GemvInput IN>
+template <int T, GemvInput IN>
 __device__ __forceinline__ void stage_tile_x(const QWeight& w, const void* xv, const __half* norm, float r, int r0,
                                              int nr, __half2* xs) {
-  for (int i = threadIdx.x; i < nr * 4; i += kThreads) {
+  for (int i = threadIdx.x; i < nr * 4; i += T) {
     const int rr = i >> 2, s = i & 3;
     int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
     if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
@@ -210,30 +294,29 @@ __device__ __forceinline__ void stage_tile_x(const QWeight& w, const void* xv, c
   }
 }
 
-struct Ring {
-  unsigned char* base;
-  int stage_bytes, scale_off, zero_off;
-  __device__ unsigned char* stage(int seq, int S) const { return base + (size_t)(seq % S) * stage_bytes; }
-};
-
 // Computes this block's tiles [lo, hi) of linear li in `layer`: y += W x, x from xv as IN says. Consumes
 // ring entries from `seq` on and keeps the ring S - 1 tiles ahead. Returns the next entry.
-template <int S, GemvInput IN>
-__device__ int run_linear(const BlockPlan& bp, const StreamPtrs* ptrs, int num_layers, const Ring& ring,
+template <int S, int T, GemvInput IN>
+__device__ int run_linear(const BlockPlan& bp, const StreamPtrs* ptrs, int num_layers, const Ring& ring, Cursor& cur,
                           const QWeight& w, int li, int seq, const void* xv, const __half* norm, float r, float* y,
                           __half2* xs, float* red) {
+  constexpr int kWarps = T / 32, kRowsPerWarp = kTileRows / kWarps;
+  static_assert(kTileRows % kWarps == 0, "warps own whole rows");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int ncol = bp.geo[li].ncol;
-  int cur_split = -1;
+  int s = bp.lo[li] / ncol, c = bp.lo[li] - s * ncol, cur_split = -1;
+  const int rows_per_group = w.group_size / 8;
+  const bool warp_in_one_group = rows_per_group % kRowsPerWarp == 0;  // warps start at multiples of their rows
+  int r0 = 0, nr = 0, g0 = 0;
   for (int t = bp.lo[li]; t < bp.hi[li]; ++t, ++seq) {
-    cp_async_wait<S - 2>();  // this thread's copies of entry seq have landed
-    __syncthreads();         // everyone's have; everyone is done with entry seq - 1 and its slot
-    issue_tile(bp, ptrs, num_layers, seq + S - 1, ring.stage(seq + S - 1, S), ring.scale_off, ring.zero_off);
-    const int s = t / ncol, c = t - s * ncol;
-    const int r0 = s * kTileRows, nr = min(kTileRows, w.K / 8 - r0), c0 = c * kTileCols;
+    ring_wait<S>(ring, seq);  // entry seq has landed (as this thread sees it)
+    __syncthreads();          // for everyone; everyone is done with entry seq - 1 and its slot
+    issue_tile<T>(bp, ptrs, num_layers, cur, ring, seq + S - 1, S);
+    const int c0 = c * kTileCols;
     if (s != cur_split) {
       cur_split = s;
-      stage_tile_x<IN>(w, xv, norm, r, r0, nr, xs);
+      r0 = s * kTileRows, nr = min(kTileRows, w.K / 8 - r0), g0 = r0 / rows_per_group;
+      stage_tile_x<T, IN>(w, xv, norm, r, r0, nr, xs);
       __syncthreads();
     }
     const unsigned char* st = ring.stage(seq, S);
@@ -244,14 +327,14 @@ __device__ int run_linear(const BlockPlan& bp, const StreamPtrs* ptrs, int num_l
 #pragma unroll
       for (int u = 0; u < kRowsPerWarp; ++u)
         if (row0 + u < nr) q[u] = *reinterpret_cast<const uint4*>(st + (row0 + u) * kRowBytes + lane * 16);
-      const int g0 = r0 * 8 / w.group_size;
       int cur_g = -1;
       float sc[4];
-      __half2 z2[4];
+      __half2 z2[8];
+      const int g_first = (r0 + row0) / rows_per_group;
 #pragma unroll
       for (int u = 0; u < kRowsPerWarp; ++u) {
         if (row0 + u >= nr) break;
-        const int g = (r0 + row0 + u) * 8 / w.group_size;
+        const int g = warp_in_one_group ? g_first : (r0 + row0 + u) / rows_per_group;
         if (g != cur_g) {
           cur_g = g;
           const uint2 sraw = *reinterpret_cast<const uint2*>(st + ring.scale_off + (g - g0) * 256 + lane * 8);
@@ -277,6 +360,7 @@ __device__ int run_linear(const BlockPlan& bp, const StreamPtrs* ptrs, int num_l
         atomicAdd(y + n, v);
       }
     }
+    if (++c == ncol) c = 0, ++s;
   }
   return seq;
 }
@@ -285,8 +369,10 @@ __device__ int run_linear(const BlockPlan& bp, const StreamPtrs* ptrs, int num_l
 // kernels_model.cu with 512 threads): writes this position's rotated k and v into the caches if the split
 // covers it, attends over its share of [0, pos], and either writes the head's output or its partial; the
 // last split of a head to finish combines them. Counts the head in heads_done once its output is written.
+template <int T>
 __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int head, int split, int pos, float* sm,
                                unsigned* heads_done) {
+  constexpr int kThreads = kAttnThreads;  // lane groups over the first 512 threads; the rest only sync
   const int D = p.head_dim, H = p.heads, KV = p.kv_heads, S = p.max_seq;
   const int L = pos + 1;
   const int splits = min(p.max_splits, max(1, (L + kAttnMinKeysPerSplit - 1) / kAttnMinKeysPerSplit));
@@ -296,7 +382,8 @@ __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int h
   int tpp = 1;
   while (tpp * 8 < D) tpp <<= 1;
   const int tid = threadIdx.x, slots = kThreads / tpp, slot = tid / tpp, sub = tid % tpp, d0 = sub * 8;
-  const bool active_dims = d0 < D;
+  const bool worker = tid < kThreads;  // uniform per warp
+  const bool active_dims = worker && d0 < D;
   const float scale = rsqrtf((float)D) * 1.4426950408889634f;  // log2(e): softmax with exp2
   __half* kc = ld.kcache + (size_t)kvh * S * D;
   __half* vc = ld.vcache + (size_t)kvh * S * D;
@@ -331,8 +418,8 @@ __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int h
   float mrun = -INFINITY, lrun = 0.f;
   const int lane = tid & 31;
   const unsigned group_mask = tpp >= 32 ? 0xffffffffu : (((1u << tpp) - 1u) << (lane & ~(tpp - 1)));
-  constexpr int U = 4;  // key positions per lane group in flight
-  for (int p0 = start + slot; p0 < end; p0 += slots * U) {
+  constexpr int U = T > 512 ? 2 : 4;  // key positions per lane group in flight (fewer registers at 1024 threads)
+  for (int p0 = start + slot; worker && p0 < end; p0 += slots * U) {
     uint4 kr[U], vr[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -373,7 +460,7 @@ __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int h
   if (active_dims)
 #pragma unroll
     for (int t = 0; t < 8; ++t) sacc[slot * D + d0 + t] = acc[t];
-  if (sub == 0) sms[slot] = mrun, sls[slot] = lrun;
+  if (worker && sub == 0) sms[slot] = mrun, sls[slot] = lrun;
   __syncthreads();
   float M = -INFINITY;
   for (int i = 0; i < slots; ++i) M = fmaxf(M, sms[i]);
@@ -423,13 +510,22 @@ __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int h
   __syncthreads();  // the scratch is free for the next item
 }
 
-template <int S>
-__global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(const DecodeStep p) {
+template <int S, int T>
+__global__ void __launch_bounds__(T, 1) decode_persistent_kernel(const DecodeStep p) {
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ BlockPlan bp;
-  __shared__ float red16[kWarps];
+  __shared__ float red16[T / 32];
+  __shared__ __align__(8) uint64_t full_bar[S];
   const int tid = threadIdx.x, G = gridDim.x, b = blockIdx.x, NL = p.num_layers;
-  const Ring ring{smem, p.stage_bytes, p.scale_off, p.zero_off};
+  const Ring ring{smem, p.stage_bytes, p.scale_off, p.zero_off, full_bar};
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (tid == 0) {
+    for (int k = 0; k < S; ++k)
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"((unsigned)__cvta_generic_to_shared(full_bar + k))
+                   : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+#endif
   __half2* xs = reinterpret_cast<__half2*>(smem + (size_t)S * p.stage_bytes);         // [kTileRows * 4]
   float* scratch = reinterpret_cast<float*>(xs + kTileRows * 4);                      // [scratch_floats]
   StreamPtrs* ptrs = reinterpret_cast<StreamPtrs*>(scratch + p.scratch_floats);      // [NL][4]
@@ -442,7 +538,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(const De
     bp.hi[tid] = (int)((long long)g.tiles * (b + 1) / G);
     bp.K[tid] = w.K, bp.N[tid] = w.N, bp.group_size[tid] = w.group_size, bp.sym_zero[tid] = w.sym_zero;
   }
-  for (int i = tid; i < NL * kLinears; i += kThreads) {
+  for (int i = tid; i < NL * kLinears; i += T) {
     const QWeight& w = p.layers[i / kLinears].lin[i % kLinears];
     ptrs[i] = StreamPtrs{w.qweight, w.scales, w.zeros, 0};
   }
@@ -454,7 +550,9 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(const De
   }
   __syncthreads();
   // Weights never depend on earlier kernels: the ring fills while the previous kernel drains.
-  for (int k = 0; k < S - 1; ++k) issue_tile(bp, ptrs, NL, k, ring.stage(k, S), ring.scale_off, ring.zero_off);
+  Cursor cur;
+  cur.start(bp, NL);
+  for (int k = 0; k < S - 1; ++k) issue_tile<T>(bp, ptrs, NL, cur, ring, k, S);
   wait_for_previous_kernel();
 
   // Optional profile (the kernel check): thread 0's clock between marks, summed per segment.
@@ -480,10 +578,10 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(const De
     if (bp.hi[0] > bp.lo[0]) {  // q/k/v
       if (layer > 0) wait_count(cnt - kCounters + kDownDone, bp.geo[3].tiles);
       lap(kProfileWaitQkv);
-      const float r = rsqrtf(sum_squares(p.h, p.hidden, red16) / (float)p.hidden + p.eps);
-      zero_share(p.gu, (size_t)2 * p.inter, bp.lo[0], bp.hi[0], bp.geo[0].tiles);  // down (last layer) read it
+      const float r = rsqrtf(sum_squares<T>(p.h, p.hidden, red16) / (float)p.hidden + p.eps);
+      zero_share<T>(p.gu, (size_t)2 * p.inter, bp.lo[0], bp.hi[0], bp.geo[0].tiles);  // down (last layer) read it
       const QWeight w = ld.lin[0];
-      seq = run_linear<S, GemvInput::RmsNorm>(bp, ptrs, NL, ring, w, 0, seq, p.h, ld.input_norm, r, p.qkv, xs,
+      seq = run_linear<S, T, GemvInput::RmsNorm>(bp, ptrs, NL, ring, cur, w, 0, seq, p.h, ld.input_norm, r, p.qkv, xs,
                                               scratch);
       signal_count(cnt + kQkvDone, bp.hi[0] - bp.lo[0]);
       lap(kProfileQkv);
@@ -492,24 +590,24 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(const De
       wait_count(cnt + kQkvDone, bp.geo[0].tiles);
       lap(kProfileWaitAttn);
       for (int it = b; it < items; it += G)
-        attention_item(p, ld, it % p.heads, it / p.heads, pos, scratch, cnt + kHeadsDone);
+        attention_item<T>(p, ld, it % p.heads, it / p.heads, pos, scratch, cnt + kHeadsDone);
       lap(kProfileAttn);
     }
     if (bp.hi[1] > bp.lo[1]) {  // o_proj, into the residual stream
       wait_count(cnt + kHeadsDone, p.heads);
       lap(kProfileWaitO);
       const QWeight w = ld.lin[1];
-      seq = run_linear<S, GemvInput::Half>(bp, ptrs, NL, ring, w, 1, seq, p.att, nullptr, 0.f, p.h, xs, scratch);
+      seq = run_linear<S, T, GemvInput::Half>(bp, ptrs, NL, ring, cur, w, 1, seq, p.att, nullptr, 0.f, p.h, xs, scratch);
       signal_count(cnt + kODone, bp.hi[1] - bp.lo[1]);
       lap(kProfileO);
     }
     if (bp.hi[2] > bp.lo[2]) {  // gate/up
       wait_count(cnt + kODone, bp.geo[1].tiles);
       lap(kProfileWaitGateUp);
-      const float r = rsqrtf(sum_squares(p.h, p.hidden, red16) / (float)p.hidden + p.eps);
-      zero_share(p.qkv, (size_t)qkv_dim, bp.lo[2], bp.hi[2], bp.geo[2].tiles);  // attention has read it
+      const float r = rsqrtf(sum_squares<T>(p.h, p.hidden, red16) / (float)p.hidden + p.eps);
+      zero_share<T>(p.qkv, (size_t)qkv_dim, bp.lo[2], bp.hi[2], bp.geo[2].tiles);  // attention has read it
       const QWeight w = ld.lin[2];
-      seq = run_linear<S, GemvInput::RmsNorm>(bp, ptrs, NL, ring, w, 2, seq, p.h, ld.post_norm, r, p.gu, xs,
+      seq = run_linear<S, T, GemvInput::RmsNorm>(bp, ptrs, NL, ring, cur, w, 2, seq, p.h, ld.post_norm, r, p.gu, xs,
                                               scratch);
       signal_count(cnt + kGateUpDone, bp.hi[2] - bp.lo[2]);
       lap(kProfileGateUp);
@@ -518,16 +616,18 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(const De
       wait_count(cnt + kGateUpDone, bp.geo[2].tiles);
       lap(kProfileWaitDown);
       const QWeight w = ld.lin[3];
-      seq = run_linear<S, GemvInput::SiluGateUp>(bp, ptrs, NL, ring, w, 3, seq, p.gu, nullptr, 0.f, p.h, xs,
+      seq = run_linear<S, T, GemvInput::SiluGateUp>(bp, ptrs, NL, ring, cur, w, 3, seq, p.gu, nullptr, 0.f, p.h, xs,
                                                  scratch);
       signal_count(cnt + kDownDone, bp.hi[3] - bp.lo[3]);
       lap(kProfileDown);
     }
   }
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ < 900
   cp_async_wait<0>();
+#endif
   if (b == 0) {  // the final norm's sum of squares, for the lm_head
     wait_count(p.counters + (NL - 1) * kCounters + kDownDone, bp.geo[3].tiles);
-    const float ss = sum_squares(p.h, p.hidden, red16);
+    const float ss = sum_squares<T>(p.h, p.hidden, red16);
     if (tid == 0) *p.final_sum_sq = ss;
   }
   lap(kProfileEnd);
@@ -546,12 +646,20 @@ __global__ void __launch_bounds__(kThreads, 1) decode_persistent_kernel(const De
 
 using KernelFn = void (*)(DecodeStep);
 std::atomic<unsigned long long> launches{0};
-KernelFn kernel_for(int stages) {
+KernelFn kernel_for(int stages, int threads) {
+  if (threads == 1024) {
+    switch (stages) {
+      case 3: return decode_persistent_kernel<3, 1024>;
+      case 4: return decode_persistent_kernel<4, 1024>;
+      case 5: return decode_persistent_kernel<5, 1024>;
+      default: return decode_persistent_kernel<6, 1024>;
+    }
+  }
   switch (stages) {
-    case 3: return decode_persistent_kernel<3>;
-    case 4: return decode_persistent_kernel<4>;
-    case 5: return decode_persistent_kernel<5>;
-    default: return decode_persistent_kernel<6>;
+    case 3: return decode_persistent_kernel<3, 512>;
+    case 4: return decode_persistent_kernel<4, 512>;
+    case 5: return decode_persistent_kernel<5, 512>;
+    default: return decode_persistent_kernel<6, 512>;
   }
 }
 
@@ -579,6 +687,7 @@ bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& layers)
       // every layer alike: one tile plan serves them all
       if (!w.qweight || !w.scales || w.K != w0.K || w.N != w0.N || w.group_size != w0.group_size) return false;
       if (w.K % 8 || w.N % 8 || w.group_size % 8 || w.group_size <= 0) return false;
+      if (w.zeros && w.N % 16) return false;  // zero rows are copied in 16-byte multiples
     }
     min_gs = std::min(min_gs, w0.group_size);
   }
@@ -592,10 +701,17 @@ bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& layers)
   st.scale_off = kTileRows * kRowBytes;
   st.zero_off = st.scale_off + max_groups * 256;
   st.stage_bytes = (st.zero_off + max_groups * 128 + 127) / 128 * 128;
+  if (st.threads == 0) {
+    const char* v = std::getenv("XLLAMA_DECODE_THREADS");
+    st.threads = v && *v ? std::atoi(v) : kDefaultThreads;
+  }
+  const int T = st.threads == 512 ? 512 : 1024;
+  st.threads = T;
+  if (max_groups > 32) return false;  // one group row per lane of the producer warp (group size >= 32)
   int tpp = 1;
   while (tpp * 8 < D) tpp <<= 1;
-  const int slots = kThreads / tpp;
-  st.scratch_floats = (std::max(256 + slots * D + 2 * slots, kWarps * kTileCols) + 3) / 4 * 4;  // 16-byte aligned
+  const int slots = kAttnThreads / tpp;
+  st.scratch_floats = (std::max(256 + slots * D + 2 * slots, T / 32 * kTileCols) + 3) / 4 * 4;  // 16-byte aligned
   const size_t fixed = (size_t)kTileRows * 4 * sizeof(__half2) + (size_t)st.scratch_floats * 4 +
                        (size_t)st.num_layers * kLinears * sizeof(StreamPtrs);
   int dev = 0, optin = 0, sms = 0;
@@ -603,24 +719,24 @@ bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& layers)
   XL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   cudaFuncAttributes attr{};
-  XL_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel_for(6)));  // static shared memory, the same for every S
+  XL_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel_for(6, T)));  // static shared memory, the same for every S
   const size_t static_smem = attr.sharedSizeBytes;
   if ((size_t)optin < fixed + static_smem) return false;
   const int stages = (int)std::min<size_t>(6, ((size_t)optin - fixed - static_smem) / st.stage_bytes);
   if (stages < 3) return false;
   st.stages = stages;
   st.smem = (size_t)stages * st.stage_bytes + fixed;
-  KernelFn k = kernel_for(stages);
+  KernelFn k = kernel_for(stages, T);
   XL_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)st.smem));
   int per_sm = 0;
-  XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, kThreads, st.smem));
+  XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, T, st.smem));
   if (per_sm < 1) return false;
   st.grid = per_sm * sms;  // every block resident: blocks wait on each other
   return true;
 }
 
 void decode_step(const DecodeStep& st, cudaStream_t s) {
-  launch(kernel_for(st.stages), dim3(st.grid), dim3(kThreads), st.smem, s, st);
+  launch(kernel_for(st.stages, st.threads), dim3(st.grid), dim3(st.threads), st.smem, s, st);
   XL_CUDA_LAUNCH_CHECK();
   ++launches;
 }

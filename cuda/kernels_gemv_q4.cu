@@ -159,7 +159,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (c < w.N) {
     int cur_g = -1;
     float sc[4];
-    __half2 z2[4];
+    __half2 z2[8];
     for (int rr = wr0; rr < wr1; rr += U) {
       if (rr != wr0) {
 #pragma unroll

@@ -1,7 +1,9 @@
 // xllama kernel check: runs every CUDA kernel of the backend on fresh random inputs against a
 // straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
-//   xllama_kernel_check [--no-timing] [--tune]
-// --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes and prefill dequant tile sizes.
+//   xllama_kernel_check [--no-timing] [--tune] [--decode-step [quick]]
+// --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes and prefill dequant tile sizes;
+// --decode-step [quick] runs only the persistent decode kernel's timings (quick: 7B at length 128, for a
+// profiler).
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -94,6 +96,18 @@ void report(const std::string& name, double err, double tol) {
   const bool ok = err <= tol;
   if (!ok) ++failures;
   std::printf("%-52s %12.3e  %s\n", name.c_str(), err, ok ? "PASS" : "FAIL");
+}
+
+// A failure inside one whole-backend step is reported and the rest still runs.
+template <class F>
+void guarded(const std::string& what, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    cudaGetLastError();
+    std::printf("%-52s %12s  FAIL (%s)\n", what.c_str(), "-", e.what());
+    ++failures;
+  }
 }
 
 // ---- GPTQ checkpoint-format random linear ----
@@ -893,24 +907,31 @@ void check_backend_gptq() {
     return dec;
   };
   const bool flag = persistent_decode_flag();
-  auto b = create_cuda_backend(c, g, w, o);
-  std::vector<float> prompt((size_t)n * V);
-  b->forward(toks.data(), n, 0, true, prompt.data());
-  const std::vector<double> ref(prompt.begin(), prompt.end());
-  persistent_decode_flag() = true;
-  b->clear_cache();
-  const unsigned long long launches = decode_step_enqueued();
-  const std::vector<float> fused = decode_all(*b);
-  const bool used = decode_step_enqueued() > launches;
   persistent_decode_flag() = false;
-  auto b5 = create_cuda_backend(c, g, w, o);  // a fresh backend: graphs are captured per backend
+  auto b5 = create_cuda_backend(c, g, w, o);  // graphs are captured per backend: one for each decode path
+  std::vector<float> prompt((size_t)n * V);
+  b5->forward(toks.data(), n, 0, true, prompt.data());
+  const std::vector<double> ref(prompt.begin(), prompt.end());
+  b5->clear_cache();
   const std::vector<float> five = decode_all(*b5);
-  persistent_decode_flag() = flag;
-  report("backend gptq asym act-order: persistent decode vs prompt chunk", used ? rel_err(fused, ref) : INFINITY,
-         2e-2);
+  const std::vector<double> five_d(five.begin(), five.end());
   report("backend gptq asym act-order: 5-kernel decode vs prompt chunk", rel_err(five, ref), 2e-2);
-  report("backend gptq asym act-order: persistent vs 5-kernel decode", rel_err(fused, {five.begin(), five.end()}),
-         1e-2);
+  persistent_decode_flag() = true;
+  const char* env = std::getenv("XLLAMA_DECODE_THREADS");
+  const std::string saved = env ? env : "";
+  for (const char* threads : {"512", "1024"}) {
+    setenv("XLLAMA_DECODE_THREADS", threads, 1);
+    auto b = create_cuda_backend(c, g, w, o);
+    const unsigned long long launches = decode_step_enqueued();
+    const std::vector<float> fused = decode_all(*b);
+    const bool used = decode_step_enqueued() > launches;
+    const std::string tag = std::string(" [") + threads + " threads]";
+    report("backend gptq asym act-order: persistent decode vs prompt chunk" + tag, used ? rel_err(fused, ref) : INFINITY,
+           2e-2);
+    report("backend gptq asym act-order: persistent vs 5-kernel decode" + tag, rel_err(fused, five_d), 1e-2);
+  }
+  if (env) setenv("XLLAMA_DECODE_THREADS", saved.c_str(), 1); else unsetenv("XLLAMA_DECODE_THREADS");
+  persistent_decode_flag() = flag;
 }
 
 // Device-to-device copy bandwidth (bytes read + written per second), as xllama bench measures it.
@@ -925,7 +946,7 @@ double copy_bandwidth_gbs() {
 // The persistent decode kernel alone on random weights of a model's shapes (group 128), back to back, against the
 // bytes it must read (weights + the KV cache at this length); then one profiled launch: where a block's time
 // goes (thread 0's clock per segment, mean over blocks), waiting on the previous phase vs working.
-void time_decode_step(const char* name, const ModelConfig& c, int len, double copy_gbs) {
+void time_decode_step(const char* name, const ModelConfig& c, int len, double copy_gbs, int threads) {
   const int hid = c.hidden_size, I = c.intermediate_size, H = c.num_heads, KV = c.num_kv_heads, D = c.head_dim,
             NL = c.num_layers, S = len + 8;
   const int Ks[4] = {hid, H * D, hid, I}, Ns[4] = {(H + 2 * KV) * D, hid, 2 * I, hid};
@@ -952,7 +973,7 @@ void time_decode_step(const char* name, const ModelConfig& c, int len, double co
   }
   DecodeStep st;
   st.num_layers = NL, st.hidden = hid, st.inter = I, st.heads = H, st.kv_heads = KV, st.head_dim = D, st.max_seq = S;
-  st.max_splits = attention_splits(1, H, S), st.eps = 1e-5f;
+  st.max_splits = attention_splits(1, H, S), st.eps = 1e-5f, st.threads = threads;
   if (!decode_step_prepare(st, layers)) {
     report(std::string("decode step ") + name + ": kernel fits", INFINITY, 0);
     return;
@@ -977,9 +998,9 @@ void time_decode_step(const char* name, const ModelConfig& c, int len, double co
   const float us = batch_us([&] { decode_step(st, nullptr); }, 10, 20);
   const double bytes = (double)words * NL * 4 + (double)scales * NL * 2 + 2.0 * NL * KV * (double)len * D * 2;
   const double floor_us = bytes / (copy_gbs * 1e9) * 1e6;
-  std::printf("time decode step %-4s len %-5d %d blocks x %d stages: %8.1f us/token (%.0f GB/s; floor %.1f us at "
-              "%.0f GB/s copy = %.0f%%)\n",
-              name, len, st.grid, st.stages, us, bytes / (us * 1e-6) / 1e9, floor_us, copy_gbs, 100.0 * floor_us / us);
+  std::printf("time decode step %-4s len %-5d %d blocks x %d threads x %d stages: %8.1f us/token (%.0f GB/s; floor "
+              "%.1f us at %.0f GB/s copy = %.0f%%)\n",
+              name, len, st.grid, st.threads, st.stages, us, bytes / (us * 1e-6) / 1e9, floor_us, copy_gbs, 100.0 * floor_us / us);
   Dev<unsigned long long> prof((size_t)st.grid * kProfileSlots);
   st.profile = prof.p;
   decode_step(st, nullptr);
@@ -1030,6 +1051,24 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
               "weights %.2f GiB, KV %.2f GiB, scratch %.2f GiB, GPU memory used by the backend %.2f GiB\n",
               name, pdl_enabled() ? "" : " [no PDL]", ctx, prompt, best_pp, gen / sec, sec / gen * 1e3, prompt + 8, pos, r.weights_bytes / 1073741824.0,
               r.kv_cache_bytes / 1073741824.0, r.scratch_bytes / 1073741824.0, (free0 - free1) / 1073741824.0);
+}
+
+// The persistent decode kernel alone at 7B / 13B / 70B shapes, both block sizes.
+void time_decode_steps(bool quick = false) {
+  const ModelConfig c7 = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
+  const ModelConfig c13 = dummy_config(32000, 5120, 13824, 40, 40, 40, 4096);
+  const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
+  std::printf("\npersistent decode kernel alone (random weights, group 128)\n");
+  const double copy = copy_bandwidth_gbs();
+  if (quick) {  // 7B at length 128 only (a profiler's run)
+    for (int threads : {512, 1024}) time_decode_step("7B", c7, 128, copy, threads);
+    return;
+  }
+  for (int threads : {512, 1024}) {
+    for (int len : {128, 2048}) guarded("decode step 7B", [&] { time_decode_step("7B", c7, len, copy, threads); });
+    guarded("decode step 13B", [&] { time_decode_step("13B", c13, 128, copy, threads); });
+    for (int len : {128, 2048}) guarded("decode step 70B", [&] { time_decode_step("70B", c70, len, copy, threads); });
+  }
 }
 
 // ---- tuning: every GEMV variant on every decode shape, timed as a graph would run them (back to back) ----
@@ -1112,23 +1151,16 @@ void tune_dequant_tile() {
 
 }  // namespace
 
-// A failure inside one whole-backend step is reported and the rest still runs.
-template <class F>
-void guarded(const std::string& what, F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    cudaGetLastError();
-    std::printf("%-52s %12s  FAIL (%s)\n", what.c_str(), "-", e.what());
-    ++failures;
-  }
-}
-
 int main(int argc, char** argv) {
   bool timing = true, tune = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--no-timing") == 0) timing = false;
     if (std::strcmp(argv[i], "--tune") == 0) tune = true;
+    if (std::strcmp(argv[i], "--decode-step") == 0) {  // only the persistent decode kernel's timings (profiling)
+      const bool quick = i + 1 < argc && std::strcmp(argv[i + 1], "quick") == 0;
+      guarded("decode steps", [quick] { time_decode_steps(quick); });
+      return failures ? 1 : 0;
+    }
   }
   try {
     cudaDeviceProp prop{};
@@ -1220,11 +1252,7 @@ int main(int argc, char** argv) {
       const ModelConfig c7 = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
       const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
       const ModelConfig c13 = dummy_config(32000, 5120, 13824, 40, 40, 40, 4096);
-      std::printf("\npersistent decode kernel alone (random weights, group 128)\n");
-      const double copy = copy_bandwidth_gbs();
-      for (int len : {128, 2048}) guarded("decode step 7B", [&] { time_decode_step("7B", c7, len, copy); });
-      guarded("decode step 13B", [&] { time_decode_step("13B", c13, 128, copy); });
-      for (int len : {128, 2048}) guarded("decode step 70B", [&] { time_decode_step("70B", c70, len, copy); });
+      time_decode_steps();
       const bool persistent = persistent_decode_flag();
       for (bool on : {persistent, !persistent}) {
         persistent_decode_flag() = on;
