@@ -6,10 +6,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/weight_repack.h"
+#include "cuda/weight_upload.h"
 
 namespace xllama {
 namespace {
@@ -124,10 +127,48 @@ class CudaBackend final : public Backend {
   }
 
   // ---- loading ----
-  void load_checkpoint(const GptqConfig& gptq, const ModelWeights& w) {
+  // Checkpoint tensors go through a WeightUploader (parallel reads into pinned staging, copies overlapped
+  // with reading); 4-bit layers are laid out on the GPU (act-order rows permuted there). Returns the
+  // uploader's figures for the verbose breakdown.
+  struct LoadFigures {
+    double bytes = 0, read_s = 0, wait_s = 0, finish_s = 0, total_s = 0;
+    int threads = 0;
+  };
+  LoadFigures load_checkpoint(const GptqConfig& gptq, const ModelWeights& w) {
+    const auto t0 = std::chrono::steady_clock::now();
     if ((int)w.layers.size() != cfg_.num_layers)
       throw BackendError("bad_weights", "expected " + std::to_string(cfg_.num_layers) + " layers");
     check_free_memory(estimate_checkpoint_bytes(w), "the weights");
+    // XLLAMA_LEGACY_UPLOAD=1: the earlier path (host repack, synchronous copies), to compare load times
+    const char* legacy = std::getenv("XLLAMA_LEGACY_UPLOAD");
+    std::unique_ptr<cuda::WeightUploader> uploader;
+    if (!(legacy && *legacy && *legacy != '0')) uploader = std::make_unique<cuda::WeightUploader>();
+    uploader_ = uploader.get();
+    struct Done {  // whatever happens: no dangling uploader, no scratch left behind
+      CudaBackend* b;
+      ~Done() {
+        b->uploader_ = nullptr;
+        if (b->permute_scratch_) cudaFree(b->permute_scratch_);
+        b->permute_scratch_ = nullptr, b->permute_scratch_words_ = 0;
+      }
+    } done{this};
+    load_tensors(gptq, w);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (uploader) uploader->finish();
+    const auto t2 = std::chrono::steady_clock::now();
+    LoadFigures f;
+    if (uploader) {
+      f.bytes = uploader->bytes(), f.read_s = uploader->read_seconds(), f.wait_s = uploader->wait_seconds();
+      f.threads = uploader->threads();
+    } else {
+      f.bytes = (double)weight_bytes_;
+    }
+    f.finish_s = std::chrono::duration<double>(t2 - t1).count();
+    f.total_s = std::chrono::duration<double>(t2 - t0).count();
+    return f;
+  }
+
+  void load_tensors(const GptqConfig& gptq, const ModelWeights& w) {
     const bool tied = w.lm_head.weight.data == w.embed_tokens.data && !w.lm_head.quantized();
     if (tied) {
       embed_ = upload_half(w.embed_tokens, (size_t)cfg_.vocab_size * cfg_.hidden_size, "embed_tokens");
@@ -372,7 +413,10 @@ class CudaBackend final : public Backend {
   template <class T>
   T* upload(const std::vector<T>& v, const char* what) {
     T* p = mem_.alloc<T>(v.size(), what, &weight_bytes_);
-    XL_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+    if (uploader_)
+      uploader_->copy(p, v.data(), v.size() * sizeof(T));
+    else
+      XL_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
     return p;
   }
 
@@ -380,7 +424,59 @@ class CudaBackend final : public Backend {
     if (!t.present()) throw BackendError("bad_weights", std::string("missing tensor: ") + what);
     if ((size_t)t.numel() != expect)
       throw BackendError("bad_weights", "tensor " + t.name + ": expected " + std::to_string(expect) + " elements");
+    if (t.dtype == DType::F16 && uploader_) {  // straight from the checkpoint
+      __half* p = mem_.alloc<__half>(expect, what, &weight_bytes_);
+      uploader_->copy(p, t.data, expect * sizeof(__half));
+      return p;
+    }
     return upload(cuda::to_half(t), what);
+  }
+
+  // A scratch buffer for act-order qweight before its rows are permuted on the GPU (freed after the load).
+  uint32_t* permute_scratch(size_t words) {
+    if (words > permute_scratch_words_) {
+      if (permute_scratch_) XL_CUDA_CHECK(cudaStreamSynchronize(uploader_->stream()));  // earlier permutes done
+      if (permute_scratch_) cudaFree(permute_scratch_);
+      permute_scratch_ = nullptr, permute_scratch_words_ = 0;
+      if (cudaMalloc(&permute_scratch_, words * 4) != cudaSuccess) {
+        cudaGetLastError();
+        mem_.throw_oom(words * 4, "act-order repacking");
+      }
+      permute_scratch_words_ = words;
+    }
+    return permute_scratch_;
+  }
+
+  // The fast path for GPTQ parts with fp16 scales: qweight and scales go to the GPU as they lie in the
+  // checkpoint (each part's rows into its columns of the concatenated layout), act-order rows are sorted by a
+  // kernel; only zeros, g_idx and the permutation are prepared on the host.
+  bool upload_q4_direct(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq, GpuLinear& l) {
+    if (!uploader_ || !parts[0]->quantized()) return false;
+    for (auto* p : parts)
+      if (!p->quantized() || p->scales.dtype != DType::F16) return false;
+    cuda::Q4Plan plan;
+    if (!cuda::plan_q4(parts, gptq, plan)) return false;
+    const int K = plan.K, N = plan.N, G = plan.groups;
+    uint32_t* qw = mem_.alloc<uint32_t>((size_t)K / 8 * N, "4-bit weights", &weight_bytes_);
+    __half* sc = mem_.alloc<__half>((size_t)G * N, "scales", &weight_bytes_);
+    uint32_t* rows = plan.perm.empty() ? qw : permute_scratch((size_t)K / 8 * N);
+    int n0 = 0;
+    for (auto* p : parts) {
+      const size_t n_i = (size_t)p->out_features;
+      uploader_->copy_rows(rows + n0, (size_t)N * 4, p->qweight.data, n_i * 4, (size_t)K / 8);
+      uploader_->copy_rows(sc + n0, (size_t)N * 2, p->scales.data, n_i * 2, (size_t)G);
+      n0 += (int)n_i;
+    }
+    l.quantized = true;
+    l.q.qweight = qw, l.q.scales = sc;
+    if (!plan.zeros.empty()) l.q.zeros = upload(plan.zeros, "zeros");
+    if (!plan.perm.empty()) {
+      int* perm = upload(plan.perm, "act-order permutation");
+      cuda::permute_q4_rows(rows, qw, perm, K, N, uploader_->stream());
+      l.q.perm = perm;
+    }
+    l.q.K = K, l.q.N = N, l.q.group_size = plan.group_size, l.q.sym_zero = plan.sym_zero;
+    return true;
   }
 
   GpuLinear upload_linear(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq) {
@@ -388,7 +484,9 @@ class CudaBackend final : public Backend {
     l.K = parts[0]->in_features;
     for (auto* p : parts) l.N += p->out_features;
     cuda::PackedQ4 pk;
-    if (parts[0]->quantized() && cuda::pack_q4(parts, gptq, pk)) {
+    if (upload_q4_direct(parts, gptq, l)) {
+      // laid out on the GPU
+    } else if (parts[0]->quantized() && cuda::pack_q4(parts, gptq, pk)) {
       l.quantized = true;
       l.q.qweight = upload(pk.qweight, "4-bit weights");
       l.q.scales = upload(pk.scales, "scales");
@@ -750,15 +848,39 @@ class CudaBackend final : public Backend {
   std::map<int, cudaGraphExec_t> graphs_;
   cuda::DecodeStep step_;    // the one-row persistent decode kernel's plan (prepare_decode_step)
   bool step_ready_ = false;
+  cuda::WeightUploader* uploader_ = nullptr;  // during load_checkpoint
+  uint32_t* permute_scratch_ = nullptr;       // during load_checkpoint (act-order layers)
+  size_t permute_scratch_words_ = 0;
+
 };
+
+// XLLAMA_VERBOSE=1 (xllama --verbose): where a checkpoint load's time went, on stderr.
+bool verbose_load() {
+  const char* v = std::getenv("XLLAMA_VERBOSE");
+  return v && *v && *v != '0';
+}
 
 }  // namespace
 
 std::unique_ptr<Backend> create_cuda_backend(const ModelConfig& config, const GptqConfig& gptq,
                                              const ModelWeights& weights, const BackendOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
   auto b = std::make_unique<CudaBackend>(config, options);
-  b->load_checkpoint(gptq, weights);
+  const auto t1 = Clock::now();
+  const CudaBackend::LoadFigures f = b->load_checkpoint(gptq, weights);
+  const auto t2 = Clock::now();
   b->allocate_runtime();
+  const auto t3 = Clock::now();
+  if (verbose_load()) {
+    auto s = [](Clock::time_point a, Clock::time_point c) { return std::chrono::duration<double>(c - a).count(); };
+    std::fprintf(stderr,
+                 "xllama: load: CUDA context and handles %.2f s; weights %.2f GB in %.2f s (%.2f GB/s): reading into "
+                 "pinned staging on %d threads %.2f s (%.2f GB/s), waiting for the copy engine %.2f s, last copies "
+                 "and GPU repacking %.2f s; KV cache, scratch and decode plan %.2f s\n",
+                 s(t0, t1), f.bytes / 1e9, f.total_s, f.bytes / 1e9 / std::max(f.total_s, 1e-9), f.threads, f.read_s,
+                 f.bytes / 1e9 / std::max(f.read_s, 1e-9), f.wait_s, f.finish_s, s(t2, t3));
+  }
   return b;
 }
 

@@ -173,7 +173,8 @@ size_t decode_step_counters(int num_layers);
 bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& host_layers);
 void decode_step(const DecodeStep& st, cudaStream_t s);
 unsigned long long decode_step_enqueued();  // launches enqueued so far (tests: was the kernel used?)
-// Process-wide switch (XLLAMA_PERSISTENT_DECODE=0 turns it off; the kernel check flips it to compare).
+// Process-wide switch, off by default: XLLAMA_PERSISTENT_DECODE=1 turns it on (the kernel check flips it to
+// compare). On the H200 it is still slower than the 5-kernel path (docs/PERF-NOTES.md, session 5).
 bool& persistent_decode_flag();
 
 // ---- sampling (one block; result in *out) ----

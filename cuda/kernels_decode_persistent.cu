@@ -666,9 +666,9 @@ KernelFn kernel_for(int stages, int threads) {
 }  // namespace
 
 bool& persistent_decode_flag() {
-  static bool on = [] {
+  static bool on = [] {  // opt-in: slower than the 5-kernel path so far (docs/PERF-NOTES.md, session 5)
     const char* v = std::getenv("XLLAMA_PERSISTENT_DECODE");
-    return !(v && *v == '0');
+    return v && *v && *v != '0';
   }();
   return on;
 }

@@ -22,6 +22,7 @@ interface BenchFlags {
   maxSeqLen?: string;
   threads?: string;
   json?: boolean;
+  verbose?: boolean;
 }
 
 const DEFAULT_PROMPTS = [512, 2048];
@@ -54,12 +55,22 @@ function planFrom(flags: BenchFlags, modelMax: number): BenchPlan {
   return plan;
 }
 
-async function openModel(flags: BenchFlags, seqLen: number): Promise<{ model: NativeModel; name: string }> {
+async function openModel(flags: BenchFlags, seqLen: number): Promise<{ model: NativeModel; name: string; checkpointBytes: number }> {
   const backend = parseBackend(flags.backend);
   const threads = parseInteger(flags.threads, '--threads', 1);
-  if (flags.dummy) return { model: await NativeModel.openDummy(flags.dummy, { backend, maxSeqLen: seqLen }), name: `${flags.dummy} (dummy)` };
+  if (flags.dummy) {
+    return { model: await NativeModel.openDummy(flags.dummy, { backend, maxSeqLen: seqLen }), name: `${flags.dummy} (dummy)`, checkpointBytes: 0 };
+  }
   const spec = loadModelSpec(flags.model as string);
-  return { model: await NativeModel.open(spec, { backend, maxSeqLen: seqLen, threads }), name: spec.dir };
+  const checkpointBytes = spec.files.reduce((sum, f) => sum + f.size, 0);
+  return { model: await NativeModel.open(spec, { backend, maxSeqLen: seqLen, threads }), name: spec.dir, checkpointBytes };
+}
+
+/** --verbose: the load's total on stderr (the CUDA backend adds its own breakdown line before it). */
+function reportLoad(name: string, seconds: number, checkpointBytes: number): void {
+  const files = checkpointBytes > 0
+    ? `: ${formatBytes(checkpointBytes)} of safetensors at ${fmt(checkpointBytes / 1e9 / seconds, 2)} GB/s` : '';
+  process.stderr.write(`xllama: load: ${name} in ${fmt(seconds, 2)} s${files}\n`);
 }
 
 function copyBandwidth(model: NativeModel): number | null {
@@ -103,9 +114,11 @@ async function runBench(flags: BenchFlags): Promise<void> {
   const modelMax = flags.dummy ? Number.MAX_SAFE_INTEGER : loadModelSpec(flags.model as string).arch.maxPositionEmbeddings;
   const requestedSeqLen = parseInteger(flags.maxSeqLen, '--max-seq-len', 1);
   const plan = planFrom(flags, requestedSeqLen ?? (flags.dummy ? 4096 : modelMax));
+  if (flags.verbose) process.env.XLLAMA_VERBOSE = '1';  // read by the native backend while it loads
   const t0 = performance.now();
-  const { model, name } = await openModel(flags, requestedSeqLen ?? planSeqLen(plan));
+  const { model, name, checkpointBytes } = await openModel(flags, requestedSeqLen ?? planSeqLen(plan));
   const loadSeconds = (performance.now() - t0) / 1000;
+  if (flags.verbose) reportLoad(name, loadSeconds, checkpointBytes);
   try {
     const copy = copyBandwidth(model);
     const report: BenchReport = {
@@ -136,6 +149,7 @@ export function registerBench(program: Command): void {
     .option('--max-seq-len <n>', 'KV-cache positions (default: what the plan needs)')
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--json', 'print one JSON object')
+    .option('--verbose', "where the load's time went, on stderr")
     .addHelpText('after', `
 Examples:
   $ xllama bench --dummy llama-7b                    no download needed: a random model of Llama-2-7B's shapes

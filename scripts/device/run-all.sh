@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine command that builds, checks and measures; each step's log lands in $OUT.
-#   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate user monitor bench sanitize (default: all)
+#   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate user monitor bench sanitize load
+#   (default: all but load, which writes ~40 GB of random checkpoints)
 # Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
 # npm run build:ts)
 set -u
@@ -25,6 +26,7 @@ for s in $steps; do
     sanitize) run sanitize 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
                node scripts/device/check-cuda.mjs --backend cuda --quick ;;
     monitor) run monitor 120 bash scripts/device/record-monitor-traces.sh ;;
+    load) run load 400 bash scripts/device/load-bench.sh ;;
     bench) # xllama bench itself on each dummy: one JSON object per model in bench.jsonl, a summary printed
            for m in $(echo "${BENCH_MODELS:-llama-7b,llama-13b,llama-70b}" | tr , ' '); do
              timeout 300 node bin/xllama.js bench --dummy "$m" --max-seq-len 4096 --gen 256 --json >> "$OUT/bench.jsonl" 2>>"$OUT/bench.log"

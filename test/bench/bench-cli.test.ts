@@ -42,6 +42,15 @@ test('bench prints a table by default', () => {
   assert.doesNotMatch(r.stdout, /\x1b\[/, 'no colour codes when piped');
 });
 
+test('bench --verbose reports the load on stderr and keeps stdout to the report', () => {
+  const r = runCli(['bench', '-m', MODEL, '--backend', 'cpu', '--json', '--verbose', '--prompt', '16', '--context', '0', '--gen', '4', '--repeats', '1']);
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  // the fixture's one safetensors file: 236,040 bytes
+  assert.match(r.stderr, /^xllama: load: .*stories260K-gptq-4bit-g32 in \d+\.\d\d s: 230\.5 KiB of safetensors at \d/m);
+  assert.ok(report.loadSeconds > 0);
+});
+
 test('bench flag errors are one line with exit code 2', () => {
   assertOneLineError(runCli(['bench']), /either -m\/--model DIR or --dummy NAME/);
   assertOneLineError(runCli(['bench', '-m', MODEL, '--dummy', 'llama-7b']), /either -m\/--model DIR or --dummy NAME/);

@@ -168,6 +168,29 @@ struct DevQ {
   }
 };
 
+// The load path's GPU act-order permutation against pack_q4's host repack of the same checkpoint tensors.
+void check_permute_q4(int K, int N, int gs) {
+  HostGptq h = make_gptq(K, N, gs, true, false);
+  GptqConfig cfg;
+  LinearWeights l = h.view();
+  PackedQ4 pk;
+  if (!pack_q4({&l}, cfg, pk) || pk.perm.empty()) {
+    report("permute_q4_rows: layout", INFINITY, 0);
+    return;
+  }
+  Dev<uint32_t> raw(std::vector<uint32_t>(h.qweight.begin(), h.qweight.end())), out(pk.qweight.size());
+  Dev<int> perm(pk.perm);
+  out.poison();
+  permute_q4_rows(raw.p, out.p, perm.p, K, N, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<uint32_t> got = out.download();
+  size_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) bad += got[i] != pk.qweight[i];
+  report("permute_q4_rows (load path) " + std::to_string(K) + "x" + std::to_string(N) + " g" + std::to_string(gs) +
+             " vs host repack (words differing)",
+         (double)bad, 0);
+}
+
 void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int offset, float x_range = 1.f) {
   HostGptq h = make_gptq(K, N, gs, act_order, asym);
   DevQ d(h, offset);
@@ -1167,6 +1190,8 @@ int main(int argc, char** argv) {
     XL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     std::printf("device: %s (%d SMs)\n%-52s %12s  %s\n", prop.name, prop.multiProcessorCount, "kernel",
                 "max rel err", "result");
+    check_permute_q4(512, 384, 64);
+    check_permute_q4(4096, 1000, 128);
     check_gemv_q4(4096, 1024, 128, 1, false, false, 1);
     check_gemv_q4(4096, 512, 128, 8, false, false, 1);
     check_gemv_q4(512, 384, 64, 3, true, false, 1);
