@@ -177,9 +177,14 @@ class CudaBackend final : public Backend {
       // GPU reads directly, saving vocab x hidden x 2 bytes of GPU memory (262 MB for a 7B model).
       if ((size_t)w.embed_tokens.numel() != (size_t)cfg_.vocab_size * cfg_.hidden_size)
         throw BackendError("bad_weights", "tensor " + w.embed_tokens.name + ": expected vocab x hidden elements");
-      std::vector<__half> table = cuda::to_half(w.embed_tokens);
-      __half* host = alloc_mapped_embedding(table.size());
-      std::copy(table.begin(), table.end(), host);
+      const size_t count = (size_t)cfg_.vocab_size * cfg_.hidden_size;
+      __half* host = alloc_mapped_embedding(count);
+      if (w.embed_tokens.dtype == DType::F16 && uploader_) {
+        uploader_->host_copy(host, w.embed_tokens.data, count * sizeof(__half));  // on the parallel readers
+      } else {
+        std::vector<__half> table = cuda::to_half(w.embed_tokens);
+        std::copy(table.begin(), table.end(), host);
+      }
     }
     final_norm_ = upload_half(w.final_norm, cfg_.hidden_size, "final norm");
     for (const LayerWeights& lw : w.layers) {
@@ -493,6 +498,10 @@ class CudaBackend final : public Backend {
       if (!pk.zeros.empty()) l.q.zeros = upload(pk.zeros, "zeros");
       if (!pk.perm.empty()) l.q.perm = upload(pk.perm, "act-order permutation");
       l.q.K = pk.K, l.q.N = pk.N, l.q.group_size = pk.group_size, l.q.sym_zero = pk.sym_zero;
+    } else if (uploader_ && cuda::dense_is_f16_as_is(parts)) {  // e.g. an untied lm_head: as it lies
+      __half* d = mem_.alloc<__half>((size_t)l.N * l.K, "fp16 weights", &weight_bytes_);
+      uploader_->copy(d, parts[0]->weight.data, (size_t)l.N * l.K * sizeof(__half));
+      l.dense = d;
     } else {
       l.dense = upload(cuda::dense_half(parts, gptq), "fp16 weights");
     }

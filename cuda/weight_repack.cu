@@ -99,25 +99,33 @@ bool plan_q4(const std::vector<const LinearWeights*>& parts, const GptqConfig& g
 
   out = Q4Plan{};
   out.K = K, out.N = N, out.group_size = gs, out.groups = G;
-  std::vector<uint8_t> zeros((size_t)G * N);
+  if (!identity) out.perm = std::move(perm);
+  // Symmetric checkpoints store one zero everywhere: one pass over the packed words tells, with no unpacking
+  // (a 70B model has half a billion zeros).
+  const uint32_t first = *reinterpret_cast<const uint32_t*>(p0.qzeros.data);
+  bool uniform = ((first >> 4) | (first << 28)) == first;  // all 8 nibbles alike
+  for (size_t i = 0; i < parts.size() && uniform; ++i) {
+    const uint32_t* qz = reinterpret_cast<const uint32_t*>(parts[i]->qzeros.data);
+    const size_t words = (size_t)G * (parts[i]->out_features / 8);
+    for (size_t w = 0; w < words && uniform; ++w) uniform = qz[w] == first;
+  }
+  if (uniform) {
+    out.sym_zero = (int)(first & 15u) + gptq.zero_offset;
+    return true;
+  }
+  out.zeros.resize((size_t)G * N);
   int n0 = 0;
   for (auto* p : parts) {
     const int n_i = p->out_features;
     const uint32_t* qz = reinterpret_cast<const uint32_t*>(p->qzeros.data);
-    for (int gi = 0; gi < G; ++gi)
-      for (int n = 0; n < n_i; ++n) {
-        const int z = (int)((qz[(size_t)gi * (n_i / 8) + n / 8] >> (4 * (n % 8))) & 15u) + gptq.zero_offset;
-        zeros[(size_t)gi * N + n0 + n] = (uint8_t)z;
-      }
+    for (int gi = 0; gi < G; ++gi) {
+      const uint32_t* row = qz + (size_t)gi * (n_i / 8);
+      uint8_t* dst = out.zeros.data() + (size_t)gi * N + n0;
+      for (int w = 0; w < n_i / 8; ++w)
+        for (int j = 0; j < 8; ++j) dst[8 * w + j] = (uint8_t)(((row[w] >> (4 * j)) & 15u) + gptq.zero_offset);
+    }
     n0 += n_i;
   }
-  const bool all_same = std::all_of(zeros.begin(), zeros.end(), [&](uint8_t z) { return z == zeros[0]; });
-  if (all_same) {
-    out.sym_zero = zeros.empty() ? 8 : zeros[0];
-  } else {
-    out.zeros = std::move(zeros);
-  }
-  if (!identity) out.perm = std::move(perm);
   return true;
 }
 
@@ -212,6 +220,12 @@ std::vector<__half> dense_half(const std::vector<const LinearWeights*>& parts, c
     n0 += n_i;
   }
   return out;
+}
+
+bool dense_is_f16_as_is(const std::vector<const LinearWeights*>& parts) {
+  if (parts.size() != 1 || parts[0]->quantized() || parts[0]->weight.dtype != DType::F16) return false;
+  expect_shape(parts[0]->weight, parts[0]->out_features, parts[0]->in_features);
+  return true;
 }
 
 std::vector<__half> concat_bias(const std::vector<const LinearWeights*>& parts) {

@@ -44,6 +44,10 @@ void permute_q4_rows(const uint32_t* in, uint32_t* out, const int* perm, int K, 
 // fp16 [N, K] of the parts concatenated along the output dimension (dequantizing GPTQ parts).
 std::vector<__half> dense_half(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq);
 
+// Whether dense_half would return the one part's weight unchanged (an fp16 [out, in] tensor), so it can be
+// copied to the GPU as it lies; throws BackendError on a wrong shape as dense_half does.
+bool dense_is_f16_as_is(const std::vector<const LinearWeights*>& parts);
+
 // Concatenated biases as fp16, empty when no part has one.
 std::vector<__half> concat_bias(const std::vector<const LinearWeights*>& parts);
 

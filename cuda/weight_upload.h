@@ -26,6 +26,10 @@ class WeightUploader {
   // when this returns (it has been staged).
   void copy_rows(void* dst, size_t dpitch, const void* src, size_t width, size_t rows);
   void copy(void* dst, const void* src, size_t bytes) { copy_rows(dst, bytes, src, bytes, 1); }
+  // A host-to-host copy on the same readers (into memory the GPU reads directly, e.g. the mapped embedding).
+  void host_copy(void* dst, const void* src, size_t bytes) {
+    parallel_memcpy(static_cast<char*>(dst), static_cast<const char*>(src), bytes);
+  }
   cudaStream_t stream() const { return stream_; }
   // Waits for every copy and kernel on the stream.
   void finish();

@@ -939,6 +939,16 @@ void check_backend_gptq() {
   const std::vector<float> five = decode_all(*b5);
   const std::vector<double> five_d(five.begin(), five.end());
   report("backend gptq asym act-order: 5-kernel decode vs prompt chunk", rel_err(five, ref), 2e-2);
+  {  // the upload path (parallel staging, GPU layout and act-order permutation, embedding and lm_head as they
+     // lie) against the earlier host repack: the same weights give the same prompt logits
+    setenv("XLLAMA_LEGACY_UPLOAD", "1", 1);
+    auto legacy = create_cuda_backend(c, g, w, o);
+    unsetenv("XLLAMA_LEGACY_UPLOAD");
+    std::vector<float> lp((size_t)n * V);
+    legacy->forward(toks.data(), n, 0, true, lp.data());
+    report("backend gptq asym act-order: upload path vs host repack (prompt logits)", rel_err(prompt, {lp.begin(), lp.end()}),
+           1e-6);
+  }
   persistent_decode_flag() = true;
   const char* env = std::getenv("XLLAMA_DECODE_THREADS");
   const std::string saved = env ? env : "";
