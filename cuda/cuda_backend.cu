@@ -883,6 +883,13 @@ std::unique_ptr<Backend> create_cuda_backend(const ModelConfig& config, const Gp
   const auto t3 = Clock::now();
   if (verbose_load()) {
     auto s = [](Clock::time_point a, Clock::time_point c) { return std::chrono::duration<double>(c - a).count(); };
+    if (f.threads == 0) {  // XLLAMA_LEGACY_UPLOAD
+      std::fprintf(stderr,
+                   "xllama: load: CUDA context and handles %.2f s; weights %.2f GB in %.2f s by the earlier path (host "
+                   "repack, synchronous copies); KV cache, scratch and decode plan %.2f s\n",
+                   s(t0, t1), f.bytes / 1e9, f.total_s, s(t2, t3));
+      return b;
+    }
     std::fprintf(stderr,
                  "xllama: load: CUDA context and handles %.2f s; weights %.2f GB in %.2f s (%.2f GB/s): reading into "
                  "pinned staging on %d threads %.2f s (%.2f GB/s), waiting for the copy engine %.2f s, last copies "
