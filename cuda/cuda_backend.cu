@@ -786,7 +786,9 @@ class Stage {
   // launch shape. Models it can't run (mixed layer shapes, a dense layer, too little shared memory) keep the
   // 5-kernel path (step_ready_ false).
   void prepare_decode_step() {
-    if (!all_quantized_ || !(first_ && last_)) return;  // one stage holding every layer (and the embeddings)
+    // Only when asked for (XLLAMA_PERSISTENT_DECODE=1: slower than the 5-kernel path today, see PERF-NOTES),
+    // and for one stage holding every layer and the embeddings.
+    if (!cuda::persistent_decode_flag() || !all_quantized_ || !(first_ && last_)) return;
     const size_t layer_elems = (size_t)cfg_.num_kv_heads * S_ * cfg_.head_dim;
     std::vector<cuda::DecodeLayer> host(layers_.size());
     for (size_t li = 0; li < layers_.size(); ++li) {

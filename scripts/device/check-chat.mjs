@@ -144,9 +144,12 @@ if (!args.includes('--no-speed') && backend === 'cuda') {
   } else {
     // bench's decode over the same stretch of the cache as each reply: from its prompt's end, 256 tokens.
     const contexts = turns.map((t) => t.promptTokens).join(',');
-    const b = xllama(['bench', '--dummy', dummy, '--max-seq-len', '2048', '--prompt', '512', '--context', contexts, '--gen', '256',
-      '--repeats', '3', '--json']);
-    speed.bench = b.status === 0 ? JSON.parse(b.stdout).decode.map((d) => ({ context: d.context, tokensPerSec: d.tokensPerSec })) : null;
+    const b = xllama(['bench', '--dummy', dummy, '--max-seq-len', '2048', '-p', 'none', '-d', contexts, '-n', '256',
+      '-r', '3', '--json']);
+    const rows = b.status === 0 ? JSON.parse(b.stdout).results.filter((r) => r.kind === 'tg' && r.status === 'ok') : [];
+    speed.bench = rows.length === turns.length
+      ? turns.map((t) => rows.find((r) => r.depth === t.promptTokens)).map((r) => ({ context: r.depth, tokensPerSec: r.tokensPerSec.mean }))
+      : null;
     if (!speed.bench) check('bench', false, b.stderr.trim());
     for (const [i, t] of turns.entries()) {
       if (!speed.bench) break;

@@ -32,7 +32,7 @@ done
 wiki=fixtures/text/wikitext-2-raw/wiki.test.raw
 for spec in llama-7b:20 llama-13b:12 llama-70b:4; do
   name=${spec%%:*} chunks=${spec##*:}
-  x bench --dummy "$name" --prompt 2048 --context 0 --json > "$log/bench-$name.json" 2> "$log/bench-$name.err"
+  x bench --dummy "$name" -p 2048 -n none -d 0 -r 3 --json > "$log/bench-$name.json" 2> "$log/bench-$name.err"
   x ppl --dummy "$name" -f "$wiki" --ctx 2048 --chunks "$chunks" --json > "$log/ppl-$name.json" 2> "$log/ppl-$name.err"
   node -e '
     const fs = require("fs");
@@ -40,8 +40,8 @@ for spec in llama-7b:20 llama-13b:12 llama-70b:4; do
     const read = (f) => { try { return JSON.parse(fs.readFileSync(f, "utf8")); } catch { return null; } };
     const b = read(bench), p = read(ppl);
     if (!b || !p) { console.log(`${name}: no result (see ${bench} / ${ppl} and their .err)`); process.exit(0); }
-    const pp = b.prefill.find((r) => r.tokens === 2048).tokensPerSec, t = p.timings;
-    console.log(`${name} on ${b.gpu}: ppl ${t.tokensPerSec.toFixed(0)} t/s over ${p.chunks} chunks of ${p.ctx} ` +
+    const pp = b.results.find((r) => r.test === "pp2048" && r.status === "ok").tokensPerSec.mean, t = p.timings;
+    console.log(`${name} on ${b.system?.gpus?.[0]?.name ?? "the GPU"}: ppl ${t.tokensPerSec.toFixed(0)} t/s over ${p.chunks} chunks of ${p.ctx} ` +
       `(${(t.scoreMs / 1000).toFixed(2)} s, tokenizing ${(t.tokenizeMs / 1000).toFixed(2)} s) | bench prompt 2048 ` +
       `${pp.toFixed(0)} t/s | ppl at ${(100 * t.tokensPerSec / pp).toFixed(1)}% of it`);' \
     "$log/bench-$name.json" "$log/ppl-$name.json" "$name"

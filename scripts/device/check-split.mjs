@@ -225,9 +225,11 @@ function cli(cliArgs) {
     check(`CLI refuses ${what}`, r.status === 2 && want.test(r.stderr) && r.stderr.trim().split('\n').length === 1,
       `exit ${r.status}: ${r.stderr.trim()}`);
   }
-  const big = cli(['bench', '--dummy', 'llama-70b', '--gpus', '0,0', '--gpu-split', '10,10', '--prompt', '16', '--context', '0', '--gen', '1']);
-  check('bench --dummy llama-70b --gpus 0,0 --gpu-split 10,10 is refused with the numbers', big.status === 2 &&
-    /does not fit: it needs 3\d\.\d\d GB on one GPU/.test(big.stderr), big.stderr.trim());
+  // bench runs each configuration in a child: one that can't fit is a failed row with the numbers, exit 1.
+  const big = cli(['bench', '--dummy', 'llama-70b', '--gpus', '0,0', '--gpu-split', '10,10', '-p', '16', '-d', '0', '-n', '1', '-o', 'csv']);
+  check('bench --dummy llama-70b --gpus 0,0 --gpu-split 10,10 is a failed row with the numbers', big.status === 1 &&
+    /,failed,.*does not fit: it needs 3\d\.\d\d GB on one GPU/.test(big.stdout) && !/^\s+at /m.test(big.stderr),
+    big.stdout.trim().split('\n').slice(-1)[0]);
 }
 
 // ---- speed: the 70B dummy, unsplit vs two stages on GPU 0 ----
