@@ -7,6 +7,7 @@ import type { ModelShape, NativeAddon, NativeError, NativeModelHandle, NativeOpe
 import { DEFAULT_CHUNK_TOKENS, type BackendName, type MemoryUse, type ModelHandle, type OpenOptions,
   type TokenSampling } from './model-handle.js';
 import type { ModelSpec } from './model-spec.js';
+import { checkDummyName } from './dummy-models.js';
 
 /** Codes the native side uses for internal faults; every other code is a problem the user can act on. */
 const INTERNAL_CODES = new Set(['internal']);
@@ -95,8 +96,9 @@ export class NativeModel implements ModelHandle {
     }
   }
 
-  /** A random GPTQ model of a preset shape (llama-7b, llama-13b, llama3-8b, llama-70b, tiny), GPU only. */
+  /** A random GPTQ model of a preset shape (DUMMY_MODEL_NAMES: llama-7b, ..., tiny), GPU only. */
   static async openDummy(name: string, opts: OpenOptions = {}): Promise<NativeModel> {
+    checkDummyName(name);
     if (opts.backend === 'cpu') throw new UserError(`dummy model ${name} runs on the GPU only (not with the cpu backend)`);
     const addon = loadAddon();
     requireGpu(addon, `dummy model ${name}`);

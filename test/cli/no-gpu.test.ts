@@ -1,0 +1,61 @@
+// Issue 14.4: without a usable GPU, every command says the same true reason (no NVIDIA driver here, not the
+// CUDA runtime's "driver version is insufficient"); a wrong --dummy name is refused with the valid names
+// on every machine, GPU or not.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fixtures, runCli } from '../helpers/run-cli.js';
+import { loadAddon } from '../../cli/native/addon.js';
+import { DUMMY_MODEL_NAMES } from '../../cli/engine/dummy-models.js';
+
+const model = join(fixtures, 'models', 'stories260K');
+const sys = loadAddon().systemInfo();
+const noGpu = sys.gpus.length === 0;
+
+test('info --gpus gives the true reason there is no GPU', { skip: !noGpu && 'this machine has a GPU' }, () => {
+  const r = runCli(['info', '--gpus', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const reason = JSON.parse(r.stdout).gpuUnavailableReason as string;
+  if (!sys.cudaCompiled) {
+    assert.match(reason, /^this build of xllama has no CUDA backend/);
+  } else if (process.platform === 'linux' && !existsSync('/proc/driver/nvidia/version')) {
+    // No NVIDIA kernel driver loaded: the only true thing to say.
+    assert.match(reason, /^no NVIDIA driver found/);
+  } else {
+    assert.doesNotMatch(reason, /driver version is insufficient/);
+  }
+  const text = runCli(['info', '--gpus']);
+  assert.ok(text.stdout.includes(`GPUs: none (${reason})`), text.stdout);
+});
+
+test('--backend cuda and --dummy say the same reason on one line, exit 2', { skip: !noGpu && 'this machine has a GPU' }, () => {
+  const reason = sys.gpuUnavailableReason!;
+  const gen = runCli(['generate', '-m', model, '--backend', 'cuda', '-p', 'x']);
+  assert.equal(gen.status, 2);
+  assert.equal(gen.stderr, `xllama: ${model} on the cuda backend needs a CUDA GPU: ${reason}\n`);
+  const bench = runCli(['bench', '--dummy', 'llama-7b']);
+  assert.equal(bench.status, 2);
+  assert.equal(bench.stderr, `xllama: dummy model llama-7b needs a CUDA GPU: ${reason}\n`);
+});
+
+test('bench --dummy with an unknown name: one line listing the valid names, exit 2, GPU or not', () => {
+  const r = runCli(['bench', '--dummy', 'llama-8b']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stdout, '');
+  assert.equal(r.stderr, `xllama: --dummy llama-8b: unknown dummy model (the dummies are ${DUMMY_MODEL_NAMES.join(', ')})\n`);
+});
+
+test("the dummy names checked in TypeScript are exactly the native addon's presets", () => {
+  // An unknown backend is refused right after the preset name, before any GPU is looked for.
+  const nativeError = (name: string): string => {
+    try {
+      void loadAddon().loadDummyModel(name, { backend: 'tpu' as 'cuda' });
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return 'no error';
+  };
+  for (const name of DUMMY_MODEL_NAMES) assert.match(nativeError(name), /unknown backend 'tpu'/, name);
+  assert.match(nativeError('llama-8b'), /unknown dummy model 'llama-8b'/);
+});
