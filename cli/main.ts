@@ -69,7 +69,7 @@ export async function main(argv: string[]): Promise<number> {
     return ExitCode.ok;
   } catch (err) {
     if (err instanceof CommanderError) {
-      // --help and --version: 0. Help shown because something was missing (a bare `xllama help x`): its code.
+      // --help and --version: 0. Help commander shows by itself when no command was given: its code, 1.
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
         return err.exitCode;
       }
