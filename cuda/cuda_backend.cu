@@ -1,5 +1,10 @@
 // The CUDA backend: weights uploaded once, fp16 KV cache, decode steps replayed as CUDA graphs
 // (one per row count), prompt chunks through dequantization + tensor-core GEMMs.
+//
+// The model runs as stages (a layer split across GPUs, BackendOptions::stages): each Stage owns its device,
+// stream, layer range, its part of the KV cache, scratch and graphs; the first holds the embeddings, the
+// last the final norm and lm_head (a tied embedding is on both). CudaBackend runs the stages in order and
+// moves the hidden state across each boundary (Stage::send / Stage::receive). Unsplit is one stage.
 #include "cuda/cuda_backend.h"
 
 #include <cuda_fp16.h>
@@ -17,6 +22,8 @@
 #include <cublas_v2.h>
 #endif
 
+#include "backend/model_checks.h"
+#include "backend/rope_frequencies.h"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/weight_repack.h"
@@ -66,7 +73,7 @@ class DeviceMemory {
     cudaMemGetInfo(&free_b, &total_b);
     cudaDeviceProp prop{};
     cudaGetDeviceProperties(&prop, device_);
-    throw BackendError("out_of_memory", "the model needs " + gib(need) + " GiB for " + what + ", " +
+    throw BackendError(kOutOfMemory, "the model needs " + gib(need) + " GiB for " + what + ", " +
                                             gib(free_b) + " GiB free on GPU " + std::to_string(device_) + " (" +
                                             prop.name + ")");
   }
@@ -92,26 +99,43 @@ struct GpuLayer {
 
 enum class LogitRows { None, Last, All };
 
-class CudaBackend final : public Backend {
+class CudaBackend;
+
+// How a stage gets the hidden state from the stage before it.
+enum class Link { SameDevice, Peer, Host };
+
+void validate_config(const ModelConfig& c) {
+  check_model_config(c);
+  if (c.head_dim % 8 || c.head_dim > 256)
+    throw BackendError(kUnsupportedModel, "the CUDA backend needs head_dim a multiple of 8, at most 256 (got " +
+                                              std::to_string(c.head_dim) + ")");
+}
+
+// Free memory kept back on each stage's device when the KV cache is sized: CUDA graphs, cuBLAS workspace,
+// fragmentation. cli/engine/gpu-footprint.ts counts the same per stage.
+constexpr size_t kStageReserveBytes = (size_t)256 << 20;
+
+// One stage of the model: layers [plan.first_layer, plan.end_layer) on plan.device, with its own stream,
+// weights, KV cache, scratch and decode graphs. Layer indices inside a stage (layers_, the KV cache) are
+// local: 0 is plan.first_layer.
+class Stage {
  public:
-  CudaBackend(const ModelConfig& config, const BackendOptions& options)
-      : cfg_(config), opt_(options), mem_(options.device) {
-    int count = 0;
-    XL_CUDA_CHECK(cudaGetDeviceCount(&count));
-    if (options.device < 0 || options.device >= count)
-      throw BackendError("invalid_argument", "GPU " + std::to_string(options.device) + " does not exist (" +
-                                                 std::to_string(count) + " found)");
-    XL_CUDA_CHECK(cudaSetDevice(options.device));
-    validate_config();
+  Stage(const ModelConfig& config, const BackendOptions& options, const StagePlan& plan, bool first, bool last)
+      : cfg_(config), opt_(options), plan_(plan), device_(plan.device), first_(first), last_(last),
+        mem_(plan.device) {
+    XL_CUDA_CHECK(cudaSetDevice(device_));
     XL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 #ifdef XLLAMA_HAVE_CUBLAS
-    if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) throw BackendError("cuda_error", "cublasCreate failed");
+    if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) throw BackendError(kCudaError, "cublasCreate failed");
     cublasSetStream(cublas_, stream_);
 #endif
+    XL_CUDA_CHECK(cudaEventCreateWithFlags(&sent_, cudaEventDisableTiming));
+    XL_CUDA_CHECK(cudaEventCreateWithFlags(&received_, cudaEventDisableTiming));
   }
 
-  ~CudaBackend() override {
-    cudaSetDevice(opt_.device);
+  ~Stage() {
+    cudaSetDevice(device_);
+    if (stream_) cudaStreamSynchronize(stream_);
     for (auto& kv : graphs_) cudaGraphExecDestroy(kv.second);
 #ifdef XLLAMA_HAVE_CUBLAS
     if (cublas_) cublasDestroy(cublas_);
@@ -120,28 +144,34 @@ class CudaBackend final : public Backend {
     if (host_token_) cudaFreeHost(host_token_);
     if (host_in_) cudaFreeHost(host_in_);
     if (host_embed_) cudaFreeHost(host_embed_);
+    if (staging_) cudaFreeHost(staging_);
     if (inputs_copied_) cudaEventDestroy(inputs_copied_);
+    if (sent_) cudaEventDestroy(sent_);
+    if (received_) cudaEventDestroy(received_);
   }
+
+  Stage(const Stage&) = delete;
+  Stage& operator=(const Stage&) = delete;
 
   // ---- loading ----
   void load_checkpoint(const GptqConfig& gptq, const ModelWeights& w) {
-    if ((int)w.layers.size() != cfg_.num_layers)
-      throw BackendError("bad_weights", "expected " + std::to_string(cfg_.num_layers) + " layers");
-    check_free_memory(estimate_checkpoint_bytes(w), "the weights");
+    XL_CUDA_CHECK(cudaSetDevice(device_));
     const bool tied = w.lm_head.weight.data == w.embed_tokens.data && !w.lm_head.quantized();
-    if (tied) {
+    if (!first_) {
+      // Later stages start from the hidden state of the stage before (receive()).
+    } else if (tied) {
       embed_ = upload_half(w.embed_tokens, (size_t)cfg_.vocab_size * cfg_.hidden_size, "embed_tokens");
     } else {
       // Untied: the table is only gathered (one row per token), so it stays in pinned host memory that the
       // GPU reads directly, saving vocab x hidden x 2 bytes of GPU memory (262 MB for a 7B model).
       if ((size_t)w.embed_tokens.numel() != (size_t)cfg_.vocab_size * cfg_.hidden_size)
-        throw BackendError("bad_weights", "tensor " + w.embed_tokens.name + ": expected vocab x hidden elements");
+        throw BackendError(kBadModel, "tensor " + w.embed_tokens.name + ": expected vocab x hidden elements");
       std::vector<__half> table = cuda::to_half(w.embed_tokens);
       __half* host = alloc_mapped_embedding(table.size());
       std::copy(table.begin(), table.end(), host);
     }
-    final_norm_ = upload_half(w.final_norm, cfg_.hidden_size, "final norm");
-    for (const LayerWeights& lw : w.layers) {
+    for (int li = plan_.first_layer; li < plan_.end_layer; ++li) {
+      const LayerWeights& lw = w.layers[li];
       GpuLayer l;
       l.input_norm = upload_half(lw.input_norm, cfg_.hidden_size, "input_layernorm");
       l.post_norm = upload_half(lw.post_attention_norm, cfg_.hidden_size, "post_attention_layernorm");
@@ -151,9 +181,16 @@ class CudaBackend final : public Backend {
       l.down = upload_linear({&lw.down}, gptq);
       layers_.push_back(l);
     }
-    if (tied) {
-      lm_head_.K = cfg_.hidden_size, lm_head_.N = cfg_.vocab_size, lm_head_.dense = embed_;
+    if (!last_) {
+      // The final norm and lm_head are on the last stage.
+    } else if (tied) {
+      final_norm_ = upload_half(w.final_norm, cfg_.hidden_size, "final norm");
+      // One stage uses its embedding table; a last stage after others holds its own copy.
+      lm_head_.K = cfg_.hidden_size, lm_head_.N = cfg_.vocab_size;
+      lm_head_.dense = first_ ? embed_ : upload_half(w.embed_tokens, (size_t)cfg_.vocab_size * cfg_.hidden_size,
+                                                     "embed_tokens (the tied lm_head)");
     } else {
+      final_norm_ = upload_half(w.final_norm, cfg_.hidden_size, "final norm");
       lm_head_ = upload_linear({&w.lm_head}, gptq);
     }
     check_linear_shapes();
@@ -165,15 +202,15 @@ class CudaBackend final : public Backend {
   void load_dummy(int group_size, uint64_t seed) {
     const int hid = cfg_.hidden_size, I = cfg_.intermediate_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads,
               D = cfg_.head_dim;
-    if (group_size <= 0 || group_size % 8) throw BackendError("invalid_argument", "group size must be a multiple of 8");
+    if (group_size <= 0 || group_size % 8) throw BackendError(kBadInput, "group size must be a multiple of 8");
     for (int v : {hid, I, H * D, (H + 2 * KV) * D})
-      if (v % 8) throw BackendError("invalid_argument", "dummy model sizes must be multiples of 8");
-    auto q_bytes = [&](int K, int N) { return (size_t)K / 2 * N + (size_t)((K + group_size - 1) / group_size) * N * 2; };
-    size_t need = (size_t)cfg_.vocab_size * hid * 2 +  // embed_tokens or lm_head (an untied table stays on the host)
-                  (size_t)cfg_.num_layers * (q_bytes(hid, (H + 2 * KV) * D) + q_bytes(H * D, hid) +
-                                             q_bytes(hid, 2 * I) + q_bytes(I, hid));
-    check_free_memory(need, "the weights");
-    uint64_t s = seed * 1000003ULL + 17;
+      if (v % 8) throw BackendError(kBadInput, "dummy model sizes must be multiples of 8");
+    XL_CUDA_CHECK(cudaSetDevice(device_));
+    // Every tensor's random stream comes from its place in the model (slot), so a split model holds the same
+    // weights as an unsplit one: embeddings 1, lm_head 2, layer li's tensors 16 + 8 li + 0..7.
+    const uint64_t base = seed * 1000003ULL + 17;
+    uint64_t s = base;
+    auto slot = [&](uint64_t k) { s = base + k - 1; };  // the next ++s draws slot k
     auto rand_half = [&](size_t n, float lo, float hi, const char* what) {
       __half* p = mem_.alloc<__half>(n, what, &weight_bytes_);
       cuda::fill_random_half(p, n, ++s, lo, hi, stream_);
@@ -196,14 +233,19 @@ class CudaBackend final : public Backend {
       l.q.K = K, l.q.N = N, l.q.group_size = group_size, l.q.sym_zero = 8;
       return l;
     };
-    if (cfg_.tie_word_embeddings) {
+    if (!first_) {
+      // Later stages start from the hidden state of the stage before.
+    } else if (cfg_.tie_word_embeddings) {
+      slot(1);
       embed_ = rand_half((size_t)cfg_.vocab_size * hid, -1.f, 1.f, "embed_tokens");
     } else {
+      slot(1);
       alloc_mapped_embedding((size_t)cfg_.vocab_size * hid);
       cuda::fill_random_half(const_cast<__half*>(embed_), (size_t)cfg_.vocab_size * hid, ++s, -1.f, 1.f, stream_);
     }
-    final_norm_ = ones(hid);
-    for (int i = 0; i < cfg_.num_layers; ++i) {
+    if (last_) final_norm_ = ones(hid);
+    for (int i = plan_.first_layer; i < plan_.end_layer; ++i) {
+      slot(16 + 8 * (uint64_t)i);
       GpuLayer l;
       l.input_norm = ones(hid);
       l.post_norm = ones(hid);
@@ -215,44 +257,31 @@ class CudaBackend final : public Backend {
     }
     all_quantized_ = true;
     lm_head_.K = hid, lm_head_.N = cfg_.vocab_size;
-    if (cfg_.tie_word_embeddings) {
-      lm_head_.dense = embed_;
+    if (!last_) {
+      // lm_head is on the last stage.
+    } else if (cfg_.tie_word_embeddings) {
+      slot(1);
+      lm_head_.dense = first_ ? embed_ : rand_half((size_t)cfg_.vocab_size * hid, -1.f, 1.f, "embed_tokens (the tied lm_head)");
     } else {
+      slot(2);
       const float a = 1.f / std::sqrt((float)hid);
       lm_head_.dense = rand_half((size_t)cfg_.vocab_size * hid, -a, a, "lm_head");
     }
     XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
-  // KV cache for max_seq_len positions (0: the model's, capped to what fits) and bounded scratch.
-  void allocate_runtime() {
+  // Scratch for chunks of up to max_chunk_tokens rows (cli/engine/gpu-footprint.ts counts the same bytes).
+  // The KV cache comes after (allocate_kv), once the orchestrator has sized it over every stage.
+  void allocate_scratch() {
     const int hid = cfg_.hidden_size, I = cfg_.intermediate_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads,
               D = cfg_.head_dim;
+    XL_CUDA_CHECK(cudaSetDevice(device_));
     rows_ = std::max(opt_.max_chunk_tokens > 0 ? opt_.max_chunk_tokens : kDefaultChunkTokens, cuda::kGemvMaxRows);
     const int kmax = std::max({hid, I, H * D});
     const size_t qkv_dim = (size_t)(H + 2 * KV) * D;
     // Flash-decoding partials: at most 64 splits per row (attention_splits).
     const size_t work_floats = (size_t)cuda::kGemvMaxRows * H * 64 * (D + 2);
     size_t deq = std::max(dequant_budget_halves(), (size_t)kmax * 128);
-    const size_t scratch_need = (size_t)rows_ * (hid * 4 + kmax * 2 + qkv_dim * 4 + H * D * 2 * 2 + 2 * I * 4 +
-                                                 I * 2 + kmax * 2 + 4) +
-                                deq * 2 + work_floats * 4 + (size_t)kLogitRows * cfg_.vocab_size * 4 + D * 4 + 64;
-    const size_t per_pos = (size_t)cfg_.num_layers * KV * D * 2 * 2;
-    size_t free_b = 0, total_b = 0;
-    XL_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    const size_t reserve = (size_t)256 << 20;  // CUDA graphs, cuBLAS workspace, fragmentation
-    int S = opt_.max_seq_len > 0 ? opt_.max_seq_len : max_position_cap();
-    if (opt_.max_seq_len <= 0) {
-      const size_t avail = free_b > scratch_need + reserve ? free_b - scratch_need - reserve : 0;
-      S = (int)std::min<size_t>(S, avail / per_pos);
-      if (S < 1) mem_.throw_oom(scratch_need + reserve + per_pos, "scratch and a 1-position KV cache");
-    } else if ((size_t)S * per_pos + scratch_need + reserve > free_b) {
-      mem_.throw_oom((size_t)S * per_pos + scratch_need, "a " + std::to_string(S) + "-position KV cache and scratch");
-    }
-    S_ = S;
-    const size_t layer_elems = (size_t)KV * S_ * D;
-    kcache_ = mem_.alloc<__half>(layer_elems * cfg_.num_layers, "the K cache", &kv_bytes_);
-    vcache_ = mem_.alloc<__half>(layer_elems * cfg_.num_layers, "the V cache", &kv_bytes_);
     h_ = mem_.alloc<float>((size_t)rows_ * hid, "scratch", &scratch_bytes_);
     xn_ = mem_.alloc<__half>((size_t)rows_ * kmax, "scratch", &scratch_bytes_);
     qkv_ = mem_.alloc<float>((size_t)rows_ * qkv_dim, "scratch", &scratch_bytes_);
@@ -270,7 +299,7 @@ class CudaBackend final : public Backend {
     const size_t col_slices = (size_t)(hid + 127) / 128;  // the GEMV's 128-column slices of the residual stream
     col_done_ = mem_.alloc<unsigned>(col_slices, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaMemset(col_done_, 0, col_slices * sizeof(unsigned)));
-    logits_ = mem_.alloc<float>((size_t)kLogitRows * cfg_.vocab_size, "scratch", &scratch_bytes_);
+    if (last_) logits_ = mem_.alloc<float>((size_t)kLogitRows * cfg_.vocab_size, "scratch", &scratch_bytes_);
     // Step inputs travel in one copy from pinned memory: [pos, tokens...].
     pos_ = mem_.alloc<int>(rows_ + 1, "scratch", &scratch_bytes_);
     tokens_ = pos_ + 1;
@@ -282,31 +311,63 @@ class CudaBackend final : public Backend {
     update_inv_freq(1, /*force=*/true);
   }
 
-  // ---- Backend ----
-  const char* name() const override { return "cuda"; }
-  const ModelConfig& config() const override { return cfg_; }
-  int cache_length() const override { return cache_len_; }
-  int max_seq_len() const override { return S_; }
-  MemoryReport memory() const override {
-    MemoryReport r{weight_bytes_, kv_bytes_, scratch_bytes_, {}};
-    r.devices.push_back({opt_.device, weight_bytes_, kv_bytes_, scratch_bytes_});
-    return r;
+  // K and V of one position in every layer of this stage, in bytes.
+  size_t kv_bytes_per_position() const {
+    return layers_.size() * (size_t)cfg_.num_kv_heads * cfg_.head_dim * 2 * sizeof(__half);
   }
 
-  void trim_cache(int length) override {
-    if (length < 0) throw BackendError("invalid_argument", "cache length must be >= 0");
-    cache_len_ = std::min(cache_len_, length);  // positions past the length are simply overwritten later
+  void allocate_kv(int S) {
+    XL_CUDA_CHECK(cudaSetDevice(device_));
+    S_ = S;
+    const size_t layer_elems = (size_t)cfg_.num_kv_heads * S_ * cfg_.head_dim;
+    kcache_ = mem_.alloc<__half>(layer_elems * layers_.size(), "the K cache", &kv_bytes_);
+    vcache_ = mem_.alloc<__half>(layer_elems * layers_.size(), "the V cache", &kv_bytes_);
   }
 
-  void forward(const int32_t* tokens, int n, int pos, bool all_logits, float* out) override {
-    run(tokens, n, pos, all_logits ? LogitRows::All : LogitRows::Last, out);
+  // Receiver side of the boundary with the stage before: peer copies where the GPUs allow it, a
+  // device-to-device copy when both stages are on one GPU, else pinned host memory in between.
+  void connect_from(Stage* prev) {
+    prev_ = prev;
+    prev->next_ = this;
+    if (prev->device_ == device_) {
+      link_ = Link::SameDevice;
+      return;
+    }
+    int can = 0;
+    XL_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, device_, prev->device_));
+    if (can) {
+      XL_CUDA_CHECK(cudaSetDevice(device_));
+      const cudaError_t err = cudaDeviceEnablePeerAccess(prev->device_, 0);
+      if (err == cudaErrorPeerAccessAlreadyEnabled) {
+        cudaGetLastError();
+      } else {
+        XL_CUDA_CHECK(err);
+      }
+      link_ = Link::Peer;
+      return;
+    }
+    link_ = Link::Host;
+    // The hidden rows and, for decode steps, their sums of squares.
+    const size_t floats = (size_t)rows_ * cfg_.hidden_size + cuda::kGemvMaxRows;
+    if (cudaMallocHost(&staging_, floats * sizeof(float)) != cudaSuccess) {
+      cudaGetLastError();
+      throw BackendError(kOutOfMemory, "could not pin " + gib(floats * sizeof(float)) +
+                                              " GiB of host memory for the GPU " + std::to_string(prev->device_) +
+                                              " -> GPU " + std::to_string(device_) + " copies");
+    }
   }
 
-  int32_t forward_sample(const int32_t* tokens, int n, int pos, const TokenSampling& s) override {
-    const bool device_pick = s.temperature <= 0.f ||
-                             (s.top_k > 0 && s.top_k <= cuda::kMaxDeviceTopK && s.top_k < cfg_.vocab_size);
-    if (!device_pick) return Backend::forward_sample(tokens, n, pos, s);
-    run(tokens, n, pos, LogitRows::Last, nullptr);
+  int device() const { return device_; }
+  bool all_quantized() const { return all_quantized_; }
+  // The fused decode path carries row sums of squares across layers: every stage must take it or none.
+  void set_all_quantized(bool v) { all_quantized_ = v; }
+  DeviceMemoryReport memory() const { return {device_, weight_bytes_, kv_bytes_, scratch_bytes_}; }
+  DeviceMemory& device_memory() { return mem_; }
+
+  // The token picked from the last row's logits (after run_chunk with LogitRows::Last): greedy or top-k on
+  // the device, only the id comes back. Last stage only.
+  int32_t pick_token(const TokenSampling& s) {
+    XL_CUDA_CHECK(cudaSetDevice(device_));
     if (s.temperature <= 0.f)
       cuda::argmax(logits_, cfg_.vocab_size, token_out_, stream_);
     else
@@ -316,50 +377,15 @@ class CudaBackend final : public Backend {
     return *host_token_;
   }
 
- private:
   static constexpr int kLogitRows = 64;  // lm_head rows per pass when all rows' logits are wanted
 
-  void validate_config() {
-    const ModelConfig& c = cfg_;
-    auto bad = [](const std::string& m) { throw BackendError("unsupported_model", m); };
-    if (c.hidden_size <= 0 || c.num_layers <= 0 || c.vocab_size <= 0 || c.num_heads <= 0 || c.num_kv_heads <= 0 ||
-        c.intermediate_size <= 0)
-      bad("model config has non-positive sizes");
-    if (c.num_heads % c.num_kv_heads) bad("num_attention_heads must be a multiple of num_key_value_heads");
-    if (c.head_dim % 8 || c.head_dim > 256 || c.head_dim <= 0)
-      bad("the CUDA backend needs head_dim a multiple of 8, at most 256 (got " + std::to_string(c.head_dim) + ")");
-  }
-
-  int max_position_cap() const { return std::max(1, cfg_.max_position_embeddings); }
-
-  void check_free_memory(size_t need, const char* what) {
-    size_t free_b = 0, total_b = 0;
-    XL_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    if (need > free_b) mem_.throw_oom(need, what);
-  }
-
-  size_t estimate_checkpoint_bytes(const ModelWeights& w) const {
-    auto t = [](const TensorView& v) { return v.present() ? (size_t)v.numel() * 2 : 0; };
-    auto lin = [&](const LinearWeights& l) {
-      if (!l.quantized()) return t(l.weight) + t(l.bias);
-      return (size_t)l.qweight.numel() * 4 + (size_t)l.scales.numel() * 3 + (size_t)l.in_features * 4 + t(l.bias);
-    };
-    size_t total = t(w.final_norm);
-    if (w.lm_head.weight.data != w.embed_tokens.data || w.lm_head.quantized())
-      total += lin(w.lm_head);  // the untied embedding table stays in host memory
-    else
-      total += t(w.embed_tokens);
-    for (auto& l : w.layers)
-      total += t(l.input_norm) + t(l.post_attention_norm) + lin(l.q) + lin(l.k) + lin(l.v) + lin(l.o) +
-               lin(l.gate) + lin(l.up) + lin(l.down);
-    return total;
-  }
-
+ private:
   __half* alloc_mapped_embedding(size_t count) {
     void* host = nullptr;
-    if (cudaHostAlloc(&host, count * sizeof(__half), cudaHostAllocMapped) != cudaSuccess) {
+    // Portable: the pinned table is usable whichever device is current when the first stage reads it.
+    if (cudaHostAlloc(&host, count * sizeof(__half), cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess) {
       cudaGetLastError();
-      throw BackendError("out_of_memory", "could not pin " + gib(count * 2) + " GiB of host memory for embed_tokens");
+      throw BackendError(kOutOfMemory, "could not pin " + gib(count * 2) + " GiB of host memory for embed_tokens");
     }
     host_embed_ = host;
     void* dev = nullptr;
@@ -376,9 +402,9 @@ class CudaBackend final : public Backend {
   }
 
   const __half* upload_half(const TensorView& t, size_t expect, const char* what) {
-    if (!t.present()) throw BackendError("bad_weights", std::string("missing tensor: ") + what);
+    if (!t.present()) throw BackendError(kBadModel, std::string("missing tensor: ") + what);
     if ((size_t)t.numel() != expect)
-      throw BackendError("bad_weights", "tensor " + t.name + ": expected " + std::to_string(expect) + " elements");
+      throw BackendError(kBadModel, "tensor " + t.name + ": expected " + std::to_string(expect) + " elements");
     return upload(cuda::to_half(t), what);
   }
 
@@ -408,7 +434,7 @@ class CudaBackend final : public Backend {
               qkv = (cfg_.num_heads + 2 * cfg_.num_kv_heads) * cfg_.head_dim;
     auto expect = [](const GpuLinear& l, int K, int N, const char* what) {
       if (l.K != K || l.N != N)
-        throw BackendError("bad_weights", std::string(what) + ": expected " + std::to_string(N) + "x" +
+        throw BackendError(kBadModel, std::string(what) + ": expected " + std::to_string(N) + "x" +
                                               std::to_string(K) + ", got " + std::to_string(l.N) + "x" +
                                               std::to_string(l.K));
     };
@@ -418,81 +444,34 @@ class CudaBackend final : public Backend {
       expect(l.gate_up, hid, 2 * I, "gate/up projections");
       expect(l.down, I, hid, "down_proj");
     }
-    expect(lm_head_, hid, cfg_.vocab_size, "lm_head");
+    if (last_) expect(lm_head_, hid, cfg_.vocab_size, "lm_head");
   }
 
-  // ---- RoPE frequencies (HF's formulas; dynamic NTK recomputed when the sequence grows) ----
-  std::vector<float> inv_freq_for(int seq_len) const {
-    const RopeConfig& r = cfg_.rope;
-    const int D = cfg_.head_dim;
-    double base = r.theta;
-    if (r.type == RopeType::Dynamic && seq_len > r.original_max_position) {
-      base = r.theta * std::pow(r.factor * seq_len / (double)r.original_max_position - (r.factor - 1.0),
-                                (double)D / (D - 2));
-    }
-    std::vector<float> f(D / 2);
-    for (int i = 0; i < D / 2; ++i) {
-      const float exponent = (float)(2 * i) / (float)D;
-      double inv = 1.0 / std::pow(base, (double)exponent);
-      if (r.type == RopeType::Linear) inv /= r.factor;
-      if (r.type == RopeType::Llama3) {
-        const double old_ctx = r.original_max_position;
-        const double low_wavelen = old_ctx / r.low_freq_factor, high_wavelen = old_ctx / r.high_freq_factor;
-        const double wavelen = 2.0 * M_PI / inv;
-        if (wavelen > low_wavelen) {
-          inv = inv / r.factor;
-        } else if (wavelen >= high_wavelen) {
-          const double smooth = (old_ctx / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
-          inv = (1.0 - smooth) * inv / r.factor + smooth * inv;
-        }
-      }
-      f[i] = (float)inv;
-    }
-    return f;
-  }
-
+  // ---- RoPE frequencies (backend/rope_frequencies.h; dynamic NTK recomputed when the call reaches further) ----
   void update_inv_freq(int seq_len, bool force) {
     const bool dynamic = cfg_.rope.type == RopeType::Dynamic;
     const int key = dynamic ? std::max(seq_len, cfg_.rope.original_max_position) : 0;
     if (!force && key == inv_freq_key_) return;
     inv_freq_key_ = key;
-    host_inv_freq_ = inv_freq_for(key);
+    host_inv_freq_ = rope_inv_freq(cfg_.rope, cfg_.head_dim, cfg_.max_position_embeddings, key);
     XL_CUDA_CHECK(cudaMemcpyAsync(inv_freq_, host_inv_freq_.data(), host_inv_freq_.size() * 4,
                                   cudaMemcpyHostToDevice, stream_));
   }
 
   // ---- forward ----
-  void run(const int32_t* tokens, int n, int pos, LogitRows rows, float* out) {
-    if (n <= 0) throw BackendError("invalid_argument", "forward needs at least one token");
-    if (pos < 0 || pos > cache_len_)
-      throw BackendError("invalid_argument", "position " + std::to_string(pos) + " is past the cached " +
-                                                 std::to_string(cache_len_) + " positions");
-    if ((int64_t)pos + n > S_)
-      throw BackendError("context_full", "the context holds " + std::to_string(S_) + " positions; " +
-                                             std::to_string(pos + n) + " were asked for");
-    for (int i = 0; i < n; ++i)
-      if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
-        throw BackendError("invalid_argument", "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
-    XL_CUDA_CHECK(cudaSetDevice(opt_.device));
-    cache_len_ = pos;
-    for (int done = 0; done < n;) {
-      const int m = std::min(n - done, rows_);
-      const bool last = done + m == n;
-      const LogitRows mode = rows == LogitRows::All ? LogitRows::All : (last ? LogitRows::Last : LogitRows::None);
-      run_chunk(tokens + done, m, pos + done, mode,
-                out ? (rows == LogitRows::All ? out + (size_t)done * cfg_.vocab_size : out) : nullptr);
-      cache_len_ = pos + done + m;
-      done += m;
-    }
-  }
-
+  // One chunk of m rows at positions [pos, pos + m) through this stage's layers: its inputs copied, the hidden
+  // state received from the stage before (not on the first), the layers run (a graph replay for decode
+  // steps), the hidden state handed on (not on the last). Logits (LogitRows other than None) on the last only.
   void run_chunk(const int32_t* tokens, int m, int pos, LogitRows mode, float* out) {
-    update_inv_freq(pos + m, false);
+    XL_CUDA_CHECK(cudaSetDevice(device_));
     XL_CUDA_CHECK(cudaEventSynchronize(inputs_copied_));  // the previous chunk's copy has read host_in_
     host_in_[0] = pos;
     std::copy(tokens, tokens + m, host_in_ + 1);
     XL_CUDA_CHECK(cudaMemcpyAsync(pos_, host_in_, (size_t)(m + 1) * sizeof(int), cudaMemcpyHostToDevice, stream_));
     XL_CUDA_CHECK(cudaEventRecord(inputs_copied_, stream_));
+    // h_ and row_sum_sq_ are about to be rewritten: the next stage must have copied the previous chunk's.
+    if (next_) XL_CUDA_CHECK(cudaStreamWaitEvent(stream_, next_->received_, 0));
+    if (prev_) receive(m);
     const int vocab = cfg_.vocab_size;
     if (m <= cuda::kGemvMaxRows) {
       // Decode: one graph replay per step (positions come from device memory, so the graph is reusable).
@@ -518,6 +497,7 @@ class CudaBackend final : public Backend {
         it = graphs_.emplace(key, exec).first;
       }
       XL_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+      if (next_) send(m);
       if (out && mode != LogitRows::None) {
         const size_t nrows = mode == LogitRows::Last ? 1 : m;
         XL_CUDA_CHECK(cudaMemcpyAsync(out, logits_, nrows * vocab * 4, cudaMemcpyDeviceToHost, stream_));
@@ -526,6 +506,7 @@ class CudaBackend final : public Backend {
       return;
     }
     enqueue_layers(m);
+    if (next_) send(m);
     if (mode == LogitRows::Last) {
       enqueue_logits(m, m - 1, 1);
       if (out) {
@@ -583,7 +564,7 @@ class CudaBackend final : public Backend {
                                      CUDA_R_16F, ldb, A, CUDA_R_16F, lda, &one, C, CUDA_R_32F, ldc,
                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (st != CUBLAS_STATUS_SUCCESS)
-      throw BackendError("cuda_error", "cublasGemmEx failed with status " + std::to_string((int)st));
+      throw BackendError(kCudaError, "cublasGemmEx failed with status " + std::to_string((int)st));
 #else
     cuda::gemm_f16_wmma(A, lda, B, ldb, b_kn, C, ldc, m, N, K, stream_);
 #endif
@@ -596,7 +577,7 @@ class CudaBackend final : public Backend {
     const size_t layer_elems = (size_t)KV * S_ * D;
     if (decode_fused(m)) return enqueue_decode_layers(m);
     const int splits = m <= cuda::kGemvMaxRows ? cuda::attention_splits(m, H, S_) : 1;
-    cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_);
+    if (first_) cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_);  // later stages: receive() filled h_
     for (size_t li = 0; li < layers_.size(); ++li) {
       const GpuLayer& l = layers_[li];
       __half* kc = kcache_ + li * layer_elems;
@@ -637,7 +618,9 @@ class CudaBackend final : public Backend {
     const int splits = cuda::attention_splits(m, H, S_);
     float* attn_sum_sq = row_sum_sq_;                    // h's row sums of squares before attention
     float* mlp_sum_sq = row_sum_sq_ + cuda::kGemvMaxRows;  // ... and before the MLP
-    cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_, attn_sum_sq, {qkv_, qkv_floats}, {mlp_sum_sq, (size_t)m});
+    // Later stages: receive() brought h_ and its sums of squares, and zeroed qkv_ and mlp_sum_sq.
+    if (first_)
+      cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_, attn_sum_sq, {qkv_, qkv_floats}, {mlp_sum_sq, (size_t)m});
     for (size_t li = 0; li < layers_.size(); ++li) {
       const GpuLayer& l = layers_[li];
       cuda::GemvFusion qkv;
@@ -678,8 +661,66 @@ class CudaBackend final : public Backend {
     linear(lm_head_, xn_, nr, hid, logits_, cfg_.vocab_size);
   }
 
+  // ---- stage boundaries ----
+  // What crosses a boundary: the residual stream h (m rows) and, for decode steps, each row's sum of squares
+  // (the fused path's attn_sum_sq, which the last down_proj left and the next q/k/v GEMV normalizes with).
+
+  // Sender side, after this stage's layers: stages to another GPU without peer access go through pinned
+  // host memory; then the next stage may copy (sent_).
+  void send(int m) {
+    if (next_->link_ == Link::Host) {
+      float* stage_h = next_->staging_;
+      float* stage_sum_sq = stage_h + (size_t)rows_ * cfg_.hidden_size;
+      XL_CUDA_CHECK(cudaMemcpyAsync(stage_h, h_, (size_t)m * cfg_.hidden_size * sizeof(float),
+                                    cudaMemcpyDeviceToHost, stream_));
+      if (m <= cuda::kGemvMaxRows)
+        XL_CUDA_CHECK(cudaMemcpyAsync(stage_sum_sq, row_sum_sq_, (size_t)m * sizeof(float), cudaMemcpyDeviceToHost,
+                                      stream_));
+    }
+    XL_CUDA_CHECK(cudaEventRecord(sent_, stream_));
+  }
+
+  // Receiver side, before this stage's layers: h_ (and the sums of squares) from the stage before, then what
+  // embed_rows zeroes on the first stage for the fused decode path (qkv_ and mlp_sum_sq accumulate).
+  void receive(int m) {
+    const int hid = cfg_.hidden_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads, D = cfg_.head_dim;
+    const size_t h_bytes = (size_t)m * hid * sizeof(float);
+    const size_t sum_sq_bytes = m <= cuda::kGemvMaxRows ? (size_t)m * sizeof(float) : 0;
+    XL_CUDA_CHECK(cudaStreamWaitEvent(stream_, prev_->sent_, 0));
+    switch (link_) {
+      case Link::SameDevice:
+        XL_CUDA_CHECK(cudaMemcpyAsync(h_, prev_->h_, h_bytes, cudaMemcpyDeviceToDevice, stream_));
+        if (sum_sq_bytes)
+          XL_CUDA_CHECK(cudaMemcpyAsync(row_sum_sq_, prev_->row_sum_sq_, sum_sq_bytes, cudaMemcpyDeviceToDevice,
+                                        stream_));
+        break;
+      case Link::Peer:
+        XL_CUDA_CHECK(cudaMemcpyPeerAsync(h_, device_, prev_->h_, prev_->device_, h_bytes, stream_));
+        if (sum_sq_bytes)
+          XL_CUDA_CHECK(cudaMemcpyPeerAsync(row_sum_sq_, device_, prev_->row_sum_sq_, prev_->device_, sum_sq_bytes,
+                                            stream_));
+        break;
+      case Link::Host:
+        XL_CUDA_CHECK(cudaMemcpyAsync(h_, staging_, h_bytes, cudaMemcpyHostToDevice, stream_));
+        if (sum_sq_bytes)
+          XL_CUDA_CHECK(cudaMemcpyAsync(row_sum_sq_, staging_ + (size_t)rows_ * hid, sum_sq_bytes,
+                                        cudaMemcpyHostToDevice, stream_));
+        break;
+    }
+    XL_CUDA_CHECK(cudaEventRecord(received_, stream_));  // the stage before may overwrite its h_ again
+    if (sum_sq_bytes) {
+      XL_CUDA_CHECK(cudaMemsetAsync(qkv_, 0, (size_t)m * (H + 2 * KV) * D * sizeof(float), stream_));
+      XL_CUDA_CHECK(cudaMemsetAsync(row_sum_sq_ + cuda::kGemvMaxRows, 0, sum_sq_bytes, stream_));
+    }
+  }
+
+  friend class CudaBackend;
+
   ModelConfig cfg_;
   BackendOptions opt_;
+  StagePlan plan_;
+  int device_ = 0;
+  bool first_ = true, last_ = true;  // holds the embeddings / the final norm and lm_head
   DeviceMemory mem_;  // declared before everything that points into it
   cudaStream_t stream_ = nullptr;
 #ifdef XLLAMA_HAVE_CUBLAS
@@ -692,7 +733,7 @@ class CudaBackend final : public Backend {
   std::vector<GpuLayer> layers_;
   GpuLinear lm_head_;
 
-  int S_ = 0, rows_ = 0, cache_len_ = 0;
+  int S_ = 0, rows_ = 0;
   __half *kcache_ = nullptr, *vcache_ = nullptr;
   float *h_ = nullptr, *qkv_ = nullptr, *gu_ = nullptr, *work_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
@@ -709,6 +750,188 @@ class CudaBackend final : public Backend {
   int inv_freq_key_ = -1;
   std::vector<float> host_inv_freq_;
   std::map<int, cudaGraphExec_t> graphs_;
+
+  // Boundaries (connect_from): the stages before and after, how h_ arrives here, and the events that order
+  // the two streams: sent_ (this stage's h_ is ready), received_ (this stage has copied the one before).
+  Stage* prev_ = nullptr;
+  Stage* next_ = nullptr;
+  Link link_ = Link::SameDevice;
+  float* staging_ = nullptr;  // pinned [rows_ * hidden + kGemvMaxRows] floats (Link::Host)
+  cudaEvent_t sent_ = nullptr;
+  cudaEvent_t received_ = nullptr;
+};
+
+// The Backend: the stages in order. Each forward chunk runs through every stage (each waits for the
+// hidden state of the one before on its own stream); the logits, and the token picked from them, come from
+// the last stage.
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const ModelConfig& config, const BackendOptions& options) : cfg_(config), opt_(options) {
+    validate_config(cfg_);
+    int count = 0;
+    XL_CUDA_CHECK(cudaGetDeviceCount(&count));
+    std::vector<StagePlan> plans = options.stages;
+    if (plans.empty()) plans.push_back({options.device, 0, cfg_.num_layers});
+    validate_plans(plans, count);
+    for (size_t i = 0; i < plans.size(); ++i)
+      stages_.push_back(std::make_unique<Stage>(cfg_, opt_, plans[i], i == 0, i + 1 == plans.size()));
+  }
+
+  ~CudaBackend() override {
+    // Receivers first: a stage waits for its own stream before freeing, so its copies out of the stage
+    // before are done by the time that one frees its buffers.
+    while (!stages_.empty()) stages_.pop_back();
+  }
+
+  // ---- loading ----
+  void load_checkpoint(const GptqConfig& gptq, const ModelWeights& w) {
+    check_layer_count(cfg_, w);
+    for (auto& st : stages_) st->load_checkpoint(gptq, w);
+    agree_on_decode_path();
+  }
+
+  void load_dummy(int group_size, uint64_t seed) {
+    for (auto& st : stages_) st->load_dummy(group_size, seed);
+    agree_on_decode_path();
+  }
+
+  // Scratch on every stage, then one KV-cache length for all: max_seq_len, or (0) the model's context capped
+  // by what every device has left, then the boundaries.
+  void allocate_runtime() {
+    for (auto& st : stages_) st->allocate_scratch();
+    S_ = choose_seq_len();
+    for (auto& st : stages_) st->allocate_kv(S_);
+    for (size_t i = 1; i < stages_.size(); ++i) stages_[i]->connect_from(stages_[i - 1].get());
+  }
+
+  // ---- Backend ----
+  const char* name() const override { return "cuda"; }
+  const ModelConfig& config() const override { return cfg_; }
+  int cache_length() const override { return cache_len_; }
+  int max_seq_len() const override { return S_; }
+  MemoryReport memory() const override {
+    MemoryReport r;
+    for (const auto& st : stages_) {
+      const DeviceMemoryReport d = st->memory();
+      r.weights_bytes += d.weights_bytes, r.kv_cache_bytes += d.kv_cache_bytes, r.scratch_bytes += d.scratch_bytes;
+      r.devices.push_back(d);
+    }
+    return r;
+  }
+
+  void trim_cache(int length) override {
+    if (length < 0) throw BackendError(kBadInput, "cache length must be >= 0");
+    cache_len_ = std::min(cache_len_, length);  // positions past the length are simply overwritten later
+  }
+
+  void forward(const int32_t* tokens, int n, int pos, bool all_logits, float* out) override {
+    run(tokens, n, pos, all_logits ? LogitRows::All : LogitRows::Last, out);
+  }
+
+  int32_t forward_sample(const int32_t* tokens, int n, int pos, const TokenSampling& s) override {
+    const bool device_pick = s.temperature <= 0.f ||
+                             (s.top_k > 0 && s.top_k <= cuda::kMaxDeviceTopK && s.top_k < cfg_.vocab_size);
+    if (!device_pick) return Backend::forward_sample(tokens, n, pos, s);
+    run(tokens, n, pos, LogitRows::Last, nullptr);
+    return last().pick_token(s);
+  }
+
+  // score(): the stages run as in forward() with LogitRows::None; then the last stage computes the logits
+  // of each slice of rows (Stage::enqueue_logits, Stage::kLogitRows at a time) and their NLL on its own
+  // device, so only n floats come back. Until that device reduction is here, Backend::score's host
+  // reduction over forward() is used.
+
+ private:
+  Stage& last() { return *stages_.back(); }
+
+  // Stages in order, each at least one layer, together covering every layer once, on GPUs that exist.
+  void validate_plans(const std::vector<StagePlan>& plans, int count) const {
+    int next = 0;
+    for (size_t i = 0; i < plans.size(); ++i) {
+      const StagePlan& p = plans[i];
+      const std::string which = plans.size() == 1 ? "" : "stage " + std::to_string(i) + ": ";
+      if (p.device < 0 || p.device >= count)
+        throw BackendError(kBadInput, which + "GPU " + std::to_string(p.device) + " does not exist (" +
+                                                   std::to_string(count) + " found)");
+      if (p.first_layer != next || p.end_layer <= p.first_layer || p.end_layer > cfg_.num_layers)
+        throw BackendError(kBadInput, which + "layers [" + std::to_string(p.first_layer) + ", " +
+                                                   std::to_string(p.end_layer) + ") do not continue the split at layer " +
+                                                   std::to_string(next) + " of " + std::to_string(cfg_.num_layers));
+      next = p.end_layer;
+    }
+    if (next != cfg_.num_layers)
+      throw BackendError(kBadInput, "the GPU split ends at layer " + std::to_string(next) + " of " +
+                                                 std::to_string(cfg_.num_layers));
+  }
+
+  void agree_on_decode_path() {
+    bool all = true;
+    for (auto& st : stages_) all = all && st->all_quantized();
+    for (auto& st : stages_) st->set_all_quantized(all);
+  }
+
+  // The KV-cache length: max_seq_len when given (refused if a device can't hold its stages' share), else
+  // the model's context capped so that every device keeps kStageReserveBytes per stage free.
+  int choose_seq_len() {
+    std::map<int, std::vector<Stage*>> by_device;
+    for (auto& st : stages_) by_device[st->device()].push_back(st.get());
+    int S = opt_.max_seq_len > 0 ? opt_.max_seq_len : std::max(1, cfg_.max_position_embeddings);
+    for (auto& [device, stages] : by_device) {
+      size_t per_pos = 0, reserve = 0;
+      for (Stage* st : stages) per_pos += st->kv_bytes_per_position(), reserve += kStageReserveBytes;
+      size_t free_b = 0, total_b = 0;
+      XL_CUDA_CHECK(cudaSetDevice(device));
+      XL_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+      DeviceMemory& mem = stages.front()->device_memory();
+      if (opt_.max_seq_len <= 0) {
+        const size_t avail = free_b > reserve ? free_b - reserve : 0;
+        S = (int)std::min<size_t>(S, avail / per_pos);
+        if (S < 1) mem.throw_oom(reserve + per_pos, "a 1-position KV cache and its reserve");
+      } else if ((size_t)S * per_pos + reserve > free_b) {
+        mem.throw_oom((size_t)S * per_pos + reserve, "a " + std::to_string(S) + "-position KV cache and its reserve");
+      }
+    }
+    return S;
+  }
+
+  // ---- forward ----
+  void run(const int32_t* tokens, int n, int pos, LogitRows rows, float* out) {
+    if (n <= 0) throw BackendError(kBadInput, "forward needs at least one token");
+    if (pos < 0 || pos > cache_len_)
+      throw BackendError(kBadInput, "position " + std::to_string(pos) + " is past the cached " +
+                                                 std::to_string(cache_len_) + " positions");
+    if ((int64_t)pos + n > S_)
+      throw BackendError(kContextFull, "the context holds " + std::to_string(S_) + " positions; " +
+                                             std::to_string(pos + n) + " were asked for");
+    for (int i = 0; i < n; ++i)
+      if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
+        throw BackendError(kBadInput, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+    cache_len_ = pos;
+    // Dynamic NTK scales every chunk by the whole call's length, as HF does (and the CPU backend).
+    for (auto& st : stages_) {
+      XL_CUDA_CHECK(cudaSetDevice(st->device()));
+      st->update_inv_freq(pos + n, false);
+    }
+    const int rows_per_chunk = last().rows_;
+    for (int done = 0; done < n;) {
+      const int m = std::min(n - done, rows_per_chunk);
+      const bool last_chunk = done + m == n;
+      const LogitRows mode =
+          rows == LogitRows::All ? LogitRows::All : (last_chunk ? LogitRows::Last : LogitRows::None);
+      float* chunk_out = out ? (rows == LogitRows::All ? out + (size_t)done * cfg_.vocab_size : out) : nullptr;
+      for (auto& st : stages_) {
+        const bool is_last = st.get() == stages_.back().get();
+        st->run_chunk(tokens + done, m, pos + done, is_last ? mode : LogitRows::None, is_last ? chunk_out : nullptr);
+      }
+      cache_len_ = pos + done + m;
+      done += m;
+    }
+  }
+
+  ModelConfig cfg_;
+  BackendOptions opt_;
+  std::vector<std::unique_ptr<Stage>> stages_;
+  int S_ = 0, cache_len_ = 0;
 };
 
 }  // namespace

@@ -148,7 +148,7 @@ void argmax(const float* logits, int vocab, int* out, cudaStream_t s) {
 void sample_top_k(const float* logits, int vocab, int top_k, float temperature, float uniform, int* out,
                   cudaStream_t s) {
   if (top_k <= 0 || top_k > kMaxDeviceTopK || top_k > vocab)
-    throw BackendError("invalid_argument", "device top-k sampling supports 1.." + std::to_string(kMaxDeviceTopK));
+    throw BackendError(kBadInput, "device top-k sampling supports 1.." + std::to_string(kMaxDeviceTopK));
   launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, top_k, temperature, uniform, out);
   XL_CUDA_LAUNCH_CHECK();
 }

@@ -10,7 +10,7 @@ namespace xllama::cuda {
 namespace {
 
 [[noreturn]] void bad_tensor(const TensorView& t, const std::string& why) {
-  throw BackendError("bad_weights", "tensor " + t.name + ": " + why);
+  throw BackendError(kBadModel, "tensor " + t.name + ": " + why);
 }
 
 void expect_shape(const TensorView& t, int64_t d0, int64_t d1) {

@@ -123,6 +123,17 @@ struct MemoryReport {
   std::vector<DeviceMemoryReport> devices;  // one entry per stage (CUDA) or one for the host (CPU)
 };
 
+// The error codes every backend uses (BackendError::code), one set for both; the TypeScript side maps
+// them to one-line messages in one place (cli/engine/native-model.ts).
+inline constexpr const char* kBadInput = "bad_input";              // the caller's arguments (ids, positions)
+inline constexpr const char* kBadModel = "bad_model";              // the checkpoint or its config is broken
+inline constexpr const char* kUnsupportedModel = "unsupported_model";  // valid, but this backend can't run it
+inline constexpr const char* kContextFull = "context_full";        // more positions than the KV cache holds
+inline constexpr const char* kOutOfMemory = "out_of_memory";
+inline constexpr const char* kNoCuda = "no_cuda";                  // this build or machine has no usable GPU
+inline constexpr const char* kCudaError = "cuda_error";            // a CUDA call failed
+// (the glue adds "internal" for anything else, and "closed" for a closed handle)
+
 // Raised for user-facing failures (out of memory, a prompt longer than the cache, ...):
 // the glue turns it into a one-line error without a stack trace.
 struct BackendError : std::runtime_error {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/model_checks.h"
 #include "cpu/kernels.h"
 #include "cpu/linear.h"
 #include "cpu/rope.h"
@@ -75,15 +76,9 @@ class CpuBackend final : public Backend {
 
 CpuBackend::CpuBackend(const ModelConfig& c, const GptqConfig& gptq, const ModelWeights& w, const BackendOptions& opt)
     : cfg_(c), pool_(opt.threads) {
-  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_layers <= 0 ||
-      c.num_heads <= 0 || c.num_kv_heads <= 0 || c.head_dim <= 0 || c.head_dim % 2 != 0 ||
-      c.num_heads % c.num_kv_heads != 0) {
-    throw BackendError("bad_model", "model config has an invalid shape (layers, heads, kv heads or head_dim)");
-  }
-  if (static_cast<int>(w.layers.size()) != c.num_layers) {
-    throw BackendError("bad_model", "model has " + std::to_string(w.layers.size()) + " layers of weights, config says " +
-                                        std::to_string(c.num_layers));
-  }
+  check_model_config(c);
+  check_layer_count(c, w);
+  if (!opt.stages.empty()) throw BackendError(kBadInput, "a GPU layer split (stages) needs the cuda backend, not the cpu one");
   if (opt.max_seq_len < 0) throw BackendError("bad_input", "max_seq_len must be positive");
   max_seq_ = opt.max_seq_len > 0 ? opt.max_seq_len : c.max_position_embeddings;
   if (max_seq_ <= 0) throw BackendError("bad_input", "max_seq_len is 0 and the model has no max_position_embeddings");

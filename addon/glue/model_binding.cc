@@ -1,4 +1,5 @@
-// Model handles for JS: loadModel / loadDummyModel build a Backend off the JS thread; forward,
+// Model handles for JS: loadModel / loadDummyModel build a Backend off the JS thread (the request is parsed
+// in load_request.cc, the weights found by name in loader/hf_checkpoint.cc); forward, score,
 // forwardSample run on the libuv pool; the rest are quick synchronous calls. Each handle is an External
 // holding a shared_ptr, and every queued job holds its own reference, so closeModel during a forward only
 // drops the handle's reference and the model is freed when that forward finishes.
@@ -14,8 +15,10 @@
 
 #include "backend/backend.h"
 #include "cpu/kernels.h"
+#include "glue/load_request.h"
+#include "glue/napi_errors.h"
 #include "glue/register.h"
-#include "loader/mapped_file.h"
+#include "loader/hf_checkpoint.h"
 
 #ifdef XLLAMA_HAVE_CUDA
 #include "cuda/cuda_backend.h"
@@ -28,8 +31,7 @@ namespace {
 
 struct LoadedModel {
   std::mutex mu;  // one native call per model at a time
-  std::vector<std::unique_ptr<MappedFile>> files;         // destroyed after the backend (declared first)
-  std::vector<std::unique_ptr<char[]>> aligned_copies;     // tensors whose file offset was misaligned
+  CheckpointMemory checkpoint;  // mapped files the weights point into: destroyed after the backend
   std::unique_ptr<Backend> backend;
 };
 
@@ -38,17 +40,6 @@ struct Handle {
   uint32_t magic = kHandleMagic;
   std::shared_ptr<LoadedModel> model;
 };
-
-Napi::Error make_error(Napi::Env env, const std::string& code, std::string message) {
-  for (char& c : message) if (c == '\n' || c == '\r') c = ' ';
-  Napi::Error err = Napi::Error::New(env, message);
-  err.Set("code", Napi::String::New(env, code));
-  return err;
-}
-
-[[noreturn]] void throw_error(Napi::Env env, const std::string& code, const std::string& message) {
-  throw make_error(env, code, message);
-}
 
 std::shared_ptr<LoadedModel> model_arg(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsExternal()) throw_error(info.Env(), "bad_input", "expected a model handle");
@@ -111,253 +102,6 @@ Napi::Promise queue(Napi::Env env, std::function<void()> run, std::function<Napi
   return p;
 }
 
-// ---- reading the JS ModelSpec ----
-
-struct TensorRef {
-  std::string file;
-  uint64_t offset = 0, bytes = 0;
-  DType dtype = DType::F32;
-  std::vector<int64_t> shape;
-};
-
-struct LoadRequest {
-  ModelConfig config;
-  GptqConfig gptq;
-  int raw_group_size = 128;
-  std::map<std::string, TensorRef> tensors;
-  std::string backend = "cpu";
-  BackendOptions options;
-};
-
-Napi::Value field(Napi::Object o, const char* key, const char* where) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) throw_error(o.Env(), "bad_model", std::string(where) + " has no '" + key + "'");
-  return v;
-}
-double num(Napi::Object o, const char* key, const char* where) {
-  Napi::Value v = field(o, key, where);
-  if (!v.IsNumber()) throw_error(o.Env(), "bad_model", std::string(where) + "." + key + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-double num_or(Napi::Object o, const char* key, double fallback) {
-  Napi::Value v = o.Get(key);
-  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
-}
-std::string str(Napi::Object o, const char* key, const char* where) {
-  Napi::Value v = field(o, key, where);
-  if (!v.IsString()) throw_error(o.Env(), "bad_model", std::string(where) + "." + key + " must be a string");
-  return v.As<Napi::String>().Utf8Value();
-}
-
-DType parse_dtype(Napi::Env env, const std::string& s, const std::string& tensor) {
-  if (s == "F16") return DType::F16;
-  if (s == "BF16") return DType::BF16;
-  if (s == "F32") return DType::F32;
-  if (s == "I32") return DType::I32;
-  throw_error(env, "bad_model", "tensor " + tensor + " has unsupported dtype " + s);
-}
-
-void parse_options(Napi::Env env, Napi::Value v, LoadRequest& req) {
-  if (!v.IsObject()) return;
-  Napi::Object o = v.As<Napi::Object>();
-  Napi::Value b = o.Get("backend");
-  if (b.IsString()) req.backend = b.As<Napi::String>().Utf8Value();
-  if (req.backend != "cpu" && req.backend != "cuda") throw_error(env, "bad_input", "unknown backend '" + req.backend + "'");
-  req.options.max_seq_len = static_cast<int>(num_or(o, "maxSeqLen", 0));
-  req.options.threads = static_cast<int>(num_or(o, "threads", 0));
-  req.options.device = static_cast<int>(num_or(o, "device", 0));
-  req.options.max_chunk_tokens = static_cast<int>(num_or(o, "maxChunkTokens", kDefaultChunkTokens));
-  if (req.options.max_seq_len < 0 || req.options.threads < 0 || req.options.device < 0 || req.options.max_chunk_tokens <= 0) {
-    throw_error(env, "bad_input", "maxSeqLen, threads, device must be >= 0 and maxChunkTokens > 0");
-  }
-  Napi::Value sv = o.Get("stages");
-  if (sv.IsArray()) {
-    Napi::Array stages = sv.As<Napi::Array>();
-    for (uint32_t i = 0; i < stages.Length(); ++i) {
-      Napi::Value e = stages.Get(i);
-      if (!e.IsObject()) throw_error(env, "bad_input", "stages[" + std::to_string(i) + "] must be an object");
-      Napi::Object so = e.As<Napi::Object>();
-      StagePlan st;
-      st.device = static_cast<int>(num(so, "device", "stage"));
-      st.first_layer = static_cast<int>(num(so, "firstLayer", "stage"));
-      st.end_layer = static_cast<int>(num(so, "endLayer", "stage"));
-      req.options.stages.push_back(st);
-    }
-  }
-}
-
-LoadRequest parse_spec(Napi::Env env, Napi::Value spec_value, Napi::Value options) {
-  if (!spec_value.IsObject()) throw_error(env, "bad_model", "loadModel expects a model spec object");
-  Napi::Object spec = spec_value.As<Napi::Object>();
-  LoadRequest req;
-  Napi::Value arch_v = field(spec, "arch", "spec");
-  if (!arch_v.IsObject()) throw_error(env, "bad_model", "spec.arch must be an object");
-  Napi::Object a = arch_v.As<Napi::Object>();
-  ModelConfig& c = req.config;
-  c.vocab_size = static_cast<int>(num(a, "vocabSize", "arch"));
-  c.hidden_size = static_cast<int>(num(a, "hiddenSize", "arch"));
-  c.intermediate_size = static_cast<int>(num(a, "intermediateSize", "arch"));
-  c.num_layers = static_cast<int>(num(a, "numLayers", "arch"));
-  c.num_heads = static_cast<int>(num(a, "numHeads", "arch"));
-  c.num_kv_heads = static_cast<int>(num(a, "numKvHeads", "arch"));
-  c.head_dim = static_cast<int>(num(a, "headDim", "arch"));
-  c.max_position_embeddings = static_cast<int>(num(a, "maxPositionEmbeddings", "arch"));
-  c.rms_norm_eps = static_cast<float>(num(a, "rmsNormEps", "arch"));
-  c.rope.theta = static_cast<float>(num(a, "ropeTheta", "arch"));
-  c.tie_word_embeddings = a.Get("tieWordEmbeddings").ToBoolean();
-  Napi::Value rs = a.Get("ropeScaling");
-  if (rs.IsObject()) {
-    Napi::Object r = rs.As<Napi::Object>();
-    const std::string type = str(r, "type", "arch.ropeScaling");
-    c.rope.factor = static_cast<float>(num(r, "factor", "arch.ropeScaling"));
-    if (type == "linear") {
-      c.rope.type = RopeType::Linear;
-    } else if (type == "dynamic") {
-      c.rope.type = RopeType::Dynamic;
-      c.rope.original_max_position = static_cast<int>(num_or(r, "originalMaxPositionEmbeddings", c.max_position_embeddings));
-    } else if (type == "llama3") {
-      c.rope.type = RopeType::Llama3;
-      c.rope.low_freq_factor = static_cast<float>(num_or(r, "lowFreqFactor", 1.0));
-      c.rope.high_freq_factor = static_cast<float>(num_or(r, "highFreqFactor", 4.0));
-      c.rope.original_max_position = static_cast<int>(num_or(r, "originalMaxPositionEmbeddings", 8192));
-    } else {
-      throw_error(env, "bad_model", "unsupported rope_scaling type '" + type + "'");
-    }
-  }
-  Napi::Value q = spec.Get("quant");
-  if (q.IsObject()) {
-    Napi::Object g = q.As<Napi::Object>();
-    req.gptq.enabled = true;
-    req.gptq.bits = static_cast<int>(num(g, "bits", "quant"));
-    req.raw_group_size = static_cast<int>(num(g, "groupSize", "quant"));
-    req.gptq.group_size = req.raw_group_size;
-    req.gptq.desc_act = g.Get("descAct").ToBoolean();
-    req.gptq.sym = g.Get("sym").ToBoolean();
-    req.gptq.zero_offset = str(g, "checkpointFormat", "quant") == "gptq_v2" ? 0 : 1;
-  }
-  Napi::Value tv = field(spec, "tensors", "spec");
-  if (!tv.IsObject()) throw_error(env, "bad_model", "spec.tensors must be an object");
-  Napi::Object tensors = tv.As<Napi::Object>();
-  Napi::Array names = tensors.GetPropertyNames();
-  for (uint32_t i = 0; i < names.Length(); ++i) {
-    const std::string name = names.Get(i).As<Napi::String>().Utf8Value();
-    Napi::Value ev = tensors.Get(name);
-    if (!ev.IsObject()) throw_error(env, "bad_model", "spec.tensors['" + name + "'] must be an object");
-    Napi::Object e = ev.As<Napi::Object>();
-    TensorRef t;
-    t.file = str(e, "file", "tensor entry");
-    t.offset = static_cast<uint64_t>(num(e, "offset", "tensor entry"));
-    t.bytes = static_cast<uint64_t>(num(e, "byteLength", "tensor entry"));
-    t.dtype = parse_dtype(env, str(e, "dtype", "tensor entry"), name);
-    Napi::Value sv = field(e, "shape", "tensor entry");
-    if (!sv.IsArray()) throw_error(env, "bad_model", "tensor " + name + " has no shape array");
-    Napi::Array shape = sv.As<Napi::Array>();
-    for (uint32_t d = 0; d < shape.Length(); ++d) t.shape.push_back(static_cast<int64_t>(shape.Get(d).As<Napi::Number>().Int64Value()));
-    req.tensors.emplace(name, std::move(t));
-  }
-  parse_options(env, options, req);
-  return req;
-}
-
-// ---- building ModelWeights from HF tensor names (runs off the JS thread) ----
-
-class WeightsBuilder {
- public:
-  WeightsBuilder(const LoadRequest& req, LoadedModel& model) : req_(req), model_(model) {}
-
-  TensorView view(const std::string& name, bool required) {
-    auto it = req_.tensors.find(name);
-    TensorView v;
-    if (it == req_.tensors.end()) {
-      if (required) throw BackendError("bad_model", "tensor " + name + " is missing from the checkpoint");
-      return v;
-    }
-    const TensorRef& t = it->second;
-    v.name = name;
-    v.dtype = t.dtype;
-    v.shape = t.shape;
-    const uint64_t expected = static_cast<uint64_t>(v.numel()) * dtype_size(t.dtype);
-    if (t.bytes != expected) {
-      throw BackendError("bad_model", "tensor " + name + " holds " + std::to_string(t.bytes) + " bytes, its shape and dtype need " +
-                                          std::to_string(expected));
-    }
-    const void* p = file(t.file).range(t.offset, t.bytes, name);
-    if (reinterpret_cast<uintptr_t>(p) % dtype_size(t.dtype) != 0) {  // keep element reads aligned
-      std::unique_ptr<char[]> copy(new char[t.bytes]);
-      std::memcpy(copy.get(), p, t.bytes);
-      p = copy.get();
-      model_.aligned_copies.push_back(std::move(copy));
-    }
-    v.data = p;
-    return v;
-  }
-
-  bool has(const std::string& name) const { return req_.tensors.count(name) != 0; }
-
-  LinearWeights linear(const std::string& prefix) {
-    LinearWeights l;
-    if (has(prefix + ".qweight")) {
-      l.qweight = view(prefix + ".qweight", true);
-      l.qzeros = view(prefix + ".qzeros", true);
-      l.scales = view(prefix + ".scales", true);
-      l.g_idx = view(prefix + ".g_idx", false);
-      if (l.qweight.shape.size() != 2) throw BackendError("bad_model", "tensor " + prefix + ".qweight is not 2-D");
-      l.in_features = static_cast<int>(l.qweight.shape[0] * 8);
-      l.out_features = static_cast<int>(l.qweight.shape[1]);
-      l.group_size = req_.raw_group_size > 0 ? req_.raw_group_size : l.in_features;
-    } else {
-      l.weight = view(prefix + ".weight", true);
-      if (l.weight.shape.size() != 2) throw BackendError("bad_model", "tensor " + prefix + ".weight is not 2-D");
-      l.out_features = static_cast<int>(l.weight.shape[0]);
-      l.in_features = static_cast<int>(l.weight.shape[1]);
-    }
-    l.bias = view(prefix + ".bias", false);
-    return l;
-  }
-
-  ModelWeights build() {
-    ModelWeights w;
-    w.embed_tokens = view("model.embed_tokens.weight", true);
-    w.final_norm = view("model.norm.weight", true);
-    if (req_.config.tie_word_embeddings || (!has("lm_head.weight") && !has("lm_head.qweight"))) {
-      if (!req_.config.tie_word_embeddings) throw BackendError("bad_model", "tensor lm_head.weight is missing from the checkpoint");
-      w.lm_head.weight = w.embed_tokens;
-      w.lm_head.out_features = req_.config.vocab_size;
-      w.lm_head.in_features = req_.config.hidden_size;
-    } else {
-      w.lm_head = linear("lm_head");
-    }
-    for (int i = 0; i < req_.config.num_layers; ++i) {
-      const std::string p = "model.layers." + std::to_string(i) + ".";
-      LayerWeights L;
-      L.input_norm = view(p + "input_layernorm.weight", true);
-      L.post_attention_norm = view(p + "post_attention_layernorm.weight", true);
-      L.q = linear(p + "self_attn.q_proj");
-      L.k = linear(p + "self_attn.k_proj");
-      L.v = linear(p + "self_attn.v_proj");
-      L.o = linear(p + "self_attn.o_proj");
-      L.gate = linear(p + "mlp.gate_proj");
-      L.up = linear(p + "mlp.up_proj");
-      L.down = linear(p + "mlp.down_proj");
-      w.layers.push_back(std::move(L));
-    }
-    return w;
-  }
-
- private:
-  const MappedFile& file(const std::string& path) {
-    auto it = by_path_.find(path);
-    if (it != by_path_.end()) return *it->second;
-    model_.files.push_back(std::make_unique<MappedFile>(path));
-    by_path_[path] = model_.files.back().get();
-    return *model_.files.back();
-  }
-
-  const LoadRequest& req_;
-  LoadedModel& model_;
-  std::map<std::string, MappedFile*> by_path_;
-};
-
 [[maybe_unused]] const char* kNoCuda = "this build of xllama has no CUDA backend (it was built without a CUDA compiler); use the cpu backend";
 
 Napi::Value wrap_model(Napi::Env env, std::shared_ptr<LoadedModel> model) {
@@ -370,65 +114,38 @@ Napi::Value wrap_model(Napi::Env env, std::shared_ptr<LoadedModel> model) {
 
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto req = std::make_shared<LoadRequest>(parse_spec(env, info[0], info[1]));
+  auto req = std::make_shared<LoadRequest>(parse_load_request(env, info[0], info[1]));
   auto model = std::make_shared<LoadedModel>();
   return queue(
       env,
       [req, model] {
-        ModelWeights weights = WeightsBuilder(*req, *model).build();
+        ModelWeights weights = build_hf_weights(req->checkpoint, model->checkpoint);
         if (req->backend == "cuda") {
 #ifdef XLLAMA_HAVE_CUDA
-          model->backend = create_cuda_backend(req->config, req->gptq, weights, req->options);
+          model->backend = create_cuda_backend(req->checkpoint.config, req->gptq, weights, req->options);
 #else
           throw BackendError("no_cuda", kNoCuda);
 #endif
         } else {
-          model->backend = create_cpu_backend(req->config, req->gptq, weights, req->options);
+          model->backend = create_cpu_backend(req->checkpoint.config, req->gptq, weights, req->options);
         }
       },
       [model](Napi::Env e) { return wrap_model(e, model); });
 }
 
-bool dummy_preset(const std::string& name, ModelConfig& c) {
-  struct P { const char* name; int hidden, inter, layers, heads, kv, vocab, ctx; float theta; };
-  static const P presets[] = {
-      {"llama-7b", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0f},
-      {"llama-13b", 5120, 13824, 40, 40, 40, 32000, 4096, 10000.0f},
-      {"llama3-8b", 4096, 14336, 32, 32, 8, 128256, 8192, 500000.0f},
-      {"llama-70b", 8192, 28672, 80, 64, 8, 32000, 4096, 10000.0f},
-      {"tiny", 256, 688, 2, 4, 2, 512, 512, 10000.0f},
-  };
-  for (const P& p : presets) {
-    if (name != p.name) continue;
-    c.hidden_size = p.hidden;
-    c.intermediate_size = p.inter;
-    c.num_layers = p.layers;
-    c.num_heads = p.heads;
-    c.num_kv_heads = p.kv;
-    c.head_dim = p.hidden / p.heads;
-    c.vocab_size = p.vocab;
-    c.max_position_embeddings = p.ctx;
-    c.rope.theta = p.theta;
-    return true;
-  }
-  return false;
-}
-
 Napi::Value LoadDummyModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "bad_input", "loadDummyModel expects a preset name");
   auto req = std::make_shared<LoadRequest>();
-  const std::string name = info[0].As<Napi::String>().Utf8Value();
-  if (!dummy_preset(name, req->config)) {
-    throw_error(env, "bad_input", "unknown dummy model '" + name + "' (llama-7b, llama-13b, llama3-8b, llama-70b, tiny)");
-  }
+  parse_arch(env, info[0], req->checkpoint.config);  // the shape of a preset (cli/engine/dummy-models.ts)
+  const int group_size = info[0].IsObject() ? static_cast<int>(num_or(info[0].As<Napi::Object>(), "groupSize", 0)) : 0;
+  if (group_size <= 0 || group_size % 8) throw_error(env, "bad_input", "a dummy model needs groupSize, a positive multiple of 8");
   parse_options(env, info[1], *req);
   auto model = std::make_shared<LoadedModel>();
   return queue(
       env,
-      [req, model] {
+      [req, model, group_size] {
 #ifdef XLLAMA_HAVE_CUDA
-        model->backend = create_cuda_dummy_backend(req->config, 128, req->options, 0x5eed);
+        model->backend = create_cuda_dummy_backend(req->checkpoint.config, group_size, req->options, 0x5eed);
 #else
         throw BackendError("no_cuda", std::string("dummy models run on the GPU only: ") + kNoCuda);
 #endif
@@ -546,10 +263,9 @@ Napi::Value BackendName(const Napi::CallbackInfo& info) {
 Napi::Value VocabSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), locked(info, [](Backend& b) { return b.config().vocab_size; }));
 }
-// The shapes a benchmark needs to count the bytes a token reads (weights and KV cache).
-Napi::Value ModelShape(const Napi::CallbackInfo& info) {
-  ModelConfig c = locked(info, [](Backend& b) { return b.config(); });
-  Napi::Object o = Napi::Object::New(info.Env());
+// A model's shapes as the loader names them.
+Napi::Object shape_object(Napi::Env env, const ModelConfig& c) {
+  Napi::Object o = Napi::Object::New(env);
   o.Set("vocabSize", c.vocab_size);
   o.Set("hiddenSize", c.hidden_size);
   o.Set("intermediateSize", c.intermediate_size);
@@ -559,6 +275,10 @@ Napi::Value ModelShape(const Napi::CallbackInfo& info) {
   o.Set("headDim", c.head_dim);
   o.Set("maxPositionEmbeddings", c.max_position_embeddings);
   return o;
+}
+// The shapes a benchmark needs to count the bytes a token reads (weights and KV cache).
+Napi::Value ModelShape(const Napi::CallbackInfo& info) {
+  return shape_object(info.Env(), locked(info, [](Backend& b) { return b.config(); }));
 }
 Napi::Value Memory(const Napi::CallbackInfo& info) {
   MemoryReport m = locked(info, [](Backend& b) { return b.memory(); });

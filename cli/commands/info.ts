@@ -5,9 +5,20 @@ import { UserError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { loadModelSpec } from '../engine/loader/index.js';
 import { summarizeModel, type ModelSummary } from '../engine/loader/model-summary.js';
+import { modelFootprint } from '../engine/gpu-footprint.js';
+import { placeOnGpus } from '../engine/gpu-placement.js';
+import { planRows, type SplitPlan } from '../engine/gpu-split.js';
+import { DEFAULT_CHUNK_TOKENS } from '../engine/model-handle.js';
+import type { ModelSpec } from '../engine/model-spec.js';
+import type { GpuDescription } from '../native/types.js';
+import { parseInteger } from './flags.js';
+import { gpuSplitFrom, parseGpuList } from './model-options.js';
 
 interface InfoOptions {
-  gpus?: boolean;
+  /** true: list this machine's GPUs; a list: the GPUs a --gpu-split plan uses. */
+  gpus?: boolean | string;
+  gpuSplit?: string;
+  maxSeqLen?: string;
   json?: boolean;
 }
 
@@ -53,7 +64,24 @@ function describeRope(s: ModelSummary): string {
   return `theta ${s.ropeTheta}, ${r.type} scaling × ${r.factor}${extra}`;
 }
 
-export function formatModelSummary(s: ModelSummary): string {
+/**
+ * Where the model goes on GPUs, planned without loading it: on one GPU by default (what it needs there), or
+ * as --gpus/--gpu-split ask, against this machine's free memory when it has GPUs, else against the budgets.
+ */
+function gpuPlan(spec: ModelSpec, opts: InfoOptions): { plan: SplitPlan; gpus: GpuDescription[] | null } {
+  const request = gpuSplitFrom({ gpus: typeof opts.gpus === 'string' ? opts.gpus : undefined, gpuSplit: opts.gpuSplit });
+  const maxSeqLen = parseInteger(opts.maxSeqLen, '--max-seq-len', 1);
+  let gpus: GpuDescription[] | null = null;
+  if (request) {
+    const sys = loadAddon().systemInfo();
+    gpus = sys.cudaCompiled && sys.gpus.length > 0 ? sys.gpus : null;
+  }
+  const fp = modelFootprint(spec, DEFAULT_CHUNK_TOKENS);
+  const placed = placeOnGpus(fp, request, { gpus, maxSeqLen, modelMaxSeqLen: spec.arch.maxPositionEmbeddings });
+  return { plan: placed.plan, gpus };
+}
+
+export function formatModelSummary(s: ModelSummary, plan?: SplitPlan, gpus?: GpuDescription[] | null): string {
   const rows: [string, string][] = [
     ['model', s.dir],
     ['architecture', `${s.architecture}${s.modelType ? ` (${s.modelType})` : ''}`],
@@ -70,7 +98,9 @@ export function formatModelSummary(s: ModelSummary): string {
     ['size on disk', `${formatBytes(s.diskBytes)} in ${s.files.length} file${s.files.length === 1 ? '' : 's'}`],
     ['GPU weights', formatBytes(s.gpuWeightBytes)],
     ['bos / eos ids', `${s.bosTokenId ?? 'none'} / ${s.eosTokenIds.length ? s.eosTokenIds.join(', ') : 'none'}`],
+    ...(plan ? planRows(plan, (d) => gpus?.find((g) => g.index === d)?.name) : []),
   ];
+  if (plan && gpus === null && plan.mode !== 'single') rows.push(['', 'no GPU here: planned against the budgets alone']);
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
 }
@@ -80,15 +110,27 @@ export function registerInfo(program: Command): void {
     .command('info')
     .description('describe a model folder, or list the backends and GPUs (--gpus)')
     .argument('[model]', 'model folder in Hugging Face layout')
-    .option('--gpus', 'list the available backends and each GPU')
+    .option('--gpus [list]', 'alone: list the available backends and each GPU; with a model, the GPUs of its --gpu-split plan')
+    .option('--gpu-split <split>', "print the model's layer split without loading it: 'auto' or GB per GPU, e.g. 20,24")
+    .option('--max-seq-len <n>', "KV-cache positions for the GPU plan (default: the model's context, or what fits)")
     .option('--json', 'print JSON')
-    .action(async (model: string | undefined, opts: InfoOptions) => {
-      if (opts.gpus || !model) {
+    .action(async (modelArg: string | undefined, opts: InfoOptions) => {
+      let model = modelArg;
+      // `info --gpus DIR`: commander hands DIR to --gpus; it is the model, and --gpus lists the GPUs.
+      if (typeof opts.gpus === 'string' && !model && !/^[\d,\s]+$/.test(opts.gpus)) {
+        model = opts.gpus;
+        opts.gpus = true;
+      }
+      if (opts.gpus === true || !model) {
         if (!opts.gpus && !model) throw new UserError('info: give a model folder, or --gpus');
         printGpus(Boolean(opts.json));
         return;
       }
-      const summary = summarizeModel(loadModelSpec(model));
-      process.stdout.write(opts.json ? `${JSON.stringify(summary)}\n` : `${formatModelSummary(summary)}\n`);
+      if (typeof opts.gpus === 'string') parseGpuList(opts.gpus);  // a bad list is refused before the model is read
+      const spec = loadModelSpec(model);
+      const summary = summarizeModel(spec);
+      const { plan, gpus } = gpuPlan(spec, opts);
+      process.stdout.write(opts.json ? `${JSON.stringify({ ...summary, gpuPlan: plan })}\n`
+        : `${formatModelSummary(summary, plan, gpus)}\n`);
     });
 }

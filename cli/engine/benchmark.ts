@@ -1,91 +1,138 @@
-// Prompt (prefill) and generation (decode) speed of a loaded model, with the bytes a decoded token reads
-// so that speed can be set against the memory-bandwidth floor. UI-free: commands/bench.ts renders it.
+// Benchmark tests in llama-bench's manner: ppN (a prompt of N tokens in one forward) and tgN (N tokens
+// generated one per step, the pick made on the backend), each at a depth D (after D cached positions:
+// tg128@d2048). A test runs once untimed (warm-up: CUDA graphs, caches), then `repetitions` timed runs.
+// UI-free: `xllama bench` runs these in a child process per configuration and renders the results.
 import { performance } from 'node:perf_hooks';
-import type { NativeModel } from './native-model.js';
+import { cachedPrefixLength } from './generate.js';
+import type { MemoryUse, ModelHandle, TokenSampling } from './model-handle.js';
 
-export interface BenchPlan {
-  /** Prompt lengths to time, each from an empty cache. */
-  promptLengths: number[];
-  /** Cache lengths at which decode speed is measured. */
-  contexts: number[];
-  /** Tokens generated per decode measurement. */
-  genTokens: number;
-  /** Timed repeats per prompt length (the median is reported; one extra untimed run warms up). */
-  repeats: number;
-}
+export type TestKind = 'pp' | 'tg';
 
-export interface PrefillResult {
+export interface BenchTest {
+  kind: TestKind;
+  /** Prompt tokens (pp) or generated tokens (tg). */
   tokens: number;
-  tokensPerSec: number;
-  msPerChunk: number;
+  /** Cached positions before the test starts. */
+  depth: number;
 }
 
-export interface DecodeResult {
-  context: number;
-  tokensPerSec: number;
-  msPerToken: number;
-  /** Weights plus the KV cache read for one token at this context. */
-  bytesPerToken: number;
-  /** bytesPerToken × tokens/s ÷ copy bandwidth; null without a bandwidth figure. */
-  bandwidthUse: number | null;
-  /** The speed at which reading bytesPerToken would take all the copy bandwidth. */
-  bandwidthFloorTokensPerSec: number | null;
+/** pp512, tg128, tg128@d2048: llama-bench's names. */
+export function testName(t: BenchTest): string {
+  return `${t.kind}${t.tokens}${t.depth > 0 ? `@d${t.depth}` : ''}`;
 }
 
-/** Decode steps before timing: the first replays capture CUDA graphs. */
-const DECODE_WARMUP = 8;
-
-/** The longest cache a plan needs. */
-export function planSeqLen(plan: BenchPlan): number {
-  return Math.max(0, ...plan.promptLengths, ...plan.contexts.map((c) => c + DECODE_WARMUP + plan.genTokens));
+/** The inverse of testName; null for anything else. */
+export function parseTestName(name: string): BenchTest | null {
+  const m = /^(pp|tg)([1-9]\d*)(?:@d([1-9]\d*))?$/.exec(name);
+  if (!m) return null;
+  return { kind: m[1] as TestKind, tokens: Number(m[2]), depth: m[3] ? Number(m[3]) : 0 };
 }
 
-/** Deterministic token ids spread over the vocabulary, avoiding the usual special ids 0–2. */
-function syntheticTokens(n: number, vocab: number): Int32Array {
-  return Int32Array.from({ length: n }, (_, i) => ((i * 7919 + 13) % Math.max(1, vocab - 3)) + 3);
+/** Every prompt size, then every generation size, each at every depth. */
+export function planTests(promptSizes: number[], genSizes: number[], depths: number[]): BenchTest[] {
+  const tests: BenchTest[] = [];
+  for (const tokens of promptSizes) for (const depth of depths) tests.push({ kind: 'pp', tokens, depth });
+  for (const tokens of genSizes) for (const depth of depths) tests.push({ kind: 'tg', tokens, depth });
+  return tests;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+/** KV-cache positions a test fills. */
+export function positionsNeeded(t: BenchTest): number {
+  return t.depth + t.tokens;
 }
 
-export async function measurePrefill(model: NativeModel, tokens: number, repeats: number): Promise<PrefillResult> {
-  const ids = syntheticTokens(tokens, model.vocabSize);
-  const times: number[] = [];
-  for (let r = 0; r <= repeats; r++) {
-    await model.trimCache(0);
+/** Mean and sample standard deviation (n - 1; 0 for a single value), as llama-bench reports t/s. */
+export function meanSd(xs: readonly number[]): { mean: number; sd: number } {
+  if (xs.length === 0) return { mean: NaN, sd: NaN };
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  if (xs.length === 1) return { mean, sd: 0 };
+  const sq = xs.reduce((a, x) => a + (x - mean) ** 2, 0);
+  return { mean, sd: Math.sqrt(sq / (xs.length - 1)) };
+}
+
+/**
+ * Deterministic ids spread over the vocabulary, avoiding the usual special ids 0-2. Id i depends on i
+ * alone, so the ids of a shorter run are a prefix of a longer one's and a cached depth can be reused.
+ */
+export function syntheticTokens(n: number, vocab: number): number[] {
+  return Array.from({ length: n }, (_, i) => ((i * 7919 + 13) % Math.max(1, vocab - 3)) + 3);
+}
+
+export interface TestTiming {
+  /** Tokens per second of each timed run, in order. */
+  tokensPerSec: number[];
+  /** Wall-clock span of the timed runs (Unix epoch, ms): the window engine utilization is averaged over. */
+  startMs: number;
+  endMs: number;
+}
+
+const GREEDY: TokenSampling = { temperature: 0, topK: 0, uniform: 0 };
+
+const epochMs = () => performance.timeOrigin + performance.now();
+
+/** Leaves exactly `depth` synthetic positions in the cache, prefilling only what it does not hold yet. */
+async function fillToDepth(model: ModelHandle, ids: number[], depth: number): Promise<void> {
+  const kept = Math.min(depth, cachedPrefixLength(model.cachedTokens, ids));
+  await model.trimCache(kept);
+  if (kept < depth) await model.forward(ids.slice(kept, depth), kept);
+}
+
+/** One warm-up run, then `repetitions` timed runs; `onRun(i)` is told before each (0: the warm-up). */
+export async function runTest(model: ModelHandle, test: BenchTest, repetitions: number,
+    onRun: (run: number) => void = () => {}): Promise<TestTiming> {
+  const ids = syntheticTokens(test.depth + (test.kind === 'pp' ? test.tokens : 1), model.vocabSize);
+  await fillToDepth(model, ids, test.depth);
+  const prompt = Int32Array.from(ids.slice(test.depth));  // converted once, outside the timed part
+  const tokensPerSec: number[] = [];
+  let startMs = 0;
+  for (let run = 0; run <= repetitions; run++) {
+    onRun(run);
+    await model.trimCache(test.depth);
+    if (run === 1) startMs = epochMs();
     const t0 = performance.now();
-    await model.forward(ids, 0, false);
-    if (r > 0) times.push(performance.now() - t0);
+    if (test.kind === 'pp') {
+      await model.forward(prompt, test.depth, false);
+    } else {
+      let id = prompt[0];
+      for (let i = 0; i < test.tokens; i++) id = await model.forwardSample([id], test.depth + i, GREEDY);
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    if (run > 0) tokensPerSec.push(test.tokens / seconds);
   }
-  const ms = median(times);
-  return { tokens, tokensPerSec: tokens / (ms / 1000), msPerChunk: ms };
+  return { tokensPerSec, startMs, endMs: epochMs() };
 }
 
-/** Bytes one decoded token reads: every weight once, plus K and V of every cached position in every layer. */
-export function decodeBytesPerToken(model: NativeModel, context: number): number {
-  const s = model.shape();
-  const kvBytesPerValue = model.backend === 'cuda' ? 2 : 4;  // fp16 cache on the GPU, float32 on the CPU
-  return model.memory().weightsBytes + context * s.numLayers * 2 * s.numKvHeads * s.headDim * kvBytesPerValue;
+/** The bytes one stage reads per generated token: its weights once, plus K and V of `context` positions. */
+export interface StageBytes {
+  device: number;
+  bytes: number;
 }
 
-export async function measureDecode(model: NativeModel, context: number, genTokens: number,
-    copyBytesPerSec: number | null): Promise<DecodeResult> {
-  await model.trimCache(0);
-  if (context > 0) await model.forward(syntheticTokens(context, model.vocabSize), 0, false);
-  const greedy = { temperature: 0, topK: 0, uniform: 0 };
-  let pos = context;
-  let id = 3;
-  for (let i = 0; i < DECODE_WARMUP; i++) id = await model.forwardSample([id], pos++, greedy);
-  const t0 = performance.now();
-  for (let i = 0; i < genTokens; i++) id = await model.forwardSample([id], pos++, greedy);
-  const ms = performance.now() - t0;
-  const tokensPerSec = genTokens / (ms / 1000);
-  const bytesPerToken = decodeBytesPerToken(model, context + DECODE_WARMUP + genTokens / 2);
-  return {
-    context, tokensPerSec, msPerToken: ms / genTokens, bytesPerToken,
-    bandwidthUse: copyBytesPerSec ? (bytesPerToken * tokensPerSec) / copyBytesPerSec : null,
-    bandwidthFloorTokensPerSec: copyBytesPerSec ? copyBytesPerSec / bytesPerToken : null,
-  };
+/**
+ * Bytes a generated token reads on each stage at a cache of `context` positions. The KV cache's bytes per
+ * position come from the backend's own report (its size over its capacity), whatever its element type.
+ */
+export function decodeBytesPerToken(memory: MemoryUse, maxSeqLen: number, context: number): StageBytes[] {
+  return memory.devices.map((d) => ({ device: d.device, bytes: d.weightsBytes + (context * d.kvCacheBytes) / maxSeqLen }));
+}
+
+/** Positions a tgN test reads on average: the depth plus half of what it generates. */
+export function meanDecodeContext(t: BenchTest): number {
+  return t.depth + t.tokens / 2;
+}
+
+/**
+ * The share of the copy bandwidth a decode speed uses: the time reading every stage's bytes would take at
+ * its GPU's measured copy bandwidth, against the time a token took (for one GPU: bytes × t/s ÷ bandwidth).
+ * Null when a stage's GPU has no measured bandwidth (the CPU backend).
+ */
+export function bandwidthUse(stages: StageBytes[], copyBytesPerSec: ReadonlyMap<number, number>,
+    tokensPerSec: number): number | null {
+  let floorSeconds = 0;
+  for (const s of stages) {
+    const bw = copyBytesPerSec.get(s.device);
+    if (bw === undefined || !(bw > 0)) return null;
+    floorSeconds += s.bytes / bw;
+  }
+  return stages.length === 0 ? null : floorSeconds * tokensPerSec;
 }

@@ -1,6 +1,8 @@
 // The TypeScript face of a loaded model on one backend. The native implementation lives in
 // native-model.ts; the generation loop, perplexity and benchmarks are written against this interface.
 
+import type { GpuSplitRequest } from './gpu-placement.js';
+
 export type BackendName = 'cpu' | 'cuda';
 
 /** Prompt tokens the backends process per forward chunk unless told otherwise (bounds their scratch memory). */
@@ -19,6 +21,13 @@ export interface OpenOptions {
   maxChunkTokens?: number;
   /** CUDA layer split, in order, covering every layer (cli/engine/gpu-split.ts plans it); default: one GPU. */
   stages?: StagePlan[];
+  /**
+   * --gpus / --gpu-split as given (cli/commands/model-options.ts): the CUDA load plans them into `stages`
+   * (or one device) for the model, refusing what can't fit. Not with `stages`.
+   */
+  gpuSplit?: GpuSplitRequest;
+  /** Called with the GPU plan, as text, before the weights load (--verbose prints it). */
+  onPlan?: (text: string) => void;
 }
 
 /** One GPU's share of a layer split: layers [firstLayer, endLayer) on CUDA device `device`. */

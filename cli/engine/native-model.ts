@@ -4,10 +4,13 @@
 import { UserError } from '../errors.js';
 import { loadAddon } from '../native/addon.js';
 import type { ModelShape, NativeAddon, NativeError, NativeModelHandle, NativeOpenOptions } from '../native/types.js';
+import { modelFootprint } from './gpu-footprint.js';
+import { describeRequest, placeOnGpus } from './gpu-placement.js';
+import { formatPlan, type SplitPlan } from './gpu-split.js';
 import { DEFAULT_CHUNK_TOKENS, type BackendName, type MemoryUse, type ModelHandle, type OpenOptions,
   type TokenSampling } from './model-handle.js';
-import type { ModelSpec } from './model-spec.js';
-import { checkDummyName } from './dummy-models.js';
+import type { GptqSettings, ModelSpec } from './model-spec.js';
+import { DUMMY_GROUP_SIZE, dummyArch } from './dummy-models.js';
 
 /** Codes the native side uses for internal faults; every other code is a problem the user can act on. */
 const INTERNAL_CODES = new Set(['internal']);
@@ -21,9 +24,10 @@ function toUserError(err: unknown, context?: string): unknown {
   return err;
 }
 
-/** 'auto' → CUDA when this build has it and a GPU is visible, else the CPU. */
-export function resolveBackend(addon: NativeAddon, requested: OpenOptions['backend']): BackendName {
+/** 'auto' → CUDA when this build has it and a GPU is visible, else the CPU; a GPU request (--gpus) means CUDA. */
+export function resolveBackend(addon: NativeAddon, requested: OpenOptions['backend'], wantsGpus = false): BackendName {
   if (requested === 'cpu' || requested === 'cuda') return requested;
+  if (wantsGpus) return 'cuda';
   const info = addon.systemInfo();
   return info.cudaCompiled && info.gpus.length > 0 ? 'cuda' : 'cpu';
 }
@@ -43,14 +47,49 @@ function nativeOptions(addon: NativeAddon, opts: OpenOptions): NativeOpenOptions
       throw new UserError(`${key} must be a ${key === 'maxChunkTokens' ? 'positive' : 'non-negative'} integer (got ${v})`);
     }
   }
+  if (opts.gpuSplit && opts.stages) throw new UserError('give either a GPU split request or stages, not both');
+  if (opts.gpuSplit && opts.backend === 'cpu') {
+    throw new UserError(`${describeRequest(opts.gpuSplit)}: GPU placement is for the cuda backend (--backend cpu was given)`);
+  }
   return {
-    backend: resolveBackend(addon, opts.backend),
+    backend: resolveBackend(addon, opts.backend, Boolean(opts.gpuSplit)),
     maxSeqLen: opts.maxSeqLen ?? 0,
     threads: opts.threads ?? 0,
     device: opts.device ?? 0,
     maxChunkTokens: opts.maxChunkTokens ?? DEFAULT_CHUNK_TOKENS,
     ...(opts.stages ? { stages: opts.stages.map((s) => ({ ...s })) } : {}),
   };
+}
+
+type FootprintShape = Parameters<typeof modelFootprint>[0];
+
+/**
+ * A CUDA load's placement: --gpus/--gpu-split (or the default device) planned against the GPUs' free memory,
+ * written into the native options; the plan goes to onPlan. Explicit `stages` pass as they are (the backend
+ * checks them).
+ */
+function placeModel(addon: NativeAddon, options: NativeOpenOptions, opts: OpenOptions, shape: FootprintShape,
+    modelMaxSeqLen: number): SplitPlan | null {
+  if (options.backend !== 'cuda' || options.stages) return null;
+  const gpus = addon.systemInfo().gpus;
+  const placed = placeOnGpus(modelFootprint(shape, options.maxChunkTokens ?? DEFAULT_CHUNK_TOKENS), opts.gpuSplit, {
+    gpus, device: opts.device, maxSeqLen: options.maxSeqLen, modelMaxSeqLen,
+  });
+  if (placed.stages) {
+    options.stages = placed.stages;
+    options.maxSeqLen = placed.maxSeqLen;
+  } else {
+    options.device = placed.device;
+  }
+  opts.onPlan?.(formatPlan(placed.plan, (d) => gpus.find((g) => g.index === d)?.name));
+  return placed.plan;
+}
+
+/** A dummy preset's shapes as the loader names them (random GPTQ 4-bit weights, group size 128, symmetric). */
+function dummyShape(name: string): { spec: FootprintShape; maxSeqLen: number } {
+  const arch = dummyArch(name);
+  const quant: Pick<GptqSettings, 'groupSize' | 'descAct' | 'sym'> = { groupSize: DUMMY_GROUP_SIZE, descAct: false, sym: true };
+  return { spec: { arch: { ...arch, attentionBias: false }, quant }, maxSeqLen: arch.maxPositionEmbeddings };
 }
 
 function checkPos(pos: number): void {
@@ -72,13 +111,16 @@ export class NativeModel implements ModelHandle {
   readonly backend: BackendName;
   readonly vocabSize: number;
   readonly maxSeqLen: number;
+  /** Where the model went on the GPUs (null on the CPU, or for an explicit `stages` plan). */
+  readonly plan: SplitPlan | null;
   private handle: NativeModelHandle | null;
   private tail: Promise<unknown> = Promise.resolve();
   /** The cache's tokens as of the last queued call (see ModelHandle.cachedTokens). */
   private cached: number[] = [];
 
-  private constructor(private readonly addon: NativeAddon, handle: NativeModelHandle) {
+  private constructor(private readonly addon: NativeAddon, handle: NativeModelHandle, plan: SplitPlan | null) {
     this.handle = handle;
+    this.plan = plan;
     this.backend = addon.backendName(handle) as BackendName;
     this.vocabSize = addon.vocabSize(handle);
     this.maxSeqLen = addon.maxSeqLen(handle);
@@ -88,23 +130,26 @@ export class NativeModel implements ModelHandle {
   static async open(spec: ModelSpec, opts: OpenOptions = {}): Promise<NativeModel> {
     const addon = loadAddon();
     const options = nativeOptions(addon, opts);
-    if (options.backend === 'cuda') requireGpu(addon, `${spec.dir} on the cuda backend`);
+    if (options.backend === 'cuda') requireGpu(addon, opts.gpuSplit ? describeRequest(opts.gpuSplit) : `${spec.dir} on the cuda backend`);
+    const plan = placeModel(addon, options, opts, spec, spec.arch.maxPositionEmbeddings);
     try {
-      return new NativeModel(addon, await addon.loadModel(spec, options));
+      return new NativeModel(addon, await addon.loadModel(spec, options), plan);
     } catch (err) {
       throw toUserError(err, spec.dir);
     }
   }
 
-  /** A random GPTQ model of a preset shape (DUMMY_MODEL_NAMES: llama-7b, ..., tiny), GPU only. */
+  /** A random GPTQ model of a preset shape (cli/engine/dummy-models.ts), GPU only. */
   static async openDummy(name: string, opts: OpenOptions = {}): Promise<NativeModel> {
-    checkDummyName(name);
+    const arch = dummyArch(name);
     if (opts.backend === 'cpu') throw new UserError(`dummy model ${name} runs on the GPU only (not with the cpu backend)`);
     const addon = loadAddon();
     requireGpu(addon, `dummy model ${name}`);
     const options = nativeOptions(addon, { ...opts, backend: 'cuda' });
+    const shape = dummyShape(name);
+    const plan = placeModel(addon, options, opts, shape.spec, shape.maxSeqLen);
     try {
-      return new NativeModel(addon, await addon.loadDummyModel(name, options));
+      return new NativeModel(addon, await addon.loadDummyModel({ ...arch, groupSize: DUMMY_GROUP_SIZE }, options), plan);
     } catch (err) {
       throw toUserError(err);
     }

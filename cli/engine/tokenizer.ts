@@ -115,10 +115,6 @@ export class TextTokenizer {
     return this.hf.decode(list, { skip_special_tokens: skip });
   }
 
-  isSpecial(id: number): boolean {
-    return this.specialIds.has(id);
-  }
-
   tokenToId(token: string): number | undefined {
     return this.hf.token_to_id(token);
   }

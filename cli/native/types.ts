@@ -46,9 +46,30 @@ export interface NativeMemory {
   devices: { device: number; weightsBytes: number; kvCacheBytes: number; scratchBytes: number }[];
 }
 
-/** The shapes of a loaded model (from its backend's config): the loader's names for the same fields. */
-export type ModelShape = Pick<import('../engine/model-spec.js').ModelArchitecture, 'vocabSize' | 'hiddenSize' |
-  'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'maxPositionEmbeddings'>;
+/** The shapes of a loaded model (from its backend's config), under the loader's names for the same fields. */
+export interface ModelShape {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  maxPositionEmbeddings: number;
+}
+
+/** What loadModel reads of a model (cli/engine/model-spec.ts's ModelSpec is one). */
+export interface NativeModelSpec {
+  arch: ModelShape & {
+    rmsNormEps: number;
+    ropeTheta: number;
+    tieWordEmbeddings: boolean;
+    ropeScaling: { type: string; factor: number; lowFreqFactor?: number; highFreqFactor?: number;
+      originalMaxPositionEmbeddings?: number } | null;
+  };
+  quant: { bits: number; groupSize: number; descAct: boolean; sym: boolean; checkpointFormat: string } | null;
+  tensors: Record<string, { file: string; offset: number; byteLength: number; dtype: string; shape: number[] }>;
+}
 
 /** Native model calls reject / throw an Error with one of these codes (BackendError codes, or 'internal'). */
 export interface NativeError extends Error {
@@ -56,8 +77,9 @@ export interface NativeError extends Error {
 }
 
 export interface NativeModelApi {
-  loadModel(spec: import('../engine/model-spec.js').ModelSpec, options: NativeOpenOptions): Promise<NativeModelHandle>;
-  loadDummyModel(name: string, options: NativeOpenOptions): Promise<NativeModelHandle>;
+  loadModel(spec: NativeModelSpec, options: NativeOpenOptions): Promise<NativeModelHandle>;
+  /** A random GPTQ 4-bit model of this shape and group size, built on the GPU (cli/engine/dummy-models.ts). */
+  loadDummyModel(arch: NativeModelSpec['arch'] & { groupSize: number }, options: NativeOpenOptions): Promise<NativeModelHandle>;
   forward(handle: NativeModelHandle, tokens: Int32Array, pos: number, allLogits: boolean): Promise<Float32Array>;
   forwardSample(handle: NativeModelHandle, tokens: Int32Array, pos: number,
     sampling: { temperature: number; topK: number; uniform: number }): Promise<number>;

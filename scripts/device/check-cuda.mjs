@@ -1,12 +1,16 @@
-// Checks the CUDA backend against the Hugging Face transformers references in fixtures/models/*/reference.json.
+// Checks a backend (CUDA by default) against the Hugging Face transformers references the CPU tests use:
+// fixtures/models/*/reference.json and the variants in test/cpu/fixtures/variants (RoPE scaling, Qwen2 biases).
 // Run on the GPU machine after the build:  node scripts/device/check-cuda.mjs [--backend cuda|cpu] [--quick]
-// Criteria (issue 4): per-position NLL within 2e-2 relative (+2e-3 absolute floor for near-zero NLL); top-1
-// equal wherever the reference's top-2 margin is wider than fp16 noise; greedy continuations equal up to the
-// first near-tie; the reference-recipe PPL within 0.5%.
-import { readFileSync, readdirSync } from 'node:fs';
+// Criteria: per-position NLL within 2e-2 relative (+2e-3 absolute floor for near-zero NLL); top-1 equal
+// wherever the reference's top-2 margin is wider than fp16 noise; greedy continuations equal up to the
+// first near-tie; the reference-recipe PPL within 0.5%; variant logits within 2e-2 relative, in one call
+// and in chunks of 37 tokens; forwardSample's greedy and top-k picks equal the host sampler's.
+import { copyFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModelSpec } from '../../dist/cli/engine/loader/index.js';
 import { NativeModel } from '../../dist/cli/engine/native-model.js';
+import { readSafetensors, rewriteTensors } from '../../dist/test/helpers/safetensors-writer.js';
+import { copyFixture } from '../../dist/test/loader/model-dir.js';
 
 const args = process.argv.slice(2);
 const backend = args.includes('--backend') ? args[args.indexOf('--backend') + 1] : 'cuda';
@@ -92,7 +96,77 @@ for (const dirName of readdirSync(root).filter((d) => !d.endsWith('.md')).sort()
     const rel = Math.abs(ppl - ref.ppl_text.ppl) / ref.ppl_text.ppl;
     check(`${dirName} recipe PPL`, rel <= PPL_REL, `${ppl.toFixed(5)} vs ${ref.ppl_text.ppl.toFixed(5)} (rel ${rel.toExponential(2)})`);
   }
+  await checkSampling(model, dirName, ref.sequences[0].ids.slice(0, 24));
   model.close();
+}
+
+// The host sampler's rule (addon/backend/token_sampling.cc sample_token_host), in float64: softmax(l / T)
+// over the top_k largest (ties: lower id first), then the first id whose cumulative mass exceeds uniform.
+// Returns the pick and how far `uniform` lies from the nearest cumulative boundary (fp32 rounding margin).
+function hostPick(logits, topK, temperature, uniform) {
+  const idx = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b).slice(0, topK);
+  const p = idx.map((i) => Math.exp((logits[i] - logits[idx[0]]) / temperature));
+  const sum = p.reduce((a, b) => a + b, 0);
+  let acc = 0, margin = Infinity;
+  for (let i = 0; i < idx.length; i++) {
+    acc += p[i] / sum;
+    margin = Math.min(margin, Math.abs(acc - uniform));
+    if (acc > uniform) return { id: idx[i], margin };
+  }
+  return { id: idx[idx.length - 1], margin };
+}
+
+async function checkSampling(model, dirName, prompt) {
+  await model.trimCache(0);
+  const logits = await model.forward(prompt, 0, false);
+  const greedyId = argmaxRow(logits, 0, model.vocabSize);
+  await model.trimCache(0);
+  const picked = await model.forwardSample(prompt, 0, { temperature: 0, topK: 0, uniform: 0 });
+  check(`${dirName} forwardSample greedy`, picked === greedyId, `device ${picked}, host ${greedyId}`);
+  let mismatches = 0, tried = 0;
+  for (const topK of [1, 5, 40]) {
+    for (const uniform of [0.01, 0.3, 0.5, 0.77, 0.99]) {
+      await model.trimCache(0);
+      const id = await model.forwardSample(prompt, 0, { temperature: 0.8, topK, uniform });
+      const host = hostPick(logits, topK, 0.8, uniform);
+      tried++;
+      if (id !== host.id && host.margin > 1e-5) mismatches++;
+    }
+  }
+  check(`${dirName} forwardSample top-k`, mismatches === 0, `${mismatches} of ${tried} picks differ from the host sampler`);
+}
+
+// RoPE scaling and Qwen2 bias variants: stories260K with another config.json (and extra bias tensors), as
+// test/cpu/variants.test.ts builds them, against transformers' float32 logits.
+const VARIANTS = 'test/cpu/fixtures/variants';
+for (const name of readdirSync(VARIANTS).sort()) {
+  const src = join(VARIANTS, name);
+  const ref = JSON.parse(readFileSync(join(src, 'reference.json'), 'utf8'));
+  const dir = copyFixture('stories260K');
+  copyFileSync(join(src, 'config.json'), join(dir, 'config.json'));
+  if (existsSync(join(src, 'extra.safetensors'))) {
+    const extra = readSafetensors(join(src, 'extra.safetensors')).tensors;
+    rewriteTensors(join(dir, 'model.safetensors'), (ts) => [...ts, ...extra]);
+  }
+  for (const maxChunkTokens of [512, 37]) {
+    const model = await NativeModel.open(loadModelSpec(dir), { backend, maxSeqLen: ref.ids.length, maxChunkTokens });
+    const logits = await model.forward(ref.ids, 0, true);
+    const vocab = model.vocabSize;
+    let worst = 0, topMismatch = 0;
+    for (let t = 0; t < ref.ids.length; t++) {
+      let diff = 0, scale = 0;
+      for (const [id, v] of ref.top5[t]) {
+        diff = Math.max(diff, Math.abs(logits[t * vocab + id] - v));
+        scale = Math.max(scale, Math.abs(v));
+      }
+      worst = Math.max(worst, diff / scale);
+      const [top1, top2] = ref.top5[t];
+      if (top1[1] - top2[1] > TIE_MARGIN && argmaxRow(logits, t, vocab) !== top1[0]) topMismatch++;
+    }
+    check(`variant ${name} (chunks of ${maxChunkTokens})`, worst <= NLL_REL && topMismatch === 0,
+      `worst rel logit err ${worst.toExponential(2)}, ${topMismatch} top-1 mismatches`);
+    model.close();
+  }
 }
 console.log(report.join('\n'));
 console.log(`check-cuda (${backend}): ${report.length - failures} passed, ${failures} failed`);

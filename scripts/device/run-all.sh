@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine command that builds, checks and measures; each step's log lands in $OUT.
 #   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate user monitor bench sanitize (default: all)
+#                                                and, on request: split (the layer split on GPU 0 named several times), leaks
 # Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
 # npm run build:ts)
 set -u
@@ -22,14 +23,14 @@ for s in $steps; do
     user) run user 300 bash scripts/device/user-commands.sh ;;
     generate) run generate 120 node scripts/device/check-generate.mjs --backend cuda ;;
     check) run check 240 node scripts/device/check-cuda.mjs --backend cuda ;;
+    leaks) run leaks 300 bash -c 'node --expose-gc scripts/device/check-leaks.mjs --backend cuda --n 200 &&
+             node --expose-gc scripts/device/check-leaks.mjs --backend cpu --n 200' ;;
+    split) run split 240 node scripts/device/check-split.mjs ;;
     sanitize) run sanitize 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
                node scripts/device/check-cuda.mjs --backend cuda --quick ;;
     monitor) run monitor 120 bash scripts/device/record-monitor-traces.sh ;;
-    bench) # xllama bench itself on each dummy: one JSON object per model in bench.jsonl, a summary printed
-           for m in $(echo "${BENCH_MODELS:-llama-7b,llama-13b,llama-70b}" | tr , ' '); do
-             timeout 300 node bin/xllama.js bench --dummy "$m" --max-seq-len 4096 --gen 256 --json >> "$OUT/bench.jsonl" 2>>"$OUT/bench.log"
-           done
-           node scripts/device/summarize-bench.mjs "$OUT/bench.jsonl" | tee -a "$OUT/bench.log" ;;
+    bench) # the bench matrix (dummies × one GPU / 2-stage split): bench.json, bench.md, bench-progress.log
+           run bench 420 bash scripts/device/bench-matrix.sh ;;
   esac
 done
 # Only 8 files come back from the GPU machine: bundle every log, trace and frame into one archive.

@@ -10,9 +10,12 @@ x info fixtures/models/stories260K-gptq-4bit-g64-actorder || fail=1
 
 # (llama2.c's greedy story on cuda is checked by check-generate.mjs, the `generate` step.)
 x generate -m fixtures/models/stories260K-gptq-4bit-g64-actorder -p "One day, a little fox" -n 80 --seed 7 --backend cuda || fail=1
-x bench -m fixtures/models/stories260K-gptq-4bit-g32 --backend cuda --prompt 128,512 --context 0,256 || fail=1
-x bench --dummy llama-7b --max-seq-len 2048 --prompt 512 --context 128,1024 || fail=1
-# Out of memory must be one line and exit 2, not a crash.
-x bench --dummy llama-70b --max-seq-len 4000000 --prompt 16 --context 0 --gen 4 2>&1 | tee /tmp/oom.txt
-if grep -q "^xllama: .*GiB" /tmp/oom.txt && [ "$(grep -c . /tmp/oom.txt)" -le 3 ]; then echo "OOM: one-line message"; else echo "OOM: unexpected output"; fail=1; fi
+x bench -m fixtures/models/stories260K-gptq-4bit-g32 --backend cuda -p 128,512 -d 0,256 || fail=1
+x bench --dummy llama-7b --max-seq-len 2048 -p 512 -d 128,1024 -r 3 || fail=1
+# Out of memory must be a row saying so (exit 1), not a crash.
+echo '$ xllama bench --dummy llama-70b --max-seq-len 4000000 -p 16 -n 4 -o csv'
+node bin/xllama.js bench --dummy llama-70b --max-seq-len 4000000 -p 16 -n 4 -o csv > /tmp/oom.csv 2> /tmp/oom.err
+rc=$?; echo "[exit $rc]"; cat /tmp/oom.csv /tmp/oom.err
+if [ $rc = 1 ] && [ "$(grep -cE '^llama-70b \(dummy\),.*,failed,.*(GiB|GB)' /tmp/oom.csv)" = 2 ] && ! grep -q '^ *at ' /tmp/oom.err
+then echo "OOM: a row saying so"; else echo "OOM: unexpected output"; fail=1; fi
 exit $fail

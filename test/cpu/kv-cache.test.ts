@@ -67,11 +67,19 @@ test('forwardSample picks the argmax when greedy and a top-k token when sampling
     const logits = await model.forward(ids, 0);
     const greedyId = await model.forwardSample(ids, 0, { temperature: 0, topK: 0, uniform: 0.5 });
     assert.equal(greedyId, argmax(logits));
+    // softmax over the top 3 (in float64 here); a uniform draw picks the first id whose cumulative mass
+    // exceeds it, so draws in each third of the mass land on a known id, in order.
     const top3 = Array.from(logits.keys()).sort((x, y) => logits[y] - logits[x]).slice(0, 3);
-    for (const u of [0, 0.3, 0.6, 0.99]) {
+    const w = top3.map((i) => Math.exp(logits[i] - logits[top3[0]]));
+    const total = w.reduce((a, b) => a + b, 0);
+    const cum = [w[0] / total, (w[0] + w[1]) / total];
+    const draws: [number, number][] = [[cum[0] / 2, top3[0]], [(cum[0] + cum[1]) / 2, top3[1]], [(cum[1] + 1) / 2, top3[2]]];
+    for (const [u, expected] of draws) {
       const id = await model.forwardSample(ids, 0, { temperature: 1, topK: 3, uniform: u });
-      assert.ok(top3.includes(id), `uniform ${u} gave ${id}`);
+      assert.equal(id, expected, `uniform ${u.toFixed(4)}`);
     }
+    // Temperature sharpens: at T = 0.05 nearly all mass is on the argmax, so a mid draw takes it.
+    assert.equal(await model.forwardSample(ids, 0, { temperature: 0.05, topK: 3, uniform: 0.5 }), top3[0]);
   } finally {
     model.close();
   }
@@ -139,6 +147,11 @@ test('a cuda or dummy model where no GPU can run it is a one-line UserError sayi
   const reason = info.cudaCompiled ? /needs a CUDA GPU: .+/ : /needs a CUDA GPU: .*no CUDA backend/;
   await assert.rejects(openModel(NAME, { backend: 'cuda' }), oneLineUserError(reason));
   await assert.rejects(NativeModel.openDummy('tiny'), oneLineUserError(reason));
+});
+
+test('an unknown dummy name is refused with the valid names, GPU or not', async () => {
+  await assert.rejects(NativeModel.openDummy('llama-8b'),
+    oneLineUserError(/--dummy: unknown model 'llama-8b' \(use one of llama-7b, llama-13b, llama3-8b, llama-70b, tiny\)/));
 });
 
 test('closeModel while a native forward is running defers the free until it finishes', async () => {

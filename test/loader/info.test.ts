@@ -15,13 +15,18 @@ function infoJson(dir: string): Record<string, any> {
   return JSON.parse(r.stdout);
 }
 
-/** GPU bytes from the file itself: fixture dense tensors are fp16 already; g_idx only counts for act-order. */
+/**
+ * GPU bytes from the file itself, in the CUDA backend's layout: fixture dense tensors are fp16 already and
+ * qweight/scales are kept as stored; symmetric zeros are not stored. With act-order, one int32 permutation per
+ * uploaded linear (q/k/v share one, gate/up share one) whose input has more than one group: here only down_proj
+ * (192 inputs, groups of 64); the others have one group, whose permutation is the identity.
+ */
 function independentGpuBytes(dir: string, actOrder: boolean): number {
   const { header } = readRaw(join(dir, 'model.safetensors'));
   let sum = 0;
   for (const [name, e] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    if (name.endsWith('.g_idx') && !actOrder) continue;
+    if (name === '__metadata__' || name.endsWith('.qzeros')) continue;
+    if (name.endsWith('.g_idx') && !(actOrder && name.includes('down_proj'))) continue;
     const [a, b] = (e as { data_offsets: [number, number] }).data_offsets;
     sum += b - a;
   }

@@ -14,7 +14,7 @@ import { readSafetensorsHeader, type RawTensor } from './safetensors-header.js';
 import { planShards } from './shards.js';
 import { readTokenizerFiles, specialTokenIds } from './tokenizer-config.js';
 
-export { weightsGpuBytes } from './gpu-memory.js';
+export { weightBytes, weightsGpuBytes, weightsHostBytes, type WeightBytes } from './gpu-memory.js';
 export { parameterCount } from './parameters.js';
 
 const SPEC_DTYPES: readonly string[] = ['F16', 'BF16', 'F32', 'I32'];

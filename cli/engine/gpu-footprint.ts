@@ -1,0 +1,80 @@
+// Everything a model needs on its GPUs, per part, for the split planner (gpu-split.ts) and the memory check
+// before a CUDA load: weights (loader/gpu-memory.ts, the one weight estimate), the KV cache per layer and
+// position, each stage's scratch and the reserve it keeps free. The scratch and reserve mirror
+// Stage::allocate_scratch and kStageReserveBytes in cuda/cuda_backend.cu; scripts/device/check-split.mjs
+// checks the figures against what the backend reports.
+import { weightBytes } from './loader/gpu-memory.js';
+import type { GptqSettings, ModelArchitecture } from './model-spec.js';
+
+/** The CUDA decode GEMV's row limit (cuda::kGemvMaxRows) and the lm_head rows per pass (Stage::kLogitRows). */
+const GEMV_MAX_ROWS = 8;
+const LOGIT_ROWS = 64;
+/** Free memory each stage keeps back: CUDA graphs, cuBLAS workspace, fragmentation. */
+export const STAGE_RESERVE_BYTES = 256 * 2 ** 20;
+
+/** What a model needs, part by part, to place its layers on GPUs. */
+export interface ModelFootprint {
+  /** Weights of each decoder layer. */
+  layerWeights: number[];
+  /** Weights only the first stage holds: a tied embedding table (an untied one is in host memory). */
+  firstWeights: number;
+  /** Weights only the last stage holds: the final norm and lm_head (a tied table: the last stage's own copy). */
+  lastWeights: number;
+  /** Weights a stage that is first and last holds besides its layers (a tied table serves both ends). */
+  soleWeights: number;
+  /** K and V of one position of one layer. */
+  kvBytesPerLayerPosition: number;
+  /** Scratch of every stage, and what the last adds (its logits buffer). */
+  stageScratch: number;
+  lastScratch: number;
+  /** Free memory each stage keeps back. */
+  stageReserve: number;
+  /** Pinned host memory: the untied embedding table. */
+  hostBytes: number;
+}
+
+type Arch = Pick<ModelArchitecture, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' |
+  'numKvHeads' | 'headDim' | 'tieWordEmbeddings' | 'attentionBias'>;
+
+/** The prompt path's dequantization tile in fp16 values (dequant_budget_halves: 32 MiB, XLLAMA_DEQUANT_MIB). */
+function dequantBudgetHalves(): number {
+  const mib = Number.parseInt(process.env.XLLAMA_DEQUANT_MIB ?? '', 10);
+  return (mib > 0 ? mib : 32) * 2 ** 19;
+}
+
+/** Stage::allocate_scratch, allocation by allocation (each at least 16 bytes). */
+function scratchBytes(a: Arch, chunkTokens: number): { stage: number; last: number } {
+  const { hiddenSize: hid, intermediateSize: I, numHeads: H, numKvHeads: KV, headDim: D } = a;
+  const rows = Math.max(chunkTokens, GEMV_MAX_ROWS);
+  const kmax = Math.max(hid, I, H * D);
+  const qkvDim = (H + 2 * KV) * D;
+  const workFloats = GEMV_MAX_ROWS * H * 64 * (D + 2);
+  const deq = Math.max(dequantBudgetHalves(), kmax * 128);
+  const sizes = [
+    rows * hid * 4, rows * kmax * 2, rows * qkvDim * 4, rows * H * D * 2, rows * H * D * 2, rows * 2 * I * 4,
+    rows * I * 2, rows * kmax * 2, deq * 2, workFloats * 4, GEMV_MAX_ROWS * H * 4, 2 * GEMV_MAX_ROWS * 4,
+    Math.ceil(hid / 128) * 4, (rows + 1) * 4, 4, (D / 2) * 4,
+  ];
+  return {
+    stage: sizes.reduce((s, b) => s + Math.max(b, 16), 0),
+    last: Math.max(LOGIT_ROWS * a.vocabSize * 4, 16),
+  };
+}
+
+export function modelFootprint(spec: { arch: Arch; quant: Pick<GptqSettings, 'groupSize' | 'descAct' | 'sym'> | null },
+    chunkTokens: number): ModelFootprint {
+  const w = weightBytes(spec);
+  const scratch = scratchBytes(spec.arch, chunkTokens);
+  const head = w.finalNorm + (w.tied ? w.embedding : w.lmHead);
+  return {
+    layerWeights: w.layers,
+    firstWeights: w.tied ? w.embedding : 0,
+    lastWeights: head,
+    soleWeights: w.finalNorm + (w.tied ? w.embedding : w.lmHead),
+    kvBytesPerLayerPosition: spec.arch.numKvHeads * spec.arch.headDim * 2 * 2,
+    stageScratch: scratch.stage,
+    lastScratch: scratch.last,
+    stageReserve: STAGE_RESERVE_BYTES,
+    hostBytes: w.tied ? 0 : w.embedding,
+  };
+}

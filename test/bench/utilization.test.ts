@@ -1,0 +1,47 @@
+// Engine averages beside the speed: gpu-monitor's engine model over the collector samples that lie inside a
+// test's timed runs, on the GPUs of its configuration only (matched by PCI bus id, however it is written).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { averageWindow, normalizeBusId, toTimedSample } from '../../cli/bench/utilization.js';
+import { makeGpu, makeSnapshot } from '../monitor/synthetic.js';
+
+const T0 = 1_700_000_000_000;
+
+function sample(time: number, memory: number, tensor: number, other = 0) {
+  const gpus = [
+    makeGpu({ index: 0, pciBusId: '00000000:3B:00.0', gpm: { dramBandwidth: memory, tensorActivity: tensor, smActivity: 90 } }),
+    makeGpu({ index: 1, pciBusId: '00000000:5E:00.0', gpm: { dramBandwidth: other, tensorActivity: other, smActivity: other } }),
+  ];
+  return toTimedSample({ ...makeSnapshot(gpus), time, intervalMs: 100 });
+}
+
+test('bus ids from CUDA and NVML compare equal', () => {
+  assert.equal(normalizeBusId('0000:3B:00.0'), normalizeBusId('00000000:3b:00.0'));
+  assert.notEqual(normalizeBusId('0000:3B:00.0'), normalizeBusId('0000:5E:00.0'));
+});
+
+test('averages over the samples inside the window, on the configuration\'s GPU only; Total is named', () => {
+  const samples = [
+    sample(T0 + 100, 5, 5),    // before the window
+    sample(T0 + 200, 80, 20, 99),
+    sample(T0 + 300, 90, 10, 99),
+    sample(T0 + 400, 70, 30, 99),
+    sample(T0 + 550, 0, 0),    // straddles the end
+  ];
+  const avg = averageWindow(samples, ['0000:3B:00.0'], T0 + 100, T0 + 450);
+  assert.equal(avg.samples, 3);
+  assert.equal(avg.memoryBandwidth, 80);
+  assert.equal(avg.tensor, 20);
+  assert.equal(avg.smActivity, 90);
+  assert.deepEqual(avg.total, { percent: 80, engine: 'memory', label: 'Memory bandwidth', pipe: null, idle: false });
+
+  // Both GPUs of a split: their mean.
+  const both = averageWindow(samples, ['0000:3B:00.0', '0000:5E:00.0'], T0 + 100, T0 + 450);
+  assert.equal(both.samples, 6);
+  assert.equal(both.memoryBandwidth, (80 + 99) / 2);
+});
+
+test('a window shorter than a sampling interval has no samples and no readings', () => {
+  const avg = averageWindow([sample(T0 + 100, 50, 50)], ['0000:3B:00.0'], T0 + 20, T0 + 60);
+  assert.deepEqual(avg, { samples: 0, smActivity: null, memoryBandwidth: null, tensor: null, total: null });
+});
