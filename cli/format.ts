@@ -11,3 +11,8 @@ export function formatBytes(bytes: number): string {
   }
   return u === 0 ? `${bytes} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }
+
+/** 12,345 (rounded to a whole number, thousands separated). */
+export function formatInteger(v: number): string {
+  return Math.round(v).toLocaleString('en-US');
+}

@@ -9,6 +9,7 @@ import { registerInfo } from './commands/info.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerGpuMonitor } from './commands/gpu-monitor.js';
 import { registerBench } from './commands/bench.js';
+import { registerPpl } from './commands/ppl.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -42,6 +43,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad input or flags, 130 interrupted (Ctrl
   registerGenerate(program);
   registerGpuMonitor(program);
   registerBench(program);
+  registerPpl(program);
   return program;
 }
 

@@ -306,6 +306,10 @@ class Stage {
     XL_CUDA_CHECK(cudaMallocHost(&host_in_, (size_t)(rows_ + 1) * sizeof(int)));
     XL_CUDA_CHECK(cudaEventCreateWithFlags(&inputs_copied_, cudaEventDisableTiming));
     token_out_ = mem_.alloc<int>(1, "scratch", &scratch_bytes_);
+    if (last_) {  // score(): the targets and NLLs of one chunk of rows
+      score_targets_ = mem_.alloc<int>(rows_, "scratch", &scratch_bytes_);
+      score_nll_ = mem_.alloc<float>(rows_, "scratch", &scratch_bytes_);
+    }
     inv_freq_ = mem_.alloc<float>(D / 2, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaMallocHost(&host_token_, sizeof(int)));
     update_inv_freq(1, /*force=*/true);
@@ -375,6 +379,25 @@ class Stage {
     XL_CUDA_CHECK(cudaMemcpyAsync(host_token_, token_out_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
     XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return *host_token_;
+  }
+
+  // Perplexity scoring of the chunk just run (run_chunk with LogitRows::None), last stage only: per
+  // kLogitRows slice the final norm + lm_head into logits_ and token_nll into score_nll_, so the logits
+  // stay on the GPU and only m floats come back. Slices with no target skip the lm_head (llama.cpp-style
+  // runs score only half of each chunk).
+  void score_chunk(const int32_t* targets, int m, float* nll) {
+    XL_CUDA_CHECK(cudaSetDevice(device_));
+    XL_CUDA_CHECK(cudaMemcpyAsync(score_targets_, targets, (size_t)m * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    for (int r0 = 0; r0 < m; r0 += kLogitRows) {
+      const int nr = std::min(kLogitRows, m - r0);
+      if (std::all_of(targets + r0, targets + r0 + nr, [](int32_t id) { return id < 0; })) continue;
+      enqueue_logits(m, r0, nr);
+      cuda::token_nll(logits_, nr, cfg_.vocab_size, score_targets_ + r0, score_nll_ + r0, stream_);
+    }
+    XL_CUDA_CHECK(cudaMemcpyAsync(nll, score_nll_, (size_t)m * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    for (int i = 0; i < m; ++i)
+      if (targets[i] < 0) nll[i] = 0.f;  // skipped slices left score_nll_ untouched
   }
 
   static constexpr int kLogitRows = 64;  // lm_head rows per pass when all rows' logits are wanted
@@ -738,7 +761,8 @@ class Stage {
   float *h_ = nullptr, *qkv_ = nullptr, *gu_ = nullptr, *work_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
   size_t deq_halves_ = 0;
-  int *tokens_ = nullptr, *pos_ = nullptr, *token_out_ = nullptr;
+  int *tokens_ = nullptr, *pos_ = nullptr, *token_out_ = nullptr, *score_targets_ = nullptr;
+  float* score_nll_ = nullptr;
   unsigned* attn_done_ = nullptr;  // decode attention's per-(row, head) split counters
   unsigned* col_done_ = nullptr;   // decode GEMVs' per-column-slice counters (GemvFusion::col_done)
   float* row_sum_sq_ = nullptr;    // [2][kGemvMaxRows]: h's row sums of squares for the fused RMSNorms
@@ -836,10 +860,20 @@ class CudaBackend final : public Backend {
     return last().pick_token(s);
   }
 
-  // score(): the stages run as in forward() with LogitRows::None; then the last stage computes the logits
-  // of each slice of rows (Stage::enqueue_logits, Stage::kLogitRows at a time) and their NLL on its own
-  // device, so only n floats come back. Until that device reduction is here, Backend::score's host
-  // reduction over forward() is used.
+  // Perplexity scoring: the stages run each chunk as forward() does; the last stage turns the chunk's rows
+  // into NLLs on its own GPU (Stage::score_chunk), so the logits never cross to the host.
+  void score(const int32_t* tokens, int n, int pos, const int32_t* targets, float* nll) override {
+    begin_call(tokens, n, pos);
+    check_score_targets(targets, n, cfg_.vocab_size);
+    const int rows_per_chunk = last().rows_;
+    for (int done = 0; done < n;) {
+      const int m = std::min(n - done, rows_per_chunk);
+      for (auto& st : stages_) st->run_chunk(tokens + done, m, pos + done, LogitRows::None, nullptr);
+      last().score_chunk(targets + done, m, nll + done);
+      cache_len_ = pos + done + m;
+      done += m;
+    }
+  }
 
  private:
   Stage& last() { return *stages_.back(); }
@@ -895,23 +929,29 @@ class CudaBackend final : public Backend {
   }
 
   // ---- forward ----
-  void run(const int32_t* tokens, int n, int pos, LogitRows rows, float* out) {
+  // The checks every call of n tokens at pos passes before anything is enqueued; then the cache is cut to
+  // pos and the RoPE frequencies set for the call's length (dynamic NTK scales every chunk by the whole
+  // call's length, as HF and the CPU backend do).
+  void begin_call(const int32_t* tokens, int n, int pos) {
     if (n <= 0) throw BackendError(kBadInput, "forward needs at least one token");
     if (pos < 0 || pos > cache_len_)
       throw BackendError(kBadInput, "position " + std::to_string(pos) + " is past the cached " +
-                                                 std::to_string(cache_len_) + " positions");
+                                        std::to_string(cache_len_) + " positions");
     if ((int64_t)pos + n > S_)
       throw BackendError(kContextFull, "the context holds " + std::to_string(S_) + " positions; " +
-                                             std::to_string(pos + n) + " were asked for");
+                                           std::to_string(pos + n) + " were asked for");
     for (int i = 0; i < n; ++i)
       if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
         throw BackendError(kBadInput, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
     cache_len_ = pos;
-    // Dynamic NTK scales every chunk by the whole call's length, as HF does (and the CPU backend).
     for (auto& st : stages_) {
       XL_CUDA_CHECK(cudaSetDevice(st->device()));
       st->update_inv_freq(pos + n, false);
     }
+  }
+
+  void run(const int32_t* tokens, int n, int pos, LogitRows rows, float* out) {
+    begin_call(tokens, n, pos);
     const int rows_per_chunk = last().rows_;
     for (int done = 0; done < n;) {
       const int m = std::min(n - done, rows_per_chunk);

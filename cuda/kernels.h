@@ -134,6 +134,11 @@ constexpr int kMaxDeviceTopK = 64;
 void sample_top_k(const float* logits, int vocab, int top_k, float temperature, float uniform, int* out,
                   cudaStream_t s);
 
+// ---- scoring (perplexity; kernels_score.cu) ----
+// nll[i] = -log softmax(logits[i, :])[targets[i]] for each of `rows` rows of `vocab` logits; 0 where targets[i] < 0.
+// One block per row, max-subtracted, accumulated in float.
+void token_nll(const float* logits, int rows, int vocab, const int* targets, float* nll, cudaStream_t s);
+
 // ---- random fill (dummy models) ----
 void fill_random_u32(uint32_t* p, size_t n, uint64_t seed, cudaStream_t s);
 // uniform in [lo, hi)

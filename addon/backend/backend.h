@@ -184,6 +184,9 @@ int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& s
 // -log softmax(logits)[target], computed in double (score()'s host reduction and its tests).
 double token_nll_host(const float* logits, int vocab, int target);
 
+// score()'s argument check, shared by the backends' overrides: every target is below vocab (BackendError otherwise).
+void check_score_targets(const int32_t* targets, int n, int vocab);
+
 std::unique_ptr<Backend> create_cpu_backend(const ModelConfig& config, const GptqConfig& gptq,
                                             const ModelWeights& weights, const BackendOptions& options);
 

@@ -46,14 +46,18 @@ double token_nll_host(const float* logits, int vocab, int target) {
 // are 32 MiB) while keeping each forward a real prompt chunk.
 constexpr int kScoreRows = 64;
 
-void Backend::score(const int32_t* tokens, int n, int pos, const int32_t* targets, float* nll) {
-  const int vocab = config().vocab_size;
+void check_score_targets(const int32_t* targets, int n, int vocab) {
   for (int i = 0; i < n; ++i) {
     if (targets[i] >= vocab) {
-      throw BackendError("bad_input", "target id " + std::to_string(targets[i]) + " at index " + std::to_string(i) +
-                                          " is outside the vocabulary (0.." + std::to_string(vocab - 1) + ")");
+      throw BackendError(kBadInput, "target id " + std::to_string(targets[i]) + " at index " + std::to_string(i) +
+                                        " is outside the vocabulary (0.." + std::to_string(vocab - 1) + ")");
     }
   }
+}
+
+void Backend::score(const int32_t* tokens, int n, int pos, const int32_t* targets, float* nll) {
+  const int vocab = config().vocab_size;
+  check_score_targets(targets, n, vocab);
   std::vector<float> logits;
   for (int start = 0; start < n; start += kScoreRows) {
     const int m = std::min(kScoreRows, n - start);

@@ -18,6 +18,7 @@ import { EngineSampler, SAMPLE_INTERVAL_MS } from '../bench/utilization.js';
 import { createWriter, OUTPUT_FORMATS, type OutputFormat, type SystemSummary } from '../bench/output.js';
 import { BenchProgress } from './bench-progress.js';
 import { collect, parseInteger } from './flags.js';
+import { INT32_MAX } from '../engine/native-limits.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
 import { registerBenchRun } from './bench-run.js';
 
@@ -42,7 +43,7 @@ const DEFAULTS = { prompt: [512], gen: [128], depth: [0], repeats: 5 };
 function parseSizes(value: string | undefined, flag: string, min: number, fallback: number[], noneAllowed: boolean): number[] {
   if (value === undefined) return fallback;
   if (noneAllowed && value.trim() === 'none') return [];
-  return [...new Set(value.split(',').map((v) => parseInteger(v, flag, min) as number))];
+  return [...new Set(value.split(',').map((v) => parseInteger(v, flag, min, INT32_MAX) as number))];
 }
 
 function parseTestsFrom(flags: BenchFlags): BenchTest[] {
@@ -74,7 +75,7 @@ function placementsFrom(gpus: string[], splits: string[]): { gpus: string | null
   return Array.from({ length: Math.max(gpus.length, splits.length, 1) }, (_, i) => {
     const g = gpus.length === 0 ? null : gpus[gpus.length === 1 ? 0 : i];
     const split = splits.length === 0 ? 'none' : splits[splits.length === 1 ? 0 : i].trim();
-    const devices = g === null ? null : g.split(',').map((d) => parseInteger(d, '--gpus', 0) as number);
+    const devices = g === null ? null : g.split(',').map((d) => parseInteger(d, '--gpus', 0, INT32_MAX) as number);
     if (split !== 'none' && split !== 'auto') {
       const entries = split.split(',').length;
       const over = devices?.length ?? (gpuCount ??= machineGpuCount());

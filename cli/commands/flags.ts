@@ -3,12 +3,14 @@ import { Option, type Command } from 'commander';
 import { UserError } from '../errors.js';
 import type { BackendName } from '../engine/model-handle.js';
 
-export function parseInteger(value: string | undefined, flag: string, min: number): number | undefined {
+/** An integer flag in [min, max]; `max` defaults to the largest exact integer (flags the native side reads pass INT32_MAX or less). */
+export function parseInteger(value: string | undefined, flag: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined;
   if (!/^[+-]?\d+$/.test(value.trim())) throw new UserError(`${flag}: expected an integer, got '${value}'`);
   const n = Number(value);
   if (!Number.isSafeInteger(n)) throw new UserError(`${flag}: ${value} is too large`);
   if (n < min) throw new UserError(`${flag}: must be >= ${min}, got ${value}`);
+  if (n > max) throw new UserError(`${flag}: must be <= ${max}, got ${value}`);
   return n;
 }
 

@@ -8,6 +8,7 @@ import { stopOnInterruptOrClosedOutput } from '../stop-signal.js';
 import { loadModelSpec } from '../engine/loader/index.js';
 import { TextTokenizer } from '../engine/tokenizer.js';
 import { checkPromptFits, promptIds } from '../engine/prompt.js';
+import { NonFiniteLogitsError } from '../engine/sampler.js';
 import { generate, type GenerationStats } from '../engine/generate.js';
 import { NativeModel } from '../engine/native-model.js';
 import { addAlias, collect, parseInteger } from './flags.js';
@@ -82,6 +83,9 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
         text += token.text;
         if (!flags.json) writeOut(token.text);
       }
+    } catch (err) {
+      // Name the model whose weights gave the NaN / infinite logits.
+      throw err instanceof NonFiniteLogitsError ? new UserError(`${spec.dir}: ${err.message}`) : err;
     } finally {
       prefill.stop();
     }

@@ -1,10 +1,13 @@
 // `xllama info [MODEL_DIR] [--gpus] [--json]`: what this machine can run, and what a model is.
 import type { Command } from 'commander';
+import { join } from 'node:path';
 import { loadAddon } from '../native/addon.js';
 import { UserError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { loadModelSpec } from '../engine/loader/index.js';
-import { summarizeModel, type ModelSummary } from '../engine/loader/model-summary.js';
+import { summarizeModel, type ModelSummary, type TokenizerSummary } from '../engine/loader/model-summary.js';
+import { TextTokenizer } from '../engine/tokenizer.js';
+import { ChatTemplate } from '../engine/chat-template.js';
 import { modelFootprint } from '../engine/gpu-footprint.js';
 import { placeOnGpus } from '../engine/gpu-placement.js';
 import { planRows, type SplitPlan } from '../engine/gpu-split.js';
@@ -81,6 +84,18 @@ function gpuPlan(spec: ModelSpec, opts: InfoOptions): { plan: SplitPlan; gpus: G
   return { plan: placed.plan, gpus };
 }
 
+function tokenizerRows(s: ModelSummary): [string, string][] {
+  const t = s.tokenizer;
+  const ids = (bos: number | null, eos: number[]) => `${bos ?? 'none'} / ${eos.length ? eos.join(', ') : 'none'}`;
+  if (!t) return [['bos / eos ids', ids(s.bosTokenId, s.eosTokenIds)]];
+  const unused = s.vocabSize - t.vocabSize;
+  return [
+    ['tokenizer', `${t.vocabSize} tokens${unused > 0 ? ` (${unused} embedding rows past them, unused)` : ''}, ` +
+      `chat template ${t.chatTemplate ? 'yes' : 'none'}`],
+    ['bos / eos ids', ids(t.bosTokenId, t.eosTokenIds)],
+  ];
+}
+
 export function formatModelSummary(s: ModelSummary, plan?: SplitPlan, gpus?: GpuDescription[] | null): string {
   const rows: [string, string][] = [
     ['model', s.dir],
@@ -97,12 +112,19 @@ export function formatModelSummary(s: ModelSummary, plan?: SplitPlan, gpus?: Gpu
     ['quantization', describeQuant(s)],
     ['size on disk', `${formatBytes(s.diskBytes)} in ${s.files.length} file${s.files.length === 1 ? '' : 's'}`],
     ['GPU weights', formatBytes(s.gpuWeightBytes)],
-    ['bos / eos ids', `${s.bosTokenId ?? 'none'} / ${s.eosTokenIds.length ? s.eosTokenIds.join(', ') : 'none'}`],
+    ...tokenizerRows(s),
     ...(plan ? planRows(plan, (d) => gpus?.find((g) => g.index === d)?.name) : []),
   ];
   if (plan && gpus === null && plan.mode !== 'single') rows.push(['', 'no GPU here: planned against the budgets alone']);
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+}
+
+/** Builds the tokenizer as generation would (every check included) and parses the chat template. */
+function checkTokenizer(spec: ModelSpec): TokenizerSummary {
+  const tok = TextTokenizer.fromFiles(spec.tokenizer, spec);
+  if (tok.chatTemplate !== null) new ChatTemplate(tok.chatTemplate, tok, join(spec.dir, 'tokenizer_config.json'));
+  return { vocabSize: tok.vocabSize, bosTokenId: tok.bosId, eosTokenIds: [...tok.eosIds], chatTemplate: tok.chatTemplate !== null };
 }
 
 export function registerInfo(program: Command): void {
@@ -128,7 +150,7 @@ export function registerInfo(program: Command): void {
       }
       if (typeof opts.gpus === 'string') parseGpuList(opts.gpus);  // a bad list is refused before the model is read
       const spec = loadModelSpec(model);
-      const summary = summarizeModel(spec);
+      const summary = summarizeModel(spec, checkTokenizer(spec));
       const { plan, gpus } = gpuPlan(spec, opts);
       process.stdout.write(opts.json ? `${JSON.stringify({ ...summary, gpuPlan: plan })}\n`
         : `${formatModelSummary(summary, plan, gpus)}\n`);

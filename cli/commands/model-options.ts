@@ -9,6 +9,7 @@ import type { GpuSplitRequest } from '../engine/gpu-placement.js';
 import type { OpenOptions } from '../engine/model-handle.js';
 import { packageRoot } from '../native/addon.js';
 import { addAlias, parseBackend, parseInteger } from './flags.js';
+import { INT32_MAX, MAX_THREADS } from '../engine/native-limits.js';
 
 /** The small real model in the package (stories260K, MIT, from llama2.c): a first run needs no download. */
 export const DEMO_MODEL_DIR = join(packageRoot, 'fixtures', 'models', 'stories260K');
@@ -23,18 +24,23 @@ export interface ModelFlags {
   verbose?: boolean;
 }
 
-export function addModelOptions(cmd: Command): Command {
+/**
+ * `ctxSizeFor`: the option that llama.cpp's -c/--ctx-size stands for. The KV-cache size (--max-seq-len) by
+ * default; ppl passes 'ctx', its tokens per chunk, which is what -c means to llama-perplexity.
+ */
+export function addModelOptions(cmd: Command, { ctxSizeFor = 'maxSeqLen' }: { ctxSizeFor?: string } = {}): Command {
+  const alsoCtxSize = ctxSizeFor === 'maxSeqLen' ? ', also -c/--ctx-size' : '';
   cmd
     .option('-m, --model <dir>', 'model folder in Hugging Face layout (default: the bundled demo model, stories260K)')
     .option('--backend <name>', 'auto, cpu or cuda (default auto)')
-    .option('--max-seq-len <n>', "KV-cache positions, also -c/--ctx-size (default: the model's max_position_embeddings, " +
+    .option('--max-seq-len <n>', `KV-cache positions${alsoCtxSize} (default: the model's max_position_embeddings, ` +
       'capped by free GPU memory)')
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--gpus <list>', 'CUDA devices to use, comma-separated, in order (default: all with --gpu-split, else GPU 0); a device may repeat')
     .option('--gpu-split <split>', "layer split across --gpus: 'auto' (by free memory) or GB per GPU, e.g. 20,24; " +
       'a budget counts weights, KV cache, scratch and reserve (default: one GPU)')
     .option('--verbose', 'print where the model goes on the GPUs (layers and bytes per GPU) before it loads');
-  return addAlias(cmd, '-c, --ctx-size <n>', 'maxSeqLen');
+  return addAlias(cmd, '-c, --ctx-size <n>', ctxSizeFor);
 }
 
 /** The model folder from -m; without -m the bundled demo model, said in one line on stderr. */
@@ -106,8 +112,8 @@ export function placementFrom(flags: Pick<ModelFlags, 'gpus' | 'gpuSplit' | 'ver
 export function openOptionsFrom(flags: ModelFlags): OpenOptions & { maxSeqLen?: number } {
   return {
     backend: parseBackend(flags.backend),
-    maxSeqLen: parseInteger(flags.maxSeqLen, '--max-seq-len', 2),
-    threads: parseInteger(flags.threads, '--threads', 1),
+    maxSeqLen: parseInteger(flags.maxSeqLen, '--max-seq-len', 2, INT32_MAX),
+    threads: parseInteger(flags.threads, '--threads', 1, MAX_THREADS),
     ...placementFrom(flags),
   };
 }

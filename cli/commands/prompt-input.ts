@@ -4,7 +4,7 @@
 // terminal, no flag) and an empty one both mean: start from BOS.
 import type { Command } from 'commander';
 import { UserError } from '../errors.js';
-import { readStdinText, readTextFile } from './text-input.js';
+import { readStdinText, readTextFile } from '../engine/text-file.js';
 
 export interface PromptFlags {
   prompt?: string;
@@ -18,18 +18,26 @@ export function addPromptOptions(cmd: Command): Command {
     .option('-f, --file <path>', "read the prompt from a file, '-' for stdin (default: stdin when it is piped)");
 }
 
-function withoutFinalNewline(text: string): string {
-  if (text.endsWith('\r\n')) return text.slice(0, -2);
-  return text.endsWith('\n') ? text.slice(0, -1) : text;
+/** A prompt file's text as the prompt: without a leading byte-order mark or one final newline. */
+function asPrompt(text: string): string {
+  const t = text.startsWith('\uFEFF') ? text.slice(1) : text;
+  if (t.endsWith('\r\n')) return t.slice(0, -2);
+  return t.endsWith('\n') ? t.slice(0, -1) : t;
 }
 
 export async function promptTextFrom(flags: PromptFlags, stdinIsTerminal = Boolean(process.stdin.isTTY)): Promise<string> {
   if (flags.prompt !== undefined && flags.file !== undefined) {
     throw new UserError('-p/--prompt and -f/--file: give the prompt one way, not both');
   }
-  if (flags.file !== undefined && flags.file !== '-') return withoutFinalNewline(readTextFile(flags.file, '-f/--file'));
+  if (flags.file !== undefined && flags.file !== '-') {
+    try {
+      return asPrompt(readTextFile(flags.file, { allowEmpty: true }));
+    } catch (err) {
+      throw err instanceof UserError ? new UserError(`-f/--file: ${err.message}`) : err;
+    }
+  }
   if (flags.prompt === '-' || flags.file === '-' || (flags.prompt === undefined && !stdinIsTerminal)) {
-    return withoutFinalNewline(await readStdinText());
+    return asPrompt(await readStdinText({ allowEmpty: true }));
   }
   return flags.prompt ?? '';
 }

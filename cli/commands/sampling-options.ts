@@ -5,6 +5,7 @@ import { UserError } from '../errors.js';
 import { DEFAULT_SAMPLING, checkSampling, type SamplingParams } from '../engine/sampler.js';
 import { randomSeed } from '../engine/rng.js';
 import { addAlias, parseInteger, parseNumber } from './flags.js';
+import { INT32_MAX } from '../engine/native-limits.js';
 
 export interface SamplingFlags {
   temperature?: string;
@@ -37,7 +38,7 @@ export function samplingFrom(flags: SamplingFlags): SamplingParams {
   const d = DEFAULT_SAMPLING;
   const p: SamplingParams = {
     temperature: parseNumber(flags.temperature, '--temperature') ?? d.temperature,
-    topK: parseInteger(flags.topK, '--top-k', 0) ?? d.topK,
+    topK: parseInteger(flags.topK, '--top-k', 0, INT32_MAX) ?? d.topK,
     topP: parseNumber(flags.topP, '--top-p') ?? d.topP,
     minP: parseNumber(flags.minP, '--min-p') ?? d.minP,
     typicalP: parseNumber(flags.typicalP, '--typical-p') ?? d.typicalP,

@@ -57,7 +57,8 @@ function scratchBytes(a: Arch, chunkTokens: number): { stage: number; last: numb
   ];
   return {
     stage: sizes.reduce((s, b) => s + Math.max(b, 16), 0),
-    last: Math.max(LOGIT_ROWS * a.vocabSize * 4, 16),
+    // The lm_head's logits slice, and score()'s targets and NLLs for one chunk of rows.
+    last: Math.max(LOGIT_ROWS * a.vocabSize * 4, 16) + 2 * Math.max(rows * 4, 16),
   };
 }
 

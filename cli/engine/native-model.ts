@@ -11,6 +11,7 @@ import { DEFAULT_CHUNK_TOKENS, type BackendName, type MemoryUse, type ModelHandl
   type TokenSampling } from './model-handle.js';
 import type { GptqSettings, ModelSpec } from './model-spec.js';
 import { DUMMY_GROUP_SIZE, dummyArch } from './dummy-models.js';
+import { FLOAT32_MAX, INT32_MAX, MAX_THREADS, isIntIn } from './native-limits.js';
 
 /** Codes the native side uses for internal faults; every other code is a problem the user can act on. */
 const INTERNAL_CODES = new Set(['internal']);
@@ -40,17 +41,28 @@ function requireGpu(addon: NativeAddon, what: string): void {
   }
 }
 
+/** Each numeric open option, the name the user knows it by, and its range on the native side. */
+const OPTION_RANGES = [
+  { key: 'maxSeqLen', name: '--max-seq-len', min: 0, max: INT32_MAX },
+  { key: 'threads', name: '--threads', min: 0, max: MAX_THREADS },
+  { key: 'device', name: 'device', min: 0, max: INT32_MAX },
+  { key: 'maxChunkTokens', name: 'maxChunkTokens', min: 1, max: INT32_MAX },
+] as const;
+
 function nativeOptions(addon: NativeAddon, opts: OpenOptions): NativeOpenOptions {
-  for (const key of ['maxSeqLen', 'threads', 'device', 'maxChunkTokens'] as const) {
+  for (const { key, name, min, max } of OPTION_RANGES) {
     const v = opts[key];
-    if (v !== undefined && (!Number.isInteger(v) || v < (key === 'maxChunkTokens' ? 1 : 0))) {
-      throw new UserError(`${key} must be a ${key === 'maxChunkTokens' ? 'positive' : 'non-negative'} integer (got ${v})`);
-    }
+    if (v !== undefined && !isIntIn(v, min, max)) throw new UserError(`${name}: expected an integer from ${min} to ${max}, got ${v}`);
   }
   if (opts.gpuSplit && opts.stages) throw new UserError('give either a GPU split request or stages, not both');
   if (opts.gpuSplit && opts.backend === 'cpu') {
     throw new UserError(`${describeRequest(opts.gpuSplit)}: GPU placement is for the cuda backend (--backend cpu was given)`);
   }
+  opts.stages?.forEach((s, i) => {
+    for (const key of ['device', 'firstLayer', 'endLayer'] as const) {
+      if (!isIntIn(s[key], 0)) throw new UserError(`stages[${i}].${key}: expected an integer from 0 to ${INT32_MAX}, got ${s[key]}`);
+    }
+  });
   return {
     backend: resolveBackend(addon, opts.backend, Boolean(opts.gpuSplit)),
     maxSeqLen: opts.maxSeqLen ?? 0,
@@ -93,7 +105,14 @@ function dummyShape(name: string): { spec: FootprintShape; maxSeqLen: number } {
 }
 
 function checkPos(pos: number): void {
-  if (!Number.isInteger(pos) || pos < 0) throw new UserError(`position must be a non-negative integer (got ${pos})`);
+  if (!isIntIn(pos, 0)) throw new UserError(`position must be an integer from 0 to ${INT32_MAX} (got ${pos})`);
+}
+
+/** The backend reads temperature and uniform as floats and topK as an int. */
+function checkTokenSampling(s: TokenSampling): void {
+  if (!(s.temperature >= 0 && s.temperature <= FLOAT32_MAX)) throw new UserError(`temperature must be a finite number >= 0 (got ${s.temperature})`);
+  if (!isIntIn(s.topK, 0)) throw new UserError(`top-k must be an integer from 0 to ${INT32_MAX} (got ${s.topK})`);
+  if (!(s.uniform >= 0 && s.uniform < 1)) throw new UserError(`uniform must be in [0, 1) (got ${s.uniform})`);
 }
 
 function toInt32Tokens(tokens: ArrayLike<number>): Int32Array {
@@ -171,6 +190,7 @@ export class NativeModel implements ModelHandle {
   }
 
   async forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling): Promise<number> {
+    checkTokenSampling(sampling);
     const ids = this.checkedTokens(tokens, pos);
     return this.enqueueForward(ids, pos, (h) => this.addon.forwardSample(h, ids, pos, sampling));
   }
@@ -183,7 +203,7 @@ export class NativeModel implements ModelHandle {
   }
 
   async trimCache(length: number): Promise<void> {
-    if (!Number.isInteger(length) || length < 0) throw new UserError(`cache length must be a non-negative integer (got ${length})`);
+    if (!isIntIn(length, 0)) throw new UserError(`cache length must be an integer from 0 to ${INT32_MAX} (got ${length})`);
     if (length < this.cached.length) this.cached = this.cached.slice(0, length);
     return this.enqueue(async (h) => this.addon.trimCache(h, length));
   }

@@ -2,6 +2,8 @@
 // top-k → top-p → min-p → typical filtering (the order of Hugging Face transformers' logits warpers).
 import type { TokenSampling } from './model-handle.js';
 import { Rng } from './rng.js';
+import { UserError } from '../errors.js';
+import { FLOAT32_MAX, INT32_MAX, isIntIn } from './native-limits.js';
 
 export interface SamplingParams {
   /** 0: greedy (argmax, first index on ties). */
@@ -37,7 +39,8 @@ export const DEFAULT_SAMPLING: SamplingParams = {
 export function checkSampling(p: SamplingParams): string | null {
   const finite = (v: number) => Number.isFinite(v);
   if (!finite(p.temperature) || p.temperature < 0) return 'temperature must be >= 0';
-  if (!Number.isInteger(p.topK) || p.topK < 0) return 'top-k must be an integer >= 0 (0: off)';
+  if (p.temperature > FLOAT32_MAX) return `temperature must be at most ${FLOAT32_MAX.toPrecision(3)}`;
+  if (!isIntIn(p.topK, 0)) return `top-k must be an integer from 0 to ${INT32_MAX} (0: off)`;
   if (!finite(p.topP) || p.topP <= 0 || p.topP > 1) return 'top-p must be in (0, 1]';
   if (!finite(p.minP) || p.minP < 0 || p.minP > 1) return 'min-p must be in [0, 1]';
   if (!finite(p.typicalP) || p.typicalP <= 0 || p.typicalP > 1) return 'typical-p must be in (0, 1]';
@@ -219,6 +222,28 @@ export function pickIndex(probs: ArrayLike<number>, uniform: number): number {
   return 0;
 }
 
+/**
+ * Damaged weights give NaN or infinite logits, which no sampling step can rank. The generation loop
+ * stops with this error (a one-line message) rather than pick an id out of nothing.
+ */
+export class NonFiniteLogitsError extends UserError {
+  constructor(what: string) {
+    super(`the model's logits are not finite (${what}); its weights may be damaged`);
+  }
+}
+
+/** Why a row of logits can't be sampled (a NaN, +∞, or every logit -∞), or null when it can. */
+export function nonFiniteLogits(logits: ArrayLike<number>): string | null {
+  let anyAboveMinusInf = false;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (Number.isNaN(v)) return `NaN at token ${i} of ${logits.length}`;
+    if (v === Infinity) return `+infinity at token ${i} of ${logits.length}`;
+    if (v !== -Infinity) anyAboveMinusInf = true;
+  }
+  return anyAboveMinusInf ? null : `all ${logits.length} are -infinity`;
+}
+
 /** Samples token ids with one set of parameters and one seeded generator; remembers what it has seen. */
 export class Sampler {
   readonly params: SamplingParams;
@@ -259,6 +284,8 @@ export class Sampler {
   /** Picks the next id from one row of logits (the row may be modified). */
   sample(logits: Float32Array): number {
     const p = this.params;
+    const bad = nonFiniteLogits(logits);
+    if (bad) throw new NonFiniteLogitsError(bad);
     if (hasPenalties(p)) applyPenalties(logits, p, this.seen, this.generatedCounts);
     if (p.temperature <= 0) return argmax(logits);
     const invT = 1 / p.temperature;

@@ -1,11 +1,14 @@
 // Text ⇄ token ids for a model folder: tokenizer.json through @huggingface/tokenizers, with the special
 // tokens and BOS/EOS policy taken from tokenizer_config.json, config.json and generation_config.json.
 import { readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.js';
 import type { TokenizerFiles } from './model-spec.js';
 import { flattenAddedTokens } from './loader/tokenizer-config.js';
 import { pickTemplate } from './chat-template.js';
+import { PiecewiseEncoder } from './piecewise-encoding.js';
+import { PIPELINE_STEPS, checkTokenizerConfig, checkTokenizerJson } from './tokenizer-json.js';
 
 export interface EncodeOptions {
   /** Add BOS/EOS the way the model's tokenizer does (add_bos_token / add_eos_token, else its post-processor). */
@@ -38,6 +41,57 @@ function idList(value: unknown): number[] {
   return [];
 }
 
+/** Texts shorter than this are encoded in one call (a prompt); longer ones word by word where exact. */
+const PIECEWISE_MIN_CHARS = 4096;
+
+/** What TextTokenizer checks besides tokenizer.json itself. */
+export interface TokenizerChecks {
+  /** config.json's vocab_size: every id the tokenizer can produce must be below it. */
+  vocabSize?: number;
+  /** tokenizer_config.json's path, for messages. */
+  configSource?: string;
+}
+
+const firstLine = (err: unknown): string => String((err as Error)?.message ?? err).split('\n')[0]!;
+
+/** A text every working tokenizer encodes and decodes: letters, digits, punctuation, spaces and a newline. */
+const PROBE_TEXT = 'Hello, world! 123\n  The end.';
+
+/** Encodes and decodes PROBE_TEXT with and without special tokens; throws what the library throws. */
+function probe(hf: HfTokenizer): void {
+  for (const addSpecial of [false, true]) {
+    const ids = hf.encode(PROBE_TEXT, { add_special_tokens: addSpecial }).ids;
+    if (!ids.every((id: number) => Number.isInteger(id))) throw new Error('no token for part of a plain English text, and no model.unk_token');
+    if (ids.length > 0) hf.decode(ids, { skip_special_tokens: addSpecial });
+  }
+}
+
+/**
+ * The library builds most of a tokenizer lazily, so a broken step shows only when text goes through it:
+ * build, run the probe, and when it fails find the step to blame (the one whose removal makes it work).
+ */
+function buildChecked(json: Record<string, unknown>, config: Record<string, unknown>, source: string): HfTokenizer {
+  const attempt = (j: Record<string, unknown>): HfTokenizer => {
+    const hf = new HfTokenizer(j, config);
+    probe(hf);
+    return hf;
+  };
+  try {
+    return attempt(json);
+  } catch (err) {
+    const works = (j: Record<string, unknown>): boolean => {
+      try {
+        attempt(j);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const step = PIPELINE_STEPS.find((k) => json[k] !== null && works({ ...json, [k]: null }));
+    throw new UserError(`${source}: ${step ?? 'the tokenizer'} does not work (${firstLine(err)})`);
+  }
+}
+
 export class TextTokenizer {
   readonly bosId: number | null;
   /** Every id that ends generation: the tokenizer's eos_token and config/generation_config eos ids. */
@@ -51,19 +105,42 @@ export class TextTokenizer {
   readonly chatTemplate: string | null;
   private readonly hf: HfTokenizer;
   private readonly specialIds: Set<number>;
+  /** Long texts in words, for tokenizers whose BPE otherwise runs over the whole text as one word. */
+  private readonly piecewise: PiecewiseEncoder | null;
+  /** tokenizer.json's path, for messages. */
+  private readonly source: string;
+  /** The tokenizer's largest id + 1 (the model's vocab_size may be larger: padded embeddings). */
+  readonly vocabSize: number;
 
+  /**
+   * Builds the tokenizer and checks it: tokenizer.json's structure, a trial encode and decode, and with
+   * `checks.vocabSize` that every id it can produce is in the model's vocabulary. Problems are one-line
+   * UserErrors naming the file and field.
+   */
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>, ids: SpecialIds,
-              source = 'tokenizer.json') {
+              source = 'tokenizer.json', checks: TokenizerChecks = {}) {
+    this.source = source;
+    const configSource = checks.configSource ?? 'tokenizer_config.json';
     // The loader has flattened `__type: AddedToken` objects already; configs given directly may not be.
     const config = flattenAddedTokens(tokenizerConfig) as Record<string, unknown>;
-    try {
-      this.hf = new HfTokenizer(tokenizerJson, config);
-    } catch (err) {
-      throw new UserError(`${source}: unsupported or invalid tokenizer (${(err as Error).message})`);
+    checkTokenizerConfig(config, configSource);
+    const largest = checkTokenizerJson(tokenizerJson, source);
+    if (checks.vocabSize !== undefined && largest.id >= checks.vocabSize) {
+      throw new UserError(`${source}: ${largest.field} gives ${JSON.stringify(largest.token)} the id ${largest.id}, ` +
+        `outside the model's vocabulary (config.json vocab_size is ${checks.vocabSize})`);
     }
+    this.vocabSize = largest.id + 1;
+    // Hugging Face's tokenizers treat missing pipeline steps and added_tokens as none; the library needs them spelled out.
+    this.hf = buildChecked({ normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [],
+      ...tokenizerJson }, config, source);
     this.bosToken = tokenContent(config.bos_token);
     this.eosToken = tokenContent(config.eos_token);
     const lookup = (t: string | null): number | null => (t === null ? null : this.hf.token_to_id(t) ?? null);
+    for (const [key, token] of [['bos_token', this.bosToken], ['eos_token', this.eosToken]] as const) {
+      if (token !== null && lookup(token) === null) {
+        throw new UserError(`${configSource}: ${key} ${JSON.stringify(token)} is not a token of ${basename(source)}`);
+      }
+    }
     this.bosId = lookup(this.bosToken) ?? ids.bosTokenId;
     // The tokenizer's own eos_token first: it is the one add_eos_token appends.
     const eosFromConfig = lookup(this.eosToken);
@@ -71,6 +148,7 @@ export class TextTokenizer {
     this.addBos = typeof config.add_bos_token === 'boolean' ? config.add_bos_token : null;
     this.addEos = typeof config.add_eos_token === 'boolean' ? config.add_eos_token : null;
     this.chatTemplate = pickTemplate(config.chat_template);
+    this.piecewise = PiecewiseEncoder.forTokenizer(tokenizerJson);
 
     this.specialIds = new Set<number>();
     for (const [id, tok] of this.hf.get_added_tokens_decoder()) if (tok.special) this.specialIds.add(id);
@@ -78,41 +156,70 @@ export class TextTokenizer {
     for (const id of this.eosIds) this.specialIds.add(id);
   }
 
-  /** Reads tokenizer.json named by the loader's TokenizerFiles. */
-  static fromFiles(files: TokenizerFiles, ids: SpecialIds): TextTokenizer {
+  /**
+   * Reads tokenizer.json named by the loader's TokenizerFiles. Given a ModelSpec (with `arch`), also
+   * checks the tokenizer against config.json's vocab_size.
+   */
+  static fromFiles(files: TokenizerFiles, ids: SpecialIds & { arch?: { vocabSize: number } }): TextTokenizer {
+    let text: string;
+    try {
+      text = readFileSync(files.tokenizerJsonPath, 'utf8');
+    } catch (err) {
+      throw new UserError(`${files.tokenizerJsonPath}: cannot read (${(err as NodeJS.ErrnoException).code ?? firstLine(err)})`);
+    }
     let json: Record<string, unknown>;
     try {
-      json = JSON.parse(readFileSync(files.tokenizerJsonPath, 'utf8')) as Record<string, unknown>;
+      json = JSON.parse(text) as Record<string, unknown>;
     } catch (err) {
-      throw new UserError(`${files.tokenizerJsonPath}: cannot read tokenizer (${(err as Error).message})`);
+      throw new UserError(`${files.tokenizerJsonPath}: not valid JSON (${firstLine(err)})`);
     }
     const genIds = files.generationConfig ? idList(files.generationConfig.eos_token_id) : [];
     const bosFromGen = files.generationConfig?.bos_token_id;
     return new TextTokenizer(json, files.tokenizerConfig, {
       bosTokenId: ids.bosTokenId ?? (typeof bosFromGen === 'number' ? bosFromGen : null),
       eosTokenIds: [...ids.eosTokenIds, ...genIds],
-    }, files.tokenizerJsonPath);
+    }, files.tokenizerJsonPath, {
+      vocabSize: ids.arch?.vocabSize,
+      configSource: join(dirname(files.tokenizerJsonPath), 'tokenizer_config.json'),
+    });
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     const addSpecial = options.addSpecial ?? false;
     const explicitPolicy = this.addBos !== null || this.addEos !== null;
-    if (addSpecial && !explicitPolicy) {
+    let ids: number[];
+    try {
       // No add_bos/add_eos in tokenizer_config.json: the tokenizer's own post-processor decides (Llama 3, Qwen2).
-      return this.hf.encode(text, { add_special_tokens: true }).ids;
+      ids = addSpecial && !explicitPolicy ? this.hf.encode(text, { add_special_tokens: true }).ids : this.encodePlain(text);
+    } catch (err) {
+      throw new UserError(`${this.source}: the tokenizer fails on this text (${firstLine(err)})`);
     }
-    const ids = this.hf.encode(text, { add_special_tokens: false }).ids;
-    if (!addSpecial) return ids;
+    if (!ids.every((id) => Number.isInteger(id))) {
+      throw new UserError(`${this.source}: the vocabulary has no token for part of the text, and model.unk_token is not set`);
+    }
+    if (!addSpecial || !explicitPolicy) return ids;
     if (this.addBos && this.bosId !== null) ids.unshift(this.bosId);
     if (this.addEos && this.eosIds.length > 0) ids.push(this.eosIds[0]!);
     return ids;
   }
 
+  /** Ids without special tokens; long texts word by word where that gives the same ids (piecewise-encoding.ts). */
+  private encodePlain(text: string): number[] {
+    const whole = (t: string) => this.hf.encode(t, { add_special_tokens: false }).ids;
+    if (this.piecewise && text.length >= PIECEWISE_MIN_CHARS) return this.piecewise.encode(text, whole) ?? whole(text);
+    return whole(text);
+  }
+
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
     const skip = options.skipSpecial ?? true;
-    const list = Array.from(ids).filter((id) => !(skip && this.specialIds.has(id)));
+    // Ids the tokenizer has no token for (a vocabulary padded past the tokenizer's) decode to nothing.
+    const list = Array.from(ids).filter((id) => !(skip && this.specialIds.has(id)) && this.hf.id_to_token(id) !== undefined);
     if (list.length === 0) return '';
-    return this.hf.decode(list, { skip_special_tokens: skip });
+    try {
+      return this.hf.decode(list, { skip_special_tokens: skip });
+    } catch (err) {
+      throw new UserError(`${this.source}: decoder fails (${firstLine(err)})`);
+    }
   }
 
   tokenToId(token: string): number | undefined {

@@ -72,12 +72,12 @@ const withNul = join(tmp, 'nul.txt');
 writeFileSync(withNul, 'Once\0upon');
 
 const BAD: [string, string[], Buffer | undefined, RegExp][] = [
-  ['a missing -f file', ['-f', join(tmp, 'no-such.txt')], undefined, /-f\/--file: cannot read .*no-such\.txt: no such file/],
-  ['-f on a folder', ['-f', folder], undefined, /-f\/--file: .*a-folder is a folder, not a text file/],
-  ['-f on a binary file', ['-f', binary], undefined, /-f\/--file: .*binary\.bin is not UTF-8 text/],
-  ['-f on a file with NUL bytes', ['-f', withNul], undefined, /nul\.txt is not a text file/],
+  ['a missing -f file', ['-f', join(tmp, 'no-such.txt')], undefined, /-f\/--file: .*no-such\.txt: no such file/],
+  ['-f on a folder', ['-f', folder], undefined, /-f\/--file: .*a-folder: is a folder, not a text file/],
+  ['-f on a binary file', ['-f', binary], undefined, /-f\/--file: .*binary\.bin: not a (UTF-8 )?text file/],
+  ['-f on a file with NUL bytes', ['-f', withNul], undefined, /-f\/--file: .*nul\.txt: not a text file \(a NUL byte at offset 4\)/],
   ['-p and -f together', ['-p', PROMPT, '-f', binary], undefined, /-p\/--prompt and -f\/--file: give the prompt one way/],
-  ['stdin that is not UTF-8', [], Buffer.from([0xff, 0xfe]), /^xllama: stdin is not UTF-8 text\n$/],
+  ['stdin that is not UTF-8', [], Buffer.from([0xff, 0xfe]), /^xllama: stdin: not a UTF-8 text file\n$/],
 ];
 
 for (const [name, args, input, message] of BAD) {

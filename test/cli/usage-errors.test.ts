@@ -49,6 +49,14 @@ test('llama.cpp spellings: --temp, -c, --ctx-size and --n-predict set --temperat
   assert.equal(bad.stderr, "xllama: --max-seq-len: expected an integer, got 'lots'\n");
 });
 
+test("ppl: -c is llama-perplexity's -c, the tokens per chunk (--ctx)", () => {
+  const r = runCli(['ppl', '-m', model, '--backend', 'cpu', '-f', join(model, 'stories.txt'), '-c', '128', '--chunks', '2', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.ctx, 128);
+  assert.equal(out.chunks, 2);
+});
+
 test('--help names the llama.cpp spellings beside the flags they stand for', () => {
   const r = runCli(['generate', '--help']);
   assert.equal(r.status, 0);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_SAMPLING, Sampler, allCandidates, likelyCandidates, applyPenalties, argmax, checkSampling, minPFilter, pickIndex, softmax,
+  DEFAULT_SAMPLING, NonFiniteLogitsError, Sampler, allCandidates, likelyCandidates, applyPenalties, argmax, checkSampling, minPFilter, pickIndex, softmax,
   topKCandidates, topPFilter, typicalFilter, type SamplingParams,
 } from '../../cli/engine/sampler.js';
 import { Rng } from '../../cli/engine/rng.js';
@@ -165,5 +165,24 @@ test('out-of-range parameters are named', () => {
   assert.match(checkSampling({ ...OFF, typicalP: 0 })!, /typical-p/);
   assert.match(checkSampling({ ...OFF, repeatPenalty: 0 })!, /repeat-penalty/);
   assert.match(checkSampling({ ...OFF, presencePenalty: 3 })!, /presence-penalty/);
+  // Values the backend would read as an int or a float out of range.
+  assert.match(checkSampling({ ...OFF, topK: 2 ** 31 })!, /top-k/);
+  assert.match(checkSampling({ ...OFF, temperature: 1e39 })!, /temperature/);
+  assert.equal(checkSampling({ ...OFF, topK: 2 ** 31 - 1 }), null);
   assert.equal(checkSampling(DEFAULT_SAMPLING), null);
+});
+
+test('NaN or infinite logits stop every sampling mode with one clear error; -infinity alone is a mask', () => {
+  const modes: SamplingParams[] = [
+    { ...OFF, temperature: 0 }, { ...OFF, temperature: 0.8 }, { ...OFF, temperature: 0.8, topK: 5 },
+    DEFAULT_SAMPLING, { ...OFF, typicalP: 0.5 }, { ...OFF, temperature: 0, repeatPenalty: 1.3 },
+  ];
+  for (const params of modes) {
+    const s = new Sampler(params, 3);
+    assert.throws(() => s.sample(Float32Array.from([0.5, NaN, 1])), (e: Error) =>
+      e instanceof NonFiniteLogitsError && /logits are not finite \(NaN at token 1 of 3\)/.test(e.message));
+    assert.throws(() => s.sample(Float32Array.from([0.5, Infinity, 1])), /\+infinity at token 1 of 3/);
+    assert.throws(() => s.sample(Float32Array.from([-Infinity, -Infinity])), /all 2 are -infinity/);
+    assert.equal(s.sample(Float32Array.from([-Infinity, 2, -Infinity])), 1);
+  }
 });

@@ -5,24 +5,15 @@ import assert from 'node:assert/strict';
 import { copyFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixtures, runCli } from '../helpers/run-cli.js';
+import { assertCliRefused } from '../helpers/assert-refused.js';
 import { readRaw, readSafetensors, rewriteHeader, rewriteTensors, writeRaw, writeSafetensors } from '../helpers/safetensors-writer.js';
 import { FP16, G32, copyFixture, editJson, fixtureModel } from './model-dir.js';
 
 type Entry = { dtype: string; shape: number[]; data_offsets: [number, number] };
 
-/** Runs `info DIR` and checks the failure is a clean one-line user error matching every pattern. */
+/** Runs `info DIR` (and with --json) and checks the failure is a clean one-line user error matching every pattern. */
 function assertRefused(dir: string, ...patterns: (RegExp | string)[]): void {
-  for (const args of [['info', dir], ['info', dir, '--json']]) {
-    const r = runCli(args);
-    assert.equal(r.status, 2, `exit code for ${args.join(' ')}: ${r.stderr}`);
-    assert.equal(r.stdout, '');
-    assert.ok(!r.stderr.includes('    at '), `stack trace printed:\n${r.stderr}`);
-    assert.match(r.stderr, /^xllama: [^\n]+\n$/, 'exactly one line');
-    for (const p of patterns) {
-      if (typeof p === 'string') assert.ok(r.stderr.includes(p), `"${p}" not in: ${r.stderr}`);
-      else assert.match(r.stderr, p);
-    }
-  }
+  for (const args of [['info', dir], ['info', dir, '--json']]) assertCliRefused(args, ...patterns);
 }
 
 const st = (dir: string) => join(dir, 'model.safetensors');

@@ -664,6 +664,42 @@ void check_sampling(int vocab) {
          bad, 0);
 }
 
+// token_nll against a float64 log-softmax of the same float logits: random rows shifted by `offset` (a large
+// one must not overflow exp); from 3 rows on, row 0 is unscored (target -1: must read exactly 0), row 1 is
+// peaked on another token (NLL near 40) and the last row on its target (NLL near 0).
+void check_token_nll(int rows, int vocab, float offset) {
+  std::vector<float> l((size_t)rows * vocab);
+  for (auto& v : l) v = offset + urand(-12.f, 12.f);
+  std::vector<int> targets(rows);
+  for (auto& t : targets) t = (int)(rng() % vocab);
+  if (rows >= 3) {
+    targets[0] = -1;
+    l[(size_t)1 * vocab + (targets[1] + 1) % vocab] = offset + 40.f;
+    l[(size_t)(rows - 1) * vocab + targets[rows - 1]] = offset + 40.f;
+  }
+  std::vector<double> ref(rows, 0.0);
+  for (int r = 0; r < rows; ++r) {
+    if (targets[r] < 0) continue;
+    const float* x = &l[(size_t)r * vocab];
+    const double mx = *std::max_element(x, x + vocab);
+    double sum = 0;
+    for (int i = 0; i < vocab; ++i) sum += std::exp((double)x[i] - mx);
+    ref[r] = std::log(sum) - ((double)x[targets[r]] - mx);
+  }
+  Dev<float> dl(l), out(rows);
+  Dev<int> dt(targets);
+  out.poison();
+  token_nll(dl.p, rows, vocab, dt.p, out.p, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<float> got = out.download();
+  double err = rel_err(got, ref);
+  for (int r = 0; r < rows; ++r)
+    if (targets[r] < 0 && got[r] != 0.f) err = INFINITY;
+  char name[128];
+  std::snprintf(name, sizeof name, "token_nll rows=%d vocab=%d offset=%g", rows, vocab, offset);
+  report(name, err, 1e-5);
+}
+
 // ---- timing ----
 float median_ms(const std::function<void()>& f, int warm = 20, int runs = 200) {
   cudaEvent_t a, b;
@@ -830,6 +866,24 @@ void check_backend_paths() {
   const int32_t t = b->forward_sample(&toks[n - 1], 1, n - 1, tk);
   const int mism = (g != ref_sample(last, 1, 0.f, 0.f)) + (t != ref_sample(last, 40, 0.7f, 0.61f));
   report("backend: forward_sample greedy + top-k vs host rule (mismatches)" + tag, mism, 0);
+  // score() reduces on the device: it must give the host NLL of forward()'s logits (0 where the target is -1)
+  // over prompt chunks and decode-sized steps, and chunks with nothing to score (lm_head skipped) must still
+  // fill the cache for the ones after them. The tolerance is the decode-vs-prompt one above.
+  std::vector<int32_t> targets(n);
+  for (int i = 0; i < n; ++i)
+    targets[i] = i < 30 || (i >= 35 && i < 40) || i % 7 == 3 ? -1 : toks[(i + 1) % n];
+  std::vector<double> want(n, 0.0);
+  for (int i = 0; i < n; ++i)
+    if (targets[i] >= 0) want[i] = token_nll_host(&all[(size_t)i * V], V, targets[i]);
+  std::vector<float> got(n);
+  b->clear_cache();
+  const int cuts[] = {0, 30, 35, 40, n};  // [0,30) skipped, [30,35) decode, [35,40) decode skipped, [40,100)
+  for (int c = 0; c + 1 < 5; ++c)
+    b->score(&toks[cuts[c]], cuts[c + 1] - cuts[c], cuts[c], &targets[cuts[c]], &got[cuts[c]]);
+  double err = rel_err(got, want);
+  for (int i = 0; i < n; ++i)
+    if (targets[i] < 0 && got[i] != 0.f) err = INFINITY;
+  report("backend: score() on the device vs host NLL of forward()" + tag, err, 2e-2);
 }
 
 void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, int gen) {
@@ -1023,6 +1077,11 @@ int main(int argc, char** argv) {
     check_sampling(32000);
     check_sampling(128256);
     check_sampling(512);
+    check_token_nll(1, 512, 0.f);
+    check_token_nll(64, 32000, 0.f);
+    check_token_nll(7, 128256, 0.f);
+    check_token_nll(5, 32000, 1e4f);   // max-subtraction: exp of the raw logits would overflow
+    check_token_nll(3, 1000, -1e4f);
     guarded("backend paths", check_backend_paths);
     {
       const bool pdl = pdl_enabled();

@@ -1,6 +1,7 @@
 // Typed readers for fields of a parsed JSON config: each failure names the file and the field.
 import { UserError } from '../../errors.js';
 import type { JsonObject } from './json-file.js';
+import { INT32_MAX, fitsFloat32 } from '../native-limits.js';
 
 export class FieldReader {
   constructor(readonly obj: JsonObject, readonly file: string, readonly prefix = '') {}
@@ -13,8 +14,8 @@ export class FieldReader {
     return this.obj[key] !== undefined && this.obj[key] !== null;
   }
 
-  /** A positive integer (or >= `min`). */
-  int(key: string, fallback?: number, min = 1): number {
+  /** An integer from `min` (default 1) to `max` (default the native side's int range). */
+  int(key: string, fallback?: number, min = 1, max = INT32_MAX): number {
     const v = this.obj[key];
     if (v === undefined || v === null) {
       if (fallback !== undefined) return fallback;
@@ -23,10 +24,11 @@ export class FieldReader {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
       throw new UserError(`${this.where(key)} is ${JSON.stringify(v)}, expected an integer >= ${min}`);
     }
+    if (v > max) throw new UserError(`${this.where(key)} is ${v}, more than xllama supports (at most ${max})`);
     return v;
   }
 
-  /** A positive finite number. */
+  /** A positive number that a 32-bit float holds (neither infinite nor rounded to 0). */
   positive(key: string, fallback?: number): number {
     const v = this.obj[key];
     if (v === undefined || v === null) {
@@ -36,6 +38,7 @@ export class FieldReader {
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
       throw new UserError(`${this.where(key)} is ${JSON.stringify(v)}, expected a positive number`);
     }
+    if (!fitsFloat32(v)) throw new UserError(`${this.where(key)} is ${v}, outside the range of a 32-bit float`);
     return v;
   }
 

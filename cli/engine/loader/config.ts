@@ -3,13 +3,14 @@ import { UserError } from '../../errors.js';
 import type { Architecture, ModelArchitecture, RopeScaling } from '../model-spec.js';
 import { FieldReader } from './config-fields.js';
 import { isJsonObject, type JsonObject } from './json-file.js';
+import { INT32_MAX } from '../native-limits.js';
 
 export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
 
 function parseArchitectureName(cfg: FieldReader): Architecture {
   const list = cfg.obj.architectures;
   if (!Array.isArray(list) || list.length === 0 || typeof list[0] !== 'string') {
-    cfg.fail('architectures', `is ${JSON.stringify(list)}, expected a list such as ["LlamaForCausalLM"]`);
+    cfg.fail('architectures', `${list === undefined ? 'is missing' : `is ${JSON.stringify(list)}`}, expected a list such as ["LlamaForCausalLM"]`);
   }
   const name = list[0] as string;
   if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(name)) {
@@ -66,6 +67,9 @@ export function parseModelConfig(raw: JsonObject, file: string): ModelArchitectu
   }
   const headDim = cfg.int('head_dim', hiddenSize / numHeads);
   if (headDim % 2 !== 0) cfg.fail('head_dim', `is ${headDim}, expected an even number (rotary embeddings)`);
+  if (numHeads * headDim > INT32_MAX) {
+    cfg.fail('num_attention_heads', `× head_dim is ${numHeads} × ${headDim}, more than xllama supports (at most ${INT32_MAX})`);
+  }
 
   // transformers 5 moves rope_theta and the scaling into rope_parameters.
   const ropeParams = isJsonObject(raw.rope_parameters) ? raw.rope_parameters : null;

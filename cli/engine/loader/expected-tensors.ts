@@ -19,6 +19,8 @@ export interface LinearShape {
 export interface DenseShape {
   name: string;
   shape: number[];
+  /** The config.json fields its shape comes from, for messages. */
+  why: string;
 }
 
 export function linearLayers(arch: ModelArchitecture): LinearShape[] {
@@ -41,14 +43,42 @@ export function linearLayers(arch: ModelArchitecture): LinearShape[] {
 
 export function denseTensors(arch: ModelArchitecture): DenseShape[] {
   const h = arch.hiddenSize;
-  const out: DenseShape[] = [{ name: 'model.embed_tokens.weight', shape: [arch.vocabSize, h] }];
+  const normWhy = `config.json: ${arch.architecture}, ${arch.numLayers} layers, hidden_size ${h}`;
+  const vocabWhy = `${normWhy}, vocab_size ${arch.vocabSize}`;
+  const out: DenseShape[] = [{ name: 'model.embed_tokens.weight', shape: [arch.vocabSize, h], why: vocabWhy }];
   for (let l = 0; l < arch.numLayers; l++) {
-    out.push({ name: `model.layers.${l}.input_layernorm.weight`, shape: [h] });
-    out.push({ name: `model.layers.${l}.post_attention_layernorm.weight`, shape: [h] });
+    out.push({ name: `model.layers.${l}.input_layernorm.weight`, shape: [h], why: normWhy });
+    out.push({ name: `model.layers.${l}.post_attention_layernorm.weight`, shape: [h], why: normWhy });
   }
-  out.push({ name: 'model.norm.weight', shape: [h] });
-  if (!arch.tieWordEmbeddings) out.push({ name: 'lm_head.weight', shape: [arch.vocabSize, h] });
+  out.push({ name: 'model.norm.weight', shape: [h], why: normWhy });
+  if (!arch.tieWordEmbeddings) out.push({ name: 'lm_head.weight', shape: [arch.vocabSize, h], why: vocabWhy });
   return out;
+}
+
+const LAYER_TENSOR = /^model\.layers\.(\d+)\./;
+
+/**
+ * num_hidden_layers against the layers the files really hold. Runs before anything proportional to the
+ * layer count is built, so a config claiming a billion layers is refused at once instead of after a list
+ * of seven billion expected tensors has filled the memory.
+ */
+export function checkLayerCount(arch: ModelArchitecture, tensors: Map<string, RawTensor>, configFile: string): void {
+  const held = new Set<number>();
+  let last = -1;
+  for (const name of tensors.keys()) {
+    const m = LAYER_TENSOR.exec(name);
+    if (!m) continue;
+    const layer = Number(m[1]);
+    held.add(layer);
+    last = Math.max(last, layer);
+  }
+  const n = arch.numLayers;
+  if (n > held.size) {
+    throw new UserError(`${configFile}: num_hidden_layers is ${n}, but the safetensors files hold ${held.size} layer${held.size === 1 ? '' : 's'}`);
+  }
+  if (last >= n) {
+    throw new UserError(`${configFile}: num_hidden_layers is ${n}, but the safetensors files also hold layer ${last} (model.layers.${last}.*)`);
+  }
 }
 
 /** Rows of scales/qzeros: one per group, or one for the whole input when group_size is -1. */
@@ -102,7 +132,7 @@ function checkGptqLinear(c: TensorChecker, lin: LinearShape, quant: GptqSettings
 export function checkExpectedTensors(arch: ModelArchitecture, quant: GptqSettings | null,
     tensors: Map<string, RawTensor>, where: string, quantFile: string): void {
   const c = new TensorChecker(tensors, where);
-  for (const d of denseTensors(arch)) c.check(d.name, FLOAT_DTYPES, d.shape, true, `${arch.architecture}, ${arch.numLayers} layers, hidden ${arch.hiddenSize}`);
+  for (const d of denseTensors(arch)) c.check(d.name, FLOAT_DTYPES, d.shape, true, d.why);
   for (const lin of linearLayers(arch)) {
     if (quant) {
       checkGptqLinear(c, lin, quant, quantFile);

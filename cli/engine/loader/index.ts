@@ -6,7 +6,7 @@ import { basename, join, resolve } from 'node:path';
 import { UserError } from '../../errors.js';
 import type { ModelSpec, TensorDType, TensorEntry } from '../model-spec.js';
 import { parseModelConfig } from './config.js';
-import { checkExpectedTensors } from './expected-tensors.js';
+import { checkExpectedTensors, checkLayerCount } from './expected-tensors.js';
 import { readJsonObject } from './json-file.js';
 import { gptqSettingsFromConfigs } from './quantization.js';
 import { hasGptqTensors, inferGptqSettings } from './quant-inference.js';
@@ -63,13 +63,15 @@ export function loadModelSpec(dirArg: string): ModelSpec {
 
   const quantizeConfigFile = join(dir, 'quantize_config.json');
   let quant = gptqSettingsFromConfigs(config, configFile, readJsonObject(quantizeConfigFile, false), quantizeConfigFile);
+  // Before anything proportional to the layer count is built (inference walks every linear layer).
+  checkLayerCount(arch, tensors, configFile);
   if (!quant && hasGptqTensors(tensors)) quant = inferGptqSettings(arch, tensors, dir);
   const quantFile = quant?.source === 'config.json' ? `${configFile} (quantization_config)`
     : quant?.source === 'quantize_config.json' ? quantizeConfigFile : `${dir} (inferred from tensor shapes)`;
   checkExpectedTensors(arch, quant, tensors, dir, quantFile);
 
   const tokenizer = readTokenizerFiles(dir);
-  const ids = specialTokenIds(config, configFile, tokenizer.generationConfig, join(dir, 'generation_config.json'));
+  const ids = specialTokenIds(config, configFile, tokenizer.generationConfig, join(dir, 'generation_config.json'), arch.vocabSize);
 
   const specTensors: Record<string, TensorEntry> = {};
   for (const t of tensors.values()) {

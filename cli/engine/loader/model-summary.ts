@@ -28,9 +28,21 @@ export interface ModelSummary {
   gpuWeightBytes: number;
   bosTokenId: number | null;
   eosTokenIds: number[];
+  /** What the checked tokenizer says; null when the summary was made without one. */
+  tokenizer: TokenizerSummary | null;
 }
 
-export function summarizeModel(spec: ModelSpec): ModelSummary {
+export interface TokenizerSummary {
+  /** The tokenizer's largest id + 1; at most the model's vocabSize (embeddings may be padded). */
+  vocabSize: number;
+  /** The ids generation uses: BOS as prompts get it, every id that ends generation. */
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  /** tokenizer_config.json has a chat_template (and it parses). */
+  chatTemplate: boolean;
+}
+
+export function summarizeModel(spec: ModelSpec, tokenizer: TokenizerSummary | null = null): ModelSummary {
   const a = spec.arch;
   return {
     dir: spec.dir,
@@ -57,5 +69,6 @@ export function summarizeModel(spec: ModelSpec): ModelSummary {
     gpuWeightBytes: weightsGpuBytes(spec),
     bosTokenId: spec.bosTokenId,
     eosTokenIds: spec.eosTokenIds,
+    tokenizer,
   };
 }

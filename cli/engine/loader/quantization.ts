@@ -4,6 +4,7 @@ import { UserError } from '../../errors.js';
 import type { GptqSettings } from '../model-spec.js';
 import { FieldReader } from './config-fields.js';
 import type { JsonObject } from './json-file.js';
+import { INT32_MAX } from '../native-limits.js';
 
 /**
  * Parses a GPTQ settings object. `prefix` is the field path inside `file` ("quantization_config." for
@@ -18,7 +19,7 @@ export function parseGptqSettings(raw: JsonObject, file: string, prefix: string,
   const bits = r.int('bits');
   if (bits !== 4) r.fail('bits', `is ${bits}; only 4-bit GPTQ is supported`);
   const groupSize = raw.group_size ?? -1;
-  if (typeof groupSize !== 'number' || !Number.isInteger(groupSize) || (groupSize !== -1 && groupSize < 1)) {
+  if (typeof groupSize !== 'number' || !Number.isInteger(groupSize) || (groupSize !== -1 && groupSize < 1) || groupSize > INT32_MAX) {
     r.fail('group_size', `is ${JSON.stringify(groupSize)}, expected a positive integer or -1 (no grouping)`);
   }
   if (r.bool('is_marlin_format', false)) r.fail('is_marlin_format', 'is true; Marlin-packed checkpoints are not supported');

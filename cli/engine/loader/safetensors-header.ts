@@ -1,6 +1,6 @@
 // Reads and checks the header of one safetensors file (never its tensor data): 8-byte little-endian
 // header length, a JSON header, then the data section the tensors' data_offsets point into.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { UserError } from '../../errors.js';
 import { isJsonObject } from './json-file.js';
 
@@ -86,8 +86,11 @@ function checkNoOverlap(file: string, tensors: RawTensor[]): void {
 export function readSafetensorsHeader(file: string): SafetensorsHeader {
   let fd: number;
   try {
+    // A folder or a device by that name is refused before it is opened (a FIFO would block the open).
+    if (!statSync(file).isFile()) throw new UserError(`${file}: is not a file`);
     fd = openSync(file, 'r');
   } catch (err) {
+    if (err instanceof UserError) throw err;
     throw new UserError(`${file}: cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
   try {

@@ -26,25 +26,29 @@ export function readTokenizerFiles(dir: string): TokenizerFiles {
   };
 }
 
-/** A token id field that may be a number or a list of numbers (eos_token_id). */
-export function tokenIdList(value: unknown, file: string, key: string): number[] {
+/** A token id field that may be a number or a list of numbers (eos_token_id); every id must be below vocabSize. */
+export function tokenIdList(value: unknown, file: string, key: string, vocabSize: number): number[] {
   if (value === undefined || value === null) return [];
   const list = Array.isArray(value) ? value : [value];
   for (const v of list) {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
       throw new UserError(`${file}: ${key} is ${JSON.stringify(value)}, expected a token id or a list of them`);
     }
+    if (v >= vocabSize) {
+      throw new UserError(`${file}: ${key} ${v} is outside the vocabulary (config.json vocab_size is ${vocabSize})`);
+    }
   }
   return list as number[];
 }
 
 /** BOS and EOS ids: generation_config.json first, then config.json's (EOS ids from both, deduplicated). */
-export function specialTokenIds(config: JsonObject, configFile: string, generation: JsonObject | null, generationFile: string):
-    { bosTokenId: number | null; eosTokenIds: number[] } {
-  const genBos = generation ? tokenIdList(generation.bos_token_id, generationFile, 'bos_token_id') : [];
-  const cfgBos = tokenIdList(config.bos_token_id, configFile, 'bos_token_id');
-  const genEos = generation ? tokenIdList(generation.eos_token_id, generationFile, 'eos_token_id') : [];
-  const cfgEos = tokenIdList(config.eos_token_id, configFile, 'eos_token_id');
+export function specialTokenIds(config: JsonObject, configFile: string, generation: JsonObject | null, generationFile: string,
+    vocabSize: number): { bosTokenId: number | null; eosTokenIds: number[] } {
+  const ids = (obj: JsonObject | null, file: string, key: string) => (obj ? tokenIdList(obj[key], file, key, vocabSize) : []);
+  const genBos = ids(generation, generationFile, 'bos_token_id');
+  const cfgBos = ids(config, configFile, 'bos_token_id');
+  const genEos = ids(generation, generationFile, 'eos_token_id');
+  const cfgEos = ids(config, configFile, 'eos_token_id');
   return {
     bosTokenId: genBos[0] ?? cfgBos[0] ?? null,
     eosTokenIds: [...new Set([...genEos, ...cfgEos])],
