@@ -10,6 +10,8 @@ import { registerGenerate } from './commands/generate.js';
 import { registerGpuMonitor } from './commands/gpu-monitor.js';
 import { registerBench } from './commands/bench.js';
 import { registerPpl } from './commands/ppl.js';
+import { registerBuild } from './commands/build.js';
+import { registerChat } from './commands/chat.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -44,6 +46,8 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad input or flags, 130 interrupted (Ctrl
   registerGpuMonitor(program);
   registerBench(program);
   registerPpl(program);
+  registerBuild(program);
+  registerChat(program);
   return program;
 }
 

@@ -1,12 +1,15 @@
 // `xllama --version`: what llama-cli --version tells too — the version, the commit it was built from,
-// what the native addon was built with (backends, CUDA runtime), and the Node.js it runs on.
+// what the native addon was built with (backends, CUDA runtime and architectures) and where it was loaded
+// from, and the Node.js it runs on. Nothing here needs a GPU or a driver.
 import { buildInfo } from './build-info.js';
-import { loadAddon } from './native/addon.js';
+import { addonOrigin, describeAddonOrigin, loadAddon } from './native/addon.js';
 
 function backendsLine(): string {
   try {
-    const sys = loadAddon().systemInfo();
-    return sys.cudaCompiled ? `backends: cpu, cuda (CUDA runtime ${sys.cudaRuntime})` : 'backends: cpu (built without CUDA)';
+    const b = loadAddon().buildInfo();
+    if (!b.backends.includes('cuda')) return 'backends: cpu (built without CUDA)';
+    return `backends: cpu, cuda (CUDA runtime ${b.cudaRuntime}; ${b.cudaArchitectures}; ` +
+      `${b.cublas ? 'cuBLAS' : "xllama's own tensor-core GEMM, no cuBLAS"})`;
   } catch (err) {
     return `backends: unknown (${(err as Error).message})`;
   }
@@ -17,8 +20,7 @@ export function versionText(): string {
   const lines = [
     `xllama ${version} (commit ${commit ?? 'unknown'})`,
     backendsLine(),
-    // MERGE(install): add here `addon: ${describeAddonOrigin(addonOrigin())}` from cli/native/addon.ts
-    // (prebuilt or local build, and its path) once the install branch is in.
+    `addon: ${describeAddonOrigin(addonOrigin())}`,
     `node ${process.version} ${process.platform}-${process.arch}`,
   ];
   return `${lines.join('\n')}\n`;

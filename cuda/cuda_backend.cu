@@ -25,6 +25,7 @@
 #include "backend/model_checks.h"
 #include "backend/rope_frequencies.h"
 #include "cuda/cuda_check.h"
+#include "cuda/device_query.h"
 #include "cuda/kernels.h"
 #include "cuda/weight_repack.h"
 
@@ -797,6 +798,12 @@ class CudaBackend final : public Backend {
     std::vector<StagePlan> plans = options.stages;
     if (plans.empty()) plans.push_back({options.device, 0, cfg_.num_layers});
     validate_plans(plans, count);
+    // A GPU too old, or one this build has no code for: one line now, not a failed launch later.
+    for (const StagePlan& p : plans) {
+      if (std::string why = cuda::gpu_support_problem(p.device); !why.empty()) throw BackendError(kUnsupportedGpu, why);
+      XL_CUDA_CHECK(cudaSetDevice(p.device));
+      cuda::current_device_runs_pdl_code();  // asked once here rather than first inside a graph capture
+    }
     for (size_t i = 0; i < plans.size(); ++i)
       stages_.push_back(std::make_unique<Stage>(cfg_, opt_, plans[i], i == 0, i + 1 == plans.size()));
   }

@@ -5,7 +5,26 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
+
+#ifndef XLLAMA_CUDA_ARCHS_TEXT
+#define XLLAMA_CUDA_ARCHS_TEXT "unknown architectures"
+#endif
+
 namespace xllama::cuda {
+
+namespace {
+
+// An empty kernel compiled like every other: asking the driver for its attributes tells whether this build
+// holds code the GPU can run, and which PTX version that code came from.
+__global__ void architecture_probe_kernel() {}
+
+std::string describe_gpu(int device, const cudaDeviceProp& prop) {
+  return "GPU " + std::to_string(device) + " (" + prop.name + ", compute capability " +
+         std::to_string(prop.major) + "." + std::to_string(prop.minor) + ")";
+}
+
+}  // namespace
 
 bool query_gpus(std::vector<GpuInfo>& gpus, std::string& why) {
   gpus.clear();
@@ -91,6 +110,60 @@ double measure_copy_bandwidth(int device, std::string& why) {
   cudaFree(src);
   cudaFree(dst);
   return result;
+}
+
+const char* built_architectures() { return XLLAMA_CUDA_ARCHS_TEXT; }
+
+std::string gpu_support_problem(int device) {
+  cudaDeviceProp prop{};
+  cudaError_t err = cudaGetDeviceProperties(&prop, device);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return "GPU " + std::to_string(device) + " can't be queried: " + cudaGetErrorString(err);
+  }
+  const int cc = prop.major * 10 + prop.minor;
+  if (cc < kMinComputeCapability) {
+    return describe_gpu(device, prop) + " is not supported: xllama's CUDA backend needs compute capability 8.0 " +
+           "(Ampere) or newer; --backend cpu runs on any machine";
+  }
+  int prev = 0;
+  cudaGetDevice(&prev);
+  cudaFuncAttributes attr{};
+  err = cudaSetDevice(device);
+  if (err == cudaSuccess) err = cudaFuncGetAttributes(&attr, architecture_probe_kernel);
+  cudaSetDevice(prev);
+  if (err == cudaSuccess) return "";
+  cudaGetLastError();  // not sticky, but leave no error behind for the next call
+  const std::string arch = std::to_string(cc);
+  const std::string rebuild = "rebuild for it with `xllama build --cuda --cuda-arch " + arch +
+                              "` (or XLLAMA_CUDA_ARCH=" + arch + " npm rebuild xllama)";
+  if (err == cudaErrorNoKernelImageForDevice || err == cudaErrorInvalidDeviceFunction) {
+    return "this build of xllama has no code for " + describe_gpu(device, prop) + ": it holds " +
+           XLLAMA_CUDA_ARCHS_TEXT + "; " + rebuild;
+  }
+  if (err == cudaErrorUnsupportedPtxVersion) {
+    return "the NVIDIA driver is too old to compile this build's PTX (CUDA " + runtime_version() + ") for " +
+           describe_gpu(device, prop) + ": update the driver, or " + rebuild;
+  }
+  return describe_gpu(device, prop) + " can't run this build's kernels (" + XLLAMA_CUDA_ARCHS_TEXT + "): " +
+         cudaGetErrorString(err) + "; " + rebuild;
+}
+
+bool current_device_runs_pdl_code() {
+  // Per device: 0 not asked yet, 1 no, 2 yes (racing first calls compute the same answer).
+  static std::atomic<int> cache[64];
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return false;
+  const int known = cache[device].load(std::memory_order_relaxed);
+  if (known != 0) return known == 2;
+  int major = 0;
+  cudaFuncAttributes attr{};
+  const bool yes = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+                   major >= 9 && cudaFuncGetAttributes(&attr, architecture_probe_kernel) == cudaSuccess &&
+                   attr.ptxVersion >= 90;
+  cudaGetLastError();
+  cache[device].store(yes ? 2 : 1, std::memory_order_relaxed);
+  return yes;
 }
 
 std::string runtime_version() {

@@ -29,4 +29,20 @@ double measure_copy_bandwidth(int device, std::string& why);
 // The CUDA runtime version this build was compiled against, e.g. "13.0".
 std::string runtime_version();
 
+// The oldest compute capability xllama's kernels support (Ampere: mma.sync m16n8k16, cp.async).
+constexpr int kMinComputeCapability = 80;
+
+// The CUDA architectures this build holds, e.g. "sm_80 sm_86 sm_89 sm_90 compute_90".
+const char* built_architectures();
+
+// Why GPU `device` can't run this build's kernels, in one line that says what to do instead: a GPU older
+// than compute capability 8.0, or no machine code for it and no PTX the driver can JIT (built for other
+// architectures, or a driver too old for this build's PTX). Empty when the GPU can run them.
+std::string gpu_support_problem(int device);
+
+// Whether kernels launched on the current device may use programmatic dependent launch: the GPU honours it
+// (compute capability 9.0+) and the code the driver picked for it was compiled with griddepcontrol
+// (PTX/machine code for 9.0+). A compute_80 PTX build JIT-run on a Hopper GPU answers false. Cached per device.
+bool current_device_runs_pdl_code();
+
 }  // namespace xllama::cuda

@@ -1,12 +1,15 @@
 // Kernel launches with programmatic dependent launch (PDL, sm_90): the next kernel of a decode step is
 // launched while the previous one drains, and waits in wait_for_previous_kernel() before touching its
 // outputs. This hides most of the per-kernel launch gap inside a graph. XLLAMA_NO_PDL=1 turns it off.
+// Hopper-only: the device side compiles to nothing below sm_90, and the host sets the launch attribute only
+// where the GPU honours it and runs code compiled with the wait (see current_device_runs_pdl_code()).
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdlib>
 
 #include "cuda/cuda_check.h"
+#include "cuda/device_query.h"
 
 namespace xllama::cuda {
 
@@ -29,7 +32,7 @@ inline bool& pdl_flag() {
   }();
   return on;
 }
-inline bool pdl_enabled() { return pdl_flag(); }
+inline bool pdl_enabled() { return pdl_flag() && current_device_runs_pdl_code(); }
 inline void set_pdl_enabled(bool on) { pdl_flag() = on; }
 
 template <class... KArgs, class... Args>

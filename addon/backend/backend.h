@@ -131,6 +131,7 @@ inline constexpr const char* kUnsupportedModel = "unsupported_model";  // valid,
 inline constexpr const char* kContextFull = "context_full";        // more positions than the KV cache holds
 inline constexpr const char* kOutOfMemory = "out_of_memory";
 inline constexpr const char* kNoCuda = "no_cuda";                  // this build or machine has no usable GPU
+inline constexpr const char* kUnsupportedGpu = "unsupported_gpu";  // a GPU this build has no code for, or too old
 inline constexpr const char* kCudaError = "cuda_error";            // a CUDA call failed
 // (the glue adds "internal" for anything else, and "closed" for a closed handle)
 

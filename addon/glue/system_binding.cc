@@ -1,4 +1,5 @@
 // systemInfo(): which backends this build has, and the GPUs the CUDA runtime sees (or why none).
+// buildInfo(): what this binary was built with (no GPU or driver needed to answer).
 #include <napi.h>
 
 #include "glue/register.h"
@@ -30,6 +31,10 @@ static Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
       o.Set("multiprocessors", g.multiprocessors);
       o.Set("l2Bytes", static_cast<double>(g.l2_bytes));
       o.Set("pciBusId", g.pci_bus_id);
+      // Whether this build can run on it (compute capability 8.0+, code for its architecture); why not.
+      const std::string problem = cuda::gpu_support_problem(g.index);
+      o.Set("supported", problem.empty());
+      if (!problem.empty()) o.Set("unsupportedReason", problem);
       gpus.Set(static_cast<uint32_t>(i), o);
     }
   } else {
@@ -62,7 +67,32 @@ static Napi::Value MeasureCopyBandwidth(const Napi::CallbackInfo& info) {
 #endif
 }
 
+static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Array backends = Napi::Array::New(env);
+  backends.Set(0u, "cpu");
+#ifdef XLLAMA_HAVE_CUDA
+  backends.Set(1u, "cuda");
+  out.Set("cudaRuntime", cuda::runtime_version());
+  out.Set("cudaArchitectures", cuda::built_architectures());
+#ifdef XLLAMA_BUILT_WITH_CUBLAS
+  out.Set("cublas", true);
+#else
+  out.Set("cublas", false);
+#endif
+#endif
+  out.Set("backends", backends);
+#ifdef XLLAMA_HAVE_AVX2
+  out.Set("avx2Kernels", true);
+#else
+  out.Set("avx2Kernels", false);
+#endif
+  return out;
+}
+
 void RegisterSystem(Napi::Env env, Napi::Object exports) {
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   exports.Set("measureCopyBandwidth", Napi::Function::New(env, MeasureCopyBandwidth, "measureCopyBandwidth"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));
 }

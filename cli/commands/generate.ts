@@ -16,6 +16,7 @@ import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from 
 import { addPromptOptions, promptTextFrom, type PromptFlags } from './prompt-input.js';
 import { addSamplingOptions, samplingFrom, seedFrom, type SamplingFlags } from './sampling-options.js';
 import { startSpinner } from './spinner.js';
+import { stdoutWriter } from './stdout-writer.js';
 
 interface GenerateFlags extends ModelFlags, SamplingFlags, PromptFlags {
   maxTokens?: string;

@@ -9,6 +9,23 @@ export interface GpuDescription {
   multiprocessors: number;
   l2Bytes: number;
   pciBusId: string;
+  /** False when this build can't run on the GPU (compute capability below 8.0, or no code for it). */
+  supported: boolean;
+  /** One line: which GPU, why, and what to do (use --backend cpu, or rebuild for its architecture). */
+  unsupportedReason?: string;
+}
+
+/** What the addon binary was built with (answers without a GPU or driver). */
+export interface BuildInfo {
+  backends: ('cpu' | 'cuda')[];
+  /** CUDA builds: the runtime compiled against, e.g. "13.0". */
+  cudaRuntime?: string;
+  /** CUDA builds: machine code (sm_XX) and PTX (compute_XX) held, e.g. "sm_80 sm_86 sm_89 sm_90 compute_90". */
+  cudaArchitectures?: string;
+  /** CUDA builds: prompt GEMMs through cuBLAS (else xllama's own tensor-core kernel). */
+  cublas?: boolean;
+  /** CPU backend compiled with its AVX2 kernels (picked at run time where the processor has them). */
+  avx2Kernels: boolean;
 }
 
 export interface SystemInfo {
@@ -20,6 +37,7 @@ export interface SystemInfo {
 
 export interface NativeAddon extends NativeModelApi {
   systemInfo(): SystemInfo;
+  buildInfo(): BuildInfo;
   /** Device-to-device copy bandwidth of a GPU in bytes/s (read + written); throws without CUDA. */
   measureCopyBandwidth(device: number): number;
   [name: string]: unknown;

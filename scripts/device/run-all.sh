@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One GPU-machine command that builds, checks and measures; each step's log lands in $OUT.
-#   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate ppl user monitor bench sanitize (default: all)
+#   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate ppl chat user monitor bench sanitize (default: all)
 #                                                and, on request: split (the layer split on GPU 0 named several times), leaks
 # Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
 # npm run build:ts)
 set -u
 cd "$(dirname "$0")/../.."
-steps="${*:-kernels check generate ppl user monitor bench sanitize}"
+steps="${*:-kernels check generate ppl chat user monitor bench sanitize}"
 source scripts/device/setup.sh || exit 1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv | tee "$OUT/gpu.txt"
 node bin/xllama.js info --gpus | tee "$OUT/info-gpus.txt"
@@ -22,6 +22,7 @@ for s in $steps; do
              if [ -n "$kc" ]; then run kernels 300 "$kc" ${KC_ARGS:-}; else echo "=== kernels: no xllama_kernel_check built"; fi ;;
     user) run user 300 bash scripts/device/user-commands.sh ;;
     generate) run generate 120 node scripts/device/check-generate.mjs --backend cuda ;;
+    chat) run chat 300 node scripts/device/check-chat.mjs --backend cuda ;;
     check) run check 240 node scripts/device/check-cuda.mjs --backend cuda ;;
     ppl) run ppl 300 bash scripts/device/check-ppl.sh ;;
     leaks) run leaks 300 bash -c 'node --expose-gc scripts/device/check-leaks.mjs --backend cuda --n 200 &&

@@ -6,13 +6,13 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixtures, repoRoot, runCli } from '../helpers/run-cli.js';
-import { loadAddon } from '../../cli/native/addon.js';
+import { addonOrigin, describeAddonOrigin, loadAddon } from '../../cli/native/addon.js';
 
-test('--version: version and commit, the backends compiled in with the CUDA runtime, Node.js', () => {
+test('--version: version and commit, the backends compiled in with the CUDA runtime, the addon loaded, Node.js', () => {
   const r = runCli(['--version']);
   assert.equal(r.status, 0, r.stderr);
   const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
-  const [first, backends, node] = r.stdout.trimEnd().split('\n');
+  const [first, backends, addon, node] = r.stdout.trimEnd().split('\n');
   const commit = first!.match(/^xllama (\S+) \(commit (\S+)\)$/);
   assert.ok(commit, first);
   assert.equal(commit[1], pkg.version);
@@ -23,8 +23,13 @@ test('--version: version and commit, the backends compiled in with the CUDA runt
     // Not a git checkout (a package): the commit recorded at build time, or 'unknown'.
   }
   if (head) assert.ok(head.startsWith(commit[2]!.replace(/-dirty$/, '')), `${commit[2]} is not HEAD ${head}`);
-  const sys = loadAddon().systemInfo();
-  assert.equal(backends, sys.cudaCompiled ? `backends: cpu, cuda (CUDA runtime ${sys.cudaRuntime})` : 'backends: cpu (built without CUDA)');
+  const built = loadAddon().buildInfo();
+  if (built.backends.includes('cuda')) {
+    assert.ok(backends!.startsWith(`backends: cpu, cuda (CUDA runtime ${built.cudaRuntime}; ${built.cudaArchitectures}; `), backends);
+  } else {
+    assert.equal(backends, 'backends: cpu (built without CUDA)');
+  }
+  assert.equal(addon, `addon: ${describeAddonOrigin(addonOrigin())}`);
   assert.equal(node, `node ${process.version} ${process.platform}-${process.arch}`);
 });
 

@@ -127,7 +127,7 @@ test('stageBytes: a stage counts its layers, its KV share, scratch, reserve and 
 // ---- placement on this machine's GPUs (given here as data) ----
 const gpu = (index: number, freeGb: number): GpuDescription => ({
   index, name: `GPU ${index}`, totalMemory: 80 * GB, freeMemory: freeGb * GB, computeCapability: '9.0',
-  multiprocessors: 132, l2Bytes: 50 * 2 ** 20, pciBusId: `0000:0${index}:00.0`,
+  multiprocessors: 132, l2Bytes: 50 * 2 ** 20, pciBusId: `0000:0${index}:00.0`, supported: true,
 });
 const twoGpus = [gpu(0, 8), gpu(1, 20)];
 
