@@ -11,10 +11,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,7 @@
 #include "cuda/device_query.h"
 #include "cuda/kernels.h"
 #include "cuda/weight_repack.h"
+#include "cuda/weight_upload.h"
 
 namespace xllama {
 namespace {
@@ -155,8 +158,46 @@ class Stage {
   Stage& operator=(const Stage&) = delete;
 
   // ---- loading ----
-  void load_checkpoint(const GptqConfig& gptq, const ModelWeights& w) {
+  // Checkpoint tensors go through a WeightUploader (parallel reads into pinned staging, copies overlapped
+  // with reading); 4-bit layers are laid out on the GPU (act-order rows permuted there). Returns the
+  // uploader's figures for the verbose breakdown.
+  struct LoadFigures {
+    double bytes = 0, read_s = 0, wait_s = 0, finish_s = 0, total_s = 0;
+    int threads = 0;
+  };
+  LoadFigures load_checkpoint(const GptqConfig& gptq, const ModelWeights& w) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
+    const auto t0 = std::chrono::steady_clock::now();
+    // XLLAMA_LEGACY_UPLOAD=1: the earlier path (host repack, synchronous copies), to compare load times
+    const char* legacy = std::getenv("XLLAMA_LEGACY_UPLOAD");
+    std::unique_ptr<cuda::WeightUploader> uploader;
+    if (!(legacy && *legacy && *legacy != '0')) uploader = std::make_unique<cuda::WeightUploader>();
+    uploader_ = uploader.get();
+    struct Done {  // whatever happens: no dangling uploader, no scratch left behind
+      Stage* b;
+      ~Done() {
+        b->uploader_ = nullptr;
+        if (b->permute_scratch_) cudaFree(b->permute_scratch_);
+        b->permute_scratch_ = nullptr, b->permute_scratch_words_ = 0;
+      }
+    } done{this};
+    load_tensors(gptq, w);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (uploader) uploader->finish();
+    const auto t2 = std::chrono::steady_clock::now();
+    LoadFigures f;
+    if (uploader) {
+      f.bytes = uploader->bytes(), f.read_s = uploader->read_seconds(), f.wait_s = uploader->wait_seconds();
+      f.threads = uploader->threads();
+    } else {
+      f.bytes = (double)weight_bytes_;
+    }
+    f.finish_s = std::chrono::duration<double>(t2 - t1).count();
+    f.total_s = std::chrono::duration<double>(t2 - t0).count();
+    return f;
+  }
+
+  void load_tensors(const GptqConfig& gptq, const ModelWeights& w) {
     const bool tied = w.lm_head.weight.data == w.embed_tokens.data && !w.lm_head.quantized();
     if (!first_) {
       // Later stages start from the hidden state of the stage before (receive()).
@@ -167,9 +208,14 @@ class Stage {
       // GPU reads directly, saving vocab x hidden x 2 bytes of GPU memory (262 MB for a 7B model).
       if ((size_t)w.embed_tokens.numel() != (size_t)cfg_.vocab_size * cfg_.hidden_size)
         throw BackendError(kBadModel, "tensor " + w.embed_tokens.name + ": expected vocab x hidden elements");
-      std::vector<__half> table = cuda::to_half(w.embed_tokens);
-      __half* host = alloc_mapped_embedding(table.size());
-      std::copy(table.begin(), table.end(), host);
+      const size_t count = (size_t)cfg_.vocab_size * cfg_.hidden_size;
+      __half* host = alloc_mapped_embedding(count);
+      if (w.embed_tokens.dtype == DType::F16 && uploader_) {
+        uploader_->host_copy(host, w.embed_tokens.data, count * sizeof(__half));  // on the parallel readers
+      } else {
+        std::vector<__half> table = cuda::to_half(w.embed_tokens);
+        std::copy(table.begin(), table.end(), host);
+      }
     }
     for (int li = plan_.first_layer; li < plan_.end_layer; ++li) {
       const LayerWeights& lw = w.layers[li];
@@ -421,7 +467,10 @@ class Stage {
   template <class T>
   T* upload(const std::vector<T>& v, const char* what) {
     T* p = mem_.alloc<T>(v.size(), what, &weight_bytes_);
-    XL_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+    if (uploader_)
+      uploader_->copy(p, v.data(), v.size() * sizeof(T));
+    else
+      XL_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
     return p;
   }
 
@@ -429,7 +478,59 @@ class Stage {
     if (!t.present()) throw BackendError(kBadModel, std::string("missing tensor: ") + what);
     if ((size_t)t.numel() != expect)
       throw BackendError(kBadModel, "tensor " + t.name + ": expected " + std::to_string(expect) + " elements");
+    if (t.dtype == DType::F16 && uploader_) {  // straight from the checkpoint
+      __half* p = mem_.alloc<__half>(expect, what, &weight_bytes_);
+      uploader_->copy(p, t.data, expect * sizeof(__half));
+      return p;
+    }
     return upload(cuda::to_half(t), what);
+  }
+
+  // A scratch buffer for act-order qweight before its rows are permuted on the GPU (freed after the load).
+  uint32_t* permute_scratch(size_t words) {
+    if (words > permute_scratch_words_) {
+      if (permute_scratch_) XL_CUDA_CHECK(cudaStreamSynchronize(uploader_->stream()));  // earlier permutes done
+      if (permute_scratch_) cudaFree(permute_scratch_);
+      permute_scratch_ = nullptr, permute_scratch_words_ = 0;
+      if (cudaMalloc(&permute_scratch_, words * 4) != cudaSuccess) {
+        cudaGetLastError();
+        mem_.throw_oom(words * 4, "act-order repacking");
+      }
+      permute_scratch_words_ = words;
+    }
+    return permute_scratch_;
+  }
+
+  // The fast path for GPTQ parts with fp16 scales: qweight and scales go to the GPU as they lie in the
+  // checkpoint (each part's rows into its columns of the concatenated layout), act-order rows are sorted by a
+  // kernel; only zeros, g_idx and the permutation are prepared on the host.
+  bool upload_q4_direct(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq, GpuLinear& l) {
+    if (!uploader_ || !parts[0]->quantized()) return false;
+    for (auto* p : parts)
+      if (!p->quantized() || p->scales.dtype != DType::F16) return false;
+    cuda::Q4Plan plan;
+    if (!cuda::plan_q4(parts, gptq, plan)) return false;
+    const int K = plan.K, N = plan.N, G = plan.groups;
+    uint32_t* qw = mem_.alloc<uint32_t>((size_t)K / 8 * N, "4-bit weights", &weight_bytes_);
+    __half* sc = mem_.alloc<__half>((size_t)G * N, "scales", &weight_bytes_);
+    uint32_t* rows = plan.perm.empty() ? qw : permute_scratch((size_t)K / 8 * N);
+    int n0 = 0;
+    for (auto* p : parts) {
+      const size_t n_i = (size_t)p->out_features;
+      uploader_->copy_rows(rows + n0, (size_t)N * 4, p->qweight.data, n_i * 4, (size_t)K / 8);
+      uploader_->copy_rows(sc + n0, (size_t)N * 2, p->scales.data, n_i * 2, (size_t)G);
+      n0 += (int)n_i;
+    }
+    l.quantized = true;
+    l.q.qweight = qw, l.q.scales = sc;
+    if (!plan.zeros.empty()) l.q.zeros = upload(plan.zeros, "zeros");
+    if (!plan.perm.empty()) {
+      int* perm = upload(plan.perm, "act-order permutation");
+      cuda::permute_q4_rows(rows, qw, perm, K, N, uploader_->stream());
+      l.q.perm = perm;
+    }
+    l.q.K = K, l.q.N = N, l.q.group_size = plan.group_size, l.q.sym_zero = plan.sym_zero;
+    return true;
   }
 
   GpuLinear upload_linear(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq) {
@@ -437,13 +538,19 @@ class Stage {
     l.K = parts[0]->in_features;
     for (auto* p : parts) l.N += p->out_features;
     cuda::PackedQ4 pk;
-    if (parts[0]->quantized() && cuda::pack_q4(parts, gptq, pk)) {
+    if (upload_q4_direct(parts, gptq, l)) {
+      // laid out on the GPU
+    } else if (parts[0]->quantized() && cuda::pack_q4(parts, gptq, pk)) {
       l.quantized = true;
       l.q.qweight = upload(pk.qweight, "4-bit weights");
       l.q.scales = upload(pk.scales, "scales");
       if (!pk.zeros.empty()) l.q.zeros = upload(pk.zeros, "zeros");
       if (!pk.perm.empty()) l.q.perm = upload(pk.perm, "act-order permutation");
       l.q.K = pk.K, l.q.N = pk.N, l.q.group_size = pk.group_size, l.q.sym_zero = pk.sym_zero;
+    } else if (uploader_ && cuda::dense_is_f16_as_is(parts)) {  // e.g. an untied lm_head: as it lies
+      __half* d = mem_.alloc<__half>((size_t)l.N * l.K, "fp16 weights", &weight_bytes_);
+      uploader_->copy(d, parts[0]->weight.data, (size_t)l.N * l.K * sizeof(__half));
+      l.dense = d;
     } else {
       l.dense = upload(cuda::dense_half(parts, gptq), "fp16 weights");
     }
@@ -639,6 +746,13 @@ class Stage {
     const int hid = cfg_.hidden_size, I = cfg_.intermediate_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads,
               D = cfg_.head_dim;
     const size_t qkv_floats = (size_t)m * (H + 2 * KV) * D, layer_elems = (size_t)KV * S_ * D;
+    if (m == 1 && step_ready_ && cuda::persistent_decode_flag()) {
+      // One row: every layer in one persistent kernel (kernels_decode_persistent.cu), which wants q/k/v and
+      // gate/up zero at its start and leaves h's sum of squares for the fused lm_head.
+      cuda::embed_rows(embed_, tokens_, 1, hid, h_, stream_, nullptr, {qkv_, qkv_floats}, {gu_, (size_t)2 * I});
+      cuda::decode_step(step_, stream_);
+      return;
+    }
     const int splits = cuda::attention_splits(m, H, S_);
     float* attn_sum_sq = row_sum_sq_;                    // h's row sums of squares before attention
     float* mlp_sum_sq = row_sum_sq_ + cuda::kGemvMaxRows;  // ... and before the MLP
@@ -666,6 +780,37 @@ class Stage {
       down.zero[0] = {mlp_sum_sq, (size_t)m};  // gate/up has read it; the next o_proj sums into it
       cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_, {}, down);
     }
+  }
+
+  // The persistent one-row decode kernel's plan: per-layer descriptors on the device, its counters, and the
+  // launch shape. Models it can't run (mixed layer shapes, a dense layer, too little shared memory) keep the
+  // 5-kernel path (step_ready_ false).
+  void prepare_decode_step() {
+    if (!all_quantized_ || !(first_ && last_)) return;  // one stage holding every layer (and the embeddings)
+    const size_t layer_elems = (size_t)cfg_.num_kv_heads * S_ * cfg_.head_dim;
+    std::vector<cuda::DecodeLayer> host(layers_.size());
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const GpuLayer& l = layers_[li];
+      cuda::DecodeLayer& d = host[li];
+      d.lin[0] = l.qkv.q, d.lin[1] = l.o.q, d.lin[2] = l.gate_up.q, d.lin[3] = l.down.q;
+      d.input_norm = l.input_norm, d.post_norm = l.post_norm;
+      d.kcache = kcache_ + li * layer_elems, d.vcache = vcache_ + li * layer_elems;
+    }
+    cuda::DecodeStep st;
+    st.num_layers = cfg_.num_layers, st.hidden = cfg_.hidden_size, st.inter = cfg_.intermediate_size;
+    st.heads = cfg_.num_heads, st.kv_heads = cfg_.num_kv_heads, st.head_dim = cfg_.head_dim, st.max_seq = S_;
+    st.max_splits = cuda::attention_splits(1, cfg_.num_heads, S_), st.eps = cfg_.rms_norm_eps;
+    if (!cuda::decode_step_prepare(st, host)) return;
+    cuda::DecodeLayer* dev_layers = mem_.alloc<cuda::DecodeLayer>(host.size(), "scratch", &scratch_bytes_);
+    XL_CUDA_CHECK(cudaMemcpy(dev_layers, host.data(), host.size() * sizeof(cuda::DecodeLayer), cudaMemcpyHostToDevice));
+    const size_t ncount = cuda::decode_step_counters(cfg_.num_layers);
+    unsigned* counters = mem_.alloc<unsigned>(ncount, "scratch", &scratch_bytes_);
+    XL_CUDA_CHECK(cudaMemset(counters, 0, ncount * sizeof(unsigned)));
+    st.layers = dev_layers, st.counters = counters;
+    st.inv_freq = inv_freq_, st.pos = pos_, st.h = h_, st.qkv = qkv_, st.gu = gu_, st.att = att_, st.work = work_;
+    st.head_done = attn_done_, st.final_sum_sq = row_sum_sq_;  // enqueue_logits reads row 0's sum there
+    step_ = st;
+    step_ready_ = true;
   }
 
   // Final norm + lm_head for rows [r0, r0 + nr) of an m-row step into logits_ rows [0, nr). After
@@ -775,6 +920,12 @@ class Stage {
   int inv_freq_key_ = -1;
   std::vector<float> host_inv_freq_;
   std::map<int, cudaGraphExec_t> graphs_;
+  cuda::DecodeStep step_;    // the one-row persistent decode kernel's plan (prepare_decode_step)
+  bool step_ready_ = false;
+  cuda::WeightUploader* uploader_ = nullptr;  // during load_checkpoint
+  uint32_t* permute_scratch_ = nullptr;       // during load_checkpoint (act-order layers)
+  size_t permute_scratch_words_ = 0;
+
 
   // Boundaries (connect_from): the stages before and after, how h_ arrives here, and the events that order
   // the two streams: sent_ (this stage's h_ is ready), received_ (this stage has copied the one before).
@@ -815,10 +966,17 @@ class CudaBackend final : public Backend {
   }
 
   // ---- loading ----
-  void load_checkpoint(const GptqConfig& gptq, const ModelWeights& w) {
+  // Each stage loads its own layers; the figures (for --verbose) add up over the stages.
+  Stage::LoadFigures load_checkpoint(const GptqConfig& gptq, const ModelWeights& w) {
     check_layer_count(cfg_, w);
-    for (auto& st : stages_) st->load_checkpoint(gptq, w);
+    Stage::LoadFigures all;
+    for (auto& st : stages_) {
+      const Stage::LoadFigures f = st->load_checkpoint(gptq, w);
+      all.bytes += f.bytes, all.read_s += f.read_s, all.wait_s += f.wait_s, all.finish_s += f.finish_s;
+      all.total_s += f.total_s, all.threads = std::max(all.threads, f.threads);
+    }
     agree_on_decode_path();
+    return all;
   }
 
   void load_dummy(int group_size, uint64_t seed) {
@@ -831,7 +989,10 @@ class CudaBackend final : public Backend {
   void allocate_runtime() {
     for (auto& st : stages_) st->allocate_scratch();
     S_ = choose_seq_len();
-    for (auto& st : stages_) st->allocate_kv(S_);
+    for (auto& st : stages_) {
+      st->allocate_kv(S_);
+      st->prepare_decode_step();
+    }
     for (size_t i = 1; i < stages_.size(); ++i) stages_[i]->connect_from(stages_[i - 1].get());
   }
 
@@ -981,13 +1142,40 @@ class CudaBackend final : public Backend {
   int S_ = 0, cache_len_ = 0;
 };
 
+// XLLAMA_VERBOSE=1 (xllama --verbose): where a checkpoint load's time went, on stderr.
+bool verbose_load() {
+  const char* v = std::getenv("XLLAMA_VERBOSE");
+  return v && *v && *v != '0';
+}
+
 }  // namespace
 
 std::unique_ptr<Backend> create_cuda_backend(const ModelConfig& config, const GptqConfig& gptq,
                                              const ModelWeights& weights, const BackendOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
   auto b = std::make_unique<CudaBackend>(config, options);
-  b->load_checkpoint(gptq, weights);
+  const auto t1 = Clock::now();
+  const Stage::LoadFigures f = b->load_checkpoint(gptq, weights);
+  const auto t2 = Clock::now();
   b->allocate_runtime();
+  const auto t3 = Clock::now();
+  if (verbose_load()) {
+    auto s = [](Clock::time_point a, Clock::time_point c) { return std::chrono::duration<double>(c - a).count(); };
+    if (f.threads == 0) {  // XLLAMA_LEGACY_UPLOAD
+      std::fprintf(stderr,
+                   "xllama: load: CUDA context and handles %.2f s; weights %.2f GB in %.2f s by the earlier path (host "
+                   "repack, synchronous copies); KV cache, scratch and decode plan %.2f s\n",
+                   s(t0, t1), f.bytes / 1e9, f.total_s, s(t2, t3));
+      return b;
+    }
+    std::fprintf(stderr,
+                 "xllama: load: CUDA context and handles %.2f s; weights %.2f GB in %.2f s (%.2f GB/s): reading into "
+                 "pinned staging on %d threads %.2f s (%.2f GB/s), waiting for the copy engine %.2f s, last copies "
+                 "and GPU repacking %.2f s; KV cache, scratch and decode plan %.2f s\n",
+                 s(t0, t1), f.bytes / 1e9, f.total_s, f.bytes / 1e9 / std::max(f.total_s, 1e-9), f.threads, f.read_s,
+                 f.bytes / 1e9 / std::max(f.read_s, 1e-9), f.wait_s, f.finish_s, s(t2, t3));
+  }
   return b;
 }
 

@@ -126,6 +126,57 @@ int attention_splits(int m, int H, int max_len);
 void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,
                        int S, const int* pos, __half* out, cudaStream_t s);
 
+// ---- whole-token decode (one row) as one persistent kernel (kernels_decode_persistent.cu) ----
+// One block per SM walks a fixed share of every layer's 4-bit weight tiles (128 columns x 512 input rows,
+// split-major) and keeps a ring of them in flight in shared memory (cp.async), so weights stream across
+// kernel-free phase boundaries: a phase waits on a per-layer counter (every tile of the phase it depends on
+// has been added), never on the weights. Per layer: q/k/v (RMSNorm while staging), attention (RoPE, KV write,
+// flash-decoding splits combined by the last block), o_proj (adds into h), gate/up (RMSNorm), down (SiLU while
+// staging, adds into h). The counters are left zero by the last block to leave.
+struct DecodeLayer {
+  QWeight lin[4];  // q/k/v, o_proj, gate/up, down (the GEMVs' layouts and pointers)
+  const __half* input_norm = nullptr;
+  const __half* post_norm = nullptr;
+  __half* kcache = nullptr;  // this layer's [KV, S, D]
+  __half* vcache = nullptr;
+};
+struct DecodeStep {
+  const DecodeLayer* layers = nullptr;  // device array [num_layers]
+  int num_layers = 0, hidden = 0, inter = 0, heads = 0, kv_heads = 0, head_dim = 0, max_seq = 0, max_splits = 1;
+  float eps = 0.f;
+  const float* inv_freq = nullptr;
+  const int* pos = nullptr;
+  float* h = nullptr;             // [hidden] residual stream (the embedding is in it before the launch)
+  float* qkv = nullptr;           // [(H + 2 KV) D] zero before the launch (embed_rows zeroes it); left zero
+  float* gu = nullptr;            // [2 I] zero before the launch
+  __half* att = nullptr;          // [H D]
+  float* work = nullptr;          // attention partials [H][max_splits][D + 2]
+  unsigned* head_done = nullptr;  // [H] split counters, zero (left zero)
+  float* final_sum_sq = nullptr;  // h's sum of squares after the last layer (for gemv_f16_rmsnorm)
+  unsigned* counters = nullptr;   // [decode_step_counters(num_layers)], zero (left zero)
+  unsigned long long* profile = nullptr;  // [grid][kProfileSlots] clock cycles per segment, or null (kernel check)
+  int threads = 0;  // per block, 512 or 1024; 0: decode_step_prepare picks (XLLAMA_DECODE_THREADS overrides)
+  // Launch shape, filled in by decode_step_prepare.
+  int stages = 0, stage_bytes = 0, scale_off = 0, zero_off = 0, scratch_floats = 0, grid = 0;
+  size_t smem = 0;
+};
+// DecodeStep::profile segments: block thread 0's clock from the start (after the previous kernel) through each
+// wait and each phase's work (summed over layers) to the end.
+enum DecodeProfileSlot {
+  kProfileStart, kProfileWaitQkv, kProfileQkv, kProfileWaitAttn, kProfileAttn, kProfileWaitO, kProfileO,
+  kProfileWaitGateUp, kProfileGateUp, kProfileWaitDown, kProfileDown, kProfileEnd, kProfileSlots
+};
+size_t decode_step_counters(int num_layers);
+// Checks the shapes (every layer alike, 4-bit, head_dim a multiple of 8 up to 256) and sizes the launch for
+// the current device: false when the kernel can't run this model (decode then takes the 5-kernel path).
+// host_layers: the layers as `layers` will hold them.
+bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& host_layers);
+void decode_step(const DecodeStep& st, cudaStream_t s);
+unsigned long long decode_step_enqueued();  // launches enqueued so far (tests: was the kernel used?)
+// Process-wide switch, off by default: XLLAMA_PERSISTENT_DECODE=1 turns it on (the kernel check flips it to
+// compare). On the H200 it is still slower than the 5-kernel path (docs/PERF-NOTES.md, session 5).
+bool& persistent_decode_flag();
+
 // ---- sampling (one block; result in *out) ----
 void argmax(const float* logits, int vocab, int* out, cudaStream_t s);
 constexpr int kMaxDeviceTopK = 64;

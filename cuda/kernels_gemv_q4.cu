@@ -17,6 +17,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
+#include "cuda/q4_dequant.cuh"
 #include "cuda/stream_load.cuh"
 #include "cuda/zero_fill.cuh"
 
@@ -28,26 +29,6 @@ constexpr int kCols = 128;  // output columns per block
 constexpr int kWarps = 4;
 constexpr int kBatchRows = 8;  // packed rows a warp loads before using them
 constexpr size_t kSmemLimit = 48 * 1024;
-// x is staged as x/16 so the fp16 sum of four (q - zero) * x products (|q - zero| <= 16) can't overflow
-// for |x| < 16k (down_proj inputs can reach thousands); the scale folds 16 back in fp32.
-constexpr float kXScale = 0.0625f, kXUnscale = 16.f;
-
-__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
-  uint32_t r;  // (a & b) | c
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-  return r;
-}
-
-// The 8 nibbles of `word` as four half2 pairs (rows s and s+4, s = 0..3) of exact (q - zero) values:
-// (nibble | 0x6400) is the fp16 number 1024 + q, and subtracting 1024 + zero is exact.
-__device__ __forceinline__ void dequant_word(uint32_t word, __half2 z1024, __half2 d[4]) {
-#pragma unroll
-  for (int s = 0; s < 4; ++s) {
-    uint32_t h = lop3_and_or(word >> (4 * s), 0x000f000fu, 0x64006400u);
-    d[s] = __hsub2(*reinterpret_cast<__half2*>(&h), z1024);
-  }
-}
-
 // Shared memory: x staging [M][block_rows * 4] half2; the warp reduction [warps][M][128] float reuses it.
 inline size_t smem_bytes(int M, int block_rows) {
   return std::max((size_t)M * block_rows * 16, (size_t)kWarps * M * kCols * 4);
@@ -66,56 +47,20 @@ __device__ __forceinline__ void stage_x(const QWeight& w, const void* __restrict
       const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
       const float ga = gr[k0], gb = gr[k1];
       // silu_mul rounds to fp16 first; the 1/16 below is exact except for tiny (subnormal) values
-      const float a0 = __half2float(__float2half(ga / (1.f + __expf(-ga)) * gr[w.K + k0]));
-      const float a1 = __half2float(__float2half(gb / (1.f + __expf(-gb)) * gr[w.K + k1]));
+      const float a0 = silu_gate_input(ga, gr[w.K + k0]);
+      const float a1 = silu_gate_input(gb, gr[w.K + k1]);
       xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
     } else if (IN == GemvInput::RmsNorm) {
       // rmsnorm_kernel's formula and rounding
       const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
       const float r = rsqrtf(f.in_sum_sq[mi] / (float)w.K + f.eps);
-      const float a0 = __half2float(__float2half(hr[k0] * r * __half2float(f.in_norm[k0])));
-      const float a1 = __half2float(__float2half(hr[k1] * r * __half2float(f.in_norm[k1])));
+      const float a0 = rmsnorm_input(hr[k0], r, f.in_norm[k0]);
+      const float a1 = rmsnorm_input(hr[k1], r, f.in_norm[k1]);
       xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
     } else {
       const __half* xr = static_cast<const __half*>(xv) + (size_t)mi * x_stride;
       xs[mi * block_rows * 4 + rem] =
           __floats2half2_rn(__half2float(xr[k0]) * kXScale, __half2float(xr[k1]) * kXScale);
-    }
-  }
-}
-
-// One group's scales (times 16) and zeros (as 1024 + zero) for the lane's 4 columns.
-template <bool SYM>
-__device__ __forceinline__ void group_params(uint2 sraw, uint32_t zw, int sym_zero, float sc[4], __half2 z2[4]) {
-  const __half2* sh = reinterpret_cast<const __half2*>(&sraw);
-  const float2 s01 = __half22float2(sh[0]), s23 = __half22float2(sh[1]);
-  sc[0] = s01.x * kXUnscale, sc[1] = s01.y * kXUnscale, sc[2] = s23.x * kXUnscale, sc[3] = s23.y * kXUnscale;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const uint16_t zb = 0x6400 | (SYM ? sym_zero : (zw >> (8 * j)) & 0xff);
-    z2[j] = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
-  }
-}
-
-// acc[mi][j] += x[mi] . column j of one packed row (16 bytes: 8 rows x 4 columns); xo = the row's x offset.
-template <int M>
-__device__ __forceinline__ void accumulate_row(uint4 q, const __half2 z2[4], const float sc[4], const __half2* xs,
-                                               int block_rows, int xo, float acc[M][4]) {
-  const uint32_t words[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    __half2 d[4];
-    dequant_word(words[j], z2[j], d);
-#pragma unroll
-    for (int mi = 0; mi < M; ++mi) {
-      const uint4 xw = *reinterpret_cast<const uint4*>(xs + mi * block_rows * 4 + xo);
-      const __half2* xm = reinterpret_cast<const __half2*>(&xw);
-      __half2 p = __hmul2(d[0], xm[0]);
-      p = __hfma2(d[1], xm[1], p);
-      p = __hfma2(d[2], xm[2], p);
-      p = __hfma2(d[3], xm[3], p);
-      const float2 f = __half22float2(p);
-      acc[mi][j] = fmaf(f.x + f.y, sc[j], acc[mi][j]);
     }
   }
 }
@@ -214,7 +159,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (c < w.N) {
     int cur_g = -1;
     float sc[4];
-    __half2 z2[4];
+    __half2 z2[8];
     for (int rr = wr0; rr < wr1; rr += U) {
       if (rr != wr0) {
 #pragma unroll

@@ -6,6 +6,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
+#include "cuda/rope_pair.cuh"
 #include "cuda/zero_fill.cuh"
 
 namespace xllama::cuda {
@@ -78,17 +79,6 @@ __global__ void silu_mul_kernel(const float* __restrict__ gu, int m, int I, __ha
     const float g = gu[r * 2 * I + c], u = gu[r * 2 * I + I + c];
     out[i] = __float2half(g / (1.f + __expf(-g)) * u);
   }
-}
-
-// rotate_half RoPE of the pair (j, j + D/2) at position p. HF: angle in fp32 (inv_freq * position),
-// cos/sin precisely (positions can be large).
-__device__ __forceinline__ void rotate_pair(float& a, float& b, int p, float inv_freq) {
-  const float angle = (float)p * inv_freq;
-  double sn, cs;
-  sincos((double)angle, &sn, &cs);
-  const float c = (float)cs, s = (float)sn;
-  const float ra = a * c - b * s, rb = b * c + a * s;
-  a = ra, b = rb;
 }
 
 // grid (m, H + 2 KV), block D/2 threads (pairs j and j + D/2).

@@ -1,5 +1,7 @@
 #include "cuda/weight_repack.h"
 
+#include "cuda/cuda_check.h"
+
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -68,7 +70,7 @@ std::vector<__half> to_half(const TensorView& t) {
   return out;
 }
 
-bool pack_q4(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq, PackedQ4& out) {
+bool plan_q4(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq, Q4Plan& out) {
   const LinearWeights& p0 = *parts[0];
   const int K = p0.in_features, gs = p0.group_size;
   if (gs % 8 != 0) return false;  // the kernels read whole packed rows (8 input rows) of one group
@@ -95,44 +97,95 @@ bool pack_q4(const std::vector<const LinearWeights*>& parts, const GptqConfig& g
   bool identity = true;
   for (int k = 0; k < K && identity; ++k) identity = perm[k] == k;
 
-  out = PackedQ4{};
+  out = Q4Plan{};
   out.K = K, out.N = N, out.group_size = gs, out.groups = G;
+  if (!identity) out.perm = std::move(perm);
+  // Symmetric checkpoints store one zero everywhere: one pass over the packed words tells, with no unpacking
+  // (a 70B model has half a billion zeros).
+  const uint32_t first = *reinterpret_cast<const uint32_t*>(p0.qzeros.data);
+  bool uniform = ((first >> 4) | (first << 28)) == first;  // all 8 nibbles alike
+  for (size_t i = 0; i < parts.size() && uniform; ++i) {
+    const uint32_t* qz = reinterpret_cast<const uint32_t*>(parts[i]->qzeros.data);
+    const size_t words = (size_t)G * (parts[i]->out_features / 8);
+    for (size_t w = 0; w < words && uniform; ++w) uniform = qz[w] == first;
+  }
+  if (uniform) {
+    out.sym_zero = (int)(first & 15u) + gptq.zero_offset;
+    return true;
+  }
+  out.zeros.resize((size_t)G * N);
+  int n0 = 0;
+  for (auto* p : parts) {
+    const int n_i = p->out_features;
+    const uint32_t* qz = reinterpret_cast<const uint32_t*>(p->qzeros.data);
+    for (int gi = 0; gi < G; ++gi) {
+      const uint32_t* row = qz + (size_t)gi * (n_i / 8);
+      uint8_t* dst = out.zeros.data() + (size_t)gi * N + n0;
+      for (int w = 0; w < n_i / 8; ++w)
+        for (int j = 0; j < 8; ++j) dst[8 * w + j] = (uint8_t)(((row[w] >> (4 * j)) & 15u) + gptq.zero_offset);
+    }
+    n0 += n_i;
+  }
+  return true;
+}
+
+bool pack_q4(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq, PackedQ4& out) {
+  Q4Plan plan;
+  if (!plan_q4(parts, gptq, plan)) return false;
+  const int K = plan.K, N = plan.N, G = plan.groups;
+  out = PackedQ4{};
+  out.K = K, out.N = N, out.group_size = plan.group_size, out.groups = G;
   out.qweight.assign((size_t)(K / 8) * N, 0u);
   out.scales.resize((size_t)G * N);
-  std::vector<uint8_t> zeros((size_t)G * N);
   int n0 = 0;
   for (auto* p : parts) {
     const int n_i = p->out_features;
     const uint32_t* qw = reinterpret_cast<const uint32_t*>(p->qweight.data);
-    if (identity) {
+    if (plan.perm.empty()) {
       for (int r = 0; r < K / 8; ++r)
         std::memcpy(&out.qweight[(size_t)r * N + n0], qw + (size_t)r * n_i, (size_t)n_i * 4);
     } else {
       for (int k = 0; k < K; ++k) {
-        const int src = perm[k], sr = src / 8, sh = 4 * (src % 8), dsh = 4 * (k % 8);
+        const int src = plan.perm[k], sr = src / 8, sh = 4 * (src % 8), dsh = 4 * (k % 8);
         const uint32_t* srow = qw + (size_t)sr * n_i;
         uint32_t* drow = &out.qweight[(size_t)(k / 8) * N + n0];
         for (int n = 0; n < n_i; ++n) drow[n] |= ((srow[n] >> sh) & 15u) << dsh;
       }
     }
-    const uint32_t* qz = reinterpret_cast<const uint32_t*>(p->qzeros.data);
-    for (int gi = 0; gi < G; ++gi) {
-      for (int n = 0; n < n_i; ++n) {
+    for (int gi = 0; gi < G; ++gi)
+      for (int n = 0; n < n_i; ++n)
         out.scales[(size_t)gi * N + n0 + n] = __float2half(element(p->scales, (int64_t)gi * n_i + n));
-        const int z = (int)((qz[(size_t)gi * (n_i / 8) + n / 8] >> (4 * (n % 8))) & 15u) + gptq.zero_offset;
-        zeros[(size_t)gi * N + n0 + n] = (uint8_t)z;
-      }
-    }
     n0 += n_i;
   }
-  const bool all_same = std::all_of(zeros.begin(), zeros.end(), [&](uint8_t z) { return z == zeros[0]; });
-  if (all_same) {
-    out.sym_zero = zeros.empty() ? 8 : zeros[0];
-  } else {
-    out.zeros = std::move(zeros);
-  }
-  if (!identity) out.perm = std::move(perm);
+  out.zeros = std::move(plan.zeros);
+  out.sym_zero = plan.sym_zero;
+  out.perm = std::move(plan.perm);
   return true;
+}
+
+namespace {
+// out(k', n) = in(perm[k'], n) on packed words: one thread per output word gathers its 8 nibbles.
+__global__ void permute_q4_rows_kernel(const uint32_t* __restrict__ in, uint32_t* __restrict__ out,
+                                       const int* __restrict__ perm, int K, int N) {
+  const size_t total = (size_t)(K / 8) * N;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const int r = (int)(i / N), n = (int)(i % N);
+    uint32_t w = 0;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int src = perm[r * 8 + j];
+      w |= ((in[(size_t)(src / 8) * N + n] >> (4 * (src % 8))) & 15u) << (4 * j);
+    }
+    out[i] = w;
+  }
+}
+}  // namespace
+
+void permute_q4_rows(const uint32_t* in, uint32_t* out, const int* perm, int K, int N, cudaStream_t s) {
+  const size_t total = (size_t)(K / 8) * N;
+  const int grid = (int)std::min<size_t>((total + 255) / 256, 65535);
+  permute_q4_rows_kernel<<<grid, 256, 0, s>>>(in, out, perm, K, N);
+  XL_CUDA_LAUNCH_CHECK();
 }
 
 std::vector<__half> dense_half(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq) {
@@ -167,6 +220,12 @@ std::vector<__half> dense_half(const std::vector<const LinearWeights*>& parts, c
     n0 += n_i;
   }
   return out;
+}
+
+bool dense_is_f16_as_is(const std::vector<const LinearWeights*>& parts) {
+  if (parts.size() != 1 || parts[0]->quantized() || parts[0]->weight.dtype != DType::F16) return false;
+  expect_shape(parts[0]->weight, parts[0]->out_features, parts[0]->in_features);
+  return true;
 }
 
 std::vector<__half> concat_bias(const std::vector<const LinearWeights*>& parts) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine command that builds, checks and measures; each step's log lands in $OUT.
 #   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate ppl chat user monitor bench sanitize (default: all)
-#                                                and, on request: split (the layer split on GPU 0 named several times), leaks
+#                                                and, on request: split (the layer split on GPU 0 named several times), leaks, load (writes ~40 GB of random checkpoints)
 # Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
 # npm run build:ts)
 set -u
@@ -31,6 +31,7 @@ for s in $steps; do
     sanitize) run sanitize 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
                node scripts/device/check-cuda.mjs --backend cuda --quick ;;
     monitor) run monitor 120 bash scripts/device/record-monitor-traces.sh ;;
+    load) run load 400 bash scripts/device/load-bench.sh ;;
     bench) # the bench matrix (dummies × one GPU / 2-stage split): bench.json, bench.md, bench-progress.log
            run bench 420 bash scripts/device/bench-matrix.sh ;;
   esac

@@ -1,7 +1,9 @@
 // xllama kernel check: runs every CUDA kernel of the backend on fresh random inputs against a
 // straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
-//   xllama_kernel_check [--no-timing] [--tune]
-// --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes and prefill dequant tile sizes.
+//   xllama_kernel_check [--no-timing] [--tune] [--decode-step [quick]]
+// --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes and prefill dequant tile sizes;
+// --decode-step [quick] runs only the persistent decode kernel's timings (quick: 7B at length 128, for a
+// profiler).
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -96,6 +98,18 @@ void report(const std::string& name, double err, double tol) {
   std::printf("%-52s %12.3e  %s\n", name.c_str(), err, ok ? "PASS" : "FAIL");
 }
 
+// A failure inside one whole-backend step is reported and the rest still runs.
+template <class F>
+void guarded(const std::string& what, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    cudaGetLastError();
+    std::printf("%-52s %12s  FAIL (%s)\n", what.c_str(), "-", e.what());
+    ++failures;
+  }
+}
+
 // ---- GPTQ checkpoint-format random linear ----
 struct HostGptq {
   int K, N, gs, G;
@@ -153,6 +167,29 @@ struct DevQ {
     return pk;
   }
 };
+
+// The load path's GPU act-order permutation against pack_q4's host repack of the same checkpoint tensors.
+void check_permute_q4(int K, int N, int gs) {
+  HostGptq h = make_gptq(K, N, gs, true, false);
+  GptqConfig cfg;
+  LinearWeights l = h.view();
+  PackedQ4 pk;
+  if (!pack_q4({&l}, cfg, pk) || pk.perm.empty()) {
+    report("permute_q4_rows: layout", INFINITY, 0);
+    return;
+  }
+  Dev<uint32_t> raw(std::vector<uint32_t>(h.qweight.begin(), h.qweight.end())), out(pk.qweight.size());
+  Dev<int> perm(pk.perm);
+  out.poison();
+  permute_q4_rows(raw.p, out.p, perm.p, K, N, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<uint32_t> got = out.download();
+  size_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) bad += got[i] != pk.qweight[i];
+  report("permute_q4_rows (load path) " + std::to_string(K) + "x" + std::to_string(N) + " g" + std::to_string(gs) +
+             " vs host repack (words differing)",
+         (double)bad, 0);
+}
 
 void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int offset, float x_range = 1.f) {
   HostGptq h = make_gptq(K, N, gs, act_order, asym);
@@ -831,7 +868,8 @@ ModelConfig dummy_config(int vocab, int hidden, int inter, int layers, int heads
 
 // Decode (graph replays of 1, 3 and 8 rows) must agree with prompt chunks (GEMM path) on the same tokens.
 void check_backend_paths() {
-  const std::string tag = pdl_enabled() ? "" : " [no PDL]";
+  const std::string tag = std::string(pdl_enabled() ? "" : " [no PDL]") +
+                          (persistent_decode_flag() ? "" : " [5-kernel decode]");
   ModelConfig c = dummy_config(1000, 256, 704, 2, 4, 2, 256);
   BackendOptions o;
   o.max_seq_len = 128, o.max_chunk_tokens = 64;
@@ -846,12 +884,15 @@ void check_backend_paths() {
   for (int rows : {1, 3, kGemvMaxRows}) {  // graph replays of `rows` tokens (the last step takes what is left)
     std::vector<float> dec((size_t)n * V);
     b->clear_cache();
+    const unsigned long long launches = decode_step_enqueued();
     for (int i = 0; i < n; i += rows) {
       const int m = std::min(rows, n - i);
       b->forward(&toks[i], m, i, true, &dec[(size_t)i * V]);
     }
-    report("backend: decode m=" + std::to_string(rows) + " (graph) vs prompt chunk (GEMM)" + tag, rel_err(dec, ref),
-           2e-2);
+    // one-row steps take the persistent kernel (captured once) unless it is switched off
+    const bool path_ok = rows != 1 || (decode_step_enqueued() > launches) == persistent_decode_flag();
+    report("backend: decode m=" + std::to_string(rows) + " (graph) vs prompt chunk (GEMM)" + tag,
+           path_ok ? rel_err(dec, ref) : INFINITY, 2e-2);
   }
   // device sampling = host rule on the same logits
   b->clear_cache();
@@ -884,6 +925,184 @@ void check_backend_paths() {
   for (int i = 0; i < n; ++i)
     if (targets[i] < 0 && got[i] != 0.f) err = INFINITY;
   report("backend: score() on the device vs host NLL of forward()" + tag, err, 2e-2);
+}
+
+// A random GPTQ checkpoint through create_cuda_backend (the upload path): act-order (q/k/v and gate/up share a
+// g_idx, as GPTQ writes them), asymmetric zeros, head_dim 128 with GQA, gate/up N = 2800 (a partial 128-column
+// tile) and down K = 1400 (three K splits, the last partial). One-row decode (the persistent kernel) against
+// the prompt path (dequant + GEMM), and the persistent kernel against the 5-kernel decode.
+void check_backend_gptq() {
+  const int V = 1000, hid = 512, I = 1400, NL = 2, H = 4, KV = 2, gs = 64;
+  ModelConfig c = dummy_config(V, hid, I, NL, H, KV, 256);
+  GptqConfig g;
+  g.enabled = true, g.group_size = gs, g.sym = false, g.desc_act = true, g.zero_offset = 1;
+  std::vector<std::unique_ptr<HostGptq>> keep;
+  std::vector<std::vector<__half>> dense;
+  auto half_tensor = [&](std::vector<int64_t> shape, float lo, float hi, const char* name) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    dense.push_back(rand_half((size_t)n, lo, hi));
+    return TensorView{dense.back().data(), DType::F16, shape, name};
+  };
+  auto gptq_linear = [&](int K, int N, const std::vector<int>& g_idx) {
+    keep.push_back(std::make_unique<HostGptq>(make_gptq(K, N, gs, false, true)));
+    keep.back()->g_idx = g_idx;
+    LinearWeights l = keep.back()->view();
+    return l;
+  };
+  auto shuffled_groups = [&](int K) {
+    std::vector<int> gi(K);
+    for (int k = 0; k < K; ++k) gi[k] = k / gs;
+    std::shuffle(gi.begin(), gi.end(), rng);
+    return gi;
+  };
+  dense.reserve(64);
+  ModelWeights w;
+  w.embed_tokens = half_tensor({V, hid}, -1.f, 1.f, "embed_tokens");
+  w.final_norm = half_tensor({hid}, 0.8f, 1.2f, "norm");
+  w.lm_head.in_features = hid, w.lm_head.out_features = V;
+  w.lm_head.weight = half_tensor({V, hid}, -0.05f, 0.05f, "lm_head");
+  for (int l = 0; l < NL; ++l) {
+    LayerWeights lw;
+    lw.input_norm = half_tensor({hid}, 0.8f, 1.2f, "input_layernorm");
+    lw.post_attention_norm = half_tensor({hid}, 0.8f, 1.2f, "post_attention_layernorm");
+    const std::vector<int> g_att = shuffled_groups(hid), g_o = shuffled_groups(H * 128),
+                           g_mlp = shuffled_groups(hid), g_down = shuffled_groups(I);
+    lw.q = gptq_linear(hid, H * 128, g_att), lw.k = gptq_linear(hid, KV * 128, g_att);
+    lw.v = gptq_linear(hid, KV * 128, g_att), lw.o = gptq_linear(H * 128, hid, g_o);
+    lw.gate = gptq_linear(hid, I, g_mlp), lw.up = gptq_linear(hid, I, g_mlp), lw.down = gptq_linear(I, hid, g_down);
+    w.layers.push_back(lw);
+  }
+  BackendOptions o;
+  o.max_seq_len = 128, o.max_chunk_tokens = 64;
+  const int n = 100;
+  std::vector<int32_t> toks(n);
+  for (auto& t : toks) t = (int32_t)(rng() % V);
+  auto decode_all = [&](Backend& b) {
+    std::vector<float> dec((size_t)n * V);
+    for (int i = 0; i < n; ++i) b.forward(&toks[i], 1, i, true, &dec[(size_t)i * V]);
+    return dec;
+  };
+  const bool flag = persistent_decode_flag();
+  persistent_decode_flag() = false;
+  auto b5 = create_cuda_backend(c, g, w, o);  // graphs are captured per backend: one for each decode path
+  std::vector<float> prompt((size_t)n * V);
+  b5->forward(toks.data(), n, 0, true, prompt.data());
+  const std::vector<double> ref(prompt.begin(), prompt.end());
+  b5->clear_cache();
+  const std::vector<float> five = decode_all(*b5);
+  const std::vector<double> five_d(five.begin(), five.end());
+  report("backend gptq asym act-order: 5-kernel decode vs prompt chunk", rel_err(five, ref), 2e-2);
+  {  // the upload path (parallel staging, GPU layout and act-order permutation, embedding and lm_head as they
+     // lie) against the earlier host repack: the same weights give the same prompt logits
+    setenv("XLLAMA_LEGACY_UPLOAD", "1", 1);
+    auto legacy = create_cuda_backend(c, g, w, o);
+    unsetenv("XLLAMA_LEGACY_UPLOAD");
+    std::vector<float> lp((size_t)n * V);
+    legacy->forward(toks.data(), n, 0, true, lp.data());
+    report("backend gptq asym act-order: upload path vs host repack (prompt logits)", rel_err(prompt, {lp.begin(), lp.end()}),
+           1e-6);
+  }
+  persistent_decode_flag() = true;
+  const char* env = std::getenv("XLLAMA_DECODE_THREADS");
+  const std::string saved = env ? env : "";
+  for (const char* threads : {"512", "1024"}) {
+    setenv("XLLAMA_DECODE_THREADS", threads, 1);
+    auto b = create_cuda_backend(c, g, w, o);
+    const unsigned long long launches = decode_step_enqueued();
+    const std::vector<float> fused = decode_all(*b);
+    const bool used = decode_step_enqueued() > launches;
+    const std::string tag = std::string(" [") + threads + " threads]";
+    report("backend gptq asym act-order: persistent decode vs prompt chunk" + tag, used ? rel_err(fused, ref) : INFINITY,
+           2e-2);
+    report("backend gptq asym act-order: persistent vs 5-kernel decode" + tag, rel_err(fused, five_d), 1e-2);
+  }
+  if (env) setenv("XLLAMA_DECODE_THREADS", saved.c_str(), 1); else unsetenv("XLLAMA_DECODE_THREADS");
+  persistent_decode_flag() = flag;
+}
+
+// Device-to-device copy bandwidth (bytes read + written per second), as xllama bench measures it.
+double copy_bandwidth_gbs() {
+  const size_t bytes = (size_t)1 << 30;
+  Dev<unsigned char> a(bytes), b(bytes);
+  XL_CUDA_CHECK(cudaMemset(a.p, 1, bytes));
+  const float ms = median_ms([&] { XL_CUDA_CHECK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice)); }, 3, 10);
+  return 2.0 * bytes / (ms * 1e-3) / 1e9;
+}
+
+// The persistent decode kernel alone on random weights of a model's shapes (group 128), back to back, against the
+// bytes it must read (weights + the KV cache at this length); then one profiled launch: where a block's time
+// goes (thread 0's clock per segment, mean over blocks), waiting on the previous phase vs working.
+void time_decode_step(const char* name, const ModelConfig& c, int len, double copy_gbs, int threads) {
+  const int hid = c.hidden_size, I = c.intermediate_size, H = c.num_heads, KV = c.num_kv_heads, D = c.head_dim,
+            NL = c.num_layers, S = len + 8;
+  const int Ks[4] = {hid, H * D, hid, I}, Ns[4] = {(H + 2 * KV) * D, hid, 2 * I, hid};
+  size_t words = 0, scales = 0;
+  for (int i = 0; i < 4; ++i) words += (size_t)Ks[i] / 8 * Ns[i], scales += (size_t)(Ks[i] / 128) * Ns[i];
+  Dev<uint32_t> qw(words * NL);
+  Dev<__half> sc(scales * NL), norms((size_t)NL * 2 * hid), kc((size_t)NL * KV * S * D), vc((size_t)NL * KV * S * D);
+  fill_random_u32(qw.p, qw.n, 11, nullptr);
+  fill_half(norms.p, norms.n, 1.f, nullptr);
+  fill_random_half(kc.p, kc.n, 12, -1.f, 1.f, nullptr);
+  fill_random_half(vc.p, vc.n, 13, -1.f, 1.f, nullptr);
+  std::vector<DecodeLayer> layers(NL);
+  size_t wo = 0, so = 0;
+  for (int l = 0; l < NL; ++l) {
+    for (int i = 0; i < 4; ++i) {
+      QWeight& q = layers[l].lin[i];
+      q.qweight = qw.p + wo, q.scales = sc.p + so, q.K = Ks[i], q.N = Ns[i], q.group_size = 128, q.sym_zero = 8;
+      const float a = 1.f / (std::sqrt((float)Ks[i]) * 8.f);
+      fill_random_half(sc.p + so, (size_t)(Ks[i] / 128) * Ns[i], 20 + l * 4 + i, 0.5f * a, 1.5f * a, nullptr);
+      wo += (size_t)Ks[i] / 8 * Ns[i], so += (size_t)(Ks[i] / 128) * Ns[i];
+    }
+    layers[l].input_norm = norms.p + (size_t)l * 2 * hid, layers[l].post_norm = norms.p + (size_t)l * 2 * hid + hid;
+    layers[l].kcache = kc.p + (size_t)l * KV * S * D, layers[l].vcache = vc.p + (size_t)l * KV * S * D;
+  }
+  DecodeStep st;
+  st.num_layers = NL, st.hidden = hid, st.inter = I, st.heads = H, st.kv_heads = KV, st.head_dim = D, st.max_seq = S;
+  st.max_splits = attention_splits(1, H, S), st.eps = 1e-5f, st.threads = threads;
+  if (!decode_step_prepare(st, layers)) {
+    report(std::string("decode step ") + name + ": kernel fits", INFINITY, 0);
+    return;
+  }
+  Dev<DecodeLayer> dl(layers);
+  std::vector<float> inv(D / 2);
+  for (int i = 0; i < D / 2; ++i) inv[i] = (float)(1.0 / std::pow(10000.0, 2.0 * i / D));
+  Dev<float> dinv(inv), h(hid), qkv((size_t)(H + 2 * KV) * D), gu((size_t)2 * I), work((size_t)H * st.max_splits * (D + 2)),
+      ss(1);
+  Dev<__half> att((size_t)H * D);
+  Dev<unsigned> done(H), counters(decode_step_counters(NL));
+  Dev<int> dpos(std::vector<int>{len - 1});
+  std::vector<float> h0(hid);
+  for (auto& v : h0) v = urand(-1.f, 1.f);
+  h.upload(h0);
+  XL_CUDA_CHECK(cudaMemset(qkv.p, 0, qkv.n * 4));
+  XL_CUDA_CHECK(cudaMemset(gu.p, 0, gu.n * 4));
+  XL_CUDA_CHECK(cudaMemset(done.p, 0, done.n * 4));
+  XL_CUDA_CHECK(cudaMemset(counters.p, 0, counters.n * 4));
+  st.layers = dl.p, st.inv_freq = dinv.p, st.pos = dpos.p, st.h = h.p, st.qkv = qkv.p, st.gu = gu.p, st.att = att.p;
+  st.work = work.p, st.head_done = done.p, st.final_sum_sq = ss.p, st.counters = counters.p;
+  const float us = batch_us([&] { decode_step(st, nullptr); }, 10, 20);
+  const double bytes = (double)words * NL * 4 + (double)scales * NL * 2 + 2.0 * NL * KV * (double)len * D * 2;
+  const double floor_us = bytes / (copy_gbs * 1e9) * 1e6;
+  std::printf("time decode step %-4s len %-5d %d blocks x %d threads x %d stages: %8.1f us/token (%.0f GB/s; floor "
+              "%.1f us at %.0f GB/s copy = %.0f%%)\n",
+              name, len, st.grid, st.threads, st.stages, us, bytes / (us * 1e-6) / 1e9, floor_us, copy_gbs, 100.0 * floor_us / us);
+  Dev<unsigned long long> prof((size_t)st.grid * kProfileSlots);
+  st.profile = prof.p;
+  decode_step(st, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<unsigned long long> pv = prof.download();
+  int clock_khz = 0;
+  XL_CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0));
+  const char* names[kProfileSlots] = {"start", "wait qkv", "qkv", "wait attn", "attn", "wait o", "o",
+                                      "wait gate/up", "gate/up", "wait down", "down", "end"};
+  std::printf("     profile (us per token, mean over blocks, at %d MHz):", clock_khz / 1000);
+  for (int k = 0; k < kProfileSlots; ++k) {
+    double sum = 0;
+    for (int bi = 0; bi < st.grid; ++bi) sum += (double)pv[(size_t)bi * kProfileSlots + k];
+    std::printf(" %s %.1f%s", names[k], sum / st.grid / (clock_khz * 1e-3), k + 1 < kProfileSlots ? "," : "\n");
+  }
 }
 
 void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, int gen) {
@@ -919,6 +1138,24 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
               "weights %.2f GiB, KV %.2f GiB, scratch %.2f GiB, GPU memory used by the backend %.2f GiB\n",
               name, pdl_enabled() ? "" : " [no PDL]", ctx, prompt, best_pp, gen / sec, sec / gen * 1e3, prompt + 8, pos, r.weights_bytes / 1073741824.0,
               r.kv_cache_bytes / 1073741824.0, r.scratch_bytes / 1073741824.0, (free0 - free1) / 1073741824.0);
+}
+
+// The persistent decode kernel alone at 7B / 13B / 70B shapes, both block sizes.
+void time_decode_steps(bool quick = false) {
+  const ModelConfig c7 = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
+  const ModelConfig c13 = dummy_config(32000, 5120, 13824, 40, 40, 40, 4096);
+  const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
+  std::printf("\npersistent decode kernel alone (random weights, group 128)\n");
+  const double copy = copy_bandwidth_gbs();
+  if (quick) {  // 7B at length 128 only (a profiler's run)
+    for (int threads : {512, 1024}) time_decode_step("7B", c7, 128, copy, threads);
+    return;
+  }
+  for (int threads : {512, 1024}) {
+    for (int len : {128, 2048}) guarded("decode step 7B", [&] { time_decode_step("7B", c7, len, copy, threads); });
+    guarded("decode step 13B", [&] { time_decode_step("13B", c13, 128, copy, threads); });
+    for (int len : {128, 2048}) guarded("decode step 70B", [&] { time_decode_step("70B", c70, len, copy, threads); });
+  }
 }
 
 // ---- tuning: every GEMV variant on every decode shape, timed as a graph would run them (back to back) ----
@@ -1001,29 +1238,24 @@ void tune_dequant_tile() {
 
 }  // namespace
 
-// A failure inside one whole-backend step is reported and the rest still runs.
-template <class F>
-void guarded(const std::string& what, F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    cudaGetLastError();
-    std::printf("%-52s %12s  FAIL (%s)\n", what.c_str(), "-", e.what());
-    ++failures;
-  }
-}
-
 int main(int argc, char** argv) {
   bool timing = true, tune = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--no-timing") == 0) timing = false;
     if (std::strcmp(argv[i], "--tune") == 0) tune = true;
+    if (std::strcmp(argv[i], "--decode-step") == 0) {  // only the persistent decode kernel's timings (profiling)
+      const bool quick = i + 1 < argc && std::strcmp(argv[i + 1], "quick") == 0;
+      guarded("decode steps", [quick] { time_decode_steps(quick); });
+      return failures ? 1 : 0;
+    }
   }
   try {
     cudaDeviceProp prop{};
     XL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     std::printf("device: %s (%d SMs)\n%-52s %12s  %s\n", prop.name, prop.multiProcessorCount, "kernel",
                 "max rel err", "result");
+    check_permute_q4(512, 384, 64);
+    check_permute_q4(4096, 1000, 128);
     check_gemv_q4(4096, 1024, 128, 1, false, false, 1);
     check_gemv_q4(4096, 512, 128, 8, false, false, 1);
     check_gemv_q4(512, 384, 64, 3, true, false, 1);
@@ -1088,7 +1320,12 @@ int main(int argc, char** argv) {
       set_pdl_enabled(!pdl);
       guarded("backend paths (PDL switched)", check_backend_paths);
       set_pdl_enabled(pdl);
+      const bool persistent = persistent_decode_flag();
+      persistent_decode_flag() = !persistent;
+      guarded("backend paths (persistent decode switched)", check_backend_paths);
+      persistent_decode_flag() = persistent;
     }
+    guarded("backend gptq", check_backend_gptq);
     if (timing) {
       std::printf("\n7B decode shapes (group 128; bytes = qweight + scales)\n");
       time_gemv_q4("q+k+v", 4096, 12288, 1);
@@ -1108,12 +1345,22 @@ int main(int argc, char** argv) {
       std::printf("\nwhole backend on dummy models (group 128, greedy decode on the device)\n");
       const ModelConfig c7 = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
       const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+      const ModelConfig c13 = dummy_config(32000, 5120, 13824, 40, 40, 40, 4096);
+      time_decode_steps();
+      const bool persistent = persistent_decode_flag();
+      for (bool on : {persistent, !persistent}) {
+        persistent_decode_flag() = on;
+        const char* tag = on ? "[persistent decode]" : "[5-kernel decode]";
+        std::printf("%s\n", tag);
+        guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+        guarded("bench 13B", [&] { bench_backend("13B", c13, 2048, 512, 64); });
+        guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
+      }
+      persistent_decode_flag() = persistent;
       const bool pdl = pdl_enabled();
       set_pdl_enabled(!pdl);
       guarded("bench 7B (PDL switched)", [&] { bench_backend("7B", c7, 2048, 512, 128); });
       set_pdl_enabled(pdl);
-      guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
     }
     if (tune) {
       guarded("tune gemv_q4", tune_gemv_q4);
