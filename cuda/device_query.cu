@@ -1,4 +1,7 @@
 #include "cuda/device_query.h"
+#include <sys/stat.h>
+
+#include <cstdlib>
 
 #include <cuda_runtime.h>
 
@@ -27,13 +30,33 @@ bool query_gpus(std::vector<GpuInfo>& gpus, std::string& why) {
   gpus.clear();
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess) {
-    why = std::string("CUDA runtime found no usable GPU: ") + cudaGetErrorString(err);
+  if (err != cudaSuccess || count == 0) {
+    // Say what is true here: no NVIDIA driver at all (for which the runtime itself says "CUDA driver version
+    // is insufficient"), a driver too old for this build's runtime, or a driver that shows no GPU.
+    auto version = [](int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); };
+    int driver = 0;
+    cudaDriverGetVersion(&driver);  // 0 when no driver library (libcuda.so.1) can be loaded
+    struct stat st {};
+    const bool kernel_driver = stat("/proc/driver/nvidia/version", &st) == 0;  // Linux: the driver is loaded
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    if (driver == 0) {
+      why = kernel_driver ? "the NVIDIA kernel driver is loaded but its CUDA library (libcuda.so.1) was not found"
+                          : "no NVIDIA driver found";
+#ifdef __linux__
+    } else if (!kernel_driver) {
+      why = "no NVIDIA driver found (the CUDA driver library is installed, but no NVIDIA kernel driver is loaded)";
+#endif
+    } else if (err == cudaErrorInsufficientDriver) {
+      why = "the NVIDIA driver supports CUDA " + version(driver) + ", older than the CUDA " + version(CUDART_VERSION) +
+            " runtime of this build: update the driver";
+    } else if (err == cudaSuccess || err == cudaErrorNoDevice) {
+      why = "the NVIDIA driver (CUDA " + version(driver) + ") shows no GPU" +
+            (visible ? std::string(" (CUDA_VISIBLE_DEVICES=") + visible + ")" : std::string());
+    } else {
+      why = "the CUDA runtime can't use the GPUs (NVIDIA driver for CUDA " + version(driver) + "): " +
+            cudaGetErrorString(err);
+    }
     cudaGetLastError();  // clear the sticky error so later calls start clean
-    return false;
-  }
-  if (count == 0) {
-    why = "no CUDA GPU found";
     return false;
   }
   for (int i = 0; i < count; ++i) {

@@ -2,12 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runCli } from './helpers/run-cli.js';
 
-test('--version prints the package version', () => {
-  const r = runCli(['--version']);
-  assert.equal(r.status, 0);
-  assert.match(r.stdout, /^\d+\.\d+\.\d+\n$/);
-});
-
 test('--help lists info and shows examples', () => {
   const r = runCli(['--help']);
   assert.equal(r.status, 0);

@@ -1,4 +1,5 @@
 // Strict parsing of flag values shared by the commands: every bad value is a one-line UserError naming the flag.
+import { Option, type Command } from 'commander';
 import { UserError } from '../errors.js';
 import type { BackendName } from '../engine/model-handle.js';
 
@@ -31,4 +32,16 @@ export function parseBackend(value: string | undefined): 'auto' | BackendName {
 /** commander collector for repeatable string flags. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/**
+ * Another spelling of an option, as people type it by habit from llama.cpp (`--temp`, `-c/--ctx-size`): hidden
+ * from --help (the main option's help names it), it sets the main option's value, `target` (its attribute
+ * name, e.g. 'maxSeqLen'). Given with the main option too, the last one on the command line wins.
+ */
+export function addAlias(cmd: Command, flags: string, target: string): Command {
+  const alias = new Option(flags).hideHelp();
+  cmd.addOption(alias);
+  cmd.on(`option:${alias.name()}`, (value: string) => cmd.setOptionValueWithSource(target, value, 'cli'));
+  return cmd;
 }

@@ -1,21 +1,24 @@
-// `xllama generate -m MODEL -p TEXT [...]`: plain text continuation. Text streams to stdout, statistics
-// go to stderr; --json prints one object with the text, the ids and the timings instead.
+// `xllama generate [-m MODEL] [-p TEXT | -f FILE | < stdin] [...]`: plain text continuation. Text streams to
+// stdout, statistics go to stderr; --json prints one object with the text, the ids and the timings instead.
+// Ctrl+C stops between two tokens and exits 130; a closed stdout (`| head`) stops it quietly.
 import type { Command } from 'commander';
-import { UserError } from '../errors.js';
+import { Interrupted, UserError } from '../errors.js';
+import { writeOut } from '../stdout-guard.js';
+import { stopOnInterruptOrClosedOutput } from '../stop-signal.js';
 import { loadModelSpec } from '../engine/loader/index.js';
 import { TextTokenizer } from '../engine/tokenizer.js';
 import { checkPromptFits, promptIds } from '../engine/prompt.js';
 import { NonFiniteLogitsError } from '../engine/sampler.js';
 import { generate, type GenerationStats } from '../engine/generate.js';
 import { NativeModel } from '../engine/native-model.js';
-import { collect, parseInteger } from './flags.js';
+import { addAlias, collect, parseInteger } from './flags.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
+import { addPromptOptions, promptTextFrom, type PromptFlags } from './prompt-input.js';
 import { addSamplingOptions, samplingFrom, seedFrom, type SamplingFlags } from './sampling-options.js';
 import { startSpinner } from './spinner.js';
 import { stdoutWriter } from './stdout-writer.js';
 
-interface GenerateFlags extends ModelFlags, SamplingFlags {
-  prompt?: string;
+interface GenerateFlags extends ModelFlags, SamplingFlags, PromptFlags {
   maxTokens?: string;
   stop?: string[];
   json?: boolean;
@@ -30,15 +33,11 @@ function statsLine(s: GenerationStats, backend: string): string {
     `first token after ${f(s.timeToFirstTokenMs)} ms; stop: ${s.stopReason ?? 'none'}\n`;
 }
 
-/** Every flag checked and converted; nothing is read from disk yet. */
+/** Every flag checked and converted; nothing is read from disk or stdin yet. */
 function parseFlags(flags: GenerateFlags) {
-  const model = modelDirFrom(flags);
-  if (flags.prompt === undefined) throw new UserError('-p/--prompt: give the prompt text');
   const stop = flags.stop ?? [];
   if (stop.some((s) => s.length === 0)) throw new UserError('--stop: a stop string is empty');
   return {
-    model,
-    prompt: flags.prompt,
     maxTokens: parseInteger(flags.maxTokens, '-n/--max-tokens', 0) ?? DEFAULT_MAX_TOKENS,
     sampling: samplingFrom(flags),
     seed: seedFrom(flags),
@@ -50,9 +49,9 @@ function parseFlags(flags: GenerateFlags) {
 async function runGenerate(flags: GenerateFlags): Promise<void> {
   const opts = parseFlags(flags);
   // Everything that can be checked without the weights is checked before they are mapped.
-  const spec = loadModelSpec(opts.model);
+  const spec = loadModelSpec(modelDirFrom(flags));
   const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
-  const ids = promptIds(tokenizer, opts.prompt);
+  const ids = promptIds(tokenizer, await promptTextFrom(flags));
   const modelMax = spec.arch.maxPositionEmbeddings;
   const maxSeqLen = opts.open.maxSeqLen;
   if (maxSeqLen !== undefined && maxSeqLen > modelMax) {
@@ -70,22 +69,20 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
     spinner.stop();
   }
   const loadMs = performance.now() - loadStart;
-  const abort = new AbortController();
-  const onSigint = () => abort.abort(); // a second Ctrl-C kills as usual
-  process.once('SIGINT', onSigint);
-  const print = stdoutWriter(abort);
+  // Ctrl+C, or the reader of stdout going away, ends generation between two tokens.
+  const stop = stopOnInterruptOrClosedOutput();
   try {
     checkPromptFits(ids, model.maxSeqLen, `the KV cache (${model.backend})`);
     const prefill = startSpinner(`reading the prompt (${ids.length} tokens)`);
     const run = generate(model, tokenizer, ids, {
-      maxTokens: opts.maxTokens, sampling: opts.sampling, seed: opts.seed, stop: opts.stop, signal: abort.signal,
+      maxTokens: opts.maxTokens, sampling: opts.sampling, seed: opts.seed, stop: opts.stop, signal: stop.signal,
     });
     let text = '';
     try {
       for await (const token of run) {
         prefill.stop();
         text += token.text;
-        if (!flags.json) print(token.text);
+        if (!flags.json) writeOut(token.text);
       }
     } catch (err) {
       // Name the model whose weights gave the NaN / infinite logits.
@@ -95,19 +92,20 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
     }
     const { stopReason, ...stats } = run.stats;
     if (flags.json) {
-      print(`${JSON.stringify({
+      writeOut(`${JSON.stringify({
         model: spec.dir, backend: model.backend, seed: opts.seed, sampling: opts.sampling, stop: opts.stop,
         maxTokens: opts.maxTokens, maxSeqLen: model.maxSeqLen, text, promptIds: ids, generatedIds: run.generatedIds,
         stopReason, timings: { loadMs, ...stats },
       })}\n`);
     } else {
-      if (!text.endsWith('\n')) print('\n');
+      if (!text.endsWith('\n')) writeOut('\n');
       process.stderr.write(statsLine(run.stats, model.backend));
     }
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    stop.dispose();
     model.close();
   }
+  if (stop.interrupted) throw new Interrupted();
 }
 
 export function registerGenerate(program: Command): void {
@@ -115,15 +113,19 @@ export function registerGenerate(program: Command): void {
     .command('generate')
     .description('continue a text prompt (no chat template); text streams to stdout, speed to stderr');
   addModelOptions(cmd);
-  addSamplingOptions(cmd)
-    .option('-p, --prompt <text>', 'prompt text (BOS is added as the model\'s tokenizer does)')
-    .option('-n, --max-tokens <n>', `most tokens to generate (default ${DEFAULT_MAX_TOKENS})`)
+  addSamplingOptions(cmd);
+  addPromptOptions(cmd)
+    .option('-n, --max-tokens <n>', `most tokens to generate, also --n-predict (default ${DEFAULT_MAX_TOKENS})`)
     .option('--stop <text>', 'stop before this text (repeatable)', collect)
     .option('--json', 'print one JSON object with text, ids and timings')
     .addHelpText('after', `
 Examples:
   $ xllama generate -m ./Llama-2-7B-GPTQ -p "The capital of France is" -n 32 --temperature 0
   $ xllama generate -m ./Llama-2-7B-GPTQ -p "Once upon a time" --seed 42 --stop "The end"
-  $ xllama generate -m ./Llama-2-7B-GPTQ -p "def fib(n):" --json`)
+  $ xllama generate -m ./Llama-2-7B-GPTQ -p "def fib(n):" --json
+  $ xllama generate -m ./Llama-2-7B-GPTQ -f prompt.txt
+  $ echo "Once upon a time" | xllama generate -m ./stories260K
+  $ xllama generate                  no -m, no prompt: the bundled demo model tells a story from BOS`)
     .action(async (flags: GenerateFlags) => runGenerate(flags));
+  addAlias(cmd, '--n-predict <n>', 'maxTokens');
 }

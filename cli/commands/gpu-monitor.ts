@@ -3,6 +3,7 @@
 // --record / --replay of raw snapshot traces.
 import type { Command } from 'commander';
 import { UserError } from '../errors.js';
+import { outputClosed, writeOut } from '../stdout-guard.js';
 import { loadAddon } from '../native/addon.js';
 import type { MonitorAddon } from '../native/types.js';
 import { MonitorModel, type MonitorView } from '../monitor/aggregate.js';
@@ -78,7 +79,7 @@ function makeSession(s: Settings): MonitorSession {
   return new MonitorSession(source, s.record === null ? null : new TraceWriter(s.record, s.intervalMs));
 }
 
-/** Runs a session until the replay ends, --duration passes, or SIGINT/SIGTERM. */
+/** Runs a session until the replay ends, --duration passes, SIGINT/SIGTERM, or stdout's reader goes away. */
 function runUntilDone(session: MonitorSession, durationMs: number | null): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let timer: NodeJS.Timeout | null = null;
@@ -86,6 +87,7 @@ function runUntilDone(session: MonitorSession, durationMs: number | null): Promi
       if (timer) clearTimeout(timer);
       process.off('SIGINT', finish);
       process.off('SIGTERM', finish);
+      outputClosed.removeEventListener('abort', finish);
       session.stop();
     };
     const finish = () => {
@@ -95,6 +97,7 @@ function runUntilDone(session: MonitorSession, durationMs: number | null): Promi
     session.onEnd(finish);
     process.on('SIGINT', finish);
     process.on('SIGTERM', finish);
+    outputClosed.addEventListener('abort', finish);
     if (durationMs !== null) timer = setTimeout(finish, durationMs);
     try {
       session.start();
@@ -138,16 +141,7 @@ async function runOnce(s: Settings): Promise<void> {
 
 async function runJson(s: Settings): Promise<void> {
   const session = makeSession(s);
-  let closed = false;
-  process.stdout.on('error', () => {
-    // The reader went away (e.g. `| head`): stop quietly.
-    closed = true;
-    session.stop();
-    process.exit(0);
-  });
-  session.onView((v) => {
-    if (!closed) process.stdout.write(`${JSON.stringify(viewToJson(v))}\n`);
-  });
+  session.onView((v) => writeOut(`${JSON.stringify(viewToJson(v))}\n`));
   await runUntilDone(session, s.durationMs);
 }
 

@@ -40,7 +40,9 @@ function printGpus(json: boolean): void {
     process.stdout.write(`${JSON.stringify({ backends, ...sys })}\n`);
     return;
   }
-  const lines = [`backends: ${backends.join(', ')}${sys.cudaCompiled ? ` (CUDA runtime ${sys.cudaRuntime})` : ''}`];
+  const cuda = !sys.cudaCompiled ? '' : sys.gpus.length > 0 ? ` (CUDA runtime ${sys.cudaRuntime})`
+    : ` (this build has CUDA ${sys.cudaRuntime}, unused: no GPU)`;
+  const lines = [`backends: ${backends.join(', ')}${cuda}`];
   if (sys.gpus.length === 0) lines.push(`GPUs: none (${sys.gpuUnavailableReason ?? 'unknown reason'})`);
   for (const g of sys.gpus) {
     lines.push(`GPU ${g.index}: ${g.name}, ${formatBytes(g.totalMemory)} (${formatBytes(g.freeMemory)} free), ` +

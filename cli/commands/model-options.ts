@@ -1,11 +1,18 @@
 // The flags that say which model to open and where it runs, defined once for generate, chat, ppl and
-// bench: -m, --backend, --max-seq-len, --threads and the GPU placement (--gpus, --gpu-split, --verbose).
+// bench: -m, --backend, --max-seq-len (also -c/--ctx-size, llama.cpp's spelling), --threads and the GPU
+// placement (--gpus, --gpu-split, --verbose). Without -m, the demo model that ships in the package is used.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../errors.js';
 import type { GpuSplitRequest } from '../engine/gpu-placement.js';
 import type { OpenOptions } from '../engine/model-handle.js';
-import { parseBackend, parseInteger } from './flags.js';
+import { packageRoot } from '../native/addon.js';
+import { addAlias, parseBackend, parseInteger } from './flags.js';
 import { INT32_MAX, MAX_THREADS } from '../engine/native-limits.js';
+
+/** The small real model in the package (stories260K, MIT, from llama2.c): a first run needs no download. */
+export const DEMO_MODEL_DIR = join(packageRoot, 'fixtures', 'models', 'stories260K');
 
 export interface ModelFlags {
   model?: string;
@@ -17,22 +24,36 @@ export interface ModelFlags {
   verbose?: boolean;
 }
 
-export function addModelOptions(cmd: Command): Command {
-  return cmd
-    .option('-m, --model <dir>', 'model folder in Hugging Face layout')
+/**
+ * `ctxSizeFor`: the option that llama.cpp's -c/--ctx-size stands for. The KV-cache size (--max-seq-len) by
+ * default; ppl passes 'ctx', its tokens per chunk, which is what -c means to llama-perplexity.
+ */
+export function addModelOptions(cmd: Command, { ctxSizeFor = 'maxSeqLen' }: { ctxSizeFor?: string } = {}): Command {
+  const alsoCtxSize = ctxSizeFor === 'maxSeqLen' ? ', also -c/--ctx-size' : '';
+  cmd
+    .option('-m, --model <dir>', 'model folder in Hugging Face layout (default: the bundled demo model, stories260K)')
     .option('--backend <name>', 'auto, cpu or cuda (default auto)')
-    .option('--max-seq-len <n>', "KV-cache positions (default: the model's max_position_embeddings, capped by free GPU memory)")
+    .option('--max-seq-len <n>', `KV-cache positions${alsoCtxSize} (default: the model's max_position_embeddings, ` +
+      'capped by free GPU memory)')
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--gpus <list>', 'CUDA devices to use, comma-separated, in order (default: all with --gpu-split, else GPU 0); a device may repeat')
     .option('--gpu-split <split>', "layer split across --gpus: 'auto' (by free memory) or GB per GPU, e.g. 20,24; " +
       'a budget counts weights, KV cache, scratch and reserve (default: one GPU)')
     .option('--verbose', 'print where the model goes on the GPUs (layers and bytes per GPU) before it loads');
+  return addAlias(cmd, '-c, --ctx-size <n>', ctxSizeFor);
 }
 
-/** The model folder from -m. */
+/** The model folder from -m; without -m the bundled demo model, said in one line on stderr. */
 export function modelDirFrom(flags: ModelFlags): string {
-  if (!flags.model) throw new UserError('-m/--model: give the model folder');
-  return flags.model;
+  if (flags.model !== undefined) {
+    if (flags.model.trim() === '') throw new UserError('-m/--model: the folder name is empty');
+    return flags.model;
+  }
+  if (!existsSync(join(DEMO_MODEL_DIR, 'config.json'))) {
+    throw new UserError('-m/--model: give the model folder (this copy of xllama has no bundled demo model)');
+  }
+  process.stderr.write('no -m given: using the bundled demo model stories260K; pass -m DIR for yours\n');
+  return DEMO_MODEL_DIR;
 }
 
 /** --gpus: GPU indices, comma-separated; a GPU may repeat. */

@@ -160,11 +160,11 @@ export function registerPpl(program: Command): void {
   const cmd = program
     .command('ppl')
     .description('perplexity of a model on a text file (GPTQ papers\' or llama.cpp\'s recipe)');
-  addModelOptions(cmd)
+  addModelOptions(cmd, { ctxSizeFor: 'ctx' })
     .option('-f, --file <path>', 'UTF-8 text to evaluate (e.g. WikiText-2\'s wiki.test.raw)')
     .option('--mode <mode>', 'gptq: every prediction of each chunk, one BOS at the text\'s start (default); ' +
       'llama.cpp: each chunk starts with BOS, its second half is scored')
-    .option('--ctx <n>', `tokens per chunk (default ${DEFAULT_PPL_CTX}, capped by the model's context)`)
+    .option('--ctx <n>', `tokens per chunk, also -c/--ctx-size (default ${DEFAULT_PPL_CTX}, capped by the model's context)`)
     .option('--chunks <n>', 'stop after this many chunks')
     .option('--stride <n>', 'sliding window: a chunk every n tokens, each scoring its last n predictions')
     .option('--dummy <name>', `random GPTQ 4-bit model built on the GPU (speed only): ${DUMMY_NAMES.join(', ')}`)

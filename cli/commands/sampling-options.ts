@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { UserError } from '../errors.js';
 import { DEFAULT_SAMPLING, checkSampling, type SamplingParams } from '../engine/sampler.js';
 import { randomSeed } from '../engine/rng.js';
-import { parseInteger, parseNumber } from './flags.js';
+import { addAlias, parseInteger, parseNumber } from './flags.js';
 import { INT32_MAX } from '../engine/native-limits.js';
 
 export interface SamplingFlags {
@@ -21,8 +21,8 @@ export interface SamplingFlags {
 
 export function addSamplingOptions(cmd: Command): Command {
   const d = DEFAULT_SAMPLING;
-  return cmd
-    .option('--temperature <t>', `0 = greedy (default ${d.temperature})`)
+  cmd
+    .option('--temperature <t>', `0 = greedy, also --temp (default ${d.temperature})`)
     .option('--top-k <k>', `keep the k most likely tokens, 0 = off (default ${d.topK})`)
     .option('--top-p <p>', `nucleus sampling, in (0, 1], 1 = off (default ${d.topP})`)
     .option('--min-p <p>', `drop tokens below p × the top probability, 0 = off (default ${d.minP})`)
@@ -31,6 +31,7 @@ export function addSamplingOptions(cmd: Command): Command {
     .option('--frequency-penalty <f>', 'subtract f × count of each generated token, in [-2, 2] (default 0)')
     .option('--presence-penalty <f>', 'subtract f once for each generated token, in [-2, 2] (default 0)')
     .option('--seed <n>', 'random seed (default: random; --json reports it)');
+  return addAlias(cmd, '--temp <t>', 'temperature');
 }
 
 export function samplingFrom(flags: SamplingFlags): SamplingParams {

@@ -70,7 +70,6 @@ test('--stop ends before the stop string; the stop string is not printed', () =>
 });
 
 const BAD: [string, string[], RegExp][] = [
-  ['empty prompt', ['-p', ''], /prompt is empty/],
   ['negative count', ['-p', 'x', '-n', '-3'], /-n\/--max-tokens/],
   ['non-integer count', ['-p', 'x', '-n', '2.5'], /-n\/--max-tokens/],
   ['negative temperature', ['-p', 'x', '--temperature', '-0.5'], /--temperature/],
@@ -81,7 +80,6 @@ const BAD: [string, string[], RegExp][] = [
   ['unknown backend', ['-p', 'x', '--backend', 'tpu'], /--backend: unknown backend 'tpu'/],
   ['prompt longer than --max-seq-len', ['-p', 'Once upon a time there was', '--max-seq-len', '4'], /prompt is \d+ tokens; --max-seq-len is 4/],
   ['--max-seq-len above the model', ['-p', 'x', '--max-seq-len', '4096'], /max_position_embeddings \(512\)/],
-  ['no prompt', [], /-p\/--prompt/],
 ];
 
 for (const [name, args, message] of BAD) {

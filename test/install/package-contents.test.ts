@@ -21,6 +21,7 @@ const allowed: RegExp[] = [
   /^(package\.json|README\.md|CHANGELOG\.md|CMakeLists\.txt)$/,
   /^bin\/xllama\.js$/,
   /^dist\/cli\/.+\.js$/,
+  /^dist\/build-info\.json$/,  // the commit that --version and bench's footer name, where there is no .git
   /^(addon|cuda)\/.+\.(cc|cu|cuh|h)$/,
   /^scripts\/(build-addon|cuda-arch|install)\.mjs$/,
   /^prebuilds\/[a-z0-9]+-[a-z0-9]+(-cuda)?\/xllama\.node$/,
@@ -38,7 +39,7 @@ test('npm pack --dry-run: everything a user needs, nothing else', () => {
 
   const needed = [
     'package.json', 'bin/xllama.js', 'CMakeLists.txt', 'scripts/build-addon.mjs', 'scripts/cuda-arch.mjs',
-    'scripts/install.mjs', 'README.md', ...demoModel,
+    'scripts/install.mjs', 'README.md', 'dist/build-info.json', ...demoModel,
     // every addon and CUDA source, so a source build from the package is complete
     ...walk(join(repoRoot, 'addon')), ...walk(join(repoRoot, 'cuda')),
     // the whole compiled CLI (build:ts has run before the tests)
