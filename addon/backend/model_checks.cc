@@ -31,4 +31,53 @@ void check_layer_count(const ModelConfig& c, const ModelWeights& weights) {
   }
 }
 
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+}  // namespace
+
+void check_tensor(const TensorView& t, const std::string& what, std::initializer_list<DType> dtypes,
+                   const std::vector<int64_t>& shape) {
+  if (!t.present()) throw BackendError(kBadModel, what + ": tensor is missing");
+  bool dtype_ok = false;
+  for (DType d : dtypes) dtype_ok = dtype_ok || d == t.dtype;
+  if (!dtype_ok) throw BackendError(kBadModel, "tensor " + t.name + " has unsupported dtype " + dtype_name(t.dtype));
+  if (t.shape != shape) {
+    throw BackendError(kBadModel, "tensor " + t.name + " has shape " + shape_str(t.shape) + ", expected " +
+                                      shape_str(shape));
+  }
+}
+
+void check_gptq_linear(const LinearWeights& l, const std::string& what) {
+  const int in = l.in_features, out = l.out_features;
+  if (in <= 0 || out <= 0) throw BackendError(kBadModel, what + ": bad shape");
+  if (in % 8 || out % 8) {
+    throw BackendError(kBadModel, what + ": GPTQ in/out features (" + std::to_string(in) + ", " + std::to_string(out) +
+                                      ") must be multiples of 8");
+  }
+  const int64_t groups = l.scales.present() && !l.scales.shape.empty() ? l.scales.shape[0] : 0;
+  check_tensor(l.qweight, what + ".qweight", {DType::I32}, {in / 8, out});
+  check_tensor(l.scales, what + ".scales", {DType::F16, DType::BF16, DType::F32}, {groups, out});
+  check_tensor(l.qzeros, what + ".qzeros", {DType::I32}, {groups, out / 8});
+  if (groups <= 0) throw BackendError(kBadModel, "tensor " + l.scales.name + " has no groups");
+  if (l.g_idx.present()) {
+    check_tensor(l.g_idx, what + ".g_idx", {DType::I32}, {in});
+    const int32_t* g = static_cast<const int32_t*>(l.g_idx.data);
+    for (int k = 0; k < in; ++k) {
+      if (g[k] < 0 || g[k] >= groups) {
+        throw BackendError(kBadModel, "tensor " + l.g_idx.name + " maps row " + std::to_string(k) + " to group " +
+                                          std::to_string(g[k]) + " of " + std::to_string(groups));
+      }
+    }
+  } else if (l.group_size <= 0 || (int64_t)(in - 1) / l.group_size >= groups) {
+    throw BackendError(kBadModel, "tensor " + l.scales.name + " has " + std::to_string(groups) +
+                                      " groups, too few for group size " + std::to_string(l.group_size));
+  }
+}
+
 }  // namespace xllama

@@ -3,29 +3,12 @@
 #include <algorithm>
 #include <string>
 
+#include "backend/model_checks.h"
 #include "cpu/kernels.h"
 
 namespace xllama::cpu {
 
 namespace {
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
-void expect_tensor(const TensorView& t, const std::string& what, std::initializer_list<DType> dtypes,
-                   const std::vector<int64_t>& shape) {
-  if (!t.present()) throw BackendError("bad_model", what + ": tensor is missing");
-  if (std::find(dtypes.begin(), dtypes.end(), t.dtype) == dtypes.end()) {
-    throw BackendError("bad_model", "tensor " + t.name + " has unsupported dtype " + dtype_name(t.dtype));
-  }
-  if (t.shape != shape) {
-    throw BackendError("bad_model", "tensor " + t.name + " has shape " + shape_str(t.shape) + ", expected " +
-                                        shape_str(shape));
-  }
-}
 
 // Rows (output columns) per task so that a task does at least ~64K multiply-adds: tiny layers stay on one
 // thread instead of paying the pool's wake-up for microseconds of work.
@@ -40,44 +23,22 @@ CpuLinear::CpuLinear(const LinearWeights& w, const GptqConfig& gptq, const std::
   if (in_ <= 0 || out_ <= 0) throw BackendError("bad_model", what + ": bad shape");
   if (w.quantized()) {
     if (gptq.bits != 4) throw BackendError("bad_model", what + ": only 4-bit GPTQ is supported");
-    if (in_ % 8 || out_ % 8) {
-      throw BackendError("bad_model", what + ": GPTQ in/out features (" + std::to_string(in_) + ", " +
-                                          std::to_string(out_) + ") must be multiples of 8");
-    }
+    // Shapes, dtypes and g_idx were checked at load (check_gptq_linear in backend/model_checks.cc).
     quantized_ = true;
     zero_offset_ = gptq.zero_offset;
     const int group_size = w.group_size > 0 ? w.group_size : gptq.group_size > 0 ? gptq.group_size : in_;
-    groups_ = static_cast<int>(w.scales.shape.empty() ? 0 : w.scales.shape[0]);
-    expect_tensor(w.qweight, what + ".qweight", {DType::I32}, {in_ / 8, out_});
-    expect_tensor(w.scales, what + ".scales", {DType::F16, DType::BF16, DType::F32}, {groups_, out_});
-    expect_tensor(w.qzeros, what + ".qzeros", {DType::I32}, {groups_, out_ / 8});
-    if (groups_ <= 0) throw BackendError("bad_model", "tensor " + w.scales.name + " has no groups");
+    groups_ = static_cast<int>(w.scales.shape[0]);
     group_of_row_.resize(in_);
-    if (w.g_idx.present()) {
-      expect_tensor(w.g_idx, what + ".g_idx", {DType::I32}, {in_});
-      const int32_t* g = static_cast<const int32_t*>(w.g_idx.data);
-      for (int k = 0; k < in_; ++k) {
-        if (g[k] < 0 || g[k] >= groups_) {
-          throw BackendError("bad_model", "tensor " + w.g_idx.name + " maps row " + std::to_string(k) +
-                                              " to group " + std::to_string(g[k]) + " of " + std::to_string(groups_));
-        }
-        group_of_row_[k] = g[k];
-      }
-    } else {
-      for (int k = 0; k < in_; ++k) group_of_row_[k] = k / group_size;
-      if (group_of_row_[in_ - 1] >= groups_) {
-        throw BackendError("bad_model", "tensor " + w.scales.name + " has " + std::to_string(groups_) +
-                                            " groups, too few for group size " + std::to_string(group_size));
-      }
-    }
+    const int32_t* g = w.g_idx.present() ? static_cast<const int32_t*>(w.g_idx.data) : nullptr;
+    for (int k = 0; k < in_; ++k) group_of_row_[k] = g ? g[k] : k / group_size;
     weight_bytes_ = w.qweight.numel() * 4 + w.qzeros.numel() * 4 + w.scales.numel() * dtype_size(w.scales.dtype) +
                     (w.g_idx.present() ? w.g_idx.numel() * 4 : 0);
   } else {
-    expect_tensor(w.weight, what + ".weight", {DType::F16, DType::BF16, DType::F32}, {out_, in_});
+    check_tensor(w.weight, what + ".weight", {DType::F16, DType::BF16, DType::F32}, {out_, in_});
     weight_bytes_ = w.weight.numel() * dtype_size(w.weight.dtype);
   }
   if (w.bias.present()) {
-    expect_tensor(w.bias, what + ".bias", {DType::F16, DType::BF16, DType::F32}, {out_});
+    check_tensor(w.bias, what + ".bias", {DType::F16, DType::BF16, DType::F32}, {out_});
     bias_.resize(out_);
     to_f32(w.bias.data, w.bias.dtype, out_, bias_.data());
     weight_bytes_ += w.bias.numel() * dtype_size(w.bias.dtype);

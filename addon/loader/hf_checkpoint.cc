@@ -2,6 +2,8 @@
 // files, each checked against its shape, dtype and file bounds. Runs off the JS thread.
 #include "loader/hf_checkpoint.h"
 
+#include "backend/model_checks.h"
+
 #include <cstring>
 #include <map>
 
@@ -52,6 +54,7 @@ class WeightsBuilder {
       l.in_features = static_cast<int>(l.qweight.shape[0] * 8);
       l.out_features = static_cast<int>(l.qweight.shape[1]);
       l.group_size = ckpt_.raw_group_size > 0 ? ckpt_.raw_group_size : l.in_features;
+      check_gptq_linear(l, prefix);  // the one check of GPTQ tensors; both backends rely on it
     } else {
       l.weight = view(prefix + ".weight", true);
       if (l.weight.shape.size() != 2) throw BackendError("bad_model", "tensor " + prefix + ".weight is not 2-D");
