@@ -1,6 +1,8 @@
 // What the loader learns about a model folder, and what the native side needs to map and run it.
 // The loader (cli/engine/loader) produces a ModelSpec; the native model (addon glue) consumes it.
 
+import type { ModelShape } from '../native/types.js';
+
 export type TensorDType = 'F16' | 'BF16' | 'F32' | 'I32';
 
 export interface TensorEntry {
@@ -24,17 +26,10 @@ export interface RopeScaling {
 
 export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
 
-export interface ModelArchitecture {
+/** The model's sizes (ModelShape, shared with the native side) and the rest of its architecture. */
+export interface ModelArchitecture extends ModelShape {
   architecture: Architecture;
   modelType: string;
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  maxPositionEmbeddings: number;
   rmsNormEps: number;
   ropeTheta: number;
   ropeScaling: RopeScaling | null;

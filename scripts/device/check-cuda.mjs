@@ -11,24 +11,13 @@ import { loadModelSpec } from '../../dist/cli/engine/loader/index.js';
 import { NativeModel } from '../../dist/cli/engine/native-model.js';
 import { readSafetensors, rewriteTensors } from '../../dist/test/helpers/safetensors-writer.js';
 import { copyFixture } from '../../dist/test/loader/model-dir.js';
+import { argmaxRow, nllAt } from './logit-rows.mjs';
 
 const args = process.argv.slice(2);
 const backend = args.includes('--backend') ? args[args.indexOf('--backend') + 1] : 'cuda';
 const quick = args.includes('--quick');
 const NLL_REL = 2e-2, NLL_ABS = 2e-3, PPL_REL = 5e-3, TIE_MARGIN = 0.05;
 
-function nllAt(logits, row, vocab, target) {
-  let max = -Infinity;
-  for (let i = 0; i < vocab; i++) max = Math.max(max, logits[row * vocab + i]);
-  let sum = 0;
-  for (let i = 0; i < vocab; i++) sum += Math.exp(logits[row * vocab + i] - max);
-  return Math.log(sum) + max - logits[row * vocab + target];
-}
-function argmaxRow(logits, row, vocab) {
-  let best = 0;
-  for (let i = 1; i < vocab; i++) if (logits[row * vocab + i] > logits[row * vocab + best]) best = i;
-  return best;
-}
 
 async function greedy(model, prompt, n, vocab) {
   await model.trimCache(0);

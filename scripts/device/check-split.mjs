@@ -17,6 +17,7 @@ import { loadModelSpec } from '../../dist/cli/engine/loader/index.js';
 import { NativeModel } from '../../dist/cli/engine/native-model.js';
 import { modelFootprint } from '../../dist/cli/engine/gpu-footprint.js';
 import { stageBytes } from '../../dist/cli/engine/gpu-split.js';
+import { argmaxRow, nllAt } from './logit-rows.mjs';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -33,18 +34,6 @@ function check(name, ok, detail) {
   if (!ok) failures++;
 }
 
-function nllAt(logits, row, vocab, target) {
-  let max = -Infinity;
-  for (let i = 0; i < vocab; i++) max = Math.max(max, logits[row * vocab + i]);
-  let sum = 0;
-  for (let i = 0; i < vocab; i++) sum += Math.exp(logits[row * vocab + i] - max);
-  return Math.log(sum) + max - logits[row * vocab + target];
-}
-function argmaxRow(logits, row, vocab) {
-  let best = 0;
-  for (let i = 1; i < vocab; i++) if (logits[row * vocab + i] > logits[row * vocab + best]) best = i;
-  return best;
-}
 const bitEqual = (a, b) => a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength),
   Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 
