@@ -136,6 +136,8 @@ export class NativeModel implements ModelHandle {
   private tail: Promise<unknown> = Promise.resolve();
   /** The cache's tokens as of the last queued call (see ModelHandle.cachedTokens). */
   private cached: number[] = [];
+  /** Forward-like calls queued so far (tells a failed call whether a later one has moved the mirror). */
+  private cacheCalls = 0;
 
   private constructor(private readonly addon: NativeAddon, handle: NativeModelHandle, plan: SplitPlan | null) {
     this.handle = handle;
@@ -205,6 +207,7 @@ export class NativeModel implements ModelHandle {
   async trimCache(length: number): Promise<void> {
     if (!isIntIn(length, 0)) throw new UserError(`cache length must be an integer from 0 to ${INT32_MAX} (got ${length})`);
     if (length < this.cached.length) this.cached = this.cached.slice(0, length);
+    ++this.cacheCalls;
     return this.enqueue(async (h) => this.addon.trimCache(h, length));
   }
 
@@ -239,10 +242,12 @@ export class NativeModel implements ModelHandle {
   // A forward-like call: the mirror shows its tokens at once (later calls are queued behind it); if it
   // fails, the mirror is cut back to what the native cache still holds.
   private enqueueForward<T>(ids: Int32Array, pos: number, fn: (h: NativeModelHandle) => Promise<T>): Promise<T> {
-    this.cached = this.cached.slice(0, pos).concat(Array.from(ids));
-    const expected = this.cached;
+    // A decode step appends in place (no copy of the whole history per token); anything else cuts first.
+    if (pos < this.cached.length) this.cached = this.cached.slice(0, pos);
+    for (const id of ids) this.cached.push(id);
+    const call = ++this.cacheCalls;
     return this.enqueue(fn).catch((err: unknown) => {
-      if (this.handle && this.cached === expected) {
+      if (this.handle && this.cacheCalls === call) {  // no later call has moved the mirror since
         const keep = Math.min(this.addon.cacheLength(this.handle), pos);
         this.addon.trimCache(this.handle, keep);  // a call that failed before it started leaves more behind
         this.cached = this.cached.slice(0, keep);
