@@ -3,8 +3,8 @@
 // position, each stage's scratch and the reserve it keeps free. The scratch and reserve mirror
 // Stage::allocate_scratch and kStageReserveBytes in cuda/cuda_backend.cu; scripts/device/check-split.mjs
 // checks the figures against what the backend reports.
-import { weightBytes } from './loader/gpu-memory.js';
-import type { GptqSettings, ModelArchitecture } from './model-spec.js';
+import { weightBytes, type Arch } from './loader/gpu-memory.js';
+import type { GptqSettings } from './model-spec.js';
 
 /** The CUDA decode GEMV's row limit (cuda::kGemvMaxRows) and the lm_head rows per pass (Stage::kLogitRows). */
 const GEMV_MAX_ROWS = 8;
@@ -33,8 +33,6 @@ export interface ModelFootprint {
   hostBytes: number;
 }
 
-type Arch = Pick<ModelArchitecture, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' |
-  'numKvHeads' | 'headDim' | 'tieWordEmbeddings' | 'attentionBias'>;
 
 /** The prompt path's dequantization tile in fp16 values (dequant_budget_halves: 32 MiB, XLLAMA_DEQUANT_MIB). */
 function dequantBudgetHalves(): number {

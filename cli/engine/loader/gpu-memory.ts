@@ -32,7 +32,8 @@ export interface WeightBytes {
   lmHead: number;
 }
 
-type Arch = Pick<ModelArchitecture, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' |
+/** The architecture fields the GPU memory figures depend on. */
+export type Arch = Pick<ModelArchitecture, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' |
   'numKvHeads' | 'headDim' | 'tieWordEmbeddings' | 'attentionBias'>;
 type Quant = Pick<GptqSettings, 'groupSize' | 'descAct' | 'sym'> | null;
 
