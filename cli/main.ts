@@ -26,11 +26,14 @@ export function buildProgram(): Command {
       'after',
       `
 Examples:
+  $ xllama chat                              chat with the bundled demo model (stories260K), no download
+  $ xllama chat -m ./Llama-2-7B-Chat-GPTQ    chat with your model, its own chat template
   $ xllama info --gpus                       backends and GPUs this machine has
   $ xllama info ./Llama-2-7B-GPTQ            architecture, quantization and memory of a model
   $ xllama info ./Llama-2-7B-GPTQ --json     the same as JSON
   $ xllama generate -m ./Llama-2-7B-GPTQ -p "The capital of France is" -n 32 --temperature 0
   $ xllama generate                          a story from the bundled demo model (stories260K)
+  $ xllama ppl -m ./Llama-2-7B-GPTQ -f wiki.test.raw   perplexity, the GPTQ papers' recipe
   $ xllama bench --dummy llama-7b            speed and memory of a random 7B GPTQ model, no download
   $ xllama gpu-monitor                       live per-engine GPU utilization (q to quit)
 
@@ -41,13 +44,13 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad input or flags, 130 interrupted (Ctrl
     process.stdout.write(versionText());
     throw new CommanderError(ExitCode.ok, 'commander.version', 'version');
   });
-  registerInfo(program);
-  registerGenerate(program);
-  registerGpuMonitor(program);
-  registerBench(program);
-  registerPpl(program);
-  registerBuild(program);
   registerChat(program);
+  registerGenerate(program);
+  registerPpl(program);
+  registerBench(program);
+  registerInfo(program);
+  registerGpuMonitor(program);
+  registerBuild(program);
   return program;
 }
 
