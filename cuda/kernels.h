@@ -5,7 +5,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 namespace xllama::cuda {
@@ -52,23 +51,17 @@ struct GemvFusion {
   float* out_sum_sq = nullptr;
   unsigned* col_done = nullptr;
   ZeroFill zero[2];
+  // Bytes the next kernels will read (the next weight matrix): as each block finishes it prefetches its share
+  // into L2, so the DRAM keeps streaming through the kernel boundaries and the attention.
+  const void* l2_next = nullptr;
+  size_t l2_next_bytes = 0;
 };
 // Decode GEMV over 4-bit weights (kernels_gemv_q4.cu).
 // The config sets the packed rows (8 input rows each) per warp, which sets how K is split over blocks
 // (0: gemv_q4_rows_per_warp's tuned rule); gemv_q4_candidates() lists what the kernel check's --tune times.
-// Blocks: one (128 columns x K slice) tile per block, rows_per_warp packed rows per warp (0: the rule).
-// Tiles: blocks_per_sm blocks per SM walk the same tiles (8 packed rows per warp), loading a tile ahead;
-// l2_prefetch also prefetches the tile after that into L2.
-enum class GemvQ4Kernel { Default, Blocks, Tiles };
 struct GemvQ4Config {
-  GemvQ4Kernel kernel = GemvQ4Kernel::Default;  // Default: gemv_q4_default()
   int rows_per_warp = 0;
-  int blocks_per_sm = 0;
-  bool l2_prefetch = false;
 };
-// What the backend runs (XLLAMA_GEMV=blocks|tiles[:n[:pf]] overrides it; the kernel check may change it).
-GemvQ4Config& gemv_q4_default();
-std::string gemv_q4_config_name(const GemvQ4Config& c);
 int gemv_q4_rows_per_warp(int K, int N);
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg = GemvQ4Config{}, const GemvFusion& fusion = GemvFusion{});

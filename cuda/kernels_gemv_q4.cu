@@ -12,9 +12,6 @@
 // (A variant that kept 8 loads in flight per lane as a register ring, with scales staged in shared memory,
 // lost on every 7B/13B/70B shape but one on the H100: docs/PERF-NOTES.md.)
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
-#include <string>
 #include <vector>
 
 #include "cuda/cuda_check.h"
@@ -68,27 +65,28 @@ __device__ __forceinline__ void stage_x(const QWeight& w, const void* __restrict
   }
 }
 
-// Sums the warps' partial columns in shared memory (red: [warps][M][128] floats) and adds them to y, atomically
-// when K is split over several slices; the first slice adds the bias.
+// Sums the warps' partial columns in shared memory and adds them to y (atomically when K is split).
 template <int M>
-__device__ __forceinline__ void reduce_and_add(const float acc[M][4], float* red, const QWeight& w,
-                                               float* __restrict__ y, int y_stride, int col0, int slices,
-                                               int slice) {
+__device__ __forceinline__ void reduce_and_add(const float acc[M][4], unsigned char* smem_raw, const QWeight& w,
+                                               float* __restrict__ y, int y_stride, int col0) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  __syncthreads();  // the staging area is reused for the reduction
+  float* red = reinterpret_cast<float*>(smem_raw);  // [warps][M][128]
 #pragma unroll
   for (int mi = 0; mi < M; ++mi)
 #pragma unroll
     for (int j = 0; j < 4; ++j) red[(warp * M + mi) * kCols + lane * 4 + j] = acc[mi][j];
   __syncthreads();
+  const bool whole_k = gridDim.y == 1;
   for (int i = tid; i < M * kCols; i += blockDim.x) {
     const int mi = i / kCols, col = i % kCols, n = col0 + col;
     if (n >= w.N) continue;
     float v = 0.f;
 #pragma unroll
     for (int wi = 0; wi < kWarps; ++wi) v += red[(wi * M + mi) * kCols + col];
-    if (w.bias && slice == 0) v += __half2float(w.bias[n]);
+    if (w.bias && blockIdx.y == 0) v += __half2float(w.bias[n]);
     float* dst = y + (size_t)mi * y_stride + n;
-    if (slices == 1)
+    if (whole_k)
       *dst += v;
     else
       atomicAdd(dst, v);
@@ -99,14 +97,14 @@ __device__ __forceinline__ void reduce_and_add(const float acc[M][4], float* red
 // column slice to finish sees them all), adds each row's sum of squares over those columns.
 template <int M>
 __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeight& w, const float* y, int y_stride,
-                                               int col0, int slices) {
+                                               int col0) {
   __shared__ bool last;
   __threadfence();  // this block's additions are visible before it counts itself done
   __syncthreads();
-  if (slices > 1) {
+  if (gridDim.y > 1) {
     if (threadIdx.x == 0) {
-      unsigned* counter = f.col_done + col0 / kCols;
-      last = atomicAdd(counter, 1u) == (unsigned)slices - 1;
+      unsigned* counter = f.col_done + blockIdx.x;
+      last = atomicAdd(counter, 1u) == gridDim.y - 1;
       if (last) *counter = 0;  // ready for the next launch
     }
     __syncthreads();
@@ -121,26 +119,6 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
     if (lane == 0) atomicAdd(f.out_sum_sq + mi, sq);
-  }
-}
-
-// acc += the packed rows [rr, min(rr + kBatchRows, rr1)) of the slice that starts at packed row r0, already
-// loaded into q; cur_g / sc / z2 carry the current group's parameters from one batch to the next.
-template <int M, bool SYM>
-__device__ __forceinline__ void accumulate_batch(const QWeight& w, const uint4 (&q)[kBatchRows], int r0, int rr,
-                                                 int rr1, int c, const __half2* xs, int block_rows, int& cur_g,
-                                                 float sc[4], __half2 z2[8], float acc[M][4]) {
-#pragma unroll
-  for (int u = 0; u < kBatchRows; ++u) {
-    if (rr + u >= rr1) break;
-    const int g = ((r0 + rr + u) * 8) / w.group_size;
-    if (g != cur_g) {
-      cur_g = g;
-      const uint2 sraw = *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
-      const uint32_t zw = SYM ? 0u : *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
-      group_params<SYM>(sraw, zw, w.sym_zero, sc, z2);
-    }
-    accumulate_row<M>(q[u], z2, sc, xs, block_rows, (rr + u) * 4, acc);
   }
 }
 
@@ -162,10 +140,16 @@ __global__ void __launch_bounds__(kWarps * 32)
   const size_t row_step = w.N / 4;  // in uint4
   // Weights never depend on earlier kernels: the first batch streams in while the previous kernel drains.
   uint4 q[U];
-  if (c < w.N) {
+  // ... and so do the first group's scales and zeros (a dependent round trip after the wait otherwise).
+  const int g0 = ((r0 + wr0) * 8) / w.group_size;
+  uint2 sraw0 = make_uint2(0, 0);
+  uint32_t zw0 = 0;
+  if (c < w.N && wr0 < wr1) {
 #pragma unroll
     for (int u = 0; u < U; ++u)
       if (wr0 + u < wr1) q[u] = load_stream(qp + (size_t)u * row_step);
+    sraw0 = *reinterpret_cast<const uint2*>(w.scales + (size_t)g0 * w.N + c);
+    if (!SYM) zw0 = *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g0 * w.N + c);
   }
   wait_for_previous_kernel();
   zero_fill(f.zero[0]);
@@ -178,151 +162,38 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int mi = 0; mi < M; ++mi)
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc[mi][j] = 0.f;
-  if (c < w.N) {
-    int cur_g = -1;
+  if (c < w.N && wr0 < wr1) {
+    int cur_g = g0;
     float sc[4];
     __half2 z2[8];
+    group_params<SYM>(sraw0, zw0, w.sym_zero, sc, z2);
     for (int rr = wr0; rr < wr1; rr += U) {
       if (rr != wr0) {
 #pragma unroll
         for (int u = 0; u < U; ++u)
           if (rr + u < wr1) q[u] = load_stream(qp + (size_t)(rr - wr0 + u) * row_step);
       }
-      accumulate_batch<M, SYM>(w, q, r0, rr, wr1, c, xs, block_rows, cur_g, sc, z2, acc);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (rr + u >= wr1) break;
+        const int g = ((r0 + rr + u) * 8) / w.group_size;
+        if (g != cur_g) {
+          cur_g = g;
+          const uint2 sraw = *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
+          const uint32_t zw = SYM ? 0u : *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
+          group_params<SYM>(sraw, zw, w.sym_zero, sc, z2);
+        }
+        accumulate_row<M>(q[u], z2, sc, xs, block_rows, (rr + u) * 4, acc);
+      }
     }
   }
-  __syncthreads();  // the staging area is reused for the reduction
-  reduce_and_add<M>(acc, reinterpret_cast<float*>(smem_raw), w, y, y_stride, col0, gridDim.y, blockIdx.y);
-  if (f.out_sum_sq) add_row_sum_sq<M>(f, w, y, y_stride, col0, gridDim.y);
-}
-
-// ---- tile-loop variant ----
-// A grid of a few blocks per SM walks the (column block, K slice) tiles of the one-tile-per-block kernel above
-// (tile t: slice t / col_blocks, column block t % col_blocks; block b takes b, b + G, b + 2G, ...). Each warp
-// loads its rows of the block's next tile before computing the current one, so the weight stream doesn't stop
-// for the compute, the reduction or the atomics; and as the grid leaves SM room, the next kernel's blocks start
-// (PDL) and load their first tiles while this kernel finishes. Optionally each block also prefetches the tile
-// after next into L2.
-struct TileGrid {
-  int col_blocks, slices, block_rows;
-};
-
-__device__ __forceinline__ void load_tile(const QWeight& w, const TileGrid& tg, int t, uint4 (&q)[kBatchRows]) {
-  const int slice = t / tg.col_blocks, cb = t - slice * tg.col_blocks;
-  const int r0 = slice * tg.block_rows, nr = min(tg.block_rows, w.K / 8 - r0);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, c = cb * kCols + lane * 4;
-  const int per_warp = (nr + kWarps - 1) / kWarps;
-  const int wr0 = min(nr, warp * per_warp), wr1 = min(nr, wr0 + per_warp);
-  if (c >= w.N) return;
-  const uint4* qp = reinterpret_cast<const uint4*>(w.qweight + (size_t)(r0 + wr0) * w.N + c);
-  const size_t row_step = w.N / 4;
-#pragma unroll
-  for (int u = 0; u < kBatchRows; ++u)
-    if (wr0 + u < wr1) q[u] = load_stream(qp + (size_t)u * row_step);
-}
-
-// One 128-byte line per thread (a tile is at most 32 rows x 512 bytes = 128 lines).
-__device__ __forceinline__ void prefetch_tile_l2(const QWeight& w, const TileGrid& tg, int t) {
-  const int slice = t / tg.col_blocks, cb = t - slice * tg.col_blocks;
-  const int r0 = slice * tg.block_rows, nr = min(tg.block_rows, w.K / 8 - r0);
-  const int row = threadIdx.x >> 2, c = cb * kCols + (threadIdx.x & 3) * 32;
-  if (row >= nr || c >= w.N) return;
-  const uint32_t* p = w.qweight + (size_t)(r0 + row) * w.N + c;
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-}
-
-template <int M, bool SYM, GemvInput IN>
-__device__ __forceinline__ void tile_product(const QWeight& w, const void* __restrict__ xv, int x_stride,
-                                             float* __restrict__ y, int y_stride, const TileGrid& tg,
-                                             const GemvFusion& f, int t, const uint4 (&q)[kBatchRows],
-                                             __half2* xs, float* red) {
-  const int slice = t / tg.col_blocks, cb = t - slice * tg.col_blocks;
-  const int r0 = slice * tg.block_rows, nr = min(tg.block_rows, w.K / 8 - r0);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, col0 = cb * kCols, c = col0 + lane * 4;
-  const int per_warp = (nr + kWarps - 1) / kWarps;
-  const int wr0 = min(nr, warp * per_warp), wr1 = min(nr, wr0 + per_warp);
-  stage_x<M, IN>(w, xv, x_stride, f, r0, nr, tg.block_rows, xs);
-  __syncthreads();
-  float acc[M][4];
-#pragma unroll
-  for (int mi = 0; mi < M; ++mi)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[mi][j] = 0.f;
-  if (c < w.N) {
-    int cur_g = -1;
-    float sc[4];
-    __half2 z2[8];
-    accumulate_batch<M, SYM>(w, q, r0, wr0, wr1, c, xs, tg.block_rows, cur_g, sc, z2, acc);
-  }
-  // red is not the staging area: the next tile's staging needs no barrier after the sums below, and the
-  // barrier inside reduce_and_add orders every warp's reads of xs before the next tile's staging
-  reduce_and_add<M>(acc, red, w, y, y_stride, col0, tg.slices, slice);
-  if (f.out_sum_sq) add_row_sum_sq<M>(f, w, y, y_stride, col0, tg.slices);
-}
-
-template <int M, bool SYM, GemvInput IN>
-__global__ void __launch_bounds__(kWarps * 32)
-    gemv_q4_tiles_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y,
-                         int y_stride, TileGrid tg, bool l2_prefetch, GemvFusion f) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  __half2* xs = reinterpret_cast<__half2*>(smem_raw);  // [M][block_rows * 4]
-  float* red = reinterpret_cast<float*>(smem_raw + (size_t)M * tg.block_rows * 16);  // [warps][M][128]
-  const int tiles = tg.col_blocks * tg.slices, G = gridDim.x;
-  int t = blockIdx.x;
-  uint4 qa[kBatchRows], qb[kBatchRows];
-  // Weights never depend on earlier kernels: the first tile streams in while the previous kernel drains.
-  load_tile(w, tg, t, qa);
-  if (l2_prefetch && t + G < tiles) prefetch_tile_l2(w, tg, t + G);
-  wait_for_previous_kernel();
-  zero_fill(f.zero[0]);
-  zero_fill(f.zero[1]);
-  // Two tiles per iteration so that both register buffers keep static indices.
-  for (; t < tiles; t += 2 * G) {
-    if (t + G < tiles) load_tile(w, tg, t + G, qb);
-    if (l2_prefetch && t + 2 * G < tiles) prefetch_tile_l2(w, tg, t + 2 * G);
-    tile_product<M, SYM, IN>(w, xv, x_stride, y, y_stride, tg, f, t, qa, xs, red);
-    if (t + G >= tiles) break;
-    if (t + 2 * G < tiles) load_tile(w, tg, t + 2 * G, qa);
-    if (l2_prefetch && t + 3 * G < tiles) prefetch_tile_l2(w, tg, t + 3 * G);
-    tile_product<M, SYM, IN>(w, xv, x_stride, y, y_stride, tg, f, t + G, qb, xs, red);
-  }
-}
-
-int sm_count() {
-  int device = 0;
-  XL_CUDA_CHECK(cudaGetDevice(&device));
-  static int cached[64] = {};
-  if (device < 0 || device >= 64) device = 0;
-  if (!cached[device]) XL_CUDA_CHECK(cudaDeviceGetAttribute(&cached[device], cudaDevAttrMultiProcessorCount, device));
-  return cached[device];
-}
-
-template <int M, bool SYM, GemvInput IN>
-void launch_tiles(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, const GemvQ4Config& cfg,
-                  const GemvFusion& f, cudaStream_t s) {
-  // Tiles of 4 warps x 8 packed rows, balanced so the K slices are about equal.
-  const int packed_rows = w.K / 8;
-  int br = std::min(packed_rows, kWarps * kBatchRows);
-  const int slices = (packed_rows + br - 1) / br;
-  br = (packed_rows + slices - 1) / slices;
-  const TileGrid tg{(w.N + kCols - 1) / kCols, slices, br};
-  const int tiles = tg.col_blocks * tg.slices;
-  // No more blocks than can be resident (the tiles are dealt out in advance: a block waiting for a slot would
-  // finish its share late).
-  int fit = 0;
-  XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, gemv_q4_tiles_kernel<M, SYM, IN>, kWarps * 32,
-                                                              (size_t)M * br * 16 + (size_t)kWarps * M * kCols * 4));
-  const int grid = std::min(tiles, sm_count() * std::max(1, std::min(fit, cfg.blocks_per_sm)));
-  const size_t smem = (size_t)M * br * 16 + (size_t)kWarps * M * kCols * 4;
-  launch(gemv_q4_tiles_kernel<M, SYM, IN>, grid, kWarps * 32, smem, s, w, x, x_stride, y, y_stride, tg,
-         cfg.l2_prefetch, f);
-  XL_CUDA_LAUNCH_CHECK();
+  reduce_and_add<M>(acc, smem_raw, w, y, y_stride, col0);
+  if (f.out_sum_sq) add_row_sum_sq<M>(f, w, y, y_stride, col0);
 }
 
 template <int M, bool SYM, GemvInput IN>
 void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, const GemvQ4Config& cfg,
               const GemvFusion& f, cudaStream_t s) {
-  if (cfg.kernel == GemvQ4Kernel::Tiles) return launch_tiles<M, SYM, IN>(w, x, x_stride, y, y_stride, cfg, f, s);
   // block_rows = 4 warps x rows_per_warp packed rows (fewer when x would exceed 48 KB of shared memory),
   // then balanced so the slices are about equal.
   const int packed_rows = w.K / 8;
@@ -361,31 +232,8 @@ void dispatch_sym(const QWeight& w, const void* x, int m, int x_stride, float* y
 
 std::vector<GemvQ4Config> gemv_q4_candidates() {
   std::vector<GemvQ4Config> c;
-  for (int rpw : {4, 8, 16, 32}) c.push_back({GemvQ4Kernel::Blocks, rpw});
-  for (int bps : {1, 2, 3, 4})
-    for (bool pf : {false, true}) c.push_back({GemvQ4Kernel::Tiles, 0, bps, pf});
+  for (int rpw : {4, 8, 16, 32}) c.push_back({rpw});
   return c;
-}
-
-std::string gemv_q4_config_name(const GemvQ4Config& c) {
-  if (c.kernel == GemvQ4Kernel::Tiles)
-    return "tiles" + std::to_string(c.blocks_per_sm) + (c.l2_prefetch ? "+pf" : "");
-  return "r" + std::to_string(c.rows_per_warp);
-}
-
-GemvQ4Config& gemv_q4_default() {
-  // XLLAMA_GEMV=blocks | tiles[:blocks per SM[:pf]] (for measurements); otherwise the measured best.
-  static GemvQ4Config def = [] {
-    GemvQ4Config c{GemvQ4Kernel::Blocks, 0, 0, false};
-    const char* v = std::getenv("XLLAMA_GEMV");
-    if (v && std::strncmp(v, "tiles", 5) == 0) {
-      c.kernel = GemvQ4Kernel::Tiles, c.blocks_per_sm = 2;
-      if (v[5] == ':') c.blocks_per_sm = std::max(1, std::atoi(v + 6));
-      c.l2_prefetch = std::strstr(v, ":pf") != nullptr;
-    }
-    return c;
-  }();
-  return def;
 }
 
 int gemv_q4_rows_per_warp(int K, int N) {
@@ -395,9 +243,8 @@ int gemv_q4_rows_per_warp(int K, int N) {
 
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg_in, const GemvFusion& fusion) {
-  GemvQ4Config cfg = cfg_in.kernel == GemvQ4Kernel::Default ? gemv_q4_default() : cfg_in;
+  GemvQ4Config cfg = cfg_in;
   if (cfg.rows_per_warp <= 0) cfg.rows_per_warp = gemv_q4_rows_per_warp(w.K, w.N);
-  if (cfg.blocks_per_sm <= 0) cfg.blocks_per_sm = 2;
   const size_t x_elem = input == GemvInput::Half ? sizeof(__half) : sizeof(float);
   for (int r = 0; r < m; r += kGemvMaxRows) {
     const int mm = std::min(kGemvMaxRows, m - r);

@@ -181,7 +181,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   const unsigned group_mask = tpp >= 32 ? 0xffffffffu : (((1u << tpp) - 1u) << (lane & ~(tpp - 1)));
   const __half* kbase = kc + (size_t)kvh * S * D + d0;
   const __half* vbase = vc + (size_t)kvh * S * D + d0;
-  constexpr int U = 4;  // key positions per lane group in flight
+  constexpr int U = 8;  // key positions per lane group in flight: a split's ~64 keys in one round trip
   for (int p0 = start + slot; p0 < end; p0 += slots * U) {
     uint4 kr[U], vr[U];
 #pragma unroll

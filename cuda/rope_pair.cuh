@@ -3,13 +3,16 @@
 
 namespace xllama::cuda {
 
-// The pair (j, j + D/2) at position p. HF: angle in fp32 (inv_freq * position), cos/sin precisely
-// (positions can be large).
+// The pair (j, j + D/2) at position p. HF: angle in fp32 (inv_freq * position), then cos/sin of it. The angle
+// is reduced to [-pi, pi] in double (exact enough for any position), then the fast fp32 sincos runs on the
+// small argument (absolute error ~4e-7, far below the fp16 rounding of q and k); a full double-precision
+// sincos per element cost ~60 us per layer of a 512-token prompt.
 __device__ __forceinline__ void rotate_pair(float& a, float& b, int p, float inv_freq) {
   const float angle = (float)p * inv_freq;
-  double sn, cs;
-  sincos((double)angle, &sn, &cs);
-  const float c = (float)cs, s = (float)sn;
+  const double turns = rint((double)angle * 0.15915494309189535);  // angle / 2pi
+  const float r = (float)fma(-turns, 6.283185307179586, (double)angle);
+  float s, c;
+  __sincosf(r, &s, &c);
   const float ra = a * c - b * s, rb = b * c + a * s;
   a = ra, b = rb;
 }

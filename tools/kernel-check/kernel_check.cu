@@ -1,10 +1,10 @@
 // xllama kernel check: runs every CUDA kernel of the backend on fresh random inputs against a
 // straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
-//   xllama_kernel_check [--no-timing] [--tune] [--decode-step [quick]] [--sweep-gemv] [--profile-step prefill|decode]
+//   xllama_kernel_check [--no-timing] [--tune] [--decode-step [quick]] [--profile-step prefill|decode] [--bench-l2-ahead]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes and prefill dequant tile sizes;
 // --decode-step [quick] runs only the persistent decode kernel's timings (quick: 7B at length 128, for a
-// profiler); --sweep-gemv times the dummy models' decode with each 4-bit GEMV variant; --profile-step runs one
-// 7B prompt chunk or decode step between cudaProfilerStart/Stop (ncu --profile-from-start off).
+// profiler); --bench-l2-ahead times the dummy models for a few L2 look-aheads of the decode GEMVs;
+// --profile-step runs one 7B prompt chunk or decode step between cudaProfilerStart/Stop (ncu --profile-from-start off).
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
@@ -772,12 +772,11 @@ void time_gemv_q4(const char* what, int K, int N, int m) {
   fill_random_half(x.p, x.n, 3, -1.f, 1.f, nullptr);
   QWeight q;
   q.qweight = qw.p, q.scales = sc.p, q.K = K, q.N = N, q.group_size = gs, q.sym_zero = 8;
-  GemvQ4Config c = gemv_q4_default();  // as the backend runs it
-  if (c.rows_per_warp <= 0) c.rows_per_warp = gemv_q4_rows_per_warp(K, N);
+  const GemvQ4Config c{gemv_q4_rows_per_warp(K, N)};  // as the backend runs it
   const float ms = median_ms([&] { gemv_q4(q, x.p, GemvInput::Half, m, K, y.p, N, nullptr, c); });
   const double bytes = (double)qw.n * 4 + sc.n * 2;
-  std::printf("time gemv_q4 %-22s %5dx%-5d m=%d  %8.1f us  %7.0f GB/s  (%s)\n", what, K, N, m, ms * 1e3,
-              bytes / (ms * 1e-3) / 1e9, gemv_q4_config_name(c).c_str());
+  std::printf("time gemv_q4 %-22s %5dx%-5d m=%d  %8.1f us  %7.0f GB/s  (%d rows/warp)\n", what, K, N, m,
+              ms * 1e3, bytes / (ms * 1e-3) / 1e9, c.rows_per_warp);
 }
 
 void time_gemv_f16(const char* what, int K, int N) {
@@ -1161,28 +1160,19 @@ void time_decode_steps(bool quick = false) {
   }
 }
 
-// ---- the 4-bit GEMV variants in the whole backend: decode speed of the dummy models per variant ----
-void sweep_gemv_decode() {
+// The whole backend on the dummy models for each L2 look-ahead of the decode GEMVs (XLLAMA_L2_AHEAD_MIB).
+void bench_l2_ahead() {
   const ModelConfig c7 = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
   const ModelConfig c13 = dummy_config(32000, 5120, 13824, 40, 40, 40, 4096);
   const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
-  const GemvQ4Config saved = gemv_q4_default();
-  std::vector<GemvQ4Config> cfgs = {{GemvQ4Kernel::Blocks, 0, 0, false}};
-  for (int bps : {1, 2, 3, 4})
-    for (bool pf : {false, true}) cfgs.push_back({GemvQ4Kernel::Tiles, 0, bps, pf});
-  std::printf("\nsweep: decode GEMV variants in the whole backend (dummy models, group 128)\n");
-  for (const GemvQ4Config& c : cfgs) {
-    gemv_q4_default() = c;
-    std::printf("[gemv %s]\n", gemv_q4_config_name(c).c_str());
-    guarded("sweep 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+  for (const char* mib : {"0", "8", "16", "32"}) {
+    setenv("XLLAMA_L2_AHEAD_MIB", mib, 1);
+    std::printf("[L2 look-ahead %s MiB]\n", mib);
+    guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+    guarded("bench 13B", [&] { bench_backend("13B", c13, 2048, 512, 64); });
+    guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 32); });
   }
-  for (const GemvQ4Config& c : cfgs) {
-    gemv_q4_default() = c;
-    std::printf("[gemv %s]\n", gemv_q4_config_name(c).c_str());
-    guarded("sweep 13B", [&] { bench_backend("13B", c13, 2048, 512, 64); });
-    guarded("sweep 70B", [&] { bench_backend("70B", c70, 2048, 512, 32); });
-  }
-  gemv_q4_default() = saved;
+  unsetenv("XLLAMA_L2_AHEAD_MIB");
 }
 
 // One 512-token prompt chunk or one decode step of the 7B dummy between cudaProfilerStart/Stop, for
@@ -1247,7 +1237,7 @@ void tune_gemv_q4() {
     auto time_cfg = [&](const GemvQ4Config& c) {
       return batch_us([&] { gemv_q4(q, xp, sh.silu ? GemvInput::SiluGateUp : GemvInput::Half, 1, xs, y.p, N, nullptr, c); });
     };
-    const GemvQ4Config def = gemv_q4_default();
+    const GemvQ4Config def{gemv_q4_rows_per_warp(K, N)};
     const float t_def = time_cfg(def);
     GemvQ4Config best = def;
     float t_best = t_def;
@@ -1255,13 +1245,12 @@ void tune_gemv_q4() {
     for (const GemvQ4Config& c : gemv_q4_candidates()) {
       const float t = time_cfg(c);
       char buf[48];
-      std::snprintf(buf, sizeof buf, " %s=%.1f", gemv_q4_config_name(c).c_str(), t);
+      std::snprintf(buf, sizeof buf, " r%d=%.1f", c.rows_per_warp, t);
       all += buf;
       if (t < t_best) t_best = t, best = c;
     }
-    std::printf("tune %-16s %5dx%-5d default %-9s %6.1f us %5.0f GB/s | best %-9s %6.1f us %5.0f GB/s\n", sh.name,
-                K, N, gemv_q4_config_name(def).c_str(), t_def, gb / (t_def * 1e-6),
-                gemv_q4_config_name(best).c_str(), t_best, gb / (t_best * 1e-6));
+    std::printf("tune %-16s %5dx%-5d rule r%-3d %6.1f us %5.0f GB/s | best r%-3d %6.1f us %5.0f GB/s\n", sh.name,
+                K, N, def.rows_per_warp, t_def, gb / (t_def * 1e-6), best.rows_per_warp, t_best, gb / (t_best * 1e-6));
     std::printf("     all:%s\n", all.c_str());
   }
 }
@@ -1299,8 +1288,8 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--no-timing") == 0) timing = false;
     if (std::strcmp(argv[i], "--tune") == 0) tune = true;
-    if (std::strcmp(argv[i], "--sweep-gemv") == 0) {
-      guarded("sweep gemv", sweep_gemv_decode);
+    if (std::strcmp(argv[i], "--bench-l2-ahead") == 0) {
+      guarded("bench l2 ahead", bench_l2_ahead);
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--profile-step") == 0 && i + 1 < argc) {
