@@ -9,6 +9,8 @@
 #include <memory>
 #include <vector>
 
+#include "cuda/read_ahead.h"
+
 namespace xllama::cpu {
 class ThreadPool;
 }
@@ -30,6 +32,8 @@ class WeightUploader {
   void host_copy(void* dst, const void* src, size_t bytes) {
     parallel_memcpy(static_cast<char*>(dst), static_cast<const char*>(src), bytes);
   }
+  // Bytes the upload will copy soon (the next layer's tensors): the kernel starts reading them now.
+  void read_ahead(const void* src, size_t bytes) { ahead_.request(src, bytes); }
   cudaStream_t stream() const { return stream_; }
   // Waits for every copy and kernel on the stream.
   void finish();
@@ -53,6 +57,7 @@ class WeightUploader {
   std::vector<Staging> staging_;
   size_t current_ = 0, used_ = 0;
   std::unique_ptr<cpu::ThreadPool> pool_;
+  ReadAhead ahead_;
   double bytes_ = 0, read_s_ = 0, wait_s_ = 0;
 };
 

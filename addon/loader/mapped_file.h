@@ -16,6 +16,7 @@ class MappedFile {
 
   const std::string& path() const { return path_; }
   size_t size() const { return size_; }
+  const char* data() const { return static_cast<const char*>(data_); }  // null for an empty file
 
   // The bytes [offset, offset + bytes), after checking they lie inside the file; `what` names the tensor.
   const void* range(uint64_t offset, uint64_t bytes, const std::string& what) const;

@@ -19,6 +19,8 @@ export interface ChildOptions {
   timeoutMs: number | null;
   /** Aborting kills the child (Ctrl+C in the parent). */
   signal: AbortSignal;
+  /** Each whole line the child writes on stderr (bench --verbose shows them); otherwise only its last words are kept. */
+  onStderrLine?: (line: string) => void;
 }
 
 /** Why a child ended badly, in words; null when it finished its work. */
@@ -53,8 +55,13 @@ export function runChild(args: string[], onMessage: (m: ChildMessage) => void, o
     let finished = false;
     let timedOut = false;
     let stderrTail = '';
+    let partialLine = '';
     child.stderr?.setEncoding('utf8').on('data', (s: string) => {
       stderrTail = (stderrTail + s).slice(-STDERR_TAIL_CHARS);
+      if (!opts.onStderrLine) return;
+      const lines = (partialLine + s).split('\n');
+      partialLine = lines.pop() as string;
+      for (const line of lines) opts.onStderrLine(line);
     });
     createInterface({ input: child.stdio[RESULTS_FD] as Readable }).on('line', (line) => {
       const m = parseMessage(line);
@@ -75,6 +82,7 @@ export function runChild(args: string[], onMessage: (m: ChildMessage) => void, o
     });
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
+      if (opts.onStderrLine && partialLine !== '') opts.onStderrLine(partialLine);
       opts.signal.removeEventListener('abort', kill);
       child.stdin?.destroy();
       if (spawnError) resolve(`could not start the benchmark process: ${(spawnError as Error).message}`);

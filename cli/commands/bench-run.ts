@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { performance } from 'node:perf_hooks';
 import { basename } from 'node:path';
 import { isUserError, UserError } from '../errors.js';
+import { formatBytes } from '../format.js';
 import { loadModelSpec } from '../engine/loader/index.js';
 import { parameterCount } from '../engine/loader/parameters.js';
 import type { ModelArchitecture } from '../engine/model-spec.js';
@@ -40,6 +41,8 @@ interface ModelToOpen {
   label: string;
   path: string | null;
   context: number;
+  /** Bytes of safetensors the load reads (0 for a dummy). */
+  checkpointBytes: number;
   params: (shape: ModelArchitecture) => number;
   open: (maxSeqLen: number) => Promise<NativeModel>;
 }
@@ -48,7 +51,7 @@ function modelToOpen(flags: BenchRunFlags, opts: OpenOptions): ModelToOpen {
   if (flags.dummy !== undefined) {
     const name = flags.dummy;
     return {
-      label: `${name} (dummy)`, path: null, context: dummyArch(name).maxPositionEmbeddings,
+      label: `${name} (dummy)`, path: null, context: dummyArch(name).maxPositionEmbeddings, checkpointBytes: 0,
       params: (arch) => parameterCount({ arch }),
       open: (maxSeqLen) => NativeModel.openDummy(name, { ...opts, maxSeqLen }),
     };
@@ -56,9 +59,17 @@ function modelToOpen(flags: BenchRunFlags, opts: OpenOptions): ModelToOpen {
   const spec = loadModelSpec(modelDirFrom(flags));
   return {
     label: basename(spec.dir), path: spec.dir, context: spec.arch.maxPositionEmbeddings,
+    checkpointBytes: spec.files.reduce((sum, f) => sum + f.size, 0),
     params: () => parameterCount(spec),
     open: (maxSeqLen) => NativeModel.open(spec, { ...opts, maxSeqLen }),
   };
+}
+
+/** --verbose: the load's total on stderr, after the native backend's own breakdown lines. */
+function reportLoad(m: ModelToOpen, seconds: number): void {
+  const files = m.checkpointBytes > 0
+    ? `: ${formatBytes(m.checkpointBytes)} of safetensors at ${(m.checkpointBytes / 1e9 / seconds).toFixed(2)} GB/s` : '';
+  process.stderr.write(`xllama: load: ${m.label} in ${seconds.toFixed(2)} s${files}\n`);
 }
 
 /** A dummy's architecture from the shape the backend reports (dummies have no biases and no tied embeddings). */
@@ -102,10 +113,13 @@ async function runConfiguration(flags: BenchRunFlags, emit: (m: ChildMessage) =>
   const fits = (t: BenchTest) => positionsNeeded(t) <= limit;
   const runnable = tests.filter(fits);
   // The cache holds what the longest test needs, unless the user sized it; nothing loads if no test fits.
+  if (flags.verbose) process.env.XLLAMA_VERBOSE = '1';  // the native load prints where its time went
   const t0 = performance.now();
   const model = runnable.length === 0 ? null : await m.open(requested ?? Math.max(...runnable.map(positionsNeeded)));
+  const loadSeconds = (performance.now() - t0) / 1000;
+  if (model && flags.verbose) reportLoad(m, loadSeconds);
   try {
-    const config = model ? describe(model, m, (performance.now() - t0) / 1000) : null;
+    const config = model ? describe(model, m, loadSeconds) : null;
     if (config) emit(config);
     const copy = new Map(config?.copyBandwidth.map((c) => [c.device, c.bytesPerSec]));
     for (const t of tests) {

@@ -116,6 +116,7 @@ function childArgs(c: Configuration, flags: BenchFlags, tests: BenchTest[], repe
   if (c.split !== 'none') args.push('--gpu-split', c.split);
   if (flags.maxSeqLen !== undefined) args.push('--max-seq-len', flags.maxSeqLen);
   if (flags.threads !== undefined) args.push('--threads', flags.threads);
+  if (flags.verbose) args.push('--verbose');
   args.push('--tests', tests.map(testName).join(','), '--repetitions', String(repetitions));
   return args;
 }
@@ -195,7 +196,11 @@ async function runBench(flags: BenchFlags): Promise<void> {
       const failure = await runChild(childArgs(c, flags, tests, repetitions), (m) => {
         rows.accept(m);
         if (m.type === 'run') progress.run(label, m.test, m.run);
-      }, { timeoutMs: timeoutSeconds === undefined ? null : timeoutSeconds * 1000, signal: interrupt.signal });
+      }, {
+        timeoutMs: timeoutSeconds === undefined ? null : timeoutSeconds * 1000, signal: interrupt.signal,
+        // --verbose: the child's placement plan and load breakdown, above the progress line
+        ...(flags.verbose ? { onStderrLine: (line: string) => progress.above(() => process.stderr.write(`${line}\n`)) } : {}),
+      });
       rows.close(failure);
       failed += rows.failed;
       if (rows.config) loaded.push(rows.config);
@@ -220,6 +225,7 @@ const BENCH_MODEL_FLAGS: Record<string, { description: string; repeatable: boole
   '--max-seq-len': { description: 'KV-cache positions (default: what the longest test needs); a test needing more is a row saying so', repeatable: false },
   '--gpus': { description: 'CUDA devices, comma-separated, for the --gpu-split of the same position (repeatable)', repeatable: true },
   '--gpu-split': { description: "'none', 'auto' or GB per GPU, e.g. 20,24 (repeatable: each is a configuration)", repeatable: true },
+  '--verbose': { description: "print each configuration's GPU plan and where its load's time went (disk, copies, GPU), on stderr", repeatable: false },
 };
 
 export function registerBench(program: Command): void {

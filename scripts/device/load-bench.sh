@@ -1,31 +1,78 @@
 #!/usr/bin/env bash
 # Checkpoint load time on the GPU machine (after setup.sh has built the addon): random GPTQ folders of real
-# size, written here; the disk's read speed; 7B in the page cache (the earlier upload path and this one) and
-# cold; 70B sharded in the page cache. Prints `xllama bench --verbose`'s load lines.
+# size, written here, loaded by `xllama bench --verbose`; prints its load lines (the checkpoint's small-tensor
+# read-ahead, the CUDA breakdown, the total).
 #   bash scripts/device/load-bench.sh [DIR]      (DIR: where the folders go, default ../xl-load: on the disk,
 #                                                  not a tmpfs, so that dropping the page cache makes it cold)
+#   LOAD_PARTS="7b-cold 70b-cold" bash scripts/device/load-bench.sh [DIR]     only these parts, in this order
+# Parts (default: 7b-warm 7b-cold 70b-shards, the run of session 5):
+#   7b-warm      7B, one file, page cache: the earlier upload path once, this one twice
+#   7b-cold      7B, one file: the disk's read speed (dd of the file, cold), then the load from a cold cache
+#   70b-shards   70B, 8 shards, page cache, twice
+#   70b-onefile  70B, one file, page cache, twice
+#   70b-cold     70B, one file: dd's read speed of the file, then the load from a cold cache
+# The disk holds one 70B copy (36.6 GB) at a time: a part that needs another folder removes the one there.
 set -u
 dir="${1:-$(pwd)/../xl-load}"
+parts="${LOAD_PARTS:-7b-warm 7b-cold 70b-shards}"
+for p in $parts; do
+  case $p in 7b-warm|7b-cold|70b-shards|70b-onefile|70b-cold) ;; *)
+    echo "load-bench: unknown part '$p' (parts: 7b-warm 7b-cold 70b-shards 70b-onefile 70b-cold)"; exit 2 ;;
+  esac
+done
 mkdir -p "$dir"
 df -h "$dir" | tail -1; nproc; free -g | head -2
-load() {  # load FOLDER [ENV=VALUE...]: one bench run, only its load lines
+echo "parts: $parts"
+load() {  # load FOLDER [ENV=VALUE...]: one bench run, only its load lines (bench's last words if it failed)
   local m=$1; shift
-  env "$@" node bin/xllama.js bench -m "$m" --prompt 16 --context 0 --gen 4 --repeats 1 --json --verbose 2>&1 >/dev/null |
-    grep "xllama: load"
+  local err
+  err=$(env "$@" node bin/xllama.js bench -m "$m" --prompt 16 --depth 0 --gen 4 --repeats 1 --json --verbose 2>&1 >/dev/null)
+  grep "xllama: load" <<<"$err" || { echo "(no load line; bench said:)"; tail -5 <<<"$err"; }
 }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-t0=$(date +%s%N)
-node scripts/device/make-gptq-folder.mjs "$dir/llama-7b" --shape llama-7b
-echo "(written in $(( ($(date +%s%N) - t0) / 1000000 )) ms)"
-echo "--- 7B, one file, page cache, earlier upload path:"; load "$dir/llama-7b" XLLAMA_LEGACY_UPLOAD=1
-echo "--- 7B, one file, page cache:"; load "$dir/llama-7b"; load "$dir/llama-7b"
-drop_caches
-echo "--- disk read speed (the 7B file, cold):"; dd if="$dir/llama-7b/model.safetensors" of=/dev/null bs=16M 2>&1 | tail -1
-drop_caches
-echo "--- 7B, one file, cold:"; load "$dir/llama-7b"
-rm -rf "$dir/llama-7b"
-t0=$(date +%s%N)
-node scripts/device/make-gptq-folder.mjs "$dir/llama-70b" --shape llama-70b --shards 8
-echo "(written in $(( ($(date +%s%N) - t0) / 1000000 )) ms)"
-echo "--- 70B, 8 shards, page cache:"; load "$dir/llama-70b"; load "$dir/llama-70b"
-rm -rf "$dir/llama-70b"
+read_speed() {  # read_speed FILE: dd's sequential read of FILE from a cold cache
+  drop_caches
+  echo "--- disk read speed ($(basename "$(dirname "$1")")/$(basename "$1"), cold):"
+  dd if="$1" of=/dev/null bs=16M 2>&1 | tail -1
+}
+have=""  # the folder on disk now: 7b, 70b-shards or 70b-onefile
+folder() {  # folder KIND: writes it unless it is already there, removing the other one first
+  local kind=$1
+  [ "$have" = "$kind" ] && return
+  [ -n "$have" ] && rm -rf "${dir:?}/$have"
+  have=""
+  local t0; t0=$(date +%s%N)
+  case $kind in
+    7b) node scripts/device/make-gptq-folder.mjs "$dir/7b" --shape llama-7b ;;
+    70b-shards) node scripts/device/make-gptq-folder.mjs "$dir/70b-shards" --shape llama-70b --shards 8 ;;
+    70b-onefile) node scripts/device/make-gptq-folder.mjs "$dir/70b-onefile" --shape llama-70b ;;
+  esac || { echo "load-bench: could not write the $kind folder"; exit 1; }
+  echo "(written in $(( ($(date +%s%N) - t0) / 1000000 )) ms)"
+  have=$kind
+}
+for p in $parts; do
+  case $p in
+    7b-warm)
+      folder 7b
+      echo "--- 7B, one file, page cache, earlier upload path:"; load "$dir/7b" XLLAMA_LEGACY_UPLOAD=1
+      echo "--- 7B, one file, page cache:"; load "$dir/7b"; load "$dir/7b" ;;
+    7b-cold)
+      folder 7b
+      read_speed "$dir/7b/model.safetensors"
+      drop_caches
+      echo "--- 7B, one file, cold:"; load "$dir/7b" ;;
+    70b-shards)
+      folder 70b-shards
+      echo "--- 70B, 8 shards, page cache:"; load "$dir/70b-shards"; load "$dir/70b-shards" ;;
+    70b-onefile)
+      folder 70b-onefile
+      echo "--- 70B, one file, page cache:"; load "$dir/70b-onefile"; load "$dir/70b-onefile" ;;
+    70b-cold)
+      folder 70b-onefile
+      read_speed "$dir/70b-onefile/model.safetensors"
+      drop_caches
+      echo "--- 70B, one file, cold:"; load "$dir/70b-onefile" ;;
+  esac
+done
+[ -n "$have" ] && rm -rf "${dir:?}/$have"
+exit 0
