@@ -47,13 +47,6 @@ size_t dequant_budget_halves() {
   return mib << 19;  // halves per MiB
 }
 
-// Decode GEMVs prefetch up to this much of the next weight matrix into L2 (XLLAMA_L2_AHEAD_MIB; 0 turns it off).
-size_t l2_prefetch_bytes() {
-  size_t mib = 16;
-  if (const char* v = std::getenv("XLLAMA_L2_AHEAD_MIB"); v && *v) mib = (size_t)std::max(0, std::atoi(v));
-  return mib << 20;
-}
-
 std::string gib(size_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f", bytes / kGiB);
@@ -801,18 +794,9 @@ class Stage {
     // Later stages: receive() brought h_ and its sums of squares, and zeroed qkv_ and mlp_sum_sq.
     if (first_)
       cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_, attn_sum_sq, {qkv_, qkv_floats}, {mlp_sum_sq, (size_t)m});
-    // What each GEMV prefetches into L2 for the next one: up to l2_ahead_ bytes of its weights (qweight).
-    auto ahead = [&](const GpuLinear* next, cuda::GemvFusion& f) {
-      if (!next || l2_ahead_ == 0) return;
-      f.l2_next = next->quantized ? (const void*)next->q.qweight : (const void*)next->dense;
-      const size_t bytes = next->quantized ? (size_t)next->K / 8 * next->N * 4 : (size_t)next->K * next->N * 2;
-      f.l2_next_bytes = std::min(bytes, l2_ahead_);
-    };
     for (size_t li = 0; li < layers_.size(); ++li) {
       const GpuLayer& l = layers_[li];
-      const GpuLinear* after_down = li + 1 < layers_.size() ? &layers_[li + 1].qkv : (last_ ? &lm_head_ : nullptr);
       cuda::GemvFusion qkv;
-      ahead(&l.o, qkv);
       qkv.in_sum_sq = attn_sum_sq, qkv.in_norm = l.input_norm, qkv.eps = cfg_.rms_norm_eps;
       qkv.zero[0] = {gu_, (size_t)m * 2 * I};  // down_proj (previous layer) has read it
       cuda::gemv_q4(l.qkv.q, h_, cuda::GemvInput::RmsNorm, m, hid, qkv_, (H + 2 * KV) * D, stream_, {}, qkv);
@@ -822,16 +806,13 @@ class Stage {
       o.out_sum_sq = mlp_sum_sq, o.col_done = col_done_;
       o.zero[0] = {qkv_, qkv_floats};            // attention has read it
       o.zero[1] = {attn_sum_sq, (size_t)m};      // q/k/v has read it; down_proj sums into it
-      ahead(&l.gate_up, o);
       cuda::gemv_q4(l.o.q, att_, cuda::GemvInput::Half, m, H * D, h_, hid, stream_, {}, o);
       cuda::GemvFusion gate_up;
       gate_up.in_sum_sq = mlp_sum_sq, gate_up.in_norm = l.post_norm, gate_up.eps = cfg_.rms_norm_eps;
-      ahead(&l.down, gate_up);
       cuda::gemv_q4(l.gate_up.q, h_, cuda::GemvInput::RmsNorm, m, hid, gu_, 2 * I, stream_, {}, gate_up);
       cuda::GemvFusion down;
       down.out_sum_sq = attn_sum_sq, down.col_done = col_done_;
       down.zero[0] = {mlp_sum_sq, (size_t)m};  // gate/up has read it; the next o_proj sums into it
-      ahead(after_down, down);
       cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_, {}, down);
     }
   }
@@ -964,7 +945,6 @@ class Stage {
   float *h_ = nullptr, *qkv_ = nullptr, *gu_ = nullptr, *work_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
   size_t deq_halves_ = 0;
-  size_t l2_ahead_ = l2_prefetch_bytes();
   int *tokens_ = nullptr, *pos_ = nullptr, *token_out_ = nullptr, *score_targets_ = nullptr;
   float* score_nll_ = nullptr;
   unsigned* attn_done_ = nullptr;  // decode attention's per-(row, head) split counters

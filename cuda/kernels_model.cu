@@ -71,37 +71,55 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, int x_stride, int n,
   for (int i = slice * per + threadIdx.x; i < end; i += blockDim.x) yr[i] = __float2half(xr[i] * r * __half2float(w[i]));
 }
 
+// grid (column blocks, row slices); four columns per thread (I % 4 == 0: float4 loads) or one.
+template <int V>
 __global__ void silu_mul_kernel(const float* __restrict__ gu, int m, int I, __half* __restrict__ out) {
   wait_for_previous_kernel();
-  const size_t total = (size_t)m * I;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-    const size_t r = i / I, c = i % I;
-    const float g = gu[r * 2 * I + c], u = gu[r * 2 * I + I + c];
-    out[i] = __float2half(g / (1.f + __expf(-g)) * u);
+  const int c = (blockIdx.x * blockDim.x + threadIdx.x) * V;
+  if (c >= I) return;
+  for (int r = blockIdx.y; r < m; r += gridDim.y) {
+    const float* g = gu + (size_t)r * 2 * I + c;
+    const float* u = g + I;
+    __half* o = out + (size_t)r * I + c;
+    if (V == 4) {
+      const float4 g4 = *reinterpret_cast<const float4*>(g), u4 = *reinterpret_cast<const float4*>(u);
+      reinterpret_cast<__half2*>(o)[0] =
+          __floats2half2_rn(g4.x / (1.f + __expf(-g4.x)) * u4.x, g4.y / (1.f + __expf(-g4.y)) * u4.y);
+      reinterpret_cast<__half2*>(o)[1] =
+          __floats2half2_rn(g4.z / (1.f + __expf(-g4.z)) * u4.z, g4.w / (1.f + __expf(-g4.w)) * u4.w);
+    } else {
+      o[0] = __float2half(g[0] / (1.f + __expf(-g[0])) * u[0]);
+    }
   }
 }
 
-// grid (m, H + 2 KV), block D/2 threads (pairs j and j + D/2).
+// One block per prompt row: the row's cos/sin (one pair per frequency) computed once into shared memory, then
+// every q and k head rotated with them and v copied; consecutive threads take consecutive pairs of a head.
 __global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, int D,
                                 const float* __restrict__ inv_freq, const int* __restrict__ pos,
                                 __half* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc, int S) {
   wait_for_previous_kernel();
-  const int row = blockIdx.x, head = blockIdx.y, j = threadIdx.x, half_d = D / 2;
-  if (j >= half_d) return;
+  extern __shared__ float cos_sin[];  // [D/2] cos, [D/2] sin
+  const int row = blockIdx.x, half_d = D / 2, heads = H + 2 * KV;
   const int p = *pos + row;
-  const float* src = qkv + (size_t)row * (H + 2 * KV) * D + (size_t)head * D;
-  float a = src[j], b = src[j + half_d];
-  if (head < H + KV) rotate_pair(a, b, p, inv_freq[j]);
-  __half* dst;
-  if (head < H) {
-    dst = q + ((size_t)row * H + head) * D;
-  } else if (head < H + KV) {
-    dst = kc + ((size_t)(head - H) * S + p) * D;
-  } else {
-    dst = vc + ((size_t)(head - H - KV) * S + p) * D;
+  for (int j = threadIdx.x; j < half_d; j += blockDim.x) rope_cos_sin(p, inv_freq[j], cos_sin[j], cos_sin[half_d + j]);
+  __syncthreads();
+  const float* src = qkv + (size_t)row * heads * D;
+  for (int i = threadIdx.x; i < heads * half_d; i += blockDim.x) {
+    const int head = i / half_d, j = i - head * half_d;
+    float a = src[(size_t)head * D + j], b = src[(size_t)head * D + j + half_d];
+    if (head < H + KV) rotate_pair_cs(a, b, cos_sin[j], cos_sin[half_d + j]);
+    __half* dst;
+    if (head < H) {
+      dst = q + ((size_t)row * H + head) * D;
+    } else if (head < H + KV) {
+      dst = kc + ((size_t)(head - H) * S + p) * D;
+    } else {
+      dst = vc + ((size_t)(head - H - KV) * S + p) * D;
+    }
+    dst[j] = __float2half(a);
+    dst[j + half_d] = __float2half(b);
   }
-  dst[j] = __float2half(a);
-  dst[j + half_d] = __float2half(b);
 }
 
 // ---- attention ----
@@ -119,7 +137,6 @@ __global__ void __launch_bounds__(kAttnThreads)
                      __half* kc, __half* vc,  // not __restrict__: with ROPE the block reads what it wrote
                      int H, int KV, int D, int S, const int* __restrict__ pos, int max_splits, int min_keys_per_split,
                      int tpp, float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out) {
-  wait_for_previous_kernel();
   extern __shared__ float sm[];  // [slots][D] acc, [slots] m, [slots] l
   const int head = blockIdx.x, row = blockIdx.y, split = blockIdx.z;
   const int tid = threadIdx.x, slots = kAttnThreads / tpp, slot = tid / tpp, sub = tid % tpp;
@@ -135,6 +152,24 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int start = split * chunk, end = min(L, start + chunk);
   const int kvh = head / (H / KV);
   const float scale = rsqrtf((float)D) * 1.4426950408889634f;  // log2(e): softmax with exp2
+  const __half* kbase = kc + (size_t)kvh * S * D + d0;
+  const __half* vbase = vc + (size_t)kvh * S * D + d0;
+  // Lane groups (slots) walk the positions start + slot, + slots, ...; U positions per group in flight.
+  constexpr int U = 8;
+  uint4 kr[U], vr[U];
+  // With ROPE, the cached positions before *pos were written by earlier launches (complete before the kernel
+  // this one waits for started), so the first round of them loads before the wait, during the q/k/v GEMV's
+  // tail; the new positions are written by this kernel below.
+  const int preloaded_end = ROPE ? min(end, *pos) : start;
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int p = start + slot + u * slots;
+    if (active_dims && p < preloaded_end) {
+      kr[u] = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D);
+      vr[u] = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D);
+    }
+  }
+  wait_for_previous_kernel();
 
   float qv[8], acc[8];
 #pragma unroll
@@ -179,17 +214,15 @@ __global__ void __launch_bounds__(kAttnThreads)
   // Lane groups of one slot run the same number of iterations; shuffles involve only the group.
   const int lane = tid & 31;
   const unsigned group_mask = tpp >= 32 ? 0xffffffffu : (((1u << tpp) - 1u) << (lane & ~(tpp - 1)));
-  const __half* kbase = kc + (size_t)kvh * S * D + d0;
-  const __half* vbase = vc + (size_t)kvh * S * D + d0;
-  constexpr int U = 8;  // key positions per lane group in flight: a split's ~64 keys in one round trip
   for (int p0 = start + slot; p0 < end; p0 += slots * U) {
-    uint4 kr[U], vr[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int p = p0 + u * slots;
       if (active_dims && p < end) {
-        kr[u] = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D);
-        vr[u] = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D);
+        if (p >= preloaded_end || p0 != start + slot) {
+          kr[u] = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D);
+          vr[u] = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D);
+        }
       } else {
         kr[u] = make_uint4(0, 0, 0, 0), vr[u] = make_uint4(0, 0, 0, 0);
       }
@@ -318,14 +351,17 @@ void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float 
 }
 
 void silu_mul(const float* gu, int m, int I, __half* out, cudaStream_t s) {
-  launch(silu_mul_kernel, grid_for((size_t)m * I, 256), 256, 0, s, gu, m, I, out);
+  const bool vec = I % 4 == 0 && (reinterpret_cast<uintptr_t>(gu) & 15) == 0 && (reinterpret_cast<uintptr_t>(out) & 7) == 0;
+  const int per = vec ? 4 : 1;
+  const dim3 grid((I / per + 255) / 256, std::min(m, 65535));
+  if (vec) launch(silu_mul_kernel<4>, grid, 256, 0, s, gu, m, I, out);
+  else launch(silu_mul_kernel<1>, grid, 256, 0, s, gu, m, I, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos,
                        __half* q, __half* kcache, __half* vcache, int S, cudaStream_t s) {
-  dim3 grid(m, H + 2 * KV);
-  launch(rope_qkv_kernel, grid, std::max(32, D / 2), 0, s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
+  launch(rope_qkv_kernel, m, 256, (size_t)D * sizeof(float), s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
   XL_CUDA_LAUNCH_CHECK();
 }
 

@@ -7,14 +7,22 @@ namespace xllama::cuda {
 // is reduced to [-pi, pi] in double (exact enough for any position), then the fast fp32 sincos runs on the
 // small argument (absolute error ~4e-7, far below the fp16 rounding of q and k); a full double-precision
 // sincos per element cost ~60 us per layer of a 512-token prompt.
-__device__ __forceinline__ void rotate_pair(float& a, float& b, int p, float inv_freq) {
+__device__ __forceinline__ void rope_cos_sin(int p, float inv_freq, float& c, float& s) {
   const float angle = (float)p * inv_freq;
   const double turns = rint((double)angle * 0.15915494309189535);  // angle / 2pi
   const float r = (float)fma(-turns, 6.283185307179586, (double)angle);
-  float s, c;
   __sincosf(r, &s, &c);
+}
+
+__device__ __forceinline__ void rotate_pair_cs(float& a, float& b, float c, float s) {
   const float ra = a * c - b * s, rb = b * c + a * s;
   a = ra, b = rb;
+}
+
+__device__ __forceinline__ void rotate_pair(float& a, float& b, int p, float inv_freq) {
+  float c, s;
+  rope_cos_sin(p, inv_freq, c, s);
+  rotate_pair_cs(a, b, c, s);
 }
 
 }  // namespace xllama::cuda

@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
-# Decode/prefill probe on the GPU machine (after setup.sh): the kernel check without timings (every GEMV
-# variant against the float64 references) plus the back-to-back GEMV tuning, the whole-backend decode speed per
-# GEMV variant (--sweep-gemv), and ncu's per-kernel breakdown of one 7B decode step and one 512-token prompt
+# Decode/prefill probe on the GPU machine (after setup.sh): the kernel check without timings (every kernel
+# against the float64 references; KC_ARGS=--tune adds the back-to-back GEMV tuning), the whole backend's speed
+# with each one-row GEMV variant (--bench-gemv-variants), and ncu's per-kernel breakdown of one 7B decode step and one 512-token prompt
 # chunk (isolated kernels: caches not flushed, clocks not locked). Logs and CSVs land in $OUT.
-#   bash scripts/device/perf-probe.sh [kernels] [sweep] [ncu]     (default: all three)
+#   bash scripts/device/perf-probe.sh [kernels] [variants] [ncu]     (default: all three)
 set -u
-steps="${*:-kernels sweep ncu}"
+steps="${*:-kernels variants ncu}"
 kc=$(find build -name xllama_kernel_check -type f | head -1)
 [ -n "$kc" ] || { echo "perf-probe: no xllama_kernel_check built"; exit 1; }
 ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_elapsed,launch__grid_size,launch__block_size,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active
 for s in $steps; do
   case $s in
-    kernels) echo "=== kernel check (no timing) + tune"
-             timeout 300 "$kc" --no-timing --tune > "$OUT/kernels-tune.log" 2>&1; echo "rc=$?"
-             grep -E "FAIL|failure|^tune" "$OUT/kernels-tune.log" | head -60 ;;
-    sweep) echo "=== sweep"
-           timeout 300 "$kc" --sweep-gemv > "$OUT/sweep.log" 2>&1; echo "rc=$?"
-           grep -E "^\[gemv|^bench" "$OUT/sweep.log" | sed 's/ | weights.*//' ;;
+    kernels) echo "=== kernel check (no timing) ${KC_ARGS:-}"
+             timeout 300 "$kc" --no-timing ${KC_ARGS:-} > "$OUT/kernels.log" 2>&1; echo "rc=$?"
+             grep -E "FAIL|failure|^tune" "$OUT/kernels.log" | head -60 ;;
+    variants) echo "=== one-row GEMV variants"
+        timeout 300 "$kc" --bench-gemv-variants > "$OUT/variants.log" 2>&1; echo "rc=$?"
+        grep -E "^\[gemv|^bench" "$OUT/variants.log" | sed 's/ | weights.*//' ;;
     ncu) [ -n "$ncu_bin" ] || { echo "=== ncu: not found"; continue; }
          for what in decode prefill; do
            echo "=== ncu $what"
