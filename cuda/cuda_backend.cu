@@ -702,8 +702,11 @@ class Stage {
         cuda::gather_columns(x, m, l.K, x_stride, l.q.perm, xperm_, stream_);
         a = xperm_, lda = l.K;
       }
-      int chunk = (int)std::min<size_t>(l.N, deq_halves_ / l.K);
-      chunk = std::max(128, chunk / 128 * 128);
+      // Column chunks of at most the dequantization tile, of equal width (multiples of 128): GEMMs of
+      // similar shape instead of full tiles and a narrow remainder that fills the GPU poorly.
+      const int most = std::max(128, (int)std::min<size_t>(l.N, deq_halves_ / l.K) / 128 * 128);
+      const int chunks = (l.N + most - 1) / most;
+      const int chunk = std::min(most, ((l.N + chunks - 1) / chunks + 127) / 128 * 128);
       for (int n0 = 0; n0 < l.N; n0 += chunk) {
         const int n1 = std::min(l.N, n0 + chunk);
         cuda::dequant_q4(l.q, n0, n1, deq_, stream_);

@@ -62,9 +62,6 @@ int gemv_q4_rows_per_warp(int K, int N);
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg = GemvQ4Config{}, const GemvFusion& fusion = GemvFusion{});
 std::vector<GemvQ4Config> gemv_q4_candidates();
-// One-row GEMV variant (kernels_gemv_q4.cu: bit 0 scales before the wait, bit 1 registers for 8 blocks per SM);
-// XLLAMA_GEMV_VARIANT sets it, the kernel check switches it to compare.
-int& gemv_q4_variant();
 // Dense fp16 weight [N, K].
 void gemv_f16(const __half* w, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,
               int y_stride, cudaStream_t s);

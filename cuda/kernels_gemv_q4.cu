@@ -12,7 +12,6 @@
 // (A variant that kept 8 loads in flight per lane as a register ring, with scales staged in shared memory,
 // lost on every 7B/13B/70B shape but one on the H100: docs/PERF-NOTES.md.)
 #include <algorithm>
-#include <cstdlib>
 #include <vector>
 
 #include "cuda/cuda_check.h"
@@ -123,10 +122,12 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
   }
 }
 
-// VAR (measured on one-row decode, gemv_q4_variant()): bit 0 = the first group's scales load before the wait,
-// bit 1 = registers capped for 8 blocks per SM (64 registers, a few spills) instead of the 6-7 the kernel gets.
-template <int M, bool SYM, GemvInput IN, int VAR>
-__global__ void __launch_bounds__(kWarps * 32, (VAR & 2) ? 8 : 1)
+// One-row decode with symmetric zeros (the latency-bound case: more resident blocks hide more of it) caps
+// registers at 64 for 8 blocks per SM instead of the 7 that 72 registers allow, without spills: +2% decode on the
+// H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
+// before the wait as well lost there (the registers it takes cost a block per SM).
+template <int M, bool SYM, GemvInput IN>
+__global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM ? 8 : 1)
     gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
                    int block_rows, GemvFusion f) {
   static_assert(kWarps * 32 == kCols, "add_row_sum_sq takes one column per thread");
@@ -144,18 +145,10 @@ __global__ void __launch_bounds__(kWarps * 32, (VAR & 2) ? 8 : 1)
   // Weights never depend on earlier kernels: the first batch streams in while the previous kernel drains.
   uint4 q[U];
   // ... and so do the first group's scales and zeros (a dependent round trip after the wait otherwise).
-  constexpr bool kPreload = VAR & 1;
-  const int g0 = ((r0 + wr0) * 8) / w.group_size;
-  uint2 sraw0 = make_uint2(0, 0);
-  uint32_t zw0 = 0;
-  if (c < w.N && wr0 < wr1) {
+  if (c < w.N) {
 #pragma unroll
     for (int u = 0; u < U; ++u)
       if (wr0 + u < wr1) q[u] = load_stream(qp + (size_t)u * row_step);
-    if (kPreload) {
-      sraw0 = *reinterpret_cast<const uint2*>(w.scales + (size_t)g0 * w.N + c);
-      if (!SYM) zw0 = *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g0 * w.N + c);
-    }
   }
   wait_for_previous_kernel();
   zero_fill(f.zero[0]);
@@ -168,11 +161,10 @@ __global__ void __launch_bounds__(kWarps * 32, (VAR & 2) ? 8 : 1)
   for (int mi = 0; mi < M; ++mi)
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc[mi][j] = 0.f;
-  if (c < w.N && wr0 < wr1) {
-    int cur_g = kPreload ? g0 : -1;
+  if (c < w.N) {
+    int cur_g = -1;
     float sc[4];
     __half2 z2[8];
-    if (kPreload) group_params<SYM>(sraw0, zw0, w.sym_zero, sc, z2);
     for (int rr = wr0; rr < wr1; rr += U) {
       if (rr != wr0) {
 #pragma unroll
@@ -208,13 +200,7 @@ void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_str
   const int splits = (packed_rows + br - 1) / br;
   br = (packed_rows + splits - 1) / splits;
   const dim3 grid((w.N + kCols - 1) / kCols, splits);
-  const size_t smem = smem_bytes(M, br);
-  switch (M == 1 ? gemv_q4_variant() : 1) {
-    case 0: launch(gemv_q4_kernel<M, SYM, IN, 0>, grid, kWarps * 32, smem, s, w, x, x_stride, y, y_stride, br, f); break;
-    case 2: launch(gemv_q4_kernel<M, SYM, IN, 2>, grid, kWarps * 32, smem, s, w, x, x_stride, y, y_stride, br, f); break;
-    case 3: launch(gemv_q4_kernel<M, SYM, IN, 3>, grid, kWarps * 32, smem, s, w, x, x_stride, y, y_stride, br, f); break;
-    default: launch(gemv_q4_kernel<M, SYM, IN, 1>, grid, kWarps * 32, smem, s, w, x, x_stride, y, y_stride, br, f);
-  }
+  launch(gemv_q4_kernel<M, SYM, IN>, grid, kWarps * 32, smem_bytes(M, br), s, w, x, x_stride, y, y_stride, br, f);
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -241,14 +227,6 @@ void dispatch_sym(const QWeight& w, const void* x, int m, int x_stride, float* y
 }
 
 }  // namespace
-
-int& gemv_q4_variant() {
-  static int v = [] {
-    const char* e = std::getenv("XLLAMA_GEMV_VARIANT");
-    return e && *e ? std::atoi(e) & 3 : 1;
-  }();
-  return v;
-}
 
 std::vector<GemvQ4Config> gemv_q4_candidates() {
   std::vector<GemvQ4Config> c;
