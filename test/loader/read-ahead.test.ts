@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../helpers/run-cli.js';
+import { loadModelSpec } from '../../cli/engine/loader/index.js';
+import { NativeModel } from '../../cli/engine/native-model.js';
+import { UserError } from '../../cli/errors.js';
 import { readSafetensors, writeSafetensors, type StTensor } from '../helpers/safetensors-writer.js';
 import { G32, copyFixture, fixtureModel } from './model-dir.js';
 
@@ -95,4 +98,19 @@ test('XLLAMA_READ_AHEAD_MIB bounds what is read ahead of the backend; 0 turns it
   assert.equal(original.status, 0, original.stderr);
   assert.ok(original.stdout.trim().length > 0);
   assert.equal(bounded.stdout, original.stdout);
+});
+
+test('a native load that fails with the read-ahead running is the same one-line error; the next open works', async () => {
+  const spec = loadModelSpec(fixtureModel(G32));
+  const size = statSync(join(spec.dir, 'model.safetensors')).size;
+  const name = 'model.layers.3.mlp.down_proj.qweight';
+  const bad = { ...spec, tensors: { ...spec.tensors, [name]: { ...spec.tensors[name], offset: size + (64 << 20) } } };
+  await assert.rejects(NativeModel.open(bad, { backend: 'cpu' }),
+    (e) => e instanceof UserError && e.message.includes(`tensor ${name} (bytes ${size + (64 << 20)}..`) && /lies outside/.test(e.message));
+  const model = await NativeModel.open(spec, { backend: 'cpu', maxSeqLen: 16 });
+  try {
+    assert.equal((await model.forward([1, 2], 0)).length, model.vocabSize);
+  } finally {
+    model.close();
+  }
 });
