@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,25 +55,62 @@ std::string gib(size_t bytes) {
 }
 
 // Owns device allocations (freed even when construction throws half-way) and turns allocation failures
-// into out_of_memory errors that say what was being allocated and what was free.
+// into out_of_memory errors that say what was being allocated and what was free. During a checkpoint load
+// the weights come out of one allocation (an arena, open_arena) sized beforehand, instead of one cudaMalloc
+// each (hundreds of calls for a 7B model); what does not fit in it is allocated on its own.
 class DeviceMemory {
  public:
+  static constexpr size_t kAlign = 256;  // what cudaMalloc gives; the kernels need 16
+  static size_t aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+  static size_t alloc_bytes(size_t bytes) { return std::max<size_t>(bytes, 16); }
+
   explicit DeviceMemory(int device) : device_(device) {}
   ~DeviceMemory() {
     for (void* p : ptrs_) cudaFree(p);
   }
   template <class T>
   T* alloc(size_t count, const char* what, size_t* counter) {
+    const size_t bytes = alloc_bytes(count * sizeof(T));
+    if (aligned(bytes) <= arena_left_) {
+      char* p = arena_;
+      arena_ += aligned(bytes), arena_left_ -= aligned(bytes);
+      *counter += bytes;
+      return reinterpret_cast<T*>(p);
+    }
     void* p = nullptr;
-    const size_t bytes = std::max<size_t>(count * sizeof(T), 16);
+    const auto t0 = std::chrono::steady_clock::now();
     cudaError_t err = cudaMalloc(&p, bytes);
+    malloc_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (err != cudaSuccess) {
       cudaGetLastError();
       throw_oom(bytes, what);
     }
     ptrs_.push_back(p);
+    ++mallocs_;
     *counter += bytes;
     return static_cast<T*>(p);
+  }
+  // One allocation of `bytes` that alloc() serves from until close_arena(). When it can't be had, nothing
+  // changes: every allocation is then made on its own, and an out-of-memory error names the one that failed.
+  void open_arena(size_t bytes) {
+    close_arena();
+    void* p = nullptr;
+    const auto t0 = std::chrono::steady_clock::now();
+    const cudaError_t err = bytes ? cudaMalloc(&p, bytes) : cudaErrorInvalidValue;
+    malloc_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    ptrs_.push_back(p);
+    ++mallocs_;
+    arena_ = static_cast<char*>(p), arena_left_ = bytes;
+  }
+  // The arena's unused end stays allocated (it is the estimate's slack); later allocations are on their own.
+  size_t close_arena() {
+    const size_t left = arena_left_;
+    arena_ = nullptr, arena_left_ = 0;
+    return left;
   }
   [[noreturn]] void throw_oom(size_t need, const std::string& what) const {
     size_t free_b = 0, total_b = 0;
@@ -83,10 +121,17 @@ class DeviceMemory {
                                             gib(free_b) + " GiB free on GPU " + std::to_string(device_) + " (" +
                                             prop.name + ")");
   }
+  // cudaMalloc calls so far and the seconds they took (the load's breakdown).
+  int mallocs() const { return mallocs_; }
+  double malloc_seconds() const { return malloc_s_; }
 
  private:
   int device_;
   std::vector<void*> ptrs_;
+  char* arena_ = nullptr;
+  size_t arena_left_ = 0;
+  int mallocs_ = 0;
+  double malloc_s_ = 0;
 };
 
 struct GpuLinear {
@@ -165,29 +210,44 @@ class Stage {
   // uploader's figures for the verbose breakdown.
   struct LoadFigures {
     double bytes = 0, read_s = 0, wait_s = 0, finish_s = 0, total_s = 0;
-    int threads = 0;
+    double pin_s = 0;    // pinning host memory: the staging buffers, the untied embedding table
+    double alloc_s = 0;  // cudaMalloc calls for the weights (the arena and what did not fit in it)
+    int threads = 0, mallocs = 0;
+    size_t arena_bytes = 0, arena_slack = 0;
   };
-  LoadFigures load_checkpoint(const GptqConfig& gptq, const ModelWeights& w) {
+  LoadFigures load_checkpoint(const GptqConfig& gptq, const ModelWeights& w, LoadProgress* progress) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
-    const auto t0 = std::chrono::steady_clock::now();
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    const int mallocs0 = mem_.mallocs();
+    const double malloc_s0 = mem_.malloc_seconds();
     // XLLAMA_LEGACY_UPLOAD=1: the earlier path (host repack, synchronous copies), to compare load times
     const char* legacy = std::getenv("XLLAMA_LEGACY_UPLOAD");
     std::unique_ptr<cuda::WeightUploader> uploader;
     if (!(legacy && *legacy && *legacy != '0')) uploader = std::make_unique<cuda::WeightUploader>();
+    const double uploader_s = std::chrono::duration<double>(Clock::now() - t0).count();  // mostly pinning staging
     uploader_ = uploader.get();
-    struct Done {  // whatever happens: no dangling uploader, no scratch left behind
+    progress_ = progress;
+    struct Done {  // whatever happens: no dangling uploader or progress, no scratch left behind
       Stage* b;
       ~Done() {
         b->uploader_ = nullptr;
+        b->progress_ = nullptr;
+        b->mem_.close_arena();
         if (b->permute_scratch_) cudaFree(b->permute_scratch_);
         b->permute_scratch_ = nullptr, b->permute_scratch_words_ = 0;
       }
     } done{this};
-    load_tensors(gptq, w);
-    const auto t1 = std::chrono::steady_clock::now();
-    if (uploader) uploader->finish();
-    const auto t2 = std::chrono::steady_clock::now();
     LoadFigures f;
+    if (uploader) {
+      f.arena_bytes = weight_arena_bytes(gptq, w);
+      mem_.open_arena(f.arena_bytes);
+    }
+    load_tensors(gptq, w);
+    f.arena_slack = mem_.close_arena();
+    const auto t1 = Clock::now();
+    if (uploader) uploader->finish();
+    const auto t2 = Clock::now();
     if (uploader) {
       f.bytes = uploader->bytes(), f.read_s = uploader->read_seconds(), f.wait_s = uploader->wait_seconds();
       f.threads = uploader->threads();
@@ -196,11 +256,15 @@ class Stage {
     }
     f.finish_s = std::chrono::duration<double>(t2 - t1).count();
     f.total_s = std::chrono::duration<double>(t2 - t0).count();
+    f.pin_s = uploader_s + pin_embedding_s_;
+    f.alloc_s = mem_.malloc_seconds() - malloc_s0, f.mallocs = mem_.mallocs() - mallocs0;
     return f;
   }
 
-  // Read-ahead (cuda/read_ahead.h) of what the upload copies next: before layer li is copied, layer li + 1
-  // (after the last layer, the final norm and lm_head) is handed to the kernel, so a cold disk stays busy.
+  // Read-ahead of what the upload copies next. With a LoadProgress (the glue's checkpoint read-ahead, which
+  // started at the beginning of the load), the upload says which part it reads. Without one, before layer li
+  // is copied, layer li + 1 (after the last layer, the final norm and lm_head) is handed to the uploader's own
+  // read-ahead (cuda/read_ahead.h), so a cold disk stays busy.
   void read_ahead(const TensorView& t) {
     if (uploader_ && t.present()) uploader_->read_ahead(t.data, (size_t)t.numel() * dtype_size(t.dtype));
   }
@@ -208,6 +272,7 @@ class Stage {
     for (const TensorView* t : {&l.weight, &l.qweight, &l.scales, &l.qzeros, &l.g_idx, &l.bias}) read_ahead(*t);
   }
   void read_ahead_layer(const ModelWeights& w, int li, bool tied) {
+    if (progress_) return;
     if (li < plan_.end_layer) {
       const LayerWeights& L = w.layers[li];
       read_ahead(L.input_norm);
@@ -219,10 +284,54 @@ class Stage {
       else if (!first_) read_ahead(w.embed_tokens);
     }
   }
+  void reading(int part) {
+    if (progress_) progress_->reading(part);
+  }
+
+  // A tied lm_head: the embedding table serves as lm_head (one fp16 matrix, uploaded once per GPU).
+  static bool is_tied(const ModelWeights& w) {
+    return w.lm_head.weight.data == w.embed_tokens.data && !w.lm_head.quantized();
+  }
+
+  // The bytes load_tensors allocates for this stage's weights, each rounded to the arena's alignment, counted
+  // as cli/engine/loader/gpu-memory.ts counts them: GPTQ zeros only for asymmetric checkpoints, a row
+  // permutation only for act-order ones with more than one group. An estimate: what does not fit in the
+  // arena is allocated on its own, what is left of it stays unused.
+  size_t weight_arena_bytes(const GptqConfig& gptq, const ModelWeights& w) const {
+    auto a = [](size_t bytes) { return DeviceMemory::aligned(DeviceMemory::alloc_bytes(bytes)); };
+    auto linear = [&](std::initializer_list<const LinearWeights*> parts) {
+      const LinearWeights& p0 = **parts.begin();
+      const size_t K = (size_t)std::max(0, p0.in_features);
+      size_t N = 0, n = 0;
+      bool bias = false;
+      for (const LinearWeights* p : parts) N += (size_t)std::max(0, p->out_features), bias = bias || p->bias.present();
+      if (p0.quantized() && p0.group_size > 0 && p0.group_size % 8 == 0 && !p0.scales.shape.empty()) {
+        const size_t G = (size_t)std::max<int64_t>(0, p0.scales.shape[0]);
+        n += a(K / 8 * N * 4) + a(G * N * 2);
+        if (!gptq.sym) n += a(G * N);
+        if (gptq.desc_act && G > 1) n += a(K * 4);
+      } else {
+        n += a(N * K * 2);
+      }
+      return bias ? n + a(N * 2) : n;
+    };
+    const size_t hid = (size_t)cfg_.hidden_size, table = a((size_t)cfg_.vocab_size * hid * 2);
+    const bool tied = is_tied(w);
+    size_t n = first_ && tied ? table : 0;
+    for (int li = plan_.first_layer; li < plan_.end_layer; ++li) {
+      const LayerWeights& L = w.layers[li];
+      n += 2 * a(hid * 2) + linear({&L.q, &L.k, &L.v}) + linear({&L.o}) + linear({&L.gate, &L.up}) + linear({&L.down});
+    }
+    if (last_) n += a(hid * 2) + (tied ? (first_ ? 0 : table) : linear({&w.lm_head}));
+    return n;
+  }
 
   void load_tensors(const GptqConfig& gptq, const ModelWeights& w) {
-    const bool tied = w.lm_head.weight.data == w.embed_tokens.data && !w.lm_head.quantized();
-    if (first_) read_ahead(w.embed_tokens);
+    const bool tied = is_tied(w);
+    if (first_) {
+      reading(kEmbeddingPart);
+      if (!progress_) read_ahead(w.embed_tokens);
+    }
     read_ahead_layer(w, plan_.first_layer, tied);
     if (!first_) {
       // Later stages start from the hidden state of the stage before (receive()).
@@ -243,6 +352,7 @@ class Stage {
       }
     }
     for (int li = plan_.first_layer; li < plan_.end_layer; ++li) {
+      reading(layer_part(li));
       read_ahead_layer(w, li + 1, tied);
       const LayerWeights& lw = w.layers[li];
       GpuLayer l;
@@ -254,6 +364,7 @@ class Stage {
       l.down = upload_linear({&lw.down}, gptq);
       layers_.push_back(l);
     }
+    if (last_) reading(final_part(cfg_.num_layers));
     if (!last_) {
       // The final norm and lm_head are on the last stage.
     } else if (tied) {
@@ -479,7 +590,10 @@ class Stage {
   __half* alloc_mapped_embedding(size_t count) {
     void* host = nullptr;
     // Portable: the pinned table is usable whichever device is current when the first stage reads it.
-    if (cudaHostAlloc(&host, count * sizeof(__half), cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const cudaError_t err = cudaHostAlloc(&host, count * sizeof(__half), cudaHostAllocMapped | cudaHostAllocPortable);
+    pin_embedding_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (err != cudaSuccess) {
       cudaGetLastError();
       throw BackendError(kOutOfMemory, "could not pin " + gib(count * 2) + " GiB of host memory for embed_tokens");
     }
@@ -964,6 +1078,8 @@ class Stage {
   cuda::DecodeStep step_;    // the one-row persistent decode kernel's plan (prepare_decode_step)
   bool step_ready_ = false;
   cuda::WeightUploader* uploader_ = nullptr;  // during load_checkpoint
+  LoadProgress* progress_ = nullptr;          // during load_checkpoint (may be null)
+  double pin_embedding_s_ = 0;                // seconds pinning the untied embedding table
   uint32_t* permute_scratch_ = nullptr;       // during load_checkpoint (act-order layers)
   size_t permute_scratch_words_ = 0;
 
@@ -1008,13 +1124,15 @@ class CudaBackend final : public Backend {
 
   // ---- loading ----
   // Each stage loads its own layers; the figures (for --verbose) add up over the stages.
-  Stage::LoadFigures load_checkpoint(const GptqConfig& gptq, const ModelWeights& w) {
+  Stage::LoadFigures load_checkpoint(const GptqConfig& gptq, const ModelWeights& w, LoadProgress* progress) {
     check_layer_count(cfg_, w);
     Stage::LoadFigures all;
     for (auto& st : stages_) {
-      const Stage::LoadFigures f = st->load_checkpoint(gptq, w);
+      const Stage::LoadFigures f = st->load_checkpoint(gptq, w, progress);
       all.bytes += f.bytes, all.read_s += f.read_s, all.wait_s += f.wait_s, all.finish_s += f.finish_s;
       all.total_s += f.total_s, all.threads = std::max(all.threads, f.threads);
+      all.pin_s += f.pin_s, all.alloc_s += f.alloc_s, all.mallocs += f.mallocs;
+      all.arena_bytes += f.arena_bytes, all.arena_slack += f.arena_slack;
     }
     agree_on_decode_path();
     return all;
@@ -1186,12 +1304,13 @@ class CudaBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> create_cuda_backend(const ModelConfig& config, const GptqConfig& gptq,
-                                             const ModelWeights& weights, const BackendOptions& options) {
+                                             const ModelWeights& weights, const BackendOptions& options,
+                                             LoadProgress* progress) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   auto b = std::make_unique<CudaBackend>(config, options);
   const auto t1 = Clock::now();
-  const Stage::LoadFigures f = b->load_checkpoint(gptq, weights);
+  const Stage::LoadFigures f = b->load_checkpoint(gptq, weights, progress);
   const auto t2 = Clock::now();
   b->allocate_runtime();
   const auto t3 = Clock::now();
@@ -1204,15 +1323,20 @@ std::unique_ptr<Backend> create_cuda_backend(const ModelConfig& config, const Gp
                    s(t0, t1), f.bytes / 1e9, f.total_s, s(t2, t3));
       return b;
     }
-    // The rest of the weights' time is on the loading thread: layout planning (g_idx, zeros), allocations.
+    // The rest of the weights' time is on the loading thread: pinning host memory, cudaMalloc, and layout
+    // planning (g_idx, zeros) with the small copies' bookkeeping.
     const double other = std::max(0.0, f.total_s - f.read_s - f.wait_s - f.finish_s);
+    const double planning = std::max(0.0, other - f.pin_s - f.alloc_s);
     std::fprintf(stderr,
                  "xllama: load: CUDA context and handles %.2f s; weights %.2f GB in %.2f s (%.2f GB/s): reading into "
                  "pinned staging on %d threads %.2f s (%.2f GB/s), waiting for the copy engine %.2f s, last copies "
-                 "and GPU repacking %.2f s, layout planning and allocations %.2f s; KV cache, scratch and decode plan "
-                 "%.2f s\n",
+                 "and GPU repacking %.2f s, pinning host memory (staging buffers, embedding table) %.2f s, %d weight "
+                 "allocation%s %.2f s (arena %s, %s of it unused), layout planning and the rest %.2f s; KV cache, "
+                 "scratch and decode plan %.2f s\n",
                  s(t0, t1), f.bytes / 1e9, f.total_s, f.bytes / 1e9 / std::max(f.total_s, 1e-9), f.threads, f.read_s,
-                 f.bytes / 1e9 / std::max(f.read_s, 1e-9), f.wait_s, f.finish_s, other, s(t2, t3));
+                 f.bytes / 1e9 / std::max(f.read_s, 1e-9), f.wait_s, f.finish_s, f.pin_s, f.mallocs,
+                 f.mallocs == 1 ? "" : "s", f.alloc_s, decimal_bytes(f.arena_bytes).c_str(),
+                 decimal_bytes(f.arena_slack).c_str(), planning, s(t2, t3));
   }
   return b;
 }

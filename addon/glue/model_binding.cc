@@ -5,6 +5,7 @@
 // drops the handle's reference and the model is freed when that forward finishes.
 #include <napi.h>
 
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -18,7 +19,10 @@
 #include "glue/load_request.h"
 #include "glue/napi_errors.h"
 #include "glue/register.h"
+#include "backend/verbose_load.h"
+#include "loader/checkpoint_read_ahead.h"
 #include "loader/hf_checkpoint.h"
+#include "loader/page_hints.h"
 
 #ifdef XLLAMA_HAVE_CUDA
 #include "cuda/cuda_backend.h"
@@ -112,22 +116,71 @@ Napi::Value wrap_model(Napi::Env env, std::shared_ptr<LoadedModel> model) {
 
 // ---- exported functions ----
 
+// ---- the checkpoint read-ahead of a load (loader/checkpoint_read_ahead.h) ----
+
+constexpr uint32_t kReadAheadMagic = 0x786c7261;  // "xlra"
+struct ReadAheadHandle {
+  uint32_t magic = kReadAheadMagic;
+  std::shared_ptr<CheckpointReadAhead> read_ahead;
+};
+
+std::shared_ptr<CheckpointReadAhead> read_ahead_arg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsExternal()) return nullptr;
+  ReadAheadHandle* h = info[i].As<Napi::External<ReadAheadHandle>>().Data();
+  return h && h->magic == kReadAheadMagic ? h->read_ahead : nullptr;
+}
+
+// startReadAhead(spec) → a handle, or undefined (XLLAMA_READ_AHEAD_MIB=0, or a system without fadvise): the
+// disk starts on the checkpoint now, before the GPU query and the placement; loadModel takes the handle and
+// tells it how far the backend has come. A spec loadModel would refuse starts nothing (loadModel says why).
+Napi::Value StartReadAhead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const uint64_t window = read_ahead_window();
+  if (window == 0 || !kCanAdviseFile) return env.Undefined();
+  LoadRequest req;
+  try {
+    req = parse_load_request(env, info[0], env.Undefined());
+  } catch (const Napi::Error&) {
+    return env.Undefined();
+  }
+  auto* h = new ReadAheadHandle();
+  h->read_ahead = std::make_shared<CheckpointReadAhead>(plan_checkpoint_reads(req.checkpoint), window);
+  return Napi::External<ReadAheadHandle>::New(env, h, [](Napi::Env, ReadAheadHandle* p) { delete p; });
+}
+
+// stopReadAhead(handle): ends its thread (a load that took the handle has ended it already).
+Napi::Value StopReadAhead(const Napi::CallbackInfo& info) {
+  if (auto ra = read_ahead_arg(info, 0)) ra->stop();
+  return info.Env().Undefined();
+}
+
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto req = std::make_shared<LoadRequest>(parse_load_request(env, info[0], info[1]));
+  auto read_ahead = read_ahead_arg(info, 2);
   auto model = std::make_shared<LoadedModel>();
   return queue(
       env,
-      [req, model] {
+      [req, model, read_ahead] {
+        struct StopReadAhead {  // whatever happens, the read-ahead ends with the load
+          CheckpointReadAhead* ra;
+          ~StopReadAhead() {
+            if (ra) ra->stop();
+          }
+        } stop{read_ahead.get()};
         ModelWeights weights = build_hf_weights(req->checkpoint, model->checkpoint);
         if (req->backend == "cuda") {
 #ifdef XLLAMA_HAVE_CUDA
-          model->backend = create_cuda_backend(req->checkpoint.config, req->gptq, weights, req->options);
+          model->backend = create_cuda_backend(req->checkpoint.config, req->gptq, weights, req->options, read_ahead.get());
 #else
           throw BackendError("no_cuda", kNoCuda);
 #endif
         } else {
           model->backend = create_cpu_backend(req->checkpoint.config, req->gptq, weights, req->options);
+        }
+        if (read_ahead) {
+          read_ahead->stop();
+          if (verbose_load()) std::fprintf(stderr, "%s\n", read_ahead->describe().c_str());
         }
       },
       [model](Napi::Env e) { return wrap_model(e, model); });
@@ -313,6 +366,8 @@ Napi::Value CloseModel(const Napi::CallbackInfo& info) {
 
 void RegisterModel(Napi::Env env, Napi::Object exports) {
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
+  exports.Set("startReadAhead", Napi::Function::New(env, StartReadAhead, "startReadAhead"));
+  exports.Set("stopReadAhead", Napi::Function::New(env, StopReadAhead, "stopReadAhead"));
   exports.Set("loadDummyModel", Napi::Function::New(env, LoadDummyModel, "loadDummyModel"));
   exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
   exports.Set("forwardSample", Napi::Function::New(env, ForwardSample, "forwardSample"));

@@ -2,6 +2,7 @@
 // queue full instead of faulting pages in one at a time. Header-only: the loader and the CUDA upload path
 // (built into the kernel check too) both use it. Where the system has no madvise, the hints do nothing.
 #pragma once
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -46,6 +47,25 @@ inline void advise_willneed(const void* p, size_t bytes) {
     (void)n;
 #endif
   }
+}
+
+// The same for bytes [offset, offset + bytes) of an open file (no mapping needed): posix_fadvise WILLNEED in
+// the same pieces. Where the system has no fadvise, it does nothing (kCanAdviseFile says so).
+#if defined(POSIX_FADV_WILLNEED)
+constexpr bool kCanAdviseFile = true;
+#else
+constexpr bool kCanAdviseFile = false;
+#endif
+
+inline void advise_file_willneed(int fd, uint64_t offset, uint64_t bytes) {
+#if defined(POSIX_FADV_WILLNEED)
+  for (uint64_t off = 0; off < bytes; off += kWillNeedPiece) {
+    const uint64_t n = bytes - off < kWillNeedPiece ? bytes - off : kWillNeedPiece;
+    ::posix_fadvise(fd, static_cast<off_t>(offset + off), static_cast<off_t>(n), POSIX_FADV_WILLNEED);
+  }
+#else
+  (void)fd, (void)offset, (void)bytes;
+#endif
 }
 
 }  // namespace xllama

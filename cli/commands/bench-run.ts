@@ -11,7 +11,7 @@ import { loadModelSpec } from '../engine/loader/index.js';
 import { parameterCount } from '../engine/loader/parameters.js';
 import type { ModelArchitecture } from '../engine/model-spec.js';
 import type { OpenOptions } from '../engine/model-handle.js';
-import { NativeModel } from '../engine/native-model.js';
+import { NativeModel, type OpenTimings } from '../engine/native-model.js';
 import { dummyArch } from '../engine/dummy-models.js';
 import {
   bandwidthUse, decodeBytesPerToken, meanDecodeContext, meanSd, parseTestName, positionsNeeded, runTest, testName, type BenchTest,
@@ -43,6 +43,8 @@ interface ModelToOpen {
   context: number;
   /** Bytes of safetensors the load reads (0 for a dummy). */
   checkpointBytes: number;
+  /** Seconds spent reading the folder (configs, tokenizer files, safetensors headers) before the load. */
+  specSeconds: number;
   params: (shape: ModelArchitecture) => number;
   open: (maxSeqLen: number) => Promise<NativeModel>;
 }
@@ -51,22 +53,32 @@ function modelToOpen(flags: BenchRunFlags, opts: OpenOptions): ModelToOpen {
   if (flags.dummy !== undefined) {
     const name = flags.dummy;
     return {
-      label: `${name} (dummy)`, path: null, context: dummyArch(name).maxPositionEmbeddings, checkpointBytes: 0,
+      label: `${name} (dummy)`, path: null, context: dummyArch(name).maxPositionEmbeddings, checkpointBytes: 0, specSeconds: 0,
       params: (arch) => parameterCount({ arch }),
       open: (maxSeqLen) => NativeModel.openDummy(name, { ...opts, maxSeqLen }),
     };
   }
+  const t0 = performance.now();
   const spec = loadModelSpec(modelDirFrom(flags));
+  const specSeconds = (performance.now() - t0) / 1000;
   return {
     label: basename(spec.dir), path: spec.dir, context: spec.arch.maxPositionEmbeddings,
-    checkpointBytes: spec.files.reduce((sum, f) => sum + f.size, 0),
+    checkpointBytes: spec.files.reduce((sum, f) => sum + f.size, 0), specSeconds,
     params: () => parameterCount(spec),
     open: (maxSeqLen) => NativeModel.open(spec, { ...opts, maxSeqLen }),
   };
 }
 
-/** --verbose: the load's total on stderr, after the native backend's own breakdown lines. */
-function reportLoad(m: ModelToOpen, seconds: number): void {
+/**
+ * --verbose: after the native backend's own breakdown lines, where the rest of the open went (Node's side)
+ * and the load's total: NativeModel.open, from loading the addon to the backend built.
+ */
+function reportLoad(m: ModelToOpen, seconds: number, t: OpenTimings): void {
+  const f = (x: number) => `${x.toFixed(2)} s`;
+  const before = m.path ? `; before it, the folder's configs, tokenizer and safetensors headers read in ${f(m.specSeconds)}` : '';
+  process.stderr.write(`xllama: load: open: addon ${f(t.addon)}, checkpoint read-ahead started in ${f(t.readAhead)}, ` +
+    `GPU query (CUDA driver, a context per GPU) ${f(t.gpuQuery)}, options and GPU placement ${f(t.placement)}, ` +
+    `native load ${f(t.native)} (the lines above)${before}\n`);
   const files = m.checkpointBytes > 0
     ? `: ${formatBytes(m.checkpointBytes)} of safetensors at ${(m.checkpointBytes / 1e9 / seconds).toFixed(2)} GB/s` : '';
   process.stderr.write(`xllama: load: ${m.label} in ${seconds.toFixed(2)} s${files}\n`);
@@ -117,7 +129,7 @@ async function runConfiguration(flags: BenchRunFlags, emit: (m: ChildMessage) =>
   const t0 = performance.now();
   const model = runnable.length === 0 ? null : await m.open(requested ?? Math.max(...runnable.map(positionsNeeded)));
   const loadSeconds = (performance.now() - t0) / 1000;
-  if (model && flags.verbose) reportLoad(m, loadSeconds);
+  if (model && flags.verbose) reportLoad(m, loadSeconds, model.openTimings);
   try {
     const config = model ? describe(model, m, loadSeconds) : null;
     if (config) emit(config);

@@ -3,7 +3,9 @@
 // become one-line UserErrors.
 import { UserError } from '../errors.js';
 import { loadAddon } from '../native/addon.js';
-import type { ModelShape, NativeAddon, NativeError, NativeModelHandle, NativeOpenOptions } from '../native/types.js';
+import { performance } from 'node:perf_hooks';
+import type { ModelShape, NativeAddon, NativeError, NativeModelHandle, NativeOpenOptions, NativeReadAheadHandle,
+  SystemInfo } from '../native/types.js';
 import { modelFootprint } from './gpu-footprint.js';
 import { describeRequest, placeOnGpus } from './gpu-placement.js';
 import { formatPlan, type SplitPlan } from './gpu-split.js';
@@ -25,17 +27,62 @@ function toUserError(err: unknown, context?: string): unknown {
   return err;
 }
 
+/** Where NativeModel.open's time went, in seconds, in order (`bench --verbose` prints it). */
+export interface OpenTimings {
+  /** Finding and loading the native addon (only a process's first open pays for it). */
+  addon: number;
+  /** Starting the checkpoint read-ahead (0 for a dummy model). */
+  readAhead: number;
+  /** addon.systemInfo(): its first call in a process starts the CUDA driver and a context on each GPU. */
+  gpuQuery: number;
+  /** Checking the options and planning the placement on the GPUs. */
+  placement: number;
+  /** The native load: the request parsed, the checkpoint mapped and checked, the backend built. */
+  native: number;
+}
+
+/** addon.systemInfo(), asked at most once per open (each call queries every GPU); `seconds`: what it took. */
+interface SystemQuery {
+  (): SystemInfo;
+  seconds: number;
+}
+
+function systemQuery(addon: NativeAddon): SystemQuery {
+  let info: SystemInfo | undefined;
+  const query = (() => {
+    if (!info) {
+      const t0 = performance.now();
+      info = addon.systemInfo();
+      query.seconds = (performance.now() - t0) / 1000;
+    }
+    return info;
+  }) as SystemQuery;
+  query.seconds = 0;
+  return query;
+}
+
+/** Seconds since the last lap (or since the timer was made). */
+function lapTimer(): () => number {
+  let last = performance.now();
+  return () => {
+    const now = performance.now();
+    const s = (now - last) / 1000;
+    last = now;
+    return s;
+  };
+}
+
 /** 'auto' → CUDA when this build has it and a GPU is visible, else the CPU; a GPU request (--gpus) means CUDA. */
-export function resolveBackend(addon: NativeAddon, requested: OpenOptions['backend'], wantsGpus = false): BackendName {
+export function resolveBackend(system: () => SystemInfo, requested: OpenOptions['backend'], wantsGpus = false): BackendName {
   if (requested === 'cpu' || requested === 'cuda') return requested;
   if (wantsGpus) return 'cuda';
-  const info = addon.systemInfo();
+  const info = system();
   return info.cudaCompiled && info.gpus.length > 0 ? 'cuda' : 'cpu';
 }
 
 /** A one-line reason when the CUDA backend can't run here (no CUDA build, no GPU, no driver). */
-function requireGpu(addon: NativeAddon, what: string): void {
-  const info = addon.systemInfo();
+function requireGpu(system: () => SystemInfo, what: string): void {
+  const info = system();
   if (!info.cudaCompiled || info.gpus.length === 0) {
     throw new UserError(`${what} needs a CUDA GPU: ${info.gpuUnavailableReason ?? 'none found'}`);
   }
@@ -49,7 +96,7 @@ const OPTION_RANGES = [
   { key: 'maxChunkTokens', name: 'maxChunkTokens', min: 1, max: INT32_MAX },
 ] as const;
 
-function nativeOptions(addon: NativeAddon, opts: OpenOptions): NativeOpenOptions {
+function nativeOptions(system: () => SystemInfo, opts: OpenOptions): NativeOpenOptions {
   for (const { key, name, min, max } of OPTION_RANGES) {
     const v = opts[key];
     if (v !== undefined && !isIntIn(v, min, max)) throw new UserError(`${name}: expected an integer from ${min} to ${max}, got ${v}`);
@@ -64,7 +111,7 @@ function nativeOptions(addon: NativeAddon, opts: OpenOptions): NativeOpenOptions
     }
   });
   return {
-    backend: resolveBackend(addon, opts.backend, Boolean(opts.gpuSplit)),
+    backend: resolveBackend(system, opts.backend, Boolean(opts.gpuSplit)),
     maxSeqLen: opts.maxSeqLen ?? 0,
     threads: opts.threads ?? 0,
     device: opts.device ?? 0,
@@ -80,10 +127,10 @@ type FootprintShape = Parameters<typeof modelFootprint>[0];
  * written into the native options; the plan goes to onPlan. Explicit `stages` pass as they are (the backend
  * checks them).
  */
-function placeModel(addon: NativeAddon, options: NativeOpenOptions, opts: OpenOptions, shape: FootprintShape,
+function placeModel(system: () => SystemInfo, options: NativeOpenOptions, opts: OpenOptions, shape: FootprintShape,
     modelMaxSeqLen: number): SplitPlan | null {
   if (options.backend !== 'cuda' || options.stages) return null;
-  const gpus = addon.systemInfo().gpus;
+  const gpus = system().gpus;
   const placed = placeOnGpus(modelFootprint(shape, options.maxChunkTokens ?? DEFAULT_CHUNK_TOKENS), opts.gpuSplit, {
     gpus, device: opts.device, maxSeqLen: options.maxSeqLen, modelMaxSeqLen,
   });
@@ -102,6 +149,18 @@ function dummyShape(name: string): { spec: FootprintShape; maxSeqLen: number } {
   const arch = dummyArch(name);
   const quant: Pick<GptqSettings, 'groupSize' | 'descAct' | 'sym'> = { groupSize: DUMMY_GROUP_SIZE, descAct: false, sym: true };
   return { spec: { arch: { ...arch, attentionBias: false }, quant }, maxSeqLen: arch.maxPositionEmbeddings };
+}
+
+/**
+ * The checkpoint's read-ahead (addon/loader/checkpoint_read_ahead.h), or undefined: it only saves time, so
+ * anything wrong with it leaves the load as it would be without (the load itself reports a bad checkpoint).
+ */
+function startReadAhead(addon: NativeAddon, spec: ModelSpec): NativeReadAheadHandle | undefined {
+  try {
+    return addon.startReadAhead(spec);
+  } catch {
+    return undefined;
+  }
 }
 
 function checkPos(pos: number): void {
@@ -139,7 +198,8 @@ export class NativeModel implements ModelHandle {
   /** Forward-like calls queued so far (tells a failed call whether a later one has moved the mirror). */
   private cacheCalls = 0;
 
-  private constructor(private readonly addon: NativeAddon, handle: NativeModelHandle, plan: SplitPlan | null) {
+  private constructor(private readonly addon: NativeAddon, handle: NativeModelHandle, plan: SplitPlan | null,
+      readonly openTimings: OpenTimings) {
     this.handle = handle;
     this.plan = plan;
     this.backend = addon.backendName(handle) as BackendName;
@@ -147,16 +207,35 @@ export class NativeModel implements ModelHandle {
     this.maxSeqLen = addon.maxSeqLen(handle);
   }
 
-  /** Maps the checkpoint described by `spec` and builds the backend (off the JS thread). */
+  /**
+   * Maps the checkpoint described by `spec` and builds the backend (off the JS thread). The checkpoint's
+   * read-ahead starts first, so the disk works while the GPU is queried and the placement planned.
+   */
   static async open(spec: ModelSpec, opts: OpenOptions = {}): Promise<NativeModel> {
+    const lap = lapTimer();
     const addon = loadAddon();
-    const options = nativeOptions(addon, opts);
-    if (options.backend === 'cuda') requireGpu(addon, opts.gpuSplit ? describeRequest(opts.gpuSplit) : `${spec.dir} on the cuda backend`);
-    const plan = placeModel(addon, options, opts, spec, spec.arch.maxPositionEmbeddings);
+    const addonSeconds = lap();
+    const readAhead = startReadAhead(addon, spec);
+    const readAheadSeconds = lap();
     try {
-      return new NativeModel(addon, await addon.loadModel(spec, options), plan);
-    } catch (err) {
-      throw toUserError(err, spec.dir);
+      const system = systemQuery(addon);
+      const options = nativeOptions(system, opts);
+      if (options.backend === 'cuda') requireGpu(system, opts.gpuSplit ? describeRequest(opts.gpuSplit) : `${spec.dir} on the cuda backend`);
+      const plan = placeModel(system, options, opts, spec, spec.arch.maxPositionEmbeddings);
+      const planning = lap();
+      let handle: NativeModelHandle;
+      try {
+        handle = await addon.loadModel(spec, options, readAhead);
+      } catch (err) {
+        throw toUserError(err, spec.dir);
+      }
+      const timings: OpenTimings = {
+        addon: addonSeconds, readAhead: readAheadSeconds, gpuQuery: system.seconds,
+        placement: Math.max(0, planning - system.seconds), native: lap(),
+      };
+      return new NativeModel(addon, handle, plan, timings);
+    } finally {
+      if (readAhead) addon.stopReadAhead(readAhead);
     }
   }
 
@@ -164,13 +243,21 @@ export class NativeModel implements ModelHandle {
   static async openDummy(name: string, opts: OpenOptions = {}): Promise<NativeModel> {
     const arch = dummyArch(name);
     if (opts.backend === 'cpu') throw new UserError(`dummy model ${name} runs on the GPU only (not with the cpu backend)`);
+    const lap = lapTimer();
     const addon = loadAddon();
-    requireGpu(addon, `dummy model ${name}`);
-    const options = nativeOptions(addon, { ...opts, backend: 'cuda' });
+    const addonSeconds = lap();
+    const system = systemQuery(addon);
+    requireGpu(system, `dummy model ${name}`);
+    const options = nativeOptions(system, { ...opts, backend: 'cuda' });
     const shape = dummyShape(name);
-    const plan = placeModel(addon, options, opts, shape.spec, shape.maxSeqLen);
+    const plan = placeModel(system, options, opts, shape.spec, shape.maxSeqLen);
+    const planning = lap();
     try {
-      return new NativeModel(addon, await addon.loadDummyModel({ ...arch, groupSize: DUMMY_GROUP_SIZE }, options), plan);
+      const handle = await addon.loadDummyModel({ ...arch, groupSize: DUMMY_GROUP_SIZE }, options);
+      const timings: OpenTimings = {
+        addon: addonSeconds, readAhead: 0, gpuQuery: system.seconds, placement: Math.max(0, planning - system.seconds), native: lap(),
+      };
+      return new NativeModel(addon, handle, plan, timings);
     } catch (err) {
       throw toUserError(err);
     }

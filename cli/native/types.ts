@@ -94,8 +94,19 @@ export interface NativeError extends Error {
   code?: string;
 }
 
+/** A checkpoint read-ahead started by startReadAhead (addon/loader/checkpoint_read_ahead.h). */
+export type NativeReadAheadHandle = { readonly __nativeReadAhead: unique symbol };
+
 export interface NativeModelApi {
-  loadModel(spec: NativeModelSpec, options: NativeOpenOptions): Promise<NativeModelHandle>;
+  /**
+   * Starts reading the checkpoint's tensors into the page cache on a native thread, in the order loadModel
+   * reads them, a bounded window ahead of it; undefined when there is none (XLLAMA_READ_AHEAD_MIB=0, no
+   * fadvise, a spec loadModel would refuse). Pass it to loadModel, and stop it once the load has ended.
+   */
+  startReadAhead(spec: NativeModelSpec): NativeReadAheadHandle | undefined;
+  /** Ends the read-ahead's thread (at once; a load that took it has ended it already). */
+  stopReadAhead(readAhead: NativeReadAheadHandle): void;
+  loadModel(spec: NativeModelSpec, options: NativeOpenOptions, readAhead?: NativeReadAheadHandle): Promise<NativeModelHandle>;
   /** A random GPTQ 4-bit model of this shape and group size, built on the GPU (cli/engine/dummy-models.ts). */
   loadDummyModel(arch: NativeModelSpec['arch'] & { groupSize: number }, options: NativeOpenOptions): Promise<NativeModelHandle>;
   forward(handle: NativeModelHandle, tokens: Int32Array, pos: number, allLogits: boolean): Promise<Float32Array>;

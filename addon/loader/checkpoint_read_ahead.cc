@@ -1,0 +1,201 @@
+#include "loader/checkpoint_read_ahead.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <system_error>
+
+#include "backend/verbose_load.h"
+#include "loader/page_hints.h"
+#include "loader/prefetch.h"
+
+namespace xllama {
+namespace {
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+// The LoadProgress part a big tensor belongs to, or -1.
+int part_of(const std::string& name, int num_layers) {
+  if (starts_with(name, "model.embed_tokens.")) return kEmbeddingPart;
+  if (starts_with(name, "model.norm.") || starts_with(name, "lm_head.")) return final_part(num_layers);
+  static const std::string layers = "model.layers.";
+  if (!starts_with(name, layers.c_str())) return -1;
+  size_t i = layers.size();
+  int layer = 0;
+  const size_t first = i;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9' && i - first < 9) layer = layer * 10 + (name[i++] - '0');
+  if (i == first || i >= name.size() || name[i] != '.' || layer >= num_layers) return -1;
+  return layer_part(layer);
+}
+
+// Ranges of several files, each file's merged (loader/prefetch.h), in file order then offset order.
+std::vector<CheckpointReads::Range> merged(const std::map<int, std::vector<ByteRange>>& by_file) {
+  std::vector<CheckpointReads::Range> out;
+  for (const auto& [file, ranges] : by_file)
+    for (const ByteRange& r : merge_ranges(ranges, page_size(), kPrefetchMaxGap, UINT64_MAX))
+      out.push_back({file, r.begin, r.end});
+  return out;
+}
+
+uint64_t bytes_of(const std::vector<CheckpointReads::Range>& ranges) {
+  uint64_t n = 0;
+  for (const auto& r : ranges) n += r.end - r.begin;
+  return n;
+}
+
+// MemAvailable from /proc/meminfo (Linux), else 0.
+uint64_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:") return kb << 10;
+  }
+  return 0;
+}
+
+}  // namespace
+
+CheckpointReads plan_checkpoint_reads(const HfCheckpoint& checkpoint) {
+  CheckpointReads out;
+  const int num_layers = std::max(0, checkpoint.config.num_layers);
+  std::map<std::string, int> file_index;
+  std::map<int, std::vector<ByteRange>> small;
+  std::vector<std::map<int, std::vector<ByteRange>>> parts(final_part(num_layers) + 1);
+  for (const auto& [name, t] : checkpoint.tensors) {
+    if (t.bytes == 0) continue;
+    const bool is_small = is_small_tensor(name, t.shape);
+    const int part = is_small ? -1 : part_of(name, num_layers);
+    if (!is_small && part < 0) continue;
+    auto [it, added] = file_index.emplace(t.file, (int)out.files.size());
+    if (added) out.files.push_back(t.file);
+    const ByteRange r{t.offset, t.offset + t.bytes};
+    (is_small ? small[it->second] : parts[part][it->second]).push_back(r);
+  }
+  out.small = merged(small);
+  for (const auto& p : parts) out.parts.push_back(merged(p));
+  return out;
+}
+
+uint64_t read_ahead_window() {
+  if (const char* v = std::getenv("XLLAMA_READ_AHEAD_MIB"); v && *v) {
+    char* end = nullptr;
+    const long long mib = std::strtoll(v, &end, 10);
+    if (end && *end == '\0' && mib >= 0) return (uint64_t)mib << 20;
+  }
+  const uint64_t available = available_memory();
+  const uint64_t cap = (uint64_t)4 << 30;
+  return available ? std::min(cap, std::max<uint64_t>(available / 8, (uint64_t)256 << 20)) : (uint64_t)1 << 30;
+}
+
+CheckpointReadAhead::CheckpointReadAhead(CheckpointReads reads, uint64_t window) : reads_(std::move(reads)) {
+  f_.window = window;
+  f_.small_bytes = bytes_of(reads_.small);
+  uint64_t at = 0;
+  for (const auto& p : reads_.parts) part_start_.push_back(at), at += bytes_of(p);
+  f_.part_bytes = at;
+  if (!kCanAdviseFile || window == 0) return;
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error&) {
+    // No thread to spare: the load reads as it would without this.
+  }
+}
+
+CheckpointReadAhead::~CheckpointReadAhead() { stop(); }
+
+void CheckpointReadAhead::reading(int part) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (f_.asked_before_progress < 0) f_.asked_before_progress = (int64_t)f_.parts_asked;
+    part_ = std::max(part_, std::min(part, (int)part_start_.size() - 1));
+  }
+  cv_.notify_all();
+}
+
+void CheckpointReadAhead::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stop_) f_.stopped_s = seconds();
+    stop_ = true;
+  }
+  cv_.notify_all();
+  std::lock_guard<std::mutex> lock(join_mu_);
+  if (thread_.joinable()) thread_.join();
+}
+
+bool CheckpointReadAhead::stopped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stop_;
+}
+
+double CheckpointReadAhead::seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+}
+
+bool CheckpointReadAhead::wait_for_room(uint64_t pos) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return stop_ || part_start_.empty() || pos < part_start_[part_] + f_.window; });
+  return !stop_;
+}
+
+void CheckpointReadAhead::run() {
+  std::vector<int> fds(reads_.files.size(), -2);  // -2: not opened yet, -1: could not be opened
+  auto fd_of = [&](int file) {
+    if (fds[file] == -2) fds[file] = ::open(reads_.files[file].c_str(), O_RDONLY | O_CLOEXEC);
+    return fds[file];
+  };
+  // Advises one range in pieces; `pos` (parts only) is the byte position in the parts' order.
+  auto advise = [&](const CheckpointReads::Range& r, uint64_t* pos) {
+    for (uint64_t off = r.begin; off < r.end; off += kWillNeedPiece) {
+      const uint64_t n = std::min<uint64_t>(kWillNeedPiece, r.end - off);
+      if (pos ? !wait_for_room(*pos) : stopped()) return false;
+      const int fd = fd_of(r.file);
+      if (fd >= 0) advise_file_willneed(fd, off, n);  // a missing file: the load itself will say so
+      std::lock_guard<std::mutex> lock(mu_);
+      if (pos) *pos += n, f_.parts_asked += n;
+      else f_.small_asked += n;
+    }
+    return true;
+  };
+  bool all = true;
+  for (const auto& r : reads_.small) all = all && advise(r, nullptr);
+  uint64_t pos = 0;
+  for (const auto& part : reads_.parts)
+    for (const auto& r : part) all = all && advise(r, &pos);
+  if (all) {
+    std::lock_guard<std::mutex> lock(mu_);
+    f_.done_s = seconds();
+  }
+  for (int fd : fds)
+    if (fd >= 0) ::close(fd);
+}
+
+CheckpointReadAhead::Figures CheckpointReadAhead::figures() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return f_;
+}
+
+std::string CheckpointReadAhead::describe() const {
+  const Figures f = figures();
+  char when[96];
+  if (f.done_s >= 0)
+    std::snprintf(when, sizeof when, "all asked for %.2f s after the load's start", f.done_s);
+  else
+    std::snprintf(when, sizeof when, "stopped %.2f s after the load's start", f.stopped_s);
+  std::string progress = f.asked_before_progress >= 0
+                             ? decimal_bytes((uint64_t)f.asked_before_progress) + " of it before the backend began on its weights"
+                             : "the backend reported no progress";
+  return "xllama: load: read-ahead from the load's start (window " + decimal_bytes(f.window) + "): small tensors " +
+         decimal_bytes(f.small_asked) + " of " + decimal_bytes(f.small_bytes) + ", then weights in load order " +
+         decimal_bytes(f.parts_asked) + " of " + decimal_bytes(f.part_bytes) + ", " + progress + "; " + when;
+}
+
+}  // namespace xllama

@@ -1,0 +1,82 @@
+// The checkpoint read from the disk into the page cache from the very start of a load, in the order the load
+// reads it, on a thread of its own: first every small tensor (the loader's checks and the backends' layout
+// planning read those first), then the big tensors part by part (embeddings, layer 0, 1, ..., final norm and
+// lm_head; backend/load_progress.h), never more than a window of bytes ahead of the part the backend says it
+// is reading. The disk so works while the process starts the GPU, plans the placement and maps the files, and
+// stays ahead of the upload. Page cache hints only (posix_fadvise WILLNEED): no memory of its own.
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend/load_progress.h"
+#include "loader/hf_checkpoint.h"
+
+namespace xllama {
+
+// What to read, in order: byte ranges of the checkpoint's files, widened to whole pages and merged.
+struct CheckpointReads {
+  struct Range {
+    int file = 0;  // index into files
+    uint64_t begin = 0, end = 0;
+  };
+  std::vector<std::string> files;
+  std::vector<Range> small;               // every small tensor (loader/prefetch.h's is_small_tensor)
+  std::vector<std::vector<Range>> parts;  // the big tensors of each LoadProgress part
+};
+
+// The reads of a checkpoint's tensors. Tensors outside the parts' names (model.embed_tokens, model.layers.N.,
+// model.norm, lm_head) are not read.
+CheckpointReads plan_checkpoint_reads(const HfCheckpoint& checkpoint);
+
+// How far ahead of the backend the read-ahead may go: XLLAMA_READ_AHEAD_MIB when set (0: no read-ahead), else
+// an eighth of the memory available now, at most 4 GiB.
+uint64_t read_ahead_window();
+
+class CheckpointReadAhead final : public LoadProgress {
+ public:
+  // Starts the thread at once (none where the system cannot advise, or no thread can be started).
+  CheckpointReadAhead(CheckpointReads reads, uint64_t window);
+  ~CheckpointReadAhead() override;  // stop()
+  CheckpointReadAhead(const CheckpointReadAhead&) = delete;
+  CheckpointReadAhead& operator=(const CheckpointReadAhead&) = delete;
+
+  void reading(int part) override;
+  // Ends the thread (promptly: it advises 128 KiB at a time); safe to call more than once, from any thread.
+  void stop();
+
+  struct Figures {
+    uint64_t window = 0, small_bytes = 0, part_bytes = 0;
+    uint64_t small_asked = 0, parts_asked = 0;
+    int64_t asked_before_progress = -1;  // parts' bytes asked for when the backend first reported (-1: never)
+    double done_s = -1;                  // when everything was asked for, from the start (-1: not all)
+    double stopped_s = -1;               // when stop() ended it, from the start
+  };
+  Figures figures() const;
+  // One verbose line ("xllama: load: read-ahead ...").
+  std::string describe() const;
+
+ private:
+  void run();
+  // Waits until the parts' byte position `pos` is inside the window; false once stopped.
+  bool wait_for_room(uint64_t pos);
+  bool stopped() const;
+  double seconds() const;
+
+  CheckpointReads reads_;
+  std::vector<uint64_t> part_start_;  // bytes of the parts before each part
+  const std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  int part_ = 0;  // the part the backend reads now
+  Figures f_;
+  std::mutex join_mu_;
+  std::thread thread_;
+};
+
+}  // namespace xllama
