@@ -2,6 +2,7 @@
 // (flash-decoding split over the keys), and random fills for dummy models.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
@@ -131,7 +132,7 @@ __global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, in
 // or a position write identical values), so decode needs no separate RoPE kernel.
 constexpr int kAttnThreads = 128;
 
-template <bool ROPE>
+template <bool ROPE, bool PRELOAD>
 __global__ void __launch_bounds__(kAttnThreads)
     attention_kernel(const __half* __restrict__ q, const float* __restrict__ qkv, const float* __restrict__ inv_freq,
                      __half* kc, __half* vc,  // not __restrict__: with ROPE the block reads what it wrote
@@ -154,19 +155,22 @@ __global__ void __launch_bounds__(kAttnThreads)
   const float scale = rsqrtf((float)D) * 1.4426950408889634f;  // log2(e): softmax with exp2
   const __half* kbase = kc + (size_t)kvh * S * D + d0;
   const __half* vbase = vc + (size_t)kvh * S * D + d0;
-  // Lane groups (slots) walk the positions start + slot, + slots, ...; U positions per group in flight.
-  constexpr int U = 8;
+  // Lane groups (slots) walk the positions start + slot, + slots, ...; U positions per group in flight (8 took
+  // 148 registers and cost a tenth of the decode speed at depth 2048, where attention is bandwidth-bound).
+  constexpr int U = 4;
   uint4 kr[U], vr[U];
   // With ROPE, the cached positions before *pos were written by earlier launches (complete before the kernel
   // this one waits for started), so the first round of them loads before the wait, during the q/k/v GEMV's
   // tail; the new positions are written by this kernel below.
-  const int preloaded_end = ROPE ? min(end, *pos) : start;
+  const int preloaded_end = ROPE && PRELOAD ? min(end, *pos) : start;
+  if (ROPE && PRELOAD) {
 #pragma unroll
-  for (int u = 0; u < U; ++u) {
-    const int p = start + slot + u * slots;
-    if (active_dims && p < preloaded_end) {
-      kr[u] = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D);
-      vr[u] = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D);
+    for (int u = 0; u < U; ++u) {
+      const int p = start + slot + u * slots;
+      if (active_dims && p < preloaded_end) {
+        kr[u] = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D);
+        vr[u] = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D);
+      }
     }
   }
   wait_for_previous_kernel();
@@ -219,7 +223,7 @@ __global__ void __launch_bounds__(kAttnThreads)
     for (int u = 0; u < U; ++u) {
       const int p = p0 + u * slots;
       if (active_dims && p < end) {
-        if (p >= preloaded_end || p0 != start + slot) {
+        if (!(ROPE && PRELOAD) || p >= preloaded_end || p0 != start + slot) {
           kr[u] = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D);
           vr[u] = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D);
         }
@@ -385,8 +389,16 @@ void launch_attention(const __half* q, const float* qkv, const float* inv_freq, 
   const int slots = kAttnThreads / tpp;
   const size_t smem = ((size_t)slots * D + 2 * slots) * sizeof(float);
   dim3 grid(H, m, splits);
-  launch(attention_kernel<ROPE>, grid, kAttnThreads, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos,
-         splits, std::max(1, min_keys_per_split), tpp, work, done, out);
+  static const bool preload = [] {
+    const char* e = std::getenv("XLLAMA_ATTN_PRELOAD");
+    return !(e && *e == '0');
+  }();
+  if (preload)
+    launch(attention_kernel<ROPE, true>, grid, kAttnThreads, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S,
+           pos, splits, std::max(1, min_keys_per_split), tpp, work, done, out);
+  else
+    launch(attention_kernel<ROPE, false>, grid, kAttnThreads, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S,
+           pos, splits, std::max(1, min_keys_per_split), tpp, work, done, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 }  // namespace
