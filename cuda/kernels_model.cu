@@ -2,7 +2,6 @@
 // (flash-decoding split over the keys), and random fills for dummy models.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
@@ -132,7 +131,7 @@ __global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, in
 // or a position write identical values), so decode needs no separate RoPE kernel.
 constexpr int kAttnThreads = 128;
 
-template <bool ROPE, bool PRELOAD>
+template <bool ROPE>
 __global__ void __launch_bounds__(kAttnThreads)
     attention_kernel(const __half* __restrict__ q, const float* __restrict__ qkv, const float* __restrict__ inv_freq,
                      __half* kc, __half* vc,  // not __restrict__: with ROPE the block reads what it wrote
@@ -161,9 +160,10 @@ __global__ void __launch_bounds__(kAttnThreads)
   uint4 kr[U], vr[U];
   // With ROPE, the cached positions before *pos were written by earlier launches (complete before the kernel
   // this one waits for started), so the first round of them loads before the wait, during the q/k/v GEMV's
-  // tail; the new positions are written by this kernel below.
-  const int preloaded_end = ROPE && PRELOAD ? min(end, *pos) : start;
-  if (ROPE && PRELOAD) {
+  // tail; the new positions are written by this kernel below. (+5% 7B decode at depth 128 on the H200, the
+  // same at 2048: docs/PERF-NOTES.md, session 6.)
+  const int preloaded_end = ROPE ? min(end, *pos) : start;
+  if (ROPE) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int p = start + slot + u * slots;
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kAttnThreads)
     for (int u = 0; u < U; ++u) {
       const int p = p0 + u * slots;
       if (active_dims && p < end) {
-        if (!(ROPE && PRELOAD) || p >= preloaded_end || p0 != start + slot) {
+        if (!ROPE || p >= preloaded_end || p0 != start + slot) {
           kr[u] = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D);
           vr[u] = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D);
         }
@@ -389,16 +389,8 @@ void launch_attention(const __half* q, const float* qkv, const float* inv_freq, 
   const int slots = kAttnThreads / tpp;
   const size_t smem = ((size_t)slots * D + 2 * slots) * sizeof(float);
   dim3 grid(H, m, splits);
-  static const bool preload = [] {
-    const char* e = std::getenv("XLLAMA_ATTN_PRELOAD");
-    return !(e && *e == '0');
-  }();
-  if (preload)
-    launch(attention_kernel<ROPE, true>, grid, kAttnThreads, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S,
-           pos, splits, std::max(1, min_keys_per_split), tpp, work, done, out);
-  else
-    launch(attention_kernel<ROPE, false>, grid, kAttnThreads, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S,
-           pos, splits, std::max(1, min_keys_per_split), tpp, work, done, out);
+  launch(attention_kernel<ROPE>, grid, kAttnThreads, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos,
+         splits, std::max(1, min_keys_per_split), tpp, work, done, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 }  // namespace
