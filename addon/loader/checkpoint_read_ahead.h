@@ -33,8 +33,8 @@ struct CheckpointReads {
 // model.norm, lm_head) are not read.
 CheckpointReads plan_checkpoint_reads(const HfCheckpoint& checkpoint);
 
-// How far ahead of the backend the read-ahead may go: XLLAMA_READ_AHEAD_MIB when set (0: no read-ahead), else
-// an eighth of the memory available now, at most 4 GiB.
+// How far ahead of the backend the read-ahead may go: XLLAMA_READ_AHEAD_MIB when set, else 0 (none: measured
+// slower from a cold cache, see read_ahead_window()).
 uint64_t read_ahead_window();
 
 class CheckpointReadAhead final : public LoadProgress {

@@ -8,7 +8,7 @@
 # Parts (default: 7b-warm 7b-cold 70b-shards, the run of session 5):
 #   7b-warm      7B, one file, page cache: the earlier upload path once, this one twice
 #   7b-cold      7B, one file: the disk's read speed (dd of the file, cold), then the load from a cold cache,
-#                then again without the read-ahead from the load's start (XLLAMA_READ_AHEAD_MIB=0)
+#                then again with the opt-in read-ahead from the load's start (XLLAMA_READ_AHEAD_MIB=4096)
 #   70b-shards   70B, 8 shards, page cache, twice
 #   70b-onefile  70B, one file, page cache, twice
 #   70b-cold     70B, one file: dd's read speed of the file, then the load from a cold cache
@@ -62,8 +62,8 @@ for p in $parts; do
       read_speed "$dir/7b/model.safetensors"
       drop_caches
       echo "--- 7B, one file, cold:"; load "$dir/7b"
-      drop_caches  # the same without the read-ahead from the load's start (each layer read ahead by the upload)
-      echo "--- 7B, one file, cold, XLLAMA_READ_AHEAD_MIB=0:"; load "$dir/7b" XLLAMA_READ_AHEAD_MIB=0 ;;
+      drop_caches  # the same with the (opt-in) read-ahead from the load's start
+      echo "--- 7B, one file, cold, XLLAMA_READ_AHEAD_MIB=4096:"; load "$dir/7b" XLLAMA_READ_AHEAD_MIB=4096 ;;
     70b-shards)
       folder 70b-shards
       echo "--- 70B, 8 shards, page cache:"; load "$dir/70b-shards"; load "$dir/70b-shards" ;;

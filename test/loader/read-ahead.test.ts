@@ -44,7 +44,7 @@ test('bench --verbose: the read-ahead covers every tensor the load reads; the op
   const dir = copyFixture(G32);
   const file = join(dir, 'model.safetensors');
   const { tensors } = readSafetensors(file);
-  const r = runCli(['bench', '-m', dir, ...BENCH]);
+  const r = runCli(['bench', '-m', dir, ...BENCH], { env: { XLLAMA_READ_AHEAD_MIB: '4096' } });
   assert.equal(r.status, 0, r.stderr);
   const m = READ_AHEAD.exec(r.stderr);
   assert.ok(m, `no read-ahead line in:\n${r.stderr}`);
