@@ -1108,6 +1108,14 @@ void time_decode_step(const char* name, const ModelConfig& c, int len, double co
   }
 }
 
+// The llama-7b dummy's shapes, and a prompt of random token ids.
+ModelConfig llama_7b_config() { return dummy_config(32000, 4096, 11008, 32, 32, 32, 4096); }
+std::vector<int32_t> random_tokens(int n, int vocab) {
+  std::vector<int32_t> toks(n);
+  for (auto& t : toks) t = (int32_t)(rng() % vocab);
+  return toks;
+}
+
 void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, int gen) {
   BackendOptions o;
   o.max_seq_len = ctx, o.max_chunk_tokens = 512;
@@ -1117,8 +1125,7 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
   size_t free1 = 0;
   XL_CUDA_CHECK(cudaMemGetInfo(&free1, &total));
   const MemoryReport r = b->memory();
-  std::vector<int32_t> toks(prompt);
-  for (auto& t : toks) t = (int32_t)(rng() % c.vocab_size);
+  const std::vector<int32_t> toks = random_tokens(prompt, c.vocab_size);
   std::vector<float> logits(c.vocab_size);
   using clk = std::chrono::steady_clock;
   double best_pp = 0;
@@ -1145,7 +1152,7 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
 
 // The persistent decode kernel alone at 7B / 13B / 70B shapes, both block sizes.
 void time_decode_steps(bool quick = false) {
-  const ModelConfig c7 = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
+  const ModelConfig c7 = llama_7b_config();
   const ModelConfig c13 = dummy_config(32000, 5120, 13824, 40, 40, 40, 4096);
   const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
   std::printf("\npersistent decode kernel alone (random weights, group 128)\n");
@@ -1164,12 +1171,11 @@ void time_decode_steps(bool quick = false) {
 // One 512-token prompt chunk or one decode step of the 7B dummy between cudaProfilerStart/Stop, for
 // `ncu --profile-from-start off`: the per-kernel breakdown of issue 13.
 void profile_step(bool decode) {
-  const ModelConfig c7 = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
+  const ModelConfig c7 = llama_7b_config();
   BackendOptions o;
   o.max_seq_len = 2048, o.max_chunk_tokens = 512;
   auto b = create_cuda_dummy_backend(c7, 128, o, 1);
-  std::vector<int32_t> toks(512);
-  for (auto& t : toks) t = (int32_t)(rng() % c7.vocab_size);
+  const std::vector<int32_t> toks = random_tokens(512, c7.vocab_size);
   std::vector<float> logits(c7.vocab_size);
   b->forward(toks.data(), 512, 0, false, logits.data());
   TokenSampling greedy;
@@ -1244,14 +1250,13 @@ void tune_gemv_q4() {
 // Prompt speed of the 7B dummy for a few dequantization tile sizes (XLLAMA_DEQUANT_MIB).
 void tune_dequant_tile() {
   std::printf("\ntune prefill dequant tile (7B dummy, prompt 512)\n");
-  const ModelConfig c = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
+  const ModelConfig c = llama_7b_config();
   for (const char* mib : {"8", "16", "32", "64"}) {
     setenv("XLLAMA_DEQUANT_MIB", mib, 1);
     BackendOptions o;
     o.max_seq_len = 1024, o.max_chunk_tokens = 512;
     auto b = create_cuda_dummy_backend(c, 128, o, 1);
-    std::vector<int32_t> toks(512);
-    for (auto& t : toks) t = (int32_t)(rng() % c.vocab_size);
+    const std::vector<int32_t> toks = random_tokens(512, c.vocab_size);
     std::vector<float> logits(c.vocab_size);
     double best = 0;
     for (int rep = 0; rep < 4; ++rep) {
@@ -1378,7 +1383,7 @@ int main(int argc, char** argv) {
       for (int len : {128, 600, 2048}) time_attention_split_rule(32, 32, 128, len, 2048);
       time_attention_prefill(32, 32, 128, 512);
       std::printf("\nwhole backend on dummy models (group 128, greedy decode on the device)\n");
-      const ModelConfig c7 = dummy_config(32000, 4096, 11008, 32, 32, 32, 4096);
+      const ModelConfig c7 = llama_7b_config();
       const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
       const ModelConfig c13 = dummy_config(32000, 5120, 13824, 40, 40, 40, 4096);
       time_decode_steps();
