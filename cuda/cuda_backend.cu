@@ -855,18 +855,18 @@ class Stage {
     const int qkv_dim = (H + 2 * KV) * D;
     const size_t layer_elems = (size_t)KV * S_ * D;
     if (decode_fused(m)) return enqueue_decode_layers(m);
-    const int splits = m <= cuda::kGemvMaxRows ? cuda::attention_splits(m, H, S_) : 1;
+    // GEMV rows accumulate into zeroed outputs; prompt chunks' GEMMs overwrite them (no zeroing, no C read)
+    const bool gemv = m <= cuda::kGemvMaxRows;
+    const int splits = gemv ? cuda::attention_splits(m, H, S_) : 1;
     if (first_) cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_);  // later stages: receive() filled h_
     for (size_t li = 0; li < layers_.size(); ++li) {
       const GpuLayer& l = layers_[li];
       __half* kc = kcache_ + li * layer_elems;
       __half* vc = vcache_ + li * layer_elems;
-      // GEMV rows accumulate into zeroed outputs; prompt chunks' GEMMs overwrite them (no zeroing, no C read)
-      const bool gemv = m <= cuda::kGemvMaxRows;
       cuda::rmsnorm(h_, hid, m, hid, l.input_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gemv ? qkv_ : nullptr,
                     gemv ? (size_t)m * qkv_dim : 0);
       linear(l.qkv, xn_, m, hid, qkv_, qkv_dim, /*overwrite=*/!gemv);
-      if (m <= cuda::kGemvMaxRows) {  // decode: RoPE and the KV write happen inside the attention kernel
+      if (gemv) {  // decode: RoPE and the KV write happen inside the attention kernel
         cuda::attention_rope(qkv_, inv_freq_, kc, vc, m, H, KV, D, S_, pos_, splits, work_, attn_done_, att_,
                              stream_);
       } else {
@@ -877,7 +877,7 @@ class Stage {
       cuda::rmsnorm(h_, hid, m, hid, l.post_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gemv ? gu_ : nullptr,
                     gemv ? (size_t)m * 2 * I : 0);
       linear(l.gate_up, xn_, m, hid, gu_, 2 * I, /*overwrite=*/!gemv);
-      if (m <= cuda::kGemvMaxRows && l.down.quantized) {
+      if (gemv && l.down.quantized) {
         // SiLU(gate) * up fused into the staging
         cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_);
       } else {

@@ -144,7 +144,6 @@ __global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM ? 8 : 1)
   const size_t row_step = w.N / 4;  // in uint4
   // Weights never depend on earlier kernels: the first batch streams in while the previous kernel drains.
   uint4 q[U];
-  // ... and so do the first group's scales and zeros (a dependent round trip after the wait otherwise).
   if (c < w.N) {
 #pragma unroll
     for (int u = 0; u < U; ++u)

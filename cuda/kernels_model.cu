@@ -355,9 +355,9 @@ void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float 
 }
 
 void silu_mul(const float* gu, int m, int I, __half* out, cudaStream_t s) {
-  const bool vec = I % 4 == 0 && (reinterpret_cast<uintptr_t>(gu) & 15) == 0 && (reinterpret_cast<uintptr_t>(out) & 7) == 0;
-  const int per = vec ? 4 : 1;
-  const dim3 grid((I / per + 255) / 256, std::min(m, 65535));
+  const bool vec =
+      I % 4 == 0 && (reinterpret_cast<uintptr_t>(gu) & 15) == 0 && (reinterpret_cast<uintptr_t>(out) & 7) == 0;
+  const dim3 grid((I / (vec ? 4 : 1) + 255) / 256, std::min(m, 65535));
   if (vec) launch(silu_mul_kernel<4>, grid, 256, 0, s, gu, m, I, out);
   else launch(silu_mul_kernel<1>, grid, 256, 0, s, gu, m, I, out);
   XL_CUDA_LAUNCH_CHECK();

@@ -325,16 +325,21 @@ const CONFIG_FIELDS = ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hi
   'tie_word_embeddings', 'bos_token_id', 'eos_token_id', 'architectures', 'hidden_act', 'torch_dtype', 'sliding_window',
   'use_sliding_window', 'attention_bias', 'mlp_bias', 'model_type', 'rope_parameters', 'quantization_config'];
 
-const configField: Mutation = (c) => {
-  const path = c.file('config.json');
-  const json = readJson(path);
-  const key = c.p.pick(CONFIG_FIELDS);
-  const value = c.p.pick(ODD_VALUES);
-  setField(json, key, value);
-  writeJson(path, json);
-  c.note(`config.json: ${key} = ${show(value)}`);
-  c.runInfo = true;
-};
+/** Sets one of `keys` in the JSON file `name` to one of `values` (picked in that order). */
+function oddJsonField(name: string, keys: readonly string[], values: readonly unknown[]): Mutation {
+  return (c) => {
+    const path = c.file(name);
+    const json = readJson(path);
+    const key = c.p.pick(keys);
+    const value = c.p.pick(values);
+    setField(json, key, value);
+    writeJson(path, json);
+    c.note(`${name}: ${key} = ${show(value)}`);
+    c.runInfo = true;
+  };
+}
+
+const configField = oddJsonField('config.json', CONFIG_FIELDS, ODD_VALUES);
 
 const configStructured: Mutation = (c) => {
   const path = c.file('config.json');
@@ -405,29 +410,15 @@ const tokenizerWhole: Mutation = (c) => {
   c.runInfo = true;
 };
 
-const tokenizerConfigField: Mutation = (c) => {
-  const path = c.file('tokenizer_config.json');
-  const json = readJson(path);
-  const key = c.p.pick(['bos_token', 'eos_token', 'unk_token', 'add_bos_token', 'add_eos_token', 'additional_special_tokens',
-    'added_tokens_decoder', 'clean_up_tokenization_spaces', 'chat_template', 'legacy']);
-  const value = c.p.pick([...ODD_VALUES, '<s>', '</s>', '<unk>', '<nope>', { __type: 'AddedToken', content: '</s>' },
+const tokenizerConfigField = oddJsonField('tokenizer_config.json',
+  ['bos_token', 'eos_token', 'unk_token', 'add_bos_token', 'add_eos_token', 'additional_special_tokens',
+    'added_tokens_decoder', 'clean_up_tokenization_spaces', 'chat_template', 'legacy'],
+  [...ODD_VALUES, '<s>', '</s>', '<unk>', '<nope>', { __type: 'AddedToken', content: '</s>' },
     { __type: 'AddedToken', content: 5 }, ['<s>'], [{ name: 'default', template: 5 }]]);
-  setField(json, key, value);
-  writeJson(path, json);
-  c.note(`tokenizer_config.json: ${key} = ${show(value)}`);
-  c.runInfo = true;
-};
 
-const generationConfigField: Mutation = (c) => {
-  const path = c.file('generation_config.json');
-  const json = readJson(path);
-  const key = c.p.pick(['bos_token_id', 'eos_token_id', 'pad_token_id', 'max_length', 'temperature']);
-  const value = c.p.pick([...ODD_VALUES, [2, 3], [2, 'x'], 99999, 511]);
-  setField(json, key, value);
-  writeJson(path, json);
-  c.note(`generation_config.json: ${key} = ${show(value)}`);
-  c.runInfo = true;
-};
+const generationConfigField = oddJsonField('generation_config.json',
+  ['bos_token_id', 'eos_token_id', 'pad_token_id', 'max_length', 'temperature'],
+  [...ODD_VALUES, [2, 3], [2, 'x'], 99999, 511]);
 
 let realTemplates: string[] | null = null;
 function fixtureTemplates(): string[] {
