@@ -40,10 +40,11 @@ namespace {
 using cuda::QWeight;
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-// Prompt-path dequantization tile: 64 MiB of fp16 weights (XLLAMA_DEQUANT_MIB overrides it, for tuning; on the
-// H200, 64 MiB ran a 7B 512-token prompt 4% faster than 32: fewer, wider GEMMs).
+// Prompt-path dequantization tile: 128 MiB of fp16 weights (XLLAMA_DEQUANT_MIB overrides it, for tuning). Fewer,
+// wider GEMMs fill the GPU better: on the H200 a 512-token prompt ran 5% (7B) and 6% (70B) faster than with
+// 64 MiB; 256 MiB gained 2% more on the 7B only (docs/PERF-NOTES.md, session 7).
 size_t dequant_budget_halves() {
-  size_t mib = 64;
+  size_t mib = 128;
   if (const char* v = std::getenv("XLLAMA_DEQUANT_MIB"); v && std::atoi(v) > 0) mib = (size_t)std::atoi(v);
   return mib << 19;  // halves per MiB
 }

@@ -34,10 +34,10 @@ export interface ModelFootprint {
 }
 
 
-/** The prompt path's dequantization tile in fp16 values (dequant_budget_halves: 64 MiB, XLLAMA_DEQUANT_MIB). */
+/** The prompt path's dequantization tile in fp16 values (dequant_budget_halves: 128 MiB, XLLAMA_DEQUANT_MIB). */
 function dequantBudgetHalves(): number {
   const mib = Number.parseInt(process.env.XLLAMA_DEQUANT_MIB ?? '', 10);
-  return (mib > 0 ? mib : 64) * 2 ** 19;
+  return (mib > 0 ? mib : 128) * 2 ** 19;
 }
 
 /** Stage::allocate_scratch, allocation by allocation (each at least 16 bytes). */
