@@ -101,7 +101,7 @@ export class Generation implements AsyncIterable<GeneratedToken> {
       return;
     }
     // Prefill: every chunk but the last only fills the KV cache; the last one also gives the first token.
-    const chunk = Math.max(1, options.prefillChunk ?? DEFAULT_CHUNK_TOKENS);
+    const chunk = Math.max(1, options.prefillChunk ?? model.chunkTokens ?? DEFAULT_CHUNK_TOKENS);
     // At least the last prompt token is always run: its logits give the first pick.
     let pos = options.reuseCache ? Math.min(cachedPrefixLength(model.cachedTokens, promptIds), promptIds.length - 1) : 0;
     stats.cachedPromptTokens = pos;

@@ -6,7 +6,7 @@ import { UserError } from '../errors.js';
 import type { GpuDescription } from '../native/types.js';
 import type { ModelFootprint } from './gpu-footprint.js';
 import { GB, planSplit, type SplitInput, type SplitPlan } from './gpu-split.js';
-import type { StagePlan } from './model-handle.js';
+import { DEFAULT_CHUNK_TOKENS, LARGE_CHUNK_TOKENS, type StagePlan } from './model-handle.js';
 
 /** --gpus and --gpu-split as given. */
 export interface GpuSplitRequest {
@@ -23,6 +23,24 @@ export interface Placement {
   /** Split: the stages, and the KV-cache length every stage was planned with. */
   stages?: StagePlan[];
   maxSeqLen?: number;
+}
+
+/**
+ * A load's placement and the prompt chunk it runs with: `requested` when given; else LARGE_CHUNK_TOKENS where
+ * its scratch fits at the context length DEFAULT_CHUNK_TOKENS would get, else the default (whose refusal, if
+ * even that can't fit, is the error). `place` plans for a chunk size.
+ */
+export function placeWithChunk(place: (chunkTokens: number) => Placement, requested?: number):
+    { placed: Placement; chunkTokens: number } {
+  if (requested !== undefined) return { placed: place(requested), chunkTokens: requested };
+  const placed = place(DEFAULT_CHUNK_TOKENS);
+  try {
+    const large = place(LARGE_CHUNK_TOKENS);
+    if (large.plan.seqLen >= placed.plan.seqLen) return { placed: large, chunkTokens: LARGE_CHUNK_TOKENS };
+  } catch {
+    // the large chunk's scratch doesn't fit
+  }
+  return { placed, chunkTokens: DEFAULT_CHUNK_TOKENS };
 }
 
 /** "--gpus 0,0 --gpu-split 1.5,4": how a request was spelled, for messages. */

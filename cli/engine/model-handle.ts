@@ -7,6 +7,12 @@ export type BackendName = 'cpu' | 'cuda';
 
 /** Prompt tokens the backends process per forward chunk unless told otherwise (bounds their scratch memory). */
 export const DEFAULT_CHUNK_TOKENS = 512;
+/**
+ * The chunk a CUDA load takes instead when the GPU has room for its scratch at no cost to the context length:
+ * each chunk dequantizes every weight once, so 4x fewer of them for long prompts (7B 2048-token prompt on the
+ * H200: 39.8k t/s against 27.8k in chunks of 512; docs/PERF-NOTES.md, session 7).
+ */
+export const LARGE_CHUNK_TOKENS = 2048;
 
 export interface OpenOptions {
   /** 'auto' picks CUDA when a GPU is present, else the CPU. */
@@ -17,7 +23,10 @@ export interface OpenOptions {
   threads?: number;
   /** CUDA device ordinal. */
   device?: number;
-  /** Prompt tokens per forward chunk (default DEFAULT_CHUNK_TOKENS). */
+  /**
+   * Prompt tokens per forward chunk (default: LARGE_CHUNK_TOKENS on CUDA when it fits without shortening the
+   * context, else DEFAULT_CHUNK_TOKENS).
+   */
   maxChunkTokens?: number;
   /** CUDA layer split, in order, covering every layer (cli/engine/gpu-split.ts plans it); default: one GPU. */
   stages?: StagePlan[];
@@ -68,6 +77,8 @@ export interface ModelHandle {
   readonly backend: BackendName;
   readonly vocabSize: number;
   readonly maxSeqLen: number;
+  /** Prompt tokens the backend runs per chunk (generation feeds long prompts in slices of this size). */
+  readonly chunkTokens?: number;
   /**
    * The tokens whose keys and values the KV cache holds, in order, as of the last queued call (a host-side
    * mirror: callers reuse a cached prefix by comparing against it).

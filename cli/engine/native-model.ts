@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { ModelShape, NativeAddon, NativeError, NativeModelHandle, NativeOpenOptions, NativeReadAheadHandle,
   SystemInfo } from '../native/types.js';
 import { modelFootprint } from './gpu-footprint.js';
-import { describeRequest, placeOnGpus } from './gpu-placement.js';
+import { describeRequest, placeOnGpus, placeWithChunk } from './gpu-placement.js';
 import { formatPlan, type SplitPlan } from './gpu-split.js';
 import { DEFAULT_CHUNK_TOKENS, type BackendName, type MemoryUse, type ModelHandle, type OpenOptions,
   type TokenSampling } from './model-handle.js';
@@ -131,9 +131,10 @@ function placeModel(system: () => SystemInfo, options: NativeOpenOptions, opts: 
     modelMaxSeqLen: number): SplitPlan | null {
   if (options.backend !== 'cuda' || options.stages) return null;
   const gpus = system().gpus;
-  const placed = placeOnGpus(modelFootprint(shape, options.maxChunkTokens ?? DEFAULT_CHUNK_TOKENS), opts.gpuSplit, {
+  const { placed, chunkTokens } = placeWithChunk((chunk) => placeOnGpus(modelFootprint(shape, chunk), opts.gpuSplit, {
     gpus, device: opts.device, maxSeqLen: options.maxSeqLen, modelMaxSeqLen,
-  });
+  }), opts.maxChunkTokens);
+  options.maxChunkTokens = chunkTokens;
   if (placed.stages) {
     options.stages = placed.stages;
     options.maxSeqLen = placed.maxSeqLen;
@@ -189,6 +190,7 @@ export class NativeModel implements ModelHandle {
   readonly backend: BackendName;
   readonly vocabSize: number;
   readonly maxSeqLen: number;
+  readonly chunkTokens: number;
   /** Where the model went on the GPUs (null on the CPU, or for an explicit `stages` plan). */
   readonly plan: SplitPlan | null;
   private handle: NativeModelHandle | null;
@@ -199,9 +201,10 @@ export class NativeModel implements ModelHandle {
   private cacheCalls = 0;
 
   private constructor(private readonly addon: NativeAddon, handle: NativeModelHandle, plan: SplitPlan | null,
-      readonly openTimings: OpenTimings) {
+      chunkTokens: number, readonly openTimings: OpenTimings) {
     this.handle = handle;
     this.plan = plan;
+    this.chunkTokens = chunkTokens;
     this.backend = addon.backendName(handle) as BackendName;
     this.vocabSize = addon.vocabSize(handle);
     this.maxSeqLen = addon.maxSeqLen(handle);
@@ -233,7 +236,7 @@ export class NativeModel implements ModelHandle {
         addon: addonSeconds, readAhead: readAheadSeconds, gpuQuery: system.seconds,
         placement: Math.max(0, planning - system.seconds), native: lap(),
       };
-      return new NativeModel(addon, handle, plan, timings);
+      return new NativeModel(addon, handle, plan, options.maxChunkTokens ?? DEFAULT_CHUNK_TOKENS, timings);
     } finally {
       if (readAhead) addon.stopReadAhead(readAhead);
     }
@@ -257,7 +260,7 @@ export class NativeModel implements ModelHandle {
       const timings: OpenTimings = {
         addon: addonSeconds, readAhead: 0, gpuQuery: system.seconds, placement: Math.max(0, planning - system.seconds), native: lap(),
       };
-      return new NativeModel(addon, handle, plan, timings);
+      return new NativeModel(addon, handle, plan, options.maxChunkTokens ?? DEFAULT_CHUNK_TOKENS, timings);
     } catch (err) {
       throw toUserError(err);
     }

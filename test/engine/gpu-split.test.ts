@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { GB, AUTO_MARGIN_BYTES, planSplit, stageBytes, type SplitInput } from '../../cli/engine/gpu-split.js';
 import type { ModelFootprint } from '../../cli/engine/gpu-footprint.js';
 import { UserError } from '../../cli/errors.js';
-import { placeOnGpus } from '../../cli/engine/gpu-placement.js';
+import { placeOnGpus, placeWithChunk, type Placement } from '../../cli/engine/gpu-placement.js';
+import { DEFAULT_CHUNK_TOKENS, LARGE_CHUNK_TOKENS } from '../../cli/engine/model-handle.js';
+import type { SplitPlan } from '../../cli/engine/gpu-split.js';
 import type { GpuDescription } from '../../cli/native/types.js';
 
 // 10 layers of 1 GiB; K and V 256 KiB per layer and position (0.25 GiB per layer at 1024 positions); the
@@ -161,4 +163,41 @@ test('placement: budgets name GPUs 0, 1, … in order; auto takes every GPU; one
   assert.equal(listed.plan.mode, 'auto');
   assert.deepEqual(listed.stages, [{ device: 1, firstLayer: 0, endLayer: 10 }]);
   assert.deepEqual(listed.plan.unused, [0]);
+});
+
+// placeWithChunk against a fake planner: seqLen per chunk size, or a refusal.
+function fakePlace(seqLen: Record<number, number | 'refused'>): { place: (chunk: number) => Placement; asked: number[] } {
+  const asked: number[] = [];
+  return {
+    asked,
+    place: (chunk) => {
+      asked.push(chunk);
+      const s = seqLen[chunk];
+      if (s === undefined || s === 'refused') throw new UserError(`chunk ${chunk}: the model does not fit`);
+      return { plan: { seqLen: s } as SplitPlan, device: 0 };
+    },
+  };
+}
+
+test('prompt chunk: the large chunk where it costs no context, else the default, else the refusal', () => {
+  const roomy = fakePlace({ [DEFAULT_CHUNK_TOKENS]: 4096, [LARGE_CHUNK_TOKENS]: 4096 });
+  const r1 = placeWithChunk(roomy.place);
+  assert.equal(r1.chunkTokens, LARGE_CHUNK_TOKENS);
+  assert.equal(r1.placed.plan.seqLen, 4096);
+
+  const shorter = fakePlace({ [DEFAULT_CHUNK_TOKENS]: 4096, [LARGE_CHUNK_TOKENS]: 3900 });
+  const r2 = placeWithChunk(shorter.place);
+  assert.equal(r2.chunkTokens, DEFAULT_CHUNK_TOKENS);
+  assert.equal(r2.placed.plan.seqLen, 4096);
+
+  const tight = fakePlace({ [DEFAULT_CHUNK_TOKENS]: 1024, [LARGE_CHUNK_TOKENS]: 'refused' });
+  assert.equal(placeWithChunk(tight.place).chunkTokens, DEFAULT_CHUNK_TOKENS);
+
+  const none = fakePlace({ [DEFAULT_CHUNK_TOKENS]: 'refused', [LARGE_CHUNK_TOKENS]: 'refused' });
+  assert.throws(() => placeWithChunk(none.place), /chunk 512: the model does not fit/);
+
+  const asked = fakePlace({ 300: 2048 });
+  const r5 = placeWithChunk(asked.place, 300);
+  assert.equal(r5.chunkTokens, 300);
+  assert.deepEqual(asked.asked, [300]);  // a requested chunk is planned as asked, nothing else tried
 });
