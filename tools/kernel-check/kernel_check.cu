@@ -1,9 +1,9 @@
 // xllama kernel check: runs every CUDA kernel of the backend on fresh random inputs against a
 // straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
-//   xllama_kernel_check [--no-timing] [--tune] [--decode-step [quick]] [--profile-step prefill|decode]
-// --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes and prefill dequant tile sizes;
+//   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--decode-step [quick]] [--profile-step prefill|decode]
+// --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then --bench-prompt's settings;
 // --decode-step [quick] runs only the persistent decode kernel's timings (quick: 7B at length 128, for a
-// profiler); --profile-step runs one 7B prompt chunk or decode step between cudaProfilerStart/Stop (ncu --profile-from-start off).
+// profiler); --bench-prompt times prompt-path settings side by side; --profile-step runs one 7B prompt chunk or decode step between cudaProfilerStart/Stop (ncu --profile-from-start off).
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
@@ -1116,9 +1116,9 @@ std::vector<int32_t> random_tokens(int n, int vocab) {
   return toks;
 }
 
-void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, int gen) {
+void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, int gen, int chunk = 512) {
   BackendOptions o;
-  o.max_seq_len = ctx, o.max_chunk_tokens = 512;
+  o.max_seq_len = ctx, o.max_chunk_tokens = chunk;
   size_t free0 = 0, total = 0;
   XL_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
   auto b = create_cuda_dummy_backend(c, 128, o, 1);
@@ -1148,6 +1148,26 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
               "weights %.2f GiB, KV %.2f GiB, scratch %.2f GiB, GPU memory used by the backend %.2f GiB\n",
               name, pdl_enabled() ? "" : " [no PDL]", ctx, prompt, best_pp, gen / sec, sec / gen * 1e3, prompt + 8, pos, r.weights_bytes / 1073741824.0,
               r.kv_cache_bytes / 1073741824.0, r.scratch_bytes / 1073741824.0, (free0 - free1) / 1073741824.0);
+}
+
+// Prompt-path settings side by side: the dequantization tile (read when a backend is created) on the 7B and
+// 70B dummies at 512 tokens, then the prompt chunk size on the 7B at 2048 tokens; twice over for the spread.
+void bench_prompt_settings() {
+  const ModelConfig c7 = llama_7b_config();
+  const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
+  for (int rep = 0; rep < 2; ++rep)
+    for (const char* mib : {"64", "128", "256", "512"}) {
+      setenv("XLLAMA_DEQUANT_MIB", mib, 1);
+      std::printf("[prompt: dequantization tile %s MiB]\n", mib);
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 8); });
+      guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 8); });
+    }
+  unsetenv("XLLAMA_DEQUANT_MIB");
+  for (int rep = 0; rep < 2; ++rep)
+    for (int chunk : {512, 1024, 2048}) {
+      std::printf("[prompt: chunks of %d tokens]\n", chunk);
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 8, chunk); });
+    }
 }
 
 // The persistent decode kernel alone at 7B / 13B / 70B shapes, both block sizes.
@@ -1247,31 +1267,6 @@ void tune_gemv_q4() {
   }
 }
 
-// Prompt speed of the 7B dummy for a few dequantization tile sizes (XLLAMA_DEQUANT_MIB).
-void tune_dequant_tile() {
-  std::printf("\ntune prefill dequant tile (7B dummy, prompt 512)\n");
-  const ModelConfig c = llama_7b_config();
-  for (const char* mib : {"8", "16", "32", "64"}) {
-    setenv("XLLAMA_DEQUANT_MIB", mib, 1);
-    BackendOptions o;
-    o.max_seq_len = 1024, o.max_chunk_tokens = 512;
-    auto b = create_cuda_dummy_backend(c, 128, o, 1);
-    const std::vector<int32_t> toks = random_tokens(512, c.vocab_size);
-    std::vector<float> logits(c.vocab_size);
-    double best = 0;
-    for (int rep = 0; rep < 4; ++rep) {
-      b->clear_cache();
-      XL_CUDA_CHECK(cudaDeviceSynchronize());
-      auto t0 = std::chrono::steady_clock::now();
-      b->forward(toks.data(), 512, 0, false, logits.data());
-      best = std::max(best, 512 / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::printf("tune dequant tile %3s MiB: pp512 %8.0f t/s, scratch %.2f GiB\n", mib, best,
-                b->memory().scratch_bytes / 1073741824.0);
-  }
-  unsetenv("XLLAMA_DEQUANT_MIB");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1281,6 +1276,10 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--tune") == 0) tune = true;
     if (std::strcmp(argv[i], "--profile-step") == 0 && i + 1 < argc) {
       guarded("profile step", [&] { profile_step(std::strcmp(argv[i + 1], "decode") == 0); });
+      return failures ? 1 : 0;
+    }
+    if (std::strcmp(argv[i], "--bench-prompt") == 0) {  // prompt-path variants side by side
+      guarded("bench prompt settings", bench_prompt_settings);
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--decode-step") == 0) {  // only the persistent decode kernel's timings (profiling)
@@ -1404,7 +1403,7 @@ int main(int argc, char** argv) {
     }
     if (tune) {
       guarded("tune gemv_q4", tune_gemv_q4);
-      guarded("tune dequant tile", tune_dequant_tile);
+      guarded("prompt settings", bench_prompt_settings);
     }
   } catch (const std::exception& e) {
     std::printf("kernel check aborted: %s\n", e.what());
