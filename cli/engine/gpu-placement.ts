@@ -27,8 +27,8 @@ export interface Placement {
 
 /**
  * A load's placement and the prompt chunk it runs with: `requested` when given; else LARGE_CHUNK_TOKENS where
- * its scratch fits at the context length DEFAULT_CHUNK_TOKENS would get, else the default (whose refusal, if
- * even that can't fit, is the error). `place` plans for a chunk size.
+ * its scratch fits with the same GPUs, layer ranges and context length that DEFAULT_CHUNK_TOKENS would get, else
+ * the default (whose refusal, if even that can't fit, is the error). `place` plans for a chunk size.
  */
 export function placeWithChunk(place: (chunkTokens: number) => Placement, requested?: number):
     { placed: Placement; chunkTokens: number } {
@@ -36,11 +36,17 @@ export function placeWithChunk(place: (chunkTokens: number) => Placement, reques
   const placed = place(DEFAULT_CHUNK_TOKENS);
   try {
     const large = place(LARGE_CHUNK_TOKENS);
-    if (large.plan.seqLen >= placed.plan.seqLen) return { placed: large, chunkTokens: LARGE_CHUNK_TOKENS };
+    if (large.plan.seqLen >= placed.plan.seqLen && sameLayout(large, placed)) return { placed: large, chunkTokens: LARGE_CHUNK_TOKENS };
   } catch {
     // the large chunk's scratch doesn't fit
   }
   return { placed, chunkTokens: DEFAULT_CHUNK_TOKENS };
+}
+
+/** Whether two placements put the layers on the same devices in the same ranges. */
+function sameLayout(a: Placement, b: Placement): boolean {
+  const stages = (p: Placement) => (p.stages ?? []).map((s) => `${s.device}:${s.firstLayer}-${s.endLayer}`).join(',');
+  return a.device === b.device && stages(a) === stages(b);
 }
 
 /** "--gpus 0,0 --gpu-split 1.5,4": how a request was spelled, for messages. */

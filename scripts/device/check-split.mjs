@@ -169,7 +169,7 @@ for (const name of quick ? fixtureDirs.slice(1, 2) : fixtureDirs) {
   const vocab = 32000, seqLen = 1024;
   const prompt = Array.from({ length: 96 }, (_, i) => ((i * 7919 + 13) % (vocab - 3)) + 3);
   const decodePrompt = prompt.slice(0, 12);
-  const open = (extra) => NativeModel.openDummy('llama-7b', { maxSeqLen: seqLen, ...extra });
+  const open = (extra) => NativeModel.openDummy('llama-7b', { maxSeqLen: seqLen, maxChunkTokens: CHUNK, ...extra });
   const baseModel = await open({});
   const base = await runModel(baseModel, prompt, decodePrompt, 24, vocab);
   const repeat = await runModel(baseModel, prompt, decodePrompt, 24, vocab);

@@ -166,7 +166,8 @@ test('placement: budgets name GPUs 0, 1, … in order; auto takes every GPU; one
 });
 
 // placeWithChunk against a fake planner: seqLen per chunk size, or a refusal.
-function fakePlace(seqLen: Record<number, number | 'refused'>): { place: (chunk: number) => Placement; asked: number[] } {
+function fakePlace(seqLen: Record<number, number | 'refused'>, stages?: Record<number, number>):
+    { place: (chunk: number) => Placement; asked: number[] } {
   const asked: number[] = [];
   return {
     asked,
@@ -174,12 +175,15 @@ function fakePlace(seqLen: Record<number, number | 'refused'>): { place: (chunk:
       asked.push(chunk);
       const s = seqLen[chunk];
       if (s === undefined || s === 'refused') throw new UserError(`chunk ${chunk}: the model does not fit`);
-      return { plan: { seqLen: s } as SplitPlan, device: 0 };
+      const plan = { seqLen: s } as SplitPlan;
+      if (!stages) return { plan, device: 0 };
+      // a 2-GPU split whose boundary (first layer of stage 1) depends on the chunk
+      return { plan, stages: [{ device: 0, firstLayer: 0, endLayer: stages[chunk]! }, { device: 1, firstLayer: stages[chunk]!, endLayer: 32 }], maxSeqLen: s };
     },
   };
 }
 
-test('prompt chunk: the large chunk where it costs no context, else the default, else the refusal', () => {
+test('prompt chunk: the large chunk where it costs no context and moves no layer, else the default, else the refusal', () => {
   const roomy = fakePlace({ [DEFAULT_CHUNK_TOKENS]: 4096, [LARGE_CHUNK_TOKENS]: 4096 });
   const r1 = placeWithChunk(roomy.place);
   assert.equal(r1.chunkTokens, LARGE_CHUNK_TOKENS);
@@ -195,6 +199,12 @@ test('prompt chunk: the large chunk where it costs no context, else the default,
 
   const none = fakePlace({ [DEFAULT_CHUNK_TOKENS]: 'refused', [LARGE_CHUNK_TOKENS]: 'refused' });
   assert.throws(() => placeWithChunk(none.place), /chunk 512: the model does not fit/);
+
+  // a split whose layers would move to make room for the large chunk's scratch keeps the default chunk
+  const moved = fakePlace({ [DEFAULT_CHUNK_TOKENS]: 4096, [LARGE_CHUNK_TOKENS]: 4096 }, { [DEFAULT_CHUNK_TOKENS]: 20, [LARGE_CHUNK_TOKENS]: 18 });
+  assert.equal(placeWithChunk(moved.place).chunkTokens, DEFAULT_CHUNK_TOKENS);
+  const kept = fakePlace({ [DEFAULT_CHUNK_TOKENS]: 4096, [LARGE_CHUNK_TOKENS]: 4096 }, { [DEFAULT_CHUNK_TOKENS]: 20, [LARGE_CHUNK_TOKENS]: 20 });
+  assert.equal(placeWithChunk(kept.place).chunkTokens, LARGE_CHUNK_TOKENS);
 
   const asked = fakePlace({ 300: 2048 });
   const r5 = placeWithChunk(asked.place, 300);
