@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Decode/prefill probe on the GPU machine (after setup.sh): the kernel check without timings (every kernel
-# against the float64 references; KC_ARGS=--tune adds the back-to-back GEMV tuning), the whole backend's speed
-# with each one-row GEMV variant (--bench-gemv-variants), and ncu's per-kernel breakdown of one 7B decode step and one 512-token prompt
-# chunk (isolated kernels: caches not flushed, clocks not locked). Logs and CSVs land in $OUT.
-#   bash scripts/device/perf-probe.sh [kernels] [variants] [ncu]     (default: all three)
+# against the float64 references; KC_ARGS=--tune adds the back-to-back GEMV tuning), the prompt path's settings
+# side by side (--bench-prompt: dequantization tile and prompt chunk), and ncu's per-kernel breakdown of one 7B
+# decode step, one 512-token prompt chunk and one 2048-token chunk (isolated kernels: caches not flushed, clocks
+# not locked). Logs and CSVs land in $OUT.
+#   bash scripts/device/perf-probe.sh [kernels] [prompt] [ncu]     (default: all three)
 set -u
-steps="${*:-kernels variants ncu}"
+steps="${*:-kernels prompt ncu}"
 kc=$(find build -name xllama_kernel_check -type f | head -1)
 [ -n "$kc" ] || { echo "perf-probe: no xllama_kernel_check built"; exit 1; }
 ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
@@ -15,11 +16,11 @@ for s in $steps; do
     kernels) echo "=== kernel check (no timing) ${KC_ARGS:-}"
              timeout 300 "$kc" --no-timing ${KC_ARGS:-} > "$OUT/kernels.log" 2>&1; echo "rc=$?"
              grep -E "FAIL|failure|^tune" "$OUT/kernels.log" | head -60 ;;
-    variants) echo "=== one-row GEMV variants"
-        timeout 300 "$kc" --bench-gemv-variants > "$OUT/variants.log" 2>&1; echo "rc=$?"
-        grep -E "^\[gemv|^bench" "$OUT/variants.log" | sed 's/ | weights.*//' ;;
+    prompt) echo "=== prompt settings"
+        timeout 300 "$kc" --bench-prompt > "$OUT/prompt.log" 2>&1; echo "rc=$?"
+        grep -E "^\[prompt|^bench" "$OUT/prompt.log" | sed 's/ | decode.*scratch/ scratch/; s/, GPU memory.*//' ;;
     ncu) [ -n "$ncu_bin" ] || { echo "=== ncu: not found"; continue; }
-         for what in decode prefill; do
+         for what in decode prefill prefill2048; do
            echo "=== ncu $what"
            timeout 240 "$ncu_bin" --profile-from-start off --cache-control none --clock-control none \
              --launch-count 200 --metrics "$metrics" --csv --page raw "$kc" --profile-step "$what" \

@@ -1,9 +1,9 @@
 // xllama kernel check: runs every CUDA kernel of the backend on fresh random inputs against a
 // straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
-//   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--decode-step [quick]] [--profile-step prefill|decode]
+//   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--decode-step [quick]] [--profile-step prefill|prefill2048|decode]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then --bench-prompt's settings;
 // --decode-step [quick] runs only the persistent decode kernel's timings (quick: 7B at length 128, for a
-// profiler); --bench-prompt times prompt-path settings side by side; --profile-step runs one 7B prompt chunk or decode step between cudaProfilerStart/Stop (ncu --profile-from-start off).
+// profiler); --bench-prompt times prompt-path settings side by side; --profile-step runs one 7B prompt chunk (512 or 2048 tokens) or decode step between cudaProfilerStart/Stop (ncu --profile-from-start off).
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
@@ -1190,17 +1190,17 @@ void time_decode_steps(bool quick = false) {
 
 // One 512-token prompt chunk or one decode step of the 7B dummy between cudaProfilerStart/Stop, for
 // `ncu --profile-from-start off`: the per-kernel breakdown of issue 13.
-void profile_step(bool decode) {
+void profile_step(bool decode, int prompt = 512) {
   const ModelConfig c7 = llama_7b_config();
   BackendOptions o;
-  o.max_seq_len = 2048, o.max_chunk_tokens = 512;
+  o.max_seq_len = 4096, o.max_chunk_tokens = prompt;
   auto b = create_cuda_dummy_backend(c7, 128, o, 1);
-  const std::vector<int32_t> toks = random_tokens(512, c7.vocab_size);
+  const std::vector<int32_t> toks = random_tokens(prompt, c7.vocab_size);
   std::vector<float> logits(c7.vocab_size);
-  b->forward(toks.data(), 512, 0, false, logits.data());
+  b->forward(toks.data(), prompt, 0, false, logits.data());
   TokenSampling greedy;
   int32_t tok = toks.back();
-  int pos = 512;
+  int pos = prompt;
   for (int i = 0; i < 8; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy);  // capture + warm up
   XL_CUDA_CHECK(cudaDeviceSynchronize());
   XL_CUDA_CHECK(cudaProfilerStart());
@@ -1208,11 +1208,12 @@ void profile_step(bool decode) {
     tok = b->forward_sample(&tok, 1, pos++, greedy);
   } else {
     b->clear_cache();
-    b->forward(toks.data(), 512, 0, false, logits.data());
+    b->forward(toks.data(), prompt, 0, false, logits.data());
   }
   XL_CUDA_CHECK(cudaDeviceSynchronize());
   XL_CUDA_CHECK(cudaProfilerStop());
-  std::printf("profiled one %s\n", decode ? "decode step at position 520" : "512-token prompt chunk");
+  if (decode) std::printf("profiled one decode step at position %d\n", pos - 1);
+  else std::printf("profiled one %d-token prompt chunk\n", prompt);
 }
 
 // ---- tuning: every GEMV variant on every decode shape, timed as a graph would run them (back to back) ----
@@ -1275,7 +1276,9 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--no-timing") == 0) timing = false;
     if (std::strcmp(argv[i], "--tune") == 0) tune = true;
     if (std::strcmp(argv[i], "--profile-step") == 0 && i + 1 < argc) {
-      guarded("profile step", [&] { profile_step(std::strcmp(argv[i + 1], "decode") == 0); });
+      const bool decode = std::strcmp(argv[i + 1], "decode") == 0;
+      const int prompt = std::strcmp(argv[i + 1], "prefill2048") == 0 ? 2048 : 512;
+      guarded("profile step", [&] { profile_step(decode, prompt); });
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--bench-prompt") == 0) {  // prompt-path variants side by side
