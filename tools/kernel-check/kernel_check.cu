@@ -1110,6 +1110,8 @@ void time_decode_step(const char* name, const ModelConfig& c, int len, double co
 
 // The llama-7b dummy's shapes, and a prompt of random token ids.
 ModelConfig llama_7b_config() { return dummy_config(32000, 4096, 11008, 32, 32, 32, 4096); }
+ModelConfig llama_13b_config() { return dummy_config(32000, 5120, 13824, 40, 40, 40, 4096); }
+ModelConfig llama_70b_config() { return dummy_config(32000, 8192, 28672, 80, 64, 8, 4096); }
 std::vector<int32_t> random_tokens(int n, int vocab) {
   std::vector<int32_t> toks(n);
   for (auto& t : toks) t = (int32_t)(rng() % vocab);
@@ -1154,7 +1156,7 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
 // 70B dummies at 512 tokens, then the prompt chunk size on the 7B at 2048 tokens; twice over for the spread.
 void bench_prompt_settings() {
   const ModelConfig c7 = llama_7b_config();
-  const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
+  const ModelConfig c70 = llama_70b_config();
   for (int rep = 0; rep < 2; ++rep)
     for (const char* mib : {"64", "128", "256", "512"}) {
       setenv("XLLAMA_DEQUANT_MIB", mib, 1);
@@ -1173,8 +1175,8 @@ void bench_prompt_settings() {
 // The persistent decode kernel alone at 7B / 13B / 70B shapes, both block sizes.
 void time_decode_steps(bool quick = false) {
   const ModelConfig c7 = llama_7b_config();
-  const ModelConfig c13 = dummy_config(32000, 5120, 13824, 40, 40, 40, 4096);
-  const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
+  const ModelConfig c13 = llama_13b_config();
+  const ModelConfig c70 = llama_70b_config();
   std::printf("\npersistent decode kernel alone (random weights, group 128)\n");
   const double copy = copy_bandwidth_gbs();
   if (quick) {  // 7B at length 128 only (a profiler's run)
@@ -1386,8 +1388,8 @@ int main(int argc, char** argv) {
       time_attention_prefill(32, 32, 128, 512);
       std::printf("\nwhole backend on dummy models (group 128, greedy decode on the device)\n");
       const ModelConfig c7 = llama_7b_config();
-      const ModelConfig c70 = dummy_config(32000, 8192, 28672, 80, 64, 8, 4096);
-      const ModelConfig c13 = dummy_config(32000, 5120, 13824, 40, 40, 40, 4096);
+      const ModelConfig c70 = llama_70b_config();
+      const ModelConfig c13 = llama_13b_config();
       time_decode_steps();
       const bool persistent = persistent_decode_flag();
       for (bool on : {persistent, !persistent}) {
