@@ -71,6 +71,43 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, int x_stride, int n,
   for (int i = slice * per + threadIdx.x; i < end; i += blockDim.x) yr[i] = __float2half(xr[i] * r * __half2float(w[i]));
 }
 
+// Prompt rows (one block of 256 threads per row, n % 4 == 0, n <= 256 * 4 * kRmsVecs): the row is read once, 16
+// bytes per load, and held in registers between the sum of squares and the scaling; the rmsnorm_kernel formula and
+// rounding. (rmsnorm_kernel's 1,024-thread blocks of scalar loads read each row twice: 42 us for 2,048 x 4,096 on
+// the H200, 3.5x the copy bandwidth's time.)
+constexpr int kRmsVecs = 8, kRmsThreads = 256;
+__global__ void __launch_bounds__(kRmsThreads)
+    rmsnorm_rows_kernel(const float* __restrict__ x, int x_stride, int n, const __half* __restrict__ w, float eps,
+                        __half* __restrict__ y, int y_stride, float* __restrict__ zero_buf, size_t zero_count) {
+  wait_for_previous_kernel();
+  __shared__ float red[32];
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < zero_count; i += (size_t)gridDim.x * blockDim.x)
+    zero_buf[i] = 0.f;
+  const float4* xr = reinterpret_cast<const float4*>(x + (size_t)blockIdx.x * x_stride);
+  const int n4 = n / 4;
+  float4 v[kRmsVecs];
+  float ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < kRmsVecs; ++k) {
+    const int i = threadIdx.x + k * kRmsThreads;
+    v[k] = i < n4 ? xr[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+    ss = fmaf(v[k].x, v[k].x, ss), ss = fmaf(v[k].y, v[k].y, ss), ss = fmaf(v[k].z, v[k].z, ss);
+    ss = fmaf(v[k].w, v[k].w, ss);
+  }
+  ss = block_sum(ss, red);
+  const float r = rsqrtf(ss / (float)n + eps);
+  __half2* yr = reinterpret_cast<__half2*>(y + (size_t)blockIdx.x * y_stride);
+  const __half2* wr = reinterpret_cast<const __half2*>(w);
+#pragma unroll
+  for (int k = 0; k < kRmsVecs; ++k) {
+    const int i = threadIdx.x + k * kRmsThreads;
+    if (i >= n4) continue;
+    const float2 w01 = __half22float2(wr[2 * i]), w23 = __half22float2(wr[2 * i + 1]);
+    yr[2 * i] = __halves2half2(__float2half(v[k].x * r * w01.x), __float2half(v[k].y * r * w01.y));
+    yr[2 * i + 1] = __halves2half2(__float2half(v[k].z * r * w23.x), __float2half(v[k].w * r * w23.y));
+  }
+}
+
 // grid (column blocks, row slices); four columns per thread (I % 4 == 0: float4 loads) or one.
 template <int V>
 __global__ void silu_mul_kernel(const float* __restrict__ gu, int m, int I, __half* __restrict__ out) {
@@ -347,8 +384,17 @@ void embed_rows(const __half* table, const int* tokens, int m, int hidden, float
 
 void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
              cudaStream_t s, float* zero_buf, size_t zero_count) {
-  // Decode rows get 16 slices of 256 threads; prompt chunks have rows enough, one block each.
+  // Decode rows get 16 slices of 256 threads; prompt chunks have rows enough, one block each (vectorized where the
+  // shapes and alignments allow).
   const bool sliced = m <= kGemvMaxRows && n >= 16 * 256;
+  const bool vec = !sliced && n % 4 == 0 && n <= kRmsThreads * 4 * kRmsVecs && x_stride % 4 == 0 && y_stride % 2 == 0 &&
+                   (reinterpret_cast<uintptr_t>(x) & 15) == 0 && (reinterpret_cast<uintptr_t>(y) & 3) == 0 &&
+                   (reinterpret_cast<uintptr_t>(w) & 3) == 0;
+  if (vec) {
+    launch(rmsnorm_rows_kernel, m, kRmsThreads, 0, s, x, x_stride, n, w, eps, y, y_stride, zero_buf, zero_count);
+    XL_CUDA_LAUNCH_CHECK();
+    return;
+  }
   const dim3 grid(m, sliced ? 16 : 1), block(sliced ? 256 : (n >= 1024 ? 1024 : ((n + 31) / 32) * 32));
   launch(rmsnorm_kernel, grid, block, 0, s, x, x_stride, n, w, eps, y, y_stride, zero_buf, zero_count);
   XL_CUDA_LAUNCH_CHECK();

@@ -1328,7 +1328,11 @@ int main(int argc, char** argv) {
     check_dense(256, 200, 70, true);
     check_rmsnorm(3, 4096);
     check_rmsnorm(2, 64);
-    check_rmsnorm(12, 4096);  // prompt rows: one block per row
+    check_rmsnorm(12, 4096);  // prompt rows: one block per row (vectorized)
+    check_rmsnorm(40, 5120);  // the 13B hidden size
+    check_rmsnorm(17, 8192);  // the 70B hidden size: 8 float4 per thread
+    check_rmsnorm(9, 8196);   // too long for the vectorized kernel: the scalar one
+    check_rmsnorm(11, 100);   // short rows: most threads idle
     check_silu(3, 11008);
     check_rope(2, 4, 2, 128, 1000, 1100);
     check_rope(3, 8, 4, 8, 7, 16);
