@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
@@ -72,20 +73,11 @@ struct BlockPlan {
 };
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ < 900  // the ring's fallback below sm_90
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
-}
 __device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
   const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(gmem) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 #endif
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
 
 __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
   unsigned v;
