@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #ifdef XLLAMA_HAVE_CUBLAS
@@ -469,10 +470,16 @@ class Stage {
     size_t deq = std::max(dequant_budget_halves(), (size_t)kmax * 128);
     h_ = mem_.alloc<float>((size_t)rows_ * hid, "scratch", &scratch_bytes_);
     xn_ = mem_.alloc<__half>((size_t)rows_ * kmax, "scratch", &scratch_bytes_);
-    qkv_ = mem_.alloc<float>((size_t)rows_ * qkv_dim, "scratch", &scratch_bytes_);
+    // q/k/v and gate/up outputs: fp16 for a prompt chunk's rows, fp32 accumulators for a decode step's (at most
+    // kGemvMaxRows rows); gpu-footprint.ts mirrors this.
+    const auto out_floats = [&](size_t width) {
+      return std::max((size_t)rows_ * width / 2, (size_t)cuda::kGemvMaxRows * width);
+    };
+    qkv_ = mem_.alloc<float>(out_floats(qkv_dim), "scratch", &scratch_bytes_);
     q_ = mem_.alloc<__half>((size_t)rows_ * H * D, "scratch", &scratch_bytes_);
     att_ = mem_.alloc<__half>((size_t)rows_ * H * D, "scratch", &scratch_bytes_);
-    gu_ = mem_.alloc<float>((size_t)rows_ * 2 * I, "scratch", &scratch_bytes_);
+    gu_floats_ = out_floats((size_t)2 * I);
+    gu_ = mem_.alloc<float>(gu_floats_, "scratch", &scratch_bytes_);
     act_ = mem_.alloc<__half>((size_t)rows_ * I, "scratch", &scratch_bytes_);
     xperm_ = mem_.alloc<__half>((size_t)rows_ * kmax, "scratch", &scratch_bytes_);
     deq_ = mem_.alloc<__half>(deq, "scratch", &scratch_bytes_);
@@ -573,11 +580,16 @@ class Stage {
   void score_chunk(const int32_t* targets, int m, float* nll) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
     XL_CUDA_CHECK(cudaMemcpyAsync(score_targets_, targets, (size_t)m * sizeof(int), cudaMemcpyHostToDevice, stream_));
-    for (int r0 = 0; r0 < m; r0 += kLogitRows) {
-      const int nr = std::min(kLogitRows, m - r0);
+    // The passes' logits go to gate/up's buffer where it holds more rows than logits_ (it is free once the layers
+    // are done): a 2,048-row chunk of a 7B takes 3 lm_head GEMMs instead of 32, each reading the whole lm_head.
+    const size_t gu_rows = gu_floats_ / cfg_.vocab_size;
+    float* pass_logits = gu_rows > (size_t)kLogitRows ? gu_ : logits_;
+    const int pass_rows = (int)std::min<size_t>(std::max<size_t>(gu_rows, kLogitRows), rows_);
+    for (int r0 = 0; r0 < m; r0 += pass_rows) {
+      const int nr = std::min(pass_rows, m - r0);
       if (std::all_of(targets + r0, targets + r0 + nr, [](int32_t id) { return id < 0; })) continue;
-      enqueue_logits(m, r0, nr);
-      cuda::token_nll(logits_, nr, cfg_.vocab_size, score_targets_ + r0, score_nll_ + r0, stream_);
+      enqueue_logits(m, r0, nr, pass_logits);
+      cuda::token_nll(pass_logits, nr, cfg_.vocab_size, score_targets_ + r0, score_nll_ + r0, stream_);
     }
     XL_CUDA_CHECK(cudaMemcpyAsync(nll, score_nll_, (size_t)m * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -801,7 +813,6 @@ class Stage {
   // y[m, N] += x[m, K] W^T (+ bias); overwrite (prompt chunks only): y = x W^T (+ bias).
   void linear(const GpuLinear& l, const __half* x, int m, int x_stride, float* y, int y_stride,
               bool overwrite = false) {
-    const float beta = overwrite ? 0.f : 1.f;
     if (m <= cuda::kGemvMaxRows) {
       if (overwrite) throw BackendError(kCudaError, "linear: GEMV rows accumulate, they can't overwrite");
       if (l.quantized)
@@ -810,6 +821,14 @@ class Stage {
         cuda::gemv_f16(l.dense, l.bias, l.K, l.N, x, m, x_stride, y, y_stride, stream_);
       return;
     }
+    prompt_linear(l, x, m, x_stride, y, y_stride, overwrite ? 0.f : 1.f);
+  }
+
+  // Prompt chunks (dequantization tiles + GEMMs): y = beta y + x W^T (+ bias). T: float, or __half for q/k/v and
+  // gate/up (beta 0; read once: fp16 as transformers rounds them, half the bytes for the GEMM to write and for
+  // RoPE / SiLU to read).
+  template <class T>
+  void prompt_linear(const GpuLinear& l, const __half* x, int m, int x_stride, T* y, int y_stride, float beta) {
     if (l.quantized) {
       const __half* a = x;
       int lda = x_stride;
@@ -833,19 +852,21 @@ class Stage {
     if (l.bias) cuda::add_bias(y, m, l.N, y_stride, l.bias, stream_);
   }
 
-  // C[m, N] = beta C + A[m, K] . B with B(k, n) = b_kn ? B[k*ldb + n] : B[n*ldb + k]; beta is 1 or 0
-  void gemm(const __half* A, int lda, const __half* B, int ldb, bool b_kn, float* C, int ldc, int m, int N, int K,
+  // C[m, N] = beta C + A[m, K] . B with B(k, n) = b_kn ? B[k*ldb + n] : B[n*ldb + k]; beta is 1 or 0 (fp16 C: 0).
+  template <class T>
+  void gemm(const __half* A, int lda, const __half* B, int ldb, bool b_kn, T* C, int ldc, int m, int N, int K,
             float beta) {
+    constexpr bool f32 = std::is_same_v<T, float>;
 #ifdef XLLAMA_HAVE_CUBLAS
     // Column-major view: C^T (N x m) = op(B) (N x K) . A^T (K x m).
     const float one = 1.f;
     cublasStatus_t st = cublasGemmEx(cublas_, b_kn ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, N, m, K, &one, B,
-                                     CUDA_R_16F, ldb, A, CUDA_R_16F, lda, &beta, C, CUDA_R_32F, ldc,
+                                     CUDA_R_16F, ldb, A, CUDA_R_16F, lda, &beta, C, f32 ? CUDA_R_32F : CUDA_R_16F, ldc,
                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (st != CUBLAS_STATUS_SUCCESS)
       throw BackendError(kCudaError, "cublasGemmEx failed with status " + std::to_string((int)st));
 #else
-    if (beta == 0.f) XL_CUDA_CHECK(cudaMemset2DAsync(C, (size_t)ldc * 4, 0, (size_t)N * 4, m, stream_));
+    if (f32 && beta == 0.f) XL_CUDA_CHECK(cudaMemset2DAsync(C, (size_t)ldc * 4, 0, (size_t)N * 4, m, stream_));
     cuda::gemm_f16_wmma(A, lda, B, ldb, b_kn, C, ldc, m, N, K, stream_);
 #endif
   }
@@ -866,22 +887,30 @@ class Stage {
       __half* vc = vcache_ + li * layer_elems;
       cuda::rmsnorm(h_, hid, m, hid, l.input_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gemv ? qkv_ : nullptr,
                     gemv ? (size_t)m * qkv_dim : 0);
-      linear(l.qkv, xn_, m, hid, qkv_, qkv_dim, /*overwrite=*/!gemv);
       if (gemv) {  // decode: RoPE and the KV write happen inside the attention kernel
+        linear(l.qkv, xn_, m, hid, qkv_, qkv_dim);
         cuda::attention_rope(qkv_, inv_freq_, kc, vc, m, H, KV, D, S_, pos_, splits, work_, attn_done_, att_,
                              stream_);
-      } else {
-        cuda::rope_qkv_to_cache(qkv_, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
+      } else {  // prompt: q/k/v in fp16 in qkv_'s memory
+        __half* qkv16 = reinterpret_cast<__half*>(qkv_);
+        prompt_linear(l.qkv, xn_, m, hid, qkv16, qkv_dim, 0.f);
+        cuda::rope_qkv_to_cache(qkv16, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
         cuda::attention_prefill(q_, kc, vc, m, H, KV, D, S_, pos_, att_, stream_);
       }
       linear(l.o, att_, m, H * D, h_, hid);  // residual add: o_proj accumulates into h
       cuda::rmsnorm(h_, hid, m, hid, l.post_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gemv ? gu_ : nullptr,
                     gemv ? (size_t)m * 2 * I : 0);
-      linear(l.gate_up, xn_, m, hid, gu_, 2 * I, /*overwrite=*/!gemv);
-      if (gemv && l.down.quantized) {
+      if (!gemv) {  // prompt: gate/up in fp16 in gu_'s memory
+        __half* gu16 = reinterpret_cast<__half*>(gu_);
+        prompt_linear(l.gate_up, xn_, m, hid, gu16, 2 * I, 0.f);
+        cuda::silu_mul(gu16, m, I, act_, stream_);
+        linear(l.down, act_, m, I, h_, hid);
+      } else if (l.down.quantized) {
+        linear(l.gate_up, xn_, m, hid, gu_, 2 * I);
         // SiLU(gate) * up fused into the staging
         cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_);
       } else {
+        linear(l.gate_up, xn_, m, hid, gu_, 2 * I);
         cuda::silu_mul(gu_, m, I, act_, stream_);
         linear(l.down, act_, m, I, h_, hid);
       }
@@ -968,22 +997,23 @@ class Stage {
     step_ready_ = true;
   }
 
-  // Final norm + lm_head for rows [r0, r0 + nr) of an m-row step into logits_ rows [0, nr). After
+  // Final norm + lm_head for rows [r0, r0 + nr) of an m-row step into rows [0, nr) of out (default logits_). After
   // enqueue_decode_layers the last down_proj has left h's row sums of squares: a dense lm_head normalizes
   // while staging and writes the logits (no norm kernel, no zeroing).
-  void enqueue_logits(int m, int r0, int nr) {
+  void enqueue_logits(int m, int r0, int nr, float* out = nullptr) {
+    float* logits = out ? out : logits_;
     const int hid = cfg_.hidden_size;
     const float* h = h_ + (size_t)r0 * hid;
     if (decode_fused(m) && !lm_head_.quantized && cuda::gemv_f16_rmsnorm_supported(lm_head_.dense, hid, h, hid)) {
       const float* sum_sq = row_sum_sq_ + r0;  // enqueue_decode_layers' attn_sum_sq
       cuda::gemv_f16_rmsnorm(lm_head_.dense, lm_head_.bias, hid, cfg_.vocab_size, h, hid, sum_sq, final_norm_,
-                             cfg_.rms_norm_eps, nr, logits_, cfg_.vocab_size, stream_);
+                             cfg_.rms_norm_eps, nr, logits, cfg_.vocab_size, stream_);
       return;
     }
     const bool gemv = nr <= cuda::kGemvMaxRows;  // GEMV rows accumulate into zeroed logits, GEMMs overwrite
-    cuda::rmsnorm(h, hid, nr, hid, final_norm_, cfg_.rms_norm_eps, xn_, hid, stream_, gemv ? logits_ : nullptr,
+    cuda::rmsnorm(h, hid, nr, hid, final_norm_, cfg_.rms_norm_eps, xn_, hid, stream_, gemv ? logits : nullptr,
                   gemv ? (size_t)nr * cfg_.vocab_size : 0);
-    linear(lm_head_, xn_, nr, hid, logits_, cfg_.vocab_size, /*overwrite=*/!gemv);
+    linear(lm_head_, xn_, nr, hid, logits, cfg_.vocab_size, /*overwrite=*/!gemv);
   }
 
   // ---- stage boundaries ----
@@ -1060,6 +1090,7 @@ class Stage {
 
   int S_ = 0, rows_ = 0;
   __half *kcache_ = nullptr, *vcache_ = nullptr;
+  size_t gu_floats_ = 0;
   float *h_ = nullptr, *qkv_ = nullptr, *gu_ = nullptr, *work_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
   size_t deq_halves_ = 0;

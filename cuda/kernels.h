@@ -79,10 +79,14 @@ void gemv_f16_rmsnorm(const __half* w, const __half* bias, int K, int N, const f
 void dequant_q4(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s);
 // out[i, k'] = x[i, perm[k']]
 void gather_columns(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s);
-// Tensor-core GEMM (xllama's own, WMMA): C[m, N] += A[m, K] . B, B(k, n) = b_kn ? B[k*ldb + n] : B[n*ldb + k].
-void gemm_f16_wmma(const __half* A, int lda, const __half* B, int ldb, bool b_kn, float* C, int ldc, int m, int N,
-                   int K, cudaStream_t s);
-void add_bias(float* y, int m, int N, int y_stride, const __half* bias, cudaStream_t s);
+// Tensor-core GEMM (xllama's own, WMMA): C[m, N] += A[m, K] . B, B(k, n) = b_kn ? B[k*ldb + n] : B[n*ldb + k],
+// for fp32 C; fp16 C (prompt projections) is overwritten: C = A . B. T: float or __half.
+template <class T>
+void gemm_f16_wmma(const __half* A, int lda, const __half* B, int ldb, bool b_kn, T* C, int ldc, int m, int N, int K,
+                   cudaStream_t s);
+// y[i, n] += bias[n]; T: float or __half.
+template <class T>
+void add_bias(T* y, int m, int N, int y_stride, const __half* bias, cudaStream_t s);
 
 // ---- elementwise / normalization ----
 // h[i] = table[tokens[i]] as fp32. With sum_sq (decode) also each row's sum of squares (for the first
@@ -95,14 +99,17 @@ void embed_rows(const __half* table, const int* tokens, int m, int hidden, float
 // lm_head into gemv_f16_rmsnorm.
 void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float eps, __half* y, int y_stride,
              cudaStream_t s, float* zero_buf = nullptr, size_t zero_count = 0);
-// gu [m, 2I] (gate then up) -> out [m, I] = silu(gate) * up
-void silu_mul(const float* gu, int m, int I, __half* out, cudaStream_t s);
+// gu [m, 2I] (gate then up) -> out [m, I] = silu(gate) * up; T: float (decode's accumulators) or __half (prompt
+// chunks' GEMM output).
+template <class T>
+void silu_mul(const T* gu, int m, int I, __half* out, cudaStream_t s);
 
 // ---- attention ----
-// qkv fp32 [m, (H + 2 KV) * D]: rotates q and k (rotate_half RoPE, angle = position * inv_freq[j]),
-// writes q as fp16 [m, H, D] and k, v into the caches [KV, S, D] at positions *pos + i.
-void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos,
-                       __half* q, __half* kcache, __half* vcache, int S, cudaStream_t s);
+// qkv [m, (H + 2 KV) * D] (T: float or __half): rotates q and k (rotate_half RoPE, angle = position *
+// inv_freq[j]) in fp32, writes q as fp16 [m, H, D] and k, v into the caches [KV, S, D] at positions *pos + i.
+template <class T>
+void rope_qkv_to_cache(const T* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos, __half* q,
+                       __half* kcache, __half* vcache, int S, cudaStream_t s);
 // Causal attention of m query rows at positions *pos + i over the cache (positions <= own position).
 // Splits each row's keys over up to `splits` blocks (flash-decoding): a row of live length L uses
 // min(splits, ceil(L / min_keys_per_split)) of them, decided on the device (a captured graph serves every

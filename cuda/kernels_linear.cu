@@ -210,18 +210,27 @@ __global__ void gather_columns_kernel(const __half* __restrict__ x, int m, int K
   }
 }
 
-__global__ void add_bias_kernel(float* y, int m, int N, int y_stride, const __half* bias) {
+template <class T>
+__global__ void add_bias_kernel(T* y, int m, int N, int y_stride, const __half* bias) {
   wait_for_previous_kernel();
   const size_t total = (size_t)m * N;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
-    y[(i / N) * y_stride + i % N] += __half2float(bias[i % N]);
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    T& v = y[(i / N) * y_stride + i % N];
+    v = (T)((float)v + __half2float(bias[i % N]));
+  }
 }
+
+// How the WMMA GEMM leaves its result: fp32 outputs accumulate (the caller zeroes them for a plain product),
+// fp16 outputs (prompt projections read once) are overwritten.
+__device__ __forceinline__ void store_result(float& c, float v) { c += v; }
+__device__ __forceinline__ void store_result(__half& c, float v) { c = __float2half(v); }
 
 // ---- WMMA GEMM: 64x64 tile, K step 32, 4 warps of 32x32 ----
 constexpr int BM = 64, BN = 64, BK = 32;
+template <class T>
 __global__ void __launch_bounds__(128) gemm_wmma_kernel(const __half* __restrict__ A, int lda,
                                                         const __half* __restrict__ B, int ldb, bool b_kn,
-                                                        float* __restrict__ C, int ldc, int m, int N, int K) {
+                                                        T* __restrict__ C, int ldc, int m, int N, int K) {
   wait_for_previous_kernel();
   using namespace nvcuda;
   __shared__ __align__(128) __half As[BM][BK + 8];
@@ -276,7 +285,7 @@ __global__ void __launch_bounds__(128) gemm_wmma_kernel(const __half* __restrict
   __syncthreads();
   for (int i = tid; i < BM * BN; i += 128) {
     const int r = i / BN, n = i % BN, gr = row0 + r, gn = col0 + n;
-    if (gr < m && gn < N) C[(size_t)gr * ldc + gn] += Cs[r][n];
+    if (gr < m && gn < N) store_result(C[(size_t)gr * ldc + gn], Cs[r][n]);
   }
 }
 
@@ -343,16 +352,22 @@ void gather_columns(const __half* x, int m, int K, int x_stride, const int* perm
   XL_CUDA_LAUNCH_CHECK();
 }
 
-void add_bias(float* y, int m, int N, int y_stride, const __half* bias, cudaStream_t s) {
-  launch(add_bias_kernel, grid_for((size_t)m * N, 256), 256, 0, s, y, m, N, y_stride, bias);
+template <class T>
+void add_bias(T* y, int m, int N, int y_stride, const __half* bias, cudaStream_t s) {
+  launch(add_bias_kernel<T>, grid_for((size_t)m * N, 256), 256, 0, s, y, m, N, y_stride, bias);
   XL_CUDA_LAUNCH_CHECK();
 }
+template void add_bias(float*, int, int, int, const __half*, cudaStream_t);
+template void add_bias(__half*, int, int, int, const __half*, cudaStream_t);
 
-void gemm_f16_wmma(const __half* A, int lda, const __half* B, int ldb, bool b_kn, float* C, int ldc, int m, int N,
-                   int K, cudaStream_t s) {
+template <class T>
+void gemm_f16_wmma(const __half* A, int lda, const __half* B, int ldb, bool b_kn, T* C, int ldc, int m, int N, int K,
+                   cudaStream_t s) {
   dim3 grid((N + BN - 1) / BN, (m + BM - 1) / BM);
-  launch(gemm_wmma_kernel, grid, 128, 0, s, A, lda, B, ldb, b_kn, C, ldc, m, N, K);
+  launch(gemm_wmma_kernel<T>, grid, 128, 0, s, A, lda, B, ldb, b_kn, C, ldc, m, N, K);
   XL_CUDA_LAUNCH_CHECK();
 }
+template void gemm_f16_wmma(const __half*, int, const __half*, int, bool, float*, int, int, int, int, cudaStream_t);
+template void gemm_f16_wmma(const __half*, int, const __half*, int, bool, __half*, int, int, int, int, cudaStream_t);
 
 }  // namespace xllama::cuda

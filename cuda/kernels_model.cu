@@ -58,9 +58,8 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, int x_stride, int n,
                                size_t zero_count) {
   wait_for_previous_kernel();
   __shared__ float red[32];
-  const size_t blocks = (size_t)gridDim.x * gridDim.y, block = (size_t)blockIdx.y * gridDim.x + blockIdx.x;
   const int row = blockIdx.x, slice = blockIdx.y, slices = gridDim.y;
-  for (size_t i = block * blockDim.x + threadIdx.x; i < zero_count; i += blocks * blockDim.x) zero_buf[i] = 0.f;
+  zero_fill({zero_buf, zero_count});
   const float* xr = x + (size_t)row * x_stride;
   float ss = 0.f;
   for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
@@ -74,15 +73,15 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, int x_stride, int n,
 // Prompt rows (one block of 256 threads per row, n % 4 == 0, n <= 256 * 4 * kRmsVecs): the row is read once, 16
 // bytes per load, and held in registers between the sum of squares and the scaling; the rmsnorm_kernel formula and
 // rounding. (rmsnorm_kernel's 1,024-thread blocks of scalar loads read each row twice: 42 us for 2,048 x 4,096 on
-// the H200, 3.5x the copy bandwidth's time.)
+// the H200, 3.5x the copy bandwidth's time; this kernel 15.5 us.)
 constexpr int kRmsVecs = 8, kRmsThreads = 256;
-__global__ void __launch_bounds__(kRmsThreads)
-    rmsnorm_rows_kernel(const float* __restrict__ x, int x_stride, int n, const __half* __restrict__ w, float eps,
-                        __half* __restrict__ y, int y_stride, float* __restrict__ zero_buf, size_t zero_count) {
+// (No __launch_bounds__: with it ptxas spilled 4 bytes at 48 registers; without, 50 registers and no spill.)
+__global__ void rmsnorm_rows_kernel(const float* __restrict__ x, int x_stride, int n, const __half* __restrict__ w,
+                                    float eps, __half* __restrict__ y, int y_stride, float* __restrict__ zero_buf,
+                                    size_t zero_count) {
   wait_for_previous_kernel();
   __shared__ float red[32];
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < zero_count; i += (size_t)gridDim.x * blockDim.x)
-    zero_buf[i] = 0.f;
+  zero_fill({zero_buf, zero_count});
   const float4* xr = reinterpret_cast<const float4*>(x + (size_t)blockIdx.x * x_stride);
   const int n4 = n / 4;
   float4 v[kRmsVecs];
@@ -108,44 +107,52 @@ __global__ void __launch_bounds__(kRmsThreads)
   }
 }
 
-// grid (column blocks, row slices); four columns per thread (I % 4 == 0: float4 loads) or one.
-template <int V>
-__global__ void silu_mul_kernel(const float* __restrict__ gu, int m, int I, __half* __restrict__ out) {
+// Four consecutive elements as floats (16 bytes of fp32 or 8 of fp16).
+__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 load4(const __half* p) {
+  const uint2 raw = *reinterpret_cast<const uint2*>(p);
+  const float2 lo = __half22float2(*reinterpret_cast<const __half2*>(&raw.x));
+  const float2 hi = __half22float2(*reinterpret_cast<const __half2*>(&raw.y));
+  return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+__device__ __forceinline__ float silu_times(float g, float u) { return g / (1.f + __expf(-g)) * u; }
+
+// grid (column blocks, row slices); four columns per thread (I % 4 == 0: vector loads) or one.
+template <class T, int V>
+__global__ void silu_mul_kernel(const T* __restrict__ gu, int m, int I, __half* __restrict__ out) {
   wait_for_previous_kernel();
   const int c = (blockIdx.x * blockDim.x + threadIdx.x) * V;
   if (c >= I) return;
   for (int r = blockIdx.y; r < m; r += gridDim.y) {
-    const float* g = gu + (size_t)r * 2 * I + c;
-    const float* u = g + I;
+    const T* g = gu + (size_t)r * 2 * I + c;
+    const T* u = g + I;
     __half* o = out + (size_t)r * I + c;
     if (V == 4) {
-      const float4 g4 = *reinterpret_cast<const float4*>(g), u4 = *reinterpret_cast<const float4*>(u);
-      reinterpret_cast<__half2*>(o)[0] =
-          __floats2half2_rn(g4.x / (1.f + __expf(-g4.x)) * u4.x, g4.y / (1.f + __expf(-g4.y)) * u4.y);
-      reinterpret_cast<__half2*>(o)[1] =
-          __floats2half2_rn(g4.z / (1.f + __expf(-g4.z)) * u4.z, g4.w / (1.f + __expf(-g4.w)) * u4.w);
+      const float4 g4 = load4(g), u4 = load4(u);
+      reinterpret_cast<__half2*>(o)[0] = __floats2half2_rn(silu_times(g4.x, u4.x), silu_times(g4.y, u4.y));
+      reinterpret_cast<__half2*>(o)[1] = __floats2half2_rn(silu_times(g4.z, u4.z), silu_times(g4.w, u4.w));
     } else {
-      o[0] = __float2half(g[0] / (1.f + __expf(-g[0])) * u[0]);
+      o[0] = __float2half(silu_times((float)g[0], (float)u[0]));
     }
   }
 }
 
-// One block per prompt row: the row's cos/sin (one pair per frequency) computed once into shared memory, then
-// every q and k head rotated with them and v copied; consecutive threads take consecutive pairs of a head.
-__global__ void rope_qkv_kernel(const float* __restrict__ qkv, int H, int KV, int D,
-                                const float* __restrict__ inv_freq, const int* __restrict__ pos,
-                                __half* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc, int S) {
+// One block per prompt row, (256 / (D/2)) heads at a time: a thread keeps one frequency j of the row (its cos/sin
+// computed once) and takes the pair (j, j + D/2) of every head in its stride; q and k heads are rotated, v copied.
+template <class T>
+__global__ void rope_qkv_kernel(const T* __restrict__ qkv, int H, int KV, int D, const float* __restrict__ inv_freq,
+                                const int* __restrict__ pos, __half* __restrict__ q, __half* __restrict__ kc,
+                                __half* __restrict__ vc, int S) {
   wait_for_previous_kernel();
-  extern __shared__ float cos_sin[];  // [D/2] cos, [D/2] sin
   const int row = blockIdx.x, half_d = D / 2, heads = H + 2 * KV;
+  const int j = threadIdx.x % half_d, head_step = blockDim.x / half_d;
   const int p = *pos + row;
-  for (int j = threadIdx.x; j < half_d; j += blockDim.x) rope_cos_sin(p, inv_freq[j], cos_sin[j], cos_sin[half_d + j]);
-  __syncthreads();
-  const float* src = qkv + (size_t)row * heads * D;
-  for (int i = threadIdx.x; i < heads * half_d; i += blockDim.x) {
-    const int head = i / half_d, j = i - head * half_d;
-    float a = src[(size_t)head * D + j], b = src[(size_t)head * D + j + half_d];
-    if (head < H + KV) rotate_pair_cs(a, b, cos_sin[j], cos_sin[half_d + j]);
+  float c, sn;
+  rope_cos_sin(p, inv_freq[j], c, sn);
+  const T* src = qkv + (size_t)row * heads * D;
+  for (int head = threadIdx.x / half_d; head < heads; head += head_step) {
+    float a = (float)src[(size_t)head * D + j], b = (float)src[(size_t)head * D + j + half_d];
+    if (head < H + KV) rotate_pair_cs(a, b, c, sn);
     __half* dst;
     if (head < H) {
       dst = q + ((size_t)row * H + head) * D;
@@ -400,20 +407,29 @@ void rmsnorm(const float* x, int x_stride, int m, int n, const __half* w, float 
   XL_CUDA_LAUNCH_CHECK();
 }
 
-void silu_mul(const float* gu, int m, int I, __half* out, cudaStream_t s) {
-  const bool vec =
-      I % 4 == 0 && (reinterpret_cast<uintptr_t>(gu) & 15) == 0 && (reinterpret_cast<uintptr_t>(out) & 7) == 0;
+template <class T>
+void silu_mul(const T* gu, int m, int I, __half* out, cudaStream_t s) {
+  const bool vec = I % 4 == 0 && (reinterpret_cast<uintptr_t>(gu) & (4 * sizeof(T) - 1)) == 0 &&
+                   (reinterpret_cast<uintptr_t>(out) & 7) == 0;
   const dim3 grid((I / (vec ? 4 : 1) + 255) / 256, std::min(m, 65535));
-  if (vec) launch(silu_mul_kernel<4>, grid, 256, 0, s, gu, m, I, out);
-  else launch(silu_mul_kernel<1>, grid, 256, 0, s, gu, m, I, out);
+  if (vec) launch(silu_mul_kernel<T, 4>, grid, 256, 0, s, gu, m, I, out);
+  else launch(silu_mul_kernel<T, 1>, grid, 256, 0, s, gu, m, I, out);
   XL_CUDA_LAUNCH_CHECK();
 }
+template void silu_mul(const float*, int, int, __half*, cudaStream_t);
+template void silu_mul(const __half*, int, int, __half*, cudaStream_t);
 
-void rope_qkv_to_cache(const float* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos,
-                       __half* q, __half* kcache, __half* vcache, int S, cudaStream_t s) {
-  launch(rope_qkv_kernel, m, 256, (size_t)D * sizeof(float), s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
+template <class T>
+void rope_qkv_to_cache(const T* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos, __half* q,
+                       __half* kcache, __half* vcache, int S, cudaStream_t s) {
+  const int half_d = D / 2, threads = half_d * std::max(1, 256 / half_d);  // whole heads per stride
+  launch(rope_qkv_kernel<T>, m, threads, 0, s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
   XL_CUDA_LAUNCH_CHECK();
 }
+template void rope_qkv_to_cache(const float*, int, int, int, int, const float*, const int*, __half*, __half*, __half*,
+                                int, cudaStream_t);
+template void rope_qkv_to_cache(const __half*, int, int, int, int, const float*, const int*, __half*, __half*,
+                                __half*, int, cudaStream_t);
 
 int attention_splits(int m, int H, int max_len) {
   // Enough blocks to fill the GPU four times over for one decode row (KV reads dominate at long contexts

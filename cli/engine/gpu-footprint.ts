@@ -48,8 +48,10 @@ function scratchBytes(a: Arch, chunkTokens: number): { stage: number; last: numb
   const qkvDim = (H + 2 * KV) * D;
   const workFloats = GEMV_MAX_ROWS * H * 64 * (D + 2);
   const deq = Math.max(dequantBudgetHalves(), kmax * 128);
+  // q/k/v and gate/up: fp16 rows of a prompt chunk or fp32 rows of a decode step, whichever is larger
+  const projection = (width: number) => Math.max(rows * width * 2, GEMV_MAX_ROWS * width * 4);
   const sizes = [
-    rows * hid * 4, rows * kmax * 2, rows * qkvDim * 4, rows * H * D * 2, rows * H * D * 2, rows * 2 * I * 4,
+    rows * hid * 4, rows * kmax * 2, projection(qkvDim), rows * H * D * 2, rows * H * D * 2, projection(2 * I),
     rows * I * 2, rows * kmax * 2, deq * 2, workFloats * 4, GEMV_MAX_ROWS * H * 4, 2 * GEMV_MAX_ROWS * 4,
     Math.ceil(hid / 128) * 4, (rows + 1) * 4, 4, (D / 2) * 4,
   ];
