@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Decode/prefill probe on the GPU machine (after setup.sh): the kernel check without timings (every kernel
-# against the float64 references; KC_ARGS=--tune adds the back-to-back GEMV tuning), the prompt path's settings
-# side by side (--bench-prompt: dequantization tile and prompt chunk), and ncu's per-kernel breakdown of one 7B
-# decode step, one 512-token prompt chunk and one 2048-token chunk (isolated kernels: caches not flushed, clocks
-# not locked). Logs and CSVs land in $OUT.
+# against the float64 references; KC_ARGS=--tune adds the back-to-back GEMV tuning and the prompt path's settings
+# side by side), the prompt speeds (--bench-prompt: the prompt attention alone, then the dummies' prompts), and
+# ncu's per-kernel breakdown of one 7B decode step, one 512-token prompt chunk and one 2048-token chunk (isolated
+# kernels: caches not flushed, clocks not locked). Logs and CSVs land in $OUT.
 #   bash scripts/device/perf-probe.sh [kernels] [prompt] [ncu]     (default: all three)
 set -u
 steps="${*:-kernels prompt ncu}"
@@ -16,9 +16,9 @@ for s in $steps; do
     kernels) echo "=== kernel check (no timing) ${KC_ARGS:-}"
              timeout 300 "$kc" --no-timing ${KC_ARGS:-} > "$OUT/kernels.log" 2>&1; echo "rc=$?"
              grep -E "FAIL|failure|^tune" "$OUT/kernels.log" | head -60 ;;
-    prompt) echo "=== prompt settings"
+    prompt) echo "=== prompt speeds"
         timeout 300 "$kc" --bench-prompt > "$OUT/prompt.log" 2>&1; echo "rc=$?"
-        grep -E "^\[prompt|^bench" "$OUT/prompt.log" | sed 's/ | decode.*scratch/ scratch/; s/, GPU memory.*//' ;;
+        grep -E "^time|^bench" "$OUT/prompt.log" | sed 's/ | decode.*scratch/ scratch/; s/, GPU memory.*//' ;;
     ncu) [ -n "$ncu_bin" ] || { echo "=== ncu: not found"; continue; }
          for what in decode prefill prefill2048; do
            echo "=== ncu $what"

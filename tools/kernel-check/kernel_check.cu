@@ -1,9 +1,13 @@
 // xllama kernel check: runs every CUDA kernel of the backend on fresh random inputs against a
 // straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
-//   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--decode-step [quick]] [--profile-step prefill|prefill2048|decode]
-// --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then --bench-prompt's settings;
-// --decode-step [quick] runs only the persistent decode kernel's timings (quick: 7B at length 128, for a
-// profiler); --bench-prompt times prompt-path settings side by side; --profile-step runs one 7B prompt chunk (512 or 2048 tokens) or decode step between cudaProfilerStart/Stop (ncu --profile-from-start off).
+//   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--prompt-attention] [--decode-step [quick]]
+//                       [--profile-step prefill|prefill2048|decode]
+// --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then the prompt path's settings
+// (dequantization tile, chunk) side by side; --decode-step [quick] runs only the persistent decode kernel's timings
+// (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt speeds;
+// --prompt-attention runs only the prompt attention's checks (for compute-sanitizer's racecheck); --profile-step
+// runs one 7B prompt chunk (512 or 2048 tokens) or decode step between cudaProfilerStart/Stop (ncu
+// --profile-from-start off).
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
@@ -63,6 +67,12 @@ std::vector<__half> rand_half(size_t n, float lo, float hi) {
   std::vector<__half> v(n);
   for (auto& x : v) x = __float2half(urand(lo, hi));
   return v;
+}
+
+std::vector<__half> to_half(const std::vector<float>& v) {
+  std::vector<__half> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = __float2half(v[i]);
+  return h;
 }
 
 double to_d(__half h) { return (double)__half2float(h); }
@@ -138,7 +148,16 @@ HostGptq make_gptq(int K, int N, int gs, bool act_order, bool asym) {
   h.qweight.resize((size_t)K / 8 * N);
   for (auto& w : h.qweight) w = (int32_t)(uint32_t)rng();
   h.qzeros.resize((size_t)h.G * N / 8);
-  for (auto& z : h.qzeros) z = asym ? (int32_t)(uint32_t)rng() : 0x77777777;
+  // Asymmetric zeros as min-max quantization gives them for weights centred near 0: stored 5..9, around the codes'
+  // mean 7.5. With zeros uniform over 0..15 (weights biased by up to 8 scale steps) one draw of the GPTQ backend
+  // check put a single row of 100 (row 51) 0.3 apart between decode and prompt while every later row, which reads
+  // that row's K and V, agreed to 2e-3; old and new prompt kernels alike: the random model, not a path.
+  for (auto& z : h.qzeros) {
+    uint32_t word = 0x77777777u;
+    if (asym)
+      for (int i = 0; i < 8; ++i) word = (word & ~(15u << (4 * i))) | ((5u + (uint32_t)(rng() % 5)) << (4 * i));
+    z = (int32_t)word;
+  }
   h.scales = rand_half((size_t)h.G * N, 0.002f, 0.02f);
   h.g_idx.resize(K);
   for (int k = 0; k < K; ++k) h.g_idx[k] = k / gs;
@@ -412,6 +431,13 @@ void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
   gemm_f16_wmma(a, K, deq.p, N, true, dy.p, N, m, N, K, nullptr);
   XL_CUDA_CHECK(cudaDeviceSynchronize());
   report(name, rel_err(dy.download(), ref), 4e-3);
+  Dev<__half> dyh((size_t)m * N);  // fp16 output (a prompt chunk's q/k/v, gate/up): overwritten
+  dyh.poison();
+  gemm_f16_wmma(a, K, deq.p, N, true, dyh.p, N, m, N, K, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  std::snprintf(name, sizeof name, "prefill gemm (dequant+wmma, fp16 out) %dx%d m=%d%s", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, rel_err(dyh.download(), ref), 4e-3);
 #ifdef XLLAMA_HAVE_CUBLAS
   cublasHandle_t hb;
   cublasCreate(&hb);
@@ -423,6 +449,16 @@ void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
   cublasDestroy(hb);
   std::snprintf(name, sizeof name, "prefill gemm (dequant+cuBLAS) %dx%d m=%d%s", K, N, m, act_order ? " act-order" : "");
   report(name, rel_err(dy.download(), ref), 4e-3);
+  cublasCreate(&hb);
+  dyh.poison();
+  const float zero = 0.f;
+  cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, a, CUDA_R_16F, K, &zero, dyh.p,
+               CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  cublasDestroy(hb);
+  std::snprintf(name, sizeof name, "prefill gemm (dequant+cuBLAS, fp16 out) %dx%d m=%d%s", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, rel_err(dyh.download(), ref), 4e-3);
 #endif
 }
 
@@ -499,9 +535,10 @@ void check_rmsnorm(int m, int n) {
          std::max(rel_err(dy.download(), ref), zero_err > 0 ? INFINITY : 0.0), 2e-3);
 }
 
-void check_silu(int m, int I) {
+// half_input: gate/up as a prompt chunk's fp16 GEMM output leaves them (the reference takes the same rounded values).
+void check_silu(int m, int I, bool half_input = false) {
   std::vector<float> gu((size_t)m * 2 * I);
-  for (auto& v : gu) v = urand(-4.f, 4.f);
+  for (auto& v : gu) v = half_input ? __half2float(__float2half(urand(-4.f, 4.f))) : urand(-4.f, 4.f);
   std::vector<double> ref((size_t)m * I);
   for (int i = 0; i < m; ++i)
     for (int c = 0; c < I; ++c) {
@@ -509,17 +546,20 @@ void check_silu(int m, int I) {
       ref[(size_t)i * I + c] = g / (1 + std::exp(-g)) * u;
     }
   Dev<float> dg(gu);
+  Dev<__half> dgh(to_half(gu));
   Dev<__half> dy(ref.size());
   dy.poison();
-  silu_mul(dg.p, m, I, dy.p, nullptr);
+  if (half_input) silu_mul(dgh.p, m, I, dy.p, nullptr);
+  else silu_mul(dg.p, m, I, dy.p, nullptr);
   XL_CUDA_CHECK(cudaDeviceSynchronize());
-  report("silu_mul m=" + std::to_string(m) + " I=" + std::to_string(I), rel_err(dy.download(), ref), 2e-3);
+  report(std::string("silu_mul ") + (half_input ? "fp16 in " : "") + "m=" + std::to_string(m) + " I=" + std::to_string(I),
+         rel_err(dy.download(), ref), 2e-3);
 }
 
-void check_rope(int m, int H, int KV, int D, int pos, int S) {
+void check_rope(int m, int H, int KV, int D, int pos, int S, bool half_input = false) {
   const int width = (H + 2 * KV) * D;
   std::vector<float> qkv((size_t)m * width);
-  for (auto& v : qkv) v = urand(-2.f, 2.f);
+  for (auto& v : qkv) v = half_input ? __half2float(__float2half(urand(-2.f, 2.f))) : urand(-2.f, 2.f);
   std::vector<float> inv(D / 2);
   for (int i = 0; i < D / 2; ++i) inv[i] = (float)(1.0 / std::pow(500000.0, (double)(float)(2 * i) / D));
   std::vector<double> rq((size_t)m * H * D), rk((size_t)KV * S * D, 0.0), rv((size_t)KV * S * D, 0.0);
@@ -541,15 +581,19 @@ void check_rope(int m, int H, int KV, int D, int pos, int S) {
     }
   }
   Dev<float> dq(qkv), di(inv);
+  Dev<__half> dqh(to_half(qkv));
   Dev<int> dp(std::vector<int>{pos});
   Dev<__half> oq(rq.size()), ok(rk.size()), ov(rv.size());
   oq.poison();
   XL_CUDA_CHECK(cudaMemset(ok.p, 0, ok.n * 2));
   XL_CUDA_CHECK(cudaMemset(ov.p, 0, ov.n * 2));
-  rope_qkv_to_cache(dq.p, m, H, KV, D, di.p, dp.p, oq.p, ok.p, ov.p, S, nullptr);
+  if (half_input) rope_qkv_to_cache(dqh.p, m, H, KV, D, di.p, dp.p, oq.p, ok.p, ov.p, S, nullptr);
+  else rope_qkv_to_cache(dq.p, m, H, KV, D, di.p, dp.p, oq.p, ok.p, ov.p, S, nullptr);
   XL_CUDA_CHECK(cudaDeviceSynchronize());
   const double e = std::max({rel_err(oq.download(), rq), rel_err(ok.download(), rk), rel_err(ov.download(), rv)});
-  report("rope+kv write m=" + std::to_string(m) + " D=" + std::to_string(D) + " pos=" + std::to_string(pos), e, 2e-3);
+  report(std::string("rope+kv write ") + (half_input ? "fp16 in " : "") + "m=" + std::to_string(m) + " D=" +
+             std::to_string(D) + " pos=" + std::to_string(pos),
+         e, 2e-3);
 }
 
 // Decode attention with RoPE fused: host RoPE (as check_rope) of the new rows, host attention over the
@@ -661,6 +705,16 @@ void check_attention(int m, int H, int KV, int D, int len_after, int S, bool pre
   std::snprintf(name, sizeof name, "%s m=%d H=%d KV=%d D=%d len=%d splits=%d",
                 prefill_splits ? "attention_prefill" : "attention", m, H, KV, D, len_after, splits);
   report(name, worst, 3e-3);
+}
+
+// The prompt attention's cases (also alone: --prompt-attention, e.g. under compute-sanitizer's racecheck).
+void check_prompt_attention() {
+  check_attention(64, 4, 2, 128, 200, 256, true);
+  check_attention(37, 4, 4, 64, 37, 64, true);      // a first chunk: rows at positions 0..36
+  check_attention(100, 8, 2, 128, 612, 700, true);  // a later chunk over an existing cache
+  check_attention(300, 4, 2, 128, 300, 320, true);  // a first chunk of 5 row tiles (the longest run first)
+  check_attention(130, 4, 1, 64, 1130, 1200, true); // 18 key tiles through the two-stage ring, D 64
+  check_attention(20, 8, 4, 8, 30, 32, true);       // head_dim 8: falls back to the split kernel
 }
 
 int ref_sample(const std::vector<float>& l, int k, float T, float u) {
@@ -928,6 +982,18 @@ void check_backend_paths() {
   for (int i = 0; i < n; ++i)
     if (targets[i] < 0 && got[i] != 0.f) err = INFINITY;
   report("backend: score() on the device vs host NLL of forward()" + tag, err, 2e-2);
+  {  // 128-row chunks: gate/up's buffer holds 90 rows of logits, so score() passes 90 rows, then 8 (GEMV rows)
+    BackendOptions o128 = o;
+    o128.max_chunk_tokens = 128;
+    auto wide = create_cuda_dummy_backend(c, 64, o128, 7);  // the same weights as b
+    std::vector<float> got2(n);
+    wide->score(toks.data(), n - 2, 0, targets.data(), got2.data());
+    wide->score(&toks[n - 2], 2, n - 2, &targets[n - 2], &got2[n - 2]);
+    double err2 = rel_err(got2, want);
+    for (int i = 0; i < n; ++i)
+      if (targets[i] < 0 && got2[i] != 0.f) err2 = INFINITY;
+    report("backend: score() in 90-row lm_head passes vs host NLL of forward()" + tag, err2, 2e-2);
+  }
 }
 
 // A random GPTQ checkpoint through create_cuda_backend (the upload path): act-order (q/k/v and gate/up share a
@@ -996,6 +1062,14 @@ void check_backend_gptq() {
   const std::vector<float> five = decode_all(*b5);
   const std::vector<double> five_d(five.begin(), five.end());
   report("backend gptq asym act-order: 5-kernel decode vs prompt chunk", rel_err(five, ref), 2e-2);
+  {  // a prompt in one chunk gives the logits of the same prompt in two (the second over the first's cache)
+    BackendOptions whole = o;
+    whole.max_chunk_tokens = 128;
+    auto one = create_cuda_backend(c, g, w, whole);
+    std::vector<float> p1((size_t)n * V);
+    one->forward(toks.data(), n, 0, true, p1.data());
+    report("backend gptq asym act-order: prompt in one chunk vs two", rel_err(p1, ref), 2e-3);
+  }
   {  // the upload path (parallel staging, GPU layout and act-order permutation, embedding and lm_head as they
      // lie) against the earlier host repack: the same weights give the same prompt logits
     setenv("XLLAMA_LEGACY_UPLOAD", "1", 1);
@@ -1172,6 +1246,22 @@ void bench_prompt_settings() {
     }
 }
 
+// Prompt speeds of the dummies (7B at 512 and 2048 tokens, 13B and 70B at 2048; each chunk as long as the prompt),
+// after the prompt attention alone at 7B and 70B shapes: run it once per build or setting to compare side by side.
+void bench_prompt_speeds() {
+  const ModelConfig c7 = llama_7b_config();
+  const ModelConfig c13 = llama_13b_config();
+  const ModelConfig c70 = llama_70b_config();
+  for (int m : {512, 2048}) time_attention_prefill(32, 32, 128, m);
+  time_attention_prefill(64, 8, 128, 2048);
+  for (int rep = 0; rep < 2; ++rep) {
+    guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 8, 512); });
+    guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 8, 2048); });
+    guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 2048, 8, 2048); });
+    guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 2048, 8, 2048); });
+  }
+}
+
 // The persistent decode kernel alone at 7B / 13B / 70B shapes, both block sizes.
 void time_decode_steps(bool quick = false) {
   const ModelConfig c7 = llama_7b_config();
@@ -1283,8 +1373,13 @@ int main(int argc, char** argv) {
       guarded("profile step", [&] { profile_step(decode, prompt); });
       return failures ? 1 : 0;
     }
-    if (std::strcmp(argv[i], "--bench-prompt") == 0) {  // prompt-path variants side by side
-      guarded("bench prompt settings", bench_prompt_settings);
+    if (std::strcmp(argv[i], "--bench-prompt") == 0) {  // prompt speeds (run per build or setting to compare)
+      guarded("bench prompt speeds", bench_prompt_speeds);
+      return failures ? 1 : 0;
+    }
+    if (std::strcmp(argv[i], "--prompt-attention") == 0) {  // only the prompt attention's checks
+      guarded("prompt attention", check_prompt_attention);
+      std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--decode-step") == 0) {  // only the persistent decode kernel's timings (profiling)
@@ -1334,17 +1429,18 @@ int main(int argc, char** argv) {
     check_rmsnorm(9, 8196);   // too long for the vectorized kernel: the scalar one
     check_rmsnorm(11, 100);   // short rows: most threads idle
     check_silu(3, 11008);
+    check_silu(70, 11008, true);  // a prompt chunk's fp16 gate/up
+    check_silu(5, 10, true);      // I % 4 != 0: scalar loads
     check_rope(2, 4, 2, 128, 1000, 1100);
     check_rope(3, 8, 4, 8, 7, 16);
+    check_rope(70, 8, 2, 128, 30, 128, true);  // a prompt chunk's fp16 q/k/v
+    check_rope(4, 6, 3, 64, 5, 16, true);      // head_dim 64: 8 heads per stride, 12 heads in all
     check_attention(1, 8, 2, 128, 1, 64, false);
     check_attention(1, 8, 2, 128, 100, 256, false);
     check_attention(1, 32, 32, 128, 2048, 2048, false);
     check_attention(1, 8, 1, 128, 16384, 16384, false);
     check_attention(5, 8, 4, 64, 300, 512, false);
-    check_attention(64, 4, 2, 128, 200, 256, true);
-    check_attention(37, 4, 4, 64, 37, 64, true);     // a first chunk: rows at positions 0..36
-    check_attention(100, 8, 2, 128, 612, 700, true);  // a later chunk over an existing cache
-    check_attention(20, 8, 4, 8, 30, 32, true);       // head_dim 8: falls back to the split kernel
+    check_prompt_attention();
     check_attention(3, 8, 4, 8, 20, 32, false);
     check_attention_rope(1, 32, 32, 128, 0, 64);     // the first position
     check_attention_rope(1, 8, 2, 128, 1000, 1100);  // GQA, many splits
