@@ -137,32 +137,53 @@ __global__ void silu_mul_kernel(const T* __restrict__ gu, int m, int I, __half* 
   }
 }
 
-// One block per prompt row, (256 / (D/2)) heads at a time: a thread keeps one frequency j of the row (its cos/sin
-// computed once) and takes the pair (j, j + D/2) of every head in its stride; q and k heads are rotated, v copied.
-template <class T>
+// Two consecutive elements as floats (8 bytes of fp32 or 4 of fp16), and two floats stored as fp16.
+__device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
+__device__ __forceinline__ float2 load2(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }
+
+// One block per prompt row, whole heads per stride: a thread keeps V frequencies j..j+V-1 of the row (their cos/sin
+// computed once) and takes the pairs (j + v, j + v + D/2) of every head in its stride; q and k heads are rotated,
+// v copied. V = 2 (D % 4 == 0) reads and writes two elements per access.
+template <class T, int V>
 __global__ void rope_qkv_kernel(const T* __restrict__ qkv, int H, int KV, int D, const float* __restrict__ inv_freq,
                                 const int* __restrict__ pos, __half* __restrict__ q, __half* __restrict__ kc,
                                 __half* __restrict__ vc, int S) {
   wait_for_previous_kernel();
-  const int row = blockIdx.x, half_d = D / 2, heads = H + 2 * KV;
-  const int j = threadIdx.x % half_d, head_step = blockDim.x / half_d;
+  const int row = blockIdx.x, half_d = D / 2, heads = H + 2 * KV, lanes = half_d / V;  // threads per head
+  const int j = (threadIdx.x % lanes) * V, head_step = blockDim.x / lanes;
   const int p = *pos + row;
-  float c, sn;
-  rope_cos_sin(p, inv_freq[j], c, sn);
+  float c[V], sn[V];
+#pragma unroll
+  for (int v = 0; v < V; ++v) rope_cos_sin(p, inv_freq[j + v], c[v], sn[v]);
   const T* src = qkv + (size_t)row * heads * D;
-  for (int head = threadIdx.x / half_d; head < heads; head += head_step) {
-    float a = (float)src[(size_t)head * D + j], b = (float)src[(size_t)head * D + j + half_d];
-    if (head < H + KV) rotate_pair_cs(a, b, c, sn);
+  for (int head = threadIdx.x / lanes; head < heads; head += head_step) {
+    float a[V], b[V];
+    const T* sa = src + (size_t)head * D + j;
+    if (V == 2) {
+      const float2 a2 = load2(sa), b2 = load2(sa + half_d);
+      a[0] = a2.x, a[V - 1] = a2.y, b[0] = b2.x, b[V - 1] = b2.y;
+    } else {
+      a[0] = (float)sa[0], b[0] = (float)sa[half_d];
+    }
+    if (head < H + KV) {
+#pragma unroll
+      for (int v = 0; v < V; ++v) rotate_pair_cs(a[v], b[v], c[v], sn[v]);
+    }
     __half* dst;
     if (head < H) {
-      dst = q + ((size_t)row * H + head) * D;
+      dst = q + ((size_t)row * H + head) * D + j;
     } else if (head < H + KV) {
-      dst = kc + ((size_t)(head - H) * S + p) * D;
+      dst = kc + ((size_t)(head - H) * S + p) * D + j;
     } else {
-      dst = vc + ((size_t)(head - H - KV) * S + p) * D;
+      dst = vc + ((size_t)(head - H - KV) * S + p) * D + j;
     }
-    dst[j] = __float2half(a);
-    dst[j + half_d] = __float2half(b);
+    if (V == 2) {
+      *reinterpret_cast<__half2*>(dst) = __floats2half2_rn(a[0], a[V - 1]);
+      *reinterpret_cast<__half2*>(dst + half_d) = __floats2half2_rn(b[0], b[V - 1]);
+    } else {
+      dst[0] = __float2half(a[0]);
+      dst[half_d] = __float2half(b[0]);
+    }
   }
 }
 
@@ -422,8 +443,10 @@ template void silu_mul(const __half*, int, int, __half*, cudaStream_t);
 template <class T>
 void rope_qkv_to_cache(const T* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos, __half* q,
                        __half* kcache, __half* vcache, int S, cudaStream_t s) {
-  const int half_d = D / 2, threads = half_d * std::max(1, 256 / half_d);  // whole heads per stride
-  launch(rope_qkv_kernel<T>, m, threads, 0, s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
+  const bool pairs = D % 4 == 0;  // two frequencies per thread: 8- or 4-byte loads, 4-byte stores, all aligned
+  const int lanes = D / 2 / (pairs ? 2 : 1), threads = lanes * std::max(1, 256 / lanes);  // whole heads per stride
+  if (pairs) launch(rope_qkv_kernel<T, 2>, m, threads, 0, s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
+  else launch(rope_qkv_kernel<T, 1>, m, threads, 0, s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
   XL_CUDA_LAUNCH_CHECK();
 }
 template void rope_qkv_to_cache(const float*, int, int, int, int, const float*, const int*, __half*, __half*, __half*,
