@@ -120,37 +120,62 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     stats.promptMs = stats.timeToFirstTokenMs = firstAt - start;
     stats.promptTokensPerSec = (promptIds.length - stats.cachedPromptTokens) / (stats.promptMs / 1000);
 
-    for (;;) {
-      sampler.accept(next);
-      this.generatedIds.push(next);
-      stats.generatedTokens = this.generatedIds.length;
-      let text = '';
-      let reason: StopReason | null = null;
-      if (endIds.has(next)) {
-        reason = 'eos';
-      } else {
-        const checked = stops.push(detok.push(next));
-        text = checked.text;
-        if (checked.stopped) reason = 'stop-string';
-      }
-      if (!reason && this.generatedIds.length >= options.maxTokens) reason = 'length';
-      // `next` would be fed at position `pos`; the cache holds positions [0, maxSeqLen).
-      if (!reason && pos >= model.maxSeqLen) reason = 'context';
-      if (!reason && aborted()) reason = 'abort';
-      if (reason && reason !== 'stop-string') {
-        // Held-back bytes and stop-string prefixes turned out to be plain output.
-        const tail = stops.push(detok.flush());
-        text += tail.text + (tail.stopped ? '' : stops.flush());
-      }
+    // Look-ahead: the next step is queued as soon as nothing cheap says this token ends generation, before the
+    // token's text work and the consumer's handling of it (detokenizing, stop strings, rendering), which then
+    // overlap the step instead of adding to it. When the token does end generation after all (a stop string, an
+    // abort noticed meanwhile), the step is awaited and the cache trimmed back to what a loop without look-ahead
+    // would have left.
+    let ahead: Promise<number> | null = null;
+    const dropAhead = async (): Promise<void> => {
+      if (!ahead) return;
+      const step = ahead;
+      ahead = null;
+      await step.catch(() => undefined);
+      await model.trimCache(pos);
+    };
+    try {
+      for (;;) {
+        sampler.accept(next);
+        this.generatedIds.push(next);
+        stats.generatedTokens = this.generatedIds.length;
+        // `next` would be fed at position `pos`; the cache holds positions [0, maxSeqLen).
+        const eos = endIds.has(next);
+        const atLength = this.generatedIds.length >= options.maxTokens, atContext = pos >= model.maxSeqLen;
+        if (!eos && !atLength && !atContext && !aborted()) ahead = pick([next], pos);
+        let text = '';
+        let reason: StopReason | null = null;
+        if (eos) {
+          reason = 'eos';
+        } else {
+          const checked = stops.push(detok.push(next));
+          text = checked.text;
+          if (checked.stopped) reason = 'stop-string';
+        }
+        if (!reason && atLength) reason = 'length';
+        if (!reason && atContext) reason = 'context';
+        if (!reason && aborted()) reason = 'abort';
+        if (reason && reason !== 'stop-string') {
+          // Held-back bytes and stop-string prefixes turned out to be plain output.
+          const tail = stops.push(detok.flush());
+          text += tail.text + (tail.stopped ? '' : stops.flush());
+        }
 
-      const now = performance.now();
-      stats.generateMs = now - firstAt;
-      stats.generatedTokensPerSec = stats.generatedTokens > 1 ? (stats.generatedTokens - 1) / (stats.generateMs / 1000) : 0;
-      if (reason) stats.stopReason = reason;
-      yield { id: next, text };
-      if (reason) return;
-      next = await pick([next], pos);
-      pos += 1;
+        const now = performance.now();
+        stats.generateMs = now - firstAt;
+        stats.generatedTokensPerSec = stats.generatedTokens > 1 ? (stats.generatedTokens - 1) / (stats.generateMs / 1000) : 0;
+        if (reason) {
+          stats.stopReason = reason;
+          await dropAhead();
+        }
+        yield { id: next, text };
+        if (reason || !ahead) return;
+        const step: Promise<number> = ahead;
+        ahead = null;
+        next = await step;
+        pos += 1;
+      }
+    } finally {
+      await dropAhead();  // the consumer stopped iterating while a step was queued
     }
   }
 }

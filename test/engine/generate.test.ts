@@ -163,3 +163,38 @@ test('reuseCache prefills only the tokens after the prefix the cache already hol
   await collect(generate(model, tok, second, { maxTokens: 1, sampling: GREEDY, seed: 1, reuseCache: true }));
   assert.deepEqual(model.calls.map((c) => [c.pos, c.tokens]), [[second.length - 1, [302]]]);
 });
+
+test('look-ahead: the next step is queued before the consumer sees a token', async () => {
+  const tok = storiesTokenizer();
+  const prompt = tok.encode('Hi', { addSpecial: true });
+  const model = new ScriptedModel(512, 512, prompt.length, [300, 301, 302, 2]);
+  const queuedWhenSeen: number[][] = [];
+  for await (const t of generate(model, tok, prompt, { maxTokens: 10, sampling: GREEDY, seed: 1 })) {
+    // the token being handled has already been fed at the next position (unless it ends generation)
+    queuedWhenSeen.push([t.id, model.calls.at(-1)!.tokens[0]!]);
+  }
+  assert.deepEqual(queuedWhenSeen, [[300, 300], [301, 301], [302, 302], [2, 302]]);
+});
+
+test('look-ahead: a stop string leaves the cache as if the stopping token had never been fed', async () => {
+  const { prompt, model, run } = setup(', there was a cat. The end. Then more text', { stop: ['The end'] });
+  const { ids } = await collect(run);
+  assert.equal(run.stats.stopReason, 'stop-string');
+  // the last id completed the stop string: its queued step was dropped and trimmed away
+  assert.equal(model.calls.at(-1)!.tokens[0], ids.at(-1));
+  assert.deepEqual(model.cachedTokens, [...prompt, ...ids.slice(0, -1)]);
+});
+
+test('look-ahead: a consumer that stops iterating leaves the cache at the tokens it was given', async () => {
+  const tok = storiesTokenizer();
+  const prompt = tok.encode('Hi', { addSpecial: true });
+  const model = new ScriptedModel(512, 512, prompt.length, [300, 301, 302, 303, 2]);
+  const seen: number[] = [];
+  for await (const t of generate(model, tok, prompt, { maxTokens: 10, sampling: GREEDY, seed: 1 })) {
+    seen.push(t.id);
+    if (seen.length === 2) break;
+  }
+  assert.deepEqual(seen, [300, 301]);
+  // 300 was fed to pick 301; 301's queued step is dropped when the loop stops
+  assert.deepEqual(model.cachedTokens, [...prompt, 300]);
+});
