@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "cuda/attention_step.cuh"
 #include "cuda/cp_async.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
@@ -423,31 +424,7 @@ __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int h
         kr[u] = make_uint4(0, 0, 0, 0), vr[u] = make_uint4(0, 0, 0, 0);
       }
     }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int q = p0 + u * slots;
-      const __half2* k2 = reinterpret_cast<const __half2*>(&kr[u]);
-      float sdot = 0.f;
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        const float2 f = __half22float2(k2[t]);
-        sdot = fmaf(qv[2 * t], f.x, fmaf(qv[2 * t + 1], f.y, sdot));
-      }
-      for (int o = 1; o < tpp; o <<= 1) sdot += __shfl_xor_sync(group_mask, sdot, o);
-      if (q < end) {  // uniform within the lane group
-        const float mnew = fmaxf(mrun, sdot);
-        const float alpha = exp2f(mrun - mnew), e = exp2f(sdot - mnew);
-        lrun = lrun * alpha + e;
-        const __half2* v2 = reinterpret_cast<const __half2*>(&vr[u]);
-#pragma unroll
-        for (int t = 0; t < 4; ++t) {
-          const float2 f = __half22float2(v2[t]);
-          acc[2 * t] = fmaf(acc[2 * t], alpha, e * f.x);
-          acc[2 * t + 1] = fmaf(acc[2 * t + 1], alpha, e * f.y);
-        }
-        mrun = mnew;
-      }
-    }
+    attend_positions<U>(kr, vr, qv, p0, slots, end, tpp, group_mask, mrun, lrun, acc);
   }
   if (active_dims)
 #pragma unroll
@@ -483,20 +460,7 @@ __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int h
     __syncthreads();
     if (!last) return;
     __threadfence();
-    const float* w = p.work + (size_t)head * p.max_splits * (D + 2);
-    float Mall = -INFINITY;
-    for (int sp = 0; sp < splits; ++sp) Mall = fmaxf(Mall, __ldcg(w + sp * (D + 2) + D));
-    for (int d = tid; d < D; d += kThreads) {
-      float o = 0.f, l = 0.f;
-      for (int sp = 0; sp < splits; ++sp) {
-        const float ms = __ldcg(w + sp * (D + 2) + D);
-        if (ms == -INFINITY) continue;
-        const float f = exp2f(ms - Mall);
-        o += __ldcg(w + sp * (D + 2) + d) * f;
-        l += __ldcg(w + sp * (D + 2) + D + 1) * f;
-      }
-      p.att[(size_t)head * D + d] = __float2half(o / l);
-    }
+    combine_splits(p.work + (size_t)head * p.max_splits * (D + 2), splits, D, kThreads, p.att + (size_t)head * D);
   }
   signal_count(heads_done, 1);
   __syncthreads();  // the scratch is free for the next item

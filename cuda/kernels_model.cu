@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cuda/attention_step.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
@@ -296,31 +297,7 @@ __global__ void __launch_bounds__(kAttnThreads)
         kr[u] = make_uint4(0, 0, 0, 0), vr[u] = make_uint4(0, 0, 0, 0);
       }
     }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int p = p0 + u * slots;
-      const __half2* k2 = reinterpret_cast<const __half2*>(&kr[u]);
-      float sdot = 0.f;
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        float2 f = __half22float2(k2[t]);
-        sdot = fmaf(qv[2 * t], f.x, fmaf(qv[2 * t + 1], f.y, sdot));
-      }
-      for (int o = 1; o < tpp; o <<= 1) sdot += __shfl_xor_sync(group_mask, sdot, o);
-      if (p < end) {  // uniform within the lane group
-        const float mnew = fmaxf(mrun, sdot);
-        const float alpha = exp2f(mrun - mnew), e = exp2f(sdot - mnew);
-        lrun = lrun * alpha + e;
-        const __half2* v2 = reinterpret_cast<const __half2*>(&vr[u]);
-#pragma unroll
-        for (int t = 0; t < 4; ++t) {
-          float2 f = __half22float2(v2[t]);
-          acc[2 * t] = fmaf(acc[2 * t], alpha, e * f.x);
-          acc[2 * t + 1] = fmaf(acc[2 * t + 1], alpha, e * f.y);
-        }
-        mrun = mnew;
-      }
-    }
+    attend_positions<U>(kr, vr, qv, p0, slots, end, tpp, group_mask, mrun, lrun, acc);
   }
   float* sacc = sm;
   float* sms = sm + slots * D;
@@ -361,20 +338,8 @@ __global__ void __launch_bounds__(kAttnThreads)
   __syncthreads();
   if (!last) return;
   __threadfence();
-  const float* w = work + ((size_t)row * H + head) * max_splits * (D + 2);
-  float Mall = -INFINITY;
-  for (int sp = 0; sp < splits; ++sp) Mall = fmaxf(Mall, __ldcg(w + sp * (D + 2) + D));
-  for (int d = tid; d < D; d += kAttnThreads) {
-    float o = 0.f, L = 0.f;
-    for (int sp = 0; sp < splits; ++sp) {
-      const float ms = __ldcg(w + sp * (D + 2) + D);
-      if (ms == -INFINITY) continue;
-      const float f = exp2f(ms - Mall);
-      o += __ldcg(w + sp * (D + 2) + d) * f;
-      L += __ldcg(w + sp * (D + 2) + D + 1) * f;
-    }
-    out[((size_t)row * H + head) * D + d] = __float2half(o / L);
-  }
+  combine_splits(work + ((size_t)row * H + head) * max_splits * (D + 2), splits, D, kAttnThreads,
+                 out + ((size_t)row * H + head) * D);
 }
 
 // ---- random fills ----
