@@ -79,16 +79,8 @@ class DeviceMemory {
       *counter += bytes;
       return reinterpret_cast<T*>(p);
     }
-    void* p = nullptr;
-    const auto t0 = std::chrono::steady_clock::now();
-    cudaError_t err = cudaMalloc(&p, bytes);
-    malloc_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (err != cudaSuccess) {
-      cudaGetLastError();
-      throw_oom(bytes, what);
-    }
-    ptrs_.push_back(p);
-    ++mallocs_;
+    void* p = owned_malloc(bytes);
+    if (!p) throw_oom(bytes, what);
     *counter += bytes;
     return static_cast<T*>(p);
   }
@@ -96,17 +88,8 @@ class DeviceMemory {
   // changes: every allocation is then made on its own, and an out-of-memory error names the one that failed.
   void open_arena(size_t bytes) {
     close_arena();
-    void* p = nullptr;
-    const auto t0 = std::chrono::steady_clock::now();
-    const cudaError_t err = bytes ? cudaMalloc(&p, bytes) : cudaErrorInvalidValue;
-    malloc_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (err != cudaSuccess) {
-      cudaGetLastError();
-      return;
-    }
-    ptrs_.push_back(p);
-    ++mallocs_;
-    arena_ = static_cast<char*>(p), arena_left_ = bytes;
+    void* p = bytes ? owned_malloc(bytes) : nullptr;
+    if (p) arena_ = static_cast<char*>(p), arena_left_ = bytes;
   }
   // The arena's unused end stays allocated (it is the estimate's slack); later allocations are on their own.
   size_t close_arena() {
@@ -128,6 +111,21 @@ class DeviceMemory {
   double malloc_seconds() const { return malloc_s_; }
 
  private:
+  // cudaMalloc, counted and timed; the allocation is freed with this object. Null (error cleared) when it fails.
+  void* owned_malloc(size_t bytes) {
+    void* p = nullptr;
+    const auto t0 = std::chrono::steady_clock::now();
+    const cudaError_t err = cudaMalloc(&p, bytes);
+    malloc_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    ptrs_.push_back(p);
+    ++mallocs_;
+    return p;
+  }
+
   int device_;
   std::vector<void*> ptrs_;
   char* arena_ = nullptr;
@@ -905,14 +903,14 @@ class Stage {
         prompt_linear(l.gate_up, xn_, m, hid, gu16, 2 * I, 0.f);
         cuda::silu_mul(gu16, m, I, act_, stream_);
         linear(l.down, act_, m, I, h_, hid);
-      } else if (l.down.quantized) {
-        linear(l.gate_up, xn_, m, hid, gu_, 2 * I);
-        // SiLU(gate) * up fused into the staging
-        cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_);
       } else {
         linear(l.gate_up, xn_, m, hid, gu_, 2 * I);
-        cuda::silu_mul(gu_, m, I, act_, stream_);
-        linear(l.down, act_, m, I, h_, hid);
+        if (l.down.quantized) {  // SiLU(gate) * up fused into the staging
+          cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_);
+        } else {
+          cuda::silu_mul(gu_, m, I, act_, stream_);
+          linear(l.down, act_, m, I, h_, hid);
+        }
       }
     }
   }

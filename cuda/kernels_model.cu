@@ -138,7 +138,7 @@ __global__ void silu_mul_kernel(const T* __restrict__ gu, int m, int I, __half* 
   }
 }
 
-// Two consecutive elements as floats (8 bytes of fp32 or 4 of fp16), and two floats stored as fp16.
+// Two consecutive elements as floats (8 bytes of fp32 or 4 of fp16).
 __device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
 __device__ __forceinline__ float2 load2(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }
 

@@ -61,6 +61,11 @@ function systemQuery(addon: NativeAddon): SystemQuery {
   return query;
 }
 
+/** An open's timings; `planning` is the lap that held the GPU query (told apart by `system.seconds`) and the placement. */
+function openTimings(addon: number, readAhead: number, system: SystemQuery, planning: number, native: number): OpenTimings {
+  return { addon, readAhead, gpuQuery: system.seconds, placement: Math.max(0, planning - system.seconds), native };
+}
+
 /** Seconds since the last lap (or since the timer was made). */
 function lapTimer(): () => number {
   let last = performance.now();
@@ -232,10 +237,7 @@ export class NativeModel implements ModelHandle {
       } catch (err) {
         throw toUserError(err, spec.dir);
       }
-      const timings: OpenTimings = {
-        addon: addonSeconds, readAhead: readAheadSeconds, gpuQuery: system.seconds,
-        placement: Math.max(0, planning - system.seconds), native: lap(),
-      };
+      const timings = openTimings(addonSeconds, readAheadSeconds, system, planning, lap());
       return new NativeModel(addon, handle, plan, options.maxChunkTokens ?? DEFAULT_CHUNK_TOKENS, timings);
     } finally {
       if (readAhead) addon.stopReadAhead(readAhead);
@@ -257,9 +259,7 @@ export class NativeModel implements ModelHandle {
     const planning = lap();
     try {
       const handle = await addon.loadDummyModel({ ...arch, groupSize: DUMMY_GROUP_SIZE }, options);
-      const timings: OpenTimings = {
-        addon: addonSeconds, readAhead: 0, gpuQuery: system.seconds, placement: Math.max(0, planning - system.seconds), native: lap(),
-      };
+      const timings = openTimings(addonSeconds, 0, system, planning, lap());
       return new NativeModel(addon, handle, plan, options.maxChunkTokens ?? DEFAULT_CHUNK_TOKENS, timings);
     } catch (err) {
       throw toUserError(err);
