@@ -162,7 +162,7 @@ struct DecodeStep {
   float* final_sum_sq = nullptr;  // h's sum of squares after the last layer (for gemv_f16_rmsnorm)
   unsigned* counters = nullptr;   // [decode_step_counters(num_layers)], zero (left zero)
   unsigned long long* profile = nullptr;  // [grid][kProfileSlots] clock cycles per segment, or null (kernel check)
-  int threads = 0;  // per block, 512 or 1024; 0: decode_step_prepare picks (XLLAMA_DECODE_THREADS overrides)
+  int threads = 0;  // per block, 256 or 512; 0: decode_step_prepare picks (XLLAMA_DECODE_THREADS overrides)
   // Launch shape, filled in by decode_step_prepare.
   int stages = 0, stage_bytes = 0, scale_off = 0, zero_off = 0, scratch_floats = 0, grid = 0;
   size_t smem = 0;
@@ -181,7 +181,7 @@ bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& host_la
 void decode_step(const DecodeStep& st, cudaStream_t s);
 unsigned long long decode_step_enqueued();  // launches enqueued so far (tests: was the kernel used?)
 // Process-wide switch, off by default: XLLAMA_PERSISTENT_DECODE=1 turns it on (the kernel check flips it to
-// compare). On the H200 it is still slower than the 5-kernel path (docs/PERF-NOTES.md, session 5).
+// compare). On the H200 it is still slower than the 5-kernel path (docs/PERF-NOTES.md, sessions 5 and 9).
 bool& persistent_decode_flag();
 
 // ---- sampling (one block; result in *out) ----

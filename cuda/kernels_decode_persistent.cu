@@ -1,22 +1,28 @@
-// Whole-token decode for one row as one persistent kernel (DecodeStep in kernels.h).
+// Whole-token decode for one row as one persistent kernel (DecodeStep in kernels.h), Hopper (sm_90) only.
 //
-// Why: with one kernel per GEMV, every boundary drains the memory pipe (tail, launch, ramp: ~3-4 us each,
-// 5 per layer), and 8-45 MB matrices never reach full bandwidth. Here one block per SM owns a fixed share of
-// every layer's weight tiles and streams them into a ring of shared-memory stages, S - 1 tiles ahead of the
-// one it computes: bulk copies on sm_90 (the copy engine; the SMs' own loads, e.g. attention's, don't queue
-// behind them), 16-byte cp.async elsewhere. The loads never wait on activations, so the stream runs on through the
-// phase boundaries; only the arithmetic waits, on per-layer counters in global memory.
+// Why: with one kernel per GEMV, every boundary drains the memory pipe (tail, launch, ramp: ~5 us of dependent
+// latency per launch, 5 per layer; docs/PERF-NOTES.md sessions 6-7). Here one block per SM stays resident for the
+// whole token and its weight stream never waits on activations: only the arithmetic does, on per-layer counters
+// in global memory. Opt-in (XLLAMA_PERSISTENT_DECODE=1): on the H200 it is still 1.3-1.6x slower than the 5-kernel
+// path. Session 9 measured why (docs/PERF-NOTES.md): with the weights already in shared memory and no waits, the
+// dequantize-and-dot arithmetic alone takes 1.85 ms per 7B token at 16 warps per SM (the floor is 0.8 ms), and
+// streaming alone, with no arithmetic, 1.76 ms: per-warp rings of two stages don't overlap the two.
 //
-// Tiles: 128 columns (32 lanes x 4) x 64 packed rows (512 input rows) = 32 KB of 4-bit weights, with the
-// groups' scales (and zeros) alongside. A linear's tiles are numbered split-major (t = split * ncol + col)
-// and each block takes a contiguous range of them, so a block mostly stays in one K split and stages its
-// activations once. Each tile's 16 warps own 4 consecutive packed rows each; the warps' column sums are
-// reduced in shared memory and added to the output with atomics (K is split over blocks).
+// Streams: every warp is its own producer and consumer. A linear's tiles (128 columns x R packed rows, R = 4096 /
+// threads, i.e. 4 or 8 KB of 4-bit weights, with their groups' scales and zeros) are numbered strip-major (t =
+// column strip * splits + K split); each block takes a contiguous range and each warp a contiguous part of it.
+// A warp keeps S stages of its own in shared memory, filled by bulk copies (one per weight row and group row,
+// issued by the warp's lanes at once) that complete on the stage's mbarrier; when the warp has computed a stage
+// it refills it with its next tile, whichever layer or linear that belongs to. No block barrier per tile, no
+// cross-warp reduction: a warp sums its columns over consecutive K splits in registers and adds them to the
+// output (vector atomics) when its strip ends. (The first version, one tile per block with block barriers and a
+// cross-warp reduction per tile, ran at 21-25% of the floor: session 5's notes.)
 // Phases per layer, each waiting for the whole previous phase (counters[layer][phase] = tiles done):
 //   q/k/v (RMSNorm of h while staging) -> attention items (head, split), round robin over the blocks ->
 //   o_proj (adds into h) -> gate/up (RMSNorm) -> down (SiLU gate while staging, adds into h).
+// A block stages the activations its tiles need once per phase (the K range of its one strip, or all of K).
 // Deadlock freedom: every block is resident (one per SM, sized by the occupancy query), items only wait on
-// items earlier in the global order, and a block runs its items in that order.
+// items earlier in the global order, and a block runs its items in that order; copies wait on nothing.
 // Memory model: data written inside the kernel (h, qkv, gu, att, partials, new KV rows) is read with
 // ld.global.cg (L2, never a stale L1 line); a phase's writers fence, sync, and one thread adds to the
 // counter; a waiter's thread 0 spins with ld.acquire.gpu and the block syncs (cooperative groups' pattern).
@@ -26,7 +32,6 @@
 #include <vector>
 
 #include "cuda/attention_step.cuh"
-#include "cuda/cp_async.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
@@ -37,27 +42,16 @@ namespace xllama::cuda {
 
 namespace {
 
-// Threads per block: 512 or 1024 (T below); attention items use the first 512.
-constexpr int kDefaultThreads = 512, kAttnThreads = 512;
-constexpr int kTileCols = 128;                       // 32 lanes x 4 columns
-constexpr int kTileRows = 64;                        // packed rows (8 input rows each) per tile
-constexpr int kRowBytes = kTileCols * 4;             // one packed row of a tile: 512 bytes
-constexpr int kLinears = 4;                          // q/k/v, o_proj, gate/up, down
+constexpr int kDefaultThreads = 512;
+constexpr int kTileCols = 128;             // 32 lanes x 4 columns
+constexpr int kRowBytes = kTileCols * 4;   // one packed row of a tile: 512 bytes
+constexpr int kTileWords = 4096;           // R x threads: 8 packed rows at 512 threads, 16 at 256
+constexpr int kLinears = 4;                // q/k/v, o_proj, gate/up, down
+constexpr int kMaxStages = 4;              // per warp
 enum Counter { kQkvDone = 0, kHeadsDone = 1, kODone = 2, kGateUpDone = 3, kDownDone = 4, kCounters = 5 };
 
-struct Geometry {
-  int ncol, splits, tiles;
-};
-__host__ __device__ inline Geometry geometry(int K, int N) {
-  Geometry g;
-  g.ncol = (N + kTileCols - 1) / kTileCols;
-  g.splits = (K / 8 + kTileRows - 1) / kTileRows;
-  g.tiles = g.ncol * g.splits;
-  return g;
-}
-
-// Per-layer pointers the producer needs for every tile, copied to shared memory once (a global load on
-// the issue path would stall the block for an L2 round trip per tile).
+// Per-layer pointers the copies need, in shared memory (a global load on the issue path would hold the stream
+// up for an L2 round trip per tile).
 struct StreamPtrs {
   const uint32_t* qweight;
   const __half* scales;
@@ -65,20 +59,32 @@ struct StreamPtrs {
   long long pad;
 };
 
+// Device code for sm_90 only; older GPUs get a stub (decode_step_prepare declines them before any launch).
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+constexpr int kMaxWarps = 16;
+
+template <int T>
+__host__ __device__ constexpr int tile_rows() { return kTileWords / T; }
+
+struct Geometry {
+  int ncol, splits, tiles;
+};
+__device__ inline Geometry geometry(int K, int N, int R) {
+  Geometry g;
+  g.ncol = (N + kTileCols - 1) / kTileCols;
+  g.splits = (K / 8 + R - 1) / R;
+  g.tiles = g.ncol * g.splits;
+  return g;
+}
+
 // What the block needs about its share, in shared memory.
 struct BlockPlan {
-  int lo[kLinears], hi[kLinears];  // this block's tile range of each linear
+  int lo[kLinears], hi[kLinears];              // this block's tile range of each linear
+  int wlo[kMaxWarps][kLinears], whi[kMaxWarps][kLinears];  // each warp's part of it
+  int xr0[kLinears], xr1[kLinears];            // the packed rows whose activations the block stages
   Geometry geo[kLinears];
-  int K[kLinears], N[kLinears], group_size[kLinears], sym_zero[kLinears];
-  int per_layer;                   // tiles per layer (all linears)
+  int K[kLinears], N[kLinears], group_size[kLinears];
 };
-
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ < 900  // the ring's fallback below sm_90
-__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(gmem) : "memory");
-}
-#endif
 
 __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
   unsigned v;
@@ -146,19 +152,19 @@ __device__ __forceinline__ void zero_share(float* buf, size_t n, int lo, int hi,
   for (size_t i = a + threadIdx.x; i < e; i += T) buf[i] = 0.f;
 }
 
+// Each warp's S stages: weights [R][512 bytes], then the scales (256 bytes per group row) and zeros (128).
 struct Ring {
   unsigned char* base;
-  int stage_bytes, scale_off, zero_off;
-  uint64_t* full;  // sm_90: one mbarrier per stage, completed by the bulk copies' bytes
-  __device__ unsigned char* stage(int seq, int S) const { return base + (size_t)(seq % S) * stage_bytes; }
+  int stage_bytes, scale_off, zero_off, S;
+  uint64_t* full;  // [warps][S]: completed by the bulk copies' bytes
+  __device__ int slot(int warp, int seq) const { return warp * S + seq % S; }
+  __device__ unsigned char* stage(int warp, int seq) const { return base + (size_t)slot(warp, seq) * stage_bytes; }
 };
 
-// Waits until ring entry seq has landed in its stage (this thread's view; the caller then syncs the block).
-template <int S>
-__device__ __forceinline__ void ring_wait(const Ring& ring, int seq) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const unsigned bar = (unsigned)__cvta_generic_to_shared(ring.full + seq % S);
-  const unsigned parity = (unsigned)(seq / S) & 1u;
+// Waits (every lane of the warp) until the warp's ring entry seq has landed.
+__device__ __forceinline__ void ring_wait(const Ring& ring, int warp, int seq) {
+  const unsigned bar = (unsigned)__cvta_generic_to_shared(ring.full + ring.slot(warp, seq));
+  const unsigned parity = (unsigned)(seq / ring.S) & 1u;
   unsigned done = 0;
   while (!done)
     asm volatile(
@@ -166,106 +172,70 @@ __device__ __forceinline__ void ring_wait(const Ring& ring, int seq) {
         : "=r"(done)
         : "r"(bar), "r"(parity)
         : "memory");
-#else
-  cp_async_wait<S - 2>();
-#endif
 }
 
-// The producer's position in the block's tile sequence (layer by layer, linear by linear, this block's range
-// of each, split-major), with what the copies need. Every thread keeps the same copy and steps it once per
-// issued tile (divisions only when the split changes).
+// A warp's position in its own tile sequence: layer by layer, linear by linear, its part of each, strip-major.
 struct Cursor {
-  int layer, li, t, s, c;
-  int r0, nr, g0, ng;  // the split's packed rows and groups
-  __device__ void split_changed(const BlockPlan& bp) {
-    r0 = s * kTileRows, nr = min(kTileRows, bp.K[li] / 8 - r0);
-    g0 = r0 * 8 / bp.group_size[li], ng = ((r0 + nr) * 8 - 1) / bp.group_size[li] - g0 + 1;
-  }
-  __device__ void enter(const BlockPlan& bp, int num_layers) {  // from t = lo of (layer, li) on, skipping empty ranges
-    while (layer < num_layers && t >= bp.hi[li]) {
+  int layer, li, t, col, split;
+  __device__ void enter(const BlockPlan& bp, int warp, int num_layers) {  // from t = wlo on, skipping empty parts
+    while (layer < num_layers && t >= bp.whi[warp][li]) {
       if (++li == kLinears) li = 0, ++layer;
-      t = bp.lo[li];
+      t = bp.wlo[warp][li];
     }
-    if (layer < num_layers) {
-      s = t / bp.geo[li].ncol, c = t - s * bp.geo[li].ncol;
-      split_changed(bp);
-    }
+    if (layer < num_layers) col = t / bp.geo[li].splits, split = t - col * bp.geo[li].splits;
   }
-  __device__ void start(const BlockPlan& bp, int num_layers) {
-    layer = 0, li = 0, t = bp.lo[0];
-    enter(bp, num_layers);
+  __device__ void start(const BlockPlan& bp, int warp, int num_layers) {
+    layer = 0, li = 0, t = bp.wlo[warp][0];
+    enter(bp, warp, num_layers);
   }
-  __device__ void next(const BlockPlan& bp, int num_layers) {
-    if (++t >= bp.hi[li]) return enter(bp, num_layers);
-    if (++c == bp.geo[li].ncol) c = 0, ++s, split_changed(bp);
+  __device__ void next(const BlockPlan& bp, int warp, int num_layers) {
+    if (++t >= bp.whi[warp][li]) return enter(bp, warp, num_layers);
+    if (++split == bp.geo[li].splits) split = 0, ++col;
   }
 };
 
-// Starts the copies of the cursor's tile into `stage` and steps the cursor. sm_90: warp 0 issues one bulk copy
-// per weight row and per group row (the copy engine, not the SMs' load path, moves them), completing on the
-// stage's mbarrier. Older GPUs: every thread issues 16-byte cp.async copies, one commit group per call (empty
-// past the end, so the group count stays regular).
-template <int T>
+// The warp copies the cursor's tile into its ring entry `entry` and steps the cursor: lane 0 arms the stage's
+// mbarrier with the byte count, then lanes 0..R-1 copy a weight row each, lanes 16.. the group rows' scales and
+// lanes 24.. their zeros (bulk copies: the copy engine moves them, completing on the mbarrier).
+template <int R>
 __device__ __forceinline__ void issue_tile(const BlockPlan& bp, const StreamPtrs* ptrs, int num_layers, Cursor& cur,
-                                           const Ring& ring, int entry, int S) {
-  unsigned char* stage = ring.stage(entry, S);
-  if (cur.layer < num_layers) {
-    const int li = cur.li, N = bp.N[li];
-    const StreamPtrs w = ptrs[cur.layer * kLinears + li];
-    const int c0 = cur.c * kTileCols, cols = min(kTileCols, N - c0), nr = cur.nr, ng = cur.ng, g0 = cur.g0;
-    const uint32_t* src = w.qweight + (size_t)cur.r0 * N + c0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (threadIdx.x < 32) {
-      const int lane = threadIdx.x;
-      const unsigned bar = (unsigned)__cvta_generic_to_shared(ring.full + entry % S);
-      const unsigned bytes = (unsigned)(nr * cols * 4 + ng * cols * 2 + (w.zeros ? ng * cols : 0));
-      if (lane == 0)
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-      __syncwarp();
-      // the stage was last read through the generic proxy (the block synced since); the copy engine writes it next
-      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-      auto bulk = [&](void* dst, const void* gsrc, unsigned n) {
-        asm volatile(
-            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                (unsigned)__cvta_generic_to_shared(dst)),
-            "l"(gsrc), "r"(n), "r"(bar)
-            : "memory");
-      };
-      for (int row = lane; row < nr; row += 32) bulk(stage + row * kRowBytes, src + (size_t)row * N, cols * 4);
-      if (lane < ng) bulk(stage + ring.scale_off + lane * 256, w.scales + (size_t)(g0 + lane) * N + c0, cols * 2);
-      if (w.zeros && lane < ng) bulk(stage + ring.zero_off + lane * 128, w.zeros + (size_t)(g0 + lane) * N + c0, cols);
-    }
-#else
-    for (int i = threadIdx.x; i < nr * 32; i += T) {
-      const int row = i >> 5, ch = i & 31;
-      if (ch * 4 < cols) cp_async16(stage + row * kRowBytes + ch * 16, src + (size_t)row * N + ch * 4);
-    }
-    for (int i = threadIdx.x; i < ng * 16; i += T) {
-      const int gi = i >> 4, ch = i & 15;
-      if (ch * 8 < cols)
-        cp_async16(stage + ring.scale_off + gi * 256 + ch * 16, w.scales + (size_t)(g0 + gi) * N + c0 + ch * 8);
-    }
-    if (w.zeros) {
-      for (int i = threadIdx.x; i < ng * 32; i += T) {
-        const int gi = i >> 5, ch = i & 31;
-        if (ch * 4 < cols)
-          cp_async4(stage + ring.zero_off + gi * 128 + ch * 4, w.zeros + (size_t)(g0 + gi) * N + c0 + ch * 4);
-      }
-    }
-#endif
-    cur.next(bp, num_layers);
+                                           const Ring& ring, int warp, int entry) {
+  if (cur.layer >= num_layers) return;
+  const int lane = threadIdx.x & 31, li = cur.li, N = bp.N[li], K = bp.K[li], gs = bp.group_size[li];
+  const StreamPtrs w = ptrs[cur.layer * kLinears + li];
+  const int c0 = cur.col * kTileCols, cols = min(kTileCols, N - c0);
+  const int r0 = cur.split * R, nr = min(R, K / 8 - r0);
+  const int g0 = r0 * 8 / gs, ng = ((r0 + nr) * 8 - 1) / gs - g0 + 1;
+  unsigned char* stage = ring.stage(warp, entry);
+  const unsigned bar = (unsigned)__cvta_generic_to_shared(ring.full + ring.slot(warp, entry));
+  // the stage was last read through the generic proxy; the copy engine writes it next
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  __syncwarp();
+  if (lane == 0) {
+    const unsigned bytes = (unsigned)(nr * cols * 4 + ng * cols * 2 + (w.zeros ? ng * cols : 0));
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
   }
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ < 900
-  cp_async_commit();
-#endif
+  __syncwarp();
+  auto bulk = [&](void* dst, const void* gsrc, unsigned n) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     (unsigned)__cvta_generic_to_shared(dst)),
+                 "l"(gsrc), "r"(n), "r"(bar)
+                 : "memory");
+  };
+  if (lane < nr) bulk(stage + lane * kRowBytes, w.qweight + (size_t)(r0 + lane) * N + c0, cols * 4);
+  if (lane >= 16 && lane - 16 < ng)
+    bulk(stage + ring.scale_off + (lane - 16) * 256, w.scales + (size_t)(g0 + lane - 16) * N + c0, cols * 2);
+  if (w.zeros && lane >= 24 && lane - 24 < ng)
+    bulk(stage + ring.zero_off + (lane - 24) * 128, w.zeros + (size_t)(g0 + lane - 24) * N + c0, cols);
+  cur.next(bp, warp, num_layers);
 }
 
-// The activations of packed rows [r0, r0 + nr) as (k, k + 4) pairs times 1/16, the GEMV kernel's staging
+// The activations of packed rows [r0, r1) as (k, k + 4) pairs times 1/16, the GEMV kernel's staging
 // (stage_x in kernels_gemv_q4.cu) with in-kernel data read from L2.
 template <int T, GemvInput IN>
-__device__ __forceinline__ void stage_tile_x(const QWeight& w, const void* xv, const __half* norm, float r, int r0,
-                                             int nr, __half2* xs) {
-  for (int i = threadIdx.x; i < nr * 4; i += T) {
+__device__ __forceinline__ void stage_x(const QWeight& w, const void* xv, const __half* norm, float r, int r0,
+                                        int r1, __half2* xs) {
+  for (int i = threadIdx.x; i < (r1 - r0) * 4; i += T) {
     const int rr = i >> 2, s = i & 3;
     int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
     if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
@@ -287,49 +257,49 @@ __device__ __forceinline__ void stage_tile_x(const QWeight& w, const void* xv, c
   }
 }
 
-// Computes this block's tiles [lo, hi) of linear li in `layer`: y += W x, x from xv as IN says. Consumes
-// ring entries from `seq` on and keeps the ring S - 1 tiles ahead. Returns the next entry.
-template <int S, int T, GemvInput IN>
+// Adds a warp's column sums (4 per lane) to y with one vector atomic per lane (sm_90).
+__device__ __forceinline__ void add_columns(float* y, const float acc[4]) {
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(y), "f"(acc[0]), "f"(acc[1]), "f"(acc[2]),
+               "f"(acc[3])
+               : "memory");
+}
+
+// y += W x over this block's tiles of linear li, x from xv as IN says (staged once for the block), each warp
+// over its own part: waits for each tile in its ring, computes it, refills the stage with its next tile, and
+// adds its column sums when a strip ends. Returns the warp's next ring entry.
+template <int T, GemvInput IN>
 __device__ int run_linear(const BlockPlan& bp, const StreamPtrs* ptrs, int num_layers, const Ring& ring, Cursor& cur,
                           const QWeight& w, int li, int seq, const void* xv, const __half* norm, float r, float* y,
-                          __half2* xs, float* red) {
-  constexpr int kWarps = T / 32, kRowsPerWarp = kTileRows / kWarps;
-  static_assert(kTileRows % kWarps == 0, "warps own whole rows");
+                          __half2* xs) {
+  constexpr int R = tile_rows<T>();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int ncol = bp.geo[li].ncol;
-  int s = bp.lo[li] / ncol, c = bp.lo[li] - s * ncol, cur_split = -1;
-  const int rows_per_group = w.group_size / 8;
-  const bool warp_in_one_group = rows_per_group % kRowsPerWarp == 0;  // warps start at multiples of their rows
-  int r0 = 0, nr = 0, g0 = 0;
-  for (int t = bp.lo[li]; t < bp.hi[li]; ++t, ++seq) {
-    ring_wait<S>(ring, seq);  // entry seq has landed (as this thread sees it)
-    __syncthreads();          // for everyone; everyone is done with entry seq - 1 and its slot
-    issue_tile<T>(bp, ptrs, num_layers, cur, ring, seq + S - 1, S);
-    const int c0 = c * kTileCols;
-    if (s != cur_split) {
-      cur_split = s;
-      r0 = s * kTileRows, nr = min(kTileRows, w.K / 8 - r0), g0 = r0 / rows_per_group;
-      stage_tile_x<T, IN>(w, xv, norm, r, r0, nr, xs);
-      __syncthreads();
-    }
-    const unsigned char* st = ring.stage(seq, S);
-    float acc[1][4] = {{0.f, 0.f, 0.f, 0.f}};
-    const int row0 = warp * kRowsPerWarp;
-    if (c0 + lane * 4 < w.N && row0 < nr) {
-      uint4 q[kRowsPerWarp];
+  const int xr0 = bp.xr0[li];
+  stage_x<T, IN>(w, xv, norm, r, xr0, bp.xr1[li], xs);
+  __syncthreads();
+  const int lo = bp.wlo[warp][li], hi = bp.whi[warp][li];
+  if (lo >= hi) return seq;
+  const int splits = bp.geo[li].splits, rows_per_group = w.group_size / 8;
+  int col = lo / splits, split = lo - col * splits;
+  bool with_bias = split == 0;
+  float acc[1][4] = {{0.f, 0.f, 0.f, 0.f}};
+  for (int t = lo; t < hi; ++t, ++seq) {
+    const int c = col * kTileCols + lane * 4, r0 = split * R, nr = min(R, w.K / 8 - r0);
+    const int g0 = r0 / rows_per_group;
+    ring_wait(ring, warp, seq);
+    const unsigned char* st = ring.stage(warp, seq);
+    if (c < w.N) {
+      uint4 q[R];
 #pragma unroll
-      for (int u = 0; u < kRowsPerWarp; ++u)
-        if (row0 + u < nr) q[u] = *reinterpret_cast<const uint4*>(st + (row0 + u) * kRowBytes + lane * 16);
-      int cur_g = -1;
+      for (int u = 0; u < R; ++u)
+        if (u < nr) q[u] = *reinterpret_cast<const uint4*>(st + u * kRowBytes + lane * 16);
       float sc[4];
       __half2 z2[8];
-      const int g_first = (r0 + row0) / rows_per_group;
+      int g = g0 - 1, boundary = 0;  // boundary: the first row of the next group (no division per row)
 #pragma unroll
-      for (int u = 0; u < kRowsPerWarp; ++u) {
-        if (row0 + u >= nr) break;
-        const int g = warp_in_one_group ? g_first : (r0 + row0 + u) / rows_per_group;
-        if (g != cur_g) {
-          cur_g = g;
+      for (int u = 0; u < R; ++u) {
+        if (u >= nr) break;
+        if (u == boundary) {
+          boundary = (++g + 1) * rows_per_group - r0;
           const uint2 sraw = *reinterpret_cast<const uint2*>(st + ring.scale_off + (g - g0) * 256 + lane * 8);
           if (w.zeros) {
             const uint32_t zw = *reinterpret_cast<const uint32_t*>(st + ring.zero_off + (g - g0) * 128 + lane * 4);
@@ -338,34 +308,36 @@ __device__ int run_linear(const BlockPlan& bp, const StreamPtrs* ptrs, int num_l
             group_params<true>(sraw, 0u, w.sym_zero, sc, z2);
           }
         }
-        accumulate_row<1>(q[u], z2, sc, xs, kTileRows, (row0 + u) * 4, acc);
+        accumulate_row<1>(q[u], z2, sc, xs, 0, (r0 + u - xr0) * 4, acc);
       }
     }
-    reinterpret_cast<float4*>(red)[warp * 32 + lane] = make_float4(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
-    __syncthreads();
-    if (threadIdx.x < kTileCols) {
-      const int n = c0 + threadIdx.x;
-      if (n < w.N) {
-        float v = 0.f;
-#pragma unroll
-        for (int wi = 0; wi < kWarps; ++wi) v += red[wi * kTileCols + threadIdx.x];
-        if (s == 0 && w.bias) v += __half2float(w.bias[n]);
-        atomicAdd(y + n, v);
+    __syncwarp();
+    issue_tile<R>(bp, ptrs, num_layers, cur, ring, warp, seq + ring.S);
+    if (++split == splits || t + 1 == hi) {  // the strip's run ends here: add it
+      if (c < w.N) {
+        if (with_bias && w.bias) {
+          const __half2* b2 = reinterpret_cast<const __half2*>(w.bias + c);
+          const float2 b01 = __half22float2(b2[0]), b23 = __half22float2(b2[1]);
+          acc[0][0] += b01.x, acc[0][1] += b01.y, acc[0][2] += b23.x, acc[0][3] += b23.y;
+        }
+        add_columns(y + c, acc[0]);
       }
+      acc[0][0] = acc[0][1] = acc[0][2] = acc[0][3] = 0.f;
+      if (split == splits) split = 0, ++col;
+      with_bias = true;  // the next strip's run starts at split 0
     }
-    if (++c == ncol) c = 0, ++s;
   }
   return seq;
 }
 
 // One (head, split) of decode attention for the single row at position pos (attention_kernel<ROPE> in
-// kernels_model.cu with 512 threads): writes this position's rotated k and v into the caches if the split
+// kernels_model.cu with T threads): writes this position's rotated k and v into the caches if the split
 // covers it, attends over its share of [0, pos], and either writes the head's output or its partial; the
 // last split of a head to finish combines them. Counts the head in heads_done once its output is written.
 template <int T>
 __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int head, int split, int pos, float* sm,
                                unsigned* heads_done) {
-  constexpr int kThreads = kAttnThreads;  // lane groups over the first 512 threads; the rest only sync
+  constexpr int kThreads = T;
   const int D = p.head_dim, H = p.heads, KV = p.kv_heads, S = p.max_seq;
   const int L = pos + 1;
   const int splits = min(p.max_splits, max(1, (L + kAttnMinKeysPerSplit - 1) / kAttnMinKeysPerSplit));
@@ -411,7 +383,7 @@ __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int h
   float mrun = -INFINITY, lrun = 0.f;
   const int lane = tid & 31;
   const unsigned group_mask = tpp >= 32 ? 0xffffffffu : (((1u << tpp) - 1u) << (lane & ~(tpp - 1)));
-  constexpr int U = T > 512 ? 2 : 4;  // key positions per lane group in flight (fewer registers at 1024 threads)
+  constexpr int U = 4;  // key positions per lane group in flight
   for (int p0 = start + slot; worker && p0 < end; p0 += slots * U) {
     uint4 kr[U], vr[U];
 #pragma unroll
@@ -466,49 +438,48 @@ __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int h
   __syncthreads();  // the scratch is free for the next item
 }
 
-template <int S, int T>
+template <int T>
 __global__ void __launch_bounds__(T, 1) decode_persistent_kernel(const DecodeStep p) {
+  constexpr int W = T / 32, R = tile_rows<T>();
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ BlockPlan bp;
-  __shared__ float red16[T / 32];
-  __shared__ __align__(8) uint64_t full_bar[S];
-  const int tid = threadIdx.x, G = gridDim.x, b = blockIdx.x, NL = p.num_layers;
-  const Ring ring{smem, p.stage_bytes, p.scale_off, p.zero_off, full_bar};
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (tid == 0) {
-    for (int k = 0; k < S; ++k)
-      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"((unsigned)__cvta_generic_to_shared(full_bar + k))
-                   : "memory");
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-#endif
-  __half2* xs = reinterpret_cast<__half2*>(smem + (size_t)S * p.stage_bytes);         // [kTileRows * 4]
-  float* scratch = reinterpret_cast<float*>(xs + kTileRows * 4);                      // [scratch_floats]
-  StreamPtrs* ptrs = reinterpret_cast<StreamPtrs*>(scratch + p.scratch_floats);      // [NL][4]
+  __shared__ float red16[W];
+  __shared__ __align__(8) uint64_t full_bar[kMaxWarps * kMaxStages];
+  const int tid = threadIdx.x, G = gridDim.x, b = blockIdx.x, NL = p.num_layers, warp = tid >> 5;
+  const Ring ring{smem, p.stage_bytes, p.scale_off, p.zero_off, p.stages, full_bar};
+  if (tid < W * p.stages)
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"((unsigned)__cvta_generic_to_shared(full_bar + tid))
+                 : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  // activations (one linear's staged K range) and the attention items' scratch share one region
+  __half2* xs = reinterpret_cast<__half2*>(smem + (size_t)W * p.stages * p.stage_bytes);
+  float* scratch = reinterpret_cast<float*>(xs);
+  StreamPtrs* ptrs = reinterpret_cast<StreamPtrs*>(scratch + p.scratch_floats);  // [NL][4]
 
   if (tid < kLinears) {
     const QWeight& w = p.layers[0].lin[tid];
-    const Geometry g = geometry(w.K, w.N);
-    bp.geo[tid] = g;
-    bp.lo[tid] = (int)((long long)g.tiles * b / G);
-    bp.hi[tid] = (int)((long long)g.tiles * (b + 1) / G);
-    bp.K[tid] = w.K, bp.N[tid] = w.N, bp.group_size[tid] = w.group_size, bp.sym_zero[tid] = w.sym_zero;
+    const Geometry g = geometry(w.K, w.N, R);
+    const int lo = (int)((long long)g.tiles * b / G), hi = (int)((long long)g.tiles * (b + 1) / G);
+    bp.geo[tid] = g, bp.lo[tid] = lo, bp.hi[tid] = hi;
+    for (int wi = 0; wi < W; ++wi) {
+      bp.wlo[wi][tid] = lo + (hi - lo) * wi / W;
+      bp.whi[wi][tid] = lo + (hi - lo) * (wi + 1) / W;
+    }
+    // within one strip, only the K splits the block covers; else all of K
+    const bool one_strip = hi > lo && (lo / g.splits == (hi - 1) / g.splits);
+    bp.xr0[tid] = one_strip ? (lo % g.splits) * R : 0;
+    bp.xr1[tid] = one_strip ? min(w.K / 8, ((hi - 1) % g.splits + 1) * R) : w.K / 8;
+    bp.K[tid] = w.K, bp.N[tid] = w.N, bp.group_size[tid] = w.group_size;
   }
   for (int i = tid; i < NL * kLinears; i += T) {
     const QWeight& w = p.layers[i / kLinears].lin[i % kLinears];
     ptrs[i] = StreamPtrs{w.qweight, w.scales, w.zeros, 0};
   }
   __syncthreads();
-  if (tid == 0) {
-    int n = 0;
-    for (int i = 0; i < kLinears; ++i) n += bp.hi[i] - bp.lo[i];
-    bp.per_layer = n;
-  }
-  __syncthreads();
-  // Weights never depend on earlier kernels: the ring fills while the previous kernel drains.
+  // Weights never depend on earlier kernels: every warp's stages fill while the previous kernel drains.
   Cursor cur;
-  cur.start(bp, NL);
-  for (int k = 0; k < S - 1; ++k) issue_tile<T>(bp, ptrs, NL, cur, ring, k, S);
+  cur.start(bp, warp, NL);
+  for (int k = 0; k < p.stages; ++k) issue_tile<R>(bp, ptrs, NL, cur, ring, warp, k);
   wait_for_previous_kernel();
 
   // Optional profile (the kernel check): thread 0's clock between marks, summed per segment.
@@ -536,9 +507,8 @@ __global__ void __launch_bounds__(T, 1) decode_persistent_kernel(const DecodeSte
       lap(kProfileWaitQkv);
       const float r = rsqrtf(sum_squares<T>(p.h, p.hidden, red16) / (float)p.hidden + p.eps);
       zero_share<T>(p.gu, (size_t)2 * p.inter, bp.lo[0], bp.hi[0], bp.geo[0].tiles);  // down (last layer) read it
-      const QWeight w = ld.lin[0];
-      seq = run_linear<S, T, GemvInput::RmsNorm>(bp, ptrs, NL, ring, cur, w, 0, seq, p.h, ld.input_norm, r, p.qkv, xs,
-                                              scratch);
+      seq = run_linear<T, GemvInput::RmsNorm>(bp, ptrs, NL, ring, cur, ld.lin[0], 0, seq, p.h, ld.input_norm, r,
+                                              p.qkv, xs);
       signal_count(cnt + kQkvDone, bp.hi[0] - bp.lo[0]);
       lap(kProfileQkv);
     }
@@ -552,8 +522,7 @@ __global__ void __launch_bounds__(T, 1) decode_persistent_kernel(const DecodeSte
     if (bp.hi[1] > bp.lo[1]) {  // o_proj, into the residual stream
       wait_count(cnt + kHeadsDone, p.heads);
       lap(kProfileWaitO);
-      const QWeight w = ld.lin[1];
-      seq = run_linear<S, T, GemvInput::Half>(bp, ptrs, NL, ring, cur, w, 1, seq, p.att, nullptr, 0.f, p.h, xs, scratch);
+      seq = run_linear<T, GemvInput::Half>(bp, ptrs, NL, ring, cur, ld.lin[1], 1, seq, p.att, nullptr, 0.f, p.h, xs);
       signal_count(cnt + kODone, bp.hi[1] - bp.lo[1]);
       lap(kProfileO);
     }
@@ -562,25 +531,20 @@ __global__ void __launch_bounds__(T, 1) decode_persistent_kernel(const DecodeSte
       lap(kProfileWaitGateUp);
       const float r = rsqrtf(sum_squares<T>(p.h, p.hidden, red16) / (float)p.hidden + p.eps);
       zero_share<T>(p.qkv, (size_t)qkv_dim, bp.lo[2], bp.hi[2], bp.geo[2].tiles);  // attention has read it
-      const QWeight w = ld.lin[2];
-      seq = run_linear<S, T, GemvInput::RmsNorm>(bp, ptrs, NL, ring, cur, w, 2, seq, p.h, ld.post_norm, r, p.gu, xs,
-                                              scratch);
+      seq = run_linear<T, GemvInput::RmsNorm>(bp, ptrs, NL, ring, cur, ld.lin[2], 2, seq, p.h, ld.post_norm, r, p.gu,
+                                              xs);
       signal_count(cnt + kGateUpDone, bp.hi[2] - bp.lo[2]);
       lap(kProfileGateUp);
     }
     if (bp.hi[3] > bp.lo[3]) {  // down, into the residual stream
       wait_count(cnt + kGateUpDone, bp.geo[2].tiles);
       lap(kProfileWaitDown);
-      const QWeight w = ld.lin[3];
-      seq = run_linear<S, T, GemvInput::SiluGateUp>(bp, ptrs, NL, ring, cur, w, 3, seq, p.gu, nullptr, 0.f, p.h, xs,
-                                                 scratch);
+      seq = run_linear<T, GemvInput::SiluGateUp>(bp, ptrs, NL, ring, cur, ld.lin[3], 3, seq, p.gu, nullptr, 0.f, p.h,
+                                                 xs);
       signal_count(cnt + kDownDone, bp.hi[3] - bp.lo[3]);
       lap(kProfileDown);
     }
   }
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ < 900
-  cp_async_wait<0>();
-#endif
   if (b == 0) {  // the final norm's sum of squares, for the lm_head
     wait_count(p.counters + (NL - 1) * kCounters + kDownDone, bp.geo[3].tiles);
     const float ss = sum_squares<T>(p.h, p.hidden, red16);
@@ -599,30 +563,23 @@ __global__ void __launch_bounds__(T, 1) decode_persistent_kernel(const DecodeSte
     }
   }
 }
+#else
+template <int T>
+__global__ void __launch_bounds__(T, 1) decode_persistent_kernel(const DecodeStep) {
+  __trap();
+}
+#endif  // sm_90
 
 using KernelFn = void (*)(DecodeStep);
 std::atomic<unsigned long long> launches{0};
-KernelFn kernel_for(int stages, int threads) {
-  if (threads == 1024) {
-    switch (stages) {
-      case 3: return decode_persistent_kernel<3, 1024>;
-      case 4: return decode_persistent_kernel<4, 1024>;
-      case 5: return decode_persistent_kernel<5, 1024>;
-      default: return decode_persistent_kernel<6, 1024>;
-    }
-  }
-  switch (stages) {
-    case 3: return decode_persistent_kernel<3, 512>;
-    case 4: return decode_persistent_kernel<4, 512>;
-    case 5: return decode_persistent_kernel<5, 512>;
-    default: return decode_persistent_kernel<6, 512>;
-  }
+KernelFn kernel_for(int threads) {
+  return threads == 256 ? decode_persistent_kernel<256> : decode_persistent_kernel<512>;
 }
 
 }  // namespace
 
 bool& persistent_decode_flag() {
-  static bool on = [] {  // opt-in: slower than the 5-kernel path so far (docs/PERF-NOTES.md, session 5)
+  static bool on = [] {  // opt-in until it is measured faster than the 5-kernel path (docs/PERF-NOTES.md)
     const char* v = std::getenv("XLLAMA_PERSISTENT_DECODE");
     return v && *v && *v != '0';
   }();
@@ -633,9 +590,20 @@ size_t decode_step_counters(int num_layers) { return (size_t)num_layers * kCount
 
 bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& layers) {
   if (layers.empty() || (int)layers.size() != st.num_layers) return false;
+  int dev = 0, major = 0;
+  XL_CUDA_CHECK(cudaGetDevice(&dev));
+  XL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  if (major < 9) return false;  // bulk copies, mbarrier transaction counts and vector atomics
   const int D = st.head_dim;
   if (D % 8 || D > 256 || st.heads % st.kv_heads || st.max_splits < 1) return false;
-  int min_gs = 1 << 30;
+  if (st.threads == 0) {
+    const char* v = std::getenv("XLLAMA_DECODE_THREADS");
+    st.threads = v && *v ? std::atoi(v) : kDefaultThreads;
+  }
+  const int T = st.threads == 256 ? 256 : 512, W = T / 32, R = kTileWords / T;
+  st.threads = T;
+  int min_gs = 1 << 30, max_k = 0;
+  bool any_zeros = false;
   for (int li = 0; li < kLinears; ++li) {
     const QWeight& w0 = layers[0].lin[li];
     for (const DecodeLayer& l : layers) {
@@ -644,8 +612,10 @@ bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& layers)
       if (!w.qweight || !w.scales || w.K != w0.K || w.N != w0.N || w.group_size != w0.group_size) return false;
       if (w.K % 8 || w.N % 8 || w.group_size % 8 || w.group_size <= 0) return false;
       if (w.zeros && w.N % 16) return false;  // zero rows are copied in 16-byte multiples
+      any_zeros = any_zeros || w.zeros;
     }
     min_gs = std::min(min_gs, w0.group_size);
+    max_k = std::max(max_k, w0.K);
   }
   const QWeight* l0 = layers[0].lin;
   if (l0[0].K != st.hidden || l0[0].N != (st.heads + 2 * st.kv_heads) * D || l0[1].K != st.heads * D ||
@@ -653,36 +623,30 @@ bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& layers)
       l0[3].N != st.hidden)
     return false;
   // Stage: weights, then the scales and zeros of the groups a tile touches.
-  const int max_groups = (kTileRows * 8 - 1) / min_gs + 2;
-  st.scale_off = kTileRows * kRowBytes;
+  const int max_groups = (R * 8 - 1) / min_gs + 2;
+  if (max_groups > 8) return false;  // one group row per lane of 16..23 (and 24..31)
+  st.scale_off = R * kRowBytes;
   st.zero_off = st.scale_off + max_groups * 256;
-  st.stage_bytes = (st.zero_off + max_groups * 128 + 127) / 128 * 128;
-  if (st.threads == 0) {
-    const char* v = std::getenv("XLLAMA_DECODE_THREADS");
-    st.threads = v && *v ? std::atoi(v) : kDefaultThreads;
-  }
-  const int T = st.threads == 512 ? 512 : 1024;
-  st.threads = T;
-  if (max_groups > 32) return false;  // one group row per lane of the producer warp (group size >= 32)
+  st.stage_bytes = ((any_zeros ? st.zero_off + max_groups * 128 : st.zero_off) + 127) / 128 * 128;
+  // x staging (a linear's whole K as half2 pairs) or the attention items' scratch, whichever is larger
   int tpp = 1;
   while (tpp * 8 < D) tpp <<= 1;
-  const int slots = kAttnThreads / tpp;
-  st.scratch_floats = (std::max(256 + slots * D + 2 * slots, T / 32 * kTileCols) + 3) / 4 * 4;  // 16-byte aligned
-  const size_t fixed = (size_t)kTileRows * 4 * sizeof(__half2) + (size_t)st.scratch_floats * 4 +
-                       (size_t)st.num_layers * kLinears * sizeof(StreamPtrs);
-  int dev = 0, optin = 0, sms = 0;
-  XL_CUDA_CHECK(cudaGetDevice(&dev));
+  const int slots = T / tpp;
+  st.scratch_floats = (std::max(256 + slots * D + 2 * slots, max_k / 2) + 3) / 4 * 4;  // 16-byte aligned
+  const size_t fixed = (size_t)st.scratch_floats * 4 + (size_t)st.num_layers * kLinears * sizeof(StreamPtrs);
+  int optin = 0, sms = 0;
   XL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  KernelFn k = kernel_for(T);
   cudaFuncAttributes attr{};
-  XL_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel_for(6, T)));  // static shared memory, the same for every S
+  XL_CUDA_CHECK(cudaFuncGetAttributes(&attr, k));
   const size_t static_smem = attr.sharedSizeBytes;
   if ((size_t)optin < fixed + static_smem) return false;
-  const int stages = (int)std::min<size_t>(6, ((size_t)optin - fixed - static_smem) / st.stage_bytes);
-  if (stages < 3) return false;
+  int stages = (int)std::min<size_t>(kMaxStages, ((size_t)optin - fixed - static_smem) / ((size_t)W * st.stage_bytes));
+  if (const char* v = std::getenv("XLLAMA_DECODE_STAGES")) stages = std::min(stages, std::max(1, std::atoi(v)));
+  if (stages < 2) return false;
   st.stages = stages;
-  st.smem = (size_t)stages * st.stage_bytes + fixed;
-  KernelFn k = kernel_for(stages, T);
+  st.smem = (size_t)W * stages * st.stage_bytes + fixed;
   XL_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)st.smem));
   int per_sm = 0;
   XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, T, st.smem));
@@ -692,7 +656,7 @@ bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& layers)
 }
 
 void decode_step(const DecodeStep& st, cudaStream_t s) {
-  launch(kernel_for(st.stages, st.threads), dim3(st.grid), dim3(st.threads), st.smem, s, st);
+  launch(kernel_for(st.threads), dim3(st.grid), dim3(st.threads), st.smem, s, st);
   XL_CUDA_LAUNCH_CHECK();
   ++launches;
 }

@@ -1209,7 +1209,7 @@ void check_backend_gptq() {
   persistent_decode_flag() = true;
   const char* env = std::getenv("XLLAMA_DECODE_THREADS");
   const std::string saved = env ? env : "";
-  for (const char* threads : {"512", "1024"}) {
+  for (const char* threads : {"256", "512"}) {
     setenv("XLLAMA_DECODE_THREADS", threads, 1);
     auto b = create_cuda_backend(c, g, w, o);
     const unsigned long long launches = decode_step_enqueued();
@@ -1395,11 +1395,13 @@ void time_decode_steps(bool quick = false) {
   const ModelConfig c70 = llama_70b_config();
   std::printf("\npersistent decode kernel alone (random weights, group 128)\n");
   const double copy = copy_bandwidth_gbs();
-  if (quick) {  // 7B at length 128 only (a profiler's run)
-    for (int threads : {512, 1024}) time_decode_step("7B", c7, 128, copy, threads);
+  if (quick) {  // 7B at length 128 only (a profiler's run); XLLAMA_DECODE_THREADS picks one block size
+    const char* t = std::getenv("XLLAMA_DECODE_THREADS");
+    if (t && *t) time_decode_step("7B", c7, 128, copy, std::atoi(t));
+    else for (int threads : {256, 512}) time_decode_step("7B", c7, 128, copy, threads);
     return;
   }
-  for (int threads : {512, 1024}) {
+  for (int threads : {256, 512}) {
     for (int len : {128, 2048}) guarded("decode step 7B", [&] { time_decode_step("7B", c7, len, copy, threads); });
     guarded("decode step 13B", [&] { time_decode_step("13B", c13, 128, copy, threads); });
     for (int len : {128, 2048}) guarded("decode step 70B", [&] { time_decode_step("70B", c70, len, copy, threads); });
