@@ -50,6 +50,9 @@ constexpr int kLinears = 4;                // q/k/v, o_proj, gate/up, down
 constexpr int kMaxStages = 4;              // per warp
 enum Counter { kQkvDone = 0, kHeadsDone = 1, kODone = 2, kGateUpDone = 3, kDownDone = 4, kCounters = 5 };
 
+// R: the packed rows of a tile at `threads` per block.
+__host__ __device__ constexpr int tile_rows(int threads) { return kTileWords / threads; }
+
 // Per-layer pointers the copies need, in shared memory (a global load on the issue path would hold the stream
 // up for an L2 round trip per tile).
 struct StreamPtrs {
@@ -62,9 +65,6 @@ struct StreamPtrs {
 // Device code for sm_90 only; older GPUs get a stub (decode_step_prepare declines them before any launch).
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 constexpr int kMaxWarps = 16;
-
-template <int T>
-__host__ __device__ constexpr int tile_rows() { return kTileWords / T; }
 
 struct Geometry {
   int ncol, splits, tiles;
@@ -271,7 +271,7 @@ template <int T, GemvInput IN>
 __device__ int run_linear(const BlockPlan& bp, const StreamPtrs* ptrs, int num_layers, const Ring& ring, Cursor& cur,
                           const QWeight& w, int li, int seq, const void* xv, const __half* norm, float r, float* y,
                           __half2* xs) {
-  constexpr int R = tile_rows<T>();
+  constexpr int R = tile_rows(T);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int xr0 = bp.xr0[li];
   stage_x<T, IN>(w, xv, norm, r, xr0, bp.xr1[li], xs);
@@ -440,7 +440,7 @@ __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int h
 
 template <int T>
 __global__ void __launch_bounds__(T, 1) decode_persistent_kernel(const DecodeStep p) {
-  constexpr int W = T / 32, R = tile_rows<T>();
+  constexpr int W = T / 32, R = tile_rows(T);
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ BlockPlan bp;
   __shared__ float red16[W];
@@ -600,7 +600,7 @@ bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& layers)
     const char* v = std::getenv("XLLAMA_DECODE_THREADS");
     st.threads = v && *v ? std::atoi(v) : kDefaultThreads;
   }
-  const int T = st.threads == 256 ? 256 : 512, W = T / 32, R = kTileWords / T;
+  const int T = st.threads == 256 ? 256 : 512, W = T / 32, R = tile_rows(T);
   st.threads = T;
   int min_gs = 1 << 30, max_k = 0;
   bool any_zeros = false;
@@ -642,8 +642,7 @@ bool decode_step_prepare(DecodeStep& st, const std::vector<DecodeLayer>& layers)
   XL_CUDA_CHECK(cudaFuncGetAttributes(&attr, k));
   const size_t static_smem = attr.sharedSizeBytes;
   if ((size_t)optin < fixed + static_smem) return false;
-  int stages = (int)std::min<size_t>(kMaxStages, ((size_t)optin - fixed - static_smem) / ((size_t)W * st.stage_bytes));
-  if (const char* v = std::getenv("XLLAMA_DECODE_STAGES")) stages = std::min(stages, std::max(1, std::atoi(v)));
+  const int stages = (int)std::min<size_t>(kMaxStages, ((size_t)optin - fixed - static_smem) / ((size_t)W * st.stage_bytes));
   if (stages < 2) return false;
   st.stages = stages;
   st.smem = (size_t)W * stages * st.stage_bytes + fixed;
