@@ -54,11 +54,24 @@ struct GemvFusion {
 };
 // Decode GEMV over 4-bit weights (kernels_gemv_q4.cu).
 // The config sets the packed rows (8 input rows each) per warp, which sets how K is split over blocks
-// (0: gemv_q4_rows_per_warp's tuned rule); gemv_q4_candidates() lists what the kernel check's --tune times.
+// (0: gemv_q4_resolve's tuned rule), and how the dot products are done:
+//   Half:  the input as fp16 pairs, nibbles dequantized to fp16 (hfma2, fp32 sums every 4 products).
+//   Fixed: the input as 16-bit fixed point per 32 inputs (one scale per block of 32, |x| / max -> 32767),
+//          multiplied with the nibbles by dp2a in exact integer sums; about 2.5x fewer instructions per weight,
+//          and no rounding but the one of x to 16 bits (finer than fp16's for every input within 1/32 of its
+//          block's largest): ~20x closer to float64 than the fp16 dot in the kernel check. Needs K and the group
+//          size to be multiples of 32.
+//   Default: Fixed where it can run, unless XLLAMA_GEMV_DOT=half (gemv_q4_fixed_point_flag()).
+// gemv_q4_candidates() lists what the kernel check's --tune times and its checks run.
+enum class GemvDot { Default, Half, Fixed };
 struct GemvQ4Config {
   int rows_per_warp = 0;
+  GemvDot dot = GemvDot::Default;
 };
-int gemv_q4_rows_per_warp(int K, int N);
+// Process-wide switch for GemvDot::Default (the kernel check flips it to compare); starts from XLLAMA_GEMV_DOT.
+bool& gemv_q4_fixed_point_flag();
+// The config gemv_q4 runs for this weight: Default dot and rows_per_warp 0 resolved (the tuned rules).
+GemvQ4Config gemv_q4_resolve(const QWeight& w, GemvQ4Config cfg);
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg = GemvQ4Config{}, const GemvFusion& fusion = GemvFusion{});
 std::vector<GemvQ4Config> gemv_q4_candidates();

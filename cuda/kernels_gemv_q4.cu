@@ -11,7 +11,12 @@
 // (xllama_kernel_check --tune, docs/PERF-NOTES.md).
 // (A variant that kept 8 loads in flight per lane as a register ring, with scales staged in shared memory,
 // lost on every 7B/13B/70B shape but one on the H100: docs/PERF-NOTES.md.)
+// Two ways to do the dot products (GemvDot in kernels.h): fp16 pairs (dequant_word + hfma2), or the input as
+// 16-bit fixed point per 32 inputs times the nibbles by dp2a, which takes ~8 instructions per 8 weights instead of
+// ~20: on the H200 decode is bound by that arithmetic as much as by the bytes (docs/PERF-NOTES.md, session 9).
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "cuda/cuda_check.h"
@@ -29,13 +34,40 @@ constexpr int kCols = 128;  // output columns per block
 constexpr int kWarps = 4;
 constexpr int kBatchRows = 8;  // packed rows a warp loads before using them
 constexpr size_t kSmemLimit = 48 * 1024;
-// Shared memory: x staging [M][block_rows * 4] half2; the warp reduction [warps][M][128] float reuses it.
-inline size_t smem_bytes(int M, int block_rows) {
-  return std::max((size_t)M * block_rows * 16, (size_t)kWarps * M * kCols * 4);
+// Fixed-point input: one scale per block of 32 inputs (4 packed rows), 16-bit values.
+constexpr int kFixedBlockRows = 4;
+constexpr float kFixedMax = 32767.f;
+// Shared memory: x staging, [M][block_rows * 4] half2 (16 bytes per packed row), or for fixed point the same
+// 16 bytes per packed row plus [M][block_rows / 4] (scale, sum) pairs; the warp reduction [warps][M][128] float
+// reuses it.
+inline size_t smem_bytes(int M, int block_rows, bool fixed) {
+  const size_t staging = (size_t)M * block_rows * 16 + (fixed ? (size_t)M * (block_rows / kFixedBlockRows) * 8 : 0);
+  return std::max(staging, (size_t)kWarps * M * kCols * 4);
+}
+
+// Input value k (checkpoint order) of row mi as the GEMV multiplies it; IN is how x becomes the input (GemvInput
+// in kernels.h). r: the row's RMSNorm factor (RmsNorm input only).
+template <GemvInput IN>
+__device__ __forceinline__ float gemv_input(const QWeight& w, const void* __restrict__ xv, int x_stride,
+                                            const GemvFusion& f, int mi, int k, float r) {
+  if (IN == GemvInput::SiluGateUp) {
+    const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+    return silu_gate_input(gr[k], gr[w.K + k]);  // silu_mul rounds to fp16
+  } else if (IN == GemvInput::RmsNorm) {
+    const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+    return rmsnorm_input(hr[k], r, f.in_norm[k]);  // rmsnorm_kernel's formula and rounding
+  } else {
+    return __half2float(static_cast<const __half*>(xv)[(size_t)mi * x_stride + k]);
+  }
+}
+
+template <GemvInput IN>
+__device__ __forceinline__ float rmsnorm_factor(const QWeight& w, const GemvFusion& f, int mi) {
+  return IN == GemvInput::RmsNorm ? rsqrtf(f.in_sum_sq[mi] / (float)w.K + f.eps) : 0.f;
 }
 
 // x for packed rows [r0, r0 + nr), read through the act-order permutation and stored (times 1/16) as the
-// pairs dequant_word produces; IN is how x becomes the input (GemvInput in kernels.h).
+// pairs dequant_word produces. The 1/16 is exact except for tiny (subnormal) values.
 template <int M, GemvInput IN>
 __device__ __forceinline__ void stage_x(const QWeight& w, const void* __restrict__ xv, int x_stride,
                                         const GemvFusion& f, int r0, int nr, int block_rows, __half2* xs) {
@@ -43,25 +75,53 @@ __device__ __forceinline__ void stage_x(const QWeight& w, const void* __restrict
     const int mi = i / (nr * 4), rem = i - mi * nr * 4, rr = rem >> 2, s = rem & 3;
     int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
     if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
-    if (IN == GemvInput::SiluGateUp) {
-      const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
-      const float ga = gr[k0], gb = gr[k1];
-      // silu_mul rounds to fp16 first; the 1/16 below is exact except for tiny (subnormal) values
-      const float a0 = silu_gate_input(ga, gr[w.K + k0]);
-      const float a1 = silu_gate_input(gb, gr[w.K + k1]);
-      xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
-    } else if (IN == GemvInput::RmsNorm) {
-      // rmsnorm_kernel's formula and rounding
-      const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
-      const float r = rsqrtf(f.in_sum_sq[mi] / (float)w.K + f.eps);
-      const float a0 = rmsnorm_input(hr[k0], r, f.in_norm[k0]);
-      const float a1 = rmsnorm_input(hr[k1], r, f.in_norm[k1]);
-      xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
-    } else {
-      const __half* xr = static_cast<const __half*>(xv) + (size_t)mi * x_stride;
-      xs[mi * block_rows * 4 + rem] =
-          __floats2half2_rn(__half2float(xr[k0]) * kXScale, __half2float(xr[k1]) * kXScale);
+    const float r = rmsnorm_factor<IN>(w, f, mi);
+    const float a0 = gemv_input<IN>(w, xv, x_stride, f, mi, k0, r);
+    const float a1 = gemv_input<IN>(w, xv, x_stride, f, mi, k1, r);
+    xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
+  }
+}
+
+// Fixed point: each block of 32 inputs (4 packed rows) as 16-bit integers v = round(x * 32767 / max|x|), stored
+// per packed row as four words of two v each, laid out for dp2a against the nibbles: [v0 v2][v4 v6][v1 v3][v5 v7]
+// (a word's nibbles 0,2,4,6 are the bytes of `word & 0x0f0f0f0f`, 1,3,5,7 the same after >> 4; dp2a.lo takes
+// bytes 0-1, dp2a.hi bytes 2-3). Per block: (max / 32767, sum of v) for the zeros' term.
+// An item is two inputs (rows s and s + 4 of a packed row) and a block 16 consecutive items: one half-warp.
+// A NaN or infinite input makes its block's scale NaN or infinite, so the outputs show it as fp16 dot products
+// would.
+template <int M, GemvInput IN>
+__device__ __forceinline__ void stage_x_fixed(const QWeight& w, const void* __restrict__ xv, int x_stride,
+                                              const GemvFusion& f, int r0, int nr, int block_rows,
+                                              unsigned char* xq, float2* xb) {
+  const int items = M * nr * 4;  // a multiple of 16: nr is a multiple of 4
+  for (int base = 0; base < items; base += blockDim.x) {  // uniform trip count: the shuffles need whole warps
+    const int i = base + threadIdx.x;
+    const bool live = i < items;
+    const int mi = live ? i / (nr * 4) : 0, rem = i - mi * nr * 4, rr = rem >> 2, s = rem & 3;
+    float a0 = 0.f, a1 = 0.f;
+    if (live) {
+      int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
+      if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
+      const float r = rmsnorm_factor<IN>(w, f, mi);
+      a0 = gemv_input<IN>(w, xv, x_stride, f, mi, k0, r);
+      a1 = gemv_input<IN>(w, xv, x_stride, f, mi, k1, r);
     }
+    // max |x| over the half-warp as integer bit patterns: ordered like the floats, and NaN above infinity
+    int mbits = max(__float_as_int(fabsf(a0)), __float_as_int(fabsf(a1)));
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) mbits = max(mbits, __shfl_xor_sync(0xffffffffu, mbits, o));
+    const float amax = __int_as_float(mbits);
+    const float inv = amax > 0.f ? kFixedMax / amax : 0.f;  // 0 for NaN and infinity (the scale carries them)
+    const int v0 = max(-32767, min(32767, __float2int_rn(a0 * inv)));
+    const int v1 = max(-32767, min(32767, __float2int_rn(a1 * inv)));
+    int sum = v0 + v1;
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (!live) continue;
+    if ((i & 15) == 0) xb[mi * (block_rows / kFixedBlockRows) + rr / kFixedBlockRows] = make_float2(amax / kFixedMax, __int_as_float(sum));
+    short* row = reinterpret_cast<short*>(xq + ((size_t)mi * block_rows + rr) * 16);
+    const int e = (s & 1) * 4 + (s >> 1);  // input s's place; input s + 4 is one word on
+    row[e] = (short)v0, row[e + 2] = (short)v1;
   }
 }
 
@@ -122,23 +182,72 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
   }
 }
 
-// One-row decode with symmetric zeros (the latency-bound case: more resident blocks hide more of it) caps
-// registers at 64 for 8 blocks per SM instead of the 7 that 72 registers allow, without spills: +2% decode on the
-// H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
-// before the wait as well lost there (the registers it takes cost a block per SM).
-template <int M, bool SYM, GemvInput IN>
-__global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM ? 8 : 1)
+// d = c + the two signed 16-bit halves of a times unsigned bytes 0-1 (lo) or 2-3 (hi) of b.
+__device__ __forceinline__ int dp2a_lo(uint32_t a, uint32_t b, int c) {
+  int d;
+  asm("dp2a.lo.s32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+__device__ __forceinline__ int dp2a_hi(uint32_t a, uint32_t b, int c) {
+  int d;
+  asm("dp2a.hi.s32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+// Fixed point: dot[mi][j] += x . nibbles of column j of one packed row (16 bytes: 8 rows x 4 columns), exactly
+// in integers; xq points at the row's staged 16 bytes for mi = 0, m_stride is one input row's staging.
+template <int M>
+__device__ __forceinline__ void dot_row_fixed(uint4 q, const uint4* xq, int m_stride, int dot[M][4]) {
+  const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+  uint4 x[M];
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) x[mi] = xq[mi * m_stride];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const uint32_t even = words[j] & 0x0f0f0f0fu, odd = (words[j] >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+    for (int mi = 0; mi < M; ++mi) {
+      int d = dp2a_lo(x[mi].x, even, dot[mi][j]);
+      d = dp2a_hi(x[mi].y, even, d);
+      d = dp2a_lo(x[mi].z, odd, d);
+      dot[mi][j] = dp2a_hi(x[mi].w, odd, d);
+    }
+  }
+}
+
+// One group's scales and integer zeros for a lane's 4 columns (fixed-point dot).
+template <bool SYM>
+__device__ __forceinline__ void group_params_fixed(uint2 sraw, uint32_t zw, float sc[4], int z[4]) {
+  const __half2* sh = reinterpret_cast<const __half2*>(&sraw);
+  const float2 s01 = __half22float2(sh[0]), s23 = __half22float2(sh[1]);
+  sc[0] = s01.x, sc[1] = s01.y, sc[2] = s23.x, sc[3] = s23.y;
+  if (!SYM)  // symmetric zeros are read from the parameters where used: no registers held
+#pragma unroll
+    for (int j = 0; j < 4; ++j) z[j] = (int)((zw >> (8 * j)) & 0xff);
+}
+
+// One-row decode with symmetric zeros and the fp16 dot (the latency-bound case: more resident blocks hide more of
+// it) caps registers at 64 for 8 blocks per SM instead of the 7 that 72 registers allow, without spills: +2% decode
+// on the H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
+// before the wait as well lost there (the registers it takes cost a block per SM). The fixed-point dot runs
+// uncapped (78 registers, 6 blocks per SM): capped at 64 it spills, and the 7B decoded 8% slower, the 70B 1%
+// faster (session 10).
+// FIXED: the fixed-point dot (stage_x_fixed, dot_row_fixed) instead of fp16 pairs; then warps take multiples of
+// 4 packed rows (whole blocks of 32 inputs), which launch_m's slices allow.
+template <int M, bool SYM, GemvInput IN, bool FIXED>
+__global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM && !FIXED ? 8 : 1)
     gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
                    int block_rows, GemvFusion f) {
   static_assert(kWarps * 32 == kCols, "add_row_sum_sq takes one column per thread");
+  static_assert(kBatchRows % kFixedBlockRows == 0, "a batch holds whole fixed-point blocks");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int U = kBatchRows;
-  __half2* xs = reinterpret_cast<__half2*>(smem_raw);  // [M][block_rows * 4]
   const int r0 = blockIdx.y * block_rows;
   const int nr = min(block_rows, w.K / 8 - r0);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int col0 = blockIdx.x * kCols, c = col0 + lane * 4;
-  const int per_warp = (nr + kWarps - 1) / kWarps;
+  const int split = (nr + kWarps - 1) / kWarps;
+  const int per_warp = FIXED ? (split + kFixedBlockRows - 1) / kFixedBlockRows * kFixedBlockRows : split;
   const int wr0 = min(nr, warp * per_warp), wr1 = min(nr, wr0 + per_warp);
   const uint4* qp = reinterpret_cast<const uint4*>(w.qweight + (size_t)(r0 + wr0) * w.N + c);
   const size_t row_step = w.N / 4;  // in uint4
@@ -159,7 +268,10 @@ __global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM ? 8 : 1)
   wait_for_previous_kernel();
   zero_fill(f.zero[0]);
   zero_fill(f.zero[1]);
-  stage_x<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, xs);
+  const int fixed_blocks = block_rows / kFixedBlockRows;  // per input row
+  float2* xb = reinterpret_cast<float2*>(smem_raw + (size_t)M * block_rows * 16);  // FIXED: [M][fixed_blocks]
+  if (FIXED) stage_x_fixed<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, smem_raw, xb);
+  else stage_x<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, reinterpret_cast<__half2*>(smem_raw));
   __syncthreads();
 
   float acc[M][4];
@@ -170,7 +282,9 @@ __global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM ? 8 : 1)
   if (c < w.N) {
     int cur_g = -1;
     float sc[4];
-    __half2 z2[8];
+    __half2 z2[8];  // Half
+    int zi[4];      // FIXED
+    int dot[M][4];  // FIXED: this block of 32 inputs' integer sums
     for (int rr = wr0; rr < wr1; rr += U) {
       if (rr != wr0) {
 #pragma unroll
@@ -180,14 +294,40 @@ __global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM ? 8 : 1)
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         if (rr + u >= wr1) break;
-        const int g = ((r0 + rr + u) * 8) / w.group_size;
-        if (g != cur_g) {
-          cur_g = g;
-          const uint2 sraw = *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
-          const uint32_t zw = SYM ? 0u : *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
-          group_params<SYM>(sraw, zw, w.sym_zero, sc, z2);
+        // A group is a whole number of fixed-point blocks (launch_m checks), so FIXED looks at it per block.
+        if (!FIXED || u % kFixedBlockRows == 0) {
+          const int g = ((r0 + rr + u) * 8) / w.group_size;
+          if (g != cur_g) {
+            cur_g = g;
+            const uint2 sraw = *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
+            const uint32_t zw = SYM ? 0u : *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
+            if (FIXED) group_params_fixed<SYM>(sraw, zw, sc, zi);
+            else group_params<SYM>(sraw, zw, w.sym_zero, sc, z2);
+          }
         }
-        accumulate_row<M>(q[u], z2, sc, xs, block_rows, (rr + u) * 4, acc);
+        if (!FIXED) {
+          accumulate_row<M>(q[u], z2, sc, reinterpret_cast<const __half2*>(smem_raw), block_rows, (rr + u) * 4, acc);
+          continue;
+        }
+        if (u % kFixedBlockRows == 0) {
+#pragma unroll
+          for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) dot[mi][j] = 0;
+        }
+        dot_row_fixed<M>(q[u], reinterpret_cast<const uint4*>(smem_raw) + rr + u, block_rows, dot);
+        if (u % kFixedBlockRows == kFixedBlockRows - 1) {  // the block's sum: x . (q - zero) = x . q - zero * sum(x)
+#pragma unroll
+          for (int mi = 0; mi < M; ++mi) {
+            const float2 b = xb[mi * fixed_blocks + (rr + u) / kFixedBlockRows];
+            const int xsum = __float_as_int(b.y);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              const int d = dot[mi][j] - (SYM ? w.sym_zero : zi[j]) * xsum;
+              acc[mi][j] = fmaf((float)d * b.x, sc[j], acc[mi][j]);
+            }
+          }
+        }
       }
     }
   }
@@ -195,21 +335,32 @@ __global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM ? 8 : 1)
   if (f.out_sum_sq) add_row_sum_sq<M>(f, w, y, y_stride, col0);
 }
 
+// Whether the fixed-point dot can take this weight: its blocks of 32 inputs must not straddle packed-row slices
+// or groups.
+bool fixed_point_fits(const QWeight& w) { return w.K % 32 == 0 && w.group_size % 32 == 0; }
+
 template <int M, bool SYM, GemvInput IN>
 void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, const GemvQ4Config& cfg,
               const GemvFusion& f, cudaStream_t s) {
   // block_rows = 4 warps x rows_per_warp packed rows (fewer when x would exceed 48 KB of shared memory),
-  // then balanced so the slices are about equal.
+  // then balanced so the slices are about equal (for fixed point, whole blocks of 4 packed rows).
+  const bool fixed = cfg.dot == GemvDot::Fixed;  // resolved by gemv_q4_resolve
+  const int align = fixed ? kFixedBlockRows : 1;
   const int packed_rows = w.K / 8;
   int br = std::min(packed_rows, std::max(1, kWarps * cfg.rows_per_warp));
-  while (br > 1 && smem_bytes(M, br) > kSmemLimit) br /= 2;
+  while (br > align && smem_bytes(M, br, fixed) > kSmemLimit) br /= 2;
   const int splits = (packed_rows + br - 1) / br;
   br = (packed_rows + splits - 1) / splits;
-  const dim3 grid((w.N + kCols - 1) / kCols, splits);
-  launch(gemv_q4_kernel<M, SYM, IN>, grid, kWarps * 32, smem_bytes(M, br), s, w, x, x_stride, y, y_stride, br, f);
+  br = (br + align - 1) / align * align;
+  const dim3 grid((w.N + kCols - 1) / kCols, (packed_rows + br - 1) / br);
+  if (fixed)
+    launch(gemv_q4_kernel<M, SYM, IN, true>, grid, kWarps * 32, smem_bytes(M, br, true), s, w, x, x_stride, y,
+           y_stride, br, f);
+  else
+    launch(gemv_q4_kernel<M, SYM, IN, false>, grid, kWarps * 32, smem_bytes(M, br, false), s, w, x, x_stride, y,
+           y_stride, br, f);
   XL_CUDA_LAUNCH_CHECK();
 }
-
 template <bool SYM, GemvInput IN>
 void dispatch_m(const QWeight& w, const void* x, int m, int x_stride, float* y, int y_stride,
                 const GemvQ4Config& cfg, const GemvFusion& f, cudaStream_t s) {
@@ -234,21 +385,41 @@ void dispatch_sym(const QWeight& w, const void* x, int m, int x_stride, float* y
 
 }  // namespace
 
+bool& gemv_q4_fixed_point_flag() {
+  static bool on = [] {
+    const char* v = std::getenv("XLLAMA_GEMV_DOT");
+    return !(v && std::string(v) == "half");
+  }();
+  return on;
+}
+
 std::vector<GemvQ4Config> gemv_q4_candidates() {
   std::vector<GemvQ4Config> c;
-  for (int rpw : {4, 8, 16, 32}) c.push_back({rpw});
+  for (GemvDot dot : {GemvDot::Half, GemvDot::Fixed})
+    for (int rpw : {4, 8, 16, 32}) c.push_back({rpw, dot});
   return c;
 }
 
-int gemv_q4_rows_per_warp(int K, int N) {
-  // 8 was best or within 3% on every 7B/13B/70B shape; 16 won (by ~1-2%) on the biggest MLP matrices.
-  return (K >= 20000 || N >= 20000) ? 16 : 8;
+GemvQ4Config gemv_q4_resolve(const QWeight& w, GemvQ4Config cfg) {
+  if (cfg.dot == GemvDot::Default) cfg.dot = gemv_q4_fixed_point_flag() ? GemvDot::Fixed : GemvDot::Half;
+  if (cfg.dot == GemvDot::Fixed && !fixed_point_fits(w)) cfg.dot = GemvDot::Half;
+  if (cfg.rows_per_warp <= 0) {
+    const int K = w.K, N = w.N;
+    if (cfg.dot == GemvDot::Fixed)
+      // 16 packed rows per warp where K or N is 10k or more: on the H200 within 3% of the best on every 7B,
+      // 13B and 70B shape, 8 on the square o_proj matrices (docs/PERF-NOTES.md session 10)
+      cfg.rows_per_warp = (K >= 10000 || N >= 10000) ? 16 : 8;
+    else
+      // fp16 dot: 8 was best or within 3% on every 7B/13B/70B shape; 16 won (by ~1-2%) on the biggest MLP
+      // matrices
+      cfg.rows_per_warp = (K >= 20000 || N >= 20000) ? 16 : 8;
+  }
+  return cfg;
 }
 
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg_in, const GemvFusion& fusion) {
-  GemvQ4Config cfg = cfg_in;
-  if (cfg.rows_per_warp <= 0) cfg.rows_per_warp = gemv_q4_rows_per_warp(w.K, w.N);
+  const GemvQ4Config cfg = gemv_q4_resolve(w, cfg_in);
   const size_t x_elem = input == GemvInput::Half ? sizeof(__half) : sizeof(float);
   for (int r = 0; r < m; r += kGemvMaxRows) {
     const int mm = std::min(kGemvMaxRows, m - r);

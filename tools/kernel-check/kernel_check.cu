@@ -220,10 +220,16 @@ void check_permute_q4(int K, int N, int gs) {
          (double)bad, 0);
 }
 
-void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int offset, float x_range = 1.f) {
+// x uniform in +-x_range; with outliers, every 61st input 50x larger (as LLM activations have a few channels far
+// above the rest): the fixed-point dot's blocks of 32 then hold one large and 31 small inputs. Each dot is
+// reported on its own (every split of K).
+void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int offset, float x_range = 1.f,
+                   bool outliers = false) {
   HostGptq h = make_gptq(K, N, gs, act_order, asym);
   DevQ d(h, offset);
   std::vector<__half> x = rand_half((size_t)m * K, -x_range, x_range);
+  if (outliers)
+    for (size_t i = 0; i < x.size(); i += 61) x[i] = __float2half(__half2float(x[i]) * 50.f);
   std::vector<float> base(m * (size_t)N);
   for (auto& b : base) b = urand(-1.f, 1.f);
   std::vector<double> ref(base.size());
@@ -235,18 +241,46 @@ void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int o
     }
   Dev<__half> dx(x);
   Dev<float> dy(base.size());
-  double worst = 0;
-  for (const GemvQ4Config& c : gemv_q4_candidates()) {  // every split the tuning sweep times
-    dy.poison();
-    dy.upload(base);  // the GEMV accumulates into y
-    gemv_q4(d.q, dx.p, GemvInput::Half, m, K, dy.p, N, nullptr, c);
-    XL_CUDA_CHECK(cudaDeviceSynchronize());
-    worst = std::max(worst, rel_err(dy.download(), ref));
+  for (GemvDot dot : {GemvDot::Half, GemvDot::Fixed}) {
+    double worst = 0;
+    for (const GemvQ4Config& c : gemv_q4_candidates()) {  // every split the tuning sweep times
+      if (c.dot != dot) continue;
+      dy.poison();
+      dy.upload(base);  // the GEMV accumulates into y
+      gemv_q4(d.q, dx.p, GemvInput::Half, m, K, dy.p, N, nullptr, c);
+      XL_CUDA_CHECK(cudaDeviceSynchronize());
+      worst = std::max(worst, rel_err(dy.download(), ref));
+    }
+    char name[160];
+    std::snprintf(name, sizeof name, "gemv_q4 %dx%d g%d m=%d%s%s%s%s (%s dot)", K, N, gs, m,
+                  act_order ? " act-order" : "", asym ? " asym" : "", x_range > 1.f ? " |x|<4000" : "",
+                  outliers ? " outliers" : "", dot == GemvDot::Half ? "fp16" : "fixed-point");
+    report(name, worst, 4e-3);
   }
-  char name[128];
-  std::snprintf(name, sizeof name, "gemv_q4 %dx%d g%d m=%d%s%s%s (all variants)", K, N, gs, m,
-                act_order ? " act-order" : "", asym ? " asym" : "", x_range > 1.f ? " |x|<4000" : "");
-  report(name, worst, 4e-3);
+}
+
+// A NaN or infinite input must show in the outputs of both dots (the fixed-point scale carries it).
+void check_gemv_q4_nonfinite() {
+  const int K = 256, N = 128;
+  HostGptq h = make_gptq(K, N, 128, false, false);
+  DevQ d(h, 1);
+  for (float bad : {NAN, INFINITY}) {
+    std::vector<__half> x = rand_half(K, -1.f, 1.f);
+    x[37] = __float2half(bad);
+    Dev<__half> dx(x);
+    Dev<float> dy(N);
+    for (const GemvQ4Config& c : gemv_q4_candidates()) {
+      XL_CUDA_CHECK(cudaMemset(dy.p, 0, N * 4));
+      gemv_q4(d.q, dx.p, GemvInput::Half, 1, K, dy.p, N, nullptr, c);
+      XL_CUDA_CHECK(cudaDeviceSynchronize());
+      size_t finite = 0;
+      for (float v : dy.download()) finite += std::isfinite(v);
+      report(std::string("gemv_q4 ") + (std::isnan(bad) ? "NaN" : "inf") + " input shows in every output (" +
+                 (c.dot == GemvDot::Half ? "fp16" : "fixed") + " r" + std::to_string(c.rows_per_warp) +
+                 ", outputs finite)",
+             (double)finite, 0);
+    }
+  }
 }
 
 void check_gemv_q4_silu(int K, int N, int gs, int m, bool act_order) {
@@ -834,11 +868,13 @@ void time_gemv_q4(const char* what, int K, int N, int m) {
   fill_random_half(x.p, x.n, 3, -1.f, 1.f, nullptr);
   QWeight q;
   q.qweight = qw.p, q.scales = sc.p, q.K = K, q.N = N, q.group_size = gs, q.sym_zero = 8;
-  const GemvQ4Config c{gemv_q4_rows_per_warp(K, N)};  // as the backend runs it
-  const float ms = median_ms([&] { gemv_q4(q, x.p, GemvInput::Half, m, K, y.p, N, nullptr, c); });
-  const double bytes = (double)qw.n * 4 + sc.n * 2;
-  std::printf("time gemv_q4 %-22s %5dx%-5d m=%d  %8.1f us  %7.0f GB/s  (%d rows/warp)\n", what, K, N, m,
-              ms * 1e3, bytes / (ms * 1e-3) / 1e9, c.rows_per_warp);
+  for (GemvDot dot : {GemvDot::Half, GemvDot::Fixed}) {
+    const GemvQ4Config c = gemv_q4_resolve(q, {0, dot});  // as the backend runs it
+    const float ms = median_ms([&] { gemv_q4(q, x.p, GemvInput::Half, m, K, y.p, N, nullptr, c); });
+    const double bytes = (double)qw.n * 4 + sc.n * 2;
+    std::printf("time gemv_q4 %-22s %5dx%-5d m=%d  %8.1f us  %7.0f GB/s  (%d rows/warp, %s dot)\n", what, K, N, m,
+                ms * 1e3, bytes / (ms * 1e-3) / 1e9, c.rows_per_warp, dot == GemvDot::Half ? "fp16" : "fixed-point");
+  }
 }
 
 void time_gemv_f16(const char* what, int K, int N) {
@@ -1186,8 +1222,15 @@ void check_backend_gptq() {
   vs_truth("prompt chunks", prompt);
   b5->clear_cache();
   const std::vector<float> five = decode_all(*b5);
-  const std::vector<double> five_d(five.begin(), five.end());
-  vs_truth("5-kernel decode", five);
+  vs_truth(std::string("5-kernel decode") + (gemv_q4_fixed_point_flag() ? " (fixed-point dot)" : " (fp16 dot)"), five);
+  // the persistent kernel takes the fp16 dot: it is compared with the 5-kernel decode on the same dot
+  const bool fixed = gemv_q4_fixed_point_flag();
+  gemv_q4_fixed_point_flag() = !fixed;
+  const std::vector<float> other = decode_all(*create_cuda_backend(c, g, w, o));
+  vs_truth(std::string("5-kernel decode") + (fixed ? " (fp16 dot)" : " (fixed-point dot)"), other);
+  gemv_q4_fixed_point_flag() = fixed;
+  const std::vector<float>& five_half = fixed ? other : five;
+  const std::vector<double> five_d(five_half.begin(), five_half.end());
   {  // a prompt in one chunk gives the logits of the same prompt in two (the second over the first's cache)
     BackendOptions whole = o;
     whole.max_chunk_tokens = 128;
@@ -1218,7 +1261,7 @@ void check_backend_gptq() {
     const std::string tag = std::string(" [") + threads + " threads]";
     if (used) vs_truth("persistent decode" + tag, fused);
     else report("backend gptq asym act-order: persistent decode" + tag + " (not taken)", INFINITY, 0);
-    report("backend gptq asym act-order: persistent vs 5-kernel decode" + tag, rel_err(fused, five_d), 1e-2);
+    report("backend gptq asym act-order: persistent vs 5-kernel decode (fp16 dots)" + tag, rel_err(fused, five_d), 1e-2);
   }
   if (env) setenv("XLLAMA_DECODE_THREADS", saved.c_str(), 1); else unsetenv("XLLAMA_DECODE_THREADS");
   persistent_decode_flag() = flag;
@@ -1352,6 +1395,32 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
               r.kv_cache_bytes / 1073741824.0, r.scratch_bytes / 1073741824.0, (free0 - free1) / 1073741824.0);
 }
 
+void tune_gemv_q4();
+
+// Decode with the fp16 and the fixed-point GEMV dot side by side: the 7B and 70B GEMV shapes back to back, then
+// whole-backend decode on the 7B, 13B and 70B dummies, the dots alternated twice over for the spread.
+void bench_decode_dots() {
+  std::printf("GEMV shapes (group 128, m=1, one launch at a time)\n");
+  time_gemv_q4("q+k+v", 4096, 12288, 1);
+  time_gemv_q4("o_proj", 4096, 4096, 1);
+  time_gemv_q4("gate+up", 4096, 22016, 1);
+  time_gemv_q4("down_proj", 11008, 4096, 1);
+  time_gemv_q4("70B gate+up", 8192, 57344, 1);
+  time_gemv_q4("70B down_proj", 28672, 8192, 1);
+  const bool saved = gemv_q4_fixed_point_flag();
+  const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
+  for (int rep = 0; rep < 2; ++rep)
+    for (bool fixed : {false, true}) {
+      gemv_q4_fixed_point_flag() = fixed;
+      std::printf("[%s dot]\n", fixed ? "fixed-point" : "fp16");
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+      guarded("bench 13B", [&] { bench_backend("13B", c13, 2048, 512, 64); });
+      guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
+    }
+  gemv_q4_fixed_point_flag() = saved;
+  tune_gemv_q4();
+}
+
 // Prompt-path settings side by side: the dequantization tile (read when a backend is created) on the 7B and
 // 70B dummies at 512 tokens, then the prompt chunk size on the 7B at 2048 tokens; twice over for the spread.
 void bench_prompt_settings() {
@@ -1452,7 +1521,7 @@ void tune_gemv_q4() {
       {"70B q+k+v", 8192, 10240, false},    {"70B o_proj", 8192, 8192, false},
       {"70B gate+up", 8192, 57344, false},  {"70B down (silu)", 28672, 8192, true},
   };
-  std::printf("\ntune gemv_q4 (m=1, group 128; us per launch, back to back; r = packed rows per warp)\n");
+  std::printf("\ntune gemv_q4 (m=1, group 128; us per launch, back to back; h/f = fp16/fixed-point dot, then packed rows per warp)\n");
   for (const Shape& sh : shapes) {
     const int K = sh.K, N = sh.N, G = K / 128;
     Dev<uint32_t> qw((size_t)K / 8 * N);
@@ -1470,7 +1539,7 @@ void tune_gemv_q4() {
     auto time_cfg = [&](const GemvQ4Config& c) {
       return batch_us([&] { gemv_q4(q, xp, sh.silu ? GemvInput::SiluGateUp : GemvInput::Half, 1, xs, y.p, N, nullptr, c); });
     };
-    const GemvQ4Config def{gemv_q4_rows_per_warp(K, N)};
+    const GemvQ4Config def = gemv_q4_resolve(q, {});
     const float t_def = time_cfg(def);
     GemvQ4Config best = def;
     float t_best = t_def;
@@ -1478,12 +1547,13 @@ void tune_gemv_q4() {
     for (const GemvQ4Config& c : gemv_q4_candidates()) {
       const float t = time_cfg(c);
       char buf[48];
-      std::snprintf(buf, sizeof buf, " r%d=%.1f", c.rows_per_warp, t);
+      std::snprintf(buf, sizeof buf, " %c%d=%.1f", c.dot == GemvDot::Half ? 'h' : 'f', c.rows_per_warp, t);
       all += buf;
       if (t < t_best) t_best = t, best = c;
     }
-    std::printf("tune %-16s %5dx%-5d rule r%-3d %6.1f us %5.0f GB/s | best r%-3d %6.1f us %5.0f GB/s\n", sh.name,
-                K, N, def.rows_per_warp, t_def, gb / (t_def * 1e-6), best.rows_per_warp, t_best, gb / (t_best * 1e-6));
+    std::printf("tune %-16s %5dx%-5d rule r%-3d %6.1f us %5.0f GB/s | best %c%-3d %6.1f us %5.0f GB/s\n", sh.name,
+                K, N, def.rows_per_warp, t_def, gb / (t_def * 1e-6), best.dot == GemvDot::Half ? 'h' : 'f',
+                best.rows_per_warp, t_best, gb / (t_best * 1e-6));
     std::printf("     all:%s\n", all.c_str());
   }
 }
@@ -1510,6 +1580,10 @@ int main(int argc, char** argv) {
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
       return failures ? 1 : 0;
     }
+    if (std::strcmp(argv[i], "--bench-decode") == 0) {  // decode with each GEMV dot, side by side
+      guarded("bench decode dots", bench_decode_dots);
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--decode-step") == 0) {  // only the persistent decode kernel's timings (profiling)
       const bool quick = i + 1 < argc && std::strcmp(argv[i + 1], "quick") == 0;
       guarded("decode steps", [quick] { time_decode_steps(quick); });
@@ -1531,6 +1605,9 @@ int main(int argc, char** argv) {
     check_gemv_q4(64, 192, 32, 1, false, false, 1);    // the stories260K shapes
     check_gemv_q4(192, 64, 64, 7, true, false, 1);
     check_gemv_q4(2048, 256, 128, 2, false, true, 1, 4000.f);  // large activations must not overflow fp16
+    check_gemv_q4(4096, 1024, 128, 1, false, false, 1, 1.f, true);
+    check_gemv_q4(4096, 512, 128, 3, true, true, 1, 1.f, true);
+    check_gemv_q4_nonfinite();
     check_gemv_q4_silu(1024, 256, 128, 1, false);
     check_gemv_q4_silu(512, 128, 64, 4, true);
     for (int m = 1; m <= kGemvMaxRows; ++m) {
