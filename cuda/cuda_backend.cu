@@ -740,6 +740,33 @@ class Stage {
                                   cudaMemcpyHostToDevice, stream_));
   }
 
+  // The decode graph of m rows (m <= kGemvMaxRows) with these logits, captured on first use. The backend
+  // captures the one-row graph when it is created (prepare_decode_graph), so a chat's first reply does not pay for
+  // the capture and the kernels' first load between its first and second token.
+  cudaGraphExec_t decode_graph(int m, LogitRows mode) {
+    const int key = m * 4 + (int)mode;
+    auto it = graphs_.find(key);
+    if (it != graphs_.end()) return it->second;
+    XL_CUDA_CHECK(cudaSetDevice(device_));
+    cudaGraph_t graph = nullptr;
+    XL_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      enqueue_layers(m);
+      if (mode == LogitRows::Last) enqueue_logits(m, m - 1, 1);
+      if (mode == LogitRows::All) enqueue_logits(m, 0, m);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      throw;
+    }
+    XL_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    XL_CUDA_CHECK(err);
+    return graphs_.emplace(key, exec).first->second;
+  }
+
   // ---- forward ----
   // One chunk of m rows at positions [pos, pos + m) through this stage's layers: its inputs copied, the hidden
   // state received from the stage before (not on the first), the layers run (a graph replay for decode
@@ -757,28 +784,7 @@ class Stage {
     const int vocab = cfg_.vocab_size;
     if (m <= cuda::kGemvMaxRows) {
       // Decode: one graph replay per step (positions come from device memory, so the graph is reusable).
-      const int key = m * 4 + (int)mode;
-      auto it = graphs_.find(key);
-      if (it == graphs_.end()) {
-        cudaGraph_t graph = nullptr;
-        XL_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-        try {
-          enqueue_layers(m);
-          if (mode == LogitRows::Last) enqueue_logits(m, m - 1, 1);
-          if (mode == LogitRows::All) enqueue_logits(m, 0, m);
-        } catch (...) {
-          cudaStreamEndCapture(stream_, &graph);
-          if (graph) cudaGraphDestroy(graph);
-          throw;
-        }
-        XL_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
-        cudaGraphExec_t exec = nullptr;
-        cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
-        cudaGraphDestroy(graph);
-        XL_CUDA_CHECK(err);
-        it = graphs_.emplace(key, exec).first;
-      }
-      XL_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+      XL_CUDA_CHECK(cudaGraphLaunch(decode_graph(m, mode), stream_));
       if (next_) send(m);
       if (out && mode != LogitRows::None) {
         const size_t nrows = mode == LogitRows::Last ? 1 : m;
@@ -1183,6 +1189,7 @@ class CudaBackend final : public Backend {
       st->prepare_decode_step();
     }
     for (size_t i = 1; i < stages_.size(); ++i) stages_[i]->connect_from(stages_[i - 1].get());
+    for (auto& st : stages_) st->decode_graph(1, st.get() == stages_.back().get() ? LogitRows::Last : LogitRows::None);
   }
 
   // ---- Backend ----

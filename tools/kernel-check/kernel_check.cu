@@ -1254,8 +1254,8 @@ void check_backend_gptq() {
   const std::string saved = env ? env : "";
   for (const char* threads : {"256", "512"}) {
     setenv("XLLAMA_DECODE_THREADS", threads, 1);
+    const unsigned long long launches = decode_step_enqueued();  // before: a backend captures its decode graph
     auto b = create_cuda_backend(c, g, w, o);
-    const unsigned long long launches = decode_step_enqueued();
     const std::vector<float> fused = decode_all(*b);
     const bool used = decode_step_enqueued() > launches;
     const std::string tag = std::string(" [") + threads + " threads]";
