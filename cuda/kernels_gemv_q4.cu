@@ -23,6 +23,7 @@
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/q4_dequant.cuh"
+#include "cuda/q4_fixed_point.cuh"
 #include "cuda/stream_load.cuh"
 #include "cuda/zero_fill.cuh"
 
@@ -34,9 +35,6 @@ constexpr int kCols = 128;  // output columns per block
 constexpr int kWarps = 4;
 constexpr int kBatchRows = 8;  // packed rows a warp loads before using them
 constexpr size_t kSmemLimit = 48 * 1024;
-// Fixed-point input: one scale per block of 32 inputs (4 packed rows), 16-bit values.
-constexpr int kFixedBlockRows = 4;
-constexpr float kFixedMax = 32767.f;
 // Shared memory: x staging, [M][block_rows * 4] half2 (16 bytes per packed row), or for fixed point the same
 // 16 bytes per packed row plus [M][block_rows / 4] (scale, sum) pairs; the warp reduction [warps][M][128] float
 // reuses it.
@@ -82,13 +80,8 @@ __device__ __forceinline__ void stage_x(const QWeight& w, const void* __restrict
   }
 }
 
-// Fixed point: each block of 32 inputs (4 packed rows) as 16-bit integers v = round(x * 32767 / max|x|), stored
-// per packed row as four words of two v each, laid out for dp2a against the nibbles: [v0 v2][v4 v6][v1 v3][v5 v7]
-// (a word's nibbles 0,2,4,6 are the bytes of `word & 0x0f0f0f0f`, 1,3,5,7 the same after >> 4; dp2a.lo takes
-// bytes 0-1, dp2a.hi bytes 2-3). Per block: (max / 32767, sum of v) for the zeros' term.
-// An item is two inputs (rows s and s + 4 of a packed row) and a block 16 consecutive items: one half-warp.
-// A NaN or infinite input makes its block's scale NaN or infinite, so the outputs show it as fp16 dot products
-// would.
+// x for packed rows [r0, r0 + nr) in fixed point (q4_fixed_point.cuh), read through the act-order permutation:
+// 16 bytes per packed row in xq, and per block of 4 packed rows (scale, sum of v) in xb.
 template <int M, GemvInput IN>
 __device__ __forceinline__ void stage_x_fixed(const QWeight& w, const void* __restrict__ xv, int x_stride,
                                               const GemvFusion& f, int r0, int nr, int block_rows,
@@ -106,22 +99,12 @@ __device__ __forceinline__ void stage_x_fixed(const QWeight& w, const void* __re
       a0 = gemv_input<IN>(w, xv, x_stride, f, mi, k0, r);
       a1 = gemv_input<IN>(w, xv, x_stride, f, mi, k1, r);
     }
-    // max |x| over the half-warp as integer bit patterns: ordered like the floats, and NaN above infinity
-    int mbits = max(__float_as_int(fabsf(a0)), __float_as_int(fabsf(a1)));
-#pragma unroll
-    for (int o = 8; o > 0; o >>= 1) mbits = max(mbits, __shfl_xor_sync(0xffffffffu, mbits, o));
-    const float amax = __int_as_float(mbits);
-    const float inv = amax > 0.f ? kFixedMax / amax : 0.f;  // 0 for NaN and infinity (the scale carries them)
-    const int v0 = max(-32767, min(32767, __float2int_rn(a0 * inv)));
-    const int v1 = max(-32767, min(32767, __float2int_rn(a1 * inv)));
-    int sum = v0 + v1;
-#pragma unroll
-    for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    int v0, v1;
+    const FixedBlock blk = quantize_fixed_pair(a0, a1, v0, v1);
     if (!live) continue;
-    if ((i & 15) == 0) xb[mi * (block_rows / kFixedBlockRows) + rr / kFixedBlockRows] = make_float2(amax / kFixedMax, __int_as_float(sum));
-    short* row = reinterpret_cast<short*>(xq + ((size_t)mi * block_rows + rr) * 16);
-    const int e = (s & 1) * 4 + (s >> 1);  // input s's place; input s + 4 is one word on
-    row[e] = (short)v0, row[e + 2] = (short)v1;
+    if ((i & 15) == 0)
+      xb[mi * (block_rows / kFixedBlockRows) + rr / kFixedBlockRows] = make_float2(blk.scale, __int_as_float(blk.sum));
+    store_fixed_pair(xq + ((size_t)mi * block_rows + rr) * 16, s, v0, v1);
   }
 }
 
@@ -180,50 +163,6 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
     for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
     if (lane == 0) atomicAdd(f.out_sum_sq + mi, sq);
   }
-}
-
-// d = c + the two signed 16-bit halves of a times unsigned bytes 0-1 (lo) or 2-3 (hi) of b.
-__device__ __forceinline__ int dp2a_lo(uint32_t a, uint32_t b, int c) {
-  int d;
-  asm("dp2a.lo.s32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-  return d;
-}
-__device__ __forceinline__ int dp2a_hi(uint32_t a, uint32_t b, int c) {
-  int d;
-  asm("dp2a.hi.s32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-  return d;
-}
-
-// Fixed point: dot[mi][j] += x . nibbles of column j of one packed row (16 bytes: 8 rows x 4 columns), exactly
-// in integers; xq points at the row's staged 16 bytes for mi = 0, m_stride is one input row's staging.
-template <int M>
-__device__ __forceinline__ void dot_row_fixed(uint4 q, const uint4* xq, int m_stride, int dot[M][4]) {
-  const uint32_t words[4] = {q.x, q.y, q.z, q.w};
-  uint4 x[M];
-#pragma unroll
-  for (int mi = 0; mi < M; ++mi) x[mi] = xq[mi * m_stride];
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const uint32_t even = words[j] & 0x0f0f0f0fu, odd = (words[j] >> 4) & 0x0f0f0f0fu;
-#pragma unroll
-    for (int mi = 0; mi < M; ++mi) {
-      int d = dp2a_lo(x[mi].x, even, dot[mi][j]);
-      d = dp2a_hi(x[mi].y, even, d);
-      d = dp2a_lo(x[mi].z, odd, d);
-      dot[mi][j] = dp2a_hi(x[mi].w, odd, d);
-    }
-  }
-}
-
-// One group's scales and integer zeros for a lane's 4 columns (fixed-point dot).
-template <bool SYM>
-__device__ __forceinline__ void group_params_fixed(uint2 sraw, uint32_t zw, float sc[4], int z[4]) {
-  const __half2* sh = reinterpret_cast<const __half2*>(&sraw);
-  const float2 s01 = __half22float2(sh[0]), s23 = __half22float2(sh[1]);
-  sc[0] = s01.x, sc[1] = s01.y, sc[2] = s23.x, sc[3] = s23.y;
-  if (!SYM)  // symmetric zeros are read from the parameters where used: no registers held
-#pragma unroll
-    for (int j = 0; j < 4; ++j) z[j] = (int)((zw >> (8 * j)) & 0xff);
 }
 
 // One-row decode with symmetric zeros and the fp16 dot (the latency-bound case: more resident blocks hide more of

@@ -1399,14 +1399,19 @@ void tune_gemv_q4();
 
 // Decode with the fp16 and the fixed-point GEMV dot side by side: the 7B and 70B GEMV shapes back to back, then
 // whole-backend decode on the 7B, 13B and 70B dummies, the dots alternated twice over for the spread.
-void bench_decode_dots() {
-  std::printf("GEMV shapes (group 128, m=1, one launch at a time)\n");
+// The 7B's decode GEMVs and the 70B's MLP ones, one launch at a time (each dot).
+void time_decode_gemv_shapes() {
   time_gemv_q4("q+k+v", 4096, 12288, 1);
   time_gemv_q4("o_proj", 4096, 4096, 1);
   time_gemv_q4("gate+up", 4096, 22016, 1);
   time_gemv_q4("down_proj", 11008, 4096, 1);
   time_gemv_q4("70B gate+up", 8192, 57344, 1);
   time_gemv_q4("70B down_proj", 28672, 8192, 1);
+}
+
+void bench_decode_dots() {
+  std::printf("GEMV shapes (group 128, m=1, one launch at a time)\n");
+  time_decode_gemv_shapes();
   const bool saved = gemv_q4_fixed_point_flag();
   const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
   for (int rep = 0; rep < 2; ++rep)
@@ -1678,13 +1683,8 @@ int main(int argc, char** argv) {
     guarded("backend gptq", check_backend_gptq);
     if (timing) {
       std::printf("\n7B decode shapes (group 128; bytes = qweight + scales)\n");
-      time_gemv_q4("q+k+v", 4096, 12288, 1);
-      time_gemv_q4("o_proj", 4096, 4096, 1);
-      time_gemv_q4("gate+up", 4096, 22016, 1);
-      time_gemv_q4("down_proj", 11008, 4096, 1);
+      time_decode_gemv_shapes();
       time_gemv_q4("gate+up", 4096, 22016, 4);
-      time_gemv_q4("70B gate+up", 8192, 57344, 1);
-      time_gemv_q4("70B down_proj", 28672, 8192, 1);
       time_gemv_f16("lm_head", 4096, 32000);
       time_lm_head_rmsnorm(4096, 32000);
       time_attention(32, 32, 128, 2048);
