@@ -740,9 +740,9 @@ class Stage {
                                   cudaMemcpyHostToDevice, stream_));
   }
 
-  // The decode graph of m rows (m <= kGemvMaxRows) with these logits, captured on first use. The backend
-  // captures the one-row graph when it is created (prepare_decode_graph), so a chat's first reply does not pay for
-  // the capture and the kernels' first load between its first and second token.
+  // The decode graph of m rows (m <= kGemvMaxRows) with these logits, captured on first use. The backend asks
+  // for the one-row graph when it is created (allocate_runtime), so a chat's first reply does not pay for the
+  // capture and the kernels' first load between its first and second token.
   cudaGraphExec_t decode_graph(int m, LogitRows mode) {
     const int key = m * 4 + (int)mode;
     auto it = graphs_.find(key);

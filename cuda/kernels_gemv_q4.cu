@@ -233,7 +233,7 @@ __global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM && !FIXED ? 8 : 1)
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         if (rr + u >= wr1) break;
-        // A group is a whole number of fixed-point blocks (launch_m checks), so FIXED looks at it per block.
+        // A group is a whole number of fixed-point blocks (gemv_q4_resolve checks), so FIXED looks at it per block.
         if (!FIXED || u % kFixedBlockRows == 0) {
           const int g = ((r0 + rr + u) * 8) / w.group_size;
           if (g != cur_g) {
@@ -292,14 +292,11 @@ void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_str
   br = (packed_rows + splits - 1) / splits;
   br = (br + align - 1) / align * align;
   const dim3 grid((w.N + kCols - 1) / kCols, (packed_rows + br - 1) / br);
-  if (fixed)
-    launch(gemv_q4_kernel<M, SYM, IN, true>, grid, kWarps * 32, smem_bytes(M, br, true), s, w, x, x_stride, y,
-           y_stride, br, f);
-  else
-    launch(gemv_q4_kernel<M, SYM, IN, false>, grid, kWarps * 32, smem_bytes(M, br, false), s, w, x, x_stride, y,
-           y_stride, br, f);
+  const auto kernel = fixed ? gemv_q4_kernel<M, SYM, IN, true> : gemv_q4_kernel<M, SYM, IN, false>;
+  launch(kernel, grid, kWarps * 32, smem_bytes(M, br, fixed), s, w, x, x_stride, y, y_stride, br, f);
   XL_CUDA_LAUNCH_CHECK();
 }
+
 template <bool SYM, GemvInput IN>
 void dispatch_m(const QWeight& w, const void* x, int m, int x_stride, float* y, int y_stride,
                 const GemvQ4Config& cfg, const GemvFusion& f, cudaStream_t s) {
