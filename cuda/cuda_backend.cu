@@ -925,9 +925,17 @@ class Stage {
   bool decode_fused(int m) const { return m <= cuda::kGemvMaxRows && all_quantized_; }
 
   // Decode with the RMSNorms folded into the GEMVs, 5 kernels per layer: q/k/v (normalizing h while staging),
-  // attention (RoPE + KV write + split combine), o_proj (adds into h and sums each row's squares), gate/up
-  // (normalizing), down (SiLU-gate while staging; adds into h and sums squares). Every buffer a kernel
-  // accumulates into is zeroed by an earlier kernel that runs after the buffer's last reader.
+  // attention (RoPE + KV write + split combine), o_proj (adds into h), gate/up (normalizing), down (SiLU-gate while
+  // staging; adds into h). Every buffer a kernel accumulates into is zeroed by an earlier kernel that runs after the
+  // buffer's last reader.
+  // Opt-in (defer_norms(), XLLAMA_DEFER_NORM=1; not yet run on a GPU): the q/k/v and gate/up GEMVs defer their
+  // RMSNorm factor. They multiply h by the norm weights only and sum h's squares themselves
+  // (GemvInput::RmsNormDeferred); the next kernel (attention, down) applies the factor. By default o_proj and
+  // down_proj square their finished outputs for the next GEMV instead, which costs the last block of every column
+  // slice a fence, a counter and a re-read at the end of the kernel: leaving them out took 4.4 us off a 7B layer on
+  // the H200 (docs/PERF-NOTES.md, session 11). Deferred, the first q/k/v of a stage still normalizes from the sums
+  // embed_rows or the stage before left, and the last down_proj of a stage leaves them for lm_head or the next
+  // stage.
   void enqueue_decode_layers(int m) {
     const int hid = cfg_.hidden_size, I = cfg_.intermediate_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads,
               D = cfg_.head_dim;
@@ -940,6 +948,8 @@ class Stage {
       return;
     }
     const int splits = cuda::attention_splits(m, H, S_);
+    const float eps = cfg_.rms_norm_eps;
+    const bool defer = defer_norms();
     float* attn_sum_sq = row_sum_sq_;                    // h's row sums of squares before attention
     float* mlp_sum_sq = row_sum_sq_ + cuda::kGemvMaxRows;  // ... and before the MLP
     // Later stages: receive() brought h_ and its sums of squares, and zeroed qkv_ and mlp_sum_sq.
@@ -947,25 +957,39 @@ class Stage {
       cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_, attn_sum_sq, {qkv_, qkv_floats}, {mlp_sum_sq, (size_t)m});
     for (size_t li = 0; li < layers_.size(); ++li) {
       const GpuLayer& l = layers_[li];
+      const bool defer_qkv = defer && li > 0, last = li + 1 == layers_.size();
       cuda::GemvFusion qkv;
-      qkv.in_sum_sq = attn_sum_sq, qkv.in_norm = l.input_norm, qkv.eps = cfg_.rms_norm_eps;
+      qkv.in_sum_sq = attn_sum_sq, qkv.in_norm = l.input_norm, qkv.eps = eps;
       qkv.zero[0] = {gu_, (size_t)m * 2 * I};  // down_proj (previous layer) has read it
-      cuda::gemv_q4(l.qkv.q, h_, cuda::GemvInput::RmsNorm, m, hid, qkv_, (H + 2 * KV) * D, stream_, {}, qkv);
+      if (defer) qkv.zero[1] = {mlp_sum_sq, (size_t)m};  // ... and these (gate/up sums into them)
+      cuda::gemv_q4(l.qkv.q, h_, defer_qkv ? cuda::GemvInput::RmsNormDeferred : cuda::GemvInput::RmsNorm, m, hid,
+                    qkv_, (H + 2 * KV) * D, stream_, {}, qkv);
+      cuda::DeferredNorm qkv_norm;
+      if (defer_qkv) qkv_norm = {attn_sum_sq, hid, eps};
       cuda::attention_rope(qkv_, inv_freq_, kcache_ + li * layer_elems, vcache_ + li * layer_elems, m, H, KV, D, S_,
-                           pos_, splits, work_, attn_done_, att_, stream_);
+                           pos_, splits, work_, attn_done_, att_, stream_, qkv_norm);
       cuda::GemvFusion o;
-      o.out_sum_sq = mlp_sum_sq, o.col_done = col_done_;
+      if (!defer) o.out_sum_sq = mlp_sum_sq, o.col_done = col_done_;
       o.zero[0] = {qkv_, qkv_floats};            // attention has read it
-      o.zero[1] = {attn_sum_sq, (size_t)m};      // q/k/v has read it; down_proj sums into it
+      o.zero[1] = {attn_sum_sq, (size_t)m};      // q/k/v and attention have read it; q/k/v or down_proj sum into it
       cuda::gemv_q4(l.o.q, att_, cuda::GemvInput::Half, m, H * D, h_, hid, stream_, {}, o);
       cuda::GemvFusion gate_up;
-      gate_up.in_sum_sq = mlp_sum_sq, gate_up.in_norm = l.post_norm, gate_up.eps = cfg_.rms_norm_eps;
-      cuda::gemv_q4(l.gate_up.q, h_, cuda::GemvInput::RmsNorm, m, hid, gu_, 2 * I, stream_, {}, gate_up);
+      gate_up.in_sum_sq = mlp_sum_sq, gate_up.in_norm = l.post_norm, gate_up.eps = eps;
+      cuda::gemv_q4(l.gate_up.q, h_, defer ? cuda::GemvInput::RmsNormDeferred : cuda::GemvInput::RmsNorm, m,
+                    hid, gu_, 2 * I, stream_, {}, gate_up);
       cuda::GemvFusion down;
-      down.out_sum_sq = attn_sum_sq, down.col_done = col_done_;
-      down.zero[0] = {mlp_sum_sq, (size_t)m};  // gate/up has read it; the next o_proj sums into it
+      if (!defer || last) down.out_sum_sq = attn_sum_sq, down.col_done = col_done_;
+      if (defer) down.in_sum_sq = mlp_sum_sq, down.norm_dim = hid, down.eps = eps;
+      else down.zero[0] = {mlp_sum_sq, (size_t)m};  // gate/up has read it; the next o_proj sums into it
       cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_, {}, down);
     }
+  }
+
+  // Whether every q/k/v and gate/up GEMV can take its RMSNorm deferred (enqueue_decode_layers).
+  bool defer_norms() const {
+    return cuda::deferred_norm_flag() && std::all_of(layers_.begin(), layers_.end(), [](const GpuLayer& l) {
+             return cuda::gemv_q4_defers_norm(l.qkv.q) && cuda::gemv_q4_defers_norm(l.gate_up.q);
+           });
   }
 
   // The persistent one-row decode kernel's plan: per-layer descriptors on the device, its counters, and the

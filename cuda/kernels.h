@@ -35,16 +35,25 @@ constexpr int kGemvMaxRows = 8;  // rows up to this use the GEMV kernels, more u
 //   Half:       x fp16 [m, K], x_stride in halves.
 //   SiluGateUp: x is the MLP's gate/up output gu fp32 [m, 2K] (x_stride in floats); the input is
 //               silu(gate) * up rounded to fp16 as silu_mul does (the down projection needs no SiLU kernel).
+//               With GemvFusion::in_sum_sq set, gate and up are first multiplied by their row's RMSNorm factor
+//               rsqrt(in_sum_sq[i] / norm_dim + eps): the gate/up GEMV ran with RmsNormDeferred.
 //   RmsNorm:    x is the fp32 residual stream [m, K] (x_stride in floats); the input is rmsnorm's output,
 //               half(x * rsqrt(sum_sq[i] / K + eps) * norm[k]), with each row's sum of squares given in
 //               GemvFusion::in_sum_sq (the RMSNorm needs no kernel of its own).
-enum class GemvInput { Half, SiluGateUp, RmsNorm };
+//   RmsNormDeferred: x as for RmsNorm, but the input is x * norm[k]: each output row lacks its RMSNorm factor, which
+//               the consumer of y applies (a linear map commutes with the scalar). The blocks of the first column
+//               slice add each row's sum of squares over their slice of K into GemvFusion::in_sum_sq (zero before
+//               the launch): so no earlier kernel has to finish y and then square it. Fixed-point dot only, no
+//               bias (gemv_q4_defers_norm).
+enum class GemvInput { Half, SiluGateUp, RmsNorm, RmsNormDeferred };
 // The decode fusions around the GEMV; all optional.
 struct GemvFusion {
-  // RmsNorm input: each row's sum of squares, the norm weights [K] and epsilon.
+  // RmsNorm input: each row's sum of squares, the norm weights [K] and epsilon. RmsNormDeferred adds the sums into
+  // in_sum_sq instead; SiluGateUp reads them (for rows of norm_dim values) when in_sum_sq is set.
   const float* in_sum_sq = nullptr;
   const __half* in_norm = nullptr;
   float eps = 0.f;
+  int norm_dim = 0;
   // Once y's columns are final, each row's sum of y^2 over all N columns is added to out_sum_sq[i] (zero before
   // the launch): the next RmsNorm GEMV's in_sum_sq. col_done: ceil(N / 128) counters, zero before the first
   // launch; every launch leaves them zero.
@@ -72,6 +81,12 @@ struct GemvQ4Config {
 bool& gemv_q4_fixed_point_flag();
 // The config gemv_q4 runs for this weight: Default dot and rows_per_warp 0 resolved (the tuned rules).
 GemvQ4Config gemv_q4_resolve(const QWeight& w, GemvQ4Config cfg);
+// Whether gemv_q4 can take this weight with GemvInput::RmsNormDeferred (its default config).
+bool gemv_q4_defers_norm(const QWeight& w);
+// Process-wide switch for deferring the decode RMSNorms where they can be (the kernel check flips it to compare);
+// starts from XLLAMA_DEFER_NORM=1. Off by default until it has run on a GPU (written in session 11 while no GPU
+// machine was lent; docs/PERF-NOTES.md).
+bool& deferred_norm_flag();
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg = GemvQ4Config{}, const GemvFusion& fusion = GemvFusion{});
 std::vector<GemvQ4Config> gemv_q4_candidates();
@@ -137,9 +152,16 @@ void attention(const __half* q, const __half* kcache, const __half* vcache, int 
                int min_keys_per_split = kAttnMinKeysPerSplit);
 // The same with RoPE fused (decode): q and the new rows' k, v are read from qkv fp32 [m, (H + 2 KV) * D] as
 // rope_qkv_to_cache takes it; the new k, v are written into the caches as rope_qkv_to_cache would.
+// qkv_norm: where the q/k/v GEMV ran with GemvInput::RmsNormDeferred, each qkv row is first multiplied by its
+// RMSNorm factor, rsqrt(sum_sq[i] / dim + eps); default: qkv is final.
+struct DeferredNorm {
+  const float* sum_sq = nullptr;
+  int dim = 0;
+  float eps = 0.f;
+};
 void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
-                    cudaStream_t s);
+                    cudaStream_t s, DeferredNorm qkv_norm = {});
 int attention_splits(int m, int H, int max_len);
 // The same for prompt chunks, on the tensor cores (kernels_attention_prefill.cu; head_dim 64 and 128, other
 // sizes use attention() with one split).

@@ -16,6 +16,7 @@
 // ~20: on the H200 decode is bound by that arithmetic as much as by the bytes (docs/PERF-NOTES.md, session 9).
 #include <algorithm>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -50,18 +51,41 @@ __device__ __forceinline__ float gemv_input(const QWeight& w, const void* __rest
                                             const GemvFusion& f, int mi, int k, float r) {
   if (IN == GemvInput::SiluGateUp) {
     const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
-    return silu_gate_input(gr[k], gr[w.K + k]);  // silu_mul rounds to fp16
+    return silu_gate_input(gr[k] * r, gr[w.K + k] * r);  // silu_mul rounds to fp16
   } else if (IN == GemvInput::RmsNorm) {
     const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
     return rmsnorm_input(hr[k], r, f.in_norm[k]);  // rmsnorm_kernel's formula and rounding
+  } else if (IN == GemvInput::RmsNormDeferred) {
+    const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+    return hr[k] * __half2float(f.in_norm[k]);  // no fp16 rounding: unnormalized values may exceed its range
   } else {
     return __half2float(static_cast<const __half*>(xv)[(size_t)mi * x_stride + k]);
   }
 }
 
+// The factor gemv_input multiplies row mi by: RmsNorm's, or (SiluGateUp after a RmsNormDeferred gate/up) the one
+// the gate/up GEMV left out; 1 (exact) otherwise.
 template <GemvInput IN>
 __device__ __forceinline__ float rmsnorm_factor(const QWeight& w, const GemvFusion& f, int mi) {
-  return IN == GemvInput::RmsNorm ? rsqrtf(f.in_sum_sq[mi] / (float)w.K + f.eps) : 0.f;
+  if (IN == GemvInput::RmsNorm) return rsqrtf(f.in_sum_sq[mi] / (float)w.K + f.eps);
+  if (IN == GemvInput::SiluGateUp && f.in_sum_sq) return rsqrtf(f.in_sum_sq[mi] / (float)f.norm_dim + f.eps);
+  return 1.f;
+}
+
+// RmsNormDeferred: a block of the first column slice adds each row's sum of squares over its slice of K (the slices
+// cover K once) into f.in_sum_sq, one atomic per warp and row. The previous kernel wrote x: plain loads.
+template <int M>
+__device__ __forceinline__ void add_slice_sum_sq(const float* x, int x_stride, const GemvFusion& f, int k0, int k1) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) {
+    const float* xr = x + (size_t)mi * x_stride;
+    float ss = 0.f;
+    for (int k = k0 + (int)threadIdx.x; k < k1; k += blockDim.x) ss = fmaf(xr[k], xr[k], ss);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0) atomicAdd(const_cast<float*>(f.in_sum_sq) + mi, ss);
+  }
 }
 
 // x for packed rows [r0, r0 + nr), read through the act-order permutation and stored (times 1/16) as the
@@ -271,6 +295,8 @@ __global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM && !FIXED ? 8 : 1)
     }
   }
   reduce_and_add<M>(acc, smem_raw, w, y, y_stride, col0);
+  if (IN == GemvInput::RmsNormDeferred && blockIdx.x == 0)
+    add_slice_sum_sq<M>(static_cast<const float*>(xv), x_stride, f, r0 * 8, (r0 + nr) * 8);
   if (f.out_sum_sq) add_row_sum_sq<M>(f, w, y, y_stride, col0);
 }
 
@@ -284,6 +310,8 @@ void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_str
   // block_rows = 4 warps x rows_per_warp packed rows (fewer when x would exceed 48 KB of shared memory),
   // then balanced so the slices are about equal (for fixed point, whole blocks of 4 packed rows).
   const bool fixed = cfg.dot == GemvDot::Fixed;  // resolved by gemv_q4_resolve
+  if (IN == GemvInput::RmsNormDeferred && (!fixed || w.bias))
+    throw std::runtime_error("gemv_q4: a deferred RMSNorm needs the fixed-point dot and no bias");
   const int align = fixed ? kFixedBlockRows : 1;
   const int packed_rows = w.K / 8;
   int br = std::min(packed_rows, std::max(1, kWarps * cfg.rows_per_warp));
@@ -292,7 +320,9 @@ void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_str
   br = (packed_rows + splits - 1) / splits;
   br = (br + align - 1) / align * align;
   const dim3 grid((w.N + kCols - 1) / kCols, (packed_rows + br - 1) / br);
-  const auto kernel = fixed ? gemv_q4_kernel<M, SYM, IN, true> : gemv_q4_kernel<M, SYM, IN, false>;
+  auto kernel = gemv_q4_kernel<M, SYM, IN, true>;
+  if constexpr (IN != GemvInput::RmsNormDeferred)  // (fixed-point only: no fp16 instantiation)
+    if (!fixed) kernel = gemv_q4_kernel<M, SYM, IN, false>;
   launch(kernel, grid, kWarps * 32, smem_bytes(M, br, fixed), s, w, x, x_stride, y, y_stride, br, f);
   XL_CUDA_LAUNCH_CHECK();
 }
@@ -353,6 +383,16 @@ GemvQ4Config gemv_q4_resolve(const QWeight& w, GemvQ4Config cfg) {
   return cfg;
 }
 
+bool& deferred_norm_flag() {
+  static bool on = [] {
+    const char* v = std::getenv("XLLAMA_DEFER_NORM");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
+
+bool gemv_q4_defers_norm(const QWeight& w) { return !w.bias && gemv_q4_resolve(w, {}).dot == GemvDot::Fixed; }
+
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg_in, const GemvFusion& fusion) {
   const GemvQ4Config cfg = gemv_q4_resolve(w, cfg_in);
@@ -371,6 +411,9 @@ void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stri
         dispatch_sym<GemvInput::SiluGateUp>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s);
         break;
       case GemvInput::RmsNorm: dispatch_sym<GemvInput::RmsNorm>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s); break;
+      case GemvInput::RmsNormDeferred:
+        dispatch_sym<GemvInput::RmsNormDeferred>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s);
+        break;
     }
   }
 }

@@ -197,12 +197,18 @@ __global__ void rope_qkv_kernel(const T* __restrict__ qkv, int H, int KV, int D,
 // or a position write identical values), so decode needs no separate RoPE kernel.
 constexpr int kAttnThreads = 128;
 
+// A qkv row's RMSNorm factor where the q/k/v GEMV left it out (GemvInput::RmsNormDeferred), else 1 (exact).
+__device__ __forceinline__ float row_norm_factor(const DeferredNorm& n, int row) {
+  return n.sum_sq ? rsqrtf(n.sum_sq[row] / (float)n.dim + n.eps) : 1.f;
+}
+
 template <bool ROPE>
 __global__ void __launch_bounds__(kAttnThreads)
     attention_kernel(const __half* __restrict__ q, const float* __restrict__ qkv, const float* __restrict__ inv_freq,
                      __half* kc, __half* vc,  // not __restrict__: with ROPE the block reads what it wrote
                      int H, int KV, int D, int S, const int* __restrict__ pos, int max_splits, int min_keys_per_split,
-                     int tpp, float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out) {
+                     int tpp, float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out,
+                     DeferredNorm qkv_norm) {
   extern __shared__ float sm[];  // [slots][D] acc, [slots] m, [slots] l
   const int head = blockIdx.x, row = blockIdx.y, split = blockIdx.z;
   const int tid = threadIdx.x, slots = kAttnThreads / tpp, slot = tid / tpp, sub = tid % tpp;
@@ -252,18 +258,20 @@ __global__ void __launch_bounds__(kAttnThreads)
       const float* src = qkv + (size_t)(p - p0) * width;
       const float* ksrc = src + (size_t)(H + kvh) * D;
       const float* vsrc = src + (size_t)(H + KV + kvh) * D;
-      float a = ksrc[j], b = ksrc[j + half_d];
+      const float r = row_norm_factor(qkv_norm, p - p0);
+      float a = ksrc[j] * r, b = ksrc[j + half_d] * r;
       rotate_pair(a, b, p, inv_freq[j]);
       __half* kd = kc + ((size_t)kvh * S + p) * D;
       __half* vd = vc + ((size_t)kvh * S + p) * D;
       kd[j] = __float2half(a), kd[j + half_d] = __float2half(b);
-      vd[j] = __float2half(vsrc[j]), vd[j + half_d] = __float2half(vsrc[j + half_d]);
+      vd[j] = __float2half(vsrc[j] * r), vd[j + half_d] = __float2half(vsrc[j + half_d] * r);
     }
     // q rotated once per block (the lane groups all need the whole head), rounded as the q buffer would be
     __shared__ float qrot[256];
     const float* qsrc = qkv + (size_t)row * width + (size_t)head * D;
+    const float rq = row_norm_factor(qkv_norm, row);
     for (int j = tid; j < half_d; j += kAttnThreads) {
-      float a = qsrc[j], b = qsrc[j + half_d];
+      float a = qsrc[j] * rq, b = qsrc[j + half_d] * rq;
       rotate_pair(a, b, p0 + row, inv_freq[j]);
       qrot[j] = __half2float(__float2half(a)), qrot[j + half_d] = __half2float(__float2half(b));
     }
@@ -433,14 +441,14 @@ namespace {
 template <bool ROPE>
 void launch_attention(const __half* q, const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m,
                       int H, int KV, int D, int S, const int* pos, int splits, int min_keys_per_split, float* work,
-                      unsigned* done, __half* out, cudaStream_t s) {
+                      unsigned* done, __half* out, cudaStream_t s, DeferredNorm qkv_norm = {}) {
   int tpp = 1;
   while (tpp * 8 < D) tpp <<= 1;
   const int slots = kAttnThreads / tpp;
   const size_t smem = ((size_t)slots * D + 2 * slots) * sizeof(float);
   dim3 grid(H, m, splits);
   launch(attention_kernel<ROPE>, grid, kAttnThreads, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos,
-         splits, std::max(1, min_keys_per_split), tpp, work, done, out);
+         splits, std::max(1, min_keys_per_split), tpp, work, done, out, qkv_norm);
   XL_CUDA_LAUNCH_CHECK();
 }
 }  // namespace
@@ -455,9 +463,9 @@ void attention(const __half* q, const __half* kcache, const __half* vcache, int 
 
 void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
-                    cudaStream_t s) {
+                    cudaStream_t s, DeferredNorm qkv_norm) {
   launch_attention<true>(nullptr, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits, kAttnMinKeysPerSplit,
-                         work, done, out, s);
+                         work, done, out, s, qkv_norm);
 }
 
 void fill_random_u32(uint32_t* p, size_t n, uint64_t seed, cudaStream_t s) {

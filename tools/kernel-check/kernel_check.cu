@@ -308,6 +308,31 @@ void check_gemv_q4_silu(int K, int N, int gs, int m, bool act_order) {
   std::snprintf(name, sizeof name, "gemv_q4 + fused silu*up %dx%d m=%d%s (all variants)", K, N, m,
                 act_order ? " act-order" : "");
   report(name, worst, 4e-3);
+
+  // After a deferred gate/up: gate and up stored short of their row's factor r = rsqrt(ss / dim + eps), which the
+  // GEMV applies from the row sums of squares.
+  const int dim = 3000;
+  const float eps = 1e-5f;
+  std::vector<float> ss(m), gu_short(gu.size());
+  for (int i = 0; i < m; ++i) {
+    ss[i] = urand(0.5f, 20.f) * dim;
+    const double r = 1.0 / std::sqrt((double)ss[i] / dim + eps);
+    for (int k = 0; k < 2 * K; ++k) gu_short[(size_t)i * 2 * K + k] = (float)(gu[(size_t)i * 2 * K + k] / r);
+  }
+  Dev<float> dshort(gu_short), dss(ss);
+  worst = 0;
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {
+    GemvFusion f;
+    f.in_sum_sq = dss.p, f.norm_dim = dim, f.eps = eps;
+    dy.poison();
+    XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+    gemv_q4(d.q, dshort.p, GemvInput::SiluGateUp, m, 2 * K, dy.p, N, nullptr, c, f);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    worst = std::max(worst, rel_err(dy.download(), ref));
+  }
+  std::snprintf(name, sizeof name, "gemv_q4 + fused silu*up after a deferred norm %dx%d m=%d%s", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, worst, 4e-3);
 }
 
 // The buffers a fused kernel zeroes: poisoned before, all zero after.
@@ -364,6 +389,37 @@ void check_gemv_q4_rmsnorm(int K, int N, int gs, int m, bool act_order) {
   std::snprintf(name, sizeof name, "gemv_q4 + fused rmsnorm (+ zeroing) %dx%d m=%d%s", K, N, m,
                 act_order ? " act-order" : "");
   report(name, zeroed ? worst : INFINITY, 4e-3);
+
+  // Deferred: y = (h * norm) . W, each row short of its factor r, and the row sums of squares added into in_sum_sq
+  // (which starts from 1 here, so it must be added to, not written). r * y against the same reference.
+  double worst_def = 0, worst_ss = 0;
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {
+    if (c.dot != GemvDot::Fixed) continue;
+    Dev<float> acc_ss(std::vector<float>(m, 1.f));
+    GemvFusion f;
+    f.in_sum_sq = acc_ss.p, f.in_norm = dnw.p, f.eps = eps;
+    dy.poison();
+    XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+    gemv_q4(d.q, dh.p, GemvInput::RmsNormDeferred, m, K, dy.p, N, nullptr, c, f);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<float> y = dy.download(), got_ss = acc_ss.download();
+    std::vector<float> scaled(y.size());
+    std::vector<double> ref_part(y.size()), ref_ss(m);
+    for (int i = 0; i < m; ++i) {
+      ref_ss[i] = 1.0 + ss[i];
+      const double r = 1.0 / std::sqrt((double)ss[i] / K + eps);
+      for (int n = 0; n < N; ++n) {
+        scaled[(size_t)i * N + n] = (float)(r * y[(size_t)i * N + n]);
+        ref_part[(size_t)i * N + n] = ref[(size_t)i * N + n] - base[(size_t)i * N + n];
+      }
+    }
+    worst_def = std::max(worst_def, rel_err(scaled, ref_part));
+    worst_ss = std::max(worst_ss, rel_err(got_ss, ref_ss));
+  }
+  std::snprintf(name, sizeof name, "gemv_q4 + deferred rmsnorm %dx%d m=%d%s (fixed dot)", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, worst_def, 4e-3);
+  report("  its row sums of squares (added)", worst_ss, 1e-5);
 }
 
 // Output sums of squares: after y += x . W, out_sum_sq[i] += sum_n y[i, n]^2 (the final y), for every split
@@ -969,7 +1025,8 @@ ModelConfig dummy_config(int vocab, int hidden, int inter, int layers, int heads
 // Decode (graph replays of 1, 3 and 8 rows) must agree with prompt chunks (GEMM path) on the same tokens.
 void check_backend_paths() {
   const std::string tag = std::string(pdl_enabled() ? "" : " [no PDL]") +
-                          (persistent_decode_flag() ? "" : " [5-kernel decode]");
+                          (persistent_decode_flag() ? "" : " [5-kernel decode]") +
+                          (deferred_norm_flag() ? " [deferred norms]" : "");
   ModelConfig c = dummy_config(1000, 256, 704, 2, 4, 2, 256);
   BackendOptions o;
   o.max_seq_len = 128, o.max_chunk_tokens = 64;
@@ -1229,6 +1286,17 @@ void check_backend_gptq() {
   const std::vector<float> other = decode_all(*create_cuda_backend(c, g, w, o));
   vs_truth(std::string("5-kernel decode") + (fixed ? " (fp16 dot)" : " (fixed-point dot)"), other);
   gemv_q4_fixed_point_flag() = fixed;
+  {  // the RMSNorm factors deferred (or not, if that is the default) against the float64 model and against the
+     // 5-kernel decode above: the same arithmetic but for where each row's factor is applied
+    const bool defer = deferred_norm_flag();
+    deferred_norm_flag() = !defer;
+    const std::vector<float> switched = decode_all(*create_cuda_backend(c, g, w, o));
+    deferred_norm_flag() = defer;
+    const std::string what = std::string("5-kernel decode, norms ") + (defer ? "in the GEMVs" : "deferred");
+    vs_truth(what + (fixed ? " (fixed-point dot)" : " (fp16 dot)"), switched);
+    report("backend gptq asym act-order: " + what + " vs as default", rel_err(switched, {five.begin(), five.end()}),
+           1e-2);
+  }
   const std::vector<float>& five_half = fixed ? other : five;
   const std::vector<double> five_d(five_half.begin(), five_half.end());
   {  // a prompt in one chunk gives the logits of the same prompt in two (the second over the first's cache)
@@ -1397,8 +1465,6 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
 
 void tune_gemv_q4();
 
-// Decode with the fp16 and the fixed-point GEMV dot side by side: the 7B and 70B GEMV shapes back to back, then
-// whole-backend decode on the 7B, 13B and 70B dummies, the dots alternated twice over for the spread.
 // The 7B's decode GEMVs and the 70B's MLP ones, one launch at a time (each dot).
 void time_decode_gemv_shapes() {
   time_gemv_q4("q+k+v", 4096, 12288, 1);
@@ -1409,20 +1475,29 @@ void time_decode_gemv_shapes() {
   time_gemv_q4("70B down_proj", 28672, 8192, 1);
 }
 
-void bench_decode_dots() {
+// Decode's variants side by side: the fp16 dot, the fixed-point dot with the RMSNorm factors applied by the GEMVs
+// (the next RmsNorm GEMV's sums squared by o_proj and down_proj), and with them deferred (the default). The GEMV
+// shapes one launch at a time first, then whole-backend decode on the 7B, 13B and 70B dummies, the variants
+// alternated twice over for the spread, then the back-to-back GEMV tuning.
+void bench_decode_variants() {
   std::printf("GEMV shapes (group 128, m=1, one launch at a time)\n");
   time_decode_gemv_shapes();
-  const bool saved = gemv_q4_fixed_point_flag();
+  const bool saved_fixed = gemv_q4_fixed_point_flag(), saved_defer = deferred_norm_flag();
   const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
+  struct Variant {
+    const char* name;
+    bool fixed, defer;
+  };
   for (int rep = 0; rep < 2; ++rep)
-    for (bool fixed : {false, true}) {
-      gemv_q4_fixed_point_flag() = fixed;
-      std::printf("[%s dot]\n", fixed ? "fixed-point" : "fp16");
+    for (const Variant& v : {Variant{"fp16 dot", false, false}, Variant{"fixed-point dot, norms in the GEMVs", true, false},
+                             Variant{"fixed-point dot, norms deferred", true, true}}) {
+      gemv_q4_fixed_point_flag() = v.fixed, deferred_norm_flag() = v.defer;
+      std::printf("[%s]\n", v.name);
       guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
       guarded("bench 13B", [&] { bench_backend("13B", c13, 2048, 512, 64); });
       guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
     }
-  gemv_q4_fixed_point_flag() = saved;
+  gemv_q4_fixed_point_flag() = saved_fixed, deferred_norm_flag() = saved_defer;
   tune_gemv_q4();
 }
 
@@ -1585,8 +1660,8 @@ int main(int argc, char** argv) {
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
       return failures ? 1 : 0;
     }
-    if (std::strcmp(argv[i], "--bench-decode") == 0) {  // decode with each GEMV dot, side by side
-      guarded("bench decode dots", bench_decode_dots);
+    if (std::strcmp(argv[i], "--bench-decode") == 0) {  // decode's variants, side by side
+      guarded("bench decode variants", bench_decode_variants);
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--decode-step") == 0) {  // only the persistent decode kernel's timings (profiling)
@@ -1679,6 +1754,10 @@ int main(int argc, char** argv) {
       persistent_decode_flag() = !persistent;
       guarded("backend paths (persistent decode switched)", check_backend_paths);
       persistent_decode_flag() = persistent;
+      const bool defer = deferred_norm_flag();
+      deferred_norm_flag() = !defer;
+      guarded("backend paths (deferred norms switched)", check_backend_paths);
+      deferred_norm_flag() = defer;
     }
     guarded("backend gptq", check_backend_gptq);
     if (timing) {
