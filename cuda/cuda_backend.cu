@@ -928,11 +928,14 @@ class Stage {
   // attention (RoPE + KV write + split combine), o_proj (adds into h), gate/up (normalizing), down (SiLU-gate while
   // staging; adds into h). Every buffer a kernel accumulates into is zeroed by an earlier kernel that runs after the
   // buffer's last reader.
+  // Opt-in (oproj_combine_flag(), XLLAMA_OPROJ_COMBINE=1; not yet run on a GPU): attention leaves its split partials
+  // and o_proj combines them while staging its input (GemvInput::AttnSplits), which takes the attention kernel's
+  // fence, counter and combine block off the chain (3.3 us of a 7B layer on the H200, PERF-NOTES session 11).
   // Opt-in (defer_norms(), XLLAMA_DEFER_NORM=1; not yet run on a GPU): the q/k/v and gate/up GEMVs defer their
   // RMSNorm factor. They multiply h by the norm weights only and sum h's squares themselves
   // (GemvInput::RmsNormDeferred); the next kernel (attention, down) applies the factor. By default o_proj and
   // down_proj square their finished outputs for the next GEMV instead, which costs the last block of every column
-  // slice a fence, a counter and a re-read at the end of the kernel: leaving them out took 4.4 us off a 7B layer on
+  // slice a fence, a counter and a re-read at the end of the kernel: leaving them out took ~4 us off a 7B layer on
   // the H200 (docs/PERF-NOTES.md, session 11). Deferred, the first q/k/v of a stage still normalizes from the sums
   // embed_rows or the stage before left, and the last down_proj of a stage leaves them for lm_head or the next
   // stage.
@@ -949,7 +952,7 @@ class Stage {
     }
     const int splits = cuda::attention_splits(m, H, S_);
     const float eps = cfg_.rms_norm_eps;
-    const bool defer = defer_norms();
+    const bool defer = defer_norms(), oproj_combines = cuda::oproj_combine_flag();
     float* attn_sum_sq = row_sum_sq_;                    // h's row sums of squares before attention
     float* mlp_sum_sq = row_sum_sq_ + cuda::kGemvMaxRows;  // ... and before the MLP
     // Later stages: receive() brought h_ and its sums of squares, and zeroed qkv_ and mlp_sum_sq.
@@ -967,12 +970,17 @@ class Stage {
       cuda::DeferredNorm qkv_norm;
       if (defer_qkv) qkv_norm = {attn_sum_sq, hid, eps};
       cuda::attention_rope(qkv_, inv_freq_, kcache_ + li * layer_elems, vcache_ + li * layer_elems, m, H, KV, D, S_,
-                           pos_, splits, work_, attn_done_, att_, stream_, qkv_norm);
+                           pos_, splits, work_, attn_done_, oproj_combines ? nullptr : att_, stream_, qkv_norm);
       cuda::GemvFusion o;
       if (!defer) o.out_sum_sq = mlp_sum_sq, o.col_done = col_done_;
       o.zero[0] = {qkv_, qkv_floats};            // attention has read it
       o.zero[1] = {attn_sum_sq, (size_t)m};      // q/k/v and attention have read it; q/k/v or down_proj sum into it
-      cuda::gemv_q4(l.o.q, att_, cuda::GemvInput::Half, m, H * D, h_, hid, stream_, {}, o);
+      if (oproj_combines) {  // o_proj's input: the attention's split partials
+        o.attn = {pos_, 0, H, D, splits, cuda::kAttnMinKeysPerSplit};
+        cuda::gemv_q4(l.o.q, work_, cuda::GemvInput::AttnSplits, m, H * splits * (D + 2), h_, hid, stream_, {}, o);
+      } else {
+        cuda::gemv_q4(l.o.q, att_, cuda::GemvInput::Half, m, H * D, h_, hid, stream_, {}, o);
+      }
       cuda::GemvFusion gate_up;
       gate_up.in_sum_sq = mlp_sum_sq, gate_up.in_norm = l.post_norm, gate_up.eps = eps;
       cuda::gemv_q4(l.gate_up.q, h_, defer ? cuda::GemvInput::RmsNormDeferred : cuda::GemvInput::RmsNorm, m,

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/attention_step.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
@@ -58,6 +59,14 @@ __device__ __forceinline__ float gemv_input(const QWeight& w, const void* __rest
   } else if (IN == GemvInput::RmsNormDeferred) {
     const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
     return hr[k] * __half2float(f.in_norm[k]);  // no fp16 rounding: unnormalized values may exceed its range
+  } else if (IN == GemvInput::AttnSplits) {
+    const AttnSplitsShape& a = f.attn;
+    const int head = k / a.head_dim, d = k - head * a.head_dim;
+    const int L = *a.pos + a.first_row + mi + 1;
+    const float* wr = static_cast<const float*>(xv) + (size_t)mi * x_stride + (size_t)head * a.max_splits * (a.head_dim + 2);
+    const int splits = live_splits(L, a.max_splits, a.min_keys);
+    const float Mall = splits_max(wr, splits, a.head_dim, LoadReadOnly{});
+    return __half2float(combine_element(wr, splits, a.head_dim, d, Mall, LoadReadOnly{}));
   } else {
     return __half2float(static_cast<const __half*>(xv)[(size_t)mi * x_stride + k]);
   }
@@ -194,11 +203,13 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
 // on the H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
 // before the wait as well lost there (the registers it takes cost a block per SM). The fixed-point dot runs
 // uncapped (78 registers, 6 blocks per SM): capped at 64 it spills, and the 7B decoded 8% slower, the 70B 1%
-// faster (session 10).
+// faster (session 10). The AttnSplits input (the attention combine inlined into the staging) would take ~94
+// registers (5 blocks per SM); it is held to 6 blocks per SM like the Half-input kernel it replaces (80 registers;
+// with asymmetric zeros 4 bytes spill on sm_86 and sm_89, none on sm_80 and sm_90).
 // FIXED: the fixed-point dot (stage_x_fixed, dot_row_fixed) instead of fp16 pairs; then warps take multiples of
 // 4 packed rows (whole blocks of 32 inputs), which launch_m's slices allow.
 template <int M, bool SYM, GemvInput IN, bool FIXED>
-__global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM && !FIXED ? 8 : 1)
+__global__ void __launch_bounds__(kWarps * 32, M != 1 ? 1 : IN == GemvInput::AttnSplits ? 6 : SYM && !FIXED ? 8 : 1)
     gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
                    int block_rows, GemvFusion f) {
   static_assert(kWarps * 32 == kCols, "add_row_sum_sq takes one column per thread");
@@ -391,6 +402,14 @@ bool& deferred_norm_flag() {
   return on;
 }
 
+bool& oproj_combine_flag() {
+  static bool on = [] {
+    const char* v = std::getenv("XLLAMA_OPROJ_COMBINE");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
+
 bool gemv_q4_defers_norm(const QWeight& w) { return !w.bias && gemv_q4_resolve(w, {}).dot == GemvDot::Fixed; }
 
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
@@ -404,6 +423,7 @@ void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stri
     GemvFusion f = fusion;  // this chunk's rows; the first chunk does the zeroing
     if (f.in_sum_sq) f.in_sum_sq += r;
     if (f.out_sum_sq) f.out_sum_sq += r;
+    f.attn.first_row += r;
     if (r > 0) f.zero[0] = f.zero[1] = ZeroFill{};
     switch (input) {
       case GemvInput::Half: dispatch_sym<GemvInput::Half>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s); break;
@@ -414,6 +434,7 @@ void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stri
       case GemvInput::RmsNormDeferred:
         dispatch_sym<GemvInput::RmsNormDeferred>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s);
         break;
+      case GemvInput::AttnSplits: dispatch_sym<GemvInput::AttnSplits>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s); break;
     }
   }
 }
