@@ -1322,8 +1322,9 @@ void check_backend_gptq() {
     deferred_norm_flag() = defer;
     const std::string what = std::string("5-kernel decode, norms ") + (defer ? "in the GEMVs" : "deferred");
     vs_truth(what + (fixed ? " (fixed-point dot)" : " (fp16 dot)"), switched);
+    // (the deferred inputs skip fp16's rounding of the normalized values: as far apart as decode and prompt chunks)
     report("backend gptq asym act-order: " + what + " vs as default", rel_err(switched, {five.begin(), five.end()}),
-           1e-2);
+           2e-2);
   }
   {  // o_proj combining attention's splits (or the attention kernel, if that is the default): the same fp16 inputs
      // to o_proj, so the same logits but for the order of split-K atomics
