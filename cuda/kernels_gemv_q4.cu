@@ -246,6 +246,9 @@ __global__ void __launch_bounds__(kWarps * 32, M != 1 ? 1 : IN == GemvInput::Att
   float2* xb = reinterpret_cast<float2*>(smem_raw + (size_t)M * block_rows * 16);  // FIXED: [M][fixed_blocks]
   if (FIXED) stage_x_fixed<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, smem_raw, xb);
   else stage_x<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, reinterpret_cast<__half2*>(smem_raw));
+  // (here, not after the dot products: the weights of the next batch stream in meanwhile)
+  if (IN == GemvInput::RmsNormDeferred && blockIdx.x == 0)
+    add_slice_sum_sq<M>(static_cast<const float*>(xv), x_stride, f, r0 * 8, (r0 + nr) * 8);
   __syncthreads();
 
   float acc[M][4];
@@ -306,8 +309,6 @@ __global__ void __launch_bounds__(kWarps * 32, M != 1 ? 1 : IN == GemvInput::Att
     }
   }
   reduce_and_add<M>(acc, smem_raw, w, y, y_stride, col0);
-  if (IN == GemvInput::RmsNormDeferred && blockIdx.x == 0)
-    add_slice_sum_sq<M>(static_cast<const float*>(xv), x_stride, f, r0 * 8, (r0 + nr) * 8);
   if (f.out_sum_sq) add_row_sum_sq<M>(f, w, y, y_stride, col0);
 }
 
