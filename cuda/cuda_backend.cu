@@ -953,6 +953,9 @@ class Stage {
     const int splits = cuda::attention_splits(m, H, S_);
     const float eps = cfg_.rms_norm_eps;
     const bool defer = defer_norms(), oproj_combines = cuda::oproj_combine_flag();
+    const unsigned ablate = cuda::decode_ablation();
+    const bool skip_attention = ablate & cuda::kAblateAttention, skip_sums = ablate & cuda::kAblateSumsOfSquares;
+    const bool norm = !(ablate & cuda::kAblateNormStaging);  // (Half input: h's bytes read as fp16, timing only)
     float* attn_sum_sq = row_sum_sq_;                    // h's row sums of squares before attention
     float* mlp_sum_sq = row_sum_sq_ + cuda::kGemvMaxRows;  // ... and before the MLP
     // Later stages: receive() brought h_ and its sums of squares, and zeroed qkv_ and mlp_sum_sq.
@@ -965,14 +968,17 @@ class Stage {
       qkv.in_sum_sq = attn_sum_sq, qkv.in_norm = l.input_norm, qkv.eps = eps;
       qkv.zero[0] = {gu_, (size_t)m * 2 * I};  // down_proj (previous layer) has read it
       if (defer) qkv.zero[1] = {mlp_sum_sq, (size_t)m};  // ... and these (gate/up sums into them)
-      cuda::gemv_q4(l.qkv.q, h_, defer_qkv ? cuda::GemvInput::RmsNormDeferred : cuda::GemvInput::RmsNorm, m, hid,
-                    qkv_, (H + 2 * KV) * D, stream_, {}, qkv);
+      cuda::gemv_q4(l.qkv.q, h_,
+                    !norm ? cuda::GemvInput::Half
+                          : defer_qkv ? cuda::GemvInput::RmsNormDeferred : cuda::GemvInput::RmsNorm,
+                    m, hid, qkv_, (H + 2 * KV) * D, stream_, {}, qkv);
       cuda::DeferredNorm qkv_norm;
       if (defer_qkv) qkv_norm = {attn_sum_sq, hid, eps};
-      cuda::attention_rope(qkv_, inv_freq_, kcache_ + li * layer_elems, vcache_ + li * layer_elems, m, H, KV, D, S_,
-                           pos_, splits, work_, attn_done_, oproj_combines ? nullptr : att_, stream_, qkv_norm);
+      if (!skip_attention)
+        cuda::attention_rope(qkv_, inv_freq_, kcache_ + li * layer_elems, vcache_ + li * layer_elems, m, H, KV, D, S_,
+                             pos_, splits, work_, attn_done_, oproj_combines ? nullptr : att_, stream_, qkv_norm);
       cuda::GemvFusion o;
-      if (!defer) o.out_sum_sq = mlp_sum_sq, o.col_done = col_done_;
+      if (!defer && !skip_sums) o.out_sum_sq = mlp_sum_sq, o.col_done = col_done_;
       o.zero[0] = {qkv_, qkv_floats};            // attention has read it
       o.zero[1] = {attn_sum_sq, (size_t)m};      // q/k/v and attention have read it; q/k/v or down_proj sum into it
       if (oproj_combines) {  // o_proj's input: the attention's split partials
@@ -983,10 +989,11 @@ class Stage {
       }
       cuda::GemvFusion gate_up;
       gate_up.in_sum_sq = mlp_sum_sq, gate_up.in_norm = l.post_norm, gate_up.eps = eps;
-      cuda::gemv_q4(l.gate_up.q, h_, defer ? cuda::GemvInput::RmsNormDeferred : cuda::GemvInput::RmsNorm, m,
-                    hid, gu_, 2 * I, stream_, {}, gate_up);
+      cuda::gemv_q4(l.gate_up.q, h_,
+                    !norm ? cuda::GemvInput::Half : defer ? cuda::GemvInput::RmsNormDeferred : cuda::GemvInput::RmsNorm,
+                    m, hid, gu_, 2 * I, stream_, {}, gate_up);
       cuda::GemvFusion down;
-      if (!defer || last) down.out_sum_sq = attn_sum_sq, down.col_done = col_done_;
+      if (last || (!defer && !skip_sums)) down.out_sum_sq = attn_sum_sq, down.col_done = col_done_;
       if (defer) down.in_sum_sq = mlp_sum_sq, down.norm_dim = hid, down.eps = eps;
       else down.zero[0] = {mlp_sum_sq, (size_t)m};  // gate/up has read it; the next o_proj sums into it
       cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_, {}, down);
@@ -1371,6 +1378,13 @@ class CudaBackend final : public Backend {
 };
 
 }  // namespace
+
+namespace cuda {
+unsigned& decode_ablation() {
+  static unsigned parts = 0;
+  return parts;
+}
+}  // namespace cuda
 
 std::unique_ptr<Backend> create_cuda_backend(const ModelConfig& config, const GptqConfig& gptq,
                                              const ModelWeights& weights, const BackendOptions& options,

@@ -102,6 +102,16 @@ bool& deferred_norm_flag();
 // instead of the attention kernel's last block; starts from XLLAMA_OPROJ_COMBINE=1. Off by default until it has run
 // on a GPU (written in session 11 while no GPU machine was lent).
 bool& oproj_combine_flag();
+// Measurement only (the kernel check's --bench-ablate; nothing else sets it): parts of a decode step that
+// enqueue_decode_layers leaves out when it captures a graph, so that the graph's time without them shows what they
+// cost inside it (ncu times kernels in isolation, without the overlap of programmatic dependent launch). The logits
+// are wrong.
+enum DecodeAblation : unsigned {
+  kAblateAttention = 1,     // no attention kernel (o_proj reads a stale input)
+  kAblateSumsOfSquares = 2, // o_proj and down_proj do not square their outputs (but the last down_proj)
+  kAblateNormStaging = 4,   // q/k/v and gate/up read h as fp16 instead of normalizing it
+};
+unsigned& decode_ablation();
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg = GemvQ4Config{}, const GemvFusion& fusion = GemvFusion{});
 std::vector<GemvQ4Config> gemv_q4_candidates();

@@ -1,13 +1,14 @@
 // xllama kernel check: runs every CUDA kernel of the backend on fresh random inputs against a
 // straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
 //   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--prompt-attention] [--decode-step [quick]]
-//                       [--profile-step prefill|prefill2048|decode]
+//                       [--profile-step prefill|prefill2048|decode] [--bench-decode] [--bench-ablate]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then the prompt path's settings
 // (dequantization tile, chunk) side by side; --decode-step [quick] runs only the persistent decode kernel's timings
 // (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt speeds;
 // --prompt-attention runs only the prompt attention's checks (for compute-sanitizer's racecheck); --profile-step
 // runs one 7B prompt chunk (512 or 2048 tokens) or decode step between cudaProfilerStart/Stop (ncu
-// --profile-from-start off).
+// --profile-from-start off); --bench-decode times decode's variants (dots, opt-in steps) side by side;
+// --bench-ablate times decode steps with parts left out (what they cost inside the graph).
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
@@ -1544,6 +1545,33 @@ void bench_decode_variants() {
   tune_gemv_q4();
 }
 
+// Where a decode step's time goes inside its graph: the step with parts left out (decode_ablation(); the logits are
+// wrong, the timing is not), each against the full step, on the 7B (twice over) and the 70B, for the decode
+// variants the switches select (run it with XLLAMA_DEFER_NORM / XLLAMA_OPROJ_COMBINE to see what is left after them).
+void bench_ablations() {
+  const ModelConfig c7 = llama_7b_config(), c70 = llama_70b_config();
+  struct Part {
+    const char* name;
+    unsigned parts;
+  };
+  const Part parts[] = {{"full step", 0},
+                        {"without attention", kAblateAttention},
+                        {"without the sums of squares in o_proj and down_proj", kAblateSumsOfSquares},
+                        {"without the RMSNorm in the q/k/v and gate/up staging", kAblateNormStaging},
+                        {"without all three", kAblateAttention | kAblateSumsOfSquares | kAblateNormStaging},
+                        {"full step", 0}};
+  std::printf("decode ablations%s%s\n", deferred_norm_flag() ? " [deferred norms]" : "",
+              oproj_combine_flag() ? " [o_proj combines attention]" : "");
+  for (int rep = 0; rep < 2; ++rep)
+    for (const Part& p : parts) {
+      decode_ablation() = p.parts;
+      std::printf("[%s]\n", p.name);
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+      if (rep == 0) guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
+    }
+  decode_ablation() = 0;
+}
+
 // Prompt-path settings side by side: the dequantization tile (read when a backend is created) on the 7B and
 // 70B dummies at 512 tokens, then the prompt chunk size on the 7B at 2048 tokens; twice over for the spread.
 void bench_prompt_settings() {
@@ -1701,6 +1729,10 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--prompt-attention") == 0) {  // only the prompt attention's checks
       guarded("prompt attention", check_prompt_attention);
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+      return failures ? 1 : 0;
+    }
+    if (std::strcmp(argv[i], "--bench-ablate") == 0) {  // decode steps with parts left out (timing only)
+      guarded("bench ablations", bench_ablations);
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--bench-decode") == 0) {  // decode's variants, side by side
