@@ -43,46 +43,22 @@ __device__ __forceinline__ void attend_positions(const uint4 (&kr)[U], const uin
   }
 }
 
-// How many of a decode attention grid's max_splits blocks per (row, head) take part for a row of live length L:
-// each at least min_keys keys. The attention kernel and a GEMV that combines its partials
-// (GemvInput::AttnSplits) must agree.
-__device__ __forceinline__ int live_splits(int L, int max_splits, int min_keys) {
-  return min(max_splits, max(1, (L + min_keys - 1) / min_keys));
-}
-
-// Flash-decoding's combine of the split records at w ([o (D floats), running max, running sum] per split, max -inf for
-// a split with no keys), in pieces that the attention kernel's combine and a GEMV staging its input
-// (GemvInput::AttnSplits) share, so both get the same fp16 values. LOAD reads a float: __ldcg where the records were
-// written by other blocks of the same kernel, __ldg in a later kernel.
-template <class LOAD>
-__device__ __forceinline__ float splits_max(const float* w, int splits, int D, LOAD load) {
-  float Mall = -INFINITY;
-  for (int sp = 0; sp < splits; ++sp) Mall = fmaxf(Mall, load(w + sp * (D + 2) + D));
-  return Mall;
-}
-template <class LOAD>
-__device__ __forceinline__ __half combine_element(const float* w, int splits, int D, int d, float Mall, LOAD load) {
-  float o = 0.f, L = 0.f;
-  for (int sp = 0; sp < splits; ++sp) {
-    const float ms = load(w + sp * (D + 2) + D);
-    if (ms == -INFINITY) continue;
-    const float f = exp2f(ms - Mall);
-    o += load(w + sp * (D + 2) + d) * f;
-    L += load(w + sp * (D + 2) + D + 1) * f;
-  }
-  return __float2half(o / L);
-}
-struct LoadL2 {
-  __device__ float operator()(const float* p) const { return __ldcg(p); }
-};
-struct LoadReadOnly {
-  __device__ float operator()(const float* p) const { return __ldg(p); }
-};
-
-// The combine run by the last split block of a (row, head) to finish: out[D].
+// Flash-decoding's combine, run by the last split block of a (row, head) to finish: the splits' partials at w
+// ([o (D floats), running max, running sum] per split, max -inf for a split with no keys) merged into out[D].
 __device__ __forceinline__ void combine_splits(const float* w, int splits, int D, int threads, __half* out) {
-  const float Mall = splits_max(w, splits, D, LoadL2{});
-  for (int d = threadIdx.x; d < D; d += threads) out[d] = combine_element(w, splits, D, d, Mall, LoadL2{});
+  float Mall = -INFINITY;
+  for (int sp = 0; sp < splits; ++sp) Mall = fmaxf(Mall, __ldcg(w + sp * (D + 2) + D));
+  for (int d = threadIdx.x; d < D; d += threads) {
+    float o = 0.f, L = 0.f;
+    for (int sp = 0; sp < splits; ++sp) {
+      const float ms = __ldcg(w + sp * (D + 2) + D);
+      if (ms == -INFINITY) continue;
+      const float f = exp2f(ms - Mall);
+      o += __ldcg(w + sp * (D + 2) + d) * f;
+      L += __ldcg(w + sp * (D + 2) + D + 1) * f;
+    }
+    out[d] = __float2half(o / L);
+  }
 }
 
 }  // namespace xllama::cuda

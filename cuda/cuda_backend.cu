@@ -928,17 +928,13 @@ class Stage {
   // attention (RoPE + KV write + split combine), o_proj (adds into h), gate/up (normalizing), down (SiLU-gate while
   // staging; adds into h). Every buffer a kernel accumulates into is zeroed by an earlier kernel that runs after the
   // buffer's last reader.
-  // Opt-in (oproj_combine_flag(), XLLAMA_OPROJ_COMBINE=1; not yet run on a GPU): attention leaves its split partials
-  // and o_proj combines them while staging its input (GemvInput::AttnSplits), which takes the attention kernel's
-  // fence, counter and combine block off the chain (3.3 us of a 7B layer on the H200, PERF-NOTES session 11).
-  // Opt-in (defer_norms(), XLLAMA_DEFER_NORM=1; not yet run on a GPU): the q/k/v and gate/up GEMVs defer their
-  // RMSNorm factor. They multiply h by the norm weights only and sum h's squares themselves
-  // (GemvInput::RmsNormDeferred); the next kernel (attention, down) applies the factor. By default o_proj and
-  // down_proj square their finished outputs for the next GEMV instead, which costs the last block of every column
-  // slice a fence, a counter and a re-read at the end of the kernel: leaving them out took ~4 us off a 7B layer on
-  // the H200 (docs/PERF-NOTES.md, session 11). Deferred, the first q/k/v of a stage still normalizes from the sums
-  // embed_rows or the stage before left, and the last down_proj of a stage leaves them for lm_head or the next
-  // stage.
+  // Where they can (defer_norms()), the q/k/v and gate/up GEMVs defer their RMSNorm factor: they multiply h by the
+  // norm weights only and sum h's squares themselves (GemvInput::RmsNormDeferred), and the next kernel (attention,
+  // down) applies the factor. Otherwise o_proj and down_proj square their finished outputs for the next GEMV, which
+  // costs the last block of every column slice a fence, a counter and a re-read at the end of the kernel (7B decode
+  // on the H200: 575 t/s that way, 615 deferred; docs/PERF-NOTES.md, session 11). Deferred, the last down_proj of
+  // a stage still squares its output, for lm_head's norm (the next stage's first q/k/v sums its input itself, as every
+  // layer does, so a split model computes what an unsplit one does).
   void enqueue_decode_layers(int m) {
     const int hid = cfg_.hidden_size, I = cfg_.intermediate_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads,
               D = cfg_.head_dim;
@@ -952,41 +948,40 @@ class Stage {
     }
     const int splits = cuda::attention_splits(m, H, S_);
     const float eps = cfg_.rms_norm_eps;
-    const bool defer = defer_norms(), oproj_combines = cuda::oproj_combine_flag();
+    const bool defer = defer_norms();
     const unsigned ablate = cuda::decode_ablation();
     const bool skip_attention = ablate & cuda::kAblateAttention, skip_sums = ablate & cuda::kAblateSumsOfSquares;
     const bool norm = !(ablate & cuda::kAblateNormStaging);  // (Half input: h's bytes read as fp16, timing only)
     float* attn_sum_sq = row_sum_sq_;                    // h's row sums of squares before attention
     float* mlp_sum_sq = row_sum_sq_ + cuda::kGemvMaxRows;  // ... and before the MLP
     // Later stages: receive() brought h_ and its sums of squares, and zeroed qkv_ and mlp_sum_sq.
-    if (first_)
+    // Deferred, every q/k/v sums h's squares itself: embed_rows zeroes both sums instead of writing the first.
+    if (first_ && defer)
+      cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_, nullptr, {qkv_, qkv_floats},
+                       {row_sum_sq_, (size_t)2 * cuda::kGemvMaxRows});
+    else if (first_)
       cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_, attn_sum_sq, {qkv_, qkv_floats}, {mlp_sum_sq, (size_t)m});
     for (size_t li = 0; li < layers_.size(); ++li) {
       const GpuLayer& l = layers_[li];
-      const bool defer_qkv = defer && li > 0, last = li + 1 == layers_.size();
+      const bool last = li + 1 == layers_.size();
       cuda::GemvFusion qkv;
       qkv.in_sum_sq = attn_sum_sq, qkv.in_norm = l.input_norm, qkv.eps = eps;
       qkv.zero[0] = {gu_, (size_t)m * 2 * I};  // down_proj (previous layer) has read it
       if (defer) qkv.zero[1] = {mlp_sum_sq, (size_t)m};  // ... and these (gate/up sums into them)
       cuda::gemv_q4(l.qkv.q, h_,
                     !norm ? cuda::GemvInput::Half
-                          : defer_qkv ? cuda::GemvInput::RmsNormDeferred : cuda::GemvInput::RmsNorm,
+                          : defer ? cuda::GemvInput::RmsNormDeferred : cuda::GemvInput::RmsNorm,
                     m, hid, qkv_, (H + 2 * KV) * D, stream_, {}, qkv);
       cuda::DeferredNorm qkv_norm;
-      if (defer_qkv) qkv_norm = {attn_sum_sq, hid, eps};
+      if (defer) qkv_norm = {attn_sum_sq, hid, eps};
       if (!skip_attention)
         cuda::attention_rope(qkv_, inv_freq_, kcache_ + li * layer_elems, vcache_ + li * layer_elems, m, H, KV, D, S_,
-                             pos_, splits, work_, attn_done_, oproj_combines ? nullptr : att_, stream_, qkv_norm);
+                             pos_, splits, work_, attn_done_, att_, stream_, qkv_norm);
       cuda::GemvFusion o;
       if (!defer && !skip_sums) o.out_sum_sq = mlp_sum_sq, o.col_done = col_done_;
       o.zero[0] = {qkv_, qkv_floats};            // attention has read it
       o.zero[1] = {attn_sum_sq, (size_t)m};      // q/k/v and attention have read it; q/k/v or down_proj sum into it
-      if (oproj_combines) {  // o_proj's input: the attention's split partials
-        o.attn = {pos_, 0, H, D, splits, cuda::kAttnMinKeysPerSplit};
-        cuda::gemv_q4(l.o.q, work_, cuda::GemvInput::AttnSplits, m, H * splits * (D + 2), h_, hid, stream_, {}, o);
-      } else {
-        cuda::gemv_q4(l.o.q, att_, cuda::GemvInput::Half, m, H * D, h_, hid, stream_, {}, o);
-      }
+      cuda::gemv_q4(l.o.q, att_, cuda::GemvInput::Half, m, H * D, h_, hid, stream_, {}, o);
       cuda::GemvFusion gate_up;
       gate_up.in_sum_sq = mlp_sum_sq, gate_up.in_norm = l.post_norm, gate_up.eps = eps;
       cuda::gemv_q4(l.gate_up.q, h_,
@@ -1109,6 +1104,8 @@ class Stage {
     if (sum_sq_bytes) {
       XL_CUDA_CHECK(cudaMemsetAsync(qkv_, 0, (size_t)m * (H + 2 * KV) * D * sizeof(float), stream_));
       XL_CUDA_CHECK(cudaMemsetAsync(row_sum_sq_ + cuda::kGemvMaxRows, 0, sum_sq_bytes, stream_));
+      // deferred norms: the first q/k/v adds h's sums of squares itself, as in an unsplit model
+      if (defer_norms()) XL_CUDA_CHECK(cudaMemsetAsync(row_sum_sq_, 0, sum_sq_bytes, stream_));
     }
   }
 

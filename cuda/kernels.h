@@ -45,17 +45,7 @@ constexpr int kGemvMaxRows = 8;  // rows up to this use the GEMV kernels, more u
 //               slice add each row's sum of squares over their slice of K into GemvFusion::in_sum_sq (zero before
 //               the launch): so no earlier kernel has to finish y and then square it. Fixed-point dot only, no
 //               bias (gemv_q4_defers_norm).
-//   AttnSplits: x is decode attention's split partials (attention_rope without `out`): row i, head h, split s's
-//               record (o[D], max, sum) at ((i * H + h) * max_splits + s) * (D + 2) floats, x_stride = H * max_splits
-//               * (D + 2); the input k = h * D + d is their combine, the fp16 value attention would have written
-//               (GemvFusion::attn gives the shapes). So o_proj combines the splits as it stages its input and the
-//               attention kernel needs no fence, counter or combine block.
-enum class GemvInput { Half, SiluGateUp, RmsNorm, RmsNormDeferred, AttnSplits };
-// AttnSplits input: what the GEMV needs to find a row's live splits (as the attention kernel counts them).
-struct AttnSplitsShape {
-  const int* pos = nullptr;  // the step's first position; row i is at *pos + first_row + i
-  int first_row = 0, heads = 0, head_dim = 0, max_splits = 0, min_keys = 0;
-};
+enum class GemvInput { Half, SiluGateUp, RmsNorm, RmsNormDeferred };
 // The decode fusions around the GEMV; all optional.
 struct GemvFusion {
   // RmsNorm input: each row's sum of squares, the norm weights [K] and epsilon. RmsNormDeferred adds the sums into
@@ -70,7 +60,6 @@ struct GemvFusion {
   float* out_sum_sq = nullptr;
   unsigned* col_done = nullptr;
   ZeroFill zero[2];
-  AttnSplitsShape attn;  // AttnSplits input only
 };
 // Decode GEMV over 4-bit weights (kernels_gemv_q4.cu).
 // The config sets the packed rows (8 input rows each) per warp, which sets how K is split over blocks
@@ -95,13 +84,9 @@ GemvQ4Config gemv_q4_resolve(const QWeight& w, GemvQ4Config cfg);
 // Whether gemv_q4 can take this weight with GemvInput::RmsNormDeferred (its default config).
 bool gemv_q4_defers_norm(const QWeight& w);
 // Process-wide switch for deferring the decode RMSNorms where they can be (the kernel check flips it to compare);
-// starts from XLLAMA_DEFER_NORM=1. Off by default until it has run on a GPU (written in session 11 while no GPU
-// machine was lent; docs/PERF-NOTES.md).
+// on unless XLLAMA_DEFER_NORM=0. On the H200 it took decode from 575 to 615 t/s on the 7B (docs/PERF-NOTES.md,
+// session 11).
 bool& deferred_norm_flag();
-// Process-wide switch for o_proj combining decode attention's splits while it stages its input (GemvInput::AttnSplits)
-// instead of the attention kernel's last block; starts from XLLAMA_OPROJ_COMBINE=1. Off by default until it has run
-// on a GPU (written in session 11 while no GPU machine was lent).
-bool& oproj_combine_flag();
 // Measurement only (the kernel check's --bench-ablate; nothing else sets it): parts of a decode step that
 // enqueue_decode_layers leaves out when it captures a graph, so that the graph's time without them shows what they
 // cost inside it (ncu times kernels in isolation, without the overlap of programmatic dependent launch). The logits
@@ -178,8 +163,7 @@ void attention(const __half* q, const __half* kcache, const __half* vcache, int 
 // The same with RoPE fused (decode): q and the new rows' k, v are read from qkv fp32 [m, (H + 2 KV) * D] as
 // rope_qkv_to_cache takes it; the new k, v are written into the caches as rope_qkv_to_cache would.
 // qkv_norm: where the q/k/v GEMV ran with GemvInput::RmsNormDeferred, each qkv row is first multiplied by its
-// RMSNorm factor, rsqrt(sum_sq[i] / dim + eps); default: qkv is final. With out == nullptr every live split leaves its
-// partial in work (one split too) and nothing is combined: the o_proj GEMV's GemvInput::AttnSplits does that.
+// RMSNorm factor, rsqrt(sum_sq[i] / dim + eps); default: qkv is final.
 struct DeferredNorm {
   const float* sum_sq = nullptr;
   int dim = 0;

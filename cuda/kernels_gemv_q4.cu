@@ -20,7 +20,6 @@
 #include <string>
 #include <vector>
 
-#include "cuda/attention_step.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
@@ -59,14 +58,6 @@ __device__ __forceinline__ float gemv_input(const QWeight& w, const void* __rest
   } else if (IN == GemvInput::RmsNormDeferred) {
     const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
     return hr[k] * __half2float(f.in_norm[k]);  // no fp16 rounding: unnormalized values may exceed its range
-  } else if (IN == GemvInput::AttnSplits) {
-    const AttnSplitsShape& a = f.attn;
-    const int head = k / a.head_dim, d = k - head * a.head_dim;
-    const int L = *a.pos + a.first_row + mi + 1;
-    const float* wr = static_cast<const float*>(xv) + (size_t)mi * x_stride + (size_t)head * a.max_splits * (a.head_dim + 2);
-    const int splits = live_splits(L, a.max_splits, a.min_keys);
-    const float Mall = splits_max(wr, splits, a.head_dim, LoadReadOnly{});
-    return __half2float(combine_element(wr, splits, a.head_dim, d, Mall, LoadReadOnly{}));
   } else {
     return __half2float(static_cast<const __half*>(xv)[(size_t)mi * x_stride + k]);
   }
@@ -81,11 +72,14 @@ __device__ __forceinline__ float rmsnorm_factor(const QWeight& w, const GemvFusi
   return 1.f;
 }
 
-// RmsNormDeferred: a block of the first column slice adds each row's sum of squares over its slice of K (the slices
-// cover K once) into f.in_sum_sq, one atomic per warp and row. The previous kernel wrote x: plain loads.
+// RmsNormDeferred: a block of the first column slice sums the squares of each input row over its slice of K (the
+// slices cover K once) and adds them to f.in_sum_sq, one atomic per block and row, its warps' partials added in
+// order (so a K that one block covers sums the same way every time). Call slice_sum_sq_partials before a
+// __syncthreads and add_slice_sum_sq after it. The previous kernel wrote x: plain loads.
 template <int M>
-__device__ __forceinline__ void add_slice_sum_sq(const float* x, int x_stride, const GemvFusion& f, int k0, int k1) {
-  const int lane = threadIdx.x & 31;
+__device__ __forceinline__ void slice_sum_sq_partials(const float* x, int x_stride, int k0, int k1,
+                                                      float (&partial)[kWarps][M]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
   for (int mi = 0; mi < M; ++mi) {
     const float* xr = x + (size_t)mi * x_stride;
@@ -93,8 +87,16 @@ __device__ __forceinline__ void add_slice_sum_sq(const float* x, int x_stride, c
     for (int k = k0 + (int)threadIdx.x; k < k1; k += blockDim.x) ss = fmaf(xr[k], xr[k], ss);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if (lane == 0) atomicAdd(const_cast<float*>(f.in_sum_sq) + mi, ss);
+    if (lane == 0) partial[warp][mi] = ss;
   }
+}
+template <int M>
+__device__ __forceinline__ void add_slice_sum_sq(const GemvFusion& f, const float (&partial)[kWarps][M]) {
+  if (threadIdx.x >= M) return;
+  float ss = 0.f;
+#pragma unroll
+  for (int wi = 0; wi < kWarps; ++wi) ss += partial[wi][threadIdx.x];
+  atomicAdd(const_cast<float*>(f.in_sum_sq) + threadIdx.x, ss);
 }
 
 // x for packed rows [r0, r0 + nr), read through the act-order permutation and stored (times 1/16) as the
@@ -203,13 +205,11 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
 // on the H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
 // before the wait as well lost there (the registers it takes cost a block per SM). The fixed-point dot runs
 // uncapped (78 registers, 6 blocks per SM): capped at 64 it spills, and the 7B decoded 8% slower, the 70B 1%
-// faster (session 10). The AttnSplits input (the attention combine inlined into the staging) would take ~94
-// registers (5 blocks per SM); it is held to 6 blocks per SM like the Half-input kernel it replaces (80 registers;
-// with asymmetric zeros 4 bytes spill on sm_86 and sm_89, none on sm_80 and sm_90).
+// faster (session 10).
 // FIXED: the fixed-point dot (stage_x_fixed, dot_row_fixed) instead of fp16 pairs; then warps take multiples of
 // 4 packed rows (whole blocks of 32 inputs), which launch_m's slices allow.
 template <int M, bool SYM, GemvInput IN, bool FIXED>
-__global__ void __launch_bounds__(kWarps * 32, M != 1 ? 1 : IN == GemvInput::AttnSplits ? 6 : SYM && !FIXED ? 8 : 1)
+__global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM && !FIXED ? 8 : 1)
     gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
                    int block_rows, GemvFusion f) {
   static_assert(kWarps * 32 == kCols, "add_row_sum_sq takes one column per thread");
@@ -247,9 +247,11 @@ __global__ void __launch_bounds__(kWarps * 32, M != 1 ? 1 : IN == GemvInput::Att
   if (FIXED) stage_x_fixed<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, smem_raw, xb);
   else stage_x<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, reinterpret_cast<__half2*>(smem_raw));
   // (here, not after the dot products: the weights of the next batch stream in meanwhile)
-  if (IN == GemvInput::RmsNormDeferred && blockIdx.x == 0)
-    add_slice_sum_sq<M>(static_cast<const float*>(xv), x_stride, f, r0 * 8, (r0 + nr) * 8);
+  const bool sums_slice = IN == GemvInput::RmsNormDeferred && blockIdx.x == 0;
+  __shared__ float slice_partial[kWarps][M];
+  if (sums_slice) slice_sum_sq_partials<M>(static_cast<const float*>(xv), x_stride, r0 * 8, (r0 + nr) * 8, slice_partial);
   __syncthreads();
+  if (sums_slice) add_slice_sum_sq<M>(f, slice_partial);
 
   float acc[M][4];
 #pragma unroll
@@ -398,15 +400,7 @@ GemvQ4Config gemv_q4_resolve(const QWeight& w, GemvQ4Config cfg) {
 bool& deferred_norm_flag() {
   static bool on = [] {
     const char* v = std::getenv("XLLAMA_DEFER_NORM");
-    return v && *v && std::string(v) != "0";
-  }();
-  return on;
-}
-
-bool& oproj_combine_flag() {
-  static bool on = [] {
-    const char* v = std::getenv("XLLAMA_OPROJ_COMBINE");
-    return v && *v && std::string(v) != "0";
+    return !(v && std::string(v) == "0");
   }();
   return on;
 }
@@ -424,7 +418,6 @@ void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stri
     GemvFusion f = fusion;  // this chunk's rows; the first chunk does the zeroing
     if (f.in_sum_sq) f.in_sum_sq += r;
     if (f.out_sum_sq) f.out_sum_sq += r;
-    f.attn.first_row += r;
     if (r > 0) f.zero[0] = f.zero[1] = ZeroFill{};
     switch (input) {
       case GemvInput::Half: dispatch_sym<GemvInput::Half>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s); break;
@@ -435,7 +428,6 @@ void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stri
       case GemvInput::RmsNormDeferred:
         dispatch_sym<GemvInput::RmsNormDeferred>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s);
         break;
-      case GemvInput::AttnSplits: dispatch_sym<GemvInput::AttnSplits>(w, xr, mm, x_stride, yr, y_stride, cfg, f, s); break;
     }
   }
 }

@@ -218,7 +218,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   // The grid's max_splits is fixed when a decode graph is captured; the row's live length decides how many
   // take part (each at least min_keys_per_split keys), so short contexts have few partials to combine, or
   // none. The rest leave at once. Every block of a (row, head) computes the same count.
-  const int splits = live_splits(L, max_splits, min_keys_per_split);
+  const int splits = min(max_splits, max(1, (L + min_keys_per_split - 1) / min_keys_per_split));
   if (split >= splits) return;
   const int chunk = (L + splits - 1) / splits;
   const int start = split * chunk, end = min(L, start + chunk);
@@ -320,22 +320,20 @@ __global__ void __launch_bounds__(kAttnThreads)
   float Ltot = 0.f;
   for (int i = 0; i < slots; ++i)
     if (sms[i] != -INFINITY) Ltot += sls[i] * exp2f(sms[i] - M);
-  // work is laid out for max_splits per (row, head): rows may use different counts. Without `out` every live split
-  // leaves its partial there (one split too) for the o_proj GEMV to combine (GemvInput::AttnSplits).
-  const bool partials = splits > 1 || !out;
-  float* wr = partials ? work + (((size_t)row * H + head) * max_splits + split) * (D + 2) : nullptr;
+  // work is laid out for max_splits per (row, head): rows may use different counts
+  float* wr = splits > 1 ? work + (((size_t)row * H + head) * max_splits + split) * (D + 2) : nullptr;
   for (int d = tid; d < D; d += kAttnThreads) {
     float o = 0.f;
     for (int i = 0; i < slots; ++i)
       if (sms[i] != -INFINITY) o += sacc[i * D + d] * exp2f(sms[i] - M);
-    if (!partials) {
+    if (splits == 1) {
       out[((size_t)row * H + head) * D + d] = __float2half(o / Ltot);
     } else {
       wr[d] = o;
       if (d == 0) wr[D] = M, wr[D + 1] = Ltot;
     }
   }
-  if (!partials || !out) return;
+  if (splits == 1) return;
   // The last split block of this (row, head) to finish combines the partials (no separate kernel).
   __shared__ bool last;
   __threadfence();  // this block's partials are visible before it counts itself done

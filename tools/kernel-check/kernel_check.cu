@@ -7,7 +7,7 @@
 // (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt speeds;
 // --prompt-attention runs only the prompt attention's checks (for compute-sanitizer's racecheck); --profile-step
 // runs one 7B prompt chunk (512 or 2048 tokens) or decode step between cudaProfilerStart/Stop (ncu
-// --profile-from-start off); --bench-decode times decode's variants (dots, opt-in steps) side by side;
+// --profile-from-start off); --bench-decode times decode's variants (dots, where the norms apply) side by side;
 // --bench-ablate times decode steps with parts left out (what they cost inside the graph).
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
@@ -757,32 +757,6 @@ void check_attention_rope(int m, int H, int KV, int D, int pos, int S) {
   std::snprintf(name, sizeof name, "attention+rope m=%d H=%d KV=%d D=%d pos=%d splits=%d", m, H, KV, D, pos, splits);
   report(name, e, 3e-3);
 
-  // o_proj over the output (GemvInput::Half) against o_proj combining the splits itself (GemvInput::AttnSplits,
-  // the attention run again without `out`, which rewrites the same cache rows): the same fp16 inputs, so the same
-  // outputs but for the order of split-K atomics. Every split of K and both dots; act-order moves inputs across heads.
-  if ((H * D) % 32) return;
-  HostGptq hq = make_gptq(H * D, 192, 32, /*act_order=*/m % 2 == 1, false);
-  DevQ o(hq, 1);
-  Dev<float> y_half((size_t)m * 192), y_splits((size_t)m * 192);
-  attention_rope(dqkv.p, dinv.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, done.p, nullptr, nullptr);
-  GemvFusion f;
-  f.attn = {dp.p, 0, H, D, splits, kAttnMinKeysPerSplit};
-  double worst = 0;
-  for (const GemvQ4Config& c : gemv_q4_candidates()) {
-    XL_CUDA_CHECK(cudaMemset(y_half.p, 0, y_half.n * 4));
-    y_splits.poison();
-    XL_CUDA_CHECK(cudaMemset(y_splits.p, 0, y_splits.n * 4));
-    gemv_q4(o.q, out.p, GemvInput::Half, m, H * D, y_half.p, 192, nullptr, c);
-    gemv_q4(o.q, work.p, GemvInput::AttnSplits, m, H * splits * (D + 2), y_splits.p, 192, nullptr, c, f);
-    XL_CUDA_CHECK(cudaDeviceSynchronize());
-    const std::vector<float> a = y_half.download();
-    worst = std::max(worst, rel_err(y_splits.download(), std::vector<double>(a.begin(), a.end())));
-  }
-  bool counters_zero = true;
-  for (unsigned v : done.download()) counters_zero = counters_zero && v == 0;
-  std::snprintf(name, sizeof name, "  o_proj combining the splits (AttnSplits) vs after the combine%s",
-                m % 2 == 1 ? " (act-order)" : "");
-  report(name, counters_zero ? worst : INFINITY, 1e-6);
 }
 
 void check_attention(int m, int H, int KV, int D, int len_after, int S, bool prefill_splits) {
@@ -1054,8 +1028,7 @@ ModelConfig dummy_config(int vocab, int hidden, int inter, int layers, int heads
 void check_backend_paths() {
   const std::string tag = std::string(pdl_enabled() ? "" : " [no PDL]") +
                           (persistent_decode_flag() ? "" : " [5-kernel decode]") +
-                          (deferred_norm_flag() ? " [deferred norms]" : "") +
-                          (oproj_combine_flag() ? " [o_proj combines attention]" : "");
+                          (deferred_norm_flag() ? " [deferred norms]" : "");
   ModelConfig c = dummy_config(1000, 256, 704, 2, 4, 2, 256);
   BackendOptions o;
   o.max_seq_len = 128, o.max_chunk_tokens = 64;
@@ -1327,16 +1300,6 @@ void check_backend_gptq() {
     report("backend gptq asym act-order: " + what + " vs as default", rel_err(switched, {five.begin(), five.end()}),
            2e-2);
   }
-  {  // o_proj combining attention's splits (or the attention kernel, if that is the default): the same fp16 inputs
-     // to o_proj, so the same logits but for the order of split-K atomics
-    const bool combine = oproj_combine_flag();
-    oproj_combine_flag() = !combine;
-    const std::vector<float> switched = decode_all(*create_cuda_backend(c, g, w, o));
-    oproj_combine_flag() = combine;
-    report(std::string("backend gptq asym act-order: 5-kernel decode, splits combined by ") +
-               (combine ? "attention" : "o_proj") + " vs as default",
-           rel_err(switched, {five.begin(), five.end()}), 1e-4);
-  }
   const std::vector<float>& five_half = fixed ? other : five;
   const std::vector<double> five_d(five_half.begin(), five_half.end());
   {  // a prompt in one chunk gives the logits of the same prompt in two (the second over the first's cache)
@@ -1515,39 +1478,35 @@ void time_decode_gemv_shapes() {
   time_gemv_q4("70B down_proj", 28672, 8192, 1);
 }
 
-// Decode's variants side by side: the fp16 dot, the fixed-point dot (the default), and with it the two opt-in steps
-// (the RMSNorm factors deferred, o_proj combining attention's splits), alone and together. The GEMV
+// Decode's variants side by side: the fp16 dot, the fixed-point dot with the RMSNorm factors applied in the GEMVs,
+// and with them deferred to the next kernel (the default). The GEMV
 // shapes one launch at a time first, then whole-backend decode on the 7B, 13B and 70B dummies, the variants
 // alternated twice over for the spread, then the back-to-back GEMV tuning.
 void bench_decode_variants() {
   std::printf("GEMV shapes (group 128, m=1, one launch at a time)\n");
   time_decode_gemv_shapes();
-  const bool saved_fixed = gemv_q4_fixed_point_flag(), saved_defer = deferred_norm_flag(),
-             saved_combine = oproj_combine_flag();
+  const bool saved_fixed = gemv_q4_fixed_point_flag(), saved_defer = deferred_norm_flag();
   const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
   struct Variant {
     const char* name;
-    bool fixed, defer, combine;
+    bool fixed, defer;
   };
   for (int rep = 0; rep < 2; ++rep)
-    for (const Variant& v : {Variant{"fp16 dot", false, false, false},
-                             Variant{"fixed-point dot (the default)", true, false, false},
-                             Variant{"fixed-point dot, norms deferred", true, true, false},
-                             Variant{"fixed-point dot, o_proj combines attention", true, false, true},
-                             Variant{"fixed-point dot, both", true, true, true}}) {
-      gemv_q4_fixed_point_flag() = v.fixed, deferred_norm_flag() = v.defer, oproj_combine_flag() = v.combine;
+    for (const Variant& v : {Variant{"fp16 dot", false, false}, Variant{"fixed-point dot, norms in the GEMVs", true, false},
+                             Variant{"fixed-point dot, norms deferred (the default)", true, true}}) {
+      gemv_q4_fixed_point_flag() = v.fixed, deferred_norm_flag() = v.defer;
       std::printf("[%s]\n", v.name);
       guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
       guarded("bench 13B", [&] { bench_backend("13B", c13, 2048, 512, 64); });
       guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
     }
-  gemv_q4_fixed_point_flag() = saved_fixed, deferred_norm_flag() = saved_defer, oproj_combine_flag() = saved_combine;
+  gemv_q4_fixed_point_flag() = saved_fixed, deferred_norm_flag() = saved_defer;
   tune_gemv_q4();
 }
 
 // Where a decode step's time goes inside its graph: the step with parts left out (decode_ablation(); the logits are
 // wrong, the timing is not), each against the full step, on the 7B (twice over) and the 70B, for the decode
-// variants the switches select (run it with XLLAMA_DEFER_NORM / XLLAMA_OPROJ_COMBINE to see what is left after them).
+// variant the switches select (XLLAMA_DEFER_NORM=0: the norms in the GEMVs).
 void bench_ablations() {
   const ModelConfig c7 = llama_7b_config(), c70 = llama_70b_config();
   struct Part {
@@ -1560,8 +1519,7 @@ void bench_ablations() {
                         {"without the RMSNorm in the q/k/v and gate/up staging", kAblateNormStaging},
                         {"without all three", kAblateAttention | kAblateSumsOfSquares | kAblateNormStaging},
                         {"full step", 0}};
-  std::printf("decode ablations%s%s\n", deferred_norm_flag() ? " [deferred norms]" : "",
-              oproj_combine_flag() ? " [o_proj combines attention]" : "");
+  std::printf("decode ablations%s\n", deferred_norm_flag() ? " [deferred norms]" : " [norms in the GEMVs]");
   for (int rep = 0; rep < 2; ++rep)
     for (const Part& p : parts) {
       decode_ablation() = p.parts;
@@ -1833,10 +1791,6 @@ int main(int argc, char** argv) {
       deferred_norm_flag() = !defer;
       guarded("backend paths (deferred norms switched)", check_backend_paths);
       deferred_norm_flag() = defer;
-      const bool combine = oproj_combine_flag();
-      oproj_combine_flag() = !combine;
-      guarded("backend paths (o_proj combine switched)", check_backend_paths);
-      oproj_combine_flag() = combine;
     }
     guarded("backend gptq", check_backend_gptq);
     if (timing) {
