@@ -559,14 +559,17 @@ class Stage {
   DeviceMemory& device_memory() { return mem_; }
 
   // The token picked from the last row's logits (after run_chunk with LogitRows::Last): greedy or top-k on
-  // the device, only the id comes back. Last stage only.
-  int32_t pick_token(const TokenSampling& s) {
+  // the device, only the id comes back (enqueue_pick, then wait_token). Last stage only.
+  void enqueue_pick(const TokenSampling& s) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
     if (s.temperature <= 0.f)
       cuda::argmax(logits_, cfg_.vocab_size, token_out_, stream_);
     else
       cuda::sample_top_k(logits_, cfg_.vocab_size, s.top_k, s.temperature, s.uniform, token_out_, stream_);
     XL_CUDA_CHECK(cudaMemcpyAsync(host_token_, token_out_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+  }
+  int32_t wait_token() {
+    XL_CUDA_CHECK(cudaSetDevice(device_));
     XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return *host_token_;
   }
@@ -1191,6 +1194,10 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     // Receivers first: a stage waits for its own stream before freeing, so its copies out of the stage
     // before are done by the time that one frees its buffers.
+    try {
+      settle_step_ahead();
+    } catch (...) {  // freeing goes on regardless
+    }
     while (!stages_.empty()) stages_.pop_back();
   }
 
@@ -1245,24 +1252,48 @@ class CudaBackend final : public Backend {
 
   void trim_cache(int length) override {
     if (length < 0) throw BackendError(kBadInput, "cache length must be >= 0");
+    settle_step_ahead();
     cache_len_ = std::min(cache_len_, length);  // positions past the length are simply overwritten later
   }
 
   void forward(const int32_t* tokens, int n, int pos, bool all_logits, float* out) override {
+    settle_step_ahead();
     run(tokens, n, pos, all_logits ? LogitRows::All : LogitRows::Last, out);
   }
 
-  int32_t forward_sample(const int32_t* tokens, int n, int pos, const TokenSampling& s) override {
-    const bool device_pick = s.temperature <= 0.f ||
-                             (s.top_k > 0 && s.top_k <= cuda::kMaxDeviceTopK && s.top_k < cfg_.vocab_size);
-    if (!device_pick) return Backend::forward_sample(tokens, n, pos, s);
-    run(tokens, n, pos, LogitRows::Last, nullptr);
-    return last().pick_token(s);
+  int32_t forward_sample(const int32_t* tokens, int n, int pos, const TokenSampling& s,
+                         const TokenSampling* next) override {
+    if (!device_pick(s)) {
+      settle_step_ahead();
+      return Backend::forward_sample(tokens, n, pos, s);
+    }
+    int32_t token;
+    if (ahead_.pending && n == 1 && tokens[0] == ahead_.token && pos == ahead_.pos && same_sampling(s, ahead_.s)) {
+      ahead_.pending = false;  // the step asked for is the one started ahead
+      token = last().wait_token();
+      cache_len_ = pos + 1;
+    } else {
+      settle_step_ahead();
+      run(tokens, n, pos, LogitRows::Last, nullptr);
+      last().enqueue_pick(s);
+      token = last().wait_token();
+    }
+    // Decode pipelining: start the step that feeds `token` while it goes back to the caller. The cache length
+    // stays what the caller knows until that step is asked for.
+    if (next && device_pick(*next) && pos + n < S_ && token >= 0 && token < cfg_.vocab_size) {
+      const int committed = cache_len_;
+      run(&token, 1, pos + n, LogitRows::Last, nullptr);
+      last().enqueue_pick(*next);
+      cache_len_ = committed;
+      ahead_ = {true, token, pos + n, *next};
+    }
+    return token;
   }
 
   // Perplexity scoring: the stages run each chunk as forward() does; the last stage turns the chunk's rows
   // into NLLs on its own GPU (Stage::score_chunk), so the logits never cross to the host.
   void score(const int32_t* tokens, int n, int pos, const int32_t* targets, float* nll) override {
+    settle_step_ahead();
     begin_call(tokens, n, pos);
     check_score_targets(targets, n, cfg_.vocab_size);
     const int rows_per_chunk = last().rows_;
@@ -1368,10 +1399,32 @@ class CudaBackend final : public Backend {
     }
   }
 
+  bool device_pick(const TokenSampling& s) const {
+    return s.temperature <= 0.f || (s.top_k > 0 && s.top_k <= cuda::kMaxDeviceTopK && s.top_k < cfg_.vocab_size);
+  }
+  static bool same_sampling(const TokenSampling& a, const TokenSampling& b) {
+    return a.temperature == b.temperature && a.top_k == b.top_k && a.uniform == b.uniform;
+  }
+
+  // The decode step forward_sample started ahead (its `next`): waits for it and drops its pick. Its KV entries lie
+  // past cache_len_, so whatever runs at that position next overwrites them.
+  void settle_step_ahead() {
+    if (!ahead_.pending) return;
+    ahead_.pending = false;
+    last().wait_token();
+  }
+
   ModelConfig cfg_;
   BackendOptions opt_;
   std::vector<std::unique_ptr<Stage>> stages_;
   int S_ = 0, cache_len_ = 0;
+  struct StepAhead {
+    bool pending = false;
+    int32_t token = 0;  // the token it feeds ...
+    int pos = 0;        // ... at this position
+    TokenSampling s;    // ... and how it picks
+  };
+  StepAhead ahead_;
 };
 
 }  // namespace

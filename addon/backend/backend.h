@@ -175,7 +175,12 @@ class Backend {
 
   // forward() for the last row only, then picks one token as `sampling` says. The default copies the
   // logits to the host and samples there; the CUDA backend overrides it to sample on the device.
-  virtual int32_t forward_sample(const int32_t* tokens, int n, int pos, const TokenSampling& sampling);
+  // `next` (decode pipelining): the sampling of the step that will feed the picked token at pos + n. A backend may
+  // start that step before returning, so the device works while the token travels to the caller; the next
+  // forward_sample of exactly that step then returns its pick, and any other call first waits for it and drops it
+  // (as if that step had run and the cache had been trimmed back). The default ignores it.
+  virtual int32_t forward_sample(const int32_t* tokens, int n, int pos, const TokenSampling& sampling,
+                                 const TokenSampling* next = nullptr);
 };
 
 // Host-side token pick shared by the default forward_sample and the tests: softmax(logits / T) over the

@@ -29,7 +29,8 @@ int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& s
   return idx[k - 1];
 }
 
-int32_t Backend::forward_sample(const int32_t* tokens, int n, int pos, const TokenSampling& sampling) {
+int32_t Backend::forward_sample(const int32_t* tokens, int n, int pos, const TokenSampling& sampling,
+                                const TokenSampling* /*next: no pipelining here*/) {
   std::vector<float> logits(static_cast<size_t>(config().vocab_size));
   forward(tokens, n, pos, false, logits.data());
   return sample_token_host(logits.data(), config().vocab_size, sampling);

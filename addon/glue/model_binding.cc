@@ -245,19 +245,24 @@ Napi::Value ForwardSample(const Napi::CallbackInfo& info) {
   auto model = model_arg(info);
   auto tokens = std::make_shared<std::vector<int32_t>>(tokens_arg(info));
   const int pos = int_arg(info, 2, "pos");
-  TokenSampling s;
-  if (info.Length() > 3 && info[3].IsObject()) {
-    Napi::Object o = info[3].As<Napi::Object>();
+  auto sampling_arg = [&](size_t i, TokenSampling& s) {
+    if (info.Length() <= i || !info[i].IsObject()) return false;
+    Napi::Object o = info[i].As<Napi::Object>();
     s.temperature = static_cast<float>(num_or(o, "temperature", 0));
     s.top_k = static_cast<int>(num_or(o, "topK", 0));
     s.uniform = static_cast<float>(num_or(o, "uniform", 0));
-  }
+    return true;
+  };
+  TokenSampling s, next;
+  sampling_arg(3, s);
+  const bool has_next = sampling_arg(4, next);  // the next step's sampling: the backend may start it ahead
   auto result = std::make_shared<int32_t>(0);
   return queue(
       info.Env(),
-      [model, tokens, pos, s, result] {
+      [model, tokens, pos, s, next, has_next, result] {
         std::lock_guard<std::mutex> lock(model->mu);
-        *result = model->backend->forward_sample(tokens->data(), static_cast<int>(tokens->size()), pos, s);
+        *result = model->backend->forward_sample(tokens->data(), static_cast<int>(tokens->size()), pos, s,
+                                                 has_next ? &next : nullptr);
       },
       [result](Napi::Env env) { return Napi::Number::New(env, *result); });
 }

@@ -89,10 +89,14 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     const stops = new StopStringFilter(options.stop ?? []);
     const aborted = () => options.signal?.aborted ?? false;
 
+    // A backend pick also names the next step's sampling when there may be a next step (this pick is not the last
+    // that maxTokens allows): the backend may start that step, feeding this pick, while the pick comes back here
+    // (decode pipelining). If generation ends instead, the model's next call drops it.
     const pick = async (tokens: ArrayLike<number>, pos: number): Promise<number> => {
       const onBackend = sampler.backendSampling();
-      if (onBackend) return model.forwardSample(tokens, pos, onBackend);
-      return sampler.sample(await model.forward(tokens, pos));
+      if (!onBackend) return sampler.sample(await model.forward(tokens, pos));
+      const last = this.generatedIds.length + 1 >= options.maxTokens;
+      return model.forwardSample(tokens, pos, onBackend, last ? undefined : sampler.peekBackendSampling() ?? undefined);
     };
 
     const start = performance.now();

@@ -92,8 +92,13 @@ export interface ModelHandle {
    * model run in the order they were made, off the JS thread.
    */
   forward(tokens: ArrayLike<number>, pos: number, allLogits?: boolean): Promise<Float32Array>;
-  /** forward() of the last row, then picks the token on the backend. */
-  forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling): Promise<number>;
+  /**
+   * forward() of the last row, then picks the token on the backend. `next`, when the caller will feed the picked
+   * token at pos + tokens.length with that sampling unless generation ends: the backend may start that step before
+   * this call resolves (decode pipelining: the GPU works while the token comes back to JS). Asking for exactly that
+   * step next returns its pick; any other call waits for it first and drops it.
+   */
+  forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling, next?: TokenSampling): Promise<number>;
   /**
    * Perplexity scoring: forward() of the tokens, then one negative log-likelihood per row, of targets[i]
    * under row i's logits (targets[i] < 0: not scored, 0). The logits stay on the backend.

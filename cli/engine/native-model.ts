@@ -281,10 +281,11 @@ export class NativeModel implements ModelHandle {
     return this.enqueueForward(ids, pos, (h) => this.addon.forward(h, ids, pos, allLogits));
   }
 
-  async forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling): Promise<number> {
+  async forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling, next?: TokenSampling): Promise<number> {
     checkTokenSampling(sampling);
+    if (next) checkTokenSampling(next);
     const ids = this.checkedTokens(tokens, pos);
-    return this.enqueueForward(ids, pos, (h) => this.addon.forwardSample(h, ids, pos, sampling));
+    return this.enqueueForward(ids, pos, (h) => this.addon.forwardSample(h, ids, pos, sampling, next));
   }
 
   async score(tokens: ArrayLike<number>, pos: number, targets: ArrayLike<number>): Promise<Float32Array> {

@@ -274,6 +274,23 @@ export class Sampler {
    * its settings with a uniform number from our generator; else null (sample on the host).
    */
   backendSampling(): TokenSampling | null {
+    const ahead = this.drawnAhead;
+    this.drawnAhead = null;
+    return ahead ?? this.drawBackendSampling();
+  }
+
+  /**
+   * What the next backendSampling() call will return, drawn now (for decode pipelining: the backend can start the
+   * step after this one with it). The same numbers come out in the same order either way.
+   */
+  peekBackendSampling(): TokenSampling | null {
+    this.drawnAhead ??= this.drawBackendSampling();
+    return this.drawnAhead;
+  }
+
+  private drawnAhead: TokenSampling | null = null;
+
+  private drawBackendSampling(): TokenSampling | null {
     const p = this.params;
     if (hasPenalties(p)) return null;
     if (p.temperature <= 0) return { temperature: 0, topK: 0, uniform: 0 };

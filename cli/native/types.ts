@@ -110,8 +110,10 @@ export interface NativeModelApi {
   /** A random GPTQ 4-bit model of this shape and group size, built on the GPU (cli/engine/dummy-models.ts). */
   loadDummyModel(arch: NativeModelSpec['arch'] & { groupSize: number }, options: NativeOpenOptions): Promise<NativeModelHandle>;
   forward(handle: NativeModelHandle, tokens: Int32Array, pos: number, allLogits: boolean): Promise<Float32Array>;
+  /** `next`: the sampling of the step that will feed the picked token next (see ModelHandle.forwardSample). */
   forwardSample(handle: NativeModelHandle, tokens: Int32Array, pos: number,
-    sampling: { temperature: number; topK: number; uniform: number }): Promise<number>;
+    sampling: { temperature: number; topK: number; uniform: number },
+    next?: { temperature: number; topK: number; uniform: number }): Promise<number>;
   /** One NLL per token: -log softmax(logits_i)[targets[i]]; 0 where targets[i] < 0. */
   score(handle: NativeModelHandle, tokens: Int32Array, pos: number, targets: Int32Array): Promise<Float32Array>;
   trimCache(handle: NativeModelHandle, length: number): void;

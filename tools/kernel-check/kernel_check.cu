@@ -1068,6 +1068,38 @@ void check_backend_paths() {
   const int32_t t = b->forward_sample(&toks[n - 1], 1, n - 1, tk);
   const int mism = (g != ref_sample(last, 1, 0.f, 0.f)) + (t != ref_sample(last, 40, 0.7f, 0.61f));
   report("backend: forward_sample greedy + top-k vs host rule (mismatches)" + tag, mism, 0);
+  {  // Decode pipelining: forward_sample with `next` (the step after started ahead) picks what it picks without, in
+     // greedy and top-k runs; the caller's cache length holds while a step is ahead; the dropped step changes
+     // nothing (a forward of another token at its position after it gives the logits a plain run gives).
+    auto steps = [&](bool piped, const TokenSampling& base, std::vector<float>& after) {
+      b->clear_cache();
+      b->forward(toks.data(), 40, 0, false, after.data());
+      std::vector<int32_t> picked;
+      int32_t t = toks[40];
+      TokenSampling s = base, next = base;
+      for (int i = 0; i < 20; ++i) {
+        s.uniform = 0.05f * (float)i, next.uniform = 0.05f * (float)(i + 1);
+        t = b->forward_sample(&t, 1, 40 + i, s, piped ? &next : nullptr);  // the last one leaves a step ahead
+        picked.push_back(t);
+      }
+      const bool length_held = b->cache_length() == 60;
+      b->forward(&toks[99], 1, 60, false, after.data());
+      if (!length_held) picked.push_back(-1);
+      return picked;
+    };
+    TokenSampling topk;
+    topk.temperature = 0.8f, topk.top_k = 20;
+    int differ = 0;
+    double worst = 0;
+    for (const TokenSampling& base : {greedy, topk}) {
+      std::vector<float> plain_after(V), piped_after(V);
+      const std::vector<int32_t> plain = steps(false, base, plain_after), piped = steps(true, base, piped_after);
+      differ += plain != piped;
+      worst = std::max(worst, rel_err(piped_after, std::vector<double>(plain_after.begin(), plain_after.end())));
+    }
+    report("backend: forward_sample with the next step ahead vs without (runs that differ)" + tag, differ, 0);
+    report("backend: a forward after a dropped step ahead vs after none" + tag, worst, 1e-3);
+  }
   // score() reduces on the device: it must give the host NLL of forward()'s logits (0 where the target is -1)
   // over prompt chunks and decode-sized steps, and chunks with nothing to score (lm_head skipped) must still
   // fill the cache for the ones after them. The tolerance is the decode-vs-prompt one above.
@@ -1456,9 +1488,10 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
   TokenSampling greedy;
   int32_t tok = toks.back();
   int pos = prompt;
-  for (int i = 0; i < 8; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy);  // capture + warm up
+  // each step starts the next (decode pipelining, as xllama bench and generation run it)
+  for (int i = 0; i < 8; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy, &greedy);  // capture + warm up
   auto t0 = clk::now();
-  for (int i = 0; i < gen; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy);
+  for (int i = 0; i < gen; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy, &greedy);
   const double sec = std::chrono::duration<double>(clk::now() - t0).count();
   std::printf("bench %-4s%s ctx=%d: prompt %d tokens %8.0f t/s | decode %6.1f t/s (%.3f ms/token at %d..%d) | "
               "weights %.2f GiB, KV %.2f GiB, scratch %.2f GiB, GPU memory used by the backend %.2f GiB\n",
