@@ -109,6 +109,18 @@ test('prefill runs in chunks at the right positions, then one token per forward 
   assert.ok(run.stats.promptMs >= 0 && run.stats.timeToFirstTokenMs >= 0 && run.stats.promptTokensPerSec > 0);
 });
 
+test('each backend pick names the next step for pipelining, but the last pick maxTokens allows', async () => {
+  const tok = storiesTokenizer();
+  const prompt = tok.encode('Once upon a time', { addSpecial: true });
+  const model = new ScriptedModel(512, 512, prompt.length, [300, 301, 302, 303, 304]);
+  const run = generate(model, tok, prompt, { maxTokens: 4, sampling: GREEDY, seed: 1 });
+  const { ids } = await collect(run);
+  assert.deepEqual(ids, [300, 301, 302, 303]);
+  const picks = model.calls.filter((c) => c.kind === 'forwardSample');
+  assert.equal(picks.length, 4);
+  assert.deepEqual(picks.map((c) => c.next), [...Array(3).fill({ temperature: 0, topK: 0, uniform: 0 }), undefined]);
+});
+
 test('penalties sample on the host from full logits (forward, not forwardSample)', async () => {
   const tok = storiesTokenizer();
   const prompt = tok.encode('Hi', { addSpecial: true });

@@ -156,6 +156,21 @@ test('samples only ever come from the filtered set', () => {
   assert.deepEqual(s.backendSampling()?.topK, 5); // temperature + top-k alone can run on the backend
 });
 
+test('peekBackendSampling draws the next backend pick ahead: the same numbers, in the same order', () => {
+  const params = { ...OFF, topK: 40, temperature: 0.8 };
+  const plain = new Sampler(params, 7), peeking = new Sampler(params, 7);
+  const a = Array.from({ length: 6 }, () => plain.backendSampling());
+  const b: (ReturnType<Sampler['backendSampling']>)[] = [];
+  for (let i = 0; i < 6; i++) {
+    b.push(peeking.backendSampling());
+    if (i % 2 === 0) assert.deepEqual(peeking.peekBackendSampling(), a[i + 1]);  // peeked once ...
+    if (i === 2) assert.deepEqual(peeking.peekBackendSampling(), a[i + 1]);     // ... or twice: drawn once
+  }
+  assert.deepEqual(b, a);
+  assert.ok(a.every((x) => x !== null && x.uniform > 0 && x.uniform < 1));
+  assert.equal(new Sampler({ ...OFF, repeatPenalty: 1.1 }, 1).peekBackendSampling(), null);
+});
+
 test('out-of-range parameters are named', () => {
   assert.match(checkSampling({ ...OFF, temperature: -1 })!, /temperature/);
   assert.match(checkSampling({ ...OFF, topP: 0 })!, /top-p/);

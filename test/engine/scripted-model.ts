@@ -7,6 +7,8 @@ export interface ForwardCall {
   kind: 'forward' | 'forwardSample';
   pos: number;
   tokens: number[];
+  /** forwardSample's `next` (the sampling of the step the caller names as coming next), if given. */
+  next?: TokenSampling;
 }
 
 export class ScriptedModel implements ModelHandle {
@@ -41,8 +43,8 @@ export class ScriptedModel implements ModelHandle {
     return this.logitsAfter(pos, tokens.length);
   }
 
-  async forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling): Promise<number> {
-    this.calls.push({ kind: 'forwardSample', pos, tokens: Array.from(tokens) });
+  async forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling, next?: TokenSampling): Promise<number> {
+    this.calls.push({ kind: 'forwardSample', pos, tokens: Array.from(tokens), ...(next ? { next } : {}) });
     this.advance(tokens, pos);
     if (sampling.temperature > 0) throw new Error('the scripted model only picks greedily');
     return argmax(this.logitsAfter(pos, tokens.length));
