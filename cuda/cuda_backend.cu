@@ -931,7 +931,7 @@ class Stage {
   // attention (RoPE + KV write + split combine), o_proj (adds into h), gate/up (normalizing), down (SiLU-gate while
   // staging; adds into h). Every buffer a kernel accumulates into is zeroed by an earlier kernel that runs after the
   // buffer's last reader.
-  // Where they can (defer_norms()), the q/k/v and gate/up GEMVs defer their RMSNorm factor: they multiply h by the
+  // Where they can (defer_norms_), the q/k/v and gate/up GEMVs defer their RMSNorm factor: they multiply h by the
   // norm weights only and sum h's squares themselves (GemvInput::RmsNormDeferred), and the next kernel (attention,
   // down) applies the factor. Otherwise o_proj and down_proj square their finished outputs for the next GEMV, which
   // costs the last block of every column slice a fence, a counter and a re-read at the end of the kernel (7B decode
@@ -951,7 +951,7 @@ class Stage {
     }
     const int splits = cuda::attention_splits(m, H, S_);
     const float eps = cfg_.rms_norm_eps;
-    const bool defer = defer_norms();
+    const bool defer = defer_norms_;
     const unsigned ablate = cuda::decode_ablation();
     const bool skip_attention = ablate & cuda::kAblateAttention, skip_sums = ablate & cuda::kAblateSumsOfSquares;
     const bool norm = !(ablate & cuda::kAblateNormStaging);  // (Half input: h's bytes read as fp16, timing only)
@@ -959,11 +959,10 @@ class Stage {
     float* mlp_sum_sq = row_sum_sq_ + cuda::kGemvMaxRows;  // ... and before the MLP
     // Later stages: receive() brought h_ and its sums of squares, and zeroed qkv_ and mlp_sum_sq.
     // Deferred, every q/k/v sums h's squares itself: embed_rows zeroes both sums instead of writing the first.
-    if (first_ && defer)
-      cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_, nullptr, {qkv_, qkv_floats},
-                       {row_sum_sq_, (size_t)2 * cuda::kGemvMaxRows});
-    else if (first_)
-      cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_, attn_sum_sq, {qkv_, qkv_floats}, {mlp_sum_sq, (size_t)m});
+    if (first_)
+      cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_, defer ? nullptr : attn_sum_sq, {qkv_, qkv_floats},
+                       defer ? cuda::ZeroFill{row_sum_sq_, (size_t)2 * cuda::kGemvMaxRows}
+                             : cuda::ZeroFill{mlp_sum_sq, (size_t)m});
     for (size_t li = 0; li < layers_.size(); ++li) {
       const GpuLayer& l = layers_[li];
       const bool last = li + 1 == layers_.size();
@@ -998,11 +997,12 @@ class Stage {
     }
   }
 
-  // Whether every q/k/v and gate/up GEMV can take its RMSNorm deferred (enqueue_decode_layers).
-  bool defer_norms() const {
-    return cuda::deferred_norm_flag() && std::all_of(layers_.begin(), layers_.end(), [](const GpuLayer& l) {
-             return cuda::gemv_q4_defers_norm(l.qkv.q) && cuda::gemv_q4_defers_norm(l.gate_up.q);
-           });
+  // Decides once, before any decode graph is captured, whether every q/k/v and gate/up GEMV takes its RMSNorm
+  // deferred (enqueue_decode_layers, receive).
+  void choose_decode_norms() {
+    defer_norms_ = cuda::deferred_norm_flag() && std::all_of(layers_.begin(), layers_.end(), [](const GpuLayer& l) {
+                     return cuda::gemv_q4_defers_norm(l.qkv.q) && cuda::gemv_q4_defers_norm(l.gate_up.q);
+                   });
   }
 
   // The persistent one-row decode kernel's plan: per-layer descriptors on the device, its counters, and the
@@ -1081,7 +1081,9 @@ class Stage {
   void receive(int m) {
     const int hid = cfg_.hidden_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads, D = cfg_.head_dim;
     const size_t h_bytes = (size_t)m * hid * sizeof(float);
-    const size_t sum_sq_bytes = m <= cuda::kGemvMaxRows ? (size_t)m * sizeof(float) : 0;
+    const bool decode_rows = m <= cuda::kGemvMaxRows;
+    // Deferred norms: the first q/k/v sums h's squares itself, as in an unsplit model; it needs no sums from before.
+    const size_t sum_sq_bytes = decode_rows && !defer_norms_ ? (size_t)m * sizeof(float) : 0;
     XL_CUDA_CHECK(cudaStreamWaitEvent(stream_, prev_->sent_, 0));
     switch (link_) {
       case Link::SameDevice:
@@ -1104,11 +1106,12 @@ class Stage {
         break;
     }
     XL_CUDA_CHECK(cudaEventRecord(received_, stream_));  // the stage before may overwrite its h_ again
-    if (sum_sq_bytes) {
+    if (decode_rows) {  // what embed_rows zeroes on the first stage
       XL_CUDA_CHECK(cudaMemsetAsync(qkv_, 0, (size_t)m * (H + 2 * KV) * D * sizeof(float), stream_));
-      XL_CUDA_CHECK(cudaMemsetAsync(row_sum_sq_ + cuda::kGemvMaxRows, 0, sum_sq_bytes, stream_));
-      // deferred norms: the first q/k/v adds h's sums of squares itself, as in an unsplit model
-      if (defer_norms()) XL_CUDA_CHECK(cudaMemsetAsync(row_sum_sq_, 0, sum_sq_bytes, stream_));
+      if (defer_norms_)
+        XL_CUDA_CHECK(cudaMemsetAsync(row_sum_sq_, 0, 2 * cuda::kGemvMaxRows * sizeof(float), stream_));
+      else
+        XL_CUDA_CHECK(cudaMemsetAsync(row_sum_sq_ + cuda::kGemvMaxRows, 0, (size_t)m * sizeof(float), stream_));
     }
   }
 
@@ -1143,6 +1146,7 @@ class Stage {
   unsigned* col_done_ = nullptr;   // decode GEMVs' per-column-slice counters (GemvFusion::col_done)
   float* row_sum_sq_ = nullptr;    // [2][kGemvMaxRows]: h's row sums of squares for the fused RMSNorms
   bool all_quantized_ = false;     // every layer linear is 4-bit: decode takes enqueue_decode_layers
+  bool defer_norms_ = false;       // choose_decode_norms
   int* host_token_ = nullptr;
   int* host_in_ = nullptr;
   void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)
@@ -1229,6 +1233,7 @@ class CudaBackend final : public Backend {
     S_ = choose_seq_len();
     for (auto& st : stages_) {
       st->allocate_kv(S_);
+      st->choose_decode_norms();
       st->prepare_decode_step();
     }
     for (size_t i = 1; i < stages_.size(); ++i) stages_[i]->connect_from(stages_[i - 1].get());
