@@ -61,4 +61,52 @@ __device__ __forceinline__ void combine_splits(const float* w, int splits, int D
   }
 }
 
+// The same combine with every load of a chunk of splits in flight at once: the block (THREADS threads, all of
+// them) copies the partials into `stage` (stage_floats floats of shared memory) a chunk at a time, coalesced, and
+// folds each chunk into a running max and sums per dim. combine_splits' loads depend on each other through its
+// loops: ~6 L2 round trips at 9 splits against 1 here.
+template <int THREADS>
+__device__ __forceinline__ void combine_splits_staged(const float* w, int splits, int D, float* stage,
+                                                      int stage_floats, __half* out) {
+  constexpr int kLoads = 10;  // per thread and chunk: a stage of (D + 2) floats per lane group is <= 10 per thread
+  constexpr int kDims = 2;    // dims per thread: D <= 256, THREADS >= 128
+  const int stride = D + 2, tid = threadIdx.x;
+  const int per_chunk = min(stage_floats, kLoads * THREADS) / stride;
+  float M = -INFINITY, L = 0.f, o[kDims] = {0.f, 0.f};
+  for (int c0 = 0; c0 < splits; c0 += per_chunk) {
+    const int n = min(per_chunk, splits - c0) * stride;
+    const float* src = w + (size_t)c0 * stride;
+    float v[kLoads];
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k)
+      if (tid + k * THREADS < n) v[k] = __ldcg(src + tid + k * THREADS);
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k)
+      if (tid + k * THREADS < n) stage[tid + k * THREADS] = v[k];
+    __syncthreads();
+    float Mc = M;
+    for (int i = 0; i < n; i += stride) Mc = fmaxf(Mc, stage[i + D]);
+    if (Mc != -INFINITY) {  // else every split so far had no keys
+      const float a = exp2f(M - Mc);  // 0 while M is -inf
+      L *= a;
+#pragma unroll
+      for (int k = 0; k < kDims; ++k) o[k] *= a;
+      for (int i = 0; i < n; i += stride) {
+        const float ms = stage[i + D];
+        if (ms == -INFINITY) continue;
+        const float f = exp2f(ms - Mc);
+        L += stage[i + D + 1] * f;
+#pragma unroll
+        for (int k = 0; k < kDims; ++k)
+          if (tid + k * THREADS < D) o[k] += stage[i + tid + k * THREADS] * f;
+      }
+      M = Mc;
+    }
+    __syncthreads();  // the next chunk overwrites the stage
+  }
+#pragma unroll
+  for (int k = 0; k < kDims; ++k)
+    if (tid + k * THREADS < D) out[tid + k * THREADS] = __float2half(o[k] / L);
+}
+
 }  // namespace xllama::cuda

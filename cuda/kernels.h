@@ -173,6 +173,9 @@ void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __h
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
                     cudaStream_t s, DeferredNorm qkv_norm = {});
 int attention_splits(int m, int H, int max_len);
+// Threads per decode attention block, 128 or 256 (process-wide; the kernel check flips it to compare); starts from
+// XLLAMA_ATTN_THREADS.
+int& attention_threads_flag();
 // The same for prompt chunks, on the tensor cores (kernels_attention_prefill.cu; head_dim 64 and 128, other
 // sizes use attention() with one split).
 void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,

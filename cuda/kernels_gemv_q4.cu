@@ -73,23 +73,9 @@ __device__ __forceinline__ float rmsnorm_factor(const QWeight& w, const GemvFusi
 }
 
 // RmsNormDeferred: a block of the first column slice sums the squares of each input row over its slice of K (the
-// slices cover K once) and adds them to f.in_sum_sq, one atomic per block and row, its warps' partials added in
-// order (so a K that one block covers sums the same way every time). Call slice_sum_sq_partials before a
-// __syncthreads and add_slice_sum_sq after it. The previous kernel wrote x: plain loads.
-template <int M>
-__device__ __forceinline__ void slice_sum_sq_partials(const float* x, int x_stride, int k0, int k1,
-                                                      float (&partial)[kWarps][M]) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int mi = 0; mi < M; ++mi) {
-    const float* xr = x + (size_t)mi * x_stride;
-    float ss = 0.f;
-    for (int k = k0 + (int)threadIdx.x; k < k1; k += blockDim.x) ss = fmaf(xr[k], xr[k], ss);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if (lane == 0) partial[warp][mi] = ss;
-  }
-}
+// slices cover K once) while it stages them, and adds them to f.in_sum_sq, one atomic per block and row, its warps'
+// partials added in order (so a K that one block covers sums the same way every time). stage_x_fixed leaves the
+// warps' partials; call add_slice_sum_sq after a __syncthreads.
 template <int M>
 __device__ __forceinline__ void add_slice_sum_sq(const GemvFusion& f, const float (&partial)[kWarps][M]) {
   if (threadIdx.x >= M) return;
@@ -117,11 +103,16 @@ __device__ __forceinline__ void stage_x(const QWeight& w, const void* __restrict
 
 // x for packed rows [r0, r0 + nr) in fixed point (q4_fixed_point.cuh), read through the act-order permutation:
 // 16 bytes per packed row in xq, and per block of 4 packed rows (scale, sum of v) in xb.
+// sum_squares (RmsNormDeferred): also each row's sum of squares of h over the staged inputs, per warp into partial.
 template <int M, GemvInput IN>
 __device__ __forceinline__ void stage_x_fixed(const QWeight& w, const void* __restrict__ xv, int x_stride,
                                               const GemvFusion& f, int r0, int nr, int block_rows,
-                                              unsigned char* xq, float2* xb) {
+                                              unsigned char* xq, float2* xb, bool sum_squares,
+                                              float (&partial)[kWarps][M]) {
   const int items = M * nr * 4;  // a multiple of 16: nr is a multiple of 4
+  float ss[M];
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) ss[mi] = 0.f;
   for (int base = 0; base < items; base += blockDim.x) {  // uniform trip count: the shuffles need whole warps
     const int i = base + threadIdx.x;
     const bool live = i < items;
@@ -130,9 +121,18 @@ __device__ __forceinline__ void stage_x_fixed(const QWeight& w, const void* __re
     if (live) {
       int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
       if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
-      const float r = rmsnorm_factor<IN>(w, f, mi);
-      a0 = gemv_input<IN>(w, xv, x_stride, f, mi, k0, r);
-      a1 = gemv_input<IN>(w, xv, x_stride, f, mi, k1, r);
+      if (IN == GemvInput::RmsNormDeferred) {  // the squares from the same loads (no second pass over h)
+        const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+        const float h0 = hr[k0], h1 = hr[k1];
+        a0 = h0 * __half2float(f.in_norm[k0]), a1 = h1 * __half2float(f.in_norm[k1]);
+#pragma unroll
+        for (int r = 0; r < M; ++r)
+          if (r == mi) ss[r] = fmaf(h0, h0, fmaf(h1, h1, ss[r]));
+      } else {
+        const float r = rmsnorm_factor<IN>(w, f, mi);
+        a0 = gemv_input<IN>(w, xv, x_stride, f, mi, k0, r);
+        a1 = gemv_input<IN>(w, xv, x_stride, f, mi, k1, r);
+      }
     }
     int v0, v1;
     const FixedBlock blk = quantize_fixed_pair(a0, a1, v0, v1);
@@ -140,6 +140,15 @@ __device__ __forceinline__ void stage_x_fixed(const QWeight& w, const void* __re
     if ((i & 15) == 0)
       xb[mi * (block_rows / kFixedBlockRows) + rr / kFixedBlockRows] = make_float2(blk.scale, __int_as_float(blk.sum));
     store_fixed_pair(xq + ((size_t)mi * block_rows + rr) * 16, s, v0, v1);
+  }
+  if (IN != GemvInput::RmsNormDeferred || !sum_squares) return;  // (uniform over the block)
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) {
+    float v = ss[mi];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0) partial[warp][mi] = v;
   }
 }
 
@@ -244,12 +253,10 @@ __global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM && !FIXED ? 8 : 1)
   zero_fill(f.zero[1]);
   const int fixed_blocks = block_rows / kFixedBlockRows;  // per input row
   float2* xb = reinterpret_cast<float2*>(smem_raw + (size_t)M * block_rows * 16);  // FIXED: [M][fixed_blocks]
-  if (FIXED) stage_x_fixed<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, smem_raw, xb);
-  else stage_x<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, reinterpret_cast<__half2*>(smem_raw));
-  // (here, not after the dot products: the weights of the next batch stream in meanwhile)
   const bool sums_slice = IN == GemvInput::RmsNormDeferred && blockIdx.x == 0;
   __shared__ float slice_partial[kWarps][M];
-  if (sums_slice) slice_sum_sq_partials<M>(static_cast<const float*>(xv), x_stride, r0 * 8, (r0 + nr) * 8, slice_partial);
+  if (FIXED) stage_x_fixed<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, smem_raw, xb, sums_slice, slice_partial);
+  else stage_x<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, reinterpret_cast<__half2*>(smem_raw));
   __syncthreads();
   if (sums_slice) add_slice_sum_sq<M>(f, slice_partial);
 

@@ -2,6 +2,9 @@
 // (flash-decoding split over the keys), and random fills for dummy models.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
 
 #include "cuda/attention_step.cuh"
 #include "cuda/cuda_check.h"
@@ -189,32 +192,46 @@ __global__ void rope_qkv_kernel(const T* __restrict__ qkv, int H, int KV, int D,
 }
 
 // ---- attention ----
-// Block (head, row, split), 128 threads. Lanes form groups of TPP threads, each thread owning 8 dims of one
-// key position (one 16-byte load of K and of V); the 128/TPP groups walk the split's positions with their own
+// Block (head, row, split), THREADS threads. Lanes form groups of TPP threads, each thread owning 8 dims of one
+// key position (one 16-byte load of K and of V); the THREADS/TPP groups walk the split's positions with their own
 // online softmax, then the groups are merged in shared memory.
 // ROPE (decode): q and the new rows' k, v come straight from the q/k/v projection's fp32 output; the block
-// rotates q itself and writes the new positions it reads into the caches first (blocks that share a KV head
-// or a position write identical values), so decode needs no separate RoPE kernel.
-constexpr int kAttnThreads = 128;
+// rotates q itself and writes the new positions it reads into the caches (blocks that share a KV head or a
+// position write identical values), so decode needs no separate RoPE kernel. It reads those new positions from
+// its own shared memory, not back through the caches.
+// THREADS (attention_threads_flag): 256 threads hold 64 positions in flight for D = 128 (16 lane groups x 4), so a
+// split of up to 64 keys is loaded in one round, before the wait.
 
 // A qkv row's RMSNorm factor where the q/k/v GEMV left it out (GemvInput::RmsNormDeferred), else 1 (exact).
 __device__ __forceinline__ float row_norm_factor(const DeferredNorm& n, int row) {
   return n.sum_sq ? rsqrtf(n.sum_sq[row] / (float)n.dim + n.eps) : 1.f;
 }
 
-template <bool ROPE>
-__global__ void __launch_bounds__(kAttnThreads)
+// Shared memory, in floats: the lane groups' partials ([slots][D] acc, [slots] m, [slots] l, which the combine
+// reuses as its staging area), then with ROPE the new rows' k and v as fp16 ([rows][2][D]).
+__host__ __device__ inline int attention_partials_floats(int slots, int D) { return (slots * (D + 2) + 3) / 4 * 4; }
+
+// Registers capped for 5 blocks of 128 threads per SM (as many as the kernel held before its 256-thread variant);
+// 256 threads take 2 (3 would spill). attention_splits sizes the grid to what fits at once: with 17 splits at 100
+// registers, the 7B's attention at depth 2048 took two waves and decode there ran 15% slower (docs/PERF-NOTES.md,
+// session 12).
+template <int THREADS>
+constexpr int attention_min_blocks() { return THREADS >= 256 ? 2 : 5; }
+
+template <bool ROPE, int THREADS>
+__global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
     attention_kernel(const __half* __restrict__ q, const float* __restrict__ qkv, const float* __restrict__ inv_freq,
-                     __half* kc, __half* vc,  // not __restrict__: with ROPE the block reads what it wrote
-                     int H, int KV, int D, int S, const int* __restrict__ pos, int max_splits, int min_keys_per_split,
-                     int tpp, float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out,
+                     __half* __restrict__ kc, __half* __restrict__ vc, int H, int KV, int D, int S,
+                     const int* __restrict__ pos, int max_splits, int min_keys_per_split, int tpp,
+                     float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out,
                      DeferredNorm qkv_norm) {
-  extern __shared__ float sm[];  // [slots][D] acc, [slots] m, [slots] l
+  extern __shared__ __align__(16) float sm[];
   const int head = blockIdx.x, row = blockIdx.y, split = blockIdx.z;
-  const int tid = threadIdx.x, slots = kAttnThreads / tpp, slot = tid / tpp, sub = tid % tpp;
+  const int tid = threadIdx.x, slots = THREADS / tpp, slot = tid / tpp, sub = tid % tpp;
   const int d0 = sub * 8;
   const bool active_dims = d0 < D;
-  const int L = *pos + row + 1;
+  const int p_first = *pos;  // the first new position (ROPE: the positions from here on are this launch's rows)
+  const int L = p_first + row + 1;
   // The grid's max_splits is fixed when a decode graph is captured; the row's live length decides how many
   // take part (each at least min_keys_per_split keys), so short contexts have few partials to combine, or
   // none. The rest leave at once. Every block of a (row, head) computes the same count.
@@ -226,20 +243,20 @@ __global__ void __launch_bounds__(kAttnThreads)
   const float scale = rsqrtf((float)D) * 1.4426950408889634f;  // log2(e): softmax with exp2
   const __half* kbase = kc + (size_t)kvh * S * D + d0;
   const __half* vbase = vc + (size_t)kvh * S * D + d0;
+  __half* snew = reinterpret_cast<__half*>(sm + attention_partials_floats(slots, D));  // ROPE: [rows][2][D]
   // Lane groups (slots) walk the positions start + slot, + slots, ...; U positions per group in flight (8 took
   // 148 registers and cost a tenth of the decode speed at depth 2048, where attention is bandwidth-bound).
   constexpr int U = 4;
   uint4 kr[U], vr[U];
   // With ROPE, the cached positions before *pos were written by earlier launches (complete before the kernel
   // this one waits for started), so the first round of them loads before the wait, during the q/k/v GEMV's
-  // tail; the new positions are written by this kernel below. (+5% 7B decode at depth 128 on the H200, the
-  // same at 2048: docs/PERF-NOTES.md, session 6.)
-  const int preloaded_end = ROPE ? min(end, *pos) : start;
+  // tail (+5% 7B decode at depth 128 on the H200, the same at 2048: docs/PERF-NOTES.md, session 6).
+  const int cached_end = ROPE ? min(end, p_first) : end;
   if (ROPE) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int p = start + slot + u * slots;
-      if (active_dims && p < preloaded_end) {
+      if (active_dims && p < cached_end) {
         kr[u] = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D);
         vr[u] = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D);
       }
@@ -251,31 +268,37 @@ __global__ void __launch_bounds__(kAttnThreads)
 #pragma unroll
   for (int t = 0; t < 8; ++t) qv[t] = 0.f, acc[t] = 0.f;
   if (ROPE) {
-    const int p0 = *pos, half_d = D / 2, width = (H + 2 * KV) * D;
-    const int n0 = max(start, p0);  // new positions this block reads: [n0, end)
-    for (int i = tid; i < (end - n0) * half_d; i += kAttnThreads) {
+    const int half_d = D / 2, width = (H + 2 * KV) * D;  // half_d <= 128 <= THREADS
+    // q's loads and the new rows' in one round trip: q first (one pair per thread), then the new rows
+    const float* qsrc = qkv + (size_t)row * width + (size_t)head * D;
+    const float rq = row_norm_factor(qkv_norm, row);
+    float qa = 0.f, qb = 0.f;
+    if (tid < half_d) qa = qsrc[tid], qb = qsrc[tid + half_d];
+    const int n0 = max(start, p_first);  // new positions this block reads: [n0, end)
+    for (int i = tid; i < (end - n0) * half_d; i += THREADS) {
       const int p = n0 + i / half_d, j = i % half_d;
-      const float* src = qkv + (size_t)(p - p0) * width;
+      const float* src = qkv + (size_t)(p - p_first) * width;
       const float* ksrc = src + (size_t)(H + kvh) * D;
       const float* vsrc = src + (size_t)(H + KV + kvh) * D;
-      const float r = row_norm_factor(qkv_norm, p - p0);
+      const float r = row_norm_factor(qkv_norm, p - p_first);
       float a = ksrc[j] * r, b = ksrc[j + half_d] * r;
       rotate_pair(a, b, p, inv_freq[j]);
+      const __half ka = __float2half(a), kb = __float2half(b);
+      const __half va = __float2half(vsrc[j] * r), vb = __float2half(vsrc[j + half_d] * r);
       __half* kd = kc + ((size_t)kvh * S + p) * D;
       __half* vd = vc + ((size_t)kvh * S + p) * D;
-      kd[j] = __float2half(a), kd[j + half_d] = __float2half(b);
-      vd[j] = __float2half(vsrc[j] * r), vd[j + half_d] = __float2half(vsrc[j + half_d] * r);
+      kd[j] = ka, kd[j + half_d] = kb, vd[j] = va, vd[j + half_d] = vb;
+      __half* sk = snew + (size_t)(p - n0) * 2 * D;
+      sk[j] = ka, sk[j + half_d] = kb, sk[D + j] = va, sk[D + j + half_d] = vb;
     }
     // q rotated once per block (the lane groups all need the whole head), rounded as the q buffer would be
     __shared__ float qrot[256];
-    const float* qsrc = qkv + (size_t)row * width + (size_t)head * D;
-    const float rq = row_norm_factor(qkv_norm, row);
-    for (int j = tid; j < half_d; j += kAttnThreads) {
-      float a = qsrc[j] * rq, b = qsrc[j + half_d] * rq;
-      rotate_pair(a, b, p0 + row, inv_freq[j]);
-      qrot[j] = __half2float(__float2half(a)), qrot[j + half_d] = __half2float(__float2half(b));
+    if (tid < half_d) {
+      float a = qa * rq, b = qb * rq;
+      rotate_pair(a, b, p_first + row, inv_freq[tid]);
+      qrot[tid] = __half2float(__float2half(a)), qrot[tid + half_d] = __half2float(__float2half(b));
     }
-    __syncthreads();  // also orders the cache writes above before the reads below
+    __syncthreads();  // qrot and the new rows in shared memory
     if (active_dims)
 #pragma unroll
       for (int t = 0; t < 8; ++t) qv[t] = qrot[d0 + t] * scale;
@@ -292,12 +315,18 @@ __global__ void __launch_bounds__(kAttnThreads)
   // Lane groups of one slot run the same number of iterations; shuffles involve only the group.
   const int lane = tid & 31;
   const unsigned group_mask = tpp >= 32 ? 0xffffffffu : (((1u << tpp) - 1u) << (lane & ~(tpp - 1)));
+  const int n0 = ROPE ? max(start, p_first) : end;
   for (int p0 = start + slot; p0 < end; p0 += slots * U) {
+    const bool first_round = p0 == start + slot;
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int p = p0 + u * slots;
       if (active_dims && p < end) {
-        if (!ROPE || p >= preloaded_end || p0 != start + slot) {
+        if (ROPE && p >= n0) {  // a new position: this block wrote it to shared memory
+          const __half* sk = snew + (size_t)(p - n0) * 2 * D + d0;
+          kr[u] = *reinterpret_cast<const uint4*>(sk);
+          vr[u] = *reinterpret_cast<const uint4*>(sk + D);
+        } else if (!ROPE || !first_round) {  // (ROPE: the first round of cached positions loaded before the wait)
           kr[u] = *reinterpret_cast<const uint4*>(kbase + (size_t)p * D);
           vr[u] = *reinterpret_cast<const uint4*>(vbase + (size_t)p * D);
         }
@@ -321,33 +350,37 @@ __global__ void __launch_bounds__(kAttnThreads)
   for (int i = 0; i < slots; ++i)
     if (sms[i] != -INFINITY) Ltot += sls[i] * exp2f(sms[i] - M);
   // work is laid out for max_splits per (row, head): rows may use different counts
-  float* wr = splits > 1 ? work + (((size_t)row * H + head) * max_splits + split) * (D + 2) : nullptr;
-  for (int d = tid; d < D; d += kAttnThreads) {
+  const size_t rh = (size_t)row * H + head;
+  float* wr = splits > 1 ? work + (rh * max_splits + split) * (D + 2) : nullptr;
+  for (int d = tid; d < D; d += THREADS) {
     float o = 0.f;
     for (int i = 0; i < slots; ++i)
       if (sms[i] != -INFINITY) o += sacc[i * D + d] * exp2f(sms[i] - M);
     if (splits == 1) {
-      out[((size_t)row * H + head) * D + d] = __float2half(o / Ltot);
+      out[rh * D + d] = __float2half(o / Ltot);
     } else {
       wr[d] = o;
       if (d == 0) wr[D] = M, wr[D + 1] = Ltot;
     }
   }
   if (splits == 1) return;
-  // The last split block of this (row, head) to finish combines the partials (no separate kernel).
+  // The last split block of this (row, head) to finish combines the partials (no separate kernel). One thread
+  // releases the block's partials (ordered before it by the barrier) with the count, and acquires the others'.
   __shared__ bool last;
-  __threadfence();  // this block's partials are visible before it counts itself done
   __syncthreads();
   if (tid == 0) {
-    unsigned* counter = done + (size_t)row * H + head;
+    __threadfence();
+    unsigned* counter = done + rh;
     last = atomicAdd(counter, 1u) == (unsigned)splits - 1;
-    if (last) *counter = 0;  // ready for the next launch
+    if (last) {
+      *counter = 0;  // ready for the next launch
+      __threadfence();
+    }
   }
   __syncthreads();
   if (!last) return;
-  __threadfence();
-  combine_splits(work + ((size_t)row * H + head) * max_splits * (D + 2), splits, D, kAttnThreads,
-                 out + ((size_t)row * H + head) * D);
+  combine_splits_staged<THREADS>(work + rh * max_splits * (D + 2), splits, D, sm, attention_partials_floats(slots, D),
+                                 out + rh * D);
 }
 
 // ---- random fills ----
@@ -427,29 +460,68 @@ template void rope_qkv_to_cache(const float*, int, int, int, int, const float*, 
 template void rope_qkv_to_cache(const __half*, int, int, int, int, const float*, const int*, __half*, __half*,
                                 __half*, int, cudaStream_t);
 
+int& attention_threads_flag() {
+  static int threads = [] {
+    const char* v = std::getenv("XLLAMA_ATTN_THREADS");
+    return v && std::string(v) == "128" ? 128 : 256;
+  }();
+  return threads;
+}
+
+namespace {
+// Blocks of the decode attention (with RoPE, at the threads attention_threads_flag selects) that one SM holds at once.
+int attention_blocks_per_sm() {
+  int per_sm = 0;
+  const size_t smem = 16 * 1024;  // an upper bound for head_dim 128 (the partials and 8 new rows)
+  if (attention_threads_flag() >= 256)
+    XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attention_kernel<true, 256>, 256, smem));
+  else
+    XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attention_kernel<true, 128>, 128, smem));
+  return std::max(1, per_sm);
+}
+}  // namespace
+
 int attention_splits(int m, int H, int max_len) {
-  // Enough blocks to fill the GPU four times over for one decode row (KV reads dominate at long contexts
-  // and need many loads in flight); rows already give parallelism. This is the most a launch uses: the kernel
-  // takes fewer at short live lengths (kAttnMinKeysPerSplit), and the blocks past those leave at once.
+  // As many blocks as the GPU holds at once, for one decode row (KV reads dominate at long contexts and need many
+  // loads in flight; a second wave of a few blocks costs as much as the first); rows already give parallelism. This
+  // is the most a launch uses: the kernel takes fewer at short live lengths (kAttnMinKeysPerSplit), and the blocks
+  // past those leave at once.
+  int device = 0, sms = 0;
+  XL_CUDA_CHECK(cudaGetDevice(&device));
+  XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const int blocks = m * H;
-  int splits = std::max(1, (4 * 132 + blocks - 1) / blocks);
+  int splits = std::max(1, attention_blocks_per_sm() * sms / blocks);
   splits = std::min(splits, std::max(1, max_len / 64));
   return std::min(splits, 64);
 }
 
 namespace {
+template <bool ROPE, int THREADS>
+void launch_attention_threads(const __half* q, const float* qkv, const float* inv_freq, __half* kcache,
+                              __half* vcache, int m, int H, int KV, int D, int S, const int* pos, int splits,
+                              int min_keys_per_split, float* work, unsigned* done, __half* out, cudaStream_t s,
+                              DeferredNorm qkv_norm) {
+  int tpp = 1;
+  while (tpp * 8 < D) tpp <<= 1;
+  const int slots = THREADS / tpp;
+  const size_t smem = attention_partials_floats(slots, D) * sizeof(float) + (ROPE ? (size_t)m * 2 * D * sizeof(__half) : 0);
+  dim3 grid(H, m, splits);
+  launch(attention_kernel<ROPE, THREADS>, grid, THREADS, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos,
+         splits, std::max(1, min_keys_per_split), tpp, work, done, out, qkv_norm);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
 template <bool ROPE>
 void launch_attention(const __half* q, const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m,
                       int H, int KV, int D, int S, const int* pos, int splits, int min_keys_per_split, float* work,
                       unsigned* done, __half* out, cudaStream_t s, DeferredNorm qkv_norm = {}) {
-  int tpp = 1;
-  while (tpp * 8 < D) tpp <<= 1;
-  const int slots = kAttnThreads / tpp;
-  const size_t smem = ((size_t)slots * D + 2 * slots) * sizeof(float);
-  dim3 grid(H, m, splits);
-  launch(attention_kernel<ROPE>, grid, kAttnThreads, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos,
-         splits, std::max(1, min_keys_per_split), tpp, work, done, out, qkv_norm);
-  XL_CUDA_LAUNCH_CHECK();
+  if (D % 8 != 0 || D > 256) throw std::runtime_error("attention: head_dim must be a multiple of 8, at most 256");
+  if (attention_threads_flag() >= 256)
+    launch_attention_threads<ROPE, 256>(q, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits,
+                                        min_keys_per_split, work, done, out, s, qkv_norm);
+  else
+    launch_attention_threads<ROPE, 128>(q, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits,
+                                        min_keys_per_split, work, done, out, s, qkv_norm);
 }
 }  // namespace
 

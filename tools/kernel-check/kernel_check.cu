@@ -696,6 +696,9 @@ void check_rope(int m, int H, int KV, int D, int pos, int S, bool half_input = f
          e, 2e-3);
 }
 
+// The decode attention's block size in a check's name.
+const char* attn_threads_tag() { return attention_threads_flag() >= 256 ? " [256 threads]" : " [128 threads]"; }
+
 // Decode attention with RoPE fused: host RoPE (as check_rope) of the new rows, host attention over the
 // cache (old random positions + the new ones); checks the output and the k, v the kernel wrote.
 void check_attention_rope(int m, int H, int KV, int D, int pos, int S) {
@@ -749,17 +752,22 @@ void check_attention_rope(int m, int H, int KV, int D, int pos, int S) {
   Dev<int> dp(std::vector<int>{pos});
   Dev<unsigned> done((size_t)m * H);
   XL_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(unsigned)));
-  out.poison();
-  attention_rope(dqkv.p, dinv.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, done.p, out.p, nullptr);
-  XL_CUDA_CHECK(cudaDeviceSynchronize());
-  const double e = std::max({rel_err(out.download(), ref), rel_err(dk.download(), rk), rel_err(dv.download(), rv)});
+  double e = 0;
+  for (int call = 0; call < 2; ++call) {  // the second call relies on the first leaving the counters zero
+    out.poison();
+    attention_rope(dqkv.p, dinv.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, done.p, out.p, nullptr);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    e = std::max({e, rel_err(out.download(), ref), rel_err(dk.download(), rk), rel_err(dv.download(), rv)});
+  }
   char name[160];
-  std::snprintf(name, sizeof name, "attention+rope m=%d H=%d KV=%d D=%d pos=%d splits=%d", m, H, KV, D, pos, splits);
+  std::snprintf(name, sizeof name, "attention+rope m=%d H=%d KV=%d D=%d pos=%d splits=%d%s", m, H, KV, D, pos, splits,
+                attn_threads_tag());
   report(name, e, 3e-3);
 
 }
 
-void check_attention(int m, int H, int KV, int D, int len_after, int S, bool prefill_splits) {
+void check_attention(int m, int H, int KV, int D, int len_after, int S, bool prefill_splits,
+                     int min_keys = kAttnMinKeysPerSplit) {
   // Rows are positions len_after - m .. len_after - 1; the cache holds len_after positions.
   const int pos = len_after - m;
   std::vector<__half> q = rand_half((size_t)m * H * D, -1.f, 1.f), kc = rand_half((size_t)KV * S * D, -1.f, 1.f),
@@ -798,14 +806,35 @@ void check_attention(int m, int H, int KV, int D, int len_after, int S, bool pre
     if (prefill_splits)
       attention_prefill(dq.p, dk.p, dv.p, m, H, KV, D, S, dp.p, out.p, nullptr);
     else
-      attention(dq.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, done.p, out.p, nullptr);
+      attention(dq.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, done.p, out.p, nullptr, min_keys);
     XL_CUDA_CHECK(cudaDeviceSynchronize());
     worst = std::max(worst, rel_err(out.download(), ref));
   }
   char name[128];
-  std::snprintf(name, sizeof name, "%s m=%d H=%d KV=%d D=%d len=%d splits=%d",
-                prefill_splits ? "attention_prefill" : "attention", m, H, KV, D, len_after, splits);
+  std::snprintf(name, sizeof name, "%s m=%d H=%d KV=%d D=%d len=%d splits=%d%s%s",
+                prefill_splits ? "attention_prefill" : "attention", m, H, KV, D, len_after, splits,
+                min_keys != kAttnMinKeysPerSplit ? " min_keys=1" : "", prefill_splits ? "" : attn_threads_tag());
   report(name, worst, 3e-3);
+}
+
+// The decode attention's cases, for the block size attention_threads_flag() sets.
+void check_decode_attention() {
+  check_attention(1, 8, 2, 128, 1, 64, false);
+  check_attention(1, 8, 2, 128, 100, 256, false);
+  check_attention(1, 32, 32, 128, 2048, 2048, false);  // 17 splits: the combine takes them in two chunks
+  check_attention(1, 8, 1, 128, 16384, 16384, false);  // 64 splits
+  check_attention(5, 8, 4, 64, 300, 512, false);
+  check_attention(3, 8, 4, 8, 20, 32, false);
+  check_attention(1, 8, 2, 128, 20, 2048, false, 1);  // 17 splits of 2 keys for 20: the last ones have none
+  check_attention_rope(1, 32, 32, 128, 0, 64);     // the first position
+  check_attention_rope(1, 8, 2, 128, 1000, 1100);  // GQA, many splits
+  check_attention_rope(5, 8, 4, 64, 300, 512);     // several rows: new positions across splits
+  check_attention_rope(3, 8, 4, 8, 20, 32);        // head_dim 8
+  check_attention_rope(1, 32, 32, 128, 40, 2048);  // 17 splits in the grid, one live: no combine
+  check_attention_rope(2, 4, 4, 256, 700, 1024);   // head_dim 256
+  // rows whose live lengths (61..68) straddle kAttnMinKeysPerSplit: one and two live splits in one launch
+  for (int m = 1; m <= kGemvMaxRows; ++m) check_attention_rope(m, 8, 2, 128, 60, 1024);
+  check_attention(4, 8, 2, 128, 130, 2048, false);  // live splits 2 and 3 of 17 in one launch, called twice
 }
 
 // The prompt attention's cases (also alone: --prompt-attention, e.g. under compute-sanitizer's racecheck).
@@ -1537,6 +1566,20 @@ void bench_decode_variants() {
   tune_gemv_q4();
 }
 
+// Whole-backend decode at the depths xllama bench reports (positions 9..137 after a 1-token prompt, 520..648, and
+// 2056..2120) on the 7B, 13B and 70B dummies, for the settings the environment selects: run once per build or
+// setting, alternated, to compare side by side.
+void bench_decode_depths() {
+  const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
+  guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 1, 128); });
+  guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+  guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 64, 2048); });
+  guarded("bench 13B", [&] { bench_backend("13B", c13, 2048, 1, 64); });
+  guarded("bench 13B", [&] { bench_backend("13B", c13, 2048, 512, 64); });
+  guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 1, 32); });
+  guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 32); });
+}
+
 // Where a decode step's time goes inside its graph: the step with parts left out (decode_ablation(); the logits are
 // wrong, the timing is not), each against the full step, on the 7B (twice over) and the 70B, for the decode
 // variant the switches select (XLLAMA_DEFER_NORM=0: the norms in the GEMVs).
@@ -1557,6 +1600,7 @@ void bench_ablations() {
     for (const Part& p : parts) {
       decode_ablation() = p.parts;
       std::printf("[%s]\n", p.name);
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 1, 128); });
       guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
       if (rep == 0) guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
     }
@@ -1726,6 +1770,10 @@ int main(int argc, char** argv) {
       guarded("bench ablations", bench_ablations);
       return failures ? 1 : 0;
     }
+    if (std::strcmp(argv[i], "--bench-depths") == 0) {  // decode at three depths, for the environment's settings
+      guarded("bench decode depths", bench_decode_depths);
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--bench-decode") == 0) {  // decode's variants, side by side
       guarded("bench decode variants", bench_decode_variants);
       return failures ? 1 : 0;
@@ -1787,21 +1835,15 @@ int main(int argc, char** argv) {
     check_rope(70, 8, 2, 128, 30, 128, true);  // a prompt chunk's fp16 q/k/v
     check_rope(4, 6, 3, 64, 5, 16, true);      // head_dim 64: 16 heads per stride, 12 in all
     check_rope(3, 2, 1, 6, 4, 16, true);       // head_dim 6 (D % 4 != 0): one frequency per thread
-    check_attention(1, 8, 2, 128, 1, 64, false);
-    check_attention(1, 8, 2, 128, 100, 256, false);
-    check_attention(1, 32, 32, 128, 2048, 2048, false);
-    check_attention(1, 8, 1, 128, 16384, 16384, false);
-    check_attention(5, 8, 4, 64, 300, 512, false);
     check_prompt_attention();
-    check_attention(3, 8, 4, 8, 20, 32, false);
-    check_attention_rope(1, 32, 32, 128, 0, 64);     // the first position
-    check_attention_rope(1, 8, 2, 128, 1000, 1100);  // GQA, many splits
-    check_attention_rope(5, 8, 4, 64, 300, 512);     // several rows: new positions across splits
-    check_attention_rope(3, 8, 4, 8, 20, 32);        // head_dim 8
-    check_attention_rope(1, 32, 32, 128, 40, 2048);  // 17 splits in the grid, one live: no combine
-    // rows whose live lengths (61..68) straddle kAttnMinKeysPerSplit: one and two live splits in one launch
-    for (int m = 1; m <= kGemvMaxRows; ++m) check_attention_rope(m, 8, 2, 128, 60, 1024);
-    check_attention(4, 8, 2, 128, 130, 2048, false);  // live splits 2 and 3 of 17 in one launch, called twice
+    {
+      const int threads = attention_threads_flag();
+      for (int t : {threads, threads >= 256 ? 128 : 256}) {
+        attention_threads_flag() = t;
+        check_decode_attention();
+      }
+      attention_threads_flag() = threads;
+    }
     check_sampling(32000);
     check_sampling(128256);
     check_sampling(512);
