@@ -154,8 +154,9 @@ void rope_qkv_to_cache(const T* qkv, int m, int H, int KV, int D, const float* i
 // length); the last block of a (row, head) to finish combines them. work holds m * H * splits * (D + 2)
 // floats; done holds m * H counters, zero before the first call (each call leaves them zero). out fp16
 // [m, H * D]. min_keys_per_split is a parameter only for the kernel check's timing; the backend uses the default.
-// With D = 128 a block reads 32 keys per round trip (8 lane groups x 4 in flight): 64 keys is two round trips,
-// against the combine's fence, counter and partial reads.
+// With D = 128 a block of 256 threads reads 64 keys per round trip (16 lane groups x 4 in flight; 32 at 128 threads):
+// 64 keys is one round, requested before the kernel waits for q/k/v. (At least 128 keys per split measured the same
+// but for the 7B at depth ~580, 1.5% faster in one run: docs/PERF-NOTES.md, session 12.)
 constexpr int kAttnMinKeysPerSplit = 64;
 void attention(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D, int S,
                const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s,
@@ -172,6 +173,8 @@ struct DeferredNorm {
 void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
                     cudaStream_t s, DeferredNorm qkv_norm = {});
+// The most splits a decode attention launch takes for m rows of H heads: as many blocks as the current GPU holds at
+// once (occupancy at attention_threads_flag()'s block size), at most max_len / 64 and 64.
 int attention_splits(int m, int H, int max_len);
 // Threads per decode attention block, 128 or 256 (process-wide; the kernel check flips it to compare); starts from
 // XLLAMA_ATTN_THREADS.
