@@ -954,7 +954,10 @@ class Stage {
     const bool defer = defer_norms_;
     const unsigned ablate = cuda::decode_ablation();
     const bool skip_attention = ablate & cuda::kAblateAttention, skip_sums = ablate & cuda::kAblateSumsOfSquares;
-    const bool norm = !(ablate & cuda::kAblateNormStaging);  // (Half input: h's bytes read as fp16, timing only)
+    // How q/k/v and gate/up take h (the ablation's Half input: h's bytes read as fp16, timing only).
+    const cuda::GemvInput norm_input = (ablate & cuda::kAblateNormStaging) ? cuda::GemvInput::Half
+                                       : defer                             ? cuda::GemvInput::RmsNormDeferred
+                                                                           : cuda::GemvInput::RmsNorm;
     float* attn_sum_sq = row_sum_sq_;                    // h's row sums of squares before attention
     float* mlp_sum_sq = row_sum_sq_ + cuda::kGemvMaxRows;  // ... and before the MLP
     // Later stages: receive() brought h_ and its sums of squares, and zeroed qkv_ and mlp_sum_sq.
@@ -970,10 +973,7 @@ class Stage {
       qkv.in_sum_sq = attn_sum_sq, qkv.in_norm = l.input_norm, qkv.eps = eps;
       qkv.zero[0] = {gu_, (size_t)m * 2 * I};  // down_proj (previous layer) has read it
       if (defer) qkv.zero[1] = {mlp_sum_sq, (size_t)m};  // ... and these (gate/up sums into them)
-      cuda::gemv_q4(l.qkv.q, h_,
-                    !norm ? cuda::GemvInput::Half
-                          : defer ? cuda::GemvInput::RmsNormDeferred : cuda::GemvInput::RmsNorm,
-                    m, hid, qkv_, (H + 2 * KV) * D, stream_, {}, qkv);
+      cuda::gemv_q4(l.qkv.q, h_, norm_input, m, hid, qkv_, (H + 2 * KV) * D, stream_, {}, qkv);
       cuda::DeferredNorm qkv_norm;
       if (defer) qkv_norm = {attn_sum_sq, hid, eps};
       if (!skip_attention)
@@ -986,9 +986,7 @@ class Stage {
       cuda::gemv_q4(l.o.q, att_, cuda::GemvInput::Half, m, H * D, h_, hid, stream_, {}, o);
       cuda::GemvFusion gate_up;
       gate_up.in_sum_sq = mlp_sum_sq, gate_up.in_norm = l.post_norm, gate_up.eps = eps;
-      cuda::gemv_q4(l.gate_up.q, h_,
-                    !norm ? cuda::GemvInput::Half : defer ? cuda::GemvInput::RmsNormDeferred : cuda::GemvInput::RmsNorm,
-                    m, hid, gu_, 2 * I, stream_, {}, gate_up);
+      cuda::gemv_q4(l.gate_up.q, h_, norm_input, m, hid, gu_, 2 * I, stream_, {}, gate_up);
       cuda::GemvFusion down;
       if (last || (!defer && !skip_sums)) down.out_sum_sq = attn_sum_sq, down.col_done = col_done_;
       if (defer) down.in_sum_sq = mlp_sum_sq, down.norm_dim = hid, down.eps = eps;

@@ -211,6 +211,17 @@ __device__ __forceinline__ float row_norm_factor(const DeferredNorm& n, int row)
 // reuses as its staging area), then with ROPE the new rows' k and v as fp16 ([rows][2][D]).
 __host__ __device__ inline int attention_partials_floats(int slots, int D) { return (slots * (D + 2) + 3) / 4 * 4; }
 
+// Threads per key position (each holds 8 dims): the lane group size the kernel takes as tpp.
+inline int attention_lanes_per_position(int D) {
+  int tpp = 1;
+  while (tpp * 8 < D) tpp <<= 1;
+  return tpp;
+}
+inline size_t attention_smem_bytes(bool rope, int threads, int rows, int D) {
+  return attention_partials_floats(threads / attention_lanes_per_position(D), D) * sizeof(float) +
+         (rope ? (size_t)rows * 2 * D * sizeof(__half) : 0);
+}
+
 // Registers capped for 5 blocks of 128 threads per SM (as many as the kernel held before its 256-thread variant);
 // 256 threads take 2 (3 would spill). attention_splits sizes the grid to what fits at once: with 17 splits at 100
 // registers, the 7B's attention at depth 2048 took two waves and decode there ran 15% slower (docs/PERF-NOTES.md,
@@ -252,6 +263,7 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
   // this one waits for started), so the first round of them loads before the wait, during the q/k/v GEMV's
   // tail (+5% 7B decode at depth 128 on the H200, the same at 2048: docs/PERF-NOTES.md, session 6).
   const int cached_end = ROPE ? min(end, p_first) : end;
+  const int n0 = ROPE ? max(start, p_first) : end;  // ROPE: the new positions this block reads, [n0, end)
   if (ROPE) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -274,7 +286,6 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
     const float rq = row_norm_factor(qkv_norm, row);
     float qa = 0.f, qb = 0.f;
     if (tid < half_d) qa = qsrc[tid], qb = qsrc[tid + half_d];
-    const int n0 = max(start, p_first);  // new positions this block reads: [n0, end)
     for (int i = tid; i < (end - n0) * half_d; i += THREADS) {
       const int p = n0 + i / half_d, j = i % half_d;
       const float* src = qkv + (size_t)(p - p_first) * width;
@@ -315,7 +326,6 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
   // Lane groups of one slot run the same number of iterations; shuffles involve only the group.
   const int lane = tid & 31;
   const unsigned group_mask = tpp >= 32 ? 0xffffffffu : (((1u << tpp) - 1u) << (lane & ~(tpp - 1)));
-  const int n0 = ROPE ? max(start, p_first) : end;
   for (int p0 = start + slot; p0 < end; p0 += slots * U) {
     const bool first_round = p0 == start + slot;
 #pragma unroll
@@ -470,14 +480,15 @@ int& attention_threads_flag() {
 
 namespace {
 // Blocks of the decode attention (with RoPE, at the threads attention_threads_flag selects) that one SM holds at once.
-int attention_blocks_per_sm() {
+template <int THREADS>
+int attention_blocks_per_sm_at() {
   int per_sm = 0;
-  const size_t smem = 16 * 1024;  // an upper bound for head_dim 128 (the partials and 8 new rows)
-  if (attention_threads_flag() >= 256)
-    XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attention_kernel<true, 256>, 256, smem));
-  else
-    XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attention_kernel<true, 128>, 128, smem));
+  const size_t smem = attention_smem_bytes(true, THREADS, kGemvMaxRows, 128);  // head_dim 128, the most rows
+  XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attention_kernel<true, THREADS>, THREADS, smem));
   return std::max(1, per_sm);
+}
+int attention_blocks_per_sm() {
+  return attention_threads_flag() >= 256 ? attention_blocks_per_sm_at<256>() : attention_blocks_per_sm_at<128>();
 }
 }  // namespace
 
@@ -501,10 +512,8 @@ void launch_attention_threads(const __half* q, const float* qkv, const float* in
                               __half* vcache, int m, int H, int KV, int D, int S, const int* pos, int splits,
                               int min_keys_per_split, float* work, unsigned* done, __half* out, cudaStream_t s,
                               DeferredNorm qkv_norm) {
-  int tpp = 1;
-  while (tpp * 8 < D) tpp <<= 1;
-  const int slots = THREADS / tpp;
-  const size_t smem = attention_partials_floats(slots, D) * sizeof(float) + (ROPE ? (size_t)m * 2 * D * sizeof(__half) : 0);
+  const int tpp = attention_lanes_per_position(D);
+  const size_t smem = attention_smem_bytes(ROPE, THREADS, m, D);
   dim3 grid(H, m, splits);
   launch(attention_kernel<ROPE, THREADS>, grid, THREADS, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos,
          splits, std::max(1, min_keys_per_split), tpp, work, done, out, qkv_norm);
