@@ -197,6 +197,8 @@ class Stage {
     if (host_embed_) cudaFreeHost(host_embed_);
     if (staging_) cudaFreeHost(staging_);
     if (inputs_copied_) cudaEventDestroy(inputs_copied_);
+    for (cudaEvent_t e : token_copied_)
+      if (e) cudaEventDestroy(e);
     if (sent_) cudaEventDestroy(sent_);
     if (received_) cudaEventDestroy(received_);
   }
@@ -501,7 +503,8 @@ class Stage {
       score_nll_ = mem_.alloc<float>(rows_, "scratch", &scratch_bytes_);
     }
     inv_freq_ = mem_.alloc<float>(D / 2, "scratch", &scratch_bytes_);
-    XL_CUDA_CHECK(cudaMallocHost(&host_token_, sizeof(int)));
+    XL_CUDA_CHECK(cudaMallocHost(&host_token_, 2 * sizeof(int)));
+    for (cudaEvent_t& e : token_copied_) XL_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     update_inv_freq(1, /*force=*/true);
   }
 
@@ -559,19 +562,40 @@ class Stage {
   DeviceMemory& device_memory() { return mem_; }
 
   // The token picked from the last row's logits (after run_chunk with LogitRows::Last): greedy or top-k on
-  // the device, only the id comes back (enqueue_pick, then wait_token). Last stage only.
-  void enqueue_pick(const TokenSampling& s) {
+  // the device, only the id comes back (enqueue_pick, then wait_token with the slot it returns). Last stage only.
+  // feed_pos >= 0 (a stage that is also the first): the pick is also the input of a one-row decode step at that
+  // position (run_fed_step). Picks alternate between two pinned slots, so a fed step's pick can land while the
+  // caller reads the one before.
+  int enqueue_pick(const TokenSampling& s, int feed_pos = -1) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
+    const cuda::StepFeed feed = feed_pos >= 0 ? cuda::StepFeed{pos_, tokens_, feed_pos} : cuda::StepFeed{};
     if (s.temperature <= 0.f)
-      cuda::argmax(logits_, cfg_.vocab_size, token_out_, stream_);
+      cuda::argmax(logits_, cfg_.vocab_size, token_out_, stream_, feed);
     else
-      cuda::sample_top_k(logits_, cfg_.vocab_size, s.top_k, s.temperature, s.uniform, token_out_, stream_);
-    XL_CUDA_CHECK(cudaMemcpyAsync(host_token_, token_out_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+      cuda::sample_top_k(logits_, cfg_.vocab_size, s.top_k, s.temperature, s.uniform, token_out_, stream_, feed);
+    const int slot = pick_slot_;
+    pick_slot_ ^= 1;
+    XL_CUDA_CHECK(cudaMemcpyAsync(host_token_ + slot, token_out_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    XL_CUDA_CHECK(cudaEventRecord(token_copied_[slot], stream_));
+    return slot;
   }
-  int32_t wait_token() {
+  int32_t wait_token(int slot) {
+    XL_CUDA_CHECK(cudaSetDevice(device_));
+    XL_CUDA_CHECK(cudaEventSynchronize(token_copied_[slot]));
+    return host_token_[slot];
+  }
+  // The one-row decode step (logits of its row) whose position and token the last pick fed (enqueue_pick's
+  // feed_pos), started without the host's inputs: the GPU goes from one step to the next without waiting for
+  // the host to read the token. seq_len: the step's position + 1 (RoPE frequencies, as begin_call updates them).
+  // One stage only (it is the first and the last).
+  void run_fed_step(int seq_len) {
+    XL_CUDA_CHECK(cudaSetDevice(device_));
+    update_inv_freq(seq_len, false);
+    XL_CUDA_CHECK(cudaGraphLaunch(decode_graph(1, LogitRows::Last), stream_));
+  }
+  void sync() {
     XL_CUDA_CHECK(cudaSetDevice(device_));
     XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return *host_token_;
   }
 
   // Perplexity scoring of the chunk just run (run_chunk with LogitRows::None), last stage only: per
@@ -1145,7 +1169,9 @@ class Stage {
   float* row_sum_sq_ = nullptr;    // [2][kGemvMaxRows]: h's row sums of squares for the fused RMSNorms
   bool all_quantized_ = false;     // every layer linear is 4-bit: decode takes enqueue_decode_layers
   bool defer_norms_ = false;       // choose_decode_norms
-  int* host_token_ = nullptr;
+  int* host_token_ = nullptr;  // two slots (enqueue_pick)
+  int pick_slot_ = 0;
+  cudaEvent_t token_copied_[2] = {nullptr, nullptr};
   int* host_in_ = nullptr;
   void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)
   cudaEvent_t inputs_copied_ = nullptr;
@@ -1270,25 +1296,35 @@ class CudaBackend final : public Backend {
       settle_step_ahead();
       return Backend::forward_sample(tokens, n, pos, s);
     }
-    int32_t token;
+    // Decode pipelining: the step that feeds this pick's token is started before the token goes back to the
+    // caller. The cache length stays what the caller knows until that step is asked for. On one GPU the pick
+    // itself feeds that step (fed), which is enqueued before the pick is read, so the GPU does not wait for the
+    // host between steps; across stages the host passes the token on once it has it.
+    const bool ahead = next && device_pick(*next) && pos + n < S_;
+    const bool fed = ahead && stages_.size() == 1;
+    int slot;
     if (ahead_.pending && n == 1 && tokens[0] == ahead_.token && pos == ahead_.pos && same_sampling(s, ahead_.s)) {
-      ahead_.pending = false;  // the step asked for is the one started ahead
-      token = last().wait_token();
+      ahead_.pending = false;  // the step asked for is the one started ahead (fed if this one is)
+      slot = ahead_.slot;
       cache_len_ = pos + 1;
     } else {
       settle_step_ahead();
       run(tokens, n, pos, LogitRows::Last, nullptr);
-      last().enqueue_pick(s);
-      token = last().wait_token();
+      slot = last().enqueue_pick(s, fed ? pos + n : -1);
     }
-    // Decode pipelining: start the step that feeds `token` while it goes back to the caller. The cache length
-    // stays what the caller knows until that step is asked for.
-    if (next && device_pick(*next) && pos + n < S_ && token >= 0 && token < cfg_.vocab_size) {
+    int fed_slot = 0;
+    if (fed) {
+      last().run_fed_step(pos + n + 1);
+      fed_slot = last().enqueue_pick(*next, pos + n + 1);
+    }
+    const int32_t token = last().wait_token(slot);
+    if (fed) {
+      ahead_ = {true, token, pos + n, *next, fed_slot};
+    } else if (ahead && token >= 0 && token < cfg_.vocab_size) {
       const int committed = cache_len_;
       run(&token, 1, pos + n, LogitRows::Last, nullptr);
-      last().enqueue_pick(*next);
+      ahead_ = {true, token, pos + n, *next, last().enqueue_pick(*next)};
       cache_len_ = committed;
-      ahead_ = {true, token, pos + n, *next};
     }
     return token;
   }
@@ -1414,7 +1450,7 @@ class CudaBackend final : public Backend {
   void settle_step_ahead() {
     if (!ahead_.pending) return;
     ahead_.pending = false;
-    last().wait_token();
+    last().sync();
   }
 
   ModelConfig cfg_;
@@ -1426,6 +1462,7 @@ class CudaBackend final : public Backend {
     int32_t token = 0;  // the token it feeds ...
     int pos = 0;        // ... at this position
     TokenSampling s;    // ... and how it picks
+    int slot = 0;       // its pick's slot (Stage::enqueue_pick)
   };
   StepAhead ahead_;
 };

@@ -236,12 +236,19 @@ unsigned long long decode_step_enqueued();  // launches enqueued so far (tests: 
 bool& persistent_decode_flag();
 
 // ---- sampling (one block; result in *out) ----
-void argmax(const float* logits, int vocab, int* out, cudaStream_t s);
+// With a feed, the pick is also the next decode step's input: tokens[0] = pick and *pos = next_pos, so that step
+// can run without the host (decode pipelining on one GPU).
+struct StepFeed {
+  int* pos = nullptr;
+  int* tokens = nullptr;
+  int next_pos = 0;
+};
+void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed feed = {});
 constexpr int kMaxDeviceTopK = 64;
 // softmax(logits / temperature) over the top_k largest (ties: lower index first, sorted descending),
 // then the first token whose cumulative probability exceeds uniform: the same rule as sample_token_host.
 void sample_top_k(const float* logits, int vocab, int top_k, float temperature, float uniform, int* out,
-                  cudaStream_t s);
+                  cudaStream_t s, StepFeed feed = {});
 
 // ---- scoring (perplexity; kernels_score.cu) ----
 // nll[i] = -log softmax(logits[i, :])[targets[i]] for each of `rows` rows of `vocab` logits; 0 where targets[i] < 0.

@@ -12,13 +12,23 @@ namespace {
 
 constexpr int kThreads = 1024;
 
+// The pick, and with a feed also the next decode step's inputs (its token and position).
+__device__ __forceinline__ void write_pick(int pick, int* out, const StepFeed& feed) {
+  *out = pick;
+  if (feed.tokens) {
+    feed.tokens[0] = pick;
+    *feed.pos = feed.next_pos;
+  }
+}
+
 // Larger float -> larger key (NaN sorts as the largest negative-bit pattern; logits are finite).
 __device__ __forceinline__ uint32_t order_key(float f) {
   const uint32_t u = __float_as_uint(f);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ logits, int vocab, int* out) {
+__global__ void __launch_bounds__(kThreads)
+    argmax_kernel(const float* __restrict__ logits, int vocab, int* out, StepFeed feed) {
   wait_for_previous_kernel();
   __shared__ float sv[32];
   __shared__ int si[32];
@@ -39,14 +49,15 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restric
   if (threadIdx.x == 0) {
     for (int w = 1; w < kThreads / 32; ++w)
       if (sv[w] > best || (sv[w] == best && si[w] < bi)) best = sv[w], bi = si[w];
-    *out = bi == 0x7fffffff ? 0 : bi;
+    write_pick(bi == 0x7fffffff ? 0 : bi, out, feed);
   }
 }
 
 // Radix-select the k-th largest key (4 passes of 8 bits), collect the k winners (ties at the threshold:
 // lowest indices), sort them descending (ties by index) and sample like sample_token_host.
 __global__ void __launch_bounds__(kThreads)
-    top_k_kernel(const float* __restrict__ logits, int vocab, int k, float temperature, float uniform, int* out) {
+    top_k_kernel(const float* __restrict__ logits, int vocab, int k, float temperature, float uniform, int* out,
+                 StepFeed feed) {
   wait_for_previous_kernel();
   __shared__ int hist[256];
   __shared__ uint32_t s_prefix, s_mask;
@@ -134,22 +145,22 @@ __global__ void __launch_bounds__(kThreads)
         break;
       }
     }
-    *out = pick;
+    write_pick(pick, out, feed);
   }
 }
 
 }  // namespace
 
-void argmax(const float* logits, int vocab, int* out, cudaStream_t s) {
-  launch(argmax_kernel, 1, kThreads, 0, s, logits, vocab, out);
+void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed feed) {
+  launch(argmax_kernel, 1, kThreads, 0, s, logits, vocab, out, feed);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 void sample_top_k(const float* logits, int vocab, int top_k, float temperature, float uniform, int* out,
-                  cudaStream_t s) {
+                  cudaStream_t s, StepFeed feed) {
   if (top_k <= 0 || top_k > kMaxDeviceTopK || top_k > vocab)
     throw BackendError(kBadInput, "device top-k sampling supports 1.." + std::to_string(kMaxDeviceTopK));
-  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, top_k, temperature, uniform, out);
+  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, top_k, temperature, uniform, out, feed);
   XL_CUDA_LAUNCH_CHECK();
 }
 
