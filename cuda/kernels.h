@@ -71,11 +71,16 @@ struct GemvFusion {
 //          block's largest): ~20x closer to float64 than the fp16 dot in the kernel check. Needs K and the group
 //          size to be multiples of 32.
 //   Default: Fixed where it can run, unless XLLAMA_GEMV_DOT=half (gemv_q4_fixed_point_flag()).
-// gemv_q4_candidates() lists what the kernel check's --tune times and its checks run.
+// gemv_q4_candidates() lists what the kernel check's --tune times and its checks run (fixed splits, and each dot's
+// rule as gemv_q4 runs it by default).
 enum class GemvDot { Default, Half, Fixed };
 struct GemvQ4Config {
   int rows_per_warp = 0;
   GemvDot dot = GemvDot::Default;
+  // Set by gemv_q4_resolve when it picks rows_per_warp by rule: a one-row fixed-point GEMV whose grid would take
+  // more than one wave of resident blocks may then run the kernel built for 7 blocks per SM, with fewer K slices
+  // where that makes the grid one wave (gemv_q4_fit_to_gpu in kernels_gemv_q4.cu).
+  bool fit_to_gpu = false;
 };
 // Process-wide switch for GemvDot::Default (the kernel check flips it to compare); starts from XLLAMA_GEMV_DOT.
 bool& gemv_q4_fixed_point_flag();

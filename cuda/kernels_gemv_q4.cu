@@ -16,8 +16,11 @@
 // ~20: on the H200 decode is bound by that arithmetic as much as by the bytes (docs/PERF-NOTES.md, session 9).
 #include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cuda/cuda_check.h"
@@ -214,11 +217,17 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
 // on the H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
 // before the wait as well lost there (the registers it takes cost a block per SM). The fixed-point dot runs
 // uncapped (78 registers, 6 blocks per SM): capped at 64 it spills, and the 7B decoded 8% slower, the 70B 1%
-// faster (session 10).
+// faster (session 10). WIDE (one row, fixed point): capped at 72 registers for 7 blocks per SM, no spills; it pays
+// only where the grid takes more than one wave (gemv_q4_fit_to_gpu).
+template <int M, bool SYM, bool FIXED, bool WIDE>
+constexpr int gemv_min_blocks_per_sm() {
+  return M == 1 && SYM && !FIXED ? 8 : WIDE ? 7 : 1;
+}
+
 // FIXED: the fixed-point dot (stage_x_fixed, dot_row_fixed) instead of fp16 pairs; then warps take multiples of
 // 4 packed rows (whole blocks of 32 inputs), which launch_m's slices allow.
-template <int M, bool SYM, GemvInput IN, bool FIXED>
-__global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM && !FIXED ? 8 : 1)
+template <int M, bool SYM, GemvInput IN, bool FIXED, bool WIDE = false>
+__global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FIXED, WIDE>())
     gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
                    int block_rows, GemvFusion f) {
   static_assert(kWarps * 32 == kCols, "add_row_sum_sq takes one column per thread");
@@ -325,6 +334,55 @@ __global__ void __launch_bounds__(kWarps * 32, M == 1 && SYM && !FIXED ? 8 : 1)
 // or groups.
 bool fixed_point_fits(const QWeight& w) { return w.K % 32 == 0 && w.group_size % 32 == 0; }
 
+using GemvKernel = void (*)(QWeight, const void*, int, float*, int, int, GemvFusion);
+
+// Blocks of `kernel` the current GPU holds at once (all SMs), cached per kernel, device and shared memory size.
+int resident_blocks(GemvKernel kernel, size_t smem) {
+  static std::mutex mu;
+  static std::map<std::tuple<GemvKernel, int, size_t>, int> cache;
+  int device = 0;
+  XL_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mu);
+  const auto key = std::make_tuple(kernel, device, smem);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  int per_sm = 0, sms = 0;
+  XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem));
+  XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return cache[key] = std::max(1, per_sm * sms);
+}
+
+// Packed rows per warp up to which a grid is reshaped into one wave (gemv_q4_fit_to_gpu): on the H200 one wave won
+// at 19-24 (13B q/k/v and down_proj, 70B q/k/v and o_proj) and lost at 26 (7B gate/up) (docs/PERF-NOTES.md,
+// session 14).
+constexpr int kOneWaveMaxRowsPerWarp = 24;
+// Waves of the uncapped kernel from which the WIDE one runs a grid that stays several waves long: on the H200 it
+// took 4% off the 70B's decode through its gate/up and down_proj (9 and 4.5 waves); at 1.7-2.7 waves (7B and 13B
+// gate/up) it cost 0.5-1%.
+constexpr int kManyWaves = 4;
+
+// Whether a one-row fixed-point GEMV whose grid is `cols` x `splits` blocks runs the WIDE kernel (7 blocks per SM
+// instead of 6), and how many K slices it takes (may lower `splits`). A grid that fits in one wave of the uncapped
+// kernel stays as it is. Otherwise the WIDE kernel runs it if that fits it in one wave, as it is or with fewer K
+// slices of at most kOneWaveMaxRowsPerWarp rows per warp, or if it is kManyWaves waves long. On the H200: 13B
+// decode -3%, 70B -4 to -5%, 7B unchanged (only its gate/up is over one wave, and the cap there cost 1%)
+// (docs/PERF-NOTES.md, session 14).
+bool gemv_q4_fit_to_gpu(GemvKernel narrow, GemvKernel wide, size_t smem, int cols, int packed_rows, int align,
+                        int& splits) {
+  const size_t narrow_blocks = resident_blocks(narrow, smem);
+  if ((size_t)cols * splits <= narrow_blocks) return false;
+  const int max_splits = resident_blocks(wide, smem) / cols;
+  if (max_splits >= splits) return true;
+  if (max_splits >= 1) {
+    const int br = ((packed_rows + max_splits - 1) / max_splits + align - 1) / align * align;
+    if (br <= kWarps * kOneWaveMaxRowsPerWarp) {
+      splits = (packed_rows + br - 1) / br;
+      return true;
+    }
+  }
+  return (size_t)cols * splits >= kManyWaves * narrow_blocks;
+}
+
 template <int M, bool SYM, GemvInput IN>
 void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, const GemvQ4Config& cfg,
               const GemvFusion& f, cudaStream_t s) {
@@ -337,13 +395,18 @@ void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_str
   const int packed_rows = w.K / 8;
   int br = std::min(packed_rows, std::max(1, kWarps * cfg.rows_per_warp));
   while (br > align && smem_bytes(M, br, fixed) > kSmemLimit) br /= 2;
-  const int splits = (packed_rows + br - 1) / br;
-  br = (packed_rows + splits - 1) / splits;
-  br = (br + align - 1) / align * align;
-  const dim3 grid((w.N + kCols - 1) / kCols, (packed_rows + br - 1) / br);
-  auto kernel = gemv_q4_kernel<M, SYM, IN, true>;
+  int splits = (packed_rows + br - 1) / br;
+  const int cols = (w.N + kCols - 1) / kCols;
+  GemvKernel kernel = gemv_q4_kernel<M, SYM, IN, true>;
   if constexpr (IN != GemvInput::RmsNormDeferred)  // (fixed-point only: no fp16 instantiation)
     if (!fixed) kernel = gemv_q4_kernel<M, SYM, IN, false>;
+  if constexpr (M == 1)
+    if (fixed && cfg.fit_to_gpu && gemv_q4_fit_to_gpu(kernel, gemv_q4_kernel<M, SYM, IN, true, true>,
+                                                      smem_bytes(M, br, fixed), cols, packed_rows, align, splits))
+      kernel = gemv_q4_kernel<M, SYM, IN, true, true>;
+  br = (packed_rows + splits - 1) / splits;
+  br = (br + align - 1) / align * align;
+  const dim3 grid(cols, (packed_rows + br - 1) / br);
   launch(kernel, grid, kWarps * 32, smem_bytes(M, br, fixed), s, w, x, x_stride, y, y_stride, br, f);
   XL_CUDA_LAUNCH_CHECK();
 }
@@ -382,8 +445,10 @@ bool& gemv_q4_fixed_point_flag() {
 
 std::vector<GemvQ4Config> gemv_q4_candidates() {
   std::vector<GemvQ4Config> c;
-  for (GemvDot dot : {GemvDot::Half, GemvDot::Fixed})
+  for (GemvDot dot : {GemvDot::Half, GemvDot::Fixed}) {
     for (int rpw : {4, 8, 16, 32}) c.push_back({rpw, dot});
+    c.push_back({0, dot});  // the rule, fitted to the GPU
+  }
   return c;
 }
 
@@ -391,6 +456,7 @@ GemvQ4Config gemv_q4_resolve(const QWeight& w, GemvQ4Config cfg) {
   if (cfg.dot == GemvDot::Default) cfg.dot = gemv_q4_fixed_point_flag() ? GemvDot::Fixed : GemvDot::Half;
   if (cfg.dot == GemvDot::Fixed && !fixed_point_fits(w)) cfg.dot = GemvDot::Half;
   if (cfg.rows_per_warp <= 0) {
+    cfg.fit_to_gpu = true;
     const int K = w.K, N = w.N;
     if (cfg.dot == GemvDot::Fixed)
       // 16 packed rows per warp where K or N is 10k or more: on the H200 within 3% of the best on every 7B,

@@ -1797,6 +1797,10 @@ int main(int argc, char** argv) {
     check_gemv_q4(512, 384, 32, 5, true, true, 1);
     check_gemv_q4(1024, 256, 128, 2, false, true, 0);  // gptq_v2 zeros
     check_gemv_q4(64, 192, 32, 1, false, false, 1);    // the stories260K shapes
+    // Grids of more than one wave (on the H200's 132 SMs): the 7B's gate/up (1.7 waves, the uncapped kernel as it
+    // is), the 13B's q/k/v (the 7-blocks-per-SM kernel, reshaped into one wave; 13B down_proj below)
+    check_gemv_q4(4096, 22016, 128, 1, false, false, 1);
+    check_gemv_q4(5120, 15360, 128, 1, true, true, 1);
     check_gemv_q4(192, 64, 64, 7, true, false, 1);
     check_gemv_q4(2048, 256, 128, 2, false, true, 1, 4000.f);  // large activations must not overflow fp16
     check_gemv_q4(4096, 1024, 128, 1, false, false, 1, 1.f, true);
@@ -1804,6 +1808,7 @@ int main(int argc, char** argv) {
     check_gemv_q4_nonfinite();
     check_gemv_q4_silu(1024, 256, 128, 1, false);
     check_gemv_q4_silu(512, 128, 64, 4, true);
+    check_gemv_q4_silu(13824, 5120, 128, 1, true);  // more than one wave: reshaped into one (see above)
     for (int m = 1; m <= kGemvMaxRows; ++m) {
       check_gemv_q4_rmsnorm(m % 2 ? 512 : 1024, 384, 128, m, m % 3 == 0);
       check_gemv_q4_sum_sq(m % 2 ? 512 : 64, 320, 64, m, GemvInput::Half);  // K = 64: one block owns all of K
