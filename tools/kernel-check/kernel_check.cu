@@ -1809,6 +1809,7 @@ int main(int argc, char** argv) {
     check_gemv_q4_silu(1024, 256, 128, 1, false);
     check_gemv_q4_silu(512, 128, 64, 4, true);
     check_gemv_q4_silu(13824, 5120, 128, 1, true);  // more than one wave: reshaped into one (see above)
+    check_gemv_q4_silu(28672, 8192, 128, 1, false);  // the 70B down_proj: 4.5 waves, the 7-block kernel as it is
     for (int m = 1; m <= kGemvMaxRows; ++m) {
       check_gemv_q4_rmsnorm(m % 2 ? 512 : 1024, 384, 128, m, m % 3 == 0);
       check_gemv_q4_sum_sq(m % 2 ? 512 : 64, 320, 64, m, GemvInput::Half);  // K = 64: one block owns all of K
