@@ -217,17 +217,17 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
 // on the H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
 // before the wait as well lost there (the registers it takes cost a block per SM). The fixed-point dot runs
 // uncapped (78 registers, 6 blocks per SM): capped at 64 it spills, and the 7B decoded 8% slower, the 70B 1%
-// faster (session 10). WIDE (one row, fixed point): capped at 72 registers for 7 blocks per SM, no spills; it pays
-// only where the grid takes more than one wave (gemv_q4_fit_to_gpu).
-template <int M, bool SYM, bool FIXED, bool WIDE>
+// faster (session 10). CAPPED (one row, fixed point): a copy capped at 72 registers for 7 blocks per SM, no spills;
+// it pays only where the grid takes more than one wave (gemv_q4_fit_to_gpu).
+template <int M, bool SYM, bool FIXED, bool CAPPED>
 constexpr int gemv_min_blocks_per_sm() {
-  return M == 1 && SYM && !FIXED ? 8 : WIDE ? 7 : 1;
+  return M == 1 && SYM && !FIXED ? 8 : CAPPED ? 7 : 1;
 }
 
 // FIXED: the fixed-point dot (stage_x_fixed, dot_row_fixed) instead of fp16 pairs; then warps take multiples of
 // 4 packed rows (whole blocks of 32 inputs), which launch_m's slices allow.
-template <int M, bool SYM, GemvInput IN, bool FIXED, bool WIDE = false>
-__global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FIXED, WIDE>())
+template <int M, bool SYM, GemvInput IN, bool FIXED, bool CAPPED = false>
+__global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FIXED, CAPPED>())
     gemv_q4_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
                    int block_rows, GemvFusion f) {
   static_assert(kWarps * 32 == kCols, "add_row_sum_sq takes one column per thread");
@@ -356,22 +356,22 @@ int resident_blocks(GemvKernel kernel, size_t smem) {
 // at 19-24 (13B q/k/v and down_proj, 70B q/k/v and o_proj) and lost at 26 (7B gate/up) (docs/PERF-NOTES.md,
 // session 14).
 constexpr int kOneWaveMaxRowsPerWarp = 24;
-// Waves of the uncapped kernel from which the WIDE one runs a grid that stays several waves long: on the H200 it
+// Waves of the uncapped kernel from which the capped one runs a grid that stays several waves long: on the H200 it
 // took 4% off the 70B's decode through its gate/up and down_proj (9 and 4.5 waves); at 1.7-2.7 waves (7B and 13B
 // gate/up) it cost 0.5-1%.
 constexpr int kManyWaves = 4;
 
-// Whether a one-row fixed-point GEMV whose grid is `cols` x `splits` blocks runs the WIDE kernel (7 blocks per SM
+// Whether a one-row fixed-point GEMV whose grid is `cols` x `splits` blocks runs the capped kernel (7 blocks per SM
 // instead of 6), and how many K slices it takes (may lower `splits`). A grid that fits in one wave of the uncapped
-// kernel stays as it is. Otherwise the WIDE kernel runs it if that fits it in one wave, as it is or with fewer K
+// kernel stays as it is. Otherwise the capped kernel runs it if that fits it in one wave, as it is or with fewer K
 // slices of at most kOneWaveMaxRowsPerWarp rows per warp, or if it is kManyWaves waves long. On the H200: 13B
 // decode -3%, 70B -4 to -5%, 7B unchanged (only its gate/up is over one wave, and the cap there cost 1%)
 // (docs/PERF-NOTES.md, session 14).
-bool gemv_q4_fit_to_gpu(GemvKernel narrow, GemvKernel wide, size_t smem, int cols, int packed_rows, int align,
+bool gemv_q4_fit_to_gpu(GemvKernel uncapped, GemvKernel capped, size_t smem, int cols, int packed_rows, int align,
                         int& splits) {
-  const size_t narrow_blocks = resident_blocks(narrow, smem);
-  if ((size_t)cols * splits <= narrow_blocks) return false;
-  const int max_splits = resident_blocks(wide, smem) / cols;
+  const size_t uncapped_blocks = resident_blocks(uncapped, smem);
+  if ((size_t)cols * splits <= uncapped_blocks) return false;
+  const int max_splits = resident_blocks(capped, smem) / cols;
   if (max_splits >= splits) return true;
   if (max_splits >= 1) {
     const int br = ((packed_rows + max_splits - 1) / max_splits + align - 1) / align * align;
@@ -380,7 +380,7 @@ bool gemv_q4_fit_to_gpu(GemvKernel narrow, GemvKernel wide, size_t smem, int col
       return true;
     }
   }
-  return (size_t)cols * splits >= kManyWaves * narrow_blocks;
+  return (size_t)cols * splits >= kManyWaves * uncapped_blocks;
 }
 
 template <int M, bool SYM, GemvInput IN>
