@@ -5,7 +5,12 @@
 
 #include <cuda_runtime.h>
 
+#include "cuda/cuda_check.h"
+
 #include <atomic>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #ifndef XLLAMA_CUDA_ARCHS_TEXT
 #define XLLAMA_CUDA_ARCHS_TEXT "unknown architectures"
@@ -164,6 +169,21 @@ bool current_device_runs_pdl_code() {
   cudaGetLastError();
   cache[device].store(yes ? 2 : 1, std::memory_order_relaxed);
   return yes;
+}
+
+int resident_blocks(const void* kernel, int block_threads, size_t smem_bytes) {
+  static std::mutex mu;
+  static std::map<std::tuple<const void*, int, int, size_t>, int> cache;
+  int device = 0;
+  XL_CUDA_CHECK(cudaGetDevice(&device));
+  const auto key = std::make_tuple(kernel, device, block_threads, smem_bytes);
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  int per_sm = 0, sms = 0;
+  XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block_threads, smem_bytes));
+  XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return cache[key] = per_sm * sms;
 }
 
 std::string runtime_version() {

@@ -40,6 +40,11 @@ const char* built_architectures();
 // architectures, or a driver too old for this build's PTX). Empty when the GPU can run them.
 std::string gpu_support_problem(int device);
 
+// Blocks of `kernel` (a __global__ function) the current GPU holds at once over all its SMs, launched with
+// block_threads threads and smem_bytes of dynamic shared memory (the occupancy query times the SM count; cached per
+// kernel, device, block size and shared memory size, so capturing or launching again costs a lookup).
+int resident_blocks(const void* kernel, int block_threads, size_t smem_bytes);
+
 // Whether kernels launched on the current device may use programmatic dependent launch: the GPU honours it
 // (compute capability 9.0+) and the code the driver picked for it was compiled with griddepcontrol
 // (PTX/machine code for 9.0+). A compute_80 PTX build JIT-run on a Hopper GPU answers false. Cached per device.

@@ -16,11 +16,8 @@
 // ~20: on the H200 decode is bound by that arithmetic as much as by the bytes (docs/PERF-NOTES.md, session 9).
 #include <algorithm>
 #include <cstdlib>
-#include <map>
-#include <mutex>
 #include <stdexcept>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "cuda/cuda_check.h"
@@ -336,20 +333,9 @@ bool fixed_point_fits(const QWeight& w) { return w.K % 32 == 0 && w.group_size %
 
 using GemvKernel = void (*)(QWeight, const void*, int, float*, int, int, GemvFusion);
 
-// Blocks of `kernel` the current GPU holds at once (all SMs), cached per kernel, device and shared memory size.
-int resident_blocks(GemvKernel kernel, size_t smem) {
-  static std::mutex mu;
-  static std::map<std::tuple<GemvKernel, int, size_t>, int> cache;
-  int device = 0;
-  XL_CUDA_CHECK(cudaGetDevice(&device));
-  std::lock_guard<std::mutex> lock(mu);
-  const auto key = std::make_tuple(kernel, device, smem);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  int per_sm = 0, sms = 0;
-  XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem));
-  XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return cache[key] = std::max(1, per_sm * sms);
+// Blocks of a GEMV kernel the current GPU holds at once.
+int resident_gemv_blocks(GemvKernel kernel, size_t smem) {
+  return std::max(1, resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem));
 }
 
 // Packed rows per warp up to which a grid is reshaped into one wave (gemv_q4_fit_to_gpu): on the H200 one wave won
@@ -369,9 +355,9 @@ constexpr int kManyWaves = 4;
 // (docs/PERF-NOTES.md, session 14).
 bool gemv_q4_fit_to_gpu(GemvKernel uncapped, GemvKernel capped, size_t smem, int cols, int packed_rows, int align,
                         int& splits) {
-  const size_t uncapped_blocks = resident_blocks(uncapped, smem);
+  const size_t uncapped_blocks = resident_gemv_blocks(uncapped, smem);
   if ((size_t)cols * splits <= uncapped_blocks) return false;
-  const int max_splits = resident_blocks(capped, smem) / cols;
+  const int max_splits = resident_gemv_blocks(capped, smem) / cols;
   if (max_splits >= splits) return true;
   if (max_splits >= 1) {
     const int br = ((packed_rows + max_splits - 1) / max_splits + align - 1) / align * align;

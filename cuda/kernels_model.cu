@@ -479,16 +479,14 @@ int& attention_threads_flag() {
 }
 
 namespace {
-// Blocks of the decode attention (with RoPE, at the threads attention_threads_flag selects) that one SM holds at once.
+// Blocks of the decode attention (with RoPE, at the threads attention_threads_flag selects) the GPU holds at once.
 template <int THREADS>
-int attention_blocks_per_sm_at() {
-  int per_sm = 0;
+int attention_resident_blocks_at() {
   const size_t smem = attention_smem_bytes(true, THREADS, kGemvMaxRows, 128);  // head_dim 128, the most rows
-  XL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attention_kernel<true, THREADS>, THREADS, smem));
-  return std::max(1, per_sm);
+  return std::max(1, resident_blocks(reinterpret_cast<const void*>(attention_kernel<true, THREADS>), THREADS, smem));
 }
-int attention_blocks_per_sm() {
-  return attention_threads_flag() >= 256 ? attention_blocks_per_sm_at<256>() : attention_blocks_per_sm_at<128>();
+int attention_resident_blocks() {
+  return attention_threads_flag() >= 256 ? attention_resident_blocks_at<256>() : attention_resident_blocks_at<128>();
 }
 }  // namespace
 
@@ -497,11 +495,8 @@ int attention_splits(int m, int H, int max_len) {
   // loads in flight; a second wave of a few blocks costs as much as the first); rows already give parallelism. This
   // is the most a launch uses: the kernel takes fewer at short live lengths (kAttnMinKeysPerSplit), and the blocks
   // past those leave at once.
-  int device = 0, sms = 0;
-  XL_CUDA_CHECK(cudaGetDevice(&device));
-  XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const int blocks = m * H;
-  int splits = std::max(1, attention_blocks_per_sm() * sms / blocks);
+  int splits = std::max(1, attention_resident_blocks() / blocks);
   splits = std::min(splits, std::max(1, max_len / 64));
   return std::min(splits, 64);
 }
