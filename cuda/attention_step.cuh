@@ -12,10 +12,52 @@ namespace xllama::cuda {
 // its online softmax: positions p0 + u * stride (u < U) with rows kr[u], vr[u] (zeros past `end`); qv is this thread's 8 dims of q,
 // pre-scaled so that exp2 gives the softmax. Positions at or past `end` leave the state as it is (uniform within
 // the lane group, whose threads share the dot product through group_mask).
-template <int U>
+// BATCH: the U positions update the state at once (one running-max step and one rescale of acc for all of them)
+// instead of one after another, which shortens the dependent chain and saves U - 1 rescales.
+template <int U, bool BATCH = false>
 __device__ __forceinline__ void attend_positions(const uint4 (&kr)[U], const uint4 (&vr)[U], const float (&qv)[8],
                                                  int p0, int stride, int end, int tpp, unsigned group_mask,
                                                  float& mrun, float& lrun, float (&acc)[8]) {
+  if constexpr (BATCH) {
+    float sc[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const __half2* k2 = reinterpret_cast<const __half2*>(&kr[u]);
+      float sdot = 0.f;
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        const float2 f = __half22float2(k2[t]);
+        sdot = fmaf(qv[2 * t], f.x, fmaf(qv[2 * t + 1], f.y, sdot));
+      }
+      sc[u] = sdot;
+    }
+    for (int o = 1; o < tpp; o <<= 1)
+#pragma unroll
+      for (int u = 0; u < U; ++u) sc[u] += __shfl_xor_sync(group_mask, sc[u], o);
+    float mnew = mrun;
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (p0 + u * stride < end) mnew = fmaxf(mnew, sc[u]);
+    if (mnew == -INFINITY) return;  // no position here and none before
+    const float alpha = exp2f(mrun - mnew);  // 0 while mrun is -inf
+    lrun *= alpha;
+#pragma unroll
+    for (int t = 0; t < 8; ++t) acc[t] *= alpha;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (p0 + u * stride >= end) continue;
+      const float e = exp2f(sc[u] - mnew);
+      lrun += e;
+      const __half2* v2 = reinterpret_cast<const __half2*>(&vr[u]);
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        const float2 f = __half22float2(v2[t]);
+        acc[2 * t] = fmaf(e, f.x, acc[2 * t]);
+        acc[2 * t + 1] = fmaf(e, f.y, acc[2 * t + 1]);
+      }
+    }
+    mrun = mnew;
+  } else {
 #pragma unroll
   for (int u = 0; u < U; ++u) {
     const int p = p0 + u * stride;
@@ -40,6 +82,7 @@ __device__ __forceinline__ void attend_positions(const uint4 (&kr)[U], const uin
       }
       mrun = mnew;
     }
+  }
   }
 }
 

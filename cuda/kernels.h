@@ -184,6 +184,10 @@ int attention_splits(int m, int H, int max_len);
 // Threads per decode attention block, 128 or 256 (process-wide; the kernel check flips it to compare); starts from
 // XLLAMA_ATTN_THREADS.
 int& attention_threads_flag();
+// Whether the decode attention's lane groups take each round's positions into their online softmax at once
+// (attend_positions' BATCH) rather than one by one: process-wide, on unless XLLAMA_ATTN_BATCH=0 (the kernel check
+// flips it to check both).
+bool& attention_batch_flag();
 // The same for prompt chunks, on the tensor cores (kernels_attention_prefill.cu; head_dim 64 and 128, other
 // sizes use attention() with one split).
 void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,

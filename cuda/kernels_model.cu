@@ -201,6 +201,10 @@ __global__ void rope_qkv_kernel(const T* __restrict__ qkv, int H, int KV, int D,
 // its own shared memory, not back through the caches.
 // THREADS (attention_threads_flag): 256 threads hold 64 positions in flight for D = 128 (16 lane groups x 4), so a
 // split of up to 64 keys is loaded in one round, before the wait.
+// BATCH (attention_batch_flag, on by default): each round's positions enter a lane group's online softmax at once.
+// The kernel is bound by its dependent chains, not by bandwidth (16 warps per SM, a quarter of the issue slots
+// used); taking the round's positions one by one, the 7B's attention at depth 2088 took 16.8 us, batched 13.6, the
+// 70B's 23.1 and 17.6 (H200; docs/PERF-NOTES.md, session 15).
 
 // A qkv row's RMSNorm factor where the q/k/v GEMV left it out (GemvInput::RmsNormDeferred), else 1 (exact).
 __device__ __forceinline__ float row_norm_factor(const DeferredNorm& n, int row) {
@@ -229,7 +233,7 @@ inline size_t attention_smem_bytes(bool rope, int threads, int rows, int D) {
 template <int THREADS>
 constexpr int attention_min_blocks() { return THREADS >= 256 ? 2 : 5; }
 
-template <bool ROPE, int THREADS>
+template <bool ROPE, int THREADS, bool BATCH>
 __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
     attention_kernel(const __half* __restrict__ q, const float* __restrict__ qkv, const float* __restrict__ inv_freq,
                      __half* __restrict__ kc, __half* __restrict__ vc, int H, int KV, int D, int S,
@@ -344,7 +348,7 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
         kr[u] = make_uint4(0, 0, 0, 0), vr[u] = make_uint4(0, 0, 0, 0);
       }
     }
-    attend_positions<U>(kr, vr, qv, p0, slots, end, tpp, group_mask, mrun, lrun, acc);
+    attend_positions<U, BATCH>(kr, vr, qv, p0, slots, end, tpp, group_mask, mrun, lrun, acc);
   }
   float* sacc = sm;
   float* sms = sm + slots * D;
@@ -478,12 +482,22 @@ int& attention_threads_flag() {
   return threads;
 }
 
+bool& attention_batch_flag() {
+  static bool on = [] {
+    const char* v = std::getenv("XLLAMA_ATTN_BATCH");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
 namespace {
 // Blocks of the decode attention (with RoPE, at the threads attention_threads_flag selects) the GPU holds at once.
 template <int THREADS>
 int attention_resident_blocks_at() {
   const size_t smem = attention_smem_bytes(true, THREADS, kGemvMaxRows, 128);  // head_dim 128, the most rows
-  return std::max(1, resident_blocks(reinterpret_cast<const void*>(attention_kernel<true, THREADS>), THREADS, smem));
+  const void* k = attention_batch_flag() ? reinterpret_cast<const void*>(attention_kernel<true, THREADS, true>)
+                                         : reinterpret_cast<const void*>(attention_kernel<true, THREADS, false>);
+  return std::max(1, resident_blocks(k, THREADS, smem));
 }
 int attention_resident_blocks() {
   return attention_threads_flag() >= 256 ? attention_resident_blocks_at<256>() : attention_resident_blocks_at<128>();
@@ -510,8 +524,10 @@ void launch_attention_threads(const __half* q, const float* qkv, const float* in
   const int tpp = attention_lanes_per_position(D);
   const size_t smem = attention_smem_bytes(ROPE, THREADS, m, D);
   dim3 grid(H, m, splits);
-  launch(attention_kernel<ROPE, THREADS>, grid, THREADS, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos,
-         splits, std::max(1, min_keys_per_split), tpp, work, done, out, qkv_norm);
+  const auto kernel =
+      attention_batch_flag() ? attention_kernel<ROPE, THREADS, true> : attention_kernel<ROPE, THREADS, false>;
+  launch(kernel, grid, THREADS, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos, splits,
+         std::max(1, min_keys_per_split), tpp, work, done, out, qkv_norm);
   XL_CUDA_LAUNCH_CHECK();
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One GPU-machine command that builds, checks and measures; each step's log lands in $OUT.
 #   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate ppl chat user monitor bench sanitize (default: all)
-#                                                (sanitize: memcheck over check-cuda --quick, racecheck over the prompt attention)
+#                                                (sanitize: memcheck over check-cuda --quick, racecheck over the prompt and
+#                                                grouped-query decode attention)
 #                                                and, on request: split (the layer split on GPU 0 named several times), leaks, load (writes ~40 GB of random checkpoints)
 # Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
 # npm run build:ts)
@@ -31,8 +32,9 @@ for s in $steps; do
     split) run split 240 node scripts/device/check-split.mjs ;;
     sanitize) run sanitize 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
                node scripts/device/check-cuda.mjs --backend cuda --quick
-              kc=$(find build -name xllama_kernel_check -type f | head -1)  # shared-memory races of the prompt attention
-              [ -n "$kc" ] && run racecheck 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$kc" --prompt-attention ;;
+              kc=$(find build -name xllama_kernel_check -type f | head -1)  # shared-memory races of the attention kernels
+              [ -n "$kc" ] && run racecheck 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$kc" --prompt-attention
+              [ -n "$kc" ] && run racecheck-decode 180 compute-sanitizer --tool racecheck --error-exitcode 9 "$kc" --decode-attention ;;
     monitor) run monitor 120 bash scripts/device/record-monitor-traces.sh ;;
     load) run load 400 bash scripts/device/load-bench.sh ;;
     bench) # the bench matrix (dummies × one GPU / 2-stage split): bench.json, bench.md, bench-progress.log

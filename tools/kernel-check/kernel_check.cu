@@ -1,11 +1,14 @@
 // xllama kernel check: runs every CUDA kernel of the backend on fresh random inputs against a
 // straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
-//   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--prompt-attention] [--decode-step [quick]]
+//   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--prompt-attention] [--decode-attention]
+//                       [--decode-step [quick]] [--bench-depths] [--time-attention]
 //                       [--profile-step prefill|prefill2048|decode] [--bench-decode] [--bench-ablate]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then the prompt path's settings
 // (dequantization tile, chunk) side by side; --decode-step [quick] runs only the persistent decode kernel's timings
 // (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt speeds;
-// --prompt-attention runs only the prompt attention's checks (for compute-sanitizer's racecheck); --profile-step
+// --prompt-attention / --decode-attention run only the prompt / decode attention's checks (for
+// compute-sanitizer's racecheck); --bench-depths times decode at bench's depths on the dummies; --time-attention
+// times the decode attention alone (XLLAMA_PROFILE_ONCE=1: two untimed launches per case, for ncu); --profile-step
 // runs one 7B prompt chunk (512 or 2048 tokens) or decode step between cudaProfilerStart/Stop (ncu
 // --profile-from-start off); --bench-decode times decode's variants (dots, where the norms apply) side by side;
 // --bench-ablate times decode steps with parts left out (what they cost inside the graph).
@@ -697,8 +700,11 @@ void check_rope(int m, int H, int KV, int D, int pos, int S, bool half_input = f
          e, 2e-3);
 }
 
-// The decode attention's block size in a check's name.
-const char* attn_threads_tag() { return attention_threads_flag() >= 256 ? " [256 threads]" : " [128 threads]"; }
+// The decode attention's block size and softmax update in a check's name.
+const char* attn_threads_tag() {
+  if (attention_threads_flag() >= 256) return attention_batch_flag() ? " [256 threads]" : " [256 threads, 1 by 1]";
+  return attention_batch_flag() ? " [128 threads]" : " [128 threads, 1 by 1]";
+}
 
 // Decode attention with RoPE fused: host RoPE (as check_rope) of the new rows, host attention over the
 // cache (old random positions + the new ones); checks the output and the k, v the kernel wrote.
@@ -836,6 +842,10 @@ void check_decode_attention() {
   // rows whose live lengths (61..68) straddle kAttnMinKeysPerSplit: one and two live splits in one launch
   for (int m = 1; m <= kGemvMaxRows; ++m) check_attention_rope(m, 8, 2, 128, 60, 1024);
   check_attention(4, 8, 2, 128, 130, 2048, false);  // live splits 2 and 3 of 17 in one launch, called twice
+  check_attention_rope(1, 64, 8, 128, 2047, 4096);  // the 70B at depth 2048
+  check_attention_rope(1, 32, 8, 128, 3000, 4096);  // Llama-3 8B's heads
+  check_attention_rope(8, 64, 8, 128, 1500, 2048);  // 8 rows of the 70B
+  check_attention_rope(1, 8, 1, 128, 16383, 16384); // one KV head, the last position of a long cache
 }
 
 // The prompt attention's cases (also alone: --prompt-attention, e.g. under compute-sanitizer's racecheck).
@@ -1567,9 +1577,46 @@ void bench_decode_variants() {
   tune_gemv_q4();
 }
 
+// The decode attention alone (RoPE fused, one row) at the 7B's and 70B's head counts and bench's depths, for both
+// softmax updates: us per launch, back to back (XLLAMA_PROFILE_ONCE: two launches per case, untimed, for ncu -k).
+void time_decode_attention() {
+  struct Case {
+    const char* name;
+    int H, KV, pos;
+  };
+  const Case cases[] = {{"7B", 32, 32, 40}, {"7B", 32, 32, 551}, {"7B", 32, 32, 2087},
+                        {"70B", 64, 8, 40}, {"70B", 64, 8, 551}, {"70B", 64, 8, 2087}};
+  const int D = 128, S = 4096;
+  const bool saved = attention_batch_flag();
+  for (const Case& c : cases)
+    for (bool batch : {false, true}) {
+      attention_batch_flag() = batch;
+      const int width = (c.H + 2 * c.KV) * D;
+      Dev<float> qkv(width), inv(D / 2), work((size_t)c.H * 64 * (D + 2));
+      Dev<__half> kc((size_t)c.KV * S * D), vc((size_t)c.KV * S * D), out((size_t)c.H * D);
+      Dev<int> pos(std::vector<int>{c.pos});
+      Dev<unsigned> done(c.H);
+      XL_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(unsigned)));
+      XL_CUDA_CHECK(cudaMemset(qkv.p, 0, qkv.n * 4));
+      XL_CUDA_CHECK(cudaMemset(inv.p, 0, inv.n * 4));
+      fill_random_half(kc.p, kc.n, 1, -1.f, 1.f, nullptr);
+      fill_random_half(vc.p, vc.n, 2, -1.f, 1.f, nullptr);
+      const int splits = attention_splits(1, c.H, S);
+      auto run = [&] {
+        attention_rope(qkv.p, inv.p, kc.p, vc.p, 1, c.H, c.KV, D, S, pos.p, splits, work.p, done.p, out.p, nullptr);
+      };
+      const float us = std::getenv("XLLAMA_PROFILE_ONCE") ? (run(), run(), 0.f) : batch_us(run);
+      XL_CUDA_CHECK(cudaDeviceSynchronize());
+      const double kv_mb = 2.0 * c.KV * (c.pos + 1) * D * 2 / 1e6;
+      std::printf("time attention %-4s H=%d KV=%d len %4d %-6s splits %2d: %7.2f us  (%.1f MB of K/V: %5.0f GB/s)\n",
+                  c.name, c.H, c.KV, c.pos + 1, batch ? "batch" : "1 by 1", splits, us, kv_mb, kv_mb * 1e3 / us);
+    }
+  attention_batch_flag() = saved;
+}
+
 // Whole-backend decode at the depths xllama bench reports (positions 9..137 after a 1-token prompt, 520..648, and
-// 2056..2120) on the 7B, 13B and 70B dummies, for the settings the environment selects: run once per build or
-// setting, alternated, to compare side by side.
+// 2056..2120; the 70B at 2056..2088 too) on the 7B, 13B and 70B dummies, for the settings the environment selects:
+// run once per build or setting, alternated, to compare side by side.
 void bench_decode_depths() {
   const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
   guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 1, 128); });
@@ -1579,6 +1626,7 @@ void bench_decode_depths() {
   guarded("bench 13B", [&] { bench_backend("13B", c13, 2048, 512, 64); });
   guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 1, 32); });
   guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 32); });
+  guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 2048, 32, 2048); });
 }
 
 // Where a decode step's time goes inside its graph: the step with parts left out (decode_ablation(); the logits are
@@ -1768,8 +1816,17 @@ int main(int argc, char** argv) {
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
       return failures ? 1 : 0;
     }
+    if (std::strcmp(argv[i], "--decode-attention") == 0) {  // only the decode attention's checks
+      guarded("decode attention", check_decode_attention);
+      std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--bench-ablate") == 0) {  // decode steps with parts left out (timing only)
       guarded("bench ablations", bench_ablations);
+      return failures ? 1 : 0;
+    }
+    if (std::strcmp(argv[i], "--time-attention") == 0) {
+      guarded("time decode attention", time_decode_attention);
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--bench-depths") == 0) {  // decode at three depths, for the environment's settings
@@ -1844,13 +1901,16 @@ int main(int argc, char** argv) {
     check_rope(4, 6, 3, 64, 5, 16, true);      // head_dim 64: 16 heads per stride, 12 in all
     check_rope(3, 2, 1, 6, 4, 16, true);       // head_dim 6 (D % 4 != 0): one frequency per thread
     check_prompt_attention();
-    {
+    {  // both block sizes, then the other softmax update
       const int threads = attention_threads_flag();
       for (int t : {threads, threads >= 256 ? 128 : 256}) {
         attention_threads_flag() = t;
         check_decode_attention();
       }
       attention_threads_flag() = threads;
+      attention_batch_flag() = !attention_batch_flag();
+      check_decode_attention();
+      attention_batch_flag() = !attention_batch_flag();
     }
     check_sampling(32000);
     check_sampling(128256);
