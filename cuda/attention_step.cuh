@@ -8,10 +8,22 @@
 
 namespace xllama::cuda {
 
+// This thread's 8 dims of q against the same 8 dims of one cached K row (fp16, one 16-byte load).
+__device__ __forceinline__ float dot8(const uint4& k, const float (&qv)[8]) {
+  const __half2* k2 = reinterpret_cast<const __half2*>(&k);
+  float sdot = 0.f;
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    const float2 f = __half22float2(k2[t]);
+    sdot = fmaf(qv[2 * t], f.x, fmaf(qv[2 * t + 1], f.y, sdot));
+  }
+  return sdot;
+}
+
 // A lane group of tpp threads, each holding 8 dims of one cached position's K and V row, takes U positions into
-// its online softmax: positions p0 + u * stride (u < U) with rows kr[u], vr[u] (zeros past `end`); qv is this thread's 8 dims of q,
-// pre-scaled so that exp2 gives the softmax. Positions at or past `end` leave the state as it is (uniform within
-// the lane group, whose threads share the dot product through group_mask).
+// its online softmax: positions p0 + u * stride (u < U) with rows kr[u], vr[u] (zeros past `end`); qv is this
+// thread's 8 dims of q, pre-scaled so that exp2 gives the softmax. Positions at or past `end` leave the state as it
+// is (uniform within the lane group, whose threads share the dot product through group_mask).
 // BATCH: the U positions update the state at once (one running-max step and one rescale of acc for all of them)
 // instead of one after another, which shortens the dependent chain and saves U - 1 rescales.
 template <int U, bool BATCH = false>
@@ -21,16 +33,7 @@ __device__ __forceinline__ void attend_positions(const uint4 (&kr)[U], const uin
   if constexpr (BATCH) {
     float sc[U];
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const __half2* k2 = reinterpret_cast<const __half2*>(&kr[u]);
-      float sdot = 0.f;
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        const float2 f = __half22float2(k2[t]);
-        sdot = fmaf(qv[2 * t], f.x, fmaf(qv[2 * t + 1], f.y, sdot));
-      }
-      sc[u] = sdot;
-    }
+    for (int u = 0; u < U; ++u) sc[u] = dot8(kr[u], qv);
     for (int o = 1; o < tpp; o <<= 1)
 #pragma unroll
       for (int u = 0; u < U; ++u) sc[u] += __shfl_xor_sync(group_mask, sc[u], o);
@@ -59,30 +62,24 @@ __device__ __forceinline__ void attend_positions(const uint4 (&kr)[U], const uin
     mrun = mnew;
   } else {
 #pragma unroll
-  for (int u = 0; u < U; ++u) {
-    const int p = p0 + u * stride;
-    const __half2* k2 = reinterpret_cast<const __half2*>(&kr[u]);
-    float sdot = 0.f;
+    for (int u = 0; u < U; ++u) {
+      const int p = p0 + u * stride;
+      float sdot = dot8(kr[u], qv);
+      for (int o = 1; o < tpp; o <<= 1) sdot += __shfl_xor_sync(group_mask, sdot, o);
+      if (p < end) {
+        const float mnew = fmaxf(mrun, sdot);
+        const float alpha = exp2f(mrun - mnew), e = exp2f(sdot - mnew);
+        lrun = lrun * alpha + e;
+        const __half2* v2 = reinterpret_cast<const __half2*>(&vr[u]);
 #pragma unroll
-    for (int t = 0; t < 4; ++t) {
-      const float2 f = __half22float2(k2[t]);
-      sdot = fmaf(qv[2 * t], f.x, fmaf(qv[2 * t + 1], f.y, sdot));
-    }
-    for (int o = 1; o < tpp; o <<= 1) sdot += __shfl_xor_sync(group_mask, sdot, o);
-    if (p < end) {
-      const float mnew = fmaxf(mrun, sdot);
-      const float alpha = exp2f(mrun - mnew), e = exp2f(sdot - mnew);
-      lrun = lrun * alpha + e;
-      const __half2* v2 = reinterpret_cast<const __half2*>(&vr[u]);
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        const float2 f = __half22float2(v2[t]);
-        acc[2 * t] = fmaf(acc[2 * t], alpha, e * f.x);
-        acc[2 * t + 1] = fmaf(acc[2 * t + 1], alpha, e * f.y);
+        for (int t = 0; t < 4; ++t) {
+          const float2 f = __half22float2(v2[t]);
+          acc[2 * t] = fmaf(acc[2 * t], alpha, e * f.x);
+          acc[2 * t + 1] = fmaf(acc[2 * t + 1], alpha, e * f.y);
+        }
+        mrun = mnew;
       }
-      mrun = mnew;
     }
-  }
   }
 }
 
