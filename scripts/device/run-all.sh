@@ -2,7 +2,7 @@
 # One GPU-machine command that builds, checks and measures; each step's log lands in $OUT.
 #   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate ppl chat user monitor bench sanitize (default: all)
 #                                                (sanitize: memcheck over check-cuda --quick, racecheck over the prompt and
-#                                                grouped-query decode attention)
+#                                                decode attention)
 #                                                and, on request: split (the layer split on GPU 0 named several times), leaks, load (writes ~40 GB of random checkpoints)
 # Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
 # npm run build:ts)

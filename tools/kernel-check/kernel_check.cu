@@ -824,7 +824,8 @@ void check_attention(int m, int H, int KV, int D, int len_after, int S, bool pre
   report(name, worst, 3e-3);
 }
 
-// The decode attention's cases, for the block size attention_threads_flag() sets.
+// The decode attention's cases, for the block size and softmax update attention_threads_flag() and
+// attention_batch_flag() set (also alone: --decode-attention, e.g. under compute-sanitizer's racecheck).
 void check_decode_attention() {
   check_attention(1, 8, 2, 128, 1, 64, false);
   check_attention(1, 8, 2, 128, 100, 256, false);
