@@ -491,12 +491,17 @@ bool& attention_batch_flag() {
 }
 
 namespace {
+// The decode attention kernel attention_batch_flag selects.
+template <bool ROPE, int THREADS>
+auto attention_kernel_for_flags() {
+  return attention_batch_flag() ? attention_kernel<ROPE, THREADS, true> : attention_kernel<ROPE, THREADS, false>;
+}
+
 // Blocks of the decode attention (with RoPE, at the threads attention_threads_flag selects) the GPU holds at once.
 template <int THREADS>
 int attention_resident_blocks_at() {
   const size_t smem = attention_smem_bytes(true, THREADS, kGemvMaxRows, 128);  // head_dim 128, the most rows
-  const void* k = attention_batch_flag() ? reinterpret_cast<const void*>(attention_kernel<true, THREADS, true>)
-                                         : reinterpret_cast<const void*>(attention_kernel<true, THREADS, false>);
+  const void* k = reinterpret_cast<const void*>(attention_kernel_for_flags<true, THREADS>());
   return std::max(1, resident_blocks(k, THREADS, smem));
 }
 int attention_resident_blocks() {
@@ -524,9 +529,7 @@ void launch_attention_threads(const __half* q, const float* qkv, const float* in
   const int tpp = attention_lanes_per_position(D);
   const size_t smem = attention_smem_bytes(ROPE, THREADS, m, D);
   dim3 grid(H, m, splits);
-  const auto kernel =
-      attention_batch_flag() ? attention_kernel<ROPE, THREADS, true> : attention_kernel<ROPE, THREADS, false>;
-  launch(kernel, grid, THREADS, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos, splits,
+  launch(attention_kernel_for_flags<ROPE, THREADS>(), grid, THREADS, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos, splits,
          std::max(1, min_keys_per_split), tpp, work, done, out, qkv_norm);
   XL_CUDA_LAUNCH_CHECK();
 }
