@@ -264,6 +264,7 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
   if (FIXED) stage_x_fixed<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, smem_raw, xb, sums_slice, slice_partial);
   else stage_x<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, reinterpret_cast<__half2*>(smem_raw));
   __syncthreads();
+  trace_mark(0);  // (--timeline: the input staged)
   if (sums_slice) add_slice_sum_sq<M>(f, slice_partial);
 
   float acc[M][4];
@@ -323,7 +324,10 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
       }
     }
   }
+  trace_mark(1);  // (--timeline: the dot products done)
   reduce_and_add<M>(acc, smem_raw, w, y, y_stride, col0);
+  trace_mark(2);
+  trace_block_end();
   if (f.out_sum_sq) add_row_sum_sq<M>(f, w, y, y_stride, col0);
 }
 

@@ -314,6 +314,7 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
       qrot[tid] = __half2float(__float2half(a)), qrot[tid + half_d] = __half2float(__float2half(b));
     }
     __syncthreads();  // qrot and the new rows in shared memory
+    trace_mark(0);    // (--timeline: q and the new rows ready)
     if (active_dims)
 #pragma unroll
       for (int t = 0; t < 8; ++t) qv[t] = qrot[d0 + t] * scale;
@@ -350,6 +351,7 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
     }
     attend_positions<U, BATCH>(kr, vr, qv, p0, slots, end, tpp, group_mask, mrun, lrun, acc);
   }
+  trace_mark(1);  // (--timeline: the split's keys done)
   float* sacc = sm;
   float* sms = sm + slots * D;
   float* sls = sms + slots;
@@ -377,6 +379,8 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
       if (d == 0) wr[D] = M, wr[D + 1] = Ltot;
     }
   }
+  trace_mark(2);  // (--timeline: the lane groups merged)
+  trace_block_end();
   if (splits == 1) return;
   // The last split block of this (row, head) to finish combines the partials (no separate kernel). One thread
   // releases the block's partials (ordered before it by the barrier) with the count, and acquires the others'.
@@ -395,6 +399,7 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
   if (!last) return;
   combine_splits_staged<THREADS>(work + rh * max_splits * (D + 2), splits, D, sm, attention_partials_floats(slots, D),
                                  out + rh * D);
+  trace_block_end();
 }
 
 // ---- random fills ----

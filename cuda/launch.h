@@ -10,6 +10,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_query.h"
+#include "cuda/kernel_trace.cuh"
 
 namespace xllama::cuda {
 
@@ -19,7 +20,9 @@ namespace xllama::cuda {
 // before reading its outputs).
 __device__ __forceinline__ void wait_for_previous_kernel() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned long long reached = trace_wait_reached();
   asm volatile("griddepcontrol.wait;" ::: "memory");
+  trace_wait_released(reached);
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }

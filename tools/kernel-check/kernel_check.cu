@@ -2,7 +2,7 @@
 // straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
 //   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--prompt-attention] [--decode-attention]
 //                       [--decode-step [quick]] [--bench-depths] [--time-attention]
-//                       [--profile-step prefill|prefill2048|decode] [--bench-decode] [--bench-ablate]
+//                       [--profile-step prefill|prefill2048|decode] [--bench-decode] [--bench-ablate] [--timeline]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then the prompt path's settings
 // (dequantization tile, chunk) side by side; --decode-step [quick] runs only the persistent decode kernel's timings
 // (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt speeds;
@@ -11,7 +11,9 @@
 // times the decode attention alone (XLLAMA_PROFILE_ONCE=1: two untimed launches per case, for ncu); --profile-step
 // runs one 7B prompt chunk (512 or 2048 tokens) or decode step between cudaProfilerStart/Stop (ncu
 // --profile-from-start off); --bench-decode times decode's variants (dots, where the norms apply) side by side;
-// --bench-ablate times decode steps with parts left out (what they cost inside the graph).
+// --bench-ablate times decode steps with parts left out (what they cost inside the graph); --timeline (a build with
+// -DXLLAMA_KERNEL_TRACE=ON) shows when each decode kernel is released inside the graph and what its block 0 spends
+// where.
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
@@ -22,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <numeric>
 #include <random>
 #include <string>
@@ -1630,6 +1633,137 @@ void bench_decode_depths() {
   guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 2048, 32, 2048); });
 }
 
+// ---- the decode timeline (--timeline; cuda/kernel_trace.cuh, a build with -DXLLAMA_KERNEL_TRACE=ON) ----
+// What the hooks recorded over some decode steps: every launch's release record (in release order), and per
+// launch slot the last block's end and block 0's stage marks (the last replay's).
+struct DecodeTrace {
+  std::vector<KernelTrace> launches;
+  std::vector<unsigned long long> ends, marks;
+};
+
+DecodeTrace record_decode_trace(Backend& b, int32_t& tok, int& pos, int steps) {
+  const unsigned cap = 1u << 16;
+  KernelTrace* rec = nullptr;
+  unsigned* count = nullptr;
+  unsigned long long *ends = nullptr, *marks = nullptr;
+  XL_CUDA_CHECK(cudaMalloc(&rec, cap * sizeof(KernelTrace)));
+  XL_CUDA_CHECK(cudaMalloc(&count, sizeof(unsigned)));
+  XL_CUDA_CHECK(cudaMalloc(&ends, kTraceSlots * 8));
+  XL_CUDA_CHECK(cudaMalloc(&marks, kTraceSlots * 32));
+  XL_CUDA_CHECK(cudaMemset(count, 0, sizeof(unsigned)));
+  XL_CUDA_CHECK(cudaMemset(ends, 0, kTraceSlots * 8));
+  XL_CUDA_CHECK(cudaMemset(marks, 0, kTraceSlots * 32));
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  set_kernel_trace({rec, count, cap, ends, marks});
+  TokenSampling greedy;
+  for (int i = 0; i < steps; ++i) tok = b.forward_sample(&tok, 1, pos++, greedy, &greedy);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  set_kernel_trace({});
+  unsigned n = 0;
+  XL_CUDA_CHECK(cudaMemcpy(&n, count, sizeof n, cudaMemcpyDeviceToHost));
+  DecodeTrace t;
+  t.launches.resize(std::min(n, cap));
+  t.ends.resize(kTraceSlots);
+  t.marks.resize(kTraceSlots * 4);
+  XL_CUDA_CHECK(cudaMemcpy(t.launches.data(), rec, t.launches.size() * sizeof(KernelTrace), cudaMemcpyDeviceToHost));
+  XL_CUDA_CHECK(cudaMemcpy(t.ends.data(), ends, kTraceSlots * 8, cudaMemcpyDeviceToHost));
+  XL_CUDA_CHECK(cudaMemcpy(t.marks.data(), marks, kTraceSlots * 32, cudaMemcpyDeviceToHost));
+  cudaFree(rec), cudaFree(count), cudaFree(ends), cudaFree(marks);
+  // %gridid does not follow launch order in a graph; one stream's kernels are released in order
+  std::sort(t.launches.begin(), t.launches.end(),
+            [](const KernelTrace& a, const KernelTrace& x) { return a.t_released < x.t_released; });
+  return t;
+}
+
+// One kind of launch (its grid and block size), its times summed over the trace, in microseconds.
+struct LaunchKind {
+  std::string name;
+  int n = 0;
+  double until_next = 0;  // release to the next launch's release
+  double waited = 0;      // block 0 at its wait until released
+  double resident = 0;    // the previous launch's release until block 0 reached its wait
+  int staged = 0;         // launches with block 0's marks: release -> mark 0 -> mark 1 -> mark 2
+  double mark[3] = {0, 0, 0};
+  int ended = 0;  // launches with block ends: release -> the last block's end -> the next release
+  double end = 0, after_end = 0;
+};
+
+std::vector<LaunchKind> summarize_decode_trace(const DecodeTrace& t) {
+  const std::vector<KernelTrace>& r = t.launches;
+  const auto us = [](unsigned long long a, unsigned long long b) { return ((double)a - (double)b) * 1e-3; };
+  // A graph's kernels keep their %gridid on every replay: the ends and marks are the last replay's, so each is
+  // joined with its gridid's last launch only.
+  std::map<unsigned long long, size_t> last_of;
+  for (size_t i = 0; i < r.size(); ++i) last_of[r[i].gridid] = i;
+  std::vector<LaunchKind> kinds;
+  for (size_t i = 0; i + 1 < r.size(); ++i) {
+    char name[96];
+    std::snprintf(name, sizeof name, "grid %u,%u,%u x %u", r[i].grid[0], r[i].grid[1], r[i].grid[2], r[i].threads);
+    auto k = std::find_if(kinds.begin(), kinds.end(), [&](const LaunchKind& x) { return x.name == name; });
+    if (k == kinds.end()) kinds.push_back({name}), k = kinds.end() - 1;
+    k->n++;
+    k->until_next += us(r[i + 1].t_released, r[i].t_released);
+    k->waited += us(r[i].t_released, r[i].t_reached);
+    if (i) k->resident += us(r[i].t_reached, r[i - 1].t_released);
+    if (last_of[r[i].gridid] != i) continue;
+    const size_t slot = r[i].gridid & (kTraceSlots - 1);
+    const unsigned long long* m = &t.marks[slot * 4];
+    if (m[2]) {
+      k->staged++;
+      k->mark[0] += us(m[0], r[i].t_released), k->mark[1] += us(m[1], m[0]), k->mark[2] += us(m[2], m[1]);
+    }
+    if (t.ends[slot]) {
+      k->ended++;
+      k->end += us(t.ends[slot], r[i].t_released), k->after_end += us(r[i + 1].t_released, t.ends[slot]);
+    }
+  }
+  return kinds;
+}
+
+void decode_timeline(const char* name, const ModelConfig& c, int ctx, int prompt) {
+  BackendOptions o;
+  o.max_seq_len = ctx, o.max_chunk_tokens = 512;
+  auto b = create_cuda_dummy_backend(c, 128, o, 1);
+  const std::vector<int32_t> toks = random_tokens(prompt, c.vocab_size);
+  std::vector<float> logits(c.vocab_size);
+  b->forward(toks.data(), prompt, 0, false, logits.data());
+  TokenSampling greedy;
+  int32_t tok = toks.back();
+  int pos = prompt;
+  for (int i = 0; i < 8; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy, &greedy);  // capture + warm up
+  const int steps = 16, first_pos = pos;
+  const DecodeTrace t = record_decode_trace(*b, tok, pos, steps);
+  if (t.launches.size() < 2) throw std::runtime_error("timeline: no launches recorded");
+  const double span_ms = (double)(t.launches.back().t_released - t.launches.front().t_released) * 1e-6 / steps;
+  std::printf("timeline %s at %d..%d: %zu launches, %.3f ms per token\n", name, first_pos, pos, t.launches.size(),
+              span_ms);
+  std::printf("  %-24s %8s %9s %10s %9s %9s | block 0 after release: staged, dot, reduce | last end, then\n",
+              "launch", "per step", "us each", "us / step", "waited", "resident");
+  for (const LaunchKind& k : summarize_decode_trace(t)) {
+    std::printf("  %-24s %8.1f %9.2f %10.1f %9.2f %9.2f |", k.name.c_str(), (double)k.n / steps, k.until_next / k.n,
+                k.until_next / steps, k.waited / k.n, k.resident / k.n);
+    if (k.staged)
+      std::printf(" %6.2f %6.2f %6.2f", k.mark[0] / k.staged, k.mark[1] / k.staged, k.mark[2] / k.staged);
+    if (k.ended) std::printf(" | %6.2f %6.2f", k.end / k.ended, k.after_end / k.ended);
+    std::printf("\n");
+  }
+}
+
+void decode_timelines() {
+  if (!kKernelTraceBuilt) {
+    std::printf("--timeline needs a build with -DXLLAMA_KERNEL_TRACE=ON\n");
+    ++failures;
+    return;
+  }
+  const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
+  guarded("timeline 7B", [&] { decode_timeline("7B", c7, 2048, 1); });
+  guarded("timeline 7B", [&] { decode_timeline("7B", c7, 2048, 512); });
+  guarded("timeline 7B", [&] { decode_timeline("7B", c7, 4096, 2048); });
+  guarded("timeline 13B", [&] { decode_timeline("13B", c13, 2048, 1); });
+  guarded("timeline 70B", [&] { decode_timeline("70B", c70, 2048, 1); });
+  guarded("timeline 70B", [&] { decode_timeline("70B", c70, 4096, 2048); });
+}
+
 // Where a decode step's time goes inside its graph: the step with parts left out (decode_ablation(); the logits are
 // wrong, the timing is not), each against the full step, on the 7B (twice over) and the 70B, for the decode
 // variant the switches select (XLLAMA_DEFER_NORM=0: the norms in the GEMVs).
@@ -1828,6 +1962,10 @@ int main(int argc, char** argv) {
     }
     if (std::strcmp(argv[i], "--time-attention") == 0) {
       guarded("time decode attention", time_decode_attention);
+      return failures ? 1 : 0;
+    }
+    if (std::strcmp(argv[i], "--timeline") == 0) {
+      guarded("decode timelines", decode_timelines);
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--bench-depths") == 0) {  // decode at three depths, for the environment's settings
