@@ -152,6 +152,42 @@ __device__ __forceinline__ void stage_x_fixed(const QWeight& w, const void* __re
   }
 }
 
+// y[0..3] += v in one atomic operation where the GPU has them (red.global.add.v4.f32, sm_90), else four.
+__device__ __forceinline__ void atomic_add4(float* dst, float4 v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(dst), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+               : "memory");
+#else
+  atomicAdd(dst, v.x), atomicAdd(dst + 1, v.y), atomicAdd(dst + 2, v.z), atomicAdd(dst + 3, v.w);
+#endif
+}
+
+// A K slice's share of its 128 columns, from the warps' partials red ([warps][M][128]), added to y 4 columns per
+// atomic (y 16-byte aligned, rows too). The K slices of a column slice finish together and their adds queue at
+// the L2; a quarter as many operations took 7B decode from 1.447 to 1.415 ms per token on the H200, 13B and 70B
+// 1-2% (docs/PERF-NOTES.md, session 16).
+template <int M>
+__device__ __forceinline__ void add_k_slice_by_4(const float* red, const QWeight& w, float* __restrict__ y,
+                                                 int y_stride, int col0) {
+  for (int i = threadIdx.x; i < M * kCols / 4; i += blockDim.x) {
+    const int mi = i / (kCols / 4), col = (i % (kCols / 4)) * 4, n = col0 + col;
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int wi = 0; wi < kWarps; ++wi) {
+      const float4 t = *reinterpret_cast<const float4*>(red + (wi * M + mi) * kCols + col);
+      v.x += t.x, v.y += t.y, v.z += t.z, v.w += t.w;
+    }
+    float vs[4] = {v.x, v.y, v.z, v.w};
+    if (w.bias && blockIdx.y == 0)
+      for (int j = 0; j < 4 && n + j < w.N; ++j) vs[j] += __half2float(w.bias[n + j]);
+    float* dst = y + (size_t)mi * y_stride + n;
+    if (n + 3 < w.N)
+      atomic_add4(dst, make_float4(vs[0], vs[1], vs[2], vs[3]));
+    else
+      for (int j = 0; j < 4 && n + j < w.N; ++j) atomicAdd(dst + j, vs[j]);
+  }
+}
+
 // Sums the warps' partial columns in shared memory and adds them to y (atomically when K is split).
 template <int M>
 __device__ __forceinline__ void reduce_and_add(const float acc[M][4], unsigned char* smem_raw, const QWeight& w,
@@ -165,6 +201,10 @@ __device__ __forceinline__ void reduce_and_add(const float acc[M][4], unsigned c
     for (int j = 0; j < 4; ++j) red[(warp * M + mi) * kCols + lane * 4 + j] = acc[mi][j];
   __syncthreads();
   const bool whole_k = gridDim.y == 1;
+  if (!whole_k && ((reinterpret_cast<uintptr_t>(y) | ((uintptr_t)y_stride * sizeof(float))) % 16) == 0) {
+    add_k_slice_by_4<M>(red, w, y, y_stride, col0);
+    return;
+  }
   for (int i = tid; i < M * kCols; i += blockDim.x) {
     const int mi = i / kCols, col = i % kCols, n = col0 + col;
     if (n >= w.N) continue;
