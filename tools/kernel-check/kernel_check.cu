@@ -1720,15 +1720,26 @@ std::vector<LaunchKind> summarize_decode_trace(const DecodeTrace& t) {
   return kinds;
 }
 
-void decode_timeline(const char* name, const ModelConfig& c, int ctx, int prompt) {
+// A dummy CUDA backend of shape c (group size 128, seed 1) after a prompt of random tokens.
+struct PromptedDummy {
+  std::unique_ptr<Backend> backend;
+  std::vector<int32_t> prompt;
+  std::vector<float> logits;
+};
+PromptedDummy dummy_after_prompt(const ModelConfig& c, int ctx, int chunk, int prompt_len) {
   BackendOptions o;
-  o.max_seq_len = ctx, o.max_chunk_tokens = 512;
-  auto b = create_cuda_dummy_backend(c, 128, o, 1);
-  const std::vector<int32_t> toks = random_tokens(prompt, c.vocab_size);
-  std::vector<float> logits(c.vocab_size);
-  b->forward(toks.data(), prompt, 0, false, logits.data());
+  o.max_seq_len = ctx, o.max_chunk_tokens = chunk;
+  PromptedDummy d{create_cuda_dummy_backend(c, 128, o, 1), random_tokens(prompt_len, c.vocab_size),
+                  std::vector<float>(c.vocab_size)};
+  d.backend->forward(d.prompt.data(), prompt_len, 0, false, d.logits.data());
+  return d;
+}
+
+void decode_timeline(const char* name, const ModelConfig& c, int ctx, int prompt) {
+  const PromptedDummy d = dummy_after_prompt(c, ctx, 512, prompt);
+  Backend* b = d.backend.get();
   TokenSampling greedy;
-  int32_t tok = toks.back();
+  int32_t tok = d.prompt.back();
   int pos = prompt;
   for (int i = 0; i < 8; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy, &greedy);  // capture + warm up
   const int steps = 16, first_pos = pos;
@@ -1850,15 +1861,10 @@ void time_decode_steps(bool quick = false) {
 // One 512-token prompt chunk or one decode step of the 7B dummy between cudaProfilerStart/Stop, for
 // `ncu --profile-from-start off`: the per-kernel breakdown of issue 13.
 void profile_step(bool decode, int prompt = 512) {
-  const ModelConfig c7 = llama_7b_config();
-  BackendOptions o;
-  o.max_seq_len = 4096, o.max_chunk_tokens = prompt;
-  auto b = create_cuda_dummy_backend(c7, 128, o, 1);
-  const std::vector<int32_t> toks = random_tokens(prompt, c7.vocab_size);
-  std::vector<float> logits(c7.vocab_size);
-  b->forward(toks.data(), prompt, 0, false, logits.data());
+  PromptedDummy d = dummy_after_prompt(llama_7b_config(), 4096, prompt, prompt);
+  Backend* b = d.backend.get();
   TokenSampling greedy;
-  int32_t tok = toks.back();
+  int32_t tok = d.prompt.back();
   int pos = prompt;
   for (int i = 0; i < 8; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy);  // capture + warm up
   XL_CUDA_CHECK(cudaDeviceSynchronize());
@@ -1867,7 +1873,7 @@ void profile_step(bool decode, int prompt = 512) {
     tok = b->forward_sample(&tok, 1, pos++, greedy);
   } else {
     b->clear_cache();
-    b->forward(toks.data(), prompt, 0, false, logits.data());
+    b->forward(d.prompt.data(), prompt, 0, false, d.logits.data());
   }
   XL_CUDA_CHECK(cudaDeviceSynchronize());
   XL_CUDA_CHECK(cudaProfilerStop());
