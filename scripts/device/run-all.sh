@@ -3,7 +3,8 @@
 #   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate ppl chat user monitor bench sanitize (default: all)
 #                                                (sanitize: memcheck over check-cuda --quick, racecheck over the prompt and
 #                                                decode attention)
-#                                                and, on request: split (the layer split on GPU 0 named several times), leaks, load (writes ~40 GB of random checkpoints)
+#                                                and, on request: split (the layer split on GPU 0 named several times), leaks, load (writes ~40 GB of random checkpoints),
+#                                                timeline (a kernel check built with -DXLLAMA_KERNEL_TRACE=ON in build-trace/, then --timeline)
 # Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
 # npm run build:ts)
 set -u
@@ -36,6 +37,10 @@ for s in $steps; do
               [ -n "$kc" ] && run racecheck 120 compute-sanitizer --tool racecheck --error-exitcode 9 "$kc" --prompt-attention
               [ -n "$kc" ] && run racecheck-decode 180 compute-sanitizer --tool racecheck --error-exitcode 9 "$kc" --decode-attention ;;
     monitor) run monitor 120 bash scripts/device/record-monitor-traces.sh ;;
+    timeline) cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
+              run timeline-build 400 bash -c "cmake -S . -B build-trace -DXLLAMA_CUDA=ON -DXLLAMA_CUDA_ARCH=${cap:-90} \
+                -DXLLAMA_KERNEL_TRACE=ON && cmake --build build-trace --target xllama_kernel_check -j 16"
+              run timeline 300 build-trace/xllama_kernel_check --timeline ;;
     load) run load 400 bash scripts/device/load-bench.sh ;;
     bench) # the bench matrix (dummies × one GPU / 2-stage split): bench.json, bench.md, bench-progress.log
            run bench 420 bash scripts/device/bench-matrix.sh ;;
