@@ -1643,32 +1643,18 @@ struct DecodeTrace {
 
 DecodeTrace record_decode_trace(Backend& b, int32_t& tok, int& pos, int steps) {
   const unsigned cap = 1u << 16;
-  KernelTrace* rec = nullptr;
-  unsigned* count = nullptr;
-  unsigned long long *ends = nullptr, *marks = nullptr;
-  XL_CUDA_CHECK(cudaMalloc(&rec, cap * sizeof(KernelTrace)));
-  XL_CUDA_CHECK(cudaMalloc(&count, sizeof(unsigned)));
-  XL_CUDA_CHECK(cudaMalloc(&ends, kTraceSlots * 8));
-  XL_CUDA_CHECK(cudaMalloc(&marks, kTraceSlots * 32));
-  XL_CUDA_CHECK(cudaMemset(count, 0, sizeof(unsigned)));
-  XL_CUDA_CHECK(cudaMemset(ends, 0, kTraceSlots * 8));
-  XL_CUDA_CHECK(cudaMemset(marks, 0, kTraceSlots * 32));
-  XL_CUDA_CHECK(cudaDeviceSynchronize());
-  set_kernel_trace({rec, count, cap, ends, marks});
+  Dev<KernelTrace> rec(cap);
+  Dev<unsigned> count(std::vector<unsigned>{0});
+  Dev<unsigned long long> ends(std::vector<unsigned long long>(kTraceSlots, 0)),
+      marks(std::vector<unsigned long long>(kTraceSlots * 4, 0));
+  XL_CUDA_CHECK(cudaDeviceSynchronize());  // the warm-up steps are not traced
+  set_kernel_trace({rec.p, count.p, cap, ends.p, marks.p});
   TokenSampling greedy;
   for (int i = 0; i < steps; ++i) tok = b.forward_sample(&tok, 1, pos++, greedy, &greedy);
   XL_CUDA_CHECK(cudaDeviceSynchronize());
   set_kernel_trace({});
-  unsigned n = 0;
-  XL_CUDA_CHECK(cudaMemcpy(&n, count, sizeof n, cudaMemcpyDeviceToHost));
-  DecodeTrace t;
-  t.launches.resize(std::min(n, cap));
-  t.ends.resize(kTraceSlots);
-  t.marks.resize(kTraceSlots * 4);
-  XL_CUDA_CHECK(cudaMemcpy(t.launches.data(), rec, t.launches.size() * sizeof(KernelTrace), cudaMemcpyDeviceToHost));
-  XL_CUDA_CHECK(cudaMemcpy(t.ends.data(), ends, kTraceSlots * 8, cudaMemcpyDeviceToHost));
-  XL_CUDA_CHECK(cudaMemcpy(t.marks.data(), marks, kTraceSlots * 32, cudaMemcpyDeviceToHost));
-  cudaFree(rec), cudaFree(count), cudaFree(ends), cudaFree(marks);
+  DecodeTrace t{rec.download(), ends.download(), marks.download()};
+  t.launches.resize(std::min(count.download()[0], cap));
   // %gridid does not follow launch order in a graph; one stream's kernels are released in order
   std::sort(t.launches.begin(), t.launches.end(),
             [](const KernelTrace& a, const KernelTrace& x) { return a.t_released < x.t_released; });
