@@ -157,6 +157,9 @@ enum class Link { SameDevice, Peer, Host };
 
 void validate_config(const ModelConfig& c) {
   check_model_config(c);
+  if (c.hidden_size % 8)  // the embedding rows are read 16 bytes at a time (embed_rows)
+    throw BackendError(kUnsupportedModel, "the CUDA backend needs hidden_size a multiple of 8 (got " +
+                                              std::to_string(c.hidden_size) + ")");
   if (c.head_dim % 8 || c.head_dim > 256)
     throw BackendError(kUnsupportedModel, "the CUDA backend needs head_dim a multiple of 8, at most 256 (got " +
                                               std::to_string(c.head_dim) + ")");
@@ -197,7 +200,7 @@ class Stage {
     if (host_embed_) cudaFreeHost(host_embed_);
     if (staging_) cudaFreeHost(staging_);
     if (inputs_copied_) cudaEventDestroy(inputs_copied_);
-    for (cudaEvent_t e : token_copied_)
+    for (cudaEvent_t e : token_picked_)
       if (e) cudaEventDestroy(e);
     if (sent_) cudaEventDestroy(sent_);
     if (received_) cudaEventDestroy(received_);
@@ -497,14 +500,14 @@ class Stage {
     tokens_ = pos_ + 1;
     XL_CUDA_CHECK(cudaMallocHost(&host_in_, (size_t)(rows_ + 1) * sizeof(int)));
     XL_CUDA_CHECK(cudaEventCreateWithFlags(&inputs_copied_, cudaEventDisableTiming));
-    token_out_ = mem_.alloc<int>(1, "scratch", &scratch_bytes_);
     if (last_) {  // score(): the targets and NLLs of one chunk of rows
       score_targets_ = mem_.alloc<int>(rows_, "scratch", &scratch_bytes_);
       score_nll_ = mem_.alloc<float>(rows_, "scratch", &scratch_bytes_);
     }
     inv_freq_ = mem_.alloc<float>(D / 2, "scratch", &scratch_bytes_);
-    XL_CUDA_CHECK(cudaMallocHost(&host_token_, 2 * sizeof(int)));
-    for (cudaEvent_t& e : token_copied_) XL_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    XL_CUDA_CHECK(cudaHostAlloc(&host_token_, 2 * sizeof(int), cudaHostAllocMapped | cudaHostAllocPortable));
+    XL_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&host_token_dev_), host_token_, 0));
+    for (cudaEvent_t& e : token_picked_) XL_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     update_inv_freq(1, /*force=*/true);
   }
 
@@ -569,19 +572,20 @@ class Stage {
   int enqueue_pick(const TokenSampling& s, int feed_pos = -1) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
     const cuda::StepFeed feed = feed_pos >= 0 ? cuda::StepFeed{pos_, tokens_, feed_pos} : cuda::StepFeed{};
-    if (s.temperature <= 0.f)
-      cuda::argmax(logits_, cfg_.vocab_size, token_out_, stream_, feed);
-    else
-      cuda::sample_top_k(logits_, cfg_.vocab_size, s.top_k, s.temperature, s.uniform, token_out_, stream_, feed);
     const int slot = pick_slot_;
     pick_slot_ ^= 1;
-    XL_CUDA_CHECK(cudaMemcpyAsync(host_token_ + slot, token_out_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
-    XL_CUDA_CHECK(cudaEventRecord(token_copied_[slot], stream_));
+    // The kernel writes the pick straight into the mapped pinned slot: no copy between one step and the next.
+    int* out = host_token_dev_ + slot;
+    if (s.temperature <= 0.f)
+      cuda::argmax(logits_, cfg_.vocab_size, out, stream_, feed);
+    else
+      cuda::sample_top_k(logits_, cfg_.vocab_size, s.top_k, s.temperature, s.uniform, out, stream_, feed);
+    XL_CUDA_CHECK(cudaEventRecord(token_picked_[slot], stream_));
     return slot;
   }
   int32_t wait_token(int slot) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
-    XL_CUDA_CHECK(cudaEventSynchronize(token_copied_[slot]));
+    XL_CUDA_CHECK(cudaEventSynchronize(token_picked_[slot]));
     return host_token_[slot];
   }
   // The one-row decode step (logits of its row) whose position and token the last pick fed (enqueue_pick's
@@ -1162,16 +1166,17 @@ class Stage {
   float *h_ = nullptr, *qkv_ = nullptr, *gu_ = nullptr, *work_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
   size_t deq_halves_ = 0;
-  int *tokens_ = nullptr, *pos_ = nullptr, *token_out_ = nullptr, *score_targets_ = nullptr;
+  int *tokens_ = nullptr, *pos_ = nullptr, *score_targets_ = nullptr;
   float* score_nll_ = nullptr;
   unsigned* attn_done_ = nullptr;  // decode attention's per-(row, head) split counters
   unsigned* col_done_ = nullptr;   // decode GEMVs' per-column-slice counters (GemvFusion::col_done)
   float* row_sum_sq_ = nullptr;    // [2][kGemvMaxRows]: h's row sums of squares for the fused RMSNorms
   bool all_quantized_ = false;     // every layer linear is 4-bit: decode takes enqueue_decode_layers
   bool defer_norms_ = false;       // choose_decode_norms
-  int* host_token_ = nullptr;  // two slots (enqueue_pick)
+  int* host_token_ = nullptr;      // two slots (enqueue_pick), pinned and mapped
+  int* host_token_dev_ = nullptr;  // ... as the device sees them
   int pick_slot_ = 0;
-  cudaEvent_t token_copied_[2] = {nullptr, nullptr};
+  cudaEvent_t token_picked_[2] = {nullptr, nullptr};
   int* host_in_ = nullptr;
   void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)
   cudaEvent_t inputs_copied_ = nullptr;

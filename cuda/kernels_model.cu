@@ -33,21 +33,40 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
   return t;
 }
 
-// One block per row (an untied table lives in host memory: each row crosses PCIe once).
+// One block per row (an untied table lives in host memory: each row crosses PCIe once), as 16-byte loads, up to 4
+// per thread issued before any is used: a row from host memory is one PCIe round trip. Element by element it was one
+// round trip per element a thread reads (4 for a 4096-wide row): 12.0 µs per token on the H200, now 5.1
+// (docs/PERF-NOTES.md, session 17). hidden % 8 == 0, table and h 16-byte aligned (embed_rows checks).
 __global__ void embed_kernel(const __half* __restrict__ table, const int* __restrict__ tokens, int hidden,
-                             float* __restrict__ h, float* __restrict__ sum_sq, ZeroFill zero0, ZeroFill zero1) {
+                                 float* __restrict__ h, float* __restrict__ sum_sq, ZeroFill zero0, ZeroFill zero1) {
   wait_for_previous_kernel();
   __shared__ float red[32];
   zero_fill(zero0);
   zero_fill(zero1);
-  const int row = blockIdx.x;
-  const __half* src = table + (size_t)tokens[row] * hidden;
-  float* dst = h + (size_t)row * hidden;
+  const int row = blockIdx.x, nvec = hidden / 8;
+  const uint4* src = reinterpret_cast<const uint4*>(table + (size_t)tokens[row] * hidden);
+  float4* dst = reinterpret_cast<float4*>(h + (size_t)row * hidden);
   float ss = 0.f;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-    const float v = __half2float(src[i]);
-    dst[i] = v;
-    ss = fmaf(v, v, ss);
+  constexpr int U = 4;
+  for (int base = 0; base < nvec; base += U * blockDim.x) {
+    uint4 v[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = base + u * blockDim.x + threadIdx.x;
+      if (j < nvec) v[u] = src[j];
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = base + u * blockDim.x + threadIdx.x;
+      if (j >= nvec) break;
+      const __half2* p = reinterpret_cast<const __half2*>(&v[u]);
+      const float2 a = __half22float2(p[0]), b = __half22float2(p[1]), c = __half22float2(p[2]),
+                   d = __half22float2(p[3]);
+      dst[2 * j] = make_float4(a.x, a.y, b.x, b.y);
+      dst[2 * j + 1] = make_float4(c.x, c.y, d.x, d.y);
+      ss = fmaf(a.x, a.x, fmaf(a.y, a.y, fmaf(b.x, b.x, fmaf(b.y, b.y, ss))));
+      ss = fmaf(c.x, c.x, fmaf(c.y, c.y, fmaf(d.x, d.x, fmaf(d.y, d.y, ss))));
+    }
   }
   if (!sum_sq) return;  // uniform over the block
   ss = block_sum(ss, red);
@@ -431,7 +450,10 @@ __global__ void fill_half_kernel(__half* p, size_t n, uint64_t seed, float lo, f
 
 void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s, float* sum_sq,
                 ZeroFill zero0, ZeroFill zero1) {
-  launch(embed_kernel, m, 1024, 0, s, table, tokens, hidden, h, sum_sq, zero0, zero1);
+  if (hidden % 8 != 0 || (reinterpret_cast<uintptr_t>(table) & 15) != 0 || (reinterpret_cast<uintptr_t>(h) & 15) != 0)
+    throw std::runtime_error("embed_rows: the hidden size must be a multiple of 8 and the rows 16-byte aligned");
+  const int threads = std::min(1024, (hidden / 8 + 31) / 32 * 32);
+  launch(embed_kernel, m, threads, 0, s, table, tokens, hidden, h, sum_sq, zero0, zero1);
   XL_CUDA_LAUNCH_CHECK();
 }
 

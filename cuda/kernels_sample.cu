@@ -1,6 +1,7 @@
 // Token choice on the device: greedy argmax and top-k + temperature sampling, so only the id comes back.
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
@@ -27,6 +28,9 @@ __device__ __forceinline__ uint32_t order_key(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+// The logits as 16-byte loads, 8 per thread issued before any is compared: one L2 round trip per 32k logits where
+// 4-byte loads one after another took a chain of them (with the embedding's loads, 23 -> 10.5 µs per token on the
+// H200; docs/PERF-NOTES.md, session 17). Ties go to the lower index.
 __global__ void __launch_bounds__(kThreads)
     argmax_kernel(const float* __restrict__ logits, int vocab, int* out, StepFeed feed) {
   wait_for_previous_kernel();
@@ -34,10 +38,26 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ int si[32];
   float best = -INFINITY;
   int bi = 0x7fffffff;
-  for (int i = threadIdx.x; i < vocab; i += kThreads) {
-    const float v = logits[i];
+  const auto take = [&](float v, int i) {
     if (v > best || (v == best && i < bi)) best = v, bi = i;
+  };
+  const int nvec = (reinterpret_cast<uintptr_t>(logits) & 15) == 0 ? vocab / 4 : 0;
+  const float4* l4 = reinterpret_cast<const float4*>(logits);
+  constexpr int U = 8;
+  for (int base = 0; base < nvec; base += U * kThreads) {
+    float4 v[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = base + u * kThreads + threadIdx.x;
+      if (j < nvec) v[u] = l4[j];
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = base + u * kThreads + threadIdx.x;
+      if (j < nvec) take(v[u].x, 4 * j), take(v[u].y, 4 * j + 1), take(v[u].z, 4 * j + 2), take(v[u].w, 4 * j + 3);
+    }
   }
+  for (int i = nvec * 4 + threadIdx.x; i < vocab; i += kThreads) take(logits[i], i);
   for (int o = 16; o > 0; o >>= 1) {
     const float ov = __shfl_xor_sync(0xffffffffu, best, o);
     const int oi = __shfl_xor_sync(0xffffffffu, bi, o);

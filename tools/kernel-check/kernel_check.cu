@@ -2007,6 +2007,8 @@ int main(int argc, char** argv) {
       check_embed(m, 4096, 300);
       check_gemv_f16_rmsnorm(m % 2 ? 4096 : 520, 1003, m);  // N % 8 != 0: the last block has idle warps
     }
+    check_embed(1, 64, 300);      // stories260K: fewer 16-byte pieces than threads in a warp
+    check_embed(2, 40960, 50);    // rows wider than one round of loads
     check_gemv_f16_rmsnorm(8192, 264, kGemvMaxRows);  // 3 rows per launch fit the staging area: 3 + 3 + 2
     check_gemv_q4_rmsnorm(4096, 1024, 128, 1, false);  // the 7B hidden size
     check_gemv_q4_sum_sq(4096, 4096, 128, 1, GemvInput::Half);
@@ -2046,6 +2048,7 @@ int main(int argc, char** argv) {
     check_sampling(32000);
     check_sampling(128256);
     check_sampling(512);
+    check_sampling(1001);  // vocab % 4 != 0: the tail after the 16-byte loads
     check_token_nll(1, 512, 0.f);
     check_token_nll(64, 32000, 0.f);
     check_token_nll(7, 128256, 0.f);
