@@ -60,6 +60,7 @@ struct GemvFusion {
   float* out_sum_sq = nullptr;
   unsigned* col_done = nullptr;
   ZeroFill zero[2];
+  bool evict_first = false;  // the weight loads' L2 policy (weight_evict_first_flag())
 };
 // Decode GEMV over 4-bit weights (kernels_gemv_q4.cu).
 // The config sets the packed rows (8 input rows each) per warp, which sets how K is split over blocks
@@ -92,6 +93,10 @@ bool gemv_q4_defers_norm(const QWeight& w);
 // on unless XLLAMA_DEFER_NORM=0. On the H200 it took decode from 575 to 615 t/s on the 7B (docs/PERF-NOTES.md,
 // session 11).
 bool& deferred_norm_flag();
+// Process-wide switch: the decode GEMVs (4-bit and fp16) stream their weights with the L2 policy evict_first, so
+// that what a token reads again (norm weights, activations, the KV cache) stays in L2 instead of being pushed out by
+// the weights; on unless XLLAMA_WEIGHT_EVICT_FIRST=0. Read when a launch is enqueued (graph capture).
+bool& weight_evict_first_flag();
 // Measurement only (the kernel check's --bench-ablate; nothing else sets it): parts of a decode step that
 // enqueue_decode_layers leaves out when it captures a graph, so that the graph's time without them shows what they
 // cost inside it (ncu times kernels in isolation, without the overlap of programmatic dependent launch). The logits

@@ -282,10 +282,11 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
   const size_t row_step = w.N / 4;  // in uint4
   // Weights never depend on earlier kernels: the first batch streams in while the previous kernel drains.
   uint4 q[U];
+  const uint64_t policy = weight_stream_policy(f.evict_first);
   if (c < w.N) {
 #pragma unroll
     for (int u = 0; u < U; ++u)
-      if (wr0 + u < wr1) q[u] = load_stream(qp + (size_t)u * row_step);
+      if (wr0 + u < wr1) q[u] = load_stream(qp + (size_t)u * row_step, policy);
   }
   // The first group's scales (and zeros) into L2 before the wait: no registers held, and the first read of them
   // after the x staging hits L2 instead of memory (+1.2% 7B decode on the H200, docs/PERF-NOTES.md session 7).
@@ -322,7 +323,7 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
       if (rr != wr0) {
 #pragma unroll
         for (int u = 0; u < U; ++u)
-          if (rr + u < wr1) q[u] = load_stream(qp + (size_t)(rr - wr0 + u) * row_step);
+          if (rr + u < wr1) q[u] = load_stream(qp + (size_t)(rr - wr0 + u) * row_step, policy);
       }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
@@ -508,6 +509,14 @@ bool& deferred_norm_flag() {
   return on;
 }
 
+bool& weight_evict_first_flag() {
+  static bool on = [] {
+    const char* v = std::getenv("XLLAMA_WEIGHT_EVICT_FIRST");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
 bool gemv_q4_defers_norm(const QWeight& w) { return !w.bias && gemv_q4_resolve(w, {}).dot == GemvDot::Fixed; }
 
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
@@ -519,6 +528,7 @@ void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stri
     const void* xr = static_cast<const char*>(x) + (size_t)r * x_stride * x_elem;
     float* yr = y + (size_t)r * y_stride;
     GemvFusion f = fusion;  // this chunk's rows; the first chunk does the zeroing
+    f.evict_first = weight_evict_first_flag();
     if (f.in_sum_sq) f.in_sum_sq += r;
     if (f.out_sum_sq) f.out_sum_sq += r;
     if (r > 0) f.zero[0] = f.zero[1] = ZeroFill{};

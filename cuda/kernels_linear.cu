@@ -25,6 +25,7 @@ struct F16NormInput {
   const float* sum_sq = nullptr;
   const __half* norm = nullptr;
   float eps = 0.f;
+  bool evict_first = false;  // the weight loads' L2 policy (weight_evict_first_flag())
 };
 
 template <int M>
@@ -67,9 +68,10 @@ __global__ void __launch_bounds__(kF16Warps * 32)
     const uint4* wp = reinterpret_cast<const uint4*>(wr);
     constexpr int U = 4;
     uint4 wv[U];
+    const uint64_t policy = weight_stream_policy(norm_in.evict_first);
 #pragma unroll
     for (int u = 0; u < U; ++u)  // the first batch streams in while the previous kernel drains
-      if (active && lane + u * 32 < chunks) wv[u] = load_stream(wp + lane + u * 32);
+      if (active && lane + u * 32 < chunks) wv[u] = load_stream(wp + lane + u * 32, policy);
     wait_for_previous_kernel();
     if (NORM) {
       stage_rmsnorm<M>(norm_in, K, xs);
@@ -81,7 +83,7 @@ __global__ void __launch_bounds__(kF16Warps * 32)
       if (c0 != lane) {
 #pragma unroll
         for (int u = 0; u < U; ++u)
-          if (c0 + u * 32 < chunks) wv[u] = load_stream(wp + c0 + u * 32);
+          if (c0 + u * 32 < chunks) wv[u] = load_stream(wp + c0 + u * 32, policy);
       }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
@@ -134,12 +136,14 @@ void launch_gemv_f16(const __half* W, const __half* bias, int K, int N, const __
                      int y_stride, cudaStream_t s) {
   const bool vec = (K % 8 == 0) && (x_stride % 8 == 0) && aligned16(W) && aligned16(x);
   dim3 grid((N + kF16Warps - 1) / kF16Warps);
+  F16NormInput policy_only;  // (no norm: only the weights' L2 policy)
+  policy_only.evict_first = weight_evict_first_flag();
   if (vec)
     launch(gemv_f16_kernel<M, true, false>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride,
-           F16NormInput{});
+           policy_only);
   else
     launch(gemv_f16_kernel<M, false, false>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride,
-           F16NormInput{});
+           policy_only);
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -147,8 +151,10 @@ template <int M>
 void launch_gemv_f16_rmsnorm(const __half* W, const __half* bias, int K, int N, const F16NormInput& in, float* y,
                              int y_stride, cudaStream_t s) {
   dim3 grid((N + kF16Warps - 1) / kF16Warps);
+  F16NormInput hinted = in;
+  hinted.evict_first = weight_evict_first_flag();
   launch(gemv_f16_kernel<M, true, true>, grid, kF16Warps * 32, (size_t)M * K * sizeof(__half), s, W, bias, K, N,
-         static_cast<const __half*>(nullptr), 0, y, y_stride, in);
+         static_cast<const __half*>(nullptr), 0, y, y_stride, hinted);
   XL_CUDA_LAUNCH_CHECK();
 }
 

@@ -53,7 +53,7 @@ function scratchBytes(a: Arch, chunkTokens: number): { stage: number; last: numb
   const sizes = [
     rows * hid * 4, rows * kmax * 2, projection(qkvDim), rows * H * D * 2, rows * H * D * 2, projection(2 * I),
     rows * I * 2, rows * kmax * 2, deq * 2, workFloats * 4, GEMV_MAX_ROWS * H * 4, 2 * GEMV_MAX_ROWS * 4,
-    Math.ceil(hid / 128) * 4, (rows + 1) * 4, 4, (D / 2) * 4,
+    Math.ceil(hid / 128) * 4, (rows + 1) * 4, (D / 2) * 4,
   ];
   return {
     stage: sizes.reduce((s, b) => s + Math.max(b, 16), 0),
