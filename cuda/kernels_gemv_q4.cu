@@ -252,13 +252,15 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
 // One-row decode with symmetric zeros and the fp16 dot (the latency-bound case: more resident blocks hide more of
 // it) caps registers at 64 for 8 blocks per SM instead of the 7 that 72 registers allow, without spills: +2% decode
 // on the H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
-// before the wait as well lost there (the registers it takes cost a block per SM). The fixed-point dot runs
-// uncapped (78 registers, 6 blocks per SM): capped at 64 it spills, and the 7B decoded 8% slower, the 70B 1%
-// faster (session 10). CAPPED (one row, fixed point): a copy capped at 72 registers for 7 blocks per SM, no spills;
-// it pays only where the grid takes more than one wave (gemv_q4_fit_to_gpu).
+// before the wait as well lost there (the registers it takes cost a block per SM). The fixed-point dot keeps 6
+// blocks per SM (at most 80 registers; 76-79 without spills): capped at 64 it spills, and the 7B decoded 8% slower,
+// the 70B 1% faster (session 10); left to itself, the asymmetric-zeros kernel with the deferred norm took 82 once the
+// weight loads carried an L2 policy (session 17), one block per SM fewer. CAPPED (one row, fixed point): a copy
+// capped at 72 registers for 7 blocks per SM, no spills; it pays only where the grid takes more than one wave
+// (gemv_q4_fit_to_gpu).
 template <int M, bool SYM, bool FIXED, bool CAPPED>
 constexpr int gemv_min_blocks_per_sm() {
-  return M == 1 && SYM && !FIXED ? 8 : CAPPED ? 7 : 1;
+  return M == 1 && SYM && !FIXED ? 8 : CAPPED ? 7 : M == 1 && FIXED ? 6 : 1;
 }
 
 // FIXED: the fixed-point dot (stage_x_fixed, dot_row_fixed) instead of fp16 pairs; then warps take multiples of
