@@ -138,7 +138,8 @@ void add_bias(T* y, int m, int N, int y_stride, const __half* bias, cudaStream_t
 
 // ---- elementwise / normalization ----
 // h[i] = table[tokens[i]] as fp32. With sum_sq (decode) also each row's sum of squares (for the first
-// RmsNorm GEMV), and zeroes the given buffers.
+// RmsNorm GEMV), and zeroes the given buffers. hidden % 8 == 0, table and h 16-byte aligned (else it throws; the CUDA
+// backend's validate_config refuses such models first).
 void embed_rows(const __half* table, const int* tokens, int m, int hidden, float* h, cudaStream_t s,
                 float* sum_sq = nullptr, ZeroFill zero0 = {}, ZeroFill zero1 = {});
 // y[i] = half(x[i] * rsqrt(mean(x[i]^2) + eps) * w), rows of length n. Also zeroes zero_buf[0, zero_count)

@@ -38,7 +38,7 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 // round trip per element a thread reads (4 for a 4096-wide row): 12.0 µs per token on the H200, now 5.1
 // (docs/PERF-NOTES.md, session 17). hidden % 8 == 0, table and h 16-byte aligned (embed_rows checks).
 __global__ void embed_kernel(const __half* __restrict__ table, const int* __restrict__ tokens, int hidden,
-                                 float* __restrict__ h, float* __restrict__ sum_sq, ZeroFill zero0, ZeroFill zero1) {
+                             float* __restrict__ h, float* __restrict__ sum_sq, ZeroFill zero0, ZeroFill zero1) {
   wait_for_previous_kernel();
   __shared__ float red[32];
   zero_fill(zero0);
