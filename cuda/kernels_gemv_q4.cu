@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cuda/cuda_check.h"
+#include "cuda/env_switch.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/q4_dequant.cuh"
@@ -504,18 +505,12 @@ GemvQ4Config gemv_q4_resolve(const QWeight& w, GemvQ4Config cfg) {
 }
 
 bool& deferred_norm_flag() {
-  static bool on = [] {
-    const char* v = std::getenv("XLLAMA_DEFER_NORM");
-    return !(v && std::string(v) == "0");
-  }();
+  static bool on = env_switch_on("XLLAMA_DEFER_NORM");
   return on;
 }
 
 bool& weight_evict_first_flag() {
-  static bool on = [] {
-    const char* v = std::getenv("XLLAMA_WEIGHT_EVICT_FIRST");
-    return !(v && std::string(v) == "0");
-  }();
+  static bool on = env_switch_on("XLLAMA_WEIGHT_EVICT_FIRST");
   return on;
 }
 

@@ -8,6 +8,7 @@
 
 #include "cuda/attention_step.cuh"
 #include "cuda/cuda_check.h"
+#include "cuda/env_switch.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/rope_pair.cuh"
@@ -510,10 +511,7 @@ int& attention_threads_flag() {
 }
 
 bool& attention_batch_flag() {
-  static bool on = [] {
-    const char* v = std::getenv("XLLAMA_ATTN_BATCH");
-    return !(v && std::string(v) == "0");
-  }();
+  static bool on = env_switch_on("XLLAMA_ATTN_BATCH");
   return on;
 }
 
