@@ -21,12 +21,13 @@ struct KernelTrace {
   unsigned grid[3], threads;
 };
 constexpr unsigned long long kTraceSlots = 1ull << 20;  // launches keyed by gridid & (kTraceSlots - 1)
+constexpr int kTraceMarks = 8;
 struct TraceSink {
   KernelTrace* rec = nullptr;  // [cap], filled in release order (not sorted)
   unsigned* count = nullptr;
   unsigned cap = 0;
   unsigned long long* ends = nullptr;   // [kTraceSlots]: the latest block end per launch
-  unsigned long long* marks = nullptr;  // [kTraceSlots][4]: block 0's stage marks
+  unsigned long long* marks = nullptr;  // [kTraceSlots][kTraceMarks]: block 0's stage marks
 };
 
 #ifdef XLLAMA_KERNEL_TRACE
@@ -58,7 +59,20 @@ __device__ __forceinline__ void trace_wait_released(unsigned long long reached) 
   r.grid[0] = gridDim.x, r.grid[1] = gridDim.y, r.grid[2] = gridDim.z, r.threads = blockDim.x;
 }
 __device__ __forceinline__ void trace_mark(int k) {
-  if (trace_block_zero()) g_trace_sink.marks[(trace_gridid() & (kTraceSlots - 1)) * 4 + k] = trace_now();
+  if (trace_block_zero()) g_trace_sink.marks[(trace_gridid() & (kTraceSlots - 1)) * kTraceMarks + k] = trace_now();
+}
+// Mark k once v has arrived (thread 0 of block 0): the timer read is predicated on v, so it waits for v's load
+// (0 if v is NaN).
+__device__ __forceinline__ void trace_mark_arrived(int k, float v) {
+  if (!trace_block_zero()) return;
+  unsigned long long t;
+  asm volatile(
+      "{ .reg .pred p; setp.eq.f32 p, %1, %1;\n"
+      "  @p mov.u64 %0, %%globaltimer;\n"
+      "  @!p mov.u64 %0, 0; }"
+      : "=l"(t)
+      : "f"(v));
+  g_trace_sink.marks[(trace_gridid() & (kTraceSlots - 1)) * kTraceMarks + k] = t;
 }
 __device__ __forceinline__ void trace_block_end() {
   if (g_trace_sink.rec && threadIdx.x == 0)
@@ -83,6 +97,7 @@ constexpr bool kKernelTraceBuilt = false;
 __device__ __forceinline__ unsigned long long trace_wait_reached() { return 0; }
 __device__ __forceinline__ void trace_wait_released(unsigned long long) {}
 __device__ __forceinline__ void trace_mark(int) {}
+__device__ __forceinline__ void trace_mark_arrived(int, float) {}
 __device__ __forceinline__ void trace_block_end() {}
 inline void set_kernel_trace(const TraceSink&) {}
 #endif

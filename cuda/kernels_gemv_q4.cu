@@ -135,6 +135,7 @@ __device__ __forceinline__ void stage_x_fixed(const QWeight& w, const void* __re
         a1 = gemv_input<IN>(w, xv, x_stride, f, mi, k1, r);
       }
     }
+    if (base == 0 && live) trace_mark_arrived(3, a0);  // (--timeline: the first input arrived)
     int v0, v1;
     const FixedBlock blk = quantize_fixed_pair(a0, a1, v0, v1);
     if (!live) continue;
@@ -254,7 +255,8 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
 // it) caps registers at 64 for 8 blocks per SM instead of the 7 that 72 registers allow, without spills: +2% decode
 // on the H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
 // before the wait as well lost there (the registers it takes cost a block per SM). The fixed-point dot keeps 6
-// blocks per SM (at most 80 registers; 76-79 without spills): capped at 64 it spills, and the 7B decoded 8% slower,
+// blocks per SM (at most 80 registers; 78-80 without spills, holding the first group's scales from before the wait
+// since session 18): capped at 64 it spills, and the 7B decoded 8% slower,
 // the 70B 1% faster (session 10); left to itself, the asymmetric-zeros kernel with the deferred norm took 82 once the
 // weight loads carried an L2 policy (session 17), one block per SM fewer. CAPPED (one row, fixed point): a copy
 // capped at 72 registers for 7 blocks per SM, no spills; it pays only where the grid takes more than one wave
@@ -291,12 +293,20 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
     for (int u = 0; u < U; ++u)
       if (wr0 + u < wr1) q[u] = load_stream(qp + (size_t)u * row_step, policy);
   }
-  // The first group's scales (and zeros) into L2 before the wait: no registers held, and the first read of them
-  // after the x staging hits L2 instead of memory (+1.2% 7B decode on the H200, docs/PERF-NOTES.md session 7).
+  // The first group's scales (and zeros) before the wait as well: FIXED takes them into registers (most warps read
+  // one group, so no scale load is left between the staging and the first block's sum: 7B decode -1.1% on the H200,
+  // docs/PERF-NOTES.md session 18); the fp16 dot, which has no registers to spare, into L2 (+1.2%, session 7).
+  uint2 sraw0 = make_uint2(0, 0);
+  uint32_t zw0 = 0;
   if (c < w.N && wr0 < wr1) {
     const int g = ((r0 + wr0) * 8) / w.group_size;
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(w.scales + (size_t)g * w.N + c));
-    if (!SYM) asm volatile("prefetch.global.L2 [%0];" ::"l"(w.zeros + (size_t)g * w.N + c));
+    if (FIXED) {
+      sraw0 = *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
+      if (!SYM) zw0 = *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
+    } else {
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(w.scales + (size_t)g * w.N + c));
+      if (!SYM) asm volatile("prefetch.global.L2 [%0];" ::"l"(w.zeros + (size_t)g * w.N + c));
+    }
   }
   wait_for_previous_kernel();
   zero_fill(f.zero[0]);
@@ -335,9 +345,11 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
         if (!FIXED || u % kFixedBlockRows == 0) {
           const int g = ((r0 + rr + u) * 8) / w.group_size;
           if (g != cur_g) {
+            const bool early = FIXED && cur_g < 0;  // the group loaded before the wait
             cur_g = g;
-            const uint2 sraw = *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
-            const uint32_t zw = SYM ? 0u : *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
+            const uint2 sraw = early ? sraw0 : *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
+            const uint32_t zw =
+                SYM ? 0u : early ? zw0 : *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
             if (FIXED) group_params_fixed<SYM>(sraw, zw, sc, zi);
             else group_params<SYM>(sraw, zw, w.sym_zero, sc, z2);
           }

@@ -298,6 +298,9 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
       }
     }
   }
+  // ROPE: this thread's inverse frequency (for q's pair tid and the new row's) is a constant: read before the wait,
+  // it leaves the chain after it (the q rotation's own read of it cost 0.8 us there, docs/PERF-NOTES.md session 18)
+  const float inv_freq_tid = ROPE && tid < D / 2 ? inv_freq[tid] : 0.f;
   wait_for_previous_kernel();
 
   float qv[8], acc[8];
@@ -310,6 +313,8 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
     const float rq = row_norm_factor(qkv_norm, row);
     float qa = 0.f, qb = 0.f;
     if (tid < half_d) qa = qsrc[tid], qb = qsrc[tid + half_d];
+    trace_mark_arrived(3, qa);  // (--timeline: q arrived)
+    trace_mark_arrived(4, rq);  // (the row's norm factor)
     for (int i = tid; i < (end - n0) * half_d; i += THREADS) {
       const int p = n0 + i / half_d, j = i % half_d;
       const float* src = qkv + (size_t)(p - p_first) * width;
@@ -317,7 +322,7 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
       const float* vsrc = src + (size_t)(H + KV + kvh) * D;
       const float r = row_norm_factor(qkv_norm, p - p_first);
       float a = ksrc[j] * r, b = ksrc[j + half_d] * r;
-      rotate_pair(a, b, p, inv_freq[j]);
+      rotate_pair(a, b, p, i < half_d ? inv_freq_tid : inv_freq[j]);  // (i < half_d: i == j == tid)
       const __half ka = __float2half(a), kb = __float2half(b);
       const __half va = __float2half(vsrc[j] * r), vb = __float2half(vsrc[j + half_d] * r);
       __half* kd = kc + ((size_t)kvh * S + p) * D;
@@ -326,11 +331,12 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
       __half* sk = snew + (size_t)(p - n0) * 2 * D;
       sk[j] = ka, sk[j + half_d] = kb, sk[D + j] = va, sk[D + j + half_d] = vb;
     }
+    trace_mark(5);  // (--timeline: the new rows written)
     // q rotated once per block (the lane groups all need the whole head), rounded as the q buffer would be
     __shared__ float qrot[256];
     if (tid < half_d) {
       float a = qa * rq, b = qb * rq;
-      rotate_pair(a, b, p_first + row, inv_freq[tid]);
+      rotate_pair(a, b, p_first + row, inv_freq_tid);
       qrot[tid] = __half2float(__float2half(a)), qrot[tid + half_d] = __half2float(__float2half(b));
     }
     __syncthreads();  // qrot and the new rows in shared memory
@@ -380,18 +386,33 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
     for (int t = 0; t < 8; ++t) sacc[slot * D + d0 + t] = acc[t];
   if (sub == 0) sms[slot] = mrun, sls[slot] = lrun;
   __syncthreads();
-  float M = -INFINITY;
-  for (int i = 0; i < slots; ++i) M = fmaxf(M, sms[i]);
-  float Ltot = 0.f;
-  for (int i = 0; i < slots; ++i)
-    if (sms[i] != -INFINITY) Ltot += sls[i] * exp2f(sms[i] - M);
+  // Each lane group's weight exp2(m_i - M) once, by the first warp, in place of its max (0 for a group without
+  // keys), and the denominator summed in group order by lane 0: the sums every thread used to form itself, walking
+  // the groups one dependent shared-memory load at a time (7B decode -1.2% on the H200, docs/PERF-NOTES.md
+  // session 18). The sums are the same, term for term.
+  __shared__ float merged[2];  // M, Ltot
+  if (tid < 32) {
+    float mx = -INFINITY;
+    for (int i = tid; i < slots; i += 32) mx = fmaxf(mx, sms[i]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    for (int i = tid; i < slots; i += 32) sms[i] = sms[i] != -INFINITY ? exp2f(sms[i] - mx) : 0.f;
+    __syncwarp();
+    if (tid == 0) {
+      float l = 0.f;
+      for (int i = 0; i < slots; ++i) l += sls[i] * sms[i];
+      merged[0] = mx, merged[1] = l;
+    }
+  }
+  __syncthreads();
+  const float M = merged[0], Ltot = merged[1];
+  trace_mark(6);  // (--timeline: the lane groups' weights)
   // work is laid out for max_splits per (row, head): rows may use different counts
   const size_t rh = (size_t)row * H + head;
   float* wr = splits > 1 ? work + (rh * max_splits + split) * (D + 2) : nullptr;
   for (int d = tid; d < D; d += THREADS) {
     float o = 0.f;
-    for (int i = 0; i < slots; ++i)
-      if (sms[i] != -INFINITY) o += sacc[i * D + d] * exp2f(sms[i] - M);
+    for (int i = 0; i < slots; ++i) o += sacc[i * D + d] * sms[i];
     if (splits == 1) {
       out[rh * D + d] = __float2half(o / Ltot);
     } else {

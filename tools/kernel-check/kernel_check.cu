@@ -1646,7 +1646,7 @@ DecodeTrace record_decode_trace(Backend& b, int32_t& tok, int& pos, int steps) {
   Dev<KernelTrace> rec(cap);
   Dev<unsigned> count(std::vector<unsigned>{0});
   Dev<unsigned long long> ends(std::vector<unsigned long long>(kTraceSlots, 0)),
-      marks(std::vector<unsigned long long>(kTraceSlots * 4, 0));
+      marks(std::vector<unsigned long long>(kTraceSlots * kTraceMarks, 0));
   XL_CUDA_CHECK(cudaDeviceSynchronize());  // the warm-up steps are not traced
   set_kernel_trace({rec.p, count.p, cap, ends.p, marks.p});
   TokenSampling greedy;
@@ -1670,6 +1670,8 @@ struct LaunchKind {
   double resident = 0;    // the previous launch's release until block 0 reached its wait
   int staged = 0;         // launches with block 0's marks: release -> mark 0 -> mark 1 -> mark 2
   double mark[3] = {0, 0, 0};
+  int late_n[kTraceMarks] = {};  // marks 3.. from the release (the first input arrived, the first weights, ...)
+  double late[kTraceMarks] = {};
   int ended = 0;  // launches with block ends: release -> the last block's end -> the next release
   double end = 0, after_end = 0;
 };
@@ -1693,11 +1695,13 @@ std::vector<LaunchKind> summarize_decode_trace(const DecodeTrace& t) {
     if (i) k->resident += us(r[i].t_reached, r[i - 1].t_released);
     if (last_of[r[i].gridid] != i) continue;
     const size_t slot = r[i].gridid & (kTraceSlots - 1);
-    const unsigned long long* m = &t.marks[slot * 4];
+    const unsigned long long* m = &t.marks[slot * kTraceMarks];
     if (m[2]) {
       k->staged++;
       k->mark[0] += us(m[0], r[i].t_released), k->mark[1] += us(m[1], m[0]), k->mark[2] += us(m[2], m[1]);
     }
+    for (int j = 3; j < kTraceMarks; ++j)
+      if (m[j]) k->late_n[j]++, k->late[j] += us(m[j], r[i].t_released);
     if (t.ends[slot]) {
       k->ended++;
       k->end += us(t.ends[slot], r[i].t_released), k->after_end += us(r[i + 1].t_released, t.ends[slot]);
@@ -1742,6 +1746,8 @@ void decode_timeline(const char* name, const ModelConfig& c, int ctx, int prompt
     if (k.staged)
       std::printf(" %6.2f %6.2f %6.2f", k.mark[0] / k.staged, k.mark[1] / k.staged, k.mark[2] / k.staged);
     if (k.ended) std::printf(" | %6.2f %6.2f", k.end / k.ended, k.after_end / k.ended);
+    for (int j = 3; j < kTraceMarks; ++j)
+      if (k.late_n[j]) std::printf(" | m%d %5.2f", j, k.late[j] / k.late_n[j]);
     std::printf("\n");
   }
 }
