@@ -299,7 +299,7 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
     }
   }
   // ROPE: this thread's inverse frequency (for q's pair tid and the new row's) is a constant: read before the wait,
-  // it leaves the chain after it (the q rotation's own read of it cost 0.8 us there, docs/PERF-NOTES.md session 18)
+  // it is not one more L2 round trip on the chain after it (docs/PERF-NOTES.md, session 18)
   const float inv_freq_tid = ROPE && tid < D / 2 ? inv_freq[tid] : 0.f;
   wait_for_previous_kernel();
 
