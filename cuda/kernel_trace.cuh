@@ -4,7 +4,8 @@
 // long it runs after that. Compiled in only with -DXLLAMA_KERNEL_TRACE=ON (CMake): otherwise every hook is empty
 // and the kernels are those of a normal build.
 //   - wait_for_previous_kernel(): block (0,0,0) records when it reached the wait and when the wait released it;
-//   - trace_mark(k): block (0,0,0) marks stage k (0..2) of its own work;
+//   - trace_mark(k): block (0,0,0) marks stage k (0..kTraceMarks-1) of its own work (0..2: the stages the summary
+//     chains; 3..: times from the release); trace_mark_arrived(k, v) marks it once the load of v has returned;
 //   - trace_block_end(): every block's end, the latest kept per launch.
 // Launches are keyed by %gridid, which a graph's kernel keeps on every replay: marks and ends hold the last replay's.
 #pragma once

@@ -255,10 +255,10 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
 // it) caps registers at 64 for 8 blocks per SM instead of the 7 that 72 registers allow, without spills: +2% decode
 // on the H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
 // before the wait as well lost there (the registers it takes cost a block per SM). The fixed-point dot keeps 6
-// blocks per SM (at most 80 registers; 78-80 without spills, holding the first group's scales from before the wait
-// since session 18): capped at 64 it spills, and the 7B decoded 8% slower,
-// the 70B 1% faster (session 10); left to itself, the asymmetric-zeros kernel with the deferred norm took 82 once the
-// weight loads carried an L2 policy (session 17), one block per SM fewer. CAPPED (one row, fixed point): a copy
+// blocks per SM (at most 80 registers; 78-80 without spills, with the first group's scales held from before the
+// wait since session 18): capped at 64 it spills, and the 7B decoded 8% slower, the 70B 1% faster (session 10); left
+// to itself, the asymmetric-zeros kernel with the deferred norm took 82 once the weight loads carried an L2 policy
+// (session 17), one block per SM fewer. CAPPED (one row, fixed point): a copy
 // capped at 72 registers for 7 blocks per SM, no spills; it pays only where the grid takes more than one wave
 // (gemv_q4_fit_to_gpu).
 template <int M, bool SYM, bool FIXED, bool CAPPED>

@@ -1670,7 +1670,8 @@ struct LaunchKind {
   double resident = 0;    // the previous launch's release until block 0 reached its wait
   int staged = 0;         // launches with block 0's marks: release -> mark 0 -> mark 1 -> mark 2
   double mark[3] = {0, 0, 0};
-  int late_n[kTraceMarks] = {};  // marks 3.. from the release (the first input arrived, the first weights, ...)
+  // marks 3.. from the release: a GEMV's first input arrived; the attention's q, norm factor, new rows, merge weights
+  int late_n[kTraceMarks] = {};
   double late[kTraceMarks] = {};
   int ended = 0;  // launches with block ends: release -> the last block's end -> the next release
   double end = 0, after_end = 0;
