@@ -25,7 +25,6 @@ struct F16NormInput {
   const float* sum_sq = nullptr;
   const __half* norm = nullptr;
   float eps = 0.f;
-  bool evict_first = false;  // the weight loads' L2 policy (weight_evict_first_flag())
 };
 
 template <int M>
@@ -48,11 +47,12 @@ __device__ __forceinline__ void stage_rmsnorm(const F16NormInput& in, int K, __h
   }
 }
 
-// NORM writes y instead of adding to it: each warp owns its column's whole dot product.
+// NORM writes y instead of adding to it: each warp owns its column's whole dot product. evict_first: the weight
+// loads' L2 policy (weight_evict_first_flag()).
 template <int M, bool VEC, bool NORM>
 __global__ void __launch_bounds__(kF16Warps * 32)
     gemv_f16_kernel(const __half* __restrict__ W, const __half* __restrict__ bias, int K, int N, const __half* x,
-                    int x_stride, float* __restrict__ y, int y_stride, F16NormInput norm_in) {
+                    int x_stride, float* __restrict__ y, int y_stride, F16NormInput norm_in, bool evict_first) {
   static_assert(!NORM || VEC, "the staged input is read 16 bytes at a time");
   extern __shared__ __align__(16) __half xs[];  // NORM: [M][K]
   const int lane = threadIdx.x & 31;
@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kF16Warps * 32)
     const uint4* wp = reinterpret_cast<const uint4*>(wr);
     constexpr int U = 4;
     uint4 wv[U];
-    const uint64_t policy = weight_stream_policy(norm_in.evict_first);
+    const uint64_t policy = weight_stream_policy(evict_first);
 #pragma unroll
     for (int u = 0; u < U; ++u)  // the first batch streams in while the previous kernel drains
       if (active && lane + u * 32 < chunks) wv[u] = load_stream(wp + lane + u * 32, policy);
@@ -136,14 +136,13 @@ void launch_gemv_f16(const __half* W, const __half* bias, int K, int N, const __
                      int y_stride, cudaStream_t s) {
   const bool vec = (K % 8 == 0) && (x_stride % 8 == 0) && aligned16(W) && aligned16(x);
   dim3 grid((N + kF16Warps - 1) / kF16Warps);
-  F16NormInput policy_only;  // (no norm: only the weights' L2 policy)
-  policy_only.evict_first = weight_evict_first_flag();
+  const bool evict_first = weight_evict_first_flag();
   if (vec)
     launch(gemv_f16_kernel<M, true, false>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride,
-           policy_only);
+           F16NormInput{}, evict_first);
   else
     launch(gemv_f16_kernel<M, false, false>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride,
-           policy_only);
+           F16NormInput{}, evict_first);
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -151,10 +150,8 @@ template <int M>
 void launch_gemv_f16_rmsnorm(const __half* W, const __half* bias, int K, int N, const F16NormInput& in, float* y,
                              int y_stride, cudaStream_t s) {
   dim3 grid((N + kF16Warps - 1) / kF16Warps);
-  F16NormInput hinted = in;
-  hinted.evict_first = weight_evict_first_flag();
   launch(gemv_f16_kernel<M, true, true>, grid, kF16Warps * 32, (size_t)M * K * sizeof(__half), s, W, bias, K, N,
-         static_cast<const __half*>(nullptr), 0, y, y_stride, hinted);
+         static_cast<const __half*>(nullptr), 0, y, y_stride, in, weight_evict_first_flag());
   XL_CUDA_LAUNCH_CHECK();
 }
 
