@@ -59,8 +59,11 @@ __device__ __forceinline__ void trace_wait_released(unsigned long long reached) 
   r.gridid = trace_gridid(), r.t_reached = reached, r.t_released = t;
   r.grid[0] = gridDim.x, r.grid[1] = gridDim.y, r.grid[2] = gridDim.z, r.threads = blockDim.x;
 }
+__device__ __forceinline__ unsigned long long& trace_mark_slot(int k) {
+  return g_trace_sink.marks[(trace_gridid() & (kTraceSlots - 1)) * kTraceMarks + k];
+}
 __device__ __forceinline__ void trace_mark(int k) {
-  if (trace_block_zero()) g_trace_sink.marks[(trace_gridid() & (kTraceSlots - 1)) * kTraceMarks + k] = trace_now();
+  if (trace_block_zero()) trace_mark_slot(k) = trace_now();
 }
 // Mark k once v has arrived (thread 0 of block 0): the timer read is predicated on v, so it waits for v's load
 // (0 if v is NaN).
@@ -73,7 +76,7 @@ __device__ __forceinline__ void trace_mark_arrived(int k, float v) {
       "  @!p mov.u64 %0, 0; }"
       : "=l"(t)
       : "f"(v));
-  g_trace_sink.marks[(trace_gridid() & (kTraceSlots - 1)) * kTraceMarks + k] = t;
+  trace_mark_slot(k) = t;
 }
 __device__ __forceinline__ void trace_block_end() {
   if (g_trace_sink.rec && threadIdx.x == 0)

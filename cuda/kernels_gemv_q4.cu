@@ -251,6 +251,15 @@ __device__ __forceinline__ void add_row_sum_sq(const GemvFusion& f, const QWeigh
   }
 }
 
+// Group g's raw scales (fp16) and zeros (packed bytes) for the 4 columns from c: what group_params and
+// group_params_fixed take.
+__device__ __forceinline__ uint2 group_scales_raw(const QWeight& w, int g, int c) {
+  return *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
+}
+__device__ __forceinline__ uint32_t group_zeros_raw(const QWeight& w, int g, int c) {
+  return *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
+}
+
 // One-row decode with symmetric zeros and the fp16 dot (the latency-bound case: more resident blocks hide more of
 // it) caps registers at 64 for 8 blocks per SM instead of the 7 that 72 registers allow, without spills: +2% decode
 // on the H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
@@ -301,8 +310,8 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
   if (c < w.N && wr0 < wr1) {
     const int g = ((r0 + wr0) * 8) / w.group_size;
     if (FIXED) {
-      sraw0 = *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
-      if (!SYM) zw0 = *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
+      sraw0 = group_scales_raw(w, g, c);
+      if (!SYM) zw0 = group_zeros_raw(w, g, c);
     } else {
       asm volatile("prefetch.global.L2 [%0];" ::"l"(w.scales + (size_t)g * w.N + c));
       if (!SYM) asm volatile("prefetch.global.L2 [%0];" ::"l"(w.zeros + (size_t)g * w.N + c));
@@ -347,9 +356,8 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
           if (g != cur_g) {
             const bool early = FIXED && cur_g < 0;  // the group loaded before the wait
             cur_g = g;
-            const uint2 sraw = early ? sraw0 : *reinterpret_cast<const uint2*>(w.scales + (size_t)g * w.N + c);
-            const uint32_t zw =
-                SYM ? 0u : early ? zw0 : *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
+            const uint2 sraw = early ? sraw0 : group_scales_raw(w, g, c);
+            const uint32_t zw = SYM ? 0u : early ? zw0 : group_zeros_raw(w, g, c);
             if (FIXED) group_params_fixed<SYM>(sraw, zw, sc, zi);
             else group_params<SYM>(sraw, zw, w.sym_zero, sc, z2);
           }
