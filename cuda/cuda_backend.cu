@@ -31,6 +31,7 @@
 #include "backend/verbose_load.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_query.h"
+#include "cuda/gemm_q4_wgmma.h"
 #include "cuda/kernels.h"
 #include "cuda/weight_repack.h"
 #include "cuda/weight_upload.h"
@@ -487,6 +488,10 @@ class Stage {
     xperm_ = mem_.alloc<__half>((size_t)rows_ * kmax, "scratch", &scratch_bytes_);
     deq_ = mem_.alloc<__half>(deq, "scratch", &scratch_bytes_);
     deq_halves_ = deq;
+    // Hopper, opt-in (XLLAMA_FUSED_PROMPT_GEMM=1): 4-bit prompt GEMMs dequantize in registers. Slower than
+    // dequantization + cuBLAS so far (docs/PERF-NOTES.md, session 19).
+    const char* fused = std::getenv("XLLAMA_FUSED_PROMPT_GEMM");
+    fused_prompt_gemm_ = fused && std::string(fused) == "1" && cuda::gemm_q4_wgmma_supported();
     work_ = mem_.alloc<float>(work_floats, "scratch", &scratch_bytes_);
     attn_done_ = mem_.alloc<unsigned>((size_t)cuda::kGemvMaxRows * H, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaMemset(attn_done_, 0, (size_t)cuda::kGemvMaxRows * H * sizeof(unsigned)));
@@ -864,7 +869,10 @@ class Stage {
   // RoPE / SiLU to read).
   template <class T>
   void prompt_linear(const GpuLinear& l, const __half* x, int m, int x_stride, T* y, int y_stride, float beta) {
-    if (l.quantized) {
+    if (l.quantized && fused_prompt_gemm_ && cuda::gemm_q4_wgmma_fits(l.q)) {
+      cuda::gemm_q4_wgmma_input(x, m, l.K, x_stride, l.q.perm, xperm_, stream_);
+      cuda::gemm_q4_wgmma(l.q, xperm_, m, y, y_stride, beta != 0.f, stream_);
+    } else if (l.quantized) {
       const __half* a = x;
       int lda = x_stride;
       if (l.q.perm) {
@@ -1166,6 +1174,7 @@ class Stage {
   float *h_ = nullptr, *qkv_ = nullptr, *gu_ = nullptr, *work_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
   size_t deq_halves_ = 0;
+  bool fused_prompt_gemm_ = false;
   int *tokens_ = nullptr, *pos_ = nullptr, *score_targets_ = nullptr;
   float* score_nll_ = nullptr;
   unsigned* attn_done_ = nullptr;  // decode attention's per-(row, head) split counters

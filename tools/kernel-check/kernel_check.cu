@@ -3,6 +3,7 @@
 //   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--prompt-attention] [--decode-attention]
 //                       [--decode-step [quick]] [--bench-depths] [--time-attention]
 //                       [--profile-step prefill|prefill2048|decode] [--bench-decode] [--bench-ablate] [--timeline]
+//                       [--prompt-gemm]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then the prompt path's settings
 // (dequantization tile, chunk) side by side; --decode-step [quick] runs only the persistent decode kernel's timings
 // (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt speeds;
@@ -13,7 +14,8 @@
 // --profile-from-start off); --bench-decode times decode's variants (dots, where the norms apply) side by side;
 // --bench-ablate times decode steps with parts left out (what they cost inside the graph); --timeline (a build with
 // -DXLLAMA_KERNEL_TRACE=ON) shows when each decode kernel is released inside the graph and what its block 0 spends
-// where.
+// where. --prompt-gemm checks the prompt GEMMs, then times the fused Hopper GEMM against dequantization + cuBLAS
+// on 7B and 70B shapes.
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
@@ -39,6 +41,7 @@
 
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
+#include "cuda/gemm_q4_wgmma.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/weight_repack.h"
@@ -512,6 +515,38 @@ void check_embed(int m, int hidden, int vocab) {
          z.all_zero() ? err : INFINITY, 1e-5);
 }
 
+// The fused Hopper GEMM (dequantization in the A fragments), where this GPU runs it: fp32 accumulate (twice: 2 ref)
+// and fp16 overwrite, against the float64 reference.
+void check_gemm_q4_wgmma(const QWeight& q, const Dev<__half>& dx, int m, const std::vector<double>& ref,
+                         bool act_order) {
+  if (!gemm_q4_wgmma_supported()) {
+    std::printf("prefill gemm (fused wgmma): skipped, this GPU does not run sm_90a code\n");
+    return;
+  }
+  if (!gemm_q4_wgmma_fits(q)) throw std::runtime_error("check_gemm_q4_wgmma: shape does not fit the kernel");
+  Dev<__half> xw((size_t)m * q.K);
+  xw.poison();
+  gemm_q4_wgmma_input(dx.p, m, q.K, q.K, q.perm, xw.p, nullptr);
+  Dev<float> dy((size_t)m * q.N);
+  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+  gemm_q4_wgmma(q, xw.p, m, dy.p, q.N, true, nullptr);
+  gemm_q4_wgmma(q, xw.p, m, dy.p, q.N, true, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<double> ref2(ref);
+  for (double& v : ref2) v *= 2;
+  char name[128];
+  std::snprintf(name, sizeof name, "prefill gemm (fused wgmma, accumulated twice) %dx%d m=%d%s%s", q.K, q.N, m,
+                act_order ? " act-order" : "", q.zeros ? " asym" : "");
+  report(name, rel_err(dy.download(), ref2), 4e-3);
+  Dev<__half> dyh((size_t)m * q.N);
+  dyh.poison();
+  gemm_q4_wgmma(q, xw.p, m, dyh.p, q.N, false, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  std::snprintf(name, sizeof name, "prefill gemm (fused wgmma, fp16 out) %dx%d m=%d%s%s", q.K, q.N, m,
+                act_order ? " act-order" : "", q.zeros ? " asym" : "");
+  report(name, rel_err(dyh.download(), ref), 4e-3);
+}
+
 void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
   HostGptq h = make_gptq(K, N, gs, act_order, true);
   DevQ d(h, 1);
@@ -567,6 +602,7 @@ void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
                 act_order ? " act-order" : "");
   report(name, rel_err(dyh.download(), ref), 4e-3);
 #endif
+  check_gemm_q4_wgmma(d.q, dx, m, ref, act_order);
 }
 
 void check_dense(int K, int N, int m, bool use_gemm) {
@@ -1056,6 +1092,53 @@ void time_attention_prefill(int H, int KV, int D, int m) {
   const double flops = 4.0 * H * D * (double)m * (m + 1) / 2;
   std::printf("time attention_prefill H=%d D=%d m=%d (one layer)   %8.1f us  %7.1f TFLOP/s\n", H, D, m, ms * 1e3,
               flops / (ms * 1e-3) / 1e12);
+}
+
+// One prompt GEMM of a model's shape (random symmetric 4-bit weights, group 128), fused (x reordered, then the wgmma
+// kernel) against dequantization + cuBLAS, side by side; fp32 output accumulated as o_proj and down_proj do.
+void time_prompt_gemm(const char* what, int K, int N, int m) {
+  HostGptq h = make_gptq(K, N, 128, false, false);
+  DevQ d(h, 1);
+  Dev<__half> x((size_t)m * K), xw((size_t)m * K), deq((size_t)K * N);
+  fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
+  Dev<float> y((size_t)m * N);
+  XL_CUDA_CHECK(cudaMemset(y.p, 0, y.n * 4));
+  const double flops = 2.0 * m * (double)K * N;
+  float fused = -1.f, unfused = -1.f;
+  if (gemm_q4_wgmma_supported() && gemm_q4_wgmma_fits(d.q))
+    fused = median_ms([&] {
+      gemm_q4_wgmma_input(x.p, m, K, K, nullptr, xw.p, nullptr);
+      gemm_q4_wgmma(d.q, xw.p, m, y.p, N, true, nullptr);
+    }, 3, 20);
+#ifdef XLLAMA_HAVE_CUBLAS
+  cublasHandle_t hb;
+  cublasCreate(&hb);
+  const float one = 1.f;
+  unfused = median_ms([&] {
+    dequant_q4(d.q, 0, N, deq.p, nullptr);
+    cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &one, y.p,
+                 CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  }, 3, 20);
+  cublasDestroy(hb);
+#endif
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  std::printf("time prompt gemm %-8s %5dx%-5d m=%4d | fused %8.1f us %6.1f TFLOP/s | dequant+cuBLAS %8.1f us %6.1f "
+              "TFLOP/s | fused/unfused %.3f\n",
+              what, K, N, m, fused * 1e3, flops / (fused * 1e-3) / 1e12, unfused * 1e3,
+              flops / (unfused * 1e-3) / 1e12, fused / unfused);
+}
+
+void time_prompt_gemms() {
+  for (int m : {512, 2048}) {
+    time_prompt_gemm("7B qkv", 4096, 12288, m);
+    time_prompt_gemm("7B o", 4096, 4096, m);
+    time_prompt_gemm("7B gu", 4096, 22016, m);
+    time_prompt_gemm("7B down", 11008, 4096, m);
+  }
+  time_prompt_gemm("70B qkv", 8192, 10240, 2048);
+  time_prompt_gemm("70B o", 8192, 8192, 2048);
+  time_prompt_gemm("70B gu", 8192, 57344, 2048);
+  time_prompt_gemm("70B down", 28672, 8192, 2048);
 }
 
 // ---- the whole backend on dummy models ----
@@ -1816,19 +1899,23 @@ void bench_prompt_settings() {
 }
 
 // Prompt speeds of the dummies (7B at 512 and 2048 tokens, 13B and 70B at 2048; each chunk as long as the prompt),
-// after the prompt attention alone at 7B and 70B shapes: run it once per build or setting to compare side by side.
+// after the prompt attention alone at 7B and 70B shapes, with the fused 4-bit GEMMs and without, side by side.
 void bench_prompt_speeds() {
   const ModelConfig c7 = llama_7b_config();
   const ModelConfig c13 = llama_13b_config();
   const ModelConfig c70 = llama_70b_config();
   for (int m : {512, 2048}) time_attention_prefill(32, 32, 128, m);
   time_attention_prefill(64, 8, 128, 2048);
-  for (int rep = 0; rep < 2; ++rep) {
-    guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 8, 512); });
-    guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 8, 2048); });
-    guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 2048, 8, 2048); });
-    guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 2048, 8, 2048); });
-  }
+  for (int rep = 0; rep < 2; ++rep)
+    for (const char* fused : {"1", "0"}) {  // the 4-bit GEMMs fused (Hopper) or dequantized + cuBLAS, side by side
+      setenv("XLLAMA_FUSED_PROMPT_GEMM", fused, 1);
+      std::printf("[prompt: XLLAMA_FUSED_PROMPT_GEMM=%s]\n", fused);
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 8, 512); });
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 8, 2048); });
+      guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 2048, 8, 2048); });
+      guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 2048, 8, 2048); });
+    }
+  unsetenv("XLLAMA_FUSED_PROMPT_GEMM");
 }
 
 // The persistent decode kernel alone at 7B / 13B / 70B shapes, both block sizes.
@@ -1941,6 +2028,14 @@ int main(int argc, char** argv) {
       guarded("profile step", [&] { profile_step(decode, prompt); });
       return failures ? 1 : 0;
     }
+    if (std::strcmp(argv[i], "--prompt-gemm") == 0) {  // the prompt GEMM's checks, then its shapes timed
+      guarded("prompt gemm 512x384", [] { check_gemm_q4(512, 384, 128, 40, false); });
+      guarded("prompt gemm 512x384 act-order", [] { check_gemm_q4(512, 384, 64, 77, true); });
+      guarded("prompt gemm 1024x768", [] { check_gemm_q4(1024, 768, 32, 300, false); });
+      guarded("prompt gemm timings", time_prompt_gemms);
+      std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--bench-prompt") == 0) {  // prompt speeds (run per build or setting to compare)
       guarded("bench prompt speeds", bench_prompt_speeds);
       return failures ? 1 : 0;
@@ -2021,6 +2116,7 @@ int main(int argc, char** argv) {
     check_gemv_q4_sum_sq(4096, 4096, 128, 1, GemvInput::Half);
     check_gemm_q4(512, 384, 128, 40, false);
     check_gemm_q4(512, 384, 64, 77, true);
+    check_gemm_q4(1024, 768, 32, 300, false);  // two groups per k64 step; three token tiles, the last partial
     check_dense(4096, 1000, 1, false);
     check_dense(4096, 1000, 4, false);
     check_dense(172, 64, 3, false);  // K not a multiple of 8

@@ -1,0 +1,24 @@
+// The prompt path's fused 4-bit GEMM on Hopper: y = x W^T with W dequantized in registers straight into the tensor
+// cores' A operand (wgmma, sm_90a), so no fp16 copy of the weights is written or read. Built only for sm_90a
+// (cuda/sm90a/); on any other GPU gemm_q4_wgmma_supported() is false and the backend dequantizes + runs cuBLAS.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "cuda/kernels.h"
+
+namespace xllama::cuda {
+
+// The current GPU runs the kernel (compute capability 9.0 and this build holds its sm_90a code).
+bool gemm_q4_wgmma_supported();
+// The weight's shape suits the kernel's tiles: K % 64, N % 128, group size % 32, every pointer it reads aligned.
+bool gemm_q4_wgmma_fits(const QWeight& w);
+// The kernel's input: out[i, c] = x[i, perm[k(c)]] (perm may be null) for the column order its A fragments take
+// (within each 64-column span, c = 16 j + p holds k = 8 (p / 2) + j + 4 (p % 2)). out is [m, K], row stride K.
+void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s);
+// y[i, n] (+)= sum_k xp[i, k] W(k, n) for i < m; accumulate adds into y (fp32 only), else y is overwritten. xp is
+// gemm_q4_wgmma_input's output. T: float or __half. Needs gemm_q4_wgmma_supported() and gemm_q4_wgmma_fits(w).
+template <class T>
+void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, cudaStream_t s);
+
+}  // namespace xllama::cuda
