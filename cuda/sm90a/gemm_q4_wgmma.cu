@@ -181,6 +181,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (int i = 0; i < 64; ++i) acc[i] = 0.f;
   uint32_t a[2][4][4];
   fence_accumulators(acc);
+  // Two steps per iteration (the two register sets). Careful when changing it: with the zero a loop constant, the
+  // conditional second step makes ptxas serialize the wgmmas (C7513); an unconditional pair and an odd last step
+  // after the loop does not (docs/PERF-NOTES.md, session 19).
   for (int s = 0; s < steps; s += 2) {
     gemm_step<0>(w, xp, m, tok0, n0, s, steps, smem, ra, t, acc, a);
     if (s + 1 < steps) gemm_step<1>(w, xp, m, tok0, n0, s + 1, steps, smem, ra, t, acc, a);
