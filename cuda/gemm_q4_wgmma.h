@@ -7,8 +7,11 @@
 
 #include "cuda/kernels.h"
 
+#include <stdexcept>
+
 namespace xllama::cuda {
 
+#ifdef XLLAMA_HAVE_SM90A
 // The current GPU runs the kernel (compute capability 9.0 and this build holds its sm_90a code).
 bool gemm_q4_wgmma_supported();
 // The weight's shape suits the kernel's tiles: K % 64, N % 128, group size % 32, every pointer it reads aligned.
@@ -20,5 +23,17 @@ void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int*
 // gemm_q4_wgmma_input's output. T: float or __half. Needs gemm_q4_wgmma_supported() and gemm_q4_wgmma_fits(w).
 template <class T>
 void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, cudaStream_t s);
+#else
+// A build without sm_90a code (nvcc older than 12.0, or XLLAMA_SM90A=OFF): no GPU runs the kernel.
+inline bool gemm_q4_wgmma_supported() { return false; }
+inline bool gemm_q4_wgmma_fits(const QWeight&) { return false; }
+inline void gemm_q4_wgmma_input(const __half*, int, int, int, const int*, __half*, cudaStream_t) {
+  throw std::logic_error("gemm_q4_wgmma_input: this build has no sm_90a code");
+}
+template <class T>
+void gemm_q4_wgmma(const QWeight&, const __half*, int, T*, int, bool, cudaStream_t) {
+  throw std::logic_error("gemm_q4_wgmma: this build has no sm_90a code");
+}
+#endif
 
 }  // namespace xllama::cuda
