@@ -31,6 +31,7 @@
 #include "backend/verbose_load.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_query.h"
+#include "cuda/env_switch.h"
 #include "cuda/gemm_q4_wgmma.h"
 #include "cuda/kernels.h"
 #include "cuda/weight_repack.h"
@@ -228,9 +229,8 @@ class Stage {
     const int mallocs0 = mem_.mallocs();
     const double malloc_s0 = mem_.malloc_seconds();
     // XLLAMA_LEGACY_UPLOAD=1: the earlier path (host repack, synchronous copies), to compare load times
-    const char* legacy = std::getenv("XLLAMA_LEGACY_UPLOAD");
     std::unique_ptr<cuda::WeightUploader> uploader;
-    if (!(legacy && *legacy && *legacy != '0')) uploader = std::make_unique<cuda::WeightUploader>();
+    if (!cuda::env_switch_set("XLLAMA_LEGACY_UPLOAD")) uploader = std::make_unique<cuda::WeightUploader>();
     const double uploader_s = std::chrono::duration<double>(Clock::now() - t0).count();  // mostly pinning staging
     uploader_ = uploader.get();
     progress_ = progress;
@@ -490,8 +490,7 @@ class Stage {
     deq_halves_ = deq;
     // Hopper, opt-in (XLLAMA_FUSED_PROMPT_GEMM=1): 4-bit prompt GEMMs dequantize in registers. Slower than
     // dequantization + cuBLAS so far (docs/PERF-NOTES.md, session 19).
-    const char* fused = std::getenv("XLLAMA_FUSED_PROMPT_GEMM");
-    fused_prompt_gemm_ = fused && std::string(fused) == "1" && cuda::gemm_q4_wgmma_supported();
+    fused_prompt_gemm_ = cuda::env_switch_set("XLLAMA_FUSED_PROMPT_GEMM") && cuda::gemm_q4_wgmma_supported();
     work_ = mem_.alloc<float>(work_floats, "scratch", &scratch_bytes_);
     attn_done_ = mem_.alloc<unsigned>((size_t)cuda::kGemvMaxRows * H, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaMemset(attn_done_, 0, (size_t)cuda::kGemvMaxRows * H * sizeof(unsigned)));

@@ -11,4 +11,10 @@ inline bool env_switch_on(const char* name) {
   return !(v && std::strcmp(v, "0") == 0);
 }
 
+// An opt-in switch: on when the variable `name` is set, non-empty and does not start with '0'.
+inline bool env_switch_set(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && *v != '0';
+}
+
 }  // namespace xllama::cuda

@@ -9,6 +9,9 @@
 
 namespace xllama::cuda {
 
+// 16-byte vector loads and copies need it.
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
 // A GPTQ 4-bit linear as it lies on the GPU. Input rows are reordered at load so groups are contiguous
 // (row k' holds checkpoint row perm[k']); the kernels read activations through `perm`.
 // Weight(k', n) = scale[g][n] * (q(k', n) - zero[g][n]) with g = k' / group_size.

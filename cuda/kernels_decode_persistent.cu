@@ -33,6 +33,7 @@
 
 #include "cuda/attention_step.cuh"
 #include "cuda/cuda_check.h"
+#include "cuda/env_switch.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/q4_dequant.cuh"
@@ -579,10 +580,8 @@ KernelFn kernel_for(int threads) {
 }  // namespace
 
 bool& persistent_decode_flag() {
-  static bool on = [] {  // opt-in until it is measured faster than the 5-kernel path (docs/PERF-NOTES.md)
-    const char* v = std::getenv("XLLAMA_PERSISTENT_DECODE");
-    return v && *v && *v != '0';
-  }();
+  // opt-in until it is measured faster than the 5-kernel path (docs/PERF-NOTES.md)
+  static bool on = env_switch_set("XLLAMA_PERSISTENT_DECODE");
   return on;
 }
 

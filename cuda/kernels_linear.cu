@@ -129,8 +129,6 @@ __global__ void __launch_bounds__(kF16Warps * 32)
   }
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
 template <int M>
 void launch_gemv_f16(const __half* W, const __half* bias, int K, int N, const __half* x, int x_stride, float* y,
                      int y_stride, cudaStream_t s) {

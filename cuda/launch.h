@@ -10,6 +10,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_query.h"
+#include "cuda/env_switch.h"
 #include "cuda/kernel_trace.cuh"
 
 namespace xllama::cuda {
@@ -29,10 +30,7 @@ __device__ __forceinline__ void wait_for_previous_kernel() {
 
 // Process-wide switch (the kernel check flips it to compare); starts from XLLAMA_NO_PDL.
 inline bool& pdl_flag() {
-  static bool on = [] {
-    const char* v = std::getenv("XLLAMA_NO_PDL");
-    return !(v && *v && *v != '0');
-  }();
+  static bool on = !env_switch_set("XLLAMA_NO_PDL");
   return on;
 }
 inline bool pdl_enabled() { return pdl_flag() && current_device_runs_pdl_code(); }

@@ -229,8 +229,6 @@ __global__ void gemm_q4_wgmma_input_kernel(const __half* __restrict__ x, int m, 
 
 __global__ void gemm_q4_wgmma_probe_kernel() {}
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
 }  // namespace
 
 bool gemm_q4_wgmma_supported() {
