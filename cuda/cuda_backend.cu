@@ -30,6 +30,7 @@
 #include "backend/rope_frequencies.h"
 #include "backend/verbose_load.h"
 #include "cuda/cuda_check.h"
+#include "cuda/dequant_ahead.h"
 #include "cuda/device_query.h"
 #include "cuda/env_switch.h"
 #include "cuda/gemm_q4_wgmma.h"
@@ -51,6 +52,9 @@ size_t dequant_budget_halves() {
   if (const char* v = std::getenv("XLLAMA_DEQUANT_MIB"); v && std::atoi(v) > 0) mib = (size_t)std::atoi(v);
   return mib << 19;  // halves per MiB
 }
+
+// Dequantization tiles in the ring of DequantAhead (deq_ is the first).
+constexpr int kDequantAheadSlots = 3;
 
 std::string gib(size_t bytes) {
   char buf[32];
@@ -180,7 +184,10 @@ class Stage {
       : cfg_(config), opt_(options), plan_(plan), device_(plan.device), first_(first), last_(last),
         mem_(plan.device) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
-    XL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    // The highest priority: a DequantAhead side stream (the lowest) only takes the SMs this one leaves idle.
+    int least = 0, greatest = 0;
+    XL_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    XL_CUDA_CHECK(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, greatest));
 #ifdef XLLAMA_HAVE_CUBLAS
     if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) throw BackendError(kCudaError, "cublasCreate failed");
     cublasSetStream(cublas_, stream_);
@@ -471,7 +478,12 @@ class Stage {
     const size_t qkv_dim = (size_t)(H + 2 * KV) * D;
     // Flash-decoding partials: at most 64 splits per row (attention_splits).
     const size_t work_floats = (size_t)cuda::kGemvMaxRows * H * 64 * (D + 2);
-    size_t deq = std::max(dequant_budget_halves(), (size_t)kmax * 128);
+    // The dequantization tile: the budget, but no more than the largest layer linear takes whole (its columns rounded
+    // up to 128), so a small model does not hold 128 MiB tiles it never fills; at least 128 columns of the widest.
+    const auto whole = [](size_t K, size_t N) { return K * ((N + 127) / 128 * 128); };
+    const size_t largest = std::max({whole(hid, qkv_dim), whole((size_t)H * D, hid), whole(hid, (size_t)2 * I),
+                                     whole(I, hid)});
+    size_t deq = std::max(std::min(dequant_budget_halves(), largest), (size_t)kmax * 128);
     h_ = mem_.alloc<float>((size_t)rows_ * hid, "scratch", &scratch_bytes_);
     xn_ = mem_.alloc<__half>((size_t)rows_ * kmax, "scratch", &scratch_bytes_);
     // q/k/v and gate/up outputs: fp16 for a prompt chunk's rows, fp32 accumulators for a decode step's (at most
@@ -488,6 +500,7 @@ class Stage {
     xperm_ = mem_.alloc<__half>((size_t)rows_ * kmax, "scratch", &scratch_bytes_);
     deq_ = mem_.alloc<__half>(deq, "scratch", &scratch_bytes_);
     deq_halves_ = deq;
+    create_dequant_ahead();
     // Hopper, opt-in (XLLAMA_FUSED_PROMPT_GEMM=1): 4-bit prompt GEMMs dequantize in registers. Slower than
     // dequantization + cuBLAS so far (docs/PERF-NOTES.md, session 19).
     fused_prompt_gemm_ = cuda::env_switch_set("XLLAMA_FUSED_PROMPT_GEMM") && cuda::gemm_q4_wgmma_supported();
@@ -513,6 +526,19 @@ class Stage {
     XL_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&host_token_dev_), host_token_, 0));
     for (cudaEvent_t& e : token_picked_) XL_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     update_inv_freq(1, /*force=*/true);
+  }
+
+  // The prompt's 4-bit GEMMs dequantize on a side stream, into deq_ and more tiles of its size
+  // (cuda/dequant_ahead.h), unless XLLAMA_DEQUANT_AHEAD=0.
+  void create_dequant_ahead() {
+    const bool any_quantized = std::any_of(layers_.begin(), layers_.end(), [](const GpuLayer& l) {
+      return l.qkv.quantized || l.o.quantized || l.gate_up.quantized || l.down.quantized;
+    });
+    if (!cuda::dequant_ahead_setting() || !any_quantized) return;
+    std::vector<__half*> slots{deq_};
+    for (int i = 1; i < kDequantAheadSlots; ++i)
+      slots.push_back(mem_.alloc<__half>(deq_halves_, "scratch", &scratch_bytes_));
+    deq_ahead_ = std::make_unique<cuda::DequantAhead>(std::move(slots), deq_halves_);
   }
 
   // K and V of one position in every layer of this stage, in bytes.
@@ -883,10 +909,16 @@ class Stage {
       const int most = std::max(128, (int)std::min<size_t>(l.N, deq_halves_ / l.K) / 128 * 128);
       const int chunks = (l.N + most - 1) / most;
       const int chunk = std::min(most, ((l.N + chunks - 1) / chunks + 127) / 128 * 128);
+      const bool ahead = deq_ahead_ && cuda::DequantAhead::supports(l.q);
       for (int n0 = 0; n0 < l.N; n0 += chunk) {
         const int n1 = std::min(l.N, n0 + chunk);
-        cuda::dequant_q4(l.q, n0, n1, deq_, stream_);
-        gemm(a, lda, deq_, n1 - n0, true, y + n0, y_stride, m, n1 - n0, l.K, beta);
+        const __half* w = deq_;
+        if (ahead)
+          w = deq_ahead_->dequant(l.q, n0, n1, stream_);
+        else
+          cuda::dequant_q4(l.q, n0, n1, deq_, stream_);
+        gemm(a, lda, w, n1 - n0, true, y + n0, y_stride, m, n1 - n0, l.K, beta);
+        if (ahead) deq_ahead_->release(stream_);
       }
     } else {
       gemm(x, x_stride, l.dense, l.K, false, y, y_stride, m, l.N, l.K, beta);
@@ -1173,6 +1205,7 @@ class Stage {
   float *h_ = nullptr, *qkv_ = nullptr, *gu_ = nullptr, *work_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
   size_t deq_halves_ = 0;
+  std::unique_ptr<cuda::DequantAhead> deq_ahead_;  // create_dequant_ahead
   bool fused_prompt_gemm_ = false;
   int *tokens_ = nullptr, *pos_ = nullptr, *score_targets_ = nullptr;
   float* score_nll_ = nullptr;

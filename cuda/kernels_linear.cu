@@ -348,6 +348,18 @@ void dequant_q4(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s) {
   XL_CUDA_LAUNCH_CHECK();
 }
 
+bool dequant_q4_beside_supported(const QWeight& w) { return w.N % 8 == 0; }
+
+void dequant_q4_beside(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s) {
+  if (!dequant_q4_beside_supported(w) || n0 % 8 || n1 % 8)
+    throw std::invalid_argument("dequant_q4_beside: needs N, n0 and n1 multiples of 8");
+  const size_t total = (size_t)(w.K / 8) * ((n1 - n0) / 8);
+  // A plain launch, not launch(): with programmatic serialization the next dequantization's blocks would take SM
+  // slots while they wait for this one, slots a GEMM's blocks need.
+  dequant_q4_x8_kernel<<<grid_for(total, 256), 256, 0, s>>>(w, n0, n1, out);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
 void gather_columns(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s) {
   launch(gather_columns_kernel, grid_for((size_t)m * K, 256), 256, 0, s, x, m, K, x_stride, perm, out);
   XL_CUDA_LAUNCH_CHECK();

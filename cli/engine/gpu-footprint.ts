@@ -40,20 +40,31 @@ function dequantBudgetHalves(): number {
   return (mib > 0 ? mib : 128) * 2 ** 19;
 }
 
+/** DequantAhead's ring (kDequantAheadSlots): dequantization tiles besides the first, on 4-bit models unless
+ * XLLAMA_DEQUANT_AHEAD=0. */
+const DEQUANT_AHEAD_SLOTS = 3;
+function dequantAheadExtraTiles(quantized: boolean): number {
+  return quantized && process.env.XLLAMA_DEQUANT_AHEAD !== '0' ? DEQUANT_AHEAD_SLOTS - 1 : 0;
+}
+
 /** Stage::allocate_scratch, allocation by allocation (each at least 16 bytes). */
-function scratchBytes(a: Arch, chunkTokens: number): { stage: number; last: number } {
+function scratchBytes(a: Arch, chunkTokens: number, quantized: boolean): { stage: number; last: number } {
   const { hiddenSize: hid, intermediateSize: I, numHeads: H, numKvHeads: KV, headDim: D } = a;
   const rows = Math.max(chunkTokens, GEMV_MAX_ROWS);
   const kmax = Math.max(hid, I, H * D);
   const qkvDim = (H + 2 * KV) * D;
   const workFloats = GEMV_MAX_ROWS * H * 64 * (D + 2);
-  const deq = Math.max(dequantBudgetHalves(), kmax * 128);
+  // The budget, capped by the largest layer linear taken whole (columns rounded up to 128), at least 128 columns.
+  const whole = (k: number, n: number) => k * Math.ceil(n / 128) * 128;
+  const largest = Math.max(whole(hid, qkvDim), whole(H * D, hid), whole(hid, 2 * I), whole(I, hid));
+  const deq = Math.max(Math.min(dequantBudgetHalves(), largest), kmax * 128);
   // q/k/v and gate/up: fp16 rows of a prompt chunk or fp32 rows of a decode step, whichever is larger
   const projection = (width: number) => Math.max(rows * width * 2, GEMV_MAX_ROWS * width * 4);
   const sizes = [
     rows * hid * 4, rows * kmax * 2, projection(qkvDim), rows * H * D * 2, rows * H * D * 2, projection(2 * I),
     rows * I * 2, rows * kmax * 2, deq * 2, workFloats * 4, GEMV_MAX_ROWS * H * 4, 2 * GEMV_MAX_ROWS * 4,
     Math.ceil(hid / 128) * 4, (rows + 1) * 4, (D / 2) * 4,
+    ...Array<number>(dequantAheadExtraTiles(quantized)).fill(deq * 2),
   ];
   return {
     stage: sizes.reduce((s, b) => s + Math.max(b, 16), 0),
@@ -65,7 +76,7 @@ function scratchBytes(a: Arch, chunkTokens: number): { stage: number; last: numb
 export function modelFootprint(spec: { arch: Arch; quant: Pick<GptqSettings, 'groupSize' | 'descAct' | 'sym'> | null },
     chunkTokens: number): ModelFootprint {
   const w = weightBytes(spec);
-  const scratch = scratchBytes(spec.arch, chunkTokens);
+  const scratch = scratchBytes(spec.arch, chunkTokens, spec.quant !== null);
   const head = w.finalNorm + (w.tied ? w.embedding : w.lmHead);
   return {
     layerWeights: w.layers,

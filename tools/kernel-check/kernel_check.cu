@@ -3,7 +3,7 @@
 //   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--prompt-attention] [--decode-attention]
 //                       [--decode-step [quick]] [--bench-depths] [--time-attention]
 //                       [--profile-step prefill|prefill2048|decode] [--bench-decode] [--bench-ablate] [--timeline]
-//                       [--prompt-gemm]
+//                       [--prompt-gemm] [--bench-dequant-ahead]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then the prompt path's settings
 // (dequantization tile, chunk) side by side; --decode-step [quick] runs only the persistent decode kernel's timings
 // (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt speeds;
@@ -15,7 +15,8 @@
 // --bench-ablate times decode steps with parts left out (what they cost inside the graph); --timeline (a build with
 // -DXLLAMA_KERNEL_TRACE=ON) shows when each decode kernel is released inside the graph and what its block 0 spends
 // where. --prompt-gemm checks the prompt GEMMs, then times the fused Hopper GEMM against dequantization + cuBLAS
-// on 7B and 70B shapes.
+// on 7B and 70B shapes. --bench-dequant-ahead times a GEMM with the next tile's dequantization beside it, then the
+// dummies' prompts with XLLAMA_DEQUANT_AHEAD off and on, side by side.
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
@@ -567,6 +568,18 @@ void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
   }
   deq.poison();
   dequant_q4(d.q, 0, N, deq.p, nullptr);
+  if (dequant_q4_beside_supported(d.q)) {  // the side stream's launch (DequantAhead) writes the same halves
+    Dev<__half> deq2((size_t)K * N);
+    deq2.poison();
+    dequant_q4_beside(d.q, 0, N, deq2.p, nullptr);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<__half> a1 = deq.download(), a2 = deq2.download();
+    const int differ = std::memcmp(a1.data(), a2.data(), a1.size() * sizeof(__half)) != 0;
+    char what[128];
+    std::snprintf(what, sizeof what, "dequant_q4_beside == dequant_q4 %dx%d%s (differs)", K, N,
+                  act_order ? " act-order" : "");
+    report(what, differ, 0);
+  }
   char name[128];
   std::snprintf(name, sizeof name, "prefill gemm (dequant+wmma) %dx%d m=%d%s", K, N, m, act_order ? " act-order" : "");
   XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
@@ -1898,6 +1911,73 @@ void bench_prompt_settings() {
     }
 }
 
+// A 7B gate/up tile's GEMM at 512 tokens (cuBLAS on a high-priority stream) with the next tile's dequantization on a
+// low-priority stream beside it, against the two one after the other; then whole prompts with XLLAMA_DEQUANT_AHEAD
+// off and on, side by side twice.
+void bench_dequant_ahead() {
+#ifdef XLLAMA_HAVE_CUBLAS
+  {
+    const int K = 4096, N = 11008;
+    HostGptq h = make_gptq(K, N, 128, false, true);
+    DevQ d(h, 1);
+    int least = 0, greatest = 0;
+    XL_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    // Blocking streams: median_ms's events on the legacy stream wait for both.
+    cudaStream_t hi, lo;
+    XL_CUDA_CHECK(cudaStreamCreateWithPriority(&hi, cudaStreamDefault, greatest));
+    XL_CUDA_CHECK(cudaStreamCreateWithPriority(&lo, cudaStreamDefault, least));
+    cublasHandle_t hb;
+    cublasCreate(&hb);
+    cublasSetStream(hb, hi);
+    for (int m : {512, 2048}) {
+      Dev<__half> x((size_t)m * K), y((size_t)m * N), deq((size_t)K * N), deq2((size_t)K * N);
+      fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
+      dequant_q4(d.q, 0, N, deq.p, nullptr);
+      const float one = 1.f, zero = 0.f;
+      const auto gemm = [&] {
+        cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &zero,
+                     y.p, CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      };
+      const float g = median_ms(gemm, 3, 20);
+      const float dq = median_ms([&] { dequant_q4(d.q, 0, N, deq2.p, hi); }, 3, 20);
+      const float serial = median_ms([&] {
+        dequant_q4(d.q, 0, N, deq2.p, hi);
+        gemm();
+      }, 3, 20);
+      const float beside = median_ms([&] {
+        gemm();
+        dequant_q4_beside(d.q, 0, N, deq2.p, lo);
+      }, 3, 20);
+      const float beside2 = median_ms([&] {  // two GEMMs, the dequantization beside the first
+        gemm();
+        dequant_q4_beside(d.q, 0, N, deq2.p, lo);
+        gemm();
+      }, 3, 20);
+      std::printf("time %dx%d m=%d: gemm %7.1f us, dequant %6.1f us, one after the other %7.1f us, dequant beside "
+                  "the gemm %7.1f us, beside the first of two gemms %7.1f us (2 gemms alone %7.1f)\n",
+                  K, N, m, g * 1e3, dq * 1e3, serial * 1e3, beside * 1e3, beside2 * 1e3, 2 * g * 1e3);
+    }
+    cublasDestroy(hb);
+    XL_CUDA_CHECK(cudaStreamDestroy(hi));
+    XL_CUDA_CHECK(cudaStreamDestroy(lo));
+  }
+#endif
+  const ModelConfig c7 = llama_7b_config();
+  const ModelConfig c13 = llama_13b_config();
+  const ModelConfig c70 = llama_70b_config();
+  for (int rep = 0; rep < 2; ++rep)
+    for (const char* on : {"0", "1"}) {
+      setenv("XLLAMA_DEQUANT_AHEAD", on, 1);
+      std::printf("[prompt: XLLAMA_DEQUANT_AHEAD=%s]\n", on);
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 8, 512); });
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 8, 2048); });
+      guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 2048, 8, 2048); });
+      guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 512, 8, 512); });
+      guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 2048, 8, 2048); });
+    }
+  unsetenv("XLLAMA_DEQUANT_AHEAD");
+}
+
 // Prompt speeds of the dummies (7B at 512 and 2048 tokens, 13B and 70B at 2048; each chunk as long as the prompt),
 // after the prompt attention alone at 7B and 70B shapes, with the fused 4-bit GEMMs and without, side by side.
 void bench_prompt_speeds() {
@@ -2034,6 +2114,10 @@ int main(int argc, char** argv) {
       guarded("prompt gemm 1024x768", [] { check_gemm_q4(1024, 768, 32, 300, false); });
       guarded("prompt gemm timings", time_prompt_gemms);
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+      return failures ? 1 : 0;
+    }
+    if (std::strcmp(argv[i], "--bench-dequant-ahead") == 0) {  // the prompt's dequantization on a side stream
+      guarded("bench dequant ahead", bench_dequant_ahead);
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--bench-prompt") == 0) {  // prompt speeds (run per build or setting to compare)

@@ -1,0 +1,48 @@
+#include "cuda/dequant_ahead.h"
+
+#include <stdexcept>
+
+#include "cuda/cuda_check.h"
+#include "cuda/env_switch.h"
+
+namespace xllama::cuda {
+
+bool dequant_ahead_setting() { return env_switch_on("XLLAMA_DEQUANT_AHEAD"); }
+
+DequantAhead::DequantAhead(std::vector<__half*> slots, size_t slot_halves)
+    : slots_(std::move(slots)), slot_halves_(slot_halves) {
+  if (slots_.size() < 2) throw std::invalid_argument("DequantAhead: needs two slots");
+  int least = 0, greatest = 0;
+  XL_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  XL_CUDA_CHECK(cudaStreamCreateWithPriority(&side_, cudaStreamNonBlocking, least));
+  filled_.resize(slots_.size());
+  consumed_.resize(slots_.size());
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    XL_CUDA_CHECK(cudaEventCreateWithFlags(&filled_[i], cudaEventDisableTiming));
+    XL_CUDA_CHECK(cudaEventCreateWithFlags(&consumed_[i], cudaEventDisableTiming));
+  }
+}
+
+DequantAhead::~DequantAhead() {
+  if (side_) cudaStreamSynchronize(side_);
+  for (cudaEvent_t e : filled_) cudaEventDestroy(e);
+  for (cudaEvent_t e : consumed_) cudaEventDestroy(e);
+  if (side_) cudaStreamDestroy(side_);
+}
+
+const __half* DequantAhead::dequant(const QWeight& w, int n0, int n1, cudaStream_t main) {
+  if ((size_t)w.K * (n1 - n0) > slot_halves_) throw std::invalid_argument("DequantAhead: the tile exceeds a slot");
+  const size_t s = next_;
+  next_ = (next_ + 1) % slots_.size();
+  last_ = s;
+  // A never-recorded event is complete: the first round waits for nothing.
+  XL_CUDA_CHECK(cudaStreamWaitEvent(side_, consumed_[s], 0));
+  dequant_q4_beside(w, n0, n1, slots_[s], side_);
+  XL_CUDA_CHECK(cudaEventRecord(filled_[s], side_));
+  XL_CUDA_CHECK(cudaStreamWaitEvent(main, filled_[s], 0));
+  return slots_[s];
+}
+
+void DequantAhead::release(cudaStream_t main) { XL_CUDA_CHECK(cudaEventRecord(consumed_[last_], main)); }
+
+}  // namespace xllama::cuda

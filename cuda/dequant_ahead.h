@@ -1,0 +1,46 @@
+// The prompt path's 4-bit GEMMs with their dequantization beside them instead of before them. Dequantization is
+// bandwidth-bound and short; cuBLAS's GEMMs at prompt sizes end in a partial wave (a 7B gate/up tile at 512
+// tokens: ~1.3 waves of tiles) and the kernels between them (attention, RoPE, SiLU) leave SMs idle too. Here a side
+// stream of the lowest priority dequantizes the next tiles into a ring of slots: its short blocks take the SMs the
+// main stream (created with the highest priority, so its pending blocks go first) leaves free. Events order each
+// slot: its GEMM waits until it is filled, its next fill until that GEMM is done.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "cuda/kernels.h"
+
+namespace xllama::cuda {
+
+// XLLAMA_DEQUANT_AHEAD: "0" turns it off (dequantization and GEMM alternate on one stream).
+bool dequant_ahead_setting();
+
+class DequantAhead {
+ public:
+  // slots: device buffers of slot_halves fp16 values each (at least 2), owned by the caller. The current device is
+  // the one the caller's streams run on.
+  DequantAhead(std::vector<__half*> slots, size_t slot_halves);
+  ~DequantAhead();
+  DequantAhead(const DequantAhead&) = delete;
+  DequantAhead& operator=(const DequantAhead&) = delete;
+
+  size_t slot_halves() const { return slot_halves_; }
+  static bool supports(const QWeight& w) { return dequant_q4_beside_supported(w); }
+
+  // Enqueues the dequantization of columns [n0, n1) into the next slot on the side stream (after the GEMM that read
+  // that slot last) and makes `main` wait for it. Returns the slot; call release() once its GEMM is enqueued.
+  const __half* dequant(const QWeight& w, int n0, int n1, cudaStream_t main);
+  // The slot dequant() returned last may be refilled once `main` has run what is enqueued on it so far.
+  void release(cudaStream_t main);
+
+ private:
+  std::vector<__half*> slots_;
+  size_t slot_halves_ = 0;
+  cudaStream_t side_ = nullptr;
+  std::vector<cudaEvent_t> filled_, consumed_;
+  size_t next_ = 0, last_ = 0;
+};
+
+}  // namespace xllama::cuda
