@@ -34,6 +34,7 @@
 #include <vector>
 
 #ifdef XLLAMA_HAVE_CUBLAS
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #endif
 
@@ -1911,6 +1912,85 @@ void bench_prompt_settings() {
     }
 }
 
+#ifdef XLLAMA_HAVE_CUBLAS
+// The prompt path's GEMM shape (x [m, K] times a dequantized tile [K, N], fp16 or fp32 out) through cublasGemmEx's
+// default choice against every algorithm cublasLt's heuristic offers for it (up to 32), each timed: whether picking
+// the algorithm per shape would pay.
+void time_gemm_algos(const char* what, int K, int N, int m, bool f32) {
+  Dev<__half> x((size_t)m * K), w((size_t)K * N);
+  fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
+  fill_random_half(w.p, w.n, 13, -0.05f, 0.05f, nullptr);
+  Dev<float> y32(f32 ? (size_t)m * N : 1);
+  Dev<__half> y16(f32 ? 1 : (size_t)m * N);
+  void* y = f32 ? (void*)y32.p : (void*)y16.p;
+  const cudaDataType_t yt = f32 ? CUDA_R_32F : CUDA_R_16F;
+  const float one = 1.f, beta = f32 ? 1.f : 0.f;
+  cublasHandle_t hb;
+  cublasCreate(&hb);
+  const float dflt = median_ms([&] {
+    cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, w.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &beta, y, yt, N,
+                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  }, 3, 20);
+  cublasDestroy(hb);
+  cublasLtHandle_t lt;
+  cublasLtCreate(&lt);
+  cublasLtMatmulDesc_t op;
+  cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, N, K, N);  // the tile, column-major N x K
+  cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, K, m, K);  // x^T
+  cublasLtMatrixLayoutCreate(&lc, yt, N, m, N);
+  const size_t ws_bytes = (size_t)32 << 20;
+  Dev<uint8_t> ws(ws_bytes);
+  cublasLtMatmulPreference_t pref;
+  cublasLtMatmulPreferenceCreate(&pref);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof ws_bytes);
+  cublasLtMatmulHeuristicResult_t res[32];
+  int n = 0;
+  cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 32, res, &n);
+  float first = -1.f, best = 1e30f;
+  int best_i = -1;
+  std::string all;
+  for (int i = 0; i < n; ++i) {
+    if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    const float t = median_ms([&] {
+      cublasLtMatmul(lt, op, &one, w.p, la, x.p, lb, &beta, y, lc, y, lc, &res[i].algo, ws.p, ws_bytes, nullptr);
+    }, 3, 20);
+    if (i == 0) first = t;
+    if (t < best) best = t, best_i = i;
+    char buf[48];
+    std::snprintf(buf, sizeof buf, " %.1f", t * 1e3);
+    all += buf;
+  }
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const double flops = 2.0 * m * (double)K * N;
+  std::printf("gemm algos %-9s %5dx%-5d m=%4d %s: GemmEx %7.1f us (%5.0f TFLOP/s) | Lt heuristic #0 %7.1f | best of %d "
+              "#%d %7.1f us (%5.0f TFLOP/s, %.3f of GemmEx) | all:%s\n",
+              what, K, N, m, f32 ? "f32" : "f16", dflt * 1e3, flops / (dflt * 1e-3) / 1e12, first * 1e3, n, best_i,
+              best * 1e3, flops / (best * 1e-3) / 1e12, best / dflt, all.c_str());
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(la);
+  cublasLtMatrixLayoutDestroy(lb);
+  cublasLtMatrixLayoutDestroy(lc);
+  cublasLtMatmulDescDestroy(op);
+  cublasLtDestroy(lt);
+}
+
+// The prompt path's GEMMs as the backend chunks them (128 MiB tiles): the 7B at 512 and 2048 tokens, the 70B's
+// gate/up tile at 2048.
+void time_gemm_algo_shapes() {
+  for (int m : {512, 2048}) {
+    time_gemm_algos("7B qkv", 4096, 12288, m, false);
+    time_gemm_algos("7B o", 4096, 4096, m, true);
+    time_gemm_algos("7B gu half", 4096, 11008, m, false);
+    time_gemm_algos("7B down", 11008, 4096, m, true);
+  }
+  time_gemm_algos("70B qkv tile", 8192, 5120, 2048, false);
+  time_gemm_algos("70B gu tile", 8192, 8192, 2048, false);
+  time_gemm_algos("70B down tile", 28672, 2048, 2048, true);
+}
+#endif
+
 // A 7B gate/up tile's GEMM at 512 tokens (cuBLAS on a high-priority stream) with the next tile's dequantization on a
 // low-priority stream beside it, against the two one after the other; then whole prompts with XLLAMA_DEQUANT_AHEAD
 // off and on, side by side twice.
@@ -2116,6 +2196,12 @@ int main(int argc, char** argv) {
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
       return failures ? 1 : 0;
     }
+#ifdef XLLAMA_HAVE_CUBLAS
+    if (std::strcmp(argv[i], "--gemm-algos") == 0) {  // cublasGemmEx's choice against cublasLt's candidates
+      guarded("gemm algorithms", time_gemm_algo_shapes);
+      return failures ? 1 : 0;
+    }
+#endif
     if (std::strcmp(argv[i], "--bench-dequant-ahead") == 0) {  // the prompt's dequantization on a side stream
       guarded("bench dequant ahead", bench_dequant_ahead);
       return failures ? 1 : 0;
