@@ -3,7 +3,7 @@
 //   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--prompt-attention] [--decode-attention]
 //                       [--decode-step [quick]] [--bench-depths] [--time-attention]
 //                       [--profile-step prefill|prefill2048|decode] [--bench-decode] [--bench-ablate] [--timeline]
-//                       [--prompt-gemm] [--bench-dequant-ahead]
+//                       [--prompt-gemm] [--bench-dequant-ahead] [--gemm-algos]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then the prompt path's settings
 // (dequantization tile, chunk) side by side; --decode-step [quick] runs only the persistent decode kernel's timings
 // (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt speeds;
@@ -16,7 +16,8 @@
 // -DXLLAMA_KERNEL_TRACE=ON) shows when each decode kernel is released inside the graph and what its block 0 spends
 // where. --prompt-gemm checks the prompt GEMMs, then times the fused Hopper GEMM against dequantization + cuBLAS
 // on 7B and 70B shapes. --bench-dequant-ahead times a GEMM with the next tile's dequantization beside it, then the
-// dummies' prompts with XLLAMA_DEQUANT_AHEAD off and on, side by side.
+// dummies' prompts with XLLAMA_DEQUANT_AHEAD off and on, side by side. --gemm-algos (cuBLAS builds) times the prompt
+// GEMM shapes through cublasGemmEx's choice and every cublasLt heuristic candidate.
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
