@@ -909,16 +909,15 @@ class Stage {
       const int most = std::max(128, (int)std::min<size_t>(l.N, deq_halves_ / l.K) / 128 * 128);
       const int chunks = (l.N + most - 1) / most;
       const int chunk = std::min(most, ((l.N + chunks - 1) / chunks + 127) / 128 * 128);
-      const bool ahead = deq_ahead_ && cuda::DequantAhead::supports(l.q);
       for (int n0 = 0; n0 < l.N; n0 += chunk) {
         const int n1 = std::min(l.N, n0 + chunk);
         const __half* w = deq_;
-        if (ahead)
+        if (deq_ahead_)
           w = deq_ahead_->dequant(l.q, n0, n1, stream_);
         else
           cuda::dequant_q4(l.q, n0, n1, deq_, stream_);
         gemm(a, lda, w, n1 - n0, true, y + n0, y_stride, m, n1 - n0, l.K, beta);
-        if (ahead) deq_ahead_->release(stream_);
+        if (deq_ahead_) deq_ahead_->release(stream_);
       }
     } else {
       gemm(x, x_stride, l.dense, l.K, false, y, y_stride, m, l.N, l.K, beta);

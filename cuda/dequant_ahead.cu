@@ -35,6 +35,12 @@ const __half* DequantAhead::dequant(const QWeight& w, int n0, int n1, cudaStream
   const size_t s = next_;
   next_ = (next_ + 1) % slots_.size();
   last_ = s;
+  if (!dequant_q4_beside_supported(w) || n0 % 8 || n1 % 8) {
+    // In line on `main`, still through the ring: a later side-stream fill of this slot waits for its release. (The
+    // side stream's last fill of it was for an earlier GEMM that `main` already waited for.)
+    dequant_q4(w, n0, n1, slots_[s], main);
+    return slots_[s];
+  }
   // A never-recorded event is complete: the first round waits for nothing.
   XL_CUDA_CHECK(cudaStreamWaitEvent(side_, consumed_[s], 0));
   dequant_q4_beside(w, n0, n1, slots_[s], side_);

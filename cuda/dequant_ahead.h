@@ -27,10 +27,11 @@ class DequantAhead {
   DequantAhead& operator=(const DequantAhead&) = delete;
 
   size_t slot_halves() const { return slot_halves_; }
-  static bool supports(const QWeight& w) { return dequant_q4_beside_supported(w); }
 
   // Enqueues the dequantization of columns [n0, n1) into the next slot on the side stream (after the GEMM that read
-  // that slot last) and makes `main` wait for it. Returns the slot; call release() once its GEMM is enqueued.
+  // that slot last) and makes `main` wait for it; a shape the side stream's kernel does not take (N, n0 or n1 not
+  // multiples of 8) is dequantized in line on `main`. Returns the slot; call release() once its GEMM is enqueued.
+  // Every tile of a stage goes through here, so no slot is written outside the ring's order.
   const __half* dequant(const QWeight& w, int n0, int n1, cudaStream_t main);
   // The slot dequant() returned last may be refilled once `main` has run what is enqueued on it so far.
   void release(cudaStream_t main);
