@@ -34,21 +34,17 @@ const __half* DequantAhead::dequant(const QWeight& w, int n0, int n1, cudaStream
   if ((size_t)w.K * (n1 - n0) > slot_halves_) throw std::invalid_argument("DequantAhead: the tile exceeds a slot");
   const size_t s = next_;
   next_ = (next_ + 1) % slots_.size();
-  last_ = s;
-  if (!dequant_q4_beside_supported(w) || n0 % 8 || n1 % 8) {
-    // In line on `main`, still through the ring: a later side-stream fill of this slot waits for its release. (The
-    // side stream's last fill of it was for an earlier GEMM that `main` already waited for.)
-    dequant_q4(w, n0, n1, slots_[s], main);
-    return slots_[s];
-  }
   // A never-recorded event is complete: the first round waits for nothing.
   XL_CUDA_CHECK(cudaStreamWaitEvent(side_, consumed_[s], 0));
-  dequant_q4_beside(w, n0, n1, slots_[s], side_);
+  dequant_q4(w, n0, n1, slots_[s], side_, /*beside=*/true);
   XL_CUDA_CHECK(cudaEventRecord(filled_[s], side_));
   XL_CUDA_CHECK(cudaStreamWaitEvent(main, filled_[s], 0));
   return slots_[s];
 }
 
-void DequantAhead::release(cudaStream_t main) { XL_CUDA_CHECK(cudaEventRecord(consumed_[last_], main)); }
+void DequantAhead::release(cudaStream_t main) {
+  const size_t last = (next_ + slots_.size() - 1) % slots_.size();  // the slot dequant() returned
+  XL_CUDA_CHECK(cudaEventRecord(consumed_[last], main));
+}
 
 }  // namespace xllama::cuda

@@ -26,11 +26,8 @@ class DequantAhead {
   DequantAhead(const DequantAhead&) = delete;
   DequantAhead& operator=(const DequantAhead&) = delete;
 
-  size_t slot_halves() const { return slot_halves_; }
-
   // Enqueues the dequantization of columns [n0, n1) into the next slot on the side stream (after the GEMM that read
-  // that slot last) and makes `main` wait for it; a shape the side stream's kernel does not take (N, n0 or n1 not
-  // multiples of 8) is dequantized in line on `main`. Returns the slot; call release() once its GEMM is enqueued.
+  // that slot last) and makes `main` wait for it. Returns the slot; call release() once its GEMM is enqueued.
   // Every tile of a stage goes through here, so no slot is written outside the ring's order.
   const __half* dequant(const QWeight& w, int n0, int n1, cudaStream_t main);
   // The slot dequant() returned last may be refilled once `main` has run what is enqueued on it so far.
@@ -41,7 +38,7 @@ class DequantAhead {
   size_t slot_halves_ = 0;
   cudaStream_t side_ = nullptr;
   std::vector<cudaEvent_t> filled_, consumed_;
-  size_t next_ = 0, last_ = 0;
+  size_t next_ = 0;  // the slot the next dequant() fills
 };
 
 }  // namespace xllama::cuda

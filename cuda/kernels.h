@@ -126,13 +126,10 @@ bool gemv_f16_rmsnorm_supported(const __half* w, int K, const float* h, int h_st
 void gemv_f16_rmsnorm(const __half* w, const __half* bias, int K, int N, const float* h, int h_stride,
                       const float* sum_sq, const __half* norm, float eps, int m, float* y, int y_stride,
                       cudaStream_t s);
-// Dequantizes columns [n0, n1) of a GPTQ weight into out [K, n1 - n0] (row k' = reordered row).
-void dequant_q4(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s);
-// The same for a side stream beside the GEMMs (DequantAhead): launched without programmatic serialization, one
-// 8-column item per thread (blocks that end soon and hand their SMs back). N, n0 and n1 multiples of 8
-// (dequant_q4_beside_supported: N).
-bool dequant_q4_beside_supported(const QWeight& w);
-void dequant_q4_beside(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s);
+// Dequantizes columns [n0, n1) of a GPTQ weight into out [K, n1 - n0] (row k' = reordered row). beside: for a side
+// stream running beside the GEMMs (DequantAhead): launched without programmatic serialization, so its short blocks
+// hand their SMs back instead of waiting on them.
+void dequant_q4(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s, bool beside = false);
 // out[i, k'] = x[i, perm[k']]
 void gather_columns(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s);
 // Tensor-core GEMM (xllama's own, WMMA): C[m, N] += A[m, K] . B, B(k, n) = b_kn ? B[k*ldb + n] : B[n*ldb + k],

@@ -336,27 +336,16 @@ void gemv_f16_rmsnorm(const __half* W, const __half* bias, int K, int N, const f
   }
 }
 
-void dequant_q4(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s) {
-  if (w.N % 8 == 0 && n0 % 8 == 0 && n1 % 8 == 0) {
-    const size_t total = (size_t)(w.K / 8) * ((n1 - n0) / 8);
-    launch(dequant_q4_x8_kernel, grid_for(total, 256), 256, 0, s, w, n0, n1, out);
-    XL_CUDA_LAUNCH_CHECK();
-    return;
-  }
-  const size_t total = (size_t)(w.K / 8) * (n1 - n0);
-  launch(dequant_q4_kernel, grid_for(total, 256), 256, 0, s, w, n0, n1, out);
-  XL_CUDA_LAUNCH_CHECK();
-}
-
-bool dequant_q4_beside_supported(const QWeight& w) { return w.N % 8 == 0; }
-
-void dequant_q4_beside(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s) {
-  if (!dequant_q4_beside_supported(w) || n0 % 8 || n1 % 8)
-    throw std::invalid_argument("dequant_q4_beside: needs N, n0 and n1 multiples of 8");
-  const size_t total = (size_t)(w.K / 8) * ((n1 - n0) / 8);
-  // A plain launch, not launch(): with programmatic serialization the next dequantization's blocks would take SM
-  // slots while they wait for this one, slots a GEMM's blocks need.
-  dequant_q4_x8_kernel<<<grid_for(total, 256), 256, 0, s>>>(w, n0, n1, out);
+void dequant_q4(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s, bool beside) {
+  const bool x8 = w.N % 8 == 0 && n0 % 8 == 0 && n1 % 8 == 0;
+  const size_t total = (size_t)(w.K / 8) * (x8 ? (n1 - n0) / 8 : n1 - n0);
+  void (*kernel)(QWeight, int, int, __half*) = x8 ? dequant_q4_x8_kernel : dequant_q4_kernel;
+  // Beside: a plain launch, not launch(): with programmatic serialization the next dequantization's blocks would
+  // take SM slots while they wait for this one, slots a GEMM's blocks need.
+  if (beside)
+    kernel<<<grid_for(total, 256), 256, 0, s>>>(w, n0, n1, out);
+  else
+    launch(kernel, grid_for(total, 256), 256, 0, s, w, n0, n1, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 

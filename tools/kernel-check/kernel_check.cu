@@ -570,15 +570,15 @@ void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
   }
   deq.poison();
   dequant_q4(d.q, 0, N, deq.p, nullptr);
-  if (dequant_q4_beside_supported(d.q)) {  // the side stream's launch (DequantAhead) writes the same halves
+  {  // the side stream's launch (DequantAhead) writes the same halves
     Dev<__half> deq2((size_t)K * N);
     deq2.poison();
-    dequant_q4_beside(d.q, 0, N, deq2.p, nullptr);
+    dequant_q4(d.q, 0, N, deq2.p, nullptr, /*beside=*/true);
     XL_CUDA_CHECK(cudaDeviceSynchronize());
     const std::vector<__half> a1 = deq.download(), a2 = deq2.download();
     const int differ = std::memcmp(a1.data(), a2.data(), a1.size() * sizeof(__half)) != 0;
     char what[128];
-    std::snprintf(what, sizeof what, "dequant_q4_beside == dequant_q4 %dx%d%s (differs)", K, N,
+    std::snprintf(what, sizeof what, "dequant_q4 beside == in line %dx%d%s (differs)", K, N,
                   act_order ? " act-order" : "");
     report(what, differ, 0);
   }
@@ -2027,11 +2027,11 @@ void bench_dequant_ahead() {
       }, 3, 20);
       const float beside = median_ms([&] {
         gemm();
-        dequant_q4_beside(d.q, 0, N, deq2.p, lo);
+        dequant_q4(d.q, 0, N, deq2.p, lo, /*beside=*/true);
       }, 3, 20);
       const float beside2 = median_ms([&] {  // two GEMMs, the dequantization beside the first
         gemm();
-        dequant_q4_beside(d.q, 0, N, deq2.p, lo);
+        dequant_q4(d.q, 0, N, deq2.p, lo, /*beside=*/true);
         gemm();
       }, 3, 20);
       std::printf("time %dx%d m=%d: gemm %7.1f us, dequant %6.1f us, one after the other %7.1f us, dequant beside "
