@@ -34,6 +34,7 @@
 #include "cuda/device_query.h"
 #include "cuda/env_switch.h"
 #include "cuda/gemm_q4_wgmma.h"
+#include "cuda/gemm_sm_targets.h"
 #include "cuda/kernels.h"
 #include "cuda/weight_repack.h"
 #include "cuda/weight_upload.h"
@@ -539,6 +540,14 @@ class Stage {
     for (int i = 1; i < kDequantAheadSlots; ++i)
       slots.push_back(mem_.alloc<__half>(deq_halves_, "scratch", &scratch_bytes_));
     deq_ahead_ = std::make_unique<cuda::DequantAhead>(std::move(slots), deq_halves_);
+#ifdef XLLAMA_HAVE_CUBLAS
+    // SMs a GEMM's waves leave idle go to the side stream (only worth it when there is one).
+    if (cuda::gemm_sm_targets_setting()) {
+      int sms = 0;
+      XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_));
+      sm_targets_ = std::make_unique<cuda::GemmSmTargets>(sms);
+    }
+#endif
   }
 
   // K and V of one position in every layer of this stage, in bytes.
@@ -933,9 +942,26 @@ class Stage {
 #ifdef XLLAMA_HAVE_CUBLAS
     // Column-major view: C^T (N x m) = op(B) (N x K) . A^T (K x m).
     const float one = 1.f;
-    cublasStatus_t st = cublasGemmEx(cublas_, b_kn ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, N, m, K, &one, B,
-                                     CUDA_R_16F, ldb, A, CUDA_R_16F, lda, &beta, C, f32 ? CUDA_R_32F : CUDA_R_16F, ldc,
-                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    const auto gemm_ex = [&](T* c, int ldc_c, int sm_target) {
+      if (sm_targets_) cublasSetSmCountTarget(cublas_, sm_target);
+      return cublasGemmEx(cublas_, b_kn ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, N, m, K, &one, B, CUDA_R_16F, ldb, A,
+                          CUDA_R_16F, lda, &beta, c, f32 ? CUDA_R_32F : CUDA_R_16F, ldc_c, CUBLAS_COMPUTE_32F,
+                          CUBLAS_GEMM_DEFAULT);
+    };
+    int sm_target = 0;
+    if (sm_targets_) {
+      // Timing runs write C. An overwriting GEMM may run again on its own output; an accumulating one (o_proj and
+      // down_proj into h) is timed into gu_ instead, whose last reader in a chunk (silu_mul) ran before either.
+      const bool accumulate = beta != 0.f;
+      const bool scratch_fits = (size_t)m * N * sizeof(T) <= gu_floats_ * sizeof(float);
+      if (!accumulate || scratch_fits) {
+        T* timed = accumulate ? reinterpret_cast<T*>(gu_) : C;
+        const int timed_ld = accumulate ? N : ldc;
+        sm_target = sm_targets_->target(cuda::GemmSmTargets::shape_of(m, N, K, f32, accumulate), stream_,
+                                        [&](int t) { gemm_ex(timed, timed_ld, t); });
+      }
+    }
+    cublasStatus_t st = gemm_ex(C, ldc, sm_target);
     if (st != CUBLAS_STATUS_SUCCESS)
       throw BackendError(kCudaError, "cublasGemmEx failed with status " + std::to_string((int)st));
 #else
@@ -1190,6 +1216,7 @@ class Stage {
   cudaStream_t stream_ = nullptr;
 #ifdef XLLAMA_HAVE_CUBLAS
   cublasHandle_t cublas_ = nullptr;
+  std::unique_ptr<cuda::GemmSmTargets> sm_targets_;  // create_dequant_ahead; null: every GEMM on every SM
 #endif
   size_t weight_bytes_ = 0, kv_bytes_ = 0, scratch_bytes_ = 0;
 

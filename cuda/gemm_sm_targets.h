@@ -1,0 +1,53 @@
+// How many SMs each prompt GEMM shape asks cuBLAS for (cublasSetSmCountTarget). cuBLAS runs a GEMM as waves of
+// tiles, one CTA per SM; where the last wave is partial, the same GEMM takes as long on fewer SMs (a 7B gate/up
+// half at 512 tokens on the H200: 232 tiles, 75 us on any of 116-132 SMs, 158 on 112). The SMs it does not need
+// then run the dequantization side stream's blocks (dequant_ahead.h) for the whole GEMM instead of only in its
+// last wave. cuBLAS's tile choice is not public and changes with the shape, so the count is found by timing each
+// shape once (a rule from guessed tile shapes put 13B and 70B GEMMs past their cliff: docs/PERF-NOTES.md, session 21).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <functional>
+#include <map>
+#include <tuple>
+
+namespace xllama::cuda {
+
+// XLLAMA_GEMM_SM_TARGETS: "0" keeps every GEMM on every SM.
+bool gemm_sm_targets_setting();
+
+class GemmSmTargets {
+ public:
+  // A GEMM as cuBLAS tiles it: output features N, inputs K, token rows bucketed by 128 (its tiles' width), fp32
+  // output, accumulating into the output (beta 1).
+  struct Shape {
+    int row_tiles, N, K;
+    bool f32, accumulate;
+    bool operator<(const Shape& o) const {
+      return std::tie(row_tiles, N, K, f32, accumulate) < std::tie(o.row_tiles, o.N, o.K, o.f32, o.accumulate);
+    }
+  };
+  // Shapes with fewer token rows than this keep every SM: their GEMMs are short and a chat turn's prompt would pay
+  // for a timing per new length.
+  static constexpr int kMinRows = 256;
+
+  explicit GemmSmTargets(int sm_count);
+  ~GemmSmTargets();
+  GemmSmTargets(const GemmSmTargets&) = delete;
+  GemmSmTargets& operator=(const GemmSmTargets&) = delete;
+
+  static Shape shape_of(int m, int N, int K, bool f32, bool accumulate) {
+    return {(m + 127) / 128, N, K, f32, accumulate};
+  }
+  // The SM count target for `shape` (0: every SM). The first time a shape is seen, `run(target)` (one GEMM of that
+  // shape with that target, enqueued on `stream`) is timed for each candidate, the host waiting for the result;
+  // the fewest SMs within 2% of the fastest candidate is kept.
+  int target(const Shape& shape, cudaStream_t stream, const std::function<void(int)>& run);
+
+ private:
+  int sm_count_;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+  std::map<Shape, int> chosen_;
+};
+
+}  // namespace xllama::cuda
