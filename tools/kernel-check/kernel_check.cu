@@ -1,12 +1,13 @@
 // xllama kernel check: runs every CUDA kernel of the backend on fresh random inputs against a
 // straightforward float64 host reference, then times the decode GEMVs at 7B shapes.
-//   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt] [--prompt-attention] [--decode-attention]
+//   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt [7b]] [--prompt-attention] [--decode-attention]
 //                       [--decode-step [quick]] [--bench-depths] [--time-attention]
 //                       [--profile-step prefill|prefill2048|decode] [--bench-decode] [--bench-ablate] [--timeline]
-//                       [--prompt-gemm] [--bench-dequant-ahead] [--gemm-algos]
+//                       [--prompt-gemm] [--bench-dequant-ahead] [--gemm-algos] [--gemm-sm]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then the prompt path's settings
 // (dequantization tile, chunk) side by side; --decode-step [quick] runs only the persistent decode kernel's timings
-// (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt speeds;
+// (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt
+// speeds (--bench-prompt 7b: the 7B's 512 and 2048 only, as the backend is set);
 // --prompt-attention / --decode-attention run only the prompt / decode attention's checks (for
 // compute-sanitizer's racecheck); --bench-depths times decode at bench's depths on the dummies; --time-attention
 // times the decode attention alone (XLLAMA_PROFILE_ONCE=1: two untimed launches per case, for ncu); --profile-step
@@ -17,7 +18,8 @@
 // where. --prompt-gemm checks the prompt GEMMs, then times the fused Hopper GEMM against dequantization + cuBLAS
 // on 7B and 70B shapes. --bench-dequant-ahead times a GEMM with the next tile's dequantization beside it, then the
 // dummies' prompts with XLLAMA_DEQUANT_AHEAD off and on, side by side. --gemm-algos (cuBLAS builds) times the prompt
-// GEMM shapes through cublasGemmEx's choice and every cublasLt heuristic candidate.
+// GEMM shapes through cublasGemmEx's choice and every cublasLt heuristic candidate; --gemm-sm times them at SM-count
+// targets from the GPU's down to 96.
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
@@ -45,6 +47,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
 #include "cuda/gemm_q4_wgmma.h"
+#include "cuda/gemm_sm_targets.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/weight_repack.h"
@@ -1611,22 +1614,28 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
   o.max_seq_len = ctx, o.max_chunk_tokens = chunk;
   size_t free0 = 0, total = 0;
   XL_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
-  auto b = create_cuda_dummy_backend(c, 128, o, 1);
+  const char* seed = std::getenv("XLLAMA_DUMMY_SEED");  // xllama's CLI builds its dummies with 0x5eed
+  auto b = create_cuda_dummy_backend(c, 128, o, seed ? std::strtoul(seed, nullptr, 0) : 1);
   size_t free1 = 0;
   XL_CUDA_CHECK(cudaMemGetInfo(&free1, &total));
   const MemoryReport r = b->memory();
   const std::vector<int32_t> toks = random_tokens(prompt, c.vocab_size);
   std::vector<float> logits(c.vocab_size);
   using clk = std::chrono::steady_clock;
-  double best_pp = 0;
-  for (int rep = 0; rep < 3; ++rep) {
+  double best_pp = 0, sum_pp = 0;
+  const char* reps_env = std::getenv("XLLAMA_BENCH_REPS");  // default 3 (best of); more shows a trend's mean
+  const int reps = reps_env ? std::max(1, std::atoi(reps_env)) : 3;
+  for (int rep = 0; rep < reps; ++rep) {
     b->clear_cache();
     XL_CUDA_CHECK(cudaDeviceSynchronize());
     auto t0 = clk::now();
     b->forward(toks.data(), prompt, 0, false, logits.data());
     const double sec = std::chrono::duration<double>(clk::now() - t0).count();
     best_pp = std::max(best_pp, prompt / sec);
+    sum_pp += prompt / sec;
   }
+  if (reps > 3) std::printf("bench %-4s chunk=%d prompt %d: best %.0f mean %.0f t/s over %d\n", name, chunk, prompt,
+                            best_pp, sum_pp / reps, reps);
   TokenSampling greedy;
   int32_t tok = toks.back();
   int pos = prompt;
@@ -1977,6 +1986,81 @@ void time_gemm_algos(const char* what, int K, int N, int m, bool f32) {
   cublasLtDestroy(lt);
 }
 
+// cublasGemmEx's time at SM-count targets below the GPU's: where each shape's wave cliff is (gemm_sm_targets.h).
+void time_gemm_sm_targets(const char* what, int K, int N, int m, bool f32) {
+  Dev<__half> x((size_t)m * K), w((size_t)K * N);
+  fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
+  fill_random_half(w.p, w.n, 13, -0.05f, 0.05f, nullptr);
+  Dev<float> y32(f32 ? (size_t)m * N : 1);
+  Dev<__half> y16(f32 ? 1 : (size_t)m * N);
+  void* y = f32 ? (void*)y32.p : (void*)y16.p;
+  const cudaDataType_t yt = f32 ? CUDA_R_32F : CUDA_R_16F;
+  const float one = 1.f, beta = f32 ? 1.f : 0.f;
+  cublasHandle_t hb;
+  cublasCreate(&hb);
+  std::string all;
+  for (int target : {0, 128, 124, 120, 116, 112, 108, 104, 100, 96}) {
+    cublasSetSmCountTarget(hb, target);
+    const float t = median_ms([&] {
+      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, w.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &beta, y, yt, N,
+                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    }, 3, 15);
+    char buf[48];
+    std::snprintf(buf, sizeof buf, " %d:%.1f", target, t * 1e3);
+    all += buf;
+  }
+  cublasDestroy(hb);
+  std::printf("gemm sm %-9s %5dx%-5d m=%4d %s:%s\n", what, K, N, m, f32 ? "f32" : "f16", all.c_str());
+}
+void time_gemm_sm_shapes() {
+  for (int m : {512, 1024, 2048}) {
+    time_gemm_sm_targets("7B qkv", 4096, 12288, m, false);
+    time_gemm_sm_targets("7B o", 4096, 4096, m, true);
+    time_gemm_sm_targets("7B gu half", 4096, 11008, m, false);
+    time_gemm_sm_targets("7B down", 11008, 4096, m, true);
+  }
+  time_gemm_sm_targets("13B qkv", 5120, 15360, 2048, false);
+  time_gemm_sm_targets("70B qkv tile", 8192, 5120, 2048, false);
+  time_gemm_sm_targets("70B gu tile", 8192, 8192, 2048, false);
+  time_gemm_sm_targets("70B down tile", 28672, 2048, 2048, true);
+}
+
+// GemmSmTargets on a real shape: the target it keeps is 0 or within its candidate range, and cuBLAS's output at
+// that target is the same, bit for bit, as on every SM (so a stage's timing cannot change what a prompt computes).
+void check_gemm_sm_targets(int K, int N, int m, bool f32) {
+  Dev<__half> x((size_t)m * K), w((size_t)K * N);
+  fill_random_half(x.p, x.n, 21, -1.f, 1.f, nullptr);
+  fill_random_half(w.p, w.n, 22, -0.05f, 0.05f, nullptr);
+  const size_t bytes = (size_t)m * N * (f32 ? 4 : 2);
+  Dev<uint8_t> y0(bytes), yt(bytes), scratch(bytes);
+  const cudaDataType_t yt_type = f32 ? CUDA_R_32F : CUDA_R_16F;
+  const float one = 1.f, beta = f32 ? 1.f : 0.f;  // fp32 outputs accumulate, as o_proj and down_proj do
+  cublasHandle_t hb;
+  cublasCreate(&hb);
+  const auto run = [&](void* y, int target) {
+    cublasSetSmCountTarget(hb, target);
+    cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, w.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &beta, y,
+                 yt_type, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  };
+  int sms = 0;
+  XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  GemmSmTargets targets(sms);
+  const int t = targets.target(GemmSmTargets::shape_of(m, N, K, f32, f32), nullptr,
+                               [&](int target) { run(scratch.p, target); });
+  const bool in_range = t == 0 || (t >= sms * 3 / 4 && t < sms);
+  XL_CUDA_CHECK(cudaMemset(y0.p, 0, bytes));
+  XL_CUDA_CHECK(cudaMemset(yt.p, 0, bytes));
+  run(y0.p, 0);
+  run(yt.p, t);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  cublasDestroy(hb);
+  const std::vector<uint8_t> a = y0.download(), b = yt.download();
+  char name[160];
+  std::snprintf(name, sizeof name, "gemm at its SM target (%d of %d) == on every SM %dx%d m=%d%s (differs)", t, sms,
+                K, N, m, f32 ? " fp32 accumulating" : "");
+  report(name, !in_range || std::memcmp(a.data(), b.data(), bytes) != 0, 0);
+}
+
 // The prompt path's GEMMs as the backend chunks them (128 MiB tiles): the 7B at 512 and 2048 tokens, the 70B's
 // gate/up tile at 2048.
 void time_gemm_algo_shapes() {
@@ -2198,6 +2282,10 @@ int main(int argc, char** argv) {
       return failures ? 1 : 0;
     }
 #ifdef XLLAMA_HAVE_CUBLAS
+    if (std::strcmp(argv[i], "--gemm-sm") == 0) {  // cublasGemmEx's time per SM-count target
+      guarded("gemm sm targets", time_gemm_sm_shapes);
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--gemm-algos") == 0) {  // cublasGemmEx's choice against cublasLt's candidates
       guarded("gemm algorithms", time_gemm_algo_shapes);
       return failures ? 1 : 0;
@@ -2208,6 +2296,21 @@ int main(int argc, char** argv) {
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--bench-prompt") == 0) {  // prompt speeds (run per build or setting to compare)
+      if (i + 1 < argc && std::strcmp(argv[i + 1], "7b") == 0) {  // the 7B's 512 and 2048 only, as the backend runs
+        const ModelConfig c7 = llama_7b_config();
+        guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 8, 512); });
+        guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 8, 2048); });  // the CLI's chunk
+        guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 8, 2048); });
+        return failures ? 1 : 0;
+      }
+      if (i + 1 < argc && std::strcmp(argv[i + 1], "dummies") == 0) {  // unfused, every dummy at 512 and 2048
+        for (const ModelConfig& c : {llama_7b_config(), llama_13b_config(), llama_70b_config()}) {
+          const char* name = c.hidden_size == 4096 ? "7B" : c.hidden_size == 5120 ? "13B" : "70B";
+          guarded("bench", [&] { bench_backend(name, c, 4096, 512, 8, 512); });
+          guarded("bench", [&] { bench_backend(name, c, 4096, 2048, 8, 2048); });
+        }
+        return failures ? 1 : 0;
+      }
       guarded("bench prompt speeds", bench_prompt_speeds);
       return failures ? 1 : 0;
     }
@@ -2288,6 +2391,11 @@ int main(int argc, char** argv) {
     check_gemm_q4(512, 384, 128, 40, false);
     check_gemm_q4(512, 384, 64, 77, true);
     check_gemm_q4(1024, 768, 32, 300, false);  // two groups per k64 step; three token tiles, the last partial
+#ifdef XLLAMA_HAVE_CUBLAS
+    check_gemm_sm_targets(4096, 11008, 512, false);  // a 7B gate/up half at 512 tokens: 116 of the H200's 132
+    check_gemm_sm_targets(11008, 4096, 2048, true);   // 7B down_proj at 2048
+    check_gemm_sm_targets(13824, 2560, 512, true);    // a 13B down_proj tile at 512 (108 in the CLI)
+#endif
     check_dense(4096, 1000, 1, false);
     check_dense(4096, 1000, 4, false);
     check_dense(172, 64, 3, false);  // K not a multiple of 8
