@@ -957,8 +957,10 @@ class Stage {
       if (!accumulate || scratch_fits) {
         T* timed = accumulate ? reinterpret_cast<T*>(gu_) : C;
         const int timed_ld = accumulate ? N : ldc;
-        sm_target = sm_targets_->target(cuda::GemmSmTargets::shape_of(m, N, K, f32, accumulate), stream_,
-                                        [&](int t) { gemm_ex(timed, timed_ld, t); });
+        const cuda::GemmSmTargets::Gemm timed_gemm{[&](int t) { gemm_ex(timed, timed_ld, t); }, timed, m,
+                                                    (size_t)N * sizeof(T), (size_t)timed_ld * sizeof(T)};
+        sm_target =
+            sm_targets_->target(cuda::GemmSmTargets::shape_of(m, N, K, f32, accumulate), stream_, timed_gemm);
       }
     }
     cublasStatus_t st = gemm_ex(C, ldc, sm_target);

@@ -3,10 +3,13 @@
 // half at 512 tokens on the H200: 232 tiles, 75 us on any of 116-132 SMs, 158 on 112). The SMs it does not need
 // then run the dequantization side stream's blocks (dequant_ahead.h) for the whole GEMM instead of only in its
 // last wave. cuBLAS's tile choice is not public and changes with the shape, so the count is found by timing each
-// shape once (a rule from guessed tile shapes put 13B and 70B GEMMs past their cliff: docs/PERF-NOTES.md, session 21).
+// shape once (a rule from guessed tile shapes put 13B and 70B GEMMs past their cliff: docs/PERF-NOTES.md, session
+// 21). On some counts cuBLAS switches to another kernel whose sums round differently, so a count is kept only if
+// its output equals the every-SM output bit for bit: a prompt's logits do not depend on what the timing found.
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <functional>
 #include <map>
 #include <tuple>
@@ -27,6 +30,14 @@ class GemmSmTargets {
       return std::tie(row_tiles, N, K, f32, accumulate) < std::tie(o.row_tiles, o.N, o.K, o.f32, o.accumulate);
     }
   };
+  // One GEMM of a shape, as the tuner may run it: `run(target)` enqueues it with that SM count target, writing
+  // `rows` rows of `row_bytes` at `stride` from `out` (adding into them where the shape accumulates).
+  struct Gemm {
+    std::function<void(int)> run;
+    void* out;
+    int rows;
+    size_t row_bytes, stride;
+  };
   // Shapes with fewer token rows than this keep every SM: their GEMMs are short and a chat turn's prompt would pay
   // for a timing per new length.
   static constexpr int kMinRows = 256;
@@ -39,14 +50,18 @@ class GemmSmTargets {
   static Shape shape_of(int m, int N, int K, bool f32, bool accumulate) {
     return {(m + 127) / 128, N, K, f32, accumulate};
   }
-  // The SM count target for `shape` (0: every SM). The first time a shape is seen, `run(target)` (one GEMM of that
-  // shape with that target, enqueued on `stream`) is timed for each candidate, the host waiting for the result;
-  // the fewest SMs within 2% of the fastest candidate is kept.
-  int target(const Shape& shape, cudaStream_t stream, const std::function<void(int)>& run);
+  // The SM count target for `shape` (0: every SM). The first time a shape is seen, `gemm` runs for each candidate
+  // on `stream`, the host waiting for the timings; the fewest SMs within 2% of the fastest candidate whose output
+  // equals the every-SM output is kept.
+  int target(const Shape& shape, cudaStream_t stream, const Gemm& gemm);
 
  private:
+  // A fingerprint of gemm's output after one run with `target` (zeroed first where the shape accumulates).
+  unsigned long long output_fingerprint(const Shape& shape, cudaStream_t stream, const Gemm& gemm, int target);
+
   int sm_count_;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
+  unsigned long long* fingerprint_ = nullptr;  // device: [xor, sum], allocated at the first timing
   std::map<Shape, int> chosen_;
 };
 
