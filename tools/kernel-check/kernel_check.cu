@@ -1923,25 +1923,38 @@ void bench_prompt_settings() {
 }
 
 #ifdef XLLAMA_HAVE_CUBLAS
-// The prompt path's GEMM shape (x [m, K] times a dequantized tile [K, N], fp16 or fp32 out) through cublasGemmEx's
-// default choice against every algorithm cublasLt's heuristic offers for it (up to 32), each timed: whether picking
-// the algorithm per shape would pay.
+// A prompt path GEMM shape on random operands: x [m, K] times a dequantized tile [K, N], into fp16 (overwritten, as
+// q/k/v and gate/up are) or fp32 (accumulated, as o_proj and down_proj are), through cublasGemmEx.
+struct PromptGemmCase {
+  int K, N, m;
+  bool f32;
+  Dev<__half> x, w;
+  Dev<uint8_t> y;
+  cudaDataType_t y_type;
+  float one = 1.f, beta;
+  cublasHandle_t handle = nullptr;
+  PromptGemmCase(int K_, int N_, int m_, bool f32_, unsigned seed)
+      : K(K_), N(N_), m(m_), f32(f32_), x((size_t)m_ * K_), w((size_t)K_ * N_), y((size_t)m_ * N_ * (f32_ ? 4 : 2)),
+        y_type(f32_ ? CUDA_R_32F : CUDA_R_16F), beta(f32_ ? 1.f : 0.f) {
+    fill_random_half(x.p, x.n, seed, -1.f, 1.f, nullptr);
+    fill_random_half(w.p, w.n, seed + 1, -0.05f, 0.05f, nullptr);
+    cublasCreate(&handle);
+  }
+  ~PromptGemmCase() { cublasDestroy(handle); }
+  size_t row_bytes() const { return (size_t)N * (f32 ? 4 : 2); }
+  // One GEMM into `out` (m rows of N), with an SM-count target where one is given (0: every SM).
+  void run(void* out, int sm_target = -1) {
+    if (sm_target >= 0) cublasSetSmCountTarget(handle, sm_target);
+    cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, w.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &beta, out,
+                 y_type, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  }
+};
+
+// The prompt path's GEMM shape through cublasGemmEx's default choice against every algorithm cublasLt's heuristic
+// offers for it (up to 32), each timed: whether picking the algorithm per shape would pay.
 void time_gemm_algos(const char* what, int K, int N, int m, bool f32) {
-  Dev<__half> x((size_t)m * K), w((size_t)K * N);
-  fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
-  fill_random_half(w.p, w.n, 13, -0.05f, 0.05f, nullptr);
-  Dev<float> y32(f32 ? (size_t)m * N : 1);
-  Dev<__half> y16(f32 ? 1 : (size_t)m * N);
-  void* y = f32 ? (void*)y32.p : (void*)y16.p;
-  const cudaDataType_t yt = f32 ? CUDA_R_32F : CUDA_R_16F;
-  const float one = 1.f, beta = f32 ? 1.f : 0.f;
-  cublasHandle_t hb;
-  cublasCreate(&hb);
-  const float dflt = median_ms([&] {
-    cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, w.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &beta, y, yt, N,
-                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-  }, 3, 20);
-  cublasDestroy(hb);
+  PromptGemmCase g(K, N, m, f32, 12);
+  const float dflt = median_ms([&] { g.run(g.y.p); }, 3, 20);
   cublasLtHandle_t lt;
   cublasLtCreate(&lt);
   cublasLtMatmulDesc_t op;
@@ -1949,7 +1962,7 @@ void time_gemm_algos(const char* what, int K, int N, int m, bool f32) {
   cublasLtMatrixLayout_t la, lb, lc;
   cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, N, K, N);  // the tile, column-major N x K
   cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, K, m, K);  // x^T
-  cublasLtMatrixLayoutCreate(&lc, yt, N, m, N);
+  cublasLtMatrixLayoutCreate(&lc, g.y_type, N, m, N);
   const size_t ws_bytes = (size_t)32 << 20;
   Dev<uint8_t> ws(ws_bytes);
   cublasLtMatmulPreference_t pref;
@@ -1964,7 +1977,8 @@ void time_gemm_algos(const char* what, int K, int N, int m, bool f32) {
   for (int i = 0; i < n; ++i) {
     if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
     const float t = median_ms([&] {
-      cublasLtMatmul(lt, op, &one, w.p, la, x.p, lb, &beta, y, lc, y, lc, &res[i].algo, ws.p, ws_bytes, nullptr);
+      cublasLtMatmul(lt, op, &g.one, g.w.p, la, g.x.p, lb, &g.beta, g.y.p, lc, g.y.p, lc, &res[i].algo, ws.p, ws_bytes,
+                     nullptr);
     }, 3, 20);
     if (i == 0) first = t;
     if (t < best) best = t, best_i = i;
@@ -1988,28 +2002,14 @@ void time_gemm_algos(const char* what, int K, int N, int m, bool f32) {
 
 // cublasGemmEx's time at SM-count targets below the GPU's: where each shape's wave cliff is (gemm_sm_targets.h).
 void time_gemm_sm_targets(const char* what, int K, int N, int m, bool f32) {
-  Dev<__half> x((size_t)m * K), w((size_t)K * N);
-  fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
-  fill_random_half(w.p, w.n, 13, -0.05f, 0.05f, nullptr);
-  Dev<float> y32(f32 ? (size_t)m * N : 1);
-  Dev<__half> y16(f32 ? 1 : (size_t)m * N);
-  void* y = f32 ? (void*)y32.p : (void*)y16.p;
-  const cudaDataType_t yt = f32 ? CUDA_R_32F : CUDA_R_16F;
-  const float one = 1.f, beta = f32 ? 1.f : 0.f;
-  cublasHandle_t hb;
-  cublasCreate(&hb);
+  PromptGemmCase g(K, N, m, f32, 12);
   std::string all;
   for (int target : {0, 128, 124, 120, 116, 112, 108, 104, 100, 96}) {
-    cublasSetSmCountTarget(hb, target);
-    const float t = median_ms([&] {
-      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, w.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &beta, y, yt, N,
-                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    }, 3, 15);
+    const float t = median_ms([&] { g.run(g.y.p, target); }, 3, 15);
     char buf[48];
     std::snprintf(buf, sizeof buf, " %d:%.1f", target, t * 1e3);
     all += buf;
   }
-  cublasDestroy(hb);
   std::printf("gemm sm %-9s %5dx%-5d m=%4d %s:%s\n", what, K, N, m, f32 ? "f32" : "f16", all.c_str());
 }
 void time_gemm_sm_shapes() {
@@ -2029,33 +2029,20 @@ void time_gemm_sm_shapes() {
 // that target is the same, bit for bit, as on every SM (the 13B down_proj tile at 512 tokens is fastest on 108 SMs,
 // where cuBLAS changes kernels and its output differs: the tuner must pass over it).
 void check_gemm_sm_targets(int K, int N, int m, bool f32) {
-  Dev<__half> x((size_t)m * K), w((size_t)K * N);
-  fill_random_half(x.p, x.n, 21, -1.f, 1.f, nullptr);
-  fill_random_half(w.p, w.n, 22, -0.05f, 0.05f, nullptr);
-  const size_t bytes = (size_t)m * N * (f32 ? 4 : 2);
-  Dev<uint8_t> y0(bytes), yt(bytes), scratch(bytes);
-  const cudaDataType_t yt_type = f32 ? CUDA_R_32F : CUDA_R_16F;
-  const float one = 1.f, beta = f32 ? 1.f : 0.f;  // fp32 outputs accumulate, as o_proj and down_proj do
-  cublasHandle_t hb;
-  cublasCreate(&hb);
-  const auto run = [&](void* y, int target) {
-    cublasSetSmCountTarget(hb, target);
-    cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, w.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &beta, y,
-                 yt_type, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-  };
+  PromptGemmCase g(K, N, m, f32, 21);  // fp32 outputs accumulate, as o_proj and down_proj do
+  const size_t bytes = g.y.n;
+  Dev<uint8_t> y0(bytes), yt(bytes);
   int sms = 0;
   XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   GemmSmTargets targets(sms);
-  const size_t row_bytes = (size_t)N * (f32 ? 4 : 2);
-  const GemmSmTargets::Gemm timed{[&](int target) { run(scratch.p, target); }, scratch.p, m, row_bytes, row_bytes};
+  const GemmSmTargets::Gemm timed{[&](int target) { g.run(g.y.p, target); }, g.y.p, m, g.row_bytes(), g.row_bytes()};
   const int t = targets.target(GemmSmTargets::shape_of(m, N, K, f32, f32), nullptr, timed);
   const bool in_range = t == 0 || (t >= sms * 3 / 4 && t < sms);
   XL_CUDA_CHECK(cudaMemset(y0.p, 0, bytes));
   XL_CUDA_CHECK(cudaMemset(yt.p, 0, bytes));
-  run(y0.p, 0);
-  run(yt.p, t);
+  g.run(y0.p, 0);
+  g.run(yt.p, t);
   XL_CUDA_CHECK(cudaDeviceSynchronize());
-  cublasDestroy(hb);
   const std::vector<uint8_t> a = y0.download(), b = yt.download();
   char name[160];
   std::snprintf(name, sizeof name, "gemm at its SM target (%d of %d) == on every SM %dx%d m=%d%s (differs)", t, sms,
