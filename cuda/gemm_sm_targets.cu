@@ -64,7 +64,7 @@ unsigned long long GemmSmTargets::output_fingerprint(const Shape& shape, cudaStr
 }
 
 int GemmSmTargets::target(const Shape& shape, cudaStream_t stream, const Gemm& gemm) {
-  if (shape.row_tiles * 128 < kMinRows || sm_count_ < 2 * kStep) return 0;
+  if (shape.row_tiles < kMinRowTiles || sm_count_ < 2 * kStep) return 0;
   const auto known = chosen_.find(shape);
   if (known != chosen_.end()) return known->second;
   std::vector<int> candidates{0};  // 0: cuBLAS's own choice on every SM

@@ -38,9 +38,9 @@ class GemmSmTargets {
     int rows;
     size_t row_bytes, stride;
   };
-  // Shapes with fewer token rows than this keep every SM: their GEMMs are short and a chat turn's prompt would pay
-  // for a timing per new length.
-  static constexpr int kMinRows = 256;
+  // Shapes of one 128-row tile of tokens (128 rows or fewer) keep every SM: their GEMMs are short, and a chat turn's
+  // prompt would pay for a timing per new length.
+  static constexpr int kMinRowTiles = 2;
 
   explicit GemmSmTargets(int sm_count);
   ~GemmSmTargets();
