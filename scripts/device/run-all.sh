@@ -4,7 +4,9 @@
 #                                                (sanitize: memcheck over check-cuda --quick, racecheck over the prompt and
 #                                                decode attention)
 #                                                and, on request: split (the layer split on GPU 0 named several times), leaks, load (writes ~40 GB of random checkpoints),
-#                                                timeline (a kernel check built with -DXLLAMA_KERNEL_TRACE=ON in build-trace/, then --timeline)
+#                                                timeline (a kernel check built with -DXLLAMA_KERNEL_TRACE=ON in build-trace/, then --timeline),
+#                                                repeat (the backend path checks REPEAT times, default 10, with the dequantization side
+#                                                stream on and off: how often a decode pipelining check flips a near-tie pick)
 # Carry: .device .devnm dist   (pack them first: ../shared/device/pack-node.sh, scripts/device/pack-modules.sh,
 # npm run build:ts)
 set -u
@@ -42,6 +44,16 @@ for s in $steps; do
                 -DXLLAMA_KERNEL_TRACE=ON && cmake --build build-trace --target xllama_kernel_check -j 16"
               run timeline 300 build-trace/xllama_kernel_check --timeline ;;
     load) run load 400 bash scripts/device/load-bench.sh ;;
+    repeat) kc=$(find build -name xllama_kernel_check -type f | head -1)
+            [ -n "$kc" ] || { echo "=== repeat: no xllama_kernel_check built"; continue; }
+            for ahead in 1 0; do
+              failed=0
+              for i in $(seq "${REPEAT:-10}"); do
+                XLLAMA_DEQUANT_AHEAD=$ahead "$kc" --backend-paths > "$OUT/repeat-ahead$ahead-$i.log" 2>&1 || failed=$((failed + 1))
+              done
+              echo "=== repeat: XLLAMA_DEQUANT_AHEAD=$ahead: $failed of ${REPEAT:-10} runs failed"
+              grep -h FAIL "$OUT"/repeat-ahead$ahead-*.log | grep -v "^FAIL:" | sort | uniq -c
+            done ;;
     bench) # the bench matrix (dummies × one GPU / 2-stage split): bench.json, bench.md, bench-progress.log
            run bench 420 bash scripts/device/bench-matrix.sh ;;
   esac

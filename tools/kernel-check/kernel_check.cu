@@ -3,7 +3,7 @@
 //   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt [7b]] [--prompt-attention] [--decode-attention]
 //                       [--decode-step [quick]] [--bench-depths] [--time-attention]
 //                       [--profile-step prefill|prefill2048|decode] [--bench-decode] [--bench-ablate] [--timeline]
-//                       [--prompt-gemm] [--bench-dequant-ahead] [--gemm-algos] [--gemm-sm]
+//                       [--prompt-gemm] [--bench-dequant-ahead] [--gemm-algos] [--gemm-sm] [--backend-paths]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then the prompt path's settings
 // (dequantization tile, chunk) side by side; --decode-step [quick] runs only the persistent decode kernel's timings
 // (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt
@@ -19,7 +19,8 @@
 // on 7B and 70B shapes. --bench-dequant-ahead times a GEMM with the next tile's dequantization beside it, then the
 // dummies' prompts with XLLAMA_DEQUANT_AHEAD off and on, side by side. --gemm-algos (cuBLAS builds) times the prompt
 // GEMM shapes through cublasGemmEx's choice and every cublasLt heuristic candidate; --gemm-sm times them at SM-count
-// targets from the GPU's down to 96.
+// targets from the GPU's down to 96. --backend-paths runs only the whole-backend path checks (decode steps against
+// prompt chunks, sampling, decode pipelining, scoring) in every setting, for repeating them.
 // Prints name / max rel err / PASS|FAIL; exits 1 on any failure.
 #include <cuda_fp16.h>
 #include <cuda_profiler_api.h>
@@ -1376,6 +1377,23 @@ std::vector<double> host_model_logits(const ModelConfig& c, const std::vector<co
   return logits;
 }
 
+// check_backend_paths as set, then with PDL, the persistent decode kernel and the deferred norms each switched.
+void check_backend_paths_every_setting() {
+  guarded("backend paths", check_backend_paths);
+  const bool pdl = pdl_enabled();
+  set_pdl_enabled(!pdl);
+  guarded("backend paths (PDL switched)", check_backend_paths);
+  set_pdl_enabled(pdl);
+  const bool persistent = persistent_decode_flag();
+  persistent_decode_flag() = !persistent;
+  guarded("backend paths (persistent decode switched)", check_backend_paths);
+  persistent_decode_flag() = persistent;
+  const bool defer = deferred_norm_flag();
+  deferred_norm_flag() = !defer;
+  guarded("backend paths (deferred norms switched)", check_backend_paths);
+  deferred_norm_flag() = defer;
+}
+
 void check_backend_gptq() {
   rng.seed(2026);  // its own draw: checks added before it do not change this model
   const int V = 1000, hid = 512, I = 1400, NL = 2, H = 4, KV = 2, gs = 64;
@@ -2303,6 +2321,11 @@ int main(int argc, char** argv) {
       guarded("bench prompt speeds", bench_prompt_speeds);
       return failures ? 1 : 0;
     }
+    if (std::strcmp(argv[i], "--backend-paths") == 0) {  // only the backend's path checks (decode pipelining too)
+      check_backend_paths_every_setting();
+      std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--prompt-attention") == 0) {  // only the prompt attention's checks
       guarded("prompt attention", check_prompt_attention);
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
@@ -2425,21 +2448,7 @@ int main(int argc, char** argv) {
     check_token_nll(7, 128256, 0.f);
     check_token_nll(5, 32000, 1e4f);   // max-subtraction: exp of the raw logits would overflow
     check_token_nll(3, 1000, -1e4f);
-    guarded("backend paths", check_backend_paths);
-    {
-      const bool pdl = pdl_enabled();
-      set_pdl_enabled(!pdl);
-      guarded("backend paths (PDL switched)", check_backend_paths);
-      set_pdl_enabled(pdl);
-      const bool persistent = persistent_decode_flag();
-      persistent_decode_flag() = !persistent;
-      guarded("backend paths (persistent decode switched)", check_backend_paths);
-      persistent_decode_flag() = persistent;
-      const bool defer = deferred_norm_flag();
-      deferred_norm_flag() = !defer;
-      guarded("backend paths (deferred norms switched)", check_backend_paths);
-      deferred_norm_flag() = defer;
-    }
+    check_backend_paths_every_setting();
     guarded("backend gptq", check_backend_gptq);
     if (timing) {
       std::printf("\n7B decode shapes (group 128; bytes = qweight + scales)\n");
