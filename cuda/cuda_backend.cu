@@ -943,24 +943,28 @@ class Stage {
     // Column-major view: C^T (N x m) = op(B) (N x K) . A^T (K x m).
     const float one = 1.f;
     const auto gemm_ex = [&](T* c, int ldc_c, int sm_target) {
-      if (sm_targets_) cublasSetSmCountTarget(cublas_, sm_target);
+      if (sm_target != cublas_sm_target_) {  // a handle setting: changed only when it differs
+        cublasSetSmCountTarget(cublas_, sm_target);
+        cublas_sm_target_ = sm_target;
+      }
       return cublasGemmEx(cublas_, b_kn ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, N, m, K, &one, B, CUDA_R_16F, ldb, A,
                           CUDA_R_16F, lda, &beta, c, f32 ? CUDA_R_32F : CUDA_R_16F, ldc_c, CUBLAS_COMPUTE_32F,
                           CUBLAS_GEMM_DEFAULT);
     };
-    int sm_target = 0;
-    if (sm_targets_) {
+    const bool accumulate = beta != 0.f;
+    const auto shape = cuda::GemmSmTargets::shape_of(m, N, K, f32, accumulate);
+    int sm_target = sm_targets_ ? sm_targets_->known(shape) : 0;
+    if (sm_target < 0) {  // the shape's first GEMM: timed before it runs
       // Timing runs write C. An overwriting GEMM may run again on its own output; an accumulating one (o_proj and
       // down_proj into h) is timed into gu_ instead, whose last reader in a chunk (silu_mul) ran before either.
-      const bool accumulate = beta != 0.f;
       const bool scratch_fits = (size_t)m * N * sizeof(T) <= gu_floats_ * sizeof(float);
+      sm_target = 0;
       if (!accumulate || scratch_fits) {
         T* timed = accumulate ? reinterpret_cast<T*>(gu_) : C;
         const int timed_ld = accumulate ? N : ldc;
         const cuda::GemmSmTargets::Gemm timed_gemm{[&](int t) { gemm_ex(timed, timed_ld, t); }, timed, m,
                                                     (size_t)N * sizeof(T), (size_t)timed_ld * sizeof(T)};
-        sm_target =
-            sm_targets_->target(cuda::GemmSmTargets::shape_of(m, N, K, f32, accumulate), stream_, timed_gemm);
+        sm_target = sm_targets_->tune(shape, stream_, timed_gemm);
       }
     }
     cublasStatus_t st = gemm_ex(C, ldc, sm_target);
@@ -1219,6 +1223,7 @@ class Stage {
 #ifdef XLLAMA_HAVE_CUBLAS
   cublasHandle_t cublas_ = nullptr;
   std::unique_ptr<cuda::GemmSmTargets> sm_targets_;  // create_dequant_ahead; null: every GEMM on every SM
+  int cublas_sm_target_ = 0;                          // what cublas_ was last told (0, its default: every SM)
 #endif
   size_t weight_bytes_ = 0, kv_bytes_ = 0, scratch_bytes_ = 0;
 

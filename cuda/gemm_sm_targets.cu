@@ -63,10 +63,13 @@ unsigned long long GemmSmTargets::output_fingerprint(const Shape& shape, cudaStr
   return host[0] ^ (host[1] * 0x94D049BB133111EBull);
 }
 
-int GemmSmTargets::target(const Shape& shape, cudaStream_t stream, const Gemm& gemm) {
+int GemmSmTargets::known(const Shape& shape) const {
   if (shape.row_tiles < kMinRowTiles || sm_count_ < 2 * kStep) return 0;
-  const auto known = chosen_.find(shape);
-  if (known != chosen_.end()) return known->second;
+  const auto it = chosen_.find(shape);
+  return it == chosen_.end() ? -1 : it->second;
+}
+
+int GemmSmTargets::tune(const Shape& shape, cudaStream_t stream, const Gemm& gemm) {
   std::vector<int> candidates{0};  // 0: cuBLAS's own choice on every SM
   for (int t = sm_count_ - kStep; t >= sm_count_ * 3 / 4; t -= kStep) candidates.push_back(t);
   std::vector<float> ms(candidates.size());

@@ -50,10 +50,12 @@ class GemmSmTargets {
   static Shape shape_of(int m, int N, int K, bool f32, bool accumulate) {
     return {(m + 127) / 128, N, K, f32, accumulate};
   }
-  // The SM count target for `shape` (0: every SM). The first time a shape is seen, `gemm` runs for each candidate
-  // on `stream`, the host waiting for the timings; the fewest SMs within 2% of the fastest candidate whose output
-  // equals the every-SM output is kept.
-  int target(const Shape& shape, cudaStream_t stream, const Gemm& gemm);
+  // The SM count target kept for `shape` (0: every SM, as for shapes of too few rows), or -1 when it is yet to be
+  // timed: a lookup, so a GEMM's caller builds a Gemm for tune() only the first time.
+  int known(const Shape& shape) const;
+  // Times `gemm` for each candidate on `stream` (the host waits for the timings) and keeps and returns the fewest SMs
+  // within 2% of the fastest candidate whose output equals the every-SM output (0 if none).
+  int tune(const Shape& shape, cudaStream_t stream, const Gemm& gemm);
 
  private:
   // A fingerprint of gemm's output after one run with `target` (zeroed first where the shape accumulates).

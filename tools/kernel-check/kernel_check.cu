@@ -2054,7 +2054,7 @@ void check_gemm_sm_targets(int K, int N, int m, bool f32) {
   XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   GemmSmTargets targets(sms);
   const GemmSmTargets::Gemm timed{[&](int target) { g.run(g.y.p, target); }, g.y.p, m, g.row_bytes(), g.row_bytes()};
-  const int t = targets.target(GemmSmTargets::shape_of(m, N, K, f32, f32), nullptr, timed);
+  const int t = targets.tune(GemmSmTargets::shape_of(m, N, K, f32, f32), nullptr, timed);
   const bool in_range = t == 0 || (t >= sms * 3 / 4 && t < sms);
   XL_CUDA_CHECK(cudaMemset(y0.p, 0, bytes));
   XL_CUDA_CHECK(cudaMemset(yt.p, 0, bytes));
