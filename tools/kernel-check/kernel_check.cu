@@ -554,6 +554,34 @@ void check_gemm_q4_wgmma(const QWeight& q, const Dev<__half>& dx, int m, const s
   report(name, rel_err(dyh.download(), ref), 4e-3);
 }
 
+// dequant_q4 (the prompt path's fp16 weights, also what the fused GEMM rounds to) against the host's
+// fp16(scale * (q - zero)) of the packed layout, bit for bit, over the column range [n0, n1).
+void check_dequant_q4_exact(int K, int N, int gs, bool act_order, bool asym, int n0, int n1) {
+  const HostGptq h = make_gptq(K, N, gs, act_order, asym);
+  DevQ d(h, 1);
+  const int nc = n1 - n0;
+  Dev<__half> deq((size_t)K * nc);
+  deq.poison();
+  dequant_q4(d.q, n0, n1, deq.p, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<__half> got = deq.download();
+  const PackedQ4& pk = d.pk;
+  size_t differ = 0;
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < nc; ++c) {
+      const int n = n0 + c, g = k / pk.group_size;
+      const int q = (int)((pk.qweight[(size_t)(k / 8) * N + n] >> (4 * (k % 8))) & 15u);
+      const int z = pk.zeros.empty() ? pk.sym_zero : pk.zeros[(size_t)g * N + n];
+      const __half want = __float2half(__half2float(pk.scales[(size_t)g * N + n]) * (float)(q - z));
+      const __half have = got[(size_t)k * nc + c];
+      differ += std::memcmp(&want, &have, sizeof(__half)) != 0;
+    }
+  char what[160];
+  std::snprintf(what, sizeof what, "dequant_q4 == fp16(scale * (q - zero)) %dx%d cols %d-%d%s%s (halves differing)",
+                K, N, n0, n1, act_order ? " act-order" : "", asym ? " asym" : " sym");
+  report(what, (double)differ, 0);
+}
+
 void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
   HostGptq h = make_gptq(K, N, gs, act_order, true);
   DevQ d(h, 1);
@@ -2400,6 +2428,10 @@ int main(int argc, char** argv) {
     check_gemv_f16_rmsnorm(8192, 264, kGemvMaxRows);  // 3 rows per launch fit the staging area: 3 + 3 + 2
     check_gemv_q4_rmsnorm(4096, 1024, 128, 1, false);  // the 7B hidden size
     check_gemv_q4_sum_sq(4096, 4096, 128, 1, GemvInput::Half);
+    check_dequant_q4_exact(512, 384, 128, false, true, 0, 384);
+    check_dequant_q4_exact(1024, 768, 32, false, false, 128, 640);  // a tile of columns, symmetric
+    check_dequant_q4_exact(512, 384, 64, true, true, 0, 384);
+    check_dequant_q4_exact(256, 40, 128, false, true, 4, 36);       // columns not in 8s: the generic kernel
     check_gemm_q4(512, 384, 128, 40, false);
     check_gemm_q4(512, 384, 64, 77, true);
     check_gemm_q4(1024, 768, 32, 300, false);  // two groups per k64 step; three token tiles, the last partial
