@@ -960,6 +960,30 @@ int ref_sample(const std::vector<float>& l, int k, float T, float u) {
   return idx[k - 1];
 }
 
+// Whether the host rule's choice between tokens a and b on logits l turns on less than rounding: their logits
+// within kTieTol of each other, or (top-k) a cumulative share between their ranks within kTieTol of u.
+bool near_tie_pick(const std::vector<float>& l, const TokenSampling& s, int a, int b) {
+  constexpr double kTieTol = 1e-3;
+  if (a < 0 || b < 0 || a >= (int)l.size() || b >= (int)l.size()) return false;
+  if (std::fabs((double)l[a] - (double)l[b]) < kTieTol) return true;
+  if (s.temperature <= 0 || s.top_k <= 0) return false;
+  std::vector<int> idx(l.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int x, int y) { return l[x] > l[y]; });
+  const int k = std::min<int>(s.top_k, (int)l.size());
+  const int ra = (int)(std::find(idx.begin(), idx.end(), a) - idx.begin());
+  const int rb = (int)(std::find(idx.begin(), idx.end(), b) - idx.begin());
+  if (ra >= k || rb >= k) return false;
+  double sum = 0;
+  for (int i = 0; i < k; ++i) sum += std::exp((double)((l[idx[i]] - l[idx[0]]) / s.temperature));
+  double acc = 0;
+  for (int i = 0; i < std::max(ra, rb); ++i) {
+    acc += std::exp((double)((l[idx[i]] - l[idx[0]]) / s.temperature));
+    if (i >= std::min(ra, rb) && std::fabs(acc / sum - (double)s.uniform) < kTieTol) return true;
+  }
+  return false;
+}
+
 void check_sampling(int vocab) {
   int bad = 0, runs = 0;
   Dev<int> out(1);
@@ -1245,14 +1269,21 @@ void check_backend_paths() {
   {  // Decode pipelining: forward_sample with `next` (the step after started ahead) picks what it picks without, in
      // greedy and top-k runs; the caller's cache length holds while a step is ahead; the dropped step changes
      // nothing (a forward of another token at its position after it gives the logits a plain run gives).
+     // Decode adds a long row's K slices with fp32 atomics in whatever order the blocks finish, so two runs may
+     // round differently and flip a pick the logits leave to rounding: a run that differs counts as a failure
+     // only where the first differing pick was not such a near tie (near_tie_pick, on the plain run's logits).
+    auto step_sampling = [](const TokenSampling& base, int i) {
+      TokenSampling s = base;
+      s.uniform = 0.05f * (float)i;
+      return s;
+    };
     auto steps = [&](bool piped, const TokenSampling& base, std::vector<float>& after) {
       b->clear_cache();
       b->forward(toks.data(), 40, 0, false, after.data());
       std::vector<int32_t> picked;
       int32_t t = toks[40];
-      TokenSampling s = base, next = base;
       for (int i = 0; i < 20; ++i) {
-        s.uniform = 0.05f * (float)i, next.uniform = 0.05f * (float)(i + 1);
+        const TokenSampling s = step_sampling(base, i), next = step_sampling(base, i + 1);
         t = b->forward_sample(&t, 1, 40 + i, s, piped ? &next : nullptr);  // the last one leaves a step ahead
         picked.push_back(t);
       }
@@ -1261,17 +1292,33 @@ void check_backend_paths() {
       if (!length_held) picked.push_back(-1);
       return picked;
     };
+    // The logits step i of a run that picked `picked` sampled from (plain forwards of the same tokens).
+    auto logits_at_step = [&](const std::vector<int32_t>& picked, int i) {
+      std::vector<float> l(V);
+      b->clear_cache();
+      b->forward(toks.data(), 40, 0, false, l.data());
+      for (int j = 0; j <= i; ++j) b->forward(j == 0 ? &toks[40] : &picked[j - 1], 1, 40 + j, false, l.data());
+      return l;
+    };
     TokenSampling topk;
     topk.temperature = 0.8f, topk.top_k = 20;
-    int differ = 0;
+    int differ = 0, near_ties = 0;
     double worst = 0;
     for (const TokenSampling& base : {greedy, topk}) {
       std::vector<float> plain_after(V), piped_after(V);
       const std::vector<int32_t> plain = steps(false, base, plain_after), piped = steps(true, base, piped_after);
-      differ += plain != piped;
-      worst = std::max(worst, rel_err(piped_after, std::vector<double>(plain_after.begin(), plain_after.end())));
+      if (plain == piped) {
+        worst = std::max(worst, rel_err(piped_after, std::vector<double>(plain_after.begin(), plain_after.end())));
+        continue;
+      }
+      const size_t i = std::mismatch(plain.begin(), plain.end(), piped.begin(), piped.end()).first - plain.begin();
+      const bool tie = i < 20 && plain.size() == piped.size() &&
+                       near_tie_pick(logits_at_step(plain, (int)i), step_sampling(base, (int)i), plain[i], piped[i]);
+      if (tie) ++near_ties; else ++differ;
     }
-    report("backend: forward_sample with the next step ahead vs without (runs that differ)" + tag, differ, 0);
+    report("backend: forward_sample with the next step ahead vs without (runs that differ, near ties aside)" + tag,
+           differ, 0);
+    if (near_ties) std::printf("  (%d run(s) flipped a near-tie pick; their later steps were not compared)\n", near_ties);
     report("backend: a forward after a dropped step ahead vs after none" + tag, worst, 1e-3);
   }
   // score() reduces on the device: it must give the host NLL of forward()'s logits (0 where the target is -1)
