@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "cuda/attention_step.cuh"
 #include "cuda/cuda_check.h"
@@ -141,7 +142,19 @@ __device__ __forceinline__ float4 load4(const __half* p) {
 }
 __device__ __forceinline__ float silu_times(float g, float u) { return g / (1.f + __expf(-g)) * u; }
 
-// grid (column blocks, row slices); four columns per thread (I % 4 == 0: vector loads) or one.
+// Eight consecutive fp16 elements as floats (16 bytes).
+__device__ __forceinline__ void load8(const __half* p, float f[8]) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __half22float2(h[i]);
+    f[2 * i] = v.x, f[2 * i + 1] = v.y;
+  }
+}
+
+// grid (column blocks, row slices); V columns per thread: 8 (fp16 input, I % 8 == 0: 16-byte loads and stores;
+// 2.4 us less than 4 on a 7B prompt of 512 on the H200), 4 (I % 4 == 0) or 1.
 template <class T, int V>
 __global__ void silu_mul_kernel(const T* __restrict__ gu, int m, int I, __half* __restrict__ out) {
   wait_for_previous_kernel();
@@ -151,7 +164,16 @@ __global__ void silu_mul_kernel(const T* __restrict__ gu, int m, int I, __half* 
     const T* g = gu + (size_t)r * 2 * I + c;
     const T* u = g + I;
     __half* o = out + (size_t)r * I + c;
-    if (V == 4) {
+    if constexpr (V == 8) {
+      float g8[8], u8[8];
+      load8(g, g8), load8(u, u8);
+      uint4 packed;
+      __half2* ph = reinterpret_cast<__half2*>(&packed);
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        ph[i] = __floats2half2_rn(silu_times(g8[2 * i], u8[2 * i]), silu_times(g8[2 * i + 1], u8[2 * i + 1]));
+      *reinterpret_cast<uint4*>(o) = packed;
+    } else if (V == 4) {
       const float4 g4 = load4(g), u4 = load4(u);
       reinterpret_cast<__half2*>(o)[0] = __floats2half2_rn(silu_times(g4.x, u4.x), silu_times(g4.y, u4.y));
       reinterpret_cast<__half2*>(o)[1] = __floats2half2_rn(silu_times(g4.z, u4.z), silu_times(g4.w, u4.w));
@@ -501,6 +523,14 @@ template <class T>
 void silu_mul(const T* gu, int m, int I, __half* out, cudaStream_t s) {
   const bool vec = I % 4 == 0 && (reinterpret_cast<uintptr_t>(gu) & (4 * sizeof(T) - 1)) == 0 &&
                    (reinterpret_cast<uintptr_t>(out) & 7) == 0;
+  if constexpr (std::is_same<T, __half>::value) {  // a prompt chunk's fp16 gate/up: 8 columns per thread
+    if (vec && I % 8 == 0 && (reinterpret_cast<uintptr_t>(gu) & 15) == 0 &&
+        (reinterpret_cast<uintptr_t>(out) & 15) == 0) {
+      launch(silu_mul_kernel<T, 8>, dim3((I / 8 + 255) / 256, std::min(m, 65535)), 256, 0, s, gu, m, I, out);
+      XL_CUDA_LAUNCH_CHECK();
+      return;
+    }
+  }
   const dim3 grid((I / (vec ? 4 : 1) + 255) / 256, std::min(m, 65535));
   if (vec) launch(silu_mul_kernel<T, 4>, grid, 256, 0, s, gu, m, I, out);
   else launch(silu_mul_kernel<T, 1>, grid, 256, 0, s, gu, m, I, out);
