@@ -6,15 +6,7 @@ import { UserError } from '../errors.js';
 import type { GpuDescription } from '../native/types.js';
 import type { ModelFootprint } from './gpu-footprint.js';
 import { GB, planSplit, type SplitInput, type SplitPlan } from './gpu-split.js';
-import { DEFAULT_CHUNK_TOKENS, LARGE_CHUNK_TOKENS, type StagePlan } from './model-handle.js';
-
-/** --gpus and --gpu-split as given. */
-export interface GpuSplitRequest {
-  /** --gpus: the GPUs, in order; a GPU may repeat (that is how a split is tried on one GPU). */
-  gpus?: number[];
-  /** --gpu-split: 'auto', or GB (2^30 bytes) per GPU in --gpus order. */
-  split?: 'auto' | number[];
-}
+import { DEFAULT_CHUNK_TOKENS, LARGE_CHUNK_TOKENS, type GpuSplitRequest, type StagePlan } from './model-handle.js';
 
 export interface Placement {
   plan: SplitPlan;

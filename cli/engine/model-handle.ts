@@ -1,8 +1,6 @@
 // The TypeScript face of a loaded model on one backend. The native implementation lives in
 // native-model.ts; the generation loop, perplexity and benchmarks are written against this interface.
 
-import type { GpuSplitRequest } from './gpu-placement.js';
-
 export type BackendName = 'cpu' | 'cuda';
 
 /** Prompt tokens the backends process per forward chunk unless told otherwise (bounds their scratch memory). */
@@ -13,6 +11,14 @@ export const DEFAULT_CHUNK_TOKENS = 512;
  * H200: 39.8k t/s against 27.8k in chunks of 512; docs/PERF-NOTES.md, session 7).
  */
 export const LARGE_CHUNK_TOKENS = 2048;
+
+/** --gpus and --gpu-split as given (gpu-placement.ts checks and plans them). */
+export interface GpuSplitRequest {
+  /** --gpus: the GPUs, in order; a GPU may repeat (that is how a split is tried on one GPU). */
+  gpus?: number[];
+  /** --gpu-split: 'auto', or GB (2^30 bytes) per GPU in --gpus order. */
+  split?: 'auto' | number[];
+}
 
 export interface OpenOptions {
   /** 'auto' picks CUDA when a GPU is present, else the CPU. */
