@@ -1,0 +1,837 @@
+// The kernel check's per-kernel checks: every CUDA kernel of the backend on fresh random inputs against a
+// float64 (or exact) host reference.
+#include "tools/kernel-check/suites.h"
+
+namespace xllama::kcheck {
+
+// The load path's GPU act-order permutation against pack_q4's host repack of the same checkpoint tensors.
+void check_permute_q4(int K, int N, int gs) {
+  HostGptq h = make_gptq(K, N, gs, true, false);
+  GptqConfig cfg;
+  LinearWeights l = h.view();
+  PackedQ4 pk;
+  if (!pack_q4({&l}, cfg, pk) || pk.perm.empty()) {
+    report("permute_q4_rows: layout", INFINITY, 0);
+    return;
+  }
+  Dev<uint32_t> raw(std::vector<uint32_t>(h.qweight.begin(), h.qweight.end())), out(pk.qweight.size());
+  Dev<int> perm(pk.perm);
+  out.poison();
+  permute_q4_rows(raw.p, out.p, perm.p, K, N, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<uint32_t> got = out.download();
+  size_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) bad += got[i] != pk.qweight[i];
+  report("permute_q4_rows (load path) " + std::to_string(K) + "x" + std::to_string(N) + " g" + std::to_string(gs) +
+             " vs host repack (words differing)",
+         (double)bad, 0);
+}
+
+// x uniform in +-x_range; with outliers, every 61st input 50x larger (as LLM activations have a few channels far
+// above the rest): the fixed-point dot's blocks of 32 then hold one large and 31 small inputs. Each dot is
+// reported on its own (every split of K).
+void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int offset, float x_range,
+                   bool outliers) {
+  HostGptq h = make_gptq(K, N, gs, act_order, asym);
+  DevQ d(h, offset);
+  std::vector<__half> x = rand_half((size_t)m * K, -x_range, x_range);
+  if (outliers)
+    for (size_t i = 0; i < x.size(); i += 61) x[i] = __float2half(__half2float(x[i]) * 50.f);
+  std::vector<float> base(m * (size_t)N);
+  for (auto& b : base) b = urand(-1.f, 1.f);
+  std::vector<double> ref(base.size());
+  for (int i = 0; i < m; ++i)
+    for (int n = 0; n < N; ++n) {
+      double s = base[(size_t)i * N + n];
+      for (int k = 0; k < K; ++k) s += to_d(x[(size_t)i * K + k]) * h.w(k, n, offset);
+      ref[(size_t)i * N + n] = s;
+    }
+  Dev<__half> dx(x);
+  Dev<float> dy(base.size());
+  for (GemvDot dot : {GemvDot::Half, GemvDot::Fixed}) {
+    double worst = 0;
+    for (const GemvQ4Config& c : gemv_q4_candidates()) {  // every split the tuning sweep times
+      if (c.dot != dot) continue;
+      dy.poison();
+      dy.upload(base);  // the GEMV accumulates into y
+      gemv_q4(d.q, dx.p, GemvInput::Half, m, K, dy.p, N, nullptr, c);
+      XL_CUDA_CHECK(cudaDeviceSynchronize());
+      worst = std::max(worst, rel_err(dy.download(), ref));
+    }
+    char name[160];
+    std::snprintf(name, sizeof name, "gemv_q4 %dx%d g%d m=%d%s%s%s%s (%s dot)", K, N, gs, m,
+                  act_order ? " act-order" : "", asym ? " asym" : "", x_range > 1.f ? " |x|<4000" : "",
+                  outliers ? " outliers" : "", dot == GemvDot::Half ? "fp16" : "fixed-point");
+    report(name, worst, 4e-3);
+  }
+}
+
+// A NaN or infinite input must show in the outputs of both dots (the fixed-point scale carries it).
+void check_gemv_q4_nonfinite() {
+  const int K = 256, N = 128;
+  HostGptq h = make_gptq(K, N, 128, false, false);
+  DevQ d(h, 1);
+  for (float bad : {NAN, INFINITY}) {
+    std::vector<__half> x = rand_half(K, -1.f, 1.f);
+    x[37] = __float2half(bad);
+    Dev<__half> dx(x);
+    Dev<float> dy(N);
+    for (const GemvQ4Config& c : gemv_q4_candidates()) {
+      XL_CUDA_CHECK(cudaMemset(dy.p, 0, N * 4));
+      gemv_q4(d.q, dx.p, GemvInput::Half, 1, K, dy.p, N, nullptr, c);
+      XL_CUDA_CHECK(cudaDeviceSynchronize());
+      size_t finite = 0;
+      for (float v : dy.download()) finite += std::isfinite(v);
+      report(std::string("gemv_q4 ") + (std::isnan(bad) ? "NaN" : "inf") + " input shows in every output (" +
+                 (c.dot == GemvDot::Half ? "fp16" : "fixed") +
+                 (c.rows_per_warp ? " r" + std::to_string(c.rows_per_warp) : std::string(" rule")) +
+                 ", outputs finite)",
+             (double)finite, 0);
+    }
+  }
+}
+
+void check_gemv_q4_silu(int K, int N, int gs, int m, bool act_order) {
+  HostGptq h = make_gptq(K, N, gs, act_order, false);
+  DevQ d(h, 1);
+  std::vector<float> gu((size_t)m * 2 * K);
+  for (auto& v : gu) v = urand(-3.f, 3.f);
+  std::vector<double> ref((size_t)m * N, 0.0);
+  for (int i = 0; i < m; ++i)
+    for (int k = 0; k < K; ++k) {
+      const double g = gu[(size_t)i * 2 * K + k], u = gu[(size_t)i * 2 * K + K + k];
+      const double xk = to_d(__float2half((float)(g / (1 + std::exp(-g)) * u)));
+      for (int n = 0; n < N; ++n) ref[(size_t)i * N + n] += xk * h.w(k, n, 1);
+    }
+  Dev<float> dg(gu), dy((size_t)m * N);
+  double worst = 0;
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {
+    dy.poison();
+    XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+    gemv_q4(d.q, dg.p, GemvInput::SiluGateUp, m, 2 * K, dy.p, N, nullptr, c);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    worst = std::max(worst, rel_err(dy.download(), ref));
+  }
+  char name[128];
+  std::snprintf(name, sizeof name, "gemv_q4 + fused silu*up %dx%d m=%d%s (all variants)", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, worst, 4e-3);
+
+  // After a deferred gate/up: gate and up stored short of their row's factor r = rsqrt(ss / dim + eps), which the
+  // GEMV applies from the row sums of squares.
+  const int dim = 3000;
+  const float eps = 1e-5f;
+  std::vector<float> ss(m), gu_short(gu.size());
+  for (int i = 0; i < m; ++i) {
+    ss[i] = urand(0.5f, 20.f) * dim;
+    const double r = 1.0 / std::sqrt((double)ss[i] / dim + eps);
+    for (int k = 0; k < 2 * K; ++k) gu_short[(size_t)i * 2 * K + k] = (float)(gu[(size_t)i * 2 * K + k] / r);
+  }
+  Dev<float> dshort(gu_short), dss(ss);
+  worst = 0;
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {
+    GemvFusion f;
+    f.in_sum_sq = dss.p, f.norm_dim = dim, f.eps = eps;
+    dy.poison();
+    XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+    gemv_q4(d.q, dshort.p, GemvInput::SiluGateUp, m, 2 * K, dy.p, N, nullptr, c, f);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    worst = std::max(worst, rel_err(dy.download(), ref));
+  }
+  std::snprintf(name, sizeof name, "gemv_q4 + fused silu*up after a deferred norm %dx%d m=%d%s", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, worst, 4e-3);
+}
+
+// The buffers a fused kernel zeroes: poisoned before, all zero after.
+struct PoisonedZeroFills {
+  Dev<float> a, b;
+  PoisonedZeroFills(size_t na, size_t nb) : a(na), b(nb) { a.poison(), b.poison(); }
+  ZeroFill fill_a() const { return {a.p, a.n}; }
+  ZeroFill fill_b() const { return {b.p, b.n}; }
+  bool all_zero() const {
+    for (const Dev<float>* d : {&a, &b})
+      for (float v : d->download())
+        if (v != 0.f) return false;
+    return true;
+  }
+};
+
+// RmsNorm input: y = base + rmsnorm(h) . W with the row sums of squares given (as the previous kernel leaves
+// them); the host normalizes in double from its own sums and rounds to fp16 as rmsnorm does. Also checks
+// the zeroing.
+void check_gemv_q4_rmsnorm(int K, int N, int gs, int m, bool act_order) {
+  HostGptq hq = make_gptq(K, N, gs, act_order, false);
+  DevQ d(hq, 1);
+  std::vector<float> h((size_t)m * K), base((size_t)m * N), ss(m);
+  for (auto& v : h) v = urand(-3.f, 3.f);
+  for (auto& v : base) v = urand(-1.f, 1.f);
+  std::vector<__half> nw = rand_half(K, 0.5f, 1.5f);
+  const float eps = 1e-5f;
+  std::vector<double> ref((size_t)m * N);
+  for (int i = 0; i < m; ++i) {
+    const std::vector<double> x = rmsnorm_row_ref(&h[(size_t)i * K], nw, K, eps, &ss[i]);
+    for (int n = 0; n < N; ++n) {
+      double acc = base[(size_t)i * N + n];
+      for (int k = 0; k < K; ++k) acc += x[k] * hq.w(k, n, 1);
+      ref[(size_t)i * N + n] = acc;
+    }
+  }
+  Dev<float> dh(h), dss(ss), dy(base.size());
+  Dev<__half> dnw(nw);
+  double worst = 0;
+  bool zeroed = true;
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {
+    PoisonedZeroFills z(777 + m, 5 + m);
+    GemvFusion f;
+    f.in_sum_sq = dss.p, f.in_norm = dnw.p, f.eps = eps;
+    f.zero[0] = z.fill_a(), f.zero[1] = z.fill_b();
+    dy.poison();
+    dy.upload(base);
+    gemv_q4(d.q, dh.p, GemvInput::RmsNorm, m, K, dy.p, N, nullptr, c, f);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    worst = std::max(worst, rel_err(dy.download(), ref));
+    zeroed = zeroed && z.all_zero();
+  }
+  char name[128];
+  std::snprintf(name, sizeof name, "gemv_q4 + fused rmsnorm (+ zeroing) %dx%d m=%d%s", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, zeroed ? worst : INFINITY, 4e-3);
+
+  // Deferred: y = (h * norm) . W, each row short of its factor r, and the row sums of squares added into in_sum_sq
+  // (which starts from 1 here, so it must be added to, not written). r * y against the same reference.
+  double worst_def = 0, worst_ss = 0;
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {
+    if (c.dot != GemvDot::Fixed) continue;
+    Dev<float> acc_ss(std::vector<float>(m, 1.f));
+    GemvFusion f;
+    f.in_sum_sq = acc_ss.p, f.in_norm = dnw.p, f.eps = eps;
+    dy.poison();
+    XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+    gemv_q4(d.q, dh.p, GemvInput::RmsNormDeferred, m, K, dy.p, N, nullptr, c, f);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<float> y = dy.download(), got_ss = acc_ss.download();
+    std::vector<float> scaled(y.size());
+    std::vector<double> ref_part(y.size()), ref_ss(m);
+    for (int i = 0; i < m; ++i) {
+      ref_ss[i] = 1.0 + ss[i];
+      const double r = 1.0 / std::sqrt((double)ss[i] / K + eps);
+      for (int n = 0; n < N; ++n) {
+        scaled[(size_t)i * N + n] = (float)(r * y[(size_t)i * N + n]);
+        ref_part[(size_t)i * N + n] = ref[(size_t)i * N + n] - base[(size_t)i * N + n];
+      }
+    }
+    worst_def = std::max(worst_def, rel_err(scaled, ref_part));
+    worst_ss = std::max(worst_ss, rel_err(got_ss, ref_ss));
+  }
+  std::snprintf(name, sizeof name, "gemv_q4 + deferred rmsnorm %dx%d m=%d%s (fixed dot)", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, worst_def, 4e-3);
+  report("  its row sums of squares (added)", worst_ss, 1e-5);
+}
+
+// Output sums of squares: after y += x . W, out_sum_sq[i] += sum_n y[i, n]^2 (the final y), for every split
+// of K (the column counters must come back to zero for the next launch, which the next variant relies on).
+void check_gemv_q4_sum_sq(int K, int N, int gs, int m, GemvInput input) {
+  HostGptq hq = make_gptq(K, N, gs, false, false);
+  DevQ d(hq, 1);
+  const bool silu = input == GemvInput::SiluGateUp;
+  std::vector<float> base((size_t)m * N), gu(silu ? (size_t)m * 2 * K : 0);
+  std::vector<__half> x = rand_half(silu ? 0 : (size_t)m * K, -1.f, 1.f);
+  for (auto& v : base) v = urand(-1.f, 1.f);
+  for (auto& v : gu) v = urand(-3.f, 3.f);
+  std::vector<double> ref((size_t)m * N);
+  for (int i = 0; i < m; ++i) {
+    std::vector<double> xi(K);
+    for (int k = 0; k < K; ++k) {
+      if (silu) {
+        const double g = gu[(size_t)i * 2 * K + k], u = gu[(size_t)i * 2 * K + K + k];
+        xi[k] = to_d(__float2half((float)(g / (1 + std::exp(-g)) * u)));
+      } else {
+        xi[k] = to_d(x[(size_t)i * K + k]);
+      }
+    }
+    for (int n = 0; n < N; ++n) {
+      double acc = base[(size_t)i * N + n];
+      for (int k = 0; k < K; ++k) acc += xi[k] * hq.w(k, n, 1);
+      ref[(size_t)i * N + n] = acc;
+    }
+  }
+  Dev<__half> dx(x);
+  Dev<float> dgu(gu), dy(base.size()), dss(m);
+  Dev<unsigned> done((N + 127) / 128);
+  XL_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(unsigned)));
+  double worst = 0, worst_ss = 0;
+  for (const GemvQ4Config& c : gemv_q4_candidates()) {
+    GemvFusion f;
+    f.out_sum_sq = dss.p, f.col_done = done.p;
+    XL_CUDA_CHECK(cudaMemset(dss.p, 0, dss.n * 4));
+    dy.poison();
+    dy.upload(base);
+    gemv_q4(d.q, silu ? (const void*)dgu.p : (const void*)dx.p, input, m, silu ? 2 * K : K, dy.p, N, nullptr, c, f);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<float> y = dy.download();
+    worst = std::max(worst, rel_err(y, ref));
+    // the sums must be those of the final y (a block that squared values before every K slice was added would
+    // be far off); y itself is checked against the float64 reference above
+    std::vector<double> ref_ss(m, 0.0);
+    for (int i = 0; i < m; ++i)
+      for (int n = 0; n < N; ++n) ref_ss[i] += (double)y[(size_t)i * N + n] * y[(size_t)i * N + n];
+    worst_ss = std::max(worst_ss, rel_err(dss.download(), ref_ss));
+  }
+  for (unsigned v : done.download())
+    if (v != 0) worst_ss = INFINITY;
+  char name[128];
+  std::snprintf(name, sizeof name, "gemv_q4%s (sums of squares on) %dx%d m=%d", silu ? " silu" : "", K, N, m);
+  report(name, worst, 4e-3);
+  std::snprintf(name, sizeof name, "  its row sums of squares (+ counters left zero)");
+  report(name, worst_ss, 1e-5);
+}
+
+// Embedding rows (decode form: + row sums of squares + zeroing).
+void check_embed(int m, int hidden, int vocab) {
+  std::vector<__half> table = rand_half((size_t)vocab * hidden, -1.f, 1.f);
+  std::vector<int> toks(m);
+  for (auto& t : toks) t = (int)(rng() % vocab);
+  std::vector<double> ref((size_t)m * hidden), ref_ss(m, 0.0);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < hidden; ++j) {
+      const double v = to_d(table[(size_t)toks[i] * hidden + j]);
+      ref[(size_t)i * hidden + j] = v;
+      ref_ss[i] += v * v;
+    }
+  Dev<__half> dt(table);
+  Dev<int> dtok(toks);
+  Dev<float> h(ref.size()), ss(m);
+  h.poison(), ss.poison();
+  PoisonedZeroFills z(3000, 8);
+  embed_rows(dt.p, dtok.p, m, hidden, h.p, nullptr, ss.p, z.fill_a(), z.fill_b());
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const double err = std::max(rel_err(h.download(), ref), rel_err(ss.download(), ref_ss));
+  report("embed + row sums of squares (+ zeroing) m=" + std::to_string(m) + " n=" + std::to_string(hidden),
+         z.all_zero() ? err : INFINITY, 1e-5);
+}
+
+// The fused Hopper GEMM (dequantization in the A fragments), where this GPU runs it: fp32 accumulate (twice: 2 ref)
+// and fp16 overwrite, against the float64 reference.
+void check_gemm_q4_wgmma(const QWeight& q, const Dev<__half>& dx, int m, const std::vector<double>& ref,
+                         bool act_order) {
+  if (!gemm_q4_wgmma_supported()) {
+    std::printf("prefill gemm (fused wgmma): skipped, this GPU does not run sm_90a code\n");
+    return;
+  }
+  if (!gemm_q4_wgmma_fits(q)) throw std::runtime_error("check_gemm_q4_wgmma: shape does not fit the kernel");
+  Dev<__half> xw((size_t)m * q.K);
+  xw.poison();
+  gemm_q4_wgmma_input(dx.p, m, q.K, q.K, q.perm, xw.p, nullptr);
+  Dev<float> dy((size_t)m * q.N);
+  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+  gemm_q4_wgmma(q, xw.p, m, dy.p, q.N, true, nullptr);
+  gemm_q4_wgmma(q, xw.p, m, dy.p, q.N, true, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<double> ref2(ref);
+  for (double& v : ref2) v *= 2;
+  char name[128];
+  std::snprintf(name, sizeof name, "prefill gemm (fused wgmma, accumulated twice) %dx%d m=%d%s%s", q.K, q.N, m,
+                act_order ? " act-order" : "", q.zeros ? " asym" : "");
+  report(name, rel_err(dy.download(), ref2), 4e-3);
+  Dev<__half> dyh((size_t)m * q.N);
+  dyh.poison();
+  gemm_q4_wgmma(q, xw.p, m, dyh.p, q.N, false, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  std::snprintf(name, sizeof name, "prefill gemm (fused wgmma, fp16 out) %dx%d m=%d%s%s", q.K, q.N, m,
+                act_order ? " act-order" : "", q.zeros ? " asym" : "");
+  report(name, rel_err(dyh.download(), ref), 4e-3);
+}
+
+// dequant_q4 (the prompt path's fp16 weights, also what the fused GEMM rounds to) against the host's
+// fp16(scale * (q - zero)) of the packed layout, bit for bit, over the column range [n0, n1).
+void check_dequant_q4_exact(int K, int N, int gs, bool act_order, bool asym, int n0, int n1) {
+  const HostGptq h = make_gptq(K, N, gs, act_order, asym);
+  DevQ d(h, 1);
+  const int nc = n1 - n0;
+  Dev<__half> deq((size_t)K * nc);
+  deq.poison();
+  dequant_q4(d.q, n0, n1, deq.p, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<__half> got = deq.download();
+  const PackedQ4& pk = d.pk;
+  size_t differ = 0;
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < nc; ++c) {
+      const int n = n0 + c, g = k / pk.group_size;
+      const int q = (int)((pk.qweight[(size_t)(k / 8) * N + n] >> (4 * (k % 8))) & 15u);
+      const int z = pk.zeros.empty() ? pk.sym_zero : pk.zeros[(size_t)g * N + n];
+      const __half want = __float2half(__half2float(pk.scales[(size_t)g * N + n]) * (float)(q - z));
+      const __half have = got[(size_t)k * nc + c];
+      differ += std::memcmp(&want, &have, sizeof(__half)) != 0;
+    }
+  char what[160];
+  std::snprintf(what, sizeof what, "dequant_q4 == fp16(scale * (q - zero)) %dx%d cols %d-%d%s%s (halves differing)",
+                K, N, n0, n1, act_order ? " act-order" : "", asym ? " asym" : " sym");
+  report(what, (double)differ, 0);
+}
+
+void check_gemm_q4(int K, int N, int gs, int m, bool act_order) {
+  HostGptq h = make_gptq(K, N, gs, act_order, true);
+  DevQ d(h, 1);
+  std::vector<__half> x = rand_half((size_t)m * K, -1.f, 1.f);
+  std::vector<double> ref((size_t)m * N, 0.0);
+  for (int i = 0; i < m; ++i)
+    for (int n = 0; n < N; ++n) {
+      double s = 0;
+      for (int k = 0; k < K; ++k) s += to_d(x[(size_t)i * K + k]) * h.w(k, n, 1);
+      ref[(size_t)i * N + n] = s;
+    }
+  Dev<__half> dx(x), xp((size_t)m * K), deq((size_t)K * N);
+  Dev<float> dy((size_t)m * N);
+  const __half* a = dx.p;
+  if (d.q.perm) {
+    gather_columns(dx.p, m, K, K, d.q.perm, xp.p, nullptr);
+    a = xp.p;
+  }
+  deq.poison();
+  dequant_q4(d.q, 0, N, deq.p, nullptr);
+  {  // the side stream's launch (DequantAhead) writes the same halves
+    Dev<__half> deq2((size_t)K * N);
+    deq2.poison();
+    dequant_q4(d.q, 0, N, deq2.p, nullptr, /*beside=*/true);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<__half> a1 = deq.download(), a2 = deq2.download();
+    const int differ = std::memcmp(a1.data(), a2.data(), a1.size() * sizeof(__half)) != 0;
+    char what[128];
+    std::snprintf(what, sizeof what, "dequant_q4 beside == in line %dx%d%s (differs)", K, N,
+                  act_order ? " act-order" : "");
+    report(what, differ, 0);
+  }
+  char name[128];
+  std::snprintf(name, sizeof name, "prefill gemm (dequant+wmma) %dx%d m=%d%s", K, N, m, act_order ? " act-order" : "");
+  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+  gemm_f16_wmma(a, K, deq.p, N, true, dy.p, N, m, N, K, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  report(name, rel_err(dy.download(), ref), 4e-3);
+  Dev<__half> dyh((size_t)m * N);  // fp16 output (a prompt chunk's q/k/v, gate/up): overwritten
+  dyh.poison();
+  gemm_f16_wmma(a, K, deq.p, N, true, dyh.p, N, m, N, K, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  std::snprintf(name, sizeof name, "prefill gemm (dequant+wmma, fp16 out) %dx%d m=%d%s", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, rel_err(dyh.download(), ref), 4e-3);
+#ifdef XLLAMA_HAVE_CUBLAS
+  cublasHandle_t hb;
+  cublasCreate(&hb);
+  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+  const float one = 1.f;
+  cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, a, CUDA_R_16F, K, &one, dy.p,
+               CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  cublasDestroy(hb);
+  std::snprintf(name, sizeof name, "prefill gemm (dequant+cuBLAS) %dx%d m=%d%s", K, N, m, act_order ? " act-order" : "");
+  report(name, rel_err(dy.download(), ref), 4e-3);
+  cublasCreate(&hb);
+  dyh.poison();
+  const float zero = 0.f;
+  cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, a, CUDA_R_16F, K, &zero, dyh.p,
+               CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  cublasDestroy(hb);
+  std::snprintf(name, sizeof name, "prefill gemm (dequant+cuBLAS, fp16 out) %dx%d m=%d%s", K, N, m,
+                act_order ? " act-order" : "");
+  report(name, rel_err(dyh.download(), ref), 4e-3);
+#endif
+  check_gemm_q4_wgmma(d.q, dx, m, ref, act_order);
+}
+
+void check_dense(int K, int N, int m, bool use_gemm) {
+  std::vector<__half> w = rand_half((size_t)N * K, -0.05f, 0.05f), x = rand_half((size_t)m * K, -1.f, 1.f),
+                      b = rand_half(N, -0.5f, 0.5f);
+  std::vector<double> ref((size_t)m * N);
+  for (int i = 0; i < m; ++i)
+    for (int n = 0; n < N; ++n) {
+      double s = use_gemm ? 0.0 : to_d(b[n]);
+      for (int k = 0; k < K; ++k) s += to_d(x[(size_t)i * K + k]) * to_d(w[(size_t)n * K + k]);
+      ref[(size_t)i * N + n] = s;
+    }
+  Dev<__half> dw(w), dx(x), db(b);
+  Dev<float> dy((size_t)m * N);
+  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+  if (use_gemm)
+    gemm_f16_wmma(dx.p, K, dw.p, K, false, dy.p, N, m, N, K, nullptr);
+  else
+    gemv_f16(dw.p, db.p, K, N, dx.p, m, K, dy.p, N, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  char name[128];
+  std::snprintf(name, sizeof name, "%s fp16 %dx%d m=%d", use_gemm ? "gemm_wmma [N,K]" : "gemv", K, N, m);
+  report(name, rel_err(dy.download(), ref), 3e-3);
+}
+
+// The decode lm_head: y = rmsnorm(h) . W^T + b written over a poisoned y, from the row sums of squares given;
+// the host normalizes in double from its own sums and rounds to fp16 as rmsnorm does.
+void check_gemv_f16_rmsnorm(int K, int N, int m) {
+  std::vector<__half> w = rand_half((size_t)N * K, -0.05f, 0.05f), b = rand_half(N, -0.5f, 0.5f),
+                      nw = rand_half(K, 0.5f, 1.5f);
+  std::vector<float> h((size_t)m * K), ss(m);
+  for (auto& v : h) v = urand(-3.f, 3.f);
+  const float eps = 1e-5f;
+  std::vector<double> ref((size_t)m * N);
+  for (int i = 0; i < m; ++i) {
+    const std::vector<double> x = rmsnorm_row_ref(&h[(size_t)i * K], nw, K, eps, &ss[i]);
+    for (int n = 0; n < N; ++n) {
+      double acc = to_d(b[n]);
+      for (int k = 0; k < K; ++k) acc += x[k] * to_d(w[(size_t)n * K + k]);
+      ref[(size_t)i * N + n] = acc;
+    }
+  }
+  Dev<__half> dw(w), db(b), dnw(nw);
+  Dev<float> dh(h), dss(ss), dy((size_t)m * N);
+  dy.poison();
+  gemv_f16_rmsnorm(dw.p, db.p, K, N, dh.p, K, dss.p, dnw.p, eps, m, dy.p, N, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  char name[128];
+  std::snprintf(name, sizeof name, "gemv fp16 + fused rmsnorm (writes) %dx%d m=%d", K, N, m);
+  report(name, rel_err(dy.download(), ref), 4e-3);
+}
+
+void check_rmsnorm(int m, int n) {
+  std::vector<float> x(m * (size_t)n);
+  for (auto& v : x) v = urand(-3.f, 3.f);
+  std::vector<__half> w = rand_half(n, 0.5f, 1.5f);
+  std::vector<double> ref(x.size());
+  for (int i = 0; i < m; ++i) {
+    double ss = 0;
+    for (int j = 0; j < n; ++j) ss += (double)x[(size_t)i * n + j] * x[(size_t)i * n + j];
+    const double r = 1.0 / std::sqrt(ss / n + 1e-5);
+    for (int j = 0; j < n; ++j) ref[(size_t)i * n + j] = x[(size_t)i * n + j] * r * to_d(w[j]);
+  }
+  Dev<float> dx(x);
+  Dev<__half> dw(w), dy(x.size());
+  dy.poison();
+  Dev<float> zb(5000);
+  zb.poison();
+  rmsnorm(dx.p, n, m, n, dw.p, 1e-5f, dy.p, n, nullptr, zb.p, zb.n);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const double zero_err = rel_err(zb.download(), std::vector<double>(zb.n, 0.0));  // den is 1e-30: any non-zero fails
+  report("rmsnorm (+ zeroing) m=" + std::to_string(m) + " n=" + std::to_string(n),
+         std::max(rel_err(dy.download(), ref), zero_err > 0 ? INFINITY : 0.0), 2e-3);
+}
+
+// half_input: gate/up as a prompt chunk's fp16 GEMM output leaves them (the reference takes the same rounded values).
+void check_silu(int m, int I, bool half_input) {
+  std::vector<float> gu((size_t)m * 2 * I);
+  for (auto& v : gu) v = half_input ? __half2float(__float2half(urand(-4.f, 4.f))) : urand(-4.f, 4.f);
+  std::vector<double> ref((size_t)m * I);
+  for (int i = 0; i < m; ++i)
+    for (int c = 0; c < I; ++c) {
+      const double g = gu[(size_t)i * 2 * I + c], u = gu[(size_t)i * 2 * I + I + c];
+      ref[(size_t)i * I + c] = g / (1 + std::exp(-g)) * u;
+    }
+  Dev<float> dg(gu);
+  Dev<__half> dgh(to_half(gu));
+  Dev<__half> dy(ref.size());
+  dy.poison();
+  if (half_input) silu_mul(dgh.p, m, I, dy.p, nullptr);
+  else silu_mul(dg.p, m, I, dy.p, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  report(std::string("silu_mul ") + (half_input ? "fp16 in " : "") + "m=" + std::to_string(m) + " I=" + std::to_string(I),
+         rel_err(dy.download(), ref), 2e-3);
+}
+
+void check_rope(int m, int H, int KV, int D, int pos, int S, bool half_input) {
+  const int width = (H + 2 * KV) * D;
+  std::vector<float> qkv((size_t)m * width);
+  for (auto& v : qkv) v = half_input ? __half2float(__float2half(urand(-2.f, 2.f))) : urand(-2.f, 2.f);
+  std::vector<float> inv(D / 2);
+  for (int i = 0; i < D / 2; ++i) inv[i] = (float)(1.0 / std::pow(500000.0, (double)(float)(2 * i) / D));
+  std::vector<double> rq((size_t)m * H * D), rk((size_t)KV * S * D, 0.0), rv((size_t)KV * S * D, 0.0);
+  for (int i = 0; i < m; ++i) {
+    const int p = pos + i;
+    for (int h = 0; h < H + 2 * KV; ++h) {
+      const float* src = &qkv[(size_t)i * width + (size_t)h * D];
+      for (int j = 0; j < D / 2; ++j) {
+        const double ang = (double)((float)p * inv[j]);
+        double a = src[j], b = src[j + D / 2];
+        if (h < H + KV) {
+          const double ra = a * std::cos(ang) - b * std::sin(ang), rb = b * std::cos(ang) + a * std::sin(ang);
+          a = ra, b = rb;
+        }
+        double* dst = h < H ? &rq[((size_t)i * H + h) * D]
+                            : h < H + KV ? &rk[((size_t)(h - H) * S + p) * D] : &rv[((size_t)(h - H - KV) * S + p) * D];
+        dst[j] = a, dst[j + D / 2] = b;
+      }
+    }
+  }
+  Dev<float> dq(qkv), di(inv);
+  Dev<__half> dqh(to_half(qkv));
+  Dev<int> dp(std::vector<int>{pos});
+  Dev<__half> oq(rq.size()), ok(rk.size()), ov(rv.size());
+  oq.poison();
+  XL_CUDA_CHECK(cudaMemset(ok.p, 0, ok.n * 2));
+  XL_CUDA_CHECK(cudaMemset(ov.p, 0, ov.n * 2));
+  if (half_input) rope_qkv_to_cache(dqh.p, m, H, KV, D, di.p, dp.p, oq.p, ok.p, ov.p, S, nullptr);
+  else rope_qkv_to_cache(dq.p, m, H, KV, D, di.p, dp.p, oq.p, ok.p, ov.p, S, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const double e = std::max({rel_err(oq.download(), rq), rel_err(ok.download(), rk), rel_err(ov.download(), rv)});
+  report(std::string("rope+kv write ") + (half_input ? "fp16 in " : "") + "m=" + std::to_string(m) + " D=" +
+             std::to_string(D) + " pos=" + std::to_string(pos),
+         e, 2e-3);
+}
+
+// The decode attention's block size and softmax update in a check's name.
+const char* attn_threads_tag() {
+  if (attention_threads_flag() >= 256) return attention_batch_flag() ? " [256 threads]" : " [256 threads, 1 by 1]";
+  return attention_batch_flag() ? " [128 threads]" : " [128 threads, 1 by 1]";
+}
+
+// Decode attention with RoPE fused: host RoPE (as check_rope) of the new rows, host attention over the
+// cache (old random positions + the new ones); checks the output and the k, v the kernel wrote.
+void check_attention_rope(int m, int H, int KV, int D, int pos, int S) {
+  const int width = (H + 2 * KV) * D, half_d = D / 2;
+  std::vector<float> qkv((size_t)m * width);
+  for (auto& v : qkv) v = urand(-2.f, 2.f);
+  std::vector<float> inv(half_d);
+  for (int i = 0; i < half_d; ++i) inv[i] = (float)(1.0 / std::pow(10000.0, (double)(float)(2 * i) / D));
+  std::vector<__half> kc = rand_half((size_t)KV * S * D, -1.f, 1.f), vc = rand_half((size_t)KV * S * D, -1.f, 1.f);
+  std::vector<double> rk(kc.size()), rv(vc.size()), rq((size_t)m * H * D);
+  for (size_t i = 0; i < kc.size(); ++i) rk[i] = to_d(kc[i]), rv[i] = to_d(vc[i]);
+  for (int i = 0; i < m; ++i) {
+    const int p = pos + i;
+    for (int h = 0; h < H + 2 * KV; ++h) {
+      const float* src = &qkv[(size_t)i * width + (size_t)h * D];
+      for (int j = 0; j < half_d; ++j) {
+        const double ang = (double)((float)p * inv[j]);
+        double a = src[j], b = src[j + half_d];
+        if (h < H + KV) {
+          const double ra = a * std::cos(ang) - b * std::sin(ang), rb = b * std::cos(ang) + a * std::sin(ang);
+          a = ra, b = rb;
+        }
+        double* dst = h < H ? &rq[((size_t)i * H + h) * D]
+                            : h < H + KV ? &rk[((size_t)(h - H) * S + p) * D] : &rv[((size_t)(h - H - KV) * S + p) * D];
+        dst[j] = a, dst[j + half_d] = b;
+      }
+    }
+  }
+  std::vector<double> ref((size_t)m * H * D);
+  const double scale = 1.0 / std::sqrt((double)D);
+  for (int i = 0; i < m; ++i)
+    for (int h = 0; h < H; ++h) {
+      const int kvh = h / (H / KV), L = pos + i + 1;
+      std::vector<double> sc(L);
+      double mx = -1e300, sum = 0;
+      for (int p = 0; p < L; ++p) {
+        double d = 0;
+        for (int t = 0; t < D; ++t) d += rq[((size_t)i * H + h) * D + t] * rk[((size_t)kvh * S + p) * D + t];
+        sc[p] = d * scale, mx = std::max(mx, sc[p]);
+      }
+      for (auto& v : sc) sum += (v = std::exp(v - mx));
+      for (int t = 0; t < D; ++t) {
+        double o = 0;
+        for (int p = 0; p < L; ++p) o += sc[p] * rv[((size_t)kvh * S + p) * D + t];
+        ref[((size_t)i * H + h) * D + t] = o / sum;
+      }
+    }
+  const int splits = attention_splits(m, H, S);
+  Dev<float> dqkv(qkv), dinv(inv), work((size_t)m * H * splits * (D + 2));
+  Dev<__half> dk(kc), dv(vc), out(ref.size());
+  Dev<int> dp(std::vector<int>{pos});
+  Dev<unsigned> done((size_t)m * H);
+  XL_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(unsigned)));
+  double e = 0;
+  for (int call = 0; call < 2; ++call) {  // the second call relies on the first leaving the counters zero
+    out.poison();
+    attention_rope(dqkv.p, dinv.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, done.p, out.p, nullptr);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    e = std::max({e, rel_err(out.download(), ref), rel_err(dk.download(), rk), rel_err(dv.download(), rv)});
+  }
+  char name[160];
+  std::snprintf(name, sizeof name, "attention+rope m=%d H=%d KV=%d D=%d pos=%d splits=%d%s", m, H, KV, D, pos, splits,
+                attn_threads_tag());
+  report(name, e, 3e-3);
+
+}
+
+void check_attention(int m, int H, int KV, int D, int len_after, int S, bool prefill_splits,
+                     int min_keys) {
+  // Rows are positions len_after - m .. len_after - 1; the cache holds len_after positions.
+  const int pos = len_after - m;
+  std::vector<__half> q = rand_half((size_t)m * H * D, -1.f, 1.f), kc = rand_half((size_t)KV * S * D, -1.f, 1.f),
+                      vc = rand_half((size_t)KV * S * D, -1.f, 1.f);
+  std::vector<double> ref((size_t)m * H * D);
+  const double scale = 1.0 / std::sqrt((double)D);
+  for (int i = 0; i < m; ++i)
+    for (int h = 0; h < H; ++h) {
+      const int kvh = h / (H / KV), L = pos + i + 1;
+      std::vector<double> s(L);
+      double mx = -1e300;
+      for (int p = 0; p < L; ++p) {
+        double d = 0;
+        for (int t = 0; t < D; ++t)
+          d += to_d(q[((size_t)i * H + h) * D + t]) * to_d(kc[((size_t)kvh * S + p) * D + t]);
+        s[p] = d * scale, mx = std::max(mx, s[p]);
+      }
+      double sum = 0;
+      for (auto& v : s) sum += (v = std::exp(v - mx));
+      for (int t = 0; t < D; ++t) {
+        double o = 0;
+        for (int p = 0; p < L; ++p) o += s[p] * to_d(vc[((size_t)kvh * S + p) * D + t]);
+        ref[((size_t)i * H + h) * D + t] = o / sum;
+      }
+    }
+  const int splits = prefill_splits ? 1 : attention_splits(m, H, S);
+  Dev<__half> dq(q), dk(kc), dv(vc), out(ref.size());
+  Dev<int> dp(std::vector<int>{pos});
+  Dev<float> work((size_t)m * H * splits * (D + 2));
+  Dev<unsigned> done((size_t)m * H);
+  XL_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(unsigned)));
+  double worst = 0;
+  for (int call = 0; call < 2; ++call) {  // the second call relies on the first leaving the counters zero
+    out.poison();
+    work.poison();
+    if (prefill_splits)
+      attention_prefill(dq.p, dk.p, dv.p, m, H, KV, D, S, dp.p, out.p, nullptr);
+    else
+      attention(dq.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, done.p, out.p, nullptr, min_keys);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    worst = std::max(worst, rel_err(out.download(), ref));
+  }
+  char name[128];
+  std::snprintf(name, sizeof name, "%s m=%d H=%d KV=%d D=%d len=%d splits=%d%s%s",
+                prefill_splits ? "attention_prefill" : "attention", m, H, KV, D, len_after, splits,
+                min_keys != kAttnMinKeysPerSplit ? " min_keys=1" : "", prefill_splits ? "" : attn_threads_tag());
+  report(name, worst, 3e-3);
+}
+
+// The decode attention's cases, for the block size and softmax update attention_threads_flag() and
+// attention_batch_flag() set (also alone: --decode-attention, e.g. under compute-sanitizer's racecheck).
+void check_decode_attention() {
+  check_attention(1, 8, 2, 128, 1, 64, false);
+  check_attention(1, 8, 2, 128, 100, 256, false);
+  check_attention(1, 32, 32, 128, 2048, 2048, false);  // 17 splits: the combine takes them in two chunks
+  check_attention(1, 8, 1, 128, 16384, 16384, false);  // 64 splits
+  check_attention(5, 8, 4, 64, 300, 512, false);
+  check_attention(3, 8, 4, 8, 20, 32, false);
+  check_attention(1, 8, 2, 128, 20, 2048, false, 1);  // 17 splits of 2 keys for 20: the last ones have none
+  check_attention_rope(1, 32, 32, 128, 0, 64);     // the first position
+  check_attention_rope(1, 8, 2, 128, 1000, 1100);  // GQA, many splits
+  check_attention_rope(5, 8, 4, 64, 300, 512);     // several rows: new positions across splits
+  check_attention_rope(3, 8, 4, 8, 20, 32);        // head_dim 8
+  check_attention_rope(1, 32, 32, 128, 40, 2048);  // 17 splits in the grid, one live: no combine
+  check_attention_rope(2, 4, 4, 256, 700, 1024);   // head_dim 256
+  // rows whose live lengths (61..68) straddle kAttnMinKeysPerSplit: one and two live splits in one launch
+  for (int m = 1; m <= kGemvMaxRows; ++m) check_attention_rope(m, 8, 2, 128, 60, 1024);
+  check_attention(4, 8, 2, 128, 130, 2048, false);  // live splits 2 and 3 of 17 in one launch, called twice
+  check_attention_rope(1, 64, 8, 128, 2047, 4096);  // the 70B at depth 2048
+  check_attention_rope(1, 32, 8, 128, 3000, 4096);  // Llama-3 8B's heads
+  check_attention_rope(8, 64, 8, 128, 1500, 2048);  // 8 rows of the 70B
+  check_attention_rope(1, 8, 1, 128, 16383, 16384); // one KV head, the last position of a long cache
+}
+
+// The prompt attention's cases (also alone: --prompt-attention, e.g. under compute-sanitizer's racecheck).
+void check_prompt_attention() {
+  check_attention(64, 4, 2, 128, 200, 256, true);
+  check_attention(37, 4, 4, 64, 37, 64, true);      // a first chunk: rows at positions 0..36
+  check_attention(100, 8, 2, 128, 612, 700, true);  // a later chunk over an existing cache
+  check_attention(300, 4, 2, 128, 300, 320, true);  // a first chunk of 5 row tiles (the longest run first)
+  check_attention(130, 4, 1, 64, 1130, 1200, true); // 18 key tiles through the two-stage ring, D 64
+  check_attention(20, 8, 4, 8, 30, 32, true);       // head_dim 8: falls back to the split kernel
+}
+
+int ref_sample(const std::vector<float>& l, int k, float T, float u) {
+  std::vector<int> idx(l.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return l[a] > l[b]; });
+  if (T <= 0) return idx[0];
+  double sum = 0;
+  for (int i = 0; i < k; ++i) sum += std::exp((double)((l[idx[i]] - l[idx[0]]) / T));
+  double acc = 0;
+  for (int i = 0; i < k; ++i) {
+    acc += std::exp((double)((l[idx[i]] - l[idx[0]]) / T));
+    if (acc > u * sum) return idx[i];
+  }
+  return idx[k - 1];
+}
+
+// Whether the host rule's choice between tokens a and b on logits l turns on less than rounding: their logits
+// within kTieTol of each other, or (top-k) a cumulative share between their ranks within kTieTol of u.
+bool near_tie_pick(const std::vector<float>& l, const TokenSampling& s, int a, int b) {
+  constexpr double kTieTol = 1e-3;
+  if (a < 0 || b < 0 || a >= (int)l.size() || b >= (int)l.size()) return false;
+  if (std::fabs((double)l[a] - (double)l[b]) < kTieTol) return true;
+  if (s.temperature <= 0 || s.top_k <= 0) return false;
+  std::vector<int> idx(l.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int x, int y) { return l[x] > l[y]; });
+  const int k = std::min<int>(s.top_k, (int)l.size());
+  const int ra = (int)(std::find(idx.begin(), idx.end(), a) - idx.begin());
+  const int rb = (int)(std::find(idx.begin(), idx.end(), b) - idx.begin());
+  if (ra >= k || rb >= k) return false;
+  double sum = 0;
+  for (int i = 0; i < k; ++i) sum += std::exp((double)((l[idx[i]] - l[idx[0]]) / s.temperature));
+  double acc = 0;
+  for (int i = 0; i < std::max(ra, rb); ++i) {
+    acc += std::exp((double)((l[idx[i]] - l[idx[0]]) / s.temperature));
+    if (i >= std::min(ra, rb) && std::fabs(acc / sum - (double)s.uniform) < kTieTol) return true;
+  }
+  return false;
+}
+
+void check_sampling(int vocab) {
+  int bad = 0, runs = 0;
+  Dev<int> out(1);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<float> l(vocab);
+    for (auto& v : l) v = urand(-10.f, 10.f);
+    // ties at the top and around the k-th value: the lower index must win
+    l[vocab / 3] = 12.f, l[vocab / 2] = 12.f;
+    for (int i = 0; i < 5; ++i) l[(size_t)(rng() % vocab)] = 9.5f;
+    Dev<float> dl(l);
+    const int k = 1 + (int)(rng() % kMaxDeviceTopK);
+    const float T = 0.3f + urand(0.f, 1.5f), u = urand(0.f, 1.f);
+    out.poison();
+    argmax(dl.p, vocab, out.p, nullptr);
+    bad += out.download()[0] != ref_sample(l, 1, 0.f, 0.f);
+    out.poison();
+    sample_top_k(dl.p, vocab, k, T, u, out.p, nullptr);
+    bad += out.download()[0] != ref_sample(l, k, T, u);
+    runs += 2;
+  }
+  report("sampling argmax + top-k vocab=" + std::to_string(vocab) + " (mismatches/" + std::to_string(runs) + ")",
+         bad, 0);
+}
+
+// token_nll against a float64 log-softmax of the same float logits: random rows shifted by `offset` (a large
+// one must not overflow exp); from 3 rows on, row 0 is unscored (target -1: must read exactly 0), row 1 is
+// peaked on another token (NLL near 40) and the last row on its target (NLL near 0).
+void check_token_nll(int rows, int vocab, float offset) {
+  std::vector<float> l((size_t)rows * vocab);
+  for (auto& v : l) v = offset + urand(-12.f, 12.f);
+  std::vector<int> targets(rows);
+  for (auto& t : targets) t = (int)(rng() % vocab);
+  if (rows >= 3) {
+    targets[0] = -1;
+    l[(size_t)1 * vocab + (targets[1] + 1) % vocab] = offset + 40.f;
+    l[(size_t)(rows - 1) * vocab + targets[rows - 1]] = offset + 40.f;
+  }
+  std::vector<double> ref(rows, 0.0);
+  for (int r = 0; r < rows; ++r) {
+    if (targets[r] < 0) continue;
+    const float* x = &l[(size_t)r * vocab];
+    const double mx = *std::max_element(x, x + vocab);
+    double sum = 0;
+    for (int i = 0; i < vocab; ++i) sum += std::exp((double)x[i] - mx);
+    ref[r] = std::log(sum) - ((double)x[targets[r]] - mx);
+  }
+  Dev<float> dl(l), out(rows);
+  Dev<int> dt(targets);
+  out.poison();
+  token_nll(dl.p, rows, vocab, dt.p, out.p, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<float> got = out.download();
+  double err = rel_err(got, ref);
+  for (int r = 0; r < rows; ++r)
+    if (targets[r] < 0 && got[r] != 0.f) err = INFINITY;
+  char name[128];
+  std::snprintf(name, sizeof name, "token_nll rows=%d vocab=%d offset=%g", rows, vocab, offset);
+  report(name, err, 1e-5);
+}
+
+}  // namespace xllama::kcheck
