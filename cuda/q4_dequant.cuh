@@ -34,23 +34,14 @@ __device__ __forceinline__ void dequant_word(uint32_t word, __half2 z1024, __hal
   d[3] = __hfma2(*reinterpret_cast<__half2*>(&h3), sixteenth, zneg64);
 }
 
-// Row j (0..7) of two adjacent columns' words a and b as one half2 (low half: a's column) of exact (q - zero)
-// values, by the same magic-number steps as dequant_word: z1024 holds 1024 + each column's zero, zneg64 -(64 + zero).
-// The prompt path's dequantization writes rows of 8 columns, so it pairs columns where the GEMV pairs rows.
+// Rows 0..7 of two adjacent columns' words a and b, each as one half2 (low half: a's column) of exact (q - zero)
+// values: dequant_word on the words' bytes interleaved, rows 0-3 of a | b and then rows 4-7 (z1024 and zneg64 hold
+// each column's zero). The prompt path's dequantization writes rows of 8 columns, so it pairs columns where the
+// GEMV pairs rows.
 __device__ __forceinline__ void dequant_column_pair(uint32_t a, uint32_t b, __half2 z1024, __half2 zneg64,
                                                     __half2 d[8]) {
-  const __half2 sixteenth = __float2half2_rn(0.0625f);
-  const uint32_t lo = __byte_perm(a, b, 0x5410), hi = __byte_perm(a, b, 0x7632);  // rows 0-3 and 4-7 of a | b
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const uint32_t u = half ? hi : lo, u8 = u >> 8;
-    uint32_t h0 = lop3_and_or(u, 0x000f000fu, 0x64006400u), h1 = lop3_and_or(u, 0x00f000f0u, 0x64006400u);
-    uint32_t h2 = lop3_and_or(u8, 0x000f000fu, 0x64006400u), h3 = lop3_and_or(u8, 0x00f000f0u, 0x64006400u);
-    d[4 * half + 0] = __hsub2(*reinterpret_cast<__half2*>(&h0), z1024);
-    d[4 * half + 1] = __hfma2(*reinterpret_cast<__half2*>(&h1), sixteenth, zneg64);
-    d[4 * half + 2] = __hsub2(*reinterpret_cast<__half2*>(&h2), z1024);
-    d[4 * half + 3] = __hfma2(*reinterpret_cast<__half2*>(&h3), sixteenth, zneg64);
-  }
+  dequant_word(__byte_perm(a, b, 0x5410), z1024, zneg64, d);
+  dequant_word(__byte_perm(a, b, 0x7632), z1024, zneg64, d + 4);
 }
 
 // One group's scales (times 16) and zeros for a lane's 4 columns: z2[j] = 1024 + zero, z2[4 + j] = -(64 + zero).
