@@ -195,7 +195,7 @@ template <int M>
 __device__ __forceinline__ void reduce_and_add(const float acc[M][4], unsigned char* smem_raw, const QWeight& w,
                                                float* __restrict__ y, int y_stride, int col0) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  __syncthreads();  // the staging area is reused for the reduction
+  __syncthreads();  // the staging area is reused for the reduction (or the previous tile's reduction is read)
   float* red = reinterpret_cast<float*>(smem_raw);  // [warps][M][128]
 #pragma unroll
   for (int mi = 0; mi < M; ++mi)
@@ -260,6 +260,56 @@ __device__ __forceinline__ uint32_t group_zeros_raw(const QWeight& w, int g, int
   return *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
 }
 
+// The fixed-point dot's running state over a warp's packed rows of one column slice: the current group's scales
+// (and zeros) and the integer sums of the current block of 32 inputs.
+template <int M>
+struct FixedDotState {
+  int cur_g = -1;
+  float sc[4];
+  int zi[4];
+  int dot[M][4];
+};
+
+// Packed row `row` of the block's slice (its 16 bytes in q; u = row's place in its batch of kBatchRows, a
+// compile-time constant once unrolled) into acc: at a fixed-point block's first row, the group's scales if the group
+// changed (the first group's from sraw_first / zw_first, loaded before the wait) and zeroed sums; at its last, the
+// block's sum x . (q - zero) = x . q - zero * sum(x) times the block's and the group's scales. A group is a whole
+// number of fixed-point blocks (gemv_q4_resolve checks), so the group is looked at once per block.
+template <int M, bool SYM>
+__device__ __forceinline__ void fixed_dot_row(const QWeight& w, int r0, int row, int u, int c, const uint4& q,
+                                              const unsigned char* xq, const float2* xb, int block_rows,
+                                              uint2 sraw_first, uint32_t zw_first, FixedDotState<M>& st,
+                                              float (&acc)[M][4]) {
+  if (u % kFixedBlockRows == 0) {
+    const int g = ((r0 + row) * 8) / w.group_size;
+    if (g != st.cur_g) {
+      const bool first = st.cur_g < 0;
+      st.cur_g = g;
+      const uint2 sraw = first ? sraw_first : group_scales_raw(w, g, c);
+      const uint32_t zw = SYM ? 0u : first ? zw_first : group_zeros_raw(w, g, c);
+      group_params_fixed<SYM>(sraw, zw, st.sc, st.zi);
+    }
+#pragma unroll
+    for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) st.dot[mi][j] = 0;
+  }
+  dot_row_fixed<M>(q, reinterpret_cast<const uint4*>(xq) + row, block_rows, st.dot);
+  if (u % kFixedBlockRows == kFixedBlockRows - 1) {
+    const int fixed_blocks = block_rows / kFixedBlockRows;  // per input row
+#pragma unroll
+    for (int mi = 0; mi < M; ++mi) {
+      const float2 b = xb[mi * fixed_blocks + row / kFixedBlockRows];
+      const int xsum = __float_as_int(b.y);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int d = st.dot[mi][j] - (SYM ? w.sym_zero : st.zi[j]) * xsum;
+        acc[mi][j] = fmaf((float)d * b.x, st.sc[j], acc[mi][j]);
+      }
+    }
+  }
+}
+
 // One-row decode with symmetric zeros and the fp16 dot (the latency-bound case: more resident blocks hide more of
 // it) caps registers at 64 for 8 blocks per SM instead of the 7 that 72 registers allow, without spills: +2% decode
 // on the H200 (docs/PERF-NOTES.md, session 6). Asymmetric zeros would spill at 64. Loading the first group's scales
@@ -320,8 +370,7 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
   wait_for_previous_kernel();
   zero_fill(f.zero[0]);
   zero_fill(f.zero[1]);
-  const int fixed_blocks = block_rows / kFixedBlockRows;  // per input row
-  float2* xb = reinterpret_cast<float2*>(smem_raw + (size_t)M * block_rows * 16);  // FIXED: [M][fixed_blocks]
+  float2* xb = reinterpret_cast<float2*>(smem_raw + (size_t)M * block_rows * 16);  // FIXED: [M][block_rows / 4]
   const bool sums_slice = IN == GemvInput::RmsNormDeferred && blockIdx.x == 0;
   __shared__ float slice_partial[kWarps][M];
   if (FIXED) stage_x_fixed<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, smem_raw, xb, sums_slice, slice_partial);
@@ -335,14 +384,17 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
   for (int mi = 0; mi < M; ++mi)
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc[mi][j] = 0.f;
+  // FIXED: each lane keeps U loads in flight through its arithmetic: once a row's 16 bytes have been used, its slot
+  // is refilled with the row U further on (a ring), where the batch after the first used to be requested only once
+  // the whole first batch was summed. On the H200, side by side: 7B decode -3%, 13B -4%, 70B -3.5 to -5%
+  // (docs/PERF-NOTES.md, session 23).
   if (c < w.N) {
-    int cur_g = -1;
+    FixedDotState<M> st;  // FIXED
+    int cur_g = -1;       // Half
     float sc[4];
-    __half2 z2[8];  // Half
-    int zi[4];      // FIXED
-    int dot[M][4];  // FIXED: this block of 32 inputs' integer sums
+    __half2 z2[8];
     for (int rr = wr0; rr < wr1; rr += U) {
-      if (rr != wr0) {
+      if (!FIXED && rr != wr0) {  // (the fp16 dot, capped at 64 registers, has none to spare for a ring)
 #pragma unroll
         for (int u = 0; u < U; ++u)
           if (rr + u < wr1) q[u] = load_stream(qp + (size_t)(rr - wr0 + u) * row_step, policy);
@@ -350,41 +402,17 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         if (rr + u >= wr1) break;
-        // A group is a whole number of fixed-point blocks (gemv_q4_resolve checks), so FIXED looks at it per block.
-        if (!FIXED || u % kFixedBlockRows == 0) {
+        if (FIXED) {
+          fixed_dot_row<M, SYM>(w, r0, rr + u, u, c, q[u], smem_raw, xb, block_rows, sraw0, zw0, st, acc);
+        } else {
           const int g = ((r0 + rr + u) * 8) / w.group_size;
           if (g != cur_g) {
-            const bool early = FIXED && cur_g < 0;  // the group loaded before the wait
             cur_g = g;
-            const uint2 sraw = early ? sraw0 : group_scales_raw(w, g, c);
-            const uint32_t zw = SYM ? 0u : early ? zw0 : group_zeros_raw(w, g, c);
-            if (FIXED) group_params_fixed<SYM>(sraw, zw, sc, zi);
-            else group_params<SYM>(sraw, zw, w.sym_zero, sc, z2);
+            group_params<SYM>(group_scales_raw(w, g, c), SYM ? 0u : group_zeros_raw(w, g, c), w.sym_zero, sc, z2);
           }
-        }
-        if (!FIXED) {
           accumulate_row<M>(q[u], z2, sc, reinterpret_cast<const __half2*>(smem_raw), block_rows, (rr + u) * 4, acc);
-          continue;
         }
-        if (u % kFixedBlockRows == 0) {
-#pragma unroll
-          for (int mi = 0; mi < M; ++mi)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) dot[mi][j] = 0;
-        }
-        dot_row_fixed<M>(q[u], reinterpret_cast<const uint4*>(smem_raw) + rr + u, block_rows, dot);
-        if (u % kFixedBlockRows == kFixedBlockRows - 1) {  // the block's sum: x . (q - zero) = x . q - zero * sum(x)
-#pragma unroll
-          for (int mi = 0; mi < M; ++mi) {
-            const float2 b = xb[mi * fixed_blocks + (rr + u) / kFixedBlockRows];
-            const int xsum = __float_as_int(b.y);
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-              const int d = dot[mi][j] - (SYM ? w.sym_zero : zi[j]) * xsum;
-              acc[mi][j] = fmaf((float)d * b.x, sc[j], acc[mi][j]);
-            }
-          }
-        }
+        if (FIXED && rr + U + u < wr1) q[u] = load_stream(qp + (size_t)(rr - wr0 + U + u) * row_step, policy);
       }
     }
   }
@@ -393,6 +421,88 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
   trace_mark(2);
   trace_block_end();
   if (f.out_sum_sq) add_row_sum_sq<M>(f, w, y, y_stride, col0);
+}
+
+// A one-row fixed-point GEMV whose block takes `tiles` column slices of one K slice in turn: it stages its input
+// once, keeps each warp's ring of loads running from one slice into the next (the next slice's first rows and first
+// group's scales are requested while this slice's last rows are summed), and reduces each slice in its own shared
+// memory after the staged input (red_offset bytes in). Every warp's rows are a whole number of batches, so a row keeps
+// its ring slot from one slice to the next. gemv_q4_tiles_for decides where it runs: a grid of
+// one-slice blocks between one and two waves long, which two slices per block fit into one nearly full wave (the
+// 7B's gate/up: 1,376 blocks of 792 resident become 688). On the H200 the 7B decoded 1.6-1.9% faster with it
+// (docs/PERF-NOTES.md, session 23); more slices per block (the 70B's 9-wave gate/up as 10 slices) lost to the
+// one-slice kernel's extra block per SM. Symmetric zeros only (tiles_for).
+template <GemvInput IN>
+__global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, true, false>())
+    gemv_q4_tiles_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
+                         int block_rows, GemvFusion f, int tiles, int red_offset) {
+  constexpr int M = 1, U = kBatchRows;
+  constexpr bool SYM = true;  // (symmetric zeros only: tiles_for)
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int r0 = blockIdx.y * block_rows;
+  const int nr = min(block_rows, w.K / 8 - r0);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int cols = (w.N + kCols - 1) / kCols;
+  const int cb0 = blockIdx.x * tiles, nt = min(tiles, cols - cb0);
+  const int split = (nr + kWarps - 1) / kWarps;
+  const int per_warp = (split + kFixedBlockRows - 1) / kFixedBlockRows * kFixedBlockRows;
+  const int wr0 = min(nr, warp * per_warp), wr1 = min(nr, wr0 + per_warp), nw = wr1 - wr0;
+  const size_t row_step = w.N / 4;  // in uint4
+  const uint32_t* wrows = w.qweight + (size_t)(r0 + wr0) * w.N + lane * 4;  // + the slice's first column
+  const int g_first = ((r0 + wr0) * 8) / w.group_size;
+  const uint64_t policy = weight_stream_policy(f.evict_first);
+  // The first slice's first batch and first group's scales before the wait, as gemv_q4_kernel loads them.
+  uint4 q[U];
+  uint2 sraw_first = make_uint2(0, 0);
+  uint32_t zw_first = 0;
+  int c = cb0 * kCols + lane * 4;
+  if (c < w.N && nw > 0) {
+    const uint4* qp = reinterpret_cast<const uint4*>(wrows + (size_t)cb0 * kCols);
+#pragma unroll
+    for (int u = 0; u < U; ++u) q[u] = load_stream(qp + (size_t)u * row_step, policy);
+    sraw_first = group_scales_raw(w, g_first, c);
+    if (!SYM) zw_first = group_zeros_raw(w, g_first, c);
+  }
+  wait_for_previous_kernel();
+  zero_fill(f.zero[0]);
+  zero_fill(f.zero[1]);
+  float2* xb = reinterpret_cast<float2*>(smem_raw + (size_t)M * block_rows * 16);
+  const bool sums_slice = IN == GemvInput::RmsNormDeferred && blockIdx.x == 0;
+  __shared__ float slice_partial[kWarps][M];
+  stage_x_fixed<M, IN>(w, xv, x_stride, f, r0, nr, block_rows, smem_raw, xb, sums_slice, slice_partial);
+  __syncthreads();
+  trace_mark(0);  // (--timeline: the input staged)
+  if (sums_slice) add_slice_sum_sq<M>(f, slice_partial);
+  for (int t = 0; t < nt; ++t) {
+    const int col0 = (cb0 + t) * kCols;
+    c = col0 + lane * 4;
+    const uint4* qp = reinterpret_cast<const uint4*>(wrows + (size_t)col0);
+    const bool next_live = t + 1 < nt && c + kCols < w.N;
+    float acc[M][4] = {{0.f, 0.f, 0.f, 0.f}};
+    if (c < w.N) {
+      FixedDotState<M> st;
+      for (int rr = 0; rr < nw; rr += U) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          fixed_dot_row<M, SYM>(w, r0, wr0 + rr + u, u, c, q[u], smem_raw, xb, block_rows, sraw_first, zw_first, st,
+                                acc);
+          // The row this slot takes next: U on in this slice, or (a row keeps its slot) the same place in the next.
+          // (One address expression: a separate one per slot for the next slice kept 8 more pointers live.)
+          const int next = rr + U + u;
+          const bool in_next = next >= nw;
+          if (!in_next || next_live)
+            q[u] = load_stream(qp + (in_next ? kCols / 4 : 0) + (size_t)(in_next ? next - nw : next) * row_step, policy);
+          if (in_next && next_live && u == 0) {  // (this slice's first group is in st by now)
+            sraw_first = group_scales_raw(w, g_first, c + kCols);
+            if (!SYM) zw_first = group_zeros_raw(w, g_first, c + kCols);
+          }
+        }
+      }
+    }
+    reduce_and_add<M>(acc, smem_raw + red_offset, w, y, y_stride, col0);
+  }
+  trace_mark(1);
+  trace_block_end();
 }
 
 // Whether the fixed-point dot can take this weight: its blocks of 32 inputs must not straddle packed-row slices
@@ -437,23 +547,94 @@ bool gemv_q4_fit_to_gpu(GemvKernel uncapped, GemvKernel capped, size_t smem, int
   return (size_t)cols * splits >= kManyWaves * uncapped_blocks;
 }
 
+// How gemv_q4_tiles_kernel runs a one-row grid (tiles 1: it does not).
+struct GemvTiles {
+  int tiles = 1, splits = 0, block_rows = 0, red_offset = 0;
+  size_t smem = 0;
+};
+
+// Two column slices per block where a grid of cols x splits one-slice blocks takes more than one wave of the
+// uncapped kernel, at most two, and half as many blocks of the tiles kernel still fill 85% of a wave; else none
+// (more slices lost, and a wave far from full leaves bandwidth unused).
+GemvTiles gemv_q4_tiles_for(GemvKernel uncapped, const void* tiles_kernel, size_t smem, int cols, int packed_rows,
+                            int splits) {
+  GemvTiles t;
+  const size_t blocks = (size_t)cols * splits, one_wave = resident_gemv_blocks(uncapped, smem);
+  if (blocks <= one_wave || blocks > 2 * one_wave) return t;
+  int br = (packed_rows + splits - 1) / splits;
+  br = (br + kFixedBlockRows - 1) / kFixedBlockRows * kFixedBlockRows;
+  const int red_offset = (int)((smem_bytes(1, br, true) + 15) / 16 * 16);
+  const size_t tiles_smem = red_offset + (size_t)kWarps * kCols * sizeof(float);
+  const size_t paired = (size_t)((cols + 1) / 2) * splits;
+  const size_t resident = std::max(1, resident_blocks(tiles_kernel, kWarps * 32, tiles_smem));
+  if (paired > resident || paired * 100 < resident * 85) return t;
+  // The kernel's ring needs each warp's rows (as gemv_q4_tiles_kernel splits a slice of nr) to be whole batches.
+  auto whole_batches = [](int nr) {
+    const int split = (nr + kWarps - 1) / kWarps;
+    const int per_warp = (split + kFixedBlockRows - 1) / kFixedBlockRows * kFixedBlockRows;
+    for (int wi = 0; wi < kWarps; ++wi) {
+      const int r0 = std::min(nr, wi * per_warp), r1 = std::min(nr, r0 + per_warp);
+      if ((r1 - r0) % kBatchRows != 0) return false;
+    }
+    return true;
+  };
+  const int slices = (packed_rows + br - 1) / br;
+  if (!whole_batches(br) || !whole_batches(packed_rows - (slices - 1) * br)) return t;
+  t.tiles = 2, t.splits = slices, t.block_rows = br, t.red_offset = red_offset, t.smem = tiles_smem;
+  return t;
+}
+
+// block_rows before balancing: 4 warps x rows_per_warp packed rows, fewer when x would exceed 48 KB of shared memory.
+int initial_block_rows(int M, int packed_rows, const GemvQ4Config& cfg) {
+  const bool fixed = cfg.dot == GemvDot::Fixed;
+  const int align = fixed ? kFixedBlockRows : 1;
+  int br = std::min(packed_rows, std::max(1, kWarps * cfg.rows_per_warp));
+  while (br > align && smem_bytes(M, br, fixed) > kSmemLimit) br /= 2;
+  return br;
+}
+
+// Whether (and how) a one-row launch takes gemv_q4_tiles_kernel: the rule's fixed-point config only, and not where
+// the GEMV squares its outputs (add_row_sum_sq counts one column slice per block).
+// Symmetric zeros only: with asymmetric ones the tiles kernel spills (20 bytes at 80 registers on sm_90).
+template <bool SYM, GemvInput IN>
+GemvTiles tiles_for(const QWeight& w, const GemvQ4Config& cfg, bool out_sum_sq) {
+  if constexpr (!SYM) {
+    return {};
+  } else {
+    if (cfg.dot != GemvDot::Fixed || !cfg.fit_to_gpu || out_sum_sq) return {};
+    const int packed_rows = w.K / 8, br = initial_block_rows(1, packed_rows, cfg);
+    return gemv_q4_tiles_for(gemv_q4_kernel<1, SYM, IN, true>,
+                             reinterpret_cast<const void*>(gemv_q4_tiles_kernel<IN>), smem_bytes(1, br, true),
+                             (w.N + kCols - 1) / kCols, packed_rows, (packed_rows + br - 1) / br);
+  }
+}
+
 template <int M, bool SYM, GemvInput IN>
 void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_stride, const GemvQ4Config& cfg,
               const GemvFusion& f, cudaStream_t s) {
-  // block_rows = 4 warps x rows_per_warp packed rows (fewer when x would exceed 48 KB of shared memory),
-  // then balanced so the slices are about equal (for fixed point, whole blocks of 4 packed rows).
+  // block_rows balanced so the slices are about equal (for fixed point, whole blocks of 4 packed rows).
   const bool fixed = cfg.dot == GemvDot::Fixed;  // resolved by gemv_q4_resolve
   if (IN == GemvInput::RmsNormDeferred && (!fixed || w.bias))
     throw std::runtime_error("gemv_q4: a deferred RMSNorm needs the fixed-point dot and no bias");
   const int align = fixed ? kFixedBlockRows : 1;
   const int packed_rows = w.K / 8;
-  int br = std::min(packed_rows, std::max(1, kWarps * cfg.rows_per_warp));
-  while (br > align && smem_bytes(M, br, fixed) > kSmemLimit) br /= 2;
+  int br = initial_block_rows(M, packed_rows, cfg);
   int splits = (packed_rows + br - 1) / br;
   const int cols = (w.N + kCols - 1) / kCols;
   GemvKernel kernel = gemv_q4_kernel<M, SYM, IN, true>;
   if constexpr (IN != GemvInput::RmsNormDeferred)  // (fixed-point only: no fp16 instantiation)
     if (!fixed) kernel = gemv_q4_kernel<M, SYM, IN, false>;
+  if constexpr (M == 1 && SYM) {
+    if (fixed) {
+      const GemvTiles t = tiles_for<SYM, IN>(w, cfg, f.out_sum_sq != nullptr);
+      if (t.tiles > 1) {
+        launch(gemv_q4_tiles_kernel<IN>, dim3((cols + t.tiles - 1) / t.tiles, t.splits), kWarps * 32, t.smem, s, w,
+               x, x_stride, y, y_stride, t.block_rows, f, t.tiles, t.red_offset);
+        XL_CUDA_LAUNCH_CHECK();
+        return;
+      }
+    }
+  }
   if constexpr (M == 1)
     if (fixed && cfg.fit_to_gpu && gemv_q4_fit_to_gpu(kernel, gemv_q4_kernel<M, SYM, IN, true, true>,
                                                       smem_bytes(M, br, fixed), cols, packed_rows, align, splits))
@@ -535,6 +716,23 @@ bool& weight_evict_first_flag() {
 }
 
 bool gemv_q4_defers_norm(const QWeight& w) { return !w.bias && gemv_q4_resolve(w, {}).dot == GemvDot::Fixed; }
+
+int gemv_q4_column_slices_per_block(const QWeight& w, GemvInput input) {
+  const GemvQ4Config cfg = gemv_q4_resolve(w, {});
+  const bool sym = !w.zeros;
+  GemvTiles t;
+  switch (input) {
+    case GemvInput::Half: t = sym ? tiles_for<true, GemvInput::Half>(w, cfg, false)
+                                  : tiles_for<false, GemvInput::Half>(w, cfg, false); break;
+    case GemvInput::SiluGateUp: t = sym ? tiles_for<true, GemvInput::SiluGateUp>(w, cfg, false)
+                                        : tiles_for<false, GemvInput::SiluGateUp>(w, cfg, false); break;
+    case GemvInput::RmsNorm: t = sym ? tiles_for<true, GemvInput::RmsNorm>(w, cfg, false)
+                                     : tiles_for<false, GemvInput::RmsNorm>(w, cfg, false); break;
+    case GemvInput::RmsNormDeferred: t = sym ? tiles_for<true, GemvInput::RmsNormDeferred>(w, cfg, false)
+                                             : tiles_for<false, GemvInput::RmsNormDeferred>(w, cfg, false); break;
+  }
+  return t.tiles;
+}
 
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg_in, const GemvFusion& fusion) {
