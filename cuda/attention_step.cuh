@@ -20,65 +20,74 @@ __device__ __forceinline__ float dot8(const uint4& k, const float (&qv)[8]) {
   return sdot;
 }
 
+// A lane group's scores of U positions (rows kr[u]) against its q dims qv, summed over the group's tpp threads.
+template <int U>
+__device__ __forceinline__ void score_positions(const uint4 (&kr)[U], const float (&qv)[8], int tpp,
+                                                unsigned group_mask, float (&sc)[U]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) sc[u] = dot8(kr[u], qv);
+  for (int o = 1; o < tpp; o <<= 1)
+#pragma unroll
+    for (int u = 0; u < U; ++u) sc[u] += __shfl_xor_sync(group_mask, sc[u], o);
+}
+
+// The U scored positions p0 + u * stride (value rows vr[u]; none at or past `end`) into the online softmax at once:
+// one running-max step and one rescale of acc for all of them, which shortens the dependent chain and saves U - 1
+// rescales against attend_positions.
+template <int U>
+__device__ __forceinline__ void softmax_accumulate(const float (&sc)[U], const uint4 (&vr)[U], int p0, int stride,
+                                                   int end, float& mrun, float& lrun, float (&acc)[8]) {
+  float mnew = mrun;
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+    if (p0 + u * stride < end) mnew = fmaxf(mnew, sc[u]);
+  if (mnew == -INFINITY) return;  // no position here and none before
+  const float alpha = exp2f(mrun - mnew);  // 0 while mrun is -inf
+  lrun *= alpha;
+#pragma unroll
+  for (int t = 0; t < 8; ++t) acc[t] *= alpha;
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    if (p0 + u * stride >= end) continue;
+    const float e = exp2f(sc[u] - mnew);
+    lrun += e;
+    const __half2* v2 = reinterpret_cast<const __half2*>(&vr[u]);
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+      const float2 f = __half22float2(v2[t]);
+      acc[2 * t] = fmaf(e, f.x, acc[2 * t]);
+      acc[2 * t + 1] = fmaf(e, f.y, acc[2 * t + 1]);
+    }
+  }
+  mrun = mnew;
+}
+
 // A lane group of tpp threads, each holding 8 dims of one cached position's K and V row, takes U positions into
-// its online softmax: positions p0 + u * stride (u < U) with rows kr[u], vr[u] (zeros past `end`); qv is this
-// thread's 8 dims of q, pre-scaled so that exp2 gives the softmax. Positions at or past `end` leave the state as it
-// is (uniform within the lane group, whose threads share the dot product through group_mask).
-// BATCH: the U positions update the state at once (one running-max step and one rescale of acc for all of them)
-// instead of one after another, which shortens the dependent chain and saves U - 1 rescales.
-template <int U, bool BATCH = false>
+// its online softmax one after another: positions p0 + u * stride (u < U) with rows kr[u], vr[u] (zeros past
+// `end`); qv is this thread's 8 dims of q, pre-scaled so that exp2 gives the softmax. Positions at or past `end`
+// leave the state as it is (uniform within the lane group, whose threads share the dot product through group_mask).
+// (attention_kernel's batched path takes a round at once: score_positions, then softmax_accumulate.)
+template <int U>
 __device__ __forceinline__ void attend_positions(const uint4 (&kr)[U], const uint4 (&vr)[U], const float (&qv)[8],
                                                  int p0, int stride, int end, int tpp, unsigned group_mask,
                                                  float& mrun, float& lrun, float (&acc)[8]) {
-  if constexpr (BATCH) {
-    float sc[U];
 #pragma unroll
-    for (int u = 0; u < U; ++u) sc[u] = dot8(kr[u], qv);
-    for (int o = 1; o < tpp; o <<= 1)
-#pragma unroll
-      for (int u = 0; u < U; ++u) sc[u] += __shfl_xor_sync(group_mask, sc[u], o);
-    float mnew = mrun;
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (p0 + u * stride < end) mnew = fmaxf(mnew, sc[u]);
-    if (mnew == -INFINITY) return;  // no position here and none before
-    const float alpha = exp2f(mrun - mnew);  // 0 while mrun is -inf
-    lrun *= alpha;
-#pragma unroll
-    for (int t = 0; t < 8; ++t) acc[t] *= alpha;
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (p0 + u * stride >= end) continue;
-      const float e = exp2f(sc[u] - mnew);
-      lrun += e;
+  for (int u = 0; u < U; ++u) {
+    const int p = p0 + u * stride;
+    float sdot = dot8(kr[u], qv);
+    for (int o = 1; o < tpp; o <<= 1) sdot += __shfl_xor_sync(group_mask, sdot, o);
+    if (p < end) {
+      const float mnew = fmaxf(mrun, sdot);
+      const float alpha = exp2f(mrun - mnew), e = exp2f(sdot - mnew);
+      lrun = lrun * alpha + e;
       const __half2* v2 = reinterpret_cast<const __half2*>(&vr[u]);
 #pragma unroll
       for (int t = 0; t < 4; ++t) {
         const float2 f = __half22float2(v2[t]);
-        acc[2 * t] = fmaf(e, f.x, acc[2 * t]);
-        acc[2 * t + 1] = fmaf(e, f.y, acc[2 * t + 1]);
+        acc[2 * t] = fmaf(acc[2 * t], alpha, e * f.x);
+        acc[2 * t + 1] = fmaf(acc[2 * t + 1], alpha, e * f.y);
       }
-    }
-    mrun = mnew;
-  } else {
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int p = p0 + u * stride;
-      float sdot = dot8(kr[u], qv);
-      for (int o = 1; o < tpp; o <<= 1) sdot += __shfl_xor_sync(group_mask, sdot, o);
-      if (p < end) {
-        const float mnew = fmaxf(mrun, sdot);
-        const float alpha = exp2f(mrun - mnew), e = exp2f(sdot - mnew);
-        lrun = lrun * alpha + e;
-        const __half2* v2 = reinterpret_cast<const __half2*>(&vr[u]);
-#pragma unroll
-        for (int t = 0; t < 4; ++t) {
-          const float2 f = __half22float2(v2[t]);
-          acc[2 * t] = fmaf(acc[2 * t], alpha, e * f.x);
-          acc[2 * t + 1] = fmaf(acc[2 * t + 1], alpha, e * f.y);
-        }
-        mrun = mnew;
-      }
+      mrun = mnew;
     }
   }
 }
