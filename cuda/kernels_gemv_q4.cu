@@ -499,9 +499,10 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, t
         }
       }
     }
+    if (t == nt - 1) trace_mark(1);  // (--timeline: the last slice's dot products done)
     reduce_and_add<M>(acc, smem_raw + red_offset, w, y, y_stride, col0);
   }
-  trace_mark(1);
+  trace_mark(2);
   trace_block_end();
 }
 
