@@ -93,7 +93,7 @@ GemvQ4Config gemv_q4_resolve(const QWeight& w, GemvQ4Config cfg);
 // Whether gemv_q4 can take this weight with GemvInput::RmsNormDeferred (its default config).
 bool gemv_q4_defers_norm(const QWeight& w);
 // Column slices of 128 that one block of gemv_q4 takes for this weight and input with one row and the default config:
-// 2 where a grid of 1-2 waves fits in one wave that way (kernels_gemv_q4.cu, gemv_q4_tiles_kernel), else 1.
+// 2-3 where a grid of 1-3 waves fits in one wave that way (kernels_gemv_q4.cu, gemv_q4_tiles_kernel), else 1.
 int gemv_q4_column_slices_per_block(const QWeight& w, GemvInput input);
 // Process-wide switch for deferring the decode RMSNorms where they can be (the kernel check flips it to compare);
 // on unless XLLAMA_DEFER_NORM=0. On the H200 it took decode from 575 to 615 t/s on the 7B (docs/PERF-NOTES.md,

@@ -1,16 +1,17 @@
 // Fused 4-bit GPTQ GEMV for decode (1..8 rows): y[i, :] += x[i, :] . W (+ bias).
 //
 // A block of 4 warps owns 128 output columns (32 lanes x 4, one 16-byte load per packed row) and a slice of
-// packed rows; its warps split the slice, load 8 packed rows at a time (the first 8 before waiting for the
-// previous kernel) and are reduced in shared memory. Slices of K are summed with atomicAdd; a block that
-// owns the whole of K adds without atomics (deterministic). Decode fusions (GemvFusion): the input can be
+// packed rows; its warps split the slice, keep 8 packed rows in flight (the first 8 loaded before waiting for the
+// previous kernel; with the fixed-point dot each slot refilled as soon as its row is used) and are reduced in shared
+// memory (gemv_q4_tiles_kernel, where that fits a grid into one wave, takes 2-3 column slices per block). Slices of
+// K are summed with atomicAdd; a block that owns the whole of K adds without atomics (deterministic). Decode fusions (GemvFusion): the input can be
 // the RMSNorm of the fp32 residual stream (normalized while staging, from each row's sum of squares), and a
 // GEMV that adds into the residual stream can sum each row's squares for the next one: the last block of a
 // column slice to finish (a counter per slice) squares the slice's final values. How many rows each warp
 // should take depends on the shape; gemv_q4_rows_per_warp is the rule from the H100 sweep
 // (xllama_kernel_check --tune, docs/PERF-NOTES.md).
-// (A variant that kept 8 loads in flight per lane as a register ring, with scales staged in shared memory,
-// lost on every 7B/13B/70B shape but one on the H100: docs/PERF-NOTES.md.)
+// (Session 2's register ring, with the fp16 dot and scales staged in shared memory, lost on the H100; with the
+// fixed-point dot it won on the H200 in session 23: docs/PERF-NOTES.md.)
 // Two ways to do the dot products (GemvDot in kernels.h): fp16 pairs (dequant_word + hfma2), or the input as
 // 16-bit fixed point per 32 inputs times the nibbles by dp2a, which takes ~8 instructions per 8 weights instead of
 // ~20: on the H200 decode is bound by that arithmetic as much as by the bytes (docs/PERF-NOTES.md, session 9).
@@ -427,11 +428,12 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
 // once, keeps each warp's ring of loads running from one slice into the next (the next slice's first rows and first
 // group's scales are requested while this slice's last rows are summed), and reduces each slice in its own shared
 // memory after the staged input (red_offset bytes in). Every warp's rows are a whole number of batches, so a row keeps
-// its ring slot from one slice to the next. gemv_q4_tiles_for decides where it runs: a grid of
-// one-slice blocks between one and two waves long, which two slices per block fit into one nearly full wave (the
-// 7B's gate/up: 1,376 blocks of 792 resident become 688). On the H200 the 7B decoded 1.6-1.9% faster with it
-// (docs/PERF-NOTES.md, session 23); more slices per block (the 70B's 9-wave gate/up as 10 slices) lost to the
-// one-slice kernel's extra block per SM. Symmetric zeros only (tiles_for).
+// its ring slot from one slice to the next. gemv_q4_tiles_for decides where it runs: a grid of one-slice blocks 1-3
+// waves long that as many slices per block fit into one nearly full wave (the 7B's gate/up: 1,376 blocks of 792
+// resident become 688 of two slices; the 13B's gate/up and the 70B's o_proj take three). On the H200 the 7B decoded
+// 1.6-1.9% faster with it, the 13B 1.4% more with three (docs/PERF-NOTES.md, session 23); more slices per block (the
+// 70B's 9-wave gate/up as 10 slices) lost to the one-slice kernel's extra block per SM. Symmetric zeros only
+// (tiles_for).
 template <GemvInput IN>
 __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, true, false>())
     gemv_q4_tiles_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
@@ -548,27 +550,34 @@ bool gemv_q4_fit_to_gpu(GemvKernel uncapped, GemvKernel capped, size_t smem, int
   return (size_t)cols * splits >= kManyWaves * uncapped_blocks;
 }
 
+// Most column slices one block of gemv_q4_tiles_kernel takes: on the H200, 3 took 13B decode 1.4% further than 2
+// (its gate/up: 2,160 one-slice blocks of 792 resident become 720), the 7B and 70B within noise (docs/PERF-NOTES.md,
+// session 23).
+constexpr int kMaxColumnSlices = 3;
+
 // How gemv_q4_tiles_kernel runs a one-row grid (tiles 1: it does not).
 struct GemvTiles {
   int tiles = 1, splits = 0, block_rows = 0, red_offset = 0;
   size_t smem = 0;
 };
 
-// Two column slices per block where a grid of cols x splits one-slice blocks takes more than one wave of the
-// uncapped kernel, at most two, and half as many blocks of the tiles kernel still fill 85% of a wave; else none
-// (more slices lost, and a wave far from full leaves bandwidth unused).
+// Column slices per block for gemv_q4_tiles_kernel: as many as the waves (at most kMaxColumnSlices) that a grid of
+// cols x splits one-slice blocks takes on the uncapped kernel, where that many times fewer blocks still fill 85% of
+// one wave; else none (a wave far from full leaves bandwidth unused, and longer grids run best on the 7-blocks-per-SM
+// kernel: the 70B's 9-wave gate/up as 10 slices per block lost the ring's gain).
 GemvTiles gemv_q4_tiles_for(GemvKernel uncapped, const void* tiles_kernel, size_t smem, int cols, int packed_rows,
                             int splits) {
   GemvTiles t;
   const size_t blocks = (size_t)cols * splits, one_wave = resident_gemv_blocks(uncapped, smem);
-  if (blocks <= one_wave || blocks > 2 * one_wave) return t;
+  const int tiles = (int)((blocks + one_wave - 1) / one_wave);
+  if (blocks <= one_wave || tiles > kMaxColumnSlices) return t;
   int br = (packed_rows + splits - 1) / splits;
   br = (br + kFixedBlockRows - 1) / kFixedBlockRows * kFixedBlockRows;
   const int red_offset = (int)((smem_bytes(1, br, true) + 15) / 16 * 16);
   const size_t tiles_smem = red_offset + (size_t)kWarps * kCols * sizeof(float);
-  const size_t paired = (size_t)((cols + 1) / 2) * splits;
+  const size_t grouped = (size_t)((cols + tiles - 1) / tiles) * splits;
   const size_t resident = std::max(1, resident_blocks(tiles_kernel, kWarps * 32, tiles_smem));
-  if (paired > resident || paired * 100 < resident * 85) return t;
+  if (grouped > resident || grouped * 100 < resident * 85) return t;
   // The kernel's ring needs each warp's rows (as gemv_q4_tiles_kernel splits a slice of nr) to be whole batches.
   auto whole_batches = [](int nr) {
     const int split = (nr + kWarps - 1) / kWarps;
@@ -581,7 +590,7 @@ GemvTiles gemv_q4_tiles_for(GemvKernel uncapped, const void* tiles_kernel, size_
   };
   const int slices = (packed_rows + br - 1) / br;
   if (!whole_batches(br) || !whole_batches(packed_rows - (slices - 1) * br)) return t;
-  t.tiles = 2, t.splits = slices, t.block_rows = br, t.red_offset = red_offset, t.smem = tiles_smem;
+  t.tiles = tiles, t.splits = slices, t.block_rows = br, t.red_offset = red_offset, t.smem = tiles_smem;
   return t;
 }
 

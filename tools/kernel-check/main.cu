@@ -145,16 +145,18 @@ int main(int argc, char** argv) {
     check_gemv_q4_silu(512, 128, 64, 4, true);
     check_gemv_q4_silu(13824, 5120, 128, 1, true);  // more than one wave: reshaped into one (see above)
     check_gemv_q4_silu(28672, 8192, 128, 1, false);  // the 70B down_proj: 4.5 waves, the 7-block kernel as it is
-    // Two column slices per block (gemv_q4_tiles_kernel) where a grid of 1-2 waves fits one wave that way: the 7B's
-    // gate/up (also above), and an odd number of column slices (the last block takes one)
-    for (int N : {22016, 22144}) {
+    // Several column slices per block (gemv_q4_tiles_kernel) where a grid of 1-3 waves fits one wave that way: the
+    // 7B's gate/up (also above), a column count that leaves the last block one slice, the 13B's gate/up (3 slices)
+    const int tiled[][2] = {{4096, 22016}, {4096, 22144}, {5120, 27648}};
+    for (const auto& kn : tiled) {
+      const int K = kn[0], N = kn[1];
       QWeight shape;
-      shape.K = 4096, shape.N = N, shape.group_size = 128;
-      std::printf("gemv_q4 4096x%d, one row: %d column slice(s) per block\n", N,
+      shape.K = K, shape.N = N, shape.group_size = 128;
+      std::printf("gemv_q4 %dx%d, one row: %d column slice(s) per block\n", K, N,
                   gemv_q4_column_slices_per_block(shape, GemvInput::RmsNormDeferred));
-      check_gemv_q4(4096, N, 128, 1, true, false, 1);
-      check_gemv_q4_rmsnorm(4096, N, 128, 1, N % 256 != 0);
-      check_gemv_q4_silu(4096, N, 128, 1, N % 256 == 0);
+      check_gemv_q4(K, N, 128, 1, true, false, 1);
+      check_gemv_q4_rmsnorm(K, N, 128, 1, N % 256 != 0);
+      check_gemv_q4_silu(K, N, 128, 1, N % 256 == 0);
     }
     for (int m = 1; m <= kGemvMaxRows; ++m) {
       check_gemv_q4_rmsnorm(m % 2 ? 512 : 1024, 384, 128, m, m % 3 == 0);
