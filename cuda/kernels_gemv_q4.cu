@@ -439,7 +439,6 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, t
     gemv_q4_tiles_kernel(QWeight w, const void* __restrict__ xv, int x_stride, float* __restrict__ y, int y_stride,
                          int block_rows, GemvFusion f, int tiles, int red_offset) {
   constexpr int M = 1, U = kBatchRows;
-  constexpr bool SYM = true;  // (symmetric zeros only: tiles_for)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int r0 = blockIdx.y * block_rows;
   const int nr = min(block_rows, w.K / 8 - r0);
@@ -455,15 +454,13 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, t
   const uint64_t policy = weight_stream_policy(f.evict_first);
   // The first slice's first batch and first group's scales before the wait, as gemv_q4_kernel loads them.
   uint4 q[U];
-  uint2 sraw_first = make_uint2(0, 0);
-  uint32_t zw_first = 0;
+  uint2 sraw_first = make_uint2(0, 0);  // (symmetric zeros only: tiles_for)
   int c = cb0 * kCols + lane * 4;
   if (c < w.N && nw > 0) {
     const uint4* qp = reinterpret_cast<const uint4*>(wrows + (size_t)cb0 * kCols);
 #pragma unroll
     for (int u = 0; u < U; ++u) q[u] = load_stream(qp + (size_t)u * row_step, policy);
     sraw_first = group_scales_raw(w, g_first, c);
-    if (!SYM) zw_first = group_zeros_raw(w, g_first, c);
   }
   wait_for_previous_kernel();
   zero_fill(f.zero[0]);
@@ -486,18 +483,15 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, t
       for (int rr = 0; rr < nw; rr += U) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-          fixed_dot_row<M, SYM>(w, r0, wr0 + rr + u, u, c, q[u], smem_raw, xb, block_rows, sraw_first, zw_first, st,
-                                acc);
+          fixed_dot_row<M, true>(w, r0, wr0 + rr + u, u, c, q[u], smem_raw, xb, block_rows, sraw_first, 0u, st, acc);
           // The row this slot takes next: U on in this slice, or (a row keeps its slot) the same place in the next.
           // (One address expression: a separate one per slot for the next slice kept 8 more pointers live.)
           const int next = rr + U + u;
           const bool in_next = next >= nw;
           if (!in_next || next_live)
             q[u] = load_stream(qp + (in_next ? kCols / 4 : 0) + (size_t)(in_next ? next - nw : next) * row_step, policy);
-          if (in_next && next_live && u == 0) {  // (this slice's first group is in st by now)
+          if (in_next && next_live && u == 0)  // (this slice's first group is in st by now)
             sraw_first = group_scales_raw(w, g_first, c + kCols);
-            if (!SYM) zw_first = group_zeros_raw(w, g_first, c + kCols);
-          }
         }
       }
     }
