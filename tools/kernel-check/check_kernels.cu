@@ -582,6 +582,32 @@ const char* attn_threads_tag() {
   return attention_batch_flag() ? " [128 threads]" : " [128 threads, 1 by 1]";
 }
 
+// Causal attention in float64: query rows q ([m][H][D], row i at position pos + i) against the caches k, v
+// ([KV][S][D]), row i seeing positions 0..pos + i; [m][H][D].
+std::vector<double> attention_reference(const std::vector<double>& q, const std::vector<double>& k,
+                                        const std::vector<double>& v, int m, int H, int KV, int D, int S, int pos) {
+  std::vector<double> ref((size_t)m * H * D);
+  const double scale = 1.0 / std::sqrt((double)D);
+  for (int i = 0; i < m; ++i)
+    for (int h = 0; h < H; ++h) {
+      const int kvh = h / (H / KV), L = pos + i + 1;
+      std::vector<double> sc(L);
+      double mx = -1e300, sum = 0;
+      for (int p = 0; p < L; ++p) {
+        double d = 0;
+        for (int t = 0; t < D; ++t) d += q[((size_t)i * H + h) * D + t] * k[((size_t)kvh * S + p) * D + t];
+        sc[p] = d * scale, mx = std::max(mx, sc[p]);
+      }
+      for (auto& e : sc) sum += (e = std::exp(e - mx));
+      for (int t = 0; t < D; ++t) {
+        double o = 0;
+        for (int p = 0; p < L; ++p) o += sc[p] * v[((size_t)kvh * S + p) * D + t];
+        ref[((size_t)i * H + h) * D + t] = o / sum;
+      }
+    }
+  return ref;
+}
+
 // Decode attention with RoPE fused: host RoPE (as check_rope) of the new rows, host attention over the
 // cache (old random positions + the new ones); checks the output and the k, v the kernel wrote.
 void check_attention_rope(int m, int H, int KV, int D, int pos, int S) {
@@ -610,25 +636,7 @@ void check_attention_rope(int m, int H, int KV, int D, int pos, int S) {
       }
     }
   }
-  std::vector<double> ref((size_t)m * H * D);
-  const double scale = 1.0 / std::sqrt((double)D);
-  for (int i = 0; i < m; ++i)
-    for (int h = 0; h < H; ++h) {
-      const int kvh = h / (H / KV), L = pos + i + 1;
-      std::vector<double> sc(L);
-      double mx = -1e300, sum = 0;
-      for (int p = 0; p < L; ++p) {
-        double d = 0;
-        for (int t = 0; t < D; ++t) d += rq[((size_t)i * H + h) * D + t] * rk[((size_t)kvh * S + p) * D + t];
-        sc[p] = d * scale, mx = std::max(mx, sc[p]);
-      }
-      for (auto& v : sc) sum += (v = std::exp(v - mx));
-      for (int t = 0; t < D; ++t) {
-        double o = 0;
-        for (int p = 0; p < L; ++p) o += sc[p] * rv[((size_t)kvh * S + p) * D + t];
-        ref[((size_t)i * H + h) * D + t] = o / sum;
-      }
-    }
+  const std::vector<double> ref = attention_reference(rq, rk, rv, m, H, KV, D, S, pos);
   const int splits = attention_splits(m, H, S);
   Dev<float> dqkv(qkv), dinv(inv), work((size_t)m * H * splits * (D + 2));
   Dev<__half> dk(kc), dv(vc), out(ref.size());
@@ -655,27 +663,13 @@ void check_attention(int m, int H, int KV, int D, int len_after, int S, bool pre
   const int pos = len_after - m;
   std::vector<__half> q = rand_half((size_t)m * H * D, -1.f, 1.f), kc = rand_half((size_t)KV * S * D, -1.f, 1.f),
                       vc = rand_half((size_t)KV * S * D, -1.f, 1.f);
-  std::vector<double> ref((size_t)m * H * D);
-  const double scale = 1.0 / std::sqrt((double)D);
-  for (int i = 0; i < m; ++i)
-    for (int h = 0; h < H; ++h) {
-      const int kvh = h / (H / KV), L = pos + i + 1;
-      std::vector<double> s(L);
-      double mx = -1e300;
-      for (int p = 0; p < L; ++p) {
-        double d = 0;
-        for (int t = 0; t < D; ++t)
-          d += to_d(q[((size_t)i * H + h) * D + t]) * to_d(kc[((size_t)kvh * S + p) * D + t]);
-        s[p] = d * scale, mx = std::max(mx, s[p]);
-      }
-      double sum = 0;
-      for (auto& v : s) sum += (v = std::exp(v - mx));
-      for (int t = 0; t < D; ++t) {
-        double o = 0;
-        for (int p = 0; p < L; ++p) o += s[p] * to_d(vc[((size_t)kvh * S + p) * D + t]);
-        ref[((size_t)i * H + h) * D + t] = o / sum;
-      }
-    }
+  auto as_double = [](const std::vector<__half>& x) {
+    std::vector<double> d(x.size());
+    for (size_t i = 0; i < x.size(); ++i) d[i] = to_d(x[i]);
+    return d;
+  };
+  const std::vector<double> ref =
+      attention_reference(as_double(q), as_double(kc), as_double(vc), m, H, KV, D, S, pos);
   const int splits = prefill_splits ? 1 : attention_splits(m, H, S);
   Dev<__half> dq(q), dk(kc), dv(vc), out(ref.size());
   Dev<int> dp(std::vector<int>{pos});
