@@ -4,10 +4,10 @@
 // packed rows; its warps split the slice, keep 8 packed rows in flight (the first 8 loaded before waiting for the
 // previous kernel; with the fixed-point dot each slot refilled as soon as its row is used) and are reduced in shared
 // memory (gemv_q4_tiles_kernel, where that fits a grid into one wave, takes 2-3 column slices per block). Slices of
-// K are summed with atomicAdd; a block that owns the whole of K adds without atomics (deterministic). Decode fusions (GemvFusion): the input can be
-// the RMSNorm of the fp32 residual stream (normalized while staging, from each row's sum of squares), and a
-// GEMV that adds into the residual stream can sum each row's squares for the next one: the last block of a
-// column slice to finish (a counter per slice) squares the slice's final values. How many rows each warp
+// K are summed with atomicAdd; a block that owns the whole of K adds without atomics (deterministic). Decode
+// fusions (GemvFusion): the input can be the RMSNorm of the fp32 residual stream (normalized while staging, from
+// each row's sum of squares), and a GEMV that adds into the residual stream can sum each row's squares for the next
+// one: the last block of a column slice to finish (a counter per slice) squares the slice's final values. How many rows each warp
 // should take depends on the shape; gemv_q4_rows_per_warp is the rule from the H100 sweep
 // (xllama_kernel_check --tune, docs/PERF-NOTES.md).
 // (Session 2's register ring, with the fp16 dot and scales staged in shared memory, lost on the H100; with the
@@ -489,7 +489,8 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, t
           const int next = rr + U + u;
           const bool in_next = next >= nw;
           if (!in_next || next_live)
-            q[u] = load_stream(qp + (in_next ? kCols / 4 : 0) + (size_t)(in_next ? next - nw : next) * row_step, policy);
+            q[u] = load_stream(qp + (in_next ? kCols / 4 : 0) + (size_t)(in_next ? next - nw : next) * row_step,
+                               policy);
           if (in_next && next_live && u == 0)  // (this slice's first group is in st by now)
             sraw_first = group_scales_raw(w, g_first, c + kCols);
         }
