@@ -7,8 +7,8 @@
 // K are summed with atomicAdd; a block that owns the whole of K adds without atomics (deterministic). Decode
 // fusions (GemvFusion): the input can be the RMSNorm of the fp32 residual stream (normalized while staging, from
 // each row's sum of squares), and a GEMV that adds into the residual stream can sum each row's squares for the next
-// one: the last block of a column slice to finish (a counter per slice) squares the slice's final values. How many rows each warp
-// should take depends on the shape; gemv_q4_rows_per_warp is the rule from the H100 sweep
+// one: the last block of a column slice to finish (a counter per slice) squares the slice's final values. How many
+// rows each warp should take depends on the shape; gemv_q4_resolve holds the rule from the sweeps
 // (xllama_kernel_check --tune, docs/PERF-NOTES.md).
 // (Session 2's register ring, with the fp16 dot and scales staged in shared memory, lost on the H100; with the
 // fixed-point dot it won on the H200 in session 23: docs/PERF-NOTES.md.)
