@@ -35,6 +35,7 @@
 #include "cuda/env_switch.h"
 #include "cuda/gemm_q4_wgmma.h"
 #include "cuda/gemm_sm_targets.h"
+#include "cuda/graph_capture.h"
 #include "cuda/kernels.h"
 #include "cuda/weight_repack.h"
 #include "cuda/weight_upload.h"
@@ -818,22 +819,11 @@ class Stage {
     auto it = graphs_.find(key);
     if (it != graphs_.end()) return it->second;
     XL_CUDA_CHECK(cudaSetDevice(device_));
-    cudaGraph_t graph = nullptr;
-    XL_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-    try {
+    const cudaGraphExec_t exec = cuda::capture_graph(stream_, [&] {
       enqueue_layers(m);
       if (mode == LogitRows::Last) enqueue_logits(m, m - 1, 1);
       if (mode == LogitRows::All) enqueue_logits(m, 0, m);
-    } catch (...) {
-      cudaStreamEndCapture(stream_, &graph);
-      if (graph) cudaGraphDestroy(graph);
-      throw;
-    }
-    XL_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
-    cudaGraphExec_t exec = nullptr;
-    cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    XL_CUDA_CHECK(err);
+    });
     return graphs_.emplace(key, exec).first->second;
   }
 
@@ -863,7 +853,7 @@ class Stage {
       }
       return;
     }
-    enqueue_layers(m);
+    enqueue_prompt_layers(m);
     if (next_) send(m);
     if (mode == LogitRows::Last) {
       enqueue_logits(m, m - 1, 1);
@@ -882,6 +872,29 @@ class Stage {
         }
       }
     }
+  }
+
+  // A prompt chunk's layers: its length's graph if it has one (cuda/graph_capture.h), else launch by launch, and
+  // the second time a length comes, its graph is captured right after, on the host while the GPU runs the chunk.
+  void enqueue_prompt_layers(int m) {
+    if (prompt_graphs_.launch(m, stream_)) {
+      if (deq_ahead_) deq_ahead_->after_graph(stream_);
+      return;
+    }
+    enqueue_layers(m);
+    if (!prompt_graphs_.capture_next(m)) return;
+    capturing_ = true;
+    struct ClearOnExit {
+      bool& flag;
+      ~ClearOnExit() { flag = false; }
+    } clear_capturing{capturing_};
+    const cudaGraphExec_t exec = cuda::capture_graph(stream_, [&] {
+      if (deq_ahead_) deq_ahead_->join_capture(stream_);
+      enqueue_layers(m);
+      if (deq_ahead_) deq_ahead_->leave_capture(stream_);
+    });
+    if (deq_ahead_) deq_ahead_->after_graph(stream_);
+    prompt_graphs_.add(m, exec, stream_);
   }
 
   // y[m, N] += x[m, K] W^T (+ bias); overwrite (prompt chunks only): y = x W^T (+ bias).
@@ -954,6 +967,7 @@ class Stage {
     const bool accumulate = beta != 0.f;
     const auto shape = cuda::GemmSmTargets::shape_of(m, N, K, f32, accumulate);
     int sm_target = sm_targets_ ? sm_targets_->known(shape) : 0;
+    if (sm_target < 0 && capturing_) sm_target = 0;  // (not reached: a length is captured after it has run)
     if (sm_target < 0) {  // the shape's first GEMM: timed before it runs
       // Timing runs write C. An overwriting GEMM may run again on its own output; an accumulating one (o_proj and
       // down_proj into h) is timed into gu_ instead, whose last reader in a chunk (silu_mul) ran before either.
@@ -1256,7 +1270,9 @@ class Stage {
   cudaEvent_t inputs_copied_ = nullptr;
   int inv_freq_key_ = -1;
   std::vector<float> host_inv_freq_;
-  std::map<int, cudaGraphExec_t> graphs_;
+  std::map<int, cudaGraphExec_t> graphs_;  // decode graphs by rows and logits (decode_graph)
+  cuda::PromptGraphs prompt_graphs_{cuda::prompt_graph_setting()};
+  bool capturing_ = false;  // a prompt chunk's graph is being captured (no GEMM timing then)
   cuda::DecodeStep step_;    // the one-row persistent decode kernel's plan (prepare_decode_step)
   bool step_ready_ = false;
   cuda::WeightUploader* uploader_ = nullptr;  // during load_checkpoint

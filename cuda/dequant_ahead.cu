@@ -21,12 +21,16 @@ DequantAhead::DequantAhead(std::vector<__half*> slots, size_t slot_halves)
     XL_CUDA_CHECK(cudaEventCreateWithFlags(&filled_[i], cudaEventDisableTiming));
     XL_CUDA_CHECK(cudaEventCreateWithFlags(&consumed_[i], cudaEventDisableTiming));
   }
+  XL_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+  XL_CUDA_CHECK(cudaEventCreateWithFlags(&join_, cudaEventDisableTiming));
 }
 
 DequantAhead::~DequantAhead() {
   if (side_) cudaStreamSynchronize(side_);
   for (cudaEvent_t e : filled_) cudaEventDestroy(e);
   for (cudaEvent_t e : consumed_) cudaEventDestroy(e);
+  if (fork_) cudaEventDestroy(fork_);
+  if (join_) cudaEventDestroy(join_);
   if (side_) cudaStreamDestroy(side_);
 }
 
@@ -45,6 +49,21 @@ const __half* DequantAhead::dequant(const QWeight& w, int n0, int n1, cudaStream
 void DequantAhead::release(cudaStream_t main) {
   const size_t last = (next_ + slots_.size() - 1) % slots_.size();  // the slot dequant() returned
   XL_CUDA_CHECK(cudaEventRecord(consumed_[last], main));
+}
+
+void DequantAhead::join_capture(cudaStream_t main) {
+  XL_CUDA_CHECK(cudaEventRecord(fork_, main));
+  XL_CUDA_CHECK(cudaStreamWaitEvent(side_, fork_, 0));
+  for (cudaEvent_t e : consumed_) XL_CUDA_CHECK(cudaEventRecord(e, side_));
+}
+
+void DequantAhead::leave_capture(cudaStream_t main) {
+  XL_CUDA_CHECK(cudaEventRecord(join_, side_));
+  XL_CUDA_CHECK(cudaStreamWaitEvent(main, join_, 0));
+}
+
+void DequantAhead::after_graph(cudaStream_t main) {
+  for (cudaEvent_t e : consumed_) XL_CUDA_CHECK(cudaEventRecord(e, main));
 }
 
 }  // namespace xllama::cuda

@@ -33,11 +33,21 @@ class DequantAhead {
   // The slot dequant() returned last may be refilled once `main` has run what is enqueued on it so far.
   void release(cudaStream_t main);
 
+  // A prompt captured as a graph on `main` (cudaStreamBeginCapture) takes the side stream into its capture:
+  // join_capture() right after the capture begins, leave_capture() before it ends. The slots' events recorded
+  // before the capture can't be waited on inside it, so joining marks every slot consumed as of the fork.
+  void join_capture(cudaStream_t main);
+  void leave_capture(cudaStream_t main);
+  // After a capture ends and after each launch of its graph (outside any capture): the next fill of every slot
+  // waits for all that `main` has been given so far, the graph's reads of the slots included.
+  void after_graph(cudaStream_t main);
+
  private:
   std::vector<__half*> slots_;
   size_t slot_halves_ = 0;
   cudaStream_t side_ = nullptr;
   std::vector<cudaEvent_t> filled_, consumed_;
+  cudaEvent_t fork_ = nullptr, join_ = nullptr;  // the side stream into and out of a capture
   size_t next_ = 0;  // the slot the next dequant() fills
 };
 

@@ -115,7 +115,7 @@ function footerLines(run: RunInfo, sys: SystemSummary): string[] {
     : `GPUs: none${sys.gpuNote ? ` (${sys.gpuNote})` : ''}`;
   return [
     `xllama ${run.version} (commit ${run.commit ?? 'unknown'}) · ${gpus} · NVIDIA driver ${run.driver ?? 'n/a'} · CUDA ${sys.cuda ?? 'n/a'}`,
-    `t/s: mean ± sd of ${run.repetitions} run${run.repetitions === 1 ? '' : 's'} after a warm-up · ` +
+    `t/s: mean ± sd of ${run.repetitions} run${run.repetitions === 1 ? '' : 's'} after warm-up · ` +
       "bw use: bytes per token × t/s ÷ the GPU's measured copy bandwidth",
     `SM act, mem bw, tensor, busiest engine: averages of gpu-monitor's samples (every ${run.engineSampleIntervalMs} ms) ` +
       `during the timed runs${run.enginesUnavailable ? `; n/a here: ${run.enginesUnavailable}` : ''}`,

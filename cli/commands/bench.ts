@@ -245,7 +245,7 @@ export function registerBench(program: Command): void {
     .option('-n, --gen <list>', 'generation sizes: a tgN test each, one token per step (default 128; none: none)')
     .option('-d, --depth <list>', 'run every test after this many cached positions too: tg128@d2048 (default 0)')
     .addOption(new Option('--context <list>', 'old name of --depth').hideHelp())
-    .option('-r, --repeats <n>', `timed runs per test, after one untimed warm-up (default ${DEFAULTS.repeats})`)
+    .option('-r, --repeats <n>', `timed runs per test, after untimed warm-ups (two for prompt tests; default ${DEFAULTS.repeats})`)
     .option('-o, --output <format>', `${OUTPUT_FORMATS.join(', ')} (default table); results only, on stdout`)
     .addOption(new Option('--json', 'old name of -o json').hideHelp())
     .option('--timeout <seconds>', 'stop a configuration that runs longer; its rows say so (default: no limit)')

@@ -1,6 +1,6 @@
 // Benchmark tests in llama-bench's manner: ppN (a prompt of N tokens in one forward) and tgN (N tokens
 // generated one per step, the pick made on the backend), each at a depth D (after D cached positions:
-// tg128@d2048). A test runs once untimed (warm-up: CUDA graphs, caches), then `repetitions` timed runs.
+// tg128@d2048). A test runs untimed first (warm-up: CUDA graphs, caches), then `repetitions` timed runs.
 // UI-free: `xllama bench` runs these in a child process per configuration and renders the results.
 import { performance } from 'node:perf_hooks';
 import { cachedPrefixLength } from './generate.js';
@@ -77,7 +77,16 @@ async function fillToDepth(model: ModelHandle, ids: number[], depth: number): Pr
   if (kept < depth) await model.forward(ids.slice(kept, depth), kept);
 }
 
-/** One warm-up run, then `repetitions` timed runs; `onRun(i)` is told before each (0: the warm-up). */
+/**
+ * Warm-up runs a prompt test takes: the CUDA backend times a prompt length's GEMMs the first time it comes and
+ * captures its graph the second (a perplexity run's chunks replay it from the third on).
+ */
+export const PROMPT_WARMUPS = 2;
+
+/**
+ * Warm-up runs (PROMPT_WARMUPS for pp, one for tg), then `repetitions` timed runs; `onRun(i)` is told before
+ * each (0: a warm-up).
+ */
 export async function runTest(model: ModelHandle, test: BenchTest, repetitions: number,
     onRun: (run: number) => void = () => {}): Promise<TestTiming> {
   const ids = syntheticTokens(test.depth + (test.kind === 'pp' ? test.tokens : 1), model.vocabSize);
@@ -85,8 +94,9 @@ export async function runTest(model: ModelHandle, test: BenchTest, repetitions: 
   const prompt = Int32Array.from(ids.slice(test.depth));  // converted once, outside the timed part
   const tokensPerSec: number[] = [];
   let startMs = 0;
-  for (let run = 0; run <= repetitions; run++) {
-    onRun(run);
+  const warmups = test.kind === 'pp' ? PROMPT_WARMUPS : 1;
+  for (let run = 1 - warmups; run <= repetitions; run++) {
+    onRun(Math.max(0, run));
     await model.trimCache(test.depth);
     if (run === 1) startMs = epochMs();
     const t0 = performance.now();

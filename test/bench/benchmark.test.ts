@@ -24,18 +24,18 @@ test('a run fills the depth once, reuses it, warms up, then times each repetitio
   const model = new ScriptedModel(512, 64, 0, [7]);
   const runs: number[] = [];
   const pp = await runTest(model, { kind: 'pp', tokens: 4, depth: 8 }, 2, (i) => runs.push(i));
-  assert.deepEqual(runs, [0, 1, 2]);
+  assert.deepEqual(runs, [0, 0, 1, 2]);  // two warm-ups for a prompt test
   assert.equal(pp.tokensPerSec.length, 2);
   assert.ok(pp.tokensPerSec.every((x) => x > 0));
   assert.ok(pp.startMs <= pp.endMs);
   const ids = syntheticTokens(12, 512);
   assert.deepEqual(model.calls.map((c) => [c.kind, c.pos, c.tokens.length]), [
     ['forward', 0, 8],  // the depth, once
-    ['forward', 8, 4], ['forward', 8, 4], ['forward', 8, 4],  // warm-up + 2 timed, each from depth 8
+    ['forward', 8, 4], ['forward', 8, 4], ['forward', 8, 4], ['forward', 8, 4],  // 2 warm-ups + 2 timed, from depth 8
   ]);
   assert.deepEqual(model.calls[1].tokens, ids.slice(8));
 
-  // A tg test at the same depth finds it cached and prefills nothing.
+  // A tg test at the same depth finds it cached and prefills nothing; it warms up once.
   model.calls.length = 0;
   const tg = await runTest(model, { kind: 'tg', tokens: 3, depth: 8 }, 1);
   assert.equal(tg.tokensPerSec.length, 1);

@@ -93,6 +93,7 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
   std::vector<float> logits(c.vocab_size);
   using clk = std::chrono::steady_clock;
   double best_pp = 0, sum_pp = 0;
+  std::string each;  // every run's t/s (printed when there are more than 3)
   const char* reps_env = std::getenv("XLLAMA_BENCH_REPS");  // default 3 (best of); more shows a trend's mean
   const int reps = reps_env ? std::max(1, std::atoi(reps_env)) : 3;
   for (int rep = 0; rep < reps; ++rep) {
@@ -102,10 +103,11 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
     b->forward(toks.data(), prompt, 0, false, logits.data());
     const double sec = std::chrono::duration<double>(clk::now() - t0).count();
     best_pp = std::max(best_pp, prompt / sec);
+    each += " " + std::to_string((int)(prompt / sec));
     sum_pp += prompt / sec;
   }
-  if (reps > 3) std::printf("bench %-4s chunk=%d prompt %d: best %.0f mean %.0f t/s over %d\n", name, chunk, prompt,
-                            best_pp, sum_pp / reps, reps);
+  if (reps > 3) std::printf("bench %-4s chunk=%d prompt %d: best %.0f mean %.0f t/s over %d:%s\n", name, chunk, prompt,
+                            best_pp, sum_pp / reps, reps, each.c_str());
   TokenSampling greedy;
   int32_t tok = toks.back();
   int pos = prompt;
@@ -455,6 +457,24 @@ void bench_dequant_ahead() {
       guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 2048, 8, 2048); });
     }
   unsetenv("XLLAMA_DEQUANT_AHEAD");
+}
+
+// Prompt chunks as graphs (XLLAMA_PROMPT_GRAPH) off and on, side by side twice: each prompt 8 times (the best and
+// the mean; with graphs, run 1 times its GEMMs, run 2 is captured, runs 3-8 replay).
+void bench_prompt_graphs() {
+  const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
+  setenv("XLLAMA_BENCH_REPS", "8", 1);
+  for (int rep = 0; rep < 2; ++rep)
+    for (const char* on : {"0", "1"}) {
+      setenv("XLLAMA_PROMPT_GRAPH", on, 1);
+      std::printf("[prompt: XLLAMA_PROMPT_GRAPH=%s]\n", on);
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 8, 512); });
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 8, 2048); });
+      guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 512, 8, 512); });
+      guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 512, 8, 512); });
+    }
+  unsetenv("XLLAMA_PROMPT_GRAPH");
+  unsetenv("XLLAMA_BENCH_REPS");
 }
 
 // Prompt speeds of the dummies (7B at 512 and 2048 tokens, 13B and 70B at 2048; each chunk as long as the prompt),

@@ -55,6 +55,11 @@ int main(int argc, char** argv) {
       return failures ? 1 : 0;
     }
 #endif
+    if (std::strcmp(argv[i], "--bench-prompt-graph") == 0) {  // prompt chunks as graphs or not, side by side
+      guarded("prompt graphs", check_prompt_graphs);
+      guarded("bench prompt graphs", bench_prompt_graphs);
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--bench-dequant-ahead") == 0) {  // the prompt's dequantization on a side stream
       guarded("bench dequant ahead", bench_dequant_ahead);
       return failures ? 1 : 0;
@@ -224,6 +229,7 @@ int main(int argc, char** argv) {
     check_token_nll(3, 1000, -1e4f);
     check_backend_paths_every_setting();
     guarded("backend gptq", check_backend_gptq);
+    guarded("prompt graphs", check_prompt_graphs);
     if (timing) {
       std::printf("\n7B decode shapes (group 128; bytes = qweight + scales)\n");
       time_decode_gemv_shapes();

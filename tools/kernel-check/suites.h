@@ -47,6 +47,7 @@ void time_prompt_gemms();
 void check_backend_paths();
 void check_backend_paths_every_setting();
 void check_backend_gptq();
+void check_prompt_graphs();
 
 // ---- bench_backend.cu: whole-backend benchmarks and probes ----
 void time_decode_step(const char* name, const ModelConfig& c, int len, double copy_gbs, int threads);
@@ -62,6 +63,7 @@ void bench_ablations();
 void bench_prompt_settings();
 void bench_dequant_ahead();
 void bench_prompt_speeds();
+void bench_prompt_graphs();
 void time_decode_steps(bool quick = false);
 void profile_step(bool decode, int prompt = 512);
 
