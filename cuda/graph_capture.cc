@@ -48,7 +48,7 @@ bool PromptGraphs::launch(int m, cudaStream_t stream) {
 unsigned long long PromptGraphs::launched() { return prompt_graph_launches.load(std::memory_order_relaxed); }
 
 bool PromptGraphs::capture_next(int m) {
-  if (!enabled_) return false;
+  if (!enabled_ || m > kMaxRows) return false;
   if (seen_.size() >= kLengths) seen_.clear();
   return !seen_.insert(m).second;
 }

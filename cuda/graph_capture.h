@@ -19,7 +19,9 @@ bool prompt_graph_setting();
 // Prompt chunks as graphs: a 7B chunk is ~15 launches per layer, cuBLAS's included, each with its host call and its
 // gap on the GPU; a graph replays them in one launch. A length gets its graph the second time it comes (a
 // perplexity run's chunks, a benchmark's repetitions): the first run of a length times its GEMMs' SM targets
-// (gemm_sm_targets.h), which can't happen inside a capture, and a chat's prompts rarely repeat a length.
+// (gemm_sm_targets.h), which can't happen inside a capture, and a chat's prompts rarely repeat a length. Only
+// chunks of up to kMaxRows tokens: on the H200, `xllama bench` pp512 ran 1-4% faster as a graph, pp2048 no faster,
+// and a 13B's 2048-token capture cost ~50 ms that its GPU run did not hide (docs/PERF-NOTES.md, session 25).
 class PromptGraphs {
  public:
   explicit PromptGraphs(bool enabled) : enabled_(enabled) {}
@@ -29,7 +31,8 @@ class PromptGraphs {
 
   // Launches the graph of a chunk of m rows on `stream`, if there is one.
   bool launch(int m, cudaStream_t stream);
-  // Whether a chunk of m rows just run without a graph should be captured now (the second time m comes).
+  // Whether a chunk of m rows just run without a graph should be captured now (the second time m comes, m at most
+  // kMaxRows).
   bool capture_next(int m);
   // Keeps `exec` as m's graph; beyond kKept graphs the oldest goes (after `stream` has run what it was given).
   void add(int m, cudaGraphExec_t exec, cudaStream_t stream);
@@ -37,6 +40,7 @@ class PromptGraphs {
   // Prompt graphs launched in this process, by every stage (the kernel check's evidence that they ran).
   static unsigned long long launched();
 
+  static constexpr int kMaxRows = 1024;      // longer chunks run launch by launch
   static constexpr size_t kKept = 4;        // graphs kept (a few hundred nodes each)
   static constexpr size_t kLengths = 1024;  // lengths remembered (then forgotten all at once)
 

@@ -459,8 +459,9 @@ void bench_dequant_ahead() {
   unsetenv("XLLAMA_DEQUANT_AHEAD");
 }
 
-// Prompt chunks as graphs (XLLAMA_PROMPT_GRAPH) off and on, side by side twice: each prompt 8 times (the best and
-// the mean; with graphs, run 1 times its GEMMs, run 2 is captured, runs 3-8 replay).
+// Prompt chunks as graphs (XLLAMA_PROMPT_GRAPH) off and on, side by side twice: each prompt 8 times (the best, the
+// mean and each run; with graphs, run 1 times its GEMMs, run 2 is captured, runs 3-8 replay), in chunks of at most
+// PromptGraphs::kMaxRows tokens (longer ones run launch by launch either way).
 void bench_prompt_graphs() {
   const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
   setenv("XLLAMA_BENCH_REPS", "8", 1);
@@ -469,7 +470,7 @@ void bench_prompt_graphs() {
       setenv("XLLAMA_PROMPT_GRAPH", on, 1);
       std::printf("[prompt: XLLAMA_PROMPT_GRAPH=%s]\n", on);
       guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 8, 512); });
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 8, 2048); });
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 1024, 8, 1024); });
       guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 512, 8, 512); });
       guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 512, 8, 512); });
     }
