@@ -392,6 +392,25 @@ void bench_prompt_settings() {
     }
 }
 
+// Whole prompts (chunks as long as the prompt, 8 decode steps) under each value of the environment switch `name`,
+// the values alternated twice; a backend reads its switches when it is created.
+struct PromptRun {
+  const char* name;
+  ModelConfig config;
+  int tokens;
+};
+void prompts_side_by_side(const char* name, std::initializer_list<const char*> values,
+                          const std::vector<PromptRun>& runs) {
+  for (int rep = 0; rep < 2; ++rep)
+    for (const char* v : values) {
+      setenv(name, v, 1);
+      std::printf("[prompt: %s=%s]\n", name, v);
+      for (const PromptRun& r : runs)
+        guarded("bench", [&] { bench_backend(r.name, r.config, 4096, r.tokens, 8, r.tokens); });
+    }
+  unsetenv(name);
+}
+
 // A 7B gate/up tile's GEMM at 512 tokens (cuBLAS on a high-priority stream) with the next tile's dequantization on a
 // low-priority stream beside it, against the two one after the other; then whole prompts with XLLAMA_DEQUANT_AHEAD
 // off and on, side by side twice.
@@ -443,20 +462,9 @@ void bench_dequant_ahead() {
     XL_CUDA_CHECK(cudaStreamDestroy(lo));
   }
 #endif
-  const ModelConfig c7 = llama_7b_config();
-  const ModelConfig c13 = llama_13b_config();
-  const ModelConfig c70 = llama_70b_config();
-  for (int rep = 0; rep < 2; ++rep)
-    for (const char* on : {"0", "1"}) {
-      setenv("XLLAMA_DEQUANT_AHEAD", on, 1);
-      std::printf("[prompt: XLLAMA_DEQUANT_AHEAD=%s]\n", on);
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 8, 512); });
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 8, 2048); });
-      guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 2048, 8, 2048); });
-      guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 512, 8, 512); });
-      guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 2048, 8, 2048); });
-    }
-  unsetenv("XLLAMA_DEQUANT_AHEAD");
+  const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
+  prompts_side_by_side("XLLAMA_DEQUANT_AHEAD", {"0", "1"},
+                       {{"7B", c7, 512}, {"7B", c7, 2048}, {"13B", c13, 2048}, {"70B", c70, 512}, {"70B", c70, 2048}});
 }
 
 // Prompt chunks as graphs (XLLAMA_PROMPT_GRAPH) off and on, side by side twice: each prompt 8 times (the best, the
@@ -465,16 +473,8 @@ void bench_dequant_ahead() {
 void bench_prompt_graphs() {
   const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
   setenv("XLLAMA_BENCH_REPS", "8", 1);
-  for (int rep = 0; rep < 2; ++rep)
-    for (const char* on : {"0", "1"}) {
-      setenv("XLLAMA_PROMPT_GRAPH", on, 1);
-      std::printf("[prompt: XLLAMA_PROMPT_GRAPH=%s]\n", on);
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 8, 512); });
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 1024, 8, 1024); });
-      guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 512, 8, 512); });
-      guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 512, 8, 512); });
-    }
-  unsetenv("XLLAMA_PROMPT_GRAPH");
+  prompts_side_by_side("XLLAMA_PROMPT_GRAPH", {"0", "1"},
+                       {{"7B", c7, 512}, {"7B", c7, 1024}, {"13B", c13, 512}, {"70B", c70, 512}});
   unsetenv("XLLAMA_BENCH_REPS");
 }
 
@@ -486,16 +486,9 @@ void bench_prompt_speeds() {
   const ModelConfig c70 = llama_70b_config();
   for (int m : {512, 2048}) time_attention_prefill(32, 32, 128, m);
   time_attention_prefill(64, 8, 128, 2048);
-  for (int rep = 0; rep < 2; ++rep)
-    for (const char* fused : {"1", "0"}) {  // the 4-bit GEMMs fused (Hopper) or dequantized + cuBLAS, side by side
-      setenv("XLLAMA_FUSED_PROMPT_GEMM", fused, 1);
-      std::printf("[prompt: XLLAMA_FUSED_PROMPT_GEMM=%s]\n", fused);
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 8, 512); });
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 8, 2048); });
-      guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 2048, 8, 2048); });
-      guarded("bench 70B", [&] { bench_backend("70B", c70, 4096, 2048, 8, 2048); });
-    }
-  unsetenv("XLLAMA_FUSED_PROMPT_GEMM");
+  // the 4-bit GEMMs fused (Hopper) or dequantized + cuBLAS
+  prompts_side_by_side("XLLAMA_FUSED_PROMPT_GEMM", {"1", "0"},
+                       {{"7B", c7, 512}, {"7B", c7, 2048}, {"13B", c13, 2048}, {"70B", c70, 2048}});
 }
 
 // The persistent decode kernel alone at 7B / 13B / 70B shapes, both block sizes.
