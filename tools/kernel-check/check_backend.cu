@@ -281,10 +281,15 @@ void check_prompt_graphs() {
   auto b = create_cuda_dummy_backend(c, 64, o, 5);
   double worst = 0;
   const unsigned long long before = cuda::PromptGraphs::launched();
+  size_t free_before = 0, free_after = 0, total = 0;
   for (int r = 0; r < 4; ++r) {
+    if (r == 1) XL_CUDA_CHECK(cudaMemGetInfo(&free_before, &total));  // (after run 1: cuBLAS's own first use)
     const std::vector<float> l = run(*b);
     for (size_t i = 0; i < l.size(); ++i) worst = std::max(worst, (double)std::fabs(l[i] - ref[i]));
   }
+  XL_CUDA_CHECK(cudaMemGetInfo(&free_after, &total));
+  std::printf("prompt graphs: the 2 graphs took %.1f MiB of device memory\n",
+              ((double)free_before - (double)free_after) / 1048576.0);
   const unsigned long long replays = cuda::PromptGraphs::launched() - before;
   unsetenv("XLLAMA_PROMPT_GRAPH");
   report("backend: prompt chunks as graphs (4 replays) vs launch by launch, max |diff|", replays == 4 ? worst : INFINITY,
