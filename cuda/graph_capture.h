@@ -20,8 +20,9 @@ bool prompt_graph_setting();
 // gap on the GPU; a graph replays them in one launch. A length gets its graph the second time it comes (a
 // perplexity run's chunks, a benchmark's repetitions): the first run of a length times its GEMMs' SM targets
 // (gemm_sm_targets.h), which can't happen inside a capture, and a chat's prompts rarely repeat a length. Only
-// chunks of up to kMaxRows tokens: on the H200, `xllama bench` pp512 ran 1-4% faster as a graph, pp2048 no faster,
-// and a 13B's 2048-token capture cost ~50 ms that its GPU run did not hide (docs/PERF-NOTES.md, session 25).
+// chunks of up to kMaxRows tokens: on the H200, `xllama bench` pp512 ran 1-4% faster as a graph (the host's launches
+// through Node; the kernel check's C++ loop, no faster), 1,024-token chunks 2-3% slower in that loop, pp2048 no
+// faster, and a 13B's 2048-token capture cost ~50 ms its GPU run did not hide (docs/PERF-NOTES.md, session 25).
 class PromptGraphs {
  public:
   explicit PromptGraphs(bool enabled) : enabled_(enabled) {}
@@ -40,7 +41,7 @@ class PromptGraphs {
   // Prompt graphs launched in this process, by every stage (the kernel check's evidence that they ran).
   static unsigned long long launched();
 
-  static constexpr int kMaxRows = 1024;      // longer chunks run launch by launch
+  static constexpr int kMaxRows = 512;       // longer chunks run launch by launch
   static constexpr size_t kKept = 4;        // graphs kept (a few hundred nodes each)
   static constexpr size_t kLengths = 1024;  // lengths remembered (then forgotten all at once)
 

@@ -79,7 +79,7 @@ async function fillToDepth(model: ModelHandle, ids: number[], depth: number): Pr
 
 /**
  * Warm-up runs a prompt test takes: the CUDA backend times a prompt length's GEMMs the first time it comes and
- * (up to 1,024 tokens) captures its graph the second (a perplexity run's chunks replay it from the third on).
+ * (up to 512 tokens) captures its graph the second (a perplexity run's chunks replay it from the third on).
  */
 export const PROMPT_WARMUPS = 2;
 
