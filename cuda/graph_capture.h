@@ -41,7 +41,7 @@ class PromptGraphs {
   // Prompt graphs launched in this process, by every stage (the kernel check's evidence that they ran).
   static unsigned long long launched();
 
-  static constexpr int kMaxRows = 512;       // longer chunks run launch by launch
+  static constexpr int kMaxRows = 512;      // longer chunks run launch by launch
   static constexpr size_t kKept = 4;        // graphs kept (a few hundred nodes each)
   static constexpr size_t kLengths = 1024;  // lengths remembered (then forgotten all at once)
 
