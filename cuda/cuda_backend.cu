@@ -882,12 +882,8 @@ class Stage {
       return;
     }
     enqueue_layers(m);
+    // The run just enqueued timed every GEMM shape of this length (they depend on m alone): the capture times none.
     if (!prompt_graphs_.capture_next(m)) return;
-    capturing_ = true;
-    struct ClearOnExit {
-      bool& flag;
-      ~ClearOnExit() { flag = false; }
-    } clear_capturing{capturing_};
     const cudaGraphExec_t exec = cuda::capture_graph(stream_, [&] {
       if (deq_ahead_) deq_ahead_->join_capture(stream_);
       enqueue_layers(m);
@@ -967,7 +963,6 @@ class Stage {
     const bool accumulate = beta != 0.f;
     const auto shape = cuda::GemmSmTargets::shape_of(m, N, K, f32, accumulate);
     int sm_target = sm_targets_ ? sm_targets_->known(shape) : 0;
-    if (sm_target < 0 && capturing_) sm_target = 0;  // (not reached: a length is captured after it has run)
     if (sm_target < 0) {  // the shape's first GEMM: timed before it runs
       // Timing runs write C. An overwriting GEMM may run again on its own output; an accumulating one (o_proj and
       // down_proj into h) is timed into gu_ instead, whose last reader in a chunk (silu_mul) ran before either.
@@ -1272,7 +1267,6 @@ class Stage {
   std::vector<float> host_inv_freq_;
   std::map<int, cudaGraphExec_t> graphs_;  // decode graphs by rows and logits (decode_graph)
   cuda::PromptGraphs prompt_graphs_{cuda::prompt_graph_setting()};
-  bool capturing_ = false;  // a prompt chunk's graph is being captured (no GEMM timing then)
   cuda::DecodeStep step_;    // the one-row persistent decode kernel's plan (prepare_decode_step)
   bool step_ready_ = false;
   cuda::WeightUploader* uploader_ = nullptr;  // during load_checkpoint

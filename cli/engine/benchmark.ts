@@ -81,7 +81,7 @@ async function fillToDepth(model: ModelHandle, ids: number[], depth: number): Pr
  * Warm-up runs a prompt test takes: the CUDA backend times a prompt length's GEMMs the first time it comes and
  * (up to 512 tokens) captures its graph the second (a perplexity run's chunks replay it from the third on).
  */
-export const PROMPT_WARMUPS = 2;
+const PROMPT_WARMUPS = 2;
 
 /**
  * Warm-up runs (PROMPT_WARMUPS for pp, one for tg), then `repetitions` timed runs; `onRun(i)` is told before
