@@ -1,12 +1,20 @@
-// The decode attention's pieces shared by attention_kernel (kernels_model.cu) and the persistent decode kernel:
-// the online-softmax step of a lane group and the combine of the key splits.
+// The decode attention's pieces shared by attention_kernel (kernels_model.cu), the grouped-query attention
+// (kernels_attention_gqa.cu) and the persistent decode kernel: the deferred norm factor, the online-softmax step of
+// a lane group and the combine of the key splits.
 #pragma once
 #include <cuda_fp16.h>
 
 #include <cmath>
 #include <cstdint>
 
+#include "cuda/kernels.h"
+
 namespace xllama::cuda {
+
+// A qkv row's RMSNorm factor where the q/k/v GEMV left it out (GemvInput::RmsNormDeferred), else 1 (exact).
+__device__ __forceinline__ float row_norm_factor(const DeferredNorm& n, int row) {
+  return n.sum_sq ? rsqrtf(n.sum_sq[row] / (float)n.dim + n.eps) : 1.f;
+}
 
 // This thread's 8 dims of q against the same 8 dims of one cached K row (fp16, one 16-byte load).
 __device__ __forceinline__ float dot8(const uint4& k, const float (&qv)[8]) {

@@ -993,7 +993,7 @@ class Stage {
     if (decode_fused(m)) return enqueue_decode_layers(m);
     // GEMV rows accumulate into zeroed outputs; prompt chunks' GEMMs overwrite them (no zeroing, no C read)
     const bool gemv = m <= cuda::kGemvMaxRows;
-    const int splits = gemv ? cuda::attention_splits(m, H, S_) : 1;
+    const int splits = gemv ? cuda::attention_rope_splits(m, H, KV, D, S_) : 1;
     if (first_) cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_);  // later stages: receive() filled h_
     for (size_t li = 0; li < layers_.size(); ++li) {
       const GpuLayer& l = layers_[li];
@@ -1056,7 +1056,7 @@ class Stage {
       cuda::decode_step(step_, stream_);
       return;
     }
-    const int splits = cuda::attention_splits(m, H, S_);
+    const int splits = cuda::attention_rope_splits(m, H, KV, D, S_);
     const float eps = cfg_.rms_norm_eps;
     const bool defer = defer_norms_;
     const unsigned ablate = cuda::decode_ablation();

@@ -10,21 +10,13 @@
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
+#include "cuda/mma_m16n8k16.cuh"
 
 namespace xllama::cuda {
 
 namespace {
 
 constexpr int kRowsPerBlock = 64, kKeysPerTile = 64, kThreads = 128, kStages = 2;
-
-// c += a (16x16, row major) . b (16x8, column major); fragments as the PTX ISA lays them out.
-__device__ __forceinline__ void mma_16x8x16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // Four 8x8 fp16 matrices from shared memory (lane i gives the address of row i % 8 of matrix i / 8); .trans
 // hands each lane a column pair instead of a row pair.

@@ -248,11 +248,6 @@ __global__ void rope_qkv_kernel(const T* __restrict__ qkv, int H, int KV, int D,
 // used); taking the round's positions one by one, the 7B's attention at depth 2088 took 16.8 us, batched 13.6, the
 // 70B's 23.1 and 17.6 (H200; docs/PERF-NOTES.md, session 15).
 
-// A qkv row's RMSNorm factor where the q/k/v GEMV left it out (GemvInput::RmsNormDeferred), else 1 (exact).
-__device__ __forceinline__ float row_norm_factor(const DeferredNorm& n, int row) {
-  return n.sum_sq ? rsqrtf(n.sum_sq[row] / (float)n.dim + n.eps) : 1.f;
-}
-
 // Shared memory, in floats: the lane groups' partials ([slots][D] acc, [slots] m, [slots] l, which the combine
 // reuses as its staging area), then with ROPE the new rows' k and v as fp16 ([rows][2][D]).
 __host__ __device__ inline int attention_partials_floats(int slots, int D) { return (slots * (D + 2) + 3) / 4 * 4; }
@@ -651,9 +646,15 @@ void attention(const __half* q, const __half* kcache, const __half* vcache, int 
                           S, pos, splits, min_keys_per_split, work, done, out, s);
 }
 
+int attention_rope_splits(int m, int H, int KV, int D, int max_len) {
+  return attention_gqa_applies(H, KV, D) ? attention_gqa_splits(m, KV, max_len) : attention_splits(m, H, max_len);
+}
+
 void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
                     cudaStream_t s, DeferredNorm qkv_norm) {
+  if (attention_gqa_applies(H, KV, D))
+    return attention_gqa_rope(qkv, inv_freq, kcache, vcache, m, H, KV, S, pos, splits, work, done, out, s, qkv_norm);
   launch_attention<true>(nullptr, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits, kAttnMinKeysPerSplit,
                          work, done, out, s, qkv_norm);
 }

@@ -582,6 +582,11 @@ const char* attn_threads_tag() {
   return attention_batch_flag() ? " [128 threads]" : " [128 threads, 1 by 1]";
 }
 
+// ... and with RoPE fused, where grouped-query heads of head_dim 128 take the tensor-core kernel instead.
+const char* attn_rope_tag(int H, int KV, int D) {
+  return attention_gqa_applies(H, KV, D) ? " [grouped-query, tensor cores]" : attn_threads_tag();
+}
+
 // Causal attention in float64: query rows q ([m][H][D], row i at position pos + i) against the caches k, v
 // ([KV][S][D]), row i seeing positions 0..pos + i; [m][H][D].
 std::vector<double> attention_reference(const std::vector<double>& q, const std::vector<double>& k,
@@ -637,7 +642,7 @@ void check_attention_rope(int m, int H, int KV, int D, int pos, int S) {
     }
   }
   const std::vector<double> ref = attention_reference(rq, rk, rv, m, H, KV, D, S, pos);
-  const int splits = attention_splits(m, H, S);
+  const int splits = attention_rope_splits(m, H, KV, D, S);
   Dev<float> dqkv(qkv), dinv(inv), work((size_t)m * H * splits * (D + 2));
   Dev<__half> dk(kc), dv(vc), out(ref.size());
   Dev<int> dp(std::vector<int>{pos});
@@ -652,7 +657,7 @@ void check_attention_rope(int m, int H, int KV, int D, int pos, int S) {
   }
   char name[160];
   std::snprintf(name, sizeof name, "attention+rope m=%d H=%d KV=%d D=%d pos=%d splits=%d%s", m, H, KV, D, pos, splits,
-                attn_threads_tag());
+                attn_rope_tag(H, KV, D));
   report(name, e, 3e-3);
 
 }
@@ -717,6 +722,12 @@ void check_decode_attention() {
   check_attention_rope(1, 32, 8, 128, 3000, 4096);  // Llama-3 8B's heads
   check_attention_rope(8, 64, 8, 128, 1500, 2048);  // 8 rows of the 70B
   check_attention_rope(1, 8, 1, 128, 16383, 16384); // one KV head, the last position of a long cache
+  // grouped-query heads (the tensor-core kernel where attention_gqa_flag is on): the first position, a second
+  // split of one key, 6 heads per KV head, 64 splits of two rounds each
+  check_attention_rope(1, 64, 8, 128, 0, 64);
+  check_attention_rope(1, 16, 2, 128, 128, 256);
+  check_attention_rope(3, 48, 8, 128, 700, 1024);
+  check_attention_rope(1, 32, 4, 128, 16383, 16384);
 }
 
 // The prompt attention's cases (also alone: --prompt-attention, e.g. under compute-sanitizer's racecheck).
