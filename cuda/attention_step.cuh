@@ -1,5 +1,5 @@
-// The decode attention's pieces shared by attention_kernel (kernels_model.cu), the grouped-query attention
-// (kernels_attention_gqa.cu) and the persistent decode kernel: the deferred norm factor, the online-softmax step of
+// The decode attention's pieces shared by attention_kernel (kernels_model.cu), the tensor-core attention
+// (kernels_attention_decode_mma.cu) and the persistent decode kernel: the deferred norm factor, the online-softmax step of
 // a lane group and the combine of the key splits.
 #pragma once
 #include <cuda_fp16.h>

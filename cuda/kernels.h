@@ -189,22 +189,22 @@ struct DeferredNorm {
   int dim = 0;
   float eps = 0.f;
 };
-// Grouped-query heads with head_dim 128 (attention_gqa_applies) go to attention_gqa_rope; splits must then come
-// from attention_rope_splits.
+// Heads of head_dim 128 (attention_mma_applies) go to attention_mma_rope; splits must then come from
+// attention_rope_splits.
 void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
                     cudaStream_t s, DeferredNorm qkv_norm = {});
-// The splits attention_rope's grid takes for m rows: attention_gqa_splits where the grouped-query kernel applies,
-// else attention_splits.
+// The splits attention_rope's grid takes for m rows: attention_mma_splits where the tensor-core kernel applies, else
+// attention_splits.
 int attention_rope_splits(int m, int H, int KV, int D, int max_len);
-// Grouped-query decode attention on the tensor cores (kernels_attention_gqa.cu): a block per (KV head, row, split)
-// takes the KV head's G query heads at once, so each cached row is read once per KV head. For head_dim 128 and an
-// even G = H / KV of 2..8, unless XLLAMA_ATTN_GQA=0 (attention_gqa_flag, process-wide; the kernel check flips it).
+// Decode attention on the tensor cores (kernels_attention_decode_mma.cu): a block per (KV head, row, split) takes
+// the KV head's G = H / KV query heads at once (mma.sync), so each cached row is read once per KV head. For head_dim
+// 128 and G <= 8, unless XLLAMA_ATTN_MMA=0 (attention_mma_flag, process-wide; the kernel check flips it).
 // work and done as attention_rope's (work 16-byte aligned; done holds m * KV counters, left zero).
-bool& attention_gqa_flag();
-bool attention_gqa_applies(int H, int KV, int D);
-int attention_gqa_splits(int m, int KV, int max_len);
-void attention_gqa_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
+bool& attention_mma_flag();
+bool attention_mma_applies(int H, int KV, int D);
+int attention_mma_splits(int m, int H, int KV, int max_len);
+void attention_mma_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
                         int S, const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s,
                         DeferredNorm qkv_norm);
 // The most splits a decode attention launch takes for m rows of H heads: as many blocks as the current GPU holds at

@@ -647,14 +647,14 @@ void attention(const __half* q, const __half* kcache, const __half* vcache, int 
 }
 
 int attention_rope_splits(int m, int H, int KV, int D, int max_len) {
-  return attention_gqa_applies(H, KV, D) ? attention_gqa_splits(m, KV, max_len) : attention_splits(m, H, max_len);
+  return attention_mma_applies(H, KV, D) ? attention_mma_splits(m, H, KV, max_len) : attention_splits(m, H, max_len);
 }
 
 void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
                     cudaStream_t s, DeferredNorm qkv_norm) {
-  if (attention_gqa_applies(H, KV, D))
-    return attention_gqa_rope(qkv, inv_freq, kcache, vcache, m, H, KV, S, pos, splits, work, done, out, s, qkv_norm);
+  if (attention_mma_applies(H, KV, D))
+    return attention_mma_rope(qkv, inv_freq, kcache, vcache, m, H, KV, S, pos, splits, work, done, out, s, qkv_norm);
   launch_attention<true>(nullptr, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits, kAttnMinKeysPerSplit,
                          work, done, out, s, qkv_norm);
 }

@@ -159,7 +159,7 @@ void bench_decode_variants() {
 }
 
 // The decode attention alone (RoPE fused, one row) at the 7B's, 70B's and Llama-3 8B's head counts and bench's
-// depths, for the per-head kernel's two softmax updates and, on grouped-query heads, the tensor-core kernel: us per
+// depths, for the per-head kernel's two softmax updates and the tensor-core kernel (grouped-query or not): us per
 // launch, back to back (XLLAMA_PROFILE_ONCE: two launches per case, untimed, for ncu -k).
 void time_decode_attention() {
   struct Case {
@@ -170,12 +170,11 @@ void time_decode_attention() {
                         {"70B", 64, 8, 40}, {"70B", 64, 8, 551}, {"70B", 64, 8, 2087},
                         {"8B", 32, 8, 40}, {"8B", 32, 8, 2087}};  // Llama-3 8B
   const int D = 128, S = 4096;
-  const bool saved = attention_batch_flag(), saved_gqa = attention_gqa_flag();
+  const bool saved = attention_batch_flag(), saved_mma = attention_mma_flag();
   for (const Case& c : cases)
-    for (int variant = 0; variant < 3; ++variant) {  // per head one by one, per head batched, grouped-query
-      const bool batch = variant >= 1, gqa = variant == 2;
-      attention_gqa_flag() = gqa;
-      if (gqa && !attention_gqa_applies(c.H, c.KV, 128)) continue;
+    for (int variant = 0; variant < 3; ++variant) {  // per head one by one, per head batched, tensor cores
+      const bool batch = variant >= 1, mma = variant == 2;
+      attention_mma_flag() = mma;
       attention_batch_flag() = batch;
       const int width = (c.H + 2 * c.KV) * D;
       Dev<float> qkv(width), inv(D / 2), work((size_t)c.H * 64 * (D + 2));
@@ -195,10 +194,10 @@ void time_decode_attention() {
       XL_CUDA_CHECK(cudaDeviceSynchronize());
       const double kv_mb = 2.0 * c.KV * (c.pos + 1) * D * 2 / 1e6;
       std::printf("time attention %-4s H=%d KV=%d len %4d %-6s splits %2d: %7.2f us  (%.1f MB of K/V: %5.0f GB/s)\n",
-                  c.name, c.H, c.KV, c.pos + 1, gqa ? "gqa" : batch ? "batch" : "1 by 1", splits, us, kv_mb,
+                  c.name, c.H, c.KV, c.pos + 1, mma ? "tensor" : batch ? "batch" : "1 by 1", splits, us, kv_mb,
                   kv_mb * 1e3 / us);
     }
-  attention_batch_flag() = saved, attention_gqa_flag() = saved_gqa;
+  attention_batch_flag() = saved, attention_mma_flag() = saved_mma;
 }
 
 // Whole-backend decode at the depths xllama bench reports (positions 9..137 after a 1-token prompt, 520..648, and

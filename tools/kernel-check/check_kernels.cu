@@ -582,9 +582,9 @@ const char* attn_threads_tag() {
   return attention_batch_flag() ? " [128 threads]" : " [128 threads, 1 by 1]";
 }
 
-// ... and with RoPE fused, where grouped-query heads of head_dim 128 take the tensor-core kernel instead.
+// ... and with RoPE fused, where heads of head_dim 128 may take the tensor-core kernel instead.
 const char* attn_rope_tag(int H, int KV, int D) {
-  return attention_gqa_applies(H, KV, D) ? " [grouped-query, tensor cores]" : attn_threads_tag();
+  return attention_mma_applies(H, KV, D) ? " [tensor cores]" : attn_threads_tag();
 }
 
 // Causal attention in float64: query rows q ([m][H][D], row i at position pos + i) against the caches k, v
@@ -722,12 +722,14 @@ void check_decode_attention() {
   check_attention_rope(1, 32, 8, 128, 3000, 4096);  // Llama-3 8B's heads
   check_attention_rope(8, 64, 8, 128, 1500, 2048);  // 8 rows of the 70B
   check_attention_rope(1, 8, 1, 128, 16383, 16384); // one KV head, the last position of a long cache
-  // grouped-query heads (the tensor-core kernel where attention_gqa_flag is on): the first position, a second
-  // split of one key, 6 heads per KV head, 64 splits of two rounds each
+  // for the tensor-core kernel: the first position, a second split of one key, 6 heads per KV
+  // head, 64 splits of two rounds each, 3 heads per KV head (an even split count), the 13B's heads at depth 2048
   check_attention_rope(1, 64, 8, 128, 0, 64);
   check_attention_rope(1, 16, 2, 128, 128, 256);
   check_attention_rope(3, 48, 8, 128, 700, 1024);
   check_attention_rope(1, 32, 4, 128, 16383, 16384);
+  check_attention_rope(1, 24, 8, 128, 900, 1024);
+  check_attention_rope(1, 40, 40, 128, 2047, 4096);
 }
 
 // The prompt attention's cases (also alone: --prompt-attention, e.g. under compute-sanitizer's racecheck).

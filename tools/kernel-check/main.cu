@@ -217,9 +217,9 @@ int main(int argc, char** argv) {
       attention_batch_flag() = !attention_batch_flag();
       check_decode_attention();
       attention_batch_flag() = !attention_batch_flag();
-      attention_gqa_flag() = !attention_gqa_flag();  // grouped-query heads through the other kernel
+      attention_mma_flag() = !attention_mma_flag();  // head_dim 128 through the other kernel
       check_decode_attention();
-      attention_gqa_flag() = !attention_gqa_flag();
+      attention_mma_flag() = !attention_mma_flag();
     }
     check_sampling(32000);
     check_sampling(128256);

@@ -1,11 +1,11 @@
-// Decode attention for grouped-query heads on the tensor cores (Llama-2/3 70B, Llama-3 8B, Mistral: G = H / KV query
-// heads share each KV head). The per-head kernel (attention_kernel, kernels_model.cu) reads a KV head's cached rows
-// once per query head and holds few splits per head (the 70B's 64 heads fill the GPU at 4 splits), so at depth 2048
-// each of its blocks walks 512 keys in 8 dependent rounds: 21 us of a 70B layer where the keys and values take 2.
-// Here one block takes a KV head's G query heads at once: each warp scores 16 keys against all of them with
-// mma.sync m16n8k16 (keys as the 16 rows, the G <= 8 heads as the 8 columns) and multiplies its values the same
-// way, so a key is read once per KV head, and a split is one round of 128 keys requested before the kernel waits
-// for q/k/v. The last split block of a (row, KV head) combines the splits of its G heads.
+// Decode attention on the tensor cores for head_dim 128 (Llama 7B-70B, Llama-3, Mistral). A block takes one KV head
+// of one row and split, and all G = H / KV <= 8 query heads that share it (1 for the 7B and 13B, 8 for the 70B):
+// each warp scores 16 keys against all of them with mma.sync m16n8k16 (keys as the 16 rows, the heads as the 8
+// columns, unused ones zero) and multiplies its values the same way. So a cached row is read once per KV head, a
+// round is 128 keys per block, the first requested before the kernel waits for q/k/v, and the softmax's
+// arithmetic no longer bounds the chain. The last split block of a (row, KV head) combines the splits of its heads.
+// Against attention_kernel (kernels_model.cu; lane groups of FMA dot products, one block per query head), alone on
+// the H200: 70B at depth 2088 17.0 -> 7.8 us, 7B 12.8 -> 11.8, 7B at 552 8.2 -> 6.1 (docs/PERF-NOTES.md, session 26).
 //
 // Fragment layouts (lane = 4 g + t; the dot products do not depend on which slot holds which dim or key, so each
 // lane's loads are contiguous):
@@ -16,6 +16,7 @@
 //     (g, t) loads keys 2t, 2t + 1, 2t + 8, 2t + 9 at dims [16g, 16g + 16) (32 bytes each) and pairs their halves
 //     with byte permutes; B = P (keys x heads) through the warp's shared memory. C: dims 16g + 2i (+1) x heads 2t,
 //     2t + 1, the same heads as the lane's softmax state.
+#include <algorithm>
 #include <cmath>
 
 #include "cuda/attention_step.cuh"
@@ -70,7 +71,7 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
 // written into the caches by the blocks whose keys include them and read back from shared memory, and a row uses
 // as many of the splits as its live length needs (at least kKeysPerRound keys each).
 __global__ void __launch_bounds__(kThreads, 2)
-    attention_gqa_kernel(const float* __restrict__ qkv, const float* __restrict__ inv_freq, __half* __restrict__ kc,
+    attention_mma_kernel(const float* __restrict__ qkv, const float* __restrict__ inv_freq, __half* __restrict__ kc,
                          __half* __restrict__ vc, int H, int KV, int S, const int* __restrict__ pos, int max_splits,
                          float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out,
                          DeferredNorm qkv_norm) {
@@ -96,9 +97,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   // This warp's 16 keys of a round at r0: rows g, g + 8 of K (dims [32t, 32t + 32)) and rows 2t, 2t + 1, 2t + 8,
   // 2t + 9 of V (dims [16g, 16g + 16)). Cached positions come from global memory (cached_only: only those, the
-  // first round's, before the wait), new ones from this block's shared memory, positions past `end` are zeros.
+  // first round's, before the wait; skip_cached: all but those), new ones from this block's shared memory,
+  // positions past `end` are zeros.
   uint4 kf[2][4], vf[4][2];
-  auto fetch = [&](int r0, bool cached_only, bool skip_cached) {
+  auto fetch_k = [&](int r0, bool cached_only, bool skip_cached) {
     const int pw = r0 + warp * 16;
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
@@ -117,6 +119,9 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int c = 0; c < 4; ++c) kf[e][c] = make_uint4(0, 0, 0, 0);
       }
     }
+  };
+  auto fetch_v = [&](int r0, bool cached_only, bool skip_cached) {
+    const int pw = r0 + warp * 16;
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int p = pw + 2 * t + (e & 1) + 8 * (e >> 1);
@@ -137,7 +142,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   };
   // The cached rows were written by earlier launches, complete before the kernel this one waits for started: the
   // first round's load before the wait, during the q/k/v GEMV's tail. So does q's rotation (its position is known).
-  fetch(start, true, false);
+  fetch_k(start, true, false), fetch_v(start, true, false);
   const int j = tid & (kD / 2 - 1);  // this thread's rotation pair, for q and the new rows alike (kThreads % 64 == 0)
   const float inv_freq_j = inv_freq[j];
   const int q_pos = p_first + row;
@@ -191,9 +196,12 @@ __global__ void __launch_bounds__(kThreads, 2)
   float mrun[2] = {-INFINITY, -INFINITY}, lrun[2] = {0.f, 0.f};  // heads 2t, 2t + 1
   __half* wp = sp + warp * kMaxGroup * kPStride;
   const __half* qrow = sq + g * kQStride + 32 * t;
+  fetch_k(start, false, true), fetch_v(start, false, true);  // the first round's new rows and zeros
+  // Past the first, a round's keys are requested once the previous round's are scored and its values once those
+  // are summed, so the loads stay in flight through the arithmetic (a split takes more than one round where the
+  // grid holds too few splits for the length: the 7B's 32 heads at depth 2048 hold 8, three rounds each).
   for (int r0 = start; r0 < end; r0 += kKeysPerRound) {
-    if (r0 == start) fetch(r0, false, true);  // the first round's new rows and zeros (its cached rows are loaded)
-    else fetch(r0, false, false);
+    const int next = r0 + kKeysPerRound;
     float sc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
@@ -203,6 +211,7 @@ __global__ void __launch_bounds__(kThreads, 2)
                              word_of(kf[1][c], w0 + 1)};
       mma_16x8x16(sc, a, b.x, b.y);
     }
+    if (next < end) fetch_k(next, false, false);
     // Online softmax per head column over the warp's 16 keys (rows g, g + 8; the other g's through shuffles).
     const int pw = r0 + warp * 16;
     const bool live0 = pw + g < end, live1 = pw + g + 8 < end;
@@ -240,6 +249,7 @@ __global__ void __launch_bounds__(kThreads, 2)
                              __byte_perm(v2, v3, 0x7632)};
       mma_16x8x16(acc[i], a, b0, b1);
     }
+    if (next < end) fetch_v(next, false, false);
   }
   trace_mark(1);  // (--timeline: the split's keys done)
 
@@ -304,7 +314,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   if (!last) return;
   // Four dims of one head per thread, each batch of splits (outputs, maxima and sums) in one round trip and folded
   // into a running max and sums as the online softmax does: no pass over the maxima first.
-  constexpr int kBatch = 16;  // 20 spills at 128 registers
+  constexpr int kBatch = 12;  // 16 spills at 128 registers
   for (int q4 = tid; q4 < G * kD / 4; q4 += kThreads) {
     const int h = q4 / (kD / 4), d = (q4 % (kD / 4)) * 4;  // a warp's 32 threads share h: the maxima broadcast
     float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
@@ -343,10 +353,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 }
 
 // Blocks of the kernel the GPU holds at once (with room for kGemvMaxRows new rows).
-int gqa_resident_blocks() {
+int mma_resident_blocks() {
   static const int blocks = [] {
     const size_t smem = smem_bytes(kGemvMaxRows);
-    const void* k = reinterpret_cast<const void*>(attention_gqa_kernel);
+    const void* k = reinterpret_cast<const void*>(attention_mma_kernel);
     if (smem > 48 * 1024) XL_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     return std::max(1, resident_blocks(k, kThreads, smem));
   }();
@@ -355,31 +365,31 @@ int gqa_resident_blocks() {
 
 }  // namespace
 
-bool& attention_gqa_flag() {
-  static bool on = env_switch_on("XLLAMA_ATTN_GQA");
+bool& attention_mma_flag() {
+  static bool on = env_switch_on("XLLAMA_ATTN_MMA");
   return on;
 }
 
-bool attention_gqa_applies(int H, int KV, int D) {
-  if (!attention_gqa_flag() || D != kD || KV <= 0 || H % KV != 0) return false;
-  const int G = H / KV;
-  return G >= 2 && G <= kMaxGroup && G % 2 == 0;  // even G: the combine's 16-byte loads stay aligned
+bool attention_mma_applies(int H, int KV, int D) {
+  return attention_mma_flag() && D == kD && KV > 0 && H % KV == 0 && H / KV <= kMaxGroup;
 }
 
-int attention_gqa_splits(int m, int KV, int max_len) {
+int attention_mma_splits(int m, int H, int KV, int max_len) {
   // As attention_splits: as many blocks as the GPU holds at once, each at least one round of keys.
-  int splits = std::max(1, gqa_resident_blocks() / std::max(1, m * KV));
-  splits = std::min(splits, std::max(1, max_len / kKeysPerRound));
-  return std::min(splits, kMaxSplits);
+  int splits = std::max(1, mma_resident_blocks() / std::max(1, m * KV));
+  splits = std::min({splits, std::max(1, max_len / kKeysPerRound), kMaxSplits});
+  // With an odd G an even count keeps every (row, KV head)'s partials 16-byte aligned for the combine's loads.
+  if ((H / KV) % 2 != 0 && splits > 1) splits &= ~1;
+  return splits;
 }
 
-void attention_gqa_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
+void attention_mma_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
                         int S, const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s,
                         DeferredNorm qkv_norm) {
   if (m > kGemvMaxRows || splits > kMaxSplits || (reinterpret_cast<uintptr_t>(work) & 15) != 0)
-    throw std::runtime_error("attention_gqa_rope: at most 8 rows and 64 splits, 16-byte aligned partials");
-  gqa_resident_blocks();  // sets the kernel's shared-memory limit once
-  launch(attention_gqa_kernel, dim3(KV, m, splits), kThreads, smem_bytes(m), s, qkv, inv_freq, kcache, vcache, H, KV,
+    throw std::runtime_error("attention_mma_rope: at most 8 rows and 64 splits, 16-byte aligned partials");
+  mma_resident_blocks();  // sets the kernel's shared-memory limit once
+  launch(attention_mma_kernel, dim3(KV, m, splits), kThreads, smem_bytes(m), s, qkv, inv_freq, kcache, vcache, H, KV,
          S, pos, splits, work, done, out, qkv_norm);
   XL_CUDA_LAUNCH_CHECK();
 }
