@@ -57,8 +57,9 @@ constexpr size_t kSmemAcc = kSmemP + (size_t)kWarps * kMaxGroup * kPStride * 2;
 constexpr size_t kSmemMax = kSmemAcc + (size_t)kWarps * kMaxGroup * kAccStride * 4;
 constexpr size_t kSmemSum = kSmemMax + (size_t)kWarps * kMaxGroup * 4;
 constexpr size_t kSmemNew = kSmemSum + (size_t)kWarps * kMaxGroup * 4;
-inline size_t smem_bytes(int rows) { return kSmemNew + (size_t)rows * 2 * kD * 2; }
+constexpr size_t smem_bytes(int rows) { return kSmemNew + (size_t)rows * 2 * kD * 2; }
 static_assert(kSmemNew % 16 == 0, "the new rows are read 16 bytes at a time");
+static_assert(smem_bytes(kGemvMaxRows) <= 48 * 1024, "launched without raising the dynamic shared-memory limit");
 static_assert((size_t)kWarps * kMaxGroup * kAccStride >= (size_t)kMaxSplits * kMaxGroup * 2,
               "the combine's weights and sums fit in the output area");
 
@@ -352,15 +353,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   trace_block_end();
 }
 
-// Blocks of the kernel the GPU holds at once (with room for kGemvMaxRows new rows).
+// Blocks of the kernel the current GPU holds at once (with room for kGemvMaxRows new rows; resident_blocks keeps one
+// count per device).
 int mma_resident_blocks() {
-  static const int blocks = [] {
-    const size_t smem = smem_bytes(kGemvMaxRows);
-    const void* k = reinterpret_cast<const void*>(attention_mma_kernel);
-    if (smem > 48 * 1024) XL_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    return std::max(1, resident_blocks(k, kThreads, smem));
-  }();
-  return blocks;
+  return std::max(1, resident_blocks(reinterpret_cast<const void*>(attention_mma_kernel), kThreads,
+                                     smem_bytes(kGemvMaxRows)));
 }
 
 }  // namespace
@@ -388,7 +385,6 @@ void attention_mma_rope(const float* qkv, const float* inv_freq, __half* kcache,
                         DeferredNorm qkv_norm) {
   if (m > kGemvMaxRows || splits > kMaxSplits || (reinterpret_cast<uintptr_t>(work) & 15) != 0)
     throw std::runtime_error("attention_mma_rope: at most 8 rows and 64 splits, 16-byte aligned partials");
-  mma_resident_blocks();  // sets the kernel's shared-memory limit once
   launch(attention_mma_kernel, dim3(KV, m, splits), kThreads, smem_bytes(m), s, qkv, inv_freq, kcache, vcache, H, KV,
          S, pos, splits, work, done, out, qkv_norm);
   XL_CUDA_LAUNCH_CHECK();
