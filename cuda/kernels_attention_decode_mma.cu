@@ -50,7 +50,7 @@ __device__ __forceinline__ int acc_index(int w, int h, int d) {
 
 // Shared memory, in bytes from the start (dynamic): q (fp16 [8][kQStride]), the warps' P ([warps][8][kPStride]
 // fp16), the warps' outputs ([warps][8][kAccStride] floats), their running max and sum ([warps][8] each), the new
-// rows' k and v (fp16 [rows][2][kD]); the combine reuses the output area for its weights.
+// rows' k and v (fp16 [rows][2][kD]). (The splits' combine works in registers.)
 constexpr size_t kSmemQ = 0;
 constexpr size_t kSmemP = kSmemQ + (size_t)kMaxGroup * kQStride * 2;
 constexpr size_t kSmemAcc = kSmemP + (size_t)kWarps * kMaxGroup * kPStride * 2;
@@ -60,8 +60,6 @@ constexpr size_t kSmemNew = kSmemSum + (size_t)kWarps * kMaxGroup * 4;
 constexpr size_t smem_bytes(int rows) { return kSmemNew + (size_t)rows * 2 * kD * 2; }
 static_assert(kSmemNew % 16 == 0, "the new rows are read 16 bytes at a time");
 static_assert(smem_bytes(kGemvMaxRows) <= 48 * 1024, "launched without raising the dynamic shared-memory limit");
-static_assert((size_t)kWarps * kMaxGroup * kAccStride >= (size_t)kMaxSplits * kMaxGroup * 2,
-              "the combine's weights and sums fit in the output area");
 
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;

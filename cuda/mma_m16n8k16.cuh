@@ -1,5 +1,5 @@
 // The tensor cores' m16n8k16 fp16 multiply with fp32 accumulation (mma.sync, sm_80+), shared by the prompt
-// attention and the grouped-query decode attention.
+// attention and the decode attention.
 #pragma once
 #include <cstdint>
 
