@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "cuda/kernels.h"
+#include "cuda/rope_pair.cuh"
 
 namespace xllama::cuda {
 
@@ -98,6 +99,41 @@ __device__ __forceinline__ void attend_positions(const uint4 (&kr)[U], const uin
       mrun = mnew;
     }
   }
+}
+
+// Rotation pair (j, j + D/2) of a new position's k and v (decode attention with RoPE fused): read from its q/k/v
+// GEMV output row `src` (fp32, KV head kvh of KV), times the row's deferred norm factor r, k rotated by (c, s), both
+// rounded to fp16 and written into the caches at kd and vd (the position's rows) and into the block's shared-memory
+// copy `fresh` ([k | v], 2 D halves).
+__device__ __forceinline__ void write_new_kv_pair(const float* src, int H, int KV, int kvh, int D, int j, float r,
+                                                  float c, float s, __half* kd, __half* vd, __half* fresh) {
+  const int half_d = D / 2;
+  const float* ksrc = src + (size_t)(H + kvh) * D;
+  const float* vsrc = src + (size_t)(H + KV + kvh) * D;
+  float a = ksrc[j] * r, b = ksrc[j + half_d] * r;
+  rotate_pair_cs(a, b, c, s);
+  const __half ka = __float2half(a), kb = __float2half(b);
+  const __half va = __float2half(vsrc[j] * r), vb = __float2half(vsrc[j + half_d] * r);
+  kd[j] = ka, kd[j + half_d] = kb, vd[j] = va, vd[j + half_d] = vb;
+  fresh[j] = ka, fresh[j + half_d] = kb, fresh[D + j] = va, fresh[D + j + half_d] = vb;
+}
+
+// Whether this block is the last of a (row, head)'s `splits` blocks to count itself on `counter`, which it then leaves
+// zero for the next launch. One thread releases the block's partials (ordered before it by the barrier) with the
+// count and acquires the others'. Every thread of the block calls it.
+__device__ __forceinline__ bool last_split_block(unsigned* counter, int splits) {
+  __shared__ bool last;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    last = atomicAdd(counter, 1u) == (unsigned)splits - 1;
+    if (last) {
+      *counter = 0;  // ready for the next launch
+      __threadfence();
+    }
+  }
+  __syncthreads();
+  return last;
 }
 
 // Flash-decoding's combine, run by the last split block of a (row, head) to finish: the splits' partials at w

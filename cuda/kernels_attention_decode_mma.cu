@@ -65,6 +65,26 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
+// N 16-byte pieces of key position p's row (K or V) into dst: a cached position (< n0) from the cache at `cached`
+// unless skip_cached, a new one ([n0, end)) from the block's shared memory at `fresh` unless cached_only, zeros past
+// `end` (the pointers are only read where they name a row).
+template <int N>
+__device__ __forceinline__ void fetch_row(uint4 (&dst)[N], int p, int n0, int end, const __half* cached,
+                                          const __half* fresh, bool cached_only, bool skip_cached) {
+  if (p < n0 && p < end) {
+    if (!skip_cached)
+#pragma unroll
+      for (int c = 0; c < N; ++c) dst[c] = *reinterpret_cast<const uint4*>(cached + 8 * c);
+  } else if (p < end) {
+    if (!cached_only)
+#pragma unroll
+      for (int c = 0; c < N; ++c) dst[c] = *reinterpret_cast<const uint4*>(fresh + 8 * c);
+  } else {
+#pragma unroll
+    for (int c = 0; c < N; ++c) dst[c] = make_uint4(0, 0, 0, 0);
+  }
+}
+
 // Grid (KV, rows, max_splits), kThreads threads. As attention_kernel<ROPE = true>: q and the new rows' k, v come
 // from the q/k/v GEMV's fp32 output (times the deferred norm factor), q and k are rotated here, the new rows are
 // written into the caches by the blocks whose keys include them and read back from shared memory, and a row uses
@@ -104,19 +124,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       const int p = pw + g + 8 * e;
-      const bool is_new = p >= n0 && p < end;
-      if (p < n0 && p < end) {
-        if (!skip_cached)
-#pragma unroll
-          for (int c = 0; c < 4; ++c) kf[e][c] = *reinterpret_cast<const uint4*>(kbase + (size_t)p * kD + 32 * t + 8 * c);
-      } else if (is_new && !cached_only) {
-#pragma unroll
-        for (int c = 0; c < 4; ++c)
-          kf[e][c] = *reinterpret_cast<const uint4*>(snew + (size_t)(p - n0) * 2 * kD + 32 * t + 8 * c);
-      } else if (!is_new) {
-#pragma unroll
-        for (int c = 0; c < 4; ++c) kf[e][c] = make_uint4(0, 0, 0, 0);
-      }
+      fetch_row(kf[e], p, n0, end, kbase + (size_t)p * kD + 32 * t, snew + (size_t)(p - n0) * 2 * kD + 32 * t,
+                cached_only, skip_cached);
     }
   };
   auto fetch_v = [&](int r0, bool cached_only, bool skip_cached) {
@@ -124,19 +133,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int p = pw + 2 * t + (e & 1) + 8 * (e >> 1);
-      const bool is_new = p >= n0 && p < end;
-      if (p < n0 && p < end) {
-        if (!skip_cached)
-#pragma unroll
-          for (int c = 0; c < 2; ++c) vf[e][c] = *reinterpret_cast<const uint4*>(vbase + (size_t)p * kD + 16 * g + 8 * c);
-      } else if (is_new && !cached_only) {
-#pragma unroll
-        for (int c = 0; c < 2; ++c)
-          vf[e][c] = *reinterpret_cast<const uint4*>(snew + (size_t)(p - n0) * 2 * kD + kD + 16 * g + 8 * c);
-      } else if (!is_new) {
-#pragma unroll
-        for (int c = 0; c < 2; ++c) vf[e][c] = make_uint4(0, 0, 0, 0);
-      }
+      fetch_row(vf[e], p, n0, end, vbase + (size_t)p * kD + 16 * g, snew + (size_t)(p - n0) * 2 * kD + kD + 16 * g,
+                cached_only, skip_cached);
     }
   };
   // The cached rows were written by earlier launches, complete before the kernel this one waits for started: the
@@ -162,21 +160,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   const float rq = row_norm_factor(qkv_norm, row);
   for (int i = tid; i < (end - n0) * half_d; i += kThreads) {
     const int p = n0 + i / half_d;
-    const float* src = qkv + (size_t)(p - p_first) * width;
-    const float* ksrc = src + (size_t)(H + kvh) * kD;
-    const float* vsrc = src + (size_t)(H + KV + kvh) * kD;
-    const float r = row_norm_factor(qkv_norm, p - p_first);
-    float a = ksrc[j] * r, b = ksrc[j + half_d] * r;
     float c = q_cos, s = q_sin;
     if (p != q_pos) rope_cos_sin(p, inv_freq_j, c, s);
-    rotate_pair_cs(a, b, c, s);
-    const __half ka = __float2half(a), kb = __float2half(b);
-    const __half va = __float2half(vsrc[j] * r), vb = __float2half(vsrc[j + half_d] * r);
-    __half* kd = kc + ((size_t)kvh * S + p) * kD;
-    __half* vd = vc + ((size_t)kvh * S + p) * kD;
-    kd[j] = ka, kd[j + half_d] = kb, vd[j] = va, vd[j + half_d] = vb;
-    __half* sk = snew + (size_t)(p - n0) * 2 * kD;
-    sk[j] = ka, sk[j + half_d] = kb, sk[kD + j] = va, sk[kD + j + half_d] = vb;
+    write_new_kv_pair(qkv + (size_t)(p - p_first) * width, H, KV, kvh, kD, j, row_norm_factor(qkv_norm, p - p_first),
+                      c, s, kc + ((size_t)kvh * S + p) * kD, vc + ((size_t)kvh * S + p) * kD,
+                      snew + (size_t)(p - n0) * 2 * kD);
   }
 #pragma unroll
   for (int k = 0; k < kQPairsPerThread; ++k) {  // heads past G stay zero: their columns are never written out
@@ -298,19 +286,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   if (splits == 1) return;
 
   // The last split block of this (row, KV head) combines the splits of its G heads (as attention_kernel's).
-  __shared__ bool last;
-  __syncthreads();
-  if (tid == 0) {
-    __threadfence();
-    unsigned* counter = done + (size_t)row * KV + kvh;
-    last = atomicAdd(counter, 1u) == (unsigned)splits - 1;
-    if (last) {
-      *counter = 0;  // ready for the next launch
-      __threadfence();
-    }
-  }
-  __syncthreads();
-  if (!last) return;
+  if (!last_split_block(done + (size_t)row * KV + kvh, splits)) return;
   // Four dims of one head per thread, each batch of splits (outputs, maxima and sums) in one round trip and folded
   // into a running max and sums as the online softmax does: no pass over the maxima first.
   constexpr int kBatch = 12;  // 16 spills at 128 registers

@@ -334,19 +334,11 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
     trace_mark_arrived(4, rq);  // (the row's norm factor)
     for (int i = tid; i < (end - n0) * half_d; i += THREADS) {
       const int p = n0 + i / half_d, j = i % half_d;
-      const float* src = qkv + (size_t)(p - p_first) * width;
-      const float* ksrc = src + (size_t)(H + kvh) * D;
-      const float* vsrc = src + (size_t)(H + KV + kvh) * D;
-      const float r = row_norm_factor(qkv_norm, p - p_first);
-      float a = ksrc[j] * r, b = ksrc[j + half_d] * r;
-      rotate_pair(a, b, p, i < half_d ? inv_freq_tid : inv_freq[j]);  // (i < half_d: i == j == tid)
-      const __half ka = __float2half(a), kb = __float2half(b);
-      const __half va = __float2half(vsrc[j] * r), vb = __float2half(vsrc[j + half_d] * r);
-      __half* kd = kc + ((size_t)kvh * S + p) * D;
-      __half* vd = vc + ((size_t)kvh * S + p) * D;
-      kd[j] = ka, kd[j + half_d] = kb, vd[j] = va, vd[j + half_d] = vb;
-      __half* sk = snew + (size_t)(p - n0) * 2 * D;
-      sk[j] = ka, sk[j + half_d] = kb, sk[D + j] = va, sk[D + j + half_d] = vb;
+      float c, s;
+      rope_cos_sin(p, i < half_d ? inv_freq_tid : inv_freq[j], c, s);  // (i < half_d: i == j == tid)
+      write_new_kv_pair(qkv + (size_t)(p - p_first) * width, H, KV, kvh, D, j, row_norm_factor(qkv_norm, p - p_first),
+                        c, s, kc + ((size_t)kvh * S + p) * D, vc + ((size_t)kvh * S + p) * D,
+                        snew + (size_t)(p - n0) * 2 * D);
     }
     trace_mark(5);  // (--timeline: the new rows written)
     // q rotated once per block (the lane groups all need the whole head), rounded as the q buffer would be
@@ -459,21 +451,8 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
   trace_mark(2);  // (--timeline: the lane groups merged)
   trace_block_end();
   if (splits == 1) return;
-  // The last split block of this (row, head) to finish combines the partials (no separate kernel). One thread
-  // releases the block's partials (ordered before it by the barrier) with the count, and acquires the others'.
-  __shared__ bool last;
-  __syncthreads();
-  if (tid == 0) {
-    __threadfence();
-    unsigned* counter = done + rh;
-    last = atomicAdd(counter, 1u) == (unsigned)splits - 1;
-    if (last) {
-      *counter = 0;  // ready for the next launch
-      __threadfence();
-    }
-  }
-  __syncthreads();
-  if (!last) return;
+  // The last split block of this (row, head) to finish combines the partials (no separate kernel).
+  if (!last_split_block(done + rh, splits)) return;
   combine_splits_staged<THREADS>(work + rh * max_splits * (D + 2), splits, D, sm, attention_partials_floats(slots, D),
                                  out + rh * D);
   trace_block_end();
