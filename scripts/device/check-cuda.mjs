@@ -1,10 +1,11 @@
 // Checks a backend (CUDA by default) against the Hugging Face transformers references the CPU tests use:
 // fixtures/models/*/reference.json and the variants in test/cpu/fixtures/variants (RoPE scaling, Qwen2 biases).
 // Run on the GPU machine after the build:  node scripts/device/check-cuda.mjs [--backend cuda|cpu] [--quick]
-// Criteria: per-position NLL within 2e-2 relative (+2e-3 absolute floor for near-zero NLL); top-1 equal
-// wherever the reference's top-2 margin is wider than fp16 noise; greedy continuations equal up to the
-// first near-tie; the reference-recipe PPL within 0.5%; variant logits within 2e-2 relative, in one call
-// and in chunks of 37 tokens; forwardSample's greedy and top-k picks equal the host sampler's.
+// Criteria: per-position NLL within 2e-2 relative (+2e-3 absolute floor for near-zero NLL), from the prompt path
+// and from the decode path (one token at a time); top-1 equal wherever the reference's top-2 margin is wider than
+// fp16 noise; greedy continuations equal up to the first near-tie; the reference-recipe PPL within 0.5%; variant
+// logits within 2e-2 relative, in one call and in chunks of 37 tokens; forwardSample's greedy and top-k picks equal
+// the host sampler's.
 import { copyFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModelSpec } from '../../dist/cli/engine/loader/index.js';
@@ -65,6 +66,7 @@ for (const dirName of readdirSync(root).filter((d) => !d.endsWith('.md')).sort()
     check(`${dirName} ${seq.name} NLL`, worst <= NLL_REL, `worst rel err ${worst.toExponential(2)} (limit ${NLL_REL})`);
     check(`${dirName} ${seq.name} top-1`, topMismatch === 0, `${topMismatch} mismatches of ${topCounted} clear positions`);
   }
+  await checkDecode(model, dirName, ref.sequences.reduce((a, b) => (b.ids.length > a.ids.length ? b : a)), vocab);
   for (const [name, g] of Object.entries(ref.greedy)) {
     const { out, margins } = await greedy(model, g.prompt, g.n_new, vocab);
     const first = out.findIndex((id, i) => id !== g.new_ids[i]);
@@ -87,6 +89,26 @@ for (const dirName of readdirSync(root).filter((d) => !d.endsWith('.md')).sort()
   }
   await checkSampling(model, dirName, ref.sequences[0].ids.slice(0, 24));
   model.close();
+}
+
+// The sequence fed one token at a time (teacher-forced), each step's NLL and top-1 against the reference's: the
+// decode path (its attention at every depth, over several splits past 128 keys) where the prompt checks above
+// run the prompt path.
+async function checkDecode(model, dirName, seq, vocab) {
+  await model.trimCache(0);
+  let worst = 0, topMismatch = 0, topCounted = 0;
+  for (let t = 0; t + 1 < seq.ids.length; t++) {
+    const logits = await model.forward([seq.ids[t]], t, false);
+    const nll = nllAt(logits, 0, vocab, seq.ids[t + 1]);
+    worst = Math.max(worst, Math.abs(nll - seq.nll[t]) / (Math.abs(seq.nll[t]) + NLL_ABS / NLL_REL));
+    const [top1, top2] = seq.top5[t];
+    if (top1[1] - top2[1] > TIE_MARGIN) {
+      topCounted++;
+      if (argmaxRow(logits, 0, vocab) !== top1[0]) topMismatch++;
+    }
+  }
+  check(`${dirName} ${seq.name} decode NLL`, worst <= NLL_REL, `worst rel err ${worst.toExponential(2)} over ${seq.ids.length - 1} steps`);
+  check(`${dirName} ${seq.name} decode top-1`, topMismatch === 0, `${topMismatch} mismatches of ${topCounted} clear positions`);
 }
 
 // The host sampler's rule (addon/backend/token_sampling.cc sample_token_host), in float64: softmax(l / T)
