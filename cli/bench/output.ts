@@ -7,6 +7,7 @@ import { formatBytes } from '../format.js';
 import type { MemoryUse } from '../engine/model-handle.js';
 import { formatPercent } from '../monitor/format.js';
 import type { BenchRow } from './rows.js';
+import type { EngineAverages } from './utilization.js';
 
 export const OUTPUT_FORMATS = ['table', 'md', 'json', 'jsonl', 'csv'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -68,7 +69,13 @@ export function statusText(r: BenchRow): string {
   }
 }
 
-/** The measured cells after the test name: t/s, memory, bandwidth use and the engines. */
+/** "698/700 W": mean draw over the enforced limit. */
+function formatPower(e: EngineAverages | null): string {
+  if (e?.powerW == null) return 'n/a';
+  return e.powerLimitW == null ? `${e.powerW.toFixed(0)} W` : `${e.powerW.toFixed(0)}/${e.powerLimitW.toFixed(0)} W`;
+}
+
+/** The measured cells after the test name: t/s, memory, bandwidth use, the engines, power and SM clock. */
 function measuredCells(r: BenchRow): string[] {
   const ts = r.tokensPerSec as NonNullable<BenchRow['tokensPerSec']>;
   const bw = r.kind === 'pp' ? '' : r.bandwidthUse === null ? 'n/a' : `${(r.bandwidthUse * 100).toFixed(0)}%`;
@@ -76,11 +83,13 @@ function measuredCells(r: BenchRow): string[] {
   const total = e?.total ?? null;
   const busiest = total === null ? 'n/a' : total.idle ? 'idle' : `${formatPercent(total.percent)} ${total.label}`;
   return [`${ts.mean.toFixed(2)} ± ${ts.sd.toFixed(2)}`, formatMemory(r.memory), bw,
-    formatPercent(e?.smActivity ?? null), formatPercent(e?.memoryBandwidth ?? null), formatPercent(e?.tensor ?? null), busiest];
+    formatPercent(e?.smActivity ?? null), formatPercent(e?.memoryBandwidth ?? null), formatPercent(e?.tensor ?? null), busiest,
+    formatPower(e), e?.smClockMHz == null ? 'n/a' : e.smClockMHz.toFixed(0)];
 }
 
-const HEAD = ['model', 'size', 'params', 'backend', 'split', 'test', 't/s', 'memory', 'bw use', 'SM act', 'mem bw', 'tensor', 'busiest engine'];
-const RIGHT_ALIGNED = new Set(['size', 'params', 't/s', 'memory', 'bw use', 'SM act', 'mem bw', 'tensor']);
+const HEAD = ['model', 'size', 'params', 'backend', 'split', 'test', 't/s', 'memory', 'bw use', 'SM act', 'mem bw', 'tensor',
+  'busiest engine', 'power', 'SM MHz'];
+const RIGHT_ALIGNED = new Set(['size', 'params', 't/s', 'memory', 'bw use', 'SM act', 'mem bw', 'tensor', 'power', 'SM MHz']);
 const MEASURED_COLUMNS = HEAD.length - 6;
 
 /** A row to show: unmeasured rows of one configuration that say the same thing are shown once, their tests listed. */
@@ -117,8 +126,8 @@ function footerLines(run: RunInfo, sys: SystemSummary): string[] {
     `xllama ${run.version} (commit ${run.commit ?? 'unknown'}) · ${gpus} · NVIDIA driver ${run.driver ?? 'n/a'} · CUDA ${sys.cuda ?? 'n/a'}`,
     `t/s: mean ± sd of ${run.repetitions} run${run.repetitions === 1 ? '' : 's'} after warm-up · ` +
       "bw use: bytes per token × t/s ÷ the GPU's measured copy bandwidth",
-    `SM act, mem bw, tensor, busiest engine: averages of gpu-monitor's samples (every ${run.engineSampleIntervalMs} ms) ` +
-      `during the timed runs${run.enginesUnavailable ? `; n/a here: ${run.enginesUnavailable}` : ''}`,
+    `SM act, mem bw, tensor, busiest engine, power (drawn/limit), SM MHz: averages of gpu-monitor's samples (every ` +
+      `${run.engineSampleIntervalMs} ms) during the timed runs${run.enginesUnavailable ? `; n/a here: ${run.enginesUnavailable}` : ''}`,
   ];
 }
 
@@ -181,6 +190,8 @@ const CSV_COLUMNS: [string, (r: BenchRow, run: RunInfo) => string | number | nul
   ['tensor', (r) => r.engines?.tensor],
   ['busiest_engine', (r) => (r.engines?.total ? (r.engines.total.idle ? 'idle' : r.engines.total.label) : null)],
   ['busiest_percent', (r) => r.engines?.total?.percent], ['engine_samples', (r) => r.engines?.samples],
+  ['power_w', (r) => r.engines?.powerW], ['power_limit_w', (r) => r.engines?.powerLimitW],
+  ['sm_clock_mhz', (r) => r.engines?.smClockMHz],
   ['gpu_names', (r) => r.gpuNames.join(';')], ['cuda', (r) => r.cuda],
   ['xllama_version', (_, run) => run.version], ['commit', (_, run) => run.commit], ['driver', (_, run) => run.driver],
 ];

@@ -12,6 +12,9 @@ export interface GpuSample {
   pciBusId: string;
   engines: EngineReading[];
   smActivity: number | null;
+  powerW: number | null;
+  powerLimitW: number | null;
+  smClockMHz: number | null;
 }
 
 /** A collector sample and the span it describes (GPM metrics are averages over the sampling interval). */
@@ -30,6 +33,11 @@ export interface EngineAverages {
   tensor: number | null;
   /** The busiest engine over the window, named, as gpu-monitor's Total; null when nothing was measured. */
   total: TotalView | null;
+  /** Board power drawn and the enforced limit, W per GPU: a run that sits at its limit is slowed by the clocks. */
+  powerW: number | null;
+  powerLimitW: number | null;
+  /** SM clock, MHz per GPU: what the power limit (or heat) leaves of the GPU's maximum. */
+  smClockMHz: number | null;
 }
 
 /** Sampling interval: the collector's shortest (GPM needs two samples at least 100 ms apart). */
@@ -52,7 +60,10 @@ export function toTimedSample(snap: MonitorSnapshot): TimedSample {
   return {
     fromMs: snap.time - snap.intervalMs,
     toMs: snap.time,
-    gpus: snap.gpus.map((g) => ({ pciBusId: normalizeBusId(g.pciBusId), engines: readEngines(g), smActivity: g.gpm.smActivity })),
+    gpus: snap.gpus.map((g) => ({
+      pciBusId: normalizeBusId(g.pciBusId), engines: readEngines(g), smActivity: g.gpm.smActivity,
+      powerW: g.powerW, powerLimitW: g.powerLimitW, smClockMHz: g.smClockMHz,
+    })),
   };
 }
 
@@ -62,7 +73,8 @@ function mean(values: number[]): number | null {
 
 /**
  * Averages over the samples wholly inside [startMs, endMs] of the GPUs with these bus ids (a split over
- * several GPUs: their mean). Total is the busiest of the averaged engines, as gpu-monitor names it.
+ * several GPUs: their mean, power and clocks too). Total is the busiest of the averaged engines, as gpu-monitor
+ * names it.
  */
 export function averageWindow(samples: readonly TimedSample[], busIds: readonly string[], startMs: number, endMs: number): EngineAverages {
   const wanted = new Set(busIds.map(normalizeBusId));
@@ -76,12 +88,16 @@ export function averageWindow(samples: readonly TimedSample[], busIds: readonly 
     return { id, label: ENGINE_LABELS[id], percent, source, pipe: null };
   });
   const percentOf = (id: string) => averaged.find((e) => e.id === id)?.percent ?? null;
+  const meanOf = (read: (g: GpuSample) => number | null) => mean(gpus.flatMap((g) => { const v = read(g); return v === null ? [] : [v]; }));
   return {
     samples: gpus.length,
-    smActivity: mean(gpus.flatMap((g) => (g.smActivity === null ? [] : [g.smActivity]))),
+    smActivity: meanOf((g) => g.smActivity),
     memoryBandwidth: percentOf('memory'),
     tensor: percentOf('tensor'),
     total: totalOf(busiestReading(averaged)),
+    powerW: meanOf((g) => g.powerW),
+    powerLimitW: meanOf((g) => g.powerLimitW),
+    smClockMHz: meanOf((g) => g.smClockMHz),
   };
 }
 

@@ -253,7 +253,8 @@ export function registerBench(program: Command): void {
 Each model × backend × GPU placement runs in its own process: a crash or an out-of-memory becomes a row
 and the next configuration still runs. A test that does not fit the context is a row saying so.
 t/s is the mean ± sd over the runs; "bw use" is bytes per token × t/s ÷ the GPU's measured copy
-bandwidth; SM act, mem bw, tensor and busiest engine average gpu-monitor's samples during the runs.
+bandwidth; SM act, mem bw, tensor, busiest engine, power (drawn/limit) and SM MHz average gpu-monitor's
+samples during the runs (a GPU held at its power limit runs below its maximum clock).
 
 Examples:
   $ xllama bench --dummy llama-7b                          no download needed: a random Llama-2-7B-shaped model
