@@ -269,6 +269,7 @@ struct FixedDotState {
   float sc[4];
   int zi[4];
   int dot[M][4];
+  int dot16[M][4];  // the odd nibbles' products, x 16 (dot_row_fixed's ODD16; unused otherwise)
 };
 
 // Packed row `row` of the block's slice (its 16 bytes in q; u = row's place in its batch of kBatchRows, a
@@ -293,9 +294,10 @@ __device__ __forceinline__ void fixed_dot_row(const QWeight& w, int r0, int row,
 #pragma unroll
     for (int mi = 0; mi < M; ++mi)
 #pragma unroll
-      for (int j = 0; j < 4; ++j) st.dot[mi][j] = 0;
+      for (int j = 0; j < 4; ++j) st.dot[mi][j] = st.dot16[mi][j] = 0;
   }
-  dot_row_fixed<M>(q, reinterpret_cast<const uint4*>(xq) + row, block_rows, st.dot);
+  constexpr bool kOdd16 = M == 1 && SYM;  // (dot_row_fixed: where its registers are free)
+  dot_row_fixed<M, kOdd16>(q, reinterpret_cast<const uint4*>(xq) + row, block_rows, st.dot, st.dot16);
   if (u % kFixedBlockRows == kFixedBlockRows - 1) {
     const int fixed_blocks = block_rows / kFixedBlockRows;  // per input row
 #pragma unroll
@@ -304,7 +306,7 @@ __device__ __forceinline__ void fixed_dot_row(const QWeight& w, int r0, int row,
       const int xsum = __float_as_int(b.y);
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const int d = st.dot[mi][j] - (SYM ? w.sym_zero : st.zi[j]) * xsum;
+        const int d = fixed_dot_sum<kOdd16>(st.dot[mi][j], st.dot16[mi][j]) - (SYM ? w.sym_zero : st.zi[j]) * xsum;
         acc[mi][j] = fmaf((float)d * b.x, st.sc[j], acc[mi][j]);
       }
     }
