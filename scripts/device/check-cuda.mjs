@@ -51,20 +51,7 @@ for (const dirName of readdirSync(root).filter((d) => !d.endsWith('.md')).sort()
   for (const seq of quick ? ref.sequences.slice(0, 1) : ref.sequences) {
     await model.trimCache(0);
     const logits = await model.forward(seq.ids, 0, true);
-    let worst = 0, topMismatch = 0, topCounted = 0, total = 0;
-    for (let t = 0; t + 1 < seq.ids.length; t++) {
-      const nll = nllAt(logits, t, vocab, seq.ids[t + 1]);
-      total += nll;
-      const err = Math.abs(nll - seq.nll[t]) / (Math.abs(seq.nll[t]) + NLL_ABS / NLL_REL);
-      worst = Math.max(worst, err);
-      const [top1, top2] = seq.top5[t];
-      if (top1[1] - top2[1] > TIE_MARGIN) {
-        topCounted++;
-        if (argmaxRow(logits, t, vocab) !== top1[0]) topMismatch++;
-      }
-    }
-    check(`${dirName} ${seq.name} NLL`, worst <= NLL_REL, `worst rel err ${worst.toExponential(2)} (limit ${NLL_REL})`);
-    check(`${dirName} ${seq.name} top-1`, topMismatch === 0, `${topMismatch} mismatches of ${topCounted} clear positions`);
+    checkPositions(`${dirName} ${seq.name}`, seq, (t) => [logits, t], vocab);
   }
   await checkDecode(model, dirName, ref.sequences.reduce((a, b) => (b.ids.length > a.ids.length ? b : a)), vocab);
   for (const [name, g] of Object.entries(ref.greedy)) {
@@ -91,24 +78,31 @@ for (const dirName of readdirSync(root).filter((d) => !d.endsWith('.md')).sort()
   model.close();
 }
 
-// The sequence fed one token at a time (teacher-forced), each step's NLL and top-1 against the reference's: the
-// decode path (its attention at every depth, over several splits past 128 keys) where the prompt checks above
-// run the prompt path.
-async function checkDecode(model, dirName, seq, vocab) {
-  await model.trimCache(0);
+// Each predicting position t of seq (rowAt(t) gives [logits, row] holding its logits) against the reference: the
+// worst relative NLL error, and top-1 wherever the reference's first two logits are further apart than fp16 noise.
+function checkPositions(label, seq, rowAt, vocab) {
   let worst = 0, topMismatch = 0, topCounted = 0;
   for (let t = 0; t + 1 < seq.ids.length; t++) {
-    const logits = await model.forward([seq.ids[t]], t, false);
-    const nll = nllAt(logits, 0, vocab, seq.ids[t + 1]);
+    const [logits, row] = rowAt(t);
+    const nll = nllAt(logits, row, vocab, seq.ids[t + 1]);
     worst = Math.max(worst, Math.abs(nll - seq.nll[t]) / (Math.abs(seq.nll[t]) + NLL_ABS / NLL_REL));
     const [top1, top2] = seq.top5[t];
     if (top1[1] - top2[1] > TIE_MARGIN) {
       topCounted++;
-      if (argmaxRow(logits, 0, vocab) !== top1[0]) topMismatch++;
+      if (argmaxRow(logits, row, vocab) !== top1[0]) topMismatch++;
     }
   }
-  check(`${dirName} ${seq.name} decode NLL`, worst <= NLL_REL, `worst rel err ${worst.toExponential(2)} over ${seq.ids.length - 1} steps`);
-  check(`${dirName} ${seq.name} decode top-1`, topMismatch === 0, `${topMismatch} mismatches of ${topCounted} clear positions`);
+  check(`${label} NLL`, worst <= NLL_REL, `worst rel err ${worst.toExponential(2)} (limit ${NLL_REL}) over ${seq.ids.length - 1} predictions`);
+  check(`${label} top-1`, topMismatch === 0, `${topMismatch} mismatches of ${topCounted} clear positions`);
+}
+
+// The sequence fed one token at a time (teacher-forced): the decode path (its attention at every depth, over several
+// splits past 128 keys), where the checks above run the prompt path.
+async function checkDecode(model, dirName, seq, vocab) {
+  await model.trimCache(0);
+  const steps = [];
+  for (let t = 0; t + 1 < seq.ids.length; t++) steps.push(await model.forward([seq.ids[t]], t, false));
+  checkPositions(`${dirName} ${seq.name} decode`, seq, (t) => [steps[t], 0], vocab);
 }
 
 // The host sampler's rule (addon/backend/token_sampling.cc sample_token_host), in float64: softmax(l / T)

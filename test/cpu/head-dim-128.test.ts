@@ -4,14 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModelSpec } from '../../cli/engine/loader/index.js';
-import { argmax, greedy, loadReference, modelDir, nll, openModel, relError, row } from './reference.js';
+import { argmax, greedy, loadReference, modelDir, nll, openModel, relError, row, type RefSequence } from './reference.js';
 
 const NAME = 'random-hd128-gptq-4bit-g128';
 const TOLERANCE = 1e-3;
 const TIE = 1e-2; // top-1 is compared where the reference's first two logits are further apart than this
 
 /** Worst logit error over the top-5 of every row, top-1 mismatches at clear positions, and the sequence's NLLs. */
-function compareRows(rowAt: (t: number) => Float32Array, seq: ReturnType<typeof loadReference>['sequences'][number]) {
+function compareRows(rowAt: (t: number) => Float32Array, seq: RefSequence) {
   let worst = 0, mismatches = 0, worstNll = 0;
   for (let t = 0; t < seq.ids.length; t++) {
     const r = rowAt(t);
