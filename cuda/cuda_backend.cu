@@ -1073,14 +1073,22 @@ class Stage {
       cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_, defer ? nullptr : attn_sum_sq, {qkv_, qkv_floats},
                        defer ? cuda::ZeroFill{row_sum_sq_, (size_t)2 * cuda::kGemvMaxRows}
                              : cuda::ZeroFill{mlp_sum_sq, (size_t)m});
+    const std::vector<bool> one_launch_mlp = one_launch_mlp_layers(m, ablate);
+    // The residual stream: h_, or gu_'s first hid floats after an odd number of one-launch MLPs (which read one
+    // buffer and write the other); one_launch_mlp_layers makes the count even, so the stage ends in h_.
+    float* h = h_;
     for (size_t li = 0; li < layers_.size(); ++li) {
       const GpuLayer& l = layers_[li];
       const bool last = li + 1 == layers_.size();
+      float* h_next = h == h_ ? gu_ : h_;
       cuda::GemvFusion qkv;
       qkv.in_sum_sq = attn_sum_sq, qkv.in_norm = l.input_norm, qkv.eps = eps;
-      qkv.zero[0] = {gu_, (size_t)m * 2 * I};  // down_proj (previous layer) has read it
+      if (one_launch_mlp[li])
+        qkv.zero[0] = {h_next, (size_t)hid};  // the MLP adds into it; its last reader was the previous MLP
+      else
+        qkv.zero[0] = {gu_, (size_t)m * 2 * I};  // down_proj (previous layer) has read it
       if (defer) qkv.zero[1] = {mlp_sum_sq, (size_t)m};  // ... and these (gate/up sums into them)
-      cuda::gemv_q4(l.qkv.q, h_, norm_input, m, hid, qkv_, (H + 2 * KV) * D, stream_, {}, qkv);
+      cuda::gemv_q4(l.qkv.q, h, norm_input, m, hid, qkv_, (H + 2 * KV) * D, stream_, {}, qkv);
       cuda::DeferredNorm qkv_norm;
       if (defer) qkv_norm = {attn_sum_sq, hid, eps};
       if (!skip_attention)
@@ -1090,16 +1098,42 @@ class Stage {
       if (!defer && !skip_sums) o.out_sum_sq = mlp_sum_sq, o.col_done = col_done_;
       o.zero[0] = {qkv_, qkv_floats};            // attention has read it
       o.zero[1] = {attn_sum_sq, (size_t)m};      // q/k/v and attention have read it; q/k/v or down_proj sum into it
-      cuda::gemv_q4(l.o.q, att_, cuda::GemvInput::Half, m, H * D, h_, hid, stream_, {}, o);
+      cuda::gemv_q4(l.o.q, att_, cuda::GemvInput::Half, m, H * D, h, hid, stream_, {}, o);
+      if (one_launch_mlp[li]) {
+        cuda::mlp_decode(l.gate_up.q, l.down.q, l.post_norm, eps, h, h_next, stream_);
+        h = h_next;
+        continue;
+      }
       cuda::GemvFusion gate_up;
       gate_up.in_sum_sq = mlp_sum_sq, gate_up.in_norm = l.post_norm, gate_up.eps = eps;
-      cuda::gemv_q4(l.gate_up.q, h_, norm_input, m, hid, gu_, 2 * I, stream_, {}, gate_up);
+      cuda::gemv_q4(l.gate_up.q, h, norm_input, m, hid, gu_, 2 * I, stream_, {}, gate_up);
       cuda::GemvFusion down;
       if (last || (!defer && !skip_sums)) down.out_sum_sq = attn_sum_sq, down.col_done = col_done_;
       if (defer) down.in_sum_sq = mlp_sum_sq, down.norm_dim = hid, down.eps = eps;
       else down.zero[0] = {mlp_sum_sq, (size_t)m};  // gate/up has read it; the next o_proj sums into it
-      cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h_, hid, stream_, {}, down);
+      cuda::gemv_q4(l.down.q, gu_, cuda::GemvInput::SiluGateUp, m, 2 * I, h, hid, stream_, {}, down);
     }
+  }
+
+  // Which layers of a decode step run their MLP as one launch (cuda::mlp_decode) instead of gate/up then down_proj:
+  // one row, deferred norms, where the kernel fits the weights, and not the stage's last layer (its down_proj squares
+  // h for lm_head or the next stage). Each such MLP moves the residual stream to the other buffer, so the count is
+  // kept even (the first layer left out if need be) and the stage ends in h_. On the H200: docs/PERF-NOTES.md,
+  // session 28.
+  std::vector<bool> one_launch_mlp_layers(int m, unsigned ablate) const {
+    std::vector<bool> on(layers_.size(), false);
+    if (m != 1 || !defer_norms_ || ablate || !cuda::fused_mlp_flag() || gu_floats_ < (size_t)cfg_.hidden_size)
+      return on;
+    size_t count = 0;
+    for (size_t li = 0; li + 1 < layers_.size(); ++li)
+      if (cuda::mlp_decode_fits(layers_[li].gate_up.q, layers_[li].down.q)) on[li] = true, ++count;
+    if (count % 2 == 1)
+      for (size_t li = 0; li < on.size(); ++li)
+        if (on[li]) {
+          on[li] = false;
+          break;
+        }
+    return on;
   }
 
   // Decides once, before any decode graph is captured, whether every q/k/v and gate/up GEMV takes its RMSNorm

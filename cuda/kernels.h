@@ -116,6 +116,17 @@ unsigned& decode_ablation();
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg = GemvQ4Config{}, const GemvFusion& fusion = GemvFusion{});
 std::vector<GemvQ4Config> gemv_q4_candidates();
+// The one-row decode MLP in one launch (kernels_mlp_decode.cu): h_out = h_in + down(SiLU(gate) * up) of
+// rmsnorm(h_in) (weights post_norm, epsilon eps), gate and up one 4-bit weight [hid, 2I] as the decode path holds
+// them. h_out must be zero before the launch and must not be h_in (blocks read h_in while others add into h_out).
+// zero0 and zero1 are zeroed after the wait, as GemvFusion::zero. mlp_decode_fits: whether it runs these weights
+// (fixed-point shapes, down_proj without act-order, no biases, its grid in one wave on this GPU).
+bool mlp_decode_fits(const QWeight& gate_up, const QWeight& down);
+void mlp_decode(const QWeight& gate_up, const QWeight& down, const __half* post_norm, float eps, const float* h_in,
+                float* h_out, cudaStream_t s, ZeroFill zero0 = {}, ZeroFill zero1 = {});
+// Process-wide switch for the one-launch decode MLP where it fits (the kernel check flips it to compare); on
+// unless XLLAMA_FUSED_MLP=0. Read when a decode graph is captured.
+bool& fused_mlp_flag();
 // Dense fp16 weight [N, K].
 void gemv_f16(const __half* w, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,
               int y_stride, cudaStream_t s);

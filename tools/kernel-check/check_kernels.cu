@@ -230,6 +230,76 @@ void check_gemv_q4_rmsnorm(int K, int N, int gs, int m, bool act_order) {
   report("  its row sums of squares (added)", worst_ss, 1e-5);
 }
 
+// The one-launch decode MLP (mlp_decode): h_out = h + down(SiLU(gate) * up) of rmsnorm(h), against float64 (the norm
+// unrounded, as the deferred path multiplies; SiLU * up rounded to fp16 as silu_mul does), and against the two GEMVs
+// it replaces (gate/up with the deferred norm, then the SiLU-gated down_proj adding into h). The MLP part is compared
+// (h_out - h), in two launches; the zero fills are checked too.
+void check_mlp_decode(int hid, int I, int gs, bool act_order, bool asym) {
+  HostGptq hgu = make_gptq(hid, 2 * I, gs, act_order, asym), hd = make_gptq(I, hid, gs, false, asym);
+  DevQ dgu(hgu, 1), dd(hd, 1);
+  std::vector<float> h(hid);
+  for (auto& v : h) v = urand(-3.f, 3.f);
+  std::vector<__half> nw = rand_half(hid, 0.5f, 1.5f);
+  const float eps = 1e-5f;
+  char name[160];
+  std::snprintf(name, sizeof name, "mlp_decode %d -> %d g%d%s%s", hid, I, gs, act_order ? " act-order" : "",
+                asym ? " asym" : "");
+  if (!mlp_decode_fits(dgu.q, dd.q)) {
+    report(std::string(name) + " fits", 1, 0);
+    return;
+  }
+  double ss = 0;
+  for (float v : h) ss += (double)v * v;
+  const double r = 1.0 / std::sqrt(ss / hid + eps);
+  std::vector<double> act(I), ref(hid, 0.0);
+  for (int j = 0; j < I; ++j) {
+    double g = 0, u = 0;
+    for (int k = 0; k < hid; ++k) {
+      const double x = h[k] * r * to_d(nw[k]);
+      g += x * hgu.w(k, j, 1), u += x * hgu.w(k, I + j, 1);
+    }
+    act[j] = to_d(__float2half((float)(g / (1 + std::exp(-g)) * u)));
+  }
+  for (int j = 0; j < I; ++j)
+    for (int n = 0; n < hid; ++n) ref[n] += act[j] * hd.w(j, n, 1);
+  Dev<float> dh(h), dout(hid), dgu_out((size_t)2 * I), dss(1), dchain(h);
+  Dev<__half> dnw(nw);
+  PoisonedZeroFills z(333, 77);
+  double worst = 0;
+  for (int launch = 0; launch < 2; ++launch) {  // twice: the second run must not see anything of the first
+    XL_CUDA_CHECK(cudaMemset(dout.p, 0, dout.n * 4));
+    mlp_decode(dgu.q, dd.q, dnw.p, eps, dh.p, dout.p, nullptr, z.fill_a(), z.fill_b());
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<float> part = dout.download();
+    for (int n = 0; n < hid; ++n) part[n] -= h[n];
+    worst = std::max(worst, rel_err(part, ref));
+  }
+  report(name, z.all_zero() ? worst : INFINITY, 1e-3);
+  // The two GEMVs it replaces, on the same inputs.
+  XL_CUDA_CHECK(cudaMemset(dgu_out.p, 0, dgu_out.n * 4));
+  XL_CUDA_CHECK(cudaMemset(dss.p, 0, 4));
+  GemvFusion fgu;
+  fgu.in_sum_sq = dss.p, fgu.in_norm = dnw.p, fgu.eps = eps;
+  gemv_q4(dgu.q, dh.p, GemvInput::RmsNormDeferred, 1, hid, dgu_out.p, 2 * I, nullptr, {}, fgu);
+  GemvFusion fd;
+  fd.in_sum_sq = dss.p, fd.norm_dim = hid, fd.eps = eps;
+  gemv_q4(dd.q, dgu_out.p, GemvInput::SiluGateUp, 1, 2 * I, dchain.p, hid, nullptr, {}, fd);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<float> chain = dchain.download(), fused = dout.download();
+  std::vector<double> chain_part(hid);
+  for (int n = 0; n < hid; ++n) chain_part[n] = (double)chain[n] - h[n], fused[n] -= h[n];
+  report("  against gate/up + down_proj (two launches)", rel_err(fused, chain_part), 1e-4);
+}
+
+// The 7B's and 13B's shapes, stories260K-g32's (groups of 32: two per block of 64 features; a column pass of 16
+// threads), asymmetric zeros, act-order gate/up.
+void check_mlp_decode_shapes() {
+  check_mlp_decode(4096, 11008, 128, false, false);
+  check_mlp_decode(5120, 13824, 128, true, true);
+  check_mlp_decode(64, 192, 32, false, true);
+  check_mlp_decode(1024, 2816, 64, true, false);
+}
+
 // Output sums of squares: after y += x . W, out_sum_sq[i] += sum_n y[i, n]^2 (the final y), for every split
 // of K (the column counters must come back to zero for the next launch, which the next variant relies on).
 void check_gemv_q4_sum_sq(int K, int N, int gs, int m, GemvInput input) {

@@ -98,6 +98,10 @@ int main(int argc, char** argv) {
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
       return failures ? 1 : 0;
     }
+    if (std::strcmp(argv[i], "--mlp") == 0) {  // only the one-launch decode MLP's checks (XLLAMA_MLP_SHAPE picks)
+      check_mlp_decode_shapes();
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--bench-ablate") == 0) {  // decode steps with parts left out (timing only)
       guarded("bench ablations", bench_ablations);
       return failures ? 1 : 0;
@@ -170,6 +174,7 @@ int main(int argc, char** argv) {
       check_embed(m, 4096, 300);
       check_gemv_f16_rmsnorm(m % 2 ? 4096 : 520, 1003, m);  // N % 8 != 0: the last block has idle warps
     }
+    check_mlp_decode_shapes();
     check_embed(1, 64, 300);      // stories260K: fewer 16-byte pieces than threads in a warp
     check_embed(2, 40960, 50);    // rows wider than one round of loads
     check_gemv_f16_rmsnorm(8192, 264, kGemvMaxRows);  // 3 rows per launch fit the staging area: 3 + 3 + 2

@@ -12,6 +12,8 @@ void check_gemv_q4_nonfinite();
 void check_gemv_q4_silu(int K, int N, int gs, int m, bool act_order);
 void check_gemv_q4_rmsnorm(int K, int N, int gs, int m, bool act_order);
 void check_gemv_q4_sum_sq(int K, int N, int gs, int m, GemvInput input);
+void check_mlp_decode(int hid, int I, int gs, bool act_order, bool asym);
+void check_mlp_decode_shapes();
 void check_embed(int m, int hidden, int vocab);
 void check_gemm_q4_wgmma(const QWeight& q, const Dev<__half>& dx, int m, const std::vector<double>& ref,
                          bool act_order);
