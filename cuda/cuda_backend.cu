@@ -1115,11 +1115,11 @@ class Stage {
     }
   }
 
-  // Which layers of a decode step run their MLP as one launch (cuda::mlp_decode) instead of gate/up then down_proj:
-  // one row, deferred norms, where the kernel fits the weights, and not the stage's last layer (its down_proj squares
-  // h for lm_head or the next stage). Each such MLP moves the residual stream to the other buffer, so the count is
-  // kept even (the first layer left out if need be) and the stage ends in h_. On the H200: docs/PERF-NOTES.md,
-  // session 28.
+  // Which layers of a decode step run their MLP as one launch (cuda::mlp_decode, opt-in: slower on the H200,
+  // docs/PERF-NOTES.md session 28) instead of gate/up then down_proj: one row, deferred norms, where the kernel fits
+  // the weights, and not the stage's last layer (its down_proj squares h for lm_head or the next stage). Each such
+  // MLP moves the residual stream to the other buffer, so the count is kept even (the first layer left out if need
+  // be) and the stage ends in h_.
   std::vector<bool> one_launch_mlp_layers(int m, unsigned ablate) const {
     std::vector<bool> on(layers_.size(), false);
     if (m != 1 || !defer_norms_ || ablate || !cuda::fused_mlp_flag() || gu_floats_ < (size_t)cfg_.hidden_size)

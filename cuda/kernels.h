@@ -124,8 +124,9 @@ std::vector<GemvQ4Config> gemv_q4_candidates();
 bool mlp_decode_fits(const QWeight& gate_up, const QWeight& down);
 void mlp_decode(const QWeight& gate_up, const QWeight& down, const __half* post_norm, float eps, const float* h_in,
                 float* h_out, cudaStream_t s, ZeroFill zero0 = {}, ZeroFill zero1 = {});
-// Process-wide switch for the one-launch decode MLP where it fits (the kernel check flips it to compare); on
-// unless XLLAMA_FUSED_MLP=0. Read when a decode graph is captured.
+// Process-wide switch for the one-launch decode MLP where it fits (the kernel check flips it to compare); off
+// unless XLLAMA_FUSED_MLP=1 (slower than the two GEMVs on the H200: docs/PERF-NOTES.md, session 28). Read when a
+// decode graph is captured.
 bool& fused_mlp_flag();
 // Dense fp16 weight [N, K].
 void gemv_f16(const __half* w, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,

@@ -1,12 +1,19 @@
-// The one-row decode MLP in one launch: h_out = h_in + down(SiLU(gate(x)) * up(x)), x = rmsnorm(h_in).
+// The one-row decode MLP in one launch: h_out = h_in + down(SiLU(gate(x)) * up(x)), x = rmsnorm(h_in). Opt-in
+// (XLLAMA_FUSED_MLP=1): on the H200 it is slower than the two GEMV launches it replaces (docs/PERF-NOTES.md, session
+// 28: 7B 1.320 against 1.295 ms per token at its best shape, 13B 2.335 against 2.276). Kept for the next attempt.
 //
-// Each block owns 64 intermediate features: it computes their gate and up sums over the whole of K (gate/up's 128
-// columns, lanes 0-15 on gate's and 16-31 on up's, its warps splitting K), applies the RMSNorm factor and SiLU, and
-// multiplies the 64 results by down_proj's 8 packed rows that read them, adding a partial sum into each of h_out's
-// columns. No block waits for another: the MLP's two GEMVs, which are two launches and a kernel boundary on the
-// 5-kernel path (the boundary's drain, release and input staging, ~2-5 us per layer on the H200), become one. The
-// fixed-point blocks of 32 intermediate inputs are the ones the SiLU-gated down_proj GEMV stages, so the products are
-// the same; only the float additions come in another order.
+// Each block owns CHUNK (64 or 32) intermediate features: it computes their gate and up sums over the whole of K
+// (a lane set covers gate's CHUNK columns and up's, 4 per lane; the sets and warps split K), applies the RMSNorm
+// factor and SiLU, and multiplies the results by down_proj's CHUNK / 8 packed rows that read them, adding a partial
+// sum into each of h_out's columns. No block waits for another: there is no kernel boundary between the MLP's two
+// GEMVs. The fixed-point blocks of 32 intermediate inputs are the ones the SiLU-gated down_proj GEMV stages, so the
+// products are the same; only the float additions come in another order.
+//
+// What it loses to the two launches, measured: the whole of K staged per block (8-10 rounds of loads; batched
+// here, which took 0.08 ms off a 7B token), fewer warps streaming than the GEMV grids keep in flight (all blocks
+// in one wave: 172 blocks of 8 warps on the 7B were 0.17 ms per token slower than of 12), and every block's
+// atomics into every column (twice as many with 32 features per block: slower again). The GEMVs' preloads before
+// their wait, which stream during the previous kernel's tail, hide most of the boundary it removes.
 //
 // h_in is read by every block while other blocks add into h_out, so they must be different buffers (the backend
 // alternates two) and h_out zero before the launch; block 0 adds h_in into h_out (the residual).
@@ -236,7 +243,8 @@ bool mlp_shape_fits(const QWeight& gu, const QWeight& down, MlpShape sh) {
   return down.K / sh.chunk <= resident;
 }
 
-// The shape for these weights, or {0, 0}: the most warps in flight that one wave holds. XLLAMA_MLP_SHAPE=W,C
+// The shape for these weights, or {0, 0}: the first of the measured order that runs them in one wave (12 warps of
+// 64 features were fastest on the H200's 7B and 13B; docs/PERF-NOTES.md, session 28). XLLAMA_MLP_SHAPE=W,C
 // (measurement) asks for one.
 MlpShape mlp_shape(const QWeight& gu, const QWeight& down) {
   static const MlpShape asked = [] {
@@ -246,19 +254,15 @@ MlpShape mlp_shape(const QWeight& gu, const QWeight& down) {
     return MlpShape{0, 0};
   }();
   if (asked.warps) return mlp_shape_fits(gu, down, asked) ? asked : MlpShape{0, 0};
-  MlpShape best{0, 0};
-  long best_warps = 0;  // warps of the whole grid: the loads in flight
-  for (MlpShape sh : {MlpShape{8, 64}, MlpShape{12, 64}, MlpShape{8, 32}, MlpShape{12, 32}}) {
-    const long warps = (long)sh.warps * (down.K / sh.chunk);
-    if (warps > best_warps && mlp_shape_fits(gu, down, sh)) best = sh, best_warps = warps;
-  }
-  return best;
+  for (MlpShape sh : {MlpShape{12, 64}, MlpShape{8, 64}, MlpShape{12, 32}, MlpShape{8, 32}})
+    if (mlp_shape_fits(gu, down, sh)) return sh;
+  return MlpShape{0, 0};
 }
 
 }  // namespace
 
 bool& fused_mlp_flag() {
-  static bool on = env_switch_on("XLLAMA_FUSED_MLP");
+  static bool on = env_switch_set("XLLAMA_FUSED_MLP");
   return on;
 }
 

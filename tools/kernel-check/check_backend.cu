@@ -9,11 +9,13 @@
 namespace xllama::kcheck {
 
 // Decode (graph replays of 1, 3 and 8 rows) must agree with prompt chunks (GEMM path) on the same tokens.
-void check_backend_paths() {
+// layers: 3 where the one-launch MLP is on (it takes every layer but the last, in pairs).
+void check_backend_paths(int layers) {
   const std::string tag = std::string(pdl_enabled() ? "" : " [no PDL]") +
                           (persistent_decode_flag() ? "" : " [5-kernel decode]") +
-                          (deferred_norm_flag() ? " [deferred norms]" : "");
-  ModelConfig c = dummy_config(1000, 256, 704, 2, 4, 2, 256);
+                          (deferred_norm_flag() ? " [deferred norms]" : "") +
+                          (fused_mlp_flag() ? " [one-launch MLP]" : "");
+  ModelConfig c = dummy_config(1000, 256, 704, layers, 4, 2, 256);
   BackendOptions o;
   o.max_seq_len = 128, o.max_chunk_tokens = 64;
   auto b = create_cuda_dummy_backend(c, 64, o, 7);
@@ -238,21 +240,27 @@ std::vector<double> host_model_logits(const ModelConfig& c, const std::vector<co
   return logits;
 }
 
-// check_backend_paths as set, then with PDL, the persistent decode kernel and the deferred norms each switched.
+// check_backend_paths as set, then with PDL, the persistent decode kernel, the deferred norms and the one-launch MLP
+// each switched.
 void check_backend_paths_every_setting() {
-  guarded("backend paths", check_backend_paths);
+  const auto paths = [] { check_backend_paths(); };
+  guarded("backend paths", paths);
   const bool pdl = pdl_enabled();
   set_pdl_enabled(!pdl);
-  guarded("backend paths (PDL switched)", check_backend_paths);
+  guarded("backend paths (PDL switched)", paths);
   set_pdl_enabled(pdl);
   const bool persistent = persistent_decode_flag();
   persistent_decode_flag() = !persistent;
-  guarded("backend paths (persistent decode switched)", check_backend_paths);
+  guarded("backend paths (persistent decode switched)", paths);
   persistent_decode_flag() = persistent;
   const bool defer = deferred_norm_flag();
   deferred_norm_flag() = !defer;
-  guarded("backend paths (deferred norms switched)", check_backend_paths);
+  guarded("backend paths (deferred norms switched)", paths);
   deferred_norm_flag() = defer;
+  const bool mlp = fused_mlp_flag();
+  fused_mlp_flag() = !mlp;
+  guarded("backend paths (one-launch MLP switched)", [] { check_backend_paths(3); });
+  fused_mlp_flag() = mlp;
 }
 
 // Prompt chunks as graphs (cuda/graph_capture.h): a prompt of 448 tokens in chunks of 300 and 148 (the second at

@@ -46,7 +46,7 @@ void time_prompt_gemm(const char* what, int K, int N, int m);
 void time_prompt_gemms();
 
 // ---- check_backend.cu: whole-backend checks ----
-void check_backend_paths();
+void check_backend_paths(int layers = 2);
 void check_backend_paths_every_setting();
 void check_backend_gptq();
 void check_prompt_graphs();
