@@ -23,10 +23,10 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/env_switch.h"
+#include "cuda/gemv_q4_fixed.cuh"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/q4_dequant.cuh"
-#include "cuda/gemv_q4_fixed.cuh"
 #include "cuda/q4_fixed_point.cuh"
 #include "cuda/stream_load.cuh"
 #include "cuda/zero_fill.cuh"
@@ -35,6 +35,7 @@ namespace xllama::cuda {
 
 namespace {
 
+constexpr int kWarps = 4;
 constexpr size_t kSmemLimit = 48 * 1024;
 // Shared memory: x staging, [M][block_rows * 4] half2 (16 bytes per packed row), or for fixed point the same
 // 16 bytes per packed row plus [M][block_rows / 4] (scale, sum) pairs; the warp reduction [warps][M][128] float
@@ -42,6 +43,34 @@ constexpr size_t kSmemLimit = 48 * 1024;
 inline size_t smem_bytes(int M, int block_rows, bool fixed) {
   const size_t staging = (size_t)M * block_rows * 16 + (fixed ? (size_t)M * (block_rows / kFixedBlockRows) * 8 : 0);
   return std::max(staging, (size_t)kWarps * M * kCols * 4);
+}
+
+// Input value k (checkpoint order) of row mi as the GEMV multiplies it; IN is how x becomes the input (GemvInput
+// in kernels.h). r: the row's RMSNorm factor (RmsNorm input only).
+template <GemvInput IN>
+__device__ __forceinline__ float gemv_input(const QWeight& w, const void* __restrict__ xv, int x_stride,
+                                            const GemvFusion& f, int mi, int k, float r) {
+  if (IN == GemvInput::SiluGateUp) {
+    const float* gr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+    return silu_gate_input(gr[k] * r, gr[w.K + k] * r);  // silu_mul rounds to fp16
+  } else if (IN == GemvInput::RmsNorm) {
+    const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+    return rmsnorm_input(hr[k], r, f.in_norm[k]);  // rmsnorm_kernel's formula and rounding
+  } else if (IN == GemvInput::RmsNormDeferred) {
+    const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+    return hr[k] * __half2float(f.in_norm[k]);  // no fp16 rounding: unnormalized values may exceed its range
+  } else {
+    return __half2float(static_cast<const __half*>(xv)[(size_t)mi * x_stride + k]);
+  }
+}
+
+// The factor gemv_input multiplies row mi by: RmsNorm's, or (SiluGateUp after a RmsNormDeferred gate/up) the one
+// the gate/up GEMV left out; 1 (exact) otherwise.
+template <GemvInput IN>
+__device__ __forceinline__ float rmsnorm_factor(const QWeight& w, const GemvFusion& f, int mi) {
+  if (IN == GemvInput::RmsNorm) return rsqrtf(f.in_sum_sq[mi] / (float)w.K + f.eps);
+  if (IN == GemvInput::SiluGateUp && f.in_sum_sq) return rsqrtf(f.in_sum_sq[mi] / (float)f.norm_dim + f.eps);
+  return 1.f;
 }
 
 // RmsNormDeferred: a block of the first column slice sums the squares of each input row over its slice of K (the
@@ -70,6 +99,58 @@ __device__ __forceinline__ void stage_x(const QWeight& w, const void* __restrict
     const float a0 = gemv_input<IN>(w, xv, x_stride, f, mi, k0, r);
     const float a1 = gemv_input<IN>(w, xv, x_stride, f, mi, k1, r);
     xs[mi * block_rows * 4 + rem] = __floats2half2_rn(a0 * kXScale, a1 * kXScale);
+  }
+}
+
+// x for packed rows [r0, r0 + nr) in fixed point (q4_fixed_point.cuh), read through the act-order permutation:
+// 16 bytes per packed row in xq, and per block of 4 packed rows (scale, sum of v) in xb.
+// sum_squares (RmsNormDeferred): also each row's sum of squares of h over the staged inputs, per warp into partial.
+template <int M, GemvInput IN>
+__device__ __forceinline__ void stage_x_fixed(const QWeight& w, const void* __restrict__ xv, int x_stride,
+                                              const GemvFusion& f, int r0, int nr, int block_rows,
+                                              unsigned char* xq, float2* xb, bool sum_squares,
+                                              float (&partial)[kWarps][M]) {
+  const int items = M * nr * 4;  // a multiple of 16: nr is a multiple of 4
+  float ss[M];
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) ss[mi] = 0.f;
+  for (int base = 0; base < items; base += blockDim.x) {  // uniform trip count: the shuffles need whole warps
+    const int i = base + threadIdx.x;
+    const bool live = i < items;
+    const int mi = live ? i / (nr * 4) : 0, rem = i - mi * nr * 4, rr = rem >> 2, s = rem & 3;
+    float a0 = 0.f, a1 = 0.f;
+    if (live) {
+      int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
+      if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
+      if (IN == GemvInput::RmsNormDeferred) {  // the squares from the same loads (no second pass over h)
+        const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
+        const float h0 = hr[k0], h1 = hr[k1];
+        a0 = h0 * __half2float(f.in_norm[k0]), a1 = h1 * __half2float(f.in_norm[k1]);
+#pragma unroll
+        for (int r = 0; r < M; ++r)
+          if (r == mi) ss[r] = fmaf(h0, h0, fmaf(h1, h1, ss[r]));
+      } else {
+        const float r = rmsnorm_factor<IN>(w, f, mi);
+        a0 = gemv_input<IN>(w, xv, x_stride, f, mi, k0, r);
+        a1 = gemv_input<IN>(w, xv, x_stride, f, mi, k1, r);
+      }
+    }
+    if (base == 0 && live) trace_mark_arrived(3, a0);  // (--timeline: the first input arrived)
+    int v0, v1;
+    const FixedBlock blk = quantize_fixed_pair(a0, a1, v0, v1);
+    if (!live) continue;
+    if ((i & 15) == 0)
+      xb[mi * (block_rows / kFixedBlockRows) + rr / kFixedBlockRows] = make_float2(blk.scale, __int_as_float(blk.sum));
+    store_fixed_pair(xq + ((size_t)mi * block_rows + rr) * 16, s, v0, v1);
+  }
+  if (IN != GemvInput::RmsNormDeferred || !sum_squares) return;  // (uniform over the block)
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) {
+    float v = ss[mi];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0) partial[warp][mi] = v;
   }
 }
 

@@ -17,7 +17,6 @@
 //
 // h_in is read by every block while other blocks add into h_out, so they must be different buffers (the backend
 // alternates two) and h_out zero before the launch; block 0 adds h_in into h_out (the residual).
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -25,8 +24,11 @@
 #include "cuda/device_query.h"
 #include "cuda/env_switch.h"
 #include "cuda/gemv_q4_fixed.cuh"
+#include "cuda/kernel_trace.cuh"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
+#include "cuda/q4_dequant.cuh"
+#include "cuda/q4_fixed_point.cuh"
 #include "cuda/stream_load.cuh"
 #include "cuda/zero_fill.cuh"
 
