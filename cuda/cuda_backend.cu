@@ -927,15 +927,18 @@ class Stage {
       const int most = std::max(128, (int)std::min<size_t>(l.N, deq_halves_ / l.K) / 128 * 128);
       const int chunks = (l.N + most - 1) / most;
       const int chunk = std::min(most, ((l.N + chunks - 1) / chunks + 127) / 128 * 128);
+      const bool skip_dequant = cuda::prompt_ablation() & cuda::kAblatePromptDequant;
       for (int n0 = 0; n0 < l.N; n0 += chunk) {
         const int n1 = std::min(l.N, n0 + chunk);
         const __half* w = deq_;
-        if (deq_ahead_)
+        if (skip_dequant)
+          ;  // (measurement: the GEMM reads whatever deq_ holds)
+        else if (deq_ahead_)
           w = deq_ahead_->dequant(l.q, n0, n1, stream_);
         else
           cuda::dequant_q4(l.q, n0, n1, deq_, stream_);
         gemm(a, lda, w, n1 - n0, true, y + n0, y_stride, m, n1 - n0, l.K, beta);
-        if (deq_ahead_) deq_ahead_->release(stream_);
+        if (deq_ahead_ && !skip_dequant) deq_ahead_->release(stream_);
       }
     } else {
       gemm(x, x_stride, l.dense, l.K, false, y, y_stride, m, l.N, l.K, beta);
@@ -995,12 +998,14 @@ class Stage {
     const bool gemv = m <= cuda::kGemvMaxRows;
     const int splits = gemv ? cuda::attention_rope_splits(m, H, KV, D, S_) : 1;
     if (first_) cuda::embed_rows(embed_, tokens_, m, hid, h_, stream_);  // later stages: receive() filled h_
+    const unsigned skip = gemv ? 0u : cuda::prompt_ablation();
     for (size_t li = 0; li < layers_.size(); ++li) {
       const GpuLayer& l = layers_[li];
       __half* kc = kcache_ + li * layer_elems;
       __half* vc = vcache_ + li * layer_elems;
-      cuda::rmsnorm(h_, hid, m, hid, l.input_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gemv ? qkv_ : nullptr,
-                    gemv ? (size_t)m * qkv_dim : 0);
+      if (!(skip & cuda::kAblatePromptNorms))
+        cuda::rmsnorm(h_, hid, m, hid, l.input_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gemv ? qkv_ : nullptr,
+                      gemv ? (size_t)m * qkv_dim : 0);
       if (gemv) {  // decode: RoPE and the KV write happen inside the attention kernel
         linear(l.qkv, xn_, m, hid, qkv_, qkv_dim);
         cuda::attention_rope(qkv_, inv_freq_, kc, vc, m, H, KV, D, S_, pos_, splits, work_, attn_done_, att_,
@@ -1008,16 +1013,19 @@ class Stage {
       } else {  // prompt: q/k/v in fp16 in qkv_'s memory
         __half* qkv16 = reinterpret_cast<__half*>(qkv_);
         prompt_linear(l.qkv, xn_, m, hid, qkv16, qkv_dim, 0.f);
-        cuda::rope_qkv_to_cache(qkv16, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
-        cuda::attention_prefill(q_, kc, vc, m, H, KV, D, S_, pos_, att_, stream_);
+        if (!(skip & cuda::kAblatePromptAttention)) {
+          cuda::rope_qkv_to_cache(qkv16, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
+          cuda::attention_prefill(q_, kc, vc, m, H, KV, D, S_, pos_, att_, stream_);
+        }
       }
       linear(l.o, att_, m, H * D, h_, hid);  // residual add: o_proj accumulates into h
-      cuda::rmsnorm(h_, hid, m, hid, l.post_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gemv ? gu_ : nullptr,
-                    gemv ? (size_t)m * 2 * I : 0);
+      if (!(skip & cuda::kAblatePromptNorms))
+        cuda::rmsnorm(h_, hid, m, hid, l.post_norm, cfg_.rms_norm_eps, xn_, hid, stream_, gemv ? gu_ : nullptr,
+                      gemv ? (size_t)m * 2 * I : 0);
       if (!gemv) {  // prompt: gate/up in fp16 in gu_'s memory
         __half* gu16 = reinterpret_cast<__half*>(gu_);
         prompt_linear(l.gate_up, xn_, m, hid, gu16, 2 * I, 0.f);
-        cuda::silu_mul(gu16, m, I, act_, stream_);
+        if (!(skip & cuda::kAblatePromptSilu)) cuda::silu_mul(gu16, m, I, act_, stream_);
         linear(l.down, act_, m, I, h_, hid);
       } else {
         linear(l.gate_up, xn_, m, hid, gu_, 2 * I);
@@ -1594,6 +1602,10 @@ class CudaBackend final : public Backend {
 
 namespace cuda {
 unsigned& decode_ablation() {
+  static unsigned parts = 0;
+  return parts;
+}
+unsigned& prompt_ablation() {
   static unsigned parts = 0;
   return parts;
 }

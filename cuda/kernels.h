@@ -113,6 +113,16 @@ enum DecodeAblation : unsigned {
   kAblateNormStaging = 4,   // q/k/v and gate/up read h as fp16 instead of normalizing it
 };
 unsigned& decode_ablation();
+// The same for prompt chunks (the kernel check's --bench-prompt-ablate): parts enqueue_layers leaves out of a chunk of
+// more than kGemvMaxRows rows, to see what each costs in the pipelined chunk (the dequantization side stream shares
+// the SMs with every kernel on the main stream). Timing only: the logits are wrong.
+enum PromptAblation : unsigned {
+  kAblatePromptAttention = 1,  // no RoPE + KV write, no attention (o_proj reads a stale input)
+  kAblatePromptSilu = 2,       // no SiLU-gate (down_proj reads a stale input)
+  kAblatePromptNorms = 4,      // no RMSNorms (q/k/v and gate/up read a stale input)
+  kAblatePromptDequant = 8,    // no dequantization (the GEMMs read stale fp16 tiles)
+};
+unsigned& prompt_ablation();
 void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg = GemvQ4Config{}, const GemvFusion& fusion = GemvFusion{});
 std::vector<GemvQ4Config> gemv_q4_candidates();

@@ -378,6 +378,34 @@ void bench_ablations() {
   decode_ablation() = 0;
 }
 
+// Where a prompt chunk's time goes: whole chunks (as long as the prompt) with parts left out (prompt_ablation(); the
+// logits are wrong, the timing is not), each against the full chunk, on the 7B at 512 and 2048 tokens and the 13B at
+// 512, twice over. XLLAMA_BENCH_REPS=N prints the best and the mean of N.
+void bench_prompt_ablations() {
+  const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config();
+  struct Part {
+    const char* name;
+    unsigned parts;
+  };
+  const Part parts[] = {{"full chunk", 0},
+                        {"without RoPE and attention", kAblatePromptAttention},
+                        {"without SiLU", kAblatePromptSilu},
+                        {"without RMSNorms", kAblatePromptNorms},
+                        {"without the three", kAblatePromptAttention | kAblatePromptSilu | kAblatePromptNorms},
+                        {"without dequantization", kAblatePromptDequant},
+                        {"GEMMs only", kAblatePromptAttention | kAblatePromptSilu | kAblatePromptNorms |
+                                           kAblatePromptDequant}};
+  for (int rep = 0; rep < 2; ++rep)
+    for (const Part& p : parts) {
+      prompt_ablation() = p.parts;
+      std::printf("[prompt %s]\n", p.name);
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 1, 512); });
+      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 1, 2048); });
+      guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 512, 1, 512); });
+    }
+  prompt_ablation() = 0;
+}
+
 // Prompt-path settings side by side: the dequantization tile (read when a backend is created) on the 7B and
 // 70B dummies at 512 tokens, then the prompt chunk size on the 7B at 2048 tokens; twice over for the spread.
 void bench_prompt_settings() {
@@ -481,6 +509,15 @@ void bench_prompt_graphs() {
   setenv("XLLAMA_BENCH_REPS", "8", 1);
   prompts_side_by_side("XLLAMA_PROMPT_GRAPH", {"0", "1"},
                        {{"7B", c7, 512}, {"7B", c7, 1024}, {"13B", c13, 512}, {"70B", c70, 512}});
+  unsetenv("XLLAMA_BENCH_REPS");
+}
+
+// Any on-by-default prompt switch (`name`, read when a chunk is enqueued or a backend created) off and on, side by
+// side twice: the 7B at 512 and 2048 tokens and the 13B at 512, each prompt 6 times (best and mean).
+void bench_prompt_switch(const char* name) {
+  const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config();
+  setenv("XLLAMA_BENCH_REPS", "6", 1);
+  prompts_side_by_side(name, {"0", "1"}, {{"7B", c7, 512}, {"7B", c7, 2048}, {"13B", c13, 512}});
   unsetenv("XLLAMA_BENCH_REPS");
 }
 

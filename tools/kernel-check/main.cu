@@ -106,6 +106,14 @@ int main(int argc, char** argv) {
       guarded("bench ablations", bench_ablations);
       return failures ? 1 : 0;
     }
+    if (std::strcmp(argv[i], "--bench-prompt-switch") == 0 && i + 1 < argc) {  // a prompt switch off and on
+      guarded("bench prompt switch", [&] { bench_prompt_switch(argv[i + 1]); });
+      return failures ? 1 : 0;
+    }
+    if (std::strcmp(argv[i], "--bench-prompt-ablate") == 0) {  // prompt chunks with parts left out (timing only)
+      guarded("bench prompt ablations", bench_prompt_ablations);
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--time-attention") == 0) {
       guarded("time decode attention", time_decode_attention);
       return failures ? 1 : 0;
@@ -209,7 +217,8 @@ int main(int argc, char** argv) {
     check_rope(2, 4, 2, 128, 1000, 1100);
     check_rope(3, 8, 4, 8, 7, 16);
     check_rope(70, 8, 2, 128, 30, 128, true);  // a prompt chunk's fp16 q/k/v
-    check_rope(4, 6, 3, 64, 5, 16, true);      // head_dim 64: 16 heads per stride, 12 in all
+    check_rope(77, 32, 32, 128, 40, 160, true);  // the 7B's heads (a fourth batch of heads per thread unused)
+    check_rope(4, 6, 3, 64, 5, 16, true);      // head_dim 64: 4 threads per head, 12 heads
     check_rope(3, 2, 1, 6, 4, 16, true);       // head_dim 6 (D % 4 != 0): one frequency per thread
     check_prompt_attention();
     {  // both block sizes, then the other softmax update

@@ -62,10 +62,12 @@ void bench_decode_depths();
 void decode_timeline(const char* name, const ModelConfig& c, int ctx, int prompt);
 void decode_timelines();
 void bench_ablations();
+void bench_prompt_ablations();
 void bench_prompt_settings();
 void bench_dequant_ahead();
 void bench_prompt_speeds();
 void bench_prompt_graphs();
+void bench_prompt_switch(const char* name);
 void time_decode_steps(bool quick = false);
 void profile_step(bool decode, int prompt = 512);
 
