@@ -1014,15 +1014,8 @@ class Stage {
         __half* qkv16 = reinterpret_cast<__half*>(qkv_);
         prompt_linear(l.qkv, xn_, m, hid, qkv16, qkv_dim, 0.f);
         if (!(skip & cuda::kAblatePromptAttention)) {
-          // (XLLAMA_ATTN_ROPE_Q: a measurement switch, read at each enqueue)
-          if (cuda::env_switch_on("XLLAMA_ATTN_ROPE_Q") && cuda::attention_prefill_rotates_q(D)) {
-            cuda::rope_qkv_to_cache(qkv16, m, H, KV, D, inv_freq_, pos_, static_cast<__half*>(nullptr), kc, vc, S_,
-                                    stream_);
-            cuda::attention_prefill(qkv16, kc, vc, m, H, KV, D, S_, pos_, att_, stream_, qkv_dim, inv_freq_);
-          } else {
-            cuda::rope_qkv_to_cache(qkv16, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
-            cuda::attention_prefill(q_, kc, vc, m, H, KV, D, S_, pos_, att_, stream_);
-          }
+          cuda::rope_qkv_to_cache(qkv16, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
+          cuda::attention_prefill(q_, kc, vc, m, H, KV, D, S_, pos_, att_, stream_);
         }
       }
       linear(l.o, att_, m, H * D, h_, hid);  // residual add: o_proj accumulates into h

@@ -185,8 +185,7 @@ void silu_mul(const T* gu, int m, int I, __half* out, cudaStream_t s);
 
 // ---- attention ----
 // qkv [m, (H + 2 KV) * D] (T: float or __half): rotates q and k (rotate_half RoPE, angle = position *
-// inv_freq[j]) in fp32, writes q as fp16 [m, H, D] (not when q is null: attention_prefill rotates it) and k, v into
-// the caches [KV, S, D] at positions *pos + i.
+// inv_freq[j]) in fp32, writes q as fp16 [m, H, D] and k, v into the caches [KV, S, D] at positions *pos + i.
 template <class T>
 void rope_qkv_to_cache(const T* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos, __half* q,
                        __half* kcache, __half* vcache, int S, cudaStream_t s);
@@ -241,13 +240,9 @@ int& attention_threads_flag();
 // flips it to check both).
 bool& attention_batch_flag();
 // The same for prompt chunks, on the tensor cores (kernels_attention_prefill.cu; head_dim 64 and 128, other
-// sizes use attention() with one split). q's rows are q_stride halves apart (0: H * D). rope_q_inv_freq: q is not
-// rotated yet (the fp16 q/k/v GEMM output itself) and the kernel rotates it as rope_qkv_to_cache would, so that
-// kernel need not write q (attention_prefill_rotates_q: head_dim 64 and 128 only).
-bool attention_prefill_rotates_q(int D);
+// sizes use attention() with one split).
 void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,
-                       int S, const int* pos, __half* out, cudaStream_t s, int q_stride = 0,
-                       const float* rope_q_inv_freq = nullptr);
+                       int S, const int* pos, __half* out, cudaStream_t s);
 
 // ---- whole-token decode (one row) as one persistent kernel (kernels_decode_persistent.cu) ----
 // One block per SM walks a fixed share of every layer's 4-bit weight tiles (128 columns x 512 input rows,

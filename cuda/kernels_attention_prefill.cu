@@ -5,14 +5,12 @@
 // (at 170-220 registers a thread only two blocks fit on an SM, too few to hide synchronous loads). Bounding the
 // registers for three blocks spilled and measured no better on the H200 (docs/PERF-NOTES.md, session 8).
 #include <cmath>
-#include <stdexcept>
 
 #include "cuda/cp_async.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/mma_m16n8k16.cuh"
-#include "cuda/rope_pair.cuh"
 
 namespace xllama::cuda {
 
@@ -48,14 +46,12 @@ constexpr size_t kSmemBytes = (size_t)kStages * 2 * kKeysPerTile * kLd<D> * size
 
 // Fragment coordinates: lane = 4 g + t; accumulator element i sits at row g + 8 (i / 2), column 2 t + i % 2.
 // Grid (heads, row tiles); row tiles run from the last (most keys) to the first, so the long blocks start first
-// and the short ones fill the tail. q rows are q_stride halves apart. ROPE_Q: q is not rotated yet; a lane's A
-// fragments hold each of its dims d < D/2 with its partner d + D/2 (k-steps kk and kk + D/32, same slot), so it
-// rotates them in registers as rope_qkv_kernel would (the same fp32 arithmetic and fp16 rounding).
-template <int D, bool ROPE_Q>
+// and the short ones fill the tail.
+template <int D>
 __global__ void __launch_bounds__(kThreads, 2)
-    attention_prefill_mma_kernel(const __half* __restrict__ q, int q_stride, const float* __restrict__ inv_freq,
-                                 const __half* __restrict__ kc, const __half* __restrict__ vc, int m, int H, int KV,
-                                 int S, const int* __restrict__ pos, __half* __restrict__ out) {
+    attention_prefill_mma_kernel(const __half* __restrict__ q, const __half* __restrict__ kc,
+                                 const __half* __restrict__ vc, int m, int H, int KV, int S,
+                                 const int* __restrict__ pos, __half* __restrict__ out) {
   constexpr int LD = kLd<D>, KCH = D / 16, OT = D / 8, NT = kKeysPerTile / 8, TILE = kKeysPerTile * LD;
   extern __shared__ __align__(16) __half smem[];  // [stage][K, V][key][LD]
   wait_for_previous_kernel();
@@ -91,23 +87,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int row = wrow + g + (i & 1) * 8, col = kk * 16 + 2 * t + (i >> 1) * 8;
-      qa[kk][i] = row < m ? *reinterpret_cast<const uint32_t*>(q + (size_t)row * q_stride + (size_t)head * D + col) : 0u;
+      qa[kk][i] = row < m ? *reinterpret_cast<const uint32_t*>(q + ((size_t)row * H + head) * D + col) : 0u;
     }
-  if (ROPE_Q) {
-#pragma unroll
-    for (int kk = 0; kk < KCH / 2; ++kk)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = wrow + g + (i & 1) * 8, col = kk * 16 + 2 * t + (i >> 1) * 8;
-        if (row >= m) continue;
-        const int p = p0 + row;
-        float2 a = __half22float2(*reinterpret_cast<const __half2*>(&qa[kk][i]));
-        float2 b = __half22float2(*reinterpret_cast<const __half2*>(&qa[kk + KCH / 2][i]));
-        rotate_pair(a.x, b.x, p, inv_freq[col]);
-        rotate_pair(a.y, b.y, p, inv_freq[col + 1]);
-        qa[kk][i] = pack_half2(a.x, a.y), qa[kk + KCH / 2][i] = pack_half2(b.x, b.y);
-      }
-  }
   float o[OT][4];
 #pragma unroll
   for (int j = 0; j < OT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
@@ -206,40 +187,24 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-template <int D, bool ROPE_Q>
-void launch_prefill(const __half* q, int q_stride, const float* inv_freq, const __half* kcache, const __half* vcache,
-                    int m, int H, int KV, int S, const int* pos, __half* out, cudaStream_t s) {
-  const dim3 grid(H, (m + kRowsPerBlock - 1) / kRowsPerBlock);
-  const auto kernel = attention_prefill_mma_kernel<D, ROPE_Q>;
-  XL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes<D>));
-  launch(kernel, grid, kThreads, kSmemBytes<D>, s, q, q_stride, inv_freq, kcache, vcache, m, H, KV, S, pos, out);
-}
-
 template <int D>
-void launch_prefill(const __half* q, int q_stride, const float* rope_q_inv_freq, const __half* kcache,
-                    const __half* vcache, int m, int H, int KV, int S, const int* pos, __half* out, cudaStream_t s) {
-  if (rope_q_inv_freq)
-    launch_prefill<D, true>(q, q_stride, rope_q_inv_freq, kcache, vcache, m, H, KV, S, pos, out, s);
-  else
-    launch_prefill<D, false>(q, q_stride, nullptr, kcache, vcache, m, H, KV, S, pos, out, s);
+void launch_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int S,
+                    const int* pos, __half* out, cudaStream_t s) {
+  const dim3 grid(H, (m + kRowsPerBlock - 1) / kRowsPerBlock);
+  XL_CUDA_CHECK(cudaFuncSetAttribute(attention_prefill_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)kSmemBytes<D>));
+  launch(attention_prefill_mma_kernel<D>, grid, kThreads, kSmemBytes<D>, s, q, kcache, vcache, m, H, KV, S, pos, out);
 }
 
 }  // namespace
 
-bool attention_prefill_rotates_q(int D) { return D == 128 || D == 64; }
-
 void attention_prefill(const __half* q, const __half* kcache, const __half* vcache, int m, int H, int KV, int D,
-                       int S, const int* pos, __half* out, cudaStream_t s, int q_stride,
-                       const float* rope_q_inv_freq) {
-  if (q_stride == 0) q_stride = H * D;
-  if (rope_q_inv_freq && !attention_prefill_rotates_q(D))
-    throw std::runtime_error("attention_prefill: q is rotated here only for head_dim 64 and 128");
+                       int S, const int* pos, __half* out, cudaStream_t s) {
   if (D == 128) {
-    launch_prefill<128>(q, q_stride, rope_q_inv_freq, kcache, vcache, m, H, KV, S, pos, out, s);
+    launch_prefill<128>(q, kcache, vcache, m, H, KV, S, pos, out, s);
   } else if (D == 64) {
-    launch_prefill<64>(q, q_stride, rope_q_inv_freq, kcache, vcache, m, H, KV, S, pos, out, s);
+    launch_prefill<64>(q, kcache, vcache, m, H, KV, S, pos, out, s);
   } else {
-    if (q_stride != H * D) throw std::runtime_error("attention_prefill: q rows must be packed for this head_dim");
     return attention(q, kcache, vcache, m, H, KV, D, S, pos, 1, nullptr, nullptr, out, s);
   }
   XL_CUDA_LAUNCH_CHECK();

@@ -202,7 +202,7 @@ __global__ void rope_qkv_kernel(const T* __restrict__ qkv, int H, int KV, int D,
 #pragma unroll
   for (int v = 0; v < V; ++v) rope_cos_sin(p, inv_freq[j + v], c[v], sn[v]);
   const T* src = qkv + (size_t)row * heads * D;
-  for (int head = threadIdx.x / lanes + (q ? 0 : H); head < heads; head += head_step) {
+  for (int head = threadIdx.x / lanes; head < heads; head += head_step) {
     float a[V], b[V];
     const T* sa = src + (size_t)head * D + j;
     if (V == 2) {
@@ -246,7 +246,7 @@ __global__ void rope_qkv_wide_kernel(const __half* __restrict__ qkv, int H, int 
   const int j = (threadIdx.x % lanes) * 8, head_step = blockDim.x / lanes;
   const int p = *pos + row;
   const __half* src = qkv + (size_t)row * heads * D + j;
-  for (int h0 = threadIdx.x / lanes + (q ? 0 : H); h0 < heads; h0 += kRopeBatch * head_step) {
+  for (int h0 = threadIdx.x / lanes; h0 < heads; h0 += kRopeBatch * head_step) {
     uint4 ra[kRopeBatch], rb[kRopeBatch];
 #pragma unroll
     for (int u = 0; u < kRopeBatch; ++u) {

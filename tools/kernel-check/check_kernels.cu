@@ -819,34 +819,7 @@ void check_decode_attention() {
 }
 
 // The prompt attention's cases (also alone: --prompt-attention, e.g. under compute-sanitizer's racecheck).
-// A prompt chunk's q rotated inside attention_prefill (q read from the fp16 q/k/v rows, rope_qkv_to_cache writing
-// only k and v) against rope_qkv_to_cache writing q too and attention_prefill reading it: equal bit for bit.
-void check_prompt_attention_rotating_q(int m, int H, int KV, int D, int pos, int S) {
-  const int width = (H + 2 * KV) * D;
-  std::vector<float> inv(D / 2);
-  for (int i = 0; i < D / 2; ++i) inv[i] = (float)(1.0 / std::pow(10000.0, (double)(float)(2 * i) / D));
-  Dev<__half> qkv(rand_half((size_t)m * width, -2.f, 2.f));
-  Dev<__half> kc(rand_half((size_t)KV * S * D, -1.f, 1.f)), vc(rand_half((size_t)KV * S * D, -1.f, 1.f));
-  Dev<__half> q((size_t)m * H * D), apart((size_t)m * H * D), fused((size_t)m * H * D);
-  Dev<float> dinv(inv);
-  Dev<int> dp(std::vector<int>{pos});
-  apart.poison(), fused.poison();
-  rope_qkv_to_cache(qkv.p, m, H, KV, D, dinv.p, dp.p, q.p, kc.p, vc.p, S, nullptr);
-  attention_prefill(q.p, kc.p, vc.p, m, H, KV, D, S, dp.p, apart.p, nullptr);
-  rope_qkv_to_cache(qkv.p, m, H, KV, D, dinv.p, dp.p, static_cast<__half*>(nullptr), kc.p, vc.p, S, nullptr);
-  attention_prefill(qkv.p, kc.p, vc.p, m, H, KV, D, S, dp.p, fused.p, nullptr, width, dinv.p);
-  XL_CUDA_CHECK(cudaDeviceSynchronize());
-  const std::vector<__half> a = apart.download(), f = fused.download();
-  const bool equal = std::memcmp(a.data(), f.data(), a.size() * sizeof(__half)) == 0;
-  char name[128];
-  std::snprintf(name, sizeof name, "attention_prefill rotating q m=%d H=%d KV=%d D=%d pos=%d == apart", m, H, KV, D,
-                pos);
-  report(name, equal ? 0.0 : 1.0, 0.0);
-}
-
 void check_prompt_attention() {
-  check_prompt_attention_rotating_q(100, 8, 2, 128, 512, 700);  // a later chunk, grouped-query heads
-  check_prompt_attention_rotating_q(77, 4, 4, 64, 0, 96);       // a first chunk, head_dim 64, a partial row tile
   check_attention(64, 4, 2, 128, 200, 256, true);
   check_attention(37, 4, 4, 64, 37, 64, true);      // a first chunk: rows at positions 0..36
   check_attention(100, 8, 2, 128, 612, 700, true);  // a later chunk over an existing cache
