@@ -931,12 +931,13 @@ class Stage {
       for (int n0 = 0; n0 < l.N; n0 += chunk) {
         const int n1 = std::min(l.N, n0 + chunk);
         const __half* w = deq_;
-        if (skip_dequant)
-          ;  // (measurement: the GEMM reads whatever deq_ holds)
-        else if (deq_ahead_)
+        if (skip_dequant) {
+          // (measurement only: the GEMM reads whatever deq_ holds)
+        } else if (deq_ahead_) {
           w = deq_ahead_->dequant(l.q, n0, n1, stream_);
-        else
+        } else {
           cuda::dequant_q4(l.q, n0, n1, deq_, stream_);
+        }
         gemm(a, lda, w, n1 - n0, true, y + n0, y_stride, m, n1 - n0, l.K, beta);
         if (deq_ahead_ && !skip_dequant) deq_ahead_->release(stream_);
       }

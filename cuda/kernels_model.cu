@@ -233,58 +233,6 @@ __global__ void rope_qkv_kernel(const T* __restrict__ qkv, int H, int KV, int D,
   }
 }
 
-// rope_qkv_kernel for a prompt chunk's fp16 q/k/v with D % 16 == 0: a thread keeps 8 frequencies (16-byte loads and
-// stores, the pairs' halves at j and j + D/2) and issues the loads of kRopeBatch heads before it rotates any, so a
-// 256-thread block has a row's 96 heads (7B) in flight at once instead of 12 dependent rounds of 4-byte accesses.
-// The same arithmetic per element as rope_qkv_kernel: the outputs are equal bit for bit.
-constexpr int kRopeBatch = 4;
-__global__ void rope_qkv_wide_kernel(const __half* __restrict__ qkv, int H, int KV, int D,
-                                     const float* __restrict__ inv_freq, const int* __restrict__ pos,
-                                     __half* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc, int S) {
-  wait_for_previous_kernel();
-  const int row = blockIdx.x, half_d = D / 2, heads = H + 2 * KV, lanes = half_d / 8;  // threads per head
-  const int j = (threadIdx.x % lanes) * 8, head_step = blockDim.x / lanes;
-  const int p = *pos + row;
-  const __half* src = qkv + (size_t)row * heads * D + j;
-  for (int h0 = threadIdx.x / lanes; h0 < heads; h0 += kRopeBatch * head_step) {
-    uint4 ra[kRopeBatch], rb[kRopeBatch];
-#pragma unroll
-    for (int u = 0; u < kRopeBatch; ++u) {
-      const int head = h0 + u * head_step;
-      if (head < heads) {
-        ra[u] = *reinterpret_cast<const uint4*>(src + (size_t)head * D);
-        rb[u] = *reinterpret_cast<const uint4*>(src + (size_t)head * D + half_d);
-      }
-    }
-    float c[8], sn[8];
-    if (h0 < H + KV)  // (a thread's first head is its smallest: past H + KV only v heads are left)
-#pragma unroll
-      for (int v = 0; v < 8; ++v) rope_cos_sin(p, inv_freq[j + v], c[v], sn[v]);
-#pragma unroll
-    for (int u = 0; u < kRopeBatch; ++u) {
-      const int head = h0 + u * head_step;
-      if (head >= heads) continue;
-      if (head < H + KV) {
-        __half2* ha = reinterpret_cast<__half2*>(&ra[u]);
-        __half2* hb = reinterpret_cast<__half2*>(&rb[u]);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float2 a2 = __half22float2(ha[i]), b2 = __half22float2(hb[i]);
-          float a0 = a2.x, a1 = a2.y, b0 = b2.x, b1 = b2.y;
-          rotate_pair_cs(a0, b0, c[2 * i], sn[2 * i]);
-          rotate_pair_cs(a1, b1, c[2 * i + 1], sn[2 * i + 1]);
-          ha[i] = __floats2half2_rn(a0, a1), hb[i] = __floats2half2_rn(b0, b1);
-        }
-      }
-      __half* dst = head < H        ? q + ((size_t)row * H + head) * D + j
-                    : head < H + KV ? kc + ((size_t)(head - H) * S + p) * D + j
-                                    : vc + ((size_t)(head - H - KV) * S + p) * D + j;
-      *reinterpret_cast<uint4*>(dst) = ra[u];
-      *reinterpret_cast<uint4*>(dst + half_d) = rb[u];
-    }
-  }
-}
-
 // ---- attention ----
 // Block (head, row, split), THREADS threads. Lanes form groups of TPP threads, each thread owning 8 dims of one
 // key position (one 16-byte load of K and of V); the THREADS/TPP groups walk the split's positions with their own
@@ -587,15 +535,6 @@ template void silu_mul(const __half*, int, int, __half*, cudaStream_t);
 template <class T>
 void rope_qkv_to_cache(const T* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos, __half* q,
                        __half* kcache, __half* vcache, int S, cudaStream_t s) {
-  if constexpr (std::is_same<T, __half>::value) {
-    const auto aligned16 = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; };
-    if (env_switch_on("XLLAMA_ROPE_WIDE") && D % 16 == 0 && aligned16(qkv) && aligned16(q) && aligned16(kcache) && aligned16(vcache)) {
-      const int lanes = D / 16, threads = lanes * std::max(1, 256 / lanes);
-      launch(rope_qkv_wide_kernel, m, threads, 0, s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
-      XL_CUDA_LAUNCH_CHECK();
-      return;
-    }
-  }
   const bool pairs = D % 4 == 0;  // two frequencies per thread: 8- or 4-byte loads, 4-byte stores, all aligned
   const int lanes = D / 2 / (pairs ? 2 : 1), threads = lanes * std::max(1, 256 / lanes);  // whole heads per stride
   if (pairs) launch(rope_qkv_kernel<T, 2>, m, threads, 0, s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);

@@ -641,25 +641,9 @@ void check_rope(int m, int H, int KV, int D, int pos, int S, bool half_input) {
   else rope_qkv_to_cache(dq.p, m, H, KV, D, di.p, dp.p, oq.p, ok.p, ov.p, S, nullptr);
   XL_CUDA_CHECK(cudaDeviceSynchronize());
   const double e = std::max({rel_err(oq.download(), rq), rel_err(ok.download(), rk), rel_err(ov.download(), rv)});
-  const std::string name = std::string("rope+kv write ") + (half_input ? "fp16 in " : "") + "m=" + std::to_string(m) +
-                           " D=" + std::to_string(D) + " pos=" + std::to_string(pos);
-  report(name, e, 2e-3);
-  if (!half_input) return;
-  // The fp16 input's kernel (16-byte accesses where D % 16 == 0) against the fp32 input's (two frequencies per
-  // thread) on the same values: the same arithmetic per element, so equal bit for bit.
-  Dev<__half> fq(rq.size()), fk(rk.size()), fv(rv.size());
-  fq.poison();
-  XL_CUDA_CHECK(cudaMemset(fk.p, 0, fk.n * 2));
-  XL_CUDA_CHECK(cudaMemset(fv.p, 0, fv.n * 2));
-  rope_qkv_to_cache(dq.p, m, H, KV, D, di.p, dp.p, fq.p, fk.p, fv.p, S, nullptr);
-  XL_CUDA_CHECK(cudaDeviceSynchronize());
-  const auto bits_differ = [](const std::vector<__half>& a, const std::vector<__half>& b) {
-    return std::memcmp(a.data(), b.data(), a.size() * sizeof(__half)) != 0;
-  };
-  const bool differ = bits_differ(oq.download(), fq.download()) ||
-                      bits_differ(ok.download(), fk.download()) ||
-                      bits_differ(ov.download(), fv.download());
-  report(name + " == fp32 in, bit for bit", differ ? 1.0 : 0.0, 0.0);
+  report(std::string("rope+kv write ") + (half_input ? "fp16 in " : "") + "m=" + std::to_string(m) + " D=" +
+             std::to_string(D) + " pos=" + std::to_string(pos),
+         e, 2e-3);
 }
 
 // The decode attention's block size and softmax update in a check's name.

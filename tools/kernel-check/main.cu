@@ -217,8 +217,7 @@ int main(int argc, char** argv) {
     check_rope(2, 4, 2, 128, 1000, 1100);
     check_rope(3, 8, 4, 8, 7, 16);
     check_rope(70, 8, 2, 128, 30, 128, true);  // a prompt chunk's fp16 q/k/v
-    check_rope(77, 32, 32, 128, 40, 160, true);  // the 7B's heads (a fourth batch of heads per thread unused)
-    check_rope(4, 6, 3, 64, 5, 16, true);      // head_dim 64: 4 threads per head, 12 heads
+    check_rope(4, 6, 3, 64, 5, 16, true);      // head_dim 64: 16 heads per stride, 12 in all
     check_rope(3, 2, 1, 6, 4, 16, true);       // head_dim 6 (D % 4 != 0): one frequency per thread
     check_prompt_attention();
     {  // both block sizes, then the other softmax update
