@@ -106,6 +106,14 @@ int main(int argc, char** argv) {
       guarded("bench ablations", bench_ablations);
       return failures ? 1 : 0;
     }
+    if (std::strcmp(argv[i], "--bench-7b-at") == 0) {  // 7B decode after prompts of the lengths that follow
+      const ModelConfig c7 = llama_7b_config();
+      for (int j = i + 1; j < argc; ++j) {
+        const int prompt = std::atoi(argv[j]);
+        guarded("bench 7B", [&] { bench_backend("7B", c7, prompt + 256, prompt, 64, 2048); });
+      }
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--bench-prompt-switch") == 0 && i + 1 < argc) {  // a prompt switch off and on
       guarded("bench prompt switch", [&] { bench_prompt_switch(argv[i + 1]); });
       return failures ? 1 : 0;
