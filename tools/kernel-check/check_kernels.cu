@@ -800,6 +800,9 @@ void check_decode_attention() {
   check_attention_rope(1, 32, 4, 128, 16383, 16384);
   check_attention_rope(1, 24, 8, 128, 900, 1024);
   check_attention_rope(1, 40, 40, 128, 2047, 4096);
+  check_attention_rope(1, 32, 32, 128, 2100, 2200);  // the 7B's heads past 2048: 8 splits of three rounds
+  check_attention_rope(3, 32, 32, 128, 1500, 2048);  // 2 splits of 6 rounds, the new rows in the last one
+  check_attention_rope(1, 32, 32, 128, 1030, 1100);  // second rounds of one key, the new row in the last
 }
 
 // The prompt attention's cases (also alone: --prompt-attention, e.g. under compute-sanitizer's racecheck).
