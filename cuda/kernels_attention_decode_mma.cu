@@ -20,7 +20,6 @@
 #include <cmath>
 
 #include "cuda/attention_step.cuh"
-#include "cuda/cp_async.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/device_query.h"
 #include "cuda/env_switch.h"
@@ -50,20 +49,16 @@ __device__ __forceinline__ int acc_index(int w, int h, int d) {
 }
 
 // Shared memory, in bytes from the start (dynamic): q (fp16 [8][kQStride]), the warps' P ([warps][8][kPStride]
-// fp16), then the merge area: the warps' outputs ([warps][8][kAccStride] floats) and their running max and sum
-// ([warps][8] each), which with STAGED holds a split's second round of cached keys during the rounds (fp16
-// [kKeysPerRound][kD]; a barrier after the rounds before the merge writes it), then the new rows' k and v (fp16
-// [rows][2][kD]). (The splits' combine works in registers.)
+// fp16), the warps' outputs ([warps][8][kAccStride] floats), their running max and sum ([warps][8] each), the new
+// rows' k and v (fp16 [rows][2][kD]). (The splits' combine works in registers.)
 constexpr size_t kSmemQ = 0;
 constexpr size_t kSmemP = kSmemQ + (size_t)kMaxGroup * kQStride * 2;
 constexpr size_t kSmemAcc = kSmemP + (size_t)kWarps * kMaxGroup * kPStride * 2;
 constexpr size_t kSmemMax = kSmemAcc + (size_t)kWarps * kMaxGroup * kAccStride * 4;
 constexpr size_t kSmemSum = kSmemMax + (size_t)kWarps * kMaxGroup * 4;
-constexpr size_t kMergeBytes = kSmemSum + (size_t)kWarps * kMaxGroup * 4 - kSmemAcc;
-constexpr size_t kSmemNew = kSmemAcc + kMergeBytes;
+constexpr size_t kSmemNew = kSmemSum + (size_t)kWarps * kMaxGroup * 4;
 constexpr size_t smem_bytes(int rows) { return kSmemNew + (size_t)rows * 2 * kD * 2; }
-static_assert(kSmemAcc % 16 == 0 && kSmemNew % 16 == 0, "the staged keys and the new rows are read 16 bytes at a time");
-static_assert((size_t)kKeysPerRound * kD * 2 <= kMergeBytes, "a round of keys fits in the merge area");
+static_assert(kSmemNew % 16 == 0, "the new rows are read 16 bytes at a time");
 static_assert(smem_bytes(kGemvMaxRows) <= 48 * 1024, "launched without raising the dynamic shared-memory limit");
 
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
@@ -94,11 +89,6 @@ __device__ __forceinline__ void fetch_row(uint4 (&dst)[N], int p, int n0, int en
 // from the q/k/v GEMV's fp32 output (times the deferred norm factor), q and k are rotated here, the new rows are
 // written into the caches by the blocks whose keys include them and read back from shared memory, and a row uses
 // as many of the splits as its live length needs (at least kKeysPerRound keys each).
-// STAGED (launched where a split can take more than one round): the second round's cached keys are copied into
-// shared memory (cp.async) before the wait as well, so that round's scores need no load after the first round's.
-// Each round after the first used to cost a dependent load: the 7B's decode took 1.575-1.578 ms per token at
-// positions 1908-2032 (two rounds per split) and 1.646 at 2048-2112 (a third round of a few keys) on the H200.
-template <bool STAGED>
 __global__ void __launch_bounds__(kThreads, 2)
     attention_mma_kernel(const float* __restrict__ qkv, const float* __restrict__ inv_freq, __half* __restrict__ kc,
                          __half* __restrict__ vc, int H, int KV, int S, const int* __restrict__ pos, int max_splits,
@@ -110,7 +100,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   float* sacc = reinterpret_cast<float*>(smem + kSmemAcc);
   float* smax = reinterpret_cast<float*>(smem + kSmemMax);
   float* ssum = reinterpret_cast<float*>(smem + kSmemSum);
-  __half* sstaged = reinterpret_cast<__half*>(smem + kSmemAcc);  // STAGED: keys [kKeysPerRound][kD] (the merge area)
   __half* snew = reinterpret_cast<__half*>(smem + kSmemNew);
   const int kvh = blockIdx.x, row = blockIdx.y, split = blockIdx.z;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
@@ -127,20 +116,15 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   // This warp's 16 keys of a round at r0: rows g, g + 8 of K (dims [32t, 32t + 32)) and rows 2t, 2t + 1, 2t + 8,
   // 2t + 9 of V (dims [16g, 16g + 16)). Cached positions come from global memory (cached_only: only those, the
-  // first round's, before the wait; skip_cached: all but those), or for the staged round from shared memory, new
-  // ones from this block's shared memory, positions past `end` are zeros.
-  const int staged0 = start + kKeysPerRound;  // STAGED: the round whose cached rows are in sstaged
-  const auto cached_key = [&](int p) -> const __half* {
-    if (STAGED && p >= staged0 && p < staged0 + kKeysPerRound) return sstaged + (size_t)(p - staged0) * kD + 32 * t;
-    return kbase + (size_t)p * kD + 32 * t;
-  };
+  // first round's, before the wait; skip_cached: all but those), new ones from this block's shared memory,
+  // positions past `end` are zeros.
   uint4 kf[2][4], vf[4][2];
   auto fetch_k = [&](int r0, bool cached_only, bool skip_cached) {
     const int pw = r0 + warp * 16;
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       const int p = pw + g + 8 * e;
-      fetch_row(kf[e], p, n0, end, cached_key(p), snew + (size_t)(p - n0) * 2 * kD + 32 * t,
+      fetch_row(kf[e], p, n0, end, kbase + (size_t)p * kD + 32 * t, snew + (size_t)(p - n0) * 2 * kD + 32 * t,
                 cached_only, skip_cached);
     }
   };
@@ -154,18 +138,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
   };
   // The cached rows were written by earlier launches, complete before the kernel this one waits for started: the
-  // first round's load before the wait, during the q/k/v GEMV's tail (and with STAGED the second round's copy into
-  // shared memory). So does q's rotation (its position is known).
+  // first round's load before the wait, during the q/k/v GEMV's tail. So does q's rotation (its position is known).
   fetch_k(start, true, false), fetch_v(start, true, false);
-  if (STAGED) {
-    const int staged_end = min(min(end, n0), staged0 + kKeysPerRound);  // its cached rows: [staged0, staged_end)
-    constexpr int kChunks = kD / 8;                                     // 16-byte pieces per key
-    for (int i = tid; i < (staged_end - staged0) * kChunks; i += kThreads) {
-      const int p = staged0 + i / kChunks, dim = (i % kChunks) * 8;
-      cp_async16(sstaged + (size_t)(p - staged0) * kD + dim, kbase + (size_t)p * kD + dim);
-    }
-    cp_async_commit();
-  }
   const int j = tid & (kD / 2 - 1);  // this thread's rotation pair, for q and the new rows alike (kThreads % 64 == 0)
   const float inv_freq_j = inv_freq[j];
   const int q_pos = p_first + row;
@@ -224,10 +198,6 @@ __global__ void __launch_bounds__(kThreads, 2)
                              word_of(kf[1][c], w0 + 1)};
       mma_16x8x16(sc, a, b.x, b.y);
     }
-    if (STAGED && next == staged0 && next < end) {  // (uniform over the block) the staged round has landed
-      cp_async_wait<0>();
-      __syncthreads();
-    }
     if (next < end) fetch_k(next, false, false);
     // Online softmax per head column over the warp's 16 keys (rows g, g + 8; the other g's through shuffles).
     const int pw = r0 + warp * 16;
@@ -269,7 +239,6 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (next < end) fetch_v(next, false, false);
   }
   trace_mark(1);  // (--timeline: the split's keys done)
-  if (STAGED) __syncthreads();  // every warp has read the staged round before the merge area is written
 
   // The warps' partials merged: each warp's outputs, max and sum per head into shared memory, then per head the
   // warps' weights exp2(m_w - M) once, then every (head, dim) summed over the warps.
@@ -361,16 +330,11 @@ __global__ void __launch_bounds__(kThreads, 2)
 // Blocks of the kernel the current GPU holds at once (with room for kGemvMaxRows new rows; resident_blocks keeps one
 // count per device).
 int mma_resident_blocks() {
-  return std::max(1, resident_blocks(reinterpret_cast<const void*>(attention_mma_kernel<true>), kThreads,
+  return std::max(1, resident_blocks(reinterpret_cast<const void*>(attention_mma_kernel), kThreads,
                                      smem_bytes(kGemvMaxRows)));
 }
 
 }  // namespace
-
-bool& attention_staged_flag() {
-  static bool on = env_switch_on("XLLAMA_ATTN_STAGED");
-  return on;
-}
 
 bool& attention_mma_flag() {
   static bool on = env_switch_on("XLLAMA_ATTN_MMA");
@@ -395,16 +359,8 @@ void attention_mma_rope(const float* qkv, const float* inv_freq, __half* kcache,
                         DeferredNorm qkv_norm) {
   if (m > kGemvMaxRows || splits > kMaxSplits || (reinterpret_cast<uintptr_t>(work) & 15) != 0)
     throw std::runtime_error("attention_mma_rope: at most 8 rows and 64 splits, 16-byte aligned partials");
-  // A split takes more than one round only where S > splits * kKeysPerRound (a row's length is at most S).
-  const bool staged = attention_staged_flag() && S > splits * kKeysPerRound;
-  const dim3 grid(KV, m, splits);
-  if (staged) {
-    launch(attention_mma_kernel<true>, grid, kThreads, smem_bytes(m), s, qkv, inv_freq, kcache, vcache, H, KV,
-           S, pos, splits, work, done, out, qkv_norm);
-  } else {
-    launch(attention_mma_kernel<false>, grid, kThreads, smem_bytes(m), s, qkv, inv_freq, kcache, vcache, H,
-           KV, S, pos, splits, work, done, out, qkv_norm);
-  }
+  launch(attention_mma_kernel, dim3(KV, m, splits), kThreads, smem_bytes(m), s, qkv, inv_freq, kcache, vcache, H, KV,
+         S, pos, splits, work, done, out, qkv_norm);
   XL_CUDA_LAUNCH_CHECK();
 }
 

@@ -654,8 +654,7 @@ const char* attn_threads_tag() {
 
 // ... and with RoPE fused, where heads of head_dim 128 may take the tensor-core kernel instead.
 const char* attn_rope_tag(int H, int KV, int D) {
-  if (!attention_mma_applies(H, KV, D)) return attn_threads_tag();
-  return attention_staged_flag() ? " [tensor cores]" : " [tensor cores, second round unstaged]";
+  return attention_mma_applies(H, KV, D) ? " [tensor cores]" : attn_threads_tag();
 }
 
 // Causal attention in float64: query rows q ([m][H][D], row i at position pos + i) against the caches k, v

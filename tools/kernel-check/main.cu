@@ -241,9 +241,6 @@ int main(int argc, char** argv) {
       attention_mma_flag() = !attention_mma_flag();  // head_dim 128 through the other kernel
       check_decode_attention();
       attention_mma_flag() = !attention_mma_flag();
-      attention_staged_flag() = !attention_staged_flag();  // the tensor-core kernel's second round the other way
-      check_decode_attention();
-      attention_staged_flag() = !attention_staged_flag();
     }
     check_sampling(32000);
     check_sampling(128256);
