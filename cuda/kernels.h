@@ -224,9 +224,6 @@ int attention_rope_splits(int m, int H, int KV, int D, int max_len);
 // 128 and G <= 8, unless XLLAMA_ATTN_MMA=0 (attention_mma_flag, process-wide; the kernel check flips it).
 // work and done as attention_rope's (work 16-byte aligned; done holds m * KV counters, left zero).
 bool& attention_mma_flag();
-// Whether the tensor-core decode attention copies a split's last round into shared memory before its wait where that
-// round holds at most 32 keys: process-wide, on unless XLLAMA_ATTN_TAIL=0 (the kernel check flips it to compare).
-bool& attention_tail_flag();
 bool attention_mma_applies(int H, int KV, int D);
 int attention_mma_splits(int m, int H, int KV, int max_len);
 void attention_mma_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,

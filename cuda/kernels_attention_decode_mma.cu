@@ -20,7 +20,6 @@
 #include <cmath>
 
 #include "cuda/attention_step.cuh"
-#include "cuda/cp_async.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/device_query.h"
 #include "cuda/env_switch.h"
@@ -42,7 +41,6 @@ constexpr int kQStride = kD + 8;            // halves per q row in shared memory
 constexpr int kPStride = 24;                // halves per head row of a warp's P (16 keys; conflict-free b loads)
 constexpr int kAccStride = 148;             // floats per head row of the warps' outputs (128 + 2 per 16 dims + 4)
 constexpr int kMaxSplits = 64;
-constexpr int kTailKeys = 32;  // a split's last round of at most this many keys is copied in before the wait
 
 // A warp's output element (head h, dim d) in the merge area: 2 floats of padding after every 16 dims and a head
 // stride of 148 spread the lanes' float2 stores (dims 16g + 2i of heads 2t, 2t + 1) over the banks.
@@ -62,7 +60,6 @@ constexpr size_t kSmemNew = kSmemSum + (size_t)kWarps * kMaxGroup * 4;
 constexpr size_t smem_bytes(int rows) { return kSmemNew + (size_t)rows * 2 * kD * 2; }
 static_assert(kSmemNew % 16 == 0, "the new rows are read 16 bytes at a time");
 static_assert(smem_bytes(kGemvMaxRows) <= 48 * 1024, "launched without raising the dynamic shared-memory limit");
-static_assert((size_t)kTailKeys * 2 * kD * 2 <= kSmemNew - kSmemAcc, "a staged last round fits in the merge area");
 
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
@@ -92,16 +89,11 @@ __device__ __forceinline__ void fetch_row(uint4 (&dst)[N], int p, int n0, int en
 // from the q/k/v GEMV's fp32 output (times the deferred norm factor), q and k are rotated here, the new rows are
 // written into the caches by the blocks whose keys include them and read back from shared memory, and a row uses
 // as many of the splits as its live length needs (at least kKeysPerRound keys each).
-// stage_tails: where a split takes more than one round and its last holds at most kTailKeys keys (the 7B's 8 splits
-// past 2048 positions: a third round of a few keys), that round's cached keys and values are copied into the merge
-// area before the wait (cp.async, 16 KB at most), so the round needs no load after the previous one: such a round
-// cost a whole round's latency for a few keys (the 7B's decode: 1.578 ms per token at positions 1968-2032, 1.646 at
-// 2048-2112 on the H200; docs/PERF-NOTES.md, session 29).
 __global__ void __launch_bounds__(kThreads, 2)
     attention_mma_kernel(const float* __restrict__ qkv, const float* __restrict__ inv_freq, __half* __restrict__ kc,
                          __half* __restrict__ vc, int H, int KV, int S, const int* __restrict__ pos, int max_splits,
                          float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out,
-                         DeferredNorm qkv_norm, bool stage_tails) {
+                         DeferredNorm qkv_norm) {
   extern __shared__ __align__(16) unsigned char smem[];
   __half* sq = reinterpret_cast<__half*>(smem + kSmemQ);
   __half* sp = reinterpret_cast<__half*>(smem + kSmemP);
@@ -121,10 +113,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int n0 = max(start, p_first);  // the new positions this block reads: [n0, end)
   const __half* kbase = kc + (size_t)kvh * S * kD;
   const __half* vbase = vc + (size_t)kvh * S * kD;
-  const int rounds = (end - start + kKeysPerRound - 1) / kKeysPerRound;
-  const int tail0 = start + (rounds - 1) * kKeysPerRound;  // the last round's first key
-  const bool stage_tail = stage_tails && rounds >= 2 && end - tail0 <= kTailKeys;  // (uniform over the block)
-  __half* stail = reinterpret_cast<__half*>(smem + kSmemAcc);  // its cached rows, [kTailKeys][2][kD], until the merge
 
   // This warp's 16 keys of a round at r0: rows g, g + 8 of K (dims [32t, 32t + 32)) and rows 2t, 2t + 1, 2t + 8,
   // 2t + 9 of V (dims [16g, 16g + 16)). Cached positions come from global memory (cached_only: only those, the
@@ -149,37 +137,9 @@ __global__ void __launch_bounds__(kThreads, 2)
                 cached_only, skip_cached);
     }
   };
-  // The staged last round: its cached rows from shared memory (explicitly: shared loads), the rest as fetch_k/v.
-  auto fetch_k_tail = [&]() {
-    const int pw = tail0 + warp * 16;
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int p = pw + g + 8 * e;
-      fetch_row(kf[e], p, n0, end, stail + (size_t)(p - tail0) * 2 * kD + 32 * t,
-                snew + (size_t)(p - n0) * 2 * kD + 32 * t, false, false);
-    }
-  };
-  auto fetch_v_tail = [&]() {
-    const int pw = tail0 + warp * 16;
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int p = pw + 2 * t + (e & 1) + 8 * (e >> 1);
-      fetch_row(vf[e], p, n0, end, stail + (size_t)(p - tail0) * 2 * kD + kD + 16 * g,
-                snew + (size_t)(p - n0) * 2 * kD + kD + 16 * g, false, false);
-    }
-  };
   // The cached rows were written by earlier launches, complete before the kernel this one waits for started: the
-  // first round's load before the wait, during the q/k/v GEMV's tail (and a staged last round's copy). So does q's
-  // rotation (its position is known).
+  // first round's load before the wait, during the q/k/v GEMV's tail. So does q's rotation (its position is known).
   fetch_k(start, true, false), fetch_v(start, true, false);
-  if (stage_tail) {
-    constexpr int kChunks = 2 * kD / 8;  // 16-byte pieces of a position's key and value
-    for (int i = tid; i < (min(end, n0) - tail0) * kChunks; i += kThreads) {
-      const int p = tail0 + i / kChunks, c = i % kChunks, part = c / (kD / 8), dim = (c % (kD / 8)) * 8;
-      cp_async16(stail + ((size_t)(p - tail0) * 2 + part) * kD + dim, (part ? vbase : kbase) + (size_t)p * kD + dim);
-    }
-    cp_async_commit();
-  }
   const int j = tid & (kD / 2 - 1);  // this thread's rotation pair, for q and the new rows alike (kThreads % 64 == 0)
   const float inv_freq_j = inv_freq[j];
   const int q_pos = p_first + row;
@@ -238,15 +198,7 @@ __global__ void __launch_bounds__(kThreads, 2)
                              word_of(kf[1][c], w0 + 1)};
       mma_16x8x16(sc, a, b.x, b.y);
     }
-    if (next < end) {
-      if (stage_tail && next == tail0) {  // (uniform over the block)
-        cp_async_wait<0>();
-        __syncthreads();  // every thread's copies of the last round landed
-        fetch_k_tail();
-      } else {
-        fetch_k(next, false, false);
-      }
-    }
+    if (next < end) fetch_k(next, false, false);
     // Online softmax per head column over the warp's 16 keys (rows g, g + 8; the other g's through shuffles).
     const int pw = r0 + warp * 16;
     const bool live0 = pw + g < end, live1 = pw + g + 8 < end;
@@ -284,13 +236,9 @@ __global__ void __launch_bounds__(kThreads, 2)
                              __byte_perm(v2, v3, 0x7632)};
       mma_16x8x16(acc[i], a, b0, b1);
     }
-    if (next < end) {
-      if (stage_tail && next == tail0) fetch_v_tail();
-      else fetch_v(next, false, false);
-    }
+    if (next < end) fetch_v(next, false, false);
   }
   trace_mark(1);  // (--timeline: the split's keys done)
-  if (stage_tail) __syncthreads();  // every warp has read the staged round before the merge area is written
 
   // The warps' partials merged: each warp's outputs, max and sum per head into shared memory, then per head the
   // warps' weights exp2(m_w - M) once, then every (head, dim) summed over the warps.
@@ -388,11 +336,6 @@ int mma_resident_blocks() {
 
 }  // namespace
 
-bool& attention_tail_flag() {
-  static bool on = env_switch_on("XLLAMA_ATTN_TAIL");
-  return on;
-}
-
 bool& attention_mma_flag() {
   static bool on = env_switch_on("XLLAMA_ATTN_MMA");
   return on;
@@ -417,7 +360,7 @@ void attention_mma_rope(const float* qkv, const float* inv_freq, __half* kcache,
   if (m > kGemvMaxRows || splits > kMaxSplits || (reinterpret_cast<uintptr_t>(work) & 15) != 0)
     throw std::runtime_error("attention_mma_rope: at most 8 rows and 64 splits, 16-byte aligned partials");
   launch(attention_mma_kernel, dim3(KV, m, splits), kThreads, smem_bytes(m), s, qkv, inv_freq, kcache, vcache, H, KV,
-         S, pos, splits, work, done, out, qkv_norm, attention_tail_flag());
+         S, pos, splits, work, done, out, qkv_norm);
   XL_CUDA_LAUNCH_CHECK();
 }
 

@@ -241,9 +241,6 @@ int main(int argc, char** argv) {
       attention_mma_flag() = !attention_mma_flag();  // head_dim 128 through the other kernel
       check_decode_attention();
       attention_mma_flag() = !attention_mma_flag();
-      attention_tail_flag() = !attention_tail_flag();  // the tensor-core kernel's last round the other way
-      check_decode_attention();
-      attention_tail_flag() = !attention_tail_flag();
     }
     check_sampling(32000);
     check_sampling(128256);
