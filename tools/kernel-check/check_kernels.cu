@@ -803,6 +803,8 @@ void check_decode_attention() {
   check_attention_rope(1, 32, 32, 128, 2100, 2200);  // the 7B's heads past 2048: 8 splits of three rounds
   check_attention_rope(3, 32, 32, 128, 1500, 2048);  // 2 splits of 6 rounds, the new rows in the last one
   check_attention_rope(1, 32, 32, 128, 1030, 1100);  // second rounds of one key, the new row in the last
+  check_attention_rope(1, 8, 1, 128, 8200, 8300);    // 64 splits of a second round of one or two keys, G = 8
+  check_attention_rope(4, 32, 32, 128, 1050, 1200);  // 2 splits of 5 rounds, the last of 14-15 keys, new rows in it
 }
 
 // The prompt attention's cases (also alone: --prompt-attention, e.g. under compute-sanitizer's racecheck).
