@@ -351,31 +351,43 @@ void decode_timelines() {
   guarded("timeline 70B", [&] { decode_timeline("70B", c70, 4096, 2048); });
 }
 
+// One ablation setting: its name and the parts it leaves out (DecodeAblation or PromptAblation bits).
+struct AblationPart {
+  const char* name;
+  unsigned parts;
+};
+
+// Every part in turn, twice over: `setting` (decode_ablation() or prompt_ablation()) set to its bits, then
+// run(rep), then the setting cleared.
+template <class Run>
+void run_ablations(unsigned& setting, std::initializer_list<AblationPart> parts, Run run) {
+  for (int rep = 0; rep < 2; ++rep)
+    for (const AblationPart& p : parts) {
+      setting = p.parts;
+      std::printf("[%s]\n", p.name);
+      run(rep);
+    }
+  setting = 0;
+}
+
 // Where a decode step's time goes inside its graph: the step with parts left out (decode_ablation(); the logits are
 // wrong, the timing is not), each against the full step, on the 7B (twice over) and the 70B, for the decode
 // variant the switches select (XLLAMA_DEFER_NORM=0: the norms in the GEMVs).
 void bench_ablations() {
   const ModelConfig c7 = llama_7b_config(), c70 = llama_70b_config();
-  struct Part {
-    const char* name;
-    unsigned parts;
-  };
-  const Part parts[] = {{"full step", 0},
-                        {"without attention", kAblateAttention},
-                        {"without the sums of squares in o_proj and down_proj", kAblateSumsOfSquares},
-                        {"without the RMSNorm in the q/k/v and gate/up staging", kAblateNormStaging},
-                        {"without all three", kAblateAttention | kAblateSumsOfSquares | kAblateNormStaging},
-                        {"full step", 0}};
   std::printf("decode ablations%s\n", deferred_norm_flag() ? " [deferred norms]" : " [norms in the GEMVs]");
-  for (int rep = 0; rep < 2; ++rep)
-    for (const Part& p : parts) {
-      decode_ablation() = p.parts;
-      std::printf("[%s]\n", p.name);
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 1, 128); });
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
-      if (rep == 0) guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
-    }
-  decode_ablation() = 0;
+  run_ablations(decode_ablation(),
+                {{"full step", 0},
+                 {"without attention", kAblateAttention},
+                 {"without the sums of squares in o_proj and down_proj", kAblateSumsOfSquares},
+                 {"without the RMSNorm in the q/k/v and gate/up staging", kAblateNormStaging},
+                 {"without all three", kAblateAttention | kAblateSumsOfSquares | kAblateNormStaging},
+                 {"full step", 0}},
+                [&](int rep) {
+                  guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 1, 128); });
+                  guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
+                  if (rep == 0) guarded("bench 70B", [&] { bench_backend("70B", c70, 2048, 512, 64); });
+                });
 }
 
 // Where a prompt chunk's time goes: whole chunks (as long as the prompt) with parts left out (prompt_ablation(); the
@@ -383,27 +395,20 @@ void bench_ablations() {
 // 512, twice over. XLLAMA_BENCH_REPS=N prints the best and the mean of N.
 void bench_prompt_ablations() {
   const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config();
-  struct Part {
-    const char* name;
-    unsigned parts;
-  };
-  const Part parts[] = {{"full chunk", 0},
-                        {"without RoPE and attention", kAblatePromptAttention},
-                        {"without SiLU", kAblatePromptSilu},
-                        {"without RMSNorms", kAblatePromptNorms},
-                        {"without the three", kAblatePromptAttention | kAblatePromptSilu | kAblatePromptNorms},
-                        {"without dequantization", kAblatePromptDequant},
-                        {"GEMMs only", kAblatePromptAttention | kAblatePromptSilu | kAblatePromptNorms |
-                                           kAblatePromptDequant}};
-  for (int rep = 0; rep < 2; ++rep)
-    for (const Part& p : parts) {
-      prompt_ablation() = p.parts;
-      std::printf("[prompt %s]\n", p.name);
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 1, 512); });
-      guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 1, 2048); });
-      guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 512, 1, 512); });
-    }
-  prompt_ablation() = 0;
+  const unsigned small_kernels = kAblatePromptAttention | kAblatePromptSilu | kAblatePromptNorms;
+  run_ablations(prompt_ablation(),
+                {{"prompt: full chunk", 0},
+                 {"prompt without RoPE and attention", kAblatePromptAttention},
+                 {"prompt without SiLU", kAblatePromptSilu},
+                 {"prompt without RMSNorms", kAblatePromptNorms},
+                 {"prompt without the three", small_kernels},
+                 {"prompt without dequantization", kAblatePromptDequant},
+                 {"prompt: GEMMs only", small_kernels | kAblatePromptDequant}},
+                [&](int) {
+                  guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 512, 1, 512); });
+                  guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 1, 2048); });
+                  guarded("bench 13B", [&] { bench_backend("13B", c13, 4096, 512, 1, 512); });
+                });
 }
 
 // Prompt-path settings side by side: the dequantization tile (read when a backend is created) on the 7B and
