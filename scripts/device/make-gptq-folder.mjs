@@ -1,8 +1,9 @@
 // Writes a GPTQ 4-bit Llama folder of real size with random weights, for load-time measurements on the GPU
 // machine (tests use the small fixtures instead).
-//   node scripts/device/make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|tiny [--shards N]
-// One model.safetensors, or N shards with model.safetensors.index.json. Group size 128, sym, no act-order,
-// checkpoint_format "gptq"; the tokenizer comes from fixtures/tokenizers/llama2. qweight bytes are random (cut
+//   node scripts/device/make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|tiny [--shards N] [--act-order]
+// One model.safetensors, or N shards with model.safetensors.index.json. Group size 128, sym, checkpoint_format
+// "gptq"; no act-order, or with --act-order (desc_act) a shuffled group map per input size, as AutoGPTQ writes for
+// inputs sorted by their Hessian's diagonal (q/k/v and gate/up share their input, so their maps are the same); the tokenizer comes from fixtures/tokenizers/llama2. qweight bytes are random (cut
 // from a 64 MiB pool, so writing is fast); scales, zeros and fp16 tensors are valid numbers.
 import { closeSync, copyFileSync, mkdirSync, openSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { randomFillSync } from 'node:crypto';
@@ -20,9 +21,10 @@ const args = process.argv.slice(2);
 const out = args[0];
 const shapeName = args[args.indexOf('--shape') + 1];
 const shards = args.includes('--shards') ? Number(args[args.indexOf('--shards') + 1]) : 1;
+const actOrder = args.includes('--act-order');
 const s = SHAPES[shapeName];
 if (!out || !s || !(shards >= 1)) {
-  console.error('usage: make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|tiny [--shards N]');
+  console.error('usage: make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|tiny [--shards N] [--act-order]');
   process.exit(2);
 }
 
@@ -55,11 +57,29 @@ const smallHalves = (buf) => {
 };
 const halfOnes = constant(2, f16(1));
 const T = (name, dtype, shape, fill) => ({ name, dtype, shape, fill, bytes: shape.reduce((a, b) => a * b, 1) * (dtype === 'F16' ? 2 : 4) });
+// g_idx of an input size: input i in group i / GROUP, or with --act-order input order[j] in group j / GROUP for a
+// shuffled order (a fixed linear congruential sequence: the same folder every time).
+const groupMaps = new Map();
+function groupMap(k) {
+  if (!groupMaps.has(k)) {
+    const order = Array.from({ length: k }, (_, i) => i);
+    let x = 12345;
+    for (let i = k - 1; actOrder && i > 0; i--) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      const j = x % (i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    const map = Buffer.alloc(4 * k);
+    order.forEach((input, j) => map.writeInt32LE(Math.floor(j / GROUP), 4 * input));
+    groupMaps.set(k, map);
+  }
+  return groupMaps.get(k);
+}
 const linear = (p, k, n) => [
   T(`${p}.qweight`, 'I32', [k / 8, n], random),
   T(`${p}.qzeros`, 'I32', [k / GROUP, n / 8], constant(4, 0x77777777)),
   T(`${p}.scales`, 'F16', [k / GROUP, n], constant(2, f16(0.01))),
-  T(`${p}.g_idx`, 'I32', [k], (buf) => { for (let i = 0; i < buf.length / 4; i++) buf.writeInt32LE(Math.floor(i / GROUP), 4 * i); }),
+  T(`${p}.g_idx`, 'I32', [k], (buf) => groupMap(k).copy(buf)),
 ];
 const layer = (i) => {
   const { hidden: h, inter, heads, kv } = s, hd = h / heads, p = `model.layers.${i}.`;
@@ -116,7 +136,7 @@ for (let shard = 0; shard < shards; shard++) {
   for (const t of tensors) weightMap[t.name] = name;
 }
 if (shards > 1) writeFileSync(join(out, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
-const quant = { bits: 4, group_size: GROUP, desc_act: false, sym: true, quant_method: 'gptq', checkpoint_format: 'gptq' };
+const quant = { bits: 4, group_size: GROUP, desc_act: actOrder, sym: true, quant_method: 'gptq', checkpoint_format: 'gptq' };
 writeFileSync(join(out, 'config.json'), JSON.stringify({
   architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: h, intermediate_size: s.inter,
   num_hidden_layers: s.layers, num_attention_heads: s.heads, num_key_value_heads: s.kv, vocab_size: v,
@@ -129,4 +149,4 @@ const tok = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures'
 for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tok, f), join(out, f));
 let total = 0;
 for (const n of new Set(shards === 1 ? ['model.safetensors'] : Object.values(weightMap))) total += statSync(join(out, n)).size;
-console.log(`${out}: ${shapeName}, ${shards} file(s), ${(total / 1e9).toFixed(2)} GB of safetensors`);
+console.log(`${out}: ${shapeName}${actOrder ? ' (act-order)' : ''}, ${shards} file(s), ${(total / 1e9).toFixed(2)} GB of safetensors`);
