@@ -154,6 +154,10 @@ struct GpuLayer {
   const __half* input_norm = nullptr;
   const __half* post_norm = nullptr;
   GpuLinear qkv, o, gate_up, down;
+  // Act-order q/k/v and gate/up: their input norm in the weight's row order as well (norm[perm[k']]), for the
+  // decode GEMVs (GemvFusion::in_norm_rows); null without act-order.
+  const __half* qkv_norm_rows = nullptr;
+  const __half* gate_up_norm_rows = nullptr;
 };
 
 enum class LogitRows { None, Last, All };
@@ -336,6 +340,9 @@ class Stage {
     for (int li = plan_.first_layer; li < plan_.end_layer; ++li) {
       const LayerWeights& L = w.layers[li];
       n += 2 * a(hid * 2) + linear({&L.q, &L.k, &L.v}) + linear({&L.o}) + linear({&L.gate, &L.up}) + linear({&L.down});
+      if (gptq.desc_act && L.q.quantized() && L.q.group_size > 0 && L.q.group_size % 8 == 0 &&
+          (int)hid > L.q.group_size)
+        n += 2 * a(hid * 2);  // q/k/v's and gate/up's norms in their row order (norm_in_row_order)
     }
     if (last_) n += a(hid * 2) + (tied ? (first_ ? 0 : table) : linear({&w.lm_head}));
     return n;
@@ -377,6 +384,9 @@ class Stage {
       l.o = upload_linear({&lw.o}, gptq);
       l.gate_up = upload_linear({&lw.gate, &lw.up}, gptq);
       l.down = upload_linear({&lw.down}, gptq);
+      fold_down_perm(l);
+      l.qkv_norm_rows = norm_in_row_order(l.input_norm, l.qkv);
+      l.gate_up_norm_rows = norm_in_row_order(l.post_norm, l.gate_up);
       layers_.push_back(l);
     }
     if (last_) reading(final_part(cfg_.num_layers));
@@ -708,10 +718,13 @@ class Stage {
     return upload(cuda::to_half(t), what);
   }
 
+  // The stream the load's GPU work runs on (the uploader's copies, the act-order permutations).
+  cudaStream_t load_stream() const { return uploader_ ? uploader_->stream() : stream_; }
+
   // A scratch buffer for act-order qweight before its rows are permuted on the GPU (freed after the load).
   uint32_t* permute_scratch(size_t words) {
     if (words > permute_scratch_words_) {
-      if (permute_scratch_) XL_CUDA_CHECK(cudaStreamSynchronize(uploader_->stream()));  // earlier permutes done
+      if (permute_scratch_) XL_CUDA_CHECK(cudaStreamSynchronize(load_stream()));  // earlier permutes done
       if (permute_scratch_) cudaFree(permute_scratch_);
       permute_scratch_ = nullptr, permute_scratch_words_ = 0;
       if (cudaMalloc(&permute_scratch_, words * 4) != cudaSuccess) {
@@ -753,6 +766,42 @@ class Stage {
     }
     l.q.K = K, l.q.N = N, l.q.group_size = plan.group_size, l.q.sym_zero = plan.sym_zero;
     return true;
+  }
+
+  // Act-order down_proj reads its input in its own row order (q.perm). Here gate/up's output columns are put in that
+  // order once (gate's and up's by the same permutation: their scales and zeros with them), so SiLU(gate) * up
+  // arrives in down_proj's order and nothing gathers it at run time: the decode GEMV's staging gathered it with one
+  // L2 request per value in every block, and prompt chunks with a column gather before the GEMM (an act-order 7B
+  // decoded and ran prompts ~14% slower than the same model without act-order on the H200; docs/PERF-NOTES.md,
+  // session 30). XLLAMA_FOLD_DOWN_PERM=0 keeps the gather.
+  void fold_down_perm(GpuLayer& l) {
+    static const bool on = cuda::env_switch_on("XLLAMA_FOLD_DOWN_PERM");
+    cuda::QWeight& gu = l.gate_up.q;
+    const int I = cfg_.intermediate_size;
+    if (!on || !l.down.quantized || !l.down.q.perm || !l.gate_up.quantized || l.gate_up.bias || gu.N != 2 * I ||
+        l.down.q.K != I)
+      return;
+    const cudaStream_t s = load_stream();
+    const int groups = (gu.K + gu.group_size - 1) / gu.group_size;
+    auto fold = [&](const void* data, int rows, int elem_bytes) {
+      const size_t bytes = (size_t)rows * gu.N * elem_bytes;
+      void* before = permute_scratch((bytes + 3) / 4);  // the load stream orders its earlier use before this copy
+      XL_CUDA_CHECK(cudaMemcpyAsync(before, data, bytes, cudaMemcpyDeviceToDevice, s));
+      cuda::permute_columns(before, const_cast<void*>(data), rows, gu.N, elem_bytes, l.down.q.perm, 2, s);
+    };
+    fold(gu.qweight, gu.K / 8, 4);
+    fold(gu.scales, groups, 2);
+    if (gu.zeros) fold(gu.zeros, groups, 1);
+    l.down.q.perm = nullptr;
+  }
+
+  // An act-order linear's input norm in its row order, or null: the decode staging then reads the norm weights
+  // contiguously and gathers only h (each gathered value is an L2 request of its own).
+  const __half* norm_in_row_order(const __half* norm, const GpuLinear& l) {
+    if (!norm || !l.quantized || !l.q.perm) return nullptr;
+    __half* rows = mem_.alloc<__half>(l.K, "act-order norm", &weight_bytes_);
+    cuda::permute_columns(norm, rows, 1, l.K, 2, l.q.perm, 1, load_stream());
+    return rows;
   }
 
   GpuLinear upload_linear(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq) {
@@ -1092,6 +1141,8 @@ class Stage {
       float* h_next = h == h_ ? gu_ : h_;
       cuda::GemvFusion qkv;
       qkv.in_sum_sq = attn_sum_sq, qkv.in_norm = l.input_norm, qkv.eps = eps;
+      if (norm_input == cuda::GemvInput::RmsNormDeferred && l.qkv_norm_rows)
+        qkv.in_norm = l.qkv_norm_rows, qkv.in_norm_rows = true;
       if (one_launch_mlp[li])
         qkv.zero[0] = {h_next, (size_t)hid};  // the MLP adds into it; its last reader was the previous MLP
       else
@@ -1115,6 +1166,8 @@ class Stage {
       }
       cuda::GemvFusion gate_up;
       gate_up.in_sum_sq = mlp_sum_sq, gate_up.in_norm = l.post_norm, gate_up.eps = eps;
+      if (norm_input == cuda::GemvInput::RmsNormDeferred && l.gate_up_norm_rows)
+        gate_up.in_norm = l.gate_up_norm_rows, gate_up.in_norm_rows = true;
       cuda::gemv_q4(l.gate_up.q, h, norm_input, m, hid, gu_, 2 * I, stream_, {}, gate_up);
       cuda::GemvFusion down;
       if (last || (!defer && !skip_sums)) down.out_sum_sq = attn_sum_sq, down.col_done = col_done_;

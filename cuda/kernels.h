@@ -55,6 +55,9 @@ struct GemvFusion {
   // in_sum_sq instead; SiluGateUp reads them (for rows of norm_dim values) when in_sum_sq is set.
   const float* in_sum_sq = nullptr;
   const __half* in_norm = nullptr;
+  // RmsNormDeferred with act-order: in_norm is in the weight's row order (norm[perm[k']]), so the staging reads it
+  // contiguously instead of gathering it as it gathers h (CudaBackend's row-order norms).
+  bool in_norm_rows = false;
   float eps = 0.f;
   int norm_dim = 0;
   // Once y's columns are final, each row's sum of y^2 over all N columns is added to out_sum_sq[i] (zero before

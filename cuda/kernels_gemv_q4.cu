@@ -120,12 +120,14 @@ __device__ __forceinline__ void stage_x_fixed(const QWeight& w, const void* __re
     const int mi = live ? i / (nr * 4) : 0, rem = i - mi * nr * 4, rr = rem >> 2, s = rem & 3;
     float a0 = 0.f, a1 = 0.f;
     if (live) {
-      int k0 = (r0 + rr) * 8 + s, k1 = k0 + 4;
+      const int row_k = (r0 + rr) * 8 + s;  // input row_k of the weight's rows (row_k + 4 the other)
+      int k0 = row_k, k1 = row_k + 4;
       if (w.perm) k0 = w.perm[k0], k1 = w.perm[k1];
       if (IN == GemvInput::RmsNormDeferred) {  // the squares from the same loads (no second pass over h)
         const float* hr = static_cast<const float*>(xv) + (size_t)mi * x_stride;
         const float h0 = hr[k0], h1 = hr[k1];
-        a0 = h0 * __half2float(f.in_norm[k0]), a1 = h1 * __half2float(f.in_norm[k1]);
+        const int n0 = f.in_norm_rows ? row_k : k0, n1 = f.in_norm_rows ? row_k + 4 : k1;  // (act-order)
+        a0 = h0 * __half2float(f.in_norm[n0]), a1 = h1 * __half2float(f.in_norm[n1]);
 #pragma unroll
         for (int r = 0; r < M; ++r)
           if (r == mi) ss[r] = fmaf(h0, h0, fmaf(h1, h1, ss[r]));

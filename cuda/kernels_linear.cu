@@ -220,6 +220,35 @@ __global__ void gather_columns_kernel(const __half* __restrict__ x, int m, int K
   }
 }
 
+// The same for rows whose K values fit in shared memory: a block reads each of its rows with 16-byte loads, then
+// gathers from shared memory, so the permutation's random reads never reach L2 (one request per value there: an
+// act-order 7B's prompt chunks ran ~14% slower than without act-order on the H200; docs/PERF-NOTES.md, session 30).
+// K, x_stride multiples of 8, x and out 16-byte aligned (gather_columns checks).
+constexpr int kGatherThreads = 256;
+__global__ void __launch_bounds__(kGatherThreads)
+    gather_columns_smem_kernel(const __half* __restrict__ x, int m, int K, int x_stride, const int* __restrict__ perm,
+                               __half* __restrict__ out) {
+  extern __shared__ uint4 row_raw[];
+  const __half* row = reinterpret_cast<const __half*>(row_raw);
+  wait_for_previous_kernel();
+  for (int r = blockIdx.x; r < m; r += gridDim.x) {
+    const uint4* src = reinterpret_cast<const uint4*>(x + (size_t)r * x_stride);
+    for (int i = threadIdx.x; i < K / 8; i += kGatherThreads) row_raw[i] = src[i];
+    __syncthreads();
+    uint4* dst = reinterpret_cast<uint4*>(out + (size_t)r * K);
+    for (int i = threadIdx.x; i < K / 8; i += kGatherThreads) {
+      const int4 p0 = __ldg(reinterpret_cast<const int4*>(perm) + 2 * i);
+      const int4 p1 = __ldg(reinterpret_cast<const int4*>(perm) + 2 * i + 1);
+      uint4 o;
+      __half* oh = reinterpret_cast<__half*>(&o);
+      oh[0] = row[p0.x], oh[1] = row[p0.y], oh[2] = row[p0.z], oh[3] = row[p0.w];
+      oh[4] = row[p1.x], oh[5] = row[p1.y], oh[6] = row[p1.z], oh[7] = row[p1.w];
+      dst[i] = o;
+    }
+    __syncthreads();  // the row is read before the next one overwrites it
+  }
+}
+
 template <class T>
 __global__ void add_bias_kernel(T* y, int m, int N, int y_stride, const __half* bias) {
   wait_for_previous_kernel();
@@ -360,6 +389,12 @@ void dequant_q4(const QWeight& w, int n0, int n1, __half* out, cudaStream_t s, b
 }
 
 void gather_columns(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s) {
+  const size_t row_bytes = (size_t)K * sizeof(__half);
+  if (K % 8 == 0 && x_stride % 8 == 0 && aligned16(x) && aligned16(out) && aligned16(perm) && row_bytes <= 48 * 1024) {
+    launch(gather_columns_smem_kernel, std::min(m, 4096), kGatherThreads, row_bytes, s, x, m, K, x_stride, perm, out);
+    XL_CUDA_LAUNCH_CHECK();
+    return;
+  }
   launch(gather_columns_kernel, grid_for((size_t)m * K, 256), 256, 0, s, x, m, K, x_stride, perm, out);
   XL_CUDA_LAUNCH_CHECK();
 }

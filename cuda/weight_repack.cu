@@ -164,7 +164,33 @@ __global__ void permute_q4_rows_kernel(const uint32_t* __restrict__ in, uint32_t
     out[i] = w;
   }
 }
+template <class T>
+__global__ void permute_columns_kernel(const T* __restrict__ in, T* __restrict__ out, int rows, int N,
+                                       const int* __restrict__ perm, int block_cols) {
+  const size_t total = (size_t)rows * N;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const size_t r = i / N;
+    const int j = (int)(i % N), b0 = j / block_cols * block_cols;
+    out[i] = in[r * N + b0 + perm[j - b0]];
+  }
+}
 }  // namespace
+
+void permute_columns(const void* in, void* out, int rows, int N, int elem_bytes, const int* perm, int halves,
+                     cudaStream_t s) {
+  const size_t total = (size_t)rows * N;
+  const int grid = (int)std::min<size_t>((total + 255) / 256, 65535);
+  const int block_cols = N / halves;
+  switch (elem_bytes) {
+    case 4: permute_columns_kernel<<<grid, 256, 0, s>>>(static_cast<const uint32_t*>(in), static_cast<uint32_t*>(out),
+                                                         rows, N, perm, block_cols); break;
+    case 2: permute_columns_kernel<<<grid, 256, 0, s>>>(static_cast<const uint16_t*>(in), static_cast<uint16_t*>(out),
+                                                         rows, N, perm, block_cols); break;
+    default: permute_columns_kernel<<<grid, 256, 0, s>>>(static_cast<const uint8_t*>(in), static_cast<uint8_t*>(out),
+                                                          rows, N, perm, block_cols); break;
+  }
+  XL_CUDA_LAUNCH_CHECK();
+}
 
 void permute_q4_rows(const uint32_t* in, uint32_t* out, const int* perm, int K, int N, cudaStream_t s) {
   const size_t total = (size_t)(K / 8) * N;

@@ -41,6 +41,13 @@ bool pack_q4(const std::vector<const LinearWeights*>& parts, const GptqConfig& g
 // The row permutation on the GPU: out(k', n) = in(perm[k'], n), both [K/8, N] packed words.
 void permute_q4_rows(const uint32_t* in, uint32_t* out, const int* perm, int K, int N, cudaStream_t s);
 
+// A column permutation on the GPU, out(r, j) = in(r, src(j)), for a [rows, N] matrix of elem_bytes-sized elements
+// (4: packed words, 2: fp16 scales, 1: zeros) whose N columns are `halves` blocks of N / halves (gate and up): column
+// j of block b comes from column perm[j - b N / halves] of that block. The act-order fold of down_proj's input order
+// into gate/up's output columns (CudaBackend's fold_down_perm).
+void permute_columns(const void* in, void* out, int rows, int N, int elem_bytes, const int* perm, int halves,
+                     cudaStream_t s);
+
 // fp16 [N, K] of the parts concatenated along the output dimension (dequantizing GPTQ parts).
 std::vector<__half> dense_half(const std::vector<const LinearWeights*>& parts, const GptqConfig& gptq);
 

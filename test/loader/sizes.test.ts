@@ -36,8 +36,8 @@ test('Llama-2-13B GPTQ g128 on one GPU: packed nibbles, fp16 scales and norms, l
   // About 6.87 GB: the 7.26 GB checkpoint less its int32 qzeros and g_idx and the 0.33 GB embedding table.
   assert.ok(Math.abs(expected - 6.87e9) < 0.01e9, String(expected));
   // Act-order keeps one int32 row permutation per linear as uploaded: q/k/v share one (input h), o one (h),
-  // gate/up one (h), down one (ff).
-  const perm = layers * (3 * h + ff) * 4;
+  // gate/up one (h), down one (ff); and q/k/v's and gate/up's norms in their row order (fp16, h each).
+  const perm = layers * ((3 * h + ff) * 4 + 2 * h * 2);
   assert.equal(weightsGpuBytes({ arch: llama13, quant: g128(true) }), expected + perm);
   // Asymmetric zeros are unpacked to a byte each: groups × N per linear.
   const zeros = layers * ((h / 128) * (4 * h + 2 * ff) + (ff / 128) * h);

@@ -27,6 +27,55 @@ void check_permute_q4(int K, int N, int gs) {
          (double)bad, 0);
 }
 
+// The prompt path's act-order column gather, out[i, k] = x[i, perm[k]], exactly: the shared-memory kernel (rows
+// that fit in 48 KB, 16-byte aligned) and the generic one (a row too wide, or an odd stride).
+void check_gather_columns(int m, int K, int x_stride) {
+  std::vector<int> perm(K);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), std::mt19937(K + m));
+  const std::vector<__half> x = rand_half((size_t)m * x_stride, -1.f, 1.f);
+  Dev<__half> dx(x), out((size_t)m * K);
+  Dev<int> dp(perm);
+  out.poison();
+  gather_columns(dx.p, m, K, x_stride, dp.p, out.p, nullptr);
+  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<__half> got = out.download();
+  size_t bad = 0;
+  for (int i = 0; i < m; ++i)
+    for (int k = 0; k < K; ++k)
+      bad += __half_as_ushort(got[(size_t)i * K + k]) != __half_as_ushort(x[(size_t)i * x_stride + perm[k]]);
+  report("gather_columns " + std::to_string(m) + "x" + std::to_string(K) + " stride " + std::to_string(x_stride) +
+             " (values differing)",
+         (double)bad, 0);
+}
+
+// The load path's column permutation (the act-order fold of down_proj's order into gate/up's columns), exactly:
+// words, halves and bytes, in two halves of N / 2 columns each.
+void check_permute_columns(int rows, int N) {
+  std::vector<int> perm(N / 2);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), std::mt19937(rows + N));
+  Dev<int> dp(perm);
+  size_t bad = 0;
+  for (int elem : {4, 2, 1}) {
+    std::vector<uint8_t> in((size_t)rows * N * elem);
+    std::mt19937 g(elem);
+    for (auto& b : in) b = (uint8_t)g();
+    Dev<uint8_t> din(in), dout(in.size());
+    dout.poison();
+    permute_columns(din.p, dout.p, rows, N, elem, dp.p, 2, nullptr);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<uint8_t> got = dout.download();
+    for (int r = 0; r < rows; ++r)
+      for (int j = 0; j < N; ++j) {
+        const int b0 = j / (N / 2) * (N / 2), src = b0 + perm[j - b0];
+        bad += std::memcmp(&got[((size_t)r * N + j) * elem], &in[((size_t)r * N + src) * elem], elem) != 0;
+      }
+  }
+  report("permute_columns " + std::to_string(rows) + "x" + std::to_string(N) + " in two halves (elements differing)",
+         (double)bad, 0);
+}
+
 // x uniform in +-x_range; with outliers, every 61st input 50x larger (as LLM activations have a few channels far
 // above the rest): the fixed-point dot's blocks of 32 then hold one large and 31 small inputs. Each dot is
 // reported on its own (every split of K).

@@ -200,6 +200,10 @@ int main(int argc, char** argv) {
     check_dequant_q4_exact(1024, 768, 32, false, false, 128, 640);  // a tile of columns, symmetric
     check_dequant_q4_exact(512, 384, 64, true, true, 0, 384);
     check_dequant_q4_exact(256, 40, 128, false, true, 4, 36);       // columns not in 8s: the generic kernel
+    check_gather_columns(37, 4096, 4096);   // shared memory
+    check_gather_columns(5, 24576, 24576);  // a row wider than 48 KB: the generic kernel
+    check_gather_columns(9, 512, 515);      // a stride not in 8s: the generic kernel
+    check_permute_columns(64, 2 * 344);
     check_gemm_q4(512, 384, 128, 40, false);
     check_gemm_q4(512, 384, 64, 77, true);
     check_gemm_q4(1024, 768, 32, 300, false);  // two groups per k64 step; three token tiles, the last partial

@@ -6,6 +6,8 @@ namespace xllama::kcheck {
 
 // ---- check_kernels.cu: per-kernel checks ----
 void check_permute_q4(int K, int N, int gs);
+void check_gather_columns(int m, int K, int x_stride);
+void check_permute_columns(int rows, int N);
 void check_gemv_q4(int K, int N, int gs, int m, bool act_order, bool asym, int offset, float x_range = 1.f,
                    bool outliers = false);
 void check_gemv_q4_nonfinite();

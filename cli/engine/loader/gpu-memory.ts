@@ -7,8 +7,10 @@
 // - q/k/v are one linear (concatenated outputs), gate/up another; o and down stand alone.
 // - A 4-bit linear keeps its packed nibbles (K/8 × N int32) and fp16 scales (groups × N). Zeros are unpacked to
 //   one byte each (groups × N) only when they differ, which GPTQ's symmetric mode never does; act-order keeps a
-//   K-entry int32 row permutation unless it is the identity, which it always is for a single group. A group size
-//   that is not a multiple of 8 can't be packed: such linears are dequantized to fp16.
+//   K-entry int32 row permutation unless it is the identity, which it always is for a single group, and the
+//   linears whose input is the normalized hidden state (q/k/v, gate/up) a copy of their norm's fp16 weights in that
+//   row order (for the decode kernels). A group size that is not a multiple of 8 can't be packed: such linears are
+//   dequantized to fp16.
 // - Every dense tensor is fp16 whatever its file dtype. Biases are concatenated like their linears.
 // - A tied embedding table is on the GPU (lm_head reads it); an untied one stays in pinned host memory (it
 //   is only gathered, one row per token), and lm_head is its own fp16 matrix.
@@ -59,7 +61,10 @@ export function weightBytes(spec: { arch: Arch; quant: Quant }): WeightBytes {
   const q = spec.quant;
   const attn = a.numHeads * a.headDim;
   const kv = a.numKvHeads * a.headDim;
-  const layer = 2 * alloc(h * FP16) +
+  // Act-order q/k/v and gate/up: their norms in row order as well.
+  const rowOrderNorms = q && q.descAct && q.groupSize % 8 === 0 && Math.ceil(h / (q.groupSize === -1 ? h : q.groupSize)) > 1
+    ? 2 * alloc(h * FP16) : 0;
+  const layer = 2 * alloc(h * FP16) + rowOrderNorms +
     linearBytes(h, [attn, kv, kv], q, a.attentionBias) +
     linearBytes(attn, [h], q, false) +
     linearBytes(h, [a.intermediateSize, a.intermediateSize], q, false) +
