@@ -27,12 +27,18 @@ void check_permute_q4(int K, int N, int gs) {
          (double)bad, 0);
 }
 
+// 0 .. n-1 in an order shuffled by seed.
+std::vector<int> shuffled_indices(int n, unsigned seed) {
+  std::vector<int> v(n);
+  std::iota(v.begin(), v.end(), 0);
+  std::shuffle(v.begin(), v.end(), std::mt19937(seed));
+  return v;
+}
+
 // The prompt path's act-order column gather, out[i, k] = x[i, perm[k]], exactly: the shared-memory kernel (rows
 // that fit in 48 KB, 16-byte aligned) and the generic one (a row too wide, or an odd stride).
 void check_gather_columns(int m, int K, int x_stride) {
-  std::vector<int> perm(K);
-  std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), std::mt19937(K + m));
+  const std::vector<int> perm = shuffled_indices(K, K + m);
   const std::vector<__half> x = rand_half((size_t)m * x_stride, -1.f, 1.f);
   Dev<__half> dx(x), out((size_t)m * K);
   Dev<int> dp(perm);
@@ -52,9 +58,7 @@ void check_gather_columns(int m, int K, int x_stride) {
 // The load path's column permutation (the act-order fold of down_proj's order into gate/up's columns), exactly:
 // words, halves and bytes, in two halves of N / 2 columns each.
 void check_permute_columns(int rows, int N) {
-  std::vector<int> perm(N / 2);
-  std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), std::mt19937(rows + N));
+  const std::vector<int> perm = shuffled_indices(N / 2, rows + N);
   Dev<int> dp(perm);
   size_t bad = 0;
   for (int elem : {4, 2, 1}) {
