@@ -1,10 +1,14 @@
 // Writes a GPTQ 4-bit Llama folder of real size with random weights, for load-time measurements on the GPU
 // machine (tests use the small fixtures instead).
-//   node scripts/device/make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|tiny [--shards N] [--act-order]
-// One model.safetensors, or N shards with model.safetensors.index.json. Group size 128, sym, checkpoint_format
-// "gptq"; no act-order, or with --act-order (desc_act) a shuffled group map per input size, as AutoGPTQ writes for
-// inputs sorted by their Hessian's diagonal (q/k/v and gate/up share their input, so their maps are the same); the tokenizer comes from fixtures/tokenizers/llama2. qweight bytes are random (cut
-// from a 64 MiB pool, so writing is fast); scales, zeros and fp16 tensors are valid numbers.
+//   node scripts/device/make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|tiny [--shards N]
+//     [--act-order] [--group N] [--asym]
+// One model.safetensors, or N shards with model.safetensors.index.json. Group size 128 (or --group N), sym (or
+// with --asym a zero point per group and column, cut from the random pool), checkpoint_format "gptq"; no
+// act-order, or with --act-order (desc_act) a shuffled group map per input size, as AutoGPTQ writes for
+// inputs sorted by their Hessian's diagonal (q/k/v and gate/up share their input, so their maps are the same);
+// the tokenizer comes from fixtures/tokenizers/llama2. qweight bytes are random (cut from a 64 MiB pool, so
+// writing is fast); scales, zeros and fp16 tensors are valid numbers. Published checkpoints come in these
+// variants (e.g. "4bit-32g-actorder", "4bit-128g"); each runs its own kernel paths.
 import { closeSync, copyFileSync, mkdirSync, openSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { randomFillSync } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -16,15 +20,16 @@ const SHAPES = {
   'llama-70b': { hidden: 8192, inter: 28672, layers: 80, heads: 64, kv: 8, vocab: 32000 },
   tiny: { hidden: 256, inter: 512, layers: 2, heads: 2, kv: 2, vocab: 32000 },  // a seconds-long local check
 };
-const GROUP = 128;
 const args = process.argv.slice(2);
+const GROUP = args.includes('--group') ? Number(args[args.indexOf('--group') + 1]) : 128;
+const asym = args.includes('--asym');
 const out = args[0];
 const shapeName = args[args.indexOf('--shape') + 1];
 const shards = args.includes('--shards') ? Number(args[args.indexOf('--shards') + 1]) : 1;
 const actOrder = args.includes('--act-order');
 const s = SHAPES[shapeName];
-if (!out || !s || !(shards >= 1)) {
-  console.error('usage: make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|tiny [--shards N] [--act-order]');
+if (!out || !s || !(shards >= 1) || !(GROUP >= 8 && GROUP % 8 === 0 && s.hidden % GROUP === 0 && s.inter % GROUP === 0)) {
+  console.error('usage: make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|tiny [--shards N] [--act-order] [--group N] [--asym]');
   process.exit(2);
 }
 
@@ -77,7 +82,7 @@ function groupMap(k) {
 }
 const linear = (p, k, n) => [
   T(`${p}.qweight`, 'I32', [k / 8, n], random),
-  T(`${p}.qzeros`, 'I32', [k / GROUP, n / 8], constant(4, 0x77777777)),
+  T(`${p}.qzeros`, 'I32', [k / GROUP, n / 8], asym ? random : constant(4, 0x77777777)),
   T(`${p}.scales`, 'F16', [k / GROUP, n], constant(2, f16(0.01))),
   T(`${p}.g_idx`, 'I32', [k], (buf) => groupMap(k).copy(buf)),
 ];
@@ -136,7 +141,7 @@ for (let shard = 0; shard < shards; shard++) {
   for (const t of tensors) weightMap[t.name] = name;
 }
 if (shards > 1) writeFileSync(join(out, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
-const quant = { bits: 4, group_size: GROUP, desc_act: actOrder, sym: true, quant_method: 'gptq', checkpoint_format: 'gptq' };
+const quant = { bits: 4, group_size: GROUP, desc_act: actOrder, sym: !asym, quant_method: 'gptq', checkpoint_format: 'gptq' };
 writeFileSync(join(out, 'config.json'), JSON.stringify({
   architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: h, intermediate_size: s.inter,
   num_hidden_layers: s.layers, num_attention_heads: s.heads, num_key_value_heads: s.kv, vocab_size: v,
@@ -149,4 +154,4 @@ const tok = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures'
 for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tok, f), join(out, f));
 let total = 0;
 for (const n of new Set(shards === 1 ? ['model.safetensors'] : Object.values(weightMap))) total += statSync(join(out, n)).size;
-console.log(`${out}: ${shapeName}${actOrder ? ' (act-order)' : ''}, ${shards} file(s), ${(total / 1e9).toFixed(2)} GB of safetensors`);
+console.log(`${out}: ${shapeName} g${GROUP}${actOrder ? ' act-order' : ''}${asym ? ' asym' : ''}, ${shards} file(s), ${(total / 1e9).toFixed(2)} GB of safetensors`);
