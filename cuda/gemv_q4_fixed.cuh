@@ -33,6 +33,17 @@ __device__ __forceinline__ uint32_t group_zeros_raw(const QWeight& w, int g, int
   return *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
 }
 
+// The scales (and zeros) of groups g0 + 1 .. g1 for the 4 columns from c, into L2, requested before a GEMV's wait:
+// with groups of 32 or 64 inputs a warp's rows span several groups, and their in-loop loads otherwise wait on DRAM
+// mid-loop. On the H200, 7B GPTQ folders side by side: g32 decode 656.5 -> 677.3 t/s, g32 act-order 613.0 -> 631.1,
+// g64 act-order 663.0 -> 670.6; g128 (one group per warp) unchanged (docs/PERF-NOTES.md, session 31).
+__device__ __forceinline__ void prefetch_later_groups(const QWeight& w, int g0, int g1, int c) {
+  for (int g = g0 + 1; g <= g1; ++g) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(w.scales + (size_t)g * w.N + c));
+    if (w.zeros) asm volatile("prefetch.global.L2 [%0];" ::"l"(w.zeros + (size_t)g * w.N + c));
+  }
+}
+
 // The fixed-point dot's running state over a warp's packed rows of one column slice: the current group's scales
 // (and zeros) and the integer sums of the current block of 32 inputs.
 template <int M>

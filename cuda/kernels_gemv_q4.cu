@@ -295,6 +295,7 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
     if (FIXED) {
       sraw0 = group_scales_raw(w, g, c);
       if (!SYM) zw0 = group_zeros_raw(w, g, c);
+      prefetch_later_groups(w, g, ((r0 + wr1 - 1) * 8) / w.group_size, c);
     } else {
       asm volatile("prefetch.global.L2 [%0];" ::"l"(w.scales + (size_t)g * w.N + c));
       if (!SYM) asm volatile("prefetch.global.L2 [%0];" ::"l"(w.zeros + (size_t)g * w.N + c));
@@ -393,6 +394,8 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, t
 #pragma unroll
     for (int u = 0; u < U; ++u) q[u] = load_stream(qp + (size_t)u * row_step, policy);
     sraw_first = group_scales_raw(w, g_first, c);
+    const int g_last = ((r0 + wr1 - 1) * 8) / w.group_size;  // (every slice's)
+    for (int t = 0; t < nt && c + t * kCols < w.N; ++t) prefetch_later_groups(w, g_first, g_last, c + t * kCols);
   }
   wait_for_previous_kernel();
   zero_fill(f.zero[0]);
