@@ -33,10 +33,10 @@ __device__ __forceinline__ uint32_t group_zeros_raw(const QWeight& w, int g, int
   return *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
 }
 
-// The scales (and zeros) of groups g0 + 1 .. g1 for the 4 columns from c, into L2, requested before a GEMV's wait:
-// with groups of 32 or 64 inputs a warp's rows span several groups, and their in-loop loads otherwise wait on DRAM
-// mid-loop. On the H200, 7B GPTQ folders side by side: g32 decode 656.5 -> 677.3 t/s, g32 act-order 613.0 -> 631.1,
-// g64 act-order 663.0 -> 670.6; g128 (one group per warp) unchanged (docs/PERF-NOTES.md, session 31).
+// The scales (and zeros) of groups g0 + 1 .. g1 for the 4 columns from c, into L2, requested before a GEMV's wait
+// by a kernel with no registers to spare for staging them in shared memory (gemv_q4_tiles_kernel): their in-loop
+// loads then wait on L2 instead of DRAM. Done by every GEMV kernel, it took 7B g32 decode on the H200 from 656.5 to
+// 677.3 t/s, before the shared-memory staging replaced it where it fits (docs/PERF-NOTES.md, session 31).
 __device__ __forceinline__ void prefetch_later_groups(const QWeight& w, int g0, int g1, int c) {
   for (int g = g0 + 1; g <= g1; ++g) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(w.scales + (size_t)g * w.N + c));
@@ -55,23 +55,34 @@ struct FixedDotState {
   int dot16[M][4];  // the odd nibbles' products, x 16 (dot_row_fixed's ODD16; unused otherwise)
 };
 
+// fixed_dot_row's GroupLoad (a later group's raw scales and zeros) from global memory.
+struct GlobalGroupLoad {
+  __device__ __forceinline__ void operator()(const QWeight& w, int g, int c, uint2& sraw, uint32_t& zw,
+                                             bool sym) const {
+    sraw = group_scales_raw(w, g, c);
+    if (!sym) zw = group_zeros_raw(w, g, c);
+  }
+};
+
 // Packed row `row` of the block's slice (its 16 bytes in q; u = row's place in its batch of kBatchRows, a
 // compile-time constant once unrolled) into acc: at a fixed-point block's first row, the group's scales if the group
 // changed (the first group's from sraw_first / zw_first, loaded before the wait) and zeroed sums; at its last, the
 // block's sum x . (q - zero) = x . q - zero * sum(x) times the block's and the group's scales. A group is a whole
-// number of fixed-point blocks (gemv_q4_resolve checks), so the group is looked at once per block.
-template <int M, bool SYM>
+// number of fixed-point blocks (gemv_q4_resolve checks), so the group is looked at once per block. load_group
+// fetches a later group's scales and zeros (from global memory, or where the kernel staged them).
+template <int M, bool SYM, class GroupLoad = GlobalGroupLoad>
 __device__ __forceinline__ void fixed_dot_row(const QWeight& w, int r0, int row, int u, int c, const uint4& q,
                                               const unsigned char* xq, const float2* xb, int block_rows,
                                               uint2 sraw_first, uint32_t zw_first, FixedDotState<M>& st,
-                                              float (&acc)[M][4]) {
+                                              float (&acc)[M][4], const GroupLoad& load_group = {}) {
   if (u % kFixedBlockRows == 0) {
     const int g = ((r0 + row) * 8) / w.group_size;
     if (g != st.cur_g) {
       const bool first = st.cur_g < 0;
       st.cur_g = g;
-      const uint2 sraw = first ? sraw_first : group_scales_raw(w, g, c);
-      const uint32_t zw = SYM ? 0u : first ? zw_first : group_zeros_raw(w, g, c);
+      uint2 sraw = sraw_first;
+      uint32_t zw = SYM ? 0u : zw_first;
+      if (!first) load_group(w, g, c, sraw, zw, SYM);
       group_params_fixed<SYM>(sraw, zw, st.sc, st.zi);
     }
 #pragma unroll

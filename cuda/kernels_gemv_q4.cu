@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/env_switch.h"
 #include "cuda/gemv_q4_fixed.cuh"
@@ -37,6 +38,41 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr size_t kSmemLimit = 48 * 1024;
+constexpr int kMaxColumnSlices = 3;  // (gemv_q4_tiles_for)
+
+// A warp's later groups (groups of 32 or 64 inputs, or a warp's rows across a group boundary): their raw scales (and
+// zeros) are copied into shared memory before the GEMV's wait, each lane its own 8 bytes (and 4), read back by that
+// lane only, group g in slot g % kStagedGroups. Their loads in the loop otherwise waited on L2 (or DRAM) once per
+// group, mid-loop. On the H200 side by side: 7B GPTQ folders g32 677.9 -> 703.2 t/s, g32 act-order 635.0 -> 659.6,
+// g64 act-order 671.4 -> 692.7, the 13B dummy (g128; its warps of 24 rows span two groups) 436.3 -> 449.4, the 7B
+// dummy 765.6 -> 774.6 (docs/PERF-NOTES.md, session 31). gemv_q4_tiles_kernel, whose registers have no room for
+// it (it spilled), prefetches them into L2 instead.
+constexpr int kStagedGroups = 8;  // a warp's rows span at most 8 groups (launch_m checks)
+__shared__ uint2 g_staged_sc[kWarps][kStagedGroups][32];
+__shared__ uint32_t g_staged_z[kWarps][kStagedGroups][32];
+template <bool SYM>
+__device__ __forceinline__ void stage_later_groups(const QWeight& w, int g0, int g1, int c, int slot) {
+  const int lane = threadIdx.x & 31;
+  for (int g = g0 + 1; g <= g1; ++g) {
+    unsigned sp = (unsigned)__cvta_generic_to_shared(&g_staged_sc[slot][g % kStagedGroups][lane]);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(sp), "l"(w.scales + (size_t)g * w.N + c) : "memory");
+    if (!SYM) {
+      sp = (unsigned)__cvta_generic_to_shared(&g_staged_z[slot][g % kStagedGroups][lane]);
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(sp), "l"(w.zeros + (size_t)g * w.N + c) : "memory");
+    }
+  }
+  cp_async_commit();
+}
+// fixed_dot_row's GroupLoad for the groups stage_later_groups copied (slot: the warp).
+struct StagedGroupLoad {
+  int slot;
+  __device__ __forceinline__ void operator()(const QWeight&, int g, int, uint2& sraw, uint32_t& zw, bool sym) const {
+    const int lane = threadIdx.x & 31;
+    sraw = g_staged_sc[slot][g % kStagedGroups][lane];
+    if (!sym) zw = g_staged_z[slot][g % kStagedGroups][lane];
+  }
+};
+
 // Shared memory: x staging, [M][block_rows * 4] half2 (16 bytes per packed row), or for fixed point the same
 // 16 bytes per packed row plus [M][block_rows / 4] (scale, sum) pairs; the warp reduction [warps][M][128] float
 // reuses it.
@@ -295,7 +331,8 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
     if (FIXED) {
       sraw0 = group_scales_raw(w, g, c);
       if (!SYM) zw0 = group_zeros_raw(w, g, c);
-      prefetch_later_groups(w, g, ((r0 + wr1 - 1) * 8) / w.group_size, c);
+      const int g_last = ((r0 + wr1 - 1) * 8) / w.group_size;
+      stage_later_groups<SYM>(w, g, g_last, c, warp);
     } else {
       asm volatile("prefetch.global.L2 [%0];" ::"l"(w.scales + (size_t)g * w.N + c));
       if (!SYM) asm volatile("prefetch.global.L2 [%0];" ::"l"(w.zeros + (size_t)g * w.N + c));
@@ -322,6 +359,7 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
   // is refilled with the row U further on (a ring), where the batch after the first used to be requested only once
   // the whole first batch was summed. On the H200, side by side: 7B decode -3%, 13B -4%, 70B -3.5 to -5%
   // (docs/PERF-NOTES.md, session 23).
+  if (FIXED) cp_async_wait<0>();  // the staged groups (each lane reads back only what it copied)
   if (c < w.N) {
     FixedDotState<M> st;  // FIXED
     int cur_g = -1;       // Half
@@ -337,7 +375,8 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
       for (int u = 0; u < U; ++u) {
         if (rr + u >= wr1) break;
         if (FIXED) {
-          fixed_dot_row<M, SYM>(w, r0, rr + u, u, c, q[u], smem_raw, xb, block_rows, sraw0, zw0, st, acc);
+          fixed_dot_row<M, SYM>(w, r0, rr + u, u, c, q[u], smem_raw, xb, block_rows, sraw0, zw0, st, acc,
+                                StagedGroupLoad{warp});
         } else {
           const int g = ((r0 + rr + u) * 8) / w.group_size;
           if (g != cur_g) {
@@ -483,7 +522,6 @@ bool gemv_q4_fit_to_gpu(GemvKernel uncapped, GemvKernel capped, size_t smem, int
 // Most column slices one block of gemv_q4_tiles_kernel takes: on the H200, 3 took 13B decode 1.4% further than 2
 // (its gate/up: 2,160 one-slice blocks of 792 resident become 720), the 7B and 70B within noise (docs/PERF-NOTES.md,
 // session 23).
-constexpr int kMaxColumnSlices = 3;
 
 // How gemv_q4_tiles_kernel runs a one-row grid (tiles 1: it does not).
 struct GemvTiles {
@@ -582,6 +620,10 @@ void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_str
   br = (packed_rows + splits - 1) / splits;
   br = (br + align - 1) / align * align;
   const dim3 grid(cols, (packed_rows + br - 1) / br);
+  if (fixed) {  // a warp's groups fit stage_later_groups' slots (rows per warp stay <= 32: the rule and --tune)
+    const int per_warp = ((br + kWarps - 1) / kWarps + kFixedBlockRows - 1) / kFixedBlockRows * kFixedBlockRows;
+    if (per_warp * 8 > w.group_size * kStagedGroups) throw std::runtime_error("gemv_q4: a warp spans too many groups");
+  }
   launch(kernel, grid, kWarps * 32, smem_bytes(M, br, fixed), s, w, x, x_stride, y, y_stride, br, f);
   XL_CUDA_LAUNCH_CHECK();
 }
