@@ -38,7 +38,10 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr size_t kSmemLimit = 48 * 1024;
-constexpr int kMaxColumnSlices = 3;  // (gemv_q4_tiles_for)
+// Most column slices one block of gemv_q4_tiles_kernel takes: on the H200, 3 took 13B decode 1.4% further than 2
+// (its gate/up: 2,160 one-slice blocks of 792 resident become 720), the 7B and 70B within noise (docs/PERF-NOTES.md,
+// session 23).
+constexpr int kMaxColumnSlices = 3;
 
 // A warp's later groups (groups of 32 or 64 inputs, or a warp's rows across a group boundary): their raw scales (and
 // zeros) are copied into shared memory before the GEMV's wait, each lane its own 8 bytes (and 4), read back by that
@@ -519,10 +522,6 @@ bool gemv_q4_fit_to_gpu(GemvKernel uncapped, GemvKernel capped, size_t smem, int
   return (size_t)cols * splits >= kManyWaves * uncapped_blocks;
 }
 
-// Most column slices one block of gemv_q4_tiles_kernel takes: on the H200, 3 took 13B decode 1.4% further than 2
-// (its gate/up: 2,160 one-slice blocks of 792 resident become 720), the 7B and 70B within noise (docs/PERF-NOTES.md,
-// session 23).
-
 // How gemv_q4_tiles_kernel runs a one-row grid (tiles 1: it does not).
 struct GemvTiles {
   int tiles = 1, splits = 0, block_rows = 0, red_offset = 0;
@@ -622,7 +621,9 @@ void launch_m(const QWeight& w, const void* x, int x_stride, float* y, int y_str
   const dim3 grid(cols, (packed_rows + br - 1) / br);
   if (fixed) {  // a warp's groups fit stage_later_groups' slots (rows per warp stay <= 32: the rule and --tune)
     const int per_warp = ((br + kWarps - 1) / kWarps + kFixedBlockRows - 1) / kFixedBlockRows * kFixedBlockRows;
-    if (per_warp * 8 > w.group_size * kStagedGroups) throw std::runtime_error("gemv_q4: a warp spans too many groups");
+    // A warp starts on a 32-input boundary, at worst group_size - 32 inputs into a group.
+    const int most_groups = (w.group_size - 32 + per_warp * 8 - 1) / w.group_size + 1;
+    if (most_groups > kStagedGroups) throw std::runtime_error("gemv_q4: a warp's rows span more groups than it stages");
   }
   launch(kernel, grid, kWarps * 32, smem_bytes(M, br, fixed), s, w, x, x_stride, y, y_stride, br, f);
   XL_CUDA_LAUNCH_CHECK();
