@@ -1,4 +1,4 @@
-// 16-byte asynchronous copies global -> shared (sm_80+): issued without waiting, completed in commit groups,
+// Asynchronous copies global -> shared (sm_80+), 16 bytes (or 4 and 8): issued without waiting, completed in commit groups,
 // so a kernel can fill the next tile while it computes on the current one.
 #pragma once
 #include <cstdint>
@@ -15,6 +15,14 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
 __device__ __forceinline__ void cp_async16_or_zero(void* smem, const void* gmem, bool valid) {
   const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0) : "memory");
+}
+
+// 4 or 8 bytes (through L1: .cg takes only 16), for small pieces such as a GEMV lane's group scales.
+template <int BYTES>
+__device__ __forceinline__ void cp_async_small(void* smem, const void* gmem) {
+  static_assert(BYTES == 4 || BYTES == 8, "cp.async.ca copies 4, 8 or 16 bytes");
+  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(s), "l"(gmem), "n"(BYTES) : "memory");
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }

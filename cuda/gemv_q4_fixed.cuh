@@ -33,17 +33,6 @@ __device__ __forceinline__ uint32_t group_zeros_raw(const QWeight& w, int g, int
   return *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
 }
 
-// The scales (and zeros) of groups g0 + 1 .. g1 for the 4 columns from c, into L2, requested before a GEMV's wait
-// by a kernel with no registers to spare for staging them in shared memory (gemv_q4_tiles_kernel): their in-loop
-// loads then wait on L2 instead of DRAM. Done by every GEMV kernel, it took 7B g32 decode on the H200 from 656.5 to
-// 677.3 t/s, before the shared-memory staging replaced it where it fits (docs/PERF-NOTES.md, session 31).
-__device__ __forceinline__ void prefetch_later_groups(const QWeight& w, int g0, int g1, int c) {
-  for (int g = g0 + 1; g <= g1; ++g) {
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(w.scales + (size_t)g * w.N + c));
-    if (w.zeros) asm volatile("prefetch.global.L2 [%0];" ::"l"(w.zeros + (size_t)g * w.N + c));
-  }
-}
-
 // The fixed-point dot's running state over a warp's packed rows of one column slice: the current group's scales
 // (and zeros) and the integer sums of the current block of 32 inputs.
 template <int M>

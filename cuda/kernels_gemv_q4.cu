@@ -57,12 +57,8 @@ template <bool SYM>
 __device__ __forceinline__ void stage_later_groups(const QWeight& w, int g0, int g1, int c, int slot) {
   const int lane = threadIdx.x & 31;
   for (int g = g0 + 1; g <= g1; ++g) {
-    unsigned sp = (unsigned)__cvta_generic_to_shared(&g_staged_sc[slot][g % kStagedGroups][lane]);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(sp), "l"(w.scales + (size_t)g * w.N + c) : "memory");
-    if (!SYM) {
-      sp = (unsigned)__cvta_generic_to_shared(&g_staged_z[slot][g % kStagedGroups][lane]);
-      asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(sp), "l"(w.zeros + (size_t)g * w.N + c) : "memory");
-    }
+    cp_async_small<8>(&g_staged_sc[slot][g % kStagedGroups][lane], w.scales + (size_t)g * w.N + c);
+    if (!SYM) cp_async_small<4>(&g_staged_z[slot][g % kStagedGroups][lane], w.zeros + (size_t)g * w.N + c);
   }
   cp_async_commit();
 }
@@ -75,6 +71,17 @@ struct StagedGroupLoad {
     if (!sym) zw = g_staged_z[slot][g % kStagedGroups][lane];
   }
 };
+
+// The scales (and zeros) of groups g0 + 1 .. g1 for the 4 columns from c, into L2, requested before a GEMV's wait
+// by a kernel with no registers to spare for staging them in shared memory (gemv_q4_tiles_kernel): their in-loop
+// loads then wait on L2 instead of DRAM. Done by every GEMV kernel, it took 7B g32 decode on the H200 from 656.5 to
+// 677.3 t/s, before the shared-memory staging replaced it where it fits (docs/PERF-NOTES.md, session 31).
+__device__ __forceinline__ void prefetch_later_groups(const QWeight& w, int g0, int g1, int c) {
+  for (int g = g0 + 1; g <= g1; ++g) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(w.scales + (size_t)g * w.N + c));
+    if (w.zeros) asm volatile("prefetch.global.L2 [%0];" ::"l"(w.zeros + (size_t)g * w.N + c));
+  }
+}
 
 // Shared memory: x staging, [M][block_rows * 4] half2 (16 bytes per packed row), or for fixed point the same
 // 16 bytes per packed row plus [M][block_rows / 4] (scale, sum) pairs; the warp reduction [warps][M][128] float
