@@ -33,6 +33,15 @@ __device__ __forceinline__ uint32_t group_zeros_raw(const QWeight& w, int g, int
   return *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
 }
 
+// QWeight::group_div for a group size of at least 2: ceil(2^32 / group_size).
+inline uint32_t group_divisor(int group_size) {
+  return (uint32_t)(((1ull << 32) + (unsigned)group_size - 1) / (unsigned)group_size);
+}
+// The group of input n (below K) by one multiply-high with QWeight::group_div instead of a division, which compiled to
+// ~20 instructions per fixed-point block in the GEMV's loop. Exact where K * group_size <= 2^32 (fixed_point_fits):
+// with m = (2^32 + f) / d, f < d, floor(n m / 2^32) = floor(n / d) as long as n f < 2^32.
+__device__ __forceinline__ int group_of(const QWeight& w, int n) { return (int)__umulhi((unsigned)n, w.group_div); }
+
 // The fixed-point dot's running state over a warp's packed rows of one column slice: the current group's scales
 // (and zeros) and the integer sums of the current block of 32 inputs.
 template <int M>
@@ -44,13 +53,20 @@ struct FixedDotState {
   int dot16[M][4];  // the odd nibbles' products, x 16 (dot_row_fixed's ODD16; unused otherwise)
 };
 
-// fixed_dot_row's GroupLoad (a later group's raw scales and zeros) from global memory.
+// fixed_dot_row's GroupLoad: the group of an input index, and a later group's raw scales and zeros, from global
+// memory. This one divides, for kernels launched without QWeight::group_div (the one-launch MLP, the persistent
+// decode).
 struct GlobalGroupLoad {
+  __device__ __forceinline__ int group(const QWeight& w, int n) const { return n / w.group_size; }
   __device__ __forceinline__ void operator()(const QWeight& w, int g, int c, uint2& sraw, uint32_t& zw,
                                              bool sym) const {
     sraw = group_scales_raw(w, g, c);
     if (!sym) zw = group_zeros_raw(w, g, c);
   }
+};
+// The same for the kernels gemv_q4 launches, which have QWeight::group_div.
+struct GlobalGroupLoadByDivisor : GlobalGroupLoad {
+  __device__ __forceinline__ int group(const QWeight& w, int n) const { return group_of(w, n); }
 };
 
 // Packed row `row` of the block's slice (its 16 bytes in q; u = row's place in its batch of kBatchRows, a
@@ -58,14 +74,15 @@ struct GlobalGroupLoad {
 // changed (the first group's from sraw_first / zw_first, loaded before the wait) and zeroed sums; at its last, the
 // block's sum x . (q - zero) = x . q - zero * sum(x) times the block's and the group's scales. A group is a whole
 // number of fixed-point blocks (gemv_q4_resolve checks), so the group is looked at once per block. load_group
-// fetches a later group's scales and zeros (from global memory, or where the kernel staged them).
+// finds a row's group and fetches a later group's scales and zeros (from global memory, or where the kernel staged
+// them).
 template <int M, bool SYM, class GroupLoad = GlobalGroupLoad>
 __device__ __forceinline__ void fixed_dot_row(const QWeight& w, int r0, int row, int u, int c, const uint4& q,
                                               const unsigned char* xq, const float2* xb, int block_rows,
                                               uint2 sraw_first, uint32_t zw_first, FixedDotState<M>& st,
                                               float (&acc)[M][4], const GroupLoad& load_group = {}) {
   if (u % kFixedBlockRows == 0) {
-    const int g = ((r0 + row) * 8) / w.group_size;
+    const int g = load_group.group(w, (r0 + row) * 8);
     if (g != st.cur_g) {
       const bool first = st.cur_g < 0;
       st.cur_g = g;

@@ -23,6 +23,8 @@ struct QWeight {
   const __half* bias = nullptr;       // [N] or null
   int K = 0, N = 0, group_size = 0;
   int sym_zero = 8;
+  // ceil(2^32 / group_size), set by gemv_q4 for the fixed-point kernels it launches (group_of); 0 elsewhere.
+  uint32_t group_div = 0;
 };
 
 // A float buffer that a kernel zeroes (after its wait) for a later kernel that accumulates into it, so a decode

@@ -57,18 +57,21 @@ template <bool SYM>
 __device__ __forceinline__ void stage_later_groups(const QWeight& w, int g0, int g1, int c, int slot) {
   const int lane = threadIdx.x & 31;
   for (int g = g0 + 1; g <= g1; ++g) {
-    cp_async_small<8>(&g_staged_sc[slot][g % kStagedGroups][lane], w.scales + (size_t)g * w.N + c);
-    if (!SYM) cp_async_small<4>(&g_staged_z[slot][g % kStagedGroups][lane], w.zeros + (size_t)g * w.N + c);
+    const unsigned s = (unsigned)g % kStagedGroups;
+    cp_async_small<8>(&g_staged_sc[slot][s][lane], w.scales + (size_t)g * w.N + c);
+    if (!SYM) cp_async_small<4>(&g_staged_z[slot][s][lane], w.zeros + (size_t)g * w.N + c);
   }
   cp_async_commit();
 }
 // fixed_dot_row's GroupLoad for the groups stage_later_groups copied (slot: the warp).
 struct StagedGroupLoad {
   int slot;
+  __device__ __forceinline__ int group(const QWeight& w, int n) const { return group_of(w, n); }
   __device__ __forceinline__ void operator()(const QWeight&, int g, int, uint2& sraw, uint32_t& zw, bool sym) const {
     const int lane = threadIdx.x & 31;
-    sraw = g_staged_sc[slot][g % kStagedGroups][lane];
-    if (!sym) zw = g_staged_z[slot][g % kStagedGroups][lane];
+    const unsigned s = (unsigned)g % kStagedGroups;
+    sraw = g_staged_sc[slot][s][lane];
+    if (!sym) zw = g_staged_z[slot][s][lane];
   }
 };
 
@@ -337,13 +340,13 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
   uint2 sraw0 = make_uint2(0, 0);
   uint32_t zw0 = 0;
   if (c < w.N && wr0 < wr1) {
-    const int g = ((r0 + wr0) * 8) / w.group_size;
     if (FIXED) {
+      const int g = group_of(w, (r0 + wr0) * 8);
       sraw0 = group_scales_raw(w, g, c);
       if (!SYM) zw0 = group_zeros_raw(w, g, c);
-      const int g_last = ((r0 + wr1 - 1) * 8) / w.group_size;
-      stage_later_groups<SYM>(w, g, g_last, c, warp);
+      stage_later_groups<SYM>(w, g, group_of(w, (r0 + wr1 - 1) * 8), c, warp);
     } else {
+      const int g = ((r0 + wr0) * 8) / w.group_size;
       asm volatile("prefetch.global.L2 [%0];" ::"l"(w.scales + (size_t)g * w.N + c));
       if (!SYM) asm volatile("prefetch.global.L2 [%0];" ::"l"(w.zeros + (size_t)g * w.N + c));
     }
@@ -395,7 +398,10 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
           }
           accumulate_row<M>(q[u], z2, sc, reinterpret_cast<const __half2*>(smem_raw), block_rows, (rr + u) * 4, acc);
         }
-        if (FIXED && rr + U + u < wr1) q[u] = load_stream(qp + (size_t)(rr - wr0 + U + u) * row_step, policy);
+        // (The row's offset in 32 bits: a warp's rows x N / 4 always fit, and the 64-bit product per refill cost
+        // the 7B ~0.7% of its decode on the H200, docs/PERF-NOTES.md session 32.)
+        if (FIXED && rr + U + u < wr1)
+          q[u] = load_stream(qp + (unsigned)(rr - wr0 + U + u) * (unsigned)row_step, policy);
       }
     }
   }
@@ -432,7 +438,7 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, t
   const int wr0 = min(nr, warp * per_warp), wr1 = min(nr, wr0 + per_warp), nw = wr1 - wr0;
   const size_t row_step = w.N / 4;  // in uint4
   const uint32_t* wrows = w.qweight + (size_t)(r0 + wr0) * w.N + lane * 4;  // + the slice's first column
-  const int g_first = ((r0 + wr0) * 8) / w.group_size;
+  const int g_first = group_of(w, (r0 + wr0) * 8);
   const uint64_t policy = weight_stream_policy(f.evict_first);
   // The first slice's first batch and first group's scales before the wait, as gemv_q4_kernel loads them.
   uint4 q[U];
@@ -443,7 +449,7 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, t
 #pragma unroll
     for (int u = 0; u < U; ++u) q[u] = load_stream(qp + (size_t)u * row_step, policy);
     sraw_first = group_scales_raw(w, g_first, c);
-    const int g_last = ((r0 + wr1 - 1) * 8) / w.group_size;  // (every slice's)
+    const int g_last = group_of(w, (r0 + wr1 - 1) * 8);  // (every slice's)
     for (int t = 0; t < nt && c + t * kCols < w.N; ++t) prefetch_later_groups(w, g_first, g_last, c + t * kCols);
   }
   wait_for_previous_kernel();
@@ -467,14 +473,16 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, t
       for (int rr = 0; rr < nw; rr += U) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-          fixed_dot_row<M, true>(w, r0, wr0 + rr + u, u, c, q[u], smem_raw, xb, block_rows, sraw_first, 0u, st, acc);
+          fixed_dot_row<M, true>(w, r0, wr0 + rr + u, u, c, q[u], smem_raw, xb, block_rows, sraw_first, 0u, st, acc,
+                                 GlobalGroupLoadByDivisor{});
           // The row this slot takes next: U on in this slice, or (a row keeps its slot) the same place in the next.
-          // (One address expression: a separate one per slot for the next slice kept 8 more pointers live.)
+          // (One address expression: a separate one per slot for the next slice kept 8 more pointers live, and a
+          // pointer per batch made it spill.)
           const int next = rr + U + u;
           const bool in_next = next >= nw;
           if (!in_next || next_live)
-            q[u] = load_stream(qp + (in_next ? kCols / 4 : 0) + (size_t)(in_next ? next - nw : next) * row_step,
-                               policy);
+            q[u] = load_stream(
+                qp + (in_next ? kCols / 4 : 0) + (unsigned)(in_next ? next - nw : next) * (unsigned)row_step, policy);
           if (in_next && next_live && u == 0)  // (this slice's first group is in st by now)
             sraw_first = group_scales_raw(w, g_first, c + kCols);
         }
@@ -488,8 +496,11 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, t
 }
 
 // Whether the fixed-point dot can take this weight: its blocks of 32 inputs must not straddle packed-row slices
-// or groups.
-bool fixed_point_fits(const QWeight& w) { return w.K % 32 == 0 && w.group_size % 32 == 0; }
+// or groups, and group_of must be exact (K * group_size <= 2^32: every Llama shape).
+bool fixed_point_fits(const QWeight& w) {
+  return w.K % 32 == 0 && w.group_size > 0 && w.group_size % 32 == 0 &&
+         (uint64_t)w.K * (uint64_t)w.group_size <= (1ull << 32);
+}
 
 using GemvKernel = void (*)(QWeight, const void*, int, float*, int, int, GemvFusion);
 
@@ -724,9 +735,11 @@ int gemv_q4_column_slices_per_block(const QWeight& w, GemvInput input) {
   return t.tiles;
 }
 
-void gemv_q4(const QWeight& w, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
+void gemv_q4(const QWeight& w_in, const void* x, GemvInput input, int m, int x_stride, float* y, int y_stride,
              cudaStream_t s, const GemvQ4Config& cfg_in, const GemvFusion& fusion) {
-  const GemvQ4Config cfg = gemv_q4_resolve(w, cfg_in);
+  const GemvQ4Config cfg = gemv_q4_resolve(w_in, cfg_in);
+  QWeight w = w_in;
+  if (cfg.dot == GemvDot::Fixed) w.group_div = group_divisor(w.group_size);  // (fixed_point_fits: group_of exact)
   const size_t x_elem = input == GemvInput::Half ? sizeof(__half) : sizeof(float);
   for (int r = 0; r < m; r += kGemvMaxRows) {
     const int mm = std::min(kGemvMaxRows, m - r);
