@@ -8,6 +8,7 @@
 
 #include "cuda/kernels.h"
 #include "cuda/q4_fixed_point.cuh"
+#include "cuda/q4_groups.cuh"
 
 namespace xllama::cuda {
 
@@ -32,15 +33,6 @@ __device__ __forceinline__ uint2 group_scales_raw(const QWeight& w, int g, int c
 __device__ __forceinline__ uint32_t group_zeros_raw(const QWeight& w, int g, int c) {
   return *reinterpret_cast<const uint32_t*>(w.zeros + (size_t)g * w.N + c);
 }
-
-// QWeight::group_div for a group size of at least 2: ceil(2^32 / group_size).
-inline uint32_t group_divisor(int group_size) {
-  return (uint32_t)(((1ull << 32) + (unsigned)group_size - 1) / (unsigned)group_size);
-}
-// The group of input n (below K) by one multiply-high with QWeight::group_div instead of a division, which compiled to
-// ~20 instructions per fixed-point block in the GEMV's loop. Exact where K * group_size <= 2^32 (fixed_point_fits):
-// with m = (2^32 + f) / d, f < d, floor(n m / 2^32) = floor(n / d) as long as n f < 2^32.
-__device__ __forceinline__ int group_of(const QWeight& w, int n) { return (int)__umulhi((unsigned)n, w.group_div); }
 
 // The fixed-point dot's running state over a warp's packed rows of one column slice: the current group's scales
 // (and zeros) and the integer sums of the current block of 32 inputs.

@@ -496,11 +496,8 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<1, true, t
 }
 
 // Whether the fixed-point dot can take this weight: its blocks of 32 inputs must not straddle packed-row slices
-// or groups, and group_of must be exact (K * group_size <= 2^32: every Llama shape).
-bool fixed_point_fits(const QWeight& w) {
-  return w.K % 32 == 0 && w.group_size > 0 && w.group_size % 32 == 0 &&
-         (uint64_t)w.K * (uint64_t)w.group_size <= (1ull << 32);
-}
+// or groups, and its kernels find groups by group_of.
+bool fixed_point_fits(const QWeight& w) { return w.K % 32 == 0 && w.group_size % 32 == 0 && group_of_exact(w); }
 
 using GemvKernel = void (*)(QWeight, const void*, int, float*, int, int, GemvFusion);
 
@@ -739,7 +736,7 @@ void gemv_q4(const QWeight& w_in, const void* x, GemvInput input, int m, int x_s
              cudaStream_t s, const GemvQ4Config& cfg_in, const GemvFusion& fusion) {
   const GemvQ4Config cfg = gemv_q4_resolve(w_in, cfg_in);
   QWeight w = w_in;
-  if (cfg.dot == GemvDot::Fixed) w.group_div = group_divisor(w.group_size);  // (fixed_point_fits: group_of exact)
+  if (cfg.dot == GemvDot::Fixed) w.group_div = group_divisor(w.group_size);  // (fixed_point_fits: exact)
   const size_t x_elem = input == GemvInput::Half ? sizeof(__half) : sizeof(float);
   for (int r = 0; r < m; r += kGemvMaxRows) {
     const int mm = std::min(kGemvMaxRows, m - r);
