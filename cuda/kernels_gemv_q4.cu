@@ -379,6 +379,8 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
     float sc[4];
     __half2 z2[8];
     for (int rr = wr0; rr < wr1; rr += U) {
+      const int left = wr1 - rr;  // the warp's rows from rr on
+      const unsigned next0 = (unsigned)(rr - wr0 + U) * (unsigned)row_step;  // slot 0's next row, in uint4
       if (!FIXED && rr != wr0) {  // (the fp16 dot, capped at 64 registers, has none to spare for a ring)
 #pragma unroll
         for (int u = 0; u < U; ++u)
@@ -386,7 +388,7 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
       }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        if (rr + u >= wr1) break;
+        if (FIXED ? u >= left : rr + u >= wr1) break;
         if (FIXED) {
           fixed_dot_row<M, SYM>(w, r0, rr + u, u, c, q[u], smem_raw, xb, block_rows, sraw0, zw0, st, acc,
                                 StagedGroupLoad{warp});
@@ -398,10 +400,10 @@ __global__ void __launch_bounds__(kWarps * 32, gemv_min_blocks_per_sm<M, SYM, FI
           }
           accumulate_row<M>(q[u], z2, sc, reinterpret_cast<const __half2*>(smem_raw), block_rows, (rr + u) * 4, acc);
         }
-        // (The row's offset in 32 bits: a warp's rows x N / 4 always fit, and the 64-bit product per refill cost
-        // the 7B ~0.7% of its decode on the H200, docs/PERF-NOTES.md session 32.)
-        if (FIXED && rr + U + u < wr1)
-          q[u] = load_stream(qp + (unsigned)(rr - wr0 + U + u) * (unsigned)row_step, policy);
+        // (Offsets in 32 bits, from one product per batch, and bounds against `left`: a warp's rows x N / 4 always
+        // fit, and the 64-bit product and the two index sums per row cost the 7B ~1.2% of its decode on the H200,
+        // docs/PERF-NOTES.md session 32.)
+        if (FIXED && U + u < left) q[u] = load_stream(qp + (next0 + u * (unsigned)row_step), policy);
       }
     }
   }
