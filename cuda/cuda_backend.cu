@@ -318,17 +318,23 @@ class Stage {
   // arena is allocated on its own, what is left of it stays unused.
   size_t weight_arena_bytes(const GptqConfig& gptq, const ModelWeights& w) const {
     auto a = [](size_t bytes) { return DeviceMemory::aligned(DeviceMemory::alloc_bytes(bytes)); };
+    // Whether a linear is uploaded packed (else as fp16), its groups, and whether it keeps a row permutation.
+    auto packed = [](const LinearWeights& p) {
+      return p.quantized() && p.group_size > 0 && p.group_size % 8 == 0 && !p.scales.shape.empty();
+    };
+    auto groups = [](const LinearWeights& p) { return (size_t)std::max<int64_t>(0, p.scales.shape[0]); };
+    auto permuted = [&](const LinearWeights& p) { return gptq.desc_act && packed(p) && groups(p) > 1; };
     auto linear = [&](std::initializer_list<const LinearWeights*> parts) {
       const LinearWeights& p0 = **parts.begin();
       const size_t K = (size_t)std::max(0, p0.in_features);
       size_t N = 0, n = 0;
       bool bias = false;
       for (const LinearWeights* p : parts) N += (size_t)std::max(0, p->out_features), bias = bias || p->bias.present();
-      if (p0.quantized() && p0.group_size > 0 && p0.group_size % 8 == 0 && !p0.scales.shape.empty()) {
-        const size_t G = (size_t)std::max<int64_t>(0, p0.scales.shape[0]);
+      if (packed(p0)) {
+        const size_t G = groups(p0);
         n += a(K / 8 * N * 4) + a(G * N * 2);
         if (!gptq.sym) n += a(G * N);
-        if (gptq.desc_act && G > 1) n += a(K * 4);
+        if (permuted(p0)) n += a(K * 4);
       } else {
         n += a(N * K * 2);
       }
@@ -340,9 +346,7 @@ class Stage {
     for (int li = plan_.first_layer; li < plan_.end_layer; ++li) {
       const LayerWeights& L = w.layers[li];
       n += 2 * a(hid * 2) + linear({&L.q, &L.k, &L.v}) + linear({&L.o}) + linear({&L.gate, &L.up}) + linear({&L.down});
-      if (gptq.desc_act && L.q.quantized() && L.q.group_size > 0 && L.q.group_size % 8 == 0 &&
-          (int)hid > L.q.group_size)
-        n += 2 * a(hid * 2);  // q/k/v's and gate/up's norms in their row order (norm_in_row_order)
+      if (permuted(L.q)) n += 2 * a(hid * 2);  // q/k/v's and gate/up's norms in their row order (norm_in_row_order)
     }
     if (last_) n += a(hid * 2) + (tied ? (first_ ? 0 : table) : linear({&w.lm_head}));
     return n;

@@ -53,11 +53,12 @@ constexpr int kMaxColumnSlices = 3;
 constexpr int kStagedGroups = 8;  // a warp's rows span at most 8 groups (launch_m checks)
 __shared__ uint2 g_staged_sc[kWarps][kStagedGroups][32];
 __shared__ uint32_t g_staged_z[kWarps][kStagedGroups][32];
+__device__ __forceinline__ unsigned staged_slot(int g) { return (unsigned)g % kStagedGroups; }
 template <bool SYM>
 __device__ __forceinline__ void stage_later_groups(const QWeight& w, int g0, int g1, int c, int slot) {
   const int lane = threadIdx.x & 31;
   for (int g = g0 + 1; g <= g1; ++g) {
-    const unsigned s = (unsigned)g % kStagedGroups;
+    const unsigned s = staged_slot(g);
     cp_async_small<8>(&g_staged_sc[slot][s][lane], w.scales + (size_t)g * w.N + c);
     if (!SYM) cp_async_small<4>(&g_staged_z[slot][s][lane], w.zeros + (size_t)g * w.N + c);
   }
@@ -69,7 +70,7 @@ struct StagedGroupLoad {
   __device__ __forceinline__ int group(const QWeight& w, int n) const { return group_of(w, n); }
   __device__ __forceinline__ void operator()(const QWeight&, int g, int, uint2& sraw, uint32_t& zw, bool sym) const {
     const int lane = threadIdx.x & 31;
-    const unsigned s = (unsigned)g % kStagedGroups;
+    const unsigned s = staged_slot(g);
     sraw = g_staged_sc[slot][s][lane];
     if (!sym) zw = g_staged_z[slot][s][lane];
   }
