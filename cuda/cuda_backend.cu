@@ -527,7 +527,13 @@ class Stage {
     const size_t col_slices = (size_t)(hid + 127) / 128;  // the GEMV's 128-column slices of the residual stream
     col_done_ = mem_.alloc<unsigned>(col_slices, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaMemset(col_done_, 0, col_slices * sizeof(unsigned)));
-    if (last_) logits_ = mem_.alloc<float>((size_t)kLogitRows * cfg_.vocab_size, "scratch", &scratch_bytes_);
+    if (last_) {
+      logits_ = mem_.alloc<float>((size_t)kLogitRows * cfg_.vocab_size, "scratch", &scratch_bytes_);
+      pick_best_ = mem_.alloc<unsigned long long>(1, "scratch", &scratch_bytes_);
+      pick_done_ = mem_.alloc<unsigned>(1, "scratch", &scratch_bytes_);
+      XL_CUDA_CHECK(cudaMemset(pick_best_, 0, sizeof(unsigned long long)));
+      XL_CUDA_CHECK(cudaMemset(pick_done_, 0, sizeof(unsigned)));
+    }
     // Step inputs travel in one copy from pinned memory: [pos, tokens...].
     pos_ = mem_.alloc<int>(rows_ + 1, "scratch", &scratch_bytes_);
     tokens_ = pos_ + 1;
@@ -645,11 +651,28 @@ class Stage {
   // The one-row decode step (logits of its row) whose position and token the last pick fed (enqueue_pick's
   // feed_pos), started without the host's inputs: the GPU goes from one step to the next without waiting for
   // the host to read the token. seq_len: the step's position + 1 (RoPE frequencies, as begin_call updates them).
-  // One stage only (it is the first and the last).
-  void run_fed_step(int seq_len) {
+  // One stage only (it is the first and the last). Then the pick for s, which feeds the step after (enqueue_pick's
+  // with feed_pos = seq_len); returns its slot. A greedy pick is made by the step's own lm_head (pick_in_lm_head):
+  // one launch fewer per token.
+  int run_fed_step(int seq_len, const TokenSampling& s) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
     update_inv_freq(seq_len, false);
-    XL_CUDA_CHECK(cudaGraphLaunch(decode_graph(1, LogitRows::Last), stream_));
+    if (s.temperature > 0.f || !pick_in_lm_head()) {
+      XL_CUDA_CHECK(cudaGraphLaunch(decode_graph(1, LogitRows::Last), stream_));
+      return enqueue_pick(s, seq_len);
+    }
+    const int slot = pick_slot_;
+    pick_slot_ ^= 1;
+    XL_CUDA_CHECK(cudaGraphLaunch(decode_graph(1, LogitRows::Last, slot), stream_));
+    XL_CUDA_CHECK(cudaEventRecord(token_picked_[slot], stream_));
+    return slot;
+  }
+  // Whether a fed step's greedy pick can be made by its lm_head (gemv_f16_rmsnorm's GreedyPick): one stage, the
+  // dense lm_head with the final norm folded in (enqueue_logits' first case). XLLAMA_LM_HEAD_PICK=0: never.
+  bool pick_in_lm_head() const {
+    static const bool on = cuda::env_switch_on("XLLAMA_LM_HEAD_PICK");
+    return on && first_ && last_ && decode_fused(1) && !lm_head_.quantized &&
+           cuda::gemv_f16_rmsnorm_supported(lm_head_.dense, cfg_.hidden_size, h_, cfg_.hidden_size);
   }
   void sync() {
     XL_CUDA_CHECK(cudaSetDevice(device_));
@@ -867,14 +890,16 @@ class Stage {
   // The decode graph of m rows (m <= kGemvMaxRows) with these logits, captured on first use. The backend asks
   // for the one-row graph when it is created (allocate_runtime), so a chat's first reply does not pay for the
   // capture and the kernels' first load between its first and second token.
-  cudaGraphExec_t decode_graph(int m, LogitRows mode) {
-    const int key = m * 4 + (int)mode;
+  // pick_slot >= 0 (m = 1, Last, pick_in_lm_head): the graph's lm_head also makes the greedy pick into that slot and
+  // feeds it to the next step (run_fed_step).
+  cudaGraphExec_t decode_graph(int m, LogitRows mode, int pick_slot = -1) {
+    const int key = (m * 4 + (int)mode) * 3 + pick_slot + 1;
     auto it = graphs_.find(key);
     if (it != graphs_.end()) return it->second;
     XL_CUDA_CHECK(cudaSetDevice(device_));
     const cudaGraphExec_t exec = cuda::capture_graph(stream_, [&] {
       enqueue_layers(m);
-      if (mode == LogitRows::Last) enqueue_logits(m, m - 1, 1);
+      if (mode == LogitRows::Last) enqueue_logits(m, m - 1, 1, nullptr, pick_slot);
       if (mode == LogitRows::All) enqueue_logits(m, 0, m);
     });
     return graphs_.emplace(key, exec).first->second;
@@ -1246,16 +1271,19 @@ class Stage {
   // Final norm + lm_head for rows [r0, r0 + nr) of an m-row step into rows [0, nr) of out (default logits_). After
   // enqueue_decode_layers the last down_proj has left h's row sums of squares: a dense lm_head normalizes
   // while staging and writes the logits (no norm kernel, no zeroing).
-  void enqueue_logits(int m, int r0, int nr, float* out = nullptr) {
+  // pick_slot >= 0 (one row, pick_in_lm_head): the lm_head also picks greedily into that slot, fed to the next step.
+  void enqueue_logits(int m, int r0, int nr, float* out = nullptr, int pick_slot = -1) {
     float* logits = out ? out : logits_;
     const int hid = cfg_.hidden_size;
     const float* h = h_ + (size_t)r0 * hid;
     if (decode_fused(m) && !lm_head_.quantized && cuda::gemv_f16_rmsnorm_supported(lm_head_.dense, hid, h, hid)) {
       const float* sum_sq = row_sum_sq_ + r0;  // enqueue_decode_layers' attn_sum_sq
+      const cuda::GreedyPick pick{pick_best_, pick_done_, host_token_dev_ + std::max(pick_slot, 0), tokens_, pos_};
       cuda::gemv_f16_rmsnorm(lm_head_.dense, lm_head_.bias, hid, cfg_.vocab_size, h, hid, sum_sq, final_norm_,
-                             cfg_.rms_norm_eps, nr, logits, cfg_.vocab_size, stream_);
+                             cfg_.rms_norm_eps, nr, logits, cfg_.vocab_size, stream_, pick_slot >= 0 ? &pick : nullptr);
       return;
     }
+    if (pick_slot >= 0) throw std::logic_error("enqueue_logits: no lm_head pick on this path");
     const bool gemv = nr <= cuda::kGemvMaxRows;  // GEMV rows accumulate into zeroed logits, GEMMs overwrite
     cuda::rmsnorm(h, hid, nr, hid, final_norm_, cfg_.rms_norm_eps, xn_, hid, stream_, gemv ? logits : nullptr,
                   gemv ? (size_t)nr * cfg_.vocab_size : 0);
@@ -1359,6 +1387,8 @@ class Stage {
   int* host_token_ = nullptr;      // two slots (enqueue_pick), pinned and mapped
   int* host_token_dev_ = nullptr;  // ... as the device sees them
   int pick_slot_ = 0;
+  unsigned long long* pick_best_ = nullptr;  // the lm_head's greedy pick in progress (GreedyPick; last stage)
+  unsigned* pick_done_ = nullptr;
   cudaEvent_t token_picked_[2] = {nullptr, nullptr};
   int* host_in_ = nullptr;
   void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)
@@ -1451,6 +1481,8 @@ class CudaBackend final : public Backend {
     }
     for (size_t i = 1; i < stages_.size(); ++i) stages_[i]->connect_from(stages_[i - 1].get());
     for (auto& st : stages_) st->decode_graph(1, st.get() == stages_.back().get() ? LogitRows::Last : LogitRows::None);
+    if (stages_.size() == 1 && last().pick_in_lm_head())  // the fed steps' graphs, one per pick slot
+      for (int slot = 0; slot < 2; ++slot) last().decode_graph(1, LogitRows::Last, slot);
   }
 
   // ---- Backend ----
@@ -1502,10 +1534,7 @@ class CudaBackend final : public Backend {
       slot = last().enqueue_pick(s, fed ? pos + n : -1);
     }
     int fed_slot = 0;
-    if (fed) {
-      last().run_fed_step(pos + n + 1);
-      fed_slot = last().enqueue_pick(*next, pos + n + 1);
-    }
+    if (fed) fed_slot = last().run_fed_step(pos + n + 1, *next);
     const int32_t token = last().wait_token(slot);
     if (fed) {
       ahead_ = {true, token, pos + n, *next, fed_slot};

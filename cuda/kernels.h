@@ -153,9 +153,21 @@ void gemv_f16(const __half* w, const __half* bias, int K, int N, const __half* x
 // aligned; else it throws.
 constexpr size_t kGemvF16NormSmem = 48 * 1024;
 bool gemv_f16_rmsnorm_supported(const __half* w, int K, const float* h, int h_stride);
+// A greedy pick made by gemv_f16_rmsnorm itself (one row): each block folds its columns' logits into `best` (the
+// largest logit, ties to the lower index, NaN never picked: argmax's rule) and the last block to finish writes the
+// pick to *out and, for a fed decode step, tokens[0] = pick and *pos += 1 (the next step's position). best and
+// done start at 0, and the last block leaves them so. Saves the argmax launch between a decode step's lm_head and
+// the next step (docs/PERF-NOTES.md, session 33).
+struct GreedyPick {
+  unsigned long long* best = nullptr;
+  unsigned* done = nullptr;
+  int* out = nullptr;
+  int* tokens = nullptr;  // optional, with pos
+  int* pos = nullptr;
+};
 void gemv_f16_rmsnorm(const __half* w, const __half* bias, int K, int N, const float* h, int h_stride,
                       const float* sum_sq, const __half* norm, float eps, int m, float* y, int y_stride,
-                      cudaStream_t s);
+                      cudaStream_t s, const GreedyPick* pick = nullptr);
 // Dequantizes columns [n0, n1) of a GPTQ weight into out [K, n1 - n0] (row k' = reordered row). beside: for a side
 // stream running beside the GEMMs (DequantAhead): launched without programmatic serialization, so its short blocks
 // hand their SMs back instead of waiting on them.

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "cuda/cuda_check.h"
+#include "cuda/greedy_pick.cuh"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/q4_dequant.cuh"
@@ -48,18 +49,43 @@ __device__ __forceinline__ void stage_rmsnorm(const F16NormInput& in, int K, __h
   }
 }
 
+// GemvPick (one row): the block's best column by argmax's rule folded into pick.best, then the last block to count
+// itself done writes the pick (the threadfence reduction: every block's fold is visible before its count).
+__device__ __forceinline__ void pick_greedy(float v, int n, bool active, const GreedyPick& pick) {
+  __shared__ float col_v[kF16Warps];
+  __shared__ int col_n[kF16Warps];
+  const int warp = threadIdx.x >> 5;
+  if ((threadIdx.x & 31) == 0) col_v[warp] = v, col_n[warp] = active ? n : kNoPick;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  float best = -INFINITY;
+  int bi = kNoPick;
+  for (int w = 0; w < kF16Warps; ++w)
+    if (col_n[w] != kNoPick && greedy_takes(col_v[w], col_n[w], best, bi)) best = col_v[w], bi = col_n[w];
+  if (bi != kNoPick) atomicMax(pick.best, greedy_key(best, bi));
+  __threadfence();
+  if (atomicAdd(pick.done, 1u) != gridDim.x - 1) return;  // not the last block
+  __threadfence();
+  const int token = greedy_key_index(atomicExch(pick.best, 0ull));
+  *pick.done = 0;
+  *pick.out = token;
+  if (pick.tokens) pick.tokens[0] = token, *pick.pos += 1;
+}
+
 // NORM writes y instead of adding to it: each warp owns its column's whole dot product. evict_first: the weight
-// loads' L2 policy (weight_evict_first_flag()).
-template <int M, bool VEC, bool NORM>
+// loads' L2 policy (weight_evict_first_flag()). PICK (NORM, one row): the greedy pick as well (pick_greedy).
+template <int M, bool VEC, bool NORM, bool PICK = false>
 __global__ void __launch_bounds__(kF16Warps * 32)
     gemv_f16_kernel(const __half* __restrict__ W, const __half* __restrict__ bias, int K, int N, const __half* x,
-                    int x_stride, float* __restrict__ y, int y_stride, F16NormInput norm_in, bool evict_first) {
+                    int x_stride, float* __restrict__ y, int y_stride, F16NormInput norm_in, bool evict_first,
+                    GreedyPick pick) {
   static_assert(!NORM || VEC, "the staged input is read 16 bytes at a time");
+  static_assert(!PICK || (NORM && M == 1), "the pick is of one row's logits");
   extern __shared__ __align__(16) __half xs[];  // NORM: [M][K]
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * kF16Warps + (threadIdx.x >> 5);
   const bool active = n < N;
-  if (!NORM && !active) return;  // NORM: every thread helps stage x first
+  if (!NORM && !active) return;  // NORM: every thread helps stage x first (PICK: and takes part in the pick)
   float acc[M];
 #pragma unroll
   for (int mi = 0; mi < M; ++mi) acc[mi] = 0.f;
@@ -77,10 +103,10 @@ __global__ void __launch_bounds__(kF16Warps * 32)
     if (NORM) {
       stage_rmsnorm<M>(norm_in, K, xs);
       __syncthreads();
-      if (!active) return;
+      if (!PICK && !active) return;
       x = xs, x_stride = K;
     }
-    for (int c0 = lane; c0 < chunks; c0 += 32 * U) {
+    for (int c0 = lane; (!PICK || active) && c0 < chunks; c0 += 32 * U) {
       if (c0 != lane) {
 #pragma unroll
         for (int u = 0; u < U; ++u)
@@ -122,11 +148,12 @@ __global__ void __launch_bounds__(kF16Warps * 32)
     float v = acc[mi];
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) {
+    if (lane == 0 && (!PICK || active)) {
       float* dst = y + (size_t)mi * y_stride + n;
       v += bias ? __half2float(bias[n]) : 0.f;
       *dst = NORM ? v : *dst + v;
     }
+    if (PICK) pick_greedy(v, n, active, pick);  // (lane 0's v: the bias added)
   }
 }
 
@@ -138,19 +165,28 @@ void launch_gemv_f16(const __half* W, const __half* bias, int K, int N, const __
   const bool evict_first = weight_evict_first_flag();
   if (vec)
     launch(gemv_f16_kernel<M, true, false>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride,
-           F16NormInput{}, evict_first);
+           F16NormInput{}, evict_first, GreedyPick{});
   else
     launch(gemv_f16_kernel<M, false, false>, grid, kF16Warps * 32, 0, s, W, bias, K, N, x, x_stride, y, y_stride,
-           F16NormInput{}, evict_first);
+           F16NormInput{}, evict_first, GreedyPick{});
   XL_CUDA_LAUNCH_CHECK();
 }
 
 template <int M>
 void launch_gemv_f16_rmsnorm(const __half* W, const __half* bias, int K, int N, const F16NormInput& in, float* y,
-                             int y_stride, cudaStream_t s) {
+                             int y_stride, cudaStream_t s, const GreedyPick* pick = nullptr) {
   dim3 grid((N + kF16Warps - 1) / kF16Warps);
-  launch(gemv_f16_kernel<M, true, true>, grid, kF16Warps * 32, (size_t)M * K * sizeof(__half), s, W, bias, K, N,
-         static_cast<const __half*>(nullptr), 0, y, y_stride, in, weight_evict_first_flag());
+  const size_t smem = (size_t)M * K * sizeof(__half);
+  if constexpr (M == 1) {
+    if (pick) {
+      launch(gemv_f16_kernel<1, true, true, true>, grid, kF16Warps * 32, smem, s, W, bias, K, N,
+             static_cast<const __half*>(nullptr), 0, y, y_stride, in, weight_evict_first_flag(), *pick);
+      XL_CUDA_LAUNCH_CHECK();
+      return;
+    }
+  }
+  launch(gemv_f16_kernel<M, true, true>, grid, kF16Warps * 32, smem, s, W, bias, K, N,
+         static_cast<const __half*>(nullptr), 0, y, y_stride, in, weight_evict_first_flag(), GreedyPick{});
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -356,9 +392,15 @@ bool gemv_f16_rmsnorm_supported(const __half* W, int K, const float* h, int h_st
 
 void gemv_f16_rmsnorm(const __half* W, const __half* bias, int K, int N, const float* h, int h_stride,
                       const float* sum_sq, const __half* norm, float eps, int m, float* y, int y_stride,
-                      cudaStream_t s) {
+                      cudaStream_t s, const GreedyPick* pick) {
   if (!gemv_f16_rmsnorm_supported(W, K, h, h_stride) || (reinterpret_cast<uintptr_t>(norm) & 7) != 0)
     throw std::invalid_argument("gemv_f16_rmsnorm: unsupported shape or alignment");
+  if (pick && (m != 1 || !pick->best || !pick->done || !pick->out || !pick->tokens != !pick->pos))
+    throw std::invalid_argument("gemv_f16_rmsnorm: a pick is of one row, with its state, output and whole feed");
+  if (pick) {
+    launch_gemv_f16_rmsnorm<1>(W, bias, K, N, {h, h_stride, sum_sq, norm, eps}, y, y_stride, s, pick);
+    return;
+  }
   // Rows per launch: up to 4, as many as fit the staging area.
   const int per = std::min<int>(4, kGemvF16NormSmem / ((size_t)K * sizeof(__half)));
   for (int r = 0; r < m; r += per) {

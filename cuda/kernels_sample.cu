@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "cuda/cuda_check.h"
+#include "cuda/greedy_pick.cuh"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 
@@ -22,12 +23,6 @@ __device__ __forceinline__ void write_pick(int pick, int* out, const StepFeed& f
   }
 }
 
-// Larger float -> larger key (NaN sorts as the largest negative-bit pattern; logits are finite).
-__device__ __forceinline__ uint32_t order_key(float f) {
-  const uint32_t u = __float_as_uint(f);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
 // The logits as 16-byte loads, 8 per thread issued before any is compared: one L2 round trip per 32k logits where
 // 4-byte loads one after another took a chain of them (with the embedding's loads, 23 -> 10.5 µs per token on the
 // H200; docs/PERF-NOTES.md, session 17). Ties go to the lower index.
@@ -37,9 +32,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float sv[32];
   __shared__ int si[32];
   float best = -INFINITY;
-  int bi = 0x7fffffff;
+  int bi = kNoPick;
   const auto take = [&](float v, int i) {
-    if (v > best || (v == best && i < bi)) best = v, bi = i;
+    if (greedy_takes(v, i, best, bi)) best = v, bi = i;
   };
   const int nvec = (reinterpret_cast<uintptr_t>(logits) & 15) == 0 ? vocab / 4 : 0;
   const float4* l4 = reinterpret_cast<const float4*>(logits);
@@ -61,15 +56,15 @@ __global__ void __launch_bounds__(kThreads)
   for (int o = 16; o > 0; o >>= 1) {
     const float ov = __shfl_xor_sync(0xffffffffu, best, o);
     const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > best || (ov == best && oi < bi)) best = ov, bi = oi;
+    if (greedy_takes(ov, oi, best, bi)) best = ov, bi = oi;
   }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) sv[warp] = best, si[warp] = bi;
   __syncthreads();
   if (threadIdx.x == 0) {
     for (int w = 1; w < kThreads / 32; ++w)
-      if (sv[w] > best || (sv[w] == best && si[w] < bi)) best = sv[w], bi = si[w];
-    write_pick(bi == 0x7fffffff ? 0 : bi, out, feed);
+      if (greedy_takes(sv[w], si[w], best, bi)) best = sv[w], bi = si[w];
+    write_pick(bi == kNoPick ? 0 : bi, out, feed);
   }
 }
 

@@ -615,6 +615,51 @@ void check_gemv_f16_rmsnorm(int K, int N, int m) {
   report(name, rel_err(dy.download(), ref), 4e-3);
 }
 
+// The decode lm_head's own greedy pick (GreedyPick): over the logits it wrote, the first index of the largest
+// non-NaN one, fed to the next step (tokens[0], pos + 1), its state back at 0 after each launch. Launches in turn:
+// two equal largest logits in different blocks, then in one block (the lower index must win), then a NaN column
+// and a smaller largest logit than before (a pick state left over would give the earlier pick).
+void check_lm_head_pick(int K, int N) {
+  std::vector<__half> w = rand_half((size_t)N * K, -0.05f, 0.05f), nw = rand_half(K, 0.5f, 1.5f);
+  std::vector<float> h(K), ss(1);
+  for (auto& v : h) v = urand(-3.f, 3.f);
+  rmsnorm_row_ref(h.data(), nw, K, 1e-5f, &ss[0]);
+  Dev<__half> dw((size_t)N * K), db(N), dnw(nw);
+  Dev<float> dh(h), dss(ss), dy(N);
+  Dev<unsigned long long> best(1);
+  Dev<unsigned> done(1);
+  Dev<int> out(1), feed(2);  // feed: [pos, token]
+  XL_CUDA_CHECK(cudaMemset(best.p, 0, sizeof(unsigned long long)));
+  XL_CUDA_CHECK(cudaMemset(done.p, 0, sizeof(unsigned)));
+  const GreedyPick pick{best.p, done.p, out.p, feed.p + 1, feed.p};
+  int bad = 0, runs = 0;
+  const int pairs[3][2] = {{N / 3, N / 2}, {16, 17}, {N - 1, 5}};
+  for (int t = 0; t < 3; ++t) {
+    const int a = pairs[t][0], b = pairs[t][1];
+    std::vector<__half> bias = rand_half(N, -0.5f, 0.5f);
+    const float top = 100.f - 20.f * t;  // each launch's largest logit below the one before
+    bias[a] = bias[b] = __float2half(top);
+    if (t == 2) bias[N / 4] = __float2half(NAN);
+    for (int k = 0; k < K; ++k) w[(size_t)b * K + k] = w[(size_t)a * K + k];  // the same logit, bit for bit
+    dw.upload(w), db.upload(bias), feed.upload({100 + t, -1});
+    out.poison(), dy.poison();
+    gemv_f16_rmsnorm(dw.p, db.p, K, N, dh.p, K, dss.p, dnw.p, 1e-5f, 1, dy.p, N, nullptr, &pick);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<float> y = dy.download();
+    int ref = -1;
+    for (int n = 0; n < N; ++n)
+      if (!std::isnan(y[n]) && (ref < 0 || y[n] > y[ref])) ref = n;
+    const int got = out.download()[0];
+    const std::vector<int> f = feed.download();
+    bad += got != ref || got != std::min(a, b) || f[1] != got || f[0] != 101 + t || best.download()[0] != 0 ||
+           done.download()[0] != 0;
+    ++runs;
+  }
+  report("lm_head greedy pick (fed, ties, NaN, reset) " + std::to_string(K) + "x" + std::to_string(N) +
+             " (mismatches/" + std::to_string(runs) + ")",
+         bad, 0);
+}
+
 void check_rmsnorm(int m, int n) {
   std::vector<float> x(m * (size_t)n);
   for (auto& v : x) v = urand(-3.f, 3.f);

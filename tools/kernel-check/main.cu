@@ -194,6 +194,8 @@ int main(int argc, char** argv) {
     check_embed(1, 64, 300);      // stories260K: fewer 16-byte pieces than threads in a warp
     check_embed(2, 40960, 50);    // rows wider than one round of loads
     check_gemv_f16_rmsnorm(8192, 264, kGemvMaxRows);  // 3 rows per launch fit the staging area: 3 + 3 + 2
+    check_lm_head_pick(4096, 32000);  // the 7B's lm_head: 4,000 blocks
+    check_lm_head_pick(520, 1003);    // the last block has idle warps
     check_gemv_q4_rmsnorm(4096, 1024, 128, 1, false);  // the 7B hidden size
     check_gemv_q4_sum_sq(4096, 4096, 128, 1, GemvInput::Half);
     check_dequant_q4_exact(512, 384, 128, false, true, 0, 384);

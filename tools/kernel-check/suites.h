@@ -23,6 +23,7 @@ void check_dequant_q4_exact(int K, int N, int gs, bool act_order, bool asym, int
 void check_gemm_q4(int K, int N, int gs, int m, bool act_order);
 void check_dense(int K, int N, int m, bool use_gemm);
 void check_gemv_f16_rmsnorm(int K, int N, int m);
+void check_lm_head_pick(int K, int N);
 void check_rmsnorm(int m, int n);
 void check_silu(int m, int I, bool half_input = false);
 void check_rope(int m, int H, int KV, int D, int pos, int S, bool half_input = false);
