@@ -49,7 +49,7 @@ __device__ __forceinline__ void stage_rmsnorm(const F16NormInput& in, int K, __h
   }
 }
 
-// GemvPick (one row): the block's best column by argmax's rule folded into pick.best, then the last block to count
+// GreedyPick (one row): the block's best column by argmax's rule folded into pick.best, then the last block to count
 // itself done writes the pick (the threadfence reduction: every block's fold is visible before its count).
 __device__ __forceinline__ void pick_greedy(float v, int n, bool active, const GreedyPick& pick) {
   __shared__ float col_v[kF16Warps];
