@@ -68,8 +68,9 @@ function scratchBytes(a: Arch, chunkTokens: number, quantized: boolean): { stage
   ];
   return {
     stage: sizes.reduce((s, b) => s + Math.max(b, 16), 0),
-    // The lm_head's logits slice, and score()'s targets and NLLs for one chunk of rows.
-    last: Math.max(LOGIT_ROWS * a.vocabSize * 4, 16) + 2 * Math.max(rows * 4, 16),
+    // The lm_head's logits slice, its greedy pick's state (a 64-bit key and a counter), and score()'s targets and
+    // NLLs for one chunk of rows.
+    last: Math.max(LOGIT_ROWS * a.vocabSize * 4, 16) + 16 + 16 + 2 * Math.max(rows * 4, 16),
   };
 }
 
