@@ -1481,7 +1481,7 @@ class CudaBackend final : public Backend {
     }
     for (size_t i = 1; i < stages_.size(); ++i) stages_[i]->connect_from(stages_[i - 1].get());
     for (auto& st : stages_) st->decode_graph(1, st.get() == stages_.back().get() ? LogitRows::Last : LogitRows::None);
-    if (stages_.size() == 1 && last().pick_in_lm_head())  // the fed steps' graphs, one per pick slot
+    if (last().pick_in_lm_head())  // the fed steps' graphs, one per pick slot (one stage: fed steps)
       for (int slot = 0; slot < 2; ++slot) last().decode_graph(1, LogitRows::Last, slot);
   }
 

@@ -397,10 +397,6 @@ void gemv_f16_rmsnorm(const __half* W, const __half* bias, int K, int N, const f
     throw std::invalid_argument("gemv_f16_rmsnorm: unsupported shape or alignment");
   if (pick && (m != 1 || !pick->best || !pick->done || !pick->out || !pick->tokens != !pick->pos))
     throw std::invalid_argument("gemv_f16_rmsnorm: a pick is of one row, with its state, output and whole feed");
-  if (pick) {
-    launch_gemv_f16_rmsnorm<1>(W, bias, K, N, {h, h_stride, sum_sq, norm, eps}, y, y_stride, s, pick);
-    return;
-  }
   // Rows per launch: up to 4, as many as fit the staging area.
   const int per = std::min<int>(4, kGemvF16NormSmem / ((size_t)K * sizeof(__half)));
   for (int r = 0; r < m; r += per) {
@@ -408,7 +404,7 @@ void gemv_f16_rmsnorm(const __half* W, const __half* bias, int K, int N, const f
     const F16NormInput in{h + (size_t)r * h_stride, h_stride, sum_sq + r, norm, eps};
     float* yr = y + (size_t)r * y_stride;
     switch (mm) {
-      case 1: launch_gemv_f16_rmsnorm<1>(W, bias, K, N, in, yr, y_stride, s); break;
+      case 1: launch_gemv_f16_rmsnorm<1>(W, bias, K, N, in, yr, y_stride, s, pick); break;  // (a pick: m is 1)
       case 2: launch_gemv_f16_rmsnorm<2>(W, bias, K, N, in, yr, y_stride, s); break;
       case 3: launch_gemv_f16_rmsnorm<3>(W, bias, K, N, in, yr, y_stride, s); break;
       default: launch_gemv_f16_rmsnorm<4>(W, bias, K, N, in, yr, y_stride, s); break;
