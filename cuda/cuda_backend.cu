@@ -639,7 +639,8 @@ class Stage {
     if (s.temperature <= 0.f)
       cuda::argmax(logits_, cfg_.vocab_size, out, stream_, feed);
     else
-      cuda::sample_top_k(logits_, cfg_.vocab_size, s.top_k, s.temperature, s.uniform, out, stream_, feed);
+      cuda::sample_top_k(logits_, cfg_.vocab_size, {s.top_k, s.temperature, s.top_p, s.min_p, s.uniform}, out,
+                         stream_, feed);
     XL_CUDA_CHECK(cudaEventRecord(token_picked_[slot], stream_));
     return slot;
   }
@@ -1536,6 +1537,11 @@ class CudaBackend final : public Backend {
     int fed_slot = 0;
     if (fed) fed_slot = last().run_fed_step(pos + n + 1, *next);
     const int32_t token = last().wait_token(slot);
+    if (token == cuda::kNonFinitePick) {
+      if (fed) last().sync();  // the step it fed (token 0) is dropped
+      throw BackendError(kNonFiniteLogits, "NaN or +infinity among the " + std::to_string(cfg_.vocab_size) +
+                                               ", or all -infinity");
+    }
     if (fed) {
       ahead_ = {true, token, pos + n, *next, fed_slot};
     } else if (ahead && token >= 0 && token < cfg_.vocab_size) {
@@ -1660,7 +1666,8 @@ class CudaBackend final : public Backend {
     return s.temperature <= 0.f || (s.top_k > 0 && s.top_k <= cuda::kMaxDeviceTopK && s.top_k < cfg_.vocab_size);
   }
   static bool same_sampling(const TokenSampling& a, const TokenSampling& b) {
-    return a.temperature == b.temperature && a.top_k == b.top_k && a.uniform == b.uniform;
+    return a.temperature == b.temperature && a.top_k == b.top_k && a.top_p == b.top_p && a.min_p == b.min_p &&
+           a.uniform == b.uniform;
   }
 
   // The decode step forward_sample started ahead (its `next`): waits for it and drops its pick. Its KV entries lie

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backend/sampled_rank.h"
 #include "cuda/cuda_check.h"
 #include "cuda/greedy_pick.cuh"
 #include "cuda/kernels.h"
@@ -21,6 +22,12 @@ __device__ __forceinline__ void write_pick(int pick, int* out, const StepFeed& f
     feed.tokens[0] = pick;
     *feed.pos = feed.next_pos;
   }
+}
+
+// Logits a sampled pick can't rank: the host hears kNonFinitePick; a fed step still gets a valid token (0).
+__device__ __forceinline__ void write_unrankable(int* out, const StepFeed& feed) {
+  write_pick(0, out, feed);
+  *out = kNonFinitePick;
 }
 
 // The logits as 16-byte loads, 8 per thread issued before any is compared: one L2 round trip per 32k logits where
@@ -71,8 +78,8 @@ __global__ void __launch_bounds__(kThreads)
 // Radix-select the k-th largest key (4 passes of 8 bits), collect the k winners (ties at the threshold:
 // lowest indices), sort them descending (ties by index) and sample like sample_token_host.
 __global__ void __launch_bounds__(kThreads)
-    top_k_kernel(const float* __restrict__ logits, int vocab, int k, float temperature, float uniform, int* out,
-                 StepFeed feed) {
+    top_k_kernel(const float* __restrict__ logits, int vocab, TopKDraw draw, int* out, StepFeed feed) {
+  const int k = draw.top_k;
   wait_for_previous_kernel();
   __shared__ int hist[256];
   __shared__ uint32_t s_prefix, s_mask;
@@ -83,12 +90,15 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ int warp_counts[kThreads / 32];
   const int tid = threadIdx.x;
   if (tid == 0) s_prefix = 0, s_mask = 0, s_remaining = k, s_count = 0, s_taken = 0;
+  bool unrankable = false;
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int i = tid; i < 256; i += kThreads) hist[i] = 0;
     __syncthreads();
     const uint32_t prefix = s_prefix, mask = s_mask;
     for (int i = tid; i < vocab; i += kThreads) {
-      const uint32_t key = order_key(logits[i]);
+      const float v = logits[i];
+      unrankable |= !(v < INFINITY);  // NaN or +infinity
+      const uint32_t key = order_key(v);
       if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255], 1);
     }
     __syncthreads();
@@ -103,6 +113,11 @@ __global__ void __launch_bounds__(kThreads)
       s_mask = mask | (255u << shift);
     }
     __syncthreads();
+  }
+  // NaN has no rank (the ranks below would collide): report it, as an all -infinity row (no weights) below.
+  if (__syncthreads_or(unrankable)) {
+    if (tid == 0) write_unrankable(out, feed);
+    return;
   }
   const uint32_t thr = s_prefix;
   const int need_eq = s_remaining;  // winners equal to the threshold
@@ -146,22 +161,16 @@ __global__ void __launch_bounds__(kThreads)
     sorted[rank] = tid;
   }
   __syncthreads();
-  if (tid == 0) {
-    const float maxv = cv[sorted[0]];
-    double sum = 0.0;
-    for (int r = 0; r < k; ++r) sum += exp((double)((cv[sorted[r]] - maxv) / temperature));
-    const double target = (double)uniform * sum;
-    double acc = 0.0;
-    int pick = ci[sorted[k - 1]];
-    for (int r = 0; r < k; ++r) {
-      acc += exp((double)((cv[sorted[r]] - maxv) / temperature));
-      if (acc > target) {
-        pick = ci[sorted[r]];
-        break;
-      }
-    }
-    write_pick(pick, out, feed);
+  if (cv[sorted[0]] == -INFINITY) {  // uniform: shared, after a barrier
+    if (tid == 0) write_unrankable(out, feed);
+    return;
   }
+  __shared__ double weight[kMaxDeviceTopK];  // by rank, the top one's 1 (backend/sampled_rank.h)
+  if (tid < k) {
+    weight[tid] = exp(((double)cv[sorted[tid]] - (double)cv[sorted[0]]) / (double)draw.temperature);
+  }
+  __syncthreads();
+  if (tid == 0) write_pick(ci[sorted[sampled_rank(weight, k, draw.top_p, draw.min_p, draw.uniform)]], out, feed);
 }
 
 }  // namespace
@@ -171,11 +180,10 @@ void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed f
   XL_CUDA_LAUNCH_CHECK();
 }
 
-void sample_top_k(const float* logits, int vocab, int top_k, float temperature, float uniform, int* out,
-                  cudaStream_t s, StepFeed feed) {
-  if (top_k <= 0 || top_k > kMaxDeviceTopK || top_k > vocab)
+void sample_top_k(const float* logits, int vocab, const TopKDraw& draw, int* out, cudaStream_t s, StepFeed feed) {
+  if (draw.top_k <= 0 || draw.top_k > kMaxDeviceTopK || draw.top_k > vocab)
     throw BackendError(kBadInput, "device top-k sampling supports 1.." + std::to_string(kMaxDeviceTopK));
-  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, top_k, temperature, uniform, out, feed);
+  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, draw, out, feed);
   XL_CUDA_LAUNCH_CHECK();
 }
 

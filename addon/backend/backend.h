@@ -133,6 +133,8 @@ inline constexpr const char* kOutOfMemory = "out_of_memory";
 inline constexpr const char* kNoCuda = "no_cuda";                  // this build or machine has no usable GPU
 inline constexpr const char* kUnsupportedGpu = "unsupported_gpu";  // a GPU this build has no code for, or too old
 inline constexpr const char* kCudaError = "cuda_error";            // a CUDA call failed
+// A sampled pick met NaN or +infinity among the logits, or only -infinity (the message says which): damaged weights.
+inline constexpr const char* kNonFiniteLogits = "non_finite_logits";
 // (the glue adds "internal" for anything else, and "closed" for a closed handle)
 
 // Raised for user-facing failures (out of memory, a prompt longer than the cache, ...):
@@ -142,10 +144,13 @@ struct BackendError : std::runtime_error {
   BackendError(std::string code_, const std::string& message) : std::runtime_error(message), code(std::move(code_)) {}
 };
 
-// How to pick the next token from the last logits row without copying the logits back (greedy and top-k).
+// How to pick the next token from the last logits row without copying the logits back: greedy, or temperature
+// sampling after top-k, then top-p, then min-p (the order of the host sampler, cli/engine/sampler.ts).
 struct TokenSampling {
   float temperature = 0.0f;      // <= 0: greedy (argmax, lowest index on ties)
   int top_k = 0;                 // 0: whole vocabulary
+  float top_p = 1.0f;            // 1: off; else the smallest most-likely-first prefix whose mass reaches it
+  float min_p = 0.0f;            // 0: off; else drops tokens less likely than min_p x the most likely one
   float uniform = 0.0f;          // a uniform random number in [0, 1) drawn by the caller (keeps seeds on the host)
 };
 
@@ -184,7 +189,9 @@ class Backend {
 };
 
 // Host-side token pick shared by the default forward_sample and the tests: softmax(logits / T) over the
-// top_k largest, then the first token whose cumulative probability exceeds `uniform`.
+// top_k largest, cut by top-p and min-p (backend/sampled_rank.h), then the first token whose cumulative
+// probability exceeds `uniform`. A sampled pick refuses logits it can't rank (BackendError kNonFiniteLogits);
+// greedy takes the first largest whatever the rest hold.
 int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& sampling);
 
 // -log softmax(logits)[target], computed in double (score()'s host reduction and its tests).

@@ -250,6 +250,8 @@ Napi::Value ForwardSample(const Napi::CallbackInfo& info) {
     Napi::Object o = info[i].As<Napi::Object>();
     s.temperature = static_cast<float>(num_or(o, "temperature", 0));
     s.top_k = static_cast<int>(num_or(o, "topK", 0));
+    s.top_p = static_cast<float>(num_or(o, "topP", 1));
+    s.min_p = static_cast<float>(num_or(o, "minP", 0));
     s.uniform = static_cast<float>(num_or(o, "uniform", 0));
     return true;
   };

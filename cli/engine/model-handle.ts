@@ -75,6 +75,10 @@ export interface TokenSampling {
   temperature: number;
   /** 0: whole vocabulary. */
   topK: number;
+  /** After top-k: keeps the most likely tokens until their mass reaches it. 1 (the default): off. */
+  topP?: number;
+  /** Then drops tokens less likely than minP × the most likely one. 0 (the default): off. */
+  minP?: number;
   /** A uniform random number in [0, 1) from the caller's seeded generator. */
   uniform: number;
 }

@@ -14,12 +14,15 @@ import { DEFAULT_CHUNK_TOKENS, type BackendName, type MemoryUse, type ModelHandl
 import type { GptqSettings, ModelSpec } from './model-spec.js';
 import { DUMMY_GROUP_SIZE, dummyArch } from './dummy-models.js';
 import { FLOAT32_MAX, INT32_MAX, MAX_THREADS, isIntIn } from './native-limits.js';
+import { NonFiniteLogitsError } from './sampler.js';
 
 /** Codes the native side uses for internal faults; every other code is a problem the user can act on. */
 const INTERNAL_CODES = new Set(['internal']);
 
 function toUserError(err: unknown, context?: string): unknown {
   const e = err as NativeError;
+  // A pick on the backend met logits no sampling can rank: the same error the host sampler raises.
+  if (e && e.code === 'non_finite_logits') return new NonFiniteLogitsError(e.message.split('\n')[0]!);
   if (e && typeof e.code === 'string' && !INTERNAL_CODES.has(e.code)) {
     const message = e.message.split('\n')[0];
     return new UserError(context ? `${context}: ${message}` : message);
@@ -173,10 +176,12 @@ function checkPos(pos: number): void {
   if (!isIntIn(pos, 0)) throw new UserError(`position must be an integer from 0 to ${INT32_MAX} (got ${pos})`);
 }
 
-/** The backend reads temperature and uniform as floats and topK as an int. */
+/** The backend reads temperature, topP, minP and uniform as floats and topK as an int. */
 function checkTokenSampling(s: TokenSampling): void {
   if (!(s.temperature >= 0 && s.temperature <= FLOAT32_MAX)) throw new UserError(`temperature must be a finite number >= 0 (got ${s.temperature})`);
   if (!isIntIn(s.topK, 0)) throw new UserError(`top-k must be an integer from 0 to ${INT32_MAX} (got ${s.topK})`);
+  if (s.topP !== undefined && !(s.topP > 0 && s.topP <= 1)) throw new UserError(`top-p must be in (0, 1] (got ${s.topP})`);
+  if (s.minP !== undefined && !(s.minP >= 0 && s.minP <= 1)) throw new UserError(`min-p must be in [0, 1] (got ${s.minP})`);
   if (!(s.uniform >= 0 && s.uniform < 1)) throw new UserError(`uniform must be in [0, 1) (got ${s.uniform})`);
 }
 

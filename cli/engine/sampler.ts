@@ -270,8 +270,10 @@ export class Sampler {
   }
 
   /**
-   * When the backend can make the pick itself (greedy, or temperature with optional top-k, no penalties),
-   * its settings with a uniform number from our generator; else null (sample on the host).
+   * When the backend can make the pick itself (greedy, or temperature with optional top-k, and top-p / min-p
+   * after a top-k; no penalties, no typical-p), its settings with a uniform number from our generator; else null
+   * (sample on the host). The backend applies the same rule (addon/backend/sampled_rank.h), so a seed gives
+   * the same tokens either way, up to float rounding at a boundary.
    */
   backendSampling(): TokenSampling | null {
     const ahead = this.drawnAhead;
@@ -294,8 +296,10 @@ export class Sampler {
     const p = this.params;
     if (hasPenalties(p)) return null;
     if (p.temperature <= 0) return { temperature: 0, topK: 0, uniform: 0 };
-    if (p.topP < 1 || p.minP > 0 || p.typicalP < 1) return null;
-    return { temperature: p.temperature, topK: p.topK, uniform: this.rng.uniform() };
+    if (p.typicalP < 1) return null;
+    // Without a top-k, top-p and min-p need the whole vocabulary ranked: the host's candidate search does that.
+    if ((p.topP < 1 || p.minP > 0) && p.topK === 0) return null;
+    return { temperature: p.temperature, topK: p.topK, topP: p.topP, minP: p.minP, uniform: this.rng.uniform() };
   }
 
   /** Picks the next id from one row of logits (the row may be modified). */

@@ -97,6 +97,15 @@ export interface NativeError extends Error {
 /** A checkpoint read-ahead started by startReadAhead (addon/loader/checkpoint_read_ahead.h). */
 export type NativeReadAheadHandle = { readonly __nativeReadAhead: unique symbol };
 
+/** A pick on the backend (cli/engine/model-handle.ts TokenSampling); topP defaults to 1 and minP to 0 (off). */
+export interface NativeTokenSampling {
+  temperature: number;
+  topK: number;
+  topP?: number;
+  minP?: number;
+  uniform: number;
+}
+
 export interface NativeModelApi {
   /**
    * Starts reading the checkpoint's tensors into the page cache on a native thread, in the order loadModel
@@ -112,8 +121,7 @@ export interface NativeModelApi {
   forward(handle: NativeModelHandle, tokens: Int32Array, pos: number, allLogits: boolean): Promise<Float32Array>;
   /** `next`: the sampling of the step that will feed the picked token next (see ModelHandle.forwardSample). */
   forwardSample(handle: NativeModelHandle, tokens: Int32Array, pos: number,
-    sampling: { temperature: number; topK: number; uniform: number },
-    next?: { temperature: number; topK: number; uniform: number }): Promise<number>;
+    sampling: NativeTokenSampling, next?: NativeTokenSampling): Promise<number>;
   /** One NLL per token: -log softmax(logits_i)[targets[i]]; 0 where targets[i] < 0. */
   score(handle: NativeModelHandle, tokens: Int32Array, pos: number, targets: Int32Array): Promise<Float32Array>;
   trimCache(handle: NativeModelHandle, length: number): void;

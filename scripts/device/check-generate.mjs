@@ -55,6 +55,14 @@ report.deviceSampling = dev.some((d) => d.error) ? dev : {
   otherSeedDiffers: JSON.stringify(dev[0].generatedIds) !== JSON.stringify(dev[2].generatedIds),
   sample: dev[0].text.slice(0, 200),
 };
+// The default sampling (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05): picked on the device, against the host
+// sampler on the same seed (a typical-p a hair under 1 keeps the pick on the host and drops nothing it would keep).
+const defaults = [json(['-n', '100', '--seed', '7']), json(['-n', '100', '--seed', '7', '--typical-p', '0.999999999'])];
+report.defaultSampling = defaults.some((d) => d.error) ? defaults : {
+  deviceEqualsHost: commonPrefix(defaults[0].generatedIds, defaults[1].generatedIds) === defaults[1].generatedIds.length,
+  commonPrefix: commonPrefix(defaults[0].generatedIds, defaults[1].generatedIds),
+  deviceTimings: defaults[0].timings, hostTimings: defaults[1].timings,
+};
 const host = [json(['-n', '100', '--seed', '7', '--repeat-penalty', '1.1']), json(['-n', '100', '--seed', '7', '--repeat-penalty', '1.1'])];
 report.hostSampling = host.some((d) => d.error) ? host : {
   sameSeedSameIds: JSON.stringify(host[0].generatedIds) === JSON.stringify(host[1].generatedIds),

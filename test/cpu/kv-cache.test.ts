@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { UserError } from '../../cli/errors.js';
 import { NativeModel } from '../../cli/engine/native-model.js';
 import { argmax, loadReference, openModel, row } from './reference.js';
+import { minPFilter, pickIndex, softmax, topKCandidates, topPFilter } from '../../cli/engine/sampler.js';
 
 const NAME = 'stories260K-gptq-4bit-g64-actorder';
 const ids = loadReference(NAME).sequences.find((s) => s.name === 'golden')!.ids;
@@ -80,6 +81,34 @@ test('forwardSample picks the argmax when greedy and a top-k token when sampling
     }
     // Temperature sharpens: at T = 0.05 nearly all mass is on the argmax, so a mid draw takes it.
     assert.equal(await model.forwardSample(ids, 0, { temperature: 0.05, topK: 3, uniform: 0.5 }), top3[0]);
+  } finally {
+    model.close();
+  }
+});
+
+test('forwardSample with top-p and min-p after top-k picks what the host sampler picks', async () => {
+  const model = await openModel(NAME);
+  try {
+    const logits = await model.forward(ids, 0);
+    await model.trimCache(0);
+    let cutBinds = 0;
+    for (const [temperature, topK, topP, minP] of [[0.8, 40, 0.95, 0.05], [1.5, 40, 0.5, 0], [1, 20, 1, 0.2], [0.6, 64, 0.9, 0.1]]) {
+      // The host sampler's steps (cli/engine/sampler.ts), independent of the backend's rule.
+      const top = topKCandidates(logits, topK);
+      const kept = minPFilter(topPFilter({ ids: top.ids, logits: top.logits.map((v) => v / temperature) }, topP), minP);
+      const probs = softmax(kept.logits);
+      if (kept.ids.length < topK) cutBinds++;
+      let cum = 0;
+      const bounds = probs.map((p) => (cum += p));
+      for (let i = 0; i < 20; i++) {
+        const uniform = (i + 0.5) / 20;
+        if (bounds.some((b) => Math.abs(b - uniform) < 1e-5)) continue;  // float rounding may go either way
+        const want = kept.ids[pickIndex(probs, uniform)];
+        const got = await model.forwardSample(ids, 0, { temperature, topK, topP, minP, uniform });
+        assert.equal(got, want, `T ${temperature} top-k ${topK} top-p ${topP} min-p ${minP} uniform ${uniform}`);
+      }
+    }
+    assert.ok(cutBinds >= 3, `top-p / min-p cut the candidates in ${cutBinds} of 4 settings`);
   } finally {
     model.close();
   }

@@ -156,6 +156,15 @@ test('samples only ever come from the filtered set', () => {
   assert.deepEqual(s.backendSampling()?.topK, 5); // temperature + top-k alone can run on the backend
 });
 
+test('top-p and min-p after a top-k go to the backend with the pick; without a top-k, or with typical-p, they stay here', () => {
+  const chat = new Sampler({ ...DEFAULT_SAMPLING }, 5).backendSampling();
+  assert.ok(chat !== null && chat.uniform >= 0 && chat.uniform < 1);
+  assert.deepEqual({ ...chat, uniform: 0 }, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, uniform: 0 });
+  assert.equal(new Sampler({ ...DEFAULT_SAMPLING, topK: 0 }, 5).backendSampling(), null);
+  assert.equal(new Sampler({ ...DEFAULT_SAMPLING, topP: 1, minP: 0, topK: 0 }, 5).backendSampling()?.topK, 0);
+  assert.equal(new Sampler({ ...DEFAULT_SAMPLING, typicalP: 0.9 }, 5).backendSampling(), null);
+});
+
 test('peekBackendSampling draws the next backend pick ahead: the same numbers, in the same order', () => {
   const params = { ...OFF, topK: 40, temperature: 0.8 };
   const plain = new Sampler(params, 7), peeking = new Sampler(params, 7);

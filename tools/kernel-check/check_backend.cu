@@ -52,8 +52,12 @@ void check_backend_paths(int layers) {
   TokenSampling tk;
   tk.temperature = 0.7f, tk.top_k = 40, tk.uniform = 0.61f;
   const int32_t t = b->forward_sample(&toks[n - 1], 1, n - 1, tk);
-  const int mism = (g != ref_sample(last, 1, 0.f, 0.f)) + (t != ref_sample(last, 40, 0.7f, 0.61f));
-  report("backend: forward_sample greedy + top-k vs host rule (mismatches)" + tag, mism, 0);
+  b->trim_cache(n - 1);
+  TokenSampling chat = tk;  // the CLI's default sampling: top-p and min-p after top-k
+  chat.top_p = 0.95f, chat.min_p = 0.05f, chat.temperature = 0.8f;
+  const int32_t cp = b->forward_sample(&toks[n - 1], 1, n - 1, chat);
+  const int mism = (g != ref_sample(last, greedy)) + (t != ref_sample(last, tk)) + (cp != ref_sample(last, chat));
+  report("backend: forward_sample greedy, top-k, top-k + top-p + min-p vs host rule (mismatches)" + tag, mism, 0);
   {  // Decode pipelining: forward_sample with `next` (the step after started ahead) picks what it picks without, in
      // greedy and top-k runs; the caller's cache length holds while a step is ahead; the dropped step changes
      // nothing (a forward of another token at its position after it gives the logits a plain run gives).
@@ -90,9 +94,11 @@ void check_backend_paths(int layers) {
     };
     TokenSampling topk;
     topk.temperature = 0.8f, topk.top_k = 20;
+    TokenSampling cut = topk;
+    cut.top_k = 40, cut.top_p = 0.95f, cut.min_p = 0.05f;
     int differ = 0, near_ties = 0;
     double worst = 0;
-    for (const TokenSampling& base : {greedy, topk}) {
+    for (const TokenSampling& base : {greedy, topk, cut}) {
       std::vector<float> plain_after(V), piped_after(V);
       const std::vector<int32_t> plain = steps(false, base, plain_after), piped = steps(true, base, piped_after);
       if (plain == piped) {

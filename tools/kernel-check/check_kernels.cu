@@ -915,45 +915,86 @@ void check_prompt_attention() {
   check_attention(20, 8, 4, 8, 30, 32, true);       // head_dim 8: falls back to the split kernel
 }
 
-int ref_sample(const std::vector<float>& l, int k, float T, float u) {
-  std::vector<int> idx(l.size());
-  std::iota(idx.begin(), idx.end(), 0);
-  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return l[a] > l[b]; });
-  if (T <= 0) return idx[0];
-  double sum = 0;
-  for (int i = 0; i < k; ++i) sum += std::exp((double)((l[idx[i]] - l[idx[0]]) / T));
-  double acc = 0;
+// The host sampler's rule (cli/engine/sampler.ts) written out in float64: the top_k candidates sorted (stable),
+// their weights exp((l - l0) / T); top-p keeps candidates while the normalized mass before them is below top_p;
+// min-p keeps those whose weight is at least min_p x the top one's; u picks the first whose cumulative weight
+// exceeds u x the kept total.
+struct RefDraw {
+  std::vector<int> ids;        // candidates, most likely first
+  std::vector<double> weight;  // of each candidate
+  std::vector<double> before;  // normalized mass before each candidate (top-p's test)
+  int kept = 0;                // candidates left after top-p and min-p
+};
+RefDraw ref_draw(const std::vector<float>& l, const TokenSampling& s) {
+  RefDraw d;
+  d.ids.resize(l.size());
+  std::iota(d.ids.begin(), d.ids.end(), 0);
+  std::stable_sort(d.ids.begin(), d.ids.end(), [&](int a, int b) { return l[a] > l[b]; });
+  const int k = s.top_k > 0 && s.top_k < (int)l.size() ? s.top_k : (int)l.size();
+  d.ids.resize(k);
+  double total = 0;
   for (int i = 0; i < k; ++i) {
-    acc += std::exp((double)((l[idx[i]] - l[idx[0]]) / T));
-    if (acc > u * sum) return idx[i];
+    d.weight.push_back(std::exp(((double)l[d.ids[i]] - (double)l[d.ids[0]]) / (double)s.temperature));
+    total += d.weight.back();
   }
-  return idx[k - 1];
+  double before = 0;
+  for (int i = 0; i < k; ++i) d.before.push_back(before), before += d.weight[i] / total;
+  int n = k;
+  if (s.top_p < 1.f) {
+    n = 0;
+    while (n < k && d.before[n] < (double)s.top_p) ++n;
+    n = std::max(n, 1);
+  }
+  if (s.min_p > 0.f) {
+    int m = 0;
+    while (m < n && d.weight[m] >= (double)s.min_p) ++m;  // weight[0] is 1
+    n = std::max(m, 1);
+  }
+  d.kept = n;
+  return d;
+}
+
+int ref_sample(const std::vector<float>& l, const TokenSampling& s) {
+  if (s.temperature <= 0) return (int)(std::max_element(l.begin(), l.end()) - l.begin());
+  const RefDraw d = ref_draw(l, s);
+  double kept = 0;
+  for (int i = 0; i < d.kept; ++i) kept += d.weight[i];
+  double acc = 0;
+  for (int i = 0; i < d.kept; ++i) {
+    acc += d.weight[i];
+    if (acc > (double)s.uniform * kept) return d.ids[i];
+  }
+  return d.ids[d.kept - 1];
 }
 
 // Whether the host rule's choice between tokens a and b on logits l turns on less than rounding: their logits
-// within kTieTol of each other, or (top-k) a cumulative share between their ranks within kTieTol of u.
+// within kTieTol of each other, or (sampling) a quantity the rule compares within kTieTol of its bound: a
+// cumulative share between their ranks against u, a mass before a candidate against top-p, a weight against min-p.
 bool near_tie_pick(const std::vector<float>& l, const TokenSampling& s, int a, int b) {
   constexpr double kTieTol = 1e-3;
   if (a < 0 || b < 0 || a >= (int)l.size() || b >= (int)l.size()) return false;
   if (std::fabs((double)l[a] - (double)l[b]) < kTieTol) return true;
   if (s.temperature <= 0 || s.top_k <= 0) return false;
-  std::vector<int> idx(l.size());
-  std::iota(idx.begin(), idx.end(), 0);
-  std::stable_sort(idx.begin(), idx.end(), [&](int x, int y) { return l[x] > l[y]; });
-  const int k = std::min<int>(s.top_k, (int)l.size());
-  const int ra = (int)(std::find(idx.begin(), idx.end(), a) - idx.begin());
-  const int rb = (int)(std::find(idx.begin(), idx.end(), b) - idx.begin());
+  const RefDraw d = ref_draw(l, s);
+  const int k = (int)d.ids.size();
+  const int ra = (int)(std::find(d.ids.begin(), d.ids.end(), a) - d.ids.begin());
+  const int rb = (int)(std::find(d.ids.begin(), d.ids.end(), b) - d.ids.begin());
   if (ra >= k || rb >= k) return false;
-  double sum = 0;
-  for (int i = 0; i < k; ++i) sum += std::exp((double)((l[idx[i]] - l[idx[0]]) / s.temperature));
+  for (int i = 0; i < k; ++i) {
+    if (s.top_p < 1.f && std::fabs(d.before[i] - (double)s.top_p) < kTieTol) return true;
+    if (s.min_p > 0.f && std::fabs(d.weight[i] - (double)s.min_p) < kTieTol) return true;
+  }
+  double kept = 0;
+  for (int i = 0; i < d.kept; ++i) kept += d.weight[i];
   double acc = 0;
   for (int i = 0; i < std::max(ra, rb); ++i) {
-    acc += std::exp((double)((l[idx[i]] - l[idx[0]]) / s.temperature));
-    if (i >= std::min(ra, rb) && std::fabs(acc / sum - (double)s.uniform) < kTieTol) return true;
+    acc += d.weight[i];
+    if (i >= std::min(ra, rb) && std::fabs(acc / kept - (double)s.uniform) < kTieTol) return true;
   }
   return false;
 }
 
+// The device picks (argmax; top-k alone, then with top-p and min-p cuts that bind) against the host rule.
 void check_sampling(int vocab) {
   int bad = 0, runs = 0;
   Dev<int> out(1);
@@ -964,18 +1005,44 @@ void check_sampling(int vocab) {
     l[vocab / 3] = 12.f, l[vocab / 2] = 12.f;
     for (int i = 0; i < 5; ++i) l[(size_t)(rng() % vocab)] = 9.5f;
     Dev<float> dl(l);
-    const int k = 1 + (int)(rng() % kMaxDeviceTopK);
-    const float T = 0.3f + urand(0.f, 1.5f), u = urand(0.f, 1.f);
+    TokenSampling s;
+    s.top_k = 1 + (int)(rng() % kMaxDeviceTopK);
+    s.temperature = 0.3f + urand(0.f, 1.5f), s.uniform = urand(0.f, 1.f);
     out.poison();
     argmax(dl.p, vocab, out.p, nullptr);
-    bad += out.download()[0] != ref_sample(l, 1, 0.f, 0.f);
-    out.poison();
-    sample_top_k(dl.p, vocab, k, T, u, out.p, nullptr);
-    bad += out.download()[0] != ref_sample(l, k, T, u);
-    runs += 2;
+    bad += out.download()[0] != ref_sample(l, TokenSampling{});
+    runs += 1;
+    for (int cut = 0; cut < 3; ++cut) {
+      s.top_p = cut == 1 ? urand(0.3f, 0.99f) : 1.f;
+      s.min_p = cut == 2 ? urand(0.01f, 0.5f) : 0.f;
+      if (cut == 2) s.top_p = 0.95f;  // both, as chat's defaults
+      out.poison();
+      sample_top_k(dl.p, vocab, {s.top_k, s.temperature, s.top_p, s.min_p, s.uniform}, out.p, nullptr);
+      const int got = out.download()[0], want = ref_sample(l, s);
+      bad += got != want && !near_tie_pick(l, s, got, want);
+      runs += 1;
+    }
   }
-  report("sampling argmax + top-k vocab=" + std::to_string(vocab) + " (mismatches/" + std::to_string(runs) + ")",
+  report("sampling argmax + top-k, top-p, min-p vocab=" + std::to_string(vocab) + " (mismatches/" +
+             std::to_string(runs) + ")",
          bad, 0);
+  // Rows a sampled pick can't rank (a NaN, a +infinity, all -infinity): kNonFinitePick, and a feed gets token 0.
+  int missed = 0;
+  Dev<int> feed_io(2);  // [0]: the fed token, [1]: the fed position
+  for (int row = 0; row < 3; ++row) {
+    std::vector<float> l(vocab);
+    for (auto& v : l) v = row == 2 ? -INFINITY : urand(-10.f, 10.f);
+    if (row < 2) l[(size_t)(rng() % vocab)] = row == 0 ? NAN : INFINITY;
+    Dev<float> dl(l);
+    out.poison();
+    feed_io.poison();
+    sample_top_k(dl.p, vocab, {40 < vocab ? 40 : 1, 0.8f, 0.95f, 0.05f, 0.5f}, out.p, nullptr,
+                 StepFeed{feed_io.p + 1, feed_io.p, 7});
+    const std::vector<int> fed = feed_io.download();
+    missed += out.download()[0] != kNonFinitePick || fed[0] != 0 || fed[1] != 7;
+  }
+  report("sampling: NaN, +infinity, all -infinity rows refused, feed kept valid vocab=" + std::to_string(vocab), missed,
+         0);
 }
 
 // token_nll against a float64 log-softmax of the same float logits: random rows shifted by `offset` (a large

@@ -33,7 +33,7 @@ void check_attention(int m, int H, int KV, int D, int len_after, int S, bool pre
                      int min_keys = kAttnMinKeysPerSplit);
 void check_decode_attention();
 void check_prompt_attention();
-int ref_sample(const std::vector<float>& l, int k, float T, float u);
+int ref_sample(const std::vector<float>& l, const TokenSampling& s);
 bool near_tie_pick(const std::vector<float>& l, const TokenSampling& s, int a, int b);
 void check_sampling(int vocab);
 void check_token_nll(int rows, int vocab, float offset);
