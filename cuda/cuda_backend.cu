@@ -161,6 +161,9 @@ struct GpuLayer {
 };
 
 enum class LogitRows { None, Last, All };
+// How a fed decode step's graph picks its token (Stage::graph_pick): not at all (a kernel launched after the graph),
+// in the lm_head's blocks (greedy), or by the argmax / top-k kernel captured after the lm_head.
+enum class GraphPick { None, LmHead, Argmax, TopK };
 
 class CudaBackend;
 
@@ -211,6 +214,7 @@ class Stage {
 #endif
     if (stream_) cudaStreamDestroy(stream_);
     if (host_token_) cudaFreeHost(host_token_);
+    if (draw_host_) cudaFreeHost(draw_host_);
     if (host_in_) cudaFreeHost(host_in_);
     if (host_embed_) cudaFreeHost(host_embed_);
     if (staging_) cudaFreeHost(staging_);
@@ -546,6 +550,8 @@ class Stage {
     inv_freq_ = mem_.alloc<float>(D / 2, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaHostAlloc(&host_token_, 2 * sizeof(int), cudaHostAllocMapped | cudaHostAllocPortable));
     XL_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&host_token_dev_), host_token_, 0));
+    XL_CUDA_CHECK(cudaHostAlloc(&draw_host_, 2 * sizeof(cuda::TopKDraw), cudaHostAllocMapped | cudaHostAllocPortable));
+    XL_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&draw_dev_), draw_host_, 0));
     for (cudaEvent_t& e : token_picked_) XL_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     update_inv_freq(1, /*force=*/true);
   }
@@ -653,27 +659,47 @@ class Stage {
   // feed_pos), started without the host's inputs: the GPU goes from one step to the next without waiting for
   // the host to read the token. seq_len: the step's position + 1 (RoPE frequencies, as begin_call updates them).
   // One stage only (it is the first and the last). Then the pick for s, which feeds the step after (enqueue_pick's
-  // with feed_pos = seq_len); returns its slot. A greedy pick is made by the step's own lm_head (pick_in_lm_head):
-  // one launch fewer per token.
+  // with feed_pos = seq_len); returns its slot. The pick is part of the step's graph (graph_pick), so nothing is
+  // launched between two steps' graphs; a sampled pick reads its draw from the slot's draw_host_, written here.
   int run_fed_step(int seq_len, const TokenSampling& s) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
     update_inv_freq(seq_len, false);
-    if (s.temperature > 0.f || !pick_in_lm_head()) {
+    const GraphPick kind = graph_pick(s);
+    if (kind == GraphPick::None) {
       XL_CUDA_CHECK(cudaGraphLaunch(decode_graph(1, LogitRows::Last), stream_));
       return enqueue_pick(s, seq_len);
     }
     const int slot = pick_slot_;
     pick_slot_ ^= 1;
-    XL_CUDA_CHECK(cudaGraphLaunch(decode_graph(1, LogitRows::Last, slot), stream_));
+    // The step that last read this slot's draw was picked before the caller got its token: free to rewrite.
+    if (kind == GraphPick::TopK) draw_host_[slot] = {s.top_k, s.temperature, s.top_p, s.min_p, s.uniform};
+    XL_CUDA_CHECK(cudaGraphLaunch(decode_graph(1, LogitRows::Last, kind, slot), stream_));
     XL_CUDA_CHECK(cudaEventRecord(token_picked_[slot], stream_));
     return slot;
   }
-  // Whether a fed step's greedy pick can be made by its lm_head (gemv_f16_rmsnorm's GreedyPick): one stage, the
-  // dense lm_head with the final norm folded in (enqueue_logits' first case). XLLAMA_LM_HEAD_PICK=0: never.
-  bool pick_in_lm_head() const {
-    static const bool on = cuda::env_switch_on("XLLAMA_LM_HEAD_PICK");
-    return on && first_ && last_ && decode_fused(1) && !lm_head_.quantized &&
-           cuda::gemv_f16_rmsnorm_supported(lm_head_.dense, cfg_.hidden_size, h_, cfg_.hidden_size);
+  // How a fed step's graph picks for s (one stage only: fed steps): greedy by its own lm_head where that can
+  // (gemv_f16_rmsnorm's GreedyPick: the dense lm_head with the final norm folded in; XLLAMA_LM_HEAD_PICK=0: never),
+  // else by the argmax or top-k kernel captured after the lm_head (XLLAMA_GRAPH_PICK=0: launched between graphs).
+  GraphPick graph_pick(const TokenSampling& s) const {
+    static const bool lm_head_on = cuda::env_switch_on("XLLAMA_LM_HEAD_PICK");
+    static const bool graph_on = cuda::env_switch_on("XLLAMA_GRAPH_PICK");
+    if (!first_ || !last_) return GraphPick::None;
+    if (s.temperature > 0.f) return graph_on ? GraphPick::TopK : GraphPick::None;
+    if (lm_head_on && decode_fused(1) && !lm_head_.quantized &&
+        cuda::gemv_f16_rmsnorm_supported(lm_head_.dense, cfg_.hidden_size, h_, cfg_.hidden_size))
+      return GraphPick::LmHead;
+    return graph_on ? GraphPick::Argmax : GraphPick::None;
+  }
+  // The fed steps' graphs, one per pick slot and way of picking (greedy, sampled), captured at load so that a
+  // reply's first steps don't pay for them.
+  void capture_fed_step_graphs() {
+    TokenSampling greedy, sampled;
+    sampled.temperature = 1.f;
+    for (const TokenSampling& s : {greedy, sampled}) {
+      const GraphPick kind = graph_pick(s);
+      if (kind != GraphPick::None)
+        for (int slot = 0; slot < 2; ++slot) decode_graph(1, LogitRows::Last, kind, slot);
+    }
   }
   void sync() {
     XL_CUDA_CHECK(cudaSetDevice(device_));
@@ -891,17 +917,23 @@ class Stage {
   // The decode graph of m rows (m <= kGemvMaxRows) with these logits, captured on first use. The backend asks
   // for the one-row graph when it is created (allocate_runtime), so a chat's first reply does not pay for the
   // capture and the kernels' first load between its first and second token.
-  // pick_slot >= 0 (m = 1, Last, pick_in_lm_head): the graph's lm_head also makes the greedy pick into that slot and
-  // feeds it to the next step (run_fed_step).
-  cudaGraphExec_t decode_graph(int m, LogitRows mode, int pick_slot = -1) {
-    const int key = (m * 4 + (int)mode) * 3 + pick_slot + 1;
+  // pick (m = 1, Last; graph_pick): the graph also picks the token into pick_slot and feeds it to the next step
+  // (run_fed_step).
+  cudaGraphExec_t decode_graph(int m, LogitRows mode, GraphPick pick = GraphPick::None, int pick_slot = 0) {
+    const int key = ((m * 4 + (int)mode) * 4 + (int)pick) * 2 + pick_slot;
     auto it = graphs_.find(key);
     if (it != graphs_.end()) return it->second;
     XL_CUDA_CHECK(cudaSetDevice(device_));
     const cudaGraphExec_t exec = cuda::capture_graph(stream_, [&] {
       enqueue_layers(m);
-      if (mode == LogitRows::Last) enqueue_logits(m, m - 1, 1, nullptr, pick_slot);
+      if (mode == LogitRows::Last) enqueue_logits(m, m - 1, 1, nullptr, pick == GraphPick::LmHead ? pick_slot : -1);
       if (mode == LogitRows::All) enqueue_logits(m, 0, m);
+      // Fed: the next step's token, and its position one on (the graph is launched at every position).
+      const cuda::StepFeed feed{pos_, tokens_, 0, /*advance=*/true};
+      int* out = host_token_dev_ + pick_slot;
+      if (pick == GraphPick::Argmax) cuda::argmax(logits_, cfg_.vocab_size, out, stream_, feed);
+      if (pick == GraphPick::TopK)
+        cuda::sample_top_k_at(logits_, cfg_.vocab_size, draw_dev_ + pick_slot, out, stream_, feed);
     });
     return graphs_.emplace(key, exec).first->second;
   }
@@ -1272,7 +1304,7 @@ class Stage {
   // Final norm + lm_head for rows [r0, r0 + nr) of an m-row step into rows [0, nr) of out (default logits_). After
   // enqueue_decode_layers the last down_proj has left h's row sums of squares: a dense lm_head normalizes
   // while staging and writes the logits (no norm kernel, no zeroing).
-  // pick_slot >= 0 (one row, pick_in_lm_head): the lm_head also picks greedily into that slot, fed to the next step.
+  // pick_slot >= 0 (one row, GraphPick::LmHead): the lm_head also picks greedily into that slot, fed to the next step.
   void enqueue_logits(int m, int r0, int nr, float* out = nullptr, int pick_slot = -1) {
     float* logits = out ? out : logits_;
     const int hid = cfg_.hidden_size;
@@ -1386,6 +1418,8 @@ class Stage {
   bool all_quantized_ = false;     // every layer linear is 4-bit: decode takes enqueue_decode_layers
   bool defer_norms_ = false;       // choose_decode_norms
   int* host_token_ = nullptr;      // two slots (enqueue_pick), pinned and mapped
+  cuda::TopKDraw* draw_host_ = nullptr;  // the sampled draw of each slot's fed step (run_fed_step), pinned and mapped
+  cuda::TopKDraw* draw_dev_ = nullptr;
   int* host_token_dev_ = nullptr;  // ... as the device sees them
   int pick_slot_ = 0;
   unsigned long long* pick_best_ = nullptr;  // the lm_head's greedy pick in progress (GreedyPick; last stage)
@@ -1482,8 +1516,7 @@ class CudaBackend final : public Backend {
     }
     for (size_t i = 1; i < stages_.size(); ++i) stages_[i]->connect_from(stages_[i - 1].get());
     for (auto& st : stages_) st->decode_graph(1, st.get() == stages_.back().get() ? LogitRows::Last : LogitRows::None);
-    if (last().pick_in_lm_head())  // the fed steps' graphs, one per pick slot (one stage: fed steps)
-      for (int slot = 0; slot < 2; ++slot) last().decode_graph(1, LogitRows::Last, slot);
+    last().capture_fed_step_graphs();
   }
 
   // ---- Backend ----

@@ -319,6 +319,7 @@ struct StepFeed {
   int* pos = nullptr;
   int* tokens = nullptr;
   int next_pos = 0;
+  bool advance = false;  // *pos += 1 instead of next_pos (a pick inside a captured graph: positions vary per launch)
 };
 void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed feed = {});
 constexpr int kMaxDeviceTopK = 64;
@@ -333,6 +334,9 @@ struct TopKDraw {
 // kNonFinitePick in *out (a feed still gets token 0, so the step it starts reads a valid embedding row).
 constexpr int kNonFinitePick = -1;
 void sample_top_k(const float* logits, int vocab, const TopKDraw& draw, int* out, cudaStream_t s, StepFeed feed = {});
+// The same with the draw read from device-visible memory when the kernel runs: for a graph captured once and
+// launched per step, the host writing each step's draw there before the launch (top_k clamped to 1..kMaxDeviceTopK).
+void sample_top_k_at(const float* logits, int vocab, const TopKDraw* draw, int* out, cudaStream_t s, StepFeed feed);
 
 // ---- scoring (perplexity; kernels_score.cu) ----
 // nll[i] = -log softmax(logits[i, :])[targets[i]] for each of `rows` rows of `vocab` logits; 0 where targets[i] < 0.

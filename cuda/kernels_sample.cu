@@ -20,7 +20,7 @@ __device__ __forceinline__ void write_pick(int pick, int* out, const StepFeed& f
   *out = pick;
   if (feed.tokens) {
     feed.tokens[0] = pick;
-    *feed.pos = feed.next_pos;
+    *feed.pos = feed.advance ? *feed.pos + 1 : feed.next_pos;
   }
 }
 
@@ -75,42 +75,86 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Values equal to the k-th largest that top_k_kernel gathers by index (more: a slower ballot scan orders them).
+constexpr int kTieCap = 256;
+
+// f(i, logits[i]) for every i < vocab, and f(i, -infinity) for i past it up to whole batches: each thread issues
+// kLogitBatch loads before using any, so a pass over a 32k vocabulary waits for four L2 round trips, not 32. The
+// trip count is the same in every thread: f may use warp-wide intrinsics.
+constexpr int kLogitBatch = 8;
+template <class F>
+__device__ __forceinline__ void for_each_logit(const float* __restrict__ logits, int vocab, F&& f) {
+  for (int base = threadIdx.x; base - (int)threadIdx.x < vocab; base += kThreads * kLogitBatch) {
+    float v[kLogitBatch];
+#pragma unroll
+    for (int j = 0; j < kLogitBatch; ++j) {
+      const int i = base + j * kThreads;
+      v[j] = i < vocab ? logits[i] : -INFINITY;
+    }
+#pragma unroll
+    for (int j = 0; j < kLogitBatch; ++j) f(base + j * kThreads, v[j]);
+  }
+}
+
 // Radix-select the k-th largest key (4 passes of 8 bits), collect the k winners (ties at the threshold:
-// lowest indices), sort them descending (ties by index) and sample like sample_token_host.
-__global__ void __launch_bounds__(kThreads)
-    top_k_kernel(const float* __restrict__ logits, int vocab, TopKDraw draw, int* out, StepFeed feed) {
-  const int k = draw.top_k;
+// lowest indices), sort them descending (ties by index) and sample like sample_token_host. Five passes over the
+// logits in one block: their loads go in batches (for_each_logit), where one load at a time took ~55 us per pick on
+// the H200. A model's logits share a few exponents, so most of a pass's keys land in one or two bins: each warp adds
+// its lanes' counts per bin once (__match_any_sync), and one warp finds the bin with a scan. (One block per SM
+// stated: ptxas then gives the batches 48 registers; without it, it kept to 32 and spilled.)
+__global__ void __launch_bounds__(kThreads, 1)
+    top_k_kernel(const float* __restrict__ logits, int vocab, TopKDraw given, const TopKDraw* draw_at, int* out,
+                 StepFeed feed) {
+  const TopKDraw draw = draw_at ? *draw_at : given;
+  const int k = min(max(draw.top_k, 1), min(kMaxDeviceTopK, vocab));
   wait_for_previous_kernel();
   __shared__ int hist[256];
   __shared__ uint32_t s_prefix, s_mask;
-  __shared__ int s_remaining, s_count, s_taken;
+  __shared__ int s_remaining, s_count, s_ties, s_taken;
   __shared__ float cv[kMaxDeviceTopK];
   __shared__ int ci[kMaxDeviceTopK];
+  __shared__ int tie_index[kTieCap];
   __shared__ int sorted[kMaxDeviceTopK];
   __shared__ int warp_counts[kThreads / 32];
-  const int tid = threadIdx.x;
-  if (tid == 0) s_prefix = 0, s_mask = 0, s_remaining = k, s_count = 0, s_taken = 0;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (tid == 0) s_prefix = 0, s_mask = 0, s_remaining = k, s_count = 0, s_ties = 0, s_taken = 0;
   bool unrankable = false;
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int i = tid; i < 256; i += kThreads) hist[i] = 0;
     __syncthreads();
     const uint32_t prefix = s_prefix, mask = s_mask;
-    for (int i = tid; i < vocab; i += kThreads) {
-      const float v = logits[i];
+    for_each_logit(logits, vocab, [&](int i, float v) {
       unrankable |= !(v < INFINITY);  // NaN or +infinity
       const uint32_t key = order_key(v);
-      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255], 1);
-    }
-    __syncthreads();
-    if (tid == 0) {
-      int rem = s_remaining, b = 255;
-      for (; b > 0; --b) {
-        if (hist[b] >= rem) break;
-        rem -= hist[b];
+      const bool in = i < vocab && (key & mask) == prefix;
+      const uint32_t bin = (key >> shift) & 255;
+      const unsigned active = __ballot_sync(0xffffffffu, in);
+      if (in) {
+        const unsigned peers = __match_any_sync(active, bin);
+        if (lane == __ffs(peers) - 1) atomicAdd(&hist[bin], __popc(peers));
       }
-      s_remaining = rem;
-      s_prefix = prefix | ((uint32_t)b << shift);
-      s_mask = mask | (255u << shift);
+    });
+    __syncthreads();
+    if (warp == 0) {
+      // Lane l holds bins 255 - 8l down to 248 - 8l; the scan runs from the top bin down.
+      int c[8], sum = 0;
+      for (int j = 0; j < 8; ++j) sum += c[j] = hist[255 - 8 * lane - j];
+      int upto = sum;  // keys in this lane's bins and above
+      for (int off = 1; off < 32; off *= 2) {
+        const int t = __shfl_up_sync(0xffffffffu, upto, off);
+        if (lane >= off) upto += t;
+      }
+      const int rem = s_remaining;
+      if (upto - sum < rem && rem <= upto) {  // the rem-th largest key is in this lane's bins
+        int r = rem - (upto - sum), b = 255 - 8 * lane;
+        for (int j = 0; j < 8; ++j, --b) {
+          if (c[j] >= r) break;
+          r -= c[j];
+        }
+        s_remaining = r;
+        s_prefix = prefix | ((uint32_t)b << shift);
+        s_mask = mask | (255u << shift);
+      }
     }
     __syncthreads();
   }
@@ -121,37 +165,52 @@ __global__ void __launch_bounds__(kThreads)
   }
   const uint32_t thr = s_prefix;
   const int need_eq = s_remaining;  // winners equal to the threshold
-  for (int i = tid; i < vocab; i += kThreads) {
-    const float v = logits[i];
-    if (order_key(v) > thr) {
+  for_each_logit(logits, vocab, [&](int i, float v) {
+    const uint32_t key = order_key(v);
+    if (i >= vocab) return;
+    if (key > thr) {
       const int slot = atomicAdd(&s_count, 1);
       if (slot < kMaxDeviceTopK) cv[slot] = v, ci[slot] = i;
+    } else if (key == thr) {
+      const int slot = atomicAdd(&s_ties, 1);
+      if (slot < kTieCap) tie_index[slot] = i;
     }
-  }
+  });
   __syncthreads();
-  // Equal keys in index order: chunk by chunk, rank inside the chunk with warp ballots.
-  const int lane = tid & 31, warp = tid >> 5;
-  for (int base = 0; base < vocab; base += kThreads) {
-    if (s_taken >= need_eq) break;  // uniform: read after a barrier
-    const int i = base + tid;
-    const bool eq = i < vocab && order_key(logits[i]) == thr;
-    const unsigned ballot = __ballot_sync(0xffffffffu, eq);
-    if (lane == 0) warp_counts[warp] = __popc(ballot);
-    __syncthreads();
-    int before = s_taken;
-    for (int w = 0; w < warp; ++w) before += warp_counts[w];
-    before += __popc(ballot & ((1u << lane) - 1u));
-    if (eq && before < need_eq) {
-      const int slot = (k - need_eq) + before;
-      if (slot < kMaxDeviceTopK) cv[slot] = logits[i], ci[slot] = i;
+  const int ties = s_ties;
+  if (ties <= kTieCap) {
+    // The need_eq lowest indices among the ties, each placed by its rank.
+    for (int e = tid; e < ties; e += kThreads) {
+      const int i = tie_index[e];
+      int rank = 0;
+      for (int j = 0; j < ties; ++j) rank += tie_index[j] < i;
+      const int slot = (k - need_eq) + rank;
+      if (rank < need_eq && slot < kMaxDeviceTopK) cv[slot] = logits[i], ci[slot] = i;
     }
-    __syncthreads();
-    if (tid == 0) {
-      int total = 0;
-      for (int w = 0; w < kThreads / 32; ++w) total += warp_counts[w];
-      s_taken += total;
+  } else {
+    // Many ties (a flat row): in index order, chunk by chunk, ranked inside a chunk with warp ballots.
+    for (int base = 0; base < vocab; base += kThreads) {
+      if (s_taken >= need_eq) break;  // uniform: read after a barrier
+      const int i = base + tid;
+      const bool eq = i < vocab && order_key(logits[i]) == thr;
+      const unsigned ballot = __ballot_sync(0xffffffffu, eq);
+      if (lane == 0) warp_counts[warp] = __popc(ballot);
+      __syncthreads();
+      int before = s_taken;
+      for (int w = 0; w < warp; ++w) before += warp_counts[w];
+      before += __popc(ballot & ((1u << lane) - 1u));
+      if (eq && before < need_eq) {
+        const int slot = (k - need_eq) + before;
+        if (slot < kMaxDeviceTopK) cv[slot] = logits[i], ci[slot] = i;
+      }
+      __syncthreads();
+      if (tid == 0) {
+        int total = 0;
+        for (int w = 0; w < kThreads / 32; ++w) total += warp_counts[w];
+        s_taken += total;
+      }
+      __syncthreads();
     }
-    __syncthreads();
   }
   __syncthreads();
   if (tid < k) {
@@ -183,7 +242,12 @@ void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed f
 void sample_top_k(const float* logits, int vocab, const TopKDraw& draw, int* out, cudaStream_t s, StepFeed feed) {
   if (draw.top_k <= 0 || draw.top_k > kMaxDeviceTopK || draw.top_k > vocab)
     throw BackendError(kBadInput, "device top-k sampling supports 1.." + std::to_string(kMaxDeviceTopK));
-  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, draw, out, feed);
+  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, draw, static_cast<const TopKDraw*>(nullptr), out, feed);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
+void sample_top_k_at(const float* logits, int vocab, const TopKDraw* draw, int* out, cudaStream_t s, StepFeed feed) {
+  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, TopKDraw{}, draw, out, feed);
   XL_CUDA_LAUNCH_CHECK();
 }
 

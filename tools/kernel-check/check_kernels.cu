@@ -1043,6 +1043,25 @@ void check_sampling(int vocab) {
   }
   report("sampling: NaN, +infinity, all -infinity rows refused, feed kept valid vocab=" + std::to_string(vocab), missed,
          0);
+  // A fed step's graph reads its draw when the kernel runs and advances the position by one: the same picks.
+  int differ = 0;
+  for (int trial = 0; trial < 8; ++trial) {
+    std::vector<float> l(vocab);
+    for (auto& v : l) v = urand(-10.f, 10.f);
+    Dev<float> dl(l);
+    const TopKDraw draw{1 + (int)(rng() % std::min(kMaxDeviceTopK, vocab)), 0.5f + urand(0.f, 1.f),
+                        trial % 2 ? 0.9f : 1.f, trial % 4 > 1 ? 0.05f : 0.f, urand(0.f, 1.f)};
+    Dev<TopKDraw> at(std::vector<TopKDraw>{draw});
+    Dev<int> io(std::vector<int>{-5, 100 + trial});  // [0]: the fed token, [1]: the position
+    out.poison();
+    sample_top_k(dl.p, vocab, draw, out.p, nullptr);
+    const int given = out.download()[0];
+    out.poison();
+    sample_top_k_at(dl.p, vocab, at.p, out.p, nullptr, StepFeed{io.p + 1, io.p, 0, /*advance=*/true});
+    const std::vector<int> fed = io.download();
+    differ += out.download()[0] != given || fed[0] != given || fed[1] != 101 + trial;
+  }
+  report("sampling: draw read at run time + advancing feed = by value vocab=" + std::to_string(vocab), differ, 0);
 }
 
 // token_nll against a float64 log-softmax of the same float logits: random rows shifted by `offset` (a large
