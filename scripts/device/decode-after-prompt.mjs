@@ -4,7 +4,8 @@
 // Phases, in order: tgN (N greedy tokens from position 0, pipelined as bench does; prints t/s and the t/s of its
 // four quarters), ppN (one N-token prompt from position 0), sleepS (seconds), hostN / devN (N tokens with the CLI's
 // default sampling, seed 1: the logits to the host and the sampler there, as before top-p and min-p went to the
-// device; or the pick on the device, pipelined, as generate runs it now; prints whether the ids equal the other's).
+// device; or the pick on the device, pipelined, as generate runs it now; prints whether the ids equal the other's),
+// penaltyN (the same on the host with --repeat-penalty 1.1, which keeps the pick there).
 import { performance } from 'node:perf_hooks';
 import { NativeModel } from '../../dist/cli/engine/native-model.js';
 import { syntheticTokens } from '../../dist/cli/engine/benchmark.js';
@@ -32,9 +33,9 @@ async function decode(n) {
 }
 
 const sampledIds = {};
-async function sampled(n, onDevice) {
+async function sampled(n, onDevice, params = DEFAULT_SAMPLING) {
   await model.trimCache(0);
-  const sampler = new Sampler({ ...DEFAULT_SAMPLING }, 1);
+  const sampler = new Sampler({ ...params }, 1);
   const out = [];
   const s = performance.now();
   let id = ids[0];
@@ -49,7 +50,7 @@ async function sampled(n, onDevice) {
     out.push(id);
   }
   const rate = (n * 1000) / (performance.now() - s);
-  const [mine, other] = onDevice ? ['dev', 'host'] : ['host', 'dev'];
+  const [mine, other] = onDevice ? ['dev', 'host'] : params === DEFAULT_SAMPLING ? ['host', 'dev'] : ['penalty', 'none'];
   sampledIds[mine] = out;
   const theirs = sampledIds[other];
   let same = 0;
@@ -66,6 +67,7 @@ for (const p of phases) {
     await model.forward(Int32Array.from(ids.slice(0, Number(m[1]))), 0, false);
     console.log(`${stamp()} ${p}: ${((Number(m[1]) * 1000) / (performance.now() - s)).toFixed(0)} t/s`);
   } else if ((m = /^(host|dev)(\d+)$/.exec(p))) await sampled(Number(m[2]), m[1] === 'dev');
+  else if ((m = /^penalty(\d+)$/.exec(p))) await sampled(Number(m[1]), false, { ...DEFAULT_SAMPLING, repeatPenalty: 1.1 });
   else if ((m = /^sleep([\d.]+)$/.exec(p))) await new Promise((r) => setTimeout(r, Number(m[1]) * 1000));
   else throw new Error(`unknown phase ${p}`);
 }
