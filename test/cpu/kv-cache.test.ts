@@ -145,6 +145,10 @@ test('bad input is a one-line UserError: token ids, context overflow, positions'
     await assert.rejects(model.forward([1], 5), oneLineUserError(/position 5 is past/));
     await assert.rejects(model.forward([], 0), oneLineUserError(/at least one token/));
     await assert.rejects(model.forward([1.5], 0), oneLineUserError(/not an integer/));
+    const draw = { temperature: 1, topK: 3, uniform: 0.5 };
+    await assert.rejects(model.forwardSample([1], 0, { ...draw, topP: 0 }), oneLineUserError(/top-p must be in \(0, 1\] \(got 0\)/));
+    await assert.rejects(model.forwardSample([1], 0, { ...draw, topP: NaN }), oneLineUserError(/top-p must be in/));
+    await assert.rejects(model.forwardSample([1], 0, { ...draw, minP: 1.5 }), oneLineUserError(/min-p must be in \[0, 1\] \(got 1.5\)/));
     // A failed call leaves the model usable.
     assert.equal((await model.forward([1], 0)).length, model.vocabSize);
   } finally {
