@@ -120,9 +120,33 @@ export function topKCandidates(logits: ArrayLike<number>, k: number): Candidates
 
 /** Every token, sorted by logit, largest first (stable). */
 export function allCandidates(logits: ArrayLike<number>): Candidates {
-  const ids = Array.from({ length: logits.length }, (_, i) => i);
-  ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  const ids = sortByLogit(Array.from({ length: logits.length }, (_, i) => i), logits);
   return { ids, logits: ids.map((i) => logits[i]!) };
+}
+
+const ID_SPAN = 2 ** 21;  // ids below it pack beside a 32-bit float order into a double's 53 exact bits
+const floatBits = new Float32Array(1);
+const floatWord = new Uint32Array(floatBits.buffer);
+
+/**
+ * `ids` sorted by their logits, largest first, the lower id first on ties. The backend's rows are float32: each
+ * (logit, id) packs into one double whose numeric order is that order, and a typed sort without a comparator
+ * runs ~10x faster than Array.sort with one (thousands of candidates a token for top-p without top-k).
+ */
+export function sortByLogit(ids: number[], logits: ArrayLike<number>): number[] {
+  if (!(logits instanceof Float32Array) || logits.length > ID_SPAN) {
+    return ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  }
+  const keys = new Float64Array(ids.length);
+  for (let j = 0; j < ids.length; j++) {
+    floatBits[0] = logits[ids[j]!]! + 0;  // -0 as +0: they compare equal
+    const u = floatWord[0]!;
+    const order = u & 0x80000000 ? ~u >>> 0 : (u | 0x80000000) >>> 0;  // grows with the value
+    keys[j] = (0xffffffff - order) * ID_SPAN + ids[j]!;
+  }
+  keys.sort();
+  for (let j = 0; j < ids.length; j++) ids[j] = keys[j]! % ID_SPAN;
+  return ids;
 }
 
 /**
@@ -146,7 +170,7 @@ export function likelyCandidates(logits: ArrayLike<number>, invT: number, cut: n
   }
   const ids: number[] = [];
   for (let i = 0; i < w.length; i++) if (w[i]! >= cut) ids.push(i);
-  ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  sortByLogit(ids, logits);
   return { ids, logits: ids.map((i) => logits[i]! * invT), rest: total - kept };
 }
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_SAMPLING, NonFiniteLogitsError, Sampler, allCandidates, likelyCandidates, applyPenalties, argmax, checkSampling, minPFilter, pickIndex, softmax,
+  DEFAULT_SAMPLING, NonFiniteLogitsError, Sampler, allCandidates, likelyCandidates, sortByLogit, applyPenalties, argmax, checkSampling, minPFilter, pickIndex, softmax,
   topKCandidates, topPFilter, typicalFilter, type SamplingParams,
 } from '../../cli/engine/sampler.js';
 import { Rng } from '../../cli/engine/rng.js';
@@ -31,6 +31,21 @@ test('top-k keeps exactly the k largest logits, largest first, lower id on ties'
     for (const id of c.ids) assert.ok(logits[id]! >= sorted[k - 1]!);
   }
   assert.deepEqual(topKCandidates([1, 2, 2, 2, 0], 2).ids, [1, 2]);
+});
+
+test('sortByLogit orders float32 rows as the comparator does: largest first, ties (and -0 / +0) by id', () => {
+  const byComparator = (ids: number[], l: ArrayLike<number>) => [...ids].sort((a, b) => l[b]! - l[a]! || a - b);
+  const row = randomLogits(5000, 11);
+  for (const i of [7, 99, 4000]) row[i] = 2.5;  // ties
+  row[10] = -0; row[11] = 0; row[12] = -0;
+  row[13] = -Infinity; row[14] = -Infinity; row[15] = 3.4e38; row[16] = -3.4e38; row[17] = 1e-45; row[18] = -1e-45;
+  const ids = Array.from({ length: row.length }, (_, i) => i);
+  assert.deepEqual(sortByLogit([...ids], row), byComparator(ids, row));
+  const some = [4000, 12, 99, 10, 7, 11, 13, 3, 14];
+  assert.deepEqual(sortByLogit([...some], row), byComparator(some, row));
+  // Plain number arrays keep the comparator (their values need not be float32).
+  const plain = [0.1, 0.30000000000000004, 0.3, -0];
+  assert.deepEqual(sortByLogit([0, 1, 2, 3], plain), [1, 2, 0, 3]);
 });
 
 test('top-p keeps the smallest most-likely set whose mass reaches p', () => {
