@@ -550,7 +550,7 @@ class Stage {
     inv_freq_ = mem_.alloc<float>(D / 2, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaHostAlloc(&host_token_, 2 * sizeof(int), cudaHostAllocMapped | cudaHostAllocPortable));
     XL_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&host_token_dev_), host_token_, 0));
-    XL_CUDA_CHECK(cudaHostAlloc(&draw_host_, 2 * sizeof(cuda::TopKDraw), cudaHostAllocMapped | cudaHostAllocPortable));
+    XL_CUDA_CHECK(cudaHostAlloc(&draw_host_, 2 * sizeof(TokenSampling), cudaHostAllocMapped | cudaHostAllocPortable));
     XL_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&draw_dev_), draw_host_, 0));
     for (cudaEvent_t& e : token_picked_) XL_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     update_inv_freq(1, /*force=*/true);
@@ -645,8 +645,7 @@ class Stage {
     if (s.temperature <= 0.f)
       cuda::argmax(logits_, cfg_.vocab_size, out, stream_, feed);
     else
-      cuda::sample_top_k(logits_, cfg_.vocab_size, {s.top_k, s.temperature, s.top_p, s.min_p, s.uniform}, out,
-                         stream_, feed);
+      cuda::sample_top_k(logits_, cfg_.vocab_size, s, out, stream_, feed);
     XL_CUDA_CHECK(cudaEventRecord(token_picked_[slot], stream_));
     return slot;
   }
@@ -672,7 +671,7 @@ class Stage {
     const int slot = pick_slot_;
     pick_slot_ ^= 1;
     // The step that last read this slot's draw was picked before the caller got its token: free to rewrite.
-    if (kind == GraphPick::TopK) draw_host_[slot] = {s.top_k, s.temperature, s.top_p, s.min_p, s.uniform};
+    if (kind == GraphPick::TopK) draw_host_[slot] = s;
     XL_CUDA_CHECK(cudaGraphLaunch(decode_graph(1, LogitRows::Last, kind, slot), stream_));
     XL_CUDA_CHECK(cudaEventRecord(token_picked_[slot], stream_));
     return slot;
@@ -1418,8 +1417,8 @@ class Stage {
   bool all_quantized_ = false;     // every layer linear is 4-bit: decode takes enqueue_decode_layers
   bool defer_norms_ = false;       // choose_decode_norms
   int* host_token_ = nullptr;      // two slots (enqueue_pick), pinned and mapped
-  cuda::TopKDraw* draw_host_ = nullptr;  // the sampled draw of each slot's fed step (run_fed_step), pinned and mapped
-  cuda::TopKDraw* draw_dev_ = nullptr;
+  TokenSampling* draw_host_ = nullptr;  // the sampled draw of each slot's fed step (run_fed_step), pinned and mapped
+  TokenSampling* draw_dev_ = nullptr;
   int* host_token_dev_ = nullptr;  // ... as the device sees them
   int pick_slot_ = 0;
   unsigned long long* pick_best_ = nullptr;  // the lm_head's greedy pick in progress (GreedyPick; last stage)

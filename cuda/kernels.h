@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/backend.h"  // TokenSampling
+
 namespace xllama::cuda {
 
 // 16-byte vector loads and copies need it.
@@ -323,20 +325,17 @@ struct StepFeed {
 };
 void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed feed = {});
 constexpr int kMaxDeviceTopK = 64;
-// A temperature draw among the top_k largest logits (1..kMaxDeviceTopK), cut by top-p (1: off) and min-p (0: off).
-struct TopKDraw {
-  int top_k = 1;
-  float temperature = 1.f, top_p = 1.f, min_p = 0.f, uniform = 0.f;
-};
-// softmax(logits / temperature) over the top_k largest (ties: lower index first, sorted descending), top-p and
-// min-p, then the first token whose cumulative probability exceeds uniform: sample_token_host's rule (the same
-// backend/sampled_rank.h). Logits it can't rank (a NaN or +infinity among them, or all -infinity) give
+// A draw (TokenSampling, backend/backend.h: temperature > 0, top_k 1..kMaxDeviceTopK): softmax(logits / temperature)
+// over the top_k largest (ties: lower index first, sorted descending), top-p and min-p, then the first token whose
+// cumulative probability exceeds uniform: sample_token_host's rule (the same backend/sampled_rank.h). Logits it can't rank (a NaN or +infinity among them, or all -infinity) give
 // kNonFinitePick in *out (a feed still gets token 0, so the step it starts reads a valid embedding row).
 constexpr int kNonFinitePick = -1;
-void sample_top_k(const float* logits, int vocab, const TopKDraw& draw, int* out, cudaStream_t s, StepFeed feed = {});
+void sample_top_k(const float* logits, int vocab, const TokenSampling& draw, int* out, cudaStream_t s,
+                  StepFeed feed = {});
 // The same with the draw read from device-visible memory when the kernel runs: for a graph captured once and
 // launched per step, the host writing each step's draw there before the launch (top_k clamped to 1..kMaxDeviceTopK).
-void sample_top_k_at(const float* logits, int vocab, const TopKDraw* draw, int* out, cudaStream_t s, StepFeed feed);
+void sample_top_k_at(const float* logits, int vocab, const TokenSampling* draw, int* out, cudaStream_t s,
+                     StepFeed feed);
 
 // ---- scoring (perplexity; kernels_score.cu) ----
 // nll[i] = -log softmax(logits[i, :])[targets[i]] for each of `rows` rows of `vocab` logits; 0 where targets[i] < 0.

@@ -103,9 +103,10 @@ __device__ __forceinline__ void for_each_logit(const float* __restrict__ logits,
 // its lanes' counts per bin once (__match_any_sync), and one warp finds the bin with a scan. (One block per SM
 // stated: ptxas then gives the batches 48 registers; without it, it kept to 32 and spilled.)
 __global__ void __launch_bounds__(kThreads, 1)
-    top_k_kernel(const float* __restrict__ logits, int vocab, TopKDraw given, const TopKDraw* draw_at, int* out,
+    top_k_kernel(const float* __restrict__ logits, int vocab, TokenSampling given, const TokenSampling* draw_at,
+                 int* out,
                  StepFeed feed) {
-  const TopKDraw draw = draw_at ? *draw_at : given;
+  const TokenSampling draw = draw_at ? *draw_at : given;
   const int k = min(max(draw.top_k, 1), min(kMaxDeviceTopK, vocab));
   wait_for_previous_kernel();
   __shared__ int hist[256];
@@ -239,15 +240,17 @@ void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed f
   XL_CUDA_LAUNCH_CHECK();
 }
 
-void sample_top_k(const float* logits, int vocab, const TopKDraw& draw, int* out, cudaStream_t s, StepFeed feed) {
+void sample_top_k(const float* logits, int vocab, const TokenSampling& draw, int* out, cudaStream_t s,
+                  StepFeed feed) {
   if (draw.top_k <= 0 || draw.top_k > kMaxDeviceTopK || draw.top_k > vocab)
     throw BackendError(kBadInput, "device top-k sampling supports 1.." + std::to_string(kMaxDeviceTopK));
-  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, draw, static_cast<const TopKDraw*>(nullptr), out, feed);
+  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, draw, static_cast<const TokenSampling*>(nullptr), out, feed);
   XL_CUDA_LAUNCH_CHECK();
 }
 
-void sample_top_k_at(const float* logits, int vocab, const TopKDraw* draw, int* out, cudaStream_t s, StepFeed feed) {
-  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, TopKDraw{}, draw, out, feed);
+void sample_top_k_at(const float* logits, int vocab, const TokenSampling* draw, int* out, cudaStream_t s,
+                     StepFeed feed) {
+  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, TokenSampling{}, draw, out, feed);
   XL_CUDA_LAUNCH_CHECK();
 }
 

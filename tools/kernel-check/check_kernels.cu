@@ -1017,7 +1017,7 @@ void check_sampling(int vocab) {
       s.min_p = cut == 2 ? urand(0.01f, 0.5f) : 0.f;
       if (cut == 2) s.top_p = 0.95f;  // both, as chat's defaults
       out.poison();
-      sample_top_k(dl.p, vocab, {s.top_k, s.temperature, s.top_p, s.min_p, s.uniform}, out.p, nullptr);
+      sample_top_k(dl.p, vocab, s, out.p, nullptr);
       const int got = out.download()[0], want = ref_sample(l, s);
       bad += got != want && !near_tie_pick(l, s, got, want);
       runs += 1;
@@ -1036,7 +1036,7 @@ void check_sampling(int vocab) {
     Dev<float> dl(l);
     out.poison();
     feed_io.poison();
-    sample_top_k(dl.p, vocab, {40 < vocab ? 40 : 1, 0.8f, 0.95f, 0.05f, 0.5f}, out.p, nullptr,
+    sample_top_k(dl.p, vocab, {0.8f, 40 < vocab ? 40 : 1, 0.95f, 0.05f, 0.5f}, out.p, nullptr,
                  StepFeed{feed_io.p + 1, feed_io.p, 7});
     const std::vector<int> fed = feed_io.download();
     missed += out.download()[0] != kNonFinitePick || fed[0] != 0 || fed[1] != 7;
@@ -1049,9 +1049,10 @@ void check_sampling(int vocab) {
     std::vector<float> l(vocab);
     for (auto& v : l) v = urand(-10.f, 10.f);
     Dev<float> dl(l);
-    const TopKDraw draw{1 + (int)(rng() % std::min(kMaxDeviceTopK, vocab)), 0.5f + urand(0.f, 1.f),
-                        trial % 2 ? 0.9f : 1.f, trial % 4 > 1 ? 0.05f : 0.f, urand(0.f, 1.f)};
-    Dev<TopKDraw> at(std::vector<TopKDraw>{draw});
+    TokenSampling draw;
+    draw.top_k = 1 + (int)(rng() % std::min(kMaxDeviceTopK, vocab)), draw.temperature = 0.5f + urand(0.f, 1.f);
+    draw.top_p = trial % 2 ? 0.9f : 1.f, draw.min_p = trial % 4 > 1 ? 0.05f : 0.f, draw.uniform = urand(0.f, 1.f);
+    Dev<TokenSampling> at(std::vector<TokenSampling>{draw});
     Dev<int> io(std::vector<int>{-5, 100 + trial});  // [0]: the fed token, [1]: the position
     out.poison();
     sample_top_k(dl.p, vocab, draw, out.p, nullptr);

@@ -66,7 +66,7 @@ void time_lm_head_rmsnorm(int K, int N) {
   for (auto& v : spread) v = urand(-10.f, 20.f);
   y.upload(spread);
   const float arg = batch_us([&] { argmax(y.p, N, out.p, nullptr); });
-  const float top_k = batch_us([&] { sample_top_k(y.p, N, {40, 0.8f, 0.95f, 0.05f, 0.5f}, out.p, nullptr); });
+  const float top_k = batch_us([&] { sample_top_k(y.p, N, {0.8f, 40, 0.95f, 0.05f, 0.5f}, out.p, nullptr); });
   std::printf("time pick vocab %d back to back: argmax %.1f us, top-k 40 + top-p + min-p %.1f us\n", N, arg, top_k);
 }
 
