@@ -537,6 +537,10 @@ class Stage {
       pick_done_ = mem_.alloc<unsigned>(1, "scratch", &scratch_bytes_);
       XL_CUDA_CHECK(cudaMemset(pick_best_, 0, sizeof(unsigned long long)));
       XL_CUDA_CHECK(cudaMemset(pick_done_, 0, sizeof(unsigned)));
+      const size_t top_k_words = cuda::top_k_scratch_words(cfg_.vocab_size);
+      uint32_t* top_k = mem_.alloc<uint32_t>(top_k_words, "scratch", &scratch_bytes_);
+      XL_CUDA_CHECK(cudaMemset(top_k, 0, top_k_words * sizeof(uint32_t)));
+      top_k_ = cuda::top_k_scratch(top_k, cfg_.vocab_size);
     }
     // Step inputs travel in one copy from pinned memory: [pos, tokens...].
     pos_ = mem_.alloc<int>(rows_ + 1, "scratch", &scratch_bytes_);
@@ -645,7 +649,7 @@ class Stage {
     if (s.temperature <= 0.f)
       cuda::argmax(logits_, cfg_.vocab_size, out, stream_, feed);
     else
-      cuda::sample_top_k(logits_, cfg_.vocab_size, s, out, stream_, feed);
+      cuda::sample_top_k(logits_, cfg_.vocab_size, s, top_k_, out, stream_, feed);
     XL_CUDA_CHECK(cudaEventRecord(token_picked_[slot], stream_));
     return slot;
   }
@@ -932,7 +936,7 @@ class Stage {
       int* out = host_token_dev_ + pick_slot;
       if (pick == GraphPick::Argmax) cuda::argmax(logits_, cfg_.vocab_size, out, stream_, feed);
       if (pick == GraphPick::TopK)
-        cuda::sample_top_k_at(logits_, cfg_.vocab_size, draw_dev_ + pick_slot, out, stream_, feed);
+        cuda::sample_top_k_at(logits_, cfg_.vocab_size, draw_dev_ + pick_slot, top_k_, out, stream_, feed);
     });
     return graphs_.emplace(key, exec).first->second;
   }
@@ -1423,6 +1427,7 @@ class Stage {
   int pick_slot_ = 0;
   unsigned long long* pick_best_ = nullptr;  // the lm_head's greedy pick in progress (GreedyPick; last stage)
   unsigned* pick_done_ = nullptr;
+  cuda::TopKScratch top_k_;  // the sampled pick's per-block lists (last stage)
   cudaEvent_t token_picked_[2] = {nullptr, nullptr};
   int* host_in_ = nullptr;
   void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)

@@ -314,7 +314,7 @@ unsigned long long decode_step_enqueued();  // launches enqueued so far (tests: 
 // compare). On the H200 it is still slower than the 5-kernel path (docs/PERF-NOTES.md, sessions 5 and 9).
 bool& persistent_decode_flag();
 
-// ---- sampling (one block; result in *out) ----
+// ---- sampling (result in *out) ----
 // With a feed, the pick is also the next decode step's input: tokens[0] = pick and *pos = next_pos, so that step
 // can run without the host (decode pipelining on one GPU).
 struct StepFeed {
@@ -330,12 +330,25 @@ constexpr int kMaxDeviceTopK = 64;
 // cumulative probability exceeds uniform: sample_token_host's rule (the same backend/sampled_rank.h). Logits it can't rank (a NaN or +infinity among them, or all -infinity) give
 // kNonFinitePick in *out (a feed still gets token 0, so the step it starts reads a valid embedding row).
 constexpr int kNonFinitePick = -1;
-void sample_top_k(const float* logits, int vocab, const TokenSampling& draw, int* out, cudaStream_t s,
-                  StepFeed feed = {});
+// The top-k pick runs in top_k_blocks(vocab) blocks of kTopKSlice logits each; they hand their lists to the last
+// one through this state: a count of blocks done and a refusal flag (both 0 between launches: the last block resets
+// them), and each block's k values and indices. One per stage (its picks run one after another on its stream),
+// carved from top_k_scratch_words(vocab) 32-bit words zeroed once.
+constexpr int kTopKSlice = 2048;
+struct TopKScratch {
+  uint32_t* state = nullptr;
+  float* value = nullptr;
+  int* index = nullptr;
+};
+int top_k_blocks(int vocab);
+size_t top_k_scratch_words(int vocab);
+TopKScratch top_k_scratch(uint32_t* zeroed, int vocab);
+void sample_top_k(const float* logits, int vocab, const TokenSampling& draw, TopKScratch scratch, int* out,
+                  cudaStream_t s, StepFeed feed = {});
 // The same with the draw read from device-visible memory when the kernel runs: for a graph captured once and
 // launched per step, the host writing each step's draw there before the launch (top_k clamped to 1..kMaxDeviceTopK).
-void sample_top_k_at(const float* logits, int vocab, const TokenSampling* draw, int* out, cudaStream_t s,
-                     StepFeed feed);
+void sample_top_k_at(const float* logits, int vocab, const TokenSampling* draw, TopKScratch scratch, int* out,
+                     cudaStream_t s, StepFeed feed);
 
 // ---- scoring (perplexity; kernels_score.cu) ----
 // nll[i] = -log softmax(logits[i, :])[targets[i]] for each of `rows` rows of `vocab` logits; 0 where targets[i] < 0.

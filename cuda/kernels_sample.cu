@@ -1,5 +1,6 @@
 // Token choice on the device: greedy argmax and top-k + temperature sampling, so only the id comes back.
 #include <cfloat>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 
@@ -75,162 +76,188 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Values equal to the k-th largest that top_k_kernel gathers by index (more: a slower ballot scan orders them).
-constexpr int kTieCap = 256;
+// A sampled pick's top k, in two levels: every block keeps the top k of its slice of kTopKSlice logits, the last
+// block to finish merges the slices' lists. One block over the whole row (five passes over 32k logits from L2)
+// took 46.5 us per pick on the H200 (docs/PERF-NOTES.md, session 34); the slices' passes run in shared memory.
+constexpr int kTopKThreads = 512;
+constexpr int kWindow = kTopKSlice;  // entries a block selects from at once
 
-// f(i, logits[i]) for every i < vocab, and f(i, -infinity) for i past it up to whole batches: each thread issues
-// kLogitBatch loads before using any, so a pass over a 32k vocabulary waits for four L2 round trips, not 32. The
-// trip count is the same in every thread: f may use warp-wide intrinsics.
-constexpr int kLogitBatch = 8;
-template <class F>
-__device__ __forceinline__ void for_each_logit(const float* __restrict__ logits, int vocab, F&& f) {
-  for (int base = threadIdx.x; base - (int)threadIdx.x < vocab; base += kThreads * kLogitBatch) {
-    float v[kLogitBatch];
-#pragma unroll
-    for (int j = 0; j < kLogitBatch; ++j) {
-      const int i = base + j * kThreads;
-      v[j] = i < vocab ? logits[i] : -INFINITY;
-    }
-#pragma unroll
-    for (int j = 0; j < kLogitBatch; ++j) f(base + j * kThreads, v[j]);
-  }
-}
+struct SelectShared {
+  int hist[256];
+  int warp_sums[kTopKThreads / 32];
+  uint32_t prefix;
+  int remaining;
+};
 
-// Radix-select the k-th largest key (4 passes of 8 bits), collect the k winners (ties at the threshold:
-// lowest indices), sort them descending (ties by index) and sample like sample_token_host. Five passes over the
-// logits in one block: their loads go in batches (for_each_logit), where one load at a time took ~55 us per pick on
-// the H200. A model's logits share a few exponents, so most of a pass's keys land in one or two bins: each warp adds
-// its lanes' counts per bin once (__match_any_sync), and one warp finds the bin with a scan. (One block per SM
-// stated: ptxas then gives the batches 48 registers; without it, it kept to 32 and spilled.)
-__global__ void __launch_bounds__(kThreads, 1)
-    top_k_kernel(const float* __restrict__ logits, int vocab, TokenSampling given, const TokenSampling* draw_at,
-                 int* out,
-                 StepFeed feed) {
-  const TokenSampling draw = draw_at ? *draw_at : given;
-  const int k = min(max(draw.top_k, 1), min(kMaxDeviceTopK, vocab));
-  wait_for_previous_kernel();
-  __shared__ int hist[256];
-  __shared__ uint32_t s_prefix, s_mask;
-  __shared__ int s_remaining, s_count, s_ties, s_taken;
-  __shared__ float cv[kMaxDeviceTopK];
-  __shared__ int ci[kMaxDeviceTopK];
-  __shared__ int tie_index[kTieCap];
-  __shared__ int sorted[kMaxDeviceTopK];
-  __shared__ int warp_counts[kThreads / 32];
+// The top min(k, n) of a window's n entries (values wv, indices wi, in increasing index order) by value, ties to
+// the lower index (the key order of order_key, as the host sampler ranks them), written in window order to ov/oi;
+// returns their count. Radix select of the k-th largest key (4 passes of 8 bits), then one ordered compaction: the
+// entries above it, and as many equal to it as the k still need, the lowest positions first. Every thread calls
+// it; it ends with a barrier.
+__device__ int select_window(const float* wv, const int* wi, int n, int k, float* ov, int* oi, SelectShared& sh) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  if (tid == 0) s_prefix = 0, s_mask = 0, s_remaining = k, s_count = 0, s_ties = 0, s_taken = 0;
-  bool unrankable = false;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int i = tid; i < 256; i += kThreads) hist[i] = 0;
+  if (n <= k) {
+    for (int p = tid; p < n; p += kTopKThreads) ov[p] = wv[p], oi[p] = wi[p];
     __syncthreads();
-    const uint32_t prefix = s_prefix, mask = s_mask;
-    for_each_logit(logits, vocab, [&](int i, float v) {
-      unrankable |= !(v < INFINITY);  // NaN or +infinity
-      const uint32_t key = order_key(v);
-      const bool in = i < vocab && (key & mask) == prefix;
+    return n;
+  }
+  const int per_thread = (n + kTopKThreads - 1) / kTopKThreads;
+  uint32_t prefix = 0, mask = 0;
+  int remaining = k;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = tid; i < 256; i += kTopKThreads) sh.hist[i] = 0;
+    __syncthreads();
+    for (int j = 0; j < per_thread; ++j) {  // strided: a warp reads consecutive entries
+      const int p = j * kTopKThreads + tid;
+      const uint32_t key = p < n ? order_key(wv[p]) : 0u;
+      const bool in = p < n && (key & mask) == prefix;
       const uint32_t bin = (key >> shift) & 255;
       const unsigned active = __ballot_sync(0xffffffffu, in);
-      if (in) {
+      if (in) {  // a model's logits share a few exponents: each warp adds its lanes' counts per bin once
         const unsigned peers = __match_any_sync(active, bin);
-        if (lane == __ffs(peers) - 1) atomicAdd(&hist[bin], __popc(peers));
+        if (lane == __ffs(peers) - 1) atomicAdd(&sh.hist[bin], __popc(peers));
       }
-    });
+    }
     __syncthreads();
     if (warp == 0) {
       // Lane l holds bins 255 - 8l down to 248 - 8l; the scan runs from the top bin down.
       int c[8], sum = 0;
-      for (int j = 0; j < 8; ++j) sum += c[j] = hist[255 - 8 * lane - j];
+      for (int j = 0; j < 8; ++j) sum += c[j] = sh.hist[255 - 8 * lane - j];
       int upto = sum;  // keys in this lane's bins and above
       for (int off = 1; off < 32; off *= 2) {
         const int t = __shfl_up_sync(0xffffffffu, upto, off);
         if (lane >= off) upto += t;
       }
-      const int rem = s_remaining;
-      if (upto - sum < rem && rem <= upto) {  // the rem-th largest key is in this lane's bins
-        int r = rem - (upto - sum), b = 255 - 8 * lane;
+      if (upto - sum < remaining && remaining <= upto) {  // the remaining-th largest key is in this lane's bins
+        int r = remaining - (upto - sum), b = 255 - 8 * lane;
         for (int j = 0; j < 8; ++j, --b) {
           if (c[j] >= r) break;
           r -= c[j];
         }
-        s_remaining = r;
-        s_prefix = prefix | ((uint32_t)b << shift);
-        s_mask = mask | (255u << shift);
+        sh.remaining = r;
+        sh.prefix = prefix | ((uint32_t)b << shift);
       }
     }
     __syncthreads();
+    prefix = sh.prefix, remaining = sh.remaining, mask |= 255u << shift;
   }
+  // Ordered compaction over contiguous runs per thread: counts above / equal to the k-th key (packed 16 + 16 bits,
+  // n <= kWindow), a block-wide exclusive scan, then each entry's slot is the number taken before it.
+  const uint32_t thr = prefix;
+  const int need_eq = remaining;
+  const int first = tid * per_thread, last = min(first + per_thread, n);
+  int counts = 0;
+  for (int p = first; p < last; ++p) {
+    const uint32_t key = order_key(wv[p]);
+    counts += (key > thr ? 1 << 16 : 0) + (key == thr ? 1 : 0);
+  }
+  int upto = counts;
+  for (int off = 1; off < 32; off *= 2) {
+    const int t = __shfl_up_sync(0xffffffffu, upto, off);
+    if (lane >= off) upto += t;
+  }
+  if (lane == 31) sh.warp_sums[warp] = upto;
+  __syncthreads();
+  int before = upto - counts;
+  for (int w = 0; w < warp; ++w) before += sh.warp_sums[w];
+  int above = before >> 16, equal = before & 0xffff;
+  for (int p = first; p < last; ++p) {
+    const uint32_t key = order_key(wv[p]);
+    if (key > thr) {
+      const int slot = above++ + min(equal, need_eq);
+      ov[slot] = wv[p], oi[slot] = wi[p];
+    } else if (key == thr) {
+      if (equal < need_eq) ov[above + equal] = wv[p], oi[above + equal] = wi[p];
+      ++equal;
+    }
+  }
+  __syncthreads();
+  return k;
+}
+
+// Grid: top_k_blocks(vocab) blocks. Each writes exactly k entries of its slice (in index order; a slice shorter
+// than k padded with -infinity at index INT_MAX, which sorts after every real entry), so the last block merges one
+// list in index order, a window at a time with the running top k in front. Then it sorts the k descending (ties by
+// index) and samples like sample_token_host.
+__global__ void __launch_bounds__(kTopKThreads)
+    top_k_kernel(const float* __restrict__ logits, int vocab, TokenSampling given, const TokenSampling* draw_at,
+                 TopKScratch scratch, int* out, StepFeed feed) {
+  const TokenSampling draw = draw_at ? *draw_at : given;
+  const int k = min(max(draw.top_k, 1), min(kMaxDeviceTopK, vocab));
+  __shared__ float wv[kWindow];
+  __shared__ int wi[kWindow];
+  __shared__ float ov[kMaxDeviceTopK];
+  __shared__ int oi[kMaxDeviceTopK];
+  __shared__ SelectShared sh;
+  __shared__ bool s_last;
+  const int tid = threadIdx.x;
+  wait_for_previous_kernel();
+
+  const int base = blockIdx.x * kTopKSlice, n = min(kTopKSlice, vocab - base);
+  constexpr int kLoads = kTopKSlice / kTopKThreads;
+  float v[kLoads];
+#pragma unroll
+  for (int j = 0; j < kLoads; ++j) {  // all issued before any is used: one L2 round trip
+    const int p = j * kTopKThreads + tid;
+    v[j] = p < n ? logits[base + p] : 0.f;
+  }
+  bool unrankable = false;
+#pragma unroll
+  for (int j = 0; j < kLoads; ++j) {
+    const int p = j * kTopKThreads + tid;
+    if (p < n) unrankable |= !(v[j] < INFINITY), wv[p] = v[j], wi[p] = base + p;  // NaN or +infinity
+  }
+  if (__syncthreads_or(unrankable) && tid == 0) scratch.state[1] = 1;
+  const int c = select_window(wv, wi, n, k, ov, oi, sh);
+  float* my_value = scratch.value + (size_t)blockIdx.x * k;
+  int* my_index = scratch.index + (size_t)blockIdx.x * k;
+  for (int j = tid; j < k; j += kTopKThreads) {
+    my_value[j] = j < c ? ov[j] : -INFINITY;
+    my_index[j] = j < c ? oi[j] : INT_MAX;
+  }
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) s_last = atomicAdd(&scratch.state[0], 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+
+  // The last block: every slice's list is written. Merge them (loads past L1: other blocks wrote them).
+  const int total = gridDim.x * k;
+  int kept = 0;
+  for (int next = 0; next < total;) {
+    for (int j = tid; j < kept; j += kTopKThreads) wv[j] = ov[j], wi[j] = oi[j];
+    const int take = min(kWindow - kept, total - next);
+    for (int j = tid; j < take; j += kTopKThreads)
+      wv[kept + j] = __ldcg(scratch.value + next + j), wi[kept + j] = __ldcg(scratch.index + next + j);
+    __syncthreads();
+    next += take;
+    kept = select_window(wv, wi, kept + take, k, ov, oi, sh);
+  }
+  // The next launch starts from a zero count; this is the only block still running.
+  const bool refused = __ldcg(&scratch.state[1]) != 0;
+  __syncthreads();
+  if (tid == 0) scratch.state[0] = 0, scratch.state[1] = 0;
   // NaN has no rank (the ranks below would collide): report it, as an all -infinity row (no weights) below.
-  if (__syncthreads_or(unrankable)) {
+  if (refused) {
     if (tid == 0) write_unrankable(out, feed);
     return;
   }
-  const uint32_t thr = s_prefix;
-  const int need_eq = s_remaining;  // winners equal to the threshold
-  for_each_logit(logits, vocab, [&](int i, float v) {
-    const uint32_t key = order_key(v);
-    if (i >= vocab) return;
-    if (key > thr) {
-      const int slot = atomicAdd(&s_count, 1);
-      if (slot < kMaxDeviceTopK) cv[slot] = v, ci[slot] = i;
-    } else if (key == thr) {
-      const int slot = atomicAdd(&s_ties, 1);
-      if (slot < kTieCap) tie_index[slot] = i;
-    }
-  });
-  __syncthreads();
-  const int ties = s_ties;
-  if (ties <= kTieCap) {
-    // The need_eq lowest indices among the ties, each placed by its rank.
-    for (int e = tid; e < ties; e += kThreads) {
-      const int i = tie_index[e];
-      int rank = 0;
-      for (int j = 0; j < ties; ++j) rank += tie_index[j] < i;
-      const int slot = (k - need_eq) + rank;
-      if (rank < need_eq && slot < kMaxDeviceTopK) cv[slot] = logits[i], ci[slot] = i;
-    }
-  } else {
-    // Many ties (a flat row): in index order, chunk by chunk, ranked inside a chunk with warp ballots.
-    for (int base = 0; base < vocab; base += kThreads) {
-      if (s_taken >= need_eq) break;  // uniform: read after a barrier
-      const int i = base + tid;
-      const bool eq = i < vocab && order_key(logits[i]) == thr;
-      const unsigned ballot = __ballot_sync(0xffffffffu, eq);
-      if (lane == 0) warp_counts[warp] = __popc(ballot);
-      __syncthreads();
-      int before = s_taken;
-      for (int w = 0; w < warp; ++w) before += warp_counts[w];
-      before += __popc(ballot & ((1u << lane) - 1u));
-      if (eq && before < need_eq) {
-        const int slot = (k - need_eq) + before;
-        if (slot < kMaxDeviceTopK) cv[slot] = logits[i], ci[slot] = i;
-      }
-      __syncthreads();
-      if (tid == 0) {
-        int total = 0;
-        for (int w = 0; w < kThreads / 32; ++w) total += warp_counts[w];
-        s_taken += total;
-      }
-      __syncthreads();
-    }
-  }
-  __syncthreads();
+  __shared__ int sorted[kMaxDeviceTopK];
   if (tid < k) {
     int rank = 0;
-    for (int j = 0; j < k; ++j)
-      rank += (cv[j] > cv[tid]) || (cv[j] == cv[tid] && ci[j] < ci[tid]);
+    for (int j = 0; j < k; ++j) rank += (ov[j] > ov[tid]) || (ov[j] == ov[tid] && oi[j] < oi[tid]);
     sorted[rank] = tid;
   }
   __syncthreads();
-  if (cv[sorted[0]] == -INFINITY) {  // uniform: shared, after a barrier
+  if (ov[sorted[0]] == -INFINITY) {  // uniform: shared, after a barrier
     if (tid == 0) write_unrankable(out, feed);
     return;
   }
   __shared__ double weight[kMaxDeviceTopK];  // by rank, the top one's 1 (backend/sampled_rank.h)
-  if (tid < k) {
-    weight[tid] = exp(((double)cv[sorted[tid]] - (double)cv[sorted[0]]) / (double)draw.temperature);
-  }
+  if (tid < k) weight[tid] = exp(((double)ov[sorted[tid]] - (double)ov[sorted[0]]) / (double)draw.temperature);
   __syncthreads();
-  if (tid == 0) write_pick(ci[sorted[sampled_rank(weight, k, draw.top_p, draw.min_p, draw.uniform)]], out, feed);
+  if (tid == 0) write_pick(oi[sorted[sampled_rank(weight, k, draw.top_p, draw.min_p, draw.uniform)]], out, feed);
 }
 
 }  // namespace
@@ -240,17 +267,28 @@ void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed f
   XL_CUDA_LAUNCH_CHECK();
 }
 
-void sample_top_k(const float* logits, int vocab, const TokenSampling& draw, int* out, cudaStream_t s,
-                  StepFeed feed) {
+int top_k_blocks(int vocab) { return (vocab + kTopKSlice - 1) / kTopKSlice; }
+
+size_t top_k_scratch_words(int vocab) { return 4 + 2 * (size_t)top_k_blocks(vocab) * kMaxDeviceTopK; }
+
+TopKScratch top_k_scratch(uint32_t* zeroed, int vocab) {
+  const size_t list = (size_t)top_k_blocks(vocab) * kMaxDeviceTopK;
+  return {zeroed, reinterpret_cast<float*>(zeroed + 4), reinterpret_cast<int*>(zeroed + 4 + list)};
+}
+
+void sample_top_k(const float* logits, int vocab, const TokenSampling& draw, TopKScratch scratch, int* out,
+                  cudaStream_t s, StepFeed feed) {
   if (draw.top_k <= 0 || draw.top_k > kMaxDeviceTopK || draw.top_k > vocab)
     throw BackendError(kBadInput, "device top-k sampling supports 1.." + std::to_string(kMaxDeviceTopK));
-  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, draw, static_cast<const TokenSampling*>(nullptr), out, feed);
+  launch(top_k_kernel, top_k_blocks(vocab), kTopKThreads, 0, s, logits, vocab, draw,
+         static_cast<const TokenSampling*>(nullptr), scratch, out, feed);
   XL_CUDA_LAUNCH_CHECK();
 }
 
-void sample_top_k_at(const float* logits, int vocab, const TokenSampling* draw, int* out, cudaStream_t s,
-                     StepFeed feed) {
-  launch(top_k_kernel, 1, kThreads, 0, s, logits, vocab, TokenSampling{}, draw, out, feed);
+void sample_top_k_at(const float* logits, int vocab, const TokenSampling* draw, TopKScratch scratch, int* out,
+                     cudaStream_t s, StepFeed feed) {
+  launch(top_k_kernel, top_k_blocks(vocab), kTopKThreads, 0, s, logits, vocab, TokenSampling{}, draw, scratch, out,
+         feed);
   XL_CUDA_LAUNCH_CHECK();
 }
 

@@ -61,6 +61,16 @@ struct Dev {
   void poison() { XL_CUDA_CHECK(cudaMemset(p, 0xff, n * sizeof(T))); }  // NaN for half and float
 };
 
+// The sampled pick's scratch (top_k_scratch_words), zeroed once as a stage's is.
+struct TopKPickScratch {
+  Dev<uint32_t> words;
+  int vocab;
+  explicit TopKPickScratch(int v) : words(top_k_scratch_words(v)), vocab(v) {
+    XL_CUDA_CHECK(cudaMemset(words.p, 0, words.n * sizeof(uint32_t)));
+  }
+  TopKScratch get() const { return top_k_scratch(words.p, vocab); }
+};
+
 std::vector<__half> rand_half(size_t n, float lo, float hi);
 std::vector<__half> to_half(const std::vector<float>& v);
 inline double to_d(__half h) { return (double)__half2float(h); }

@@ -42,6 +42,7 @@ void check_token_nll(int rows, int vocab, float offset);
 void time_gemv_q4(const char* what, int K, int N, int m);
 void time_gemv_f16(const char* what, int K, int N);
 void time_lm_head_rmsnorm(int K, int N);
+void time_picks(int vocab);
 void time_attention(int H, int KV, int D, int len);
 void time_attention_split_rule(int H, int KV, int D, int len, int S);
 void time_attention_prefill(int H, int KV, int D, int m);

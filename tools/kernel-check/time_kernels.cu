@@ -61,12 +61,20 @@ void time_lm_head_rmsnorm(int K, int N) {
       batch_us([&] { gemv_f16_rmsnorm(w.p, nullptr, K, N, h.p, K, ss.p, nw.p, 1e-5f, 1, y.p, N, nullptr, &pick); });
   std::printf("time lm_head %dx%d m=1 back to back: rmsnorm + gemv_f16 %.1f us, fused %.1f us; + argmax %.1f us, "
               "picking %.1f us\n", K, N, two, fused, then_argmax, picking);
-  // The pick kernels alone on logits spread as a model's are (the lm_head's above are all near 0).
+  time_picks(N);
+}
+
+// The pick kernels alone on logits spread as a model's are (the lm_head's in time_lm_head_rmsnorm are all near 0).
+void time_picks(int N) {
+  Dev<float> y(N);
+  Dev<int> out(1);
   std::vector<float> spread(N);
   for (auto& v : spread) v = urand(-10.f, 20.f);
   y.upload(spread);
   const float arg = batch_us([&] { argmax(y.p, N, out.p, nullptr); });
-  const float top_k = batch_us([&] { sample_top_k(y.p, N, {0.8f, 40, 0.95f, 0.05f, 0.5f}, out.p, nullptr); });
+  TopKPickScratch scratch(N);
+  const float top_k =
+      batch_us([&] { sample_top_k(y.p, N, {0.8f, 40, 0.95f, 0.05f, 0.5f}, scratch.get(), out.p, nullptr); });
   std::printf("time pick vocab %d back to back: argmax %.1f us, top-k 40 + top-p + min-p %.1f us\n", N, arg, top_k);
 }
 
