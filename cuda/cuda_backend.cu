@@ -28,6 +28,7 @@
 
 #include "backend/model_checks.h"
 #include "backend/rope_frequencies.h"
+#include "backend/token_penalties.h"
 #include "backend/verbose_load.h"
 #include "cuda/cuda_check.h"
 #include "cuda/dequant_ahead.h"
@@ -652,6 +653,12 @@ class Stage {
       cuda::sample_top_k(logits_, cfg_.vocab_size, s, top_k_, out, stream_, feed);
     XL_CUDA_CHECK(cudaEventRecord(token_picked_[slot], stream_));
     return slot;
+  }
+  // The penalties' token history (Backend::set_token_history's host copy), ordered after the work queued so far.
+  void upload_token_history(const std::vector<uint32_t>& history) {
+    XL_CUDA_CHECK(cudaSetDevice(device_));
+    XL_CUDA_CHECK(cudaMemcpyAsync(top_k_.history, history.data(), history.size() * sizeof(uint32_t),
+                                  cudaMemcpyHostToDevice, stream_));
   }
   int32_t wait_token(int slot) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
@@ -1590,6 +1597,12 @@ class CudaBackend final : public Backend {
     return token;
   }
 
+  // The device picks read and extend the last stage's copy; a host pick (Backend::forward_sample) the host's.
+  void set_token_history(const int32_t* seen, int n_seen, const int32_t* generated, int n_generated) override {
+    Backend::set_token_history(seen, n_seen, generated, n_generated);
+    last().upload_token_history(token_history_);
+  }
+
   // Perplexity scoring: the stages run each chunk as forward() does; the last stage turns the chunk's rows
   // into NLLs on its own GPU (Stage::score_chunk), so the logits never cross to the host.
   void score(const int32_t* tokens, int n, int pos, const int32_t* targets, float* nll) override {
@@ -1700,11 +1713,13 @@ class CudaBackend final : public Backend {
   }
 
   bool device_pick(const TokenSampling& s) const {
-    return s.temperature <= 0.f || (s.top_k > 0 && s.top_k <= cuda::kMaxDeviceTopK && s.top_k < cfg_.vocab_size);
+    if (s.temperature <= 0.f) return !penalties_on(s);  // greedy with penalties: refused by the host pick
+    return s.top_k > 0 && s.top_k <= cuda::kMaxDeviceTopK && s.top_k < cfg_.vocab_size;
   }
   static bool same_sampling(const TokenSampling& a, const TokenSampling& b) {
     return a.temperature == b.temperature && a.top_k == b.top_k && a.top_p == b.top_p && a.min_p == b.min_p &&
-           a.uniform == b.uniform;
+           a.uniform == b.uniform && a.repeat_penalty == b.repeat_penalty &&
+           a.frequency_penalty == b.frequency_penalty && a.presence_penalty == b.presence_penalty;
   }
 
   // The decode step forward_sample started ahead (its `next`): waits for it and drops its pick. Its KV entries lie

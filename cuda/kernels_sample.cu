@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "backend/sampled_rank.h"
+#include "backend/token_penalties.h"
 #include "cuda/cuda_check.h"
 #include "cuda/greedy_pick.cuh"
 #include "cuda/kernels.h"
@@ -178,7 +179,8 @@ __device__ int select_window(const float* wv, const int* wi, int n, int k, float
 // Grid: top_k_blocks(vocab) blocks. Each writes exactly k entries of its slice (in index order; a slice shorter
 // than k padded with -infinity at index INT_MAX, which sorts after every real entry), so the last block merges one
 // list in index order, a window at a time with the running top k in front. Then it sorts the k descending (ties by
-// index) and samples like sample_token_host.
+// index) and samples like sample_token_host, penalties included (their history read as the logits are, the pick
+// recorded in it).
 __global__ void __launch_bounds__(kTopKThreads)
     top_k_kernel(const float* __restrict__ logits, int vocab, TokenSampling given, const TokenSampling* draw_at,
                  TopKScratch scratch, int* out, StepFeed feed) {
@@ -194,18 +196,24 @@ __global__ void __launch_bounds__(kTopKThreads)
   wait_for_previous_kernel();
 
   const int base = blockIdx.x * kTopKSlice, n = min(kTopKSlice, vocab - base);
+  const bool penalized = penalties_on(draw);
   constexpr int kLoads = kTopKSlice / kTopKThreads;
   float v[kLoads];
+  uint32_t seen[kLoads];
 #pragma unroll
   for (int j = 0; j < kLoads; ++j) {  // all issued before any is used: one L2 round trip
     const int p = j * kTopKThreads + tid;
     v[j] = p < n ? logits[base + p] : 0.f;
+    seen[j] = penalized && p < n ? scratch.history[base + p] : 0u;
   }
   bool unrankable = false;
 #pragma unroll
   for (int j = 0; j < kLoads; ++j) {
     const int p = j * kTopKThreads + tid;
-    if (p < n) unrankable |= !(v[j] < INFINITY), wv[p] = v[j], wi[p] = base + p;  // NaN or +infinity
+    if (p < n) {
+      unrankable |= !(v[j] < INFINITY);  // NaN or +infinity, in the model's own logits (as the host sampler checks)
+      wv[p] = penalized ? penalized_logit(v[j], seen[j], draw) : v[j], wi[p] = base + p;
+    }
   }
   if (__syncthreads_or(unrankable) && tid == 0) scratch.state[1] = 1;
   const int c = select_window(wv, wi, n, k, ov, oi, sh);
@@ -257,7 +265,11 @@ __global__ void __launch_bounds__(kTopKThreads)
   __shared__ double weight[kMaxDeviceTopK];  // by rank, the top one's 1 (backend/sampled_rank.h)
   if (tid < k) weight[tid] = exp(((double)ov[sorted[tid]] - (double)ov[sorted[0]]) / (double)draw.temperature);
   __syncthreads();
-  if (tid == 0) write_pick(oi[sorted[sampled_rank(weight, k, draw.top_p, draw.min_p, draw.uniform)]], out, feed);
+  if (tid == 0) {
+    const int pick = oi[sorted[sampled_rank(weight, k, draw.top_p, draw.min_p, draw.uniform)]];
+    if (penalized) scratch.history[pick] = history_after_pick(scratch.history[pick]);
+    write_pick(pick, out, feed);
+  }
 }
 
 }  // namespace
@@ -269,11 +281,12 @@ void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed f
 
 int top_k_blocks(int vocab) { return (vocab + kTopKSlice - 1) / kTopKSlice; }
 
-size_t top_k_scratch_words(int vocab) { return 4 + 2 * (size_t)top_k_blocks(vocab) * kMaxDeviceTopK; }
+size_t top_k_scratch_words(int vocab) { return 4 + (size_t)vocab + 2 * (size_t)top_k_blocks(vocab) * kMaxDeviceTopK; }
 
 TopKScratch top_k_scratch(uint32_t* zeroed, int vocab) {
   const size_t list = (size_t)top_k_blocks(vocab) * kMaxDeviceTopK;
-  return {zeroed, reinterpret_cast<float*>(zeroed + 4), reinterpret_cast<int*>(zeroed + 4 + list)};
+  uint32_t* lists = zeroed + 4 + vocab;
+  return {zeroed, zeroed + 4, reinterpret_cast<float*>(lists), reinterpret_cast<int*>(lists + list)};
 }
 
 void sample_top_k(const float* logits, int vocab, const TokenSampling& draw, TopKScratch scratch, int* out,

@@ -152,6 +152,12 @@ struct TokenSampling {
   float top_p = 1.0f;            // 1: off; else the smallest most-likely-first prefix whose mass reaches it
   float min_p = 0.0f;            // 0: off; else drops tokens less likely than min_p x the most likely one
   float uniform = 0.0f;          // a uniform random number in [0, 1) drawn by the caller (keeps seeds on the host)
+  // Penalties from the backend's token history (Backend::set_token_history), applied to the logits before the
+  // pick as the host sampler's applyPenalties does, in double like its JavaScript numbers; a pick with any of
+  // them on records its token in that history. Sampled picks only (temperature > 0; greedy is top_k 1).
+  double repeat_penalty = 1.0;     // 1: off; a seen token's logit divided by it (>= 0) or multiplied (< 0)
+  double frequency_penalty = 0.0;  // 0: off; minus count x it for a token generated count times
+  double presence_penalty = 0.0;   // 0: off; minus it for a token generated at least once
 };
 
 class Backend {
@@ -186,13 +192,26 @@ class Backend {
   // (as if that step had run and the cache had been trimmed back). The default ignores it.
   virtual int32_t forward_sample(const int32_t* tokens, int n, int pos, const TokenSampling& sampling,
                                  const TokenSampling* next = nullptr);
+
+  // The token history the penalties read: `seen` (the prompt, earlier output: the repetition penalty) and
+  // `generated` in order (the frequency and presence penalties' counts), as the host sampler's observePrompt and
+  // accept keep them; ids outside the vocabulary are ignored. Each pick with penalties then records its own token,
+  // so pipelined steps need nothing from the host. Ordered with the calls before it (a step started ahead
+  // records its pick first; this replaces it). Overrides call this one too (the host picks read it).
+  virtual void set_token_history(const int32_t* seen, int n_seen, const int32_t* generated, int n_generated);
+
+ protected:
+  // Per token id: bit 0 seen, the rest the generated count (backend/token_penalties.h); empty until set.
+  std::vector<uint32_t> token_history_;
 };
 
 // Host-side token pick shared by the default forward_sample and the tests: softmax(logits / T) over the
 // top_k largest, cut by top-p and min-p (backend/sampled_rank.h), then the first token whose cumulative
 // probability exceeds `uniform`. A sampled pick refuses logits it can't rank (BackendError kNonFiniteLogits);
-// greedy takes the first largest whatever the rest hold.
-int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& sampling);
+// greedy takes the first largest whatever the rest hold (and refuses penalties: kBadInput).
+// With penalties on, `history` (vocab entries, or null: none seen) supplies them and gets the pick recorded.
+int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& sampling,
+                          uint32_t* history = nullptr);
 
 // -log softmax(logits)[target], computed in double (score()'s host reduction and its tests).
 double token_nll_host(const float* logits, int vocab, int target);

@@ -6,11 +6,14 @@
 
 #include "backend/backend.h"
 #include "backend/sampled_rank.h"
+#include "backend/token_penalties.h"
 
 namespace xllama {
 
-int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& s) {
+int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& s, uint32_t* history) {
+  const bool penalized = penalties_on(s);
   if (s.temperature <= 0.0f) {
+    if (penalized) throw BackendError(kBadInput, "penalties need a sampled pick (temperature > 0; greedy is top-k 1)");
     return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);  // first max on ties
   }
   bool any_above_minus_inf = false;
@@ -21,6 +24,12 @@ int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& s
     any_above_minus_inf = any_above_minus_inf || logits[i] != -INFINITY;
   }
   if (!any_above_minus_inf) throw BackendError(kNonFiniteLogits, "all " + std::to_string(vocab) + " are -infinity");
+  std::vector<float> penalized_logits;
+  if (penalized && history) {  // after the check, as the host sampler: it looks at the model's own logits
+    penalized_logits.assign(logits, logits + vocab);
+    for (int i = 0; i < vocab; ++i) penalized_logits[i] = penalized_logit(logits[i], history[i], s);
+    logits = penalized_logits.data();
+  }
   int k = (s.top_k > 0 && s.top_k < vocab) ? s.top_k : vocab;
   std::vector<int32_t> idx(vocab);
   std::iota(idx.begin(), idx.end(), 0);
@@ -29,14 +38,29 @@ int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& s
   const double max_logit = logits[idx[0]];
   std::vector<double> weight(k);
   for (int i = 0; i < k; ++i) weight[i] = std::exp((logits[idx[i]] - max_logit) / s.temperature);
-  return idx[sampled_rank(weight.data(), k, s.top_p, s.min_p, s.uniform)];
+  const int32_t pick = idx[sampled_rank(weight.data(), k, s.top_p, s.min_p, s.uniform)];
+  if (penalized && history) history[pick] = history_after_pick(history[pick]);
+  return pick;
 }
 
 int32_t Backend::forward_sample(const int32_t* tokens, int n, int pos, const TokenSampling& sampling,
                                 const TokenSampling* /*next: no pipelining here*/) {
-  std::vector<float> logits(static_cast<size_t>(config().vocab_size));
+  const int vocab = config().vocab_size;
+  std::vector<float> logits(static_cast<size_t>(vocab));
   forward(tokens, n, pos, false, logits.data());
-  return sample_token_host(logits.data(), config().vocab_size, sampling);
+  if (penalties_on(sampling) && token_history_.empty()) token_history_.assign(vocab, 0u);
+  return sample_token_host(logits.data(), vocab, sampling, token_history_.empty() ? nullptr : token_history_.data());
+}
+
+void Backend::set_token_history(const int32_t* seen, int n_seen, const int32_t* generated, int n_generated) {
+  const int vocab = config().vocab_size;
+  token_history_.assign(vocab, 0u);
+  for (int i = 0; i < n_seen; ++i)
+    if (seen[i] >= 0 && seen[i] < vocab) token_history_[seen[i]] |= 1u;
+  for (int i = 0; i < n_generated; ++i) {
+    const int32_t id = generated[i];
+    if (id >= 0 && id < vocab) token_history_[id] = history_after_pick(token_history_[id]);
+  }
 }
 
 double token_nll_host(const float* logits, int vocab, int target) {

@@ -253,6 +253,9 @@ Napi::Value ForwardSample(const Napi::CallbackInfo& info) {
     s.top_p = static_cast<float>(num_or(o, "topP", 1));
     s.min_p = static_cast<float>(num_or(o, "minP", 0));
     s.uniform = static_cast<float>(num_or(o, "uniform", 0));
+    s.repeat_penalty = num_or(o, "repeatPenalty", 1);
+    s.frequency_penalty = num_or(o, "frequencyPenalty", 0);
+    s.presence_penalty = num_or(o, "presencePenalty", 0);
     return true;
   };
   TokenSampling s, next;
@@ -309,6 +312,22 @@ auto locked(const Napi::CallbackInfo& info, F&& f) {
 Napi::Value TrimCache(const Napi::CallbackInfo& info) {
   const int n = int_arg(info, 1, "length");
   locked(info, [&](Backend& b) { b.trim_cache(n); return 0; });
+  return info.Env().Undefined();
+}
+// setTokenHistory(handle, seen, generated): the penalties' history (Backend::set_token_history).
+Napi::Value SetTokenHistory(const Napi::CallbackInfo& info) {
+  const auto ids = [&](size_t i, const char* what) {
+    if (info.Length() <= i || !info[i].IsTypedArray() ||
+        info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw_error(info.Env(), "bad_input", std::string(what) + " must be an Int32Array");
+    return info[i].As<Napi::Int32Array>();
+  };
+  Napi::Int32Array seen = ids(1, "seen"), generated = ids(2, "generated");
+  locked(info, [&](Backend& b) {
+    b.set_token_history(seen.Data(), static_cast<int>(seen.ElementLength()), generated.Data(),
+                        static_cast<int>(generated.ElementLength()));
+    return 0;
+  });
   return info.Env().Undefined();
 }
 Napi::Value CacheLength(const Napi::CallbackInfo& info) {
@@ -380,6 +399,7 @@ void RegisterModel(Napi::Env env, Napi::Object exports) {
   exports.Set("forwardSample", Napi::Function::New(env, ForwardSample, "forwardSample"));
   exports.Set("score", Napi::Function::New(env, Score, "score"));
   exports.Set("trimCache", Napi::Function::New(env, TrimCache, "trimCache"));
+  exports.Set("setTokenHistory", Napi::Function::New(env, SetTokenHistory, "setTokenHistory"));
   exports.Set("cacheLength", Napi::Function::New(env, CacheLength, "cacheLength"));
   exports.Set("maxSeqLen", Napi::Function::New(env, MaxSeqLen, "maxSeqLen"));
   exports.Set("vocabSize", Napi::Function::New(env, VocabSize, "vocabSize"));

@@ -1,7 +1,7 @@
 // The generation loop: prefill the prompt in chunks, then one token per forward, streaming text that is
 // safe to show. Stops at EOS, a stop string, the token limit, the end of the KV cache, or an abort.
 import { DEFAULT_CHUNK_TOKENS, type ModelHandle } from './model-handle.js';
-import { Sampler, type SamplingParams } from './sampler.js';
+import { hasPenalties, Sampler, type SamplingParams } from './sampler.js';
 import { StreamingDetokenizer, type Decoder } from './detokenizer.js';
 import { StopStringFilter } from './stop-strings.js';
 
@@ -84,6 +84,11 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     const { model, options, promptIds, stats } = this;
     const sampler = new Sampler(options.sampling, options.seed);
     sampler.observePrompt(promptIds);
+    // Penalties go to a backend that keeps the token history (its picks then stay pipelined like the rest).
+    if (hasPenalties(options.sampling) && model.setTokenHistory) {
+      await model.setTokenHistory(promptIds, []);
+      sampler.penaltiesOnBackend();
+    }
     const endIds = new Set([...this.tokenizer.eosIds, ...(options.stopTokenIds ?? [])]);
     const detok = new StreamingDetokenizer(this.tokenizer, promptIds.slice(-DETOKENIZER_CONTEXT));
     const stops = new StopStringFilter(options.stop ?? []);

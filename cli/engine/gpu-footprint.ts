@@ -9,11 +9,14 @@ import type { GptqSettings } from './model-spec.js';
 /** The CUDA decode GEMV's row limit (cuda::kGemvMaxRows) and the lm_head rows per pass (Stage::kLogitRows). */
 const GEMV_MAX_ROWS = 8;
 const LOGIT_ROWS = 64;
-/** The sampled pick's per-block lists: cuda::top_k_scratch_words (blocks of kTopKSlice logits, kMaxDeviceTopK each). */
+/**
+ * The sampled pick's state, cuda::top_k_scratch_words: a count and a flag, the penalties' token history (one word
+ * per id), and the per-block lists (blocks of kTopKSlice logits, kMaxDeviceTopK entries each).
+ */
 const TOP_K_SLICE = 2048;
 const MAX_DEVICE_TOP_K = 64;
 function topKScratchBytes(vocab: number): number {
-  return 4 * (4 + 2 * Math.ceil(vocab / TOP_K_SLICE) * MAX_DEVICE_TOP_K);
+  return 4 * (4 + vocab + 2 * Math.ceil(vocab / TOP_K_SLICE) * MAX_DEVICE_TOP_K);
 }
 /** Free memory each stage keeps back: CUDA graphs, cuBLAS workspace, fragmentation. */
 export const STAGE_RESERVE_BYTES = 256 * 2 ** 20;
@@ -74,7 +77,7 @@ function scratchBytes(a: Arch, chunkTokens: number, quantized: boolean): { stage
   ];
   return {
     stage: sizes.reduce((s, b) => s + Math.max(b, 16), 0),
-    // The lm_head's logits slice, its greedy pick's state (a 64-bit key and a counter), the sampled pick's lists,
+    // The lm_head's logits slice, its greedy pick's state (a 64-bit key and a counter), the sampled pick's state,
     // and score()'s targets and NLLs for one chunk of rows.
     last: Math.max(LOGIT_ROWS * a.vocabSize * 4, 16) + 16 + 16 + topKScratchBytes(a.vocabSize) +
       2 * Math.max(rows * 4, 16),

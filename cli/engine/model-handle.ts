@@ -81,6 +81,14 @@ export interface TokenSampling {
   minP?: number;
   /** A uniform random number in [0, 1) from the caller's seeded generator. */
   uniform: number;
+  /**
+   * Penalties (the host sampler's, applied to the logits first) from the token history the backend keeps
+   * (setTokenHistory); a pick with any of them records its token there. Sampled picks only: greedy with
+   * penalties is temperature 1, top-k 1. Off when left out (1, 0, 0).
+   */
+  repeatPenalty?: number;
+  frequencyPenalty?: number;
+  presencePenalty?: number;
 }
 
 export interface ModelHandle {
@@ -114,6 +122,12 @@ export interface ModelHandle {
    * under row i's logits (targets[i] < 0: not scored, 0). The logits stay on the backend.
    */
   score(tokens: ArrayLike<number>, pos: number, targets: ArrayLike<number>): Promise<Float32Array>;
+  /**
+   * Sets the token history forwardSample's penalties read: the ids seen so far (prompt and earlier output) and
+   * those generated, in order. Each pick with penalties then adds its own token. Queued in order with forward
+   * calls. Absent: the backend can't apply penalties (the caller samples those on the host).
+   */
+  setTokenHistory?(seen: ArrayLike<number>, generated: ArrayLike<number>): Promise<void>;
   /** Keeps the first `length` cached positions; queued in order with forward calls. */
   trimCache(length: number): Promise<void>;
   memory(): MemoryUse;

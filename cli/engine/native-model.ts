@@ -183,6 +183,17 @@ function checkTokenSampling(s: TokenSampling): void {
   if (s.topP !== undefined && !(s.topP > 0 && s.topP <= 1)) throw new UserError(`top-p must be in (0, 1] (got ${s.topP})`);
   if (s.minP !== undefined && !(s.minP >= 0 && s.minP <= 1)) throw new UserError(`min-p must be in [0, 1] (got ${s.minP})`);
   if (!(s.uniform >= 0 && s.uniform < 1)) throw new UserError(`uniform must be in [0, 1) (got ${s.uniform})`);
+  const penalties = checkPenalties(s);
+  if (penalties && !(s.temperature > 0)) throw new UserError('penalties need a sampled pick (temperature > 0; greedy with penalties is top-k 1)');
+}
+
+/** The sampler's own ranges for the penalties (cli/engine/sampler.ts checkSampling); whether any is on. */
+function checkPenalties(s: TokenSampling): boolean {
+  const { repeatPenalty: repeat = 1, frequencyPenalty: frequency = 0, presencePenalty: presence = 0 } = s;
+  if (!(Number.isFinite(repeat) && repeat > 0)) throw new UserError(`repeat-penalty must be > 0 (got ${repeat})`);
+  if (!(Math.abs(frequency) <= 2)) throw new UserError(`frequency-penalty must be in [-2, 2] (got ${frequency})`);
+  if (!(Math.abs(presence) <= 2)) throw new UserError(`presence-penalty must be in [-2, 2] (got ${presence})`);
+  return repeat !== 1 || frequency !== 0 || presence !== 0;
 }
 
 function toInt32Tokens(tokens: ArrayLike<number>): Int32Array {
@@ -298,6 +309,11 @@ export class NativeModel implements ModelHandle {
     const want = toInt32Tokens(targets);
     if (want.length !== ids.length) throw new UserError(`score needs one target per token (${ids.length} tokens, ${want.length} targets)`);
     return this.enqueueForward(ids, pos, (h) => this.addon.score(h, ids, pos, want));
+  }
+
+  async setTokenHistory(seen: ArrayLike<number>, generated: ArrayLike<number>): Promise<void> {
+    const seenIds = toInt32Tokens(seen), generatedIds = toInt32Tokens(generated);
+    return this.enqueue(async (h) => this.addon.setTokenHistory(h, seenIds, generatedIds));
   }
 
   async trimCache(length: number): Promise<void> {

@@ -304,10 +304,22 @@ export class Sampler {
   }
 
   /**
+   * Penalties may go to the backend from now on: the caller has given it this sampler's token history
+   * (ModelHandle.setTokenHistory with the prompt), and the backend records each token it picks there as accept()
+   * does here.
+   */
+  penaltiesOnBackend(): void {
+    this.backendHistory = true;
+  }
+
+  private backendHistory = false;
+
+  /**
    * When the backend can make the pick itself (greedy, or temperature with optional top-k, and top-p / min-p
-   * after a top-k; no penalties, no typical-p), its settings with a uniform number from our generator; else null
-   * (sample on the host). The backend applies the same rule (addon/backend/sampled_rank.h), so a seed gives
-   * the same tokens either way, up to float rounding at a boundary.
+   * after a top-k; penalties only once penaltiesOnBackend() was called; no typical-p), its settings with a
+   * uniform number from our generator; else null (sample on the host). The backend applies the same rules
+   * (addon/backend/sampled_rank.h, token_penalties.h), so a seed gives the same tokens either way, up to float
+   * rounding at a boundary.
    */
   backendSampling(): TokenSampling | null {
     const ahead = this.drawnAhead;
@@ -328,8 +340,21 @@ export class Sampler {
 
   private drawBackendSampling(): TokenSampling | null {
     const p = this.params;
-    if (hasPenalties(p)) return null;
-    if (p.temperature <= 0) return { temperature: 0, topK: 0, uniform: 0 };
+    if (!hasPenalties(p)) {
+      if (p.temperature <= 0) return { temperature: 0, topK: 0, uniform: 0 };
+    } else {
+      if (!this.backendHistory || p.typicalP < 1) return null;
+      const penalties = { repeatPenalty: p.repeatPenalty, frequencyPenalty: p.frequencyPenalty, presencePenalty: p.presencePenalty };
+      // Greedy after penalties: the one most likely token of the penalized logits (no random number drawn).
+      if (p.temperature <= 0) return { temperature: 1, topK: 1, uniform: 0, ...penalties };
+      const sampled = this.drawSampled();
+      return sampled && { ...sampled, ...penalties };
+    }
+    return this.drawSampled();
+  }
+
+  private drawSampled(): TokenSampling | null {
+    const p = this.params;
     if (p.typicalP < 1) return null;
     // Without a top-k, top-p and min-p need the whole vocabulary ranked: the host's candidate search does that.
     if ((p.topP < 1 || p.minP > 0) && p.topK === 0) return null;

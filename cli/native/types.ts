@@ -97,13 +97,16 @@ export interface NativeError extends Error {
 /** A checkpoint read-ahead started by startReadAhead (addon/loader/checkpoint_read_ahead.h). */
 export type NativeReadAheadHandle = { readonly __nativeReadAhead: unique symbol };
 
-/** A pick on the backend (cli/engine/model-handle.ts TokenSampling); topP defaults to 1 and minP to 0 (off). */
+/** A pick on the backend (cli/engine/model-handle.ts TokenSampling); what is left out is off. */
 export interface NativeTokenSampling {
   temperature: number;
   topK: number;
   topP?: number;
   minP?: number;
   uniform: number;
+  repeatPenalty?: number;
+  frequencyPenalty?: number;
+  presencePenalty?: number;
 }
 
 export interface NativeModelApi {
@@ -125,6 +128,8 @@ export interface NativeModelApi {
   /** One NLL per token: -log softmax(logits_i)[targets[i]]; 0 where targets[i] < 0. */
   score(handle: NativeModelHandle, tokens: Int32Array, pos: number, targets: Int32Array): Promise<Float32Array>;
   trimCache(handle: NativeModelHandle, length: number): void;
+  /** The penalties' token history: ids seen (prompt and earlier output) and generated (in order, for the counts). */
+  setTokenHistory(handle: NativeModelHandle, seen: Int32Array, generated: Int32Array): void;
   cacheLength(handle: NativeModelHandle): number;
   maxSeqLen(handle: NativeModelHandle): number;
   vocabSize(handle: NativeModelHandle): number;

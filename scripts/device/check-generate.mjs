@@ -63,11 +63,21 @@ report.defaultSampling = defaults.some((d) => d.error) ? defaults : {
   commonPrefix: commonPrefix(defaults[0].generatedIds, defaults[1].generatedIds),
   deviceTimings: defaults[0].timings, hostTimings: defaults[1].timings,
 };
-const host = [json(['-n', '100', '--seed', '7', '--repeat-penalty', '1.1']), json(['-n', '100', '--seed', '7', '--repeat-penalty', '1.1'])];
-report.hostSampling = host.some((d) => d.error) ? host : {
-  sameSeedSameIds: JSON.stringify(host[0].generatedIds) === JSON.stringify(host[1].generatedIds),
-  timings: host[0].timings,
+// Penalties, sampled and greedy: picked on the device from the token history it keeps, against the host sampler.
+const penaltyCases = {
+  sampled: ['-n', '100', '--seed', '7', '--repeat-penalty', '1.1', '--frequency-penalty', '0.3', '--presence-penalty', '0.2'],
+  greedy: ['-n', '100', '--temperature', '0', '--repeat-penalty', '1.3'],
 };
+report.penaltySampling = {};
+for (const [name, flags] of Object.entries(penaltyCases)) {
+  const runs = [json(flags), json(flags), json([...flags, '--typical-p', '0.999999999'])];
+  report.penaltySampling[name] = runs.some((d) => d.error) ? runs : {
+    sameSeedSameIds: JSON.stringify(runs[0].generatedIds) === JSON.stringify(runs[1].generatedIds),
+    deviceEqualsHost: commonPrefix(runs[0].generatedIds, runs[2].generatedIds) === runs[2].generatedIds.length,
+    commonPrefix: commonPrefix(runs[0].generatedIds, runs[2].generatedIds),
+    deviceTimings: runs[0].timings, hostTimings: runs[2].timings,
+  };
+}
 const stop = json(['-n', '100', '--temperature', '0', '--stop', 'red ball']);
 report.stopString = stop.error ? stop : { stopReason: stop.stopReason, text: stop.text };
 

@@ -5,7 +5,8 @@
 // four quarters), ppN (one N-token prompt from position 0), sleepS (seconds), hostN / devN (N tokens with the CLI's
 // default sampling, seed 1: the logits to the host and the sampler there, as before top-p and min-p went to the
 // device; or the pick on the device, pipelined, as generate runs it now; prints whether the ids equal the other's),
-// penaltyN (the same on the host with --repeat-penalty 1.1, which keeps the pick there).
+// penaltyN / devpenaltyN (the same with a repetition, frequency and presence penalty: on the host, or on the
+// device from the token history it keeps; prints whether the ids equal the other's).
 import { performance } from 'node:perf_hooks';
 import { NativeModel } from '../../dist/cli/engine/native-model.js';
 import { syntheticTokens } from '../../dist/cli/engine/benchmark.js';
@@ -33,9 +34,17 @@ async function decode(n) {
 }
 
 const sampledIds = {};
-async function sampled(n, onDevice, params = DEFAULT_SAMPLING) {
+const PENALTIES = { ...DEFAULT_SAMPLING, repeatPenalty: 1.1, frequencyPenalty: 0.2, presencePenalty: 0.1 };
+// `label` names the run and the one it is compared with: dev / host, devpenalty / penalty.
+async function sampled(n, label) {
+  const onDevice = label.startsWith('dev'), params = label.endsWith('penalty') ? PENALTIES : DEFAULT_SAMPLING;
   await model.trimCache(0);
   const sampler = new Sampler({ ...params }, 1);
+  sampler.observePrompt([ids[0]]);
+  if (onDevice && params === PENALTIES) {
+    await model.setTokenHistory([ids[0]], []);
+    sampler.penaltiesOnBackend();
+  }
   const out = [];
   const s = performance.now();
   let id = ids[0];
@@ -50,12 +59,12 @@ async function sampled(n, onDevice, params = DEFAULT_SAMPLING) {
     out.push(id);
   }
   const rate = (n * 1000) / (performance.now() - s);
-  const [mine, other] = onDevice ? ['dev', 'host'] : params === DEFAULT_SAMPLING ? ['host', 'dev'] : ['penalty', 'none'];
-  sampledIds[mine] = out;
+  const other = { dev: 'host', host: 'dev', devpenalty: 'penalty', penalty: 'devpenalty' }[label];
+  sampledIds[label] = out;
   const theirs = sampledIds[other];
   let same = 0;
   while (theirs && same < n && theirs[same] === out[same]) same++;
-  console.log(`${stamp()} ${mine}${n}: ${rate.toFixed(1)} t/s` + (theirs ? ` (first ${same} of ${n} ids equal ${other}'s)` : ''));
+  console.log(`${stamp()} ${label}${n}: ${rate.toFixed(1)} t/s` + (theirs ? ` (first ${same} of ${n} ids equal ${other}'s)` : ''));
 }
 
 for (const p of phases) {
@@ -66,8 +75,7 @@ for (const p of phases) {
     const s = performance.now();
     await model.forward(Int32Array.from(ids.slice(0, Number(m[1]))), 0, false);
     console.log(`${stamp()} ${p}: ${((Number(m[1]) * 1000) / (performance.now() - s)).toFixed(0)} t/s`);
-  } else if ((m = /^(host|dev)(\d+)$/.exec(p))) await sampled(Number(m[2]), m[1] === 'dev');
-  else if ((m = /^penalty(\d+)$/.exec(p))) await sampled(Number(m[1]), false, { ...DEFAULT_SAMPLING, repeatPenalty: 1.1 });
+  } else if ((m = /^(host|dev|penalty|devpenalty)(\d+)$/.exec(p))) await sampled(Number(m[2]), m[1]);
   else if ((m = /^sleep([\d.]+)$/.exec(p))) await new Promise((r) => setTimeout(r, Number(m[1]) * 1000));
   else throw new Error(`unknown phase ${p}`);
 }

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { UserError } from '../../cli/errors.js';
 import { NativeModel } from '../../cli/engine/native-model.js';
 import { argmax, loadReference, openModel, row } from './reference.js';
-import { minPFilter, pickIndex, softmax, topKCandidates, topPFilter } from '../../cli/engine/sampler.js';
+import {
+  DEFAULT_SAMPLING, Sampler, minPFilter, pickIndex, softmax, topKCandidates, topPFilter, type SamplingParams,
+} from '../../cli/engine/sampler.js';
 
 const NAME = 'stories260K-gptq-4bit-g64-actorder';
 const ids = loadReference(NAME).sequences.find((s) => s.name === 'golden')!.ids;
@@ -109,6 +111,51 @@ test('forwardSample with top-p and min-p after top-k picks what the host sampler
       }
     }
     assert.ok(cutBinds >= 3, `top-p / min-p cut the candidates in ${cutBinds} of 4 settings`);
+  } finally {
+    model.close();
+  }
+});
+
+test('forwardSample with penalties picks what the host sampler picks, step after step, from the history it keeps', async () => {
+  const model = await openModel(NAME);
+  try {
+    const prompt = ids.slice(0, 6);
+    // The history holds the tokens the model would say next (its greedy continuation), so the penalties bite.
+    const seq0 = [...prompt];
+    for (let i = 0; i < 12; i++) seq0.push(argmax(await model.forward(seq0, 0)));
+    const history = seq0.slice(prompt.length);
+    const settings: Partial<SamplingParams>[] = [
+      { temperature: 0, repeatPenalty: 5 },
+      { temperature: 0, frequencyPenalty: 2, presencePenalty: 2 },
+      { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 3, frequencyPenalty: 1, presencePenalty: 0.5 },
+    ];
+    let changed = 0;
+    for (const setting of settings) {
+      const params: SamplingParams = { ...DEFAULT_SAMPLING, ...setting };
+      // The host sampler as generation runs it without a backend history: penalties applied here to full logits.
+      const here = new Sampler(params, 3), onBackend = new Sampler(params, 3), plain = new Sampler({ ...params, repeatPenalty: 1, frequencyPenalty: 0, presencePenalty: 0 }, 3);
+      for (const s of [here, onBackend, plain]) s.observePrompt(history);
+      await model.setTokenHistory(history, []);
+      onBackend.penaltiesOnBackend();
+      const seq = [...prompt];
+      for (let step = 0; step < 12; step++) {
+        const logits = await model.forward(seq, 0);
+        const unpenalized = plain.sample(Float32Array.from(logits));
+        const want = here.sample(logits);
+        const draw = onBackend.backendSampling();
+        assert.ok(draw, 'the draw goes to the backend');
+        const got = await model.forwardSample(seq, 0, draw);
+        assert.equal(got, want, `${JSON.stringify(setting)} step ${step}`);
+        changed += got !== unpenalized ? 1 : 0;
+        for (const s of [here, onBackend, plain]) s.accept(got);
+        seq.push(got);
+      }
+    }
+    assert.ok(changed >= 3, `the penalties changed ${changed} of 36 picks`);
+    await assert.rejects(model.forwardSample([1], 0, { temperature: 0, topK: 0, uniform: 0, repeatPenalty: 1.1 }),
+      oneLineUserError(/penalties need a sampled pick/));
+    await assert.rejects(model.forwardSample([1], 0, { temperature: 1, topK: 3, uniform: 0.5, frequencyPenalty: 3 }),
+      oneLineUserError(/frequency-penalty must be in \[-2, 2\] \(got 3\)/));
   } finally {
     model.close();
   }

@@ -5,6 +5,7 @@ import { StopStringFilter } from '../../cli/engine/stop-strings.js';
 import type { SamplingParams } from '../../cli/engine/sampler.js';
 import { storiesTokenizer } from './fixture-tokenizers.js';
 import { ScriptedModel } from './scripted-model.js';
+import type { TokenSampling } from '../../cli/engine/model-handle.js';
 
 const GREEDY: SamplingParams = {
   temperature: 0, topK: 0, topP: 1, minP: 0, typicalP: 1, repeatPenalty: 1, frequencyPenalty: 0, presencePenalty: 0,
@@ -121,7 +122,7 @@ test('each backend pick names the next step for pipelining, but the last pick ma
   assert.deepEqual(picks.map((c) => c.next), [...Array(3).fill({ temperature: 0, topK: 0, uniform: 0 }), undefined]);
 });
 
-test('penalties sample on the host from full logits (forward, not forwardSample)', async () => {
+test('penalties sample on the host from full logits where the backend keeps no token history', async () => {
   const tok = storiesTokenizer();
   const prompt = tok.encode('Hi', { addSpecial: true });
   const model = new ScriptedModel(512, 512, prompt.length, [300, 2]);
@@ -129,6 +130,27 @@ test('penalties sample on the host from full logits (forward, not forwardSample)
   assert.deepEqual((await collect(run)).ids, [300, 2]);
   assert.ok(model.calls.every((c) => c.kind === 'forward'));
 });
+
+test('penalties go to a backend that keeps the token history: the prompt first, then picks pipelined there', async () => {
+  const tok = storiesTokenizer();
+  const prompt = tok.encode('Hi', { addSpecial: true });
+  const histories: number[][][] = [];
+  const model = new (class extends ScriptedModel {
+    async setTokenHistory(seen: ArrayLike<number>, generated: ArrayLike<number>): Promise<void> {
+      histories.push([Array.from(seen), Array.from(generated)]);
+    }
+    override async forwardSample(tokens: ArrayLike<number>, pos: number, sampling: TokenSampling, next?: TokenSampling) {
+      assert.deepEqual(sampling, PENALIZED_GREEDY);
+      return super.forwardSample(tokens, pos, { temperature: 0, topK: 0, uniform: 0 }, next);
+    }
+  })(512, 512, prompt.length, [300, 301, 2]);
+  const run = generate(model, tok, prompt, { maxTokens: 5, sampling: { ...GREEDY, repeatPenalty: 1.1 }, seed: 1 });
+  assert.deepEqual((await collect(run)).ids, [300, 301, 2]);
+  assert.deepEqual(histories, [[Array.from(prompt), []]]);
+  assert.ok(model.calls.every((c) => c.kind === 'forwardSample'));
+  assert.deepEqual(model.calls.map((c) => c.next), [PENALIZED_GREEDY, PENALIZED_GREEDY, PENALIZED_GREEDY]);
+});
+const PENALIZED_GREEDY = { temperature: 1, topK: 1, uniform: 0, repeatPenalty: 1.1, frequencyPenalty: 0, presencePenalty: 0 };
 
 test('the end of the KV cache stops generation cleanly', async () => {
   const tok = storiesTokenizer();

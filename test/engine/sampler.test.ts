@@ -123,6 +123,26 @@ test('greedy with a repetition penalty picks the best unpenalized token', () => 
   assert.deepEqual(new Sampler({ ...OFF, temperature: 0 }, 1).backendSampling(), { temperature: 0, topK: 0, uniform: 0 });
 });
 
+test('penalties go to the backend once it holds the token history, with the same random numbers as here', () => {
+  const penalties = { repeatPenalty: 1.2, frequencyPenalty: 0.5, presencePenalty: -0.25 };
+  const greedy = new Sampler({ ...OFF, temperature: 0, ...penalties }, 1);
+  assert.equal(greedy.backendSampling(), null);
+  greedy.penaltiesOnBackend();
+  assert.deepEqual(greedy.backendSampling(), { temperature: 1, topK: 1, uniform: 0, ...penalties });
+  const params = { ...DEFAULT_SAMPLING, ...penalties };
+  const onBackend = new Sampler(params, 9), here = new Sampler(params, 9);
+  onBackend.penaltiesOnBackend();
+  const draw = onBackend.backendSampling()!;
+  assert.deepEqual({ ...draw, uniform: 0 }, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, uniform: 0, ...penalties });
+  assert.equal(draw.uniform, new Rng(9).uniform());  // the draw the host pick would have made
+  assert.equal(here.backendSampling(), null);
+  for (const other of [{ topK: 0 }, { typicalP: 0.9 }, { temperature: 0, typicalP: 0.9 }]) {
+    const s = new Sampler({ ...params, ...other }, 9);
+    s.penaltiesOnBackend();
+    assert.equal(s.backendSampling(), null, JSON.stringify(other));
+  }
+});
+
 test('pickIndex follows the cumulative distribution', () => {
   const probs = [0.2, 0.5, 0.3];
   assert.equal(pickIndex(probs, 0), 0);

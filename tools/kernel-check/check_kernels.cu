@@ -1,5 +1,6 @@
 // The kernel check's per-kernel checks: every CUDA kernel of the backend on fresh random inputs against a
 // float64 (or exact) host reference.
+#include "backend/token_penalties.h"
 #include "tools/kernel-check/suites.h"
 
 namespace xllama::kcheck {
@@ -1070,6 +1071,55 @@ void check_sampling(int vocab) {
     differ += out.download()[0] != given || fed[0] != given || fed[1] != 101 + trial;
   }
   report("sampling: draw read at run time + advancing feed = by value vocab=" + std::to_string(vocab), differ, 0);
+}
+
+// Penalized picks (the draw's repetition, frequency and presence penalties read from the scratch's token history)
+// and the history entry each records, against sample_token_host with the same history (the CPU backend's pick,
+// which the CPU tests hold to the TypeScript sampler).
+void check_penalized_sampling(int vocab) {
+  Dev<int> out(1);
+  TopKPickScratch scratch(vocab);
+  const TokenSampling settings[] = {
+      {1.f, 1, 1.f, 0.f, 0.f, 5.0, 0.0, 0.0},        // greedy after a repetition penalty (top-k 1)
+      {0.8f, 40, 0.95f, 0.05f, 0.f, 1.3, 0.4, 0.2},  // chat's defaults with all three
+      {1.2f, 64, 1.f, 0.f, 0.f, 1.0, -0.5, 1.5},     // frequency and presence only, one negative
+  };
+  int bad = 0, changed = 0, runs = 0;
+  for (int trial = 0; trial < 12; ++trial) {
+    std::vector<float> l(vocab);
+    for (auto& v : l) v = urand(-10.f, 10.f);
+    // The likeliest tokens seen and generated (0-3 times), so the penalties decide the pick.
+    std::vector<uint32_t> history(vocab, 0u);
+    for (int i = 0; i < vocab; ++i) {
+      const uint32_t count = (uint32_t)(rng() % 4);
+      if (l[i] > 8.f || rng() % 16 == 0) history[i] = (count << 1) | (count > 0 || rng() % 2 ? 1u : 0u);
+    }
+    TokenSampling s = settings[trial % 3];
+    s.uniform = urand(0.f, 1.f);
+    Dev<float> dl(l);
+    XL_CUDA_CHECK(cudaMemcpy(scratch.get().history, history.data(), vocab * sizeof(uint32_t), cudaMemcpyHostToDevice));
+    out.poison();
+    sample_top_k(dl.p, vocab, s, scratch.get(), out.p, nullptr);
+    const int got = out.download()[0];
+    std::vector<uint32_t> want_history = history, got_history(vocab);
+    const int want = sample_token_host(l.data(), vocab, s, want_history.data());
+    XL_CUDA_CHECK(cudaMemcpy(got_history.data(), scratch.get().history, vocab * sizeof(uint32_t), cudaMemcpyDeviceToHost));
+    std::vector<float> penalized(vocab);
+    for (int i = 0; i < vocab; ++i) penalized[i] = penalized_logit(l[i], history[i], s);
+    TokenSampling none = s;
+    none.repeat_penalty = 1.0, none.frequency_penalty = 0.0, none.presence_penalty = 0.0;
+    changed += sample_token_host(l.data(), vocab, none) != want;
+    if (got != want) {
+      bad += !near_tie_pick(penalized, s, got, want);
+    } else {
+      bad += got_history != want_history;
+    }
+    runs += 1;
+  }
+  report("sampling with penalties + recorded history = the host pick's vocab=" + std::to_string(vocab) +
+             " (mismatches/" + std::to_string(runs) + ")",
+         bad, 0);
+  report("sampling: the penalties changed a pick vocab=" + std::to_string(vocab) + " (0: they did)", changed < 3, 0);
 }
 
 // token_nll against a float64 log-softmax of the same float logits: random rows shifted by `offset` (a large

@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
     }
     if (std::strcmp(argv[i], "--sampling") == 0) {  // only the device picks' checks, then their times
       for (int vocab : {32000, 128256, 512, 1001, 2049}) check_sampling(vocab);
+      for (int vocab : {32000, 128256, 1001}) check_penalized_sampling(vocab);
       if (timing)
         for (int vocab : {32000, 128256}) time_picks(vocab);
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
@@ -260,6 +261,8 @@ int main(int argc, char** argv) {
     check_sampling(512);
     check_sampling(1001);  // vocab % 4 != 0: the tail after the 16-byte loads
     check_sampling(2049);  // the top-k's last slice shorter than k: its list padded
+    check_penalized_sampling(32000);
+    check_penalized_sampling(128256);
     check_token_nll(1, 512, 0.f);
     check_token_nll(64, 32000, 0.f);
     check_token_nll(7, 128256, 0.f);

@@ -36,6 +36,7 @@ void check_prompt_attention();
 int ref_sample(const std::vector<float>& l, const TokenSampling& s);
 bool near_tie_pick(const std::vector<float>& l, const TokenSampling& s, int a, int b);
 void check_sampling(int vocab);
+void check_penalized_sampling(int vocab);
 void check_token_nll(int rows, int vocab, float offset);
 
 // ---- time_kernels.cu: single-kernel timings ----
