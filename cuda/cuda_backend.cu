@@ -1597,8 +1597,10 @@ class CudaBackend final : public Backend {
     return token;
   }
 
-  // The device picks read and extend the last stage's copy; a host pick (Backend::forward_sample) the host's.
+  // The device picks read and extend the last stage's copy; a host pick (Backend::forward_sample) the host's. A
+  // step started ahead picked from the old history: it is dropped, not handed to the next call.
   void set_token_history(const int32_t* seen, int n_seen, const int32_t* generated, int n_generated) override {
+    settle_step_ahead();
     Backend::set_token_history(seen, n_seen, generated, n_generated);
     last().upload_token_history(token_history_);
   }

@@ -2,7 +2,8 @@
 // (1) The KV cache kept across turns is exact on the backend: for each fixture model, turn 2's greedy reply
 //     (prefilling only what the cache lacks) against generate() over the whole rendered history from an empty
 //     cache: the same ids, or where they part and the reference's top-2 margin there (fp16 activations may
-//     break a near-tie the other way).
+//     break a near-tie the other way). Then the same with a repetition penalty, picked on the backend from the
+//     token history the reply sets (the whole conversation), against the host sampler's penalties.
 // (2) Speed with --dummy llama-7b (--no-speed skips it): each reply's tokens/s — the figure the status line
 //     shows — against `xllama bench`'s decode over the same stretch of the cache, and what turn 2 prefilled,
 //     from the plain line mode and, where `script` gives a pseudo-terminal, from the Ink screen's last status line.
@@ -48,19 +49,24 @@ function top2Margin(logits) {
 }
 
 // ---- (1) exactness of the cache reuse
-for (const name of MODELS) {
+// A typical-p a hair under 1 keeps the reference's penalties on the host sampler and drops nothing it would keep.
+const SAMPLINGS = [
+  { label: '', chat: GREEDY, ref: GREEDY },
+  { label: ' (repeat penalty 1.3)', chat: { ...GREEDY, repeatPenalty: 1.3 }, ref: { ...GREEDY, repeatPenalty: 1.3, typicalP: 0.999999999 } },
+];
+for (const name of MODELS) for (const { label, chat, ref: refSampling } of SAMPLINGS) {
   const spec = loadModelSpec(join('fixtures/models', name));
   const tok = TextTokenizer.fromFiles(spec.tokenizer, spec);
   const format = resolveChatFormat(tok, { modelName: name, source: name });
   const chatModel = await NativeModel.open(spec, { backend });
   const fresh = await NativeModel.open(spec, { backend });
   try {
-    const session = new ChatSession(chatModel, tok, { format, sampling: GREEDY, seed: 1, maxTokens: 48, system: 'A short story.' });
+    const session = new ChatSession(chatModel, tok, { format, sampling: chat, seed: 1, maxTokens: 48, system: 'A short story.' });
     await drain(session.send('Once there was a dog.'));
     const r2 = await drain(session.send('What did it do?'));
     const ids = chatPromptIds(tok, format.template.render(session.messages.slice(0, 4)));
     const chatIds = chatModel.cachedTokens.slice(ids.length);
-    const ref = generate(fresh, tok, ids, { maxTokens: 48, sampling: GREEDY, seed: 0, stop: format.stopStrings, stopTokenIds: format.stopTokenIds });
+    const ref = generate(fresh, tok, ids, { maxTokens: 48, sampling: refSampling, seed: 0, stop: format.stopStrings, stopTokenIds: format.stopTokenIds });
     let refText = '';
     for await (const t of ref) refText += t.text;
     const refIds = ref.generatedIds.slice(0, -1); // the last pick is never fed to the cache
@@ -73,11 +79,11 @@ for (const name of MODELS) {
       margin = top2Margin(await fresh.forward(ids.concat(refIds.slice(0, same)), 0));
     }
     const entry = {
-      model: name, promptTokens: r2.stats.promptTokens, cachedPromptTokens: r2.stats.cachedPromptTokens,
+      model: name + label, promptTokens: r2.stats.promptTokens, cachedPromptTokens: r2.stats.cachedPromptTokens,
       generated: refIds.length + 1, sameIds: same, exact, marginWhereTheyPart: margin,
     };
     report.exactness.push(entry);
-    check(`${name}: turn 2 = generate over the history`, exact || (margin !== null && margin < 0.05),
+    check(`${name}${label}: turn 2 = generate over the history`, exact || (margin !== null && margin < 0.05),
       exact ? `same ${refIds.length + 1} ids; ${r2.stats.cachedPromptTokens} of ${r2.stats.promptTokens} prompt tokens from the cache`
         : `ids part after ${same} (top-2 margin there ${margin?.toFixed(4)})`);
   } finally {
