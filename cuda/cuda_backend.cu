@@ -1434,7 +1434,7 @@ class Stage {
   int pick_slot_ = 0;
   unsigned long long* pick_best_ = nullptr;  // the lm_head's greedy pick in progress (GreedyPick; last stage)
   unsigned* pick_done_ = nullptr;
-  cuda::TopKScratch top_k_;  // the sampled pick's per-block lists (last stage)
+  cuda::TopKScratch top_k_;  // the sampled pick's per-block lists and the penalties' token history (last stage)
   cudaEvent_t token_picked_[2] = {nullptr, nullptr};
   int* host_in_ = nullptr;
   void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)

@@ -26,7 +26,7 @@ int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& s
   if (!any_above_minus_inf) throw BackendError(kNonFiniteLogits, "all " + std::to_string(vocab) + " are -infinity");
   std::vector<float> penalized_logits;
   if (penalized && history) {  // after the check, as the host sampler: it looks at the model's own logits
-    penalized_logits.assign(logits, logits + vocab);
+    penalized_logits.resize(vocab);
     for (int i = 0; i < vocab; ++i) penalized_logits[i] = penalized_logit(logits[i], history[i], s);
     logits = penalized_logits.data();
   }

@@ -340,17 +340,13 @@ export class Sampler {
 
   private drawBackendSampling(): TokenSampling | null {
     const p = this.params;
-    if (!hasPenalties(p)) {
-      if (p.temperature <= 0) return { temperature: 0, topK: 0, uniform: 0 };
-    } else {
-      if (!this.backendHistory || p.typicalP < 1) return null;
-      const penalties = { repeatPenalty: p.repeatPenalty, frequencyPenalty: p.frequencyPenalty, presencePenalty: p.presencePenalty };
-      // Greedy after penalties: the one most likely token of the penalized logits (no random number drawn).
-      if (p.temperature <= 0) return { temperature: 1, topK: 1, uniform: 0, ...penalties };
-      const sampled = this.drawSampled();
-      return sampled && { ...sampled, ...penalties };
-    }
-    return this.drawSampled();
+    if (!hasPenalties(p)) return p.temperature <= 0 ? { temperature: 0, topK: 0, uniform: 0 } : this.drawSampled();
+    if (!this.backendHistory || p.typicalP < 1) return null;
+    const penalties = { repeatPenalty: p.repeatPenalty, frequencyPenalty: p.frequencyPenalty, presencePenalty: p.presencePenalty };
+    // Greedy after penalties: the one most likely token of the penalized logits (no random number drawn).
+    if (p.temperature <= 0) return { temperature: 1, topK: 1, uniform: 0, ...penalties };
+    const sampled = this.drawSampled();
+    return sampled && { ...sampled, ...penalties };
   }
 
   private drawSampled(): TokenSampling | null {

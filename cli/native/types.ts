@@ -1,4 +1,5 @@
 // The shape of what the native addon exports. Each area of the addon adds its functions here.
+import type { TokenSampling } from '../engine/model-handle.js';
 
 export interface GpuDescription {
   index: number;
@@ -97,17 +98,8 @@ export interface NativeError extends Error {
 /** A checkpoint read-ahead started by startReadAhead (addon/loader/checkpoint_read_ahead.h). */
 export type NativeReadAheadHandle = { readonly __nativeReadAhead: unique symbol };
 
-/** A pick on the backend (cli/engine/model-handle.ts TokenSampling); what is left out is off. */
-export interface NativeTokenSampling {
-  temperature: number;
-  topK: number;
-  topP?: number;
-  minP?: number;
-  uniform: number;
-  repeatPenalty?: number;
-  frequencyPenalty?: number;
-  presencePenalty?: number;
-}
+/** A pick on the backend: the engine's TokenSampling as is (what is left out is off). */
+export type NativeTokenSampling = TokenSampling;
 
 export interface NativeModelApi {
   /**
