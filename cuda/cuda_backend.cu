@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -30,12 +31,14 @@
 #include "backend/rope_frequencies.h"
 #include "backend/token_penalties.h"
 #include "backend/verbose_load.h"
+#include "cuda/cublas_gemm.h"
 #include "cuda/cuda_check.h"
 #include "cuda/dequant_ahead.h"
 #include "cuda/device_query.h"
 #include "cuda/env_switch.h"
 #include "cuda/gemm_q4_wgmma.h"
 #include "cuda/gemm_sm_targets.h"
+#include "cuda/gemm_warmup.h"
 #include "cuda/graph_capture.h"
 #include "cuda/kernels.h"
 #include "cuda/weight_repack.h"
@@ -239,6 +242,7 @@ class Stage {
     double alloc_s = 0;  // cudaMalloc calls for the weights (the arena and what did not fit in it)
     int threads = 0, mallocs = 0;
     size_t arena_bytes = 0, arena_slack = 0;
+    std::string gemm_warmup;  // what the prompt GEMM warm-up did (cuda/gemm_warmup.h)
   };
   LoadFigures load_checkpoint(const GptqConfig& gptq, const ModelWeights& w, LoadProgress* progress) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
@@ -267,10 +271,14 @@ class Stage {
       f.arena_bytes = weight_arena_bytes(gptq, w);
       mem_.open_arena(f.arena_bytes);
     }
+    const LayerWeights& lw = w.layers[plan_.first_layer];
+    cuda::GemmWarmup warmup(device_, prompt_warm_gemms({lw.q.quantized(), lw.o.quantized(), lw.gate.quantized(),
+                                                        lw.down.quantized()}));
     load_tensors(gptq, w);
     f.arena_slack = mem_.close_arena();
     const auto t1 = Clock::now();
     if (uploader) uploader->finish();
+    f.gemm_warmup = warmup.finish();
     const auto t2 = Clock::now();
     if (uploader) {
       f.bytes = uploader->bytes(), f.read_s = uploader->read_seconds(), f.wait_s = uploader->wait_seconds();
@@ -424,6 +432,7 @@ class Stage {
     for (int v : {hid, I, H * D, (H + 2 * KV) * D})
       if (v % 8) throw BackendError(kBadInput, "dummy model sizes must be multiples of 8");
     XL_CUDA_CHECK(cudaSetDevice(device_));
+    cuda::GemmWarmup warmup(device_, prompt_warm_gemms({true, true, true, true}));
     // Every tensor's random stream comes from its place in the model (slot), so a split model holds the same
     // weights as an unsplit one: embeddings 1, lm_head 2, layer li's tensors 16 + 8 li + 0..7.
     const uint64_t base = seed * 1000003ULL + 17;
@@ -486,6 +495,39 @@ class Stage {
       lm_head_.dense = rand_half((size_t)cfg_.vocab_size * hid, -a, a, "lm_head");
     }
     XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    warmup.finish();
+  }
+
+  // The GEMM calls a prompt chunk makes in a layer (q/k/v, o, gate/up, down; quantized: whether each is 4-bit), on
+  // every SM as a length's first chunk makes them (gemm_sm_targets.h), for GemmWarmup: at a full chunk and at one
+  // 128-row tile of tokens (a chat turn's usual length). A dense weight operand larger than a dequantization tile
+  // is left out (the warm-up's scratch stays small).
+  std::vector<cuda::WarmGemm> prompt_warm_gemms(const std::array<bool, 4>& quantized) const {
+    std::vector<cuda::WarmGemm> gemms;
+    if (!cuda::gemm_warmup_setting()) return gemms;
+    const int hid = cfg_.hidden_size, I = cfg_.intermediate_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads,
+              D = cfg_.head_dim;
+    struct Linear {
+      int N, K;
+      bool f32_out;  // o_proj and down_proj add into the fp32 residual stream; q/k/v and gate/up write fp16
+    };
+    const Linear linears[4] = {{(H + 2 * KV) * D, hid, false}, {hid, H * D, true}, {2 * I, hid, false}, {hid, I, true}};
+    const size_t tile = dequant_tile_halves();
+    std::vector<int> rows{chunk_rows()};
+    if (rows[0] > 128) rows.push_back(128);
+    for (int m : rows)
+      for (int i = 0; i < 4; ++i) {
+        const Linear& l = linears[i];
+        const float beta = l.f32_out ? 1.f : 0.f;
+        if (!quantized[i]) {
+          if ((size_t)l.N * l.K <= tile) gemms.push_back({m, l.N, l.K, l.K, l.K, l.N, false, l.f32_out, beta});
+          continue;
+        }
+        const int chunk = std::min(column_chunk(l.N, l.K, tile), l.N);  // (a chunk is 128 columns or more)
+        gemms.push_back({m, chunk, l.K, l.K, chunk, l.N, true, l.f32_out, beta});
+        if (const int rest = l.N % chunk) gemms.push_back({m, rest, l.K, l.K, rest, l.N, true, l.f32_out, beta});
+      }
+    return gemms;
   }
 
   // Scratch for chunks of up to max_chunk_tokens rows (cli/engine/gpu-footprint.ts counts the same bytes).
@@ -494,17 +536,12 @@ class Stage {
     const int hid = cfg_.hidden_size, I = cfg_.intermediate_size, H = cfg_.num_heads, KV = cfg_.num_kv_heads,
               D = cfg_.head_dim;
     XL_CUDA_CHECK(cudaSetDevice(device_));
-    rows_ = std::max(opt_.max_chunk_tokens > 0 ? opt_.max_chunk_tokens : kDefaultChunkTokens, cuda::kGemvMaxRows);
+    rows_ = chunk_rows();
     const int kmax = std::max({hid, I, H * D});
     const size_t qkv_dim = (size_t)(H + 2 * KV) * D;
     // Flash-decoding partials: at most 64 splits per row (attention_splits).
     const size_t work_floats = (size_t)cuda::kGemvMaxRows * H * 64 * (D + 2);
-    // The dequantization tile: the budget, but no more than the largest layer linear takes whole (its columns rounded
-    // up to 128), so a small model does not hold 128 MiB tiles it never fills; at least 128 columns of the widest.
-    const auto whole = [](size_t K, size_t N) { return K * ((N + 127) / 128 * 128); };
-    const size_t largest = std::max({whole(hid, qkv_dim), whole((size_t)H * D, hid), whole(hid, (size_t)2 * I),
-                                     whole(I, hid)});
-    size_t deq = std::max(std::min(dequant_budget_halves(), largest), (size_t)kmax * 128);
+    const size_t deq = dequant_tile_halves();
     h_ = mem_.alloc<float>((size_t)rows_ * hid, "scratch", &scratch_bytes_);
     xn_ = mem_.alloc<__half>((size_t)rows_ * kmax, "scratch", &scratch_bytes_);
     // q/k/v and gate/up outputs: fp16 for a prompt chunk's rows, fp32 accumulators for a decode step's (at most
@@ -559,6 +596,31 @@ class Stage {
     XL_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&draw_dev_), draw_host_, 0));
     for (cudaEvent_t& e : token_picked_) XL_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     update_inv_freq(1, /*force=*/true);
+  }
+
+  // Rows of a prompt chunk: max_chunk_tokens, at least the GEMV's rows.
+  int chunk_rows() const {
+    return std::max(opt_.max_chunk_tokens > 0 ? opt_.max_chunk_tokens : kDefaultChunkTokens, cuda::kGemvMaxRows);
+  }
+
+  // The dequantization tile, in halves: the budget, but no more than the largest layer linear takes whole (its
+  // columns rounded up to 128), so a small model does not hold 128 MiB tiles it never fills; at least 128 columns
+  // of the widest.
+  size_t dequant_tile_halves() const {
+    const size_t hid = cfg_.hidden_size, I = cfg_.intermediate_size, HD = (size_t)cfg_.num_heads * cfg_.head_dim,
+                 qkv_dim = (size_t)(cfg_.num_heads + 2 * cfg_.num_kv_heads) * cfg_.head_dim;
+    const auto whole = [](size_t K, size_t N) { return K * ((N + 127) / 128 * 128); };
+    const size_t largest = std::max({whole(hid, qkv_dim), whole(HD, hid), whole(hid, 2 * I), whole(I, hid)});
+    return std::max(std::min(dequant_budget_halves(), largest), std::max({hid, I, HD}) * 128);
+  }
+
+  // The width of a 4-bit prompt GEMM's column chunks (the last may be narrower): at most the dequantization tile,
+  // of equal width (multiples of 128): GEMMs of similar shape instead of full tiles and a narrow remainder that
+  // fills the GPU poorly.
+  static int column_chunk(int N, int K, size_t tile_halves) {
+    const int most = std::max(128, (int)std::min<size_t>(N, tile_halves / K) / 128 * 128);
+    const int chunks = (N + most - 1) / most;
+    return std::min(most, ((N + chunks - 1) / chunks + 127) / 128 * 128);
   }
 
   // The prompt's 4-bit GEMMs dequantize on a side stream, into deq_ and more tiles of its size
@@ -1002,6 +1064,9 @@ class Stage {
       if (deq_ahead_) deq_ahead_->after_graph(stream_);
       return;
     }
+#ifdef XLLAMA_HAVE_CUBLAS
+    if (sm_targets_) sm_targets_->begin_chunk();
+#endif
     enqueue_layers(m);
     // The run just enqueued timed every GEMM shape of this length (they depend on m alone): the capture times none.
     if (!prompt_graphs_.capture_next(m)) return;
@@ -1043,11 +1108,7 @@ class Stage {
         cuda::gather_columns(x, m, l.K, x_stride, l.q.perm, xperm_, stream_);
         a = xperm_, lda = l.K;
       }
-      // Column chunks of at most the dequantization tile, of equal width (multiples of 128): GEMMs of
-      // similar shape instead of full tiles and a narrow remainder that fills the GPU poorly.
-      const int most = std::max(128, (int)std::min<size_t>(l.N, deq_halves_ / l.K) / 128 * 128);
-      const int chunks = (l.N + most - 1) / most;
-      const int chunk = std::min(most, ((l.N + chunks - 1) / chunks + 127) / 128 * 128);
+      const int chunk = column_chunk(l.N, l.K, deq_halves_);
       const bool skip_dequant = cuda::prompt_ablation() & cuda::kAblatePromptDequant;
       for (int n0 = 0; n0 < l.N; n0 += chunk) {
         const int n1 = std::min(l.N, n0 + chunk);
@@ -1074,21 +1135,21 @@ class Stage {
             float beta) {
     constexpr bool f32 = std::is_same_v<T, float>;
 #ifdef XLLAMA_HAVE_CUBLAS
-    // Column-major view: C^T (N x m) = op(B) (N x K) . A^T (K x m).
-    const float one = 1.f;
     const auto gemm_ex = [&](T* c, int ldc_c, int sm_target) {
       if (sm_target != cublas_sm_target_) {  // a handle setting: changed only when it differs
         cublasSetSmCountTarget(cublas_, sm_target);
         cublas_sm_target_ = sm_target;
       }
-      return cublasGemmEx(cublas_, b_kn ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, N, m, K, &one, B, CUDA_R_16F, ldb, A,
-                          CUDA_R_16F, lda, &beta, c, f32 ? CUDA_R_32F : CUDA_R_16F, ldc_c, CUBLAS_COMPUTE_32F,
-                          CUBLAS_GEMM_DEFAULT);
+      return cuda::cublas_gemm(cublas_, {A, lda, B, ldb, b_kn, c, ldc_c, f32, m, N, K, beta});
     };
     const bool accumulate = beta != 0.f;
     const auto shape = cuda::GemmSmTargets::shape_of(m, N, K, f32, accumulate);
-    int sm_target = sm_targets_ ? sm_targets_->known(shape) : 0;
-    if (sm_target < 0) {  // the shape's first GEMM: timed before it runs
+    int sm_target = sm_targets_ ? sm_targets_->target(shape) : 0;
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    if (sm_target < 0) XL_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
+    if (capturing != cudaStreamCaptureStatusNone) {
+      sm_target = 0;  // (no timing inside a graph; a prompt graph's length ran, and was timed, just before)
+    } else if (sm_target < 0) {  // the shape's first GEMM in its second chunk: timed before it runs
       // Timing runs write C. An overwriting GEMM may run again on its own output; an accumulating one (o_proj and
       // down_proj into h) is timed into gu_ instead, whose last reader in a chunk (silu_mul) ran before either.
       const bool scratch_fits = (size_t)m * N * sizeof(T) <= gu_floats_ * sizeof(float);
@@ -1505,6 +1566,9 @@ class CudaBackend final : public Backend {
       all.total_s += f.total_s, all.threads = std::max(all.threads, f.threads);
       all.pin_s += f.pin_s, all.alloc_s += f.alloc_s, all.mallocs += f.mallocs;
       all.arena_bytes += f.arena_bytes, all.arena_slack += f.arena_slack;
+      if (!f.gemm_warmup.empty())
+        all.gemm_warmup += (all.gemm_warmup.empty() ? "" : "; ") + ("GPU " + std::to_string(st->device()) + ": ") +
+                           f.gemm_warmup;
     }
     agree_on_decode_path();
     return all;
@@ -1793,6 +1857,7 @@ std::unique_ptr<Backend> create_cuda_backend(const ModelConfig& config, const Gp
                  f.bytes / 1e9 / std::max(f.read_s, 1e-9), f.wait_s, f.finish_s, f.pin_s, f.mallocs,
                  f.mallocs == 1 ? "" : "s", f.alloc_s, decimal_bytes(f.arena_bytes).c_str(),
                  decimal_bytes(f.arena_slack).c_str(), planning, s(t2, t3));
+    if (!f.gemm_warmup.empty()) std::fprintf(stderr, "xllama: load: %s\n", f.gemm_warmup.c_str());
   }
   return b;
 }

@@ -1,6 +1,7 @@
 #include "cuda/gemm_sm_targets.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -63,13 +64,15 @@ unsigned long long GemmSmTargets::output_fingerprint(const Shape& shape, cudaStr
   return host[0] ^ (host[1] * 0x94D049BB133111EBull);
 }
 
-int GemmSmTargets::known(const Shape& shape) const {
+int GemmSmTargets::target(const Shape& shape) {
   if (shape.row_tiles < kMinRowTiles || sm_count_ < 2 * kStep) return 0;
-  const auto it = chosen_.find(shape);
-  return it == chosen_.end() ? -1 : it->second;
+  if (const auto it = chosen_.find(shape); it != chosen_.end()) return it->second;
+  const auto [it, first] = first_chunk_.try_emplace(shape, chunk_);
+  return first || it->second == chunk_ ? 0 : -1;
 }
 
 int GemmSmTargets::tune(const Shape& shape, cudaStream_t stream, const Gemm& gemm) {
+  const auto t0 = std::chrono::steady_clock::now();
   std::vector<int> candidates{0};  // 0: cuBLAS's own choice on every SM
   for (int t = sm_count_ - kStep; t >= sm_count_ * 3 / 4; t -= kStep) candidates.push_back(t);
   std::vector<float> ms(candidates.size());
@@ -99,13 +102,15 @@ int GemmSmTargets::tune(const Shape& shape, cudaStream_t stream, const Gemm& gem
     }
   }
   chosen_[shape] = chosen;
+  first_chunk_.erase(shape);
   if (verbose_load()) {  // what was timed, for `xllama bench --verbose`
     std::string times;
     for (size_t i = 0; i < candidates.size(); ++i)
       times += " " + std::to_string(candidates[i]) + ":" + std::to_string((int)(ms[i] * 1e3f + 0.5f));
-    std::fprintf(stderr, "xllama: gemm %dx%d, %d token tiles%s%s: SM target %d (us at each:%s)\n", shape.K, shape.N,
-                 shape.row_tiles, shape.f32 ? ", fp32 out" : "", shape.accumulate ? ", accumulating" : "", chosen,
-                 times.c_str());
+    std::fprintf(stderr, "xllama: gemm %dx%d, %d token tiles%s%s: SM target %d (us at each:%s; timed in %.1f ms)\n",
+                 shape.K, shape.N, shape.row_tiles, shape.f32 ? ", fp32 out" : "", shape.accumulate ? ", accumulating" : "",
+                 chosen, times.c_str(),
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   return chosen;
 }

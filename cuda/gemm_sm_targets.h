@@ -6,6 +6,10 @@
 // shape once (a rule from guessed tile shapes put 13B and 70B GEMMs past their cliff: docs/PERF-NOTES.md, session
 // 21). On some counts cuBLAS switches to another kernel whose sums round differently, so a count is kept only if
 // its output equals the every-SM output bit for bit: a prompt's logits do not depend on what the timing found.
+// A shape is timed in the second prompt chunk it comes in, not the first: timing tries each count, and cuBLAS
+// chooses and loads a kernel for each (~50 ms for a 7B's four shapes at a new length on the H200,
+// docs/PERF-NOTES.md, session 36) to save well under 1 ms per chunk, which only pays for lengths that come again
+// (a perplexity run's chunks, a benchmark's repetitions), not for a one-off prompt (`generate`'s, most chat turns').
 #pragma once
 #include <cuda_runtime.h>
 
@@ -50,9 +54,12 @@ class GemmSmTargets {
   static Shape shape_of(int m, int N, int K, bool f32, bool accumulate) {
     return {(m + 127) / 128, N, K, f32, accumulate};
   }
-  // The SM count target kept for `shape` (0: every SM, as for shapes of too few rows), or -1 when it is yet to be
-  // timed: a lookup, so a GEMM's caller builds a Gemm for tune() only the first time.
-  int known(const Shape& shape) const;
+  // A prompt chunk begins (its GEMMs repeat each shape once per layer).
+  void begin_chunk() { ++chunk_; }
+  // The SM count target for `shape`'s GEMM now: 0 (every SM) for shapes of too few rows and in the first chunk a
+  // shape comes in, the one kept once timed, or -1 when it is to be timed (the shape's first GEMM of a later chunk):
+  // a lookup, so a GEMM's caller builds a Gemm for tune() only then.
+  int target(const Shape& shape);
   // Times `gemm` for each candidate on `stream` (the host waits for the timings) and keeps and returns the fewest SMs
   // within 2% of the fastest candidate whose output equals the every-SM output (0 if none).
   int tune(const Shape& shape, cudaStream_t stream, const Gemm& gemm);
@@ -65,6 +72,8 @@ class GemmSmTargets {
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
   unsigned long long* fingerprint_ = nullptr;  // device: [xor, sum], allocated at the first timing
   std::map<Shape, int> chosen_;
+  std::map<Shape, unsigned long long> first_chunk_;  // untimed shapes: the chunk they first came in, on every SM
+  unsigned long long chunk_ = 0;
 };
 
 }  // namespace xllama::cuda

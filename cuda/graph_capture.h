@@ -18,7 +18,7 @@ bool prompt_graph_setting();
 
 // Prompt chunks as graphs: a 7B chunk is ~15 launches per layer, cuBLAS's included, each with its host call and its
 // gap on the GPU; a graph replays them in one launch. A length gets its graph the second time it comes (a
-// perplexity run's chunks, a benchmark's repetitions): the first run of a length times its GEMMs' SM targets
+// perplexity run's chunks, a benchmark's repetitions): that run of a length times its GEMMs' SM targets
 // (gemm_sm_targets.h), which can't happen inside a capture, and a chat's prompts rarely repeat a length. Only
 // chunks of up to kMaxRows tokens: on the H200, `xllama bench` pp512 ran 1-4% faster as a graph (the host's launches
 // through Node; the kernel check's C++ loop, no faster), 1,024-token chunks 2-3% slower in that loop, pp2048 no

@@ -78,8 +78,9 @@ async function fillToDepth(model: ModelHandle, ids: number[], depth: number): Pr
 }
 
 /**
- * Warm-up runs a prompt test takes: the CUDA backend times a prompt length's GEMMs the first time it comes and
- * (up to 512 tokens) captures its graph the second (a perplexity run's chunks replay it from the third on).
+ * Warm-up runs a prompt test takes: the CUDA backend runs a prompt length's GEMMs on every SM the first time it
+ * comes, times their SM count targets the second and (up to 512 tokens) captures its graph right after (a
+ * perplexity run's chunks replay it from the third on).
  */
 const PROMPT_WARMUPS = 2;
 

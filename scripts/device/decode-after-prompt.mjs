@@ -13,7 +13,9 @@ import { syntheticTokens } from '../../dist/cli/engine/benchmark.js';
 import { DEFAULT_SAMPLING, Sampler } from '../../dist/cli/engine/sampler.js';
 
 const [name = 'llama-7b', ...phases] = process.argv.slice(2);
+const opened = performance.now();
 const model = await NativeModel.openDummy(name, { maxSeqLen: 4096 });
+console.log(`  open ${name}: ${((performance.now() - opened) / 1000).toFixed(2)} s`);
 const GREEDY = { temperature: 0, topK: 0, uniform: 0 };
 const ids = syntheticTokens(4096, model.vocabSize);
 const t0 = performance.now();

@@ -271,8 +271,9 @@ void check_backend_paths_every_setting() {
 
 // Prompt chunks as graphs (cuda/graph_capture.h): a prompt of 448 tokens in chunks of 300 and 148 (the second at
 // position 300), run 4 times, its lengths captured in run 2 and replayed in runs 3 and 4, gives each run's logits
-// bit for bit as a backend without prompt graphs does; 3- and 2-token-tile chunks time their GEMMs' SM targets
-// first. An asymmetric act-order GPTQ model: the column gather and the dequantization ring go into the graphs too.
+// bit for bit as a backend without prompt graphs does; 3- and 2-token-tile chunks run their GEMMs on every SM in
+// run 1 and time their SM targets in run 2, before the capture. An asymmetric act-order GPTQ model: the column
+// gather and the dequantization ring go into the graphs too.
 void check_prompt_graphs() {
   rng.seed(77);
   const int V = 1000, n = 448;
