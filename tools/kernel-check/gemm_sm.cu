@@ -118,7 +118,20 @@ void check_gemm_sm_targets(int K, int N, int m, bool f32) {
   XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   GemmSmTargets targets(sms);
   const GemmSmTargets::Gemm timed{[&](int target) { g.run(g.y.p, target); }, g.y.p, m, g.row_bytes(), g.row_bytes()};
-  const int t = targets.tune(GemmSmTargets::shape_of(m, N, K, f32, f32), nullptr, timed);
+  const auto shape = GemmSmTargets::shape_of(m, N, K, f32, f32), one_tile = GemmSmTargets::shape_of(128, N, K, f32, f32);
+  // The schedule: every SM through the first chunk a shape comes in (once per layer), timed in the next; a shape of
+  // one token tile never timed.
+  int wrong = 0;
+  targets.begin_chunk();
+  wrong += targets.target(shape) != 0;
+  wrong += targets.target(shape) != 0;
+  wrong += targets.target(one_tile) != 0;
+  targets.begin_chunk();
+  wrong += targets.target(one_tile) != 0;
+  wrong += targets.target(shape) != -1;
+  const int t = targets.tune(shape, nullptr, timed);
+  targets.begin_chunk();
+  wrong += targets.target(shape) != t;
   const bool in_range = t == 0 || (t >= sms * 3 / 4 && t < sms);
   XL_CUDA_CHECK(cudaMemset(y0.p, 0, bytes));
   XL_CUDA_CHECK(cudaMemset(yt.p, 0, bytes));
@@ -130,6 +143,7 @@ void check_gemm_sm_targets(int K, int N, int m, bool f32) {
   std::snprintf(name, sizeof name, "gemm at its SM target (%d of %d) == on every SM %dx%d m=%d%s (differs)", t, sms,
                 K, N, m, f32 ? " fp32 accumulating" : "");
   report(name, !in_range || std::memcmp(a.data(), b.data(), bytes) != 0, 0);
+  report("gemm SM targets: every SM in a shape's first chunk, timed in its second, kept after (wrong answers)", wrong, 0);
 }
 
 // The prompt path's GEMMs as the backend chunks them (128 MiB tiles): the 7B at 512 and 2048 tokens, the 70B's
