@@ -495,8 +495,7 @@ class Stage {
       lm_head_.dense = rand_half((size_t)cfg_.vocab_size * hid, -a, a, "lm_head");
     }
     XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    warmup.finish();
-  }
+  }  // (warmup's thread joined here)
 
   // The GEMM calls a prompt chunk makes in a layer (q/k/v, o, gate/up, down; quantized: whether each is 4-bit), on
   // every SM as a length's first chunk makes them (gemm_sm_targets.h), for GemmWarmup: at a full chunk and at one
@@ -1068,7 +1067,8 @@ class Stage {
     if (sm_targets_) sm_targets_->begin_chunk();
 #endif
     enqueue_layers(m);
-    // The run just enqueued timed every GEMM shape of this length (they depend on m alone): the capture times none.
+    // The run just enqueued, this length's second, timed every GEMM shape of it that a chunk before had run on every
+    // SM (gemm_sm_targets.h; they depend on m alone): the capture times none.
     if (!prompt_graphs_.capture_next(m)) return;
     const cudaGraphExec_t exec = cuda::capture_graph(stream_, [&] {
       if (deq_ahead_) deq_ahead_->join_capture(stream_);
@@ -1145,11 +1145,7 @@ class Stage {
     const bool accumulate = beta != 0.f;
     const auto shape = cuda::GemmSmTargets::shape_of(m, N, K, f32, accumulate);
     int sm_target = sm_targets_ ? sm_targets_->target(shape) : 0;
-    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-    if (sm_target < 0) XL_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
-    if (capturing != cudaStreamCaptureStatusNone) {
-      sm_target = 0;  // (no timing inside a graph; a prompt graph's length ran, and was timed, just before)
-    } else if (sm_target < 0) {  // the shape's first GEMM in its second chunk: timed before it runs
+    if (sm_target < 0) {  // the shape's first GEMM in its second chunk: timed before it runs
       // Timing runs write C. An overwriting GEMM may run again on its own output; an accumulating one (o_proj and
       // down_proj into h) is timed into gu_ instead, whose last reader in a chunk (silu_mul) ran before either.
       const bool scratch_fits = (size_t)m * N * sizeof(T) <= gu_floats_ * sizeof(float);

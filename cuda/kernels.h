@@ -327,9 +327,10 @@ void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed f
 constexpr int kMaxDeviceTopK = 64;
 // A draw (TokenSampling, backend/backend.h: temperature > 0, top_k 1..kMaxDeviceTopK): softmax(logits / temperature)
 // over the top_k largest (ties: lower index first, sorted descending) of the logits after the draw's penalties
-// (read from and recorded in scratch.history), top-p and min-p, then the first token whose
-// cumulative probability exceeds uniform: sample_token_host's rule (the same backend/sampled_rank.h). Logits it can't rank (a NaN or +infinity among them, or all -infinity) give
-// kNonFinitePick in *out (a feed still gets token 0, so the step it starts reads a valid embedding row).
+// (read from and recorded in scratch.history), top-p and min-p, then the first token whose cumulative probability
+// exceeds uniform: sample_token_host's rule (the same backend/sampled_rank.h). Logits it can't rank (a NaN or
+// +infinity among them, or all -infinity) give kNonFinitePick in *out (a feed still gets token 0, so the step it
+// starts reads a valid embedding row).
 constexpr int kNonFinitePick = -1;
 // The top-k pick runs in top_k_blocks(vocab) blocks of kTopKSlice logits each; they hand their lists to the last
 // one through this state: a count of blocks done and a refusal flag (both 0 between launches: the last block resets
