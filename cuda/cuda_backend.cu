@@ -1776,7 +1776,7 @@ class CudaBackend final : public Backend {
 
   bool device_pick(const TokenSampling& s) const {
     if (s.temperature <= 0.f) return !penalties_on(s);  // greedy with penalties: refused by the host pick
-    return s.top_k > 0 && s.top_k <= cuda::kMaxDeviceTopK && s.top_k < cfg_.vocab_size;
+    return s.top_k >= 0;  // any k, 0 for the whole vocabulary
   }
   static bool same_sampling(const TokenSampling& a, const TokenSampling& b) {
     return a.temperature == b.temperature && a.top_k == b.top_k && a.top_p == b.top_p && a.min_p == b.min_p &&

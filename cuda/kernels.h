@@ -325,24 +325,28 @@ struct StepFeed {
 };
 void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed feed = {});
 constexpr int kMaxDeviceTopK = 64;
-// A draw (TokenSampling, backend/backend.h: temperature > 0, top_k 1..kMaxDeviceTopK): softmax(logits / temperature)
-// over the top_k largest (ties: lower index first, sorted descending) of the logits after the draw's penalties
-// (read from and recorded in scratch.history), top-p and min-p, then the first token whose cumulative probability
-// exceeds uniform: sample_token_host's rule (the same backend/sampled_rank.h). Logits it can't rank (a NaN or
-// +infinity among them, or all -infinity) give kNonFinitePick in *out (a feed still gets token 0, so the step it
-// starts reads a valid embedding row).
+// A draw (TokenSampling, backend/backend.h: temperature > 0, top_k 0 for the whole vocabulary or any k):
+// softmax(logits / temperature) over the top_k largest (ties: lower index first, sorted descending) of the logits
+// after the draw's penalties (read from and recorded in scratch.history), top-p and min-p, then the first token whose
+// cumulative probability exceeds uniform: sample_token_host's rule (the same backend/sampled_rank.h; up to
+// kMaxDeviceTopK candidates as lists, more by walking the row in rank order, cuda/ranked_walk.cuh). Logits it can't
+// rank (a NaN or +infinity among them, or all -infinity) give kNonFinitePick in *out (a feed still gets token 0, so
+// the step it starts reads a valid embedding row).
 constexpr int kNonFinitePick = -1;
 // The top-k pick runs in top_k_blocks(vocab) blocks of kTopKSlice logits each; they hand their lists to the last
 // one through this state: a count of blocks done and a refusal flag (both 0 between launches: the last block resets
-// them), and each block's k values and indices. With it the token history the penalties read and each penalized
-// pick extends (vocab entries, backend/token_penalties.h). One per stage (its picks run one after another on its
-// stream), carved from top_k_scratch_words(vocab) 32-bit words zeroed once.
+// them), and each block's k values and indices (or, for a walked draw, the penalized row and each block's maximum).
+// With it the token history the penalties read and each penalized pick extends (vocab entries,
+// backend/token_penalties.h). One per stage (its picks run one after another on its stream), carved from
+// top_k_scratch_words(vocab) 32-bit words zeroed once.
 constexpr int kTopKSlice = 2048;
 struct TopKScratch {
   uint32_t* state = nullptr;
   uint32_t* history = nullptr;
   float* value = nullptr;
   int* index = nullptr;
+  float* ranked = nullptr;     // vocab penalized logits, 16-byte aligned
+  float* block_max = nullptr;  // top_k_blocks(vocab)
 };
 int top_k_blocks(int vocab);
 size_t top_k_scratch_words(int vocab);
@@ -350,7 +354,7 @@ TopKScratch top_k_scratch(uint32_t* zeroed, int vocab);
 void sample_top_k(const float* logits, int vocab, const TokenSampling& draw, TopKScratch scratch, int* out,
                   cudaStream_t s, StepFeed feed = {});
 // The same with the draw read from device-visible memory when the kernel runs: for a graph captured once and
-// launched per step, the host writing each step's draw there before the launch (top_k clamped to 1..kMaxDeviceTopK).
+// launched per step, the host writing each step's draw there before the launch.
 void sample_top_k_at(const float* logits, int vocab, const TokenSampling* draw, TopKScratch scratch, int* out,
                      cudaStream_t s, StepFeed feed);
 

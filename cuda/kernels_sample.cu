@@ -10,6 +10,7 @@
 #include "cuda/greedy_pick.cuh"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
+#include "cuda/ranked_walk.cuh"
 
 namespace xllama::cuda {
 
@@ -176,16 +177,48 @@ __device__ int select_window(const float* wv, const int* wi, int n, int k, float
   return k;
 }
 
+// The last block of a walked draw (top_k_kernel): every slice's penalized logits and maximum are written.
+__device__ void ranked_walk_pick(int vocab, const TokenSampling& draw, int candidates, TopKScratch scratch, int* out,
+                                 const StepFeed& feed) {
+  __shared__ WalkShared walk;
+  __shared__ float s_max;
+  const int tid = threadIdx.x;
+  if (tid == 0) {
+    float m = -INFINITY;
+    for (int b = 0; b < (int)gridDim.x; ++b) m = fmaxf(m, __ldcg(scratch.block_max + b));
+    s_max = m;
+  }
+  // The next launch starts from a zero count; this is the only block still running.
+  const bool refused = __ldcg(&scratch.state[1]) != 0;
+  __syncthreads();
+  if (tid == 0) scratch.state[0] = 0, scratch.state[1] = 0;
+  // NaN or +infinity in the model's logits, or all of them -infinity (no weights): refused as the lists' pick.
+  if (refused || s_max == -INFINITY) {
+    if (tid == 0) write_unrankable(out, feed);
+    return;
+  }
+  const RankedRow row{scratch.ranked, vocab, s_max, draw.temperature};
+  const int pick = ranked_pick<kTopKThreads>(row, candidates, draw.top_p, draw.min_p, draw.uniform, walk);
+  if (tid == 0) {
+    if (penalties_on(draw)) scratch.history[pick] = history_after_pick(scratch.history[pick]);
+    write_pick(pick, out, feed);
+  }
+}
+
 // Grid: top_k_blocks(vocab) blocks. Each writes exactly k entries of its slice (in index order; a slice shorter
 // than k padded with -infinity at index INT_MAX, which sorts after every real entry), so the last block merges one
 // list in index order, a window at a time with the running top k in front. Then it sorts the k descending (ties by
 // index) and samples like sample_token_host, penalties included (their history read as the logits are, the pick
-// recorded in it).
-__global__ void __launch_bounds__(kTopKThreads)
+// recorded in it). A draw with more candidates than the lists hold (top-k 0 or above kMaxDeviceTopK) has each block
+// write its slice's penalized logits and their maximum instead, and the last block walks them in rank order
+// (ranked_walk.cuh): one kernel for every draw, so a graph captured with one serves the next whatever it asks.
+__global__ void __launch_bounds__(kTopKThreads, 1)
     top_k_kernel(const float* __restrict__ logits, int vocab, TokenSampling given, const TokenSampling* draw_at,
                  TopKScratch scratch, int* out, StepFeed feed) {
   const TokenSampling draw = draw_at ? *draw_at : given;
-  const int k = min(max(draw.top_k, 1), min(kMaxDeviceTopK, vocab));
+  const int candidates = draw.top_k <= 0 || draw.top_k >= vocab ? vocab : draw.top_k;
+  const bool walk = candidates > kMaxDeviceTopK;
+  const int k = walk ? 1 : candidates;
   __shared__ float wv[kWindow];
   __shared__ int wi[kWindow];
   __shared__ float ov[kMaxDeviceTopK];
@@ -216,12 +249,24 @@ __global__ void __launch_bounds__(kTopKThreads)
     }
   }
   if (__syncthreads_or(unrankable) && tid == 0) scratch.state[1] = 1;
-  const int c = select_window(wv, wi, n, k, ov, oi, sh);
-  float* my_value = scratch.value + (size_t)blockIdx.x * k;
-  int* my_index = scratch.index + (size_t)blockIdx.x * k;
-  for (int j = tid; j < k; j += kTopKThreads) {
-    my_value[j] = j < c ? ov[j] : -INFINITY;
-    my_index[j] = j < c ? oi[j] : INT_MAX;
+  if (walk) {
+    float best = -INFINITY;
+    for (int p = tid; p < n; p += kTopKThreads) scratch.ranked[base + p] = wv[p], best = fmaxf(best, wv[p]);
+    for (int o = 16; o > 0; o >>= 1) best = fmaxf(best, __shfl_xor_sync(0xffffffffu, best, o));
+    if ((tid & 31) == 0) sh.hist[tid >> 5] = __float_as_int(best);
+    __syncthreads();
+    if (tid == 0) {
+      for (int w = 1; w < kTopKThreads / 32; ++w) best = fmaxf(best, __int_as_float(sh.hist[w]));
+      scratch.block_max[blockIdx.x] = best;
+    }
+  } else {
+    const int c = select_window(wv, wi, n, k, ov, oi, sh);
+    float* my_value = scratch.value + (size_t)blockIdx.x * k;
+    int* my_index = scratch.index + (size_t)blockIdx.x * k;
+    for (int j = tid; j < k; j += kTopKThreads) {
+      my_value[j] = j < c ? ov[j] : -INFINITY;
+      my_index[j] = j < c ? oi[j] : INT_MAX;
+    }
   }
   __threadfence();
   __syncthreads();
@@ -229,6 +274,10 @@ __global__ void __launch_bounds__(kTopKThreads)
   __syncthreads();
   if (!s_last) return;
   __threadfence();
+  if (walk) {
+    ranked_walk_pick(vocab, draw, candidates, scratch, out, feed);
+    return;
+  }
 
   // The last block: every slice's list is written. Merge them (loads past L1: other blocks wrote them).
   const int total = gridDim.x * k;
@@ -281,18 +330,29 @@ void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed f
 
 int top_k_blocks(int vocab) { return (vocab + kTopKSlice - 1) / kTopKSlice; }
 
-size_t top_k_scratch_words(int vocab) { return 4 + (size_t)vocab + 2 * (size_t)top_k_blocks(vocab) * kMaxDeviceTopK; }
+// Words: the state (4), the walked row (vocab rounded up to 4: the walk's 16-byte loads start 16 bytes in), the
+// history (vocab), the lists (2 x blocks x kMaxDeviceTopK), the blocks' maxima.
+namespace {
+size_t ranked_words(int vocab) { return ((size_t)vocab + 3) & ~(size_t)3; }
+}  // namespace
+
+size_t top_k_scratch_words(int vocab) {
+  const size_t blocks = (size_t)top_k_blocks(vocab);
+  return 4 + ranked_words(vocab) + (size_t)vocab + 2 * blocks * kMaxDeviceTopK + blocks;
+}
 
 TopKScratch top_k_scratch(uint32_t* zeroed, int vocab) {
   const size_t list = (size_t)top_k_blocks(vocab) * kMaxDeviceTopK;
-  uint32_t* lists = zeroed + 4 + vocab;
-  return {zeroed, zeroed + 4, reinterpret_cast<float*>(lists), reinterpret_cast<int*>(lists + list)};
+  uint32_t* ranked = zeroed + 4;
+  uint32_t* history = ranked + ranked_words(vocab);
+  uint32_t* lists = history + vocab;
+  return {zeroed, history, reinterpret_cast<float*>(lists), reinterpret_cast<int*>(lists + list),
+          reinterpret_cast<float*>(ranked), reinterpret_cast<float*>(lists + 2 * list)};
 }
 
 void sample_top_k(const float* logits, int vocab, const TokenSampling& draw, TopKScratch scratch, int* out,
                   cudaStream_t s, StepFeed feed) {
-  if (draw.top_k <= 0 || draw.top_k > kMaxDeviceTopK || draw.top_k > vocab)
-    throw BackendError(kBadInput, "device top-k sampling supports 1.." + std::to_string(kMaxDeviceTopK));
+  if (draw.top_k < 0) throw BackendError(kBadInput, "top-k must be 0 (off) or more (got " + std::to_string(draw.top_k) + ")");
   launch(top_k_kernel, top_k_blocks(vocab), kTopKThreads, 0, s, logits, vocab, draw,
          static_cast<const TokenSampling*>(nullptr), scratch, out, feed);
   XL_CUDA_LAUNCH_CHECK();

@@ -10,13 +10,15 @@ import type { GptqSettings } from './model-spec.js';
 const GEMV_MAX_ROWS = 8;
 const LOGIT_ROWS = 64;
 /**
- * The sampled pick's state, cuda::top_k_scratch_words: a count and a flag, the penalties' token history (one word
- * per id), and the per-block lists (blocks of kTopKSlice logits, kMaxDeviceTopK entries each).
+ * The sampled pick's state, cuda::top_k_scratch_words: a count and a flag, the walked row (one word per id, rounded
+ * up to 4), the penalties' token history (one word per id), the per-block lists (blocks of kTopKSlice logits,
+ * kMaxDeviceTopK entries each) and the blocks' maxima.
  */
 const TOP_K_SLICE = 2048;
 const MAX_DEVICE_TOP_K = 64;
 function topKScratchBytes(vocab: number): number {
-  return 4 * (4 + vocab + 2 * Math.ceil(vocab / TOP_K_SLICE) * MAX_DEVICE_TOP_K);
+  const blocks = Math.ceil(vocab / TOP_K_SLICE);
+  return 4 * (4 + 4 * Math.ceil(vocab / 4) + vocab + 2 * blocks * MAX_DEVICE_TOP_K + blocks);
 }
 /** Free memory each stage keeps back: CUDA graphs, cuBLAS workspace, fragmentation. */
 export const STAGE_RESERVE_BYTES = 256 * 2 ** 20;

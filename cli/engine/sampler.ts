@@ -315,9 +315,9 @@ export class Sampler {
   private backendHistory = false;
 
   /**
-   * When the backend can make the pick itself (greedy, or temperature with optional top-k, and top-p / min-p
-   * after a top-k; penalties only once penaltiesOnBackend() was called; no typical-p), its settings with a
-   * uniform number from our generator; else null (sample on the host). The backend applies the same rules
+   * When the backend can make the pick itself (greedy, or temperature with any top-k, top-p and min-p; penalties
+   * only once penaltiesOnBackend() was called; no typical-p), its settings with a uniform number from our
+   * generator; else null (sample on the host). The backend applies the same rules
    * (addon/backend/sampled_rank.h, token_penalties.h), so a seed gives the same tokens either way, up to float
    * rounding at a boundary.
    */
@@ -352,8 +352,6 @@ export class Sampler {
   private drawSampled(): TokenSampling | null {
     const p = this.params;
     if (p.typicalP < 1) return null;
-    // Without a top-k, top-p and min-p need the whole vocabulary ranked: the host's candidate search does that.
-    if ((p.topP < 1 || p.minP > 0) && p.topK === 0) return null;
     return { temperature: p.temperature, topK: p.topK, topP: p.topP, minP: p.minP, uniform: this.rng.uniform() };
   }
 

@@ -6,7 +6,8 @@ import { UserError } from '../../cli/errors.js';
 import { NativeModel } from '../../cli/engine/native-model.js';
 import { argmax, loadReference, openModel, row } from './reference.js';
 import {
-  DEFAULT_SAMPLING, Sampler, minPFilter, pickIndex, softmax, topKCandidates, topPFilter, type SamplingParams,
+  DEFAULT_SAMPLING, Sampler, likelyCandidates, minPFilter, pickIndex, softmax, topKCandidates, topPFilter,
+  type SamplingParams,
 } from '../../cli/engine/sampler.js';
 
 const NAME = 'stories260K-gptq-4bit-g64-actorder';
@@ -111,6 +112,42 @@ test('forwardSample with top-p and min-p after top-k picks what the host sampler
       }
     }
     assert.ok(cutBinds >= 3, `top-p / min-p cut the candidates in ${cutBinds} of 4 settings`);
+  } finally {
+    model.close();
+  }
+});
+
+test('forwardSample over the whole vocabulary (top-k 0) or a top-k above 64 picks what the host sampler picks', async () => {
+  const model = await openModel(NAME);
+  try {
+    const logits = await model.forward(ids, 0);
+    await model.trimCache(0);
+    let checked = 0, wide = 0;
+    for (const [temperature, topK, topP, minP] of [[0.8, 0, 0.95, 0.05], [1.5, 0, 0.5, 0], [1, 0, 1, 0.02], [1.2, 0, 1, 0], [3, 200, 0.99, 0.001], [4, 0, 0.98, 0]]) {
+      // The host sampler's steps (cli/engine/sampler.ts: Sampler.sample), independent of the backend's rule. For
+      // temperature alone the backend takes every id most likely first (Sampler.sample walks them in id order: the
+      // same distribution, another id for the same draw).
+      const invT = 1 / temperature;
+      const candidates = topK > 0
+        ? (({ ids: i, logits: l }) => ({ ids: i, logits: l.map((v) => v * invT) }))(topKCandidates(logits, topK))
+        : likelyCandidates(logits, invT, minP > 0 ? minP : 1e-4, topP < 1 ? topP : 0);
+      const all = topK === 0 && topP === 1 && minP === 0;
+      const kept = all ? likelyCandidates(logits, invT, 0) : minPFilter(topPFilter(candidates, topP), minP);
+      const probs = softmax(kept.logits);
+      if (kept.ids.length > 64) wide++;  // more than the GPU's top-k lists hold
+      let cum = 0;
+      const bounds = probs.map((p) => (cum += p));
+      for (let i = 0; i < 20; i++) {
+        const uniform = (i + 0.5) / 20;
+        if (bounds.some((b) => Math.abs(b - uniform) < 1e-5)) continue;  // float rounding may go either way
+        const want = kept.ids[pickIndex(probs, uniform)];
+        const got = await model.forwardSample(ids, 0, { temperature, topK, topP, minP, uniform });
+        assert.equal(got, want, `T ${temperature} top-k ${topK} top-p ${topP} min-p ${minP} uniform ${uniform}`);
+        checked++;
+      }
+    }
+    assert.ok(checked >= 100, `${checked} draws checked`);
+    assert.ok(wide >= 3, `${wide} settings kept more than 64 candidates`);
   } finally {
     model.close();
   }

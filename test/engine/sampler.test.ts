@@ -136,7 +136,7 @@ test('penalties go to the backend once it holds the token history, with the same
   assert.deepEqual({ ...draw, uniform: 0 }, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, uniform: 0, ...penalties });
   assert.equal(draw.uniform, new Rng(9).uniform());  // the draw the host pick would have made
   assert.equal(here.backendSampling(), null);
-  for (const other of [{ topK: 0 }, { typicalP: 0.9 }, { temperature: 0, typicalP: 0.9 }]) {
+  for (const other of [{ typicalP: 0.9 }, { temperature: 0, typicalP: 0.9 }]) {
     const s = new Sampler({ ...params, ...other }, 9);
     s.penaltiesOnBackend();
     assert.equal(s.backendSampling(), null, JSON.stringify(other));
@@ -191,11 +191,14 @@ test('samples only ever come from the filtered set', () => {
   assert.deepEqual(s.backendSampling()?.topK, 5); // temperature + top-k alone can run on the backend
 });
 
-test('top-p and min-p after a top-k go to the backend with the pick; without a top-k, or with typical-p, they stay here', () => {
+test('top-p and min-p go to the backend with the pick, with any top-k (0: the whole vocabulary); typical-p stays here', () => {
   const chat = new Sampler({ ...DEFAULT_SAMPLING }, 5).backendSampling();
   assert.ok(chat !== null && chat.uniform >= 0 && chat.uniform < 1);
   assert.deepEqual({ ...chat, uniform: 0 }, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, uniform: 0 });
-  assert.equal(new Sampler({ ...DEFAULT_SAMPLING, topK: 0 }, 5).backendSampling(), null);
+  for (const topK of [0, 100, 50000]) {
+    const draw = new Sampler({ ...DEFAULT_SAMPLING, topK }, 5).backendSampling();
+    assert.deepEqual({ ...draw, uniform: 0 }, { temperature: 0.8, topK, topP: 0.95, minP: 0.05, uniform: 0 });
+  }
   assert.equal(new Sampler({ ...DEFAULT_SAMPLING, topP: 1, minP: 0, topK: 0 }, 5).backendSampling()?.topK, 0);
   assert.equal(new Sampler({ ...DEFAULT_SAMPLING, typicalP: 0.9 }, 5).backendSampling(), null);
 });

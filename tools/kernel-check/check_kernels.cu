@@ -975,7 +975,7 @@ bool near_tie_pick(const std::vector<float>& l, const TokenSampling& s, int a, i
   constexpr double kTieTol = 1e-3;
   if (a < 0 || b < 0 || a >= (int)l.size() || b >= (int)l.size()) return false;
   if (std::fabs((double)l[a] - (double)l[b]) < kTieTol) return true;
-  if (s.temperature <= 0 || s.top_k <= 0) return false;
+  if (s.temperature <= 0) return false;
   const RefDraw d = ref_draw(l, s);
   const int k = (int)d.ids.size();
   const int ra = (int)(std::find(d.ids.begin(), d.ids.end(), a) - d.ids.begin());
@@ -994,6 +994,8 @@ bool near_tie_pick(const std::vector<float>& l, const TokenSampling& s, int a, i
   }
   return false;
 }
+
+void check_walked_sampling(int vocab);
 
 // The device picks (argmax; top-k alone, then with top-p and min-p cuts that bind) against the host rule.
 void check_sampling(int vocab) {
@@ -1071,6 +1073,66 @@ void check_sampling(int vocab) {
     differ += out.download()[0] != given || fed[0] != given || fed[1] != 101 + trial;
   }
   report("sampling: draw read at run time + advancing feed = by value vocab=" + std::to_string(vocab), differ, 0);
+  check_walked_sampling(vocab);
+}
+
+// Draws with more candidates than the top-k lists hold (top-k 0: the whole vocabulary, or k above kMaxDeviceTopK):
+// the row walked in rank order (cuda/ranked_walk.cuh) against the host rule, on rows spread like a model's, flat
+// ones (top-p then keeps thousands), and rows of few distinct values (walks ending inside runs of ties); then the same
+// draws read at run time from a fed graph's slot, after a list draw, and the refused rows.
+void check_walked_sampling(int vocab) {
+  if (vocab <= kMaxDeviceTopK) return;
+  Dev<int> out(1);
+  TopKPickScratch scratch(vocab);
+  int bad = 0, runs = 0;
+  for (int trial = 0; trial < 16; ++trial) {
+    std::vector<float> l(vocab);
+    const float spread = trial % 4 == 1 ? 0.5f : 10.f;  // trial 1, 5, ...: nearly flat
+    for (auto& v : l) v = urand(-spread, spread);
+    l[vocab / 3] = spread + 2.f, l[vocab / 2] = spread + 2.f;  // a tie at the top
+    if (trial >= 12) {
+      for (auto& v : l) v = trial == 15 ? 1.f : (float)(int)urand(-3.f, 3.f);
+    }
+    Dev<float> dl(l);
+    for (int cut = 0; cut < 5; ++cut) {
+      TokenSampling s;
+      s.temperature = 0.3f + urand(0.f, 1.5f), s.uniform = urand(0.f, 1.f);
+      s.top_k = cut == 4 ? kMaxDeviceTopK + 1 + (int)(rng() % std::max(1, vocab / 2 - kMaxDeviceTopK)) : 0;
+      s.top_p = cut == 1 || cut >= 3 ? urand(0.3f, 0.99f) : 1.f;
+      s.min_p = cut == 2 || cut == 3 ? urand(0.001f, 0.3f) : 0.f;
+      out.poison();
+      sample_top_k(dl.p, vocab, s, scratch.get(), out.p, nullptr);
+      const int got = out.download()[0], want = ref_sample(l, s);
+      bad += got != want && (trial >= 12 || !near_tie_pick(l, s, got, want));
+      runs += 1;
+    }
+  }
+  report("sampling walked in rank order (top-k 0 / above " + std::to_string(kMaxDeviceTopK) + ", top-p, min-p) vocab=" +
+             std::to_string(vocab) + " (mismatches/" + std::to_string(runs) + ")",
+         bad, 0);
+  // A graph's slot holds one draw after another: a walked one after a list one and back (the kernel's state reset
+  // by each), the position advanced each time; and refused rows.
+  int differ = 0;
+  Dev<int> io(std::vector<int>{-5, 0});
+  for (int trial = 0; trial < 6; ++trial) {
+    std::vector<float> l(vocab);
+    for (auto& v : l) v = urand(-10.f, 10.f);
+    if (trial == 5) l[(size_t)(rng() % vocab)] = NAN;
+    Dev<float> dl(l);
+    TokenSampling draw;
+    draw.temperature = 0.7f, draw.top_k = trial % 2 ? 40 : 0, draw.top_p = 0.9f, draw.min_p = trial % 3 ? 0.05f : 0.f;
+    draw.uniform = urand(0.f, 1.f);
+    Dev<TokenSampling> at(std::vector<TokenSampling>{draw});
+    out.poison();
+    sample_top_k_at(dl.p, vocab, at.p, scratch.get(), out.p, nullptr, StepFeed{io.p + 1, io.p, 0, /*advance=*/true});
+    const std::vector<int> fed = io.download();
+    const int got = out.download()[0];
+    const int want = trial == 5 ? kNonFinitePick : ref_sample(l, draw);
+    differ += (got != want && !near_tie_pick(l, draw, got, want)) || fed[0] != (trial == 5 ? 0 : got) || fed[1] != trial + 1;
+  }
+  report("sampling walked: draws read at run time, list and walked in turn, a NaN row refused vocab=" +
+             std::to_string(vocab),
+         differ, 0);
 }
 
 // Penalized picks (the draw's repetition, frequency and presence penalties read from the scratch's token history)
@@ -1083,6 +1145,7 @@ void check_penalized_sampling(int vocab) {
       {1.f, 1, 1.f, 0.f, 0.f, 5.0, 0.0, 0.0},        // greedy after a repetition penalty (top-k 1)
       {0.8f, 40, 0.95f, 0.05f, 0.f, 1.3, 0.4, 0.2},  // chat's defaults with all three
       {1.2f, 64, 1.f, 0.f, 0.f, 1.0, -0.5, 1.5},     // frequency and presence only, one negative
+      {0.9f, 0, 0.9f, 0.02f, 0.f, 1.2, 0.3, 0.0},    // the whole vocabulary, walked in rank order
   };
   int bad = 0, changed = 0, runs = 0;
   for (int trial = 0; trial < 12; ++trial) {
@@ -1094,7 +1157,7 @@ void check_penalized_sampling(int vocab) {
       const uint32_t count = (uint32_t)(rng() % 4);
       if (l[i] > 8.f || rng() % 16 == 0) history[i] = (count << 1) | (count > 0 || rng() % 2 ? 1u : 0u);
     }
-    TokenSampling s = settings[trial % 3];
+    TokenSampling s = settings[trial % 4];
     s.uniform = urand(0.f, 1.f);
     Dev<float> dl(l);
     XL_CUDA_CHECK(cudaMemcpy(scratch.get().history, history.data(), vocab * sizeof(uint32_t), cudaMemcpyHostToDevice));
