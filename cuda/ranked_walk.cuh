@@ -55,11 +55,25 @@ struct WalkGoal {
   unsigned long long count;
 };
 
-// A pass's bins, one set per pair of warps, so that few threads add into one bin at once.
+// A pass's bins, one set per pair of warps, so that few threads add into one bin at once. A bin's mass is 64 bits
+// kept as two 32-bit words: with one 64-bit shared-memory add per flush a whole-row walk of 32k logits took 121 us
+// on the H200, with two 32-bit adds 102 us (docs/PERF-NOTES.md, session 37).
 constexpr int kWalkBinSets = 8;
 struct WalkBins {
   unsigned count[256];
-  unsigned long long mass[256];
+  unsigned mass_lo[256], mass_hi[256];
+  __device__ unsigned long long mass(int b) const { return (unsigned long long)mass_hi[b] << 32 | mass_lo[b]; }
+  __device__ void clear(int b) { count[b] = 0u, mass_lo[b] = 0u, mass_hi[b] = 0u; }
+  __device__ void set(int b, unsigned c, unsigned long long m) {
+    count[b] = c, mass_lo[b] = (unsigned)m, mass_hi[b] = (unsigned)(m >> 32);
+  }
+  // Exact 64-bit adds from 32-bit atomics: the low word's old value says whether this add carried.
+  __device__ void add(int b, unsigned c, unsigned long long m) {
+    atomicAdd(&count[b], c);
+    const unsigned lo = (unsigned)m, old = atomicAdd(&mass_lo[b], lo);
+    const unsigned carry = old > 0xffffffffu - lo ? 1u : 0u;
+    if ((m >> 32) + carry) atomicAdd(&mass_hi[b], (unsigned)(m >> 32) + carry);
+  }
 };
 
 struct WalkShared {
@@ -148,20 +162,20 @@ __device__ RankPlace walk_rank(const RankedRow& row, const WalkGoal& goal, const
   const bool by_count = goal.kind == WalkGoal::kCountAt;
   uint32_t prefix = 0, mask = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int b = tid; b < 256 * kWalkBinSets; b += kThreads) sh.set[b >> 8].count[b & 255] = 0u, sh.set[b >> 8].mass[b & 255] = 0ull;
+    for (int b = tid; b < 256 * kWalkBinSets; b += kThreads) sh.set[b >> 8].clear(b & 255);
     for (int b = tid; b < 256; b += kThreads) sh.first[b] = INT_MAX;
     WalkBins& bins = sh.set[(tid >> 5) % kWalkBinSets];
     __syncthreads();
     // Each thread sums its entries into 4 bins held in registers and adds a bin into shared memory only when it
     // makes room for another: a model's logits share a few exponents, so the passes that see every entry find them
-    // in a few bins. (Warp-aggregated adds per entry, __match_any_sync and __reduce_add_sync, took ~50 us a pass
-    // over 32k logits on the H200.)
+    // in a few bins. (Warp-aggregated adds per entry, __match_any_sync and __reduce_add_sync, made the whole-row
+    // walk of 32k logits take 216 us on the H200.)
     uint32_t tag[4] = {256u, 256u, 256u, 256u};  // 256: empty
     unsigned cnt[4] = {0u, 0u, 0u, 0u};
     unsigned long long sum[4] = {0ull, 0ull, 0ull, 0ull};
     int victim = 0;
     const auto flush = [&](int s) {
-      if (cnt[s]) atomicAdd(&bins.count[tag[s]], cnt[s]), atomicAdd(&bins.mass[tag[s]], sum[s]);
+      if (cnt[s]) bins.add(tag[s], cnt[s], sum[s]);
     };
     for_each_entry<kThreads>(row, [&](float v, int i, bool valid) {
       const uint32_t key = rank_key(v);
@@ -185,10 +199,10 @@ __device__ RankPlace walk_rank(const RankedRow& row, const WalkGoal& goal, const
     __syncthreads();
     for (int b = tid; b < 256; b += kThreads) {
       unsigned c = sh.set[0].count[b];
-      unsigned long long m = sh.set[0].mass[b];
+      unsigned long long m = sh.set[0].mass(b);
 #pragma unroll
-      for (int h = 1; h < kWalkBinSets; ++h) c += sh.set[h].count[b], m += sh.set[h].mass[b];
-      sh.set[0].count[b] = c, sh.set[0].mass[b] = m;
+      for (int h = 1; h < kWalkBinSets; ++h) c += sh.set[h].count[b], m += sh.set[h].mass(b);
+      sh.set[0].set(b, c, m);
     }
     __syncthreads();
     if (tid < 32) {
@@ -196,7 +210,7 @@ __device__ RankPlace walk_rank(const RankedRow& row, const WalkGoal& goal, const
       unsigned long long c[8], m[8], cs = 0, ms = 0;
 #pragma unroll
       for (int j = 0; j < 8; ++j)
-        cs += c[j] = sh.set[0].count[255 - 8 * lane - j], ms += m[j] = sh.set[0].mass[255 - 8 * lane - j];
+        cs += c[j] = sh.set[0].count[255 - 8 * lane - j], ms += m[j] = sh.set[0].mass(255 - 8 * lane - j);
       unsigned long long cu = cs, mu = ms;  // this lane's bins and those above
       for (int off = 1; off < 32; off *= 2) {
         const unsigned long long tc = __shfl_up_sync(0xffffffffu, cu, off), tm = __shfl_up_sync(0xffffffffu, mu, off);
