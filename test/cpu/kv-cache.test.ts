@@ -7,7 +7,7 @@ import { NativeModel } from '../../cli/engine/native-model.js';
 import { argmax, loadReference, openModel, row } from './reference.js';
 import {
   DEFAULT_SAMPLING, Sampler, likelyCandidates, minPFilter, pickIndex, softmax, topKCandidates, topPFilter,
-  type SamplingParams,
+  type Candidates, type SamplingParams,
 } from '../../cli/engine/sampler.js';
 
 const NAME = 'stories260K-gptq-4bit-g64-actorder';
@@ -89,27 +89,47 @@ test('forwardSample picks the argmax when greedy and a top-k token when sampling
   }
 });
 
+type DrawSetting = [temperature: number, topK: number, topP: number, minP: number];
+
+/** What the host sampler keeps (cli/engine/sampler.ts: Sampler.sample's steps, not the backend's rule), most likely first. */
+function hostKept(logits: Float32Array, [temperature, topK, topP, minP]: DrawSetting): Candidates {
+  const invT = 1 / temperature;
+  // Temperature alone: every id, most likely first, as the backend takes them (Sampler.sample walks them in id order:
+  // the same distribution, another id for the same draw).
+  if (topK === 0 && topP === 1 && minP === 0) return likelyCandidates(logits, invT, 0);
+  const candidates = topK > 0
+    ? (({ ids: i, logits: l }) => ({ ids: i, logits: l.map((v) => v * invT) }))(topKCandidates(logits, topK))
+    : likelyCandidates(logits, invT, minP > 0 ? minP : 1e-4, topP < 1 ? topP : 0);
+  return minPFilter(topPFilter(candidates, topP), minP);
+}
+
+/** Draws in the middle of each twentieth of the kept mass (none within rounding of a boundary): the backend's pick
+ * must be the host sampler's. Returns how many draws were checked and how many candidates the host kept. */
+async function checkDraws(model: NativeModel, logits: Float32Array, setting: DrawSetting): Promise<{ checked: number; kept: number }> {
+  const [temperature, topK, topP, minP] = setting;
+  const kept = hostKept(logits, setting);
+  const probs = softmax(kept.logits);
+  let cum = 0, checked = 0;
+  const bounds = probs.map((p) => (cum += p));
+  for (let i = 0; i < 20; i++) {
+    const uniform = (i + 0.5) / 20;
+    if (bounds.some((b) => Math.abs(b - uniform) < 1e-5)) continue;  // float rounding may go either way
+    const want = kept.ids[pickIndex(probs, uniform)];
+    const got = await model.forwardSample(ids, 0, { temperature, topK, topP, minP, uniform });
+    assert.equal(got, want, `T ${temperature} top-k ${topK} top-p ${topP} min-p ${minP} uniform ${uniform}`);
+    checked++;
+  }
+  return { checked, kept: kept.ids.length };
+}
+
 test('forwardSample with top-p and min-p after top-k picks what the host sampler picks', async () => {
   const model = await openModel(NAME);
   try {
     const logits = await model.forward(ids, 0);
     await model.trimCache(0);
     let cutBinds = 0;
-    for (const [temperature, topK, topP, minP] of [[0.8, 40, 0.95, 0.05], [1.5, 40, 0.5, 0], [1, 20, 1, 0.2], [0.6, 64, 0.9, 0.1]]) {
-      // The host sampler's steps (cli/engine/sampler.ts), independent of the backend's rule.
-      const top = topKCandidates(logits, topK);
-      const kept = minPFilter(topPFilter({ ids: top.ids, logits: top.logits.map((v) => v / temperature) }, topP), minP);
-      const probs = softmax(kept.logits);
-      if (kept.ids.length < topK) cutBinds++;
-      let cum = 0;
-      const bounds = probs.map((p) => (cum += p));
-      for (let i = 0; i < 20; i++) {
-        const uniform = (i + 0.5) / 20;
-        if (bounds.some((b) => Math.abs(b - uniform) < 1e-5)) continue;  // float rounding may go either way
-        const want = kept.ids[pickIndex(probs, uniform)];
-        const got = await model.forwardSample(ids, 0, { temperature, topK, topP, minP, uniform });
-        assert.equal(got, want, `T ${temperature} top-k ${topK} top-p ${topP} min-p ${minP} uniform ${uniform}`);
-      }
+    for (const setting of [[0.8, 40, 0.95, 0.05], [1.5, 40, 0.5, 0], [1, 20, 1, 0.2], [0.6, 64, 0.9, 0.1]] as DrawSetting[]) {
+      if ((await checkDraws(model, logits, setting)).kept < setting[1]) cutBinds++;
     }
     assert.ok(cutBinds >= 3, `top-p / min-p cut the candidates in ${cutBinds} of 4 settings`);
   } finally {
@@ -123,28 +143,11 @@ test('forwardSample over the whole vocabulary (top-k 0) or a top-k above 64 pick
     const logits = await model.forward(ids, 0);
     await model.trimCache(0);
     let checked = 0, wide = 0;
-    for (const [temperature, topK, topP, minP] of [[0.8, 0, 0.95, 0.05], [1.5, 0, 0.5, 0], [1, 0, 1, 0.02], [1.2, 0, 1, 0], [3, 200, 0.99, 0.001], [4, 0, 0.98, 0]]) {
-      // The host sampler's steps (cli/engine/sampler.ts: Sampler.sample), independent of the backend's rule. For
-      // temperature alone the backend takes every id most likely first (Sampler.sample walks them in id order: the
-      // same distribution, another id for the same draw).
-      const invT = 1 / temperature;
-      const candidates = topK > 0
-        ? (({ ids: i, logits: l }) => ({ ids: i, logits: l.map((v) => v * invT) }))(topKCandidates(logits, topK))
-        : likelyCandidates(logits, invT, minP > 0 ? minP : 1e-4, topP < 1 ? topP : 0);
-      const all = topK === 0 && topP === 1 && minP === 0;
-      const kept = all ? likelyCandidates(logits, invT, 0) : minPFilter(topPFilter(candidates, topP), minP);
-      const probs = softmax(kept.logits);
-      if (kept.ids.length > 64) wide++;  // more than the GPU's top-k lists hold
-      let cum = 0;
-      const bounds = probs.map((p) => (cum += p));
-      for (let i = 0; i < 20; i++) {
-        const uniform = (i + 0.5) / 20;
-        if (bounds.some((b) => Math.abs(b - uniform) < 1e-5)) continue;  // float rounding may go either way
-        const want = kept.ids[pickIndex(probs, uniform)];
-        const got = await model.forwardSample(ids, 0, { temperature, topK, topP, minP, uniform });
-        assert.equal(got, want, `T ${temperature} top-k ${topK} top-p ${topP} min-p ${minP} uniform ${uniform}`);
-        checked++;
-      }
+    const settings: DrawSetting[] = [[0.8, 0, 0.95, 0.05], [1.5, 0, 0.5, 0], [1, 0, 1, 0.02], [1.2, 0, 1, 0], [3, 200, 0.99, 0.001], [4, 0, 0.98, 0]];
+    for (const setting of settings) {
+      const r = await checkDraws(model, logits, setting);
+      checked += r.checked;
+      if (r.kept > 64) wide++;  // more than the GPU's top-k lists hold
     }
     assert.ok(checked >= 100, `${checked} draws checked`);
     assert.ok(wide >= 3, `${wide} settings kept more than 64 candidates`);
