@@ -24,10 +24,9 @@ GemmWarmup::~GemmWarmup() {
 }
 
 std::string GemmWarmup::finish() {
+  if (!thread_.joinable()) return report_;
   const auto t0 = std::chrono::steady_clock::now();
-  const bool running = thread_.joinable();
-  if (running) thread_.join();
-  if (!running) return report_;
+  thread_.join();
   char waited[64];
   std::snprintf(waited, sizeof waited, ", the load waited %.0f ms for it",
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
