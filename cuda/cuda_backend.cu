@@ -197,10 +197,11 @@ class Stage {
       : cfg_(config), opt_(options), plan_(plan), device_(plan.device), first_(first), last_(last),
         mem_(plan.device) {
     XL_CUDA_CHECK(cudaSetDevice(device_));
-    // The highest priority: a DequantAhead side stream (the lowest) only takes the SMs this one leaves idle.
+    // The highest priority: work beside it (beside_, the lowest) only takes the SMs this one leaves idle.
     int least = 0, greatest = 0;
     XL_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
     XL_CUDA_CHECK(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, greatest));
+    XL_CUDA_CHECK(cudaStreamCreateWithPriority(&beside_, cudaStreamNonBlocking, least));
 #ifdef XLLAMA_HAVE_CUBLAS
     if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) throw BackendError(kCudaError, "cublasCreate failed");
     cublasSetStream(cublas_, stream_);
@@ -212,6 +213,8 @@ class Stage {
   ~Stage() {
     cudaSetDevice(device_);
     if (stream_) cudaStreamSynchronize(stream_);
+    deq_ahead_.reset();  // (it runs on beside_)
+    if (beside_) cudaStreamSynchronize(beside_), cudaStreamDestroy(beside_);
     for (auto& kv : graphs_) cudaGraphExecDestroy(kv.second);
 #ifdef XLLAMA_HAVE_CUBLAS
     if (cublas_) cublasDestroy(cublas_);
@@ -272,8 +275,9 @@ class Stage {
       mem_.open_arena(f.arena_bytes);
     }
     const LayerWeights& lw = w.layers[plan_.first_layer];
-    cuda::GemmWarmup warmup(device_, prompt_warm_gemms({lw.q.quantized(), lw.o.quantized(), lw.gate.quantized(),
-                                                        lw.down.quantized()}));
+    cuda::GemmWarmup warmup(device_, beside_,
+                            prompt_warm_gemms({lw.q.quantized(), lw.o.quantized(), lw.gate.quantized(),
+                                               lw.down.quantized()}));
     load_tensors(gptq, w);
     f.arena_slack = mem_.close_arena();
     const auto t1 = Clock::now();
@@ -432,7 +436,7 @@ class Stage {
     for (int v : {hid, I, H * D, (H + 2 * KV) * D})
       if (v % 8) throw BackendError(kBadInput, "dummy model sizes must be multiples of 8");
     XL_CUDA_CHECK(cudaSetDevice(device_));
-    cuda::GemmWarmup warmup(device_, prompt_warm_gemms({true, true, true, true}));
+    cuda::GemmWarmup warmup(device_, beside_, prompt_warm_gemms({true, true, true, true}));
     // Every tensor's random stream comes from its place in the model (slot), so a split model holds the same
     // weights as an unsplit one: embeddings 1, lm_head 2, layer li's tensors 16 + 8 li + 0..7.
     const uint64_t base = seed * 1000003ULL + 17;
@@ -632,7 +636,7 @@ class Stage {
     std::vector<__half*> slots{deq_};
     for (int i = 1; i < kDequantAheadSlots; ++i)
       slots.push_back(mem_.alloc<__half>(deq_halves_, "scratch", &scratch_bytes_));
-    deq_ahead_ = std::make_unique<cuda::DequantAhead>(std::move(slots), deq_halves_);
+    deq_ahead_ = std::make_unique<cuda::DequantAhead>(std::move(slots), deq_halves_, beside_);
 #ifdef XLLAMA_HAVE_CUBLAS
     // SMs a GEMM's waves leave idle go to the side stream (only worth it when there is one).
     if (cuda::gemm_sm_targets_setting()) {
@@ -1457,6 +1461,10 @@ class Stage {
   bool first_ = true, last_ = true;  // holds the embeddings / the final norm and lm_head
   DeviceMemory mem_;  // declared before everything that points into it
   cudaStream_t stream_ = nullptr;
+  // The lowest priority, for work beside stream_: the load's GEMM warm-up, then the prompts' dequantization
+  // (DequantAhead). One stream for both: after a third stream of the process has run kernels, the decode graphs
+  // run ~1.5% slower for the rest of it (docs/PERF-NOTES.md, session 38).
+  cudaStream_t beside_ = nullptr;
 #ifdef XLLAMA_HAVE_CUBLAS
   cublasHandle_t cublas_ = nullptr;
   std::unique_ptr<cuda::GemmSmTargets> sm_targets_;  // create_dequant_ahead; null: every GEMM on every SM

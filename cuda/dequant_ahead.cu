@@ -9,12 +9,9 @@ namespace xllama::cuda {
 
 bool dequant_ahead_setting() { return env_switch_on("XLLAMA_DEQUANT_AHEAD"); }
 
-DequantAhead::DequantAhead(std::vector<__half*> slots, size_t slot_halves)
-    : slots_(std::move(slots)), slot_halves_(slot_halves) {
+DequantAhead::DequantAhead(std::vector<__half*> slots, size_t slot_halves, cudaStream_t side)
+    : slots_(std::move(slots)), slot_halves_(slot_halves), side_(side) {
   if (slots_.size() < 2) throw std::invalid_argument("DequantAhead: needs two slots");
-  int least = 0, greatest = 0;
-  XL_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-  XL_CUDA_CHECK(cudaStreamCreateWithPriority(&side_, cudaStreamNonBlocking, least));
   filled_.resize(slots_.size());
   consumed_.resize(slots_.size());
   for (size_t i = 0; i < slots_.size(); ++i) {
@@ -31,7 +28,6 @@ DequantAhead::~DequantAhead() {
   for (cudaEvent_t e : consumed_) cudaEventDestroy(e);
   if (fork_) cudaEventDestroy(fork_);
   if (join_) cudaEventDestroy(join_);
-  if (side_) cudaStreamDestroy(side_);
 }
 
 const __half* DequantAhead::dequant(const QWeight& w, int n0, int n1, cudaStream_t main) {

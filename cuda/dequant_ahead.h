@@ -19,9 +19,10 @@ bool dequant_ahead_setting();
 
 class DequantAhead {
  public:
-  // slots: device buffers of slot_halves fp16 values each (at least 2), owned by the caller. The current device is
-  // the one the caller's streams run on.
-  DequantAhead(std::vector<__half*> slots, size_t slot_halves);
+  // slots: device buffers of slot_halves fp16 values each (at least 2), owned by the caller. side: the stream the
+  // tiles are dequantized on, of the lowest priority, owned by the caller and alive until this is destroyed. The
+  // current device is the one the caller's streams run on.
+  DequantAhead(std::vector<__half*> slots, size_t slot_halves, cudaStream_t side);
   ~DequantAhead();
   DequantAhead(const DequantAhead&) = delete;
   DequantAhead& operator=(const DequantAhead&) = delete;
@@ -45,7 +46,7 @@ class DequantAhead {
  private:
   std::vector<__half*> slots_;
   size_t slot_halves_ = 0;
-  cudaStream_t side_ = nullptr;
+  cudaStream_t side_ = nullptr;  // the caller's
   std::vector<cudaEvent_t> filled_, consumed_;
   cudaEvent_t fork_ = nullptr, join_ = nullptr;  // the side stream into and out of a capture
   size_t next_ = 0;  // the slot the next dequant() fills

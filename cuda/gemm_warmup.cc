@@ -13,7 +13,8 @@ namespace xllama::cuda {
 
 bool gemm_warmup_setting() { return env_switch_on("XLLAMA_GEMM_WARMUP"); }
 
-GemmWarmup::GemmWarmup(int device, std::vector<WarmGemm> gemms) : device_(device), gemms_(std::move(gemms)) {
+GemmWarmup::GemmWarmup(int device, cudaStream_t stream, std::vector<WarmGemm> gemms)
+    : device_(device), stream_(stream), gemms_(std::move(gemms)) {
 #ifdef XLLAMA_HAVE_CUBLAS
   if (!gemms_.empty()) thread_ = std::thread([this] { run(); });
 #endif
@@ -47,9 +48,8 @@ struct WarmResources {
   void* b = nullptr;
   void* c = nullptr;
   ~WarmResources() {
-    if (stream) cudaStreamSynchronize(stream);
+    if (stream) cudaStreamSynchronize(stream);  // (the caller's stream: not destroyed here)
     if (handle) cublasDestroy(handle);
-    if (stream) cudaStreamDestroy(stream);
     for (void* p : {a, b, c})
       if (p) cudaFree(p);
   }
@@ -72,10 +72,8 @@ void GemmWarmup::run() {
     return;
   }
   WarmResources r;
-  int least = 0, greatest = 0;  // the lowest priority: the load's own kernels go first
-  bool ok = cudaDeviceGetStreamPriorityRange(&least, &greatest) == cudaSuccess &&
-            cudaStreamCreateWithPriority(&r.stream, cudaStreamNonBlocking, least) == cudaSuccess &&
-            cublasCreate(&r.handle) == CUBLAS_STATUS_SUCCESS && cublasSetStream(r.handle, r.stream) == CUBLAS_STATUS_SUCCESS &&
+  r.stream = stream_;
+  bool ok = cublasCreate(&r.handle) == CUBLAS_STATUS_SUCCESS && cublasSetStream(r.handle, r.stream) == CUBLAS_STATUS_SUCCESS &&
             cudaMalloc(&r.a, a_bytes) == cudaSuccess && cudaMalloc(&r.b, b_bytes) == cudaSuccess &&
             cudaMalloc(&r.c, c_bytes) == cudaSuccess && cudaMemsetAsync(r.a, 0, a_bytes, r.stream) == cudaSuccess &&
             cudaMemsetAsync(r.b, 0, b_bytes, r.stream) == cudaSuccess &&

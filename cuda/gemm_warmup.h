@@ -2,10 +2,12 @@
 // first one with an fp16 output, ~50 ms for the first with an fp32 output, ~3 ms for each kernel it has not run
 // before (a new shape, a new SM count target). A process's first prompt chunk paid all of it: a 7B's first
 // 512-token chunk took ~235 ms where the next ones take ~14. GemmWarmup makes the prompt path's GEMM calls once, on
-// a thread of its own while the weights upload (its own handle, stream and scratch; a few ms of GPU work), so that
+// a thread of its own while the weights upload (its own handle and scratch; a few ms of GPU work), so that
 // cost overlaps the load. Best effort: without room on the GPU for its scratch, or after a failed call, it stops
 // and the first prompt pays as before.
 #pragma once
+#include <cuda_runtime.h>
+
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,8 +26,11 @@ bool gemm_warmup_setting();
 
 class GemmWarmup {
  public:
-  // Starts the thread on `device` (a no-op without cuBLAS).
-  GemmWarmup(int device, std::vector<WarmGemm> gemms);
+  // Starts the thread on `device` (a no-op without cuBLAS), its GEMMs on `stream`: the caller's, of the lowest
+  // priority (the load's own kernels go first), alive until finish() returns. The caller passes the stream it runs
+  // its other work beside the main stream on: each stream of a process that has run kernels slows the decode
+  // graphs a little (docs/PERF-NOTES.md, session 38), so the warm-up gets none of its own.
+  GemmWarmup(int device, cudaStream_t stream, std::vector<WarmGemm> gemms);
   ~GemmWarmup();  // waits for the thread
   GemmWarmup(const GemmWarmup&) = delete;
   GemmWarmup& operator=(const GemmWarmup&) = delete;
@@ -37,6 +42,7 @@ class GemmWarmup {
   void run();
 
   int device_;
+  cudaStream_t stream_;
   std::vector<WarmGemm> gemms_;
   std::thread thread_;
   std::string report_;
