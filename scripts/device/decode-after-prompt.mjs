@@ -6,11 +6,14 @@
 // default sampling, seed 1: the logits to the host and the sampler there, as before top-p and min-p went to the
 // device; or the pick on the device, pipelined, as generate runs it now; prints whether the ids equal the other's),
 // penaltyN / devpenaltyN (the same with a repetition, frequency and presence penalty: on the host, or on the
-// device from the token history it keeps; prints whether the ids equal the other's).
+// device from the token history it keeps; prints whether the ids equal the other's), engines / noengines (start or
+// stop sampling the GPU's engines in this process, as `xllama bench` does around its tests: whether that sampling
+// costs the decode, docs/PERF-NOTES.md session 38).
 import { performance } from 'node:perf_hooks';
 import { NativeModel } from '../../dist/cli/engine/native-model.js';
 import { syntheticTokens } from '../../dist/cli/engine/benchmark.js';
 import { DEFAULT_SAMPLING, Sampler } from '../../dist/cli/engine/sampler.js';
+import { EngineSampler } from '../../dist/cli/bench/utilization.js';
 
 const [name = 'llama-7b', ...phases] = process.argv.slice(2);
 const opened = performance.now();
@@ -69,6 +72,7 @@ async function sampled(n, label) {
   console.log(`${stamp()} ${label}${n}: ${rate.toFixed(1)} t/s` + (theirs ? ` (first ${same} of ${n} ids equal ${other}'s)` : ''));
 }
 
+let engines = null;  // the EngineSampler while `engines` is on
 for (const p of phases) {
   let m;
   if ((m = /^tg(\d+)$/.exec(p))) await decode(Number(m[1]));
@@ -79,6 +83,15 @@ for (const p of phases) {
     console.log(`${stamp()} ${p}: ${((Number(m[1]) * 1000) / (performance.now() - s)).toFixed(0)} t/s`);
   } else if ((m = /^(host|dev|penalty|devpenalty)(\d+)$/.exec(p))) await sampled(Number(m[2]), m[1]);
   else if ((m = /^sleep([\d.]+)$/.exec(p))) await new Promise((r) => setTimeout(r, Number(m[1]) * 1000));
-  else throw new Error(`unknown phase ${p}`);
+  else if (p === 'engines' && !engines) {
+    const started = EngineSampler.start();
+    engines = started.sampler;
+    console.log(`${stamp()} engines: ${engines ? 'sampling' : `not sampled (${started.reason})`}`);
+  } else if (p === 'noengines') {
+    engines?.stop();
+    engines = null;
+    console.log(`${stamp()} engines: stopped`);
+  } else throw new Error(`unknown phase ${p}`);
 }
+engines?.stop();
 model.close?.();
