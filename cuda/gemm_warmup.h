@@ -28,8 +28,8 @@ class GemmWarmup {
  public:
   // Starts the thread on `device` (a no-op without cuBLAS), its GEMMs on `stream`: the caller's, of the lowest
   // priority (the load's own kernels go first), alive until finish() returns. The caller passes the stream it runs
-  // its other work beside the main stream on: each stream of a process that has run kernels slows the decode
-  // graphs a little (docs/PERF-NOTES.md, session 38), so the warm-up gets none of its own.
+  // its other work beside the main stream on: a third stream of a process that has run kernels slows every later
+  // decode step ~1.5% (docs/PERF-NOTES.md, session 38), so the warm-up gets none of its own.
   GemmWarmup(int device, cudaStream_t stream, std::vector<WarmGemm> gemms);
   ~GemmWarmup();  // waits for the thread
   GemmWarmup(const GemmWarmup&) = delete;

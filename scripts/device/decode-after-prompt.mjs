@@ -83,8 +83,8 @@ for (const p of phases) {
     console.log(`${stamp()} ${p}: ${((Number(m[1]) * 1000) / (performance.now() - s)).toFixed(0)} t/s`);
   } else if ((m = /^(host|dev|penalty|devpenalty)(\d+)$/.exec(p))) await sampled(Number(m[2]), m[1]);
   else if ((m = /^sleep([\d.]+)$/.exec(p))) await new Promise((r) => setTimeout(r, Number(m[1]) * 1000));
-  else if (p === 'engines' && !engines) {
-    const started = EngineSampler.start();
+  else if (p === 'engines') {
+    const started = engines ? { sampler: engines } : EngineSampler.start();
     engines = started.sampler;
     console.log(`${stamp()} engines: ${engines ? 'sampling' : `not sampled (${started.reason})`}`);
   } else if (p === 'noengines') {
