@@ -18,6 +18,7 @@ import {
 } from '../engine/benchmark.js';
 import { loadAddon } from '../native/addon.js';
 import { writeMessage, type ChildMessage, type ConfigMessage } from '../bench/protocol.js';
+import { measureCopyBandwidthApart } from '../bench/copy-bandwidth.js';
 import { parseInteger } from './flags.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
 
@@ -94,14 +95,8 @@ function describe(model: NativeModel, m: ModelToOpen, loadSeconds: number): Conf
   const info = addon.systemInfo();
   const memory = model.memory();
   const devices = [...new Set(memory.devices.map((d) => d.device).filter((d) => d >= 0))];
-  const copyBandwidth: ConfigMessage['copyBandwidth'] = [];
-  for (const device of devices) {
-    try {
-      copyBandwidth.push({ device, bytesPerSec: addon.measureCopyBandwidth(device) });
-    } catch {
-      // No bandwidth figure (e.g. no memory left for the 2 GiB it copies): its columns read n/a.
-    }
-  }
+  // In a process of its own (cli/bench/copy-bandwidth.ts); a device without a figure reads n/a.
+  const copyBandwidth: ConfigMessage['copyBandwidth'] = measureCopyBandwidthApart(devices);
   return {
     type: 'config', model: m.label, modelPath: m.path, params: m.params(archOf(model)), backend: model.backend,
     maxSeqLen: model.maxSeqLen, loadSeconds, memory, copyBandwidth,

@@ -8,12 +8,14 @@
 // penaltyN / devpenaltyN (the same with a repetition, frequency and presence penalty: on the host, or on the
 // device from the token history it keeps; prints whether the ids equal the other's), engines / noengines (start or
 // stop sampling the GPU's engines in this process, as `xllama bench` does around its tests: whether that sampling
-// costs the decode, docs/PERF-NOTES.md session 38).
+// costs the decode, docs/PERF-NOTES.md session 38), bw (the copy-bandwidth measurement bench made in this
+// process until session 39: its copies on the legacy stream left the later decode slower).
 import { performance } from 'node:perf_hooks';
 import { NativeModel } from '../../dist/cli/engine/native-model.js';
 import { syntheticTokens } from '../../dist/cli/engine/benchmark.js';
 import { DEFAULT_SAMPLING, Sampler } from '../../dist/cli/engine/sampler.js';
 import { EngineSampler } from '../../dist/cli/bench/utilization.js';
+import { loadAddon } from '../../dist/cli/native/addon.js';
 
 const [name = 'llama-7b', ...phases] = process.argv.slice(2);
 const opened = performance.now();
@@ -91,6 +93,9 @@ for (const p of phases) {
     engines?.stop();
     engines = null;
     console.log(`${stamp()} engines: stopped`);
+  } else if (p === 'bw') {
+    const bw = loadAddon().measureCopyBandwidth(0);
+    console.log(`${stamp()} bw: ${(bw / 1e9).toFixed(0)} GB/s`);
   } else throw new Error(`unknown phase ${p}`);
 }
 engines?.stop();
