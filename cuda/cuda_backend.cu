@@ -275,7 +275,7 @@ class Stage {
       mem_.open_arena(f.arena_bytes);
     }
     const LayerWeights& lw = w.layers[plan_.first_layer];
-    cuda::GemmWarmup warmup(device_, beside_,
+    cuda::GemmWarmup warmup(device_, stream_,
                             prompt_warm_gemms({lw.q.quantized(), lw.o.quantized(), lw.gate.quantized(),
                                                lw.down.quantized()}));
     load_tensors(gptq, w);
@@ -436,7 +436,7 @@ class Stage {
     for (int v : {hid, I, H * D, (H + 2 * KV) * D})
       if (v % 8) throw BackendError(kBadInput, "dummy model sizes must be multiples of 8");
     XL_CUDA_CHECK(cudaSetDevice(device_));
-    cuda::GemmWarmup warmup(device_, beside_, prompt_warm_gemms({true, true, true, true}));
+    cuda::GemmWarmup warmup(device_, stream_, prompt_warm_gemms({true, true, true, true}));
     // Every tensor's random stream comes from its place in the model (slot), so a split model holds the same
     // weights as an unsplit one: embeddings 1, lm_head 2, layer li's tensors 16 + 8 li + 0..7.
     const uint64_t base = seed * 1000003ULL + 17;
@@ -1461,9 +1461,9 @@ class Stage {
   bool first_ = true, last_ = true;  // holds the embeddings / the final norm and lm_head
   DeviceMemory mem_;  // declared before everything that points into it
   cudaStream_t stream_ = nullptr;
-  // The lowest priority, for work beside stream_: the load's GEMM warm-up, then the prompts' dequantization
-  // (DequantAhead). One stream for both: after a third stream of the process has run kernels, the decode graphs
-  // run ~1.5% slower for the rest of it (docs/PERF-NOTES.md, session 38).
+  // The lowest priority, for the prompts' dequantization beside stream_ (DequantAhead). Nothing else runs on it:
+  // kernels on streams besides the main one leave the decode graphs ~1.6% slower for the rest of the process
+  // once triggered (docs/PERF-NOTES.md, sessions 38 and 39), so the load's GEMM warm-up runs on stream_.
   cudaStream_t beside_ = nullptr;
 #ifdef XLLAMA_HAVE_CUBLAS
   cublasHandle_t cublas_ = nullptr;

@@ -26,10 +26,11 @@ bool gemm_warmup_setting();
 
 class GemmWarmup {
  public:
-  // Starts the thread on `device` (a no-op without cuBLAS), its GEMMs on `stream`: the caller's, of the lowest
-  // priority (the load's own kernels go first), alive until finish() returns. The caller passes the stream it runs
-  // its other work beside the main stream on: a third stream of a process that has run kernels slows every later
-  // decode step ~1.5% (docs/PERF-NOTES.md, session 38), so the warm-up gets none of its own.
+  // Starts the thread on `device` (a no-op without cuBLAS), its GEMMs on `stream`, the caller's, alive until
+  // finish() returns. The caller passes its main stream, which the load's own work shares (the warm-up's GPU work
+  // is a few ms): with the warm-up on a stream of its own (session 38) or on the stage's low-priority side stream,
+  // every decode step from the process's seventh decode sequence on ran ~1.6% slower (docs/PERF-NOTES.md,
+  // session 39); on the main stream it did not.
   GemmWarmup(int device, cudaStream_t stream, std::vector<WarmGemm> gemms);
   ~GemmWarmup();  // waits for the thread
   GemmWarmup(const GemmWarmup&) = delete;
