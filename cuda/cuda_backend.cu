@@ -275,7 +275,7 @@ class Stage {
       mem_.open_arena(f.arena_bytes);
     }
     const LayerWeights& lw = w.layers[plan_.first_layer];
-    cuda::GemmWarmup warmup(device_, stream_,
+    cuda::GemmWarmup warmup(device_, warmup_stream(),
                             prompt_warm_gemms({lw.q.quantized(), lw.o.quantized(), lw.gate.quantized(),
                                                lw.down.quantized()}));
     load_tensors(gptq, w);
@@ -436,7 +436,7 @@ class Stage {
     for (int v : {hid, I, H * D, (H + 2 * KV) * D})
       if (v % 8) throw BackendError(kBadInput, "dummy model sizes must be multiples of 8");
     XL_CUDA_CHECK(cudaSetDevice(device_));
-    cuda::GemmWarmup warmup(device_, stream_, prompt_warm_gemms({true, true, true, true}));
+    cuda::GemmWarmup warmup(device_, warmup_stream(), prompt_warm_gemms({true, true, true, true}));
     // Every tensor's random stream comes from its place in the model (slot), so a split model holds the same
     // weights as an unsplit one: embeddings 1, lm_head 2, layer li's tensors 16 + 8 li + 0..7.
     const uint64_t base = seed * 1000003ULL + 17;
@@ -500,6 +500,13 @@ class Stage {
     }
     XL_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }  // (warmup's thread joined here)
+
+  // The load's GEMM warm-up runs on the main stream (cuda/gemm_warmup.h says why); XLLAMA_WARMUP_BESIDE=1 puts it
+  // on the side stream as session 38 did, to compare.
+  cudaStream_t warmup_stream() const {
+    static const bool beside = cuda::env_switch_set("XLLAMA_WARMUP_BESIDE");
+    return beside ? beside_ : stream_;
+  }
 
   // The GEMM calls a prompt chunk makes in a layer (q/k/v, o, gate/up, down; quantized: whether each is 4-bit), on
   // every SM as a length's first chunk makes them (gemm_sm_targets.h), for GemmWarmup: at a full chunk and at one

@@ -29,8 +29,9 @@ class GemmWarmup {
   // Starts the thread on `device` (a no-op without cuBLAS), its GEMMs on `stream`, the caller's, alive until
   // finish() returns. The caller passes its main stream, which the load's own work shares (the warm-up's GPU work
   // is a few ms): with the warm-up on a stream of its own (session 38) or on the stage's low-priority side stream,
-  // every decode step from the process's seventh decode sequence on ran ~1.6% slower (docs/PERF-NOTES.md,
-  // session 39); on the main stream it did not.
+  // every decode step from the process's seventh decode sequence on ran ~1.6% slower in the probe's process on three
+  // H200s (docs/PERF-NOTES.md, session 39; bench's process on a fourth did not); on the main stream it did not, at
+  // no measurable cost.
   GemmWarmup(int device, cudaStream_t stream, std::vector<WarmGemm> gemms);
   ~GemmWarmup();  // waits for the thread
   GemmWarmup(const GemmWarmup&) = delete;
