@@ -1468,9 +1468,10 @@ class Stage {
   bool first_ = true, last_ = true;  // holds the embeddings / the final norm and lm_head
   DeviceMemory mem_;  // declared before everything that points into it
   cudaStream_t stream_ = nullptr;
-  // The lowest priority, for the prompts' dequantization beside stream_ (DequantAhead). Nothing else runs on it:
-  // kernels on streams besides the main one leave the decode graphs ~1.6% slower for the rest of the process
-  // once triggered (docs/PERF-NOTES.md, sessions 38 and 39), so the load's GEMM warm-up runs on stream_.
+  // The lowest priority, for the prompts' dequantization beside stream_ (DequantAhead). Nothing else runs on it
+  // unless XLLAMA_WARMUP_BESIDE=1: kernels on streams besides the main one left the decode graphs ~1.6% slower for
+  // the rest of the process once triggered (docs/PERF-NOTES.md, sessions 38 and 39), so the load's GEMM warm-up
+  // runs on stream_ (warmup_stream).
   cudaStream_t beside_ = nullptr;
 #ifdef XLLAMA_HAVE_CUBLAS
   cublasHandle_t cublas_ = nullptr;
