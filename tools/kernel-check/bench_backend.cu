@@ -438,69 +438,75 @@ struct PromptRun {
   ModelConfig config;
   int tokens;
 };
-void prompts_side_by_side(const char* name, std::initializer_list<const char*> values,
+void prompts_side_by_side(const char* name, const std::vector<std::string>& values,
                           const std::vector<PromptRun>& runs) {
   for (int rep = 0; rep < 2; ++rep)
-    for (const char* v : values) {
-      setenv(name, v, 1);
-      std::printf("[prompt: %s=%s]\n", name, v);
+    for (const std::string& v : values) {
+      setenv(name, v.c_str(), 1);
+      std::printf("[prompt: %s=%s]\n", name, v.c_str());
       for (const PromptRun& r : runs)
         guarded("bench", [&] { bench_backend(r.name, r.config, 4096, r.tokens, 8, r.tokens); });
     }
   unsetenv(name);
 }
 
-// A 7B gate/up tile's GEMM at 512 tokens (cuBLAS on a high-priority stream) with the next tile's dequantization on a
-// low-priority stream beside it, against the two one after the other; then whole prompts with XLLAMA_DEQUANT_AHEAD
-// off and on, side by side twice.
-void bench_dequant_ahead() {
+// A 7B gate/up tile's GEMM at 512 and 2048 tokens (cuBLAS on a high-priority stream, on sm_target SMs, 0: all) with
+// the next tile's dequantization on a low-priority stream beside it, against the two one after the other.
+void time_dequant_beside_gemm(int sm_target) {
 #ifdef XLLAMA_HAVE_CUBLAS
-  {
-    const int K = 4096, N = 11008;
-    HostGptq h = make_gptq(K, N, 128, false, true);
-    DevQ d(h, 1);
-    int least = 0, greatest = 0;
-    XL_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    // Blocking streams: median_ms's events on the legacy stream wait for both.
-    cudaStream_t hi, lo;
-    XL_CUDA_CHECK(cudaStreamCreateWithPriority(&hi, cudaStreamDefault, greatest));
-    XL_CUDA_CHECK(cudaStreamCreateWithPriority(&lo, cudaStreamDefault, least));
-    cublasHandle_t hb;
-    cublasCreate(&hb);
-    cublasSetStream(hb, hi);
-    for (int m : {512, 2048}) {
-      Dev<__half> x((size_t)m * K), y((size_t)m * N), deq((size_t)K * N), deq2((size_t)K * N);
-      fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
-      dequant_q4(d.q, 0, N, deq.p, nullptr);
-      const float one = 1.f, zero = 0.f;
-      const auto gemm = [&] {
-        cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &zero,
-                     y.p, CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-      };
-      const float g = median_ms(gemm, 3, 20);
-      const float dq = median_ms([&] { dequant_q4(d.q, 0, N, deq2.p, hi); }, 3, 20);
-      const float serial = median_ms([&] {
-        dequant_q4(d.q, 0, N, deq2.p, hi);
-        gemm();
-      }, 3, 20);
-      const float beside = median_ms([&] {
-        gemm();
-        dequant_q4(d.q, 0, N, deq2.p, lo, /*beside=*/true);
-      }, 3, 20);
-      const float beside2 = median_ms([&] {  // two GEMMs, the dequantization beside the first
-        gemm();
-        dequant_q4(d.q, 0, N, deq2.p, lo, /*beside=*/true);
-        gemm();
-      }, 3, 20);
-      std::printf("time %dx%d m=%d: gemm %7.1f us, dequant %6.1f us, one after the other %7.1f us, dequant beside "
-                  "the gemm %7.1f us, beside the first of two gemms %7.1f us (2 gemms alone %7.1f)\n",
-                  K, N, m, g * 1e3, dq * 1e3, serial * 1e3, beside * 1e3, beside2 * 1e3, 2 * g * 1e3);
-    }
-    cublasDestroy(hb);
-    XL_CUDA_CHECK(cudaStreamDestroy(hi));
-    XL_CUDA_CHECK(cudaStreamDestroy(lo));
+  const int K = 4096, N = 11008;
+  HostGptq h = make_gptq(K, N, 128, false, true);
+  DevQ d(h, 1);
+  int least = 0, greatest = 0;
+  XL_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  // Blocking streams: median_ms's events on the legacy stream wait for both.
+  cudaStream_t hi, lo;
+  XL_CUDA_CHECK(cudaStreamCreateWithPriority(&hi, cudaStreamDefault, greatest));
+  XL_CUDA_CHECK(cudaStreamCreateWithPriority(&lo, cudaStreamDefault, least));
+  cublasHandle_t hb;
+  cublasCreate(&hb);
+  cublasSetStream(hb, hi);
+  cublasSetSmCountTarget(hb, sm_target);
+  for (int m : {512, 2048}) {
+    Dev<__half> x((size_t)m * K), y((size_t)m * N), deq((size_t)K * N), deq2((size_t)K * N);
+    fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
+    dequant_q4(d.q, 0, N, deq.p, nullptr);
+    const float one = 1.f, zero = 0.f;
+    const auto gemm = [&] {
+      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &zero,
+                   y.p, CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    };
+    const float g = median_ms(gemm, 3, 20);
+    const float dq = median_ms([&] { dequant_q4(d.q, 0, N, deq2.p, hi); }, 3, 20);
+    const float serial = median_ms([&] {
+      dequant_q4(d.q, 0, N, deq2.p, hi);
+      gemm();
+    }, 3, 20);
+    const float beside = median_ms([&] {
+      gemm();
+      dequant_q4(d.q, 0, N, deq2.p, lo, /*beside=*/true);
+    }, 3, 20);
+    const float beside2 = median_ms([&] {  // two GEMMs, the dequantization beside the first
+      gemm();
+      dequant_q4(d.q, 0, N, deq2.p, lo, /*beside=*/true);
+      gemm();
+    }, 3, 20);
+    std::printf("time %dx%d m=%d sm target %d: gemm %7.1f us, dequant %6.1f us, one after the other %7.1f us, "
+                "dequant beside the gemm %7.1f us, beside the first of two gemms %7.1f us (2 gemms alone %7.1f)\n",
+                K, N, m, sm_target, g * 1e3, dq * 1e3, serial * 1e3, beside * 1e3, beside2 * 1e3, 2 * g * 1e3);
   }
+  cublasDestroy(hb);
+  XL_CUDA_CHECK(cudaStreamDestroy(hi));
+  XL_CUDA_CHECK(cudaStreamDestroy(lo));
+#else
+  (void)sm_target;
 #endif
+}
+
+// time_dequant_beside_gemm on every SM and on 116 (the gate/up tile's usual SM target, gemm_sm_targets.h: 16 SMs
+// left to the dequantization), then whole prompts with XLLAMA_DEQUANT_AHEAD off and on, side by side twice.
+void bench_dequant_ahead() {
+  for (int sm : {0, 116}) time_dequant_beside_gemm(sm);
   const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
   prompts_side_by_side("XLLAMA_DEQUANT_AHEAD", {"0", "1"},
                        {{"7B", c7, 512}, {"7B", c7, 2048}, {"13B", c13, 2048}, {"70B", c70, 512}, {"70B", c70, 2048}});
@@ -517,12 +523,25 @@ void bench_prompt_graphs() {
   unsetenv("XLLAMA_BENCH_REPS");
 }
 
-// Any on-by-default prompt switch (`name`, read when a chunk is enqueued or a backend created) off and on, side by
-// side twice: the 7B at 512 and 2048 tokens and the 13B at 512, each prompt 6 times (best and mean).
+// Any on-by-default prompt switch (`name`, read when a chunk is enqueued or a backend created) off and on, or
+// `NAME=v1,v2,...` at those values, side by side twice: the 7B at 512 and 2048 tokens and the 13B at 512, each prompt
+// 6 times (best and mean).
 void bench_prompt_switch(const char* name) {
   const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config();
   setenv("XLLAMA_BENCH_REPS", "6", 1);
-  prompts_side_by_side(name, {"0", "1"}, {{"7B", c7, 512}, {"7B", c7, 2048}, {"13B", c13, 512}});
+  // NAME=v1,v2,...: those values instead of 0 and 1
+  std::string var = name;
+  std::vector<std::string> values{"0", "1"};
+  if (const size_t eq = var.find('='); eq != std::string::npos) {
+    values.clear();
+    for (size_t at = eq + 1; at <= var.size();) {
+      const size_t comma = std::min(var.find(',', at), var.size());
+      values.push_back(var.substr(at, comma - at));
+      at = comma + 1;
+    }
+    var.resize(eq);
+  }
+  prompts_side_by_side(var.c_str(), values, {{"7B", c7, 512}, {"7B", c7, 2048}, {"13B", c13, 512}});
   unsetenv("XLLAMA_BENCH_REPS");
 }
 
