@@ -1792,11 +1792,12 @@ class CudaBackend final : public Backend {
 
   bool device_pick(const TokenSampling& s) const {
     if (s.temperature <= 0.f) return !penalties_on(s);  // greedy with penalties: refused by the host pick
-    return s.top_k >= 0;  // any k, 0 for the whole vocabulary
+    // any k, 0 for the whole vocabulary; typical-p from a top-k list only
+    return s.top_k >= 0 && cuda::device_pick_takes(s, cfg_.vocab_size);
   }
   static bool same_sampling(const TokenSampling& a, const TokenSampling& b) {
     return a.temperature == b.temperature && a.top_k == b.top_k && a.top_p == b.top_p && a.min_p == b.min_p &&
-           a.uniform == b.uniform && a.repeat_penalty == b.repeat_penalty &&
+           a.typical_p == b.typical_p && a.uniform == b.uniform && a.repeat_penalty == b.repeat_penalty &&
            a.frequency_penalty == b.frequency_penalty && a.presence_penalty == b.presence_penalty;
   }
 

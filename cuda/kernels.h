@@ -327,12 +327,18 @@ void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed f
 constexpr int kMaxDeviceTopK = 64;
 // A draw (TokenSampling, backend/backend.h: temperature > 0, top_k 0 for the whole vocabulary or any k):
 // softmax(logits / temperature) over the top_k largest (ties: lower index first, sorted descending) of the logits
-// after the draw's penalties (read from and recorded in scratch.history), top-p and min-p, then the first token whose
-// cumulative probability exceeds uniform: sample_token_host's rule (the same backend/sampled_rank.h; up to
-// kMaxDeviceTopK candidates as lists, more by walking the row in rank order, cuda/ranked_walk.cuh). Logits it can't
+// after the draw's penalties (read from and recorded in scratch.history), top-p, min-p and typical-p, then the first
+// token whose cumulative probability exceeds uniform: sample_token_host's rule (the same backend/sampled_rank.h; up to
+// kMaxDeviceTopK candidates as lists, more by walking the row in rank order, cuda/ranked_walk.cuh, which has no
+// typical-p: device_pick_takes says which draws it takes). Logits it can't
 // rank (a NaN or +infinity among them, or all -infinity) give kNonFinitePick in *out (a feed still gets token 0, so
 // the step it starts reads a valid embedding row).
 constexpr int kNonFinitePick = -1;
+// Whether sample_top_k takes this draw over `vocab` logits: any but typical-p over more than kMaxDeviceTopK.
+inline bool device_pick_takes(const TokenSampling& draw, int vocab) {
+  const int candidates = draw.top_k <= 0 || draw.top_k >= vocab ? vocab : draw.top_k;
+  return draw.typical_p >= 1.0f || candidates <= kMaxDeviceTopK;
+}
 // The top-k pick runs in top_k_blocks(vocab) blocks of kTopKSlice logits each; they hand their lists to the last
 // one through this state: a count of blocks done and a refusal flag (both 0 between launches: the last block resets
 // them), and each block's k values and indices (or, for a walked draw, the penalized row and each block's maximum).

@@ -177,6 +177,37 @@ __device__ int select_window(const float* wv, const int* wi, int n, int k, float
   return k;
 }
 
+// sampled_rank with typical-p for the block's top k (weight by rank, in shared memory), its per-candidate parts a
+// candidate per thread (one thread's heap sort and logarithms took ~50 us of a pick). The rank, in thread 0.
+__device__ int typical_rank(const double* weight, int k, const TokenSampling& draw) {
+  __shared__ double dist[kMaxDeviceTopK], term[kMaxDeviceTopK], total, entropy;
+  __shared__ int order[kMaxDeviceTopK], kept;
+  const int tid = threadIdx.x;
+  if (tid == 0) {
+    kept = kept_by_cuts(weight, k, draw.top_p, draw.min_p);
+    double t = 0.0;
+    for (int r = 0; r < kept; ++r) t += weight[r];
+    total = t;
+  }
+  __syncthreads();
+  const int n = kept;
+  if (tid < n) term[tid] = typical_term(weight, tid, total, dist);  // dist: the surprisals for now
+  __syncthreads();
+  if (tid == 0) {
+    double e = 0.0;
+    for (int r = 0; r < n; ++r) e -= term[r];  // in rank order, as the host sums them
+    entropy = e;
+  }
+  __syncthreads();
+  if (tid < n) dist[tid] = typical_distance(dist[tid], entropy);
+  __syncthreads();
+  if (tid < n) order[typical_position(tid, n, dist)] = tid;
+  __syncthreads();
+  if (tid != 0) return 0;
+  typical_mark(weight, total, order, n, draw.typical_p, dist);
+  return drawn_rank(weight, n, true, dist, draw.uniform);
+}
+
 // The last block of a walked draw (top_k_kernel): every slice's penalized logits and maximum are written.
 __device__ void ranked_walk_pick(int vocab, const TokenSampling& draw, int candidates, TopKScratch scratch, int* out,
                                  const StepFeed& feed) {
@@ -314,8 +345,11 @@ __global__ void __launch_bounds__(kTopKThreads, 1)
   __shared__ double weight[kMaxDeviceTopK];  // by rank, the top one's 1 (backend/sampled_rank.h)
   if (tid < k) weight[tid] = exp(((double)ov[sorted[tid]] - (double)ov[sorted[0]]) / (double)draw.temperature);
   __syncthreads();
+  const bool typical = draw.typical_p < 1.0f;  // the whole block: typical_rank has barriers
+  int rank = typical ? typical_rank(weight, k, draw) : 0;
   if (tid == 0) {
-    const int pick = oi[sorted[sampled_rank(weight, k, draw.top_p, draw.min_p, draw.uniform)]];
+    if (!typical) rank = sampled_rank(weight, k, draw.top_p, draw.min_p, 1.0f, draw.uniform, nullptr, nullptr);
+    const int pick = oi[sorted[rank]];
     if (penalized) scratch.history[pick] = history_after_pick(scratch.history[pick]);
     write_pick(pick, out, feed);
   }
@@ -353,6 +387,8 @@ TopKScratch top_k_scratch(uint32_t* zeroed, int vocab) {
 void sample_top_k(const float* logits, int vocab, const TokenSampling& draw, TopKScratch scratch, int* out,
                   cudaStream_t s, StepFeed feed) {
   if (draw.top_k < 0) throw BackendError(kBadInput, "top-k must be 0 (off) or more (got " + std::to_string(draw.top_k) + ")");
+  if (!device_pick_takes(draw, vocab))
+    throw BackendError(kBadInput, "typical-p on the GPU needs a top-k of at most " + std::to_string(kMaxDeviceTopK));
   launch(top_k_kernel, top_k_blocks(vocab), kTopKThreads, 0, s, logits, vocab, draw,
          static_cast<const TokenSampling*>(nullptr), scratch, out, feed);
   XL_CUDA_LAUNCH_CHECK();

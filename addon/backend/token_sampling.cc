@@ -38,7 +38,10 @@ int32_t sample_token_host(const float* logits, int vocab, const TokenSampling& s
   const double max_logit = logits[idx[0]];
   std::vector<double> weight(k);
   for (int i = 0; i < k; ++i) weight[i] = std::exp((logits[idx[i]] - max_logit) / s.temperature);
-  const int32_t pick = idx[sampled_rank(weight.data(), k, s.top_p, s.min_p, s.uniform)];
+  std::vector<double> dist(s.typical_p < 1.0f ? k : 0);
+  std::vector<int> order(dist.size());
+  const int32_t pick = idx[sampled_rank(weight.data(), k, s.top_p, s.min_p, s.typical_p, s.uniform, dist.data(),
+                                        order.data())];
   if (penalized && history) history[pick] = history_after_pick(history[pick]);
   return pick;
 }

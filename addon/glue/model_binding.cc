@@ -252,6 +252,7 @@ Napi::Value ForwardSample(const Napi::CallbackInfo& info) {
     s.top_k = static_cast<int>(num_or(o, "topK", 0));
     s.top_p = static_cast<float>(num_or(o, "topP", 1));
     s.min_p = static_cast<float>(num_or(o, "minP", 0));
+    s.typical_p = static_cast<float>(num_or(o, "typicalP", 1));
     s.uniform = static_cast<float>(num_or(o, "uniform", 0));
     s.repeat_penalty = num_or(o, "repeatPenalty", 1);
     s.frequency_penalty = num_or(o, "frequencyPenalty", 0);

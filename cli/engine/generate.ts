@@ -1,7 +1,7 @@
 // The generation loop: prefill the prompt in chunks, then one token per forward, streaming text that is
 // safe to show. Stops at EOS, a stop string, the token limit, the end of the KV cache, or an abort.
 import { DEFAULT_CHUNK_TOKENS, type ModelHandle } from './model-handle.js';
-import { hasPenalties, Sampler, type SamplingParams } from './sampler.js';
+import { hasPenalties, hostSamplingForced, Sampler, type SamplingParams } from './sampler.js';
 import { StreamingDetokenizer, type Decoder } from './detokenizer.js';
 import { StopStringFilter } from './stop-strings.js';
 
@@ -84,8 +84,9 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     const { model, options, promptIds, stats } = this;
     const sampler = new Sampler(options.sampling, options.seed);
     sampler.observePrompt(promptIds);
+    const hostOnly = hostSamplingForced();
     // Penalties go to a backend that keeps the token history (its picks then stay pipelined like the rest).
-    if (hasPenalties(options.sampling) && model.setTokenHistory) {
+    if (!hostOnly && hasPenalties(options.sampling) && model.setTokenHistory) {
       await model.setTokenHistory(promptIds, []);
       sampler.penaltiesOnBackend();
     }
@@ -98,7 +99,7 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     // that maxTokens allows): the backend may start that step, feeding this pick, while the pick comes back here
     // (decode pipelining). If generation ends instead, the model's next call drops it.
     const pick = async (tokens: ArrayLike<number>, pos: number): Promise<number> => {
-      const onBackend = sampler.backendSampling();
+      const onBackend = hostOnly ? null : sampler.backendSampling();
       if (!onBackend) return sampler.sample(await model.forward(tokens, pos));
       const last = this.generatedIds.length + 1 >= options.maxTokens;
       return model.forwardSample(tokens, pos, onBackend, last ? undefined : sampler.peekBackendSampling() ?? undefined);

@@ -79,6 +79,8 @@ export interface TokenSampling {
   topP?: number;
   /** Then drops tokens less likely than minP × the most likely one. 0 (the default): off. */
   minP?: number;
+  /** Then locally typical sampling over what is left (the host sampler's typicalFilter). 1 (the default): off. */
+  typicalP?: number;
   /** A uniform random number in [0, 1) from the caller's seeded generator. */
   uniform: number;
   /**

@@ -176,12 +176,13 @@ function checkPos(pos: number): void {
   if (!isIntIn(pos, 0)) throw new UserError(`position must be an integer from 0 to ${INT32_MAX} (got ${pos})`);
 }
 
-/** The backend reads temperature, topP, minP and uniform as floats and topK as an int. */
+/** The backend reads temperature, topP, minP, typicalP and uniform as floats and topK as an int. */
 function checkTokenSampling(s: TokenSampling): void {
   if (!(s.temperature >= 0 && s.temperature <= FLOAT32_MAX)) throw new UserError(`temperature must be a finite number >= 0 (got ${s.temperature})`);
   if (!isIntIn(s.topK, 0)) throw new UserError(`top-k must be an integer from 0 to ${INT32_MAX} (got ${s.topK})`);
   if (s.topP !== undefined && !(s.topP > 0 && s.topP <= 1)) throw new UserError(`top-p must be in (0, 1] (got ${s.topP})`);
   if (s.minP !== undefined && !(s.minP >= 0 && s.minP <= 1)) throw new UserError(`min-p must be in [0, 1] (got ${s.minP})`);
+  if (s.typicalP !== undefined && !(s.typicalP > 0 && s.typicalP <= 1)) throw new UserError(`typical-p must be in (0, 1] (got ${s.typicalP})`);
   if (!(s.uniform >= 0 && s.uniform < 1)) throw new UserError(`uniform must be in [0, 1) (got ${s.uniform})`);
   const penalties = checkPenalties(s);
   if (penalties && !(s.temperature > 0)) throw new UserError('penalties need a sampled pick (temperature > 0; greedy with penalties is top-k 1)');

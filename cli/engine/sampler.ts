@@ -199,6 +199,14 @@ export function topPFilter(c: Candidates, topP: number): Candidates {
   return keep(c, Math.max(1, n));
 }
 
+/**
+ * XLLAMA_HOST_SAMPLING=1: every pick made here (Sampler.sample on the step's logits), none by the backend: the
+ * reference the backend's picks are checked against (the same seed gives the same tokens either way).
+ */
+export function hostSamplingForced(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.XLLAMA_HOST_SAMPLING === '1';
+}
+
 /** Drops tokens whose probability is below minP × the most likely token's. */
 export function minPFilter(c: Candidates, minP: number): Candidates {
   if (minP <= 0) return c;
@@ -315,8 +323,8 @@ export class Sampler {
   private backendHistory = false;
 
   /**
-   * When the backend can make the pick itself (greedy, or temperature with any top-k, top-p and min-p; penalties
-   * only once penaltiesOnBackend() was called; no typical-p), its settings with a uniform number from our
+   * When the backend can make the pick itself (greedy, or temperature with any top-k, top-p, min-p and typical-p;
+   * penalties only once penaltiesOnBackend() was called), its settings with a uniform number from our
    * generator; else null (sample on the host). The backend applies the same rules
    * (addon/backend/sampled_rank.h, token_penalties.h), so a seed gives the same tokens either way, up to float
    * rounding at a boundary.
@@ -341,18 +349,18 @@ export class Sampler {
   private drawBackendSampling(): TokenSampling | null {
     const p = this.params;
     if (!hasPenalties(p)) return p.temperature <= 0 ? { temperature: 0, topK: 0, uniform: 0 } : this.drawSampled();
-    if (!this.backendHistory || p.typicalP < 1) return null;
+    if (!this.backendHistory) return null;
     const penalties = { repeatPenalty: p.repeatPenalty, frequencyPenalty: p.frequencyPenalty, presencePenalty: p.presencePenalty };
     // Greedy after penalties: the one most likely token of the penalized logits (no random number drawn).
     if (p.temperature <= 0) return { temperature: 1, topK: 1, uniform: 0, ...penalties };
-    const sampled = this.drawSampled();
-    return sampled && { ...sampled, ...penalties };
+    return { ...this.drawSampled(), ...penalties };
   }
 
-  private drawSampled(): TokenSampling | null {
+  private drawSampled(): TokenSampling {
     const p = this.params;
-    if (p.typicalP < 1) return null;
-    return { temperature: p.temperature, topK: p.topK, topP: p.topP, minP: p.minP, uniform: this.rng.uniform() };
+    const draw: TokenSampling = { temperature: p.temperature, topK: p.topK, topP: p.topP, minP: p.minP, uniform: this.rng.uniform() };
+    if (p.typicalP < 1) draw.typicalP = p.typicalP;
+    return draw;
   }
 
   /** Picks the next id from one row of logits (the row may be modified). */

@@ -4,12 +4,13 @@
 // Criteria: per-position NLL within 2e-2 relative (+2e-3 absolute floor for near-zero NLL), from the prompt path
 // and from the decode path (one token at a time); top-1 equal wherever the reference's top-2 margin is wider than
 // fp16 noise; greedy continuations equal up to the first near-tie; the reference-recipe PPL within 0.5%; variant
-// logits within 2e-2 relative, in one call and in chunks of 37 tokens; forwardSample's greedy and top-k picks equal
-// the host sampler's.
+// logits within 2e-2 relative, in one call and in chunks of 37 tokens; forwardSample's greedy, top-k and typical-p
+// picks equal the host sampler's.
 import { copyFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModelSpec } from '../../dist/cli/engine/loader/index.js';
 import { NativeModel } from '../../dist/cli/engine/native-model.js';
+import { minPFilter, pickIndex, softmax, topKCandidates, topPFilter, typicalFilter } from '../../dist/cli/engine/sampler.js';
 import { readSafetensors, rewriteTensors } from '../../dist/test/helpers/safetensors-writer.js';
 import { copyFixture } from '../../dist/test/loader/model-dir.js';
 import { argmaxRow, nllAt } from './logit-rows.mjs';
@@ -139,6 +140,28 @@ async function checkSampling(model, dirName, prompt) {
     }
   }
   check(`${dirName} forwardSample top-k`, mismatches === 0, `${mismatches} of ${tried} picks differ from the host sampler`);
+  // typical-p after top-k, top-p and min-p: the host sampler's own filters (cli/engine/sampler.ts), draws away from
+  // every cumulative boundary of what they keep
+  let typicalMismatches = 0, typicalTried = 0, typicalCut = 0;
+  for (const [topK, topP, minP, typicalP] of [[40, 0.95, 0.05, 0.5], [64, 1, 0, 0.3], [20, 0.9, 0, 0.8]]) {
+    const top = topKCandidates(logits.subarray(0, model.vocabSize), topK);
+    const candidates = { ids: top.ids, logits: top.logits.map((v) => v / 1.5) };
+    const beforeTypical = minPFilter(topPFilter(candidates, topP), minP);
+    const kept = typicalFilter(beforeTypical, typicalP);
+    if (kept.ids.length < beforeTypical.ids.length) typicalCut++;
+    const probs = softmax(kept.logits);
+    let cum = 0;
+    const bounds = probs.map((p) => (cum += p));
+    for (const uniform of [0.01, 0.3, 0.5, 0.77, 0.99]) {
+      if (bounds.some((b) => Math.abs(b - uniform) < 1e-5)) continue;
+      await model.trimCache(0);
+      const id = await model.forwardSample(prompt, 0, { temperature: 1.5, topK, topP, minP, typicalP, uniform });
+      typicalTried++;
+      if (id !== kept.ids[pickIndex(probs, uniform)]) typicalMismatches++;
+    }
+  }
+  check(`${dirName} forwardSample typical-p`, typicalMismatches === 0 && typicalTried >= 10 && typicalCut >= 1,
+    `${typicalMismatches} of ${typicalTried} picks differ from the host sampler (typical-p cut ${typicalCut} of 3 lists)`);
 }
 
 // RoPE scaling and Qwen2 bias variants: stories260K with another config.json (and extra bias tensors), as

@@ -6,7 +6,7 @@ import { UserError } from '../../cli/errors.js';
 import { NativeModel } from '../../cli/engine/native-model.js';
 import { argmax, loadReference, openModel, row } from './reference.js';
 import {
-  DEFAULT_SAMPLING, Sampler, likelyCandidates, minPFilter, pickIndex, softmax, topKCandidates, topPFilter,
+  DEFAULT_SAMPLING, Sampler, likelyCandidates, minPFilter, pickIndex, softmax, topKCandidates, topPFilter, typicalFilter,
   type Candidates, type SamplingParams,
 } from '../../cli/engine/sampler.js';
 
@@ -89,24 +89,25 @@ test('forwardSample picks the argmax when greedy and a top-k token when sampling
   }
 });
 
-type DrawSetting = [temperature: number, topK: number, topP: number, minP: number];
+type DrawSetting = [temperature: number, topK: number, topP: number, minP: number, typicalP?: number];
 
 /** What the host sampler keeps (cli/engine/sampler.ts: Sampler.sample's steps, not the backend's rule), most likely first. */
-function hostKept(logits: Float32Array, [temperature, topK, topP, minP]: DrawSetting): Candidates {
+function hostKept(logits: Float32Array, [temperature, topK, topP, minP, typicalP = 1]: DrawSetting): Candidates {
   const invT = 1 / temperature;
   // Temperature alone: every id, most likely first, as the backend takes them (Sampler.sample walks them in id order:
   // the same distribution, another id for the same draw).
-  if (topK === 0 && topP === 1 && minP === 0) return likelyCandidates(logits, invT, 0);
+  if (topK === 0 && topP === 1 && minP === 0 && typicalP === 1) return likelyCandidates(logits, invT, 0);
   const candidates = topK > 0
     ? (({ ids: i, logits: l }) => ({ ids: i, logits: l.map((v) => v * invT) }))(topKCandidates(logits, topK))
-    : likelyCandidates(logits, invT, minP > 0 ? minP : 1e-4, topP < 1 ? topP : 0);
-  return minPFilter(topPFilter(candidates, topP), minP);
+    : typicalP < 1 ? likelyCandidates(logits, invT, 0)  // the entropy is over every candidate
+      : likelyCandidates(logits, invT, minP > 0 ? minP : 1e-4, topP < 1 ? topP : 0);
+  return typicalFilter(minPFilter(topPFilter(candidates, topP), minP), typicalP);
 }
 
 /** Draws in the middle of each twentieth of the kept mass (none within rounding of a boundary): the backend's pick
  * must be the host sampler's. Returns how many draws were checked and how many candidates the host kept. */
 async function checkDraws(model: NativeModel, logits: Float32Array, setting: DrawSetting): Promise<{ checked: number; kept: number }> {
-  const [temperature, topK, topP, minP] = setting;
+  const [temperature, topK, topP, minP, typicalP = 1] = setting;
   const kept = hostKept(logits, setting);
   const probs = softmax(kept.logits);
   let cum = 0, checked = 0;
@@ -115,8 +116,8 @@ async function checkDraws(model: NativeModel, logits: Float32Array, setting: Dra
     const uniform = (i + 0.5) / 20;
     if (bounds.some((b) => Math.abs(b - uniform) < 1e-5)) continue;  // float rounding may go either way
     const want = kept.ids[pickIndex(probs, uniform)];
-    const got = await model.forwardSample(ids, 0, { temperature, topK, topP, minP, uniform });
-    assert.equal(got, want, `T ${temperature} top-k ${topK} top-p ${topP} min-p ${minP} uniform ${uniform}`);
+    const got = await model.forwardSample(ids, 0, { temperature, topK, topP, minP, typicalP, uniform });
+    assert.equal(got, want, `T ${temperature} top-k ${topK} top-p ${topP} min-p ${minP} typical-p ${typicalP} uniform ${uniform}`);
     checked++;
   }
   return { checked, kept: kept.ids.length };
@@ -151,6 +152,27 @@ test('forwardSample over the whole vocabulary (top-k 0) or a top-k above 64 pick
     }
     assert.ok(checked >= 100, `${checked} draws checked`);
     assert.ok(wide >= 3, `${wide} settings kept more than 64 candidates`);
+  } finally {
+    model.close();
+  }
+});
+
+test('forwardSample with typical-p (after top-k, top-p and min-p, or over the whole vocabulary) picks what the host sampler picks', async () => {
+  const model = await openModel(NAME);
+  try {
+    const logits = await model.forward(ids, 0);
+    await model.trimCache(0);
+    let checked = 0, cutBinds = 0;
+    const settings: DrawSetting[] = [[0.8, 40, 0.95, 0.05, 0.5], [1.5, 40, 1, 0, 0.3], [1, 64, 0.9, 0, 0.8], [1.2, 0, 1, 0, 0.6], [2, 0, 0.98, 0.001, 0.4]];
+    for (const setting of settings) {
+      const r = await checkDraws(model, logits, setting);
+      checked += r.checked;
+      if (r.kept < hostKept(logits, [setting[0], setting[1], setting[2], setting[3]]).ids.length) cutBinds++;
+    }
+    assert.ok(checked >= 80, `${checked} draws checked`);
+    assert.equal(cutBinds, settings.length, 'typical-p cut the candidates in every setting');
+    await assert.rejects(model.forwardSample([1], 0, { temperature: 1, topK: 3, uniform: 0.5, typicalP: 0 }),
+      oneLineUserError(/typical-p must be in \(0, 1\] \(got 0\)/));
   } finally {
     model.close();
   }

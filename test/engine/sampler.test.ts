@@ -136,11 +136,10 @@ test('penalties go to the backend once it holds the token history, with the same
   assert.deepEqual({ ...draw, uniform: 0 }, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, uniform: 0, ...penalties });
   assert.equal(draw.uniform, new Rng(9).uniform());  // the draw the host pick would have made
   assert.equal(here.backendSampling(), null);
-  for (const other of [{ typicalP: 0.9 }, { temperature: 0, typicalP: 0.9 }]) {
-    const s = new Sampler({ ...params, ...other }, 9);
-    s.penaltiesOnBackend();
-    assert.equal(s.backendSampling(), null, JSON.stringify(other));
-  }
+  const typical = new Sampler({ ...params, typicalP: 0.9 }, 9);
+  typical.penaltiesOnBackend();
+  assert.deepEqual({ ...typical.backendSampling(), uniform: 0 },
+    { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, typicalP: 0.9, uniform: 0, ...penalties });
 });
 
 test('pickIndex follows the cumulative distribution', () => {
@@ -191,7 +190,7 @@ test('samples only ever come from the filtered set', () => {
   assert.deepEqual(s.backendSampling()?.topK, 5); // temperature + top-k alone can run on the backend
 });
 
-test('top-p and min-p go to the backend with the pick, with any top-k (0: the whole vocabulary); typical-p stays here', () => {
+test('top-p, min-p and typical-p go to the backend with the pick, with any top-k (0: the whole vocabulary)', () => {
   const chat = new Sampler({ ...DEFAULT_SAMPLING }, 5).backendSampling();
   assert.ok(chat !== null && chat.uniform >= 0 && chat.uniform < 1);
   assert.deepEqual({ ...chat, uniform: 0 }, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, uniform: 0 });
@@ -200,7 +199,9 @@ test('top-p and min-p go to the backend with the pick, with any top-k (0: the wh
     assert.deepEqual({ ...draw, uniform: 0 }, { temperature: 0.8, topK, topP: 0.95, minP: 0.05, uniform: 0 });
   }
   assert.equal(new Sampler({ ...DEFAULT_SAMPLING, topP: 1, minP: 0, topK: 0 }, 5).backendSampling()?.topK, 0);
-  assert.equal(new Sampler({ ...DEFAULT_SAMPLING, typicalP: 0.9 }, 5).backendSampling(), null);
+  const typical = new Sampler({ ...DEFAULT_SAMPLING, typicalP: 0.9 }, 5).backendSampling();
+  assert.deepEqual({ ...typical, uniform: 0 }, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, typicalP: 0.9, uniform: 0 });
+  assert.equal('typicalP' in chat, false);  // off: not sent
 });
 
 test('peekBackendSampling draws the next backend pick ahead: the same numbers, in the same order', () => {

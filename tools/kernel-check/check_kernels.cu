@@ -925,6 +925,9 @@ struct RefDraw {
   std::vector<double> weight;  // of each candidate
   std::vector<double> before;  // normalized mass before each candidate (top-p's test)
   int kept = 0;                // candidates left after top-p and min-p
+  std::vector<bool> typical;   // of those, the ones typical-p keeps (all without it)
+  std::vector<double> dist;    // typical-p: each survivor's |surprisal - entropy|
+  std::vector<double> typical_mass;  // typical-p: the mass after each candidate it keeps, in its order
 };
 RefDraw ref_draw(const std::vector<float>& l, const TokenSampling& s) {
   RefDraw d;
@@ -952,6 +955,27 @@ RefDraw ref_draw(const std::vector<float>& l, const TokenSampling& s) {
     n = std::max(m, 1);
   }
   d.kept = n;
+  d.typical.assign(n, true);
+  if (s.typical_p < 1.f) {  // typicalFilter: the survivors' entropy, nearest surprisal first until the mass reaches p
+    double total = 0, entropy = 0;
+    for (int i = 0; i < n; ++i) total += d.weight[i];
+    for (int i = 0; i < n; ++i)
+      if (d.weight[i] > 0) entropy -= d.weight[i] / total * std::log(d.weight[i] / total);
+    std::vector<int> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    d.dist.resize(n);
+    for (int i = 0; i < n; ++i)
+      d.dist[i] = d.weight[i] > 0 ? std::fabs(-std::log(d.weight[i] / total) - entropy) : INFINITY;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return d.dist[a] < d.dist[b]; });
+    d.typical.assign(n, false);
+    double mass = 0;
+    for (int i : order) {
+      d.typical[i] = true;
+      mass += d.weight[i] / total;
+      d.typical_mass.push_back(mass);
+      if (mass >= (double)s.typical_p) break;
+    }
+  }
   return d;
 }
 
@@ -959,13 +983,16 @@ int ref_sample(const std::vector<float>& l, const TokenSampling& s) {
   if (s.temperature <= 0) return (int)(std::max_element(l.begin(), l.end()) - l.begin());
   const RefDraw d = ref_draw(l, s);
   double kept = 0;
-  for (int i = 0; i < d.kept; ++i) kept += d.weight[i];
+  int last = 0;
+  for (int i = 0; i < d.kept; ++i)
+    if (d.typical[i]) kept += d.weight[i], last = i;
   double acc = 0;
   for (int i = 0; i < d.kept; ++i) {
+    if (!d.typical[i]) continue;
     acc += d.weight[i];
     if (acc > (double)s.uniform * kept) return d.ids[i];
   }
-  return d.ids[d.kept - 1];
+  return d.ids[last];
 }
 
 // Whether the host rule's choice between tokens a and b on logits l turns on less than rounding: their logits
@@ -985,10 +1012,17 @@ bool near_tie_pick(const std::vector<float>& l, const TokenSampling& s, int a, i
     if (s.top_p < 1.f && std::fabs(d.before[i] - (double)s.top_p) < kTieTol) return true;
     if (s.min_p > 0.f && std::fabs(d.weight[i] - (double)s.min_p) < kTieTol) return true;
   }
+  for (double m : d.typical_mass)
+    if (std::fabs(m - (double)s.typical_p) < kTieTol) return true;
+  for (size_t i = 0; i < d.dist.size(); ++i)
+    for (size_t j = i + 1; j < d.dist.size(); ++j)
+      if (std::fabs(d.dist[i] - d.dist[j]) < kTieTol) return true;
   double kept = 0;
-  for (int i = 0; i < d.kept; ++i) kept += d.weight[i];
+  for (int i = 0; i < d.kept; ++i)
+    if (d.typical[i]) kept += d.weight[i];
   double acc = 0;
   for (int i = 0; i < std::max(ra, rb); ++i) {
+    if (i >= d.kept || !d.typical[i]) continue;
     acc += d.weight[i];
     if (i >= std::min(ra, rb) && std::fabs(acc / kept - (double)s.uniform) < kTieTol) return true;
   }
@@ -1021,10 +1055,12 @@ void check_sampling(int vocab) {
     argmax(dl.p, vocab, out.p, nullptr);
     bad += out.download()[0] != ref_sample(l, TokenSampling{});
     runs += 1;
-    for (int cut = 0; cut < 3; ++cut) {
+    for (int cut = 0; cut < 4; ++cut) {
       s.top_p = cut == 1 ? urand(0.3f, 0.99f) : 1.f;
       s.min_p = cut == 2 ? urand(0.01f, 0.5f) : 0.f;
-      if (cut == 2) s.top_p = 0.95f;  // both, as chat's defaults
+      if (cut >= 2) s.top_p = 0.95f;  // both, as chat's defaults
+      // then typical-p, on the random rows (the tied ones' distances may order differently by a rounding)
+      s.typical_p = cut == 3 && trial < 20 ? urand(0.2f, 0.95f) : 1.f;
       out.poison();
       sample_top_k(dl.p, vocab, s, scratch.get(), out.p, nullptr);
       const int got = out.download()[0], want = ref_sample(l, s);
@@ -1033,7 +1069,7 @@ void check_sampling(int vocab) {
       runs += 1;
     }
   }
-  report("sampling argmax + top-k, top-p, min-p vocab=" + std::to_string(vocab) + " (mismatches/" +
+  report("sampling argmax + top-k, top-p, min-p, typical-p vocab=" + std::to_string(vocab) + " (mismatches/" +
              std::to_string(runs) + ")",
          bad, 0);
   // Rows a sampled pick can't rank (a NaN, a +infinity, all -infinity): kNonFinitePick, and a feed gets token 0.

@@ -75,6 +75,9 @@ void time_picks(int N) {
   TopKPickScratch scratch(N);
   const float top_k =
       batch_us([&] { sample_top_k(y.p, N, {0.8f, 40, 0.95f, 0.05f, 0.5f}, scratch.get(), out.p, nullptr); });
+  TokenSampling typical{0.8f, 40, 0.95f, 0.05f, 0.5f};
+  typical.typical_p = 0.9f;
+  const float top_k_typical = batch_us([&] { sample_top_k(y.p, N, typical, scratch.get(), out.p, nullptr); });
   const float walk_p =
       batch_us([&] { sample_top_k(y.p, N, {0.8f, 0, 0.95f, 0.f, 0.5f}, scratch.get(), out.p, nullptr); });
   const float walk_pm =
@@ -82,9 +85,10 @@ void time_picks(int N) {
   const float walk_t = batch_us([&] { sample_top_k(y.p, N, {0.8f, 0, 1.f, 0.f, 0.5f}, scratch.get(), out.p, nullptr); });
   const float walk_k =
       batch_us([&] { sample_top_k(y.p, N, {0.8f, 100, 0.95f, 0.05f, 0.5f}, scratch.get(), out.p, nullptr); });
-  std::printf("time pick vocab %d back to back: argmax %.1f us, top-k 40 + top-p + min-p %.1f us; walked: top-k 0 + "
-              "top-p %.1f us, + min-p %.1f us, temperature alone %.1f us, top-k 100 + top-p + min-p %.1f us\n",
-              N, arg, top_k, walk_p, walk_pm, walk_t, walk_k);
+  std::printf("time pick vocab %d back to back: argmax %.1f us, top-k 40 + top-p + min-p %.1f us (+ typical-p %.1f us); "
+              "walked: top-k 0 + top-p %.1f us, + min-p %.1f us, temperature alone %.1f us, top-k 100 + top-p + min-p "
+              "%.1f us\n",
+              N, arg, top_k, top_k_typical, walk_p, walk_pm, walk_t, walk_k);
 }
 
 // One decode row's attention inputs on random values: q, a cache of S positions, the split work area, and the
