@@ -334,6 +334,10 @@ constexpr int kMaxDeviceTopK = 64;
 // rank (a NaN or +infinity among them, or all -infinity) give kNonFinitePick in *out (a feed still gets token 0, so
 // the step it starts reads a valid embedding row).
 constexpr int kNonFinitePick = -1;
+// A whole-row draw (top-k 0) also keeps the row's top kMaxDeviceTopK and is answered from them where top-p, min-p and
+// the draw end among them, which spares the walk's passes (the same answer: its integer masses and targets);
+// XLLAMA_WALK_LISTS=0 always walks (process-wide, read when a pick is launched or captured; the kernel check flips it).
+bool& walk_lists_flag();
 // Whether sample_top_k takes this draw over `vocab` logits: any but typical-p over more than kMaxDeviceTopK.
 inline bool device_pick_takes(const TokenSampling& draw, int vocab) {
   const int candidates = draw.top_k <= 0 || draw.top_k >= vocab ? vocab : draw.top_k;

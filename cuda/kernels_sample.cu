@@ -7,6 +7,7 @@
 #include "backend/sampled_rank.h"
 #include "backend/token_penalties.h"
 #include "cuda/cuda_check.h"
+#include "cuda/env_switch.h"
 #include "cuda/greedy_pick.cuh"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
@@ -208,9 +209,48 @@ __device__ int typical_rank(const double* weight, int k, const TokenSampling& dr
   return drawn_rank(weight, n, true, dist, draw.uniform);
 }
 
-// The last block of a walked draw (top_k_kernel): every slice's penalized logits and maximum are written.
+// ranked_pick's answer for a whole-row draw from the row's top entries in rank order (index, fixed-point mass and
+// weight of each; n of them) and the row's total mass: the index picked, or -1 where the kept set's end or the drawn
+// entry lies past them (then the walk runs). The targets and integer masses are walk_rank's, so where this answers,
+// the walk answers the same. One thread.
+__device__ int listed_pick(const int* index, const unsigned long long* mass, const float* weight, int n,
+                           unsigned long long total, int vocab, const TokenSampling& draw) {
+  int kept = vocab;  // a count of entries in rank order, and their mass
+  unsigned long long kept_mass = total;
+  const auto mass_of_first = [&](int c) {
+    unsigned long long m = 0;
+    for (int r = 0; r < c; ++r) m += mass[r];
+    return m;
+  };
+  if (draw.top_p < 1.f) {  // the first entry whose running mass reaches ceil(top_p x total)
+    unsigned long long target = (unsigned long long)ceil((double)draw.top_p * (double)total);
+    target = target < 1ull ? 1ull : target;
+    unsigned long long cum = 0;
+    int r = 0;
+    while (r < n && (cum += mass[r]) < target) ++r;
+    if (r == n) return -1;
+    kept = r + 1, kept_mass = cum;
+  }
+  if (draw.min_p > 0.f) {  // those weighing at least min_p: a prefix
+    int m = 0;
+    while (m < n && m < kept && weight[m] >= draw.min_p) ++m;
+    if (m == n && kept > n) return -1;
+    if (m < kept) kept = m < 1 ? 1 : m, kept_mass = mass_of_first(kept);
+  }
+  unsigned long long target = (unsigned long long)floor((double)draw.uniform * (double)kept_mass) + 1ull;
+  target = target < 1ull ? 1ull : target;
+  if (kept_mass < target) return kept <= n ? index[kept - 1] : -1;  // rounding: the last kept entry, as the walk
+  unsigned long long cum = 0;
+  for (int r = 0; r < n && r < kept; ++r)
+    if ((cum += mass[r]) >= target) return index[r];
+  return -1;
+}
+
+// The last block of a walked draw (top_k_kernel): every slice's penalized logits and maximum are written, and for a
+// whole-row draw (list_n > 0) the row's top list_n entries are in lv / li (index order): listed_pick answers from
+// them where it can, which spares the walk's passes.
 __device__ void ranked_walk_pick(int vocab, const TokenSampling& draw, int candidates, TopKScratch scratch, int* out,
-                                 const StepFeed& feed) {
+                                 const StepFeed& feed, const float* lv, const int* li, int list_n) {
   __shared__ WalkShared walk;
   __shared__ float s_max;
   const int tid = threadIdx.x;
@@ -229,7 +269,36 @@ __device__ void ranked_walk_pick(int vocab, const TokenSampling& draw, int candi
     return;
   }
   const RankedRow row{scratch.ranked, vocab, s_max, draw.temperature};
-  const int pick = ranked_pick<kTopKThreads>(row, candidates, draw.top_p, draw.min_p, draw.uniform, walk);
+  __shared__ int s_pick;
+  if (list_n > 0) {
+    __shared__ int rank_of[kMaxDeviceTopK];
+    __shared__ unsigned long long mass[kMaxDeviceTopK];
+    __shared__ float weight[kMaxDeviceTopK];
+    __shared__ int index[kMaxDeviceTopK];
+    if (tid == 0) walk.tally = 0ull;
+    if (tid < list_n) {  // rank order: value descending, ties to the lower index
+      int r = 0;
+      for (int j = 0; j < list_n; ++j) r += (lv[j] > lv[tid]) || (lv[j] == lv[tid] && li[j] < li[tid]);
+      rank_of[tid] = r;
+    }
+    __syncthreads();
+    if (tid < list_n) {
+      const int r = rank_of[tid];
+      index[r] = li[tid], mass[r] = rank_mass(lv[tid], row), weight[r] = rank_weight(lv[tid], row);
+    }
+    unsigned long long m = 0;  // the row's total mass (exact: integer sums)
+    for_each_entry<kTopKThreads>(row, [&](float v, int, bool valid) { m += valid ? rank_mass(v, row) : 0ull; });
+    for (int off = 16; off > 0; off >>= 1) m += __shfl_xor_sync(0xffffffffu, m, off);
+    if ((tid & 31) == 0) atomicAdd(&walk.tally, m);
+    __syncthreads();
+    if (tid == 0) s_pick = listed_pick(index, mass, weight, list_n, walk.tally, vocab, draw);
+    __syncthreads();
+  } else if (tid == 0) {
+    s_pick = -1;
+  }
+  __syncthreads();
+  const int pick = s_pick >= 0 ? s_pick
+                               : ranked_pick<kTopKThreads>(row, candidates, draw.top_p, draw.min_p, draw.uniform, walk);
   if (tid == 0) {
     if (penalties_on(draw)) scratch.history[pick] = history_after_pick(scratch.history[pick]);
     write_pick(pick, out, feed);
@@ -245,11 +314,14 @@ __device__ void ranked_walk_pick(int vocab, const TokenSampling& draw, int candi
 // (ranked_walk.cuh): one kernel for every draw, so a graph captured with one serves the next whatever it asks.
 __global__ void __launch_bounds__(kTopKThreads, 1)
     top_k_kernel(const float* __restrict__ logits, int vocab, TokenSampling given, const TokenSampling* draw_at,
-                 TopKScratch scratch, int* out, StepFeed feed) {
+                 TopKScratch scratch, int* out, StepFeed feed, bool walk_lists) {
   const TokenSampling draw = draw_at ? *draw_at : given;
   const int candidates = draw.top_k <= 0 || draw.top_k >= vocab ? vocab : draw.top_k;
   const bool walk = candidates > kMaxDeviceTopK;
-  const int k = walk ? 1 : candidates;
+  // A whole-row draw keeps each slice's top kMaxDeviceTopK too (ranked_walk_pick's listed_pick; walk_lists); a
+  // top-k above it can't (top-p's share is of the top k's mass) and only walks.
+  const bool listed = !walk || (candidates == vocab && walk_lists);
+  const int k = walk ? (listed ? kMaxDeviceTopK : 1) : candidates;
   __shared__ float wv[kWindow];
   __shared__ int wi[kWindow];
   __shared__ float ov[kMaxDeviceTopK];
@@ -276,7 +348,8 @@ __global__ void __launch_bounds__(kTopKThreads, 1)
     const int p = j * kTopKThreads + tid;
     if (p < n) {
       unrankable |= !(v[j] < INFINITY);  // NaN or +infinity, in the model's own logits (as the host sampler checks)
-      wv[p] = penalized ? penalized_logit(v[j], seen[j], draw) : v[j], wi[p] = base + p;
+      // In a walk -0 ranks with +0 (rank_key), in its lists too: + 0.f makes -0 +0 (+ -0.f changes nothing)
+      wv[p] = (penalized ? penalized_logit(v[j], seen[j], draw) : v[j]) + (walk ? 0.f : -0.f), wi[p] = base + p;
     }
   }
   if (__syncthreads_or(unrankable) && tid == 0) scratch.state[1] = 1;
@@ -290,7 +363,9 @@ __global__ void __launch_bounds__(kTopKThreads, 1)
       for (int w = 1; w < kTopKThreads / 32; ++w) best = fmaxf(best, __int_as_float(sh.hist[w]));
       scratch.block_max[blockIdx.x] = best;
     }
-  } else {
+    __syncthreads();  // sh.hist read before select_window clears it
+  }
+  if (listed) {
     const int c = select_window(wv, wi, n, k, ov, oi, sh);
     float* my_value = scratch.value + (size_t)blockIdx.x * k;
     int* my_index = scratch.index + (size_t)blockIdx.x * k;
@@ -305,22 +380,24 @@ __global__ void __launch_bounds__(kTopKThreads, 1)
   __syncthreads();
   if (!s_last) return;
   __threadfence();
-  if (walk) {
-    ranked_walk_pick(vocab, draw, candidates, scratch, out, feed);
-    return;
-  }
 
   // The last block: every slice's list is written. Merge them (loads past L1: other blocks wrote them).
-  const int total = gridDim.x * k;
-  int kept = 0;
-  for (int next = 0; next < total;) {
-    for (int j = tid; j < kept; j += kTopKThreads) wv[j] = ov[j], wi[j] = oi[j];
-    const int take = min(kWindow - kept, total - next);
-    for (int j = tid; j < take; j += kTopKThreads)
-      wv[kept + j] = __ldcg(scratch.value + next + j), wi[kept + j] = __ldcg(scratch.index + next + j);
-    __syncthreads();
-    next += take;
-    kept = select_window(wv, wi, kept + take, k, ov, oi, sh);
+  if (listed) {
+    const int total = gridDim.x * k;
+    int kept = 0;
+    for (int next = 0; next < total;) {
+      for (int j = tid; j < kept; j += kTopKThreads) wv[j] = ov[j], wi[j] = oi[j];
+      const int take = min(kWindow - kept, total - next);
+      for (int j = tid; j < take; j += kTopKThreads)
+        wv[kept + j] = __ldcg(scratch.value + next + j), wi[kept + j] = __ldcg(scratch.index + next + j);
+      __syncthreads();
+      next += take;
+      kept = select_window(wv, wi, kept + take, k, ov, oi, sh);
+    }
+  }
+  if (walk) {
+    ranked_walk_pick(vocab, draw, candidates, scratch, out, feed, ov, oi, listed ? k : 0);
+    return;
   }
   // The next launch starts from a zero count; this is the only block still running.
   const bool refused = __ldcg(&scratch.state[1]) != 0;
@@ -357,6 +434,11 @@ __global__ void __launch_bounds__(kTopKThreads, 1)
 
 }  // namespace
 
+bool& walk_lists_flag() {
+  static bool on = env_switch_on("XLLAMA_WALK_LISTS");
+  return on;
+}
+
 void argmax(const float* logits, int vocab, int* out, cudaStream_t s, StepFeed feed) {
   launch(argmax_kernel, 1, kThreads, 0, s, logits, vocab, out, feed);
   XL_CUDA_LAUNCH_CHECK();
@@ -390,14 +472,14 @@ void sample_top_k(const float* logits, int vocab, const TokenSampling& draw, Top
   if (!device_pick_takes(draw, vocab))
     throw BackendError(kBadInput, "typical-p on the GPU needs a top-k of at most " + std::to_string(kMaxDeviceTopK));
   launch(top_k_kernel, top_k_blocks(vocab), kTopKThreads, 0, s, logits, vocab, draw,
-         static_cast<const TokenSampling*>(nullptr), scratch, out, feed);
+         static_cast<const TokenSampling*>(nullptr), scratch, out, feed, walk_lists_flag());
   XL_CUDA_LAUNCH_CHECK();
 }
 
 void sample_top_k_at(const float* logits, int vocab, const TokenSampling* draw, TopKScratch scratch, int* out,
                      cudaStream_t s, StepFeed feed) {
   launch(top_k_kernel, top_k_blocks(vocab), kTopKThreads, 0, s, logits, vocab, TokenSampling{}, draw, scratch, out,
-         feed);
+         feed, walk_lists_flag());
   XL_CUDA_LAUNCH_CHECK();
 }
 

@@ -85,10 +85,26 @@ void time_picks(int N) {
   const float walk_t = batch_us([&] { sample_top_k(y.p, N, {0.8f, 0, 1.f, 0.f, 0.5f}, scratch.get(), out.p, nullptr); });
   const float walk_k =
       batch_us([&] { sample_top_k(y.p, N, {0.8f, 100, 0.95f, 0.05f, 0.5f}, scratch.get(), out.p, nullptr); });
+  // A row peaked as a model's (24 logits well above the rest): top-k 0's draws end within the top lists.
+  std::vector<float> peaked = spread;
+  for (int j = 0; j < 24; ++j) peaked[(size_t)j * (N / 24)] = 24.f + (float)j * 0.25f;
+  y.upload(peaked);
+  const auto peaked_pair = [&](const TokenSampling& d) {
+    walk_lists_flag() = false;
+    const float walked = batch_us([&] { sample_top_k(y.p, N, d, scratch.get(), out.p, nullptr); });
+    walk_lists_flag() = true;
+    return std::make_pair(walked, batch_us([&] { sample_top_k(y.p, N, d, scratch.get(), out.p, nullptr); }));
+  };
+  const auto pk_p = peaked_pair({0.8f, 0, 0.95f, 0.f, 0.5f}), pk_pm = peaked_pair({0.8f, 0, 0.95f, 0.05f, 0.5f}),
+             pk_t = peaked_pair({0.8f, 0, 1.f, 0.f, 0.5f});
+  y.upload(spread);
   std::printf("time pick vocab %d back to back: argmax %.1f us, top-k 40 + top-p + min-p %.1f us (+ typical-p %.1f us); "
               "walked: top-k 0 + top-p %.1f us, + min-p %.1f us, temperature alone %.1f us, top-k 100 + top-p + min-p "
               "%.1f us\n",
               N, arg, top_k, top_k_typical, walk_p, walk_pm, walk_t, walk_k);
+  std::printf("time pick vocab %d, a peaked row, top-k 0, walked -> from the top lists: top-p %.1f -> %.1f us, + min-p "
+              "%.1f -> %.1f us, temperature alone %.1f -> %.1f us\n",
+              N, pk_p.first, pk_p.second, pk_pm.first, pk_pm.second, pk_t.first, pk_t.second);
 }
 
 // One decode row's attention inputs on random values: q, a cache of S positions, the split work area, and the
