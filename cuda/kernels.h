@@ -345,7 +345,8 @@ inline bool device_pick_takes(const TokenSampling& draw, int vocab) {
 }
 // The top-k pick runs in top_k_blocks(vocab) blocks of kTopKSlice logits each; they hand their lists to the last
 // one through this state: a count of blocks done and a refusal flag (both 0 between launches: the last block resets
-// them), and each block's k values and indices (or, for a walked draw, the penalized row and each block's maximum).
+// them), how many whole-row draws in a row the top lists have not answered (walk_lists_flag), and each block's k
+// values and indices (or, for a walked draw, the penalized row and each block's maximum).
 // With it the token history the penalties read and each penalized pick extends (vocab entries,
 // backend/token_penalties.h). One per stage (its picks run one after another on its stream), carved from
 // top_k_scratch_words(vocab) 32-bit words zeroed once.

@@ -247,10 +247,12 @@ __device__ int listed_pick(const int* index, const unsigned long long* mass, con
 }
 
 // The last block of a walked draw (top_k_kernel): every slice's penalized logits and maximum are written, and for a
-// whole-row draw (list_n > 0) the row's top list_n entries are in lv / li (index order): listed_pick answers from
-// them where it can, which spares the walk's passes.
+// whole-row draw with lists (list_n > 0) the row's top list_n entries are in lv / li (index order): listed_pick
+// answers from them where it can, which spares the walk's passes. A whole-row draw leaves in scratch.state[2] how many
+// such draws in a row the lists have not answered (missed before this one).
 __device__ void ranked_walk_pick(int vocab, const TokenSampling& draw, int candidates, TopKScratch scratch, int* out,
-                                 const StepFeed& feed, const float* lv, const int* li, int list_n) {
+                                 const StepFeed& feed, const float* lv, const int* li, int list_n, bool whole_row,
+                                 unsigned missed) {
   __shared__ WalkShared walk;
   __shared__ float s_max;
   const int tid = threadIdx.x;
@@ -297,6 +299,7 @@ __device__ void ranked_walk_pick(int vocab, const TokenSampling& draw, int candi
     s_pick = -1;
   }
   __syncthreads();
+  if (whole_row && tid == 0) scratch.state[2] = s_pick >= 0 ? 0u : min(missed + 1u, 1u << 30);
   const int pick = s_pick >= 0 ? s_pick
                                : ranked_pick<kTopKThreads>(row, candidates, draw.top_p, draw.min_p, draw.uniform, walk);
   if (tid == 0) {
@@ -318,10 +321,6 @@ __global__ void __launch_bounds__(kTopKThreads, 1)
   const TokenSampling draw = draw_at ? *draw_at : given;
   const int candidates = draw.top_k <= 0 || draw.top_k >= vocab ? vocab : draw.top_k;
   const bool walk = candidates > kMaxDeviceTopK;
-  // A whole-row draw keeps each slice's top kMaxDeviceTopK too (ranked_walk_pick's listed_pick; walk_lists); a
-  // top-k above it can't (top-p's share is of the top k's mass) and only walks.
-  const bool listed = !walk || (candidates == vocab && walk_lists);
-  const int k = walk ? (listed ? kMaxDeviceTopK : 1) : candidates;
   __shared__ float wv[kWindow];
   __shared__ int wi[kWindow];
   __shared__ float ov[kMaxDeviceTopK];
@@ -330,6 +329,14 @@ __global__ void __launch_bounds__(kTopKThreads, 1)
   __shared__ bool s_last;
   const int tid = threadIdx.x;
   wait_for_previous_kernel();
+  // A whole-row draw keeps each slice's top kMaxDeviceTopK too (ranked_walk_pick's listed_pick; walk_lists), unless
+  // the lists answered none of the last draws (a flat row, where they cost ~15 us a pick and the walk runs anyway):
+  // then every 16th draw tries them. A top-k above kMaxDeviceTopK only walks (top-p's share is of the top k's mass).
+  // The pick is the same either way.
+  const bool whole_row = walk && candidates == vocab && walk_lists;
+  const unsigned missed = whole_row ? __ldcg(&scratch.state[2]) : 0u;  // the previous whole-row draw's last block's
+  const bool listed = !walk || (whole_row && (missed < 2u || missed % 16u == 0u));
+  const int k = walk ? (listed ? kMaxDeviceTopK : 1) : candidates;
 
   const int base = blockIdx.x * kTopKSlice, n = min(kTopKSlice, vocab - base);
   const bool penalized = penalties_on(draw);
@@ -396,7 +403,7 @@ __global__ void __launch_bounds__(kTopKThreads, 1)
     }
   }
   if (walk) {
-    ranked_walk_pick(vocab, draw, candidates, scratch, out, feed, ov, oi, listed ? k : 0);
+    ranked_walk_pick(vocab, draw, candidates, scratch, out, feed, ov, oi, listed ? k : 0, whole_row, missed);
     return;
   }
   // The next launch starts from a zero count; this is the only block still running.

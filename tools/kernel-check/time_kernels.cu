@@ -89,6 +89,7 @@ void time_picks(int N) {
   std::vector<float> peaked = spread;
   for (int j = 0; j < 24; ++j) peaked[(size_t)j * (N / 24)] = 24.f + (float)j * 0.25f;
   y.upload(peaked);
+  XL_CUDA_CHECK(cudaMemset(scratch.get().state + 2, 0, sizeof(uint32_t)));  // the flat row's misses forgotten
   const auto peaked_pair = [&](const TokenSampling& d) {
     walk_lists_flag() = false;
     const float walked = batch_us([&] { sample_top_k(y.p, N, d, scratch.get(), out.p, nullptr); });
