@@ -313,8 +313,9 @@ __device__ void ranked_walk_pick(int vocab, const TokenSampling& draw, int candi
 // list in index order, a window at a time with the running top k in front. Then it sorts the k descending (ties by
 // index) and samples like sample_token_host, penalties included (their history read as the logits are, the pick
 // recorded in it). A draw with more candidates than the lists hold (top-k 0 or above kMaxDeviceTopK) has each block
-// write its slice's penalized logits and their maximum instead, and the last block walks them in rank order
-// (ranked_walk.cuh): one kernel for every draw, so a graph captured with one serves the next whatever it asks.
+// write its slice's penalized logits and their maximum instead (a whole-row draw its top kMaxDeviceTopK list too),
+// and the last block walks them in rank order (ranked_walk.cuh), unless the list answers (listed_pick): one kernel
+// for every draw, so a graph captured with one serves the next whatever it asks.
 __global__ void __launch_bounds__(kTopKThreads, 1)
     top_k_kernel(const float* __restrict__ logits, int vocab, TokenSampling given, const TokenSampling* draw_at,
                  TopKScratch scratch, int* out, StepFeed feed, bool walk_lists) {

@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
       }
       return failures ? 1 : 0;
     }
-    if (std::strcmp(argv[i], "--bench-prompt-switch") == 0 && i + 1 < argc) {  // a prompt switch off and on
+    if (std::strcmp(argv[i], "--bench-prompt-switch") == 0 && i + 1 < argc) {  // NAME off and on, or NAME=v1,v2,...
       guarded("bench prompt switch", [&] { bench_prompt_switch(argv[i + 1]); });
       return failures ? 1 : 0;
     }
