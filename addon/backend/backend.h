@@ -158,7 +158,7 @@ struct TokenSampling {
   double repeat_penalty = 1.0;     // 1: off; a seen token's logit divided by it (>= 0) or multiplied (< 0)
   double frequency_penalty = 0.0;  // 0: off; minus count x it for a token generated count times
   double presence_penalty = 0.0;   // 0: off; minus it for a token generated at least once
-  // After top-p and min-p: 1: off; else locally typical sampling (backend/sampled_rank.h's typical_keep). The CUDA
+  // After top-p and min-p: 1: off; else locally typical sampling (backend/sampled_rank.h, as typicalFilter). The CUDA
   // backend picks it on the GPU from a top-k of at most kMaxDeviceTopK; over more candidates, on the host.
   float typical_p = 1.0f;
 };
