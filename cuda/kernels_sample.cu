@@ -294,7 +294,6 @@ __device__ void ranked_walk_pick(int vocab, const TokenSampling& draw, int candi
     if ((tid & 31) == 0) atomicAdd(&walk.tally, m);
     __syncthreads();
     if (tid == 0) s_pick = listed_pick(index, mass, weight, list_n, walk.tally, vocab, draw);
-    __syncthreads();
   } else if (tid == 0) {
     s_pick = -1;
   }
