@@ -4,12 +4,14 @@
 //                       [--decode-step [quick]] [--bench-depths] [--time-attention]
 //                       [--profile-step prefill|prefill2048|decode] [--bench-decode] [--bench-ablate] [--timeline]
 //                       [--prompt-gemm] [--bench-dequant-ahead] [--gemm-algos] [--gemm-sm] [--backend-paths]
+//                       [--release-latency]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then the prompt path's settings
 // (dequantization tile, chunk) side by side; --decode-step [quick] runs only the persistent decode kernel's timings
 // (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt
 // speeds (--bench-prompt 7b: the 7B's 512 and 2048 only, as the backend is set);
 // --prompt-attention / --decode-attention run only the prompt / decode attention's checks (for
-// compute-sanitizer's racecheck); --bench-depths times decode at bench's depths on the dummies; --time-attention
+// compute-sanitizer's racecheck); --bench-depths times decode at bench's depths on the dummies; --release-latency
+// times a load right after a kernel boundary (time_release.cu); --time-attention
 // times the decode attention alone (XLLAMA_PROFILE_ONCE=1: two untimed launches per case, for ncu); --profile-step
 // runs one 7B prompt chunk (512 or 2048 tokens) or decode step between cudaProfilerStart/Stop (ncu
 // --profile-from-start off); --bench-decode times decode's variants (dots, where the norms apply) side by side;
@@ -134,6 +136,10 @@ int main(int argc, char** argv) {
     }
     if (std::strcmp(argv[i], "--bench-prompt-ablate") == 0) {  // prompt chunks with parts left out (timing only)
       guarded("bench prompt ablations", bench_prompt_ablations);
+      return failures ? 1 : 0;
+    }
+    if (std::strcmp(argv[i], "--release-latency") == 0) {  // a load right after a kernel boundary, and of what
+      guarded("release latency", time_release_latency);
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--time-attention") == 0) {

@@ -63,6 +63,7 @@ void tune_gemv_q4();
 void time_decode_gemv_shapes();
 void bench_decode_variants();
 void time_decode_attention();
+void time_release_latency();  // time_release.cu
 void bench_decode_depths();
 void decode_timeline(const char* name, const ModelConfig& c, int ctx, int prompt);
 void decode_timelines();
