@@ -21,7 +21,15 @@ constexpr int kProbeThreads = 128;  // a GEMV block's
 constexpr int kPreloads = 8;        // 16-byte loads per thread before the wait: a GEMV warp's first batch
 constexpr int kTimedBlocks = 8;
 
-enum class Preload { None, EveryWarp, WarpsAfterFirstTimedFirst, WarpsAfterFirstTimedSecond, PrefetchL2, CpAsync };
+enum class Preload {
+  None,
+  EveryWarp,
+  WarpsAfterFirstTimedFirst,
+  WarpsAfterFirstTimedSecond,
+  PrefetchL2,
+  CpAsync,
+  EveryWarpInputByBulkCopy  // as EveryWarp, but X (256 bytes per block) comes by a bulk copy into shared memory
+};
 
 __device__ __forceinline__ long long clock_now() {
   long long t;
@@ -51,15 +59,53 @@ __global__ void release_producer(const uint4* __restrict__ w, size_t per_block, 
   if (acc == 0x12345678u) sink[0] = yv;
 }
 
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+__device__ __forceinline__ uint32_t shared_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+#endif
+
+// X's 64 floats for this block by one bulk copy (the copy engine) into shared memory, waited for on an mbarrier.
+__device__ __forceinline__ float input_by_bulk_copy(const float* x, int nx, float* dst, uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const float* src = x + (blockIdx.x * 64) % nx;
+  if (threadIdx.x == 0) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_addr(bar)), "r"(256u)
+                 : "memory");
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+            shared_addr(dst)),
+        "l"(src), "r"(256u), "r"(shared_addr(bar))
+        : "memory");
+  }
+  uint32_t done = 0;
+  while (!done)
+    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done)
+                 : "r"(shared_addr(bar))
+                 : "memory");
+  return dst[(threadIdx.x * 13) % 64];
+#else
+  return __ldcg(x + (blockIdx.x * 64 + (threadIdx.x * 13) % 64) % nx);
+#endif
+}
+
 __global__ void release_consumer(const uint4* __restrict__ w, size_t per_block, Preload mode, const float* x,
                                  const float* y, const float* z, int nx, long long* times, float* sink) {
   __shared__ uint4 staged[kPreloads * kProbeThreads];
+  __shared__ __align__(16) float x_staged[64];
+  __shared__ __align__(8) uint64_t x_bar;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (mode == Preload::EveryWarpInputByBulkCopy && threadIdx.x == 0) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(shared_addr(&x_bar)) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+#endif
   const uint4* wb = w + (size_t)blockIdx.x * per_block;
   uint4 pre[kPreloads];
 #pragma unroll
   for (int i = 0; i < kPreloads; ++i) pre[i] = make_uint4(0, 0, 0, 0);
-  const bool loads = mode == Preload::EveryWarp ||
+  const bool loads = mode == Preload::EveryWarp || mode == Preload::EveryWarpInputByBulkCopy ||
                      ((mode == Preload::WarpsAfterFirstTimedFirst || mode == Preload::WarpsAfterFirstTimedSecond) &&
                       warp > 0);
   if (loads) {
@@ -78,7 +124,8 @@ __global__ void release_consumer(const uint4* __restrict__ w, size_t per_block, 
   wait_for_previous_kernel();
   const long long t1 = clock_now();
   const int idx = (blockIdx.x * 97 + threadIdx.x * 13) % nx;
-  const float xv = __ldcg(x + idx);
+  const float xv =
+      mode == Preload::EveryWarpInputByBulkCopy ? input_by_bulk_copy(x, nx, x_staged, &x_bar) : __ldcg(x + idx);
   const long long t2 = clock_after(xv);
   const float yv = __ldcg(y + (idx + (int)xv) % nx);
   const long long t3 = clock_after(yv);
@@ -130,7 +177,8 @@ void time_release_latency() {
                {Preload::WarpsAfterFirstTimedFirst, "warps 1-3 load, warp 0 timed"},
                {Preload::WarpsAfterFirstTimedSecond, "warps 1-3 load, warp 1 timed"},
                {Preload::PrefetchL2, "every warp prefetches 8 into L2"},
-               {Preload::CpAsync, "every warp cp.async's 8 into smem"}};
+               {Preload::CpAsync, "every warp cp.async's 8 into smem"},
+               {Preload::EveryWarpInputByBulkCopy, "every warp loads 8, X by a bulk copy"}};
   const bool pdl = pdl_enabled();
   std::printf("release latency: consumer's cycles (median of blocks 0-%d over %d runs), %d MHz clock:\n",
               kTimedBlocks - 1, runs - warm, khz / 1000);
