@@ -113,7 +113,8 @@ __global__ void release_consumer(const uint4* __restrict__ w, size_t per_block, 
     for (int i = 0; i < kPreloads; ++i) pre[i] = __ldg(wb + threadIdx.x + i * kProbeThreads);
   } else if (mode == Preload::PrefetchL2) {
 #pragma unroll
-    for (int i = 0; i < kPreloads; ++i) asm volatile("prefetch.global.L2 [%0];" ::"l"(wb + threadIdx.x + i * kProbeThreads));
+    for (int i = 0; i < kPreloads; ++i)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(wb + threadIdx.x + i * kProbeThreads));
   } else if (mode == Preload::CpAsync) {
 #pragma unroll
     for (int i = 0; i < kPreloads; ++i)
