@@ -21,14 +21,15 @@ constexpr int kProbeThreads = 128;  // a GEMV block's
 constexpr int kPreloads = 8;        // 16-byte loads per thread before the wait: a GEMV warp's first batch
 constexpr int kTimedBlocks = 8;
 
+// What the consumer requests before its wait, and which warp is timed (warp 0 unless said).
 enum class Preload {
-  None,
-  EveryWarp,
-  WarpsAfterFirstTimedFirst,
-  WarpsAfterFirstTimedSecond,
-  PrefetchL2,
-  CpAsync,
-  EveryWarpInputByBulkCopy  // as EveryWarp, but X (256 bytes per block) comes by a bulk copy into shared memory
+  None,                      // nothing
+  EveryWarp,                 // kPreloads weight loads per thread
+  AllButWarp0TimedWarp0,     // the same in warps 1-3 only; warp 0, without loads of its own, timed
+  AllButWarp0TimedWarp1,     // the same, warp 1 timed
+  PrefetchL2,                // the weights as L2 prefetches (loaded after the timing)
+  CpAsync,                   // the weights by cp.async into shared memory
+  EveryWarpInputByBulkCopy,  // as EveryWarp, but X (256 bytes per block) comes by a bulk copy into shared memory
 };
 
 __device__ __forceinline__ long long clock_now() {
@@ -106,7 +107,7 @@ __global__ void release_consumer(const uint4* __restrict__ w, size_t per_block, 
 #pragma unroll
   for (int i = 0; i < kPreloads; ++i) pre[i] = make_uint4(0, 0, 0, 0);
   const bool loads = mode == Preload::EveryWarp || mode == Preload::EveryWarpInputByBulkCopy ||
-                     ((mode == Preload::WarpsAfterFirstTimedFirst || mode == Preload::WarpsAfterFirstTimedSecond) &&
+                     ((mode == Preload::AllButWarp0TimedWarp0 || mode == Preload::AllButWarp0TimedWarp1) &&
                       warp > 0);
   if (loads) {
 #pragma unroll
@@ -144,7 +145,7 @@ __global__ void release_consumer(const uint4* __restrict__ w, size_t per_block, 
 #pragma unroll
   for (int i = 0; i < kPreloads; ++i) acc ^= pre[i].x ^ pre[i].y ^ pre[i].z ^ pre[i].w;
   for (size_t i = threadIdx.x + kPreloads * kProbeThreads; i < per_block; i += kProbeThreads) acc ^= __ldg(wb + i).x;
-  const int timed_warp = mode == Preload::WarpsAfterFirstTimedSecond ? 1 : 0;
+  const int timed_warp = mode == Preload::AllButWarp0TimedWarp1 ? 1 : 0;
   if (warp == timed_warp && lane == 0 && blockIdx.x < kTimedBlocks) {
     long long* t = times + blockIdx.x * 4;
     t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2, t[3] = t4 - t3;
@@ -175,8 +176,8 @@ void time_release_latency() {
     const char* name;
   } modes[] = {{Preload::None, "no loads before the wait"},
                {Preload::EveryWarp, "every warp loads 8 before the wait"},
-               {Preload::WarpsAfterFirstTimedFirst, "warps 1-3 load, warp 0 timed"},
-               {Preload::WarpsAfterFirstTimedSecond, "warps 1-3 load, warp 1 timed"},
+               {Preload::AllButWarp0TimedWarp0, "warps 1-3 load, warp 0 timed"},
+               {Preload::AllButWarp0TimedWarp1, "warps 1-3 load, warp 1 timed"},
                {Preload::PrefetchL2, "every warp prefetches 8 into L2"},
                {Preload::CpAsync, "every warp cp.async's 8 into smem"},
                {Preload::EveryWarpInputByBulkCopy, "every warp loads 8, X by a bulk copy"}};
