@@ -338,10 +338,13 @@ constexpr int kNonFinitePick = -1;
 // the draw end among them, which spares the walk's passes (the same answer: its integer masses and targets);
 // XLLAMA_WALK_LISTS=0 always walks (process-wide, read when a pick is launched or captured; the kernel check flips it).
 bool& walk_lists_flag();
+// How many candidates a draw over `vocab` logits ranks: its top-k, or the whole row for top-k 0 (or one above vocab).
+__host__ __device__ inline int draw_candidates(const TokenSampling& draw, int vocab) {
+  return draw.top_k <= 0 || draw.top_k >= vocab ? vocab : draw.top_k;
+}
 // Whether sample_top_k takes this draw over `vocab` logits: any but typical-p over more than kMaxDeviceTopK.
 inline bool device_pick_takes(const TokenSampling& draw, int vocab) {
-  const int candidates = draw.top_k <= 0 || draw.top_k >= vocab ? vocab : draw.top_k;
-  return draw.typical_p >= 1.0f || candidates <= kMaxDeviceTopK;
+  return draw.typical_p >= 1.0f || draw_candidates(draw, vocab) <= kMaxDeviceTopK;
 }
 // The top-k pick runs in top_k_blocks(vocab) blocks of kTopKSlice logits each; they hand their lists to the last
 // one through this state: a count of blocks done and a refusal flag (both 0 between launches: the last block resets

@@ -319,7 +319,7 @@ __global__ void __launch_bounds__(kTopKThreads, 1)
     top_k_kernel(const float* __restrict__ logits, int vocab, TokenSampling given, const TokenSampling* draw_at,
                  TopKScratch scratch, int* out, StepFeed feed, bool walk_lists) {
   const TokenSampling draw = draw_at ? *draw_at : given;
-  const int candidates = draw.top_k <= 0 || draw.top_k >= vocab ? vocab : draw.top_k;
+  const int candidates = draw_candidates(draw, vocab);
   const bool walk = candidates > kMaxDeviceTopK;
   __shared__ float wv[kWindow];
   __shared__ int wi[kWindow];

@@ -123,60 +123,51 @@ async function checkDraws(model: NativeModel, logits: Float32Array, setting: Dra
   return { checked, kept: kept.ids.length };
 }
 
-test('forwardSample with top-p and min-p after top-k picks what the host sampler picks', async () => {
+// Runs body on a fresh model with the prompt's logits, its cache emptied again (each draw then starts at 0).
+async function withPromptLogits(body: (model: NativeModel, logits: Float32Array) => Promise<void>): Promise<void> {
   const model = await openModel(NAME);
   try {
     const logits = await model.forward(ids, 0);
     await model.trimCache(0);
-    let cutBinds = 0;
-    for (const setting of [[0.8, 40, 0.95, 0.05], [1.5, 40, 0.5, 0], [1, 20, 1, 0.2], [0.6, 64, 0.9, 0.1]] as DrawSetting[]) {
-      if ((await checkDraws(model, logits, setting)).kept < setting[1]) cutBinds++;
-    }
-    assert.ok(cutBinds >= 3, `top-p / min-p cut the candidates in ${cutBinds} of 4 settings`);
+    await body(model, logits);
   } finally {
     model.close();
   }
-});
+}
 
-test('forwardSample over the whole vocabulary (top-k 0) or a top-k above 64 picks what the host sampler picks', async () => {
-  const model = await openModel(NAME);
-  try {
-    const logits = await model.forward(ids, 0);
-    await model.trimCache(0);
-    let checked = 0, wide = 0;
-    const settings: DrawSetting[] = [[0.8, 0, 0.95, 0.05], [1.5, 0, 0.5, 0], [1, 0, 1, 0.02], [1.2, 0, 1, 0], [3, 200, 0.99, 0.001], [4, 0, 0.98, 0]];
-    for (const setting of settings) {
-      const r = await checkDraws(model, logits, setting);
-      checked += r.checked;
-      if (r.kept > 64) wide++;  // more than the GPU's top-k lists hold
-    }
-    assert.ok(checked >= 100, `${checked} draws checked`);
-    assert.ok(wide >= 3, `${wide} settings kept more than 64 candidates`);
-  } finally {
-    model.close();
+test('forwardSample with top-p and min-p after top-k picks what the host sampler picks', () => withPromptLogits(async (model, logits) => {
+  let cutBinds = 0;
+  for (const setting of [[0.8, 40, 0.95, 0.05], [1.5, 40, 0.5, 0], [1, 20, 1, 0.2], [0.6, 64, 0.9, 0.1]] as DrawSetting[]) {
+    if ((await checkDraws(model, logits, setting)).kept < setting[1]) cutBinds++;
   }
-});
+  assert.ok(cutBinds >= 3, `top-p / min-p cut the candidates in ${cutBinds} of 4 settings`);
+}));
 
-test('forwardSample with typical-p (after top-k, top-p and min-p, or over the whole vocabulary) picks what the host sampler picks', async () => {
-  const model = await openModel(NAME);
-  try {
-    const logits = await model.forward(ids, 0);
-    await model.trimCache(0);
-    let checked = 0, cutBinds = 0;
-    const settings: DrawSetting[] = [[0.8, 40, 0.95, 0.05, 0.5], [1.5, 40, 1, 0, 0.3], [1, 64, 0.9, 0, 0.8], [1.2, 0, 1, 0, 0.6], [2, 0, 0.98, 0.001, 0.4]];
-    for (const setting of settings) {
-      const r = await checkDraws(model, logits, setting);
-      checked += r.checked;
-      if (r.kept < hostKept(logits, [setting[0], setting[1], setting[2], setting[3]]).ids.length) cutBinds++;
-    }
-    assert.ok(checked >= 80, `${checked} draws checked`);
-    assert.equal(cutBinds, settings.length, 'typical-p cut the candidates in every setting');
-    await assert.rejects(model.forwardSample([1], 0, { temperature: 1, topK: 3, uniform: 0.5, typicalP: 0 }),
-      oneLineUserError(/typical-p must be in \(0, 1\] \(got 0\)/));
-  } finally {
-    model.close();
+test('forwardSample over the whole vocabulary (top-k 0) or a top-k above 64 picks what the host sampler picks', () => withPromptLogits(async (model, logits) => {
+  let checked = 0, wide = 0;
+  const settings: DrawSetting[] = [[0.8, 0, 0.95, 0.05], [1.5, 0, 0.5, 0], [1, 0, 1, 0.02], [1.2, 0, 1, 0], [3, 200, 0.99, 0.001], [4, 0, 0.98, 0]];
+  for (const setting of settings) {
+    const r = await checkDraws(model, logits, setting);
+    checked += r.checked;
+    if (r.kept > 64) wide++;  // more than the GPU's top-k lists hold
   }
-});
+  assert.ok(checked >= 100, `${checked} draws checked`);
+  assert.ok(wide >= 3, `${wide} settings kept more than 64 candidates`);
+}));
+
+test('forwardSample with typical-p (after top-k, top-p and min-p, or over the whole vocabulary) picks what the host sampler picks', () => withPromptLogits(async (model, logits) => {
+  let checked = 0, cutBinds = 0;
+  const settings: DrawSetting[] = [[0.8, 40, 0.95, 0.05, 0.5], [1.5, 40, 1, 0, 0.3], [1, 64, 0.9, 0, 0.8], [1.2, 0, 1, 0, 0.6], [2, 0, 0.98, 0.001, 0.4]];
+  for (const setting of settings) {
+    const r = await checkDraws(model, logits, setting);
+    checked += r.checked;
+    if (r.kept < hostKept(logits, [setting[0], setting[1], setting[2], setting[3]]).ids.length) cutBinds++;
+  }
+  assert.ok(checked >= 80, `${checked} draws checked`);
+  assert.equal(cutBinds, settings.length, 'typical-p cut the candidates in every setting');
+  await assert.rejects(model.forwardSample([1], 0, { temperature: 1, topK: 3, uniform: 0.5, typicalP: 0 }),
+    oneLineUserError(/typical-p must be in \(0, 1\] \(got 0\)/));
+}));
 
 test('forwardSample with penalties picks what the host sampler picks, step after step, from the history it keeps', async () => {
   const model = await openModel(NAME);
