@@ -565,7 +565,9 @@ class Stage {
     gu_floats_ = out_floats((size_t)2 * I);
     gu_ = mem_.alloc<float>(gu_floats_, "scratch", &scratch_bytes_);
     act_ = mem_.alloc<__half>((size_t)rows_ * I, "scratch", &scratch_bytes_);
-    xperm_ = mem_.alloc<__half>((size_t)rows_ * kmax, "scratch", &scratch_bytes_);
+    // (the fused Hopper GEMM's input rounds the rows up to its token tiles)
+    xperm_ = mem_.alloc<__half>(std::max((size_t)rows_ * kmax, cuda::gemm_q4_wgmma_input_halves(rows_, kmax)),
+                                "scratch", &scratch_bytes_);
     deq_ = mem_.alloc<__half>(deq, "scratch", &scratch_bytes_);
     deq_halves_ = deq;
     create_dequant_ahead();

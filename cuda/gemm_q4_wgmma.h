@@ -11,18 +11,29 @@
 
 namespace xllama::cuda {
 
+// How a GEMM is cut along K (fp32 accumulate only: each split adds its partial sums with atomics), so that fewer
+// tiles than SMs still fill them. splits 0: gemm_q4_wgmma_plan's pick.
+struct GemmQ4WgmmaPlan {
+  int splits = 0;
+};
+
 #ifdef XLLAMA_HAVE_SM90A
 // The current GPU runs the kernel (compute capability 9.0 and this build holds its sm_90a code).
 bool gemm_q4_wgmma_supported();
-// The weight's shape suits the kernel's tiles: K % 64, N % 128, group size % 32, every pointer it reads aligned.
+// The weight's shape suits the kernel's tiles: K % 64, N % 256, group size % 32, every pointer it reads aligned.
 bool gemm_q4_wgmma_fits(const QWeight& w);
-// The kernel's input: out[i, c] = x[i, perm[k(c)]] (perm may be null) for the column order its A fragments take
-// (within each 64-column span, c = 16 j + p holds k = 8 (p / 2) + j + 4 (p % 2)). out is [m, K], row stride K.
+// The kernel's input: x[i, perm[k(c)]] (perm may be null) in the column order its A fragments take (within each
+// 64-column span, c = 16 j + p holds k = 8 (p / 2) + j + 4 (p % 2)), laid out in blocks of 128 rows x 64 columns
+// (zero rows past m); out holds gemm_q4_wgmma_input_halves(m, K) halves.
 void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s);
+size_t gemm_q4_wgmma_input_halves(int m, int K);
+// The tiles and splits that fill this GPU's SMs best for m rows (can_split: fp32 accumulate).
+GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m, bool can_split);
 // y[i, n] (+)= sum_k xp[i, k] W(k, n) for i < m; accumulate adds into y (fp32 only), else y is overwritten. xp is
 // gemm_q4_wgmma_input's output. T: float or __half. Needs gemm_q4_wgmma_supported() and gemm_q4_wgmma_fits(w).
 template <class T>
-void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, cudaStream_t s);
+void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, cudaStream_t s,
+                   GemmQ4WgmmaPlan plan = {});
 #else
 // A build without sm_90a code (nvcc older than 12.0, or XLLAMA_SM90A=OFF): no GPU runs the kernel.
 inline bool gemm_q4_wgmma_supported() { return false; }
@@ -30,8 +41,10 @@ inline bool gemm_q4_wgmma_fits(const QWeight&) { return false; }
 inline void gemm_q4_wgmma_input(const __half*, int, int, int, const int*, __half*, cudaStream_t) {
   throw std::logic_error("gemm_q4_wgmma_input: this build has no sm_90a code");
 }
+inline size_t gemm_q4_wgmma_input_halves(int m, int K) { return (size_t)m * K; }
+inline GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight&, int, bool) { return {}; }
 template <class T>
-void gemm_q4_wgmma(const QWeight&, const __half*, int, T*, int, bool, cudaStream_t) {
+void gemm_q4_wgmma(const QWeight&, const __half*, int, T*, int, bool, cudaStream_t, GemmQ4WgmmaPlan = {}) {
   throw std::logic_error("gemm_q4_wgmma: this build has no sm_90a code");
 }
 #endif

@@ -445,7 +445,7 @@ void check_gemm_q4_wgmma(const QWeight& q, const Dev<__half>& dx, int m, const s
     return;
   }
   if (!gemm_q4_wgmma_fits(q)) throw std::runtime_error("check_gemm_q4_wgmma: shape does not fit the kernel");
-  Dev<__half> xw((size_t)m * q.K);
+  Dev<__half> xw(gemm_q4_wgmma_input_halves(m, q.K));
   xw.poison();
   gemm_q4_wgmma_input(dx.p, m, q.K, q.K, q.perm, xw.p, nullptr);
   Dev<float> dy((size_t)m * q.N);

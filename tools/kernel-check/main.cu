@@ -42,9 +42,10 @@ int main(int argc, char** argv) {
       return failures ? 1 : 0;
     }
     if (std::strcmp(argv[i], "--prompt-gemm") == 0) {  // the prompt GEMM's checks, then its shapes timed
-      guarded("prompt gemm 512x384", [] { check_gemm_q4(512, 384, 128, 40, false); });
-      guarded("prompt gemm 512x384 act-order", [] { check_gemm_q4(512, 384, 64, 77, true); });
+      guarded("prompt gemm 512x512", [] { check_gemm_q4(512, 512, 128, 40, false); });
+      guarded("prompt gemm 512x512 act-order", [] { check_gemm_q4(512, 512, 64, 77, true); });
       guarded("prompt gemm 1024x768", [] { check_gemm_q4(1024, 768, 32, 300, false); });
+      guarded("prompt gemm 2048x512", [] { check_gemm_q4(2048, 512, 128, 200, false); });
       guarded("prompt gemm timings", time_prompt_gemms);
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
       return failures ? 1 : 0;
@@ -226,9 +227,10 @@ int main(int argc, char** argv) {
     check_gather_columns(5, 24576, 24576);  // a row wider than 48 KB: the generic kernel
     check_gather_columns(9, 512, 515);      // a stride not in 8s: the generic kernel
     check_permute_columns(64, 2 * 344);
-    check_gemm_q4(512, 384, 128, 40, false);
-    check_gemm_q4(512, 384, 64, 77, true);
+    check_gemm_q4(512, 512, 128, 40, false);
+    check_gemm_q4(512, 512, 64, 77, true);
     check_gemm_q4(1024, 768, 32, 300, false);  // two groups per k64 step; three token tiles, the last partial
+    check_gemm_q4(2048, 512, 128, 200, false);  // the fused GEMM's K splits (fp32 accumulate)
 #ifdef XLLAMA_HAVE_CUBLAS
     check_gemm_sm_targets(4096, 11008, 512, false);  // a 7B gate/up half at 512 tokens: 116 of the H200's 132
     check_gemm_sm_targets(11008, 4096, 2048, true);   // 7B down_proj at 2048

@@ -168,17 +168,25 @@ void time_attention_prefill(int H, int KV, int D, int m) {
 void time_prompt_gemm(const char* what, int K, int N, int m) {
   HostGptq h = make_gptq(K, N, 128, false, false);
   DevQ d(h, 1);
-  Dev<__half> x((size_t)m * K), xw((size_t)m * K), deq((size_t)K * N);
+  Dev<__half> x((size_t)m * K), xw(gemm_q4_wgmma_input_halves(m, K)), deq((size_t)K * N);
   fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
   Dev<float> y((size_t)m * N);
   XL_CUDA_CHECK(cudaMemset(y.p, 0, y.n * 4));
   const double flops = 2.0 * m * (double)K * N;
-  float fused = -1.f, unfused = -1.f;
-  if (gemm_q4_wgmma_supported() && gemm_q4_wgmma_fits(d.q))
+  float fused = -1.f, unfused = -1.f, unsplit = -1.f;
+  int splits = 1;
+  if (gemm_q4_wgmma_supported() && gemm_q4_wgmma_fits(d.q)) {
+    splits = gemm_q4_wgmma_plan(d.q, m, true).splits;
     fused = median_ms([&] {
       gemm_q4_wgmma_input(x.p, m, K, K, nullptr, xw.p, nullptr);
       gemm_q4_wgmma(d.q, xw.p, m, y.p, N, true, nullptr);
     }, 3, 20);
+    if (splits > 1)  // the same without K splits
+      unsplit = median_ms([&] {
+        gemm_q4_wgmma_input(x.p, m, K, K, nullptr, xw.p, nullptr);
+        gemm_q4_wgmma(d.q, xw.p, m, y.p, N, true, nullptr, GemmQ4WgmmaPlan{1});
+      }, 3, 20);
+  }
 #ifdef XLLAMA_HAVE_CUBLAS
   cublasHandle_t hb;
   cublasCreate(&hb);
@@ -191,10 +199,12 @@ void time_prompt_gemm(const char* what, int K, int N, int m) {
   cublasDestroy(hb);
 #endif
   XL_CUDA_CHECK(cudaDeviceSynchronize());
-  std::printf("time prompt gemm %-8s %5dx%-5d m=%4d | fused %8.1f us %6.1f TFLOP/s | dequant+cuBLAS %8.1f us %6.1f "
-              "TFLOP/s | fused/unfused %.3f\n",
-              what, K, N, m, fused * 1e3, flops / (fused * 1e-3) / 1e12, unfused * 1e3,
+  std::printf("time prompt gemm %-8s %5dx%-5d m=%4d | fused (%d split%s) %8.1f us %6.1f TFLOP/s | dequant+cuBLAS "
+              "%8.1f us %6.1f TFLOP/s | fused/unfused %.3f",
+              what, K, N, m, splits, splits > 1 ? "s" : "", fused * 1e3, flops / (fused * 1e-3) / 1e12, unfused * 1e3,
               flops / (unfused * 1e-3) / 1e12, fused / unfused);
+  if (unsplit > 0) std::printf(" | unsplit %8.1f us", unsplit * 1e3);
+  std::printf("\n");
 }
 
 void time_prompt_gemms() {
