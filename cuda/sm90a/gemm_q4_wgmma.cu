@@ -42,7 +42,8 @@ constexpr int kXBlockHalves = kTokensPerBlock * kStepK;  // one (token tile, k64
 constexpr int kRowsPerBlock = 256;   // output features: two consumer warpgroups x two m64 slices
 constexpr int kSlices = 2;            // m64 slices per consumer warpgroup
 constexpr int kConsumerWarps = 8;     // warpgroups 0 and 1
-constexpr int kThreads = 384;         // + the producer warpgroup (one thread of it copies)
+constexpr int kThreads = 384;         // + the producer warpgroup
+constexpr int kProducerWarps = 4;     // lane 0 of each copies its share of a stage
 constexpr int kConsumerRegs = 232, kProducerRegs = 40;  // setmaxnreg: 2 x 128 x 232 + 128 x 40 <= 64K
 
 // One stage's shared memory, in bytes from its (1024-aligned) start: the x block first (the swizzle's atoms are
@@ -84,27 +85,39 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[64]) {
   for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-// The producer: one thread fills stage after stage with step s's x block, packed words, scales and zeros.
+// The producers: lane 0 of each producer warp fills its share of stage after stage (warp 0: the x block, scales and
+// zeros; warps 1-3: the packed weight rows, 3 + 3 + 2), each announcing its own bytes on the stage's mbarrier: one
+// thread's copies are issued one after the other, four threads' side by side. The steps start at `rot` (and wrap):
+// blocks of different row tiles start at different steps, so they read different x blocks at any one time rather
+// than all the same one (2-6% faster than every block starting at step 0), while the blocks sharing a weight tile
+// (one rot) still read it together.
 __device__ __forceinline__ void produce(const QWeight& w, const __half* __restrict__ xtile, int n0, int s_begin,
-                                        int s_end, uint8_t* smem, uint64_t* full, uint64_t* empty) {
-  const unsigned bytes = kXBytes + 8 * kRowsPerBlock * 4 + 2 * kRowsPerBlock * 2 + (w.zeros ? 2 * kRowsPerBlock : 0);
-  for (int s = s_begin, i = 0; s < s_end; ++s, ++i) {
+                                        int s_end, int rot, uint8_t* smem, uint64_t* full, uint64_t* empty, int pw) {
+  constexpr int kRowsPerWarp = (8 + kProducerWarps - 2) / (kProducerWarps - 1);
+  const int r_begin = pw == 0 ? 0 : (pw - 1) * kRowsPerWarp;
+  const int r_end = pw == 0 ? 0 : min(8, r_begin + kRowsPerWarp);
+  const bool params = pw == 0;
+  const unsigned bytes = (params ? kXBytes + 2 * kRowsPerBlock * 2 + (w.zeros ? 2 * kRowsPerBlock : 0) : 0) +
+                         (r_end - r_begin) * kRowsPerBlock * 4;
+  const int n = s_end - s_begin;
+  for (int i = 0; i < n; ++i) {
+    const int s = s_begin + (i + rot) % n;
     const int st = i % kStages;
     mbar_wait(&empty[st], ((i / kStages) & 1) ^ 1);
     uint8_t* stage = smem + st * kStageBytes;
     const int k0 = s * kStepK;
     mbar_arrive_expect_tx(&full[st], bytes);
-    bulk_copy_to_shared(stage, xtile + (size_t)s * kXBlockHalves, kXBytes, &full[st]);
-#pragma unroll
-    for (int r = 0; r < 8; ++r)
+    for (int r = r_begin; r < r_end; ++r)
       bulk_copy_to_shared(stage + kWordsOffset + r * kWordPitch * 4, w.qweight + (size_t)(k0 / 8 + r) * w.N + n0,
                           kRowsPerBlock * 4, &full[st]);
+    if (!params) continue;
+    bulk_copy_to_shared(stage, xtile + (size_t)s * kXBlockHalves, kXBytes, &full[st]);
     // the groups of k0 and k0 + 32 (the same one for group sizes of 64 or more)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int g = (k0 + 32 * h) / w.group_size;
-      bulk_copy_to_shared(stage + kScalesOffset + h * kRowsPerBlock * 2, w.scales + (size_t)g * w.N + n0, kRowsPerBlock * 2,
-                          &full[st]);
+      bulk_copy_to_shared(stage + kScalesOffset + h * kRowsPerBlock * 2, w.scales + (size_t)g * w.N + n0,
+                          kRowsPerBlock * 2, &full[st]);
       if (w.zeros)
         bulk_copy_to_shared(stage + kZerosOffset + h * kRowsPerBlock, w.zeros + (size_t)g * w.N + n0, kRowsPerBlock,
                             &full[st]);
@@ -138,22 +151,22 @@ __device__ __forceinline__ void dequantize_step(const QWeight& w, const uint8_t*
   }
 }
 
-// One k64 step of a consumer warpgroup: wait for its stage, then per slice: wait until the wgmma group two back is
-// done (its A registers are this slice's), hand back the stage that group finished, dequantize, issue 4 wgmmas.
-// Slice sl's fragments use register set sl.
+// One k64 step of a consumer warpgroup: wait for its stage, then per slice: wait until at most one wgmma group is
+// pending (so the group two back, which used this slice's register set, is done), hand back the stage whose last
+// group that was, dequantize, issue 4 wgmmas. (Two groups pending with three register sets was 13% slower.)
 __device__ __forceinline__ void consume_step(const QWeight& w, int i, uint8_t* smem, uint64_t* full, uint64_t* empty,
-                                             int row0, int t, float (&acc)[kSlices][64], uint32_t (&a)[2][4][4]) {
+                                             int row0, int t, float (&acc)[kSlices][64],
+                                             uint32_t (&a)[kSlices][4][4]) {
   const int st = i % kStages;
   mbar_wait(&full[st], (i / kStages) & 1);
   const uint8_t* stage = smem + st * kStageBytes;
   const uint64_t desc = sw128_desc(smem_addr(stage));
 #pragma unroll
   for (int sl = 0; sl < kSlices; ++sl) {
-    const int group = i * kSlices + sl, done = group - 2;
     wgmma_wait<1>();
-    if (done >= 0 && done % kSlices == kSlices - 1) {  // the last group of step done / kSlices: its stage is free
+    if (sl == kSlices - 1 && i > 0) {  // step i - 1's last group is done: its stage is free
       __syncwarp();
-      if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[(done / kSlices) % kStages]);
+      if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[(i - 1) % kStages]);
     }
     uint32_t(&frag)[4][4] = a[sl];
     dequantize_step(w, stage, row0 + 64 * sl, t, frag);
@@ -164,15 +177,24 @@ __device__ __forceinline__ void consume_step(const QWeight& w, int i, uint8_t* s
   }
 }
 
+__device__ __forceinline__ void consume(const QWeight& w, int n_steps, uint8_t* smem, uint64_t* full, uint64_t* empty,
+                                        int row0, int t, float (&acc)[kSlices][64]) {
+  uint32_t a[kSlices][4][4];
+  for (int i = 0; i < n_steps; ++i) consume_step(w, i, smem, full, empty, row0, t, acc, a);
+  wgmma_wait<0>();
+}
+
 // grid (token tiles, N / rows, K splits); split z takes steps [z * steps_per_split, ...). Splits > 1 add their
-// partial sums into y with atomics (fp32 accumulate only).
+// partial sums into y (fp32 accumulate only).
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_q4_wgmma_kernel(QWeight w, const __half* __restrict__ xp, int m, T* __restrict__ y, int y_stride,
                          bool accumulate, int steps_per_split) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  // aligned by offsetting smem_raw itself (not through an integer), so the compiler still knows the accesses are to
+  // shared memory and uses LDS rather than generic loads
+  uint8_t* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kStageBytes);
   uint64_t* empty = full + kStages;
   const int tile = blockIdx.x, tok0 = tile * kTokensPerBlock, n0 = blockIdx.y * kRowsPerBlock;
@@ -181,7 +203,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
-      mbar_init(&full[s], 1);
+      mbar_init(&full[s], kProducerWarps);
       mbar_init(&empty[s], kConsumerWarps);
     }
     fence_mbar_init();
@@ -190,8 +212,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   wait_for_previous_kernel();
   if (warp >= kConsumerWarps) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
-    if (warp == kConsumerWarps && lane == 0)
-      produce(w, xp + (size_t)tile * steps * kXBlockHalves, n0, s_begin, s_end, smem, full, empty);
+    const int pw = warp - kConsumerWarps;
+    if (lane == 0)
+      produce(w, xp + (size_t)tile * steps * kXBlockHalves, n0, s_begin, s_end, blockIdx.y, smem, full, empty, pw);
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegs));
@@ -205,40 +228,39 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < 64; ++i) acc[sl][i] = 0.f;
     fence_accumulators(acc[sl]);
   }
-  uint32_t a[kSlices][4][4];
-  const int n_steps = s_end - s_begin;
-  for (int i = 0; i < n_steps; ++i) consume_step(w, i, smem, full, empty, row0, t, acc, a);
-  wgmma_wait<0>();
-  const bool atomic = gridDim.z > 1;
+  consume(w, s_end - s_begin, smem, full, empty, row0, t, acc);
 #pragma unroll
   for (int sl = 0; sl < kSlices; ++sl) {
     fence_accumulators(acc[sl]);
     // acc[4 c + e]: row row0 + 64 sl + 8 (e >> 1), token 8 c + 2 t + (e & 1)
 #pragma unroll
-    for (int c = 0; c < kTokensPerBlock / 8; ++c)
+    for (int c = 0; c < kTokensPerBlock / 8; ++c) {
+      const int tok = tok0 + 8 * c + 2 * t;
+      T* p = y + (size_t)tok * y_stride + n0 + row0 + 64 * sl;
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int tok = tok0 + 8 * c + 2 * t + (e & 1);
-        if (tok >= m) continue;
-        T* p = y + (size_t)tok * y_stride + n0 + row0 + 64 * sl + 8 * (e >> 1);
-        const float v = acc[sl][4 * c + e];
+        if (tok + (e & 1) >= m) continue;
+        T* q = p + (e & 1) * (size_t)y_stride + 8 * (e >> 1);
         if constexpr (std::is_same_v<T, float>) {
-          if (atomic)
-            atomicAdd(p, v);
-          else
-            *p = accumulate ? *p + v : v;
-        } else {
-          *p = __float2half(v);
+          // Accumulating: reductions in L2 (red.add), issued without waiting, where loading each old value first
+          // keeps the loads' latency in the block's tail. With one split it is the same y + v as a load and a store.
+          if (accumulate) {
+            atomicAdd(q, acc[sl][4 * c + e]);
+            continue;
+          }
         }
+        *q = T(acc[sl][4 * c + e]);
       }
+    }
   }
 #endif
 }
 
 // out: the reordered x, one contiguous block per (128-token tile, k64 step) with token r's 16-byte chunk c at
 // chunk c ^ (r % 8) of its 128-byte row (the swizzle wgmma reads); rows from m up to the tile's end are zero.
-__global__ void gemm_q4_wgmma_input_kernel(const __half* __restrict__ x, int m, int m_pad, int K, int x_stride,
-                                           const int* __restrict__ perm, __half* __restrict__ out) {
+// With act-order (perm), or x not in 16-byte rows, each value is gathered on its own.
+__global__ void gemm_q4_wgmma_gather_input_kernel(const __half* __restrict__ x, int m, int m_pad, int K, int x_stride,
+                                                  const int* __restrict__ perm, __half* __restrict__ out) {
   wait_for_previous_kernel();
   const int steps = K / kStepK;
   const size_t total = (size_t)m_pad * K / 8;
@@ -258,6 +280,34 @@ __global__ void gemm_q4_wgmma_input_kernel(const __half* __restrict__ x, int m, 
     const int tile = r / kTokensPerBlock, rr = r % kTokensPerBlock, chunk = (c0 & 63) >> 3;
     const size_t block = (size_t)tile * steps + c0 / kStepK;
     *reinterpret_cast<uint4*>(out + block * kXBlockHalves + rr * kStepK + ((chunk ^ (rr & 7)) << 3)) = o;
+  }
+}
+
+// Without a permutation: one 64-column span of a row per thread, read as 8 x 16 bytes and written reordered.
+// Output chunk c (8 columns) of a span holds k = 32 (c % 2) + 8 (e / 2) + c / 2 + 4 (e % 2) for its e = 0..7.
+__global__ void gemm_q4_wgmma_input_kernel(const __half* __restrict__ x, int m, int m_pad, int K, int x_stride,
+                                           __half* __restrict__ out) {
+  wait_for_previous_kernel();
+  const int steps = K / kStepK;
+  const size_t total = (size_t)m_pad * steps;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const int r = (int)(i / steps), s = (int)(i % steps);
+    uint4 in[8];
+#pragma unroll
+    for (int q = 0; q < 8; ++q)
+      in[q] = r < m ? *reinterpret_cast<const uint4*>(x + (size_t)r * x_stride + s * kStepK + 8 * q)
+                    : make_uint4(0, 0, 0, 0);
+    const __half* ih = reinterpret_cast<const __half*>(in);
+    const int tile = r / kTokensPerBlock, rr = r % kTokensPerBlock;
+    __half* row = out + ((size_t)tile * steps + s) * kXBlockHalves + rr * kStepK;
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+      uint4 o;
+      __half* oh = reinterpret_cast<__half*>(&o);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) oh[e] = ih[32 * (c & 1) + 8 * (e >> 1) + (c >> 1) + 4 * (e & 1)];
+      *reinterpret_cast<uint4*>(row + ((c ^ (rr & 7)) << 3)) = o;
+    }
   }
 }
 
@@ -295,8 +345,14 @@ size_t gemm_q4_wgmma_input_halves(int m, int K) {
 void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s) {
   const int m_pad = (m + kTokensPerBlock - 1) / kTokensPerBlock * kTokensPerBlock;
   const size_t total = (size_t)m_pad * K / 8;
-  const int blocks = (int)std::min<size_t>((total + 255) / 256, 4096);
-  launch(gemm_q4_wgmma_input_kernel, blocks, 256, 0, s, x, m, m_pad, K, x_stride, perm, out);
+  if (perm || !aligned16(x) || x_stride % 8 != 0) {
+    const int blocks = (int)std::min<size_t>((total + 255) / 256, 4096);
+    launch(gemm_q4_wgmma_gather_input_kernel, blocks, 256, 0, s, x, m, m_pad, K, x_stride, perm, out);
+  } else {  // one thread per 64-column span
+    const size_t spans = (size_t)m_pad * (K / kStepK);
+    const int blocks = (int)std::min<size_t>((spans + 255) / 256, 4096);
+    launch(gemm_q4_wgmma_input_kernel, blocks, 256, 0, s, x, m, m_pad, K, x_stride, out);
+  }
   XL_CUDA_LAUNCH_CHECK();
 }
 
@@ -317,11 +373,11 @@ void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride
   const bool can_split = std::is_same_v<T, float> && accumulate;
   if (plan.splits <= 0) plan = gemm_q4_wgmma_plan(w, m, can_split);
   const int splits = can_split ? plan.splits : 1;
-  XL_CUDA_CHECK(
-      cudaFuncSetAttribute(gemm_q4_wgmma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes));
   const int steps = w.K / kStepK, per_split = (steps + splits - 1) / splits;
   // Token tiles vary fastest: the blocks that share a weight tile run together and read it from DRAM once.
   const dim3 grid((m + kTokensPerBlock - 1) / kTokensPerBlock, w.N / kRowsPerBlock, (steps + per_split - 1) / per_split);
+  XL_CUDA_CHECK(
+      cudaFuncSetAttribute(gemm_q4_wgmma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes));
   launch(gemm_q4_wgmma_kernel<T>, grid, kThreads, kSmemBytes, s, w, xp, m, y, y_stride, accumulate, per_split);
   XL_CUDA_LAUNCH_CHECK();
 }

@@ -47,7 +47,7 @@ void time_picks(int vocab);
 void time_attention(int H, int KV, int D, int len);
 void time_attention_split_rule(int H, int KV, int D, int len, int S);
 void time_attention_prefill(int H, int KV, int D, int m);
-void time_prompt_gemm(const char* what, int K, int N, int m);
+void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out);
 void time_prompt_gemms();
 
 // ---- check_backend.cu: whole-backend checks ----

@@ -164,60 +164,65 @@ void time_attention_prefill(int H, int KV, int D, int m) {
 }
 
 // One prompt GEMM of a model's shape (random symmetric 4-bit weights, group 128), fused (x reordered, then the wgmma
-// kernel) against dequantization + cuBLAS, side by side; fp32 output accumulated as o_proj and down_proj do.
-void time_prompt_gemm(const char* what, int K, int N, int m) {
+// kernel) against dequantization + cuBLAS, side by side; the output as the backend has it: fp16 overwritten (q/k/v,
+// gate/up) or fp32 accumulated (o_proj and down_proj add into the residual stream).
+void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
   HostGptq h = make_gptq(K, N, 128, false, false);
   DevQ d(h, 1);
-  Dev<__half> x((size_t)m * K), xw(gemm_q4_wgmma_input_halves(m, K)), deq((size_t)K * N);
+  Dev<__half> x((size_t)m * K), xw(gemm_q4_wgmma_input_halves(m, K)), deq((size_t)K * N), yh((size_t)m * N);
   fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
   Dev<float> y((size_t)m * N);
   XL_CUDA_CHECK(cudaMemset(y.p, 0, y.n * 4));
   const double flops = 2.0 * m * (double)K * N;
   float fused = -1.f, unfused = -1.f, unsplit = -1.f;
   int splits = 1;
+  auto run_fused = [&](GemmQ4WgmmaPlan plan) {
+    gemm_q4_wgmma_input(x.p, m, K, K, nullptr, xw.p, nullptr);
+    if (half_out)
+      gemm_q4_wgmma(d.q, xw.p, m, yh.p, N, false, nullptr, plan);
+    else
+      gemm_q4_wgmma(d.q, xw.p, m, y.p, N, true, nullptr, plan);
+  };
   if (gemm_q4_wgmma_supported() && gemm_q4_wgmma_fits(d.q)) {
-    splits = gemm_q4_wgmma_plan(d.q, m, true).splits;
-    fused = median_ms([&] {
-      gemm_q4_wgmma_input(x.p, m, K, K, nullptr, xw.p, nullptr);
-      gemm_q4_wgmma(d.q, xw.p, m, y.p, N, true, nullptr);
-    }, 3, 20);
-    if (splits > 1)  // the same without K splits
-      unsplit = median_ms([&] {
-        gemm_q4_wgmma_input(x.p, m, K, K, nullptr, xw.p, nullptr);
-        gemm_q4_wgmma(d.q, xw.p, m, y.p, N, true, nullptr, GemmQ4WgmmaPlan{1});
-      }, 3, 20);
+    splits = gemm_q4_wgmma_plan(d.q, m, !half_out).splits;
+    fused = median_ms([&] { run_fused({}); }, 3, 20);
+    if (splits > 1) unsplit = median_ms([&] { run_fused(GemmQ4WgmmaPlan{1}); }, 3, 20);  // without K splits
   }
 #ifdef XLLAMA_HAVE_CUBLAS
   cublasHandle_t hb;
   cublasCreate(&hb);
-  const float one = 1.f;
+  const float one = 1.f, zero = 0.f;
   unfused = median_ms([&] {
     dequant_q4(d.q, 0, N, deq.p, nullptr);
-    cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &one, y.p,
-                 CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (half_out)
+      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &zero, yh.p,
+                   CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    else
+      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &one, y.p,
+                   CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   }, 3, 20);
   cublasDestroy(hb);
 #endif
   XL_CUDA_CHECK(cudaDeviceSynchronize());
-  std::printf("time prompt gemm %-8s %5dx%-5d m=%4d | fused (%d split%s) %8.1f us %6.1f TFLOP/s | dequant+cuBLAS "
+  std::printf("time prompt gemm %-8s %5dx%-5d m=%4d %s | fused (%d split%s) %8.1f us %6.1f TFLOP/s | dequant+cuBLAS "
               "%8.1f us %6.1f TFLOP/s | fused/unfused %.3f",
-              what, K, N, m, splits, splits > 1 ? "s" : "", fused * 1e3, flops / (fused * 1e-3) / 1e12, unfused * 1e3,
-              flops / (unfused * 1e-3) / 1e12, fused / unfused);
+              what, K, N, m, half_out ? "fp16" : "fp32+", splits, splits > 1 ? "s" : "", fused * 1e3,
+              flops / (fused * 1e-3) / 1e12, unfused * 1e3, flops / (unfused * 1e-3) / 1e12, fused / unfused);
   if (unsplit > 0) std::printf(" | unsplit %8.1f us", unsplit * 1e3);
   std::printf("\n");
 }
 
 void time_prompt_gemms() {
   for (int m : {512, 2048}) {
-    time_prompt_gemm("7B qkv", 4096, 12288, m);
-    time_prompt_gemm("7B o", 4096, 4096, m);
-    time_prompt_gemm("7B gu", 4096, 22016, m);
-    time_prompt_gemm("7B down", 11008, 4096, m);
+    time_prompt_gemm("7B qkv", 4096, 12288, m, true);
+    time_prompt_gemm("7B o", 4096, 4096, m, false);
+    time_prompt_gemm("7B gu", 4096, 22016, m, true);
+    time_prompt_gemm("7B down", 11008, 4096, m, false);
   }
-  time_prompt_gemm("70B qkv", 8192, 10240, 2048);
-  time_prompt_gemm("70B o", 8192, 8192, 2048);
-  time_prompt_gemm("70B gu", 8192, 57344, 2048);
-  time_prompt_gemm("70B down", 28672, 8192, 2048);
+  time_prompt_gemm("70B qkv", 8192, 10240, 2048, true);
+  time_prompt_gemm("70B o", 8192, 8192, 2048, false);
+  time_prompt_gemm("70B gu", 8192, 57344, 2048, true);
+  time_prompt_gemm("70B down", 28672, 8192, 2048, false);
 }
 
 }  // namespace xllama::kcheck
