@@ -258,9 +258,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // out: the reordered x, one contiguous block per (128-token tile, k64 step) with token r's 16-byte chunk c at
 // chunk c ^ (r % 8) of its 128-byte row (the swizzle wgmma reads); rows from m up to the tile's end are zero.
-// With act-order (perm), or x not in 16-byte rows, each value is gathered on its own.
-__global__ void gemm_q4_wgmma_gather_input_kernel(const __half* __restrict__ x, int m, int m_pad, int K, int x_stride,
-                                                  const int* __restrict__ perm, __half* __restrict__ out) {
+// Each value is gathered on its own (through perm with act-order); a thread per 16-byte output chunk. (Reading a
+// 64-column span as 8 x 16 bytes per thread instead was 2-3x slower.)
+__global__ void gemm_q4_wgmma_input_kernel(const __half* __restrict__ x, int m, int m_pad, int K, int x_stride,
+                                           const int* __restrict__ perm, __half* __restrict__ out) {
   wait_for_previous_kernel();
   const int steps = K / kStepK;
   const size_t total = (size_t)m_pad * K / 8;
@@ -280,34 +281,6 @@ __global__ void gemm_q4_wgmma_gather_input_kernel(const __half* __restrict__ x, 
     const int tile = r / kTokensPerBlock, rr = r % kTokensPerBlock, chunk = (c0 & 63) >> 3;
     const size_t block = (size_t)tile * steps + c0 / kStepK;
     *reinterpret_cast<uint4*>(out + block * kXBlockHalves + rr * kStepK + ((chunk ^ (rr & 7)) << 3)) = o;
-  }
-}
-
-// Without a permutation: one 64-column span of a row per thread, read as 8 x 16 bytes and written reordered.
-// Output chunk c (8 columns) of a span holds k = 32 (c % 2) + 8 (e / 2) + c / 2 + 4 (e % 2) for its e = 0..7.
-__global__ void gemm_q4_wgmma_input_kernel(const __half* __restrict__ x, int m, int m_pad, int K, int x_stride,
-                                           __half* __restrict__ out) {
-  wait_for_previous_kernel();
-  const int steps = K / kStepK;
-  const size_t total = (size_t)m_pad * steps;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-    const int r = (int)(i / steps), s = (int)(i % steps);
-    uint4 in[8];
-#pragma unroll
-    for (int q = 0; q < 8; ++q)
-      in[q] = r < m ? *reinterpret_cast<const uint4*>(x + (size_t)r * x_stride + s * kStepK + 8 * q)
-                    : make_uint4(0, 0, 0, 0);
-    const __half* ih = reinterpret_cast<const __half*>(in);
-    const int tile = r / kTokensPerBlock, rr = r % kTokensPerBlock;
-    __half* row = out + ((size_t)tile * steps + s) * kXBlockHalves + rr * kStepK;
-#pragma unroll
-    for (int c = 0; c < 8; ++c) {
-      uint4 o;
-      __half* oh = reinterpret_cast<__half*>(&o);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) oh[e] = ih[32 * (c & 1) + 8 * (e >> 1) + (c >> 1) + 4 * (e & 1)];
-      *reinterpret_cast<uint4*>(row + ((c ^ (rr & 7)) << 3)) = o;
-    }
   }
 }
 
@@ -345,14 +318,8 @@ size_t gemm_q4_wgmma_input_halves(int m, int K) {
 void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s) {
   const int m_pad = (m + kTokensPerBlock - 1) / kTokensPerBlock * kTokensPerBlock;
   const size_t total = (size_t)m_pad * K / 8;
-  if (perm || !aligned16(x) || x_stride % 8 != 0) {
-    const int blocks = (int)std::min<size_t>((total + 255) / 256, 4096);
-    launch(gemm_q4_wgmma_gather_input_kernel, blocks, 256, 0, s, x, m, m_pad, K, x_stride, perm, out);
-  } else {  // one thread per 64-column span
-    const size_t spans = (size_t)m_pad * (K / kStepK);
-    const int blocks = (int)std::min<size_t>((spans + 255) / 256, 4096);
-    launch(gemm_q4_wgmma_input_kernel, blocks, 256, 0, s, x, m, m_pad, K, x_stride, out);
-  }
+  const int blocks = (int)std::min<size_t>((total + 255) / 256, 4096);
+  launch(gemm_q4_wgmma_input_kernel, blocks, 256, 0, s, x, m, m_pad, K, x_stride, perm, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 
