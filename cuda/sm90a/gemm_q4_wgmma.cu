@@ -12,10 +12,10 @@
 // (128-token tile, k64 step) out as one contiguous 16 KB block already in the 128-byte swizzle wgmma reads.
 //
 // Roles (warp specialisation): warps 0-7 are two consumer warpgroups, each owning two m64 slices (128 output
-// features) of the block's 256; warpgroup 2 is the producer, one thread of which copies each k64 step's x block (16 KB), the 8
-// packed weight rows, scales and zeros into a stage with bulk copies (cp.async.bulk, completing on the stage's
-// mbarrier). Consumers wait for a stage, dequantize a slice's fragments while the previous slice's wgmmas run,
-// and hand the stage back once its last wgmmas are done. Everything a block reads from global memory is therefore
+// features) of the block's 256; warpgroup 2 is the producer: lane 0 of each of its warps copies a share of each k64
+// step (the x block of 16 KB, the 8 packed weight rows, scales and zeros) into a stage with bulk copies
+// (cp.async.bulk, completing on the stage's mbarrier). Consumers wait for a stage, dequantize a slice's fragments
+// while the previous slice's wgmmas run, and hand the stage back once its last wgmmas are done. Everything a block reads from global memory is therefore
 // one contiguous range per copy; the x block (the bigger operand: fp16 against 4-bit weights) is read from L2 once
 // per 128-token x 256-feature tile and k64 step.
 #include <cuda_fp16.h>
