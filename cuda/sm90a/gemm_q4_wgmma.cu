@@ -15,15 +15,14 @@
 // features) of the block's 256; warpgroup 2 is the producer: lane 0 of each of its warps copies a share of each k64
 // step (the x block of 16 KB, the 8 packed weight rows, scales and zeros) into a stage with bulk copies
 // (cp.async.bulk, completing on the stage's mbarrier). Consumers wait for a stage, dequantize a slice's fragments
-// while the previous slice's wgmmas run, and hand the stage back once its last wgmmas are done. Everything a block reads from global memory is therefore
-// one contiguous range per copy; the x block (the bigger operand: fp16 against 4-bit weights) is read from L2 once
-// per 128-token x 256-feature tile and k64 step.
+// while the previous slice's wgmmas run, and hand the stage back once its last wgmmas are done. Everything a block
+// reads from global memory is one contiguous range per copy; the x block (the bigger operand: fp16 against 4-bit
+// weights) is read from L2 once per 128-token x 256-feature tile and k64 step.
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "cuda/cuda_check.h"
@@ -342,7 +341,8 @@ void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride
   const int splits = can_split ? plan.splits : 1;
   const int steps = w.K / kStepK, per_split = (steps + splits - 1) / splits;
   // Token tiles vary fastest: the blocks that share a weight tile run together and read it from DRAM once.
-  const dim3 grid((m + kTokensPerBlock - 1) / kTokensPerBlock, w.N / kRowsPerBlock, (steps + per_split - 1) / per_split);
+  const dim3 grid((m + kTokensPerBlock - 1) / kTokensPerBlock, w.N / kRowsPerBlock,
+                  (steps + per_split - 1) / per_split);
   XL_CUDA_CHECK(
       cudaFuncSetAttribute(gemm_q4_wgmma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes));
   launch(gemm_q4_wgmma_kernel<T>, grid, kThreads, kSmemBytes, s, w, xp, m, y, y_stride, accumulate, per_split);
