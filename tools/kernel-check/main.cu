@@ -3,7 +3,7 @@
 //   xllama_kernel_check [--no-timing] [--tune] [--bench-prompt [7b]] [--prompt-attention] [--decode-attention]
 //                       [--decode-step [quick]] [--bench-depths] [--time-attention]
 //                       [--profile-step prefill|prefill2048|decode] [--bench-decode] [--bench-ablate] [--timeline]
-//                       [--prompt-gemm] [--bench-dequant-ahead] [--gemm-algos] [--gemm-sm] [--backend-paths]
+//                       [--prompt-gemm [checks]] [--bench-dequant-ahead] [--gemm-algos] [--gemm-sm] [--backend-paths]
 //                       [--release-latency]
 // --tune also times every 4-bit GEMV variant on the 7B/13B/70B decode shapes, then the prompt path's settings
 // (dequantization tile, chunk) side by side; --decode-step [quick] runs only the persistent decode kernel's timings
@@ -18,8 +18,9 @@
 // --bench-ablate times decode steps with parts left out (what they cost inside the graph); --timeline (a build with
 // -DXLLAMA_KERNEL_TRACE=ON) shows when each decode kernel is released inside the graph and what its block 0 spends
 // where. --prompt-gemm checks the prompt GEMMs, then times the fused Hopper GEMM against dequantization + cuBLAS
-// on 7B and 70B shapes. --bench-dequant-ahead times a GEMM with the next tile's dequantization beside it, then the
-// dummies' prompts with XLLAMA_DEQUANT_AHEAD off and on, side by side. --gemm-algos (cuBLAS builds) times the prompt
+// on 7B and 70B shapes (--prompt-gemm checks: only the checks, for compute-sanitizer). --bench-dequant-ahead times
+// a GEMM with the next tile's dequantization beside it, then the dummies' prompts with XLLAMA_DEQUANT_AHEAD off and
+// on, side by side. --gemm-algos (cuBLAS builds) times the prompt
 // GEMM shapes through cublasGemmEx's choice and every cublasLt heuristic candidate; --gemm-sm times them at SM-count
 // targets from the GPU's down to 96. --backend-paths runs only the whole-backend path checks (decode steps against
 // prompt chunks, sampling, decode pipelining, scoring) in every setting, for repeating them.
@@ -29,6 +30,16 @@
 #include "tools/kernel-check/suites.h"
 
 using namespace xllama::kcheck;
+
+namespace {
+// The prompt GEMMs' checks (dequantization + wmma / cuBLAS, and the fused Hopper kernel where the GPU runs it).
+void check_prompt_gemms() {
+  check_gemm_q4(512, 512, 128, 40, false);
+  check_gemm_q4(512, 512, 64, 77, true);
+  check_gemm_q4(1024, 768, 32, 300, false);  // two groups per k64 step; three token tiles, the last partial
+  check_gemm_q4(2048, 512, 128, 200, false);  // the fused GEMM's K splits (fp32 accumulate)
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   bool timing = true, tune = false;
@@ -41,12 +52,10 @@ int main(int argc, char** argv) {
       guarded("profile step", [&] { profile_step(decode, prompt); });
       return failures ? 1 : 0;
     }
-    if (std::strcmp(argv[i], "--prompt-gemm") == 0) {  // the prompt GEMM's checks, then its shapes timed ("checks": not)
-      guarded("prompt gemm 512x512", [] { check_gemm_q4(512, 512, 128, 40, false); });
-      guarded("prompt gemm 512x512 act-order", [] { check_gemm_q4(512, 512, 64, 77, true); });
-      guarded("prompt gemm 1024x768", [] { check_gemm_q4(1024, 768, 32, 300, false); });
-      guarded("prompt gemm 2048x512", [] { check_gemm_q4(2048, 512, 128, 200, false); });
-      if (!(i + 1 < argc && std::strcmp(argv[i + 1], "checks") == 0)) guarded("prompt gemm timings", time_prompt_gemms);
+    if (std::strcmp(argv[i], "--prompt-gemm") == 0) {  // the prompt GEMMs' checks, then their shapes timed
+      guarded("prompt gemms", check_prompt_gemms);
+      const bool checks_only = i + 1 < argc && std::strcmp(argv[i + 1], "checks") == 0;
+      if (!checks_only) guarded("prompt gemm timings", time_prompt_gemms);
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
       return failures ? 1 : 0;
     }
@@ -227,10 +236,7 @@ int main(int argc, char** argv) {
     check_gather_columns(5, 24576, 24576);  // a row wider than 48 KB: the generic kernel
     check_gather_columns(9, 512, 515);      // a stride not in 8s: the generic kernel
     check_permute_columns(64, 2 * 344);
-    check_gemm_q4(512, 512, 128, 40, false);
-    check_gemm_q4(512, 512, 64, 77, true);
-    check_gemm_q4(1024, 768, 32, 300, false);  // two groups per k64 step; three token tiles, the last partial
-    check_gemm_q4(2048, 512, 128, 200, false);  // the fused GEMM's K splits (fp32 accumulate)
+    check_prompt_gemms();
 #ifdef XLLAMA_HAVE_CUBLAS
     check_gemm_sm_targets(4096, 11008, 512, false);  // a 7B gate/up half at 512 tokens: 116 of the H200's 132
     check_gemm_sm_targets(11008, 4096, 2048, true);   // 7B down_proj at 2048
