@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "cuda/attention_step.cuh"
+#include "cuda/bulk_pipeline.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/env_switch.h"
 #include "cuda/kernels.h"
@@ -164,15 +165,7 @@ struct Ring {
 
 // Waits (every lane of the warp) until the warp's ring entry seq has landed.
 __device__ __forceinline__ void ring_wait(const Ring& ring, int warp, int seq) {
-  const unsigned bar = (unsigned)__cvta_generic_to_shared(ring.full + ring.slot(warp, seq));
-  const unsigned parity = (unsigned)(seq / ring.S) & 1u;
-  unsigned done = 0;
-  while (!done)
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
+  mbar_wait(ring.full + ring.slot(warp, seq), (unsigned)(seq / ring.S) & 1u);
 }
 
 // A warp's position in its own tile sequence: layer by layer, linear by linear, its part of each, strip-major.
@@ -208,21 +201,13 @@ __device__ __forceinline__ void issue_tile(const BlockPlan& bp, const StreamPtrs
   const int r0 = cur.split * R, nr = min(R, K / 8 - r0);
   const int g0 = r0 * 8 / gs, ng = ((r0 + nr) * 8 - 1) / gs - g0 + 1;
   unsigned char* stage = ring.stage(warp, entry);
-  const unsigned bar = (unsigned)__cvta_generic_to_shared(ring.full + ring.slot(warp, entry));
+  uint64_t* bar = ring.full + ring.slot(warp, entry);
   // the stage was last read through the generic proxy; the copy engine writes it next
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   __syncwarp();
-  if (lane == 0) {
-    const unsigned bytes = (unsigned)(nr * cols * 4 + ng * cols * 2 + (w.zeros ? ng * cols : 0));
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-  }
+  if (lane == 0) mbar_arrive_expect_tx(bar, (unsigned)(nr * cols * 4 + ng * cols * 2 + (w.zeros ? ng * cols : 0)));
   __syncwarp();
-  auto bulk = [&](void* dst, const void* gsrc, unsigned n) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                     (unsigned)__cvta_generic_to_shared(dst)),
-                 "l"(gsrc), "r"(n), "r"(bar)
-                 : "memory");
-  };
+  auto bulk = [&](void* dst, const void* gsrc, unsigned n) { bulk_copy_to_shared(dst, gsrc, n, bar); };
   if (lane < nr) bulk(stage + lane * kRowBytes, w.qweight + (size_t)(r0 + lane) * N + c0, cols * 4);
   if (lane >= 16 && lane - 16 < ng)
     bulk(stage + ring.scale_off + (lane - 16) * 256, w.scales + (size_t)(g0 + lane - 16) * N + c0, cols * 2);
@@ -448,10 +433,8 @@ __global__ void __launch_bounds__(T, 1) decode_persistent_kernel(const DecodeSte
   __shared__ __align__(8) uint64_t full_bar[kMaxWarps * kMaxStages];
   const int tid = threadIdx.x, G = gridDim.x, b = blockIdx.x, NL = p.num_layers, warp = tid >> 5;
   const Ring ring{smem, p.stage_bytes, p.scale_off, p.zero_off, p.stages, full_bar};
-  if (tid < W * p.stages)
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"((unsigned)__cvta_generic_to_shared(full_bar + tid))
-                 : "memory");
-  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  if (tid < W * p.stages) mbar_init(full_bar + tid, 1);
+  fence_mbar_init();
   // activations (one linear's staged K range) and the attention items' scratch share one region
   __half2* xs = reinterpret_cast<__half2*>(smem + (size_t)W * p.stages * p.stage_bytes);
   float* scratch = reinterpret_cast<float*>(xs);

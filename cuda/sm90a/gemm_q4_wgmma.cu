@@ -29,7 +29,7 @@
 #include "cuda/gemm_q4_wgmma.h"
 #include "cuda/launch.h"
 #include "cuda/q4_dequant.cuh"
-#include "cuda/sm90a/bulk_pipeline.cuh"
+#include "cuda/bulk_pipeline.cuh"
 #include "cuda/sm90a/wgmma_m64n128k16.cuh"
 
 namespace xllama::cuda {
@@ -305,17 +305,21 @@ bool gemm_q4_wgmma_supported() {
   return yes;
 }
 
+namespace {
+int token_tiles(int m) { return (m + kTokensPerBlock - 1) / kTokensPerBlock; }
+}  // namespace
+
 bool gemm_q4_wgmma_fits(const QWeight& w) {
   return w.K % kStepK == 0 && w.N % kRowsPerBlock == 0 && w.group_size > 0 && w.group_size % 32 == 0 &&
          aligned16(w.qweight) && aligned16(w.scales) && (!w.zeros || aligned16(w.zeros));
 }
 
 size_t gemm_q4_wgmma_input_halves(int m, int K) {
-  return (size_t)((m + kTokensPerBlock - 1) / kTokensPerBlock) * kTokensPerBlock * K;
+  return (size_t)token_tiles(m) * kTokensPerBlock * K;
 }
 
 void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s) {
-  const int m_pad = (m + kTokensPerBlock - 1) / kTokensPerBlock * kTokensPerBlock;
+  const int m_pad = token_tiles(m) * kTokensPerBlock;
   const size_t total = (size_t)m_pad * K / 8;
   const int blocks = (int)std::min<size_t>((total + 255) / 256, 4096);
   launch(gemm_q4_wgmma_input_kernel, blocks, 256, 0, s, x, m, m_pad, K, x_stride, perm, out);
@@ -325,7 +329,7 @@ void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int*
 GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m, bool can_split) {
   int device = 0, sms = 132;
   if (cudaGetDevice(&device) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  const long blocks = (long)((m + kTokensPerBlock - 1) / kTokensPerBlock) * (w.N / kRowsPerBlock);
+  const long blocks = (long)token_tiles(m) * (w.N / kRowsPerBlock);
   const int steps = w.K / kStepK;
   GemmQ4WgmmaPlan plan{1};
   // K splits fill the SMs when there are fewer tiles than SMs (each split keeps at least 16 steps)
@@ -341,8 +345,7 @@ void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride
   const int splits = can_split ? plan.splits : 1;
   const int steps = w.K / kStepK, per_split = (steps + splits - 1) / splits;
   // Token tiles vary fastest: the blocks that share a weight tile run together and read it from DRAM once.
-  const dim3 grid((m + kTokensPerBlock - 1) / kTokensPerBlock, w.N / kRowsPerBlock,
-                  (steps + per_split - 1) / per_split);
+  const dim3 grid(token_tiles(m), w.N / kRowsPerBlock, (steps + per_split - 1) / per_split);
   XL_CUDA_CHECK(
       cudaFuncSetAttribute(gemm_q4_wgmma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes));
   launch(gemm_q4_wgmma_kernel<T>, grid, kThreads, kSmemBytes, s, w, xp, m, y, y_stride, accumulate, per_split);

@@ -1,29 +1,43 @@
-// A shared-memory pipeline of Hopper's bulk copies (sm_90): a producer thread copies contiguous global ranges into a
-// stage with cp.async.bulk, completing on the stage's "full" mbarrier by byte count; consumers wait on it, and hand
-// the stage back through its "empty" mbarrier. No tensor maps: every range the kernel copies is contiguous.
+// Shared-memory pipelines of Hopper's bulk copies (sm_90; used by the persistent decode kernel and the fused prompt
+// GEMM): a producer copies contiguous global ranges into a stage with cp.async.bulk, completing on the stage's
+// mbarrier by byte count; consumers wait on it (and may hand the stage back through another mbarrier). No tensor
+// maps: every range copied is contiguous. The PTX compiles to nothing below sm_90 (callers run only on Hopper).
 #pragma once
 #include <cstdint>
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define XLLAMA_BULK_PTX 1
+#endif
 
 namespace xllama::cuda {
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 __device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned arrivals) {
+#ifdef XLLAMA_BULK_PTX
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(arrivals) : "memory");
+#endif
 }
 // Makes the initialised barriers visible to the copy engine (async proxy) before the first copy names them.
 __device__ __forceinline__ void fence_mbar_init() {
+#ifdef XLLAMA_BULK_PTX
   asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
 }
 // One arrival that also announces `bytes` of copies still to land before the phase completes.
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, unsigned bytes) {
+#ifdef XLLAMA_BULK_PTX
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+#endif
 }
 __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+#ifdef XLLAMA_BULK_PTX
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
+#endif
 }
 // Waits until the phase of parity `parity` has completed (a fresh barrier counts parity 1 as completed).
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+#ifdef XLLAMA_BULK_PTX
   asm volatile(
       "{\n"
       ".reg .pred done;\n"
@@ -33,13 +47,16 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
       "}\n" ::"r"(smem_addr(bar)),
       "r"(parity)
       : "memory");
+#endif
 }
 // `bytes` (a multiple of 16; both addresses 16-byte aligned) from global memory into this block's shared memory.
 __device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, unsigned bytes, uint64_t* bar) {
+#ifdef XLLAMA_BULK_PTX
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
                    smem_addr(dst)),
                "l"(src), "r"(bytes), "r"(smem_addr(bar))
                : "memory");
+#endif
 }
 
 }  // namespace xllama::cuda
