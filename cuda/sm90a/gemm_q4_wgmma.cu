@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 
 #include "cuda/cuda_check.h"
@@ -31,6 +32,7 @@
 #include "cuda/q4_dequant.cuh"
 #include "cuda/bulk_pipeline.cuh"
 #include "cuda/sm90a/wgmma_m64n128k16.cuh"
+#include "cuda/sm90a/wgmma_m64n256k16.cuh"
 
 namespace xllama::cuda {
 namespace {
@@ -55,6 +57,7 @@ constexpr int kZerosOffset = kScalesOffset + 2 * kRowsPerBlock * 2;
 constexpr int kStageBytes = (kZerosOffset + 2 * kRowsPerBlock + 1023) / 1024 * 1024;
 constexpr int kStages = 8;
 constexpr size_t kSmemBytes = (size_t)kStages * kStageBytes + 2 * kStages * sizeof(uint64_t) + 1024;
+static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
 
 // Shared-memory matrix descriptor of a K-major tile with 128-byte rows in the 128-byte swizzle (8-row atoms of
 // 1024 bytes): start address, stride between 8-row groups 1024 bytes, layout type 1 (128B swizzle).
@@ -79,9 +82,10 @@ __device__ __forceinline__ void wgmma_wait() {
 #endif
 }
 // Keeps the compiler from moving accumulator reads or writes across the asynchronous wgmmas.
-__device__ __forceinline__ void fence_accumulators(float (&d)[64]) {
+template <int N>
+__device__ __forceinline__ void fence_accumulators(float (&d)[N]) {
 #pragma unroll
-  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 // The producers: lane 0 of each producer warp fills its share of stage after stage (warp 0: the x block, scales and
@@ -255,6 +259,182 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
+// ---- EXPERIMENT (XLLAMA_FUSED_GEMM_VARIANT=2): one m64n256 slice per consumer warpgroup, so each dequantized A
+// value serves 256 tokens instead of 128: blocks of 128 output features x 256 tokens (two 128-token x blocks per
+// step), 6 stages of 37 KB. Each k16 step's A fragment is dequantized just before its wgmma (two register sets, one
+// commit group per wgmma), from the step's 4 packed words per thread.
+namespace wide {
+constexpr int kTokens = 256, kRows = 128;
+// Shared memory: the ring's x blocks (1024-aligned for the swizzle), then the ring's weight words, scales and zeros
+// (kept apart so that padding each stage to 1024 bytes doesn't cost a stage).
+constexpr int kXBytesW = 2 * kXBlockHalves * 2;
+constexpr int kPitch = kRows + 8;  // 8 mod 32: conflict-free word reads
+constexpr int kWordsOff = 0;       // within a stage's parameters
+constexpr int kScalesOff = kWordsOff + 8 * kPitch * 4;
+constexpr int kZerosOff = kScalesOff + 2 * kRows * 2;
+constexpr int kParams = (kZerosOff + 2 * kRows + 127) / 128 * 128;
+constexpr int kRing = 6;
+constexpr size_t kSmem = (size_t)kRing * (kXBytesW + kParams) + 2 * kRing * sizeof(uint64_t) + 1024;
+static_assert(kSmem <= 227 * 1024, "shared memory per block");
+
+__device__ __forceinline__ void produce(const QWeight& w, const __half* __restrict__ xp, int tile, int steps, int n0,
+                                        int s_begin, int s_end, int rot, uint8_t* smem, uint64_t* full,
+                                        uint64_t* empty, int pw, int ablate) {
+  constexpr int kRowsPerWarp = 3;
+  const int r_begin = pw == 0 ? 0 : (pw - 1) * kRowsPerWarp;
+  const int r_end = pw == 0 ? 0 : min(8, r_begin + kRowsPerWarp);
+  const bool params = pw == 0;
+  const unsigned full_bytes =
+      (params ? kXBytesW + 2 * kRows * 2 + (w.zeros ? 2 * kRows : 0) : 0) + (r_end - r_begin) * kRows * 4;
+  const int n = s_end - s_begin;
+  for (int i = 0; i < n; ++i) {
+    const bool skip_x = (ablate & 1) && i >= kRing, skip_w = (ablate & 2) && i >= kRing;
+    const unsigned bytes = full_bytes - (skip_x && params ? kXBytesW : 0) - (skip_w ? (r_end - r_begin) * kRows * 4 : 0);
+    const int s = s_begin + (i + rot) % n;
+    const int st = i % kRing;
+    mbar_wait(&empty[st], ((i / kRing) & 1) ^ 1);
+    uint8_t* stage = smem + kRing * kXBytesW + st * kParams;
+    const int k0 = s * kStepK;
+    mbar_arrive_expect_tx(&full[st], bytes);
+    for (int r = r_begin; r < (skip_w ? r_begin : r_end); ++r)
+      bulk_copy_to_shared(stage + kWordsOff + r * kPitch * 4, w.qweight + (size_t)(k0 / 8 + r) * w.N + n0, kRows * 4,
+                          &full[st]);
+    if (!params) continue;
+#pragma unroll
+    for (int half = 0; half < (skip_x ? 0 : 2); ++half)
+      bulk_copy_to_shared(smem + st * kXBytesW + half * kXBlockHalves * 2,
+                          xp + ((size_t)(2 * tile + half) * steps + s) * kXBlockHalves, kXBlockHalves * 2, &full[st]);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int g = (k0 + 32 * h) / w.group_size;
+      bulk_copy_to_shared(stage + kScalesOff + h * kRows * 2, w.scales + (size_t)g * w.N + n0, kRows * 2, &full[st]);
+      if (w.zeros)
+        bulk_copy_to_shared(stage + kZerosOff + h * kRows, w.zeros + (size_t)g * w.N + n0, kRows, &full[st]);
+    }
+  }
+}
+
+// Nibbles (j, j + 4) of a packed word as dequant_word's d[j]: exact (q - zero) values.
+__device__ __forceinline__ __half2 nibble_pair(uint32_t word, int j, __half2 z1024, __half2 zneg64) {
+  const uint32_t src = j >= 2 ? word >> 8 : word;
+  uint32_t h = lop3_and_or(src, (j & 1) ? 0x00f000f0u : 0x000f000fu, 0x64006400u);
+  return (j & 1) ? __hfma2(*reinterpret_cast<__half2*>(&h), __float2half2_rn(0.0625f), zneg64)
+                 : __hsub2(*reinterpret_cast<__half2*>(&h), z1024);
+}
+
+// Step i into register set a (a static array per parity: a dynamically chosen set would be copied into the same
+// temporaries every step, which the previous step's wgmmas may still be reading).
+__device__ __forceinline__ void wide_step(const QWeight& w, int i, uint8_t* smem, uint64_t* full, uint64_t* empty,
+                                          int row0, int t, float (&acc)[128], uint32_t (&a)[4][4], int ablate) {
+    const int st = i % kRing;
+    mbar_wait(&full[st], (i / kRing) & 1);
+    const uint8_t* stage = smem + kRing * kXBytesW + st * kParams;
+    const uint64_t desc = sw128_desc(smem_addr(smem + st * kXBytesW));
+    const uint32_t* words = reinterpret_cast<const uint32_t*>(stage + kWordsOff);
+    const __half* scales = reinterpret_cast<const __half*>(stage + kScalesOff);
+    const uint8_t* zeros = stage + kZerosOff;
+    wgmma_wait<1>();  // step i - 2's group, which read this register set, is done
+    if (i > 1) {
+      __syncwarp();
+      if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[(i - 2) % kRing]);
+    }
+#pragma unroll
+    for (int f = 0; f < 4; ++f) {
+      const int row = row0 + 8 * (f & 1), h = f >> 1;
+      const uint32_t word = words[(t + 4 * h) * kPitch + row];
+      const int z = w.zeros ? zeros[h * kRows + row] : w.sym_zero;
+      const uint16_t zb = 0x6400 | z;
+      const __half2 z1024 = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
+      const __half2 zneg64 = __float2half2_rn(-(64.f + (float)z));
+      const __half2 sc = __half2half2(scales[h * kRows + row]);
+      if (ablate & 4) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) a[j][f] = word;
+        continue;
+      }
+      __half2 d[4];
+      dequant_word(word, z1024, zneg64, d);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const __half2 v = __hmul2(d[j], sc);
+        a[j][f] = *reinterpret_cast<const uint32_t*>(&v);
+      }
+    }
+    wgmma_fence();
+#pragma unroll
+    for (int j = 0; j < 4; ++j) wgmma_m64n256k16_rs(acc, a[j], desc + 2 * j);
+    wgmma_commit();
+}
+
+__device__ __forceinline__ void consume(const QWeight& w, int n_steps, uint8_t* smem, uint64_t* full,
+                                        uint64_t* empty, int row0, int t, float (&acc)[128], int ablate) {
+  uint32_t frag0[4][4], frag1[4][4];
+  for (int i = 0; i < n_steps; i += 2) {
+    wide_step(w, i, smem, full, empty, row0, t, acc, frag0, ablate);
+    if (i + 1 < n_steps) wide_step(w, i + 1, smem, full, empty, row0, t, acc, frag1, ablate);
+  }
+  wgmma_wait<0>();
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads, 1)
+    kernel(QWeight w, const __half* __restrict__ xp, int m, T* __restrict__ y, int y_stride, bool accumulate,
+           int steps_per_split, int ablate) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  uint8_t* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kRing * (kXBytesW + kParams));
+  uint64_t* empty = full + kRing;
+  const int tile = blockIdx.x, tok0 = tile * kTokens, n0 = blockIdx.y * kRows;
+  const int steps = w.K / kStepK;
+  const int s_begin = blockIdx.z * steps_per_split, s_end = min(steps, s_begin + steps_per_split);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kRing; ++s) {
+      mbar_init(&full[s], kProducerWarps);
+      mbar_init(&empty[s], kConsumerWarps);
+    }
+    fence_mbar_init();
+  }
+  __syncthreads();
+  wait_for_previous_kernel();
+  if (warp >= kConsumerWarps) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
+    if (lane == 0)
+      produce(w, xp, tile, steps, n0, s_begin, s_end, blockIdx.y, smem, full, empty, warp - kConsumerWarps, ablate);
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegs));
+  const int g = lane >> 2, t = lane & 3;
+  const int row0 = (warp >> 2) * 64 + (warp & 3) * 16 + g;
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+  fence_accumulators(acc);
+  consume(w, s_end - s_begin, smem, full, empty, row0, t, acc, ablate);
+  fence_accumulators(acc);
+  // acc[4 c + e]: row row0 + 8 (e >> 1), token tok0 + 8 c + 2 t + (e & 1)
+#pragma unroll
+  for (int c = 0; c < kTokens / 8; ++c) {
+    const int tok = tok0 + 8 * c + 2 * t;
+    T* p = y + (size_t)tok * y_stride + n0 + row0;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (tok + (e & 1) >= m) continue;
+      T* q = p + (e & 1) * (size_t)y_stride + 8 * (e >> 1);
+      if constexpr (std::is_same_v<T, float>) {
+        if (accumulate) {
+          atomicAdd(q, acc[4 * c + e]);
+          continue;
+        }
+      }
+      *q = T(acc[4 * c + e]);
+    }
+  }
+#endif
+}
+}  // namespace wide
+
 // out: the reordered x, one contiguous block per (128-token tile, k64 step) with token r's 16-byte chunk c at
 // chunk c ^ (r % 8) of its 128-byte row (the swizzle wgmma reads); rows from m up to the tile's end are zero.
 // Each value is gathered on its own (through perm with act-order); a thread per 16-byte output chunk. (Reading a
@@ -306,6 +486,15 @@ bool gemm_q4_wgmma_supported() {
 }
 
 namespace {
+// EXPERIMENT: 0 = 256 features x 128 tokens per block (landed), 2 = 128 x 256 (m64n256 wgmmas).
+int fused_variant() {
+  static const int v = [] {
+    const char* e = std::getenv("XLLAMA_FUSED_GEMM_VARIANT");
+    return e ? std::atoi(e) : 0;
+  }();
+  return v;
+}
+int wide_tiles(int m) { return (m + wide::kTokens - 1) / wide::kTokens; }
 int token_tiles(int m) { return (m + kTokensPerBlock - 1) / kTokensPerBlock; }
 }  // namespace
 
@@ -315,11 +504,12 @@ bool gemm_q4_wgmma_fits(const QWeight& w) {
 }
 
 size_t gemm_q4_wgmma_input_halves(int m, int K) {
+  if (fused_variant() == 2) return (size_t)wide_tiles(m) * wide::kTokens * K;
   return (size_t)token_tiles(m) * kTokensPerBlock * K;
 }
 
 void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s) {
-  const int m_pad = token_tiles(m) * kTokensPerBlock;
+  const int m_pad = fused_variant() == 2 ? wide_tiles(m) * wide::kTokens : token_tiles(m) * kTokensPerBlock;
   const size_t total = (size_t)m_pad * K / 8;
   const int blocks = (int)std::min<size_t>((total + 255) / 256, 4096);
   launch(gemm_q4_wgmma_input_kernel, blocks, 256, 0, s, x, m, m_pad, K, x_stride, perm, out);
@@ -329,7 +519,8 @@ void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int*
 GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m, bool can_split) {
   int device = 0, sms = 132;
   if (cudaGetDevice(&device) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  const long blocks = (long)token_tiles(m) * (w.N / kRowsPerBlock);
+  const long blocks = fused_variant() == 2 ? (long)wide_tiles(m) * (w.N / wide::kRows)
+                                           : (long)token_tiles(m) * (w.N / kRowsPerBlock);
   const int steps = w.K / kStepK;
   GemmQ4WgmmaPlan plan{1};
   // K splits fill the SMs when there are fewer tiles than SMs (each split keeps at least 16 steps)
@@ -346,6 +537,18 @@ void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride
   const int steps = w.K / kStepK, per_split = (steps + splits - 1) / splits;
   // Token tiles vary fastest: the blocks that share a weight tile run together and read it from DRAM once.
   const dim3 grid(token_tiles(m), w.N / kRowsPerBlock, (steps + per_split - 1) / per_split);
+  if (fused_variant() == 2) {
+    const dim3 wgrid(wide_tiles(m), w.N / wide::kRows, grid.z);
+    XL_CUDA_CHECK(
+        cudaFuncSetAttribute(wide::kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)wide::kSmem));
+    static const int ablate = [] {
+      const char* e = std::getenv("XLLAMA_FUSED_ABLATE");
+      return e ? std::atoi(e) : 0;
+    }();
+    launch(wide::kernel<T>, wgrid, kThreads, wide::kSmem, s, w, xp, m, y, y_stride, accumulate, per_split, ablate);
+    XL_CUDA_LAUNCH_CHECK();
+    return;
+  }
   XL_CUDA_CHECK(
       cudaFuncSetAttribute(gemm_q4_wgmma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes));
   launch(gemm_q4_wgmma_kernel<T>, grid, kThreads, kSmemBytes, s, w, xp, m, y, y_stride, accumulate, per_split);

@@ -174,7 +174,7 @@ void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
   Dev<float> y((size_t)m * N);
   XL_CUDA_CHECK(cudaMemset(y.p, 0, y.n * 4));
   const double flops = 2.0 * m * (double)K * N;
-  float fused = -1.f, unfused = -1.f, unsplit = -1.f;
+  float fused = -1.f, unfused = -1.f, unsplit = -1.f, cublas_only = -1.f;
   int splits = 1;
   auto run_fused = [&](GemmQ4WgmmaPlan plan) {
     gemm_q4_wgmma_input(x.p, m, K, K, nullptr, xw.p, nullptr);
@@ -201,6 +201,14 @@ void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
       cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &one, y.p,
                    CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   }, 3, 20);
+  cublas_only = median_ms([&] {
+    if (half_out)
+      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &zero, yh.p,
+                   CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    else
+      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &one, y.p,
+                   CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  }, 3, 20);
   cublasDestroy(hb);
 #endif
   XL_CUDA_CHECK(cudaDeviceSynchronize());
@@ -209,6 +217,7 @@ void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
               what, K, N, m, half_out ? "fp16" : "fp32+", splits, splits > 1 ? "s" : "", fused * 1e3,
               flops / (fused * 1e-3) / 1e12, unfused * 1e3, flops / (unfused * 1e-3) / 1e12, fused / unfused);
   if (unsplit > 0) std::printf(" | unsplit %8.1f us", unsplit * 1e3);
+  if (cublas_only > 0) std::printf(" | cuBLAS alone %8.1f us, fused/that %.3f", cublas_only * 1e3, fused / cublas_only);
   std::printf("\n");
 }
 
