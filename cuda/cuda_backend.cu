@@ -574,6 +574,11 @@ class Stage {
     // Hopper, opt-in (XLLAMA_FUSED_PROMPT_GEMM=1): 4-bit prompt GEMMs dequantize in registers. Slower than
     // dequantization + cuBLAS so far (docs/PERF-NOTES.md, session 19).
     fused_prompt_gemm_ = cuda::env_switch_set("XLLAMA_FUSED_PROMPT_GEMM") && cuda::gemm_q4_wgmma_supported();
+    if (fused_prompt_gemm_) {  // its stream-K scratch, zeroed once (each GEMM leaves it as it found it)
+      const size_t bytes = cuda::gemm_q4_wgmma_scratch_bytes();
+      fused_scratch_ = mem_.alloc<uint8_t>(bytes, "scratch", &scratch_bytes_);
+      XL_CUDA_CHECK(cudaMemset(fused_scratch_, 0, bytes));
+    }
     work_ = mem_.alloc<float>(work_floats, "scratch", &scratch_bytes_);
     attn_done_ = mem_.alloc<unsigned>((size_t)cuda::kGemvMaxRows * H, "scratch", &scratch_bytes_);
     XL_CUDA_CHECK(cudaMemset(attn_done_, 0, (size_t)cuda::kGemvMaxRows * H * sizeof(unsigned)));
@@ -1113,7 +1118,7 @@ class Stage {
   void prompt_linear(const GpuLinear& l, const __half* x, int m, int x_stride, T* y, int y_stride, float beta) {
     if (l.quantized && fused_prompt_gemm_ && cuda::gemm_q4_wgmma_fits(l.q)) {
       cuda::gemm_q4_wgmma_input(x, m, l.K, x_stride, l.q.perm, xperm_, stream_);
-      cuda::gemm_q4_wgmma(l.q, xperm_, m, y, y_stride, beta != 0.f, stream_);
+      cuda::gemm_q4_wgmma(l.q, xperm_, m, y, y_stride, beta != 0.f, fused_scratch_, stream_);
     } else if (l.quantized) {
       const __half* a = x;
       int lda = x_stride;
@@ -1495,6 +1500,7 @@ class Stage {
   size_t deq_halves_ = 0;
   std::unique_ptr<cuda::DequantAhead> deq_ahead_;  // create_dequant_ahead
   bool fused_prompt_gemm_ = false;
+  uint8_t* fused_scratch_ = nullptr;
   int *tokens_ = nullptr, *pos_ = nullptr, *score_targets_ = nullptr;
   float* score_nll_ = nullptr;
   unsigned* attn_done_ = nullptr;  // decode attention's per-(row, head) split counters

@@ -11,29 +11,35 @@
 
 namespace xllama::cuda {
 
-// How a GEMM is cut along K (fp32 accumulate only: each split adds its partial sums with atomics), so that fewer
-// tiles than SMs still fill them. splits 0: gemm_q4_wgmma_plan's pick.
+// How many blocks share the work (tiles x k64 steps): the number of tiles (each block one whole tile), or fewer,
+// one per SM at most (stream-K: blocks take equal shares of the steps, cutting tiles where they must; needs the
+// scratch). 0: gemm_q4_wgmma_plan's pick.
 struct GemmQ4WgmmaPlan {
-  int splits = 0;
+  int blocks = 0;
 };
 
 #ifdef XLLAMA_HAVE_SM90A
 // The current GPU runs the kernel (compute capability 9.0 and this build holds its sm_90a code).
 bool gemm_q4_wgmma_supported();
-// The weight's shape suits the kernel's tiles: K % 64, N % 256, group size % 32, every pointer it reads aligned.
+// The weight's shape suits the kernel's tiles: K % 64, N % 128, group size % 32, every pointer it reads aligned.
 bool gemm_q4_wgmma_fits(const QWeight& w);
 // The kernel's input: x[i, perm[k(c)]] (perm may be null) in the column order its A fragments take (within each
-// 64-column span, c = 16 j + p holds k = 8 (p / 2) + j + 4 (p % 2)), laid out in blocks of 128 rows x 64 columns
+// 64-column span, c = 16 j + p holds k = 8 (p / 2) + j + 4 (p % 2)), laid out in blocks of 256 rows x 64 columns
 // (zero rows past m); out holds gemm_q4_wgmma_input_halves(m, K) halves.
 void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s);
 size_t gemm_q4_wgmma_input_halves(int m, int K);
-// The tiles and splits that fill this GPU's SMs best for m rows (can_split: fp32 accumulate).
-GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m, bool can_split);
+// Bytes of the stream-K scratch on the current GPU (fp32 partial tiles, flags, tickets): the caller allocates them
+// zeroed, one scratch per stream that may run these GEMMs at the same time.
+size_t gemm_q4_wgmma_scratch_bytes();
+// The schedule that fills this GPU's SMs best for m rows.
+GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m);
 // y[i, n] (+)= sum_k xp[i, k] W(k, n) for i < m; accumulate adds into y (fp32 only), else y is overwritten. xp is
-// gemm_q4_wgmma_input's output. T: float or __half. Needs gemm_q4_wgmma_supported() and gemm_q4_wgmma_fits(w).
+// gemm_q4_wgmma_input's output; scratch: gemm_q4_wgmma_scratch_bytes() zeroed bytes (null: whole tiles only). T:
+// float or __half. Needs gemm_q4_wgmma_supported() and gemm_q4_wgmma_fits(w). The result doesn't depend on the
+// plan's timing: tiles cut between blocks are summed in a fixed order.
 template <class T>
-void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, cudaStream_t s,
-                   GemmQ4WgmmaPlan plan = {});
+void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, void* scratch,
+                   cudaStream_t s, GemmQ4WgmmaPlan plan = {});
 #else
 // A build without sm_90a code (nvcc older than 12.0, or XLLAMA_SM90A=OFF): no GPU runs the kernel.
 inline bool gemm_q4_wgmma_supported() { return false; }
@@ -42,9 +48,10 @@ inline void gemm_q4_wgmma_input(const __half*, int, int, int, const int*, __half
   throw std::logic_error("gemm_q4_wgmma_input: this build has no sm_90a code");
 }
 inline size_t gemm_q4_wgmma_input_halves(int m, int K) { return (size_t)m * K; }
-inline GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight&, int, bool) { return {}; }
+inline size_t gemm_q4_wgmma_scratch_bytes() { return 0; }
+inline GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight&, int) { return {}; }
 template <class T>
-void gemm_q4_wgmma(const QWeight&, const __half*, int, T*, int, bool, cudaStream_t, GemmQ4WgmmaPlan = {}) {
+void gemm_q4_wgmma(const QWeight&, const __half*, int, T*, int, bool, void*, cudaStream_t, GemmQ4WgmmaPlan = {}) {
   throw std::logic_error("gemm_q4_wgmma: this build has no sm_90a code");
 }
 #endif

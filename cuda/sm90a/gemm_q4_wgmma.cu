@@ -2,28 +2,35 @@
 // library in CMakeLists.txt): wgmma and setmaxnreg are not part of plain sm_90.
 //
 // y^T = W^T x^T as wgmma sees it: A = the weights (output features), dequantized by each consumer thread into its
-// own A fragment registers; B = 128 input rows (tokens) of x in shared memory; the fp32 accumulators stay in
-// registers until the end. The dequantized value is scale * (q - zero) rounded to fp16 once, exactly what
+// own A fragment registers; B = 256 input rows (tokens) of x in shared memory; the fp32 accumulators stay in
+// registers until the tile is done. The dequantized value is scale * (q - zero) rounded to fp16 once, exactly what
 // dequant_q4 writes for cuBLAS, so only the order of the fp32 sums differs from the unfused path.
 //
 // Which k a fragment register holds is the GEMM's choice, as long as B agrees: a thread's fragment registers of the
 // k16 step j hold nibbles (j, j + 4) of packed words t and t + 4 (t = lane % 4) of its two rows, which is what
 // dequant_word gives, so gemm_q4_wgmma_input reorders x's columns to match once per GEMM (a few MB), and lays each
-// (128-token tile, k64 step) out as one contiguous 16 KB block already in the 128-byte swizzle wgmma reads.
+// (256-token tile, k64 step) out as one contiguous 32 KB block already in the 128-byte swizzle wgmma reads.
 //
-// Roles (warp specialisation): warps 0-7 are two consumer warpgroups, each owning two m64 slices (128 output
-// features) of the block's 256; warpgroup 2 is the producer: lane 0 of each of its warps copies a share of each k64
-// step (the x block of 16 KB, the 8 packed weight rows, scales and zeros) into a stage with bulk copies
-// (cp.async.bulk, completing on the stage's mbarrier). Consumers wait for a stage, dequantize a slice's fragments
-// while the previous slice's wgmmas run, and hand the stage back once its last wgmmas are done. Everything a block
-// reads from global memory is one contiguous range per copy; the x block (the bigger operand: fp16 against 4-bit
-// weights) is read from L2 once per 128-token x 256-feature tile and k64 step.
+// Tiles are 128 output features x 256 tokens: each consumer warpgroup owns one m64n256 slice (128 accumulators a
+// thread), so every dequantized value feeds 256 tokens (session 44: 4-7% faster than 256 x 128 tiles, which
+// dequantized each value for 128). Roles (warp specialisation): warps 0-7 are the two consumer warpgroups;
+// warpgroup 2 is the producer: lane 0 of each of its warps copies a share of each k64 step (the x block, the 8
+// packed weight rows, scales and zeros) into a stage with bulk copies (cp.async.bulk, completing on the stage's
+// mbarrier). Consumers wait for a stage, dequantize a step's fragments while the previous step's wgmmas run, and
+// hand the stage back once its wgmmas are done.
+//
+// The schedule (GemmQ4WgmmaPlan): the work is tiles x k64 steps, "units" in a row, and block v takes units
+// [v U / G, (v + 1) U / G). With G = tiles every block computes one whole tile; with fewer blocks (one per SM:
+// stream-K) a block's range may start inside a tile and end inside another, so the last wave is not left mostly
+// idle (7B q/k/v at 512 tokens: 192 tiles on 132 SMs). A tile cut between blocks is summed by the block that
+// computed its last units, after its own range, from the other blocks' fp32 partials in block order: the result
+// doesn't depend on timing. Blocks take their index v from a ticket in the order they start, and wait only for
+// lower tickets (blocks already running), so no wait can outlast a block that never got an SM.
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "cuda/cuda_check.h"
@@ -31,33 +38,53 @@
 #include "cuda/launch.h"
 #include "cuda/q4_dequant.cuh"
 #include "cuda/bulk_pipeline.cuh"
-#include "cuda/sm90a/wgmma_m64n128k16.cuh"
 #include "cuda/sm90a/wgmma_m64n256k16.cuh"
 
 namespace xllama::cuda {
 namespace {
 
-constexpr int kTokensPerBlock = 128;  // input rows (B columns): one m64n128 wgmma per slice and k16
-constexpr int kStepK = 64;            // k per stage: one 128-byte swizzle row of x per token
-constexpr int kXBlockHalves = kTokensPerBlock * kStepK;  // one (token tile, k64 step) block of the reordered x
-constexpr int kRowsPerBlock = 256;   // output features: two consumer warpgroups x two m64 slices
-constexpr int kSlices = 2;            // m64 slices per consumer warpgroup
-constexpr int kConsumerWarps = 8;     // warpgroups 0 and 1
-constexpr int kThreads = 384;         // + the producer warpgroup
-constexpr int kProducerWarps = 4;     // lane 0 of each copies its share of a stage
-constexpr int kConsumerRegs = 232, kProducerRegs = 40;  // setmaxnreg: 2 x 128 x 232 + 128 x 40 <= 64K
-
-// One stage's shared memory, in bytes from its (1024-aligned) start: the x block first (the swizzle's atoms are
-// 1024-aligned), then the 8 packed weight rows, two groups' scales and zeros.
-constexpr int kWordPitch = kRowsPerBlock + 8;  // words per packed row (= 8 mod 32: conflict-free fragment reads)
+constexpr int kTileTokens = 256;  // input rows (B columns): one m64n256 wgmma per consumer warpgroup and k16
+constexpr int kTileRows = 128;    // output features: two consumer warpgroups x m64
+constexpr int kStepK = 64;        // k per stage: one 128-byte swizzle row of x per token
+constexpr int kXBlockHalves = kTileTokens * kStepK;  // one (token tile, k64 step) block of the reordered x: 32 KB
 constexpr int kXBytes = kXBlockHalves * 2;
-constexpr int kWordsOffset = kXBytes;
+constexpr int kConsumerWarps = 8;  // warpgroups 0 and 1
+constexpr int kConsumerThreads = kConsumerWarps * 32;
+constexpr int kThreads = 384;      // + the producer warpgroup
+constexpr int kProducerWarps = 4;  // lane 0 of each copies its share of a stage
+constexpr int kConsumerRegs = 232, kProducerRegs = 40;  // setmaxnreg: 2 x 128 x 232 + 128 x 40 <= 64K
+constexpr int kAccumulators = 128;                      // per consumer thread: 64 x 256 fp32 over 128 threads
+
+// Shared memory: the stages' x blocks first (1024-aligned for the swizzle's atoms), then each stage's parameters:
+// the 8 packed weight rows, two groups' scales and zeros (kept apart so that padding a stage to 1024 bytes doesn't
+// cost a stage: 6 fit in 227 KB).
+constexpr int kWordPitch = kTileRows + 8;  // words per packed row (= 8 mod 32: conflict-free fragment reads)
+constexpr int kWordsOffset = 0;            // within a stage's parameters
 constexpr int kScalesOffset = kWordsOffset + 8 * kWordPitch * 4;
-constexpr int kZerosOffset = kScalesOffset + 2 * kRowsPerBlock * 2;
-constexpr int kStageBytes = (kZerosOffset + 2 * kRowsPerBlock + 1023) / 1024 * 1024;
-constexpr int kStages = 8;
-constexpr size_t kSmemBytes = (size_t)kStages * kStageBytes + 2 * kStages * sizeof(uint64_t) + 1024;
+constexpr int kZerosOffset = kScalesOffset + 2 * kTileRows * 2;
+constexpr int kParamBytes = (kZerosOffset + 2 * kTileRows + 127) / 128 * 128;
+constexpr int kStages = 6;
+constexpr size_t kSmemBytes = (size_t)kStages * (kXBytes + kParamBytes) + 2 * kStages * sizeof(uint64_t) + 1024;
 static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
+
+// The stream-K scratch (gemm_q4_wgmma_scratch_bytes): two fp32 partial tiles per block (one it sums later, one it
+// hands on), a flag per block (its handed-on partial is written), and the ticket counters.
+constexpr size_t kPartialFloats = (size_t)kConsumerThreads * kAccumulators;
+constexpr int kMaxBlocks = 1024;  // stream-K blocks at most (one per SM)
+
+struct Schedule {
+  int tok_tiles;  // tiles: (row tile, token tile), token tiles varying fastest
+  int steps;      // k64 steps per tile
+  long long units;
+  int blocks;
+  float* partials;  // null: one whole tile per block
+  unsigned* flags;
+  unsigned* tickets;  // [next ticket, blocks finished]
+};
+
+__device__ __forceinline__ long long range_begin(const Schedule& sc, int v) {
+  return (long long)v * sc.units / sc.blocks;
+}
 
 // Shared-memory matrix descriptor of a K-major tile with 128-byte rows in the 128-byte swizzle (8-row atoms of
 // 1024 bytes): start address, stride between 8-row groups 1024 bytes, layout type 1 (128B swizzle).
@@ -88,62 +115,85 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+
+// One tile's part that a block computes: units [a, b) of tile `tile` (the tile's steps taken from step `rot` on,
+// wrapping: blocks of different row tiles start at different steps, so they read different x blocks at any one
+// time rather than all the same one; 2-6% faster than all starting at step 0).
+struct Segment {
+  int tile, a, b;
+  __device__ int row_tile(const Schedule& sc) const { return tile / sc.tok_tiles; }
+  __device__ int tok_tile(const Schedule& sc) const { return tile % sc.tok_tiles; }
+  __device__ int step(const Schedule& sc, int unit) const { return (unit + row_tile(sc)) % sc.steps; }
+};
+__device__ __forceinline__ Segment segment_at(const Schedule& sc, long long u, long long end) {
+  Segment g;
+  g.tile = (int)(u / sc.steps);
+  g.a = (int)(u - (long long)g.tile * sc.steps);
+  const long long left = end - u;
+  g.b = left < sc.steps - g.a ? g.a + (int)left : sc.steps;
+  return g;
+}
+
 // The producers: lane 0 of each producer warp fills its share of stage after stage (warp 0: the x block, scales and
 // zeros; warps 1-3: the packed weight rows, 3 + 3 + 2), each announcing its own bytes on the stage's mbarrier: one
-// thread's copies are issued one after the other, four threads' side by side. The steps start at `rot` (and wrap):
-// blocks of different row tiles start at different steps, so they read different x blocks at any one time rather
-// than all the same one (2-6% faster than every block starting at step 0), while the blocks sharing a weight tile
-// (one rot) still read it together.
-__device__ __forceinline__ void produce(const QWeight& w, const __half* __restrict__ xtile, int n0, int s_begin,
-                                        int s_end, int rot, uint8_t* smem, uint64_t* full, uint64_t* empty, int pw) {
+// thread's copies are issued one after the other, four threads' side by side.
+__device__ __forceinline__ void produce(const QWeight& w, const __half* __restrict__ xp, const Schedule& sc, int v,
+                                        uint8_t* smem, uint64_t* full, uint64_t* empty, int pw) {
   constexpr int kRowsPerWarp = (8 + kProducerWarps - 2) / (kProducerWarps - 1);
   const int r_begin = pw == 0 ? 0 : (pw - 1) * kRowsPerWarp;
   const int r_end = pw == 0 ? 0 : min(8, r_begin + kRowsPerWarp);
   const bool params = pw == 0;
-  const unsigned bytes = (params ? kXBytes + 2 * kRowsPerBlock * 2 + (w.zeros ? 2 * kRowsPerBlock : 0) : 0) +
-                         (r_end - r_begin) * kRowsPerBlock * 4;
-  const int n = s_end - s_begin;
-  for (int i = 0; i < n; ++i) {
-    const int s = s_begin + (i + rot) % n;
-    const int st = i % kStages;
-    mbar_wait(&empty[st], ((i / kStages) & 1) ^ 1);
-    uint8_t* stage = smem + st * kStageBytes;
-    const int k0 = s * kStepK;
-    mbar_arrive_expect_tx(&full[st], bytes);
-    for (int r = r_begin; r < r_end; ++r)
-      bulk_copy_to_shared(stage + kWordsOffset + r * kWordPitch * 4, w.qweight + (size_t)(k0 / 8 + r) * w.N + n0,
-                          kRowsPerBlock * 4, &full[st]);
-    if (!params) continue;
-    bulk_copy_to_shared(stage, xtile + (size_t)s * kXBlockHalves, kXBytes, &full[st]);
-    // the groups of k0 and k0 + 32 (the same one for group sizes of 64 or more)
+  const unsigned bytes =
+      (params ? kXBytes + 2 * kTileRows * 2 + (w.zeros ? 2 * kTileRows : 0) : 0) + (r_end - r_begin) * kTileRows * 4;
+  uint8_t* param_base = smem + kStages * kXBytes;
+  int i = 0;  // stages filled so far (the ring runs on across segments)
+  const long long end = range_begin(sc, v + 1);
+  for (long long u = range_begin(sc, v); u < end;) {
+    const Segment g = segment_at(sc, u, end);
+    const int n0 = g.row_tile(sc) * kTileRows;
+    const __half* xtile = xp + (size_t)g.tok_tile(sc) * sc.steps * kXBlockHalves;
+    for (int unit = g.a; unit < g.b; ++unit, ++i) {
+      const int st = i % kStages;
+      mbar_wait(&empty[st], ((i / kStages) & 1) ^ 1);
+      uint8_t* stage = param_base + st * kParamBytes;
+      const int s = g.step(sc, unit), k0 = s * kStepK;
+      mbar_arrive_expect_tx(&full[st], bytes);
+      for (int r = r_begin; r < r_end; ++r)
+        bulk_copy_to_shared(stage + kWordsOffset + r * kWordPitch * 4, w.qweight + (size_t)(k0 / 8 + r) * w.N + n0,
+                            kTileRows * 4, &full[st]);
+      if (!params) continue;
+      bulk_copy_to_shared(smem + st * kXBytes, xtile + (size_t)s * kXBlockHalves, kXBytes, &full[st]);
+      // the groups of k0 and k0 + 32 (the same one for group sizes of 64 or more)
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int g = (k0 + 32 * h) / w.group_size;
-      bulk_copy_to_shared(stage + kScalesOffset + h * kRowsPerBlock * 2, w.scales + (size_t)g * w.N + n0,
-                          kRowsPerBlock * 2, &full[st]);
-      if (w.zeros)
-        bulk_copy_to_shared(stage + kZerosOffset + h * kRowsPerBlock, w.zeros + (size_t)g * w.N + n0, kRowsPerBlock,
-                            &full[st]);
+      for (int h = 0; h < 2; ++h) {
+        const int grp = (k0 + 32 * h) / w.group_size;
+        bulk_copy_to_shared(stage + kScalesOffset + h * kTileRows * 2, w.scales + (size_t)grp * w.N + n0,
+                            kTileRows * 2, &full[st]);
+        if (w.zeros)
+          bulk_copy_to_shared(stage + kZerosOffset + h * kTileRows, w.zeros + (size_t)grp * w.N + n0, kTileRows,
+                              &full[st]);
+      }
     }
+    u += g.b - g.a;
   }
 }
 
-// A fragments of one k64 step for the thread's rows `row` and row + 8 of the tile: a[j] for k16 step j =
-// {row words t, row + 8 words t, row words t + 4, row + 8 words t + 4}, nibbles (j, j + 4).
-__device__ __forceinline__ void dequantize_step(const QWeight& w, const uint8_t* stage, int row0, int t,
+// A fragments of one k64 step for the thread's rows `row0` and row0 + 8: a[j] for k16 step j =
+// {row0 words t, row0 + 8 words t, row0 words t + 4, row0 + 8 words t + 4}, nibbles (j, j + 4).
+__device__ __forceinline__ void dequantize_step(const QWeight& w, const uint8_t* params, int row0, int t,
                                                 uint32_t (&a)[4][4]) {
-  const uint32_t* words = reinterpret_cast<const uint32_t*>(stage + kWordsOffset);
-  const __half* scales = reinterpret_cast<const __half*>(stage + kScalesOffset);
-  const uint8_t* zeros = stage + kZerosOffset;
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(params + kWordsOffset);
+  const __half* scales = reinterpret_cast<const __half*>(params + kScalesOffset);
+  const uint8_t* zeros = params + kZerosOffset;
 #pragma unroll
   for (int f = 0; f < 4; ++f) {  // fragment register f: row0 + 8 (f & 1), word t + 4 (f >> 1)
     const int row = row0 + 8 * (f & 1), h = f >> 1;
     const uint32_t word = words[(t + 4 * h) * kWordPitch + row];
-    const int z = w.zeros ? zeros[h * kRowsPerBlock + row] : w.sym_zero;
+    const int z = w.zeros ? zeros[h * kTileRows + row] : w.sym_zero;
     const uint16_t zb = 0x6400 | z;
     const __half2 z1024 = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
     const __half2 zneg64 = __float2half2_rn(-(64.f + (float)z));
-    const __half2 s = __half2half2(scales[h * kRowsPerBlock + row]);
+    const __half2 s = __half2half2(scales[h * kTileRows + row]);
     __half2 d[4];
     dequant_word(word, z1024, zneg64, d);
 #pragma unroll
@@ -154,268 +204,110 @@ __device__ __forceinline__ void dequantize_step(const QWeight& w, const uint8_t*
   }
 }
 
-// One k64 step of a consumer warpgroup: wait for its stage, then per slice: wait until at most one wgmma group is
-// pending (so the group two back, which used this slice's register set, is done), hand back the stage whose last
-// group that was, dequantize, issue 4 wgmmas. (Two groups pending with three register sets was 13% slower.)
-__device__ __forceinline__ void consume_step(const QWeight& w, int i, uint8_t* smem, uint64_t* full, uint64_t* empty,
-                                             int row0, int t, float (&acc)[kSlices][64],
-                                             uint32_t (&a)[kSlices][4][4]) {
+// The consumer side of stage i (counted over the block's whole range): wait for it; wait until at most one wgmma
+// group is pending (so stage i - 2's group, which read this register set, is done) and hand stage i - 2 back if it
+// belongs to this segment (first: the segment's first stage); dequantize; issue the step's 4 wgmmas as one group.
+// `a` must be a different array for odd and even i: picking the set at run time would copy it into the same
+// registers every step, while the previous step's wgmmas may still read them (wrong results, no compiler warning).
+__device__ __forceinline__ void consume_step(const QWeight& w, int i, int first, uint8_t* smem, uint64_t* full,
+                                             uint64_t* empty, int row0, int t, float (&acc)[kAccumulators],
+                                             uint32_t (&a)[4][4]) {
   const int st = i % kStages;
   mbar_wait(&full[st], (i / kStages) & 1);
-  const uint8_t* stage = smem + st * kStageBytes;
-  const uint64_t desc = sw128_desc(smem_addr(stage));
-#pragma unroll
-  for (int sl = 0; sl < kSlices; ++sl) {
-    wgmma_wait<1>();
-    if (sl == kSlices - 1 && i > 0) {  // step i - 1's last group is done: its stage is free
-      __syncwarp();
-      if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[(i - 1) % kStages]);
-    }
-    uint32_t(&frag)[4][4] = a[sl];
-    dequantize_step(w, stage, row0 + 64 * sl, t, frag);
-    wgmma_fence();
-#pragma unroll
-    for (int j = 0; j < 4; ++j) wgmma_m64n128k16_rs(acc[sl], frag[j], desc + 2 * j);  // + 32 bytes per k16
-    wgmma_commit();
+  const uint64_t desc = sw128_desc(smem_addr(smem + st * kXBytes));
+  wgmma_wait<1>();
+  if (i - 2 >= first) {
+    __syncwarp();
+    if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[(i - 2) % kStages]);
   }
+  dequantize_step(w, smem + kStages * kXBytes + st * kParamBytes, row0, t, a);
+  wgmma_fence();
+#pragma unroll
+  for (int j = 0; j < 4; ++j) wgmma_m64n256k16_rs(acc, a[j], desc + 2 * j);  // + 32 bytes per k16
+  wgmma_commit();
 }
 
-__device__ __forceinline__ void consume(const QWeight& w, int n_steps, uint8_t* smem, uint64_t* full, uint64_t* empty,
-                                        int row0, int t, float (&acc)[kSlices][64]) {
-  uint32_t a[kSlices][4][4];
-  for (int i = 0; i < n_steps; ++i) consume_step(w, i, smem, full, empty, row0, t, acc, a);
-  wgmma_wait<0>();
-}
-
-// grid (token tiles, N / rows, K splits); split z takes steps [z * steps_per_split, ...). Splits > 1 add their
-// partial sums into y (fp32 accumulate only).
-template <class T>
-__global__ void __launch_bounds__(kThreads, 1)
-    gemm_q4_wgmma_kernel(QWeight w, const __half* __restrict__ xp, int m, T* __restrict__ y, int y_stride,
-                         bool accumulate, int steps_per_split) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  extern __shared__ __align__(1024) uint8_t smem_raw[];
-  // aligned by offsetting smem_raw itself (not through an integer), so the compiler still knows the accesses are to
-  // shared memory and uses LDS rather than generic loads
-  uint8_t* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kStageBytes);
-  uint64_t* empty = full + kStages;
-  const int tile = blockIdx.x, tok0 = tile * kTokensPerBlock, n0 = blockIdx.y * kRowsPerBlock;
-  const int steps = w.K / kStepK;
-  const int s_begin = blockIdx.z * steps_per_split, s_end = min(steps, s_begin + steps_per_split);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      mbar_init(&full[s], kProducerWarps);
-      mbar_init(&empty[s], kConsumerWarps);
-    }
-    fence_mbar_init();
-  }
-  __syncthreads();
-  wait_for_previous_kernel();
-  if (warp >= kConsumerWarps) {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
-    const int pw = warp - kConsumerWarps;
-    if (lane == 0)
-      produce(w, xp + (size_t)tile * steps * kXBlockHalves, n0, s_begin, s_end, blockIdx.y, smem, full, empty, pw);
-    return;
-  }
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegs));
-  const int g = lane >> 2, t = lane & 3;
-  // this thread's first A row (output feature) in the block: warpgroup, then 16 rows per warp; slices add 64
-  const int row0 = (warp >> 2) * 64 * kSlices + (warp & 3) * 16 + g;
-  float acc[kSlices][64];
+// Stages [i0, i1) into acc (zeroed first); all their wgmmas done and every stage handed back on return.
+__device__ __forceinline__ void consume_segment(const QWeight& w, int i0, int i1, uint8_t* smem, uint64_t* full,
+                                                uint64_t* empty, int row0, int t, float (&acc)[kAccumulators],
+                                                uint32_t (&even)[4][4], uint32_t (&odd)[4][4]) {
 #pragma unroll
-  for (int sl = 0; sl < kSlices; ++sl) {
-#pragma unroll
-    for (int i = 0; i < 64; ++i) acc[sl][i] = 0.f;
-    fence_accumulators(acc[sl]);
-  }
-  consume(w, s_end - s_begin, smem, full, empty, row0, t, acc);
-#pragma unroll
-  for (int sl = 0; sl < kSlices; ++sl) {
-    fence_accumulators(acc[sl]);
-    // acc[4 c + e]: row row0 + 64 sl + 8 (e >> 1), token 8 c + 2 t + (e & 1)
-#pragma unroll
-    for (int c = 0; c < kTokensPerBlock / 8; ++c) {
-      const int tok = tok0 + 8 * c + 2 * t;
-      T* p = y + (size_t)tok * y_stride + n0 + row0 + 64 * sl;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        if (tok + (e & 1) >= m) continue;
-        T* q = p + (e & 1) * (size_t)y_stride + 8 * (e >> 1);
-        if constexpr (std::is_same_v<T, float>) {
-          // Accumulating: reductions in L2 (red.add), issued without waiting, where loading each old value first
-          // keeps the loads' latency in the block's tail. With one split it is the same y + v as a load and a store.
-          if (accumulate) {
-            atomicAdd(q, acc[sl][4 * c + e]);
-            continue;
-          }
-        }
-        *q = T(acc[sl][4 * c + e]);
-      }
-    }
-  }
-#endif
-}
-
-// ---- EXPERIMENT (XLLAMA_FUSED_GEMM_VARIANT=2): one m64n256 slice per consumer warpgroup, so each dequantized A
-// value serves 256 tokens instead of 128: blocks of 128 output features x 256 tokens (two 128-token x blocks per
-// step), 6 stages of 37 KB. Each k16 step's A fragment is dequantized just before its wgmma (two register sets, one
-// commit group per wgmma), from the step's 4 packed words per thread.
-namespace wide {
-constexpr int kTokens = 256, kRows = 128;
-// Shared memory: the ring's x blocks (1024-aligned for the swizzle), then the ring's weight words, scales and zeros
-// (kept apart so that padding each stage to 1024 bytes doesn't cost a stage).
-constexpr int kXBytesW = 2 * kXBlockHalves * 2;
-constexpr int kPitch = kRows + 8;  // 8 mod 32: conflict-free word reads
-constexpr int kWordsOff = 0;       // within a stage's parameters
-constexpr int kScalesOff = kWordsOff + 8 * kPitch * 4;
-constexpr int kZerosOff = kScalesOff + 2 * kRows * 2;
-constexpr int kParams = (kZerosOff + 2 * kRows + 127) / 128 * 128;
-constexpr int kRing = 6;
-constexpr size_t kSmem = (size_t)kRing * (kXBytesW + kParams) + 2 * kRing * sizeof(uint64_t) + 1024;
-static_assert(kSmem <= 227 * 1024, "shared memory per block");
-
-__device__ __forceinline__ void produce(const QWeight& w, const __half* __restrict__ xp, int tile, int steps, int n0,
-                                        int s_begin, int s_end, int rot, uint8_t* smem, uint64_t* full,
-                                        uint64_t* empty, int pw, int ablate) {
-  constexpr int kRowsPerWarp = 3;
-  const int r_begin = pw == 0 ? 0 : (pw - 1) * kRowsPerWarp;
-  const int r_end = pw == 0 ? 0 : min(8, r_begin + kRowsPerWarp);
-  const bool params = pw == 0;
-  const unsigned full_bytes =
-      (params ? kXBytesW + 2 * kRows * 2 + (w.zeros ? 2 * kRows : 0) : 0) + (r_end - r_begin) * kRows * 4;
-  const int n = s_end - s_begin;
-  for (int i = 0; i < n; ++i) {
-    const bool skip_x = (ablate & 1) && i >= kRing, skip_w = (ablate & 2) && i >= kRing;
-    const unsigned bytes = full_bytes - (skip_x && params ? kXBytesW : 0) - (skip_w ? (r_end - r_begin) * kRows * 4 : 0);
-    const int s = s_begin + (i + rot) % n;
-    const int st = i % kRing;
-    mbar_wait(&empty[st], ((i / kRing) & 1) ^ 1);
-    uint8_t* stage = smem + kRing * kXBytesW + st * kParams;
-    const int k0 = s * kStepK;
-    mbar_arrive_expect_tx(&full[st], bytes);
-    for (int r = r_begin; r < (skip_w ? r_begin : r_end); ++r)
-      bulk_copy_to_shared(stage + kWordsOff + r * kPitch * 4, w.qweight + (size_t)(k0 / 8 + r) * w.N + n0, kRows * 4,
-                          &full[st]);
-    if (!params) continue;
-#pragma unroll
-    for (int half = 0; half < (skip_x ? 0 : 2); ++half)
-      bulk_copy_to_shared(smem + st * kXBytesW + half * kXBlockHalves * 2,
-                          xp + ((size_t)(2 * tile + half) * steps + s) * kXBlockHalves, kXBlockHalves * 2, &full[st]);
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int g = (k0 + 32 * h) / w.group_size;
-      bulk_copy_to_shared(stage + kScalesOff + h * kRows * 2, w.scales + (size_t)g * w.N + n0, kRows * 2, &full[st]);
-      if (w.zeros)
-        bulk_copy_to_shared(stage + kZerosOff + h * kRows, w.zeros + (size_t)g * w.N + n0, kRows, &full[st]);
-    }
-  }
-}
-
-// Nibbles (j, j + 4) of a packed word as dequant_word's d[j]: exact (q - zero) values.
-__device__ __forceinline__ __half2 nibble_pair(uint32_t word, int j, __half2 z1024, __half2 zneg64) {
-  const uint32_t src = j >= 2 ? word >> 8 : word;
-  uint32_t h = lop3_and_or(src, (j & 1) ? 0x00f000f0u : 0x000f000fu, 0x64006400u);
-  return (j & 1) ? __hfma2(*reinterpret_cast<__half2*>(&h), __float2half2_rn(0.0625f), zneg64)
-                 : __hsub2(*reinterpret_cast<__half2*>(&h), z1024);
-}
-
-// Step i into register set a (a static array per parity: a dynamically chosen set would be copied into the same
-// temporaries every step, which the previous step's wgmmas may still be reading).
-__device__ __forceinline__ void wide_step(const QWeight& w, int i, uint8_t* smem, uint64_t* full, uint64_t* empty,
-                                          int row0, int t, float (&acc)[128], uint32_t (&a)[4][4], int ablate) {
-    const int st = i % kRing;
-    mbar_wait(&full[st], (i / kRing) & 1);
-    const uint8_t* stage = smem + kRing * kXBytesW + st * kParams;
-    const uint64_t desc = sw128_desc(smem_addr(smem + st * kXBytesW));
-    const uint32_t* words = reinterpret_cast<const uint32_t*>(stage + kWordsOff);
-    const __half* scales = reinterpret_cast<const __half*>(stage + kScalesOff);
-    const uint8_t* zeros = stage + kZerosOff;
-    wgmma_wait<1>();  // step i - 2's group, which read this register set, is done
-    if (i > 1) {
-      __syncwarp();
-      if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[(i - 2) % kRing]);
-    }
-#pragma unroll
-    for (int f = 0; f < 4; ++f) {
-      const int row = row0 + 8 * (f & 1), h = f >> 1;
-      const uint32_t word = words[(t + 4 * h) * kPitch + row];
-      const int z = w.zeros ? zeros[h * kRows + row] : w.sym_zero;
-      const uint16_t zb = 0x6400 | z;
-      const __half2 z1024 = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
-      const __half2 zneg64 = __float2half2_rn(-(64.f + (float)z));
-      const __half2 sc = __half2half2(scales[h * kRows + row]);
-      if (ablate & 4) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) a[j][f] = word;
-        continue;
-      }
-      __half2 d[4];
-      dequant_word(word, z1024, zneg64, d);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const __half2 v = __hmul2(d[j], sc);
-        a[j][f] = *reinterpret_cast<const uint32_t*>(&v);
-      }
-    }
-    wgmma_fence();
-#pragma unroll
-    for (int j = 0; j < 4; ++j) wgmma_m64n256k16_rs(acc, a[j], desc + 2 * j);
-    wgmma_commit();
-}
-
-__device__ __forceinline__ void consume(const QWeight& w, int n_steps, uint8_t* smem, uint64_t* full,
-                                        uint64_t* empty, int row0, int t, float (&acc)[128], int ablate) {
-  uint32_t frag0[4][4], frag1[4][4];
-  for (int i = 0; i < n_steps; i += 2) {
-    wide_step(w, i, smem, full, empty, row0, t, acc, frag0, ablate);
-    if (i + 1 < n_steps) wide_step(w, i + 1, smem, full, empty, row0, t, acc, frag1, ablate);
-  }
-  wgmma_wait<0>();
-}
-
-template <class T>
-__global__ void __launch_bounds__(kThreads, 1)
-    kernel(QWeight w, const __half* __restrict__ xp, int m, T* __restrict__ y, int y_stride, bool accumulate,
-           int steps_per_split, int ablate) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  extern __shared__ __align__(1024) uint8_t smem_raw[];
-  uint8_t* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kRing * (kXBytesW + kParams));
-  uint64_t* empty = full + kRing;
-  const int tile = blockIdx.x, tok0 = tile * kTokens, n0 = blockIdx.y * kRows;
-  const int steps = w.K / kStepK;
-  const int s_begin = blockIdx.z * steps_per_split, s_end = min(steps, s_begin + steps_per_split);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < kRing; ++s) {
-      mbar_init(&full[s], kProducerWarps);
-      mbar_init(&empty[s], kConsumerWarps);
-    }
-    fence_mbar_init();
-  }
-  __syncthreads();
-  wait_for_previous_kernel();
-  if (warp >= kConsumerWarps) {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
-    if (lane == 0)
-      produce(w, xp, tile, steps, n0, s_begin, s_end, blockIdx.y, smem, full, empty, warp - kConsumerWarps, ablate);
-    return;
-  }
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegs));
-  const int g = lane >> 2, t = lane & 3;
-  const int row0 = (warp >> 2) * 64 + (warp & 3) * 16 + g;
-  float acc[128];
-#pragma unroll
-  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+  for (int k = 0; k < kAccumulators; ++k) acc[k] = 0.f;
   fence_accumulators(acc);
-  consume(w, s_end - s_begin, smem, full, empty, row0, t, acc, ablate);
+  int i = i0;
+  if (i < i1 && (i & 1)) consume_step(w, i++, i0, smem, full, empty, row0, t, acc, odd);
+  for (; i + 1 < i1; i += 2) {
+    consume_step(w, i, i0, smem, full, empty, row0, t, acc, even);
+    consume_step(w, i + 1, i0, smem, full, empty, row0, t, acc, odd);
+  }
+  if (i < i1) consume_step(w, i++, i0, smem, full, empty, row0, t, acc, even);
+  wgmma_wait<0>();
   fence_accumulators(acc);
-  // acc[4 c + e]: row row0 + 8 (e >> 1), token tok0 + 8 c + 2 t + (e & 1)
+  __syncwarp();
+  if ((threadIdx.x & 31) == 0)
+    for (int j = max(i0, i1 - 2); j < i1; ++j) mbar_arrive(&empty[j % kStages]);
+}
+
+// The consumer warps' own barrier (the producer warps have left).
+__device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory"); }
+
+// Partial tiles in global memory, laid out so that a warp's 16-byte accesses are contiguous: float4 j of thread
+// tid at (j * 256 + tid) * 4.
+__device__ __forceinline__ void store_partial(float* p, const float (&acc)[kAccumulators]) {
+  const int tid = threadIdx.x;
 #pragma unroll
-  for (int c = 0; c < kTokens / 8; ++c) {
+  for (int j = 0; j < kAccumulators / 4; ++j)
+    __stcg(reinterpret_cast<float4*>(p) + j * kConsumerThreads + tid,
+           make_float4(acc[4 * j], acc[4 * j + 1], acc[4 * j + 2], acc[4 * j + 3]));
+}
+__device__ __forceinline__ void add_partial(const float* p, float (&acc)[kAccumulators]) {
+  const int tid = threadIdx.x;
+#pragma unroll
+  for (int j = 0; j < kAccumulators / 4; ++j) {
+    const float4 q = __ldcg(reinterpret_cast<const float4*>(p) + j * kConsumerThreads + tid);
+    acc[4 * j] += q.x, acc[4 * j + 1] += q.y, acc[4 * j + 2] += q.z, acc[4 * j + 3] += q.w;
+  }
+}
+
+// A partial handed on: written, then flagged (release) once every consumer thread's stores are out.
+__device__ __forceinline__ void publish_partial(const Schedule& sc, int v, const float (&acc)[kAccumulators]) {
+  store_partial(sc.partials + (size_t)(2 * v + 1) * kPartialFloats, acc);
+  __threadfence();
+  consumer_sync();
+  if (threadIdx.x == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(sc.flags + v), "r"(1u) : "memory");
+}
+
+// Tile `tile`'s sum, in block order: the partials handed on by the blocks before v that computed some of its
+// units (each waited for, then its flag cleared for the next GEMM), then v's own (`acc`, kept in the scratch
+// meanwhile).
+__device__ __forceinline__ void sum_partials(const Schedule& sc, int v, int tile, float (&acc)[kAccumulators]) {
+  const long long tile_begin = (long long)tile * sc.steps;
+  int first = v - 1;
+  while (range_begin(sc, first) > tile_begin) --first;
+#pragma unroll
+  for (int k = 0; k < kAccumulators; ++k) acc[k] = 0.f;
+  for (int u = first; u < v; ++u) {
+    if (threadIdx.x == 0) {
+      unsigned ready = 0;
+      do {
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(ready) : "l"(sc.flags + u) : "memory");
+      } while (ready == 0);
+      sc.flags[u] = 0;
+    }
+    consumer_sync();
+    add_partial(sc.partials + (size_t)(2 * u + 1) * kPartialFloats, acc);
+  }
+  add_partial(sc.partials + (size_t)(2 * v) * kPartialFloats, acc);
+}
+
+// acc[4 c + e]: row row0 + 8 (e >> 1), token tok0 + 8 c + 2 t + (e & 1). Accumulating: reductions in L2
+// (red.add; one writer per value), issued without waiting, where loading each old value first keeps the loads'
+// latency in the block's tail.
+template <class T>
+__device__ __forceinline__ void store_tile(const float (&acc)[kAccumulators], T* __restrict__ y, int y_stride,
+                                           int m, int tok0, int n0, int row0, int t, bool accumulate) {
+#pragma unroll
+  for (int c = 0; c < kTileTokens / 8; ++c) {
     const int tok = tok0 + 8 * c + 2 * t;
     T* p = y + (size_t)tok * y_stride + n0 + row0;
 #pragma unroll
@@ -431,11 +323,76 @@ __global__ void __launch_bounds__(kThreads, 1)
       *q = T(acc[4 * c + e]);
     }
   }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads, 1)
+    gemm_q4_wgmma_kernel(QWeight w, const __half* __restrict__ xp, int m, T* __restrict__ y, int y_stride,
+                         bool accumulate, Schedule sc) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  // aligned by offsetting smem_raw itself (not through an integer), so the compiler still knows the accesses are to
+  // shared memory and uses LDS rather than generic loads
+  uint8_t* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * (kXBytes + kParamBytes));
+  uint64_t* empty = full + kStages;
+  __shared__ int ticket;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(&full[s], kProducerWarps);
+      mbar_init(&empty[s], kConsumerWarps);
+    }
+    fence_mbar_init();
+  }
+  wait_for_previous_kernel();
+  if (threadIdx.x == 0) ticket = sc.partials ? (int)atomicAdd(sc.tickets, 1u) : (int)blockIdx.x;
+  __syncthreads();
+  const int v = ticket;
+  if (warp >= kConsumerWarps) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
+    if (lane == 0) produce(w, xp, sc, v, smem, full, empty, warp - kConsumerWarps);
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegs));
+  const int g8 = lane >> 2, t = lane & 3;
+  // this thread's first A row (output feature) in the tile: warpgroup (64 rows), then 16 rows per warp
+  const int row0 = (warp >> 2) * 64 + (warp & 3) * 16 + g8;
+  float acc[kAccumulators];
+  uint32_t even[4][4], odd[4][4];
+  int i = 0, deferred = -1;  // the tile whose last units this block computed but not its first (summed at the end)
+  const long long end = range_begin(sc, v + 1);
+  for (long long u = range_begin(sc, v); u < end;) {
+    const Segment g = segment_at(sc, u, end);
+    consume_segment(w, i, i + g.b - g.a, smem, full, empty, row0, t, acc, even, odd);
+    i += g.b - g.a;
+    u += g.b - g.a;
+    if (g.a == 0 && g.b == sc.steps) {
+      store_tile(acc, y, y_stride, m, g.tok_tile(sc) * kTileTokens, g.row_tile(sc) * kTileRows, row0, t, accumulate);
+    } else if (g.b == sc.steps) {  // (the block's first segment) kept until the blocks before have handed theirs on
+      store_partial(sc.partials + (size_t)(2 * v) * kPartialFloats, acc);
+      deferred = g.tile;
+    } else {  // (the block's last segment) the block after v sums this tile
+      publish_partial(sc, v, acc);
+    }
+  }
+  if (deferred >= 0) {
+    sum_partials(sc, v, deferred, acc);
+    const Segment g{deferred, 0, 0};
+    store_tile(acc, y, y_stride, m, g.tok_tile(sc) * kTileTokens, g.row_tile(sc) * kTileRows, row0, t, accumulate);
+  }
+  if (sc.partials) {  // the last block to finish resets the tickets for the next GEMM
+    consumer_sync();
+    if (threadIdx.x == 0 && atomicAdd(sc.tickets + 1, 1u) == (unsigned)sc.blocks - 1) {
+      sc.tickets[0] = 0;
+      sc.tickets[1] = 0;
+      __threadfence();
+    }
+  }
 #endif
 }
-}  // namespace wide
 
-// out: the reordered x, one contiguous block per (128-token tile, k64 step) with token r's 16-byte chunk c at
+// out: the reordered x, one contiguous block per (256-token tile, k64 step) with token r's 16-byte chunk c at
 // chunk c ^ (r % 8) of its 128-byte row (the swizzle wgmma reads); rows from m up to the tile's end are zero.
 // Each value is gathered on its own (through perm with act-order); a thread per 16-byte output chunk. (Reading a
 // 64-column span as 8 x 16 bytes per thread instead was 2-3x slower.)
@@ -457,7 +414,7 @@ __global__ void gemm_q4_wgmma_input_kernel(const __half* __restrict__ x, int m, 
         oh[e] = x[(size_t)r * x_stride + (perm ? perm[k] : k)];
       }
     }
-    const int tile = r / kTokensPerBlock, rr = r % kTokensPerBlock, chunk = (c0 & 63) >> 3;
+    const int tile = r / kTileTokens, rr = r % kTileTokens, chunk = (c0 & 63) >> 3;
     const size_t block = (size_t)tile * steps + c0 / kStepK;
     *reinterpret_cast<uint4*>(out + block * kXBlockHalves + rr * kStepK + ((chunk ^ (rr & 7)) << 3)) = o;
   }
@@ -485,76 +442,68 @@ bool gemm_q4_wgmma_supported() {
   return yes;
 }
 
+
 namespace {
-// EXPERIMENT: 0 = 256 features x 128 tokens per block (landed), 2 = 128 x 256 (m64n256 wgmmas).
-int fused_variant() {
-  static const int v = [] {
-    const char* e = std::getenv("XLLAMA_FUSED_GEMM_VARIANT");
-    return e ? std::atoi(e) : 0;
-  }();
-  return v;
+int token_tiles(int m) { return (m + kTileTokens - 1) / kTileTokens; }
+int sm_count() {
+  int device = 0, sms = 132;
+  if (cudaGetDevice(&device) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  return std::max(1, std::min(sms, kMaxBlocks));
 }
-int wide_tiles(int m) { return (m + wide::kTokens - 1) / wide::kTokens; }
-int token_tiles(int m) { return (m + kTokensPerBlock - 1) / kTokensPerBlock; }
 }  // namespace
 
 bool gemm_q4_wgmma_fits(const QWeight& w) {
-  return w.K % kStepK == 0 && w.N % kRowsPerBlock == 0 && w.group_size > 0 && w.group_size % 32 == 0 &&
+  return w.K % kStepK == 0 && w.N % kTileRows == 0 && w.group_size > 0 && w.group_size % 32 == 0 &&
          aligned16(w.qweight) && aligned16(w.scales) && (!w.zeros || aligned16(w.zeros));
 }
 
-size_t gemm_q4_wgmma_input_halves(int m, int K) {
-  if (fused_variant() == 2) return (size_t)wide_tiles(m) * wide::kTokens * K;
-  return (size_t)token_tiles(m) * kTokensPerBlock * K;
-}
+size_t gemm_q4_wgmma_input_halves(int m, int K) { return (size_t)token_tiles(m) * kTileTokens * K; }
 
 void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s) {
-  const int m_pad = fused_variant() == 2 ? wide_tiles(m) * wide::kTokens : token_tiles(m) * kTokensPerBlock;
+  const int m_pad = token_tiles(m) * kTileTokens;
   const size_t total = (size_t)m_pad * K / 8;
   const int blocks = (int)std::min<size_t>((total + 255) / 256, 4096);
   launch(gemm_q4_wgmma_input_kernel, blocks, 256, 0, s, x, m, m_pad, K, x_stride, perm, out);
   XL_CUDA_LAUNCH_CHECK();
 }
 
-GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m, bool can_split) {
-  int device = 0, sms = 132;
-  if (cudaGetDevice(&device) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  const long blocks = fused_variant() == 2 ? (long)wide_tiles(m) * (w.N / wide::kRows)
-                                           : (long)token_tiles(m) * (w.N / kRowsPerBlock);
-  const int steps = w.K / kStepK;
-  GemmQ4WgmmaPlan plan{1};
-  // K splits fill the SMs when there are fewer tiles than SMs (each split keeps at least 16 steps)
-  while (can_split && blocks * (plan.splits + 1) <= sms && steps / (plan.splits + 1) >= 16) ++plan.splits;
-  return plan;
+size_t gemm_q4_wgmma_scratch_bytes() {
+  const size_t blocks = (size_t)sm_count();
+  return 2 * blocks * kPartialFloats * sizeof(float) + (blocks + 2) * sizeof(unsigned);
+}
+
+GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m) {
+  const long long tiles = (long long)token_tiles(m) * (w.N / kTileRows), steps = w.K / kStepK;
+  const long long sms = sm_count();
+  // Whole tiles take ceil(tiles / SMs) waves of `steps`; stream-K takes units / SMs each, plus about two units'
+  // time to hand partials on and sum them. Stream-K when that is 3% faster (and a block has 8 units or more).
+  const long long whole = (tiles + sms - 1) / sms * steps;
+  const long long streamed = (tiles * steps + sms - 1) / sms + 2;
+  if (whole * 100 > streamed * 103 && tiles * steps >= 8 * sms) return {(int)sms};
+  return {(int)tiles};
 }
 
 template <class T>
-void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, cudaStream_t s,
-                   GemmQ4WgmmaPlan plan) {
-  const bool can_split = std::is_same_v<T, float> && accumulate;
-  if (plan.splits <= 0) plan = gemm_q4_wgmma_plan(w, m, can_split);
-  const int splits = can_split ? plan.splits : 1;
-  const int steps = w.K / kStepK, per_split = (steps + splits - 1) / splits;
-  // Token tiles vary fastest: the blocks that share a weight tile run together and read it from DRAM once.
-  const dim3 grid(token_tiles(m), w.N / kRowsPerBlock, (steps + per_split - 1) / per_split);
-  if (fused_variant() == 2) {
-    const dim3 wgrid(wide_tiles(m), w.N / wide::kRows, grid.z);
-    XL_CUDA_CHECK(
-        cudaFuncSetAttribute(wide::kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)wide::kSmem));
-    static const int ablate = [] {
-      const char* e = std::getenv("XLLAMA_FUSED_ABLATE");
-      return e ? std::atoi(e) : 0;
-    }();
-    launch(wide::kernel<T>, wgrid, kThreads, wide::kSmem, s, w, xp, m, y, y_stride, accumulate, per_split, ablate);
-    XL_CUDA_LAUNCH_CHECK();
-    return;
+void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, void* scratch,
+                   cudaStream_t s, GemmQ4WgmmaPlan plan) {
+  const int tiles = token_tiles(m) * (w.N / kTileRows), steps = w.K / kStepK;
+  if (plan.blocks <= 0) plan = gemm_q4_wgmma_plan(w, m);
+  if (!scratch || plan.blocks > sm_count()) plan.blocks = tiles;  // stream-K needs the scratch, a block per SM
+  Schedule sc{token_tiles(m), steps, (long long)tiles * steps, std::min(plan.blocks, tiles * steps), nullptr,
+              nullptr, nullptr};
+  if (sc.blocks != tiles) {
+    sc.partials = static_cast<float*>(scratch);
+    sc.flags = reinterpret_cast<unsigned*>(sc.partials + 2 * (size_t)sm_count() * kPartialFloats);
+    sc.tickets = sc.flags + sm_count();
   }
   XL_CUDA_CHECK(
       cudaFuncSetAttribute(gemm_q4_wgmma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes));
-  launch(gemm_q4_wgmma_kernel<T>, grid, kThreads, kSmemBytes, s, w, xp, m, y, y_stride, accumulate, per_split);
+  launch(gemm_q4_wgmma_kernel<T>, sc.blocks, kThreads, kSmemBytes, s, w, xp, m, y, y_stride, accumulate, sc);
   XL_CUDA_LAUNCH_CHECK();
 }
-template void gemm_q4_wgmma(const QWeight&, const __half*, int, float*, int, bool, cudaStream_t, GemmQ4WgmmaPlan);
-template void gemm_q4_wgmma(const QWeight&, const __half*, int, __half*, int, bool, cudaStream_t, GemmQ4WgmmaPlan);
+template void gemm_q4_wgmma(const QWeight&, const __half*, int, float*, int, bool, void*, cudaStream_t,
+                            GemmQ4WgmmaPlan);
+template void gemm_q4_wgmma(const QWeight&, const __half*, int, __half*, int, bool, void*, cudaStream_t,
+                            GemmQ4WgmmaPlan);
 
 }  // namespace xllama::cuda

@@ -1,5 +1,5 @@
 // One wgmma.mma_async of a warpgroup: D[64 x 256] (fp32, registers) += A[64 x 16] (fp16, registers) .
-// B[16 x 256] (fp16, shared memory behind `desc`, K-major). sm_90a only (EXPERIMENT, session 43).
+// B[16 x 256] (fp16, shared memory behind `desc`, K-major). sm_90a only.
 #pragma once
 #include <cstdint>
 

@@ -436,8 +436,10 @@ void check_embed(int m, int hidden, int vocab) {
          z.all_zero() ? err : INFINITY, 1e-5);
 }
 
-// The fused Hopper GEMM (dequantization in the A fragments), where this GPU runs it: fp32 accumulate (twice: 2 ref)
-// and fp16 overwrite, against the float64 reference.
+// The fused Hopper GEMM (dequantization in the A fragments), where this GPU runs it, against the float64
+// reference: fp32 accumulate (twice: 2 ref) and fp16 overwrite, with whole tiles per block and with stream-K at
+// several block counts (tiles cut at different steps, blocks holding only a tile's middle), each stream-K run
+// twice to show the scratch is left as found and the result is the same bits.
 void check_gemm_q4_wgmma(const QWeight& q, const Dev<__half>& dx, int m, const std::vector<double>& ref,
                          bool act_order) {
   if (!gemm_q4_wgmma_supported()) {
@@ -448,24 +450,44 @@ void check_gemm_q4_wgmma(const QWeight& q, const Dev<__half>& dx, int m, const s
   Dev<__half> xw(gemm_q4_wgmma_input_halves(m, q.K));
   xw.poison();
   gemm_q4_wgmma_input(dx.p, m, q.K, q.K, q.perm, xw.p, nullptr);
-  Dev<float> dy((size_t)m * q.N);
-  XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
-  gemm_q4_wgmma(q, xw.p, m, dy.p, q.N, true, nullptr);
-  gemm_q4_wgmma(q, xw.p, m, dy.p, q.N, true, nullptr);
-  XL_CUDA_CHECK(cudaDeviceSynchronize());
+  Dev<uint8_t> scratch(gemm_q4_wgmma_scratch_bytes());
+  XL_CUDA_CHECK(cudaMemset(scratch.p, 0, scratch.n));
+  const int tiles = (m + 255) / 256 * (q.N / 128), units = tiles * (q.K / 64);
+  int sms = 0;
+  XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  std::vector<int> plans{tiles, 0};  // whole tiles, the plan's pick
+  for (int b : {3, 7, tiles + 1, 2 * tiles + 3})
+    if (b < units && b <= sms && b != tiles) plans.push_back(b);
   std::vector<double> ref2(ref);
   for (double& v : ref2) v *= 2;
-  char name[128];
-  std::snprintf(name, sizeof name, "prefill gemm (fused wgmma, accumulated twice) %dx%d m=%d%s%s", q.K, q.N, m,
-                act_order ? " act-order" : "", q.zeros ? " asym" : "");
-  report(name, rel_err(dy.download(), ref2), 4e-3);
-  Dev<__half> dyh((size_t)m * q.N);
-  dyh.poison();
-  gemm_q4_wgmma(q, xw.p, m, dyh.p, q.N, false, nullptr);
-  XL_CUDA_CHECK(cudaDeviceSynchronize());
-  std::snprintf(name, sizeof name, "prefill gemm (fused wgmma, fp16 out) %dx%d m=%d%s%s", q.K, q.N, m,
-                act_order ? " act-order" : "", q.zeros ? " asym" : "");
-  report(name, rel_err(dyh.download(), ref), 4e-3);
+  const char* order = act_order ? " act-order" : "";
+  const char* asym = q.zeros ? " asym" : "";
+  char name[160];
+  for (int blocks : plans) {
+    const GemmQ4WgmmaPlan plan{blocks};
+    Dev<float> dy((size_t)m * q.N);
+    XL_CUDA_CHECK(cudaMemset(dy.p, 0, dy.n * 4));
+    gemm_q4_wgmma(q, xw.p, m, dy.p, q.N, true, scratch.p, nullptr, plan);
+    gemm_q4_wgmma(q, xw.p, m, dy.p, q.N, true, scratch.p, nullptr, plan);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    std::snprintf(name, sizeof name, "prefill gemm (fused wgmma, %d blocks, accumulated twice) %dx%d m=%d%s%s",
+                  blocks, q.K, q.N, m, order, asym);
+    report(name, rel_err(dy.download(), ref2), 4e-3);
+    Dev<__half> dyh((size_t)m * q.N);
+    dyh.poison();
+    gemm_q4_wgmma(q, xw.p, m, dyh.p, q.N, false, scratch.p, nullptr, plan);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<__half> first = dyh.download();
+    std::snprintf(name, sizeof name, "prefill gemm (fused wgmma, %d blocks, fp16 out) %dx%d m=%d%s%s", blocks, q.K,
+                  q.N, m, order, asym);
+    report(name, rel_err(first, ref), 4e-3);
+    dyh.poison();
+    gemm_q4_wgmma(q, xw.p, m, dyh.p, q.N, false, scratch.p, nullptr, plan);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<__half> again = dyh.download();
+    std::snprintf(name, sizeof name, "prefill gemm (fused wgmma, %d blocks, fp16 out) run twice, same bits", blocks);
+    report(name, std::memcmp(first.data(), again.data(), first.size() * sizeof(__half)) == 0 ? 0.0 : INFINITY, 0.0);
+  }
 }
 
 // dequant_q4 (the prompt path's fp16 weights, also what the fused GEMM rounds to) against the host's

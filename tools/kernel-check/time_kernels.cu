@@ -164,8 +164,10 @@ void time_attention_prefill(int H, int KV, int D, int m) {
 }
 
 // One prompt GEMM of a model's shape (random symmetric 4-bit weights, group 128), fused (x reordered, then the wgmma
-// kernel) against dequantization + cuBLAS, side by side; the output as the backend has it: fp16 overwritten (q/k/v,
-// gate/up) or fp32 accumulated (o_proj and down_proj add into the residual stream).
+// kernel, on its plan's schedule and on whole tiles) against dequantization + cuBLAS and cuBLAS alone (the weights
+// already dequantized: what the backend's dequantization ahead on a side stream approaches), side by side; the
+// output as the backend has it: fp16 overwritten (q/k/v, gate/up) or fp32 accumulated (o_proj and down_proj add
+// into the residual stream).
 void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
   HostGptq h = make_gptq(K, N, 128, false, false);
   DevQ d(h, 1);
@@ -173,51 +175,49 @@ void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
   fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
   Dev<float> y((size_t)m * N);
   XL_CUDA_CHECK(cudaMemset(y.p, 0, y.n * 4));
+  Dev<uint8_t> scratch(std::max<size_t>(gemm_q4_wgmma_scratch_bytes(), 1));
+  XL_CUDA_CHECK(cudaMemset(scratch.p, 0, scratch.n));
   const double flops = 2.0 * m * (double)K * N;
-  float fused = -1.f, unfused = -1.f, unsplit = -1.f, cublas_only = -1.f;
-  int splits = 1;
+  float fused = -1.f, unfused = -1.f, whole = -1.f, cublas_only = -1.f;
+  int blocks = 0;
+  const int tiles = (m + 255) / 256 * (N / 128);
   auto run_fused = [&](GemmQ4WgmmaPlan plan) {
     gemm_q4_wgmma_input(x.p, m, K, K, nullptr, xw.p, nullptr);
     if (half_out)
-      gemm_q4_wgmma(d.q, xw.p, m, yh.p, N, false, nullptr, plan);
+      gemm_q4_wgmma(d.q, xw.p, m, yh.p, N, false, scratch.p, nullptr, plan);
     else
-      gemm_q4_wgmma(d.q, xw.p, m, y.p, N, true, nullptr, plan);
+      gemm_q4_wgmma(d.q, xw.p, m, y.p, N, true, scratch.p, nullptr, plan);
   };
   if (gemm_q4_wgmma_supported() && gemm_q4_wgmma_fits(d.q)) {
-    splits = gemm_q4_wgmma_plan(d.q, m, !half_out).splits;
+    blocks = gemm_q4_wgmma_plan(d.q, m).blocks;
     fused = median_ms([&] { run_fused({}); }, 3, 20);
-    if (splits > 1) unsplit = median_ms([&] { run_fused(GemmQ4WgmmaPlan{1}); }, 3, 20);  // without K splits
+    if (blocks != tiles) whole = median_ms([&] { run_fused(GemmQ4WgmmaPlan{tiles}); }, 3, 20);
   }
 #ifdef XLLAMA_HAVE_CUBLAS
   cublasHandle_t hb;
   cublasCreate(&hb);
   const float one = 1.f, zero = 0.f;
+  auto run_cublas = [&] {
+    if (half_out)
+      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &zero, yh.p,
+                   CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    else
+      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &one, y.p,
+                   CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  };
   unfused = median_ms([&] {
     dequant_q4(d.q, 0, N, deq.p, nullptr);
-    if (half_out)
-      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &zero, yh.p,
-                   CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    else
-      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &one, y.p,
-                   CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    run_cublas();
   }, 3, 20);
-  cublas_only = median_ms([&] {
-    if (half_out)
-      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &zero, yh.p,
-                   CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    else
-      cublasGemmEx(hb, CUBLAS_OP_N, CUBLAS_OP_N, N, m, K, &one, deq.p, CUDA_R_16F, N, x.p, CUDA_R_16F, K, &one, y.p,
-                   CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-  }, 3, 20);
+  cublas_only = median_ms(run_cublas, 3, 20);
   cublasDestroy(hb);
 #endif
   XL_CUDA_CHECK(cudaDeviceSynchronize());
-  std::printf("time prompt gemm %-8s %5dx%-5d m=%4d %s | fused (%d split%s) %8.1f us %6.1f TFLOP/s | dequant+cuBLAS "
-              "%8.1f us %6.1f TFLOP/s | fused/unfused %.3f",
-              what, K, N, m, half_out ? "fp16" : "fp32+", splits, splits > 1 ? "s" : "", fused * 1e3,
-              flops / (fused * 1e-3) / 1e12, unfused * 1e3, flops / (unfused * 1e-3) / 1e12, fused / unfused);
-  if (unsplit > 0) std::printf(" | unsplit %8.1f us", unsplit * 1e3);
-  if (cublas_only > 0) std::printf(" | cuBLAS alone %8.1f us, fused/that %.3f", cublas_only * 1e3, fused / cublas_only);
+  std::printf("time prompt gemm %-8s %5dx%-5d m=%4d %s | fused (%4d blocks, %4d tiles) %7.1f us %6.1f TFLOP/s | "
+              "dequant+cuBLAS %7.1f us | cuBLAS alone %7.1f us | fused/unfused %.3f | fused/cuBLAS %.3f",
+              what, K, N, m, half_out ? "fp16" : "fp32+", blocks, tiles, fused * 1e3, flops / (fused * 1e-3) / 1e12,
+              unfused * 1e3, cublas_only * 1e3, fused / unfused, fused / cublas_only);
+  if (whole > 0) std::printf(" | whole tiles %7.1f us", whole * 1e3);
   std::printf("\n");
 }
 
