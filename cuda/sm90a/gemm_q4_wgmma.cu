@@ -22,10 +22,12 @@
 // The schedule (GemmQ4WgmmaPlan): the work is tiles x k64 steps, "units" in a row, and block v takes units
 // [v U / G, (v + 1) U / G). With G = tiles every block computes one whole tile; with fewer blocks (one per SM:
 // stream-K) a block's range may start inside a tile and end inside another, so the last wave is not left mostly
-// idle (7B q/k/v at 512 tokens: 192 tiles on 132 SMs). A tile cut between blocks is summed by the block that
-// computed its last units, after its own range, from the other blocks' fp32 partials in block order: the result
-// doesn't depend on timing. Blocks take their index v from a ticket in the order they start, and wait only for
-// lower tickets (blocks already running), so no wait can outlast a block that never got an SM.
+// idle (7B q/k/v at 512 tokens: 192 tiles on 132 SMs). A block computes the tile its range ends in first and hands
+// that fp32 partial on (through the scratch, with a flag), then its whole tiles, then the tile its range starts
+// in, whose sum it finishes: its own partial plus those of the blocks before it, in a fixed order (the result
+// doesn't depend on timing). Blocks take their index v from a ticket in the order they start and wait only for
+// lower tickets (blocks already running, which hand their partial on first), so no wait can outlast a block
+// that never got an SM.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -67,8 +69,8 @@ constexpr int kStages = 6;
 constexpr size_t kSmemBytes = (size_t)kStages * (kXBytes + kParamBytes) + 2 * kStages * sizeof(uint64_t) + 1024;
 static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
 
-// The stream-K scratch (gemm_q4_wgmma_scratch_bytes): two fp32 partial tiles per block (one it sums later, one it
-// hands on), a flag per block (its handed-on partial is written), and the ticket counters.
+// The stream-K scratch (gemm_q4_wgmma_scratch_bytes): an fp32 partial tile per block (the one it hands on), a flag
+// per block (that partial is written), and the ticket counters.
 constexpr size_t kPartialFloats = (size_t)kConsumerThreads * kAccumulators;
 constexpr int kMaxBlocks = 1024;  // stream-K blocks at most (one per SM)
 
@@ -125,13 +127,21 @@ struct Segment {
   __device__ int tok_tile(const Schedule& sc) const { return tile % sc.tok_tiles; }
   __device__ int step(const Schedule& sc, int unit) const { return (unit + row_tile(sc)) % sc.steps; }
 };
-__device__ __forceinline__ Segment segment_at(const Schedule& sc, long long u, long long end) {
-  Segment g;
-  g.tile = (int)(u / sc.steps);
-  g.a = (int)(u - (long long)g.tile * sc.steps);
-  const long long left = end - u;
-  g.b = left < sc.steps - g.a ? g.a + (int)left : sc.steps;
-  return g;
+// Calls f(segment) for each tile part in block v's range, in the order the block computes them: the part of the
+// tile the range ends in (unless whole), the whole tiles, the part of the tile the range starts in (unless whole).
+template <class F>
+__device__ __forceinline__ void for_each_segment(const Schedule& sc, int v, F&& f) {
+  const long long begin = range_begin(sc, v), end = range_begin(sc, v + 1);
+  const int first = (int)(begin / sc.steps), last = (int)((end - 1) / sc.steps);
+  const int a = (int)(begin - (long long)first * sc.steps), b = (int)(end - (long long)last * sc.steps);
+  if (first == last) {
+    f(Segment{first, a, b});
+    return;
+  }
+  if (b < sc.steps) f(Segment{last, 0, b});
+  for (int tile = a > 0 ? first + 1 : first; tile < (b < sc.steps ? last : last + 1); ++tile)
+    f(Segment{tile, 0, sc.steps});
+  if (a > 0) f(Segment{first, a, sc.steps});
 }
 
 // The producers: lane 0 of each producer warp fills its share of stage after stage (warp 0: the x block, scales and
@@ -147,9 +157,7 @@ __device__ __forceinline__ void produce(const QWeight& w, const __half* __restri
       (params ? kXBytes + 2 * kTileRows * 2 + (w.zeros ? 2 * kTileRows : 0) : 0) + (r_end - r_begin) * kTileRows * 4;
   uint8_t* param_base = smem + kStages * kXBytes;
   int i = 0;  // stages filled so far (the ring runs on across segments)
-  const long long end = range_begin(sc, v + 1);
-  for (long long u = range_begin(sc, v); u < end;) {
-    const Segment g = segment_at(sc, u, end);
+  for_each_segment(sc, v, [&](const Segment& g) {
     const int n0 = g.row_tile(sc) * kTileRows;
     const __half* xtile = xp + (size_t)g.tok_tile(sc) * sc.steps * kXBlockHalves;
     for (int unit = g.a; unit < g.b; ++unit, ++i) {
@@ -174,8 +182,7 @@ __device__ __forceinline__ void produce(const QWeight& w, const __half* __restri
                               &full[st]);
       }
     }
-    u += g.b - g.a;
-  }
+  });
 }
 
 // A fragments of one k64 step for the thread's rows `row0` and row0 + 8: a[j] for k16 step j =
@@ -271,22 +278,18 @@ __device__ __forceinline__ void add_partial(const float* p, float (&acc)[kAccumu
 
 // A partial handed on: written, then flagged (release) once every consumer thread's stores are out.
 __device__ __forceinline__ void publish_partial(const Schedule& sc, int v, const float (&acc)[kAccumulators]) {
-  store_partial(sc.partials + (size_t)(2 * v + 1) * kPartialFloats, acc);
+  store_partial(sc.partials + (size_t)v * kPartialFloats, acc);
   __threadfence();
   consumer_sync();
   if (threadIdx.x == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(sc.flags + v), "r"(1u) : "memory");
 }
 
-// Tile `tile`'s sum, in block order: the partials handed on by the blocks before v that computed some of its
-// units (each waited for, then its flag cleared for the next GEMM), then v's own (`acc`, kept in the scratch
-// meanwhile).
-__device__ __forceinline__ void sum_partials(const Schedule& sc, int v, int tile, float (&acc)[kAccumulators]) {
+// Adds to `acc` (block v's part of tile `tile`) the partials that the blocks before v computed of it, from v - 1
+// down (a fixed order): each waited for, then its flag cleared for the next GEMM.
+__device__ __forceinline__ void add_partials_before(const Schedule& sc, int v, int tile,
+                                                    float (&acc)[kAccumulators]) {
   const long long tile_begin = (long long)tile * sc.steps;
-  int first = v - 1;
-  while (range_begin(sc, first) > tile_begin) --first;
-#pragma unroll
-  for (int k = 0; k < kAccumulators; ++k) acc[k] = 0.f;
-  for (int u = first; u < v; ++u) {
+  for (int u = v - 1; u >= 0 && range_begin(sc, u + 1) > tile_begin; --u) {
     if (threadIdx.x == 0) {
       unsigned ready = 0;
       do {
@@ -295,9 +298,8 @@ __device__ __forceinline__ void sum_partials(const Schedule& sc, int v, int tile
       sc.flags[u] = 0;
     }
     consumer_sync();
-    add_partial(sc.partials + (size_t)(2 * u + 1) * kPartialFloats, acc);
+    add_partial(sc.partials + (size_t)u * kPartialFloats, acc);
   }
-  add_partial(sc.partials + (size_t)(2 * v) * kPartialFloats, acc);
 }
 
 // acc[4 c + e]: row row0 + 8 (e >> 1), token tok0 + 8 c + 2 t + (e & 1). Accumulating: reductions in L2
@@ -360,27 +362,17 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int row0 = (warp >> 2) * 64 + (warp & 3) * 16 + g8;
   float acc[kAccumulators];
   uint32_t even[4][4], odd[4][4];
-  int i = 0, deferred = -1;  // the tile whose last units this block computed but not its first (summed at the end)
-  const long long end = range_begin(sc, v + 1);
-  for (long long u = range_begin(sc, v); u < end;) {
-    const Segment g = segment_at(sc, u, end);
+  int i = 0;  // stages consumed so far
+  for_each_segment(sc, v, [&](const Segment& g) {
     consume_segment(w, i, i + g.b - g.a, smem, full, empty, row0, t, acc, even, odd);
     i += g.b - g.a;
-    u += g.b - g.a;
-    if (g.a == 0 && g.b == sc.steps) {
-      store_tile(acc, y, y_stride, m, g.tok_tile(sc) * kTileTokens, g.row_tile(sc) * kTileRows, row0, t, accumulate);
-    } else if (g.b == sc.steps) {  // (the block's first segment) kept until the blocks before have handed theirs on
-      store_partial(sc.partials + (size_t)(2 * v) * kPartialFloats, acc);
-      deferred = g.tile;
-    } else {  // (the block's last segment) the block after v sums this tile
+    if (g.b < sc.steps) {  // a block after v finishes this tile
       publish_partial(sc, v, acc);
+      return;
     }
-  }
-  if (deferred >= 0) {
-    sum_partials(sc, v, deferred, acc);
-    const Segment g{deferred, 0, 0};
+    if (g.a > 0) add_partials_before(sc, v, g.tile, acc);
     store_tile(acc, y, y_stride, m, g.tok_tile(sc) * kTileTokens, g.row_tile(sc) * kTileRows, row0, t, accumulate);
-  }
+  });
   if (sc.partials) {  // the last block to finish resets the tickets for the next GEMM
     consumer_sync();
     if (threadIdx.x == 0 && atomicAdd(sc.tickets + 1, 1u) == (unsigned)sc.blocks - 1) {
@@ -469,7 +461,7 @@ void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int*
 
 size_t gemm_q4_wgmma_scratch_bytes() {
   const size_t blocks = (size_t)sm_count();
-  return 2 * blocks * kPartialFloats * sizeof(float) + (blocks + 2) * sizeof(unsigned);
+  return blocks * kPartialFloats * sizeof(float) + (blocks + 2) * sizeof(unsigned);
 }
 
 GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m) {
@@ -493,7 +485,7 @@ void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride
               nullptr, nullptr};
   if (sc.blocks != tiles) {
     sc.partials = static_cast<float*>(scratch);
-    sc.flags = reinterpret_cast<unsigned*>(sc.partials + 2 * (size_t)sm_count() * kPartialFloats);
+    sc.flags = reinterpret_cast<unsigned*>(sc.partials + (size_t)sm_count() * kPartialFloats);
     sc.tickets = sc.flags + sm_count();
   }
   XL_CUDA_CHECK(
