@@ -573,7 +573,8 @@ class Stage {
     create_dequant_ahead();
     // Hopper, opt-in (XLLAMA_FUSED_PROMPT_GEMM=1): 4-bit prompt GEMMs dequantize in registers. Slower than
     // dequantization + cuBLAS so far (docs/PERF-NOTES.md, session 19).
-    fused_prompt_gemm_ = cuda::env_switch_set("XLLAMA_FUSED_PROMPT_GEMM") && cuda::gemm_q4_wgmma_supported();
+    if (cuda::env_switch_set("XLLAMA_FUSED_PROMPT_GEMM") && cuda::gemm_q4_wgmma_supported())
+      fused_prompt_gemm_ = std::atoi(std::getenv("XLLAMA_FUSED_PROMPT_GEMM")) == 2 ? 2 : 1;  // EXPERIMENT: 2 = fp16 out only
     if (fused_prompt_gemm_) {  // its stream-K scratch, zeroed once (each GEMM leaves it as it found it)
       const size_t bytes = cuda::gemm_q4_wgmma_scratch_bytes();
       fused_scratch_ = mem_.alloc<uint8_t>(bytes, "scratch", &scratch_bytes_);
@@ -1116,7 +1117,8 @@ class Stage {
   // RoPE / SiLU to read).
   template <class T>
   void prompt_linear(const GpuLinear& l, const __half* x, int m, int x_stride, T* y, int y_stride, float beta) {
-    if (l.quantized && fused_prompt_gemm_ && cuda::gemm_q4_wgmma_fits(l.q)) {
+    if (l.quantized && (fused_prompt_gemm_ == 1 || (fused_prompt_gemm_ == 2 && !std::is_same_v<T, float>)) &&
+        cuda::gemm_q4_wgmma_fits(l.q)) {
       cuda::gemm_q4_wgmma_input(x, m, l.K, x_stride, l.q.perm, xperm_, stream_);
       cuda::gemm_q4_wgmma(l.q, xperm_, m, y, y_stride, beta != 0.f, fused_scratch_, stream_);
     } else if (l.quantized) {
@@ -1499,7 +1501,7 @@ class Stage {
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
   size_t deq_halves_ = 0;
   std::unique_ptr<cuda::DequantAhead> deq_ahead_;  // create_dequant_ahead
-  bool fused_prompt_gemm_ = false;
+  int fused_prompt_gemm_ = 0;
   uint8_t* fused_scratch_ = nullptr;
   int *tokens_ = nullptr, *pos_ = nullptr, *score_targets_ = nullptr;
   float* score_nll_ = nullptr;
