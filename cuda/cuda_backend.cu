@@ -566,19 +566,16 @@ class Stage {
     gu_ = mem_.alloc<float>(gu_floats_, "scratch", &scratch_bytes_);
     act_ = mem_.alloc<__half>((size_t)rows_ * I, "scratch", &scratch_bytes_);
     // (the fused Hopper GEMM's input rounds the rows up to its token tiles)
-    xperm_ = mem_.alloc<__half>(std::max((size_t)rows_ * kmax, cuda::gemm_q4_wgmma_input_halves(rows_, kmax)),
-                                "scratch", &scratch_bytes_);
+    xperm_ = mem_.alloc<__half>(cuda::gemm_q4_wgmma_input_halves(rows_, kmax), "scratch", &scratch_bytes_);
     deq_ = mem_.alloc<__half>(deq, "scratch", &scratch_bytes_);
     deq_halves_ = deq;
     create_dequant_ahead();
-    // Hopper, opt-in (XLLAMA_FUSED_PROMPT_GEMM=1): 4-bit prompt GEMMs dequantize in registers. Slower than
-    // dequantization + cuBLAS so far (docs/PERF-NOTES.md, session 19).
-    if (cuda::env_switch_set("XLLAMA_FUSED_PROMPT_GEMM") && cuda::gemm_q4_wgmma_supported())
-      fused_prompt_gemm_ = std::atoi(std::getenv("XLLAMA_FUSED_PROMPT_GEMM")) == 2 ? 2 : 1;  // EXPERIMENT: 2 = fp16 out only
-    if (fused_prompt_gemm_) {  // its stream-K scratch, zeroed once (each GEMM leaves it as it found it)
-      const size_t bytes = cuda::gemm_q4_wgmma_scratch_bytes();
-      fused_scratch_ = mem_.alloc<uint8_t>(bytes, "scratch", &scratch_bytes_);
-      XL_CUDA_CHECK(cudaMemset(fused_scratch_, 0, bytes));
+    // 4-bit models: the fused Hopper GEMM's stream-K scratch (on every GPU, so the memory estimate doesn't depend
+    // on it), zeroed once: each GEMM leaves it as it found it.
+    fused_prompt_gemm_ = fused_prompt_gemm_setting();
+    if (any_quantized() && fused_prompt_gemm_ != FusedPromptGemm::Off) {
+      fused_scratch_ = mem_.alloc<uint8_t>(cuda::gemm_q4_wgmma_scratch_bytes(), "scratch", &scratch_bytes_);
+      XL_CUDA_CHECK(cudaMemset(fused_scratch_, 0, cuda::gemm_q4_wgmma_scratch_bytes()));
     }
     work_ = mem_.alloc<float>(work_floats, "scratch", &scratch_bytes_);
     attn_done_ = mem_.alloc<unsigned>((size_t)cuda::kGemvMaxRows * H, "scratch", &scratch_bytes_);
@@ -643,11 +640,14 @@ class Stage {
 
   // The prompt's 4-bit GEMMs dequantize on a side stream, into deq_ and more tiles of its size
   // (cuda/dequant_ahead.h), unless XLLAMA_DEQUANT_AHEAD=0.
-  void create_dequant_ahead() {
-    const bool any_quantized = std::any_of(layers_.begin(), layers_.end(), [](const GpuLayer& l) {
+  bool any_quantized() const {
+    return std::any_of(layers_.begin(), layers_.end(), [](const GpuLayer& l) {
       return l.qkv.quantized || l.o.quantized || l.gate_up.quantized || l.down.quantized;
     });
-    if (!cuda::dequant_ahead_setting() || !any_quantized) return;
+  }
+
+  void create_dequant_ahead() {
+    if (!cuda::dequant_ahead_setting() || !any_quantized()) return;
     std::vector<__half*> slots{deq_};
     for (int i = 1; i < kDequantAheadSlots; ++i)
       slots.push_back(mem_.alloc<__half>(deq_halves_, "scratch", &scratch_bytes_));
@@ -1112,13 +1112,31 @@ class Stage {
     prompt_linear(l, x, m, x_stride, y, y_stride, overwrite ? 0.f : 1.f);
   }
 
+  // XLLAMA_FUSED_PROMPT_GEMM: "0" never fuses, "1" fuses every 4-bit prompt GEMM the kernel takes, unset: those
+  // gemm_q4_wgmma_preferred picks (EXPERIMENT "2": the fp16-output ones). Only where the GPU runs the kernel.
+  enum class FusedPromptGemm { Off, Preferred, All, Fp16Out };
+  static FusedPromptGemm fused_prompt_gemm_setting() {
+    const char* v = std::getenv("XLLAMA_FUSED_PROMPT_GEMM");
+    if (!v || !*v) return FusedPromptGemm::Preferred;
+    if (*v == '0') return FusedPromptGemm::Off;
+    return *v == '2' ? FusedPromptGemm::Fp16Out : FusedPromptGemm::All;
+  }
+  bool use_fused_gemm(const QWeight& q, int m, bool accumulate) const {
+    if (!cuda::gemm_q4_wgmma_supported() || !cuda::gemm_q4_wgmma_fits(q)) return false;
+    switch (fused_prompt_gemm_) {
+      case FusedPromptGemm::All: return true;
+      case FusedPromptGemm::Fp16Out: return !accumulate;
+      case FusedPromptGemm::Preferred: return cuda::gemm_q4_wgmma_preferred(q, m, accumulate);
+      default: return false;
+    }
+  }
+
   // Prompt chunks (dequantization tiles + GEMMs): y = beta y + x W^T (+ bias). T: float, or __half for q/k/v and
   // gate/up (beta 0; read once: fp16 as transformers rounds them, half the bytes for the GEMM to write and for
   // RoPE / SiLU to read).
   template <class T>
   void prompt_linear(const GpuLinear& l, const __half* x, int m, int x_stride, T* y, int y_stride, float beta) {
-    if (l.quantized && (fused_prompt_gemm_ == 1 || (fused_prompt_gemm_ == 2 && !std::is_same_v<T, float>)) &&
-        cuda::gemm_q4_wgmma_fits(l.q)) {
+    if (l.quantized && fused_scratch_ && use_fused_gemm(l.q, m, beta != 0.f)) {
       cuda::gemm_q4_wgmma_input(x, m, l.K, x_stride, l.q.perm, xperm_, stream_);
       cuda::gemm_q4_wgmma(l.q, xperm_, m, y, y_stride, beta != 0.f, fused_scratch_, stream_);
     } else if (l.quantized) {
@@ -1501,7 +1519,7 @@ class Stage {
   __half *xn_ = nullptr, *q_ = nullptr, *att_ = nullptr, *act_ = nullptr, *xperm_ = nullptr, *deq_ = nullptr;
   size_t deq_halves_ = 0;
   std::unique_ptr<cuda::DequantAhead> deq_ahead_;  // create_dequant_ahead
-  int fused_prompt_gemm_ = 0;
+  FusedPromptGemm fused_prompt_gemm_ = FusedPromptGemm::Off;
   uint8_t* fused_scratch_ = nullptr;
   int *tokens_ = nullptr, *pos_ = nullptr, *score_targets_ = nullptr;
   float* score_nll_ = nullptr;

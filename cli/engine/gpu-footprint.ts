@@ -58,6 +58,17 @@ function dequantAheadExtraTiles(quantized: boolean): number {
   return quantized && process.env.XLLAMA_DEQUANT_AHEAD !== '0' ? DEQUANT_AHEAD_SLOTS - 1 : 0;
 }
 
+/**
+ * The fused Hopper GEMM (cuda/gemm_q4_wgmma.h): its input rounds a chunk's rows up to 256-token tiles, and a 4-bit
+ * model's stage holds its stream-K scratch (132 fp32 partial tiles of 128 x 256, a flag each, two counters) on every
+ * GPU unless XLLAMA_FUSED_PROMPT_GEMM=0.
+ */
+const FUSED_TILE_TOKENS = 256;
+const FUSED_SCRATCH_BYTES = 132 * 128 * 256 * 4 + (132 + 2) * 4;
+function fusedScratchBytes(quantized: boolean): number[] {
+  return quantized && !(process.env.XLLAMA_FUSED_PROMPT_GEMM ?? '').startsWith('0') ? [FUSED_SCRATCH_BYTES] : [];
+}
+
 /** Stage::allocate_scratch, allocation by allocation (each at least 16 bytes). */
 function scratchBytes(a: Arch, chunkTokens: number, quantized: boolean): { stage: number; last: number } {
   const { hiddenSize: hid, intermediateSize: I, numHeads: H, numKvHeads: KV, headDim: D } = a;
@@ -73,7 +84,8 @@ function scratchBytes(a: Arch, chunkTokens: number, quantized: boolean): { stage
   const projection = (width: number) => Math.max(rows * width * 2, GEMV_MAX_ROWS * width * 4);
   const sizes = [
     rows * hid * 4, rows * kmax * 2, projection(qkvDim), rows * H * D * 2, rows * H * D * 2, projection(2 * I),
-    rows * I * 2, rows * kmax * 2, deq * 2, workFloats * 4, GEMV_MAX_ROWS * H * 4, 2 * GEMV_MAX_ROWS * 4,
+    rows * I * 2, Math.ceil(rows / FUSED_TILE_TOKENS) * FUSED_TILE_TOKENS * kmax * 2, deq * 2,
+    ...fusedScratchBytes(quantized), workFloats * 4, GEMV_MAX_ROWS * H * 4, 2 * GEMV_MAX_ROWS * 4,
     Math.ceil(hid / 128) * 4, (rows + 1) * 4, (D / 2) * 4,
     ...Array<number>(dequantAheadExtraTiles(quantized)).fill(deq * 2),
   ];

@@ -45,7 +45,8 @@
 namespace xllama::cuda {
 namespace {
 
-constexpr int kTileTokens = 256;  // input rows (B columns): one m64n256 wgmma per consumer warpgroup and k16
+constexpr int kTileTokens = kGemmQ4WgmmaTileTokens;  // input rows (B columns): one m64n256 wgmma per consumer
+                                                     // warpgroup and k16
 constexpr int kTileRows = 128;    // output features: two consumer warpgroups x m64
 constexpr int kStepK = 64;        // k per stage: one 128-byte swizzle row of x per token
 constexpr int kXBlockHalves = kTileTokens * kStepK;  // one (token tile, k64 step) block of the reordered x: 32 KB
@@ -72,7 +73,7 @@ static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
 // The stream-K scratch (gemm_q4_wgmma_scratch_bytes): an fp32 partial tile per block (the one it hands on), a flag
 // per block (that partial is written), and the ticket counters.
 constexpr size_t kPartialFloats = (size_t)kConsumerThreads * kAccumulators;
-constexpr int kMaxBlocks = 1024;  // stream-K blocks at most (one per SM)
+static_assert(kPartialFloats * 4 == kGemmQ4WgmmaPartialBytes && kTileRows == 128, "the header's scratch size");
 
 struct Schedule {
   int tok_tiles;  // tiles: (row tile, token tile), token tiles varying fastest
@@ -440,7 +441,7 @@ int token_tiles(int m) { return (m + kTileTokens - 1) / kTileTokens; }
 int sm_count() {
   int device = 0, sms = 132;
   if (cudaGetDevice(&device) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  return std::max(1, std::min(sms, kMaxBlocks));
+  return std::max(1, std::min(sms, kGemmQ4WgmmaMaxBlocks));
 }
 }  // namespace
 
@@ -448,8 +449,6 @@ bool gemm_q4_wgmma_fits(const QWeight& w) {
   return w.K % kStepK == 0 && w.N % kTileRows == 0 && w.group_size > 0 && w.group_size % 32 == 0 &&
          aligned16(w.qweight) && aligned16(w.scales) && (!w.zeros || aligned16(w.zeros));
 }
-
-size_t gemm_q4_wgmma_input_halves(int m, int K) { return (size_t)token_tiles(m) * kTileTokens * K; }
 
 void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s) {
   const int m_pad = token_tiles(m) * kTileTokens;
@@ -459,9 +458,14 @@ void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int*
   XL_CUDA_LAUNCH_CHECK();
 }
 
-size_t gemm_q4_wgmma_scratch_bytes() {
-  const size_t blocks = (size_t)sm_count();
-  return blocks * kPartialFloats * sizeof(float) + (blocks + 2) * sizeof(unsigned);
+// Measured on the H200 (docs/PERF-NOTES.md, session 44): the unfused path's dequantization costs the same at any
+// row count, so the fused kernel wins at short prompt chunks and loses at 2048 rows; fp32-accumulating GEMMs
+// (o_proj, down_proj) pay a fixed ~10 us more for their output and partial sums, which small ones (7B o_proj: 31
+// units a block at 512 rows) don't earn back.
+bool gemm_q4_wgmma_preferred(const QWeight& w, int m, bool accumulate) {
+  if (m > 1024) return false;
+  const long long units = (long long)token_tiles(m) * (w.N / kTileRows) * (w.K / kStepK);
+  return !accumulate || units >= 96LL * sm_count();
 }
 
 GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m) {
@@ -485,8 +489,8 @@ void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride
               nullptr, nullptr};
   if (sc.blocks != tiles) {
     sc.partials = static_cast<float*>(scratch);
-    sc.flags = reinterpret_cast<unsigned*>(sc.partials + (size_t)sm_count() * kPartialFloats);
-    sc.tickets = sc.flags + sm_count();
+    sc.flags = reinterpret_cast<unsigned*>(sc.partials + (size_t)kGemmQ4WgmmaMaxBlocks * kPartialFloats);
+    sc.tickets = sc.flags + kGemmQ4WgmmaMaxBlocks;
   }
   XL_CUDA_CHECK(
       cudaFuncSetAttribute(gemm_q4_wgmma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes));
