@@ -1113,22 +1113,17 @@ class Stage {
   }
 
   // XLLAMA_FUSED_PROMPT_GEMM: "0" never fuses, "1" fuses every 4-bit prompt GEMM the kernel takes, unset: those
-  // gemm_q4_wgmma_preferred picks (EXPERIMENT "2": the fp16-output ones). Only where the GPU runs the kernel.
-  enum class FusedPromptGemm { Off, Preferred, All, Fp16Out };
+  // gemm_q4_wgmma_preferred picks. Only where the GPU runs the kernel (Hopper).
+  enum class FusedPromptGemm { Off, Preferred, All };
   static FusedPromptGemm fused_prompt_gemm_setting() {
     const char* v = std::getenv("XLLAMA_FUSED_PROMPT_GEMM");
     if (!v || !*v) return FusedPromptGemm::Preferred;
-    if (*v == '0') return FusedPromptGemm::Off;
-    return *v == '2' ? FusedPromptGemm::Fp16Out : FusedPromptGemm::All;
+    return *v == '0' ? FusedPromptGemm::Off : FusedPromptGemm::All;
   }
   bool use_fused_gemm(const QWeight& q, int m, bool accumulate) const {
     if (!cuda::gemm_q4_wgmma_supported() || !cuda::gemm_q4_wgmma_fits(q)) return false;
-    switch (fused_prompt_gemm_) {
-      case FusedPromptGemm::All: return true;
-      case FusedPromptGemm::Fp16Out: return !accumulate;
-      case FusedPromptGemm::Preferred: return cuda::gemm_q4_wgmma_preferred(q, m, accumulate);
-      default: return false;
-    }
+    if (fused_prompt_gemm_ == FusedPromptGemm::All) return true;
+    return fused_prompt_gemm_ == FusedPromptGemm::Preferred && cuda::gemm_q4_wgmma_preferred(q, m, accumulate);
   }
 
   // Prompt chunks (dequantization tiles + GEMMs): y = beta y + x W^T (+ bias). T: float, or __half for q/k/v and

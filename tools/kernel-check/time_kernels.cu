@@ -219,19 +219,9 @@ void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
               unfused * 1e3, cublas_only * 1e3, fused / unfused, fused / cublas_only);
   if (whole > 0) std::printf(" | whole tiles %7.1f us", whole * 1e3);
   std::printf("\n");
-  if (std::getenv("XLLAMA_KC_SWEEP") && gemm_q4_wgmma_supported()) {  // EXPERIMENT
-    for (int b : {66, 100, 120, 132}) {
-      if (b >= tiles * (K / 64)) continue;
-      std::printf("   sweep %4d blocks %7.1f us\n", b, median_ms([&] { run_fused(GemmQ4WgmmaPlan{b}); }, 3, 20) * 1e3);
-    }
-  }
 }
 
 void time_prompt_gemms() {
-  if (std::getenv("XLLAMA_KC_SWEEP")) {  // EXPERIMENT
-    time_prompt_gemm("7B o h", 4096, 4096, 512, true);
-    time_prompt_gemm("7B dn h", 11008, 4096, 512, true);
-  }
   for (int m : {512, 2048}) {
     time_prompt_gemm("7B qkv", 4096, 12288, m, true);
     time_prompt_gemm("7B o", 4096, 4096, m, false);
