@@ -570,10 +570,10 @@ class Stage {
     deq_ = mem_.alloc<__half>(deq, "scratch", &scratch_bytes_);
     deq_halves_ = deq;
     create_dequant_ahead();
-    // 4-bit models: the fused Hopper GEMM's stream-K scratch (on every GPU, so the memory estimate doesn't depend
-    // on it), zeroed once: each GEMM leaves it as it found it.
+    // The fused Hopper GEMM's stream-K scratch where a 4-bit linear has a shape it takes (on every GPU, so the
+    // memory estimate doesn't depend on it), zeroed once: each GEMM leaves it as it found it.
     fused_prompt_gemm_ = fused_prompt_gemm_setting();
-    if (any_quantized() && fused_prompt_gemm_ != FusedPromptGemm::Off) {
+    if (any_fused_shape() && fused_prompt_gemm_ != FusedPromptGemm::Off) {
       fused_scratch_ = mem_.alloc<uint8_t>(cuda::gemm_q4_wgmma_scratch_bytes(), "scratch", &scratch_bytes_);
       XL_CUDA_CHECK(cudaMemset(fused_scratch_, 0, cuda::gemm_q4_wgmma_scratch_bytes()));
     }
@@ -640,6 +640,15 @@ class Stage {
 
   // The prompt's 4-bit GEMMs dequantize on a side stream, into deq_ and more tiles of its size
   // (cuda/dequant_ahead.h), unless XLLAMA_DEQUANT_AHEAD=0.
+  bool any_fused_shape() const {
+    const auto fits = [](const GpuLinear& l) {
+      return l.quantized && cuda::gemm_q4_wgmma_shape_fits(l.q.K, l.q.N, l.q.group_size);
+    };
+    return std::any_of(layers_.begin(), layers_.end(), [&](const GpuLayer& l) {
+      return fits(l.qkv) || fits(l.o) || fits(l.gate_up) || fits(l.down);
+    });
+  }
+
   bool any_quantized() const {
     return std::any_of(layers_.begin(), layers_.end(), [](const GpuLayer& l) {
       return l.qkv.quantized || l.o.quantized || l.gate_up.quantized || l.down.quantized;

@@ -18,14 +18,19 @@ constexpr int kGemmQ4WgmmaTileTokens = 256;
 constexpr int kGemmQ4WgmmaMaxBlocks = 132;
 constexpr size_t kGemmQ4WgmmaPartialBytes = (size_t)128 * kGemmQ4WgmmaTileTokens * 4;
 
+// The kernel's tiles take a linear of K inputs, N outputs and this quantization group (gemm_q4_wgmma_fits adds the
+// pointers' alignment). Build-independent, like the sizes below: a stage holds the stream-K scratch where a 4-bit
+// layer linear has such a shape (cli/engine/gpu-footprint.ts mirrors it).
+constexpr bool gemm_q4_wgmma_shape_fits(int K, int N, int group_size) {
+  return K % 64 == 0 && N % 128 == 0 && group_size > 0 && group_size % 32 == 0;
+}
 // The kernel's input buffer, in fp16 values: m rows rounded up to whole token tiles (the same in every build, so
 // memory estimates don't depend on it).
 inline size_t gemm_q4_wgmma_input_halves(int m, int K) {
   return (size_t)((m + kGemmQ4WgmmaTileTokens - 1) / kGemmQ4WgmmaTileTokens) * kGemmQ4WgmmaTileTokens * K;
 }
 // Bytes of the stream-K scratch (partial tiles, a flag per block, two ticket counters), to be allocated zeroed, one
-// per stream that may run these GEMMs at the same time. The same on every GPU (cli/engine/gpu-footprint.ts counts
-// it for 4-bit models).
+// per stream that may run these GEMMs at the same time. The same on every GPU.
 constexpr size_t gemm_q4_wgmma_scratch_bytes() {
   return kGemmQ4WgmmaMaxBlocks * kGemmQ4WgmmaPartialBytes + (kGemmQ4WgmmaMaxBlocks + 2) * sizeof(unsigned);
 }
@@ -40,7 +45,7 @@ struct GemmQ4WgmmaPlan {
 #ifdef XLLAMA_HAVE_SM90A
 // The current GPU runs the kernel (compute capability 9.0 and this build holds its sm_90a code).
 bool gemm_q4_wgmma_supported();
-// The weight's shape suits the kernel's tiles: K % 64, N % 128, group size % 32, every pointer it reads aligned.
+// The weight suits the kernel: gemm_q4_wgmma_shape_fits, and every pointer it reads 16-byte aligned.
 bool gemm_q4_wgmma_fits(const QWeight& w);
 // Whether this GEMM is expected to run faster fused than as dequantization + cuBLAS (the backend's default path),
 // from the H200 measurements in docs/PERF-NOTES.md (session 44).

@@ -59,18 +59,28 @@ function dequantAheadExtraTiles(quantized: boolean): number {
 }
 
 /**
- * The fused Hopper GEMM (cuda/gemm_q4_wgmma.h): its input rounds a chunk's rows up to 256-token tiles, and a 4-bit
- * model's stage holds its stream-K scratch (132 fp32 partial tiles of 128 x 256, a flag each, two counters) on every
- * GPU unless XLLAMA_FUSED_PROMPT_GEMM=0.
+ * The fused Hopper GEMM (cuda/gemm_q4_wgmma.h): its input rounds a chunk's rows up to 256-token tiles, and a stage
+ * of a 4-bit model with a layer linear of a shape it takes (gemm_q4_wgmma_shape_fits) holds its stream-K scratch
+ * (132 fp32 partial tiles of 128 x 256, a flag each, two counters) on every GPU, unless XLLAMA_FUSED_PROMPT_GEMM=0.
  */
 const FUSED_TILE_TOKENS = 256;
 const FUSED_SCRATCH_BYTES = 132 * 128 * 256 * 4 + (132 + 2) * 4;
-function fusedScratchBytes(quantized: boolean): number[] {
-  return quantized && !(process.env.XLLAMA_FUSED_PROMPT_GEMM ?? '').startsWith('0') ? [FUSED_SCRATCH_BYTES] : [];
+function fusedScratchBytes(a: Arch, quant: Pick<GptqSettings, 'groupSize'> | null): number[] {
+  if (!quant || (process.env.XLLAMA_FUSED_PROMPT_GEMM ?? '').startsWith('0')) return [];
+  const { hiddenSize: hid, intermediateSize: I, numHeads: H, numKvHeads: KV, headDim: D } = a;
+  // [K, N] of q/k/v, o_proj, gate/up and down_proj as the backend holds them
+  const linears = [[hid, (H + 2 * KV) * D], [H * D, hid], [hid, 2 * I], [I, hid]];
+  const fits = ([k, n]: number[]) => {
+    const group = quant.groupSize === -1 ? k : quant.groupSize;
+    return k % 64 === 0 && n % 128 === 0 && group > 0 && group % 32 === 0;
+  };
+  return linears.some(fits) ? [FUSED_SCRATCH_BYTES] : [];
 }
 
 /** Stage::allocate_scratch, allocation by allocation (each at least 16 bytes). */
-function scratchBytes(a: Arch, chunkTokens: number, quantized: boolean): { stage: number; last: number } {
+function scratchBytes(a: Arch, chunkTokens: number, quant: Pick<GptqSettings, 'groupSize'> | null):
+    { stage: number; last: number } {
+  const quantized = quant !== null;
   const { hiddenSize: hid, intermediateSize: I, numHeads: H, numKvHeads: KV, headDim: D } = a;
   const rows = Math.max(chunkTokens, GEMV_MAX_ROWS);
   const kmax = Math.max(hid, I, H * D);
@@ -85,7 +95,7 @@ function scratchBytes(a: Arch, chunkTokens: number, quantized: boolean): { stage
   const sizes = [
     rows * hid * 4, rows * kmax * 2, projection(qkvDim), rows * H * D * 2, rows * H * D * 2, projection(2 * I),
     rows * I * 2, Math.ceil(rows / FUSED_TILE_TOKENS) * FUSED_TILE_TOKENS * kmax * 2, deq * 2,
-    ...fusedScratchBytes(quantized), workFloats * 4, GEMV_MAX_ROWS * H * 4, 2 * GEMV_MAX_ROWS * 4,
+    ...fusedScratchBytes(a, quant), workFloats * 4, GEMV_MAX_ROWS * H * 4, 2 * GEMV_MAX_ROWS * 4,
     Math.ceil(hid / 128) * 4, (rows + 1) * 4, (D / 2) * 4,
     ...Array<number>(dequantAheadExtraTiles(quantized)).fill(deq * 2),
   ];
@@ -101,7 +111,7 @@ function scratchBytes(a: Arch, chunkTokens: number, quantized: boolean): { stage
 export function modelFootprint(spec: { arch: Arch; quant: Pick<GptqSettings, 'groupSize' | 'descAct' | 'sym'> | null },
     chunkTokens: number): ModelFootprint {
   const w = weightBytes(spec);
-  const scratch = scratchBytes(spec.arch, chunkTokens, spec.quant !== null);
+  const scratch = scratchBytes(spec.arch, chunkTokens, spec.quant);
   const head = w.finalNorm + (w.tied ? w.embedding : w.lmHead);
   return {
     layerWeights: w.layers,

@@ -215,8 +215,9 @@ __device__ __forceinline__ void dequantize_step(const QWeight& w, const uint8_t*
 // The consumer side of stage i (counted over the block's whole range): wait for it; wait until at most one wgmma
 // group is pending (so stage i - 2's group, which read this register set, is done) and hand stage i - 2 back if it
 // belongs to this segment (first: the segment's first stage); dequantize; issue the step's 4 wgmmas as one group.
-// `a` must be a different array for odd and even i: picking the set at run time would copy it into the same
-// registers every step, while the previous step's wgmmas may still read them (wrong results, no compiler warning).
+// `a` must be a different array for odd and even i: a set picked at run time is copied into the same registers
+// every step, while the previous step's wgmmas may still read them (ptxas doesn't warn; one of two suspects in
+// session 43's wrong results).
 __device__ __forceinline__ void consume_step(const QWeight& w, int i, int first, uint8_t* smem, uint64_t* full,
                                              uint64_t* empty, int row0, int t, float (&acc)[kAccumulators],
                                              uint32_t (&a)[4][4]) {
@@ -446,8 +447,8 @@ int sm_count() {
 }  // namespace
 
 bool gemm_q4_wgmma_fits(const QWeight& w) {
-  return w.K % kStepK == 0 && w.N % kTileRows == 0 && w.group_size > 0 && w.group_size % 32 == 0 &&
-         aligned16(w.qweight) && aligned16(w.scales) && (!w.zeros || aligned16(w.zeros));
+  static_assert(kStepK == 64 && kTileRows == 128, "gemm_q4_wgmma_shape_fits's tile shape");
+  return gemm_q4_wgmma_shape_fits(w.K, w.N, w.group_size) && aligned16(w.qweight) && aligned16(w.scales) && (!w.zeros || aligned16(w.zeros));
 }
 
 void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s) {

@@ -67,3 +67,12 @@ test('a small model\'s dequantization tiles hold its largest layer linear whole,
   const f = withAhead(undefined, () => modelFootprint({ arch: tiny, quant: null }, 512));
   assert.equal(q.stageScratch - f.stageScratch, 2 * (64 * 384 * 2) + FUSED);
 });
+
+test('a 4-bit model whose linears the fused GEMM takes none of holds no stream-K scratch', () => {
+  // hidden 80 and intermediate 200: no K is a multiple of 64 (q/k/v, o_proj, gate/up, down_proj)
+  const odd: Arch = { ...arch, vocabSize: 512, hiddenSize: 80, intermediateSize: 200, numLayers: 3, numHeads: 10,
+    numKvHeads: 5, headDim: 8 };
+  const q = withAhead('0', () => modelFootprint({ arch: odd, quant: gptq }, 512));
+  const f = withAhead('0', () => modelFootprint({ arch: odd, quant: null }, 512));
+  assert.equal(q.stageScratch, f.stageScratch);
+});

@@ -93,7 +93,7 @@ test('info: the plan for one GPU by default; a split that cannot fit is refused 
   assert.match(r.stdout, /^GPU plan +one GPU, KV cache for 512 positions$/m);
   assert.match(r.stdout, /^GPU 0\b.* +layers 0-4 \+ embeddings, final norm, lm_head: [\d.]+ MiB = weights 200\.4 KiB, KV cache 320\.0 KiB, /m);
   refused(['info', g32, '--gpus', '0,0', '--gpu-split', '0.1,0.1'],
-    /--gpus 0,0 --gpu-split 0\.1,0\.1: the model does not fit: it needs 0\.25 GB on one GPU \(KV cache for 1 position\); GPU 0: nothing of 0\.10 GB budget; GPU 0: nothing of 0\.10 GB budget; layers 0-4 with the final norm and lm_head \(0\.25 GB\) are left over/);
+    /--gpus 0,0 --gpu-split 0\.1,0\.1: the model does not fit: it needs 0\.27 GB on one GPU \(KV cache for 1 position\); GPU 0: nothing of 0\.10 GB budget; GPU 0: nothing of 0\.10 GB budget; layers 0-4 with the final norm and lm_head \(0\.27 GB\) are left over/);
   refused(['info', g32, '--gpu-split', '1', '--max-seq-len', 'x'], /--max-seq-len: expected an integer/);
   if (gpuCount === 0) refused(['info', g32, '--gpu-split', 'auto'], /'auto' plans from the GPUs' free memory, and no GPU is visible here/);
 });
