@@ -638,8 +638,8 @@ class Stage {
     return std::min(most, ((N + chunks - 1) / chunks + 127) / 128 * 128);
   }
 
-  // The prompt's 4-bit GEMMs dequantize on a side stream, into deq_ and more tiles of its size
-  // (cuda/dequant_ahead.h), unless XLLAMA_DEQUANT_AHEAD=0.
+  // Some 4-bit layer linear has a shape the fused Hopper GEMM takes (whatever the GPU: the scratch decision and
+  // cli/engine/gpu-footprint.ts's estimate of it must not depend on it).
   bool any_fused_shape() const {
     const auto fits = [](const GpuLinear& l) {
       return l.quantized && cuda::gemm_q4_wgmma_shape_fits(l.q.K, l.q.N, l.q.group_size);
@@ -655,6 +655,8 @@ class Stage {
     });
   }
 
+  // The prompt's 4-bit GEMMs dequantize on a side stream, into deq_ and more tiles of its size
+  // (cuda/dequant_ahead.h), unless XLLAMA_DEQUANT_AHEAD=0.
   void create_dequant_ahead() {
     if (!cuda::dequant_ahead_setting() || !any_quantized()) return;
     std::vector<__half*> slots{deq_};
