@@ -58,6 +58,12 @@ function dequantAheadExtraTiles(quantized: boolean): number {
   return quantized && process.env.XLLAMA_DEQUANT_AHEAD !== '0' ? DEQUANT_AHEAD_SLOTS - 1 : 0;
 }
 
+/** [K, N] of a layer's linears as the backend holds them: q/k/v, o_proj, gate/up, down_proj. */
+function layerLinears(a: Arch): [number, number][] {
+  const { hiddenSize: hid, intermediateSize: I, numHeads: H, numKvHeads: KV, headDim: D } = a;
+  return [[hid, (H + 2 * KV) * D], [H * D, hid], [hid, 2 * I], [I, hid]];
+}
+
 /**
  * The fused Hopper GEMM (cuda/gemm_q4_wgmma.h): its input rounds a chunk's rows up to 256-token tiles, and a stage
  * of a 4-bit model with a layer linear of a shape it takes (gemm_q4_wgmma_shape_fits) holds its stream-K scratch
@@ -67,14 +73,11 @@ const FUSED_TILE_TOKENS = 256;
 const FUSED_SCRATCH_BYTES = 132 * 128 * 256 * 4 + (132 + 2) * 4;
 function fusedScratchBytes(a: Arch, quant: Pick<GptqSettings, 'groupSize'> | null): number[] {
   if (!quant || (process.env.XLLAMA_FUSED_PROMPT_GEMM ?? '').startsWith('0')) return [];
-  const { hiddenSize: hid, intermediateSize: I, numHeads: H, numKvHeads: KV, headDim: D } = a;
-  // [K, N] of q/k/v, o_proj, gate/up and down_proj as the backend holds them
-  const linears = [[hid, (H + 2 * KV) * D], [H * D, hid], [hid, 2 * I], [I, hid]];
-  const fits = ([k, n]: number[]) => {
+  const fits = ([k, n]: [number, number]) => {
     const group = quant.groupSize === -1 ? k : quant.groupSize;
     return k % 64 === 0 && n % 128 === 0 && group > 0 && group % 32 === 0;
   };
-  return linears.some(fits) ? [FUSED_SCRATCH_BYTES] : [];
+  return layerLinears(a).some(fits) ? [FUSED_SCRATCH_BYTES] : [];
 }
 
 /** Stage::allocate_scratch, allocation by allocation (each at least 16 bytes). */
@@ -88,7 +91,7 @@ function scratchBytes(a: Arch, chunkTokens: number, quant: Pick<GptqSettings, 'g
   const workFloats = GEMV_MAX_ROWS * H * 64 * (D + 2);
   // The budget, capped by the largest layer linear taken whole (columns rounded up to 128), at least 128 columns.
   const whole = (k: number, n: number) => k * Math.ceil(n / 128) * 128;
-  const largest = Math.max(whole(hid, qkvDim), whole(H * D, hid), whole(hid, 2 * I), whole(I, hid));
+  const largest = Math.max(...layerLinears(a).map(([k, n]) => whole(k, n)));
   const deq = Math.max(Math.min(dequantBudgetHalves(), largest), kmax * 128);
   // q/k/v and gate/up: fp16 rows of a prompt chunk or fp32 rows of a decode step, whichever is larger
   const projection = (width: number) => Math.max(rows * width * 2, GEMV_MAX_ROWS * width * 4);

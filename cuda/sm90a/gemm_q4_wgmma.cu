@@ -118,10 +118,9 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-
-// One tile's part that a block computes: units [a, b) of tile `tile` (the tile's steps taken from step `rot` on,
-// wrapping: blocks of different row tiles start at different steps, so they read different x blocks at any one
-// time rather than all the same one; 2-6% faster than all starting at step 0).
+// One tile's part that a block computes: units [a, b) of tile `tile` (unit u is step (u + row tile) % steps:
+// blocks of different row tiles start at different steps, so they read different x blocks at any one time rather
+// than all the same one; 2-6% faster than all starting at step 0).
 struct Segment {
   int tile, a, b;
   __device__ int row_tile(const Schedule& sc) const { return tile / sc.tok_tiles; }
@@ -436,19 +435,28 @@ bool gemm_q4_wgmma_supported() {
   return yes;
 }
 
-
 namespace {
 int token_tiles(int m) { return (m + kTileTokens - 1) / kTileTokens; }
+// The stream-K blocks on the current GPU: its SMs, at most kGemmQ4WgmmaMaxBlocks (asked once per device: every
+// prompt GEMM's plan needs it).
 int sm_count() {
-  int device = 0, sms = 132;
-  if (cudaGetDevice(&device) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  return std::max(1, std::min(sms, kGemmQ4WgmmaMaxBlocks));
+  static std::atomic<int> cache[64];  // per device: 0 not asked yet
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return kGemmQ4WgmmaMaxBlocks;
+  int sms = cache[device].load(std::memory_order_relaxed);
+  if (sms == 0) {
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) sms = 132;
+    sms = std::max(1, std::min(sms, kGemmQ4WgmmaMaxBlocks));
+    cache[device].store(sms, std::memory_order_relaxed);
+  }
+  return sms;
 }
 }  // namespace
 
 bool gemm_q4_wgmma_fits(const QWeight& w) {
   static_assert(kStepK == 64 && kTileRows == 128, "gemm_q4_wgmma_shape_fits's tile shape");
-  return gemm_q4_wgmma_shape_fits(w.K, w.N, w.group_size) && aligned16(w.qweight) && aligned16(w.scales) && (!w.zeros || aligned16(w.zeros));
+  return gemm_q4_wgmma_shape_fits(w.K, w.N, w.group_size) && aligned16(w.qweight) && aligned16(w.scales) &&
+         (!w.zeros || aligned16(w.zeros));
 }
 
 void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int* perm, __half* out, cudaStream_t s) {

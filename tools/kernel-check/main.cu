@@ -37,7 +37,7 @@ void check_prompt_gemms() {
   check_gemm_q4(512, 512, 128, 40, false);
   check_gemm_q4(512, 512, 64, 77, true);
   check_gemm_q4(1024, 768, 32, 300, false);  // two groups per k64 step; three token tiles, the last partial
-  check_gemm_q4(2048, 512, 128, 200, false);  // the fused GEMM's K splits (fp32 accumulate)
+  check_gemm_q4(2048, 512, 128, 200, false);  // 32 k64 steps a tile: stream-K cuts tiles in several places
 }
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cuda/bulk_pipeline.cuh"
 #include "cuda/cp_async.cuh"
 #include "cuda/launch.h"
 
@@ -60,29 +61,15 @@ __global__ void release_producer(const uint4* __restrict__ w, size_t per_block, 
   if (acc == 0x12345678u) sink[0] = yv;
 }
 
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
-__device__ __forceinline__ uint32_t shared_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
-#endif
-
 // X's 64 floats for this block by one bulk copy (the copy engine) into shared memory, waited for on an mbarrier.
 __device__ __forceinline__ float input_by_bulk_copy(const float* x, int nx, float* dst, uint64_t* bar) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const float* src = x + (blockIdx.x * 64) % nx;
   if (threadIdx.x == 0) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_addr(bar)), "r"(256u)
-                 : "memory");
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-            shared_addr(dst)),
-        "l"(src), "r"(256u), "r"(shared_addr(bar))
-        : "memory");
+    mbar_arrive_expect_tx(bar, 256u);
+    bulk_copy_to_shared(dst, src, 256u, bar);
   }
-  uint32_t done = 0;
-  while (!done)
-    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }"
-                 : "=r"(done)
-                 : "r"(shared_addr(bar))
-                 : "memory");
+  mbar_wait(bar, 0);
   return dst[(threadIdx.x * 13) % 64];
 #else
   return __ldcg(x + (blockIdx.x * 64 + (threadIdx.x * 13) % 64) % nx);
@@ -97,8 +84,8 @@ __global__ void release_consumer(const uint4* __restrict__ w, size_t per_block, 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (mode == Preload::EveryWarpInputByBulkCopy && threadIdx.x == 0) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(shared_addr(&x_bar)) : "memory");
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    mbar_init(&x_bar, 1);
+    fence_mbar_init();
   }
   __syncthreads();
 #endif
