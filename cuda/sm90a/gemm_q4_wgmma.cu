@@ -146,35 +146,42 @@ __device__ __forceinline__ void for_each_segment(const Schedule& sc, int v, F&& 
 
 // The producers: lane 0 of each producer warp fills its share of stage after stage (warp 0: the x block, scales and
 // zeros; warps 1-3: the packed weight rows, 3 + 3 + 2), each announcing its own bytes on the stage's mbarrier: one
-// thread's copies are issued one after the other, four threads' side by side.
+// thread's copies are issued one after the other, four threads' side by side. The producers, not the copies, were
+// what consumers waited for (session 45's profile: their lanes busy issuing, the consumers' waits for a full stage
+// 14% of the kernel's samples), so a step costs no division: its index is counted on, a group found by a shift,
+// and with one group per step (kOneGroup: group sizes that are multiples of 64) its scales and zeros copied once.
+template <bool kOneGroup>
 __device__ __forceinline__ void produce(const QWeight& w, const __half* __restrict__ xp, const Schedule& sc, int v,
                                         uint8_t* smem, uint64_t* full, uint64_t* empty, int pw) {
   constexpr int kRowsPerWarp = (8 + kProducerWarps - 2) / (kProducerWarps - 1);
+  constexpr int kGroups = kOneGroup ? 1 : 2;  // the groups of k0 and k0 + 32 (two only for group size 32 or 96)
   const int r_begin = pw == 0 ? 0 : (pw - 1) * kRowsPerWarp;
   const int r_end = pw == 0 ? 0 : min(8, r_begin + kRowsPerWarp);
   const bool params = pw == 0;
-  const unsigned bytes =
-      (params ? kXBytes + 2 * kTileRows * 2 + (w.zeros ? 2 * kTileRows : 0) : 0) + (r_end - r_begin) * kTileRows * 4;
+  const unsigned bytes = (params ? kXBytes + kGroups * kTileRows * 2 + (w.zeros ? kGroups * kTileRows : 0) : 0) +
+                         (r_end - r_begin) * kTileRows * 4;
+  // GPTQ's group sizes are powers of two (32-128, or K's 4096 for one group): a shift; others divide
+  const int gs = w.group_size, group_shift = (gs & (gs - 1)) == 0 ? __ffs(gs) - 1 : -1;
   uint8_t* param_base = smem + kStages * kXBytes;
   int i = 0;  // stages filled so far (the ring runs on across segments)
   for_each_segment(sc, v, [&](const Segment& g) {
     const int n0 = g.row_tile(sc) * kTileRows;
     const __half* xtile = xp + (size_t)g.tok_tile(sc) * sc.steps * kXBlockHalves;
-    for (int unit = g.a; unit < g.b; ++unit, ++i) {
+    int s = g.step(sc, g.a);  // g.step(sc, unit), counted on
+    for (int unit = g.a; unit < g.b; ++unit, ++i, s = s + 1 == sc.steps ? 0 : s + 1) {
       const int st = i % kStages;
       mbar_wait(&empty[st], ((i / kStages) & 1) ^ 1);
       uint8_t* stage = param_base + st * kParamBytes;
-      const int s = g.step(sc, unit), k0 = s * kStepK;
+      const int k0 = s * kStepK;
       mbar_arrive_expect_tx(&full[st], bytes);
       for (int r = r_begin; r < r_end; ++r)
         bulk_copy_to_shared(stage + kWordsOffset + r * kWordPitch * 4, w.qweight + (size_t)(k0 / 8 + r) * w.N + n0,
                             kTileRows * 4, &full[st]);
       if (!params) continue;
       bulk_copy_to_shared(smem + st * kXBytes, xtile + (size_t)s * kXBlockHalves, kXBytes, &full[st]);
-      // the groups of k0 and k0 + 32 (the same one for group sizes of 64 or more)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int grp = (k0 + 32 * h) / w.group_size;
+      for (int h = 0; h < kGroups; ++h) {
+        const int k = k0 + 32 * h, grp = group_shift >= 0 ? k >> group_shift : k / gs;
         bulk_copy_to_shared(stage + kScalesOffset + h * kTileRows * 2, w.scales + (size_t)grp * w.N + n0,
                             kTileRows * 2, &full[st]);
         if (w.zeros)
@@ -186,26 +193,36 @@ __device__ __forceinline__ void produce(const QWeight& w, const __half* __restri
 }
 
 // A fragments of one k64 step for the thread's rows `row0` and row0 + 8: a[j] for k16 step j =
-// {row0 words t, row0 + 8 words t, row0 words t + 4, row0 + 8 words t + 4}, nibbles (j, j + 4).
+// {row0 words t, row0 + 8 words t, row0 words t + 4, row0 + 8 words t + 4}, nibbles (j, j + 4). Words t and t + 4
+// are k0 + [0, 32) and k0 + [32, 64): groups h = 0 and 1, the same one with kOneGroup (its zero and scale taken once).
+template <bool kOneGroup>
 __device__ __forceinline__ void dequantize_step(const QWeight& w, const uint8_t* params, int row0, int t,
                                                 uint32_t (&a)[4][4]) {
+  constexpr int kGroups = kOneGroup ? 1 : 2;
   const uint32_t* words = reinterpret_cast<const uint32_t*>(params + kWordsOffset);
   const __half* scales = reinterpret_cast<const __half*>(params + kScalesOffset);
   const uint8_t* zeros = params + kZerosOffset;
+  __half2 z1024[kGroups][2], zneg64[kGroups][2], s[kGroups][2];  // [group h][row row0 + 8 r]
+#pragma unroll
+  for (int h = 0; h < kGroups; ++h)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = row0 + 8 * r;
+      const int z = w.zeros ? zeros[h * kTileRows + row] : w.sym_zero;
+      const uint16_t zb = 0x6400 | z;
+      z1024[h][r] = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
+      zneg64[h][r] = __float2half2_rn(-(64.f + (float)z));
+      s[h][r] = __half2half2(scales[h * kTileRows + row]);
+    }
 #pragma unroll
   for (int f = 0; f < 4; ++f) {  // fragment register f: row0 + 8 (f & 1), word t + 4 (f >> 1)
-    const int row = row0 + 8 * (f & 1), h = f >> 1;
-    const uint32_t word = words[(t + 4 * h) * kWordPitch + row];
-    const int z = w.zeros ? zeros[h * kTileRows + row] : w.sym_zero;
-    const uint16_t zb = 0x6400 | z;
-    const __half2 z1024 = __halves2half2(__ushort_as_half(zb), __ushort_as_half(zb));
-    const __half2 zneg64 = __float2half2_rn(-(64.f + (float)z));
-    const __half2 s = __half2half2(scales[h * kTileRows + row]);
+    const int r = f & 1, h = f >> 1, gh = kOneGroup ? 0 : h;
+    const uint32_t word = words[(t + 4 * h) * kWordPitch + row0 + 8 * r];
     __half2 d[4];
-    dequant_word(word, z1024, zneg64, d);
+    dequant_word(word, z1024[gh][r], zneg64[gh][r], d);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const __half2 v = __hmul2(d[j], s);
+      const __half2 v = __hmul2(d[j], s[gh][r]);
       a[j][f] = *reinterpret_cast<const uint32_t*>(&v);
     }
   }
@@ -217,6 +234,7 @@ __device__ __forceinline__ void dequantize_step(const QWeight& w, const uint8_t*
 // `a` must be a different array for odd and even i: a set picked at run time is copied into the same registers
 // every step, while the previous step's wgmmas may still read them (ptxas doesn't warn; one of two suspects in
 // session 43's wrong results).
+template <bool kOneGroup>
 __device__ __forceinline__ void consume_step(const QWeight& w, int i, int first, uint8_t* smem, uint64_t* full,
                                              uint64_t* empty, int row0, int t, float (&acc)[kAccumulators],
                                              uint32_t (&a)[4][4]) {
@@ -228,7 +246,7 @@ __device__ __forceinline__ void consume_step(const QWeight& w, int i, int first,
     __syncwarp();
     if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[(i - 2) % kStages]);
   }
-  dequantize_step(w, smem + kStages * kXBytes + st * kParamBytes, row0, t, a);
+  dequantize_step<kOneGroup>(w, smem + kStages * kXBytes + st * kParamBytes, row0, t, a);
   wgmma_fence();
 #pragma unroll
   for (int j = 0; j < 4; ++j) wgmma_m64n256k16_rs(acc, a[j], desc + 2 * j);  // + 32 bytes per k16
@@ -236,6 +254,7 @@ __device__ __forceinline__ void consume_step(const QWeight& w, int i, int first,
 }
 
 // Stages [i0, i1) into acc (zeroed first); all their wgmmas done and every stage handed back on return.
+template <bool kOneGroup>
 __device__ __forceinline__ void consume_segment(const QWeight& w, int i0, int i1, uint8_t* smem, uint64_t* full,
                                                 uint64_t* empty, int row0, int t, float (&acc)[kAccumulators],
                                                 uint32_t (&even)[4][4], uint32_t (&odd)[4][4]) {
@@ -243,12 +262,12 @@ __device__ __forceinline__ void consume_segment(const QWeight& w, int i0, int i1
   for (int k = 0; k < kAccumulators; ++k) acc[k] = 0.f;
   fence_accumulators(acc);
   int i = i0;
-  if (i < i1 && (i & 1)) consume_step(w, i++, i0, smem, full, empty, row0, t, acc, odd);
+  if (i < i1 && (i & 1)) consume_step<kOneGroup>(w, i++, i0, smem, full, empty, row0, t, acc, odd);
   for (; i + 1 < i1; i += 2) {
-    consume_step(w, i, i0, smem, full, empty, row0, t, acc, even);
-    consume_step(w, i + 1, i0, smem, full, empty, row0, t, acc, odd);
+    consume_step<kOneGroup>(w, i, i0, smem, full, empty, row0, t, acc, even);
+    consume_step<kOneGroup>(w, i + 1, i0, smem, full, empty, row0, t, acc, odd);
   }
-  if (i < i1) consume_step(w, i++, i0, smem, full, empty, row0, t, acc, even);
+  if (i < i1) consume_step<kOneGroup>(w, i++, i0, smem, full, empty, row0, t, acc, even);
   wgmma_wait<0>();
   fence_accumulators(acc);
   __syncwarp();
@@ -305,10 +324,30 @@ __device__ __forceinline__ void add_partials_before(const Schedule& sc, int v, i
 
 // acc[4 c + e]: row row0 + 8 (e >> 1), token tok0 + 8 c + 2 t + (e & 1). Accumulating: reductions in L2
 // (red.add; one writer per value), issued without waiting, where loading each old value first keeps the loads'
-// latency in the block's tail.
+// latency in the block's tail. fp16 with `pairs` (y 4-byte aligned, y_stride even): lanes 4 apart hold adjacent
+// rows, so each pair swaps a token's values and stores two rows as one half2 (half the store instructions).
 template <class T>
 __device__ __forceinline__ void store_tile(const float (&acc)[kAccumulators], T* __restrict__ y, int y_stride,
-                                           int m, int tok0, int n0, int row0, int t, bool accumulate) {
+                                           int m, int tok0, int n0, int row0, int t, bool accumulate, bool pairs) {
+  if constexpr (std::is_same_v<T, __half>) {
+    if (pairs) {
+      // row0 even: rows (row0, row0 + 1) of token tok; odd: rows (row0 - 1, row0) of token tok + 1 (and + 8)
+      const bool odd = row0 & 1;
+#pragma unroll
+      for (int c = 0; c < kTileTokens / 8; ++c) {
+        // (row0, tok), (row0, tok + 1), (row0 + 8, tok), (row0 + 8, tok + 1)
+        const float a0 = acc[4 * c], a1 = acc[4 * c + 1], a2 = acc[4 * c + 2], a3 = acc[4 * c + 3];
+        const float got0 = __shfl_xor_sync(0xffffffffu, odd ? a0 : a1, 4);
+        const float got8 = __shfl_xor_sync(0xffffffffu, odd ? a2 : a3, 4);
+        const int tok = tok0 + 8 * c + 2 * t + odd;
+        if (tok >= m) continue;
+        __half2* q = reinterpret_cast<__half2*>(y + (size_t)tok * y_stride + n0 + row0 - odd);
+        q[0] = odd ? __floats2half2_rn(got0, a1) : __floats2half2_rn(a0, got0);
+        q[4] = odd ? __floats2half2_rn(got8, a3) : __floats2half2_rn(a2, got8);  // 8 rows on
+      }
+      return;
+    }
+  }
 #pragma unroll
   for (int c = 0; c < kTileTokens / 8; ++c) {
     const int tok = tok0 + 8 * c + 2 * t;
@@ -328,10 +367,10 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kAccumulators], T*
   }
 }
 
-template <class T>
+template <class T, bool kOneGroup>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_q4_wgmma_kernel(QWeight w, const __half* __restrict__ xp, int m, T* __restrict__ y, int y_stride,
-                         bool accumulate, Schedule sc) {
+                         bool accumulate, bool pairs, Schedule sc) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   // aligned by offsetting smem_raw itself (not through an integer), so the compiler still knows the accesses are to
@@ -354,7 +393,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int v = ticket;
   if (warp >= kConsumerWarps) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
-    if (lane == 0) produce(w, xp, sc, v, smem, full, empty, warp - kConsumerWarps);
+    if (lane == 0) produce<kOneGroup>(w, xp, sc, v, smem, full, empty, warp - kConsumerWarps);
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegs));
@@ -365,14 +404,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t even[4][4], odd[4][4];
   int i = 0;  // stages consumed so far
   for_each_segment(sc, v, [&](const Segment& g) {
-    consume_segment(w, i, i + g.b - g.a, smem, full, empty, row0, t, acc, even, odd);
+    consume_segment<kOneGroup>(w, i, i + g.b - g.a, smem, full, empty, row0, t, acc, even, odd);
     i += g.b - g.a;
     if (g.b < sc.steps) {  // a block after v finishes this tile
       publish_partial(sc, v, acc);
       return;
     }
     if (g.a > 0) add_partials_before(sc, v, g.tile, acc);
-    store_tile(acc, y, y_stride, m, g.tok_tile(sc) * kTileTokens, g.row_tile(sc) * kTileRows, row0, t, accumulate);
+    store_tile(acc, y, y_stride, m, g.tok_tile(sc) * kTileTokens, g.row_tile(sc) * kTileRows, row0, t, accumulate,
+               pairs);
   });
   if (sc.partials) {  // the last block to finish resets the tickets for the next GEMM
     consumer_sync();
@@ -502,9 +542,12 @@ void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride
     sc.flags = reinterpret_cast<unsigned*>(sc.partials + (size_t)kGemmQ4WgmmaMaxBlocks * kPartialFloats);
     sc.tickets = sc.flags + kGemmQ4WgmmaMaxBlocks;
   }
-  XL_CUDA_CHECK(
-      cudaFuncSetAttribute(gemm_q4_wgmma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes));
-  launch(gemm_q4_wgmma_kernel<T>, sc.blocks, kThreads, kSmemBytes, s, w, xp, m, y, y_stride, accumulate, sc);
+  // one quantization group per k64 step (group sizes that are multiples of 64): one set of scales and zeros
+  const auto kernel = w.group_size % kStepK == 0 ? gemm_q4_wgmma_kernel<T, true> : gemm_q4_wgmma_kernel<T, false>;
+  XL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes));
+  // fp16 output as half2 stores where every pair of rows is 4-byte aligned
+  const bool pairs = std::is_same_v<T, __half> && y_stride % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0;
+  launch(kernel, sc.blocks, kThreads, kSmemBytes, s, w, xp, m, y, y_stride, accumulate, pairs, sc);
   XL_CUDA_LAUNCH_CHECK();
 }
 template void gemm_q4_wgmma(const QWeight&, const __half*, int, float*, int, bool, void*, cudaStream_t,
