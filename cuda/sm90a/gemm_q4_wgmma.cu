@@ -507,13 +507,13 @@ void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int*
   XL_CUDA_LAUNCH_CHECK();
 }
 
-// Measured on the H200 (docs/PERF-NOTES.md, session 44, prompt chunks of 64-2048 rows): the unfused path's
+// Measured on the H200 (docs/PERF-NOTES.md, sessions 44-45, prompt chunks of 64-2048 rows): the unfused path's
 // dequantization costs the same at any row count, so the fused kernel wins at short chunks (7B: +15% at 64-256
-// rows, +6% at 512) and loses or ties at 1024 and more (7B -6% at 1024). fp32-accumulating GEMMs (o_proj,
-// down_proj) pay a fixed ~10 us more for their output and partial sums, which small ones (7B o_proj at 512 rows:
-// 31 units a block) don't earn back.
+// rows, +10% at 512; 13B +5% and 70B +11% at 1024, the 7B even there) and loses at 2048 (7B -4%, 13B -5%, 70B
+// -4%). fp32-accumulating GEMMs (o_proj, down_proj) pay a fixed ~10 us more for their output and partial sums,
+// which small ones (7B o_proj at 512 rows: 31 units a block) don't earn back.
 bool gemm_q4_wgmma_preferred(const QWeight& w, int m, bool accumulate) {
-  if (m > 512) return false;
+  if (m > 1024) return false;
   const long long units = (long long)token_tiles(m) * (w.N / kTileRows) * (w.K / kStepK);
   return !accumulate || units >= 96LL * sm_count();
 }
