@@ -154,7 +154,7 @@ template <bool kOneGroup>
 __device__ __forceinline__ void produce(const QWeight& w, const __half* __restrict__ xp, const Schedule& sc, int v,
                                         uint8_t* smem, uint64_t* full, uint64_t* empty, int pw) {
   constexpr int kRowsPerWarp = (8 + kProducerWarps - 2) / (kProducerWarps - 1);
-  constexpr int kGroups = kOneGroup ? 1 : 2;  // the groups of k0 and k0 + 32 (two only for group size 32 or 96)
+  constexpr int kGroups = kOneGroup ? 1 : 2;  // the groups of k0 and k0 + 32 (two where 64 k cross a group: 32, 96)
   const int r_begin = pw == 0 ? 0 : (pw - 1) * kRowsPerWarp;
   const int r_end = pw == 0 ? 0 : min(8, r_begin + kRowsPerWarp);
   const bool params = pw == 0;
