@@ -641,17 +641,20 @@ class Stage {
   // Some 4-bit layer linear has a shape the fused Hopper GEMM takes (whatever the GPU: the scratch decision and
   // cli/engine/gpu-footprint.ts's estimate of it must not depend on it).
   bool any_fused_shape() const {
-    const auto fits = [](const GpuLinear& l) {
+    return any_linear([](const GpuLinear& l) {
       return l.quantized && cuda::gemm_q4_wgmma_shape_fits(l.q.K, l.q.N, l.q.group_size);
-    };
-    return std::any_of(layers_.begin(), layers_.end(), [&](const GpuLayer& l) {
-      return fits(l.qkv) || fits(l.o) || fits(l.gate_up) || fits(l.down);
     });
   }
 
   bool any_quantized() const {
-    return std::any_of(layers_.begin(), layers_.end(), [](const GpuLayer& l) {
-      return l.qkv.quantized || l.o.quantized || l.gate_up.quantized || l.down.quantized;
+    return any_linear([](const GpuLinear& l) { return l.quantized; });
+  }
+
+  // Some layer linear of this stage (q/k/v, o_proj, gate/up, down_proj) satisfies `pred`.
+  template <class Pred>
+  bool any_linear(Pred pred) const {
+    return std::any_of(layers_.begin(), layers_.end(), [&](const GpuLayer& l) {
+      return pred(l.qkv) || pred(l.o) || pred(l.gate_up) || pred(l.down);
     });
   }
 

@@ -24,6 +24,10 @@ constexpr size_t kGemmQ4WgmmaPartialBytes = (size_t)128 * kGemmQ4WgmmaTileTokens
 constexpr bool gemm_q4_wgmma_shape_fits(int K, int N, int group_size) {
   return K % 64 == 0 && N % 128 == 0 && group_size > 0 && group_size % 32 == 0;
 }
+// Tiles of a GEMM of m rows and N outputs (the whole-tile schedule's block count).
+constexpr int gemm_q4_wgmma_tiles(int m, int N) {
+  return (m + kGemmQ4WgmmaTileTokens - 1) / kGemmQ4WgmmaTileTokens * (N / 128);
+}
 // The kernel's input buffer, in fp16 values: m rows rounded up to whole token tiles (the same in every build, so
 // memory estimates don't depend on it).
 inline size_t gemm_q4_wgmma_input_halves(int m, int K) {

@@ -494,7 +494,7 @@ int sm_count() {
 }  // namespace
 
 bool gemm_q4_wgmma_fits(const QWeight& w) {
-  static_assert(kStepK == 64 && kTileRows == 128, "gemm_q4_wgmma_shape_fits's tile shape");
+  static_assert(kStepK == 64 && kTileRows == 128, "the header's tile shape (shape_fits, tiles)");
   return gemm_q4_wgmma_shape_fits(w.K, w.N, w.group_size) && aligned16(w.qweight) && aligned16(w.scales) &&
          (!w.zeros || aligned16(w.zeros));
 }
@@ -514,12 +514,12 @@ void gemm_q4_wgmma_input(const __half* x, int m, int K, int x_stride, const int*
 // which small ones (7B o_proj at 512 rows: 31 units a block) don't earn back.
 bool gemm_q4_wgmma_preferred(const QWeight& w, int m, bool accumulate) {
   if (m > 1024) return false;
-  const long long units = (long long)token_tiles(m) * (w.N / kTileRows) * (w.K / kStepK);
+  const long long units = (long long)gemm_q4_wgmma_tiles(m, w.N) * (w.K / kStepK);
   return !accumulate || units >= 96LL * sm_count();
 }
 
 GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m) {
-  const long long tiles = (long long)token_tiles(m) * (w.N / kTileRows), steps = w.K / kStepK;
+  const long long tiles = gemm_q4_wgmma_tiles(m, w.N), steps = w.K / kStepK;
   const long long sms = sm_count();
   // Whole tiles take ceil(tiles / SMs) waves of `steps`; stream-K takes units / SMs each, plus about two units'
   // time to hand partials on and sum them. Stream-K when that is 3% faster (and a block has 8 units or more).
@@ -532,7 +532,7 @@ GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m) {
 template <class T>
 void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, void* scratch,
                    cudaStream_t s, GemmQ4WgmmaPlan plan) {
-  const int tiles = token_tiles(m) * (w.N / kTileRows), steps = w.K / kStepK;
+  const int tiles = gemm_q4_wgmma_tiles(m, w.N), steps = w.K / kStepK;
   if (plan.blocks <= 0) plan = gemm_q4_wgmma_plan(w, m);
   if (!scratch || plan.blocks > sm_count()) plan.blocks = tiles;  // stream-K needs the scratch, a block per SM
   Schedule sc{token_tiles(m), steps, (long long)tiles * steps, std::min(plan.blocks, tiles * steps), nullptr,

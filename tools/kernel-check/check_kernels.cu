@@ -452,7 +452,7 @@ void check_gemm_q4_wgmma(const QWeight& q, const Dev<__half>& dx, int m, const s
   gemm_q4_wgmma_input(dx.p, m, q.K, q.K, q.perm, xw.p, nullptr);
   Dev<uint8_t> scratch(gemm_q4_wgmma_scratch_bytes());
   XL_CUDA_CHECK(cudaMemset(scratch.p, 0, scratch.n));
-  const int tiles = (m + 255) / 256 * (q.N / 128), units = tiles * (q.K / 64);
+  const int tiles = gemm_q4_wgmma_tiles(m, q.N), units = tiles * (q.K / 64);
   int sms = 0;
   XL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   std::vector<int> plans{tiles, 0};  // whole tiles, the plan's pick

@@ -180,7 +180,7 @@ void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
   const double flops = 2.0 * m * (double)K * N;
   float fused = -1.f, unfused = -1.f, whole = -1.f, cublas_only = -1.f;
   int blocks = 0;
-  const int tiles = (m + 255) / 256 * (N / 128);
+  const int tiles = gemm_q4_wgmma_tiles(m, N);
   auto run_fused = [&](GemmQ4WgmmaPlan plan) {
     gemm_q4_wgmma_input(x.p, m, K, K, nullptr, xw.p, nullptr);
     if (half_out)
