@@ -69,13 +69,13 @@ function layerLinears(a: Arch): [number, number][] {
  * of a 4-bit model with a layer linear of a shape it takes (gemm_q4_wgmma_shape_fits) holds its stream-K scratch
  * (132 fp32 partial tiles of 128 x 256, a flag each, two counters) on every GPU, unless XLLAMA_FUSED_PROMPT_GEMM=0.
  */
-const FUSED_TILE_TOKENS = 256;
-const FUSED_SCRATCH_BYTES = 132 * 128 * 256 * 4 + (132 + 2) * 4;
+const FUSED_TILE_TOKENS = 256, FUSED_TILE_FEATURES = 128, FUSED_MAX_BLOCKS = 132;
+const FUSED_SCRATCH_BYTES = FUSED_MAX_BLOCKS * FUSED_TILE_FEATURES * FUSED_TILE_TOKENS * 4 + (FUSED_MAX_BLOCKS + 2) * 4;
 function fusedScratchBytes(a: Arch, quant: Pick<GptqSettings, 'groupSize'> | null): number[] {
   if (!quant || (process.env.XLLAMA_FUSED_PROMPT_GEMM ?? '').startsWith('0')) return [];
   const fits = ([k, n]: [number, number]) => {
     const group = quant.groupSize === -1 ? k : quant.groupSize;
-    return k % 64 === 0 && n % 128 === 0 && group > 0 && group % 32 === 0;
+    return k % 64 === 0 && n % FUSED_TILE_FEATURES === 0 && group > 0 && group % 32 === 0;
   };
   return layerLinears(a).some(fits) ? [FUSED_SCRATCH_BYTES] : [];
 }

@@ -529,6 +529,21 @@ GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m) {
   return {(int)tiles};
 }
 
+namespace {
+// The kernel's shared-memory allowance, set once per instantiation (`slot`) and device: cudaFuncSetAttribute is a
+// host call the prompt path would otherwise repeat before every fused GEMM. K: the kernels' pointer type (one per T).
+template <class K>
+void allow_shared_memory_once(K kernel, int slot) {
+  static std::atomic<unsigned long long> done[2];  // a bit per device (ids 0-63; others set it every time)
+  int device = 0;
+  XL_CUDA_CHECK(cudaGetDevice(&device));
+  const unsigned long long bit = device >= 0 && device < 64 ? 1ull << device : 0;
+  if (bit && (done[slot].load(std::memory_order_relaxed) & bit)) return;
+  XL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes));
+  done[slot].fetch_or(bit, std::memory_order_relaxed);
+}
+}  // namespace
+
 template <class T>
 void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, void* scratch,
                    cudaStream_t s, GemmQ4WgmmaPlan plan) {
@@ -543,8 +558,9 @@ void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride
     sc.tickets = sc.flags + kGemmQ4WgmmaMaxBlocks;
   }
   // one quantization group per k64 step (group sizes that are multiples of 64): one set of scales and zeros
-  const auto kernel = w.group_size % kStepK == 0 ? gemm_q4_wgmma_kernel<T, true> : gemm_q4_wgmma_kernel<T, false>;
-  XL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kSmemBytes));
+  const bool one_group = w.group_size % kStepK == 0;
+  const auto kernel = one_group ? gemm_q4_wgmma_kernel<T, true> : gemm_q4_wgmma_kernel<T, false>;
+  allow_shared_memory_once(kernel, one_group);
   // fp16 output as half2 stores where every pair of rows is 4-byte aligned
   const bool pairs = std::is_same_v<T, __half> && y_stride % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0;
   launch(kernel, sc.blocks, kThreads, kSmemBytes, s, w, xp, m, y, y_stride, accumulate, pairs, sc);

@@ -175,7 +175,7 @@ void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
   fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
   Dev<float> y((size_t)m * N);
   XL_CUDA_CHECK(cudaMemset(y.p, 0, y.n * 4));
-  Dev<uint8_t> scratch(std::max<size_t>(gemm_q4_wgmma_scratch_bytes(), 1));
+  Dev<uint8_t> scratch(gemm_q4_wgmma_scratch_bytes());
   XL_CUDA_CHECK(cudaMemset(scratch.p, 0, scratch.n));
   const double flops = 2.0 * m * (double)K * N;
   float fused = -1.f, unfused = -1.f, whole = -1.f, cublas_only = -1.f;
