@@ -1,7 +1,8 @@
 // Shared-memory pipelines of Hopper's bulk copies (sm_90; used by the persistent decode kernel and the fused prompt
 // GEMM): a producer copies contiguous global ranges into a stage with cp.async.bulk, completing on the stage's
-// mbarrier by byte count; consumers wait on it (and may hand the stage back through another mbarrier). No tensor
-// maps: every range copied is contiguous. The PTX compiles to nothing below sm_90 (callers run only on Hopper).
+// mbarrier by byte count; consumers wait on it (and may hand the stage back through another mbarrier). The fused
+// GEMM also stores its fp16 tiles the other way, from shared memory (bulk_copy_to_global). No tensor maps: every
+// range copied is contiguous. The PTX compiles to nothing below sm_90 (callers run only on Hopper).
 #pragma once
 #include <cstdint>
 
@@ -55,6 +56,44 @@ __device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, 
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
                    smem_addr(dst)),
                "l"(src), "r"(bytes), "r"(smem_addr(bar))
+               : "memory");
+#endif
+}
+
+// The other direction: `bytes` (a multiple of 16; both addresses 16-byte aligned) of this block's shared memory into
+// global memory, as a bulk group of its own. Shared memory written by this block's threads must first be fenced for
+// the copy engine (fence_async_shared by each writer, then a barrier).
+__device__ __forceinline__ void bulk_copy_to_global(void* dst, const void* src, unsigned bytes) {
+#ifdef XLLAMA_BULK_PTX
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(dst), "r"(smem_addr(src)),
+               "r"(bytes)
+               : "memory");
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void fence_async_shared() {
+#ifdef XLLAMA_BULK_PTX
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+// Waits until this thread's bulk copies to global memory have read their shared memory (bulk_wait_read) or are
+// complete (bulk_wait_all).
+__device__ __forceinline__ void bulk_wait_read() {
+#ifdef XLLAMA_BULK_PTX
+  asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void bulk_wait_all() {
+#ifdef XLLAMA_BULK_PTX
+  asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+#endif
+}
+// Four 8 x 8 fp16 matrices from the mma fragment layout (lane 4 g + t holds row g, columns 2t and 2t + 1 of each)
+// into shared memory transposed: lanes 8 j + r give the address of matrix j's column r (16 contiguous bytes).
+__device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, uint32_t m0, uint32_t m1, uint32_t m2, uint32_t m3) {
+#ifdef XLLAMA_BULK_PTX
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(addr), "r"(m0),
+               "r"(m1), "r"(m2), "r"(m3)
                : "memory");
 #endif
 }
