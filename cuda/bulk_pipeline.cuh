@@ -76,16 +76,13 @@ __device__ __forceinline__ void fence_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 #endif
 }
-// Waits until this thread's bulk copies to global memory have read their shared memory (bulk_wait_read) or are
-// complete (bulk_wait_all).
-__device__ __forceinline__ void bulk_wait_read() {
+// Waits until this thread's bulk copies to global memory have read their shared memory (kReadOnly: it may be
+// written again) or are complete.
+template <bool kReadOnly>
+__device__ __forceinline__ void bulk_wait() {
 #ifdef XLLAMA_BULK_PTX
-  asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void bulk_wait_all() {
-#ifdef XLLAMA_BULK_PTX
-  asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+  if constexpr (kReadOnly) asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+  else asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
 #endif
 }
 // Four 8 x 8 fp16 matrices from the mma fragment layout (lane 4 g + t holds row g, columns 2t and 2t + 1 of each)

@@ -406,7 +406,7 @@ __device__ __forceinline__ void store_tile_bulk(const float (&acc)[kAccumulators
   const uint32_t row_addr = smem_addr(area) + (8 * (j >> 1) + r) * kStagingPitch + (16 * gwarp + 8 * (j & 1)) * 2;
 #pragma unroll
   for (int h = 0; h < kTileTokens / kStagingTokens; ++h) {
-    bulk_wait_read();
+    bulk_wait<true>();
     group_sync(group);
 #pragma unroll
     for (int q = 0; q < kStagingTokens / 16; ++q) {
@@ -476,7 +476,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       store_tile(acc, y, y_stride, m, g.tok_tile(sc) * kTileTokens, g.row_tile(sc) * kTileRows, row0, t, accumulate,
                  pairs);
   });
-  if constexpr (kBulkStore) bulk_wait_all();
+  if constexpr (kBulkStore) bulk_wait<false>();
   if (sc.partials) {  // the last block to finish resets the tickets for the next GEMM
     consumer_sync();
     if (threadIdx.x == 0 && atomicAdd(sc.tickets + 1, 1u) == (unsigned)sc.blocks - 1) {
