@@ -33,11 +33,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(const __half* p, uint32_t r[4]
                : "r"(addr));
 }
 
-__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
-  __half2 h = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&h);
-}
-
 // Padded rows: the 8 rows an ldmatrix touches fall in different banks.
 template <int D>
 constexpr int kLd = D + 8;

@@ -1,6 +1,8 @@
 // The tensor cores' m16n8k16 fp16 multiply with fp32 accumulation (mma.sync, sm_80+), shared by the prompt
-// attention and the decode attention.
+// attention and the decode attention, and the fp16 packing of fp32 fragments (also the fused GEMM's tile stores).
 #pragma once
+#include <cuda_fp16.h>
+
 #include <cstdint>
 
 namespace xllama::cuda {
@@ -14,6 +16,13 @@ __device__ __forceinline__ void mma_16x8x16(float c[4], const uint32_t a[4], uin
       "{%0,%1,%2,%3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two fp32 values of a fragment (adjacent columns) as one fp16x2 register, lo in the low half: an A or B fragment's
+// register for the next mma, or a row pair for stmatrix.
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+  const __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
 }
 
 }  // namespace xllama::cuda

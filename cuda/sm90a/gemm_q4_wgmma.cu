@@ -41,6 +41,7 @@
 #include "cuda/launch.h"
 #include "cuda/q4_dequant.cuh"
 #include "cuda/bulk_pipeline.cuh"
+#include "cuda/mma_m16n8k16.cuh"
 #include "cuda/sm90a/wgmma_m64n256k16.cuh"
 
 namespace xllama::cuda {
@@ -381,10 +382,6 @@ __device__ __forceinline__ void store_tile(const float (&acc)[kAccumulators], T*
   }
 }
 
-__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
-  const __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
 // A consumer warpgroup's own barrier (ids 2 and 3; 1 is both warpgroups').
 __device__ __forceinline__ void group_sync(int group) {
   asm volatile("bar.sync %0, %1;" ::"r"(2 + group), "n"(kConsumerThreads / 2) : "memory");
