@@ -1,5 +1,5 @@
 // The CUDA kernels of the backend, as plain launch functions on device pointers. Shared by the backend
-// (cuda_backend.cu) and the kernel check program (tools/kernel-check). Every launcher checks the launch.
+// (its stages, cuda/stage*.cu) and the kernel check program (tools/kernel-check). Every launcher checks the launch.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

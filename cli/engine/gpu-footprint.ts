@@ -1,8 +1,8 @@
 // Everything a model needs on its GPUs, per part, for the split planner (gpu-split.ts) and the memory check
 // before a CUDA load: weights (loader/gpu-memory.ts, the one weight estimate), the KV cache per layer and
 // position, each stage's scratch and the reserve it keeps free. The scratch and reserve mirror
-// Stage::allocate_scratch and kStageReserveBytes in cuda/cuda_backend.cu; scripts/device/check-split.mjs
-// checks the figures against what the backend reports.
+// Stage::allocate_scratch (cuda/stage.cu) and kStageReserveBytes (cuda/cuda_backend.cu);
+// scripts/device/check-split.mjs checks the figures against what the backend reports.
 import { weightBytes, type Arch } from './loader/gpu-memory.js';
 import type { GptqSettings } from './model-spec.js';
 

@@ -1,5 +1,5 @@
 // Parameter counts and GPU weight bytes for real model configs, against published numbers and arithmetic
-// written out per layer in the CUDA backend's layout (cuda/cuda_backend.cu, cuda/weight_repack.cu).
+// written out per layer in the CUDA backend's layout (cuda/stage_load.cu, cuda/weight_repack.cu).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';

@@ -1,5 +1,5 @@
 // The one weight-size estimate: how many bytes each part of a model takes as the CUDA backend stores it
-// (cuda/cuda_backend.cu uploads, cuda/weight_repack.cu packs). `info`, the GPU split planner
+// (cuda/stage_load.cu uploads, cuda/weight_repack.cu packs). `info`, the GPU split planner
 // (cli/engine/gpu-split.ts) and the memory check before a CUDA load all use it; scripts/device/check-split.mjs
 // compares it with what the backend reports it allocated.
 //
