@@ -4,7 +4,7 @@
 
 namespace xllama::kcheck {
 
-// ---- check_kernels.cu: per-kernel checks ----
+// ---- check_linear.cu: the decode path's linear kernels ----
 void check_permute_q4(int K, int N, int gs);
 void check_gather_columns(int m, int K, int x_stride);
 void check_permute_columns(int rows, int N);
@@ -17,13 +17,17 @@ void check_gemv_q4_sum_sq(int K, int N, int gs, int m, GemvInput input);
 void check_mlp_decode(int hid, int I, int gs, bool act_order, bool asym);
 void check_mlp_decode_shapes();
 void check_embed(int m, int hidden, int vocab);
+void check_dense(int K, int N, int m, bool use_gemm);
+void check_gemv_f16_rmsnorm(int K, int N, int m);
+void check_lm_head_pick(int K, int N);
+
+// ---- check_prompt_gemm.cu: the prompt path's 4-bit GEMMs ----
 void check_gemm_q4_wgmma(const QWeight& q, const Dev<__half>& dx, int m, const std::vector<double>& ref,
                          bool act_order);
 void check_dequant_q4_exact(int K, int N, int gs, bool act_order, bool asym, int n0, int n1);
 void check_gemm_q4(int K, int N, int gs, int m, bool act_order);
-void check_dense(int K, int N, int m, bool use_gemm);
-void check_gemv_f16_rmsnorm(int K, int N, int m);
-void check_lm_head_pick(int K, int N);
+
+// ---- check_layers.cu: norms, SiLU, RoPE, attention ----
 void check_rmsnorm(int m, int n);
 void check_silu(int m, int I, bool half_input = false);
 void check_rope(int m, int H, int KV, int D, int pos, int S, bool half_input = false);
@@ -33,6 +37,8 @@ void check_attention(int m, int H, int KV, int D, int len_after, int S, bool pre
                      int min_keys = kAttnMinKeysPerSplit);
 void check_decode_attention();
 void check_prompt_attention();
+
+// ---- check_sampling.cu: the device's token picks, token_nll ----
 int ref_sample(const std::vector<float>& l, const TokenSampling& s);
 bool near_tie_pick(const std::vector<float>& l, const TokenSampling& s, int a, int b);
 void check_sampling(int vocab);
