@@ -161,7 +161,8 @@ function describeBuilt(nodeFile) {
 }
 
 function summary(info, settings, nvcc) {
-  const cpu = `CPU backend${info.avx2Kernels ? ' (AVX2 kernels)' : ''}`;
+  const simd = info.avx512Kernels ? 'AVX2 and AVX-512' : info.avx2Kernels ? 'AVX2' : '';
+  const cpu = `CPU backend${simd ? ` (${simd} kernels)` : ''}`;
   if (!info.backends.includes('cuda')) {
     const why = settings.cuda === 'off' ? 'CUDA off' : nvcc ? 'CMake found no usable CUDA compiler' :
       'no CUDA compiler found: install the CUDA toolkit, then run `xllama build --cuda`';

@@ -52,14 +52,15 @@ static void f16_to_f32_scalar(const uint16_t* src, float* dst, int64_t n) {
 }
 
 static void dequant_gptq8_scalar(const int32_t* qweight, int64_t out, int in, const int32_t* group_of_row,
-                                 const float* scale, const float* zero, float* wt) {
+                                 const float* scale, const float* zero, int64_t sz_stride, float* wt) {
   for (int r = 0; r < in / 8; ++r) {
     const int32_t* words = qweight + static_cast<int64_t>(r) * out;
     for (int j = 0; j < 8; ++j) {
-      const int k = r * 8 + j, g = group_of_row[k];
+      const int k = r * 8 + j;
+      const int64_t g = group_of_row[k] * sz_stride;
       for (int c = 0; c < 8; ++c) {
         const float q = static_cast<float>((static_cast<uint32_t>(words[c]) >> (4 * j)) & 15);
-        wt[static_cast<int64_t>(k) * 8 + c] = scale[g * 8 + c] * (q - zero[g * 8 + c]);
+        wt[static_cast<int64_t>(k) * 8 + c] = scale[g + c] * (q - zero[g + c]);
       }
     }
   }
@@ -78,16 +79,19 @@ static void gemm8_scalar(const float* x, int n, int in, const float* wt, float* 
   }
 }
 
-static const Kernels kScalar = {dot_scalar, axpy_scalar, f16_to_f32_scalar, dequant_gptq8_scalar, gemm8_scalar, "scalar"};
+static const Kernels kScalar = {dot_scalar, axpy_scalar, f16_to_f32_scalar, dequant_gptq8_scalar, gemm8_scalar, nullptr, nullptr, "scalar"};
 
 const Kernels& kernels() {
   static const Kernels* chosen = []() -> const Kernels* {
-    // XLLAMA_CPU_KERNELS=scalar forces the portable kernels (to test them on an AVX2 machine).
+    // XLLAMA_CPU_KERNELS=scalar or avx2 caps the set (to test the portable or AVX2 kernels on a machine with more).
     const char* forced = std::getenv("XLLAMA_CPU_KERNELS");
     if (forced && std::strcmp(forced, "scalar") == 0) return &kScalar;
 #ifdef XLLAMA_HAVE_AVX2
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+#ifdef XLLAMA_HAVE_AVX512
+      if (__builtin_cpu_supports("avx512f") && !(forced && std::strcmp(forced, "avx2") == 0)) return avx512_kernels();
+#endif
       return avx2_kernels();
     }
 #endif

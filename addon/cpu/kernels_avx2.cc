@@ -2,6 +2,7 @@
 // only hands these out after checking the CPU supports them).
 #include <immintrin.h>
 
+#include "cpu/gptq_row_walk.h"
 #include "cpu/kernels.h"
 
 namespace xllama::cpu {
@@ -46,14 +47,15 @@ static void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
 
 // Row k of the tile is the 8 nibbles at shift 4*(k%8) of the 8 packed words: one vector per k, no gathers.
 static void dequant_gptq8_avx2(const int32_t* qweight, int64_t out, int in, const int32_t* group_of_row,
-                               const float* scale, const float* zero, float* wt) {
+                               const float* scale, const float* zero, int64_t sz_stride, float* wt) {
   const __m256i mask = _mm256_set1_epi32(15);
   for (int r = 0; r < in / 8; ++r) {
     const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qweight + static_cast<int64_t>(r) * out));
     for (int j = 0; j < 8; ++j) {
-      const int k = r * 8 + j, g = group_of_row[k];
+      const int k = r * 8 + j;
+      const int64_t g = group_of_row[k] * sz_stride;
       const __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(words, _mm256_set1_epi32(4 * j)), mask));
-      const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(scale + g * 8), _mm256_sub_ps(q, _mm256_loadu_ps(zero + g * 8)));
+      const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(scale + g), _mm256_sub_ps(q, _mm256_loadu_ps(zero + g)));
       _mm256_storeu_ps(wt + static_cast<int64_t>(k) * 8, w);
     }
   }
@@ -116,7 +118,150 @@ static void gemm8_avx2(const float* x, int n, int in, const float* wt, float* y,
   }
 }
 
-static const Kernels kAvx2 = {dot_avx2, axpy_avx2, f16_to_f32_avx2, dequant_gptq8_avx2, gemm8_avx2, "avx2"};
+// GPTQ for n = N rows, dequantizing in registers. w and the sums are formed exactly as dequant_gptq8_avx2 and
+// gemm8_avx2 form them (w = scale * (q - zero); per row and column an even-k and an odd-k chain of FMAs, added at
+// the end), so a decode step gives the bits a batched forward gives. It walks the panel row by row (the chains
+// parked in acc, in L1, between rows), so qweight is read as contiguous runs of the panel's width, each
+// prefetched a few rows ahead.
+// One row of qweight (8 inputs) across the panel's tiles. ONE_GROUP: the 8 inputs share a group (always, without
+// act-order), so each tile's scale and zero are loaded once for them.
+template <int N, bool ONE_GROUP>
+static inline void gptq_row(const float* xk, int64_t x_stride, const GptqRow& row, const GptqPanel& p,
+                            __m256* acc) {
+  const int32_t *words_row = row.words, *ahead = row.ahead;
+  const int64_t(&g)[8] = row.group;
+  const __m256i mask = _mm256_set1_epi32(15);
+  for (int tile = 0; tile < p.tiles; ++tile) {
+    // A later row's line for every second tile (64 bytes), spread over the row's work: a burst of them would fill
+    // the core's miss buffers and stall it.
+    if (!(tile & 1)) _mm_prefetch(reinterpret_cast<const char*>(ahead + tile * 8), _MM_HINT_T0);
+    const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words_row + tile * 8));
+    __m256* a = acc + tile * N * 2;
+    __m256 even[N], odd[N];
+    for (int t = 0; t < N; ++t) even[t] = a[2 * t], odd[t] = a[2 * t + 1];
+    const __m256 scale0 = _mm256_loadu_ps(p.scale + g[0] + tile * 8), zero0 = _mm256_loadu_ps(p.zero + g[0] + tile * 8);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m256 scale = ONE_GROUP ? scale0 : _mm256_loadu_ps(p.scale + g[j] + tile * 8);
+      const __m256 zero = ONE_GROUP ? zero0 : _mm256_loadu_ps(p.zero + g[j] + tile * 8);
+      const __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(words, 4 * j), mask));
+      const __m256 w = _mm256_mul_ps(scale, _mm256_sub_ps(q, zero));
+      for (int t = 0; t < N; ++t) {
+        const __m256 xv = _mm256_broadcast_ss(xk + t * x_stride + j);
+        if (j & 1) odd[t] = _mm256_fmadd_ps(xv, w, odd[t]);
+        else even[t] = _mm256_fmadd_ps(xv, w, even[t]);
+      }
+    }
+    for (int t = 0; t < N; ++t) a[2 * t] = even[t], a[2 * t + 1] = odd[t];
+  }
+}
+
+template <int N>
+static void gptq_rows(const float* x, const GptqPanel& p, float* y, int64_t y_stride) {
+  __m256 acc[kGptqFewRowsPanelTiles * N * 2];
+  for (int i = 0; i < p.tiles * N * 2; ++i) acc[i] = _mm256_setzero_ps();
+  walk_gptq_rows(p, [&](const GptqRow& row) {
+    const float* xk = x + row.index * 8;
+    if (row.one_group) gptq_row<N, true>(xk, p.in, row, p, acc);
+    else gptq_row<N, false>(xk, p.in, row, p, acc);
+  });
+  for (int tile = 0; tile < p.tiles; ++tile)
+    for (int t = 0; t < N; ++t)
+      _mm256_storeu_ps(y + t * y_stride + tile * 8, _mm256_add_ps(acc[(tile * N + t) * 2], acc[(tile * N + t) * 2 + 1]));
+}
+
+static void gptq_few_rows_avx2(const float* x, int n, const GptqPanel& p, float* y, int64_t y_stride) {
+  if (n == 1) gptq_rows<1>(x, p, y, y_stride);
+  else if (n == 2) gptq_rows<2>(x, p, y, y_stride);
+  else gptq_rows<3>(x, p, y, y_stride);
+}
+
+// 8 consecutive values of a weight row as floats, converted as to_f32 converts them.
+template <DType D>
+static inline __m256 load8(const void* row, int k) {
+  if constexpr (D == DType::F16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + k)));
+  } else if constexpr (D == DType::BF16) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + k));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm256_loadu_ps(static_cast<const float*>(row) + k);
+  }
+}
+
+template <DType D>
+static inline float load1(const void* row, int k) {
+  if constexpr (D == DType::F16) return half_to_float(static_cast<const uint16_t*>(row)[k]);
+  else if constexpr (D == DType::BF16) return bf16_to_float(static_cast<const uint16_t*>(row)[k]);
+  else return static_cast<const float*>(row)[k];
+}
+
+// r[i] holds row i's 8 values; afterwards r[k] holds value k of rows 0..7.
+static inline void transpose8(__m256 (&r)[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// One tile (8 output columns, their weight rows from w) for N rows: the even-k and odd-k chains of gemm8_avx2,
+// the weights transposed 8 inputs at a time.
+template <DType D, int N>
+static inline void dense_tile(const float* x, int in, const char* w, size_t row_bytes, float* y, int64_t y_stride) {
+  __m256 even[N], odd[N];
+  for (int t = 0; t < N; ++t) even[t] = odd[t] = _mm256_setzero_ps();
+  int k = 0;
+  for (; k + 8 <= in; k += 8) {
+    __m256 r[8];
+    for (int c = 0; c < 8; ++c) r[c] = load8<D>(w + c * row_bytes, k);
+    transpose8(r);
+    for (int j = 0; j < 8; ++j)
+      for (int t = 0; t < N; ++t) {
+        const __m256 xv = _mm256_broadcast_ss(x + static_cast<int64_t>(t) * in + k + j);
+        if (j & 1) odd[t] = _mm256_fmadd_ps(xv, r[j], odd[t]);
+        else even[t] = _mm256_fmadd_ps(xv, r[j], even[t]);
+      }
+  }
+  for (; k < in; ++k) {  // k keeps its parity's chain, as in gemm8_avx2
+    alignas(32) float col[8];
+    for (int c = 0; c < 8; ++c) col[c] = load1<D>(w + c * row_bytes, k);
+    const __m256 wk = _mm256_load_ps(col);
+    for (int t = 0; t < N; ++t) {
+      const __m256 xv = _mm256_broadcast_ss(x + static_cast<int64_t>(t) * in + k);
+      if (k & 1) odd[t] = _mm256_fmadd_ps(xv, wk, odd[t]);
+      else even[t] = _mm256_fmadd_ps(xv, wk, even[t]);
+    }
+  }
+  for (int t = 0; t < N; ++t) _mm256_storeu_ps(y + t * y_stride, _mm256_add_ps(even[t], odd[t]));
+}
+
+template <DType D>
+static void dense_few_rows_of(const float* x, int n, int in, const void* w, int tiles, float* y, int64_t y_stride) {
+  const size_t row_bytes = static_cast<size_t>(in) * (D == DType::F32 ? 4 : 2);
+  for (int tile = 0; tile < tiles; ++tile) {
+    const char* rows = static_cast<const char*>(w) + static_cast<size_t>(tile) * 8 * row_bytes;
+    if (n == 1) dense_tile<D, 1>(x, in, rows, row_bytes, y + tile * 8, y_stride);
+    else if (n == 2) dense_tile<D, 2>(x, in, rows, row_bytes, y + tile * 8, y_stride);
+    else dense_tile<D, 3>(x, in, rows, row_bytes, y + tile * 8, y_stride);
+  }
+}
+
+static void dense_few_rows_avx2(const float* x, int n, int in, const void* w, DType dtype, int tiles, float* y,
+                                int64_t y_stride) {
+  if (dtype == DType::F16) dense_few_rows_of<DType::F16>(x, n, in, w, tiles, y, y_stride);
+  else if (dtype == DType::BF16) dense_few_rows_of<DType::BF16>(x, n, in, w, tiles, y, y_stride);
+  else dense_few_rows_of<DType::F32>(x, n, in, w, tiles, y, y_stride);
+}
+
+static const Kernels kAvx2 = {dot_avx2, axpy_avx2, f16_to_f32_avx2, dequant_gptq8_avx2, gemm8_avx2, gptq_few_rows_avx2, dense_few_rows_avx2, "avx2"};
 
 const Kernels* avx2_kernels() { return &kAvx2; }
 

@@ -63,7 +63,15 @@ void CpuLinear::apply_dense(const float* x, int n, float* y, ThreadPool& pool) c
   const char* base = static_cast<const char*>(w_.weight.data);
   const size_t row_bytes = static_cast<size_t>(in_) * dtype_size(dt);
   const int64_t tiles = (out_ + kTile - 1) / kTile;
+  // A few rows: whole tiles straight from the weights (kernels.h); a last partial tile takes the buffers below.
+  const int64_t direct_tiles = K.dense_few_rows && n <= kFewRows ? out_ / kTile : 0;
   pool.parallel_for(tiles, grain_for(static_cast<int64_t>(kTile) * in_ * (n + 2)), [&](int64_t b, int64_t e, int) {
+    if (b < direct_tiles) {
+      const int64_t end = std::min(e, direct_tiles);
+      K.dense_few_rows(x, n, in_, base + row_bytes * b * kTile, dt, static_cast<int>(end - b), y + b * kTile, out_);
+      if (end == e) return;
+      b = end;
+    }
     thread_local std::vector<float> rows, wt;
     rows.resize(static_cast<size_t>(kTile) * in_);
     wt.resize(static_cast<size_t>(kTile) * in_);
@@ -79,30 +87,64 @@ void CpuLinear::apply_dense(const float* x, int n, float* y, ThreadPool& pool) c
   });
 }
 
-// w[k][c] = scale[g][c] * (q[k][c] - (zero[g][c] + zero_offset)), g = group_of_row[k]. A tile of 8 output
-// columns (one qzeros word) is dequantized once into [in][8] and applied to all n rows.
+// The scales and zeros (offset added) of tiles [first, first + tiles) as [group][tile][8] floats.
+void CpuLinear::panel_scales(int64_t first, int tiles, float* scale, float* zero) const {
+  const char* scales = static_cast<const char*>(w_.scales.data);
+  const int32_t* qzeros = static_cast<const int32_t*>(w_.qzeros.data);
+  const size_t sbytes = dtype_size(w_.scales.dtype);
+  constexpr int kPrefetchGroups = 2;  // each group's row lies `out` values apart: ask for the next ones early
+  for (int g = 0; g < groups_; ++g) {
+    if (g + kPrefetchGroups < groups_) {
+      const int64_t ahead = static_cast<int64_t>(g + kPrefetchGroups);
+      const char* s_row = scales + (static_cast<size_t>(ahead) * out_ + first * kTile) * sbytes;
+      for (size_t b = 0; b < static_cast<size_t>(tiles) * kTile * sbytes; b += 64) __builtin_prefetch(s_row + b);
+      const char* z_row = reinterpret_cast<const char*>(qzeros + ahead * (out_ / 8) + first);
+      for (size_t b = 0; b < static_cast<size_t>(tiles) * 4; b += 64) __builtin_prefetch(z_row + b);
+    }
+    const int64_t at = static_cast<int64_t>(g) * tiles * kTile;
+    to_f32(scales + (static_cast<size_t>(g) * out_ + first * kTile) * sbytes, w_.scales.dtype,
+           static_cast<int64_t>(tiles) * kTile, scale + at);
+    for (int u = 0; u < tiles; ++u) {
+      const uint32_t zword = static_cast<uint32_t>(qzeros[static_cast<int64_t>(g) * (out_ / 8) + first + u]);
+      for (int j = 0; j < kTile; ++j) zero[at + u * kTile + j] = static_cast<float>(((zword >> (4 * j)) & 15) + zero_offset_);
+    }
+  }
+}
+
+// w[k][c] = scale[g][c] * (q[k][c] - (zero[g][c] + zero_offset)), g = group_of_row[k]. Each thread cuts its share
+// of the tiles of 8 output columns (one qzeros word each) into panels (kernels.h says why). A few rows (a decode
+// step) are multiplied as the weights are dequantized in registers; more share each tile dequantized once into
+// [in][8]. Both give the same sums.
 void CpuLinear::apply_gptq(const float* x, int n, float* y, ThreadPool& pool) const {
   const Kernels& K = kernels();
   const int32_t* qweight = static_cast<const int32_t*>(w_.qweight.data);
-  const int32_t* qzeros = static_cast<const int32_t*>(w_.qzeros.data);
-  const char* scales = static_cast<const char*>(w_.scales.data);
-  const DType sdt = w_.scales.dtype;
-  const size_t sbytes = dtype_size(sdt);
   const int64_t tiles = out_ / kTile;
+  const bool few_rows = K.gptq_few_rows && n <= kFewRows;
+  const int panel_max = few_rows ? kGptqFewRowsPanelTiles : kGptqPanelTiles;
   pool.parallel_for(tiles, grain_for(static_cast<int64_t>(kTile) * in_ * (n + 2)), [&](int64_t b, int64_t e, int) {
     thread_local std::vector<float> wt, sbuf, zbuf;
-    wt.resize(static_cast<size_t>(kTile) * in_);
-    sbuf.resize(static_cast<size_t>(groups_) * kTile);
-    zbuf.resize(static_cast<size_t>(groups_) * kTile);
-    for (int64_t tile = b; tile < e; ++tile) {
-      const int c0 = static_cast<int>(tile * kTile);
-      for (int g = 0; g < groups_; ++g) {
-        const uint32_t zword = static_cast<uint32_t>(qzeros[static_cast<int64_t>(g) * (out_ / 8) + tile]);
-        to_f32(scales + (static_cast<size_t>(g) * out_ + c0) * sbytes, sdt, kTile, &sbuf[g * kTile]);
-        for (int j = 0; j < kTile; ++j) zbuf[g * kTile + j] = static_cast<float>(((zword >> (4 * j)) & 15) + zero_offset_);
+    sbuf.resize(static_cast<size_t>(panel_max) * groups_ * kTile);
+    zbuf.resize(sbuf.size());
+    if (!few_rows) wt.resize(static_cast<size_t>(panel_max) * kTile * in_);
+    for (int64_t first = b; first < e; first += panel_max) {
+      const int panel_tiles = static_cast<int>(std::min<int64_t>(panel_max, e - first));
+      const int c0 = static_cast<int>(first * kTile);
+      panel_scales(first, panel_tiles, sbuf.data(), zbuf.data());
+      const GptqPanel panel{qweight + c0, out_, in_, group_of_row_.data(), sbuf.data(), zbuf.data(), panel_tiles};
+      if (few_rows) {
+        K.gptq_few_rows(x, n, panel, y + c0, out_);
+        continue;
       }
-      K.dequant_gptq8(qweight + c0, out_, in_, group_of_row_.data(), sbuf.data(), zbuf.data(), wt.data());
-      K.gemm8(x, n, in_, wt.data(), y + c0, out_, kTile);
+      const size_t tile_floats = static_cast<size_t>(kTile) * in_;
+      const int64_t sz_stride = static_cast<int64_t>(panel_tiles) * kTile;
+      for (int r0 = 0; r0 < in_ / 8; r0 += kGptqBlockRows) {
+        const int rows = std::min(kGptqBlockRows, in_ / 8 - r0);
+        for (int u = 0; u < panel_tiles; ++u)
+          K.dequant_gptq8(panel.qweight + static_cast<int64_t>(r0) * out_ + u * kTile, out_, rows * 8,
+                          panel.group_of_row + r0 * 8, panel.scale + u * kTile, panel.zero + u * kTile, sz_stride,
+                          &wt[u * tile_floats + static_cast<size_t>(r0) * 8 * kTile]);
+      }
+      for (int u = 0; u < panel_tiles; ++u) K.gemm8(x, n, in_, &wt[u * tile_floats], y + c0 + u * kTile, out_, kTile);
     }
   });
 }

@@ -26,6 +26,7 @@ class CpuLinear {
  private:
   void apply_dense(const float* x, int n, float* y, ThreadPool& pool) const;
   void apply_gptq(const float* x, int n, float* y, ThreadPool& pool) const;
+  void panel_scales(int64_t first, int tiles, float* scale, float* zero) const;
 
   int in_ = 0, out_ = 0;
   LinearWeights w_;

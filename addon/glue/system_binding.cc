@@ -88,6 +88,11 @@ static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 #else
   out.Set("avx2Kernels", false);
 #endif
+#ifdef XLLAMA_HAVE_AVX512
+  out.Set("avx512Kernels", true);
+#else
+  out.Set("avx512Kernels", false);
+#endif
   return out;
 }
 

@@ -27,6 +27,8 @@ export interface BuildInfo {
   cublas?: boolean;
   /** CPU backend compiled with its AVX2 kernels (picked at run time where the processor has them). */
   avx2Kernels: boolean;
+  /** ... and with its AVX-512 decode kernel (picked where the processor has AVX-512F). */
+  avx512Kernels: boolean;
 }
 
 export interface SystemInfo {

@@ -115,13 +115,15 @@ test('random act-order GPTQ model: same logits as its dense dequantized twin, on
   for (const [dir, threads] of [[gptqDir, 1], [gptqDir, 3], [denseDir, 3]] as const) {
     const model = await NativeModel.open(loadModelSpec(dir), { backend: 'cpu', threads });
     try {
-      runs.push(await model.forward(ids, 0, true));
-      if (runs.length === 2) { // token by token on several threads
-        await model.trimCache(0);
-        for (let t = 0; t < 6; t++) {
-          const one = await model.forward([ids[t]], t);
-          assert.deepEqual(one, runs[0].subarray(t * V, (t + 1) * V), `decode position ${t}`);
-        }
+      const batched = await model.forward(ids, 0, true);
+      runs.push(batched);
+      // Then through the KV cache in steps of 1, 2 and 3 tokens (the CPU's few-row GPTQ kernel takes each).
+      await model.trimCache(0);
+      let t = 0;
+      for (const step of [1, 1, 2, 3, 1, 3, 2]) {
+        const got = await model.forward(ids.slice(t, t + step), t, true);
+        assert.deepEqual(got, batched.subarray(t * V, (t + step) * V), `${threads} threads: positions ${t}..${t + step - 1}`);
+        t += step;
       }
     } finally {
       model.close();

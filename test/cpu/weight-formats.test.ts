@@ -76,6 +76,32 @@ test('BF16 tensors decode to exactly the same values as their F32 equivalent', a
   assert.deepEqual(Array.from(a), Array.from(b));
 });
 
+// The CPU multiplies a few rows straight from the dense weights (converted and transposed in registers) and more
+// rows through a converted copy; both must give the same bits, partial tiles and odd sizes included
+// (stories260K's intermediate size is 172).
+test('dense F16, BF16 and F32 weights: decoding 1, 2 or 3 tokens at a time gives exactly the batched logits', async () => {
+  const ids = golden(FP16).slice(0, 24);
+  const variants: [string, (t: StTensor) => StTensor][] = [['F16', (t) => t], ['BF16', asBf16], ['F32', (t) => asF32(t)]];
+  for (const [dtype, convert] of variants) {
+    const dir = copyFixture(FP16);
+    rewriteTensors(join(dir, 'model.safetensors'), (ts) => ts.map(convert));
+    const model = await NativeModel.open(loadModelSpec(dir), { backend: 'cpu', threads: 2 });
+    try {
+      const batched = await model.forward(ids, 0, true);
+      await model.trimCache(0);
+      let t = 0;
+      for (const step of [1, 2, 3, 1, 3, 2, 1, 3, 2, 3, 1, 2]) {
+        const got = await model.forward(ids.slice(t, t + step), t, true);
+        assert.deepEqual(got, batched.subarray(t * 512, (t + step) * 512), `${dtype}: positions ${t}..${t + step - 1}`);
+        t += step;
+      }
+      assert.equal(t, ids.length);
+    } finally {
+      model.close();
+    }
+  }
+});
+
 test('gptq_v2 zeros (stored without the -1) give the reference logits', async () => {
   const dir = copyFixture(G32);
   rewriteTensors(join(dir, 'model.safetensors'), (ts) => ts.map((t) => {

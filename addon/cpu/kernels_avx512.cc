@@ -1,0 +1,85 @@
+// AVX-512 version of the few-row GPTQ kernel (this file is compiled with -mavx512f; kernels() only hands it out
+// after checking the CPU supports it). A decode step is bound by the dequantization's instructions, and each one
+// here covers two tiles (16 output columns) where the AVX2 kernel's covers one. Every lane computes what the AVX2
+// kernels compute for its column, operation for operation, so the bits are the same (kernels_avx2.cc).
+#ifdef XLLAMA_HAVE_AVX512
+// GCC 12 warns about the deliberately undefined pass-through operand inside its own _mm512_srli_epi32 and
+// _mm512_cvtepi32_ps; nothing here reads an uninitialized value.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include "cpu/gptq_row_walk.h"
+#include "cpu/kernels.h"
+
+namespace xllama::cpu {
+
+// One row of qweight (8 inputs) across the panel's tiles, two at a time (a lone last tile: the lower 8 lanes).
+// ONE_GROUP: the 8 inputs share a group, so each tile pair's scale and zero are loaded once for them.
+template <int N, bool ONE_GROUP>
+static inline void gptq_row(const float* xk, int64_t x_stride, const GptqRow& row, const GptqPanel& p,
+                            __m512* acc) {
+  const int32_t *words_row = row.words, *ahead = row.ahead;
+  const int64_t(&g)[8] = row.group;
+  const __m512i mask = _mm512_set1_epi32(15);
+  for (int tile = 0; tile < p.tiles; tile += 2) {
+    const __mmask16 lanes = tile + 1 < p.tiles ? 0xFFFF : 0x00FF;
+    _mm_prefetch(reinterpret_cast<const char*>(ahead + tile * 8), _MM_HINT_T0);
+    const __m512i words = _mm512_maskz_loadu_epi32(lanes, words_row + tile * 8);
+    __m512* a = acc + (tile / 2) * N * 2;
+    __m512 even[N], odd[N];
+    for (int t = 0; t < N; ++t) even[t] = a[2 * t], odd[t] = a[2 * t + 1];
+    const __m512 scale0 = _mm512_maskz_loadu_ps(lanes, p.scale + g[0] + tile * 8);
+    const __m512 zero0 = _mm512_maskz_loadu_ps(lanes, p.zero + g[0] + tile * 8);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m512 scale = ONE_GROUP ? scale0 : _mm512_maskz_loadu_ps(lanes, p.scale + g[j] + tile * 8);
+      const __m512 zero = ONE_GROUP ? zero0 : _mm512_maskz_loadu_ps(lanes, p.zero + g[j] + tile * 8);
+      const __m512 q = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(words, 4 * j), mask));
+      const __m512 w = _mm512_mul_ps(scale, _mm512_sub_ps(q, zero));
+      for (int t = 0; t < N; ++t) {
+        const __m512 xv = _mm512_set1_ps(xk[t * x_stride + j]);
+        if (j & 1) odd[t] = _mm512_fmadd_ps(xv, w, odd[t]);
+        else even[t] = _mm512_fmadd_ps(xv, w, even[t]);
+      }
+    }
+    for (int t = 0; t < N; ++t) a[2 * t] = even[t], a[2 * t + 1] = odd[t];
+  }
+}
+
+template <int N>
+static void gptq_rows(const float* x, const GptqPanel& p, float* y, int64_t y_stride) {
+  constexpr int kPairs = (kGptqFewRowsPanelTiles + 1) / 2;
+  __m512 acc[kPairs * N * 2];
+  const int pairs = (p.tiles + 1) / 2;
+  for (int i = 0; i < pairs * N * 2; ++i) acc[i] = _mm512_setzero_ps();
+  walk_gptq_rows(p, [&](const GptqRow& row) {
+    const float* xk = x + row.index * 8;
+    if (row.one_group) gptq_row<N, true>(xk, p.in, row, p, acc);
+    else gptq_row<N, false>(xk, p.in, row, p, acc);
+  });
+  for (int pair = 0; pair < pairs; ++pair) {
+    const __mmask16 lanes = 2 * pair + 1 < p.tiles ? 0xFFFF : 0x00FF;
+    for (int t = 0; t < N; ++t)
+      _mm512_mask_storeu_ps(y + t * y_stride + pair * 16, lanes,
+                            _mm512_add_ps(acc[(pair * N + t) * 2], acc[(pair * N + t) * 2 + 1]));
+  }
+}
+
+static void gptq_few_rows_avx512(const float* x, int n, const GptqPanel& p, float* y, int64_t y_stride) {
+  if (n == 1) gptq_rows<1>(x, p, y, y_stride);
+  else if (n == 2) gptq_rows<2>(x, p, y, y_stride);
+  else gptq_rows<3>(x, p, y, y_stride);
+}
+
+const Kernels* avx512_kernels() {
+  static const Kernels set = [] {
+    Kernels k = *avx2_kernels();
+    k.gptq_few_rows = gptq_few_rows_avx512;
+    k.name = "avx512";
+    return k;
+  }();
+  return &set;
+}
+
+}  // namespace xllama::cpu
+#endif  // XLLAMA_HAVE_AVX512
