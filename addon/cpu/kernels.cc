@@ -52,7 +52,7 @@ static void f16_to_f32_scalar(const uint16_t* src, float* dst, int64_t n) {
 }
 
 static void dequant_gptq8_scalar(const int32_t* qweight, int64_t out, int in, const int32_t* group_of_row,
-                                 const float* scale, const float* zero, int64_t sz_stride, float* wt) {
+                                 const float* scale, const float* zero, int64_t sz_stride, float* wt, int wt_stride) {
   for (int r = 0; r < in / 8; ++r) {
     const int32_t* words = qweight + static_cast<int64_t>(r) * out;
     for (int j = 0; j < 8; ++j) {
@@ -60,7 +60,7 @@ static void dequant_gptq8_scalar(const int32_t* qweight, int64_t out, int in, co
       const int64_t g = group_of_row[k] * sz_stride;
       for (int c = 0; c < 8; ++c) {
         const float q = static_cast<float>((static_cast<uint32_t>(words[c]) >> (4 * j)) & 15);
-        wt[static_cast<int64_t>(k) * 8 + c] = scale[g + c] * (q - zero[g + c]);
+        wt[static_cast<int64_t>(k) * wt_stride + c] = scale[g + c] * (q - zero[g + c]);
       }
     }
   }
@@ -79,7 +79,7 @@ static void gemm8_scalar(const float* x, int n, int in, const float* wt, float* 
   }
 }
 
-static const Kernels kScalar = {dot_scalar, axpy_scalar, f16_to_f32_scalar, dequant_gptq8_scalar, gemm8_scalar, nullptr, nullptr, "scalar"};
+static const Kernels kScalar = {dot_scalar, axpy_scalar, f16_to_f32_scalar, dequant_gptq8_scalar, gemm8_scalar, nullptr, nullptr, nullptr, "scalar"};
 
 const Kernels& kernels() {
   static const Kernels* chosen = []() -> const Kernels* {

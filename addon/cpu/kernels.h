@@ -34,13 +34,16 @@ struct Kernels {
   float (*dot)(const float* a, const float* b, int n);
   void (*axpy)(float a, const float* x, float* y, int n);       // y += a * x
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
-  // GPTQ: dequantizes 8 output columns for all `in` rows into wt [in][8]:
+  // GPTQ: dequantizes 8 output columns for all `in` rows into wt, input k's 8 values at k * wt_stride:
   // wt[k][c] = scale[g][c] * (nibble(k, c) - zero[g][c]), g = group_of_row[k]; qweight points at column 0 of
   // the tile in row 0 (row stride `out`); scale and zero hold the tile's 8 values of group g at g * sz_stride.
   void (*dequant_gptq8)(const int32_t* qweight, int64_t out, int in, const int32_t* group_of_row,
-                        const float* scale, const float* zero, int64_t sz_stride, float* wt);
+                        const float* scale, const float* zero, int64_t sz_stride, float* wt, int wt_stride);
   // y[t][c] = sum_k x[t][k] * wt[k][c] for t < n, c < cols (<= 8); x rows `in` apart, y rows `y_stride` apart.
   void (*gemm8)(const float* x, int n, int in, const float* wt, float* y, int64_t y_stride, int cols);
+  // The same for two tiles dequantized side by side (wt [in][16], wt_stride 16), as two gemm8 calls would give
+  // them bit for bit. nullptr where the kernel set has none: callers then take the tiles one at a time.
+  void (*gemm16)(const float* x, int n, int in, const float* wt, float* y, int64_t y_stride);
   // GPTQ for a few rows (n <= kFewRows), dequantizing in registers: y[t][c] for t < n and the panel's tiles * 8
   // columns, bit for bit the sums dequant_gptq8 + gemm8 give. nullptr where the kernel set has none (scalar):
   // those callers dequantize into a buffer instead.

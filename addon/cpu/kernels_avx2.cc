@@ -47,7 +47,7 @@ static void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
 
 // Row k of the tile is the 8 nibbles at shift 4*(k%8) of the 8 packed words: one vector per k, no gathers.
 static void dequant_gptq8_avx2(const int32_t* qweight, int64_t out, int in, const int32_t* group_of_row,
-                               const float* scale, const float* zero, int64_t sz_stride, float* wt) {
+                               const float* scale, const float* zero, int64_t sz_stride, float* wt, int wt_stride) {
   const __m256i mask = _mm256_set1_epi32(15);
   for (int r = 0; r < in / 8; ++r) {
     const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qweight + static_cast<int64_t>(r) * out));
@@ -56,7 +56,7 @@ static void dequant_gptq8_avx2(const int32_t* qweight, int64_t out, int in, cons
       const int64_t g = group_of_row[k] * sz_stride;
       const __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(words, _mm256_set1_epi32(4 * j)), mask));
       const __m256 w = _mm256_mul_ps(_mm256_loadu_ps(scale + g), _mm256_sub_ps(q, _mm256_loadu_ps(zero + g)));
-      _mm256_storeu_ps(wt + static_cast<int64_t>(k) * 8, w);
+      _mm256_storeu_ps(wt + static_cast<int64_t>(k) * wt_stride, w);
     }
   }
 }
@@ -261,7 +261,7 @@ static void dense_few_rows_avx2(const float* x, int n, int in, const void* w, DT
   else dense_few_rows_of<DType::F32>(x, n, in, w, tiles, y, y_stride);
 }
 
-static const Kernels kAvx2 = {dot_avx2, axpy_avx2, f16_to_f32_avx2, dequant_gptq8_avx2, gemm8_avx2, gptq_few_rows_avx2, dense_few_rows_avx2, "avx2"};
+static const Kernels kAvx2 = {dot_avx2, axpy_avx2, f16_to_f32_avx2, dequant_gptq8_avx2, gemm8_avx2, nullptr, gptq_few_rows_avx2, dense_few_rows_avx2, "avx2"};
 
 const Kernels* avx2_kernels() { return &kAvx2; }
 

@@ -1,7 +1,7 @@
-// AVX-512 version of the few-row GPTQ kernel (this file is compiled with -mavx512f; kernels() only hands it out
-// after checking the CPU supports it). A decode step is bound by the dequantization's instructions, and each one
-// here covers two tiles (16 output columns) where the AVX2 kernel's covers one. Every lane computes what the AVX2
-// kernels compute for its column, operation for operation, so the bits are the same (kernels_avx2.cc).
+// AVX-512 versions of the few-row GPTQ kernel and of the prompt GEMM (this file is compiled with -mavx512f;
+// kernels() only hands them out after checking the CPU supports it). Each instruction here covers two tiles (16
+// output columns) where the AVX2 kernels' covers one. Every lane computes what the AVX2 kernels compute for its
+// column, operation for operation, so the bits are the same (kernels_avx2.cc).
 #ifdef XLLAMA_HAVE_AVX512
 // GCC 12 warns about the deliberately undefined pass-through operand inside its own _mm512_srli_epi32 and
 // _mm512_cvtepi32_ps; nothing here reads an uninitialized value.
@@ -71,10 +71,59 @@ static void gptq_few_rows_avx512(const float* x, int n, const GptqPanel& p, floa
   else gptq_rows<3>(x, p, y, y_stride);
 }
 
+// gemm8_avx2 over two tiles side by side (wt [in][16]), line for line: each lane forms its column's sums as
+// gemm8_avx2 does (per row an even-k and an odd-k chain, 4 rows sharing each weight vector, added at the end), so
+// the bits are the same (test/cpu/kernel-sets.test.ts compares them). One template for both widths measured ~3%
+// slower on AVX2 prompts (register allocation), so the two stay written out.
+static void gemm16_avx512(const float* x, int n, int in, const float* wt, float* y, int64_t y_stride) {
+  const int even_in = in & ~1;
+  int t = 0;
+  for (; t + 4 <= n; t += 4) {
+    const float* x0 = x + static_cast<int64_t>(t) * in;
+    const float *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps(), b2 = _mm512_setzero_ps(), b3 = _mm512_setzero_ps();
+    for (int k = 0; k < even_in; k += 2) {
+      const __m512 w = _mm512_loadu_ps(wt + static_cast<int64_t>(k) * 16);
+      const __m512 v = _mm512_loadu_ps(wt + static_cast<int64_t>(k) * 16 + 16);
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(x0[k]), w, a0);
+      a1 = _mm512_fmadd_ps(_mm512_set1_ps(x1[k]), w, a1);
+      a2 = _mm512_fmadd_ps(_mm512_set1_ps(x2[k]), w, a2);
+      a3 = _mm512_fmadd_ps(_mm512_set1_ps(x3[k]), w, a3);
+      b0 = _mm512_fmadd_ps(_mm512_set1_ps(x0[k + 1]), v, b0);
+      b1 = _mm512_fmadd_ps(_mm512_set1_ps(x1[k + 1]), v, b1);
+      b2 = _mm512_fmadd_ps(_mm512_set1_ps(x2[k + 1]), v, b2);
+      b3 = _mm512_fmadd_ps(_mm512_set1_ps(x3[k + 1]), v, b3);
+    }
+    if (even_in < in) {
+      const __m512 w = _mm512_loadu_ps(wt + static_cast<int64_t>(even_in) * 16);
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(x0[even_in]), w, a0);
+      a1 = _mm512_fmadd_ps(_mm512_set1_ps(x1[even_in]), w, a1);
+      a2 = _mm512_fmadd_ps(_mm512_set1_ps(x2[even_in]), w, a2);
+      a3 = _mm512_fmadd_ps(_mm512_set1_ps(x3[even_in]), w, a3);
+    }
+    _mm512_storeu_ps(y + t * y_stride, _mm512_add_ps(a0, b0));
+    _mm512_storeu_ps(y + (t + 1) * y_stride, _mm512_add_ps(a1, b1));
+    _mm512_storeu_ps(y + (t + 2) * y_stride, _mm512_add_ps(a2, b2));
+    _mm512_storeu_ps(y + (t + 3) * y_stride, _mm512_add_ps(a3, b3));
+  }
+  for (; t < n; ++t) {
+    const float* xr = x + static_cast<int64_t>(t) * in;
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    for (int k = 0; k < even_in; k += 2) {
+      a = _mm512_fmadd_ps(_mm512_set1_ps(xr[k]), _mm512_loadu_ps(wt + static_cast<int64_t>(k) * 16), a);
+      b = _mm512_fmadd_ps(_mm512_set1_ps(xr[k + 1]), _mm512_loadu_ps(wt + static_cast<int64_t>(k) * 16 + 16), b);
+    }
+    if (even_in < in) a = _mm512_fmadd_ps(_mm512_set1_ps(xr[even_in]), _mm512_loadu_ps(wt + static_cast<int64_t>(even_in) * 16), a);
+    _mm512_storeu_ps(y + t * y_stride, _mm512_add_ps(a, b));
+  }
+}
+
 const Kernels* avx512_kernels() {
   static const Kernels set = [] {
     Kernels k = *avx2_kernels();
     k.gptq_few_rows = gptq_few_rows_avx512;
+    k.gemm16 = gemm16_avx512;
     k.name = "avx512";
     return k;
   }();

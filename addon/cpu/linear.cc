@@ -135,16 +135,24 @@ void CpuLinear::apply_gptq(const float* x, int n, float* y, ThreadPool& pool) co
         K.gptq_few_rows(x, n, panel, y + c0, out_);
         continue;
       }
+      // With gemm16, tiles 2p and 2p + 1 are dequantized side by side into [in][16] (a last odd tile alone).
       const size_t tile_floats = static_cast<size_t>(kTile) * in_;
       const int64_t sz_stride = static_cast<int64_t>(panel_tiles) * kTile;
+      const int paired = K.gemm16 ? panel_tiles & ~1 : 0;
       for (int r0 = 0; r0 < in_ / 8; r0 += kGptqBlockRows) {
         const int rows = std::min(kGptqBlockRows, in_ / 8 - r0);
-        for (int u = 0; u < panel_tiles; ++u)
+        for (int u = 0; u < panel_tiles; ++u) {
+          const int stride = u < paired ? 2 * kTile : kTile;
+          float* dst = &wt[(u < paired ? (u & ~1) * tile_floats + (u & 1) * kTile : u * tile_floats) +
+                           static_cast<size_t>(r0) * 8 * stride];
           K.dequant_gptq8(panel.qweight + static_cast<int64_t>(r0) * out_ + u * kTile, out_, rows * 8,
                           panel.group_of_row + r0 * 8, panel.scale + u * kTile, panel.zero + u * kTile, sz_stride,
-                          &wt[u * tile_floats + static_cast<size_t>(r0) * 8 * kTile]);
+                          dst, stride);
+        }
       }
-      for (int u = 0; u < panel_tiles; ++u) K.gemm8(x, n, in_, &wt[u * tile_floats], y + c0 + u * kTile, out_, kTile);
+      for (int u = 0; u < paired; u += 2) K.gemm16(x, n, in_, &wt[u * tile_floats], y + c0 + u * kTile, out_);
+      for (int u = paired; u < panel_tiles; ++u)
+        K.gemm8(x, n, in_, &wt[u * tile_floats], y + c0 + u * kTile, out_, kTile);
     }
   });
 }
