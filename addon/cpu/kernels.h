@@ -19,6 +19,7 @@ struct GptqPanel {
   const float* scale;
   const float* zero;
   int tiles;
+  bool rows_in_one_group;  // every row's 8 inputs share a group (false with act-order's shuffled groups)
 };
 
 // How linear.cc cuts a GPTQ matrix. The rows of qweight lie `out` words apart, so reading one tile's 32 bytes a row

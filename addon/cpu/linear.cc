@@ -31,6 +31,7 @@ CpuLinear::CpuLinear(const LinearWeights& w, const GptqConfig& gptq, const std::
     group_of_row_.resize(in_);
     const int32_t* g = w.g_idx.present() ? static_cast<const int32_t*>(w.g_idx.data) : nullptr;
     for (int k = 0; k < in_; ++k) group_of_row_[k] = g ? g[k] : k / group_size;
+    for (int k = 0; k < in_; ++k) rows_in_one_group_ = rows_in_one_group_ && group_of_row_[k] == group_of_row_[k & ~7];
     weight_bytes_ = w.qweight.numel() * 4 + w.qzeros.numel() * 4 + w.scales.numel() * dtype_size(w.scales.dtype) +
                     (w.g_idx.present() ? w.g_idx.numel() * 4 : 0);
   } else {
@@ -130,7 +131,8 @@ void CpuLinear::apply_gptq(const float* x, int n, float* y, ThreadPool& pool) co
       const int panel_tiles = static_cast<int>(std::min<int64_t>(panel_max, e - first));
       const int c0 = static_cast<int>(first * kTile);
       panel_scales(first, panel_tiles, sbuf.data(), zbuf.data());
-      const GptqPanel panel{qweight + c0, out_, in_, group_of_row_.data(), sbuf.data(), zbuf.data(), panel_tiles};
+      const GptqPanel panel{qweight + c0, out_, in_, group_of_row_.data(), sbuf.data(), zbuf.data(), panel_tiles,
+                            rows_in_one_group_};
       if (few_rows) {
         K.gptq_few_rows(x, n, panel, y + c0, out_);
         continue;

@@ -34,6 +34,7 @@ class CpuLinear {
   int groups_ = 0;
   int zero_offset_ = 1;
   std::vector<int32_t> group_of_row_;  // g_idx, or k / group_size
+  bool rows_in_one_group_ = true;      // each qweight row's 8 inputs share a group (always without act-order)
   std::vector<float> bias_;
   size_t weight_bytes_ = 0;
 };
