@@ -1,5 +1,6 @@
 // AVX2/FMA/F16C versions of the kernels (this file is compiled with -mavx2 -mfma -mf16c; kernels()
 // only hands these out after checking the CPU supports them).
+#ifdef XLLAMA_HAVE_AVX2  // (built with AVX2 flags on x86-64 only; elsewhere this file is empty)
 #include <immintrin.h>
 
 #include "cpu/gptq_row_walk.h"
@@ -266,3 +267,4 @@ static const Kernels kAvx2 = {dot_avx2, axpy_avx2, f16_to_f32_avx2, dequant_gptq
 const Kernels* avx2_kernels() { return &kAvx2; }
 
 }  // namespace xllama::cpu
+#endif  // XLLAMA_HAVE_AVX2
