@@ -13,27 +13,23 @@
 
 namespace xllama::cpu {
 
-// One row of qweight (8 inputs) across the panel's tiles, two at a time (a lone last tile: the lower 8 lanes).
-// ONE_GROUP: the 8 inputs share a group, so each tile pair's scale and zero are loaded once for them.
-template <int N, bool ONE_GROUP>
+// One row of qweight (8 inputs, one group: gptq_few_rows_avx512 takes no other) across the panel's tiles, two at
+// a time (a lone last tile: the lower 8 lanes); each tile pair's scale and zero are loaded once for the 8 inputs.
+template <int N>
 static inline void gptq_row(const float* xk, int64_t x_stride, const GptqRow& row, const GptqPanel& p,
                             __m512* acc) {
-  const int32_t *words_row = row.words, *ahead = row.ahead;
-  const int64_t(&g)[8] = row.group;
   const __m512i mask = _mm512_set1_epi32(15);
   for (int tile = 0; tile < p.tiles; tile += 2) {
     const __mmask16 lanes = tile + 1 < p.tiles ? 0xFFFF : 0x00FF;
-    _mm_prefetch(reinterpret_cast<const char*>(ahead + tile * 8), _MM_HINT_T0);
-    const __m512i words = _mm512_maskz_loadu_epi32(lanes, words_row + tile * 8);
+    _mm_prefetch(reinterpret_cast<const char*>(row.ahead + tile * 8), _MM_HINT_T0);
+    const __m512i words = _mm512_maskz_loadu_epi32(lanes, row.words + tile * 8);
     __m512* a = acc + (tile / 2) * N * 2;
     __m512 even[N], odd[N];
     for (int t = 0; t < N; ++t) even[t] = a[2 * t], odd[t] = a[2 * t + 1];
-    const __m512 scale0 = _mm512_maskz_loadu_ps(lanes, p.scale + g[0] + tile * 8);
-    const __m512 zero0 = _mm512_maskz_loadu_ps(lanes, p.zero + g[0] + tile * 8);
+    const __m512 scale = _mm512_maskz_loadu_ps(lanes, p.scale + row.group[0] + tile * 8);
+    const __m512 zero = _mm512_maskz_loadu_ps(lanes, p.zero + row.group[0] + tile * 8);
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
-      const __m512 scale = ONE_GROUP ? scale0 : _mm512_maskz_loadu_ps(lanes, p.scale + g[j] + tile * 8);
-      const __m512 zero = ONE_GROUP ? zero0 : _mm512_maskz_loadu_ps(lanes, p.zero + g[j] + tile * 8);
       const __m512 q = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(words, 4 * j), mask));
       const __m512 w = _mm512_mul_ps(scale, _mm512_sub_ps(q, zero));
       for (int t = 0; t < N; ++t) {
@@ -52,11 +48,7 @@ static void gptq_rows(const float* x, const GptqPanel& p, float* y, int64_t y_st
   __m512 acc[kPairs * N * 2];
   const int pairs = (p.tiles + 1) / 2;
   for (int i = 0; i < pairs * N * 2; ++i) acc[i] = _mm512_setzero_ps();
-  walk_gptq_rows(p, [&](const GptqRow& row) {
-    const float* xk = x + row.index * 8;
-    if (row.one_group) gptq_row<N, true>(xk, p.in, row, p, acc);
-    else gptq_row<N, false>(xk, p.in, row, p, acc);
-  });
+  walk_gptq_rows(p, [&](const GptqRow& row) { gptq_row<N>(x + row.index * 8, p.in, row, p, acc); });
   for (int pair = 0; pair < pairs; ++pair) {
     const __mmask16 lanes = 2 * pair + 1 < p.tiles ? 0xFFFF : 0x00FF;
     for (int t = 0; t < N; ++t)
