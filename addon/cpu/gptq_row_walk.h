@@ -12,7 +12,6 @@ struct GptqRow {
   const int32_t* words;  // the panel's words in this row
   const int32_t* ahead;  // ... in the row to prefetch now (this row near the end)
   int64_t group[8];      // where input 8 * index + j's group starts in scale and zero
-  bool one_group;        // the 8 inputs share a group (always without act-order)
 };
 
 // Measured on a 2-core Xeon (7B decode): 1, 4 and 8 rows ahead were slower than 2.
@@ -26,11 +25,7 @@ inline void walk_gptq_rows(const GptqPanel& p, Visit&& visit) {
   for (row.index = 0; row.index < rows; ++row.index) {
     row.words = p.qweight + static_cast<int64_t>(row.index) * p.out;
     row.ahead = row.index + kGptqPrefetchRows < rows ? row.words + kGptqPrefetchRows * p.out : row.words;
-    row.one_group = true;
-    for (int j = 0; j < 8; ++j) {
-      row.group[j] = p.group_of_row[row.index * 8 + j] * group_floats;
-      row.one_group = row.one_group && row.group[j] == row.group[0];
-    }
+    for (int j = 0; j < 8; ++j) row.group[j] = p.group_of_row[row.index * 8 + j] * group_floats;
     visit(static_cast<const GptqRow&>(row));
   }
 }

@@ -79,7 +79,10 @@ static void gemm8_scalar(const float* x, int n, int in, const float* wt, float* 
   }
 }
 
-static const Kernels kScalar = {dot_scalar, axpy_scalar, f16_to_f32_scalar, dequant_gptq8_scalar, gemm8_scalar, nullptr, nullptr, nullptr, "scalar"};
+// No gemm16, gptq_few_rows or dense_few_rows: the portable set takes every matrix through its buffers.
+static const Kernels kScalar = {dot_scalar,   axpy_scalar, f16_to_f32_scalar, dequant_gptq8_scalar,
+                                gemm8_scalar, nullptr,     nullptr,           nullptr,
+                                "scalar"};
 
 const Kernels& kernels() {
   static const Kernels* chosen = []() -> const Kernels* {

@@ -1,6 +1,6 @@
 // Inner loops of the CPU backend, float32 throughout. A portable version lives in kernels.cc; an
 // AVX2/FMA/F16C version in kernels_avx2.cc is picked at run time when the CPU supports it, and with AVX-512 the
-// same set with kernels_avx512.cc's decode GPTQ kernel. All give the same bits.
+// same set with kernels_avx512.cc's GPTQ decode kernel and prompt GEMM (gemm16). All give the same bits.
 #pragma once
 #include <cstdint>
 
@@ -75,7 +75,7 @@ void to_f32(const void* src, DType dtype, int64_t n, float* dst);
 const Kernels* avx2_kernels();  // kernels_avx2.cc
 #endif
 #ifdef XLLAMA_HAVE_AVX512
-const Kernels* avx512_kernels();  // kernels_avx512.cc: the AVX2 set with an AVX-512 gptq_few_rows
+const Kernels* avx512_kernels();  // kernels_avx512.cc: the AVX2 set with AVX-512 gptq_few_rows and gemm16
 #endif
 
 }  // namespace xllama::cpu

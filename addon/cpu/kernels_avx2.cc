@@ -119,24 +119,18 @@ static void gemm8_avx2(const float* x, int n, int in, const float* wt, float* y,
   }
 }
 
-// GPTQ for n = N rows, dequantizing in registers. w and the sums are formed exactly as dequant_gptq8_avx2 and
-// gemm8_avx2 form them (w = scale * (q - zero); per row and column an even-k and an odd-k chain of FMAs, added at
-// the end), so a decode step gives the bits a batched forward gives. It walks the panel row by row (the chains
-// parked in acc, in L1, between rows), so qweight is read as contiguous runs of the panel's width, each
-// prefetched a few rows ahead.
-// One row of qweight (8 inputs) across the panel's tiles. ONE_GROUP: the 8 inputs share a group (always, without
-// act-order), so each tile's scale and zero are loaded once for them.
+// One row of qweight (8 inputs) across the panel's tiles. ONE_GROUP: every row's 8 inputs share a group (always
+// without act-order), so each tile's scale and zero are loaded once for them.
 template <int N, bool ONE_GROUP>
 static inline void gptq_row(const float* xk, int64_t x_stride, const GptqRow& row, const GptqPanel& p,
                             __m256* acc) {
-  const int32_t *words_row = row.words, *ahead = row.ahead;
   const int64_t(&g)[8] = row.group;
   const __m256i mask = _mm256_set1_epi32(15);
   for (int tile = 0; tile < p.tiles; ++tile) {
     // A later row's line for every second tile (64 bytes), spread over the row's work: a burst of them would fill
     // the core's miss buffers and stall it.
-    if (!(tile & 1)) _mm_prefetch(reinterpret_cast<const char*>(ahead + tile * 8), _MM_HINT_T0);
-    const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words_row + tile * 8));
+    if (!(tile & 1)) _mm_prefetch(reinterpret_cast<const char*>(row.ahead + tile * 8), _MM_HINT_T0);
+    const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row.words + tile * 8));
     __m256* a = acc + tile * N * 2;
     __m256 even[N], odd[N];
     for (int t = 0; t < N; ++t) even[t] = a[2 * t], odd[t] = a[2 * t + 1];
@@ -157,15 +151,19 @@ static inline void gptq_row(const float* xk, int64_t x_stride, const GptqRow& ro
   }
 }
 
+// GPTQ for n = N rows, dequantizing in registers. w and the sums are formed exactly as dequant_gptq8_avx2 and
+// gemm8_avx2 form them (w = scale * (q - zero); per row and column an even-k and an odd-k chain of FMAs, added at
+// the end), so a decode step gives the bits a batched forward gives. It walks the panel row by row (the chains
+// parked in acc, in L1, between rows), so qweight is read as contiguous runs of the panel's width, each
+// prefetched a few rows ahead.
 template <int N>
 static void gptq_rows(const float* x, const GptqPanel& p, float* y, int64_t y_stride) {
   __m256 acc[kGptqFewRowsPanelTiles * N * 2];
   for (int i = 0; i < p.tiles * N * 2; ++i) acc[i] = _mm256_setzero_ps();
-  walk_gptq_rows(p, [&](const GptqRow& row) {
-    const float* xk = x + row.index * 8;
-    if (row.one_group) gptq_row<N, true>(xk, p.in, row, p, acc);
-    else gptq_row<N, false>(xk, p.in, row, p, acc);
-  });
+  if (p.rows_in_one_group)
+    walk_gptq_rows(p, [&](const GptqRow& row) { gptq_row<N, true>(x + row.index * 8, p.in, row, p, acc); });
+  else
+    walk_gptq_rows(p, [&](const GptqRow& row) { gptq_row<N, false>(x + row.index * 8, p.in, row, p, acc); });
   for (int tile = 0; tile < p.tiles; ++tile)
     for (int t = 0; t < N; ++t)
       _mm256_storeu_ps(y + t * y_stride + tile * 8, _mm256_add_ps(acc[(tile * N + t) * 2], acc[(tile * N + t) * 2 + 1]));
@@ -262,7 +260,9 @@ static void dense_few_rows_avx2(const float* x, int n, int in, const void* w, DT
   else dense_few_rows_of<DType::F32>(x, n, in, w, tiles, y, y_stride);
 }
 
-static const Kernels kAvx2 = {dot_avx2, axpy_avx2, f16_to_f32_avx2, dequant_gptq8_avx2, gemm8_avx2, nullptr, gptq_few_rows_avx2, dense_few_rows_avx2, "avx2"};
+static const Kernels kAvx2 = {dot_avx2,           axpy_avx2, f16_to_f32_avx2,    dequant_gptq8_avx2,
+                              gemm8_avx2,         nullptr,   gptq_few_rows_avx2, dense_few_rows_avx2,
+                              "avx2"};
 
 const Kernels* avx2_kernels() { return &kAvx2; }
 
