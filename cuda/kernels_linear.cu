@@ -6,6 +6,8 @@
 #include <stdexcept>
 
 #include "cuda/cuda_check.h"
+#include "cuda/device_query.h"
+#include "cuda/env_switch.h"
 #include "cuda/greedy_pick.cuh"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
@@ -157,6 +159,88 @@ __global__ void __launch_bounds__(kF16Warps * 32)
   }
 }
 
+// The decode lm_head (one row, the final RMSNorm folded in) in one wave: as many blocks as the GPU holds at once, each
+// staging x once, its warps walking columns n, n + warps, ... of the grid. A warp requests its next batch of weights
+// (its column's next, or its next column's first) before it multiplies the current one, so its loads stay in flight
+// across columns, where gemv_f16_kernel's warp (one column each, ~4 waves of 4,000 blocks on the 7B) idles on each
+// new block's staging with one batch in flight (82-83% of the DRAM's peak in ncu, session 46). The same dot
+// products in the same order (each lane's chunks ascending, the same shuffles): the same logits bit for bit.
+// 5 blocks an SM: 48 registers without spills (60 unbounded: 4 blocks; 6 blocks spill).
+template <bool PICK>
+__global__ void __launch_bounds__(kF16Warps * 32, 5)
+    lm_head_wave_kernel(const __half* __restrict__ W, const __half* __restrict__ bias, int K, int N,
+                        float* __restrict__ y, F16NormInput norm_in, bool evict_first, GreedyPick pick) {
+  extern __shared__ __align__(16) __half xs[];  // [K]
+  constexpr int U = 4;                           // a batch: 32 U chunks of 8 values of one column
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, stride = gridDim.x * kF16Warps;
+  const int chunks = K / 8, batches = (chunks + 32 * U - 1) / (32 * U);
+  const uint64_t policy = weight_stream_policy(evict_first);
+  const auto load = [&](int n, int b, uint4(&wv)[U]) {
+    const uint4* wp = reinterpret_cast<const uint4*>(W + (size_t)n * K);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = b * 32 * U + lane + u * 32;
+      if (n < N && c < chunks) wv[u] = load_stream(wp + c, policy);
+    }
+  };
+  int n = blockIdx.x * kF16Warps + warp;
+  uint4 cur[U];
+  load(n, 0, cur);  // the first batch streams in while the previous kernel drains
+  wait_for_previous_kernel();
+  stage_rmsnorm<1>(norm_in, K, xs);
+  __syncthreads();
+  float best = -INFINITY;  // PICK: the best of this warp's columns (lane 0's)
+  int best_n = kNoPick;
+  for (; n < N; n += stride) {  // warp-uniform
+    float acc = 0.f;
+    for (int b = 0; b < batches; ++b) {
+      uint4 next[U];
+      if (b + 1 < batches) load(n, b + 1, next);
+      else load(n + stride, 0, next);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int c = b * 32 * U + lane + u * 32;
+        if (c >= chunks) break;
+        const __half2* w2 = reinterpret_cast<const __half2*>(&cur[u]);
+        const uint4 xv = *reinterpret_cast<const uint4*>(xs + c * 8);
+        const __half2* x2 = reinterpret_cast<const __half2*>(&xv);
+        float s = 0.f;
+#pragma unroll
+        for (int t = 0; t < 4; ++t) {
+          const float2 a = __half22float2(w2[t]), xf = __half22float2(x2[t]);
+          s = fmaf(a.x, xf.x, fmaf(a.y, xf.y, s));
+        }
+        acc += s;
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) cur[u] = next[u];
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) {
+      const float v = acc + (bias ? __half2float(bias[n]) : 0.f);
+      y[n] = v;
+      if (PICK && greedy_takes(v, n, best, best_n)) best = v, best_n = n;
+    }
+  }
+  if (PICK) pick_greedy(best, best_n, best_n != kNoPick, pick);
+}
+
+// XLLAMA_LM_HEAD_WAVE=0: the decode lm_head as gemv_f16_kernel's many waves (EXPERIMENT, session 47: for the A/B).
+bool lm_head_wave_on() { return env_switch_on("XLLAMA_LM_HEAD_WAVE"); }
+
+template <bool PICK>
+void launch_lm_head_wave(const __half* W, const __half* bias, int K, int N, const F16NormInput& in, float* y,
+                         cudaStream_t s, const GreedyPick& pick) {
+  const size_t smem = (size_t)K * sizeof(__half);
+  const int threads = kF16Warps * 32;
+  const int blocks = std::min((N + kF16Warps - 1) / kF16Warps,
+                              resident_blocks(reinterpret_cast<const void*>(lm_head_wave_kernel<PICK>), threads, smem));
+  launch(lm_head_wave_kernel<PICK>, std::max(1, blocks), threads, smem, s, W, bias, K, N, y, in,
+         weight_evict_first_flag(), pick);
+  XL_CUDA_LAUNCH_CHECK();
+}
+
 template <int M>
 void launch_gemv_f16(const __half* W, const __half* bias, int K, int N, const __half* x, int x_stride, float* y,
                      int y_stride, cudaStream_t s) {
@@ -178,6 +262,11 @@ void launch_gemv_f16_rmsnorm(const __half* W, const __half* bias, int K, int N, 
   dim3 grid((N + kF16Warps - 1) / kF16Warps);
   const size_t smem = (size_t)M * K * sizeof(__half);
   if constexpr (M == 1) {
+    if (lm_head_wave_on()) {
+      if (pick) launch_lm_head_wave<true>(W, bias, K, N, in, y, s, *pick);
+      else launch_lm_head_wave<false>(W, bias, K, N, in, y, s, GreedyPick{});
+      return;
+    }
     if (pick) {
       launch(gemv_f16_kernel<1, true, true, true>, grid, kF16Warps * 32, smem, s, W, bias, K, N,
              static_cast<const __half*>(nullptr), 0, y, y_stride, in, weight_evict_first_flag(), *pick);

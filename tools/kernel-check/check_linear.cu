@@ -1,6 +1,9 @@
 // The kernel check's checks of the decode path's linear kernels against a float64 (or exact) host reference: the
 // act-order permutations, the 4-bit GEMVs (with their norms, SiLU, sums of squares and zero fills), the one-launch
 // MLP, the embedding, the fp16 GEMV and GEMM, and the lm_head's greedy pick.
+#include <cstdlib>
+#include <cstring>
+
 #include "tools/kernel-check/suites.h"
 
 namespace xllama::kcheck {
@@ -484,6 +487,36 @@ void check_gemv_f16_rmsnorm(int K, int N, int m) {
   char name[128];
   std::snprintf(name, sizeof name, "gemv fp16 + fused rmsnorm (writes) %dx%d m=%d", K, N, m);
   report(name, rel_err(dy.download(), ref), 4e-3);
+}
+
+// EXPERIMENT (session 47): the decode lm_head in one wave (default) against gemv_f16_kernel's waves
+// (XLLAMA_LM_HEAD_WAVE=0), one row: the same logits bit for bit, and the same pick.
+void check_lm_head_wave_bits(int K, int N) {
+  std::vector<__half> w = rand_half((size_t)N * K, -0.05f, 0.05f), b = rand_half(N, -0.5f, 0.5f),
+                      nw = rand_half(K, 0.5f, 1.5f);
+  std::vector<float> h(K), ss(1);
+  for (auto& v : h) v = urand(-3.f, 3.f);
+  rmsnorm_row_ref(h.data(), nw, K, 1e-5f, &ss[0]);
+  Dev<__half> dw(w), db(b), dnw(nw);
+  Dev<float> dh(h), dss(ss), dy(N);
+  Dev<unsigned long long> best(1);
+  Dev<unsigned> done(1);
+  Dev<int> out(1);
+  XL_CUDA_CHECK(cudaMemset(best.p, 0, sizeof(unsigned long long)));
+  XL_CUDA_CHECK(cudaMemset(done.p, 0, sizeof(unsigned)));
+  const GreedyPick pick{best.p, done.p, out.p};
+  std::vector<float> logits[2];
+  int picks[2];
+  for (int wave = 0; wave < 2; ++wave) {
+    setenv("XLLAMA_LM_HEAD_WAVE", wave ? "1" : "0", 1);
+    dy.poison(), out.poison();
+    gemv_f16_rmsnorm(dw.p, db.p, K, N, dh.p, K, dss.p, dnw.p, 1e-5f, 1, dy.p, N, nullptr, &pick);
+    XL_CUDA_CHECK(cudaDeviceSynchronize());
+    logits[wave] = dy.download(), picks[wave] = out.download()[0];
+  }
+  unsetenv("XLLAMA_LM_HEAD_WAVE");
+  const bool same = std::memcmp(logits[0].data(), logits[1].data(), N * sizeof(float)) == 0 && picks[0] == picks[1];
+  report("lm_head in one wave = in waves, bits and pick " + std::to_string(K) + "x" + std::to_string(N), !same, 0);
 }
 
 // The decode lm_head's own greedy pick (GreedyPick): over the logits it wrote, the first index of the largest

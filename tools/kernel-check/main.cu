@@ -114,6 +114,10 @@ int main(int argc, char** argv) {
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
       return failures ? 1 : 0;
     }
+    if (std::strcmp(argv[i], "--time-lm-head") == 0) {  // EXPERIMENT (session 47): the decode lm_head's timings
+      for (int K : {4096, 5120, 8192}) time_lm_head_rmsnorm(K, 32000);
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--prompt-attention") == 0) {  // only the prompt attention's checks
       guarded("prompt attention", check_prompt_attention);
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
@@ -224,6 +228,9 @@ int main(int argc, char** argv) {
     check_embed(1, 64, 300);      // stories260K: fewer 16-byte pieces than threads in a warp
     check_embed(2, 40960, 50);    // rows wider than one round of loads
     check_gemv_f16_rmsnorm(8192, 264, kGemvMaxRows);  // 3 rows per launch fit the staging area: 3 + 3 + 2
+    check_lm_head_wave_bits(4096, 32000);  // EXPERIMENT (session 47)
+    check_lm_head_wave_bits(8192, 32000);
+    check_lm_head_wave_bits(520, 1003);
     check_lm_head_pick(4096, 32000);  // the 7B's lm_head: 4,000 blocks
     check_lm_head_pick(520, 1003);    // the last block has idle warps
     check_gemv_q4_rmsnorm(4096, 1024, 128, 1, false);  // the 7B hidden size

@@ -19,6 +19,7 @@ void check_mlp_decode_shapes();
 void check_embed(int m, int hidden, int vocab);
 void check_dense(int K, int N, int m, bool use_gemm);
 void check_gemv_f16_rmsnorm(int K, int N, int m);
+void check_lm_head_wave_bits(int K, int N);  // EXPERIMENT (session 47)
 void check_lm_head_pick(int K, int N);
 
 // ---- check_prompt_gemm.cu: the prompt path's 4-bit GEMMs ----

@@ -61,6 +61,18 @@ void time_lm_head_rmsnorm(int K, int N) {
       batch_us([&] { gemv_f16_rmsnorm(w.p, nullptr, K, N, h.p, K, ss.p, nw.p, 1e-5f, 1, y.p, N, nullptr, &pick); });
   std::printf("time lm_head %dx%d m=1 back to back: rmsnorm + gemv_f16 %.1f us, fused %.1f us; + argmax %.1f us, "
               "picking %.1f us\n", K, N, two, fused, then_argmax, picking);
+  // EXPERIMENT (session 47): the lm_head in one wave against its waves, alternated in this process
+  for (int round = 0; round < 3; ++round) {
+    std::printf("time lm_head %dx%d picking, round %d:", K, N, round);
+    for (const char* wave : {"0", "1"}) {
+      setenv("XLLAMA_LM_HEAD_WAVE", wave, 1);
+      const float us =
+          batch_us([&] { gemv_f16_rmsnorm(w.p, nullptr, K, N, h.p, K, ss.p, nw.p, 1e-5f, 1, y.p, N, nullptr, &pick); });
+      std::printf(" %s %.1f us (%.0f GB/s)", *wave == '1' ? "one wave" : "waves", us, (double)N * K * 2 / us * 1e-3);
+    }
+    std::printf("\n");
+  }
+  unsetenv("XLLAMA_LM_HEAD_WAVE");
   time_picks(N);
 }
 
