@@ -71,6 +71,15 @@ __device__ __forceinline__ void bulk_copy_to_global(void* dst, const void* src, 
   asm volatile("cp.async.bulk.commit_group;" ::: "memory");
 #endif
 }
+// The same, adding the fp32 values into global memory's (element by element, in the memory system).
+__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, const void* src, unsigned bytes) {
+#ifdef XLLAMA_BULK_PTX
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(dst),
+               "r"(smem_addr(src)), "r"(bytes)
+               : "memory");
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+#endif
+}
 __device__ __forceinline__ void fence_async_shared() {
 #ifdef XLLAMA_BULK_PTX
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");

@@ -32,6 +32,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <cstdint>
 #include <type_traits>
@@ -68,12 +69,15 @@ constexpr int kWordsOffset = 0;            // within a stage's parameters
 constexpr int kScalesOffset = kWordsOffset + 8 * kWordPitch * 4;
 constexpr int kZerosOffset = kScalesOffset + 2 * kTileRows * 2;
 constexpr int kParamBytes = (kZerosOffset + 2 * kTileRows + 127) / 128 * 128;
-// fp16 tiles are stored through shared memory (kBulkStore, store_tile_bulk): each consumer warpgroup's 64 rows of
-// 128 tokens at a time, a token's 64 values contiguous, rows padded to 144 bytes so that stmatrix's 8 rows of 16
-// bytes fall in all 32 banks. Its 36 KB cost a stage: 5 instead of 6 (as fast: session 47).
-constexpr int kStagingTokens = 128;
-constexpr int kStagingPitch = 64 * 2 + 16;
-constexpr int kStagingGroupBytes = kStagingTokens * kStagingPitch;
+// Tiles are stored through shared memory (kBulkStore, store_tile_bulk): each consumer warpgroup's 64 rows, a token's
+// 64 values contiguous, 128 tokens at a time in fp16 and 64 in fp32, rows padded by 16 bytes so that a warp's writes
+// fall in all 32 banks. Its 36 KB cost a stage: 5 instead of 6 (as fast: session 47).
+template <class T>
+constexpr int kStagingTokens = std::is_same_v<T, __half> ? 128 : 64;
+template <class T>
+constexpr int kStagingPitch = 64 * (int)sizeof(T) + 16;
+constexpr int kStagingGroupBytes = std::max(kStagingTokens<__half> * kStagingPitch<__half>,
+                                            kStagingTokens<float> * kStagingPitch<float>);
 template <bool kBulkStore>
 struct SmemLayout {
   static constexpr int stages = kBulkStore ? 5 : 6;
@@ -82,7 +86,7 @@ struct SmemLayout {
   static constexpr size_t barriers = staging + (kBulkStore ? 2 * kStagingGroupBytes : 0);
   static constexpr size_t bytes = barriers + 2 * stages * sizeof(uint64_t) + 1024;  // + the 1024-byte alignment
   static_assert(bytes <= 227 * 1024, "shared memory per block");
-  static_assert(staging % 16 == 0 && kStagingPitch % 16 == 0, "bulk copies and stmatrix rows: 16-byte aligned");
+  static_assert(staging % 16 == 0 && kStagingGroupBytes % 16 == 0, "bulk copies and stmatrix rows: 16-byte aligned");
 };
 
 // The stream-K scratch (gemm_q4_wgmma_scratch_bytes): an fp32 partial tile per block (the one it hands on), a flag
@@ -394,32 +398,61 @@ __device__ __forceinline__ void group_sync(int group) {
 // sector). Before the area is written again, every thread's copies out of it have read it; the block waits for its
 // last copies before it ends. Measured 0.5-2% faster per GEMM than store_tile and ~1% on 7B prompts of 512-1024
 // tokens (session 47): session 45's 3.4 us per tile store was mostly not the stores' own.
-__device__ __forceinline__ void store_tile_bulk(const float (&acc)[kAccumulators], __half* __restrict__ y,
-                                                int y_stride, int m, int tok0, int n0, uint8_t* staging) {
+// fp32 (accumulate: added into y by the copy engine, one writer per value as with store_tile's reductions):
+// each thread writes its values to the area one by one (acc[4 c + e]: row g + 8 (e >> 1) of its warp's 16, token
+// 8 c + 2 t + (e & 1)), 64 tokens at a time, and 64 threads hand a token's 256 bytes on.
+template <class T>
+__device__ __forceinline__ void store_tile_bulk(const float (&acc)[kAccumulators], T* __restrict__ y, int y_stride,
+                                                int m, int tok0, int n0, uint8_t* staging, bool accumulate) {
+  constexpr bool kHalf = std::is_same_v<T, __half>;
+  constexpr int kTokens = kStagingTokens<T>, kPitch = kStagingPitch<T>, kRowBytes = 64 * (int)sizeof(T);
   const int group = threadIdx.x >> 7, gt = threadIdx.x & 127, gwarp = gt >> 5, lane = threadIdx.x & 31;
   uint8_t* area = staging + group * kStagingGroupBytes;
-  // stmatrix x4: lane 8 j + r addresses row r (a token) of matrix j: tokens + 8 (j >> 1), features + 8 (j & 1)
+  // fp16, stmatrix x4: lane 8 j + r addresses row r (a token) of matrix j: tokens + 8 (j >> 1), features + 8 (j & 1)
   const int j = lane >> 3, r = lane & 7;
-  const uint32_t row_addr = smem_addr(area) + (8 * (j >> 1) + r) * kStagingPitch + (16 * gwarp + 8 * (j & 1)) * 2;
+  const uint32_t row_addr = smem_addr(area) + (8 * (j >> 1) + r) * kPitch + (16 * gwarp + 8 * (j & 1)) * 2;
+  // fp32: this thread's value (token 2 t, row g) of each token group
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t value_addr = smem_addr(area) + 2 * t * kPitch + (16 * gwarp + g) * 4;
 #pragma unroll
-  for (int h = 0; h < kTileTokens / kStagingTokens; ++h) {
+  for (int h = 0; h < kTileTokens / kTokens; ++h) {
     bulk_wait<true>();
     group_sync(group);
+    if constexpr (kHalf) {
 #pragma unroll
-    for (int q = 0; q < kStagingTokens / 16; ++q) {
-      const int c = (kStagingTokens / 8) * h + 2 * q;  // acc's token groups c, c + 1: tokens 16 q + [0, 16) here
-      stmatrix_x4_trans(row_addr + 16 * q * kStagingPitch, pack_half2(acc[4 * c], acc[4 * c + 1]),
-                        pack_half2(acc[4 * c + 2], acc[4 * c + 3]), pack_half2(acc[4 * c + 4], acc[4 * c + 5]),
-                        pack_half2(acc[4 * c + 6], acc[4 * c + 7]));
+      for (int q = 0; q < kTokens / 16; ++q) {
+        const int c = (kTokens / 8) * h + 2 * q;  // acc's token groups c, c + 1: tokens 16 q + [0, 16) here
+        stmatrix_x4_trans(row_addr + 16 * q * kPitch, pack_half2(acc[4 * c], acc[4 * c + 1]),
+                          pack_half2(acc[4 * c + 2], acc[4 * c + 3]), pack_half2(acc[4 * c + 4], acc[4 * c + 5]),
+                          pack_half2(acc[4 * c + 6], acc[4 * c + 7]));
+      }
+    } else {
+#pragma unroll
+      for (int q = 0; q < kTokens / 8; ++q) {
+        const int c = (kTokens / 8) * h + q;  // acc's token group c: tokens 8 q + [0, 8) here
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          asm volatile("st.shared.f32 [%0], %1;" ::"r"(value_addr + (8 * q + (e & 1)) * kPitch + 8 * (e >> 1) * 4),
+                       "f"(acc[4 * c + e])
+                       : "memory");
+      }
     }
     fence_async_shared();
     group_sync(group);
-    const int tok = tok0 + kStagingTokens * h + gt;
-    if (tok < m) bulk_copy_to_global(y + (size_t)tok * y_stride + n0 + 64 * group, area + gt * kStagingPitch, 128);
+    const int tok = tok0 + kTokens * h + gt;
+    if (gt < kTokens && tok < m) {
+      T* dst = y + (size_t)tok * y_stride + n0 + 64 * group;
+      if constexpr (!kHalf)
+        if (accumulate) {
+          bulk_reduce_add_f32(dst, area + gt * kPitch, kRowBytes);
+          continue;
+        }
+      bulk_copy_to_global(dst, area + gt * kPitch, kRowBytes);
+    }
   }
 }
 
-// kBulkStore: fp16 output stored by store_tile_bulk (T = __half, y and y_stride 16-byte aligned), a stage fewer.
+// kBulkStore: the output stored by store_tile_bulk (y and y's rows 16-byte aligned), a stage fewer.
 template <class T, bool kOneGroup, bool kBulkStore>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_q4_wgmma_kernel(QWeight w, const __half* __restrict__ xp, int m, T* __restrict__ y, int y_stride,
@@ -468,7 +501,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (g.a > 0) add_partials_before(sc, v, g.tile, acc);
     if constexpr (kBulkStore)
       store_tile_bulk(acc, y, y_stride, m, g.tok_tile(sc) * kTileTokens, g.row_tile(sc) * kTileRows,
-                      smem + Layout::staging);
+                      smem + Layout::staging, accumulate);
     else
       store_tile(acc, y, y_stride, m, g.tok_tile(sc) * kTileTokens, g.row_tile(sc) * kTileRows, row0, t, accumulate,
                  pairs);
@@ -590,6 +623,10 @@ GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m) {
 }
 
 namespace {
+bool env_off(const char* name) {  // EXPERIMENT (session 47)
+  const char* v = std::getenv(name);
+  return v && v[0] == '0';
+}
 // The kernel's shared-memory allowance, set once per instantiation (`slot`) and device: cudaFuncSetAttribute is a
 // host call the prompt path would otherwise repeat before every fused GEMM. K: the kernels' pointer type (one per T);
 // slot: one group + 2 bulk.
@@ -620,13 +657,13 @@ void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride
   }
   // one quantization group per k64 step (group sizes that are multiples of 64): one set of scales and zeros
   const bool one_group = w.group_size % kStepK == 0;
-  // fp16 output by bulk copies where every token's row is 16-byte aligned, else as half2 stores where every pair of
-  // features is 4-byte aligned
-  const bool bulk = std::is_same_v<T, __half> && y_stride % 8 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
+  // the output by bulk copies where every token's row is 16-byte aligned, else from registers (fp16 as half2 stores
+  // where every pair of features is 4-byte aligned)
+  const bool bulk = y_stride % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0 &&
+                    (std::is_same_v<T, __half> || !env_off("XLLAMA_WGMMA_FP32_BULK"));  // EXPERIMENT
   const bool pairs = std::is_same_v<T, __half> && y_stride % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0;
   auto kernel = one_group ? gemm_q4_wgmma_kernel<T, true, false> : gemm_q4_wgmma_kernel<T, false, false>;
-  if constexpr (std::is_same_v<T, __half>)
-    if (bulk) kernel = one_group ? gemm_q4_wgmma_kernel<T, true, true> : gemm_q4_wgmma_kernel<T, false, true>;
+  if (bulk) kernel = one_group ? gemm_q4_wgmma_kernel<T, true, true> : gemm_q4_wgmma_kernel<T, false, true>;
   const size_t bytes = bulk ? SmemLayout<true>::bytes : SmemLayout<false>::bytes;
   allow_shared_memory_once(kernel, one_group + 2 * bulk, bytes);
   launch(kernel, sc.blocks, kThreads, bytes, s, w, xp, m, y, y_stride, accumulate, pairs, sc);

@@ -1,5 +1,7 @@
 // The kernel check's checks of the prompt path's 4-bit GEMMs against a float64 host reference: the dequantization
 // (exact), dequantization + GEMM, and the fused Hopper GEMM.
+#include <cstring>
+
 #include "tools/kernel-check/suites.h"
 
 namespace xllama::kcheck {
@@ -41,6 +43,21 @@ void check_gemm_q4_wgmma(const QWeight& q, const Dev<__half>& dx, int m, const s
     std::snprintf(name, sizeof name, "prefill gemm (fused wgmma, %d blocks, accumulated twice) %dx%d m=%d%s%s",
                   blocks, q.K, q.N, m, order, asym);
     report(name, rel_err(dy.download(), ref2), 4e-3);
+    {  // rows 4 floats apart take the bulk reductions, N + 1 the register reductions: the same bits
+      const int padded = q.N + 1;
+      Dev<float> dyp((size_t)m * padded);
+      XL_CUDA_CHECK(cudaMemset(dyp.p, 0, dyp.n * 4));
+      gemm_q4_wgmma(q, xw.p, m, dyp.p, padded, true, scratch.p, nullptr, plan);
+      gemm_q4_wgmma(q, xw.p, m, dyp.p, padded, true, scratch.p, nullptr, plan);
+      XL_CUDA_CHECK(cudaDeviceSynchronize());
+      const std::vector<float> a = dy.download(), b = dyp.download();
+      int differ = 0;
+      for (int i = 0; i < m; ++i)
+        differ += std::memcmp(&a[(size_t)i * q.N], &b[(size_t)i * padded], q.N * sizeof(float)) != 0 ||
+                  b[(size_t)i * padded + q.N] != 0.f;
+      std::snprintf(name, sizeof name, "prefill gemm (fused wgmma, %d blocks, accumulated twice) stride N = N + 1 (rows differing)", blocks);
+      report(name, differ, 0);
+    }
     Dev<__half> dyh((size_t)m * q.N);
     dyh.poison();
     gemm_q4_wgmma(q, xw.p, m, dyh.p, q.N, false, scratch.p, nullptr, plan);

@@ -118,6 +118,10 @@ int main(int argc, char** argv) {
       for (int K : {4096, 5120, 8192}) time_lm_head_rmsnorm(K, 32000);
       return failures ? 1 : 0;
     }
+    if (std::strcmp(argv[i], "--time-fused-fp32") == 0) {  // EXPERIMENT (session 47)
+      guarded("fused fp32 variants", time_fused_fp32_variants);
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--prompt-attention") == 0) {  // only the prompt attention's checks
       guarded("prompt attention", check_prompt_attention);
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);

@@ -56,6 +56,7 @@ void time_attention_split_rule(int H, int KV, int D, int len, int S);
 void time_attention_prefill(int H, int KV, int D, int m);
 void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out);
 void time_prompt_gemms();
+void time_fused_fp32_variants();  // EXPERIMENT (session 47)
 
 // ---- check_backend.cu: whole-backend checks ----
 void check_backend_paths(int layers = 2);

@@ -233,6 +233,36 @@ void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
   std::printf("\n");
 }
 
+// EXPERIMENT (session 47): fp32-accumulating fused GEMMs with XLLAMA_WGMMA_FP32_BULK unset and set, alternated.
+void time_fused_fp32_variants() {
+  struct Shape { const char* what; int K, N, m; };
+  for (const Shape& sh : {Shape{"7B o", 4096, 4096, 512}, Shape{"7B down", 11008, 4096, 512},
+                          Shape{"13B o", 5120, 5120, 512}, Shape{"13B down", 13824, 5120, 512},
+                          Shape{"13B down", 13824, 5120, 1024}, Shape{"70B o", 8192, 8192, 1024},
+                          Shape{"70B down", 28672, 8192, 1024}}) {
+    HostGptq h = make_gptq(sh.K, sh.N, 128, false, false);
+    DevQ d(h, 1);
+    Dev<__half> x((size_t)sh.m * sh.K), xw(gemm_q4_wgmma_input_halves(sh.m, sh.K));
+    fill_random_half(x.p, x.n, 12, -1.f, 1.f, nullptr);
+    Dev<float> y((size_t)sh.m * sh.N);
+    XL_CUDA_CHECK(cudaMemset(y.p, 0, y.n * 4));
+    Dev<uint8_t> scratch(gemm_q4_wgmma_scratch_bytes());
+    XL_CUDA_CHECK(cudaMemset(scratch.p, 0, scratch.n));
+    gemm_q4_wgmma_input(x.p, sh.m, sh.K, sh.K, nullptr, xw.p, nullptr);
+    double sum[2] = {0, 0};
+    std::printf("time fused fp32 %-8s m=%4d:", sh.what, sh.m);
+    for (int round = 0; round < 5; ++round)
+      for (int v = 0; v < 2; ++v) {
+        setenv("XLLAMA_WGMMA_FP32_BULK", v ? "1" : "0", 1);
+        const float ms = median_ms([&] { gemm_q4_wgmma(d.q, xw.p, sh.m, y.p, sh.N, true, scratch.p, nullptr); }, 3, 20);
+        sum[v] += ms * 1e3;
+        std::printf(" %s %.1f", v ? "bulk" : "regs", ms * 1e3);
+      }
+    std::printf(" | mean regs %.1f bulk %.1f us\n", sum[0] / 5, sum[1] / 5);
+  }
+  unsetenv("XLLAMA_WGMMA_FP32_BULK");
+}
+
 void time_prompt_gemms() {
   for (int m : {512, 2048}) {
     time_prompt_gemm("7B qkv", 4096, 12288, m, true);
