@@ -489,7 +489,7 @@ void check_gemv_f16_rmsnorm(int K, int N, int m) {
   report(name, rel_err(dy.download(), ref), 4e-3);
 }
 
-// EXPERIMENT (session 47): the decode lm_head in one wave (default) against gemv_f16_kernel's waves
+// the decode lm_head in one wave (default) against gemv_f16_kernel's waves
 // (XLLAMA_LM_HEAD_WAVE=0), one row: the same logits bit for bit, and the same pick.
 void check_lm_head_wave_bits(int K, int N) {
   std::vector<__half> w = rand_half((size_t)N * K, -0.05f, 0.05f), b = rand_half(N, -0.5f, 0.5f),

@@ -114,11 +114,11 @@ int main(int argc, char** argv) {
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
       return failures ? 1 : 0;
     }
-    if (std::strcmp(argv[i], "--time-lm-head") == 0) {  // EXPERIMENT (session 47): the decode lm_head's timings
+    if (std::strcmp(argv[i], "--time-lm-head") == 0) {  // the decode lm_head in one wave against its waves
       for (int K : {4096, 5120, 8192}) time_lm_head_rmsnorm(K, 32000);
       return failures ? 1 : 0;
     }
-    if (std::strcmp(argv[i], "--time-fused-fp32") == 0) {  // EXPERIMENT (session 47)
+    if (std::strcmp(argv[i], "--time-fused-fp32") == 0) {  // fp32 fused GEMMs: bulk against register reductions
       guarded("fused fp32 variants", time_fused_fp32_variants);
       return failures ? 1 : 0;
     }
@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
     check_embed(1, 64, 300);      // stories260K: fewer 16-byte pieces than threads in a warp
     check_embed(2, 40960, 50);    // rows wider than one round of loads
     check_gemv_f16_rmsnorm(8192, 264, kGemvMaxRows);  // 3 rows per launch fit the staging area: 3 + 3 + 2
-    check_lm_head_wave_bits(4096, 32000);  // EXPERIMENT (session 47)
+    check_lm_head_wave_bits(4096, 32000);
     check_lm_head_wave_bits(8192, 32000);
     check_lm_head_wave_bits(520, 1003);
     check_lm_head_pick(4096, 32000);  // the 7B's lm_head: 4,000 blocks

@@ -19,7 +19,7 @@ void check_mlp_decode_shapes();
 void check_embed(int m, int hidden, int vocab);
 void check_dense(int K, int N, int m, bool use_gemm);
 void check_gemv_f16_rmsnorm(int K, int N, int m);
-void check_lm_head_wave_bits(int K, int N);  // EXPERIMENT (session 47)
+void check_lm_head_wave_bits(int K, int N);
 void check_lm_head_pick(int K, int N);
 
 // ---- check_prompt_gemm.cu: the prompt path's 4-bit GEMMs ----
@@ -56,7 +56,7 @@ void time_attention_split_rule(int H, int KV, int D, int len, int S);
 void time_attention_prefill(int H, int KV, int D, int m);
 void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out);
 void time_prompt_gemms();
-void time_fused_fp32_variants();  // EXPERIMENT (session 47)
+void time_fused_fp32_variants();
 
 // ---- check_backend.cu: whole-backend checks ----
 void check_backend_paths(int layers = 2);

@@ -61,7 +61,7 @@ void time_lm_head_rmsnorm(int K, int N) {
       batch_us([&] { gemv_f16_rmsnorm(w.p, nullptr, K, N, h.p, K, ss.p, nw.p, 1e-5f, 1, y.p, N, nullptr, &pick); });
   std::printf("time lm_head %dx%d m=1 back to back: rmsnorm + gemv_f16 %.1f us, fused %.1f us; + argmax %.1f us, "
               "picking %.1f us\n", K, N, two, fused, then_argmax, picking);
-  // EXPERIMENT (session 47): the lm_head in one wave against its waves, alternated in this process
+  // the lm_head in one wave against its waves, alternated in this process
   for (int round = 0; round < 3; ++round) {
     std::printf("time lm_head %dx%d picking, round %d:", K, N, round);
     for (const char* wave : {"0", "1"}) {
@@ -233,7 +233,7 @@ void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
   std::printf("\n");
 }
 
-// EXPERIMENT (session 47): fp32-accumulating fused GEMMs with XLLAMA_WGMMA_FP32_BULK unset and set, alternated.
+// fp32-accumulating fused GEMMs with XLLAMA_WGMMA_FP32_BULK unset and set, alternated.
 void time_fused_fp32_variants() {
   struct Shape { const char* what; int K, N, m; };
   for (const Shape& sh : {Shape{"7B o", 4096, 4096, 512}, Shape{"7B down", 11008, 4096, 512},
