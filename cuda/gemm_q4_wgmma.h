@@ -67,6 +67,11 @@ GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m);
 template <class T>
 void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, void* scratch,
                    cudaStream_t s, GemmQ4WgmmaPlan plan = {});
+// Process-wide switch: fp32 output tiles leave through shared memory, added into y by bulk reductions, where y's rows
+// are 16-byte aligned, instead of by each thread's reductions from registers: the same bits, a 13B down_proj at 512
+// tokens 129 -> 118 us on the H200 (docs/PERF-NOTES.md, session 50). On unless XLLAMA_WGMMA_FP32_BULK=0; the kernel
+// check flips it to compare.
+bool& gemm_q4_wgmma_fp32_bulk_flag();
 #else
 // A build without sm_90a code (nvcc older than 12.0, or XLLAMA_SM90A=OFF): no GPU runs the kernel.
 inline bool gemm_q4_wgmma_supported() { return false; }
@@ -76,6 +81,10 @@ inline void gemm_q4_wgmma_input(const __half*, int, int, int, const int*, __half
   throw std::logic_error("gemm_q4_wgmma_input: this build has no sm_90a code");
 }
 inline GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight&, int) { return {}; }
+inline bool& gemm_q4_wgmma_fp32_bulk_flag() {
+  static bool on = false;
+  return on;
+}
 template <class T>
 void gemm_q4_wgmma(const QWeight&, const __half*, int, T*, int, bool, void*, cudaStream_t, GemmQ4WgmmaPlan = {}) {
   throw std::logic_error("gemm_q4_wgmma: this build has no sm_90a code");

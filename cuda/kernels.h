@@ -170,6 +170,11 @@ struct GreedyPick {
 void gemv_f16_rmsnorm(const __half* w, const __half* bias, int K, int N, const float* h, int h_stride,
                       const float* sum_sq, const __half* norm, float eps, int m, float* y, int y_stride,
                       cudaStream_t s, const GreedyPick* pick = nullptr);
+// Process-wide switch: gemv_f16_rmsnorm's one-row launch (the decode lm_head) runs as one wave of warps that walk the
+// columns, each requesting its next batch before it multiplies the current one, instead of gemv_f16_kernel's many
+// short waves: the same logits and pick, 67.7 -> 66.5 us for a 7B's lm_head and 131.2 -> 124.5 for a 70B's on the
+// H200 (docs/PERF-NOTES.md, session 50). On unless XLLAMA_LM_HEAD_WAVE=0; the kernel check flips it to compare.
+bool& lm_head_wave_flag();
 // Dequantizes columns [n0, n1) of a GPTQ weight into out [K, n1 - n0] (row k' = reordered row). beside: for a side
 // stream running beside the GEMMs (DequantAhead): launched without programmatic serialization, so its short blocks
 // hand their SMs back instead of waiting on them.

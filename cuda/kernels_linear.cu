@@ -226,12 +226,6 @@ __global__ void __launch_bounds__(kF16Warps * 32, 5)
   if (PICK) pick_greedy(best, best_n, best_n != kNoPick, pick);
 }
 
-// XLLAMA_LM_HEAD_WAVE=0: the decode lm_head as gemv_f16_kernel's many waves, to compare (session 50 on the H200: one
-// wave took the 7B's lm_head from 67.7 to 66.5 us, the 70B's from 131.2 to 124.5).
-bool lm_head_wave_on() {
-  static const bool on = env_switch_on("XLLAMA_LM_HEAD_WAVE");
-  return on;
-}
 
 template <bool PICK>
 void launch_lm_head_wave(const __half* W, const __half* bias, int K, int N, const F16NormInput& in, float* y,
@@ -266,7 +260,7 @@ void launch_gemv_f16_rmsnorm(const __half* W, const __half* bias, int K, int N, 
   dim3 grid((N + kF16Warps - 1) / kF16Warps);
   const size_t smem = (size_t)M * K * sizeof(__half);
   if constexpr (M == 1) {
-    if (lm_head_wave_on()) {
+    if (lm_head_wave_flag()) {
       if (pick) launch_lm_head_wave<true>(W, bias, K, N, in, y, s, *pick);
       else launch_lm_head_wave<false>(W, bias, K, N, in, y, s, GreedyPick{});
       return;
@@ -462,6 +456,11 @@ int grid_for(size_t total, int threads) {
 }
 
 }  // namespace
+
+bool& lm_head_wave_flag() {
+  static bool on = env_switch_on("XLLAMA_LM_HEAD_WAVE");
+  return on;
+}
 
 void gemv_f16(const __half* W, const __half* bias, int K, int N, const __half* x, int m, int x_stride, float* y,
               int y_stride, cudaStream_t s) {

@@ -623,12 +623,6 @@ GemmQ4WgmmaPlan gemm_q4_wgmma_plan(const QWeight& w, int m) {
 }
 
 namespace {
-// XLLAMA_WGMMA_FP32_BULK=0: fp32 tiles added by register reductions (atomics) instead of bulk reductions from shared
-// memory (session 50 on the H200: the bulk ones took a 13B down_proj at 512 tokens from 129 to 118 us).
-bool fp32_bulk_on() {
-  static const bool on = env_switch_on("XLLAMA_WGMMA_FP32_BULK");
-  return on;
-}
 // The kernel's shared-memory allowance, set once per instantiation (`slot`) and device: cudaFuncSetAttribute is a
 // host call the prompt path would otherwise repeat before every fused GEMM. K: the kernels' pointer type (one per T);
 // slot: one group + 2 bulk.
@@ -643,6 +637,11 @@ void allow_shared_memory_once(K kernel, int slot, size_t bytes) {
   done[slot].fetch_or(bit, std::memory_order_relaxed);
 }
 }  // namespace
+
+bool& gemm_q4_wgmma_fp32_bulk_flag() {
+  static bool on = env_switch_on("XLLAMA_WGMMA_FP32_BULK");
+  return on;
+}
 
 template <class T>
 void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride, bool accumulate, void* scratch,
@@ -662,7 +661,7 @@ void gemm_q4_wgmma(const QWeight& w, const __half* xp, int m, T* y, int y_stride
   // the output by bulk copies where every token's row is 16-byte aligned, else from registers (fp16 as half2 stores
   // where every pair of features is 4-byte aligned)
   const bool bulk = y_stride % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0 &&
-                    (std::is_same_v<T, __half> || fp32_bulk_on());
+                    (std::is_same_v<T, __half> || gemm_q4_wgmma_fp32_bulk_flag());
   const bool pairs = std::is_same_v<T, __half> && y_stride % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0;
   auto kernel = one_group ? gemm_q4_wgmma_kernel<T, true, false> : gemm_q4_wgmma_kernel<T, false, false>;
   if (bulk) kernel = one_group ? gemm_q4_wgmma_kernel<T, true, true> : gemm_q4_wgmma_kernel<T, false, true>;

@@ -507,14 +507,15 @@ void check_lm_head_wave_bits(int K, int N) {
   const GreedyPick pick{best.p, done.p, out.p};
   std::vector<float> logits[2];
   int picks[2];
+  const bool saved = lm_head_wave_flag();
   for (int wave = 0; wave < 2; ++wave) {
-    setenv("XLLAMA_LM_HEAD_WAVE", wave ? "1" : "0", 1);
+    lm_head_wave_flag() = wave;
     dy.poison(), out.poison();
     gemv_f16_rmsnorm(dw.p, db.p, K, N, dh.p, K, dss.p, dnw.p, 1e-5f, 1, dy.p, N, nullptr, &pick);
     XL_CUDA_CHECK(cudaDeviceSynchronize());
     logits[wave] = dy.download(), picks[wave] = out.download()[0];
   }
-  unsetenv("XLLAMA_LM_HEAD_WAVE");
+  lm_head_wave_flag() = saved;
   const bool same = std::memcmp(logits[0].data(), logits[1].data(), N * sizeof(float)) == 0 && picks[0] == picks[1];
   report("lm_head in one wave = in waves, bits and pick " + std::to_string(K) + "x" + std::to_string(N), !same, 0);
 }

@@ -62,17 +62,18 @@ void time_lm_head_rmsnorm(int K, int N) {
   std::printf("time lm_head %dx%d m=1 back to back: rmsnorm + gemv_f16 %.1f us, fused %.1f us; + argmax %.1f us, "
               "picking %.1f us\n", K, N, two, fused, then_argmax, picking);
   // the lm_head in one wave against its waves, alternated in this process
+  const bool saved = lm_head_wave_flag();
   for (int round = 0; round < 3; ++round) {
     std::printf("time lm_head %dx%d picking, round %d:", K, N, round);
-    for (const char* wave : {"0", "1"}) {
-      setenv("XLLAMA_LM_HEAD_WAVE", wave, 1);
+    for (const bool wave : {false, true}) {
+      lm_head_wave_flag() = wave;
       const float us =
           batch_us([&] { gemv_f16_rmsnorm(w.p, nullptr, K, N, h.p, K, ss.p, nw.p, 1e-5f, 1, y.p, N, nullptr, &pick); });
-      std::printf(" %s %.1f us (%.0f GB/s)", *wave == '1' ? "one wave" : "waves", us, (double)N * K * 2 / us * 1e-3);
+      std::printf(" %s %.1f us (%.0f GB/s)", wave ? "one wave" : "waves", us, (double)N * K * 2 / us * 1e-3);
     }
     std::printf("\n");
   }
-  unsetenv("XLLAMA_LM_HEAD_WAVE");
+  lm_head_wave_flag() = saved;
   time_picks(N);
 }
 
@@ -233,7 +234,7 @@ void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out) {
   std::printf("\n");
 }
 
-// fp32-accumulating fused GEMMs with XLLAMA_WGMMA_FP32_BULK unset and set, alternated.
+// fp32-accumulating fused GEMMs with register and with bulk reductions (gemm_q4_wgmma_fp32_bulk_flag), alternated.
 void time_fused_fp32_variants() {
   struct Shape { const char* what; int K, N, m; };
   for (const Shape& sh : {Shape{"7B o", 4096, 4096, 512}, Shape{"7B down", 11008, 4096, 512},
@@ -249,18 +250,19 @@ void time_fused_fp32_variants() {
     Dev<uint8_t> scratch(gemm_q4_wgmma_scratch_bytes());
     XL_CUDA_CHECK(cudaMemset(scratch.p, 0, scratch.n));
     gemm_q4_wgmma_input(x.p, sh.m, sh.K, sh.K, nullptr, xw.p, nullptr);
+    const bool saved = gemm_q4_wgmma_fp32_bulk_flag();
     double sum[2] = {0, 0};
     std::printf("time fused fp32 %-8s m=%4d:", sh.what, sh.m);
     for (int round = 0; round < 5; ++round)
       for (int v = 0; v < 2; ++v) {
-        setenv("XLLAMA_WGMMA_FP32_BULK", v ? "1" : "0", 1);
+        gemm_q4_wgmma_fp32_bulk_flag() = v;
         const float ms = median_ms([&] { gemm_q4_wgmma(d.q, xw.p, sh.m, y.p, sh.N, true, scratch.p, nullptr); }, 3, 20);
         sum[v] += ms * 1e3;
         std::printf(" %s %.1f", v ? "bulk" : "regs", ms * 1e3);
       }
     std::printf(" | mean regs %.1f bulk %.1f us\n", sum[0] / 5, sum[1] / 5);
+    gemm_q4_wgmma_fp32_bulk_flag() = saved;
   }
-  unsetenv("XLLAMA_WGMMA_FP32_BULK");
 }
 
 void time_prompt_gemms() {
