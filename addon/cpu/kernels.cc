@@ -79,10 +79,17 @@ static void gemm8_scalar(const float* x, int n, int in, const float* wt, float* 
   }
 }
 
+static void unpack_zeros_scalar(const int32_t* words, int n_words, int offset, float* dst) {
+  for (int i = 0; i < n_words; ++i) {
+    const uint32_t word = static_cast<uint32_t>(words[i]);
+    for (int j = 0; j < 8; ++j) dst[8 * i + j] = static_cast<float>(((word >> (4 * j)) & 15) + offset);
+  }
+}
+
 // No gemm16, gptq_few_rows or dense_few_rows: the portable set takes every matrix through its buffers.
-static const Kernels kScalar = {dot_scalar,   axpy_scalar, f16_to_f32_scalar, dequant_gptq8_scalar,
-                                gemm8_scalar, nullptr,     nullptr,           nullptr,
-                                "scalar"};
+static const Kernels kScalar = {dot_scalar,           axpy_scalar,  f16_to_f32_scalar, unpack_zeros_scalar,
+                                dequant_gptq8_scalar, gemm8_scalar, nullptr,           nullptr,
+                                nullptr,              "scalar"};
 
 const Kernels& kernels() {
   static const Kernels* chosen = []() -> const Kernels* {

@@ -35,6 +35,8 @@ struct Kernels {
   float (*dot)(const float* a, const float* b, int n);
   void (*axpy)(float a, const float* x, float* y, int n);       // y += a * x
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
+  // GPTQ zeros: dst[8 i + j] = nibble j of words[i] + offset, for i < n_words (a tile's 8 columns per word).
+  void (*unpack_zeros)(const int32_t* words, int n_words, int offset, float* dst);
   // GPTQ: dequantizes 8 output columns for all `in` rows into wt, input k's 8 values at k * wt_stride:
   // wt[k][c] = scale[g][c] * (nibble(k, c) - zero[g][c]), g = group_of_row[k]; qweight points at column 0 of
   // the tile in row 0 (row stride `out`); scale and zero hold the tile's 8 values of group g at g * sz_stride.

@@ -46,6 +46,15 @@ static void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
   for (; i < n; ++i) dst[i] = half_to_float(src[i]);
 }
 
+static void unpack_zeros_avx2(const int32_t* words, int n_words, int offset, float* dst) {
+  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), mask = _mm256_set1_epi32(15),
+                add = _mm256_set1_epi32(offset);
+  for (int i = 0; i < n_words; ++i) {
+    const __m256i nibbles = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(words[i]), shifts), mask);
+    _mm256_storeu_ps(dst + 8 * i, _mm256_cvtepi32_ps(_mm256_add_epi32(nibbles, add)));
+  }
+}
+
 // Row k of the tile is the 8 nibbles at shift 4*(k%8) of the 8 packed words: one vector per k, no gathers.
 static void dequant_gptq8_avx2(const int32_t* qweight, int64_t out, int in, const int32_t* group_of_row,
                                const float* scale, const float* zero, int64_t sz_stride, float* wt, int wt_stride) {
@@ -260,9 +269,9 @@ static void dense_few_rows_avx2(const float* x, int n, int in, const void* w, DT
   else dense_few_rows_of<DType::F32>(x, n, in, w, tiles, y, y_stride);
 }
 
-static const Kernels kAvx2 = {dot_avx2,           axpy_avx2, f16_to_f32_avx2,    dequant_gptq8_avx2,
-                              gemm8_avx2,         nullptr,   gptq_few_rows_avx2, dense_few_rows_avx2,
-                              "avx2"};
+static const Kernels kAvx2 = {dot_avx2,           axpy_avx2,  f16_to_f32_avx2,    unpack_zeros_avx2,
+                              dequant_gptq8_avx2, gemm8_avx2, nullptr,            gptq_few_rows_avx2,
+                              dense_few_rows_avx2, "avx2"};
 
 const Kernels* avx2_kernels() { return &kAvx2; }
 

@@ -105,10 +105,7 @@ void CpuLinear::panel_scales(int64_t first, int tiles, float* scale, float* zero
     const int64_t at = static_cast<int64_t>(g) * tiles * kTile;
     to_f32(scales + (static_cast<size_t>(g) * out_ + first * kTile) * sbytes, w_.scales.dtype,
            static_cast<int64_t>(tiles) * kTile, scale + at);
-    for (int u = 0; u < tiles; ++u) {
-      const uint32_t zword = static_cast<uint32_t>(qzeros[static_cast<int64_t>(g) * (out_ / 8) + first + u]);
-      for (int j = 0; j < kTile; ++j) zero[at + u * kTile + j] = static_cast<float>(((zword >> (4 * j)) & 15) + zero_offset_);
-    }
+    kernels().unpack_zeros(qzeros + static_cast<int64_t>(g) * (out_ / 8) + first, tiles, zero_offset_, zero + at);
   }
 }
 
