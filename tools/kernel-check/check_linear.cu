@@ -499,12 +499,9 @@ void check_lm_head_wave_bits(int K, int N) {
   rmsnorm_row_ref(h.data(), nw, K, 1e-5f, &ss[0]);
   Dev<__half> dw(w), db(b), dnw(nw);
   Dev<float> dh(h), dss(ss), dy(N);
-  Dev<unsigned long long> best(1);
-  Dev<unsigned> done(1);
-  Dev<int> out(1);
-  XL_CUDA_CHECK(cudaMemset(best.p, 0, sizeof(unsigned long long)));
-  XL_CUDA_CHECK(cudaMemset(done.p, 0, sizeof(unsigned)));
-  const GreedyPick pick{best.p, done.p, out.p};
+  GreedyPickState state;
+  Dev<int>& out = state.out;
+  const GreedyPick pick = state.get();
   std::vector<float> logits[2];
   int picks[2];
   const bool saved = lm_head_wave_flag();
@@ -531,12 +528,10 @@ void check_lm_head_pick(int K, int N) {
   rmsnorm_row_ref(h.data(), nw, K, 1e-5f, &ss[0]);
   Dev<__half> dw((size_t)N * K), db(N), dnw(nw);
   Dev<float> dh(h), dss(ss), dy(N);
-  Dev<unsigned long long> best(1);
-  Dev<unsigned> done(1);
-  Dev<int> out(1), feed(2);  // feed: [pos, token]
-  XL_CUDA_CHECK(cudaMemset(best.p, 0, sizeof(unsigned long long)));
-  XL_CUDA_CHECK(cudaMemset(done.p, 0, sizeof(unsigned)));
-  const GreedyPick pick{best.p, done.p, out.p, feed.p + 1, feed.p};
+  GreedyPickState state;
+  Dev<int>& out = state.out;
+  Dev<int>& feed = state.feed;  // [pos, token]
+  const GreedyPick pick = state.get(true);
   int bad = 0, runs = 0;
   const int pairs[3][2] = {{N / 3, N / 2}, {16, 17}, {N - 1, 5}};
   for (int t = 0; t < 3; ++t) {
@@ -556,8 +551,8 @@ void check_lm_head_pick(int K, int N) {
       if (!std::isnan(y[n]) && (ref < 0 || y[n] > y[ref])) ref = n;
     const int got = out.download()[0];
     const std::vector<int> f = feed.download();
-    bad += got != ref || got != std::min(a, b) || f[1] != got || f[0] != 101 + t || best.download()[0] != 0 ||
-           done.download()[0] != 0;
+    bad += got != ref || got != std::min(a, b) || f[1] != got || f[0] != 101 + t || state.best.download()[0] != 0 ||
+           state.done.download()[0] != 0;
     ++runs;
   }
   report("lm_head greedy pick (fed, ties, NaN, reset) " + std::to_string(K) + "x" + std::to_string(N) +

@@ -71,6 +71,21 @@ struct TopKPickScratch {
   TopKScratch get() const { return top_k_scratch(words.p, vocab); }
 };
 
+// A greedy pick's state on the device (GreedyPick's best and done, zeroed as a stage's are) and its output; feed:
+// [pos, token] for a fed decode step (get(true)).
+struct GreedyPickState {
+  Dev<unsigned long long> best{1};
+  Dev<unsigned> done{1};
+  Dev<int> out{1}, feed{2};
+  GreedyPickState() {
+    XL_CUDA_CHECK(cudaMemset(best.p, 0, sizeof(unsigned long long)));
+    XL_CUDA_CHECK(cudaMemset(done.p, 0, sizeof(unsigned)));
+  }
+  GreedyPick get(bool fed = false) const {
+    return fed ? GreedyPick{best.p, done.p, out.p, feed.p + 1, feed.p} : GreedyPick{best.p, done.p, out.p};
+  }
+};
+
 std::vector<__half> rand_half(size_t n, float lo, float hi);
 std::vector<__half> to_half(const std::vector<float>& v);
 inline double to_d(__half h) { return (double)__half2float(h); }

@@ -47,12 +47,9 @@ void time_lm_head_rmsnorm(int K, int N) {
   const float fused =
       batch_us([&] { gemv_f16_rmsnorm(w.p, nullptr, K, N, h.p, K, ss.p, nw.p, 1e-5f, 1, y.p, N, nullptr); });
   // A decode step's end as it was (the fused lm_head, then the argmax kernel) against the lm_head that picks.
-  Dev<unsigned long long> best(1);
-  Dev<unsigned> done(1);
-  Dev<int> out(1);
-  XL_CUDA_CHECK(cudaMemset(best.p, 0, sizeof(unsigned long long)));
-  XL_CUDA_CHECK(cudaMemset(done.p, 0, sizeof(unsigned)));
-  const GreedyPick pick{best.p, done.p, out.p};
+  GreedyPickState state;
+  Dev<int>& out = state.out;
+  const GreedyPick pick = state.get();
   const float then_argmax = batch_us([&] {
     gemv_f16_rmsnorm(w.p, nullptr, K, N, h.p, K, ss.p, nw.p, 1e-5f, 1, y.p, N, nullptr);
     argmax(y.p, N, out.p, nullptr);
