@@ -1,7 +1,7 @@
 // AVX-512 versions of the few-row GPTQ kernel and of the prompt GEMM (this file is compiled with -mavx512f;
 // kernels() only hands them out after checking the CPU supports it). Each instruction here covers two tiles (16
-// output columns) where the AVX2 kernels' covers one. Every lane computes what the AVX2 kernels compute for its
-// column, operation for operation, so the bits are the same (kernels_avx2.cc).
+// output columns) where the AVX2 kernels' covers one. Every lane computes the values the AVX2 kernels compute for its
+// column, in the same order, so the bits are the same (kernels_avx2.cc; test/cpu/kernel-sets.test.ts).
 #ifdef XLLAMA_HAVE_AVX512
 // GCC 12 warns about the deliberately undefined pass-through operand inside its own _mm512_srli_epi32 and
 // _mm512_cvtepi32_ps; nothing here reads an uninitialized value.
@@ -13,12 +13,21 @@
 
 namespace xllama::cpu {
 
+// The float 2^23: OR-ed with a small integer q its bits are the float 2^23 + q, and (2^23 + q) - (2^23 + zero) is
+// q - zero exactly (both exact, and within a factor 2 of each other), the value a conversion of q minus zero gives.
+// So the decode kernel forms each nibble's float with one ternary-logic instruction (mask and OR) instead of an AND
+// and a conversion: a 7B decoded 6.5% faster on a 2-core Xeon (docs/PERF-NOTES.md, session 50). The AVX2 kernel
+// keeps the conversion: without a ternary-logic instruction the trick was even there, and 10% slower with
+// act-order (an add per input for its group's zero).
+constexpr int kFloatMagic = 0x4B000000;
+
 // One row of qweight (8 inputs, one group: gptq_few_rows_avx512 takes no other) across the panel's tiles, two at
 // a time (a lone last tile: the lower 8 lanes); each tile pair's scale and zero are loaded once for the 8 inputs.
 template <int N>
 static inline void gptq_row(const float* xk, int64_t x_stride, const GptqRow& row, const GptqPanel& p,
                             __m512* acc) {
-  const __m512i mask = _mm512_set1_epi32(15);
+  const __m512i mask = _mm512_set1_epi32(15), magic = _mm512_set1_epi32(kFloatMagic);
+  const __m512 magic_f = _mm512_castsi512_ps(magic);
   for (int tile = 0; tile < p.tiles; tile += 2) {
     const __mmask16 lanes = tile + 1 < p.tiles ? 0xFFFF : 0x00FF;
     _mm_prefetch(reinterpret_cast<const char*>(row.ahead + tile * 8), _MM_HINT_T0);
@@ -27,11 +36,13 @@ static inline void gptq_row(const float* xk, int64_t x_stride, const GptqRow& ro
     __m512 even[N], odd[N];
     for (int t = 0; t < N; ++t) even[t] = a[2 * t], odd[t] = a[2 * t + 1];
     const __m512 scale = _mm512_maskz_loadu_ps(lanes, p.scale + row.group[0] + tile * 8);
-    const __m512 zero = _mm512_maskz_loadu_ps(lanes, p.zero + row.group[0] + tile * 8);
+    const __m512 magic_zero = _mm512_add_ps(magic_f, _mm512_maskz_loadu_ps(lanes, p.zero + row.group[0] + tile * 8));
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
-      const __m512 q = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(words, 4 * j), mask));
-      const __m512 w = _mm512_mul_ps(scale, _mm512_sub_ps(q, zero));
+      // the nibble q as the float 2^23 + q: (words >> 4j) & 15 | 2^23's bits (ternary logic 0xEA: A & B | C)
+      const __m512i nibble = j == 0 ? words : _mm512_srli_epi32(words, 4 * j);
+      const __m512 q_magic = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(nibble, mask, magic, 0xEA));
+      const __m512 w = _mm512_mul_ps(scale, _mm512_sub_ps(q_magic, magic_zero));
       for (int t = 0; t < N; ++t) {
         const __m512 xv = _mm512_set1_ps(xk[t * x_stride + j]);
         if (j & 1) odd[t] = _mm512_fmadd_ps(xv, w, odd[t]);
