@@ -18,12 +18,14 @@ namespace xllama::cpu {
 // So the decode kernel forms each nibble's float with one ternary-logic instruction (mask and OR) instead of an AND
 // and a conversion: a 7B decoded 6.5% faster on a 2-core Xeon (docs/PERF-NOTES.md, session 50). The AVX2 kernel
 // keeps the conversion: without a ternary-logic instruction the trick was even there, and 10% slower with
-// act-order (an add per input for its group's zero).
+// act-order (an add per input for its group's zero). With AVX-512 act-order matrices gain too (2.58-2.64 -> 2.86
+// t/s, where session 49's kernel with the conversion lost to the AVX2 one: 2.10 against 2.38).
 constexpr int kFloatMagic = 0x4B000000;
 
-// One row of qweight (8 inputs, one group: gptq_few_rows_avx512 takes no other) across the panel's tiles, two at
-// a time (a lone last tile: the lower 8 lanes); each tile pair's scale and zero are loaded once for the 8 inputs.
-template <int N>
+// One row of qweight (8 inputs) across the panel's tiles, two at a time (a lone last tile: the lower 8 lanes).
+// ONE_GROUP: the row's 8 inputs share a group (always without act-order), so each tile pair's scale and zero are
+// loaded once for them; else each input loads its own group's.
+template <int N, bool ONE_GROUP>
 static inline void gptq_row(const float* xk, int64_t x_stride, const GptqRow& row, const GptqPanel& p,
                             __m512* acc) {
   const __m512i mask = _mm512_set1_epi32(15), magic = _mm512_set1_epi32(kFloatMagic);
@@ -35,10 +37,14 @@ static inline void gptq_row(const float* xk, int64_t x_stride, const GptqRow& ro
     __m512* a = acc + (tile / 2) * N * 2;
     __m512 even[N], odd[N];
     for (int t = 0; t < N; ++t) even[t] = a[2 * t], odd[t] = a[2 * t + 1];
-    const __m512 scale = _mm512_maskz_loadu_ps(lanes, p.scale + row.group[0] + tile * 8);
-    const __m512 magic_zero = _mm512_add_ps(magic_f, _mm512_maskz_loadu_ps(lanes, p.zero + row.group[0] + tile * 8));
+    const __m512 scale0 = _mm512_maskz_loadu_ps(lanes, p.scale + row.group[0] + tile * 8);
+    const __m512 magic_zero0 = _mm512_add_ps(magic_f, _mm512_maskz_loadu_ps(lanes, p.zero + row.group[0] + tile * 8));
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
+      const __m512 scale = ONE_GROUP ? scale0 : _mm512_maskz_loadu_ps(lanes, p.scale + row.group[j] + tile * 8);
+      const __m512 magic_zero =
+          ONE_GROUP ? magic_zero0
+                    : _mm512_add_ps(magic_f, _mm512_maskz_loadu_ps(lanes, p.zero + row.group[j] + tile * 8));
       // the nibble q as the float 2^23 + q: (words >> 4j) & 15 | 2^23's bits (ternary logic 0xEA: A & B | C)
       const __m512i nibble = j == 0 ? words : _mm512_srli_epi32(words, 4 * j);
       const __m512 q_magic = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(nibble, mask, magic, 0xEA));
@@ -59,7 +65,10 @@ static void gptq_rows(const float* x, const GptqPanel& p, float* y, int64_t y_st
   __m512 acc[kPairs * N * 2];
   const int pairs = (p.tiles + 1) / 2;
   for (int i = 0; i < pairs * N * 2; ++i) acc[i] = _mm512_setzero_ps();
-  walk_gptq_rows(p, [&](const GptqRow& row) { gptq_row<N>(x + row.index * 8, p.in, row, p, acc); });
+  if (p.rows_in_one_group)
+    walk_gptq_rows(p, [&](const GptqRow& row) { gptq_row<N, true>(x + row.index * 8, p.in, row, p, acc); });
+  else
+    walk_gptq_rows(p, [&](const GptqRow& row) { gptq_row<N, false>(x + row.index * 8, p.in, row, p, acc); });
   for (int pair = 0; pair < pairs; ++pair) {
     const __mmask16 lanes = 2 * pair + 1 < p.tiles ? 0xFFFF : 0x00FF;
     for (int t = 0; t < N; ++t)
@@ -69,9 +78,6 @@ static void gptq_rows(const float* x, const GptqPanel& p, float* y, int64_t y_st
 }
 
 static void gptq_few_rows_avx512(const float* x, int n, const GptqPanel& p, float* y, int64_t y_stride) {
-  // With act-order each input of a row loads its own group's scales and zeros; the masked 16-lane loads of those
-  // made a 7B decode slower than the AVX2 kernel (2.10 against 2.38 t/s), so such matrices take that one.
-  if (!p.rows_in_one_group) return avx2_kernels()->gptq_few_rows(x, n, p, y, y_stride);
   if (n == 1) gptq_rows<1>(x, p, y, y_stride);
   else if (n == 2) gptq_rows<2>(x, p, y, y_stride);
   else gptq_rows<3>(x, p, y, y_stride);
