@@ -226,7 +226,6 @@ __global__ void __launch_bounds__(kF16Warps * 32, 5)
   if (PICK) pick_greedy(best, best_n, best_n != kNoPick, pick);
 }
 
-
 template <bool PICK>
 void launch_lm_head_wave(const __half* W, const __half* bias, int K, int N, const F16NormInput& in, float* y,
                          cudaStream_t s, const GreedyPick& pick) {

@@ -1,7 +1,6 @@
 // The kernel check's checks of the decode path's linear kernels against a float64 (or exact) host reference: the
 // act-order permutations, the 4-bit GEMVs (with their norms, SiLU, sums of squares and zero fills), the one-launch
 // MLP, the embedding, the fp16 GEMV and GEMM, and the lm_head's greedy pick.
-#include <cstdlib>
 #include <cstring>
 
 #include "tools/kernel-check/suites.h"
