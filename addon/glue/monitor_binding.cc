@@ -65,6 +65,7 @@ Napi::Object GpuToJs(Napi::Env env, const nvml::GpuSample& g) {
   o.Set("memoryTotal", Num(env, g.memory_total));
   o.Set("powerW", Num(env, g.power_w));
   o.Set("powerLimitW", Num(env, g.power_limit_w));
+  o.Set("powerInstantW", Num(env, g.power_instant_w));
   o.Set("smClockMHz", Num(env, g.sm_clock_mhz));
   o.Set("memClockMHz", Num(env, g.mem_clock_mhz));
   o.Set("temperatureC", Num(env, g.temperature_c));

@@ -1,6 +1,8 @@
 #include "nvml/device_sampler.h"
 
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace xllama::nvml {
@@ -18,6 +20,19 @@ struct GpmRequest {
   nvmlGpmMetricsGet_t get;
   nvmlGpmMetric_t slack[256];
 };
+
+// A field value's number, whichever member NVML filled (drivers differ in the type they report a field in).
+std::optional<double> FieldNumber(const nvmlFieldValue_t& f) {
+  switch (f.valueType) {
+    case NVML_VALUE_TYPE_DOUBLE: return f.value.dVal;
+    case NVML_VALUE_TYPE_UNSIGNED_INT: return static_cast<double>(f.value.uiVal);
+    case NVML_VALUE_TYPE_UNSIGNED_LONG: return static_cast<double>(f.value.ulVal);
+    case NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: return static_cast<double>(f.value.ullVal);
+    case NVML_VALUE_TYPE_SIGNED_LONG_LONG: return static_cast<double>(f.value.sllVal);
+    case NVML_VALUE_TYPE_SIGNED_INT: return static_cast<double>(f.value.siVal);
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -127,6 +142,7 @@ void DeviceSampler::SampleLegacy(GpuSample& s) {
   unsigned int v = 0;
   if (!lib_.nvmlDeviceGetPowerUsage) missing("power");
   else if (Check(s, "power", lib_.nvmlDeviceGetPowerUsage(device_, &v))) s.power_w = v / 1000.0;
+  SamplePowerInstant(s);
   if (!lib_.nvmlDeviceGetEnforcedPowerLimit) missing("powerLimit");
   else if (Check(s, "powerLimit", lib_.nvmlDeviceGetEnforcedPowerLimit(device_, &v))) s.power_limit_w = v / 1000.0;
   if (!lib_.nvmlDeviceGetClockInfo) {
@@ -138,6 +154,23 @@ void DeviceSampler::SampleLegacy(GpuSample& s) {
   if (!lib_.nvmlDeviceGetTemperature) missing("temperature");
   else if (Check(s, "temperature", lib_.nvmlDeviceGetTemperature(device_, NVML_TEMPERATURE_GPU, &v)))
     s.temperature_c = v;
+}
+
+// The board's power at this moment (NVML_FI_DEV_POWER_INSTANT), where the driver has the field: bench averages
+// the samples taken inside each test, and nvmlDeviceGetPowerUsage's one-second average still holds the previous
+// test for most of a sub-second one.
+void DeviceSampler::SamplePowerInstant(GpuSample& s) {
+  if (!lib_.nvmlDeviceGetFieldValues) {
+    s.unavailable.emplace("powerInstant", "not in this NVIDIA driver");
+    return;
+  }
+  nvmlFieldValue_t f{};
+  f.fieldId = kNvmlFieldPowerInstant;  // scopeId 0: the whole GPU
+  if (!Check(s, "powerInstant", lib_.nvmlDeviceGetFieldValues(device_, 1, &f))) return;
+  if (!Check(s, "powerInstant", f.nvmlReturn)) return;
+  const std::optional<double> mw = FieldNumber(f);
+  if (mw) s.power_instant_w = *mw / 1000.0;
+  else s.unavailable.emplace("powerInstant", "unknown value type " + std::to_string(static_cast<int>(f.valueType)));
 }
 
 void DeviceSampler::SamplePcie(GpuSample& s) {

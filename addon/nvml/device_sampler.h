@@ -23,6 +23,7 @@ class DeviceSampler {
  private:
   void SampleIdentity(GpuSample& s);
   void SampleLegacy(GpuSample& s);
+  void SamplePowerInstant(GpuSample& s);
   void SamplePcie(GpuSample& s);
   void SampleProcesses(GpuSample& s);
   void SampleGpm(GpuSample& s);

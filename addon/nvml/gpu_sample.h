@@ -35,7 +35,8 @@ struct GpuSample {
   Value util_gpu, util_memory;  // NVML's legacy utilization.gpu / .memory
   Value encoder, decoder, jpeg, ofa;
   Value memory_used, memory_total;  // bytes
-  Value power_w, power_limit_w;
+  Value power_w, power_limit_w;  // power_w: NVML's average over about a second on Ampere and newer
+  Value power_instant_w;         // the power at the sample (NVML_FI_DEV_POWER_INSTANT), where the driver has it
   Value sm_clock_mhz, mem_clock_mhz, temperature_c;
   Value pcie_tx, pcie_rx;  // bytes/s, nvmlDeviceGetPcieThroughput (20 ms window)
   Value pcie_max_gen, pcie_max_width, pcie_gen, pcie_width;

@@ -86,6 +86,40 @@ typedef struct nvmlProcessUtilizationSample_st {
   unsigned int decUtil;
 } nvmlProcessUtilizationSample_t;
 
+// ---- Field values (nvmlDeviceGetFieldValues) ----
+typedef enum nvmlValueType_enum {
+  NVML_VALUE_TYPE_DOUBLE = 0,
+  NVML_VALUE_TYPE_UNSIGNED_INT = 1,
+  NVML_VALUE_TYPE_UNSIGNED_LONG = 2,
+  NVML_VALUE_TYPE_UNSIGNED_LONG_LONG = 3,
+  NVML_VALUE_TYPE_SIGNED_LONG_LONG = 4,
+  NVML_VALUE_TYPE_SIGNED_INT = 5
+} nvmlValueType_t;
+
+typedef union nvmlValue_st {
+  double dVal;
+  int siVal;
+  unsigned int uiVal;
+  unsigned long ulVal;
+  unsigned long long ullVal;
+  signed long long sllVal;
+} nvmlValue_t;
+
+typedef struct nvmlFieldValue_st {
+  unsigned int fieldId;    // IN: a field id (NVML_FI_*)
+  unsigned int scopeId;    // IN: for power fields 0 = the GPU (NVML_POWER_SCOPE_GPU)
+  long long timestamp;     // OUT: CPU time of the reading, microseconds
+  long long latencyUsec;   // OUT
+  nvmlValueType_t valueType;  // OUT: which member of `value` holds it
+  nvmlReturn_t nvmlReturn;    // OUT: this field's own status
+  nvmlValue_t value;          // OUT
+} nvmlFieldValue_t;
+
+// NVML_FI_DEV_POWER_INSTANT (NVML 12): the board's power now, in milliwatts. nvmlDeviceGetPowerUsage averages
+// over about a second on Ampere and newer, too slow for a sub-second benchmark test. (Named apart from nvml.h's
+// macro so that tools/nvml-abi-check.cc can include both.)
+constexpr unsigned int kNvmlFieldPowerInstant = 186;
+
 // ---- GPM (Hopper and newer) ----
 enum nvmlGpmMetricId_t : unsigned int {
   NVML_GPM_METRIC_GRAPHICS_UTIL = 1,

@@ -62,7 +62,9 @@ export function toTimedSample(snap: MonitorSnapshot): TimedSample {
     toMs: snap.time,
     gpus: snap.gpus.map((g) => ({
       pciBusId: normalizeBusId(g.pciBusId), engines: readEngines(g), smActivity: g.gpm.smActivity,
-      powerW: g.powerW, powerLimitW: g.powerLimitW, smClockMHz: g.smClockMHz,
+      // The instantaneous reading where the driver has it: NVML's plain power is a one-second average, which in a
+      // sub-second test still holds mostly the test before it.
+      powerW: g.powerInstantW ?? g.powerW, powerLimitW: g.powerLimitW, smClockMHz: g.smClockMHz,
     })),
   };
 }

@@ -196,6 +196,8 @@ export interface GpuSnapshot {
   memoryTotal: number | null;
   powerW: number | null;
   powerLimitW: number | null;
+  /** The power at the sample (NVML's instantaneous field); absent from traces recorded before it existed. */
+  powerInstantW?: number | null;
   smClockMHz: number | null;
   memClockMHz: number | null;
   temperatureC: number | null;

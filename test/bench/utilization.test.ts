@@ -53,3 +53,15 @@ test('a window shorter than a sampling interval has no samples and no readings',
   assert.deepEqual(avg, { samples: 0, smActivity: null, memoryBandwidth: null, tensor: null, total: null, powerW: null,
     powerLimitW: null, smClockMHz: null });
 });
+
+test('power is the instantaneous reading where the driver gives one, else NVML\'s one-second average', () => {
+  const gpu = (powerInstantW?: number | null) =>
+    makeGpu({ index: 0, pciBusId: '00000000:3B:00.0', powerW: 120, powerLimitW: 700, smClockMHz: 1980, powerInstantW });
+  const at = (time: number, g: ReturnType<typeof gpu>) => toTimedSample({ ...makeSnapshot([g]), time, intervalMs: 100 });
+  // A short decode test after a prompt test: the average still holds the prompt's 120 W, the instants say 310-330 W.
+  const instants = [at(T0 + 100, gpu(310)), at(T0 + 200, gpu(330))];
+  assert.equal(averageWindow(instants, ['0000:3B:00.0'], T0, T0 + 200).powerW, 320);
+  // A driver without the field (null), or a trace recorded before it existed (absent): the average.
+  const older = [at(T0 + 100, gpu(null)), at(T0 + 200, gpu(undefined))];
+  assert.equal(averageWindow(older, ['0000:3B:00.0'], T0, T0 + 200).powerW, 120);
+});

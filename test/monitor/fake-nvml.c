@@ -1,6 +1,6 @@
 /* A fake libnvidia-ml for tests on machines without a GPU: two GPUs with fixed, known readings.
  * GPU 0 supports GPM (SM 42.5%, tensor 12%, DRAM 77%, integer pipe 30%, FP32 18%), GPU 1 does not. Built by monitor-native.test.ts
- * with `cc -shared -fPIC`; -DFAKE_OLD_DRIVER leaves out every GPM and JPEG/OFA entry point, the way
+ * with `cc -shared -fPIC`; -DFAKE_OLD_DRIVER leaves out every GPM, JPEG/OFA and field-value entry point, the way
  * an older driver would. Struct layouts mirror NVIDIA's nvml.h (see addon/nvml/nvml_abi.h). */
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +18,8 @@ typedef sample_t_* nvmlGpmSample_t;
 typedef struct { unsigned int metricId; nvmlReturn_t nvmlReturn; double value; struct { char *shortName, *longName, *unit; } metricInfo; } nvmlGpmMetric_t;
 typedef struct { unsigned int version, numMetrics; nvmlGpmSample_t sample1, sample2; nvmlGpmMetric_t metrics[98]; } nvmlGpmMetricsGet_t;
 typedef struct { unsigned int version, isSupportedDevice; } nvmlGpmSupport_t;
+typedef union { double dVal; int siVal; unsigned int uiVal; unsigned long ulVal; unsigned long long ullVal; long long sllVal; } nvmlValue_t;
+typedef struct { unsigned int fieldId, scopeId; long long timestamp, latencyUsec; int valueType; nvmlReturn_t nvmlReturn; nvmlValue_t value; } nvmlFieldValue_t;
 
 #define OK 0
 #define INVALID 2
@@ -72,6 +74,14 @@ nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t d, nvmlProcessUtilizat
 #ifndef FAKE_OLD_DRIVER
 nvmlReturn_t nvmlDeviceGetJpgUtilization(nvmlDevice_t d, unsigned int* u, unsigned int* p) { *u = 0; *p = 100000; return OK; }
 nvmlReturn_t nvmlDeviceGetOfaUtilization(nvmlDevice_t d, unsigned int* u, unsigned int* p) { return NOT_SUPPORTED; }
+/* The instantaneous power field (186): 412.25 W on GPU 0, as an unsigned int of mW; GPU 1 does not have it. */
+nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t d, int n, nvmlFieldValue_t* v) {
+  for (int i = 0; i < n; i++) {
+    v[i].nvmlReturn = NOT_SUPPORTED;
+    if (v[i].fieldId == 186 && d->index == 0) { v[i].nvmlReturn = OK; v[i].valueType = 1; v[i].value.uiVal = 412250; }
+  }
+  return OK;
+}
 nvmlReturn_t nvmlGpmQueryDeviceSupport(nvmlDevice_t d, nvmlGpmSupport_t* s) {
   if (s->version != 1) return INVALID;
   s->isSupportedDevice = d->index == 0;

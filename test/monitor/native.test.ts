@@ -107,3 +107,14 @@ test('--record writes a trace that --replay plays back identically; start/stop/r
     console.log(JSON.stringify(out));`);
   assert.deepEqual(cycles, [true, true, true, 2, 100]);
 });
+
+test('the instantaneous power field where the driver has it, with its reason where it does not', { skip }, () => {
+  const read = (library: string) => withAddon(library, `
+    a.monitorStart(100);
+    const t = Date.now(); while (Date.now() - t < 250) {}
+    const s = a.monitorSnapshot();
+    a.monitorStop();
+    console.log(JSON.stringify(s.gpus.map((g) => [g.powerW, g.powerInstantW, g.unavailable.powerInstant ?? null])));`);
+  assert.deepEqual(read(fake!), [[350.5, 412.25, null], [350.5, null, 'Not Supported']]);
+  assert.deepEqual(read(fakeOld!), [[350.5, null, 'not in this NVIDIA driver'], [350.5, null, 'not in this NVIDIA driver']]);
+});
