@@ -169,8 +169,9 @@ void DeviceSampler::SamplePowerInstant(GpuSample& s) {
   if (!Check(s, "powerInstant", lib_.nvmlDeviceGetFieldValues(device_, 1, &f))) return;
   if (!Check(s, "powerInstant", f.nvmlReturn)) return;
   const std::optional<double> mw = FieldNumber(f);
-  if (mw) s.power_instant_w = *mw / 1000.0;
-  else s.unavailable.emplace("powerInstant", "unknown value type " + std::to_string(static_cast<int>(f.valueType)));
+  if (!mw) s.unavailable.emplace("powerInstant", "unknown value type " + std::to_string(static_cast<int>(f.valueType)));
+  else if (*mw <= 0) s.unavailable.emplace("powerInstant", "the driver reads 0 W");  // no GPU draws that: no reading
+  else s.power_instant_w = *mw / 1000.0;
 }
 
 void DeviceSampler::SamplePcie(GpuSample& s) {
