@@ -16,3 +16,8 @@ export function formatBytes(bytes: number): string {
 export function formatInteger(v: number): string {
   return Math.round(v).toLocaleString('en-US');
 }
+
+/** "1 token", "12,345 tokens". */
+export function formatTokens(n: number): string {
+  return `${formatInteger(n)} token${n === 1 ? '' : 's'}`;
+}

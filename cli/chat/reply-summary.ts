@@ -1,6 +1,7 @@
 // How a finished reply is reported: its speed, the prompt tokens prefilled and reused from the KV cache, the
 // context used, and why it stopped. Words shared by the status line and the plain mode's stderr line.
 import type { ReplyStats } from '../engine/chat-session.js';
+import { formatTokens } from '../format.js';
 
 export const formatCount = (n: number) => n.toLocaleString('en-US');
 export const formatRate = (perSec: number) => perSec.toLocaleString('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
@@ -27,7 +28,9 @@ export function contextShiftNote(droppedTurns: number): string {
 /** One line: reply length and speed, first-token time, the prompt's tokens, context use and the stop reason. */
 export function replySummary(s: ReplyStats, contextSize: number): string {
   const dropped = s.droppedTurns > 0 ? `; ${contextShiftNote(s.droppedTurns)}` : '';
-  return `reply ${formatCount(s.generatedTokens)} tokens, ${formatRate(s.tokensPerSec)} tok/s; ` +
-    `first token after ${formatMs(s.timeToFirstTokenMs)}; prompt ${formatCount(s.promptTokens)} tokens (${prefillWords(s)}); ` +
+  // The rate times the steps after the first token; a reply of fewer than two tokens had none.
+  const rate = s.generatedTokens > 1 ? `, ${formatRate(s.tokensPerSec)} tok/s` : '';
+  return `reply ${formatTokens(s.generatedTokens)}${rate}; ` +
+    `first token after ${formatMs(s.timeToFirstTokenMs)}; prompt ${formatTokens(s.promptTokens)} (${prefillWords(s)}); ` +
     `context ${formatCount(s.contextUsed)}/${formatCount(contextSize)}; stop: ${stopWords(s.stopReason)}${dropped}`;
 }

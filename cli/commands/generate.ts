@@ -11,6 +11,7 @@ import { checkPromptFits, promptIds } from '../engine/prompt.js';
 import { NonFiniteLogitsError } from '../engine/sampler.js';
 import { generate, type GenerationStats } from '../engine/generate.js';
 import { NativeModel } from '../engine/native-model.js';
+import { formatTokens } from '../format.js';
 import { addAlias, collect, parseInteger } from './flags.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
 import { addPromptOptions, promptTextFrom, type PromptFlags } from './prompt-input.js';
@@ -28,8 +29,10 @@ const DEFAULT_MAX_TOKENS = 256;
 
 function statsLine(s: GenerationStats, backend: string): string {
   const f = (v: number) => v.toFixed(1);
-  return `${backend}: prompt ${s.promptTokens} tokens, ${f(s.promptTokensPerSec)} tok/s; ` +
-    `generated ${s.generatedTokens} tokens, ${f(s.generatedTokensPerSec)} tok/s; ` +
+  // The generation rate times the steps after the first token; with fewer than two tokens there were none.
+  const rate = s.generatedTokens > 1 ? `, ${f(s.generatedTokensPerSec)} tok/s` : '';
+  return `${backend}: prompt ${formatTokens(s.promptTokens)}, ${f(s.promptTokensPerSec)} tok/s; ` +
+    `generated ${formatTokens(s.generatedTokens)}${rate}; ` +
     `first token after ${f(s.timeToFirstTokenMs)} ms; stop: ${s.stopReason ?? 'none'}\n`;
 }
 

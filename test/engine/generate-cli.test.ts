@@ -27,6 +27,12 @@ test("greedy continuation of 'Once upon a time' reproduces llama2.c's expected t
   assert.ok((PROMPT + r200.stdout).startsWith(expected));
 });
 
+test('one generated token: no generation rate (no step after the first token was timed), and "1 token"', () => {
+  const r = gen(['-p', PROMPT, '-n', '1', '--temperature', '0']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /prompt 5 tokens, [\d.]+ tok\/s; generated 1 token; first token after [\d.]+ ms; stop: length\n$/);
+});
+
 test('--json: prompt and generated ids are the reference greedy ids', () => {
   const r = gen(['-p', PROMPT, '-n', '200', '--temperature', '0', '--json']);
   assert.equal(r.status, 0, r.stderr);
