@@ -31,9 +31,10 @@ function statsLine(s: GenerationStats, backend: string): string {
   const f = (v: number) => v.toFixed(1);
   // The generation rate times the steps after the first token; with fewer than two tokens there were none.
   const rate = s.generatedTokens > 1 ? `, ${f(s.generatedTokensPerSec)} tok/s` : '';
+  // With -n 0 only the prompt was read, so there was no first token to time.
+  const first = s.generatedTokens > 0 ? `first token after ${f(s.timeToFirstTokenMs)} ms; ` : '';
   return `${backend}: prompt ${formatTokens(s.promptTokens)}, ${f(s.promptTokensPerSec)} tok/s; ` +
-    `generated ${formatTokens(s.generatedTokens)}${rate}; ` +
-    `first token after ${f(s.timeToFirstTokenMs)} ms; stop: ${s.stopReason ?? 'none'}\n`;
+    `generated ${formatTokens(s.generatedTokens)}${rate}; ${first}stop: ${s.stopReason ?? 'none'}\n`;
 }
 
 /** Every flag checked and converted; nothing is read from disk or stdin yet. */
@@ -101,7 +102,8 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
         stopReason, timings: { loadMs, ...stats },
       })}\n`);
     } else {
-      if (!text.endsWith('\n')) writeOut('\n');
+      // End the streamed text's last line; with no text at all (-n 0, an immediate EOS) stdout stays empty.
+      if (text !== '' && !text.endsWith('\n')) writeOut('\n');
       process.stderr.write(statsLine(run.stats, model.backend));
     }
   } finally {
@@ -118,7 +120,7 @@ export function registerGenerate(program: Command): void {
   addModelOptions(cmd);
   addSamplingOptions(cmd);
   addPromptOptions(cmd)
-    .option('-n, --max-tokens <n>', `most tokens to generate, also --n-predict (default ${DEFAULT_MAX_TOKENS})`)
+    .option('-n, --max-tokens <n>', `most tokens to generate, also --n-predict; 0 reads and times the prompt only (default ${DEFAULT_MAX_TOKENS})`)
     .option('--stop <text>', 'stop before this text (repeatable)', collect)
     .option('--json', 'print one JSON object with text, ids and timings')
     .addHelpText('after', `

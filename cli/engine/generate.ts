@@ -31,7 +31,7 @@ export interface GenerationStats {
   /** Prompt tokens found in the KV cache and not prefilled again (reuseCache). */
   cachedPromptTokens: number;
   generatedTokens: number;
-  /** Prefill, up to and including the pick of the first token. */
+  /** Prefill, up to and including the pick of the first token (with maxTokens 0: the prompt's forwards alone). */
   promptMs: number;
   /** From the first token to the last. */
   generateMs: number;
@@ -106,8 +106,8 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     };
 
     const start = performance.now();
-    if (options.maxTokens === 0 || aborted()) {
-      stats.stopReason = aborted() ? 'abort' : 'length';
+    if (aborted()) {
+      stats.stopReason = 'abort';
       return;
     }
     // Prefill: every chunk but the last only fills the KV cache; the last one also gives the first token.
@@ -124,11 +124,23 @@ export class Generation implements AsyncIterable<GeneratedToken> {
         return;
       }
     }
+    const promptDone = (): number => {
+      const now = performance.now();
+      stats.promptMs = now - start;
+      stats.promptTokensPerSec = (promptIds.length - stats.cachedPromptTokens) / (stats.promptMs / 1000);
+      return now;
+    };
+    if (options.maxTokens === 0) {
+      // The prompt alone is read into the cache and timed (llama.cpp's `-n 0` does the same); nothing is picked.
+      await model.forward(promptIds.slice(pos), pos);
+      promptDone();
+      stats.stopReason = 'length';
+      return;
+    }
     let next = await pick(promptIds.slice(pos), pos);
     pos = promptIds.length;
-    const firstAt = performance.now();
-    stats.promptMs = stats.timeToFirstTokenMs = firstAt - start;
-    stats.promptTokensPerSec = (promptIds.length - stats.cachedPromptTokens) / (stats.promptMs / 1000);
+    const firstAt = promptDone();
+    stats.timeToFirstTokenMs = stats.promptMs;
 
     // Look-ahead: the next step is queued as soon as nothing cheap says this token ends generation, before the
     // token's text work and the consumer's handling of it (detokenizing, stop strings, rendering), which then

@@ -33,6 +33,15 @@ test('one generated token: no generation rate (no step after the first token was
   assert.match(r.stderr, /prompt 5 tokens, [\d.]+ tok\/s; generated 1 token; first token after [\d.]+ ms; stop: length\n$/);
 });
 
+test('-n 0 reads and times the prompt only: its rate; nothing on stdout, no first token', () => {
+  const r = gen(['-p', PROMPT, '-n', '0']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, '');
+  const m = /prompt 5 tokens, ([\d.]+) tok\/s; generated 0 tokens; stop: length\n$/.exec(r.stderr);
+  assert.ok(m, r.stderr);
+  assert.ok(Number(m[1]) > 0, r.stderr);
+});
+
 test('--json: prompt and generated ids are the reference greedy ids', () => {
   const r = gen(['-p', PROMPT, '-n', '200', '--temperature', '0', '--json']);
   assert.equal(r.status, 0, r.stderr);

@@ -110,6 +110,22 @@ test('prefill runs in chunks at the right positions, then one token per forward 
   assert.ok(run.stats.promptMs >= 0 && run.stats.timeToFirstTokenMs >= 0 && run.stats.promptTokensPerSec > 0);
 });
 
+test('maxTokens 0: the whole prompt is read into the cache in chunks and timed; nothing is picked or yielded', async () => {
+  const tok = storiesTokenizer();
+  const prompt = tok.encode('Once upon a time there was a little girl named Lily', { addSpecial: true });
+  const model = new ScriptedModel(512, 512, prompt.length, [300, 2]);
+  const run = generate(model, tok, prompt, { maxTokens: 0, sampling: GREEDY, seed: 1, prefillChunk: 4 });
+  const { ids } = await collect(run);
+  assert.deepEqual(ids, []);
+  assert.deepEqual(model.calls.map((c) => c.kind), Array(Math.ceil(prompt.length / 4)).fill('forward'));
+  assert.deepEqual(model.calls.map((c) => c.pos), Array.from({ length: Math.ceil(prompt.length / 4) }, (_, i) => i * 4));
+  assert.deepEqual(model.cachedTokens, prompt);
+  assert.equal(run.stats.stopReason, 'length');
+  assert.equal(run.stats.generatedTokens, 0);
+  assert.equal(run.stats.timeToFirstTokenMs, 0);
+  assert.ok(run.stats.promptMs > 0 && run.stats.promptTokensPerSec > 0, JSON.stringify(run.stats));
+});
+
 test('each backend pick names the next step for pipelining, but the last pick maxTokens allows', async () => {
   const tok = storiesTokenizer();
   const prompt = tok.encode('Once upon a time', { addSpecial: true });
