@@ -1,4 +1,4 @@
-// `xllama info [MODEL_DIR] [--gpus] [--json]`: what this machine can run, and what a model is.
+// `xllama info [MODEL_DIR | -m MODEL_DIR] [--gpus] [--json]`: what this machine can run, and what a model is.
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { loadAddon } from '../native/addon.js';
@@ -18,6 +18,8 @@ import { parseInteger } from './flags.js';
 import { gpuSplitFrom, parseGpuList } from './model-options.js';
 
 interface InfoOptions {
+  /** -m/--model, the spelling the other commands use; the same as the positional argument. */
+  model?: string;
   /** true: list this machine's GPUs; a list: the GPUs a --gpu-split plan uses. */
   gpus?: boolean | string;
   gpuSplit?: string;
@@ -132,12 +134,16 @@ export function registerInfo(program: Command): void {
     .command('info')
     .description('describe a model folder, or list the backends and GPUs (--gpus)')
     .argument('[model]', 'model folder in Hugging Face layout')
+    .option('-m, --model <dir>', 'the model folder, as the other commands take it (the same as the argument)')
     .option('--gpus [list]', 'alone: list the available backends and each GPU; with a model, the GPUs of its --gpu-split plan')
     .option('--gpu-split <split>', "print the model's layer split without loading it: 'auto' or GB per GPU, e.g. 20,24")
     .option('--max-seq-len <n>', "KV-cache positions for the GPU plan (default: the model's context, or what fits)")
     .option('--json', 'print JSON')
     .action(async (modelArg: string | undefined, opts: InfoOptions) => {
-      let model = modelArg;
+      if (modelArg !== undefined && opts.model !== undefined && modelArg !== opts.model) {
+        throw new UserError(`info: two model folders (${opts.model} and ${modelArg}); give one`);
+      }
+      let model = modelArg ?? opts.model;
       // `info --gpus DIR`: commander hands DIR to --gpus; it is the model, and --gpus lists the GPUs.
       if (typeof opts.gpus === 'string' && !model && !/^[\d,\s]+$/.test(opts.gpus)) {
         model = opts.gpus;

@@ -103,3 +103,15 @@ test('info prints a readable aligned block', () => {
   assert.match(r.stdout, /^size on disk +221\.1 KiB in 1 file$/m);
   assert.match(r.stdout, /^embeddings +tied/m);
 });
+
+test('info -m DIR, the other commands\' spelling, is the same as info DIR; two different folders are refused', () => {
+  const dir = fixtureModel(G32);
+  const byFlag = runCli(['info', '-m', dir, '--json']);
+  assert.equal(byFlag.status, 0, byFlag.stderr);
+  assert.deepEqual(JSON.parse(byFlag.stdout), infoJson(dir));
+  assert.equal(runCli(['info', dir, '--model', dir]).status, 0);
+  const two = runCli(['info', '-m', dir, fixtureModel(FP16)]);
+  assert.equal(two.status, 2);
+  assert.equal(two.stdout, '');
+  assert.match(two.stderr, /^xllama: info: two model folders \(.+ and .+\); give one\n$/);
+});
