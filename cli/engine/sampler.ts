@@ -35,18 +35,24 @@ export const DEFAULT_SAMPLING: SamplingParams = {
   presencePenalty: 0,
 };
 
-/** Returns what is wrong with the parameters (named as the CLI flags are), or null. */
+/** Returns what is wrong with the parameters (named as the CLI flags are, with the value given), or null. */
 export function checkSampling(p: SamplingParams): string | null {
   const finite = (v: number) => Number.isFinite(v);
-  if (!finite(p.temperature) || p.temperature < 0) return 'temperature must be >= 0';
-  if (p.temperature > FLOAT32_MAX) return `temperature must be at most ${FLOAT32_MAX.toPrecision(3)}`;
-  if (!isIntIn(p.topK, 0)) return `top-k must be an integer from 0 to ${INT32_MAX} (0: off)`;
-  if (!finite(p.topP) || p.topP <= 0 || p.topP > 1) return 'top-p must be in (0, 1]';
-  if (!finite(p.minP) || p.minP < 0 || p.minP > 1) return 'min-p must be in [0, 1]';
-  if (!finite(p.typicalP) || p.typicalP <= 0 || p.typicalP > 1) return 'typical-p must be in (0, 1]';
-  if (!finite(p.repeatPenalty) || p.repeatPenalty <= 0) return 'repeat-penalty must be > 0 (1: off)';
-  if (!finite(p.frequencyPenalty) || Math.abs(p.frequencyPenalty) > 2) return 'frequency-penalty must be in [-2, 2]';
-  if (!finite(p.presencePenalty) || Math.abs(p.presencePenalty) > 2) return 'presence-penalty must be in [-2, 2]';
+  const problem = (name: string, rule: string, value: number, note = '') =>
+    `${name} must be ${rule} (got ${value}${note && `; ${note}`})`;
+  if (!finite(p.temperature) || p.temperature < 0) return problem('temperature', '>= 0', p.temperature);
+  if (p.temperature > FLOAT32_MAX) return problem('temperature', `at most ${FLOAT32_MAX.toPrecision(3)}`, p.temperature);
+  if (!isIntIn(p.topK, 0)) return problem('top-k', `an integer from 0 to ${INT32_MAX}`, p.topK, '0: off');
+  if (!finite(p.topP) || p.topP <= 0 || p.topP > 1) return problem('top-p', 'in (0, 1]', p.topP);
+  if (!finite(p.minP) || p.minP < 0 || p.minP > 1) return problem('min-p', 'in [0, 1]', p.minP);
+  if (!finite(p.typicalP) || p.typicalP <= 0 || p.typicalP > 1) return problem('typical-p', 'in (0, 1]', p.typicalP);
+  if (!finite(p.repeatPenalty) || p.repeatPenalty <= 0) return problem('repeat-penalty', '> 0', p.repeatPenalty, '1: off');
+  if (!finite(p.frequencyPenalty) || Math.abs(p.frequencyPenalty) > 2) {
+    return problem('frequency-penalty', 'in [-2, 2]', p.frequencyPenalty);
+  }
+  if (!finite(p.presencePenalty) || Math.abs(p.presencePenalty) > 2) {
+    return problem('presence-penalty', 'in [-2, 2]', p.presencePenalty);
+  }
   return null;
 }
 

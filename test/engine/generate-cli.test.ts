@@ -89,7 +89,7 @@ const BAD: [string, string[], RegExp][] = [
   ['non-integer count', ['-p', 'x', '-n', '2.5'], /-n\/--max-tokens/],
   ['negative temperature', ['-p', 'x', '--temperature', '-0.5'], /--temperature/],
   ['top-p of 0', ['-p', 'x', '--top-p', '0'], /--top-p/],
-  ['top-p above 1', ['-p', 'x', '--top-p', '1.5'], /--top-p/],
+  ['top-p above 1', ['-p', 'x', '--top-p', '1.5'], /--top-p must be in \(0, 1\] \(got 1\.5\)/],
   ['min-p above 1', ['-p', 'x', '--min-p', '2'], /--min-p/],
   ['non-numeric top-k', ['-p', 'x', '--top-k', 'many'], /--top-k/],
   ['unknown backend', ['-p', 'x', '--backend', 'tpu'], /--backend: unknown backend 'tpu'/],

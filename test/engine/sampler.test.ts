@@ -219,10 +219,11 @@ test('peekBackendSampling draws the next backend pick ahead: the same numbers, i
   assert.equal(new Sampler({ ...OFF, repeatPenalty: 1.1 }, 1).peekBackendSampling(), null);
 });
 
-test('out-of-range parameters are named', () => {
+test('out-of-range parameters are named, with the value given', () => {
   assert.match(checkSampling({ ...OFF, temperature: -1 })!, /temperature/);
   assert.match(checkSampling({ ...OFF, topP: 0 })!, /top-p/);
-  assert.match(checkSampling({ ...OFF, topP: 1.5 })!, /top-p/);
+  assert.equal(checkSampling({ ...OFF, topP: 1.5 }), 'top-p must be in (0, 1] (got 1.5)');
+  assert.equal(checkSampling({ ...OFF, repeatPenalty: -2 }), 'repeat-penalty must be > 0 (got -2; 1: off)');
   assert.match(checkSampling({ ...OFF, topK: 1.5 })!, /top-k/);
   assert.match(checkSampling({ ...OFF, minP: 2 })!, /min-p/);
   assert.match(checkSampling({ ...OFF, typicalP: 0 })!, /typical-p/);
