@@ -13,8 +13,8 @@ import { DEFAULT_CHUNK_TOKENS, type BackendName, type MemoryUse, type ModelHandl
   type TokenSampling } from './model-handle.js';
 import type { GptqSettings, ModelSpec } from './model-spec.js';
 import { DUMMY_GROUP_SIZE, dummyArch } from './dummy-models.js';
-import { FLOAT32_MAX, INT32_MAX, MAX_THREADS, isIntIn } from './native-limits.js';
-import { NonFiniteLogitsError } from './sampler.js';
+import { INT32_MAX, MAX_THREADS, isIntIn } from './native-limits.js';
+import { NonFiniteLogitsError, checkSampling, hasPenalties } from './sampler.js';
 
 /** Codes the native side uses for internal faults; every other code is a problem the user can act on. */
 const INTERNAL_CODES = new Set(['internal']);
@@ -176,25 +176,20 @@ function checkPos(pos: number): void {
   if (!isIntIn(pos, 0)) throw new UserError(`position must be an integer from 0 to ${INT32_MAX} (got ${pos})`);
 }
 
-/** The backend reads temperature, topP, minP, typicalP and uniform as floats and topK as an int. */
+/**
+ * The backend reads temperature, topP, minP, typicalP and uniform as floats and topK as an int; the ranges are the
+ * host sampler's (checkSampling), so a backend pick refuses what the host sampler would.
+ */
 function checkTokenSampling(s: TokenSampling): void {
-  if (!(s.temperature >= 0 && s.temperature <= FLOAT32_MAX)) throw new UserError(`temperature must be a finite number >= 0 (got ${s.temperature})`);
-  if (!isIntIn(s.topK, 0)) throw new UserError(`top-k must be an integer from 0 to ${INT32_MAX} (got ${s.topK})`);
-  if (s.topP !== undefined && !(s.topP > 0 && s.topP <= 1)) throw new UserError(`top-p must be in (0, 1] (got ${s.topP})`);
-  if (s.minP !== undefined && !(s.minP >= 0 && s.minP <= 1)) throw new UserError(`min-p must be in [0, 1] (got ${s.minP})`);
-  if (s.typicalP !== undefined && !(s.typicalP > 0 && s.typicalP <= 1)) throw new UserError(`typical-p must be in (0, 1] (got ${s.typicalP})`);
+  const { topP = 1, minP = 0, typicalP = 1, repeatPenalty = 1, frequencyPenalty = 0, presencePenalty = 0 } = s;
+  const problem = checkSampling({
+    temperature: s.temperature, topK: s.topK, topP, minP, typicalP, repeatPenalty, frequencyPenalty, presencePenalty,
+  });
+  if (problem) throw new UserError(problem);
   if (!(s.uniform >= 0 && s.uniform < 1)) throw new UserError(`uniform must be in [0, 1) (got ${s.uniform})`);
-  const penalties = checkPenalties(s);
-  if (penalties && !(s.temperature > 0)) throw new UserError('penalties need a sampled pick (temperature > 0; greedy with penalties is top-k 1)');
-}
-
-/** The sampler's own ranges for the penalties (cli/engine/sampler.ts checkSampling); whether any is on. */
-function checkPenalties(s: TokenSampling): boolean {
-  const { repeatPenalty: repeat = 1, frequencyPenalty: frequency = 0, presencePenalty: presence = 0 } = s;
-  if (!(Number.isFinite(repeat) && repeat > 0)) throw new UserError(`repeat-penalty must be > 0 (got ${repeat})`);
-  if (!(Math.abs(frequency) <= 2)) throw new UserError(`frequency-penalty must be in [-2, 2] (got ${frequency})`);
-  if (!(Math.abs(presence) <= 2)) throw new UserError(`presence-penalty must be in [-2, 2] (got ${presence})`);
-  return repeat !== 1 || frequency !== 0 || presence !== 0;
+  if (hasPenalties({ repeatPenalty, frequencyPenalty, presencePenalty }) && !(s.temperature > 0)) {
+    throw new UserError('penalties need a sampled pick (temperature > 0; greedy with penalties is top-k 1)');
+  }
 }
 
 function toInt32Tokens(tokens: ArrayLike<number>): Int32Array {

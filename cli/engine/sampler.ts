@@ -56,7 +56,7 @@ export function checkSampling(p: SamplingParams): string | null {
   return null;
 }
 
-export function hasPenalties(p: SamplingParams): boolean {
+export function hasPenalties(p: Pick<SamplingParams, 'repeatPenalty' | 'frequencyPenalty' | 'presencePenalty'>): boolean {
   return p.repeatPenalty !== 1 || p.frequencyPenalty !== 0 || p.presencePenalty !== 0;
 }
 

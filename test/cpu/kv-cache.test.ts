@@ -249,7 +249,7 @@ test('bad input is a one-line UserError: token ids, context overflow, positions'
     await assert.rejects(model.forwardSample([1], 0, { ...draw, topP: 0 }), oneLineUserError(/top-p must be in \(0, 1\] \(got 0\)/));
     await assert.rejects(model.forwardSample([1], 0, { ...draw, topP: NaN }), oneLineUserError(/top-p must be in/));
     await assert.rejects(model.forwardSample([1], 0, { ...draw, minP: 1.5 }), oneLineUserError(/min-p must be in \[0, 1\] \(got 1.5\)/));
-    await assert.rejects(model.forwardSample([1], 0, { ...draw, repeatPenalty: 0 }), oneLineUserError(/repeat-penalty must be > 0 \(got 0\)/));
+    await assert.rejects(model.forwardSample([1], 0, { ...draw, repeatPenalty: 0 }), oneLineUserError(/repeat-penalty must be > 0 \(got 0; 1: off\)/));
     await assert.rejects(model.setTokenHistory([1, 2.5], []), oneLineUserError(/token at index 1 is not an integer id/));
     await model.setTokenHistory([-1, 1, 1e6], [3]);  // ids outside the vocabulary are ignored
     // A failed call leaves the model usable.
