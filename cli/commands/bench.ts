@@ -133,11 +133,23 @@ function outputFormat(flags: BenchFlags): OutputFormat {
   return f as OutputFormat;
 }
 
-/** GPUs as NVML names them, else as the configurations' processes saw them; the CUDA runtime from those processes. */
+/**
+ * GPUs as NVML names them, else as the configurations' processes saw them; the CUDA runtime from those processes.
+ * When no configuration got as far as loading (every row says why), this process asks the addon itself: the
+ * children are done by then, so the CUDA context that costs holds no one's memory.
+ */
 function systemSummary(sampler: EngineSampler | null, configs: ConfigMessage[]): SystemSummary {
+  const nvml = sampler?.gpus() ?? [];
+  if (configs.length === 0) {
+    const info = loadAddon().systemInfo();
+    return {
+      gpus: nvml.length > 0 ? nvml : info.gpus.map((g) => ({ index: g.index, name: g.name })),
+      gpuNote: info.gpuUnavailableReason ?? null,
+      cuda: info.cudaRuntime ?? null,
+    };
+  }
   const seen = new Map<number, string>();
   for (const c of configs) for (const g of c.gpus) seen.set(g.device, g.name);
-  const nvml = sampler?.gpus() ?? [];
   return {
     gpus: nvml.length > 0 ? nvml : [...seen].map(([index, name]) => ({ index, name })),
     gpuNote: configs.find((c) => c.gpuUnavailableReason)?.gpuUnavailableReason ?? null,

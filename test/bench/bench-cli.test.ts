@@ -187,6 +187,16 @@ test('configurations that fail to open are rows saying why: a dummy on the CPU, 
   assert.match(table.stdout, /│ 1,200 on 0,0 │ pp16, pp16@d8, tg4, tg4@d8 │ failed: /);
 });
 
+test('a run where no configuration loads still names the machine (GPUs, CUDA) as one that loaded does', () => {
+  const loaded = runCli(['bench', '-m', FP16, '--backend', 'cpu', '-p', '16', '-n', 'none', '-r', '1', '-o', 'json']);
+  assert.equal(loaded.status, 0, loaded.stderr);
+  const none = runCli(['bench', '--dummy', 'tiny', '--backend', 'cpu', '-p', '16', '-n', 'none', '-r', '1', '-o', 'json']);
+  assert.equal(none.status, 1, none.stderr);
+  const doc = JSON.parse(none.stdout);
+  assert.equal(doc.results[0].status, 'failed');
+  assert.deepEqual(doc.system, JSON.parse(loaded.stdout).system);
+});
+
 test('a test that does not fit the context, or --max-seq-len, is a row saying so', () => {
   const r = runCli(['bench', '-m', FP16, '--backend', 'cpu', '-p', '600,16', '-n', '4', '-d', '0,500', '-r', '1', '-o', 'json']);
   assert.equal(r.status, 0, r.stderr);
