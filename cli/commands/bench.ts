@@ -10,7 +10,7 @@ import { loadModelSpec } from '../engine/loader/index.js';
 import { DUMMY_NAMES, dummyArch } from '../engine/dummy-models.js';
 import { planTests, testName, type BenchTest } from '../engine/benchmark.js';
 import { loadAddon } from '../native/addon.js';
-import type { MonitorAddon } from '../native/types.js';
+import type { MonitorAddon, SystemInfo } from '../native/types.js';
 import type { ConfigMessage } from '../bench/protocol.js';
 import { runChild } from '../bench/runner.js';
 import { ConfigurationRows, type Configuration } from '../bench/rows.js';
@@ -141,7 +141,13 @@ function outputFormat(flags: BenchFlags): OutputFormat {
 function systemSummary(sampler: EngineSampler | null, configs: ConfigMessage[]): SystemSummary {
   const nvml = sampler?.gpus() ?? [];
   if (configs.length === 0) {
-    const info = loadAddon().systemInfo();
+    let info: SystemInfo;
+    try {
+      info = loadAddon().systemInfo();
+    } catch (err) {
+      // The rows are what matter; a machine that can't even be described must not keep them from printing.
+      return { gpus: nvml, gpuNote: err instanceof Error ? err.message : String(err), cuda: null };
+    }
     return {
       gpus: nvml.length > 0 ? nvml : info.gpus.map((g) => ({ index: g.index, name: g.name })),
       gpuNote: info.gpuUnavailableReason ?? null,
