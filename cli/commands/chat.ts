@@ -74,9 +74,11 @@ interface OpenedChat {
   spec: ModelSpec | null;
 }
 
-/** The template, checked against the system prompt before any weights are loaded. */
+/** The template, checked on a first message and against the system prompt before any weights are loaded. */
 function formatFor(tokenizer: TextTokenizer, opts: ChatOptions, name: string, source: string): ChatFormat {
   const format = resolveChatFormat(tokenizer, { template: opts.template, modelName: name, source });
+  // One that can't render a one-line conversation, or goes past the bounds on its work, would fail every turn.
+  format.template.render([{ role: 'user', content: 'Hi' }]);
   if (opts.system !== null) {
     try {
       format.template.render([{ role: 'system', content: opts.system }, { role: 'user', content: 'Hi' }]);

@@ -1,7 +1,9 @@
 // Renders a conversation with the model's own chat template (tokenizer_config.json's `chat_template`,
-// a Jinja template) through @huggingface/jinja, the way transformers' apply_chat_template does.
+// a Jinja template) through @huggingface/jinja, the way transformers' apply_chat_template does, within bounds on
+// the work and memory a template may take (bounded-jinja.ts): model folders come from the internet.
 import { Template } from '@huggingface/jinja';
 import { UserError } from '../errors.js';
+import { renderBounded } from './bounded-jinja.js';
 
 export type ChatRole = 'system' | 'user' | 'assistant';
 
@@ -47,7 +49,7 @@ export class ChatTemplate {
   render(messages: readonly ChatMessage[], options: RenderOptions = {}): string {
     try {
       // @huggingface/jinja defines raise_exception itself: it throws an Error with the template's message.
-      return this.template.render({
+      return renderBounded(this.template, {
         messages: messages.map((m) => ({ role: m.role, content: m.content })),
         add_generation_prompt: options.addGenerationPrompt ?? true,
         bos_token: this.tokens.bosToken ?? '',

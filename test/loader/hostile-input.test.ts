@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../helpers/run-cli.js';
-import { assertCliRefused } from '../helpers/assert-refused.js';
+import { assertCliRefused, assertOneLineRefusal } from '../helpers/assert-refused.js';
 import { rewriteTensors } from '../helpers/safetensors-writer.js';
 import { FP16, G32, copyFixture, editJson, fixtureModel, readJson } from './model-dir.js';
 
@@ -179,6 +179,23 @@ test('info reports the tokenizer and how its vocabulary differs from config.json
   assert.deepEqual(json.tokenizer, { vocabSize: 512, bosTokenId: 1, eosTokenIds: [2], chatTemplate: false });
   const g = runCli(gen(dir, '--temperature', '0'));
   assert.equal(g.status, 0, g.stderr);
+});
+
+test('a chat template that would run for ever or fill memory: chat refuses it in one line before the weights load', () => {
+  const templates: [string, RegExp][] = [
+    ['{% for i in range(10**9) %}{% endfor %}', /range\(\) of 1,000,000,000 items is more than 1,048,576/],
+    ['{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}', /rendering took more than 1,000,000 steps/],
+    ['{% set ns = namespace(a=[1]) %}{% for i in range(60) %}{% set ns.a = ns.a + ns.a %}{% endfor %}', /more than/],
+  ];
+  for (const [template, bound] of templates) {
+    const dir = copyFixture(FP16);
+    editJson(join(dir, 'tokenizer_config.json'), (c) => { c.chat_template = `${template}{{ messages[0].content }}`; });
+    const t0 = performance.now();
+    const r = runCli(['chat', '-m', dir, '--backend', 'cpu', '-n', '2'], { input: 'Hi\n', timeoutMs: 60_000 });
+    assertOneLineRefusal(r, template, /tokenizer_config\.json: chat template: /, bound);
+    // Unbounded, the first took 2.3 GB and then the process; the second, hours. Generous for a loaded CI machine.
+    assert.ok(performance.now() - t0 < 20_000, `took ${performance.now() - t0} ms`);
+  }
 });
 
 test('a chat template that is not valid Jinja: info refuses it, generate (which does not use it) runs', () => {
