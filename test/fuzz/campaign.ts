@@ -1,5 +1,6 @@
 // A fuzz campaign: case i of seed S damages a fresh copy of one fixture model (or the flags of a run), runs
-// `xllama info` and `xllama generate` on it under the watchdog, and checks the contract: exit 0, or exit 2
+// `xllama info` and `xllama generate` on it under the watchdog (and `xllama chat` where the chat template or its
+// tokens were damaged), and checks the contract: exit 0, or exit 2
 // with at most 3 lines naming the file, field or flag; never a signal, a timeout, more than 1 GiB, a stack
 // trace or an "internal error".
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -27,6 +28,8 @@ export interface FuzzCase {
   kinds: string[];
   infoArgs: string[] | null;
   generateArgs: string[];
+  /** chat with stdin closed: it renders the template on a first message, loads, and ends at the input's end. */
+  chatArgs: string[] | null;
   /** When set, a refusal must name one of these (a mutated flag); else any file, tensor, flag or the folder. */
   blame: string[];
 }
@@ -76,8 +79,9 @@ export function buildCase(seed: number, index: number, root: string, backend = '
   }
   const generateArgs = ['generate', '-m', dir, '-p', c.prompt, '-n', '4', '--backend', backend, '--threads', '1',
     '--seed', String(index), ...p.pick(SAMPLING), ...c.flags];
+  const chatArgs = c.runChat ? ['chat', '-m', dir, '-n', '4', '--backend', backend, '--threads', '1'] : null;
   return { seed, index, fixture, dir, what: c.what, kinds, infoArgs: c.runInfo ? ['info', dir] : null, generateArgs,
-    blame: c.filesChanged ? [] : c.blame };
+    chatArgs, blame: c.filesChanged ? [] : c.blame };
 }
 
 /** What is wrong with one run, by the contract. */
@@ -135,6 +139,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<{ root: string
       const scratch = join(root, `rss-${w}`);
       if (fuzzCase.infoArgs) runs.push(await runWatched(fuzzCase.infoArgs, limits, scratch));
       runs.push(await runWatched(fuzzCase.generateArgs, limits, scratch));
+      if (fuzzCase.chatArgs) runs.push(await runWatched(fuzzCase.chatArgs, limits, scratch));
       const report = { fuzzCase, runs, violations: runs.flatMap((r) => violations(r, fuzzCase, limits)) };
       reports.push(report);
       opts.onCase?.(report);

@@ -1,5 +1,6 @@
 // The CI fuzz run (issue 16): a fixed seed, a few hundred damaged copies of the fixture models and damaged
-// flags, each through the real `xllama info` and `xllama generate` under a time and memory watchdog. Every
+// flags, each through the real `xllama info` and `xllama generate` (and `xllama chat` where the chat template or
+// its tokens were damaged) under a time and memory watchdog. Every
 // run must end in exit 0, or exit 2 with at most 3 lines naming the file, field or flag; never a signal, a
 // timeout, more than 1 GiB, a stack trace or "internal error". `npm run fuzz -- --seed S --n N` runs more.
 import { test } from 'node:test';
@@ -20,7 +21,7 @@ test(`fuzz: ${CASES} damaged model folders and flags (seed ${SEED}) keep the bad
   const kinds = new Set(reports.flatMap((r) => r.fuzzCase.kinds));
   assert.deepEqual(MUTATIONS.map((m) => m.name).filter((k) => !kinds.has(k)), [], 'mutation kinds never drawn');
   const runs = reports.flatMap((r) => r.runs);
-  for (const command of ['info', 'generate']) {
+  for (const command of ['info', 'generate', 'chat']) {
     for (const status of [0, 2]) {
       assert.ok(runs.some((r) => r.args[0] === command && r.status === status), `no ${command} run ended with exit ${status}`);
     }

@@ -34,6 +34,8 @@ export class CaseBuilder {
   prompt = 'Once upon a time';
   /** False when only tensor data or flags change: info reads neither, so only generate runs. */
   runInfo = false;
+  /** The chat template or its tokens changed: chat renders the template (generate and info never do). */
+  runChat = false;
   /** Some file of the folder was changed (then a refusal may name any of them, not only a mutated flag). */
   filesChanged = false;
   constructor(readonly dir: string, readonly p: Picker, readonly quantized: boolean) {}
@@ -410,11 +412,16 @@ const tokenizerWhole: Mutation = (c) => {
   c.runInfo = true;
 };
 
-const tokenizerConfigField = oddJsonField('tokenizer_config.json',
+const tokenizerConfigOddField = oddJsonField('tokenizer_config.json',
   ['bos_token', 'eos_token', 'unk_token', 'add_bos_token', 'add_eos_token', 'additional_special_tokens',
     'added_tokens_decoder', 'clean_up_tokenization_spaces', 'chat_template', 'legacy'],
   [...ODD_VALUES, '<s>', '</s>', '<unk>', '<nope>', { __type: 'AddedToken', content: '</s>' },
     { __type: 'AddedToken', content: 5 }, ['<s>'], [{ name: 'default', template: 5 }]]);
+/** Its special tokens and template are what chat renders with. */
+const tokenizerConfigField: Mutation = (c) => {
+  tokenizerConfigOddField(c);
+  c.runChat = true;
+};
 
 const generationConfigField = oddJsonField('generation_config.json',
   ['bos_token_id', 'eos_token_id', 'pad_token_id', 'max_length', 'temperature'],
@@ -429,7 +436,12 @@ function fixtureTemplates(): string[] {
 
 const BROKEN_TEMPLATES = ['{% for m in messages %}', '{{', '{% if x %}yes', '{% endfor %}', '{{ messages[0]["content"] }',
   '{% set %}', '{{ 1 +* 2 }}', '{% for %}{% endfor %}', '{% macro %}', '{{ raise_exception("no") }}', '{% bogus %}', '}}{{',
-  '{% if %}{% elif %}{% else %}{% endif %}', '{{ "unterminated }}', '{# open comment', '{%- for m in messages -%}{{ m.content | nofilter }}{%- endfor -%}'];
+  '{% if %}{% elif %}{% else %}{% endif %}', '{{ "unterminated }}', '{# open comment', '{%- for m in messages -%}{{ m.content | nofilter }}{%- endfor -%}',
+  // Valid templates that would never finish or would fill memory (cli/engine/bounded-jinja.ts stops them).
+  '{% for i in range(10**9) %}{% endfor %}', '{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}',
+  '{% set ns = namespace(a=[1]) %}{% for i in range(64) %}{% set ns.a = ns.a + ns.a %}{% endfor %}',
+  "{% set ns = namespace(a='ab') %}{% for i in range(64) %}{% set ns.a = ns.a ~ ns.a %}{% endfor %}",
+  '{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}'];
 
 const chatTemplate: Mutation = (c) => {
   const path = c.file('tokenizer_config.json');
@@ -446,6 +458,7 @@ const chatTemplate: Mutation = (c) => {
   writeJson(path, json);
   c.note(`tokenizer_config.json: chat_template = ${show(tpl)}`);
   c.runInfo = true;
+  c.runChat = true;
 };
 
 // ---- the folder's files ----
