@@ -8,7 +8,9 @@ import type { TokenizerFiles } from './model-spec.js';
 import { flattenAddedTokens } from './loader/tokenizer-config.js';
 import { pickTemplate } from './chat-template.js';
 import { PiecewiseEncoder } from './piecewise-encoding.js';
-import { PIPELINE_STEPS, checkTokenizerConfig, checkTokenizerJson } from './tokenizer-json.js';
+import { checkTokenizerConfig, checkTokenizerJson } from './tokenizer-json.js';
+import { buildChecked, firstLine, stepsWithFileRegex, withDefaults } from './hf-tokenizer-build.js';
+import { IsolatedTokenizer, TokenizerTimeout } from './isolated-tokenizer.js';
 
 export interface EncodeOptions {
   /** Add BOS/EOS the way the model's tokenizer does (add_bos_token / add_eos_token, else its post-processor). */
@@ -52,44 +54,17 @@ export interface TokenizerChecks {
   configSource?: string;
 }
 
-const firstLine = (err: unknown): string => String((err as Error)?.message ?? err).split('\n')[0]!;
-
-/** A text every working tokenizer encodes and decodes: letters, digits, punctuation, spaces and a newline. */
-const PROBE_TEXT = 'Hello, world! 123\n  The end.';
-
-/** Encodes and decodes PROBE_TEXT with and without special tokens; throws what the library throws. */
-function probe(hf: HfTokenizer): void {
-  for (const addSpecial of [false, true]) {
-    const ids = hf.encode(PROBE_TEXT, { add_special_tokens: addSpecial }).ids;
-    if (!ids.every((id: number) => Number.isInteger(id))) throw new Error('no token for part of a plain English text, and no model.unk_token');
-    if (ids.length > 0) hf.decode(ids, { skip_special_tokens: addSpecial });
-  }
+/** Encoding and decoding: the library's tokenizer itself, or one on a worker thread (isolated-tokenizer.ts). */
+interface TokenizerCore {
+  encode(text: string, addSpecial: boolean): number[];
+  decode(ids: number[], skipSpecial: boolean): string;
 }
 
-/**
- * The library builds most of a tokenizer lazily, so a broken step shows only when text goes through it:
- * build, run the probe, and when it fails find the step to blame (the one whose removal makes it work).
- */
-function buildChecked(json: Record<string, unknown>, config: Record<string, unknown>, source: string): HfTokenizer {
-  const attempt = (j: Record<string, unknown>): HfTokenizer => {
-    const hf = new HfTokenizer(j, config);
-    probe(hf);
-    return hf;
+function directCore(hf: HfTokenizer): TokenizerCore {
+  return {
+    encode: (text, addSpecial) => hf.encode(text, { add_special_tokens: addSpecial }).ids,
+    decode: (ids, skipSpecial) => hf.decode(ids, { skip_special_tokens: skipSpecial }),
   };
-  try {
-    return attempt(json);
-  } catch (err) {
-    const works = (j: Record<string, unknown>): boolean => {
-      try {
-        attempt(j);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    const step = PIPELINE_STEPS.find((k) => json[k] !== null && works({ ...json, [k]: null }));
-    throw new UserError(`${source}: ${step ?? 'the tokenizer'} does not work (${firstLine(err)})`);
-  }
 }
 
 export class TextTokenizer {
@@ -103,7 +78,9 @@ export class TextTokenizer {
   readonly addEos: boolean | null;
   /** chat_template from tokenizer_config.json (the 'default' one of a named list), if any. */
   readonly chatTemplate: string | null;
+  /** Vocabulary and added-token look-ups (nothing here runs a regular expression of the file). */
   private readonly hf: HfTokenizer;
+  private readonly core: TokenizerCore;
   private readonly specialIds: Set<number>;
   /** Long texts in words, for tokenizers whose BPE otherwise runs over the whole text as one word. */
   private readonly piecewise: PiecewiseEncoder | null;
@@ -130,9 +107,31 @@ export class TextTokenizer {
         `outside the model's vocabulary (config.json vocab_size is ${checks.vocabSize})`);
     }
     this.vocabSize = largest.id + 1;
-    // Hugging Face's tokenizers treat missing pipeline steps and added_tokens as none; the library needs them spelled out.
-    this.hf = buildChecked({ normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [],
-      ...tokenizerJson }, config, source);
+    const withRegex = stepsWithFileRegex(tokenizerJson);
+    if (withRegex.size > 0) {
+      // The file's own regular expressions (Llama 3's pre-tokenizer, say) run on a worker, each call with a deadline.
+      // This thread keeps the steps without any: the look-ups, and decoding where the decoder has none (streamed
+      // text then costs no round trip). Encoding goes to the worker when the normalizer or pre-tokenizer has one.
+      const isolated = new IsolatedTokenizer(tokenizerJson, config, source);
+      const here = Object.fromEntries([...withRegex].map((step) => [step, null]));
+      try {
+        this.hf = new HfTokenizer(withDefaults({ ...tokenizerJson, ...here }), config);  // while the worker builds its own
+      } catch (err) {
+        isolated.waitUntilBuilt();  // the worker's error names the step to blame
+        isolated.stop();
+        throw new UserError(`${source}: the tokenizer does not work (${firstLine(err)})`);
+      }
+      isolated.waitUntilBuilt();
+      const direct = directCore(this.hf);
+      const encodeThere = withRegex.has('normalizer') || withRegex.has('pre_tokenizer');
+      this.core = {
+        encode: encodeThere ? (text, addSpecial) => isolated.encode(text, addSpecial) : direct.encode,
+        decode: withRegex.has('decoder') ? (ids, skipSpecial) => isolated.decode(ids, skipSpecial) : direct.decode,
+      };
+    } else {
+      this.hf = buildChecked(withDefaults(tokenizerJson), config, source);
+      this.core = directCore(this.hf);
+    }
     this.bosToken = tokenContent(config.bos_token);
     this.eosToken = tokenContent(config.eos_token);
     const lookup = (t: string | null): number | null => (t === null ? null : this.hf.token_to_id(t) ?? null);
@@ -190,8 +189,9 @@ export class TextTokenizer {
     let ids: number[];
     try {
       // No add_bos/add_eos in tokenizer_config.json: the tokenizer's own post-processor decides (Llama 3, Qwen2).
-      ids = addSpecial && !explicitPolicy ? this.hf.encode(text, { add_special_tokens: true }).ids : this.encodePlain(text);
+      ids = addSpecial && !explicitPolicy ? this.core.encode(text, true) : this.encodePlain(text);
     } catch (err) {
+      if (err instanceof TokenizerTimeout) throw new UserError(`${this.source}: ${err.message}`);
       throw new UserError(`${this.source}: the tokenizer fails on this text (${firstLine(err)})`);
     }
     if (!ids.every((id) => Number.isInteger(id))) {
@@ -205,7 +205,7 @@ export class TextTokenizer {
 
   /** Ids without special tokens; long texts word by word where that gives the same ids (piecewise-encoding.ts). */
   private encodePlain(text: string): number[] {
-    const whole = (t: string) => this.hf.encode(t, { add_special_tokens: false }).ids;
+    const whole = (t: string) => this.core.encode(t, false);
     if (this.piecewise && text.length >= PIECEWISE_MIN_CHARS) return this.piecewise.encode(text, whole) ?? whole(text);
     return whole(text);
   }
@@ -216,8 +216,9 @@ export class TextTokenizer {
     const list = Array.from(ids).filter((id) => !(skip && this.specialIds.has(id)) && this.hf.id_to_token(id) !== undefined);
     if (list.length === 0) return '';
     try {
-      return this.hf.decode(list, { skip_special_tokens: skip });
+      return this.core.decode(list, skip);
     } catch (err) {
+      if (err instanceof TokenizerTimeout) throw new UserError(`${this.source}: ${err.message}`);
       throw new UserError(`${this.source}: decoder fails (${firstLine(err)})`);
     }
   }

@@ -198,6 +198,21 @@ test('a chat template that would run for ever or fill memory: chat refuses it in
   }
 });
 
+test('a tokenizer.json pattern that backtracks without end: generate refuses in one line, at its deadline', () => {
+  const dir = copyFixture(FP16);
+  editJson(join(dir, 'tokenizer.json'), (t) => {
+    t.pre_tokenizer = { type: 'Split', pattern: { Regex: '(a+)+$' }, behavior: 'Isolated', invert: false };
+  });
+  // Ordinary text passes through it, so info (which tries a test text) and an ordinary prompt work.
+  assert.equal(runCli(['info', dir]).status, 0);
+  assert.equal(runCli(['generate', '-m', dir, '-p', 'Once upon a time', '-n', '2', '--backend', 'cpu']).status, 0);
+  const t0 = performance.now();
+  const r = runCli(['generate', '-m', dir, '-p', `${'a'.repeat(40)}b`, '-n', '2', '--backend', 'cpu'], { timeoutMs: 60_000 });
+  assertOneLineRefusal(r, 'generate', /tokenizer\.json: the tokenizer ran for more than 5 s on a \d+-character text: a regular expression of the file backtracks without end/);
+  // Unbounded, the match runs for longer than anyone waits (2^40 steps). Generous for a loaded CI machine.
+  assert.ok(performance.now() - t0 < 30_000, `took ${performance.now() - t0} ms`);
+});
+
 test('a chat template that is not valid Jinja: info refuses it, generate (which does not use it) runs', () => {
   const dir = copyFixture(FP16);
   editJson(join(dir, 'tokenizer_config.json'), (c) => { c.chat_template = '{% for m in messages %}{{ m.content }'; });
