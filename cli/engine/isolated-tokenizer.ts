@@ -30,11 +30,13 @@ export class IsolatedTokenizer {
    * Starts the worker and has it build the tokenizer, while this thread goes on; waitUntilBuilt() (or the first
    * call) waits for it and gives a failure as the UserError the main thread would give.
    */
-  constructor(json: Record<string, unknown>, config: Record<string, unknown>, private readonly source: string,
+  constructor(jsonText: string, config: Record<string, unknown>, private readonly source: string,
               private readonly deadlines: TokenizerDeadlines = DEFAULT_DEADLINES) {
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
-    const setup: WorkerSetup = { json, config, source, port: port2, done: this.done.buffer as SharedArrayBuffer };
+    const setup: WorkerSetup = {
+      jsonText, config, source, port: port2, done: this.done.buffer as SharedArrayBuffer,
+    };
     this.worker = new Worker(new URL('./tokenizer-worker.js', import.meta.url), { workerData: setup, transferList: [port2] });
     // Neither may keep the process alive: a command ends when its work does.
     this.worker.unref();

@@ -5,7 +5,8 @@ import type { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { buildChecked, firstLine, withDefaults } from './hf-tokenizer-build.js';
 
 export interface WorkerSetup {
-  json: Record<string, unknown>;
+  /** tokenizer.json as text: a string crosses to a worker in a copy, an object in a much slower clone. */
+  jsonText: string;
   config: Record<string, unknown>;
   source: string;
   port: MessagePort;
@@ -24,7 +25,7 @@ let tokenizer: HfTokenizer | null = null;
 
 function answer(call: WorkerCall): unknown {
   if (call.op === 'build') {
-    tokenizer = buildChecked(withDefaults(setup.json), setup.config, setup.source);
+    tokenizer = buildChecked(withDefaults(JSON.parse(setup.jsonText) as Record<string, unknown>), setup.config, setup.source);
     return null;
   }
   if (!tokenizer) throw new Error('the tokenizer was not built');

@@ -1,16 +1,18 @@
-// Text ⇄ token ids for a model folder: tokenizer.json through @huggingface/tokenizers, with the special
-// tokens and BOS/EOS policy taken from tokenizer_config.json, config.json and generation_config.json.
+// Text ⇄ token ids for a model folder: tokenizer.json through @huggingface/tokenizers (its own regular expressions
+// on a worker with a deadline, tokenizer-core.ts), with the special tokens and BOS/EOS policy taken from
+// tokenizer_config.json, config.json and generation_config.json.
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import type { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.js';
 import type { TokenizerFiles } from './model-spec.js';
 import { flattenAddedTokens } from './loader/tokenizer-config.js';
 import { pickTemplate } from './chat-template.js';
 import { PiecewiseEncoder } from './piecewise-encoding.js';
 import { checkTokenizerConfig, checkTokenizerJson } from './tokenizer-json.js';
-import { buildChecked, firstLine, stepsWithFileRegex, withDefaults } from './hf-tokenizer-build.js';
-import { IsolatedTokenizer, TokenizerTimeout } from './isolated-tokenizer.js';
+import { firstLine } from './hf-tokenizer-build.js';
+import { TokenizerTimeout } from './isolated-tokenizer.js';
+import { startTokenizerBuild, type TokenizerCore } from './tokenizer-core.js';
 
 export interface EncodeOptions {
   /** Add BOS/EOS the way the model's tokenizer does (add_bos_token / add_eos_token, else its post-processor). */
@@ -52,19 +54,8 @@ export interface TokenizerChecks {
   vocabSize?: number;
   /** tokenizer_config.json's path, for messages. */
   configSource?: string;
-}
-
-/** Encoding and decoding: the library's tokenizer itself, or one on a worker thread (isolated-tokenizer.ts). */
-interface TokenizerCore {
-  encode(text: string, addSpecial: boolean): number[];
-  decode(ids: number[], skipSpecial: boolean): string;
-}
-
-function directCore(hf: HfTokenizer): TokenizerCore {
-  return {
-    encode: (text, addSpecial) => hf.encode(text, { add_special_tokens: addSpecial }).ids,
-    decode: (ids, skipSpecial) => hf.decode(ids, { skip_special_tokens: skipSpecial }),
-  };
+  /** tokenizer.json's text, when the caller read it (a worker, if one is needed, parses it itself). */
+  jsonText?: string;
 }
 
 export class TextTokenizer {
@@ -100,38 +91,21 @@ export class TextTokenizer {
     const configSource = checks.configSource ?? 'tokenizer_config.json';
     // The loader has flattened `__type: AddedToken` objects already; configs given directly may not be.
     const config = flattenAddedTokens(tokenizerConfig) as Record<string, unknown>;
-    checkTokenizerConfig(config, configSource);
-    const largest = checkTokenizerJson(tokenizerJson, source);
-    if (checks.vocabSize !== undefined && largest.id >= checks.vocabSize) {
-      throw new UserError(`${source}: ${largest.field} gives ${JSON.stringify(largest.token)} the id ${largest.id}, ` +
-        `outside the model's vocabulary (config.json vocab_size is ${checks.vocabSize})`);
-    }
-    this.vocabSize = largest.id + 1;
-    const withRegex = stepsWithFileRegex(tokenizerJson);
-    if (withRegex.size > 0) {
-      // The file's own regular expressions (Llama 3's pre-tokenizer, say) run on a worker, each call with a deadline.
-      // This thread keeps the steps without any: the look-ups, and decoding where the decoder has none (streamed
-      // text then costs no round trip). Encoding goes to the worker when the normalizer or pre-tokenizer has one.
-      const isolated = new IsolatedTokenizer(tokenizerJson, config, source);
-      const here = Object.fromEntries([...withRegex].map((step) => [step, null]));
-      try {
-        this.hf = new HfTokenizer(withDefaults({ ...tokenizerJson, ...here }), config);  // while the worker builds its own
-      } catch (err) {
-        isolated.waitUntilBuilt();  // the worker's error names the step to blame
-        isolated.stop();
-        throw new UserError(`${source}: the tokenizer does not work (${firstLine(err)})`);
+    // A worker, where the file's own regular expressions need one, builds meanwhile.
+    const build = startTokenizerBuild(tokenizerJson, config, source, checks.jsonText);
+    try {
+      checkTokenizerConfig(config, configSource);
+      const largest = checkTokenizerJson(tokenizerJson, source);
+      if (checks.vocabSize !== undefined && largest.id >= checks.vocabSize) {
+        throw new UserError(`${source}: ${largest.field} gives ${JSON.stringify(largest.token)} the id ${largest.id}, ` +
+          `outside the model's vocabulary (config.json vocab_size is ${checks.vocabSize})`);
       }
-      isolated.waitUntilBuilt();
-      const direct = directCore(this.hf);
-      const encodeThere = withRegex.has('normalizer') || withRegex.has('pre_tokenizer');
-      this.core = {
-        encode: encodeThere ? (text, addSpecial) => isolated.encode(text, addSpecial) : direct.encode,
-        decode: withRegex.has('decoder') ? (ids, skipSpecial) => isolated.decode(ids, skipSpecial) : direct.decode,
-      };
-    } else {
-      this.hf = buildChecked(withDefaults(tokenizerJson), config, source);
-      this.core = directCore(this.hf);
+      this.vocabSize = largest.id + 1;
+    } catch (err) {
+      build.abandon();
+      throw err;
     }
+    ({ lookups: this.hf, core: this.core } = build.finish());
     this.bosToken = tokenContent(config.bos_token);
     this.eosToken = tokenContent(config.eos_token);
     const lookup = (t: string | null): number | null => (t === null ? null : this.hf.token_to_id(t) ?? null);
@@ -180,6 +154,7 @@ export class TextTokenizer {
     }, files.tokenizerJsonPath, {
       vocabSize: ids.arch?.vocabSize,
       configSource: join(dirname(files.tokenizerJsonPath), 'tokenizer_config.json'),
+      jsonText: text,
     });
   }
 

@@ -47,7 +47,7 @@ test('on the worker: the same ids and text as the library gives on this thread',
 
 test('a pattern that backtracks without end: the call is stopped at its deadline, and so is every later one', () => {
   const json = withPatterns('(a+)+$');
-  const tok = new IsolatedTokenizer(json, storiesConfig, 'hostile/tokenizer.json', { buildMs: 20_000, baseMs: 300, perItemMs: 0 });
+  const tok = new IsolatedTokenizer(JSON.stringify(json), storiesConfig, 'hostile/tokenizer.json', { buildMs: 20_000, baseMs: 300, perItemMs: 0 });
   assert.ok(tok.encode('Once upon a time', false).length > 0, 'ordinary text still encodes');
   const t0 = performance.now();
   assert.throws(() => tok.encode(`${'a'.repeat(40)}b`, false),
@@ -63,7 +63,7 @@ test('through TextTokenizer: one UserError naming the file, for encode and for t
     /^hostile\/tokenizer\.json: the tokenizer ran for more than 5 s on a 41-character text: a regular expression of the file backtracks without end$/.test(err.message));
   assert.ok(performance.now() - t0 < 30_000, `${performance.now() - t0} ms`);
   // One that backtracks on the trial text itself stops the build.
-  const slowToBuild = new IsolatedTokenizer(withPatterns('([\\s\\S]+)+X'), storiesConfig, 'hostile/tokenizer.json',
+  const slowToBuild = new IsolatedTokenizer(JSON.stringify(withPatterns('([\\s\\S]+)+X')), storiesConfig, 'hostile/tokenizer.json',
     { buildMs: 300, baseMs: 300, perItemMs: 0 });
   assert.throws(() => slowToBuild.waitUntilBuilt(), (err) => err instanceof UserError &&
     /^hostile\/tokenizer\.json: the tokenizer ran for more than 0.3 s on building it and trying it on a test text: /.test(err.message));
