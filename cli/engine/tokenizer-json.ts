@@ -19,6 +19,9 @@ export interface LargestId {
   field: string;
 }
 
+/** The longest word a WordPiece model may be asked to split (a word of 1,000 takes it about two seconds). */
+const MAX_WORDPIECE_CHARS = 1000;
+
 class Checker {
   constructor(private readonly file: string) {}
 
@@ -69,6 +72,13 @@ class Checker {
     for (const key of ['unk_token', 'continuing_subword_prefix', 'end_of_word_suffix']) {
       const v = model[key];
       if (v !== undefined && v !== null && typeof v !== 'string') this.fail(`model.${key}`, `is ${show(v)}, expected a string or null`);
+    }
+    // WordPiece tries every end of a word from each of its starts, each try a copy: time grows with the cube of
+    // the longest word it takes on (BERT's files say 100).
+    const maxWord = model.max_input_chars_per_word;
+    if (maxWord !== undefined && maxWord !== null && !(Number.isInteger(maxWord) && (maxWord as number) >= 0 &&
+        (maxWord as number) <= MAX_WORDPIECE_CHARS)) {
+      this.fail('model.max_input_chars_per_word', `is ${show(maxWord)}, expected an integer from 0 to ${MAX_WORDPIECE_CHARS}`);
     }
   }
 

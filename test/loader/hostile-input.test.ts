@@ -118,6 +118,12 @@ test('a vocabulary id that is not an integer is refused naming the token', () =>
   assertBothRefuse(dir, 'tokenizer.json: model.vocab["▁the"] is 3.5, expected a token id');
 });
 
+test('a WordPiece word limit that would let one long word take hours is refused', () => {
+  const dir = copyFixture(G32);
+  editJson(join(dir, 'tokenizer.json'), (t) => { t.model.max_input_chars_per_word = 1_000_000_000; });
+  assertBothRefuse(dir, 'tokenizer.json: model.max_input_chars_per_word is 1000000000, expected an integer from 0 to 1000');
+});
+
 test('config.json vocab_size smaller than the tokenizer: both files named', () => {
   // vocab_size 100 with the embedding cut to match, so only the tokenizer disagrees.
   const dir = copyFixture(FP16);
