@@ -19,6 +19,9 @@ export interface LargestId {
   field: string;
 }
 
+/** The longest string a normalizer, pre-tokenizer or decoder may put in (at every space or match); real ones put in 1. */
+const MAX_INSERTED_CHARS = 64;
+
 /** The longest word a WordPiece model may be asked to split (a word of 1,000 takes it about two seconds). */
 const MAX_WORDPIECE_CHARS = 1000;
 
@@ -106,6 +109,28 @@ class Checker {
     return true;
   }
 
+  /**
+   * The numbers and strings of a normalizer, pre-tokenizer or decoder (and of those in its Sequence) that size the
+   * library's loops and output: a FixedLength of 0 loops until memory runs out, and a long replacement string
+   * multiplies the text's size by its own.
+   */
+  stepParameters(value: unknown, field: string): void {
+    if (!isObject(value)) return;
+    for (const key of ['normalizers', 'pretokenizers', 'decoders']) {
+      const list = value[key];
+      if (Array.isArray(list)) list.forEach((v, i) => this.stepParameters(v, `${field}.${key}[${i}]`));
+    }
+    if (value.type === 'FixedLength' && !(Number.isInteger(value.length) && (value.length as number) >= 1)) {
+      this.fail(`${field}.length`, `is ${show(value.length)}, expected an integer >= 1`);
+    }
+    for (const key of ['content', 'replacement', 'str_rep', 'prepend']) {
+      const v = value[key];
+      if (typeof v === 'string' && v.length > MAX_INSERTED_CHARS) {
+        this.fail(`${field}.${key}`, `is ${v.length} characters long, more than the ${MAX_INSERTED_CHARS} a step may insert`);
+      }
+    }
+  }
+
   /** TemplateProcessing's single/pair are read only at encode time, so they are checked here. */
   postProcessor(value: unknown, field: string): void {
     if (!this.step(value, field)) return;
@@ -140,9 +165,9 @@ export function checkTokenizerJson(json: unknown, file: string): LargestId {
   const largest: LargestId = { id: -1, token: '', field: '' };
   c.model(json, largest);
   c.addedTokens(json, largest);
-  c.step(json.normalizer, 'normalizer');
-  c.step(json.pre_tokenizer, 'pre_tokenizer');
-  c.step(json.decoder, 'decoder');
+  for (const step of ['normalizer', 'pre_tokenizer', 'decoder'] as const) {
+    if (c.step(json[step], step)) c.stepParameters(json[step], step);
+  }
   c.postProcessor(json.post_processor, 'post_processor');
   if (largest.id < 0) throw new UserError(`${file}: model.vocab and added_tokens are empty`);
   return largest;

@@ -124,6 +124,16 @@ test('a WordPiece word limit that would let one long word take hours is refused'
   assertBothRefuse(dir, 'tokenizer.json: model.max_input_chars_per_word is 1000000000, expected an integer from 0 to 1000');
 });
 
+test('tokenizer steps that would loop until memory runs out, or multiply the text, are refused by name', () => {
+  const fixed = copyFixture(FP16);
+  editJson(join(fixed, 'tokenizer.json'), (t) => { t.pre_tokenizer = { type: 'FixedLength', length: 0 }; });
+  // Unchecked, the library's loop took 19 s and 3 GB before V8 gave up on the array.
+  assertBothRefuse(fixed, 'tokenizer.json: pre_tokenizer.length is 0, expected an integer >= 1');
+  const long = copyFixture(FP16);
+  editJson(join(long, 'tokenizer.json'), (t) => { t.normalizer.normalizers[1].content = 'x'.repeat(100_000); });
+  assertBothRefuse(long, 'tokenizer.json: normalizer.normalizers[1].content is 100000 characters long, more than the 64 a step may insert');
+});
+
 test('config.json vocab_size smaller than the tokenizer: both files named', () => {
   // vocab_size 100 with the embedding cut to match, so only the tokenizer disagrees.
   const dir = copyFixture(FP16);
