@@ -51,6 +51,8 @@ export function buildChecked(json: Record<string, unknown>, config: Record<strin
 
 /** The pipeline steps of tokenizer.json that carry a regular expression of their own ({"Regex": "..."}). */
 export function stepsWithFileRegex(json: Record<string, unknown>): Set<(typeof PIPELINE_STEPS)[number]> {
+  // Not an object at all: none (checkTokenizerJson says what is wrong with it).
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) return new Set();
   const visit = (v: unknown): boolean => {
     if (Array.isArray(v)) return v.some(visit);
     if (v === null || typeof v !== 'object') return false;

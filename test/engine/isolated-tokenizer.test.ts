@@ -31,6 +31,8 @@ test('the steps that carry a regular expression of the file are found, and only 
   assert.deepEqual([...stepsWithFileRegex(storiesJson)], []);  // Replace with a String pattern
   assert.deepEqual([...stepsWithFileRegex(withPatterns('\\s+'))], ['pre_tokenizer']);
   assert.deepEqual([...stepsWithFileRegex(withPatterns('\\s+', 'x+'))], ['pre_tokenizer', 'decoder']);
+  // A file that is not an object has none (its own check then says what is wrong with it).
+  for (const notObject of [null, [1], 'x', 3]) assert.deepEqual([...stepsWithFileRegex(notObject as never)], []);
 });
 
 test('on the worker: the same ids and text as the library gives on this thread', () => {

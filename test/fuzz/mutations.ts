@@ -403,6 +403,33 @@ const tokenizerTree: Mutation = (c) => {
   c.runInfo = true;
 };
 
+/** Well-formed steps that would loop, multiply the text or backtrack without end (or that are fine), and broken ones. */
+const TOKENIZER_STEPS: [string, unknown][] = [
+  ['pre_tokenizer', { type: 'FixedLength', length: 0 }],
+  ['pre_tokenizer', { type: 'FixedLength', length: -3 }],
+  ['pre_tokenizer', { type: 'FixedLength', length: 3 }],
+  ['pre_tokenizer', { type: 'Split', pattern: { Regex: '(a+)+$' }, behavior: 'Isolated', invert: false }],
+  ['pre_tokenizer', { type: 'Split', pattern: { Regex: '(\\w+\\s?)+$' }, behavior: 'Removed', invert: false }],
+  ['pre_tokenizer', { type: 'Split', pattern: { Regex: '\\s+(?!\\S)|\\s+|\\S+' }, behavior: 'Isolated', invert: false }],
+  ['pre_tokenizer', { type: 'Split', pattern: { Regex: '(unclosed' }, behavior: 'Isolated', invert: false }],
+  ['normalizer', { type: 'Replace', pattern: { String: ' ' }, content: 'x'.repeat(10_000) }],
+  ['normalizer', { type: 'Replace', pattern: { Regex: '(x+x+)+y' }, content: '\u2581' }],
+  ['decoder', { type: 'Replace', pattern: { Regex: '(a|a)*$' }, content: '' }],
+  ['model', 1_000_000_000],
+];
+
+const tokenizerStep: Mutation = (c) => {
+  const path = c.file('tokenizer.json');
+  const json = readJson(path);
+  const [step, value] = c.p.pick(TOKENIZER_STEPS);
+  if (step === 'model') json.model.max_input_chars_per_word = value;
+  else json[step] = value;
+  writeJson(path, json);
+  c.note(`tokenizer.json: ${step === 'model' ? 'model.max_input_chars_per_word' : step} = ${show(value)}`);
+  c.runInfo = true;
+  c.runChat = true;
+};
+
 const tokenizerWhole: Mutation = (c) => {
   const path = c.file(c.p.pick(['tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'config.json']));
   const text = readFileSync(path, 'utf8');
@@ -539,6 +566,7 @@ export const MUTATIONS: { name: string; weight: number; apply: Mutation; gptqOnl
   { name: 'config tree', weight: 2, apply: configTree },
   { name: 'tokenizer.json', weight: 8, apply: tokenizerTree },
   { name: 'whole JSON file', weight: 2, apply: tokenizerWhole },
+  { name: 'tokenizer step', weight: 3, apply: tokenizerStep },
   { name: 'tokenizer_config.json', weight: 4, apply: tokenizerConfigField },
   { name: 'generation_config.json', weight: 2, apply: generationConfigField },
   { name: 'chat template', weight: 3, apply: chatTemplate },
