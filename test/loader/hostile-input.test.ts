@@ -118,6 +118,14 @@ test('a vocabulary id that is not an integer is refused naming the token', () =>
   assertBothRefuse(dir, 'tokenizer.json: model.vocab["▁the"] is 3.5, expected a token id');
 });
 
+test('a tokenizer.json that is JSON but not an object is refused as such', () => {
+  for (const text of ['null', '[1, 2]', '"tokenizer"', '7']) {
+    const dir = copyFixture(FP16);
+    writeFileSync(join(dir, 'tokenizer.json'), text);
+    assertBothRefuse(dir, 'tokenizer.json: expected a JSON object at the top level');
+  }
+});
+
 test('a WordPiece word limit that would let one long word take hours is refused', () => {
   const dir = copyFixture(G32);
   editJson(join(dir, 'tokenizer.json'), (t) => { t.model.max_input_chars_per_word = 1_000_000_000; });
