@@ -22,7 +22,8 @@ export class TokenizerTimeout extends Error {}
 export class IsolatedTokenizer {
   private worker: Worker | null;
   private readonly port: MessagePort;
-  private readonly done = new Int32Array(new SharedArrayBuffer(4));
+  /** [0]: a reply has been posted; [1]: the worker's code runs (its imports loaded). */
+  private readonly done = new Int32Array(new SharedArrayBuffer(8));
   private stopped: string | null = null;
   private built = false;
 
@@ -40,6 +41,8 @@ export class IsolatedTokenizer {
     this.worker = new Worker(new URL('./tokenizer-worker.js', import.meta.url), { workerData: setup, transferList: [port2] });
     // Neither may keep the process alive: a command ends when its work does.
     this.worker.unref();
+    // Its failures reach the caller as a missing reply (the event comes only once this thread is free again).
+    this.worker.on('error', () => undefined);
     this.port.unref();
     this.send({ op: 'build' });
   }
@@ -86,8 +89,10 @@ export class IsolatedTokenizer {
     Atomics.wait(this.done, 0, 0, deadlineMs);
     const reply = receiveMessageOnPort(this.port)?.message as WorkerReply | undefined;
     if (!reply) {
-      const reason = `the tokenizer ran for more than ${+(deadlineMs / 1000).toFixed(1)} s on ${what}: ` +
-        'a regular expression of the file backtracks without end';
+      const seconds = +(deadlineMs / 1000).toFixed(1);
+      const reason = Atomics.load(this.done, 1) === 0
+        ? `the tokenizer's worker thread did not start within ${seconds} s`
+        : `the tokenizer ran for more than ${seconds} s on ${what}: a regular expression of the file backtracks without end`;
       this.stop(reason);
       throw new TokenizerTimeout(reason);
     }

@@ -10,7 +10,8 @@ export interface WorkerSetup {
   config: Record<string, unknown>;
   source: string;
   port: MessagePort;
-  /** Int32Array over a SharedArrayBuffer: set to 1 and notified when a reply has been posted. */
+  /** Int32Array[2] over a SharedArrayBuffer: [0] set to 1 and notified when a reply has been posted; [1] set once
+   *  this code runs. */
   done: SharedArrayBuffer;
 }
 
@@ -21,6 +22,7 @@ export type WorkerReply = { ok: true; value: unknown } | { ok: false; error: str
 
 const setup = workerData as WorkerSetup;
 const done = new Int32Array(setup.done);
+Atomics.store(done, 1, 1);  // running: a missing reply from here on is a call that did not finish
 let tokenizer: HfTokenizer | null = null;
 
 function answer(call: WorkerCall): unknown {
