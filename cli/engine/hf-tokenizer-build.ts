@@ -7,7 +7,7 @@ import { PIPELINE_STEPS } from './tokenizer-json.js';
 export const firstLine = (err: unknown): string => String((err as Error)?.message ?? err).split('\n')[0]!;
 
 /** A text every working tokenizer encodes and decodes: letters, digits, punctuation, spaces and a newline. */
-export const PROBE_TEXT = 'Hello, world! 123\n  The end.';
+const PROBE_TEXT = 'Hello, world! 123\n  The end.';
 
 /** Hugging Face's tokenizers treat missing pipeline steps and added_tokens as none; the library needs them spelled out. */
 export function withDefaults(json: Record<string, unknown>): Record<string, unknown> {

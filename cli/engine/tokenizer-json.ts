@@ -2,6 +2,7 @@
 // the vocabulary's ids, added_tokens, BPE merges and the post-processor's template. Each failure is a
 // UserError naming the file and the field; a tokenizer that passes gives only integer ids.
 import { UserError } from '../errors.js';
+import { isIntIn } from './native-limits.js';
 
 type Json = Record<string, unknown>;
 
@@ -79,8 +80,7 @@ class Checker {
     // WordPiece tries every end of a word from each of its starts, each try a copy: time grows with the cube of
     // the longest word it takes on (BERT's files say 100).
     const maxWord = model.max_input_chars_per_word;
-    if (maxWord !== undefined && maxWord !== null && !(Number.isInteger(maxWord) && (maxWord as number) >= 0 &&
-        (maxWord as number) <= MAX_WORDPIECE_CHARS)) {
+    if (maxWord !== undefined && maxWord !== null && !isIntIn(maxWord, 0, MAX_WORDPIECE_CHARS)) {
       this.fail('model.max_input_chars_per_word', `is ${show(maxWord)}, expected an integer from 0 to ${MAX_WORDPIECE_CHARS}`);
     }
   }
@@ -120,7 +120,7 @@ class Checker {
       const list = value[key];
       if (Array.isArray(list)) list.forEach((v, i) => this.stepParameters(v, `${field}.${key}[${i}]`));
     }
-    if (value.type === 'FixedLength' && !(Number.isInteger(value.length) && (value.length as number) >= 1)) {
+    if (value.type === 'FixedLength' && !isIntIn(value.length, 1, Number.MAX_SAFE_INTEGER)) {
       this.fail(`${field}.length`, `is ${show(value.length)}, expected an integer >= 1`);
     }
     for (const key of ['content', 'replacement', 'str_rep', 'prepend']) {

@@ -166,8 +166,7 @@ export class TextTokenizer {
       // No add_bos/add_eos in tokenizer_config.json: the tokenizer's own post-processor decides (Llama 3, Qwen2).
       ids = addSpecial && !explicitPolicy ? this.core.encode(text, true) : this.encodePlain(text);
     } catch (err) {
-      if (err instanceof TokenizerTimeout) throw new UserError(`${this.source}: ${err.message}`);
-      throw new UserError(`${this.source}: the tokenizer fails on this text (${firstLine(err)})`);
+      throw this.failure(err, 'the tokenizer fails on this text');
     }
     if (!ids.every((id) => Number.isInteger(id))) {
       throw new UserError(`${this.source}: the vocabulary has no token for part of the text, and model.unk_token is not set`);
@@ -193,9 +192,13 @@ export class TextTokenizer {
     try {
       return this.core.decode(list, skip);
     } catch (err) {
-      if (err instanceof TokenizerTimeout) throw new UserError(`${this.source}: ${err.message}`);
-      throw new UserError(`${this.source}: decoder fails (${firstLine(err)})`);
+      throw this.failure(err, 'decoder fails');
     }
+  }
+
+  /** A call that went past its deadline says so itself; any other failure is `what`, with the library's words. */
+  private failure(err: unknown, what: string): UserError {
+    return new UserError(`${this.source}: ${err instanceof TokenizerTimeout ? err.message : `${what} (${firstLine(err)})`}`);
   }
 
   tokenToId(token: string): number | undefined {
