@@ -110,7 +110,7 @@ async function openChat(opts: ChatOptions): Promise<OpenedChat> {
   const spec = loadModelSpec(opts.model!);
   const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
   const name = basename(spec.dir);
-  const format = formatFor(tokenizer, opts, name, `${spec.dir}/tokenizer_config.json`);
+  const format = formatFor(tokenizer, opts, name, tokenizer.chatTemplateSource);
   const modelMax = spec.arch.maxPositionEmbeddings;
   const maxSeqLen = opts.open.maxSeqLen;
   if (maxSeqLen !== undefined && maxSeqLen > modelMax) {

@@ -1,6 +1,6 @@
 // `xllama info [MODEL_DIR | -m MODEL_DIR] [--gpus] [--json]`: what this machine can run, and what a model is.
 import type { Command } from 'commander';
-import { join } from 'node:path';
+import { basename } from 'node:path';
 import { loadAddon } from '../native/addon.js';
 import { UserError } from '../errors.js';
 import { formatBytes } from '../format.js';
@@ -93,7 +93,7 @@ function tokenizerRows(s: ModelSummary): [string, string][] {
   const unused = s.vocabSize - t.vocabSize;
   return [
     ['tokenizer', `${t.vocabSize} tokens${unused > 0 ? ` (${unused} embedding rows past them, unused)` : ''}, ` +
-      `chat template ${t.chatTemplate ? 'yes' : 'none'}`],
+      `chat template ${t.chatTemplateFile === null ? 'none' : `in ${t.chatTemplateFile}`}`],
     ['bos / eos ids', ids(t.bosTokenId, t.eosTokenIds)],
   ];
 }
@@ -125,8 +125,12 @@ export function formatModelSummary(s: ModelSummary, plan?: SplitPlan, gpus?: Gpu
 /** Builds the tokenizer as generation would (every check included) and parses the chat template. */
 function checkTokenizer(spec: ModelSpec): TokenizerSummary {
   const tok = TextTokenizer.fromFiles(spec.tokenizer, spec);
-  if (tok.chatTemplate !== null) new ChatTemplate(tok.chatTemplate, tok, join(spec.dir, 'tokenizer_config.json'));
-  return { vocabSize: tok.vocabSize, bosTokenId: tok.bosId, eosTokenIds: [...tok.eosIds], chatTemplate: tok.chatTemplate !== null };
+  const hasTemplate = tok.chatTemplate !== null;
+  if (hasTemplate) new ChatTemplate(tok.chatTemplate, tok, tok.chatTemplateSource);
+  return {
+    vocabSize: tok.vocabSize, bosTokenId: tok.bosId, eosTokenIds: [...tok.eosIds],
+    chatTemplate: hasTemplate, chatTemplateFile: hasTemplate ? basename(tok.chatTemplateSource) : null,
+  };
 }
 
 export function registerInfo(program: Command): void {

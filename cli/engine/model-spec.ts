@@ -51,11 +51,19 @@ export interface GptqSettings {
   source: 'config.json' | 'quantize_config.json' | 'inferred';
 }
 
+/** A chat template kept in a file of its own (chat_template.jinja). */
+export interface ChatTemplateFile {
+  path: string;
+  text: string;
+}
+
 export interface TokenizerFiles {
   tokenizerJsonPath: string;
   /** tokenizer_config.json parsed, with `__type: AddedToken` objects flattened to their content. */
   tokenizerConfig: Record<string, unknown>;
   generationConfig: Record<string, unknown> | null;
+  /** chat_template.jinja; when present it replaces tokenizer_config.json's chat_template, as in transformers. */
+  chatTemplateFile: ChatTemplateFile | null;
 }
 
 export interface ModelSpec {

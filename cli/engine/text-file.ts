@@ -1,9 +1,9 @@
 // Reads UTF-8 text that a command is given — a file to evaluate (ppl -f), a prompt file or stdin
 // (generate -f, -p -) — refusing what isn't text with a one-line error naming the file: missing, a folder,
 // binary (a NUL byte or invalid UTF-8), or too large to tokenize; empty, unless the caller accepts it.
-import { readFileSync, statSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import { formatBytes } from '../format.js';
+import { readBoundedFile } from './bounded-file.js';
 
 /** Larger texts are refused: tokenizing keeps every id in memory (WikiText-2's test split is 1.3 MB). */
 export const MAX_TEXT_BYTES = 256 * 1024 * 1024;
@@ -30,25 +30,7 @@ export function decodeText(bytes: Uint8Array, what: string, { allowEmpty = false
 }
 
 export function readTextFile(path: string, { maxBytes = MAX_TEXT_BYTES, allowEmpty = false }: TextOptions = {}): string {
-  let size: number;
-  try {
-    const st = statSync(path);
-    if (st.isDirectory()) throw new UserError(`${path}: is a folder, not a text file`);
-    // A device or a pipe has no size to check (/dev/zero never ends).
-    if (!st.isFile()) throw new UserError(`${path}: not a regular file`);
-    size = st.size;
-  } catch (err) {
-    if (err instanceof UserError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UserError(`${path}: ${code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? (err as Error).message})`}`);
-  }
-  if (size > maxBytes) throw new UserError(`${path}: ${formatBytes(size)} is more than the ${formatBytes(maxBytes)} a text may have`);
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    throw new UserError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
+  const bytes = readBoundedFile(path, { maxBytes, noun: 'text file', limitPhrase: 'a text may have' });
   return decodeText(bytes, path, { allowEmpty });
 }
 

@@ -1,12 +1,12 @@
 // Text ⇄ token ids for a model folder: tokenizer.json through @huggingface/tokenizers (its own regular expressions
 // on a worker with a deadline, tokenizer-core.ts), with the special tokens and BOS/EOS policy taken from
 // tokenizer_config.json, config.json and generation_config.json.
-import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.js';
-import type { TokenizerFiles } from './model-spec.js';
+import type { ChatTemplateFile, TokenizerFiles } from './model-spec.js';
 import { flattenAddedTokens } from './loader/tokenizer-config.js';
+import { MAX_TOKENIZER_JSON_BYTES, readModelJsonText } from './loader/json-file.js';
 import { pickTemplate } from './chat-template.js';
 import { PiecewiseEncoder } from './piecewise-encoding.js';
 import { checkTokenizerConfig, checkTokenizerJson } from './tokenizer-json.js';
@@ -56,6 +56,8 @@ export interface TokenizerChecks {
   configSource?: string;
   /** tokenizer.json's text, when the caller read it (a worker, if one is needed, parses it itself). */
   jsonText?: string;
+  /** The folder's chat_template.jinja, which replaces tokenizer_config.json's chat_template. */
+  chatTemplateFile?: ChatTemplateFile | null;
 }
 
 export class TextTokenizer {
@@ -67,8 +69,10 @@ export class TextTokenizer {
   /** From tokenizer_config.json; null when absent (then the post-processor decides). */
   readonly addBos: boolean | null;
   readonly addEos: boolean | null;
-  /** chat_template from tokenizer_config.json (the 'default' one of a named list), if any. */
+  /** chat_template.jinja's text, else tokenizer_config.json's chat_template (the 'default' one of a named list), if any. */
   readonly chatTemplate: string | null;
+  /** The file chatTemplate came from, for messages. */
+  readonly chatTemplateSource: string;
   /** Vocabulary and added-token look-ups (nothing here runs a regular expression of the file). */
   private readonly hf: HfTokenizer;
   private readonly core: TokenizerCore;
@@ -120,7 +124,9 @@ export class TextTokenizer {
     this.eosIds = [...new Set<number>([...(eosFromConfig === null ? [] : [eosFromConfig]), ...ids.eosTokenIds])];
     this.addBos = typeof config.add_bos_token === 'boolean' ? config.add_bos_token : null;
     this.addEos = typeof config.add_eos_token === 'boolean' ? config.add_eos_token : null;
-    this.chatTemplate = pickTemplate(config.chat_template);
+    const templateFile = checks.chatTemplateFile ?? null;
+    this.chatTemplate = templateFile ? templateFile.text : pickTemplate(config.chat_template);
+    this.chatTemplateSource = templateFile ? templateFile.path : configSource;
     this.piecewise = PiecewiseEncoder.forTokenizer(tokenizerJson);
 
     this.specialIds = new Set<number>();
@@ -134,12 +140,7 @@ export class TextTokenizer {
    * checks the tokenizer against config.json's vocab_size.
    */
   static fromFiles(files: TokenizerFiles, ids: SpecialIds & { arch?: { vocabSize: number } }): TextTokenizer {
-    let text: string;
-    try {
-      text = readFileSync(files.tokenizerJsonPath, 'utf8');
-    } catch (err) {
-      throw new UserError(`${files.tokenizerJsonPath}: cannot read (${(err as NodeJS.ErrnoException).code ?? firstLine(err)})`);
-    }
+    const text = readModelJsonText(files.tokenizerJsonPath, MAX_TOKENIZER_JSON_BYTES);
     let json: Record<string, unknown>;
     try {
       json = JSON.parse(text) as Record<string, unknown>;
@@ -155,6 +156,7 @@ export class TextTokenizer {
       vocabSize: ids.arch?.vocabSize,
       configSource: join(dirname(files.tokenizerJsonPath), 'tokenizer_config.json'),
       jsonText: text,
+      chatTemplateFile: files.chatTemplateFile,
     });
   }
 

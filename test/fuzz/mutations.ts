@@ -1,7 +1,8 @@
 // The ways the fuzzer damages a copy of a fixture model folder, or the flags of a run: safetensors headers
 // and data, GPTQ settings and tensors, config.json, the tokenizer files, chat templates, the folder's files
 // themselves, and generate's flags and prompt. Every choice comes from the case's seeded generator.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Rng } from '../../cli/engine/rng.js';
 import { fixtures } from '../helpers/run-cli.js';
@@ -481,9 +482,15 @@ const chatTemplate: Mutation = (c) => {
     const at = c.p.int(real.length);
     tpl = c.p.chance(0.5) ? real.slice(0, at) : `${real.slice(0, at)}${c.p.pick(['{%', '}}', '{{', '%}', '{#'])}${real.slice(at)}`;
   }
-  json.chat_template = c.p.chance(0.2) ? [{ name: 'default', template: tpl }] : tpl;
-  writeJson(path, json);
-  c.note(`tokenizer_config.json: chat_template = ${show(tpl)}`);
+  if (c.p.chance(0.25)) {
+    // Its own file, which transformers saves now and which wins over tokenizer_config.json's.
+    writeFileSync(c.file('chat_template.jinja'), tpl);
+    c.note(`chat_template.jinja = ${show(tpl)}`);
+  } else {
+    json.chat_template = c.p.chance(0.2) ? [{ name: 'default', template: tpl }] : tpl;
+    writeJson(path, json);
+    c.note(`tokenizer_config.json: chat_template = ${show(tpl)}`);
+  }
   c.runInfo = true;
   c.runChat = true;
 };
@@ -494,13 +501,17 @@ const fileSwap: Mutation = (c) => {
   const names = readdirSync(c.dir);
   const name = c.p.pick(names);
   const path = c.file(name);
-  const kind = c.p.int(5);
+  const kind = c.p.int(8);
   rmSync(path, { force: true });
   if (kind === 0) mkdirSync(path);
   else if (kind === 1) writeFileSync(path, '');
   else if (kind === 2) symlinkSync(path, path); // a link to itself (ELOOP)
   else if (kind === 3) symlinkSync(join(c.dir, 'no-such-file'), path);
-  c.note(`${name}: ${['made a folder', 'emptied', 'a link to itself', 'a dangling link', 'deleted'][kind]}`);
+  else if (kind === 5) symlinkSync('/dev/zero', path); // endless, if read to its end
+  else if (kind === 6) execFileSync('mkfifo', [path]); // opening it to read waits for a writer
+  else if (kind === 7) { writeFileSync(path, ''); truncateSync(path, 3 * 1024 ** 3); } // sparse: no disk used
+  c.note(`${name}: ${['made a folder', 'emptied', 'a link to itself', 'a dangling link', 'deleted', 'a link to /dev/zero',
+    'a FIFO', 'a sparse 3 GB file'][kind]}`);
   c.runInfo = true;
 };
 

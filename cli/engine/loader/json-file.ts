@@ -1,7 +1,23 @@
 // Reads a small JSON file of a model folder, turning a missing file or bad JSON into a one-line UserError.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { UserError } from '../../errors.js';
+import { readBoundedFile } from '../bounded-file.js';
+
+/**
+ * config.json, tokenizer_config.json, a safetensors index: real ones take KB, a large MoE's index about 9 MB.
+ * The bound keeps a hostile one's parse under ~1 GB (the worst JSON, `[{},{},…]`, takes ~32 bytes a byte).
+ */
+export const MAX_CONFIG_JSON_BYTES = 32 * 1024 * 1024;
+
+/** tokenizer.json: the largest we know (Gemma 3's) is 33 MB. 64 MiB of the worst JSON parses in ~2 GB, ~25 s. */
+export const MAX_TOKENIZER_JSON_BYTES = 64 * 1024 * 1024;
+
+/** A JSON file of a model folder as text: a regular file of at most maxBytes, else a one-line UserError. */
+export function readModelJsonText(path: string, maxBytes: number): string {
+  const limitPhrase = basename(path) === 'tokenizer.json' ? 'a tokenizer.json may have' : 'a model folder\'s JSON file may have';
+  return readBoundedFile(path, { maxBytes, noun: 'JSON file', limitPhrase }).toString('utf8');
+}
 
 export type JsonObject = Record<string, unknown>;
 
@@ -18,13 +34,7 @@ export function readJsonObject(path: string, required: boolean): JsonObject | nu
     if (required) throw new UserError(`${dirname(path)}: missing ${name}`);
     return null;
   }
-  if (!statSync(path).isFile()) throw new UserError(`${path}: is not a file`);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new UserError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
+  const text = readModelJsonText(path, MAX_CONFIG_JSON_BYTES);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

@@ -38,8 +38,10 @@ export interface TokenizerSummary {
   /** The ids generation uses: BOS as prompts get it, every id that ends generation. */
   bosTokenId: number | null;
   eosTokenIds: number[];
-  /** tokenizer_config.json has a chat_template (and it parses). */
+  /** The model has a chat template (and it parses). */
   chatTemplate: boolean;
+  /** The file that holds it: chat_template.jinja or tokenizer_config.json; null when there is none. */
+  chatTemplateFile: string | null;
 }
 
 export function summarizeModel(spec: ModelSpec, tokenizer: TokenizerSummary | null = null): ModelSummary {

@@ -2,7 +2,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../../errors.js';
-import type { TokenizerFiles } from '../model-spec.js';
+import { readBoundedFile } from '../bounded-file.js';
+import type { ChatTemplateFile, TokenizerFiles } from '../model-spec.js';
 import { isJsonObject, readJsonObject, type JsonObject } from './json-file.js';
 
 /** Old tokenizer_config.json files write special tokens as `{"__type": "AddedToken", "content": ...}`. */
@@ -11,6 +12,22 @@ export function flattenAddedTokens(value: unknown): unknown {
   if (!isJsonObject(value)) return value;
   if (value.__type === 'AddedToken' && typeof value.content === 'string') return value.content;
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, flattenAddedTokens(v)]));
+}
+
+/** Real chat templates take at most tens of KB; this bounds what a hostile one can make the parser hold. */
+export const MAX_CHAT_TEMPLATE_BYTES = 1024 * 1024;
+
+/**
+ * chat_template.jinja, which transformers (4.47 on) writes on save and reads in preference to
+ * tokenizer_config.json's chat_template; null when the folder has none, or an empty one (which transformers
+ * would take as no template at all). Its text is parsed where it is used: a command without chat ignores it.
+ */
+function readChatTemplateFile(dir: string): ChatTemplateFile | null {
+  const path = join(dir, 'chat_template.jinja');
+  if (!existsSync(path)) return null;
+  const bytes = readBoundedFile(path, { maxBytes: MAX_CHAT_TEMPLATE_BYTES, noun: 'template file', limitPhrase: 'a chat template may have' });
+  const text = bytes.toString('utf8');
+  return text.trim() === '' ? null : { path, text };
 }
 
 export function readTokenizerFiles(dir: string): TokenizerFiles {
@@ -23,6 +40,7 @@ export function readTokenizerFiles(dir: string): TokenizerFiles {
     tokenizerJsonPath,
     tokenizerConfig: flattenAddedTokens(rawConfig) as JsonObject,
     generationConfig: readJsonObject(join(dir, 'generation_config.json'), false),
+    chatTemplateFile: readChatTemplateFile(dir),
   };
 }
 
