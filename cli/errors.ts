@@ -21,6 +21,20 @@ export class UserError extends Error {
   }
 }
 
+/**
+ * A value read from a file, as JSON, for an error message: at most `max` characters, and never a throw of its own
+ * (JSON.stringify recurses, so a list nested a few thousand deep overflows the stack).
+ */
+export function showValue(v: unknown, max = 60): string {
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    s = Array.isArray(v) ? '[...]' : typeof v === 'object' && v !== null ? '{...}' : String(v);
+  }
+  return s.length > max ? `${s.slice(0, max - 3)}...` : s;
+}
+
 export function isUserError(err: unknown): err is UserError {
   return err instanceof UserError;
 }

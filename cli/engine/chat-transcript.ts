@@ -2,7 +2,7 @@
 // settings it was made with. Written whole or not at all; read strictly, every problem one line naming the
 // file and the field.
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { UserError } from '../errors.js';
+import { showValue, UserError } from '../errors.js';
 import type { ChatMessage } from './chat-template.js';
 import type { ChatTurn } from './chat-session.js';
 import type { SamplingParams } from './sampler.js';
@@ -62,10 +62,10 @@ export function conversationFrom(data: unknown, path: string): LoadedConversatio
   if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new UserError(`${path}: a transcript is a JSON object`);
   const t = data as Record<string, unknown>;
   if (t.format !== undefined && t.format !== TRANSCRIPT_FORMAT) {
-    throw new UserError(`${path}: format is ${JSON.stringify(t.format)}, not "${TRANSCRIPT_FORMAT}"`);
+    throw new UserError(`${path}: format is ${showValue(t.format)}, not "${TRANSCRIPT_FORMAT}"`);
   }
   if (t.version !== undefined && t.version !== TRANSCRIPT_VERSION) {
-    throw new UserError(`${path}: transcript version ${JSON.stringify(t.version)} is not supported (this xllama reads ${TRANSCRIPT_VERSION})`);
+    throw new UserError(`${path}: transcript version ${showValue(t.version)} is not supported (this xllama reads ${TRANSCRIPT_VERSION})`);
   }
   if (!Array.isArray(t.messages)) throw new UserError(`${path}: "messages" must be a list of {role, content}`);
   const messages = t.messages as unknown[];
@@ -84,7 +84,7 @@ export function conversationFrom(data: unknown, path: string): LoadedConversatio
       else turns[turns.length - 1]!.assistant = content;
     } else {
       const allowed = i === 0 ? '"system" or "user"' : `"${expected}"`;
-      throw new UserError(`${at}.role is ${JSON.stringify(role)}; expected ${allowed} (messages alternate user and assistant after an optional system message)`);
+      throw new UserError(`${at}.role is ${showValue(role)}; expected ${allowed} (messages alternate user and assistant after an optional system message)`);
     }
   });
   const last = messages.length - (system === null ? 0 : 1);

@@ -1,17 +1,13 @@
 // Checks of a parsed tokenizer.json that the tokenizer library leaves to the first encode, or never makes:
 // the vocabulary's ids, added_tokens, BPE merges and the post-processor's template. Each failure is a
 // UserError naming the file and the field; a tokenizer that passes gives only integer ids.
-import { UserError } from '../errors.js';
+import { showValue as show, UserError } from '../errors.js';
 import { isIntIn } from './native-limits.js';
 
 type Json = Record<string, unknown>;
 
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-const show = (v: unknown): string => {
-  const s = JSON.stringify(v) ?? String(v);
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
-};
 
 /** The largest token id the tokenizer can produce, and the field that holds it. */
 export interface LargestId {
@@ -157,6 +153,36 @@ class Checker {
 
 /** The pipeline steps of tokenizer.json besides the model; a failing trial encode is blamed on one of them. */
 export const PIPELINE_STEPS = ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder'] as const;
+
+/** Real pipeline steps nest objects and lists 6 levels deep at most (Llama 3's post-processor). */
+const MAX_STEP_NESTING = 32;
+
+/** How deeply `value` nests objects and lists, counted without recursion and only up to `limit + 1`. */
+function nesting(value: unknown, limit: number): number {
+  let deepest = 0;
+  const pending: [unknown, number][] = [[value, 1]];
+  while (pending.length > 0) {
+    const [v, depth] = pending.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > limit) break;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) pending.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
+/**
+ * Refuses pipeline steps nested deeper than real ones: the tokenizer library builds (and xllama walks) a nested
+ * Sequence by recursion, which a few thousand levels take past the call stack. Runs before anything else reads them.
+ */
+export function checkStepNesting(json: unknown, file: string): void {
+  if (!isObject(json)) return;
+  for (const step of PIPELINE_STEPS) {
+    if (nesting(json[step], MAX_STEP_NESTING) > MAX_STEP_NESTING) {
+      throw new UserError(`${file}: ${step} nests objects and lists more than ${MAX_STEP_NESTING} levels deep`);
+    }
+  }
+}
 
 /** Checks the structure of a parsed tokenizer.json; returns the largest id it can produce. */
 export function checkTokenizerJson(json: unknown, file: string): LargestId {

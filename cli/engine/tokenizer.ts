@@ -3,13 +3,13 @@
 // tokenizer_config.json, config.json and generation_config.json.
 import { basename, dirname, join } from 'node:path';
 import type { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { UserError } from '../errors.js';
+import { showValue, UserError } from '../errors.js';
 import type { ChatTemplateFile, TokenizerFiles } from './model-spec.js';
 import { flattenAddedTokens } from './loader/tokenizer-config.js';
 import { MAX_TOKENIZER_JSON_BYTES, readModelJsonText } from './loader/json-file.js';
 import { pickTemplate } from './chat-template.js';
 import { PiecewiseEncoder } from './piecewise-encoding.js';
-import { checkTokenizerConfig, checkTokenizerJson } from './tokenizer-json.js';
+import { checkStepNesting, checkTokenizerConfig, checkTokenizerJson } from './tokenizer-json.js';
 import { firstLine } from './hf-tokenizer-build.js';
 import { TokenizerTimeout } from './isolated-tokenizer.js';
 import { startTokenizerBuild, type TokenizerCore } from './tokenizer-core.js';
@@ -95,13 +95,14 @@ export class TextTokenizer {
     const configSource = checks.configSource ?? 'tokenizer_config.json';
     // The loader has flattened `__type: AddedToken` objects already; configs given directly may not be.
     const config = flattenAddedTokens(tokenizerConfig) as Record<string, unknown>;
+    checkStepNesting(tokenizerJson, source);
     // A worker, where the file's own regular expressions need one, builds meanwhile.
     const build = startTokenizerBuild(tokenizerJson, config, source, checks.jsonText);
     try {
       checkTokenizerConfig(config, configSource);
       const largest = checkTokenizerJson(tokenizerJson, source);
       if (checks.vocabSize !== undefined && largest.id >= checks.vocabSize) {
-        throw new UserError(`${source}: ${largest.field} gives ${JSON.stringify(largest.token)} the id ${largest.id}, ` +
+        throw new UserError(`${source}: ${largest.field} gives ${showValue(largest.token)} the id ${largest.id}, ` +
           `outside the model's vocabulary (config.json vocab_size is ${checks.vocabSize})`);
       }
       this.vocabSize = largest.id + 1;
@@ -115,7 +116,7 @@ export class TextTokenizer {
     const lookup = (t: string | null): number | null => (t === null ? null : this.hf.token_to_id(t) ?? null);
     for (const [key, token] of [['bos_token', this.bosToken], ['eos_token', this.eosToken]] as const) {
       if (token !== null && lookup(token) === null) {
-        throw new UserError(`${configSource}: ${key} ${JSON.stringify(token)} is not a token of ${basename(source)}`);
+        throw new UserError(`${configSource}: ${key} ${showValue(token)} is not a token of ${basename(source)}`);
       }
     }
     this.bosId = lookup(this.bosToken) ?? ids.bosTokenId;

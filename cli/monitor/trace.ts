@@ -1,7 +1,7 @@
 // GPU traces: JSON lines, a header then one raw collector snapshot per line (each with its `time`).
 // --record writes them; --replay reads them back through the same pipeline as live sampling.
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { UserError } from '../errors.js';
+import { showValue, UserError } from '../errors.js';
 import type { MonitorSnapshot } from '../native/types.js';
 
 export const TRACE_FORMAT = 'xllama-gpu-trace';
@@ -83,7 +83,7 @@ export function parseTrace(text: string, path: string): Trace {
     throw new UserError(`${path}:1: not an xllama GPU trace (expected a header with "format":"${TRACE_FORMAT}")`);
   }
   if (head.version !== TRACE_VERSION) {
-    throw new UserError(`${path}:1: trace version ${String(head.version)} is not supported (expected ${TRACE_VERSION})`);
+    throw new UserError(`${path}:1: trace version ${showValue(head.version)} is not supported (expected ${TRACE_VERSION})`);
   }
   const snapshots = parsed.slice(1).map(({ value, line }) => checkSnapshot(value, `${path}:${line}`));
   if (snapshots.length === 0) throw new UserError(`${path}: the trace has a header but no snapshots`);

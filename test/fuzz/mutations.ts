@@ -53,13 +53,17 @@ type Json = Record<string, any>;
 type Mutation = (c: CaseBuilder) => void;
 
 const readJson = (path: string): any => JSON.parse(readFileSync(path, 'utf8'));
-const writeJson = (path: string, value: unknown): void => writeFileSync(path, JSON.stringify(value));
+/** Stands for a list nested 100,000 deep, which writeJson writes in its place (JSON.stringify would overflow the stack). */
+const DEEP_LIST = '\u0001a list nested 100,000 deep\u0001';
+const DEEP_LIST_JSON = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+const jsonText = (value: unknown): string => JSON.stringify(value).replaceAll(JSON.stringify(DEEP_LIST), DEEP_LIST_JSON);
+const writeJson = (path: string, value: unknown): void => writeFileSync(path, jsonText(value));
 const show = (v: unknown): string => (v === undefined ? '(deleted)' : (JSON.stringify(v) ?? String(v)).slice(0, 80));
 
 /** Values of every JSON type and the sizes that break things: 0, negative, huge, fractional, int32 edges. */
 const ODD_NUMBERS = [0, -1, 1, 2, 3, 5, 7, 8, 63, 64, 65, 100, 511, 512, 513, 1.5, 0.5, 1e-50, 1e9, 2147483647, 2147483648,
   4294967296, 2 ** 53, 1e12, 1e300, -1e300];
-const ODD_VALUES: unknown[] = [...ODD_NUMBERS, '64', '', 'x', true, false, null, [], [64], {}, { type: 'Bogus' }, undefined];
+const ODD_VALUES: unknown[] = [...ODD_NUMBERS, '64', '', 'x', true, false, null, [], [64], {}, { type: 'Bogus' }, undefined, DEEP_LIST];
 
 /** Sets (or, for undefined, deletes) `key` of `obj`. */
 function setField(obj: Json, key: string | number, value: unknown): void {
@@ -164,10 +168,10 @@ const headerEntry: Mutation = (c) => {
     header[name] = odd(c, [null, 1, 'x', [], [e]]);
     what = `entry = ${show(header[name])}`;
   } else {
-    header.__metadata__ = odd(c, [null, 1, 'x', [], { format: 'pt', n: 1 }, { format: { nested: true } }]);
+    header.__metadata__ = odd(c, [null, 1, 'x', [], { format: 'pt', n: 1 }, { format: { nested: true } }, { format: DEEP_LIST }]);
     what = `__metadata__ = ${show(header.__metadata__)}`;
   }
-  writeRaw(c.file(ST), JSON.stringify(header), data);
+  writeRaw(c.file(ST), jsonText(header), data);
   c.note(`${ST}: tensor ${name}: ${what}`);
   c.runInfo = true;
 };

@@ -8,7 +8,7 @@ import { mkdirSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { runCli } from '../helpers/run-cli.js';
 import { assertCliRefused, assertOneLineRefusal } from '../helpers/assert-refused.js';
-import { rewriteTensors } from '../helpers/safetensors-writer.js';
+import { readRaw, rewriteTensors, writeRaw } from '../helpers/safetensors-writer.js';
 import { FP16, G32, copyFixture, editJson, fixtureModel, readJson } from './model-dir.js';
 
 const gen = (dir: string, ...flags: string[]) => ['generate', '-m', dir, '-p', 'Once upon a time', '-n', '4', '--backend', 'cpu', ...flags];
@@ -60,6 +60,39 @@ test('a folder\'s JSON or template file that is a link to /dev/zero, a FIFO or G
       assert.ok(performance.now() - t0 < 10_000, `${file} as ${what}: took ${performance.now() - t0} ms`);
     }
   }
+});
+
+/** A JSON file with `value` at `key` of its top-level object, written as a list nested `depth` deep. */
+function nestDeep(path: string, key: (obj: Record<string, any>) => [Record<string, any>, string], depth = 100_000): void {
+  const obj = readJson(path);
+  const [parent, field] = key(obj);
+  parent[field] = '@deep@';
+  writeFileSync(path, JSON.stringify(obj).replace('"@deep@"', `${'['.repeat(depth)}${']'.repeat(depth)}`));
+}
+
+test('values nested 100,000 deep are refused by name or ignored, never a stack overflow', () => {
+  const refusals: [string, (o: Record<string, any>) => [Record<string, any>, string], string][] = [
+    ['tokenizer.json', (t) => [t.normalizer.normalizers[0], 'content'], 'tokenizer.json: normalizer nests objects and lists more than 32 levels deep'],
+    ['tokenizer.json', (t) => [t, 'post_processor'], 'tokenizer.json: post_processor nests objects and lists more than 32 levels deep'],
+    ['config.json', (c) => [c, 'hidden_size'], 'config.json: hidden_size is [...], expected an integer >= 1'],
+    ['tokenizer_config.json', (c) => [c, 'additional_special_tokens'], 'tokenizer_config.json: additional_special_tokens is [...]'],
+    ['generation_config.json', (g) => [g, 'eos_token_id'], 'generation_config.json: eos_token_id is [...]'],
+  ];
+  for (const [file, key, message] of refusals) {
+    const dir = copyFixture(FP16);
+    nestDeep(join(dir, file), key);
+    assertBothRefuse(dir, message);
+  }
+  // Fields nothing reads: a nested value there changes nothing.
+  const dir = copyFixture(FP16);
+  nestDeep(join(dir, 'tokenizer_config.json'), (c) => [c, 'unused_field']);
+  nestDeep(join(dir, 'config.json'), (c) => [c, 'unused_field']);
+  const st = join(dir, 'model.safetensors');
+  const { header, data } = readRaw(st);
+  header.__metadata__ = { format: '@deep@' };
+  writeRaw(st, JSON.stringify(header).replace('"@deep@"', `${'['.repeat(100_000)}${']'.repeat(100_000)}`), data);
+  const r = runCli(['info', dir]);
+  assert.equal(r.status, 0, r.stderr);
 });
 
 test('a tokenizer.json post-processor template that is not a list of pieces is refused at load, naming the field', () => {

@@ -1,5 +1,5 @@
 // Typed readers for fields of a parsed JSON config: each failure names the file and the field.
-import { UserError } from '../../errors.js';
+import { showValue, UserError } from '../../errors.js';
 import type { JsonObject } from './json-file.js';
 import { INT32_MAX, fitsFloat32 } from '../native-limits.js';
 
@@ -22,7 +22,7 @@ export class FieldReader {
       throw new UserError(`${this.where(key)} is missing (expected an integer)`);
     }
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-      throw new UserError(`${this.where(key)} is ${JSON.stringify(v)}, expected an integer >= ${min}`);
+      throw new UserError(`${this.where(key)} is ${showValue(v)}, expected an integer >= ${min}`);
     }
     if (v > max) throw new UserError(`${this.where(key)} is ${v}, more than xllama supports (at most ${max})`);
     return v;
@@ -36,7 +36,7 @@ export class FieldReader {
       throw new UserError(`${this.where(key)} is missing (expected a number)`);
     }
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-      throw new UserError(`${this.where(key)} is ${JSON.stringify(v)}, expected a positive number`);
+      throw new UserError(`${this.where(key)} is ${showValue(v)}, expected a positive number`);
     }
     if (!fitsFloat32(v)) throw new UserError(`${this.where(key)} is ${v}, outside the range of a 32-bit float`);
     return v;
@@ -45,14 +45,14 @@ export class FieldReader {
   bool(key: string, fallback: boolean): boolean {
     const v = this.obj[key];
     if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'boolean') throw new UserError(`${this.where(key)} is ${JSON.stringify(v)}, expected true or false`);
+    if (typeof v !== 'boolean') throw new UserError(`${this.where(key)} is ${showValue(v)}, expected true or false`);
     return v;
   }
 
   string(key: string): string | null {
     const v = this.obj[key];
     if (v === undefined || v === null) return null;
-    if (typeof v !== 'string') throw new UserError(`${this.where(key)} is ${JSON.stringify(v)}, expected a string`);
+    if (typeof v !== 'string') throw new UserError(`${this.where(key)} is ${showValue(v)}, expected a string`);
     return v;
   }
 

@@ -1,5 +1,5 @@
 // config.json → ModelArchitecture: the supported Llama-family architectures and their sizes.
-import { UserError } from '../../errors.js';
+import { showValue, UserError } from '../../errors.js';
 import type { Architecture, ModelArchitecture, RopeScaling } from '../model-spec.js';
 import { FieldReader } from './config-fields.js';
 import { isJsonObject, type JsonObject } from './json-file.js';
@@ -10,7 +10,7 @@ export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausal
 function parseArchitectureName(cfg: FieldReader): Architecture {
   const list = cfg.obj.architectures;
   if (!Array.isArray(list) || list.length === 0 || typeof list[0] !== 'string') {
-    cfg.fail('architectures', `${list === undefined ? 'is missing' : `is ${JSON.stringify(list)}`}, expected a list such as ["LlamaForCausalLM"]`);
+    cfg.fail('architectures', `${list === undefined ? 'is missing' : `is ${showValue(list)}`}, expected a list such as ["LlamaForCausalLM"]`);
   }
   const name = list[0] as string;
   if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(name)) {
@@ -22,7 +22,7 @@ function parseArchitectureName(cfg: FieldReader): Architecture {
 /** rope_scaling (or transformers 5 rope_parameters): `type` or `rope_type`; "default" means none. */
 function parseRopeScaling(raw: unknown, file: string, key: string): RopeScaling | null {
   if (raw === undefined || raw === null) return null;
-  if (!isJsonObject(raw)) throw new UserError(`${file}: ${key} is ${JSON.stringify(raw)}, expected an object or null`);
+  if (!isJsonObject(raw)) throw new UserError(`${file}: ${key} is ${showValue(raw)}, expected an object or null`);
   const r = new FieldReader(raw, file, `${key}.`);
   const type = r.string('rope_type') ?? r.string('type');
   if (type === null || type === 'default') return null;

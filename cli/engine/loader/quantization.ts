@@ -1,6 +1,6 @@
 // GPTQ settings from config.json's quantization_config or quantize_config.json (inference from the
 // tensors themselves lives in quant-inference.ts).
-import { UserError } from '../../errors.js';
+import { showValue, UserError } from '../../errors.js';
 import type { GptqSettings } from '../model-spec.js';
 import { FieldReader } from './config-fields.js';
 import type { JsonObject } from './json-file.js';
@@ -20,7 +20,7 @@ export function parseGptqSettings(raw: JsonObject, file: string, prefix: string,
   if (bits !== 4) r.fail('bits', `is ${bits}; only 4-bit GPTQ is supported`);
   const groupSize = raw.group_size ?? -1;
   if (typeof groupSize !== 'number' || !Number.isInteger(groupSize) || (groupSize !== -1 && groupSize < 1) || groupSize > INT32_MAX) {
-    r.fail('group_size', `is ${JSON.stringify(groupSize)}, expected a positive integer or -1 (no grouping)`);
+    r.fail('group_size', `is ${showValue(groupSize)}, expected a positive integer or -1 (no grouping)`);
   }
   if (r.bool('is_marlin_format', false)) r.fail('is_marlin_format', 'is true; Marlin-packed checkpoints are not supported');
   // AutoGPTQ writes checkpoint_format, GPTQModel writes format.
@@ -45,7 +45,7 @@ export function gptqSettingsFromConfigs(config: JsonObject, configFile: string, 
   const inConfig = config.quantization_config;
   if (inConfig !== undefined && inConfig !== null) {
     if (typeof inConfig !== 'object' || Array.isArray(inConfig)) {
-      throw new UserError(`${configFile}: quantization_config is ${JSON.stringify(inConfig)}, expected an object`);
+      throw new UserError(`${configFile}: quantization_config is ${showValue(inConfig)}, expected an object`);
     }
     return parseGptqSettings(inConfig as JsonObject, configFile, 'quantization_config.', 'config.json');
   }

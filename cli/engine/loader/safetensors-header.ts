@@ -1,7 +1,7 @@
 // Reads and checks the header of one safetensors file (never its tensor data): 8-byte little-endian
 // header length, a JSON header, then the data section the tensors' data_offsets point into.
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { UserError } from '../../errors.js';
+import { showValue, UserError } from '../../errors.js';
 import { isJsonObject } from './json-file.js';
 
 /** Bytes per element of every safetensors dtype; unknown extra tensors may use any of them. */
@@ -52,13 +52,13 @@ function parseEntry(file: string, name: string, v: unknown, dataStart: number, d
   if (!isJsonObject(v)) throw new UserError(`${where}: header entry is not an object`);
   const { dtype, shape, data_offsets: offsets } = v;
   if (typeof dtype !== 'string' || DTYPE_BYTES[dtype] === undefined) {
-    throw new UserError(`${where}: unknown dtype ${JSON.stringify(dtype)}`);
+    throw new UserError(`${where}: unknown dtype ${showValue(dtype)}`);
   }
   if (!Array.isArray(shape) || !shape.every(isDim)) {
-    throw new UserError(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    throw new UserError(`${where}: shape ${showValue(shape)} is not a list of non-negative integers`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isDim) || offsets[0] > offsets[1]) {
-    throw new UserError(`${where}: data_offsets ${JSON.stringify(offsets)} is not a [begin, end] pair`);
+    throw new UserError(`${where}: data_offsets ${showValue(offsets)} is not a [begin, end] pair`);
   }
   const [begin, end] = offsets as [number, number];
   if (end > dataBytes) {
@@ -67,7 +67,7 @@ function parseEntry(file: string, name: string, v: unknown, dataStart: number, d
   const elements = (shape as number[]).reduce((a, b) => a * b, 1);
   const expected = elements * DTYPE_BYTES[dtype]!;
   if (end - begin !== expected) {
-    throw new UserError(`${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes, but ${dtype} ${JSON.stringify(shape)} needs ${expected}`);
+    throw new UserError(`${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes, but ${dtype} ${showValue(shape)} needs ${expected}`);
   }
   return { name, file, dtype, shape: shape as number[], offset: dataStart + begin, byteLength: end - begin };
 }
@@ -115,7 +115,9 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     let metadata: Record<string, string> = {};
     for (const [name, entry] of Object.entries(header)) {
       if (name === '__metadata__') {
-        if (isJsonObject(entry)) metadata = Object.fromEntries(Object.entries(entry).map(([k, v]) => [k, String(v)]));
+        // The format's metadata maps strings to strings; anything else is dropped (not String()ed: a list nested
+        // thousands deep would take String() past the call stack).
+        if (isJsonObject(entry)) metadata = Object.fromEntries(Object.entries(entry).filter((e): e is [string, string] => typeof e[1] === 'string'));
         continue;
       }
       tensors.push(parseEntry(file, name, entry, dataStart, size - dataStart));

@@ -2,7 +2,7 @@
 // else model.safetensors, else every *.safetensors file of the folder.
 import { existsSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { UserError } from '../../errors.js';
+import { showValue, UserError } from '../../errors.js';
 import { isJsonObject, readJsonObject } from './json-file.js';
 
 export interface ShardPlan {
@@ -21,7 +21,7 @@ function fromIndex(dir: string, indexFile: string): ShardPlan {
   const weightMap = new Map<string, string>();
   for (const [tensor, shard] of Object.entries(map)) {
     if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
-      throw new UserError(`${indexFile}: weight_map["${tensor}"] is ${JSON.stringify(shard)}, expected a file name in the folder`);
+      throw new UserError(`${indexFile}: weight_map["${tensor}"] is ${showValue(shard)}, expected a file name in the folder`);
     }
     weightMap.set(tensor, join(dir, shard));
   }

@@ -1,17 +1,22 @@
 // tokenizer.json / tokenizer_config.json / generation_config.json of a model folder.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { UserError } from '../../errors.js';
+import { showValue, UserError } from '../../errors.js';
 import { readBoundedFile } from '../bounded-file.js';
 import type { ChatTemplateFile, TokenizerFiles } from '../model-spec.js';
 import { isJsonObject, readJsonObject, type JsonObject } from './json-file.js';
 
-/** Old tokenizer_config.json files write special tokens as `{"__type": "AddedToken", "content": ...}`. */
-export function flattenAddedTokens(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(flattenAddedTokens);
+/**
+ * Old tokenizer_config.json files write special tokens as `{"__type": "AddedToken", "content": ...}`, at the top
+ * level (bos_token) or one level down (additional_special_tokens' items, added_tokens_decoder's entries). Deeper
+ * values are left as they are, so that a hostile file's nesting can't exhaust the call stack.
+ */
+export function flattenAddedTokens(value: unknown, levels = 2): unknown {
+  if (isJsonObject(value) && value.__type === 'AddedToken' && typeof value.content === 'string') return value.content;
+  if (levels === 0) return value;
+  if (Array.isArray(value)) return value.map((v) => flattenAddedTokens(v, levels - 1));
   if (!isJsonObject(value)) return value;
-  if (value.__type === 'AddedToken' && typeof value.content === 'string') return value.content;
-  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, flattenAddedTokens(v)]));
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, flattenAddedTokens(v, levels - 1)]));
 }
 
 /** Real chat templates take at most tens of KB; this bounds what a hostile one can make the parser hold. */
@@ -50,7 +55,7 @@ export function tokenIdList(value: unknown, file: string, key: string, vocabSize
   const list = Array.isArray(value) ? value : [value];
   for (const v of list) {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
-      throw new UserError(`${file}: ${key} is ${JSON.stringify(value)}, expected a token id or a list of them`);
+      throw new UserError(`${file}: ${key} is ${showValue(value)}, expected a token id or a list of them`);
     }
     if (v >= vocabSize) {
       throw new UserError(`${file}: ${key} ${v} is outside the vocabulary (config.json vocab_size is ${vocabSize})`);
