@@ -1,14 +1,17 @@
 // The chat transcript file (/save, /load): the conversation as messages, with the model, template and sampling
 // settings it was made with. Written whole or not at all; read strictly, every problem one line naming the
 // file and the field.
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { showValue, UserError } from '../errors.js';
+import { readBoundedFile } from './bounded-file.js';
 import type { ChatMessage } from './chat-template.js';
 import type { ChatTurn } from './chat-session.js';
 import type { SamplingParams } from './sampler.js';
 
 export const TRANSCRIPT_FORMAT = 'xllama-chat';
 export const TRANSCRIPT_VERSION = 1;
+/** A long chat saves to a few MB; a file far past that is not a transcript (and /dev/zero never ends). */
+const MAX_TRANSCRIPT_BYTES = 64 * 1024 * 1024;
 
 export interface ChatTranscript {
   format: typeof TRANSCRIPT_FORMAT;
@@ -42,12 +45,8 @@ export function writeTranscript(path: string, transcript: ChatTranscript): void 
 }
 
 export function readTranscript(path: string): LoadedConversation {
-  let raw: string;
-  try {
-    raw = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new UserError(`${path}: cannot read the transcript (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
+  const raw = readBoundedFile(path, { maxBytes: MAX_TRANSCRIPT_BYTES, noun: 'transcript', limitPhrase: 'a transcript may have' })
+    .toString('utf8');
   let data: unknown;
   try {
     data = JSON.parse(raw);

@@ -1,11 +1,14 @@
 // GPU traces: JSON lines, a header then one raw collector snapshot per line (each with its `time`).
 // --record writes them; --replay reads them back through the same pipeline as live sampling.
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { showValue, UserError } from '../errors.js';
+import { readBoundedFile } from '../engine/bounded-file.js';
 import type { MonitorSnapshot } from '../native/types.js';
 
 export const TRACE_FORMAT = 'xllama-gpu-trace';
 export const TRACE_VERSION = 1;
+/** The longest string V8 makes (a trace is read as one): about 512 MiB, a day or more of snapshots. */
+const MAX_TRACE_BYTES = 512 * 1024 * 1024 - 64;
 
 export interface TraceHeader {
   format: typeof TRACE_FORMAT;
@@ -93,9 +96,9 @@ export function parseTrace(text: string, path: string): Trace {
 export function readTrace(path: string): Trace {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readBoundedFile(path, { maxBytes: MAX_TRACE_BYTES, noun: 'trace file', limitPhrase: 'a trace may have' }).toString('utf8');
   } catch (err) {
-    throw new UserError(`--replay ${path}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw err instanceof UserError ? new UserError(`--replay ${err.message}`) : err;
   }
   return parseTrace(text, path);
 }

@@ -53,7 +53,8 @@ test('transcripts are read strictly: each problem is one line naming the file an
   for (const [data, message] of bad) assert.throws(() => conversationFrom(data, 'f.json'), (e: unknown) => message.test((e as Error).message), String(message));
   const dir = mkdtempSync(join(tmpdir(), 'xllama-transcript-'));
   try {
-    assert.throws(() => readTranscript(join(dir, 'none.json')), /none\.json: cannot read the transcript \(ENOENT\)$/);
+    assert.throws(() => readTranscript(join(dir, 'none.json')), /none\.json: no such file$/);
+    assert.throws(() => readTranscript('/dev/zero'), /: \/dev\/zero: not a regular file$/); // not read until memory runs out
     writeFileSync(join(dir, 'broken.json'), '{"messages": [');
     assert.throws(() => readTranscript(join(dir, 'broken.json')), /broken\.json: not a JSON transcript/);
   } finally {

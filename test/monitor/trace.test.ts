@@ -29,7 +29,8 @@ test('bad traces are one-line errors naming the file and line', () => {
   assert.throws(() => parseTrace(`${header}\n{"time":1}\n`, 'a.jsonl'), /a\.jsonl:2: not a GPU snapshot/);
   assert.throws(() => parseTrace(`${header}\n`, 'a.jsonl'), /header but no snapshots/);
   assert.throws(() => parseTrace(header.replace('"version":1', '"version":7'), 'a.jsonl'), /version 7 is not supported/);
-  assert.throws(() => readTrace('/nonexistent/t.jsonl'), /--replay \/nonexistent\/t\.jsonl: cannot read the file \(ENOENT\)/);
+  assert.throws(() => readTrace('/nonexistent/t.jsonl'), /--replay \/nonexistent\/t\.jsonl: no such file/);
+  assert.throws(() => readTrace('/dev/zero'), /: --replay \/dev\/zero: not a regular file$/);
   assert.throws(() => new TraceWriter('/nonexistent/dir/t.jsonl', 500), /--record \/nonexistent\/dir\/t\.jsonl: cannot create/);
 });
 
