@@ -61,19 +61,6 @@ export class ChatTemplate {
   }
 }
 
-/**
- * The model's template; when it has none, a UserError unless `allowFallback`, in which case a plain
- * "User: …\nAssistant:" format is returned and `isFallback` says so (callers should tell the user).
- */
-export function chatTemplateFor(templateText: string | null, tokens: TemplateTokens, source: string,
-                                allowFallback = false): { template: ChatTemplate; isFallback: boolean } {
-  if (templateText) return { template: new ChatTemplate(templateText, tokens, source), isFallback: false };
-  if (!allowFallback) {
-    throw new UserError(`${source}: the model has no chat_template; use plain generation, or a model with one`);
-  }
-  return { template: new ChatTemplate(PLAIN_TEMPLATE, tokens, 'built-in plain chat format'), isFallback: true };
-}
-
 /** Fallback for models without a template: labelled turns and no special tokens (encode it with addSpecial). */
 export const PLAIN_TEMPLATE =
   "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'] + '\\n\\n' }}" +

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixtures } from '../helpers/run-cli.js';
-import { ChatTemplate, chatTemplateFor, pickTemplate, type ChatMessage } from '../../cli/engine/chat-template.js';
+import { ChatTemplate, PLAIN_TEMPLATE, pickTemplate, type ChatMessage } from '../../cli/engine/chat-template.js';
 import { UserError } from '../../cli/errors.js';
 import { fixtureTokenizer } from './fixture-tokenizers.js';
 import { TextTokenizer } from '../../cli/engine/tokenizer.js';
@@ -65,11 +65,9 @@ test('a rendered Llama-2 prompt tokenizes with BOS ids from the text, not added 
   assert.equal(tok.decode(ids), '[INST] Hi! [/INST]');
 });
 
-test('a model without chat_template: a clear error, or the plain fallback when allowed', () => {
-  assert.throws(() => chatTemplateFor(null, TOKENS, 'm/tokenizer_config.json'), /m\/tokenizer_config.json: the model has no chat_template/);
-  const { template, isFallback } = chatTemplateFor(null, TOKENS, 'm/tokenizer_config.json', true);
-  assert.equal(isFallback, true);
-  assert.equal(template.render([SYSTEM, ...TURNS]), 'You are terse.\n\nUser: Hi!\nAssistant: Hello.\nUser: Name a color.\nAssistant:');
+test('the plain format for models without a template; a template that does not parse is named', () => {
+  const plain = new ChatTemplate(PLAIN_TEMPLATE, TOKENS, 'built-in plain chat format');
+  assert.equal(plain.render([SYSTEM, ...TURNS]), 'You are terse.\n\nUser: Hi!\nAssistant: Hello.\nUser: Name a color.\nAssistant:');
   assert.throws(() => new ChatTemplate('{% for %}', TOKENS, 'bad.json'), /bad.json: chat_template does not parse/);
 });
 
@@ -88,8 +86,7 @@ test("the tokenizer exposes the config's chat_template, rendered with its own BO
   const tok = new TextTokenizer(json, { ...config, chat_template: [{ name: 'default', template: text }] },
     { bosTokenId: null, eosTokenIds: [] });
   assert.equal(tok.chatTemplate, text);
-  const { template, isFallback } = chatTemplateFor(tok.chatTemplate, tok, 'mistral');
-  assert.equal(isFallback, false);
+  const template = new ChatTemplate(text, tok, 'mistral');
   const ids = tok.encode(template.render(TURNS.slice(0, 2)));
   assert.equal(ids[0], tok.bosId);
   assert.equal(ids.at(-1), tok.eosIds[0]);
