@@ -3,7 +3,7 @@
 // tokens were damaged), and checks the contract: exit 0, or exit 2
 // with at most 3 lines naming the file, field or flag; never a signal, a timeout, more than 1 GiB, a stack
 // trace or an "internal error".
-import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixtures } from '../helpers/run-cli.js';
@@ -53,6 +53,18 @@ const SAMPLING = [
   [],
 ];
 
+/** A file a mutation must not read: it would wait for a writer (a FIFO), never end (/dev/zero) or take GBs. */
+function hasUnreadableFile(dir: string): boolean {
+  return readdirSync(dir).some((name) => {
+    try {
+      const st = statSync(join(dir, name));
+      return (!st.isFile() && !st.isDirectory()) || st.size > 64 * 1024 * 1024;
+    } catch {
+      return false; // a dangling link or a loop: reading it fails at once
+    }
+  });
+}
+
 export function buildCase(seed: number, index: number, root: string, backend = 'cpu'): FuzzCase {
   const p = new Picker(caseSeed(seed, index));
   const fixture = p.pick(FIXTURES);
@@ -67,6 +79,10 @@ export function buildCase(seed: number, index: number, root: string, backend = '
   const kinds: string[] = [];
   for (let k = 0; k < count; k++) {
     const m = pickMutation(p, c.quantized);
+    if (hasUnreadableFile(dir)) {
+      c.note(`${m.name}: not applied, a file the first damage left would stall the fuzzer reading it`);
+      continue;
+    }
     try {
       m.apply(c);
     } catch {
