@@ -1,6 +1,7 @@
 // What the chat header says about the model and the settings, as plain strings (the Ink header draws them).
 import type { SamplingParams } from '../engine/sampler.js';
 import type { ModelSpec } from '../engine/model-spec.js';
+import { describeSamplingDefaults, type SamplingDefaults } from '../engine/loader/generation-config.js';
 
 export interface ChatHeaderInfo {
   model: string;
@@ -25,7 +26,13 @@ export function describeQuantization(spec: ModelSpec): string {
 }
 
 /** "greedy", or the sampling steps that are on: "temperature 0.8, top-k 40, top-p 0.95, min-p 0.05". */
-export function describeSampling(p: SamplingParams): string {
+/** "temperature 0.6, top-k 40, top-p 0.9, min-p 0.05", saying which settings the model's generation_config.json gave. */
+export function describeSampling(p: SamplingParams, fromModel: SamplingDefaults = {}): string {
+  const source = Object.keys(fromModel).length > 0 ? ` (${describeSamplingDefaults(fromModel)} from generation_config.json)` : '';
+  return describeSettings(p) + source;
+}
+
+function describeSettings(p: SamplingParams): string {
   if (p.temperature <= 0 && p.repeatPenalty === 1 && p.frequencyPenalty === 0 && p.presencePenalty === 0) return 'greedy';
   const parts = p.temperature <= 0 ? ['greedy'] : [`temperature ${p.temperature}`];
   if (p.temperature > 0) {

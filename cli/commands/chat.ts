@@ -18,7 +18,7 @@ import { TextTokenizer } from '../engine/tokenizer.js';
 import { loadAddon } from '../native/addon.js';
 import { parseInteger } from './flags.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
-import { addSamplingOptions, samplingFrom, seedFrom, type SamplingFlags } from './sampling-options.js';
+import { addSamplingOptions, givenSampling, resolveSampling, seedFrom, type ResolvedSampling, type SamplingFlags } from './sampling-options.js';
 import { startSpinner } from './spinner.js';
 
 interface ChatFlags extends ModelFlags, SamplingFlags {
@@ -57,7 +57,7 @@ function parseFlags(flags: ChatFlags) {
     system: systemFrom(flags),
     template: flags.template,
     maxTokens: parseInteger(flags.maxTokens, '-n/--max-tokens', 1) ?? null,
-    sampling: samplingFrom(flags),
+    sampling: givenSampling(flags),
     seed: seedFrom(flags),
     open: openOptionsFrom(flags),
     prompt: flags.prompt ?? null,
@@ -69,6 +69,8 @@ type ChatOptions = ReturnType<typeof parseFlags>;
 interface OpenedChat {
   model: NativeModel;
   tokenizer: TextTokenizer;
+  /** The flags over the model's generation_config.json over xllama's defaults. */
+  sampling: ResolvedSampling;
   format: ChatFormat;
   name: string;
   spec: ModelSpec | null;
@@ -101,13 +103,15 @@ async function openChat(opts: ChatOptions): Promise<OpenedChat> {
     }
     try {
       const tokenizer = dummyTokenizer(opts.dummy, model.vocabSize);
-      return { model, tokenizer, format: formatFor(tokenizer, opts, opts.dummy, `--dummy ${opts.dummy}`), name: `${opts.dummy} (dummy)`, spec: null };
+      const format = formatFor(tokenizer, opts, opts.dummy, `--dummy ${opts.dummy}`);
+      return { model, tokenizer, sampling: resolveSampling(opts.sampling), format, name: `${opts.dummy} (dummy)`, spec: null };
     } catch (err) {
       model.close();
       throw err;
     }
   }
   const spec = loadModelSpec(opts.model!);
+  const sampling = resolveSampling(opts.sampling, spec.samplingDefaults);
   const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
   const name = basename(spec.dir);
   const format = formatFor(tokenizer, opts, name, tokenizer.chatTemplateSource);
@@ -120,7 +124,7 @@ async function openChat(opts: ChatOptions): Promise<OpenedChat> {
   try {
     // Without --max-seq-len the backend sizes the cache: the model's context, capped by free GPU memory.
     const model = await NativeModel.open(spec, { ...opts.open, maxSeqLen: maxSeqLen ?? 0 });
-    return { model, tokenizer, format, name, spec };
+    return { model, tokenizer, sampling, format, name, spec };
   } finally {
     spinner.stop();
   }
@@ -138,7 +142,7 @@ function headerInfo(opened: OpenedChat, opts: ChatOptions, session: ChatSession)
     model: opened.name,
     quantization: spec ? describeQuantization(spec) : 'GPTQ 4-bit g128, random weights',
     backend: model.backend, gpus, contextSize: model.maxSeqLen,
-    template: opened.format.description, sampling: describeSampling(opts.sampling), seed: opts.seed,
+    template: opened.format.description, sampling: describeSampling(opened.sampling.params, opened.sampling.fromModel), seed: opts.seed,
     maxTokens: opts.maxTokens, system: session.system,
   };
 }
@@ -149,7 +153,7 @@ async function runChat(flags: ChatFlags): Promise<void> {
   const { model, tokenizer, format } = opened;
   try {
     const session = new ChatSession(model, tokenizer, {
-      format, sampling: opts.sampling, seed: opts.seed, maxTokens: opts.maxTokens, system: opts.system,
+      format, sampling: opened.sampling.params, seed: opts.seed, maxTokens: opts.maxTokens, system: opts.system,
     });
     const controller = new ChatController(session, { model: opened.spec?.dir ?? opened.name });
     if (opts.prompt !== null) {

@@ -15,7 +15,7 @@ import { formatTokens } from '../format.js';
 import { addAlias, collect, parseInteger } from './flags.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
 import { addPromptOptions, promptTextFrom, type PromptFlags } from './prompt-input.js';
-import { addSamplingOptions, samplingFrom, seedFrom, type SamplingFlags } from './sampling-options.js';
+import { addSamplingOptions, givenSampling, resolveSampling, seedFrom, type SamplingFlags } from './sampling-options.js';
 import { startSpinner } from './spinner.js';
 import { stdoutWriter } from './stdout-writer.js';
 
@@ -43,7 +43,7 @@ function parseFlags(flags: GenerateFlags) {
   if (stop.some((s) => s.length === 0)) throw new UserError('--stop: a stop string is empty');
   return {
     maxTokens: parseInteger(flags.maxTokens, '-n/--max-tokens', 0) ?? DEFAULT_MAX_TOKENS,
-    sampling: samplingFrom(flags),
+    sampling: givenSampling(flags),
     seed: seedFrom(flags),
     open: openOptionsFrom(flags),
     stop,
@@ -54,6 +54,7 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
   const opts = parseFlags(flags);
   // Everything that can be checked without the weights is checked before they are mapped.
   const spec = loadModelSpec(modelDirFrom(flags));
+  const sampling = resolveSampling(opts.sampling, spec.samplingDefaults);
   const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
   const ids = promptIds(tokenizer, await promptTextFrom(flags));
   const modelMax = spec.arch.maxPositionEmbeddings;
@@ -79,7 +80,7 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
     checkPromptFits(ids, model.maxSeqLen, `the KV cache (${model.backend})`);
     const prefill = startSpinner(`reading the prompt (${ids.length} tokens)`);
     const run = generate(model, tokenizer, ids, {
-      maxTokens: opts.maxTokens, sampling: opts.sampling, seed: opts.seed, stop: opts.stop, signal: stop.signal,
+      maxTokens: opts.maxTokens, sampling: sampling.params, seed: opts.seed, stop: opts.stop, signal: stop.signal,
     });
     let text = '';
     try {
@@ -97,7 +98,8 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
     const { stopReason, ...stats } = run.stats;
     if (flags.json) {
       writeOut(`${JSON.stringify({
-        model: spec.dir, backend: model.backend, seed: opts.seed, sampling: opts.sampling, stop: opts.stop,
+        model: spec.dir, backend: model.backend, seed: opts.seed, sampling: sampling.params,
+        samplingFromModel: sampling.fromModel, stop: opts.stop,
         maxTokens: opts.maxTokens, maxSeqLen: model.maxSeqLen, text, promptIds: ids, generatedIds: run.generatedIds,
         stopReason, timings: { loadMs, ...stats },
       })}\n`);

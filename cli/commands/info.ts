@@ -16,6 +16,7 @@ import type { ModelSpec } from '../engine/model-spec.js';
 import type { GpuDescription } from '../native/types.js';
 import { parseInteger } from './flags.js';
 import { gpuSplitFrom, parseGpuList } from './model-options.js';
+import { describeSamplingDefaults } from '../engine/loader/generation-config.js';
 
 interface InfoOptions {
   /** -m/--model, the spelling the other commands use; the same as the positional argument. */
@@ -115,6 +116,8 @@ export function formatModelSummary(s: ModelSummary, plan?: SplitPlan, gpus?: Gpu
     ['size on disk', `${formatBytes(s.diskBytes)} in ${s.files.length} file${s.files.length === 1 ? '' : 's'}`],
     ['GPU weights', formatBytes(s.gpuWeightBytes)],
     ...tokenizerRows(s),
+    ...(Object.keys(s.samplingDefaults).length > 0
+      ? [['sampling', `${describeSamplingDefaults(s.samplingDefaults)} (generation_config.json)`] as [string, string]] : []),
     ...(plan ? planRows(plan, (d) => gpus?.find((g) => g.index === d)?.name) : []),
   ];
   if (plan && gpus === null && plan.mode !== 'single') rows.push(['', 'no GPU here: planned against the budgets alone']);

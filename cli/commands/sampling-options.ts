@@ -6,6 +6,7 @@ import { DEFAULT_SAMPLING, checkSampling, type SamplingParams } from '../engine/
 import { randomSeed } from '../engine/rng.js';
 import { addAlias, parseInteger, parseNumber } from './flags.js';
 import { INT32_MAX } from '../engine/native-limits.js';
+import type { SamplingDefaults } from '../engine/loader/generation-config.js';
 
 export interface SamplingFlags {
   temperature?: string;
@@ -34,21 +35,34 @@ export function addSamplingOptions(cmd: Command): Command {
   return addAlias(cmd, '--temp <t>', 'temperature');
 }
 
-export function samplingFrom(flags: SamplingFlags): SamplingParams {
-  const d = DEFAULT_SAMPLING;
-  const p: SamplingParams = {
-    temperature: parseNumber(flags.temperature, '--temperature') ?? d.temperature,
-    topK: parseInteger(flags.topK, '--top-k', 0, INT32_MAX) ?? d.topK,
-    topP: parseNumber(flags.topP, '--top-p') ?? d.topP,
-    minP: parseNumber(flags.minP, '--min-p') ?? d.minP,
-    typicalP: parseNumber(flags.typicalP, '--typical-p') ?? d.typicalP,
-    repeatPenalty: parseNumber(flags.repeatPenalty, '--repeat-penalty') ?? d.repeatPenalty,
-    frequencyPenalty: parseNumber(flags.frequencyPenalty, '--frequency-penalty') ?? d.frequencyPenalty,
-    presencePenalty: parseNumber(flags.presencePenalty, '--presence-penalty') ?? d.presencePenalty,
+/** The sampling flags given, parsed and range-checked; those not given are absent. */
+export function givenSampling(flags: SamplingFlags): Partial<SamplingParams> {
+  const given: Partial<SamplingParams> = {
+    temperature: parseNumber(flags.temperature, '--temperature'),
+    topK: parseInteger(flags.topK, '--top-k', 0, INT32_MAX),
+    topP: parseNumber(flags.topP, '--top-p'),
+    minP: parseNumber(flags.minP, '--min-p'),
+    typicalP: parseNumber(flags.typicalP, '--typical-p'),
+    repeatPenalty: parseNumber(flags.repeatPenalty, '--repeat-penalty'),
+    frequencyPenalty: parseNumber(flags.frequencyPenalty, '--frequency-penalty'),
+    presencePenalty: parseNumber(flags.presencePenalty, '--presence-penalty'),
   };
-  const problem = checkSampling(p);
+  for (const key of Object.keys(given) as (keyof SamplingParams)[]) if (given[key] === undefined) delete given[key];
+  const problem = checkSampling({ ...DEFAULT_SAMPLING, ...given });
   if (problem) throw new UserError(`--${problem}`);
-  return p;
+  return given;
+}
+
+export interface ResolvedSampling {
+  params: SamplingParams;
+  /** The model's generation_config.json settings that the run uses (those no flag replaced). */
+  fromModel: SamplingDefaults;
+}
+
+/** What a run samples with: the flags given, else the model's generation_config.json, else xllama's defaults. */
+export function resolveSampling(given: Partial<SamplingParams>, fromModel: SamplingDefaults = {}): ResolvedSampling {
+  const used = Object.fromEntries(Object.entries(fromModel).filter(([key]) => !(key in given))) as SamplingDefaults;
+  return { params: { ...DEFAULT_SAMPLING, ...used, ...given }, fromModel: used };
 }
 
 export function seedFrom(flags: SamplingFlags): number {

@@ -2,6 +2,7 @@
 // The loader (cli/engine/loader) produces a ModelSpec; the native model (addon glue) consumes it.
 
 import type { ModelShape } from '../native/types.js';
+import type { SamplingDefaults } from './loader/generation-config.js';
 
 export type TensorDType = 'F16' | 'BF16' | 'F32' | 'I32';
 
@@ -79,4 +80,6 @@ export interface ModelSpec {
   /** Special token ids from config.json / generation_config.json. */
   bosTokenId: number | null;
   eosTokenIds: number[];
+  /** generation_config.json's sampling settings, which replace xllama's defaults (flags replace both). */
+  samplingDefaults: SamplingDefaults;
 }

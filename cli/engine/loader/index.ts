@@ -13,6 +13,7 @@ import { hasGptqTensors, inferGptqSettings } from './quant-inference.js';
 import { readSafetensorsHeader, type RawTensor } from './safetensors-header.js';
 import { planShards } from './shards.js';
 import { readTokenizerFiles, specialTokenIds } from './tokenizer-config.js';
+import { samplingDefaults } from './generation-config.js';
 
 export { weightBytes, weightsGpuBytes, weightsHostBytes, type WeightBytes } from './gpu-memory.js';
 export { parameterCount } from './parameters.js';
@@ -71,12 +72,14 @@ export function loadModelSpec(dirArg: string): ModelSpec {
   checkExpectedTensors(arch, quant, tensors, dir, quantFile);
 
   const tokenizer = readTokenizerFiles(dir);
-  const ids = specialTokenIds(config, configFile, tokenizer.generationConfig, join(dir, 'generation_config.json'), arch.vocabSize);
+  const generationFile = join(dir, 'generation_config.json');
+  const ids = specialTokenIds(config, configFile, tokenizer.generationConfig, generationFile, arch.vocabSize);
+  const sampling = samplingDefaults(tokenizer.generationConfig, generationFile);
 
   const specTensors: Record<string, TensorEntry> = {};
   for (const t of tensors.values()) {
     if (!SPEC_DTYPES.includes(t.dtype)) continue; // extra tensors of other dtypes are not used
     specTensors[t.name] = { ...t, dtype: t.dtype as TensorDType };
   }
-  return { dir, arch, quant, tensors: specTensors, files, tokenizer, ...ids };
+  return { dir, arch, quant, tensors: specTensors, files, tokenizer, ...ids, samplingDefaults: sampling };
 }

@@ -1,5 +1,6 @@
 // What `xllama info MODEL` reports about a model, as one plain object (the --json output).
 import type { GptqSettings, ModelSpec, RopeScaling } from '../model-spec.js';
+import type { SamplingDefaults } from './generation-config.js';
 import { weightsGpuBytes } from './gpu-memory.js';
 import { parameterCount } from './parameters.js';
 
@@ -28,6 +29,8 @@ export interface ModelSummary {
   gpuWeightBytes: number;
   bosTokenId: number | null;
   eosTokenIds: number[];
+  /** generation_config.json's sampling settings, which generate and chat use unless a flag says otherwise. */
+  samplingDefaults: SamplingDefaults;
   /** What the checked tokenizer says; null when the summary was made without one. */
   tokenizer: TokenizerSummary | null;
 }
@@ -71,6 +74,7 @@ export function summarizeModel(spec: ModelSpec, tokenizer: TokenizerSummary | nu
     gpuWeightBytes: weightsGpuBytes(spec),
     bosTokenId: spec.bosTokenId,
     eosTokenIds: spec.eosTokenIds,
+    samplingDefaults: spec.samplingDefaults,
     tokenizer,
   };
 }
