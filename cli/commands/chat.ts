@@ -18,7 +18,9 @@ import { TextTokenizer } from '../engine/tokenizer.js';
 import { loadAddon } from '../native/addon.js';
 import { parseInteger } from './flags.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
-import { addSamplingOptions, givenSampling, resolveSampling, seedFrom, type ResolvedSampling, type SamplingFlags } from './sampling-options.js';
+import {
+  SAMPLING_DEFAULTS_HELP, addSamplingOptions, givenSampling, resolveSampling, seedFrom, type ResolvedSampling, type SamplingFlags,
+} from './sampling-options.js';
 import { startSpinner } from './spinner.js';
 
 interface ChatFlags extends ModelFlags, SamplingFlags {
@@ -187,6 +189,8 @@ export function registerChat(program: Command): void {
     .option('-n, --max-tokens <n>', 'most tokens per reply (default: until the end of the turn or of the context)')
     .option('--prompt <text>', 'send one message, print the reply and exit')
     .addHelpText('after', `
+${SAMPLING_DEFAULTS_HELP}
+
 In the chat: /reset, /system TEXT, /save FILE, /load FILE, /regen, /help, /exit. Ctrl+C stops a reply
 (keeping what it said) or, at an empty prompt, exits; Ctrl+D exits; up/down recall earlier inputs.
 Without a terminal each input line is one message and each reply one block of plain text ending in a newline.

@@ -15,7 +15,7 @@ import { formatTokens } from '../format.js';
 import { addAlias, collect, parseInteger } from './flags.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
 import { addPromptOptions, promptTextFrom, type PromptFlags } from './prompt-input.js';
-import { addSamplingOptions, givenSampling, resolveSampling, seedFrom, type SamplingFlags } from './sampling-options.js';
+import { SAMPLING_DEFAULTS_HELP, addSamplingOptions, givenSampling, resolveSampling, seedFrom, type SamplingFlags } from './sampling-options.js';
 import { startSpinner } from './spinner.js';
 import { stdoutWriter } from './stdout-writer.js';
 
@@ -126,6 +126,8 @@ export function registerGenerate(program: Command): void {
     .option('--stop <text>', 'stop before this text (repeatable)', collect)
     .option('--json', 'print one JSON object with text, ids and timings')
     .addHelpText('after', `
+${SAMPLING_DEFAULTS_HELP}
+
 Examples:
   $ xllama generate -m ./Llama-2-7B-GPTQ -p "The capital of France is" -n 32 --temperature 0
   $ xllama generate -m ./Llama-2-7B-GPTQ -p "Once upon a time" --seed 42 --stop "The end"

@@ -20,6 +20,10 @@ export interface SamplingFlags {
   seed?: string;
 }
 
+/** For the commands' help: where the defaults in the flags' help can be replaced. */
+export const SAMPLING_DEFAULTS_HELP = "A sampling flag not given takes the value the model's generation_config.json recommends, if it\n" +
+  'gives one (`xllama info MODEL` shows them), else the default above.';
+
 export function addSamplingOptions(cmd: Command): Command {
   const d = DEFAULT_SAMPLING;
   cmd
