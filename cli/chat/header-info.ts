@@ -25,13 +25,13 @@ export function describeQuantization(spec: ModelSpec): string {
   return `GPTQ 4-bit ${group}${q.descAct ? ' act-order' : ''}${q.sym ? '' : ' asym'}`;
 }
 
-/** "greedy", or the sampling steps that are on: "temperature 0.8, top-k 40, top-p 0.95, min-p 0.05". */
-/** "temperature 0.6, top-k 40, top-p 0.9, min-p 0.05", saying which settings the model's generation_config.json gave. */
+/** The settings, then those the model's generation_config.json gave: "temperature 0.6, … (temperature 0.6 from …)". */
 export function describeSampling(p: SamplingParams, fromModel: SamplingDefaults = {}): string {
   const source = Object.keys(fromModel).length > 0 ? ` (${describeSamplingDefaults(fromModel)} from generation_config.json)` : '';
   return describeSettings(p) + source;
 }
 
+/** "greedy", or the sampling steps that are on: "temperature 0.8, top-k 40, top-p 0.95, min-p 0.05". */
 function describeSettings(p: SamplingParams): string {
   if (p.temperature <= 0 && p.repeatPenalty === 1 && p.frequencyPenalty === 0 && p.presencePenalty === 0) return 'greedy';
   const parts = p.temperature <= 0 ? ['greedy'] : [`temperature ${p.temperature}`];

@@ -59,7 +59,7 @@ function parseFlags(flags: ChatFlags) {
     system: systemFrom(flags),
     template: flags.template,
     maxTokens: parseInteger(flags.maxTokens, '-n/--max-tokens', 1) ?? null,
-    sampling: givenSampling(flags),
+    samplingFlags: givenSampling(flags),
     seed: seedFrom(flags),
     open: openOptionsFrom(flags),
     prompt: flags.prompt ?? null,
@@ -106,14 +106,14 @@ async function openChat(opts: ChatOptions): Promise<OpenedChat> {
     try {
       const tokenizer = dummyTokenizer(opts.dummy, model.vocabSize);
       const format = formatFor(tokenizer, opts, opts.dummy, `--dummy ${opts.dummy}`);
-      return { model, tokenizer, sampling: resolveSampling(opts.sampling), format, name: `${opts.dummy} (dummy)`, spec: null };
+      return { model, tokenizer, sampling: resolveSampling(opts.samplingFlags), format, name: `${opts.dummy} (dummy)`, spec: null };
     } catch (err) {
       model.close();
       throw err;
     }
   }
   const spec = loadModelSpec(opts.model!);
-  const sampling = resolveSampling(opts.sampling, spec.samplingDefaults);
+  const sampling = resolveSampling(opts.samplingFlags, spec.samplingDefaults);
   const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
   const name = basename(spec.dir);
   const format = formatFor(tokenizer, opts, name, tokenizer.chatTemplateSource);
@@ -144,7 +144,8 @@ function headerInfo(opened: OpenedChat, opts: ChatOptions, session: ChatSession)
     model: opened.name,
     quantization: spec ? describeQuantization(spec) : 'GPTQ 4-bit g128, random weights',
     backend: model.backend, gpus, contextSize: model.maxSeqLen,
-    template: opened.format.description, sampling: describeSampling(opened.sampling.params, opened.sampling.fromModel), seed: opts.seed,
+    template: opened.format.description, seed: opts.seed,
+    sampling: describeSampling(opened.sampling.params, opened.sampling.fromModel),
     maxTokens: opts.maxTokens, system: session.system,
   };
 }

@@ -43,7 +43,7 @@ function parseFlags(flags: GenerateFlags) {
   if (stop.some((s) => s.length === 0)) throw new UserError('--stop: a stop string is empty');
   return {
     maxTokens: parseInteger(flags.maxTokens, '-n/--max-tokens', 0) ?? DEFAULT_MAX_TOKENS,
-    sampling: givenSampling(flags),
+    samplingFlags: givenSampling(flags),
     seed: seedFrom(flags),
     open: openOptionsFrom(flags),
     stop,
@@ -54,7 +54,7 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
   const opts = parseFlags(flags);
   // Everything that can be checked without the weights is checked before they are mapped.
   const spec = loadModelSpec(modelDirFrom(flags));
-  const sampling = resolveSampling(opts.sampling, spec.samplingDefaults);
+  const sampling = resolveSampling(opts.samplingFlags, spec.samplingDefaults);
   const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
   const ids = promptIds(tokenizer, await promptTextFrom(flags));
   const modelMax = spec.arch.maxPositionEmbeddings;

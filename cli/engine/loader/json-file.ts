@@ -5,12 +5,13 @@ import { UserError } from '../../errors.js';
 import { readBoundedFile } from '../bounded-file.js';
 
 /**
- * config.json, tokenizer_config.json, a safetensors index: real ones take KB, a large MoE's index about 9 MB.
- * The bound keeps a hostile one's parse under ~1 GB (the worst JSON, `[{},{},…]`, takes ~32 bytes a byte).
+ * config.json, tokenizer_config.json, a safetensors index: real ones take KB (the index of a model with many
+ * tensors a few MB). The bound keeps a hostile one's parse under ~1 GB (the worst JSON, `[{},{},…]`, takes ~32
+ * bytes of memory a byte).
  */
 export const MAX_CONFIG_JSON_BYTES = 32 * 1024 * 1024;
 
-/** tokenizer.json: the largest we know (Gemma 3's) is 33 MB. 64 MiB of the worst JSON parses in ~2 GB, ~25 s. */
+/** tokenizer.json: the largest we know (Gemma 3's) is about 33 MB. 64 MiB of the worst JSON parses in ~2 GB, ~25 s. */
 export const MAX_TOKENIZER_JSON_BYTES = 64 * 1024 * 1024;
 
 /** A JSON file of a model folder as text: a regular file of at most maxBytes, else a one-line UserError. */
