@@ -11,8 +11,8 @@ import { pickTemplate } from './chat-template.js';
 import { PiecewiseEncoder } from './piecewise-encoding.js';
 import { checkStepNesting, checkTokenizerConfig, checkTokenizerJson } from './tokenizer-json.js';
 import { firstLine } from './hf-tokenizer-build.js';
-import { TokenizerTimeout } from './isolated-tokenizer.js';
-import { startTokenizerBuild, type TokenizerCore } from './tokenizer-core.js';
+import { TokenizerTimeout, type IsolatedTokenizer } from './isolated-tokenizer.js';
+import { startTokenizerBuild, startWorkerEarly, type TokenizerCore } from './tokenizer-core.js';
 
 export interface EncodeOptions {
   /** Add BOS/EOS the way the model's tokenizer does (add_bos_token / add_eos_token, else its post-processor). */
@@ -58,6 +58,8 @@ export interface TokenizerChecks {
   jsonText?: string;
   /** The folder's chat_template.jinja, which replaces tokenizer_config.json's chat_template. */
   chatTemplateFile?: ChatTemplateFile | null;
+  /** A worker already building from jsonText (startWorkerEarly); the tokenizer takes it over or stops it. */
+  earlyWorker?: IsolatedTokenizer | null;
 }
 
 export class TextTokenizer {
@@ -95,9 +97,14 @@ export class TextTokenizer {
     const configSource = checks.configSource ?? 'tokenizer_config.json';
     // The loader has flattened `__type: AddedToken` objects already; configs given directly may not be.
     const config = flattenAddedTokens(tokenizerConfig) as Record<string, unknown>;
-    checkStepNesting(tokenizerJson, source);
+    try {
+      checkStepNesting(tokenizerJson, source);
+    } catch (err) {
+      checks.earlyWorker?.stop();
+      throw err;
+    }
     // A worker, where the file's own regular expressions need one, builds meanwhile.
-    const build = startTokenizerBuild(tokenizerJson, config, source, checks.jsonText);
+    const build = startTokenizerBuild(tokenizerJson, config, source, checks.jsonText, checks.earlyWorker);
     try {
       checkTokenizerConfig(config, configSource);
       const largest = checkTokenizerJson(tokenizerJson, source);
@@ -142,10 +149,12 @@ export class TextTokenizer {
    */
   static fromFiles(files: TokenizerFiles, ids: SpecialIds & { arch?: { vocabSize: number } }): TextTokenizer {
     const text = readModelJsonText(files.tokenizerJsonPath, MAX_TOKENIZER_JSON_BYTES);
+    const earlyWorker = startWorkerEarly(text, flattenAddedTokens(files.tokenizerConfig) as Record<string, unknown>, files.tokenizerJsonPath);
     let json: Record<string, unknown>;
     try {
       json = JSON.parse(text) as Record<string, unknown>;
     } catch (err) {
+      earlyWorker?.stop();
       throw new UserError(`${files.tokenizerJsonPath}: not valid JSON (${firstLine(err)})`);
     }
     const genIds = files.generationConfig ? idList(files.generationConfig.eos_token_id) : [];
@@ -158,6 +167,7 @@ export class TextTokenizer {
       configSource: join(dirname(files.tokenizerJsonPath), 'tokenizer_config.json'),
       jsonText: text,
       chatTemplateFile: files.chatTemplateFile,
+      earlyWorker,
     });
   }
 

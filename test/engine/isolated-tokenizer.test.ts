@@ -3,7 +3,8 @@
 // and a pattern that backtracks without end is a one-line UserError instead of a hang.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../../cli/errors.js';
@@ -11,6 +12,7 @@ import { TextTokenizer } from '../../cli/engine/tokenizer.js';
 import { IsolatedTokenizer } from '../../cli/engine/isolated-tokenizer.js';
 import { stepsWithFileRegex, withDefaults } from '../../cli/engine/hf-tokenizer-build.js';
 import { storiesDir } from './fixture-tokenizers.js';
+import { readTokenizerFiles } from '../../cli/engine/loader/tokenizer-config.js';
 
 const storiesJson = JSON.parse(readFileSync(join(storiesDir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
 const storiesConfig = JSON.parse(readFileSync(join(storiesDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
@@ -74,4 +76,30 @@ test('through TextTokenizer: one UserError naming the file, for encode and for t
 test('a broken pattern is the build error the main thread would give, naming the step', () => {
   assert.throws(() => new TextTokenizer(withPatterns('(unclosed'), storiesConfig, NO_IDS, 'bad/tokenizer.json'),
     (err) => err instanceof UserError && /^bad\/tokenizer\.json: pre_tokenizer does not work \(/.test(err.message));
+});
+
+test('read from a folder, the worker starts before the file is parsed, and gives the library\'s ids; without patterns none runs', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xllama-early-worker-'));
+  try {
+    const files = (json: Record<string, unknown>) => {
+      writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json));
+      writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(storiesConfig));
+      return readTokenizerFiles(dir);
+    };
+    const text = 'Once upon a time, there was a girl named Lily. 12345!';
+    const patterned = withPatterns(" ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+");
+    const reference = new HfTokenizer(withDefaults(patterned), storiesConfig).encode(text, { add_special_tokens: false }).ids;
+    assert.deepEqual(TextTokenizer.fromFiles(files(patterned), NO_IDS).encode(text), reference);
+    // "Regex" in the text but in no step (a token named so): the early worker is stopped, the build is direct.
+    const named = { ...storiesJson, added_tokens: [...(storiesJson.added_tokens as unknown[]), { id: 512, content: 'Regex', special: false }] };
+    assert.deepEqual(TextTokenizer.fromFiles(files(named), NO_IDS).encode('Once upon a time'),
+      new HfTokenizer(withDefaults(named), storiesConfig).encode('Once upon a time', { add_special_tokens: false }).ids);
+    // A file that fails to parse, or a check, after the worker started: the one-line error, the worker stopped.
+    writeFileSync(join(dir, 'tokenizer.json'), `${JSON.stringify(patterned).slice(0, -1)},`);
+    assert.throws(() => TextTokenizer.fromFiles(readTokenizerFiles(dir), NO_IDS), /tokenizer\.json: not valid JSON/);
+    const deep = { ...patterned, normalizer: JSON.parse(`${'['.repeat(40)}${']'.repeat(40)}`) };
+    assert.throws(() => TextTokenizer.fromFiles(files(deep), NO_IDS), /normalizer nests objects and lists more than 32 levels deep/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
