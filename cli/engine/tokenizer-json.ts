@@ -154,7 +154,7 @@ class Checker {
 /** The pipeline steps of tokenizer.json besides the model; a failing trial encode is blamed on one of them. */
 export const PIPELINE_STEPS = ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder'] as const;
 
-/** Real pipeline steps nest objects and lists 6 levels deep at most (Llama 3's post-processor). */
+/** Real pipeline steps nest objects and lists 4 levels deep, 6 for a Sequence holding a TemplateProcessing (Llama 3). */
 const MAX_STEP_NESTING = 32;
 
 /** How deeply `value` nests objects and lists, counted without recursion and only up to `limit + 1`. */
