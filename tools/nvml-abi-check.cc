@@ -26,8 +26,12 @@ void expect(bool ok, const std::string& what) {
 
 #define SAME_SIZE(T) expect(sizeof(ours::T) == sizeof(::T), "sizeof " #T " " + std::to_string(sizeof(ours::T)) + \
                             " (nvml.h " + std::to_string(sizeof(::T)) + ")")
+#define SAME_OFFSET(T, f) expect(offsetof(ours::T, f) == offsetof(::T, f), #T "." #f " at " + \
+                                 std::to_string(offsetof(ours::T, f)) + " (nvml.h " + std::to_string(offsetof(::T, f)) + ")")
 #define SAME_FIELD(T, f) expect(offsetof(ours::T, f) == offsetof(::T, f) && sizeof(ours::T::f) == sizeof(::T::f), \
-                                #T "." #f " at " + std::to_string(offsetof(ours::T, f)))
+                                #T "." #f " at " + std::to_string(offsetof(ours::T, f)) + ", " + \
+                                std::to_string(sizeof(ours::T::f)) + " bytes (nvml.h at " + \
+                                std::to_string(offsetof(::T, f)) + ", " + std::to_string(sizeof(::T::f)) + " bytes)")
 #define SAME_VALUE(a, b) expect((long long)(a) == (long long)(b), #a " = " + std::to_string((long long)(a)) + \
                                 " (nvml.h " + std::to_string((long long)(b)) + ")")
 
@@ -68,9 +72,11 @@ void check_layouts() {
   SAME_FIELD(nvmlGpmMetricsGet_t, numMetrics);
   SAME_FIELD(nvmlGpmMetricsGet_t, sample1);
   SAME_FIELD(nvmlGpmMetricsGet_t, sample2);
-  SAME_FIELD(nvmlGpmMetricsGet_t, metrics);
+  // The metrics array grows in newer headers (98 entries in NVML 12.2, 210 in 13.0): its start must match; its
+  // length is checked against the collector's slack below (NVML writes only numMetrics entries).
+  SAME_OFFSET(nvmlGpmMetricsGet_t, metrics);
   SAME_SIZE(nvmlGpmSupport_t);
-  // The metrics array may grow in newer headers; the collector passes it with 256 entries of slack (GpmRequest).
+  // The collector passes the array with 256 entries of slack (GpmRequest).
   std::printf("info NVML_GPM_METRIC_MAX: ours %d, nvml.h %d\n", (int)ours::NVML_GPM_METRIC_MAX, (int)::NVML_GPM_METRIC_MAX);
   expect((int)::NVML_GPM_METRIC_MAX <= (int)ours::NVML_GPM_METRIC_MAX + 256, "nvml.h's GPM metric array fits our slack");
 }
