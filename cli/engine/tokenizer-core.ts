@@ -5,6 +5,7 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.js';
 import { buildChecked, firstLine, stepsWithFileRegex, withDefaults } from './hf-tokenizer-build.js';
 import { IsolatedTokenizer } from './isolated-tokenizer.js';
+import { checkStepNesting } from './tokenizer-json.js';
 
 export interface TokenizerCore {
   encode(text: string, addSpecial: boolean): number[];
@@ -48,6 +49,13 @@ export function startWorkerEarly(jsonText: string, config: Record<string, unknow
  */
 export function startTokenizerBuild(json: Record<string, unknown>, config: Record<string, unknown>, source: string,
                                     jsonText?: string, early: IsolatedTokenizer | null = null): TokenizerBuild {
+  // Before anything walks the steps: finding their patterns, and the library's build, recurse through them.
+  try {
+    checkStepNesting(json, source);
+  } catch (err) {
+    early?.stop();
+    throw err;
+  }
   const withRegex = stepsWithFileRegex(json);
   if (withRegex.size === 0) {
     early?.stop();

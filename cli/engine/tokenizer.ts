@@ -6,10 +6,10 @@ import type { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { showValue, UserError } from '../errors.js';
 import type { ChatTemplateFile, TokenizerFiles } from './model-spec.js';
 import { flattenAddedTokens } from './loader/tokenizer-config.js';
-import { MAX_TOKENIZER_JSON_BYTES, readModelJsonText } from './loader/json-file.js';
+import { readModelJsonText } from './loader/json-file.js';
 import { pickTemplate } from './chat-template.js';
 import { PiecewiseEncoder } from './piecewise-encoding.js';
-import { checkStepNesting, checkTokenizerConfig, checkTokenizerJson } from './tokenizer-json.js';
+import { checkTokenizerConfig, checkTokenizerJson } from './tokenizer-json.js';
 import { firstLine } from './hf-tokenizer-build.js';
 import { TokenizerTimeout, type IsolatedTokenizer } from './isolated-tokenizer.js';
 import { startTokenizerBuild, startWorkerEarly, type TokenizerCore } from './tokenizer-core.js';
@@ -97,12 +97,6 @@ export class TextTokenizer {
     const configSource = checks.configSource ?? 'tokenizer_config.json';
     // The loader has flattened `__type: AddedToken` objects already; configs given directly may not be.
     const config = flattenAddedTokens(tokenizerConfig) as Record<string, unknown>;
-    try {
-      checkStepNesting(tokenizerJson, source);
-    } catch (err) {
-      checks.earlyWorker?.stop();
-      throw err;
-    }
     // A worker, where the file's own regular expressions need one, builds meanwhile.
     const build = startTokenizerBuild(tokenizerJson, config, source, checks.jsonText, checks.earlyWorker);
     try {
@@ -148,8 +142,9 @@ export class TextTokenizer {
    * checks the tokenizer against config.json's vocab_size.
    */
   static fromFiles(files: TokenizerFiles, ids: SpecialIds & { arch?: { vocabSize: number } }): TextTokenizer {
-    const text = readModelJsonText(files.tokenizerJsonPath, MAX_TOKENIZER_JSON_BYTES);
-    const earlyWorker = startWorkerEarly(text, flattenAddedTokens(files.tokenizerConfig) as Record<string, unknown>, files.tokenizerJsonPath);
+    const text = readModelJsonText(files.tokenizerJsonPath, 'tokenizer');
+    // The loader has flattened the config's AddedToken objects already.
+    const earlyWorker = startWorkerEarly(text, files.tokenizerConfig, files.tokenizerJsonPath);
     let json: Record<string, unknown>;
     try {
       json = JSON.parse(text) as Record<string, unknown>;

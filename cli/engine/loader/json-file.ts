@@ -4,20 +4,21 @@ import { basename, dirname } from 'node:path';
 import { UserError } from '../../errors.js';
 import { readBoundedFile } from '../bounded-file.js';
 
-/**
- * config.json, tokenizer_config.json, a safetensors index: real ones take KB (the index of a model with many
- * tensors a few MB). The bound keeps a hostile one's parse under ~1 GB (the worst JSON, `[{},{},…]`, takes ~32
- * bytes of memory a byte).
- */
-export const MAX_CONFIG_JSON_BYTES = 32 * 1024 * 1024;
+/** How much xllama reads of a model folder's JSON file, by kind, and how a file past it is refused. */
+const JSON_BOUNDS = {
+  /**
+   * config.json, tokenizer_config.json, a safetensors index: real ones take KB (the index of a model with many
+   * tensors a few MB). The bound keeps a hostile one's parse under ~1 GB (the worst JSON, `[{},{},…]`, takes ~32
+   * bytes of memory a byte).
+   */
+  config: { maxBytes: 32 * 1024 * 1024, limitPhrase: 'a model folder\'s JSON file may have' },
+  /** tokenizer.json: the largest we know (Gemma 3's) is about 33 MB. 64 MiB of the worst JSON parses in ~2 GB, ~25 s. */
+  tokenizer: { maxBytes: 64 * 1024 * 1024, limitPhrase: 'a tokenizer.json may have' },
+} as const;
 
-/** tokenizer.json: the largest we know (Gemma 3's) is about 33 MB. 64 MiB of the worst JSON parses in ~2 GB, ~25 s. */
-export const MAX_TOKENIZER_JSON_BYTES = 64 * 1024 * 1024;
-
-/** A JSON file of a model folder as text: a regular file of at most maxBytes, else a one-line UserError. */
-export function readModelJsonText(path: string, maxBytes: number): string {
-  const limitPhrase = basename(path) === 'tokenizer.json' ? 'a tokenizer.json may have' : 'a model folder\'s JSON file may have';
-  return readBoundedFile(path, { maxBytes, noun: 'JSON file', limitPhrase }).toString('utf8');
+/** A JSON file of a model folder as text: a regular file within its kind's bound, else a one-line UserError. */
+export function readModelJsonText(path: string, kind: keyof typeof JSON_BOUNDS): string {
+  return readBoundedFile(path, { ...JSON_BOUNDS[kind], noun: 'JSON file' }).toString('utf8');
 }
 
 export type JsonObject = Record<string, unknown>;
@@ -35,7 +36,7 @@ export function readJsonObject(path: string, required: boolean): JsonObject | nu
     if (required) throw new UserError(`${dirname(path)}: missing ${name}`);
     return null;
   }
-  const text = readModelJsonText(path, MAX_CONFIG_JSON_BYTES);
+  const text = readModelJsonText(path, 'config');
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
