@@ -58,10 +58,15 @@ export interface ChatTemplateFile {
   text: string;
 }
 
+/** Which file named a special token (bos_token, eos_token) where it was not tokenizer_config.json. */
+export type SpecialTokenSources = Partial<Record<'bos_token' | 'eos_token', string>>;
+
 export interface TokenizerFiles {
   tokenizerJsonPath: string;
   /** tokenizer_config.json parsed, with `__type: AddedToken` objects flattened to their content. */
   tokenizerConfig: Record<string, unknown>;
+  /** Special tokens that special_tokens_map.json gave (transformers' legacy path), by key: that file's path. */
+  specialTokenSources: SpecialTokenSources;
   generationConfig: Record<string, unknown> | null;
   /** chat_template.jinja; when present it replaces tokenizer_config.json's chat_template, as in transformers. */
   chatTemplateFile: ChatTemplateFile | null;

@@ -4,7 +4,7 @@
 import { basename, dirname, join } from 'node:path';
 import type { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { showValue, UserError } from '../errors.js';
-import type { ChatTemplateFile, TokenizerFiles } from './model-spec.js';
+import type { ChatTemplateFile, SpecialTokenSources, TokenizerFiles } from './model-spec.js';
 import { flattenAddedTokens } from './loader/tokenizer-config.js';
 import { readModelJsonText } from './loader/json-file.js';
 import { pickTemplate } from './chat-template.js';
@@ -54,6 +54,8 @@ export interface TokenizerChecks {
   vocabSize?: number;
   /** tokenizer_config.json's path, for messages. */
   configSource?: string;
+  /** Special tokens that another file (special_tokens_map.json) named, for messages. */
+  specialTokenSources?: SpecialTokenSources;
   /** tokenizer.json's text, when the caller read it (a worker, if one is needed, parses it itself). */
   jsonText?: string;
   /** The folder's chat_template.jinja, which replaces tokenizer_config.json's chat_template. */
@@ -117,7 +119,8 @@ export class TextTokenizer {
     const lookup = (t: string | null): number | null => (t === null ? null : this.hf.token_to_id(t) ?? null);
     for (const [key, token] of [['bos_token', this.bosToken], ['eos_token', this.eosToken]] as const) {
       if (token !== null && lookup(token) === null) {
-        throw new UserError(`${configSource}: ${key} ${showValue(token)} is not a token of ${basename(source)}`);
+        const from = checks.specialTokenSources?.[key] ?? configSource;
+        throw new UserError(`${from}: ${key} ${showValue(token)} is not a token of ${basename(source)}`);
       }
     }
     this.bosId = lookup(this.bosToken) ?? ids.bosTokenId;
@@ -160,6 +163,7 @@ export class TextTokenizer {
     }, files.tokenizerJsonPath, {
       vocabSize: ids.arch?.vocabSize,
       configSource: join(dirname(files.tokenizerJsonPath), 'tokenizer_config.json'),
+      specialTokenSources: files.specialTokenSources,
       jsonText: text,
       chatTemplateFile: files.chatTemplateFile,
       earlyWorker,

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { showValue, UserError } from '../../errors.js';
 import { readBoundedFile } from '../bounded-file.js';
-import type { ChatTemplateFile, TokenizerFiles } from '../model-spec.js';
+import type { ChatTemplateFile, SpecialTokenSources, TokenizerFiles } from '../model-spec.js';
 import { isJsonObject, readJsonObject, type JsonObject } from './json-file.js';
 
 /**
@@ -35,15 +35,42 @@ function readChatTemplateFile(dir: string): ChatTemplateFile | null {
   return text.trim() === '' ? null : { path, text };
 }
 
+/** The special tokens xllama reads by name: BOS for the chat template and add_bos_token, EOS to stop. */
+const NAMED_SPECIAL_TOKENS = ['bos_token', 'eos_token'] as const;
+
+/**
+ * transformers' legacy path: a tokenizer_config.json without added_tokens_decoder (saved before transformers 4.34,
+ * as many GPTQ folders were, or absent) takes its special tokens from special_tokens_map.json where that file names
+ * them. Returns the config with those tokens in place, and which file each came from (for error messages).
+ */
+function withSpecialTokensMap(dir: string, config: JsonObject): { config: JsonObject; sources: SpecialTokenSources } {
+  const path = join(dir, 'special_tokens_map.json');
+  if ('added_tokens_decoder' in config || !existsSync(path)) return { config, sources: {} };
+  const map = flattenAddedTokens(readJsonObject(path, true)) as JsonObject;
+  const merged = { ...config };
+  const sources: SpecialTokenSources = {};
+  for (const key of NAMED_SPECIAL_TOKENS) {
+    let value = map[key];
+    if (value === undefined || value === null) continue;  // transformers keeps the config's token then
+    if (isJsonObject(value) && typeof value.content === 'string') value = value.content;
+    if (typeof value !== 'string') throw new UserError(`${path}: ${key} is ${showValue(value)}, expected a token (a string)`);
+    merged[key] = value;
+    sources[key] = path;
+  }
+  return { config: merged, sources };
+}
+
 export function readTokenizerFiles(dir: string): TokenizerFiles {
   const tokenizerJsonPath = join(dir, 'tokenizer.json');
   if (!existsSync(tokenizerJsonPath)) {
     throw new UserError(`${dir}: missing tokenizer.json (xllama needs the fast-tokenizer file)`);
   }
-  const rawConfig = readJsonObject(join(dir, 'tokenizer_config.json'), false) ?? {};
+  const rawConfig = flattenAddedTokens(readJsonObject(join(dir, 'tokenizer_config.json'), false) ?? {}) as JsonObject;
+  const { config: tokenizerConfig, sources: specialTokenSources } = withSpecialTokensMap(dir, rawConfig);
   return {
     tokenizerJsonPath,
-    tokenizerConfig: flattenAddedTokens(rawConfig) as JsonObject,
+    tokenizerConfig,
+    specialTokenSources,
     generationConfig: readJsonObject(join(dir, 'generation_config.json'), false),
     chatTemplateFile: readChatTemplateFile(dir),
   };

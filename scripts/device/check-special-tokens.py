@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Which bos_token / eos_token transformers' AutoTokenizer takes from a model folder, against xllama's tokenizer,
+for tokenizer_config.json / special_tokens_map.json variants of the fp16 fixture (the legacy path, where the map
+replaces the config's tokens, and the current one, where it is ignored). Needs transformers; no GPU.
+Run from the repo root, with node on PATH and dist/ built:  python3 scripts/device/check-special-tokens.py
+Prints a line per variant and exits 1 if any differs."""
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import transformers
+from transformers import AutoTokenizer
+
+FIXTURE = Path("fixtures/models/stories260K")
+ADDED = lambda s: {"content": s, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
+
+# name: (drop added_tokens_decoder?, keys to drop from tokenizer_config.json, special_tokens_map.json or None)
+VARIANTS = {
+    "current config, map ignored": (False, [], {"eos_token": "<unk>"}),
+    "legacy config, map replaces eos": (True, [], {"bos_token": ADDED("<s>"), "eos_token": "<unk>"}),
+    "legacy config without tokens": (True, ["bos_token", "eos_token"], {"bos_token": ADDED("<s>"), "eos_token": ADDED("</s>")}),
+    "legacy config, null in map": (True, [], {"bos_token": None}),
+    "legacy config, no map": (True, [], None),
+}
+
+OURS = """
+import { loadModelSpec } from './dist/cli/engine/loader/index.js';
+import { TextTokenizer } from './dist/cli/engine/tokenizer.js';
+const spec = loadModelSpec(process.argv[1]);
+const t = TextTokenizer.fromFiles(spec.tokenizer, spec);
+console.log(JSON.stringify([t.bosToken, t.eosToken]));
+"""
+
+
+def variant_folder(root: Path, legacy: bool, drop: list, special_map) -> Path:
+    dest = root / "model"
+    shutil.copytree(FIXTURE, dest, ignore=shutil.ignore_patterns("*.txt", "reference.json"))
+    config_path = dest / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    if legacy:
+        config.pop("added_tokens_decoder", None)
+    for key in drop:
+        config.pop(key, None)
+    config_path.write_text(json.dumps(config))
+    if special_map is not None:
+        (dest / "special_tokens_map.json").write_text(json.dumps(special_map))
+    return dest
+
+
+def main() -> int:
+    failed = 0
+    print(f"transformers {transformers.__version__}")
+    for name, (legacy, drop, special_map) in VARIANTS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = variant_folder(Path(tmp), legacy, drop, special_map)
+            tok = AutoTokenizer.from_pretrained(folder)
+            theirs = [tok.bos_token, tok.eos_token]
+            run = subprocess.run(["node", "--input-type=module", "-e", OURS, str(folder)], capture_output=True, text=True)
+            ours = json.loads(run.stdout) if run.returncode == 0 else f"error: {run.stderr.strip()}"
+            same = ours == theirs
+            failed += not same
+            print(f"{'PASS' if same else 'FAIL'} {name}: transformers {theirs}, xllama {ours}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
