@@ -16,7 +16,8 @@ export const DEFAULT_LIMITS: WatchdogLimits = { timeoutMs: 30_000, maxRssBytes: 
 
 /** Files a refusal may name, besides the folder itself, a tensor or a flag. */
 const FILE_NAMES = ['config.json', 'generation_config.json', 'model.safetensors', '.safetensors', 'tokenizer.json',
-  'tokenizer_config.json', 'quantize_config.json', 'model.safetensors.index.json'];
+  'tokenizer_config.json', 'quantize_config.json', 'model.safetensors.index.json', 'special_tokens_map.json',
+  'chat_template.jinja'];
 
 export interface FuzzCase {
   seed: number;

@@ -455,6 +455,43 @@ const tokenizerConfigField: Mutation = (c) => {
   c.runChat = true;
 };
 
+/**
+ * special_tokens_map.json, read where tokenizer_config.json has no added_tokens_decoder (transformers' legacy path):
+ * odd token values, or a file that is not JSON or not a file.
+ */
+const specialTokensMap: Mutation = (c) => {
+  if (c.p.chance(0.8)) {
+    const configPath = c.file('tokenizer_config.json');
+    const config = readJson(configPath);
+    delete config.added_tokens_decoder;
+    writeJson(configPath, config);
+    c.note('tokenizer_config.json: added_tokens_decoder removed (legacy)');
+  }
+  const path = c.file('special_tokens_map.json');
+  const kind = c.p.int(4);
+  if (kind === 0) {
+    const key = c.p.pick(['bos_token', 'eos_token', 'unk_token']);
+    const value = c.p.pick([...ODD_VALUES, '<s>', '</s>', '<nope>', { content: '</s>', normalized: false }, { content: 5 },
+      { content: DEEP_LIST }]);
+    const map: Json = {};
+    setField(map, key, value);
+    writeJson(path, map);
+    c.note(`special_tokens_map.json: ${key} = ${show(value)}`);
+  } else if (kind === 1) {
+    const out = c.p.pick(['', '[]', 'null', '{', '"x"', '\u0000'.repeat(16)]);
+    writeFileSync(path, out);
+    c.note(`special_tokens_map.json = ${show(out)}`);
+  } else if (kind === 2) {
+    mkdirSync(path);
+    c.note('special_tokens_map.json: a folder');
+  } else {
+    symlinkSync('/dev/zero', path);
+    c.note('special_tokens_map.json: a link to /dev/zero');
+  }
+  c.runInfo = true;
+  c.runChat = true;
+};
+
 const generationConfigField = oddJsonField('generation_config.json',
   ['bos_token_id', 'eos_token_id', 'pad_token_id', 'max_length', 'temperature'],
   [...ODD_VALUES, [2, 3], [2, 'x'], 99999, 511]);
@@ -584,6 +621,7 @@ export const MUTATIONS: { name: string; weight: number; apply: Mutation; gptqOnl
   { name: 'tokenizer step', weight: 3, apply: tokenizerStep },
   { name: 'tokenizer_config.json', weight: 4, apply: tokenizerConfigField },
   { name: 'generation_config.json', weight: 2, apply: generationConfigField },
+  { name: 'special_tokens_map.json', weight: 2, apply: specialTokensMap },
   { name: 'chat template', weight: 3, apply: chatTemplate },
   { name: 'file swap', weight: 3, apply: fileSwap },
   { name: 'shards', weight: 2, apply: shards },
