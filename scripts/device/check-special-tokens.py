@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Which bos_token / eos_token transformers' AutoTokenizer takes from a model folder, against xllama's tokenizer,
 for tokenizer_config.json / special_tokens_map.json variants of the fp16 fixture (the legacy path, where the map
-replaces the config's tokens, and the current one, where it is ignored). Needs transformers; no GPU.
+replaces the config's tokens, and the current one, where it is ignored). Needs transformers and tokenizers, not
+torch or a GPU (transformers prints that PyTorch was not found; the tokenizer needs none).
 Run from the repo root, with node on PATH and dist/ built:  python3 scripts/device/check-special-tokens.py
 Prints a line per variant and exits 1 if any differs."""
 import json
@@ -24,6 +25,9 @@ VARIANTS = {
     "legacy config without tokens": (True, ["bos_token", "eos_token"], {"bos_token": ADDED("<s>"), "eos_token": ADDED("</s>")}),
     "legacy config, null in map": (True, [], {"bos_token": None}),
     "legacy config, no map": (True, [], None),
+    "legacy config, null eos in map": (True, [], {"eos_token": None, "bos_token": ADDED("<unk>")}),
+    "no tokenizer_config.json tokens, map only": (True, ["bos_token", "eos_token", "unk_token"],
+                                                   {"bos_token": "<s>", "eos_token": ADDED("</s>"), "unk_token": "<unk>"}),
 }
 
 OURS = """

@@ -41,10 +41,11 @@ test('a legacy tokenizer_config.json takes bos_token and eos_token from special_
   }));
   assert.equal(bare.bosToken, '<s>');
   assert.equal(bare.eosToken, '</s>');
-  // A null or absent entry leaves the config's token.
-  const kept = tokenizerOf(folderWith({ bos_token: null }, { legacy: true }));
-  assert.equal(kept.bosToken, '<s>');
-  assert.equal(kept.eosToken, '</s>');
+  // An absent entry leaves the config's token; null removes it, as in transformers.
+  const nulled = tokenizerOf(folderWith({ bos_token: null }, { legacy: true }));
+  assert.equal(nulled.bosToken, null);
+  assert.equal(nulled.eosToken, '</s>');
+  assert.equal(nulled.bosId, 1, 'BOS id from config.json still');
 });
 
 test('special_tokens_map.json is ignored where tokenizer_config.json has added_tokens_decoder', () => {
@@ -58,7 +59,7 @@ test('special_tokens_map.json is ignored where tokenizer_config.json has added_t
 
 test('a bad special_tokens_map.json is refused in one line that names it', () => {
   assertCliRefused(['info', folderWith('{not json', { legacy: true })], 'special_tokens_map.json: not valid JSON');
-  assertCliRefused(['info', folderWith({ eos_token: 7 }, { legacy: true })], 'special_tokens_map.json: eos_token is 7, expected a token');
+  assertCliRefused(['info', folderWith({ eos_token: 7 }, { legacy: true })], 'special_tokens_map.json: eos_token is 7, expected a token (a string) or null');
   assertCliRefused(['info', folderWith({ eos_token: { content: 1 } }, { legacy: true })], 'special_tokens_map.json: eos_token is');
   // A token the vocabulary lacks: the message names the file that gave it, not tokenizer_config.json.
   const missing = folderWith({ bos_token: '<|begin_of_text|>' }, { legacy: true });

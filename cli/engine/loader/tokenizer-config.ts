@@ -50,10 +50,13 @@ function withSpecialTokensMap(dir: string, config: JsonObject): { config: JsonOb
   const merged = { ...config };
   const sources: SpecialTokenSources = {};
   for (const key of NAMED_SPECIAL_TOKENS) {
+    if (!(key in map)) continue;
     let value = map[key];
-    if (value === undefined || value === null) continue;  // transformers keeps the config's token then
     if (isJsonObject(value) && typeof value.content === 'string') value = value.content;
-    if (typeof value !== 'string') throw new UserError(`${path}: ${key} is ${showValue(value)}, expected a token (a string)`);
+    // null too replaces the config's token: transformers then has none.
+    if (value !== null && typeof value !== 'string') {
+      throw new UserError(`${path}: ${key} is ${showValue(value)}, expected a token (a string) or null`);
+    }
     merged[key] = value;
     sources[key] = path;
   }
