@@ -208,10 +208,18 @@ template <class T>
 void silu_mul(const T* gu, int m, int I, __half* out, cudaStream_t s);
 
 // ---- attention ----
+// RoPE's inputs on the device: inv_freq [head_dim / 2] (backend/rope_frequencies.h) and the factor cos and sin are
+// multiplied by (YaRN's attention scaling; 1 for every other rope type). A bare inv_freq pointer converts with factor 1.
+struct RopeTable {
+  const float* inv_freq = nullptr;
+  float attention_factor = 1.f;
+  RopeTable() = default;
+  RopeTable(const float* freqs, float factor = 1.f) : inv_freq(freqs), attention_factor(factor) {}  // NOLINT: implicit
+};
 // qkv [m, (H + 2 KV) * D] (T: float or __half): rotates q and k (rotate_half RoPE, angle = position *
 // inv_freq[j]) in fp32, writes q as fp16 [m, H, D] and k, v into the caches [KV, S, D] at positions *pos + i.
 template <class T>
-void rope_qkv_to_cache(const T* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos, __half* q,
+void rope_qkv_to_cache(const T* qkv, int m, int H, int KV, int D, RopeTable rope, const int* pos, __half* q,
                        __half* kcache, __half* vcache, int S, cudaStream_t s);
 // Causal attention of m query rows at positions *pos + i over the cache (positions <= own position).
 // Splits each row's keys over up to `splits` blocks (flash-decoding): a row of live length L uses
@@ -237,7 +245,7 @@ struct DeferredNorm {
 };
 // Heads of head_dim 128 (attention_mma_applies) go to attention_mma_rope; splits must then come from
 // attention_rope_splits.
-void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
+void attention_rope(const float* qkv, RopeTable rope, __half* kcache, __half* vcache, int m, int H, int KV,
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
                     cudaStream_t s, DeferredNorm qkv_norm = {});
 // The splits attention_rope's grid takes for m rows: attention_mma_splits where the tensor-core kernel applies, else
@@ -250,7 +258,7 @@ int attention_rope_splits(int m, int H, int KV, int D, int max_len);
 bool& attention_mma_flag();
 bool attention_mma_applies(int H, int KV, int D);
 int attention_mma_splits(int m, int H, int KV, int max_len);
-void attention_mma_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
+void attention_mma_rope(const float* qkv, RopeTable rope, __half* kcache, __half* vcache, int m, int H, int KV,
                         int S, const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s,
                         DeferredNorm qkv_norm);
 // The most splits a decode attention launch takes for m rows of H heads: as many blocks as the current GPU holds at
@@ -287,6 +295,7 @@ struct DecodeStep {
   int num_layers = 0, hidden = 0, inter = 0, heads = 0, kv_heads = 0, head_dim = 0, max_seq = 0, max_splits = 1;
   float eps = 0.f;
   const float* inv_freq = nullptr;
+  float rope_attention_factor = 1.f;  // RopeTable's attention_factor
   const int* pos = nullptr;
   float* h = nullptr;             // [hidden] residual stream (the embedding is in it before the launch)
   float* qkv = nullptr;           // [(H + 2 KV) D] zero before the launch (embed_rows zeroes it); left zero

@@ -90,7 +90,7 @@ __device__ __forceinline__ void fetch_row(uint4 (&dst)[N], int p, int n0, int en
 // written into the caches by the blocks whose keys include them and read back from shared memory, and a row uses
 // as many of the splits as its live length needs (at least kKeysPerRound keys each).
 __global__ void __launch_bounds__(kThreads, 2)
-    attention_mma_kernel(const float* __restrict__ qkv, const float* __restrict__ inv_freq, __half* __restrict__ kc,
+    attention_mma_kernel(const float* __restrict__ qkv, RopeTable rope, __half* __restrict__ kc,
                          __half* __restrict__ vc, int H, int KV, int S, const int* __restrict__ pos, int max_splits,
                          float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out,
                          DeferredNorm qkv_norm) {
@@ -141,10 +141,10 @@ __global__ void __launch_bounds__(kThreads, 2)
   // first round's load before the wait, during the q/k/v GEMV's tail. So does q's rotation (its position is known).
   fetch_k(start, true, false), fetch_v(start, true, false);
   const int j = tid & (kD / 2 - 1);  // this thread's rotation pair, for q and the new rows alike (kThreads % 64 == 0)
-  const float inv_freq_j = inv_freq[j];
+  const float inv_freq_j = rope.inv_freq[j];
   const int q_pos = p_first + row;
   float q_cos, q_sin;
-  rope_cos_sin(q_pos, inv_freq_j, q_cos, q_sin);
+  rope_cos_sin(q_pos, inv_freq_j, rope.attention_factor, q_cos, q_sin);
   wait_for_previous_kernel();
 
   // q's G heads and the new rows' k, v: every load in one round trip, then the rotations.
@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (int i = tid; i < (end - n0) * half_d; i += kThreads) {
     const int p = n0 + i / half_d;
     float c = q_cos, s = q_sin;
-    if (p != q_pos) rope_cos_sin(p, inv_freq_j, c, s);
+    if (p != q_pos) rope_cos_sin(p, inv_freq_j, rope.attention_factor, c, s);
     write_new_kv_pair(qkv + (size_t)(p - p_first) * width, H, KV, kvh, kD, j, row_norm_factor(qkv_norm, p - p_first),
                       c, s, kc + ((size_t)kvh * S + p) * kD, vc + ((size_t)kvh * S + p) * kD,
                       snew + (size_t)(p - n0) * 2 * kD);
@@ -354,12 +354,12 @@ int attention_mma_splits(int m, int H, int KV, int max_len) {
   return splits;
 }
 
-void attention_mma_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
+void attention_mma_rope(const float* qkv, RopeTable rope, __half* kcache, __half* vcache, int m, int H, int KV,
                         int S, const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s,
                         DeferredNorm qkv_norm) {
   if (m > kGemvMaxRows || splits > kMaxSplits || (reinterpret_cast<uintptr_t>(work) & 15) != 0)
     throw std::runtime_error("attention_mma_rope: at most 8 rows and 64 splits, 16-byte aligned partials");
-  launch(attention_mma_kernel, dim3(KV, m, splits), kThreads, smem_bytes(m), s, qkv, inv_freq, kcache, vcache, H, KV,
+  launch(attention_mma_kernel, dim3(KV, m, splits), kThreads, smem_bytes(m), s, qkv, rope, kcache, vcache, H, KV,
          S, pos, splits, work, done, out, qkv_norm);
   XL_CUDA_LAUNCH_CHECK();
 }

@@ -191,7 +191,7 @@ __device__ __forceinline__ float2 load2(const __half* p) { return __half22float2
 // computed once) and takes the pairs (j + v, j + v + D/2) of every head in its stride; q and k heads are rotated,
 // v copied. V = 2 (D % 4 == 0) reads and writes two elements per access.
 template <class T, int V>
-__global__ void rope_qkv_kernel(const T* __restrict__ qkv, int H, int KV, int D, const float* __restrict__ inv_freq,
+__global__ void rope_qkv_kernel(const T* __restrict__ qkv, int H, int KV, int D, RopeTable rope,
                                 const int* __restrict__ pos, __half* __restrict__ q, __half* __restrict__ kc,
                                 __half* __restrict__ vc, int S) {
   wait_for_previous_kernel();
@@ -200,7 +200,7 @@ __global__ void rope_qkv_kernel(const T* __restrict__ qkv, int H, int KV, int D,
   const int p = *pos + row;
   float c[V], sn[V];
 #pragma unroll
-  for (int v = 0; v < V; ++v) rope_cos_sin(p, inv_freq[j + v], c[v], sn[v]);
+  for (int v = 0; v < V; ++v) rope_cos_sin(p, rope.inv_freq[j + v], rope.attention_factor, c[v], sn[v]);
   const T* src = qkv + (size_t)row * heads * D;
   for (int head = threadIdx.x / lanes; head < heads; head += head_step) {
     float a[V], b[V];
@@ -272,7 +272,7 @@ constexpr int attention_min_blocks() { return THREADS >= 256 ? 2 : 5; }
 
 template <bool ROPE, int THREADS, bool BATCH>
 __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
-    attention_kernel(const __half* __restrict__ q, const float* __restrict__ qkv, const float* __restrict__ inv_freq,
+    attention_kernel(const __half* __restrict__ q, const float* __restrict__ qkv, RopeTable rope,
                      __half* __restrict__ kc, __half* __restrict__ vc, int H, int KV, int D, int S,
                      const int* __restrict__ pos, int max_splits, int min_keys_per_split, int tpp,
                      float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out,
@@ -317,7 +317,7 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
   }
   // ROPE: this thread's inverse frequency (for q's pair tid and the new row's) is a constant: read before the wait,
   // it is not one more L2 round trip on the chain after it (docs/PERF-NOTES.md, session 18)
-  const float inv_freq_tid = ROPE && tid < D / 2 ? inv_freq[tid] : 0.f;
+  const float inv_freq_tid = ROPE && tid < D / 2 ? rope.inv_freq[tid] : 0.f;
   wait_for_previous_kernel();
 
   float qv[8], acc[8];
@@ -335,7 +335,7 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
     for (int i = tid; i < (end - n0) * half_d; i += THREADS) {
       const int p = n0 + i / half_d, j = i % half_d;
       float c, s;
-      rope_cos_sin(p, i < half_d ? inv_freq_tid : inv_freq[j], c, s);  // (i < half_d: i == j == tid)
+      rope_cos_sin(p, i < half_d ? inv_freq_tid : rope.inv_freq[j], rope.attention_factor, c, s);  // (i < half_d: i == j == tid)
       write_new_kv_pair(qkv + (size_t)(p - p_first) * width, H, KV, kvh, D, j, row_norm_factor(qkv_norm, p - p_first),
                         c, s, kc + ((size_t)kvh * S + p) * D, vc + ((size_t)kvh * S + p) * D,
                         snew + (size_t)(p - n0) * 2 * D);
@@ -345,7 +345,7 @@ __global__ void __launch_bounds__(THREADS, attention_min_blocks<THREADS>())
     __shared__ float qrot[256];
     if (tid < half_d) {
       float a = qa * rq, b = qb * rq;
-      rotate_pair(a, b, p_first + row, inv_freq_tid);
+      rotate_pair(a, b, p_first + row, inv_freq_tid, rope.attention_factor);
       qrot[tid] = __half2float(__float2half(a)), qrot[tid + half_d] = __half2float(__float2half(b));
     }
     __syncthreads();  // qrot and the new rows in shared memory
@@ -533,17 +533,17 @@ template void silu_mul(const float*, int, int, __half*, cudaStream_t);
 template void silu_mul(const __half*, int, int, __half*, cudaStream_t);
 
 template <class T>
-void rope_qkv_to_cache(const T* qkv, int m, int H, int KV, int D, const float* inv_freq, const int* pos, __half* q,
+void rope_qkv_to_cache(const T* qkv, int m, int H, int KV, int D, RopeTable rope, const int* pos, __half* q,
                        __half* kcache, __half* vcache, int S, cudaStream_t s) {
   const bool pairs = D % 4 == 0;  // two frequencies per thread: 8- or 4-byte loads, 4-byte stores, all aligned
   const int lanes = D / 2 / (pairs ? 2 : 1), threads = lanes * std::max(1, 256 / lanes);  // whole heads per stride
-  if (pairs) launch(rope_qkv_kernel<T, 2>, m, threads, 0, s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
-  else launch(rope_qkv_kernel<T, 1>, m, threads, 0, s, qkv, H, KV, D, inv_freq, pos, q, kcache, vcache, S);
+  if (pairs) launch(rope_qkv_kernel<T, 2>, m, threads, 0, s, qkv, H, KV, D, rope, pos, q, kcache, vcache, S);
+  else launch(rope_qkv_kernel<T, 1>, m, threads, 0, s, qkv, H, KV, D, rope, pos, q, kcache, vcache, S);
   XL_CUDA_LAUNCH_CHECK();
 }
-template void rope_qkv_to_cache(const float*, int, int, int, int, const float*, const int*, __half*, __half*, __half*,
+template void rope_qkv_to_cache(const float*, int, int, int, int, RopeTable, const int*, __half*, __half*, __half*,
                                 int, cudaStream_t);
-template void rope_qkv_to_cache(const __half*, int, int, int, int, const float*, const int*, __half*, __half*,
+template void rope_qkv_to_cache(const __half*, int, int, int, int, RopeTable, const int*, __half*, __half*,
                                 __half*, int, cudaStream_t);
 
 int& attention_threads_flag() {
@@ -591,28 +591,28 @@ int attention_splits(int m, int H, int max_len) {
 
 namespace {
 template <bool ROPE, int THREADS>
-void launch_attention_threads(const __half* q, const float* qkv, const float* inv_freq, __half* kcache,
+void launch_attention_threads(const __half* q, const float* qkv, RopeTable rope, __half* kcache,
                               __half* vcache, int m, int H, int KV, int D, int S, const int* pos, int splits,
                               int min_keys_per_split, float* work, unsigned* done, __half* out, cudaStream_t s,
                               DeferredNorm qkv_norm) {
   const int tpp = attention_lanes_per_position(D);
   const size_t smem = attention_smem_bytes(ROPE, THREADS, m, D);
   dim3 grid(H, m, splits);
-  launch(attention_kernel_for_flags<ROPE, THREADS>(), grid, THREADS, smem, s, q, qkv, inv_freq, kcache, vcache, H, KV, D, S, pos, splits,
+  launch(attention_kernel_for_flags<ROPE, THREADS>(), grid, THREADS, smem, s, q, qkv, rope, kcache, vcache, H, KV, D, S, pos, splits,
          std::max(1, min_keys_per_split), tpp, work, done, out, qkv_norm);
   XL_CUDA_LAUNCH_CHECK();
 }
 
 template <bool ROPE>
-void launch_attention(const __half* q, const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m,
+void launch_attention(const __half* q, const float* qkv, RopeTable rope, __half* kcache, __half* vcache, int m,
                       int H, int KV, int D, int S, const int* pos, int splits, int min_keys_per_split, float* work,
                       unsigned* done, __half* out, cudaStream_t s, DeferredNorm qkv_norm = {}) {
   if (D % 8 != 0 || D > 256) throw std::runtime_error("attention: head_dim must be a multiple of 8, at most 256");
   if (attention_threads_flag() >= 256)
-    launch_attention_threads<ROPE, 256>(q, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits,
+    launch_attention_threads<ROPE, 256>(q, qkv, rope, kcache, vcache, m, H, KV, D, S, pos, splits,
                                         min_keys_per_split, work, done, out, s, qkv_norm);
   else
-    launch_attention_threads<ROPE, 128>(q, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits,
+    launch_attention_threads<ROPE, 128>(q, qkv, rope, kcache, vcache, m, H, KV, D, S, pos, splits,
                                         min_keys_per_split, work, done, out, s, qkv_norm);
 }
 }  // namespace
@@ -621,7 +621,7 @@ void attention(const __half* q, const __half* kcache, const __half* vcache, int 
                const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s,
                int min_keys_per_split) {
   // Without ROPE the kernel only reads the caches.
-  launch_attention<false>(q, nullptr, nullptr, const_cast<__half*>(kcache), const_cast<__half*>(vcache), m, H, KV, D,
+  launch_attention<false>(q, nullptr, RopeTable(), const_cast<__half*>(kcache), const_cast<__half*>(vcache), m, H, KV, D,
                           S, pos, splits, min_keys_per_split, work, done, out, s);
 }
 
@@ -629,12 +629,12 @@ int attention_rope_splits(int m, int H, int KV, int D, int max_len) {
   return attention_mma_applies(H, KV, D) ? attention_mma_splits(m, H, KV, max_len) : attention_splits(m, H, max_len);
 }
 
-void attention_rope(const float* qkv, const float* inv_freq, __half* kcache, __half* vcache, int m, int H, int KV,
+void attention_rope(const float* qkv, RopeTable rope, __half* kcache, __half* vcache, int m, int H, int KV,
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
                     cudaStream_t s, DeferredNorm qkv_norm) {
   if (attention_mma_applies(H, KV, D))
-    return attention_mma_rope(qkv, inv_freq, kcache, vcache, m, H, KV, S, pos, splits, work, done, out, s, qkv_norm);
-  launch_attention<true>(nullptr, qkv, inv_freq, kcache, vcache, m, H, KV, D, S, pos, splits, kAttnMinKeysPerSplit,
+    return attention_mma_rope(qkv, rope, kcache, vcache, m, H, KV, S, pos, splits, work, done, out, s, qkv_norm);
+  launch_attention<true>(nullptr, qkv, rope, kcache, vcache, m, H, KV, D, S, pos, splits, kAttnMinKeysPerSplit,
                          work, done, out, s, qkv_norm);
 }
 

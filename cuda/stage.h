@@ -100,6 +100,8 @@ class Stage {
 
   // ---- running chunks (stage.cu; decode steps' plans and graphs: stage_decode.cu) ----
   void update_inv_freq(int seq_len, bool force);
+  // What the RoPE kernels take: the device inv_freq and the model's attention factor (YaRN's; else 1).
+  cuda::RopeTable rope_table() const { return {inv_freq_, cfg_.rope.attention_factor}; }
   void run_chunk(const int32_t* tokens, int m, int pos, LogitRows mode, float* out);
   void sync();
   void choose_decode_norms();

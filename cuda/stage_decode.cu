@@ -176,7 +176,7 @@ void Stage::enqueue_decode_layers(int m) {
     cuda::DeferredNorm qkv_norm;
     if (defer) qkv_norm = {attn_sum_sq, hid, eps};
     if (!skip_attention)
-      cuda::attention_rope(qkv_, inv_freq_, kcache_ + li * layer_elems, vcache_ + li * layer_elems, m, H, KV, D, S_,
+      cuda::attention_rope(qkv_, rope_table(), kcache_ + li * layer_elems, vcache_ + li * layer_elems, m, H, KV, D, S_,
                            pos_, splits, work_, attn_done_, att_, stream_, qkv_norm);
     cuda::GemvFusion o;
     if (!defer && !skip_sums) o.out_sum_sq = mlp_sum_sq, o.col_done = col_done_;
@@ -257,7 +257,7 @@ void Stage::prepare_decode_step() {
   unsigned* counters = mem_.alloc<unsigned>(ncount, "scratch", &scratch_bytes_);
   XL_CUDA_CHECK(cudaMemset(counters, 0, ncount * sizeof(unsigned)));
   st.layers = dev_layers, st.counters = counters;
-  st.inv_freq = inv_freq_, st.pos = pos_, st.h = h_, st.qkv = qkv_, st.gu = gu_, st.att = att_, st.work = work_;
+  st.inv_freq = inv_freq_, st.rope_attention_factor = cfg_.rope.attention_factor, st.pos = pos_, st.h = h_, st.qkv = qkv_, st.gu = gu_, st.att = att_, st.work = work_;
   st.head_done = attn_done_, st.final_sum_sq = row_sum_sq_;  // enqueue_logits reads row 0's sum there
   step_ = st;
   step_ready_ = true;

@@ -178,13 +178,13 @@ void Stage::enqueue_layers(int m) {
                     gemv ? (size_t)m * qkv_dim : 0);
     if (gemv) {  // decode: RoPE and the KV write happen inside the attention kernel
       linear(l.qkv, xn_, m, hid, qkv_, qkv_dim);
-      cuda::attention_rope(qkv_, inv_freq_, kc, vc, m, H, KV, D, S_, pos_, splits, work_, attn_done_, att_,
+      cuda::attention_rope(qkv_, rope_table(), kc, vc, m, H, KV, D, S_, pos_, splits, work_, attn_done_, att_,
                            stream_);
     } else {  // prompt: q/k/v in fp16 in qkv_'s memory
       __half* qkv16 = reinterpret_cast<__half*>(qkv_);
       prompt_linear(l.qkv, xn_, m, hid, qkv16, qkv_dim, 0.f);
       if (!(skip & cuda::kAblatePromptAttention)) {
-        cuda::rope_qkv_to_cache(qkv16, m, H, KV, D, inv_freq_, pos_, q_, kc, vc, S_, stream_);
+        cuda::rope_qkv_to_cache(qkv16, m, H, KV, D, rope_table(), pos_, q_, kc, vc, S_, stream_);
         cuda::attention_prefill(q_, kc, vc, m, H, KV, D, S_, pos_, att_, stream_);
       }
     }

@@ -28,15 +28,20 @@ struct TensorView {
   }
 };
 
-enum class RopeType : int { Default = 0, Linear = 1, Dynamic = 2, Llama3 = 3 };
+enum class RopeType : int { Default = 0, Linear = 1, Dynamic = 2, Llama3 = 3, Yarn = 4 };
 
 struct RopeConfig {
   float theta = 10000.0f;
   RopeType type = RopeType::Default;
-  float factor = 1.0f;                 // linear / dynamic / llama3
+  float factor = 1.0f;                 // linear / dynamic / llama3 / yarn
   float low_freq_factor = 1.0f;        // llama3
   float high_freq_factor = 4.0f;       // llama3
-  int original_max_position = 8192;    // llama3 / dynamic
+  int original_max_position = 8192;    // llama3 / dynamic / yarn
+  float beta_fast = 32.0f;             // yarn: the ramp between extrapolated and interpolated frequencies
+  float beta_slow = 1.0f;
+  bool truncate = true;                // yarn: the ramp's bounds rounded to whole dimensions
+  // cos and sin are multiplied by it, so q.k by its square (HF's attention_scaling: YaRN's; 1 for the others).
+  float attention_factor = 1.0f;
 };
 
 struct ModelConfig {

@@ -2,6 +2,7 @@
 // type: the one implementation both backends use.
 #include "backend/rope_frequencies.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace xllama {
@@ -12,6 +13,31 @@ static std::vector<float> default_inv_freq(float base, int dim) {
   for (int i = 0; i < dim / 2; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(dim);
     inv[i] = 1.0f / static_cast<float>(std::pow(static_cast<double>(base), static_cast<double>(exponent)));
+  }
+  return inv;
+}
+
+// _compute_yarn_parameters: per frequency, a blend of the original (extrapolated) one and the one divided by factor
+// (interpolated), by a linear ramp over the dimensions between those that turn beta_fast and beta_slow times in the
+// original context. The ramp's bounds in double as Python computes them; the tensors' arithmetic in float32.
+static std::vector<float> yarn_inv_freq(const RopeConfig& rope, int dim) {
+  const double base = rope.theta, two_pi = 2.0 * M_PI;
+  auto correction_dim = [&](double rotations) {
+    return dim * std::log(rope.original_max_position / (rotations * two_pi)) / (2.0 * std::log(base));
+  };
+  double low = correction_dim(rope.beta_fast), high = correction_dim(rope.beta_slow);
+  if (rope.truncate) low = std::floor(low), high = std::ceil(high);
+  low = std::max(low, 0.0), high = std::min(high, static_cast<double>(dim - 1));
+  if (low == high) high += 0.001;  // HF: prevents a division by zero
+  const float ramp_low = static_cast<float>(low), ramp_width = static_cast<float>(high - low);
+  std::vector<float> inv(dim / 2);
+  for (int i = 0; i < dim / 2; ++i) {
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(dim);
+    const float pos_freq = static_cast<float>(std::pow(base, static_cast<double>(exponent)));
+    const float extrapolated = 1.0f / pos_freq, interpolated = 1.0f / (rope.factor * pos_freq);
+    const float ramp = std::min(std::max((static_cast<float>(i) - ramp_low) / ramp_width, 0.0f), 1.0f);
+    const float extrapolation = 1.0f - ramp;
+    inv[i] = interpolated * (1.0f - extrapolation) + extrapolated * extrapolation;
   }
   return inv;
 }
@@ -50,6 +76,8 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int dim, int max_positi
       }
       return inv;
     }
+    case RopeType::Yarn:
+      return yarn_inv_freq(rope, dim);
   }
   return default_inv_freq(rope.theta, dim);
 }

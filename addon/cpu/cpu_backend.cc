@@ -242,7 +242,10 @@ void CpuBackend::forward_chunk(const int32_t* tokens, int n, int pos, int rope_s
   const std::vector<float> inv_freq = cfg_.rope.type == RopeType::Dynamic
       ? rope_inv_freq(cfg_.rope, hd, cfg_.max_position_embeddings, rope_seq_len)
       : inv_freq_;
-  for (int t = 0; t < n; ++t) rope_cos_sin(inv_freq, pos + t, &cos_[static_cast<size_t>(t) * half], &sin_[static_cast<size_t>(t) * half]);
+  for (int t = 0; t < n; ++t) {
+    rope_cos_sin(inv_freq, cfg_.rope.attention_factor, pos + t, &cos_[static_cast<size_t>(t) * half],
+                 &sin_[static_cast<size_t>(t) * half]);
+  }
 
   for (int l = 0; l < cfg_.num_layers; ++l) {
     CpuLayer& L = layers_[l];

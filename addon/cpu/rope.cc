@@ -4,11 +4,11 @@
 
 namespace xllama::cpu {
 
-void rope_cos_sin(const std::vector<float>& inv_freq, int position, float* cos, float* sin) {
+void rope_cos_sin(const std::vector<float>& inv_freq, float attention_factor, int position, float* cos, float* sin) {
   for (size_t i = 0; i < inv_freq.size(); ++i) {
     const float angle = static_cast<float>(position) * inv_freq[i];
-    cos[i] = static_cast<float>(std::cos(static_cast<double>(angle)));
-    sin[i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+    cos[i] = static_cast<float>(std::cos(static_cast<double>(angle))) * attention_factor;
+    sin[i] = static_cast<float>(std::sin(static_cast<double>(angle))) * attention_factor;
   }
 }
 

@@ -94,6 +94,13 @@ void parse_arch(Napi::Env env, Napi::Value arch, ModelConfig& c) {
       c.rope.low_freq_factor = static_cast<float>(num_or(r, "lowFreqFactor", 1.0));
       c.rope.high_freq_factor = static_cast<float>(num_or(r, "highFreqFactor", 4.0));
       c.rope.original_max_position = static_cast<int>(num_or(r, "originalMaxPositionEmbeddings", 8192));
+    } else if (type == "yarn") {  // the TypeScript loader resolves every default (cli/engine/loader/config.ts)
+      c.rope.type = RopeType::Yarn;
+      c.rope.original_max_position = static_cast<int>(num(r, "originalMaxPositionEmbeddings", "arch.ropeScaling"));
+      c.rope.attention_factor = static_cast<float>(num(r, "attentionFactor", "arch.ropeScaling"));
+      c.rope.beta_fast = static_cast<float>(num(r, "betaFast", "arch.ropeScaling"));
+      c.rope.beta_slow = static_cast<float>(num(r, "betaSlow", "arch.ropeScaling"));
+      c.rope.truncate = r.Get("truncate").ToBoolean();
     } else {
       throw_error(env, "bad_model", "unsupported rope_scaling type '" + type + "'");
     }

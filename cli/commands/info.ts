@@ -66,7 +66,11 @@ function describeRope(s: ModelSummary): string {
   const r = s.ropeScaling;
   if (!r) return `theta ${s.ropeTheta}`;
   const extra = r.type === 'llama3'
-    ? `, low/high freq factor ${r.lowFreqFactor}/${r.highFreqFactor}, original context ${r.originalMaxPositionEmbeddings}` : '';
+    ? `, low/high freq factor ${r.lowFreqFactor}/${r.highFreqFactor}, original context ${r.originalMaxPositionEmbeddings}`
+    : r.type === 'yarn'
+      ? `, original context ${r.originalMaxPositionEmbeddings}, attention factor ${+r.attentionFactor!.toFixed(4)}, ` +
+        `beta fast/slow ${r.betaFast}/${r.betaSlow}`
+      : '';
   return `theta ${s.ropeTheta}, ${r.type} scaling × ${r.factor}${extra}`;
 }
 

@@ -18,11 +18,18 @@ export interface TensorEntry {
 }
 
 export interface RopeScaling {
-  type: 'linear' | 'dynamic' | 'llama3';
+  type: 'linear' | 'dynamic' | 'llama3' | 'yarn';
   factor: number;
   lowFreqFactor?: number;
   highFreqFactor?: number;
   originalMaxPositionEmbeddings?: number;
+  /** YaRN: cos and sin are multiplied by it (resolved from attention_factor, or mscale / mscale_all_dim, or factor). */
+  attentionFactor?: number;
+  /** YaRN: the rotation counts that bound the ramp between extrapolated and interpolated frequencies. */
+  betaFast?: number;
+  betaSlow?: number;
+  /** YaRN: the ramp's bounds rounded to whole dimensions (transformers' default). */
+  truncate?: boolean;
 }
 
 export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';

@@ -86,7 +86,8 @@ export interface NativeModelSpec {
     ropeTheta: number;
     tieWordEmbeddings: boolean;
     ropeScaling: { type: string; factor: number; lowFreqFactor?: number; highFreqFactor?: number;
-      originalMaxPositionEmbeddings?: number } | null;
+      originalMaxPositionEmbeddings?: number; attentionFactor?: number; betaFast?: number; betaSlow?: number;
+      truncate?: boolean } | null;
   };
   quant: { bits: number; groupSize: number; descAct: boolean; sym: boolean; checkpointFormat: string } | null;
   tensors: Record<string, { file: string; offset: number; byteLength: number; dtype: string; shape: number[] }>;

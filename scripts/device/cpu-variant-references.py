@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Reference logits from Hugging Face transformers for model variants the fixtures don't cover:
-RoPE scaling (linear, dynamic NTK, llama3) and Qwen2's q/k/v biases. Each variant is the stories260K
+RoPE scaling (linear, dynamic NTK, llama3, YaRN) and Qwen2's q/k/v biases. Each variant is the stories260K
 fp16 fixture with an edited config.json (and, for the bias variant, extra seeded random bias tensors).
 
 Writes, per variant, OUT_DIR/<variant>/{config.json, reference.json}, plus extra.safetensors (the added
 bias tensors only) for the bias variant. test/cpu/variants.test.ts reads them from test/cpu/fixtures/variants/.
 
-Run (needs torch, transformers, safetensors; no GPU needed):
+Run (needs torch, transformers, safetensors; no GPU needed; VARIANTS=a,b makes only those):
   python3 scripts/device/cpu-variant-references.py test/cpu/fixtures/variants
 """
 import json
@@ -36,6 +36,15 @@ def variants():
     c = dict(base, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 64})
     out["rope-llama3"] = (c, None)
+    # YaRN: factor 4 over an original context of 64 (max_position_embeddings 512 would give a ratio of 8, which
+    # transformers uses only where factor is absent); head_dim 8 puts the ramp over frequencies 0-2.
+    c = dict(base, rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64})
+    out["rope-yarn"] = (c, None)
+    # The attention factor from mscale / mscale_all_dim, other betas, and the ramp's bounds not rounded.
+    c = dict(base, rope_scaling={"type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32,
+                                 "mscale": 1.0, "mscale_all_dim": 0.5, "beta_fast": 16.0, "beta_slow": 2.0,
+                                 "truncate": False})
+    out["rope-yarn-mscale"] = (c, None)
     c = dict(base, architectures=["Qwen2ForCausalLM"], model_type="qwen2", use_sliding_window=False,
              sliding_window=None, max_window_layers=5, attention_dropout=0.0)
     for k in ("attention_bias", "mlp_bias", "pretraining_tp", "head_dim"):
@@ -60,7 +69,10 @@ def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.environ.get("OUT", "."), "cpu-variants")
     ref = json.load(open(os.path.join(FIXTURE, "reference.json")))
     ids = ref["ppl_text"]["ids"][:SEQ_LEN]
+    only = [v for v in os.environ.get("VARIANTS", "").split(",") if v]
     for name, (config, extra) in variants().items():
+        if only and name not in only:
+            continue
         d = os.path.join(out_dir, name)
         os.makedirs(d, exist_ok=True)
         for f in ("generation_config.json", "tokenizer.json", "tokenizer_config.json"):
@@ -87,6 +99,8 @@ def main():
             "computed_with": {"transformers": transformers.__version__, "torch": torch.__version__,
                               "class": type(model).__name__, "rope_type": rope_type},
             "recipe": "one float32 eager forward over ids (no KV cache); top5 at every position; all logits at the last",
+            "rope": {"inv_freq": [float(v) for v in model.model.rotary_emb.inv_freq],
+                     "attention_scaling": float(getattr(model.model.rotary_emb, "attention_scaling", 1.0))},
             "ids": ids,
             "top5": [[[int(i), float(v)] for i, v in zip(top.indices[t], top.values[t])] for t in range(len(ids))],
             "last_logits": [float(v) for v in logits[-1]],

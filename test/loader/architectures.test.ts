@@ -36,10 +36,53 @@ test('rope_scaling: linear / dynamic with `type`, llama3 with `rope_type`, defau
   const v5 = parse((c) => { delete c.rope_theta; c.rope_parameters = { rope_type: 'linear', factor: 2, rope_theta: 1e6 }; });
   assert.equal(v5.ropeTheta, 1e6);
   assert.deepEqual(v5.ropeScaling, { type: 'linear', factor: 2 });
-  assert.throws(() => parse((c) => { c.rope_scaling = { type: 'yarn', factor: 4 }; }),
-    /config\.json: rope_scaling\.type is "yarn", which is not supported/);
+  assert.throws(() => parse((c) => { c.rope_scaling = { type: 'longrope', factor: 4 }; }),
+    /config\.json: rope_scaling\.type is "longrope", which is not supported \(linear, dynamic, llama3, yarn\)/);
   assert.throws(() => parse((c) => { c.rope_scaling = { rope_type: 'llama3', factor: 8 }; }),
     /config\.json: rope_scaling\.low_freq_factor is missing/);
+});
+
+test('rope_scaling yarn: every default resolved as transformers 5 does', () => {
+  // Qwen2.5's recommended long-context setting.
+  const qwen = parse((c) => {
+    c.max_position_embeddings = 32768;
+    c.rope_scaling = { factor: 4.0, original_max_position_embeddings: 32768, type: 'yarn' };
+  });
+  assert.deepEqual(qwen.ropeScaling, {
+    type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 32768, attentionFactor: 0.1 * Math.log(4) + 1,
+    betaFast: 32, betaSlow: 1, truncate: true,
+  });
+  // Without factor: max_position_embeddings / original; without the original context: max_position_embeddings.
+  const ratio = parse((c) => { c.max_position_embeddings = 4096; c.rope_scaling = { rope_type: 'yarn', original_max_position_embeddings: 1024 }; });
+  assert.equal(ratio.ropeScaling?.factor, 4);
+  const noOriginal = parse((c) => { c.max_position_embeddings = 4096; c.rope_scaling = { rope_type: 'yarn', factor: 2 }; });
+  assert.equal(noOriginal.ropeScaling?.originalMaxPositionEmbeddings, 4096);
+  // mscale / mscale_all_dim (DeepSeek's form), an explicit attention_factor, betas, truncate; 0 counts as absent.
+  const ms = parse((c) => { c.rope_scaling = { rope_type: 'yarn', factor: 40, mscale: 1, mscale_all_dim: 0.5 }; });
+  assert.equal(ms.ropeScaling?.attentionFactor, (0.1 * Math.log(40) + 1) / (0.05 * Math.log(40) + 1));
+  const given = parse((c) => {
+    c.rope_scaling = { rope_type: 'yarn', factor: 4, attention_factor: 1.5, beta_fast: 0, beta_slow: 2, truncate: false };
+  });
+  assert.deepEqual([given.ropeScaling?.attentionFactor, given.ropeScaling?.betaFast, given.ropeScaling?.betaSlow, given.ropeScaling?.truncate],
+    [1.5, 32, 2, false]);
+  // A factor below 1 scales nothing in attention.
+  assert.equal(parse((c) => { c.rope_scaling = { rope_type: 'yarn', factor: 0.5 }; }).ropeScaling?.attentionFactor, 1);
+  assert.throws(() => parse((c) => { c.rope_scaling = { rope_type: 'yarn', factor: -4 }; }),
+    /config\.json: rope_scaling\.factor is -4, expected a positive number/);
+  assert.throws(() => parse((c) => { c.rope_scaling = { rope_type: 'yarn', factor: 4, beta_fast: 'x' }; }),
+    /config\.json: rope_scaling\.beta_fast is "x", expected a positive number/);
+  assert.throws(() => parse((c) => { c.rope_scaling = { rope_type: 'yarn', factor: 4, truncate: 1 }; }),
+    /config\.json: rope_scaling\.truncate is 1, expected true or false/);
+  assert.throws(() => parse((c) => { c.rope_scaling = { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 0 }; }),
+    /config\.json: rope_scaling\.original_max_position_embeddings is 0, expected an integer >= 1/);
+});
+
+test('info shows YaRN scaling', () => {
+  const dir = copyFixture(FP16);
+  editJson(join(dir, 'config.json'), (c) => { c.rope_scaling = { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 64 }; });
+  const r = runCli(['info', dir]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^rope +theta 10000, yarn scaling × 4, original context 64, attention factor 1\.1386, beta fast\/slow 32\/1$/m);
 });
 
 test('a sliding window caps the context (Mistral v0.1; Qwen2 only with use_sliding_window)', () => {

@@ -19,16 +19,41 @@ function parseArchitectureName(cfg: FieldReader): Architecture {
   return name as Architecture;
 }
 
+/** YaRN's attention scaling of a context `scale` times longer (transformers' get_mscale). */
+function yarnMscale(scale: number, mscale = 1): number {
+  return scale <= 1 ? 1 : 0.1 * mscale * Math.log(scale) + 1;
+}
+
+/**
+ * YaRN as transformers 5 reads it: factor (else max_position_embeddings / original_max_position_embeddings),
+ * the original context (else max_position_embeddings), the attention factor (given, or from mscale and
+ * mscale_all_dim, or from factor), beta_fast / beta_slow (32 / 1 where absent or 0) and truncate (true).
+ */
+function parseYarn(r: FieldReader, raw: JsonObject, maxPositionEmbeddings: number): RopeScaling {
+  // transformers tests these with `or` / truthiness: 0 counts as absent.
+  const optional = (key: string): number | null => (r.has(key) && raw[key] !== 0 ? r.positive(key) : null);
+  const original = r.int('original_max_position_embeddings', maxPositionEmbeddings);
+  const factor = r.has('factor') ? r.positive('factor') : maxPositionEmbeddings / original;
+  const mscale = optional('mscale'), mscaleAllDim = optional('mscale_all_dim');
+  const attentionFactor = optional('attention_factor') ??
+    (mscale !== null && mscaleAllDim !== null ? yarnMscale(factor, mscale) / yarnMscale(factor, mscaleAllDim) : yarnMscale(factor));
+  return {
+    type: 'yarn', factor, originalMaxPositionEmbeddings: original, attentionFactor,
+    betaFast: optional('beta_fast') ?? 32, betaSlow: optional('beta_slow') ?? 1, truncate: r.bool('truncate', true),
+  };
+}
+
 /** rope_scaling (or transformers 5 rope_parameters): `type` or `rope_type`; "default" means none. */
-function parseRopeScaling(raw: unknown, file: string, key: string): RopeScaling | null {
+function parseRopeScaling(raw: unknown, file: string, key: string, maxPositionEmbeddings: number): RopeScaling | null {
   if (raw === undefined || raw === null) return null;
   if (!isJsonObject(raw)) throw new UserError(`${file}: ${key} is ${showValue(raw)}, expected an object or null`);
   const r = new FieldReader(raw, file, `${key}.`);
   const type = r.string('rope_type') ?? r.string('type');
   if (type === null || type === 'default') return null;
-  if (type !== 'linear' && type !== 'dynamic' && type !== 'llama3') {
-    r.fail(raw.rope_type !== undefined ? 'rope_type' : 'type', `is "${type}", which is not supported (linear, dynamic, llama3)`);
+  if (type !== 'linear' && type !== 'dynamic' && type !== 'llama3' && type !== 'yarn') {
+    r.fail(raw.rope_type !== undefined ? 'rope_type' : 'type', `is "${type}", which is not supported (linear, dynamic, llama3, yarn)`);
   }
+  if (type === 'yarn') return parseYarn(r, raw, maxPositionEmbeddings);
   const scaling: RopeScaling = { type: type as RopeScaling['type'], factor: r.positive('factor') };
   if (type === 'llama3') {
     scaling.lowFreqFactor = r.positive('low_freq_factor');
@@ -77,8 +102,8 @@ export function parseModelConfig(raw: JsonObject, file: string): ModelArchitectu
     ? new FieldReader(ropeParams, file, 'rope_parameters.').positive('rope_theta')
     : cfg.positive('rope_theta', 10000);
   const ropeScaling = ropeParams
-    ? parseRopeScaling(ropeParams, file, 'rope_parameters')
-    : parseRopeScaling(raw.rope_scaling, file, 'rope_scaling');
+    ? parseRopeScaling(ropeParams, file, 'rope_parameters', cfg.int('max_position_embeddings', 2048))
+    : parseRopeScaling(raw.rope_scaling, file, 'rope_scaling', cfg.int('max_position_embeddings', 2048));
 
   // Qwen2 always has q/k/v biases; Llama's attention_bias would also put one on o_proj, which we don't run.
   const attentionBias = architecture === 'Qwen2ForCausalLM';
