@@ -57,6 +57,12 @@ test('rope_scaling yarn: every default resolved as transformers 5 does', () => {
   assert.equal(ratio.ropeScaling?.factor, 4);
   const noOriginal = parse((c) => { c.max_position_embeddings = 4096; c.rope_scaling = { rope_type: 'yarn', factor: 2 }; });
   assert.equal(noOriginal.ropeScaling?.originalMaxPositionEmbeddings, 4096);
+  // config.json's own original_max_position_embeddings comes first (transformers' standardize_rope_params).
+  const topLevel = parse((c) => {
+    c.original_max_position_embeddings = 2048;
+    c.rope_scaling = { rope_type: 'yarn', factor: 2, original_max_position_embeddings: 1024 };
+  });
+  assert.equal(topLevel.ropeScaling?.originalMaxPositionEmbeddings, 2048);
   // mscale / mscale_all_dim (DeepSeek's form), an explicit attention_factor, betas, truncate; 0 counts as absent.
   const ms = parse((c) => { c.rope_scaling = { rope_type: 'yarn', factor: 40, mscale: 1, mscale_all_dim: 0.5 }; });
   assert.equal(ms.ropeScaling?.attentionFactor, (0.1 * Math.log(40) + 1) / (0.05 * Math.log(40) + 1));

@@ -29,10 +29,11 @@ function yarnMscale(scale: number, mscale = 1): number {
  * the original context (else max_position_embeddings), the attention factor (given, or from mscale and
  * mscale_all_dim, or from factor), beta_fast / beta_slow (32 / 1 where absent or 0) and truncate (true).
  */
-function parseYarn(r: FieldReader, raw: JsonObject, maxPositionEmbeddings: number): RopeScaling {
+function parseYarn(r: FieldReader, raw: JsonObject, context: RopeContext): RopeScaling {
   // transformers tests these with `or` / truthiness: 0 counts as absent.
   const optional = (key: string): number | null => (r.has(key) && raw[key] !== 0 ? r.positive(key) : null);
-  const original = r.int('original_max_position_embeddings', maxPositionEmbeddings);
+  const maxPositionEmbeddings = context.maxPositionEmbeddings;
+  const original = context.topLevelOriginal ?? r.int('original_max_position_embeddings', maxPositionEmbeddings);
   const factor = r.has('factor') ? r.positive('factor') : maxPositionEmbeddings / original;
   const mscale = optional('mscale'), mscaleAllDim = optional('mscale_all_dim');
   const attentionFactor = optional('attention_factor') ??
@@ -43,8 +44,15 @@ function parseYarn(r: FieldReader, raw: JsonObject, maxPositionEmbeddings: numbe
   };
 }
 
+/** What YaRN's defaults come from besides rope_scaling itself. */
+interface RopeContext {
+  maxPositionEmbeddings: number;
+  /** config.json's own original_max_position_embeddings, which transformers puts before rope_scaling's (Phi-3's form). */
+  topLevelOriginal: number | null;
+}
+
 /** rope_scaling (or transformers 5 rope_parameters): `type` or `rope_type`; "default" means none. */
-function parseRopeScaling(raw: unknown, file: string, key: string, maxPositionEmbeddings: number): RopeScaling | null {
+function parseRopeScaling(raw: unknown, file: string, key: string, context: RopeContext): RopeScaling | null {
   if (raw === undefined || raw === null) return null;
   if (!isJsonObject(raw)) throw new UserError(`${file}: ${key} is ${showValue(raw)}, expected an object or null`);
   const r = new FieldReader(raw, file, `${key}.`);
@@ -53,7 +61,7 @@ function parseRopeScaling(raw: unknown, file: string, key: string, maxPositionEm
   if (type !== 'linear' && type !== 'dynamic' && type !== 'llama3' && type !== 'yarn') {
     r.fail(raw.rope_type !== undefined ? 'rope_type' : 'type', `is "${type}", which is not supported (linear, dynamic, llama3, yarn)`);
   }
-  if (type === 'yarn') return parseYarn(r, raw, maxPositionEmbeddings);
+  if (type === 'yarn') return parseYarn(r, raw, context);
   const scaling: RopeScaling = { type: type as RopeScaling['type'], factor: r.positive('factor') };
   if (type === 'llama3') {
     scaling.lowFreqFactor = r.positive('low_freq_factor');
@@ -101,9 +109,13 @@ export function parseModelConfig(raw: JsonObject, file: string): ModelArchitectu
   const ropeTheta = ropeParams && ropeParams.rope_theta !== undefined
     ? new FieldReader(ropeParams, file, 'rope_parameters.').positive('rope_theta')
     : cfg.positive('rope_theta', 10000);
+  const ropeContext: RopeContext = {
+    maxPositionEmbeddings: cfg.int('max_position_embeddings', 2048),
+    topLevelOriginal: cfg.has('original_max_position_embeddings') ? cfg.int('original_max_position_embeddings') : null,
+  };
   const ropeScaling = ropeParams
-    ? parseRopeScaling(ropeParams, file, 'rope_parameters', cfg.int('max_position_embeddings', 2048))
-    : parseRopeScaling(raw.rope_scaling, file, 'rope_scaling', cfg.int('max_position_embeddings', 2048));
+    ? parseRopeScaling(ropeParams, file, 'rope_parameters', ropeContext)
+    : parseRopeScaling(raw.rope_scaling, file, 'rope_scaling', ropeContext);
 
   // Qwen2 always has q/k/v biases; Llama's attention_bias would also put one on o_proj, which we don't run.
   const attentionBias = architecture === 'Qwen2ForCausalLM';
