@@ -1,6 +1,7 @@
-// RoPE scaling (linear, dynamic NTK, llama3) and Qwen2 q/k/v biases against transformers' float32 logits.
+// RoPE scaling (linear, dynamic NTK, llama3, YaRN) and Qwen2 q/k/v biases against transformers' float32 logits.
 // Each variant is the stories260K fp16 fixture with another config.json (and extra bias tensors);
-// test/cpu/fixtures/variants was made by scripts/device/cpu-variant-references.py (transformers 5.18).
+// test/cpu/fixtures/variants was made by scripts/device/cpu-variant-references.py (transformers 5.18; the
+// two YaRN variants with 5.17 on the GPU machine, their reference.json says which).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -23,7 +24,7 @@ interface VariantReference {
 const names = readdirSync(VARIANTS).sort();
 
 test('every variant fixture is present', () => {
-  assert.deepEqual(names, ['qwen2-qkv-bias', 'rope-dynamic', 'rope-linear', 'rope-llama3']);
+  assert.deepEqual(names, ['qwen2-qkv-bias', 'rope-dynamic', 'rope-linear', 'rope-llama3', 'rope-yarn', 'rope-yarn-mscale']);
 });
 
 for (const name of names) {
