@@ -81,6 +81,10 @@ test('rope_scaling yarn: every default resolved as transformers 5 does', () => {
     /config\.json: rope_scaling\.truncate is 1, expected true or false/);
   assert.throws(() => parse((c) => { c.rope_scaling = { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 0 }; }),
     /config\.json: rope_scaling\.original_max_position_embeddings is 0, expected an integer >= 1/);
+  // The top-level field is YaRN's only: without YaRN any value there is ignored, as transformers ignores it.
+  assert.equal(parse((c) => { c.original_max_position_embeddings = 0; }).ropeScaling, null);
+  assert.throws(() => parse((c) => { c.original_max_position_embeddings = 0; c.rope_scaling = { rope_type: 'yarn', factor: 4 }; }),
+    /config\.json: original_max_position_embeddings is 0, expected an integer >= 1/);
 });
 
 test('info shows YaRN scaling', () => {

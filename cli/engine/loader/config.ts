@@ -33,7 +33,7 @@ function parseYarn(r: FieldReader, raw: JsonObject, context: RopeContext): RopeS
   // transformers tests these with `or` / truthiness: 0 counts as absent.
   const optional = (key: string): number | null => (r.has(key) && raw[key] !== 0 ? r.positive(key) : null);
   const maxPositionEmbeddings = context.maxPositionEmbeddings;
-  const original = context.topLevelOriginal ?? r.int('original_max_position_embeddings', maxPositionEmbeddings);
+  const original = context.topLevelOriginal() ?? r.int('original_max_position_embeddings', maxPositionEmbeddings);
   const factor = r.has('factor') ? r.positive('factor') : maxPositionEmbeddings / original;
   const mscale = optional('mscale'), mscaleAllDim = optional('mscale_all_dim');
   const attentionFactor = optional('attention_factor') ??
@@ -47,8 +47,11 @@ function parseYarn(r: FieldReader, raw: JsonObject, context: RopeContext): RopeS
 /** What YaRN's defaults come from besides rope_scaling itself. */
 interface RopeContext {
   maxPositionEmbeddings: number;
-  /** config.json's own original_max_position_embeddings, which transformers puts before rope_scaling's (Phi-3's form). */
-  topLevelOriginal: number | null;
+  /**
+   * config.json's own original_max_position_embeddings, which transformers puts before rope_scaling's (Phi-3's
+   * form). Read only for YaRN: other configs may carry any value there, as transformers ignores it for them.
+   */
+  topLevelOriginal: () => number | null;
 }
 
 /** rope_scaling (or transformers 5 rope_parameters): `type` or `rope_type`; "default" means none. */
@@ -111,7 +114,7 @@ export function parseModelConfig(raw: JsonObject, file: string): ModelArchitectu
     : cfg.positive('rope_theta', 10000);
   const ropeContext: RopeContext = {
     maxPositionEmbeddings: cfg.int('max_position_embeddings', 2048),
-    topLevelOriginal: cfg.has('original_max_position_embeddings') ? cfg.int('original_max_position_embeddings') : null,
+    topLevelOriginal: () => (cfg.has('original_max_position_embeddings') ? cfg.int('original_max_position_embeddings') : null),
   };
   const ropeScaling = ropeParams
     ? parseRopeScaling(ropeParams, file, 'rope_parameters', ropeContext)
