@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { showValue, UserError } from '../errors.js';
 import type { ChatTemplateFile, SpecialTokenSources, TokenizerFiles } from './model-spec.js';
-import { flattenAddedTokens } from './loader/tokenizer-config.js';
+import { flattenAddedTokens, namedOrClassDefaultToken } from './loader/tokenizer-config.js';
 import { readModelJsonText } from './loader/json-file.js';
 import { pickTemplate } from './chat-template.js';
 import { PiecewiseEncoder } from './piecewise-encoding.js';
@@ -114,9 +114,14 @@ export class TextTokenizer {
       throw err;
     }
     ({ lookups: this.hf, core: this.core } = build.finish());
-    this.bosToken = tokenContent(config.bos_token);
-    this.eosToken = tokenContent(config.eos_token);
     const lookup = (t: string | null): number | null => (t === null ? null : this.hf.token_to_id(t) ?? null);
+    // A class default missing from the vocabulary is no token (transformers would add it; xllama adds none).
+    const named = (key: 'bos_token' | 'eos_token'): string | null => {
+      const token = tokenContent(namedOrClassDefaultToken(config, key));
+      return key in config || lookup(token) !== null ? token : null;
+    };
+    this.bosToken = named('bos_token');
+    this.eosToken = named('eos_token');
     for (const [key, token] of [['bos_token', this.bosToken], ['eos_token', this.eosToken]] as const) {
       if (token !== null && lookup(token) === null) {
         const from = checks.specialTokenSources?.[key] ?? configSource;

@@ -18,7 +18,11 @@ from transformers import AutoTokenizer
 FIXTURE = Path("fixtures/models/stories260K")
 ADDED = lambda s: {"content": s, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
 
-# name: (drop added_tokens_decoder?, keys to drop from tokenizer_config.json, special_tokens_map.json or None)
+NAMES = ["bos_token", "eos_token", "unk_token"]
+# name: (drop added_tokens_decoder?, keys to drop from tokenizer_config.json, special_tokens_map.json or None
+# [, fields to set in tokenizer_config.json, DROP to remove one; the fixture's tokenizer_class is LlamaTokenizer
+#  [, tokens to rename in the vocabulary, {old: new}]])
+DROP = object()
 VARIANTS = {
     "current config, map ignored": (False, [], {"eos_token": "<unk>"}),
     "legacy config, map replaces eos": (True, [], {"bos_token": ADDED("<s>"), "eos_token": "<unk>"}),
@@ -28,6 +32,15 @@ VARIANTS = {
     "legacy config, null eos in map": (True, [], {"eos_token": None, "bos_token": ADDED("<unk>")}),
     "no tokenizer_config.json tokens, map only": (True, ["bos_token", "eos_token", "unk_token"],
                                                    {"bos_token": "<s>", "eos_token": ADDED("</s>"), "unk_token": "<unk>"}),
+    # No file names the tokens: the tokenizer class's defaults, if it has any.
+    "no tokens named, LlamaTokenizer": (False, NAMES, None),
+    "no tokens named, LlamaTokenizerFast": (False, NAMES, None, {"tokenizer_class": "LlamaTokenizerFast"}),
+    "no tokens named, PreTrainedTokenizerFast": (False, NAMES, None, {"tokenizer_class": "PreTrainedTokenizerFast"}),
+    "no tokens named, no class": (False, NAMES, None, {"tokenizer_class": DROP}),
+    "legacy, no tokens named, no map, LlamaTokenizerFast": (True, NAMES, None, {"tokenizer_class": "LlamaTokenizerFast"}),
+    "legacy, map names eos only, LlamaTokenizer": (True, NAMES, {"eos_token": "<unk>"}),
+    "no tokens named, Qwen2Tokenizer": (False, NAMES, None, {"tokenizer_class": "Qwen2Tokenizer"}, {"</s>": "<|endoftext|>"}),
+    "bos null, LlamaTokenizer": (False, ["eos_token"], None, {"bos_token": None}),
 }
 
 OURS = """
@@ -39,15 +52,34 @@ console.log(JSON.stringify([t.bosToken, t.eosToken]));
 """
 
 
-def variant_folder(root: Path, legacy: bool, drop: list, special_map) -> Path:
+def rename_tokens(folder: Path, renames: dict) -> None:
+    path = folder / "tokenizer.json"
+    tokenizer = json.loads(path.read_text())
+    vocab = tokenizer["model"]["vocab"]
+    tokenizer["model"]["vocab"] = {renames.get(k, k): v for k, v in vocab.items()}
+    for added in tokenizer["added_tokens"]:
+        added["content"] = renames.get(added["content"], added["content"])
+    path.write_text(json.dumps(tokenizer))
+
+
+def variant_folder(root: Path, legacy: bool, drop: list, special_map, overrides=None, renames=None) -> Path:
     dest = root / "model"
     shutil.copytree(FIXTURE, dest, ignore=shutil.ignore_patterns("*.txt", "reference.json"))
+    if renames:
+        rename_tokens(dest, renames)
     config_path = dest / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
+    for added in config.get("added_tokens_decoder", {}).values():
+        added["content"] = (renames or {}).get(added["content"], added["content"])
     if legacy:
         config.pop("added_tokens_decoder", None)
     for key in drop:
         config.pop(key, None)
+    for key, value in (overrides or {}).items():
+        if value is DROP:
+            config.pop(key, None)
+        else:
+            config[key] = value
     config_path.write_text(json.dumps(config))
     if special_map is not None:
         (dest / "special_tokens_map.json").write_text(json.dumps(special_map))
@@ -57,9 +89,9 @@ def variant_folder(root: Path, legacy: bool, drop: list, special_map) -> Path:
 def main() -> int:
     failed = 0
     print(f"transformers {transformers.__version__}")
-    for name, (legacy, drop, special_map) in VARIANTS.items():
+    for name, variant in VARIANTS.items():
         with tempfile.TemporaryDirectory() as tmp:
-            folder = variant_folder(Path(tmp), legacy, drop, special_map)
+            folder = variant_folder(Path(tmp), *variant)
             tok = AutoTokenizer.from_pretrained(folder)
             theirs = [tok.bos_token, tok.eos_token]
             run = subprocess.run(["node", "--input-type=module", "-e", OURS, str(folder)], capture_output=True, text=True)

@@ -37,6 +37,33 @@ function readChatTemplateFile(dir: string): ChatTemplateFile | null {
 
 /** The special tokens xllama reads by name: BOS for the chat template and add_bos_token, EOS to stop. */
 const NAMED_SPECIAL_TOKENS = ['bos_token', 'eos_token'] as const;
+type NamedSpecialToken = (typeof NAMED_SPECIAL_TOKENS)[number];
+
+/**
+ * The special tokens a tokenizer class gives itself when neither tokenizer_config.json nor special_tokens_map.json
+ * names them (transformers' class defaults: LlamaTokenizer's `<s>` / `</s>`, Qwen2Tokenizer's `<|endoftext|>`
+ * and no BOS). A generic class (PreTrainedTokenizerFast) or none has no defaults.
+ */
+const CLASS_DEFAULT_TOKENS: Record<string, Partial<Record<NamedSpecialToken, string>>> = {
+  LlamaTokenizer: { bos_token: '<s>', eos_token: '</s>' },
+  LlamaTokenizerFast: { bos_token: '<s>', eos_token: '</s>' },
+  CodeLlamaTokenizer: { bos_token: '<s>', eos_token: '</s>' },
+  CodeLlamaTokenizerFast: { bos_token: '<s>', eos_token: '</s>' },
+  Qwen2Tokenizer: { eos_token: '<|endoftext|>' },
+  Qwen2TokenizerFast: { eos_token: '<|endoftext|>' },
+};
+
+/**
+ * The token `key` names in a (merged) tokenizer config, or, where the config leaves it out, its tokenizer class's
+ * default (CLASS_DEFAULT_TOKENS). An explicit null stays null: transformers then has no such token.
+ */
+export function namedOrClassDefaultToken(config: Record<string, unknown>, key: NamedSpecialToken): unknown {
+  if (key in config) return config[key];
+  const tokenizerClass = config.tokenizer_class;
+  return typeof tokenizerClass === 'string' && Object.hasOwn(CLASS_DEFAULT_TOKENS, tokenizerClass)
+    ? CLASS_DEFAULT_TOKENS[tokenizerClass][key] ?? null
+    : null;
+}
 
 /**
  * transformers' legacy path: a tokenizer_config.json without added_tokens_decoder (saved before transformers 4.34,
