@@ -294,8 +294,7 @@ struct DecodeStep {
   const DecodeLayer* layers = nullptr;  // device array [num_layers]
   int num_layers = 0, hidden = 0, inter = 0, heads = 0, kv_heads = 0, head_dim = 0, max_seq = 0, max_splits = 1;
   float eps = 0.f;
-  const float* inv_freq = nullptr;
-  float rope_attention_factor = 1.f;  // RopeTable's attention_factor
+  RopeTable rope;
   const int* pos = nullptr;
   float* h = nullptr;             // [hidden] residual stream (the embedding is in it before the launch)
   float* qkv = nullptr;           // [(H + 2 KV) D] zero before the launch (embed_rows zeroes it); left zero

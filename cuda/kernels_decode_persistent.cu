@@ -351,7 +351,7 @@ __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int h
     __half* vd = vc + (size_t)pos * D;
     for (int j = tid; j < half_d; j += kThreads) {
       float a = __ldcg(ksrc + j), b = __ldcg(ksrc + j + half_d);
-      rotate_pair(a, b, pos, p.inv_freq[j], p.rope_attention_factor);
+      rotate_pair(a, b, pos, p.rope.inv_freq[j], p.rope.attention_factor);
       kd[j] = __float2half(a), kd[j + half_d] = __float2half(b);
       vd[j] = __float2half(__ldcg(vsrc + j)), vd[j + half_d] = __float2half(__ldcg(vsrc + j + half_d));
     }
@@ -359,7 +359,7 @@ __device__ void attention_item(const DecodeStep& p, const DecodeLayer& ld, int h
   const float* qsrc = p.qkv + (size_t)head * D;
   for (int j = tid; j < half_d; j += kThreads) {
     float a = __ldcg(qsrc + j), b = __ldcg(qsrc + j + half_d);
-    rotate_pair(a, b, pos, p.inv_freq[j], p.rope_attention_factor);
+    rotate_pair(a, b, pos, p.rope.inv_freq[j], p.rope.attention_factor);
     qrot[j] = __half2float(__float2half(a)), qrot[j + half_d] = __half2float(__float2half(b));
   }
   __syncthreads();  // also orders the cache writes above before the reads below

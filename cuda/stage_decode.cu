@@ -257,7 +257,7 @@ void Stage::prepare_decode_step() {
   unsigned* counters = mem_.alloc<unsigned>(ncount, "scratch", &scratch_bytes_);
   XL_CUDA_CHECK(cudaMemset(counters, 0, ncount * sizeof(unsigned)));
   st.layers = dev_layers, st.counters = counters;
-  st.inv_freq = inv_freq_, st.rope_attention_factor = cfg_.rope.attention_factor, st.pos = pos_, st.h = h_, st.qkv = qkv_, st.gu = gu_, st.att = att_, st.work = work_;
+  st.rope = rope_table(), st.pos = pos_, st.h = h_, st.qkv = qkv_, st.gu = gu_, st.att = att_, st.work = work_;
   st.head_done = attn_done_, st.final_sum_sq = row_sum_sq_;  // enqueue_logits reads row 0's sum there
   step_ = st;
   step_ready_ = true;

@@ -54,7 +54,7 @@ void time_decode_step(const char* name, const ModelConfig& c, int len, double co
   XL_CUDA_CHECK(cudaMemset(gu.p, 0, gu.n * 4));
   XL_CUDA_CHECK(cudaMemset(done.p, 0, done.n * 4));
   XL_CUDA_CHECK(cudaMemset(counters.p, 0, counters.n * 4));
-  st.layers = dl.p, st.inv_freq = dinv.p, st.pos = dpos.p, st.h = h.p, st.qkv = qkv.p, st.gu = gu.p, st.att = att.p;
+  st.layers = dl.p, st.rope = dinv.p, st.pos = dpos.p, st.h = h.p, st.qkv = qkv.p, st.gu = gu.p, st.att = att.p;
   st.work = work.p, st.head_done = done.p, st.final_sum_sq = ss.p, st.counters = counters.p;
   const float us = batch_us([&] { decode_step(st, nullptr); }, 10, 20);
   const double bytes = (double)words * NL * 4 + (double)scales * NL * 2 + 2.0 * NL * KV * (double)len * D * 2;
