@@ -1,7 +1,6 @@
 // `xllama chat -m MODEL` (or `--dummy NAME`): a multi-turn chat. In a terminal, the Ink screen; with stdin or
 // stdout piped, or with --prompt, a plain line mode (Ink is never loaded there). The conversation, its template
 // and the KV-cache reuse live in cli/engine/chat-session.ts.
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../errors.js';
@@ -14,6 +13,7 @@ import { dummyTokenizer } from '../engine/dummy-tokenizer.js';
 import { loadModelSpec } from '../engine/loader/index.js';
 import type { ModelSpec } from '../engine/model-spec.js';
 import { NativeModel } from '../engine/native-model.js';
+import { readTextFile } from '../engine/text-file.js';
 import { TextTokenizer } from '../engine/tokenizer.js';
 import { loadAddon } from '../native/addon.js';
 import { parseInteger } from './flags.js';
@@ -35,17 +35,18 @@ interface ChatFlags extends ModelFlags, SamplingFlags {
 /** Slows the Ink screen's stream by this many ms a token (tests interrupt replies of a tiny, fast model). */
 const TOKEN_DELAY_ENV = 'XLLAMA_CHAT_TOKEN_DELAY_MS';
 
+/** A system prompt is short; the bound only keeps a wrong file (a disk image, /dev/zero) from filling memory. */
+const MAX_SYSTEM_PROMPT_BYTES = 4 * 1024 * 1024;
+
 function systemFrom(flags: ChatFlags): string | null {
   if (flags.system !== undefined && flags.systemFile !== undefined) throw new UserError('--system and --system-file: give one of them');
   if (flags.systemFile === undefined) return flags.system ?? null;
-  let text: string;
+  // Bounded and non-blocking: a FIFO or a device is refused in one line instead of hanging the chat's start.
   try {
-    text = readFileSync(flags.systemFile, 'utf8');
+    return readTextFile(flags.systemFile, { maxBytes: MAX_SYSTEM_PROMPT_BYTES }).trim();
   } catch (err) {
-    throw new UserError(`--system-file: cannot read ${flags.systemFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw err instanceof UserError ? new UserError(`--system-file: ${err.message}`) : err;
   }
-  if (text.trim() === '') throw new UserError(`--system-file: ${flags.systemFile} is empty`);
-  return text.trim();
 }
 
 /** Every flag checked and converted; nothing is read from disk but the system-prompt file. */

@@ -2,6 +2,7 @@
 // stories260K and the CPU backend: replies, the cache reuse checked against `xllama generate`, /save, errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,7 +89,9 @@ test('a small context: the oldest turns leave it, and stderr says so', () => {
 const BAD: [string, string[], RegExp][] = [
   ['unknown template', ['--template', 'vicuna'], /^xllama: --template: unknown template 'vicuna' \(use llama-2, llama-3, chatml, mistral, zephyr, plain\)$/],
   ['two system prompts', ['--system', 'a', '--system-file', 'b'], /^xllama: --system and --system-file: give one of them$/],
-  ['missing system file', ['--system-file', '/nonexistent/system.txt'], /^xllama: --system-file: cannot read \/nonexistent\/system\.txt \(ENOENT\)$/],
+  ['missing system file', ['--system-file', '/nonexistent/system.txt'], /^xllama: --system-file: \/nonexistent\/system\.txt: no such file$/],
+  ['system file a folder', ['--system-file', '/'], /^xllama: --system-file: \/: is a folder, not a text file$/],
+  ['system file a device', ['--system-file', '/dev/zero'], /^xllama: --system-file: \/dev\/zero: not a regular file$/],
   ['zero max tokens', ['-n', '0'], /^xllama: -n\/--max-tokens: must be >= 1, got 0$/],
   ['bad temperature', ['--temperature', 'hot'], /^xllama: --temperature: expected a number, got 'hot'$/],
   ['empty prompt', ['--prompt', ' '], /^xllama: --prompt: the message is empty$/],
@@ -107,6 +110,29 @@ for (const [what, args, message] of BAD) {
     assert.equal(r.stdout, '');
   });
 }
+
+test('--system-file: its trimmed text is the system prompt; a FIFO, an empty or a binary file is refused at once', () => {
+  const prompt = join(tmp, 'system.txt');
+  writeFileSync(prompt, '\n  A short story.  \n');
+  const file = join(tmp, 'system-file.json');
+  const r = chat(['--temperature', '0', '-n', '8', '--system-file', prompt], `Hi\n/save ${file}\n`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')).messages[0], { role: 'system', content: 'A short story.' });
+  const fifo = join(tmp, 'system.fifo');
+  execFileSync('mkfifo', [fifo]);  // no writer: a blocking read would wait for ever
+  const cases: [string, string | Buffer, RegExp][] = [
+    [fifo, '', /^xllama: --system-file: .*system\.fifo: not a regular file\n$/],
+    [join(tmp, 'empty.txt'), '  \n', /^xllama: --system-file: .*empty\.txt: the file holds only whitespace\n$/],
+    [join(tmp, 'binary.bin'), Buffer.from([0x41, 0, 0x42]), /^xllama: --system-file: .*binary\.bin: not a text file \(a NUL byte at offset 1\)\n$/],
+  ];
+  for (const [path, content, message] of cases) {
+    if (path !== fifo) writeFileSync(path, content);
+    const bad = chat(['--system-file', path, '--prompt', 'Hi']);
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.match(bad.stderr, message);
+    assert.equal(bad.stdout, '');
+  }
+});
 
 test('bad input: a missing model folder; --dummy without a GPU', () => {
   const missing = runCli(['chat', '-m', join(tmp, 'no-model'), '--prompt', 'Hi']);
