@@ -9,10 +9,12 @@ import { describeQuantization, describeSampling, type ChatHeaderInfo } from '../
 import { runPlainChat } from '../chat/plain-chat.js';
 import { ChatSession } from '../engine/chat-session.js';
 import { BUILTIN_TEMPLATE_NAMES, parseTemplateName, resolveChatFormat, type ChatFormat } from '../engine/chat-templates.js';
+import { dummyArch } from '../engine/dummy-models.js';
 import { dummyTokenizer } from '../engine/dummy-tokenizer.js';
 import { loadModelSpec } from '../engine/loader/index.js';
 import type { ModelSpec } from '../engine/model-spec.js';
 import { NativeModel } from '../engine/native-model.js';
+import { prepareWhileOpening } from '../engine/open-while-preparing.js';
 import { readTextFile } from '../engine/text-file.js';
 import { TextTokenizer } from '../engine/tokenizer.js';
 import { loadAddon } from '../native/addon.js';
@@ -21,7 +23,7 @@ import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from 
 import {
   SAMPLING_DEFAULTS_HELP, addSamplingOptions, givenSampling, resolveSampling, seedFrom, type ResolvedSampling, type SamplingFlags,
 } from './sampling-options.js';
-import { startSpinner } from './spinner.js';
+import { withSpinner } from './spinner.js';
 
 interface ChatFlags extends ModelFlags, SamplingFlags {
   dummy?: string;
@@ -95,42 +97,37 @@ function formatFor(tokenizer: TextTokenizer, opts: ChatOptions, name: string, so
   return format;
 }
 
+// The tokenizer is built and the template checked while the weights load (open-while-preparing.ts); a template
+// that fails is still reported before the chat starts.
 async function openChat(opts: ChatOptions): Promise<OpenedChat> {
   if (opts.dummy !== null) {
-    const spinner = startSpinner(`building dummy model ${opts.dummy}`);
-    let model: NativeModel;
-    try {
-      model = await NativeModel.openDummy(opts.dummy, { ...opts.open, maxSeqLen: opts.open.maxSeqLen ?? 0 });
-    } finally {
-      spinner.stop();
-    }
-    try {
-      const tokenizer = dummyTokenizer(opts.dummy, model.vocabSize);
-      const format = formatFor(tokenizer, opts, opts.dummy, `--dummy ${opts.dummy}`);
-      return { model, tokenizer, sampling: resolveSampling(opts.samplingFlags), format, name: `${opts.dummy} (dummy)`, spec: null };
-    } catch (err) {
-      model.close();
-      throw err;
-    }
+    const name = opts.dummy;
+    const { prepared, opened } = await prepareWhileOpening(
+      () => NativeModel.openDummy(name, { ...opts.open, maxSeqLen: opts.open.maxSeqLen ?? 0 }),
+      () => {
+        const tokenizer = dummyTokenizer(name, dummyArch(name).vocabSize);
+        return { tokenizer, format: formatFor(tokenizer, opts, name, `--dummy ${name}`) };
+      });
+    const model = await withSpinner(`building dummy model ${name}`, () => opened);
+    return { model, ...prepared, sampling: resolveSampling(opts.samplingFlags), name: `${name} (dummy)`, spec: null };
   }
   const spec = loadModelSpec(opts.model!);
   const sampling = resolveSampling(opts.samplingFlags, spec.samplingDefaults);
-  const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
   const name = basename(spec.dir);
-  const format = formatFor(tokenizer, opts, name, tokenizer.chatTemplateSource);
   const modelMax = spec.arch.maxPositionEmbeddings;
   const maxSeqLen = opts.open.maxSeqLen;
   if (maxSeqLen !== undefined && maxSeqLen > modelMax) {
     throw new UserError(`--max-seq-len: ${maxSeqLen} is more than the model's max_position_embeddings (${modelMax})`);
   }
-  const spinner = startSpinner(`loading ${spec.dir}`);
-  try {
+  const { prepared, opened } = await prepareWhileOpening(
     // Without --max-seq-len the backend sizes the cache: the model's context, capped by free GPU memory.
-    const model = await NativeModel.open(spec, { ...opts.open, maxSeqLen: maxSeqLen ?? 0 });
-    return { model, tokenizer, sampling, format, name, spec };
-  } finally {
-    spinner.stop();
-  }
+    () => NativeModel.open(spec, { ...opts.open, maxSeqLen: maxSeqLen ?? 0 }),
+    () => {
+      const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
+      return { tokenizer, format: formatFor(tokenizer, opts, name, tokenizer.chatTemplateSource) };
+    });
+  const model = await withSpinner(`loading ${spec.dir}`, () => opened);
+  return { model, ...prepared, sampling, name, spec };
 }
 
 function headerInfo(opened: OpenedChat, opts: ChatOptions, session: ChatSession): ChatHeaderInfo {

@@ -11,12 +11,13 @@ import { checkPromptFits, promptIds } from '../engine/prompt.js';
 import { NonFiniteLogitsError } from '../engine/sampler.js';
 import { generate, type GenerationStats } from '../engine/generate.js';
 import { NativeModel } from '../engine/native-model.js';
+import { prepareWhileOpening } from '../engine/open-while-preparing.js';
 import { formatTokens } from '../format.js';
 import { addAlias, collect, parseInteger } from './flags.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
 import { addPromptOptions, promptTextFrom, type PromptFlags } from './prompt-input.js';
 import { SAMPLING_DEFAULTS_HELP, addSamplingOptions, givenSampling, resolveSampling, seedFrom, type SamplingFlags } from './sampling-options.js';
-import { startSpinner } from './spinner.js';
+import { startSpinner, withSpinner } from './spinner.js';
 import { stdoutWriter } from './stdout-writer.js';
 
 interface GenerateFlags extends ModelFlags, SamplingFlags, PromptFlags {
@@ -52,27 +53,26 @@ function parseFlags(flags: GenerateFlags) {
 
 async function runGenerate(flags: GenerateFlags): Promise<void> {
   const opts = parseFlags(flags);
-  // Everything that can be checked without the weights is checked before they are mapped.
+  // Everything that can be checked without the tokenizer is checked before the weights are mapped; what needs it
+  // (the prompt's length) is checked while they load.
   const spec = loadModelSpec(modelDirFrom(flags));
   const sampling = resolveSampling(opts.samplingFlags, spec.samplingDefaults);
-  const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
-  const ids = promptIds(tokenizer, await promptTextFrom(flags));
   const modelMax = spec.arch.maxPositionEmbeddings;
   const maxSeqLen = opts.open.maxSeqLen;
   if (maxSeqLen !== undefined && maxSeqLen > modelMax) {
     throw new UserError(`--max-seq-len: ${maxSeqLen} is more than the model's max_position_embeddings (${modelMax})`);
   }
-  checkPromptFits(ids, maxSeqLen ?? modelMax, maxSeqLen !== undefined ? '--max-seq-len' : "the model's context");
-
-  const spinner = startSpinner(`loading ${spec.dir}`);
   const loadStart = performance.now();
-  let model: NativeModel;
-  try {
+  const { prepared: { tokenizer, ids }, opened } = await prepareWhileOpening(
     // Without --max-seq-len the backend sizes the cache: the model's context, capped by free GPU memory.
-    model = await NativeModel.open(spec, { ...opts.open, maxSeqLen: maxSeqLen ?? 0 });
-  } finally {
-    spinner.stop();
-  }
+    () => NativeModel.open(spec, { ...opts.open, maxSeqLen: maxSeqLen ?? 0 }),
+    async () => {
+      const tokenizer = TextTokenizer.fromFiles(spec.tokenizer, spec);
+      const ids = promptIds(tokenizer, await promptTextFrom(flags));
+      checkPromptFits(ids, maxSeqLen ?? modelMax, maxSeqLen !== undefined ? '--max-seq-len' : "the model's context");
+      return { tokenizer, ids };
+    });
+  const model = await withSpinner(`loading ${spec.dir}`, () => opened);
   const loadMs = performance.now() - loadStart;
   // Ctrl+C, or the reader of stdout going away, ends generation between two tokens.
   const stop = stopOnInterruptOrClosedOutput();

@@ -6,6 +6,7 @@ import { UserError } from '../errors.js';
 import { formatInteger } from '../format.js';
 import { loadModelSpec } from '../engine/loader/index.js';
 import { NativeModel } from '../engine/native-model.js';
+import { prepareWhileOpening } from '../engine/open-while-preparing.js';
 import { TextTokenizer } from '../engine/tokenizer.js';
 import { dummyTokenizer } from '../engine/dummy-tokenizer.js';
 import { DUMMY_NAMES, dummyArch } from '../engine/dummy-models.js';
@@ -15,7 +16,7 @@ import { DEFAULT_PPL_CTX, PPL_MODES, checkWindowShape, planWindows, resolveCtx, 
 import { parseInteger } from './flags.js';
 import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
 import { PplProgressReporter } from './ppl-progress.js';
-import { startSpinner } from './spinner.js';
+import { withSpinner } from './spinner.js';
 
 interface PplFlags extends ModelFlags {
   file?: string;
@@ -52,15 +53,6 @@ function cacheSize(opts: Options, ctx: number): number {
   const asked = opts.open.maxSeqLen;
   if (asked !== undefined && asked < ctx) throw new UserError(`--max-seq-len: ${asked} is less than --ctx ${ctx}`);
   return asked ?? ctx;
-}
-
-async function withSpinner<T>(text: string, work: () => Promise<T> | T): Promise<T> {
-  const spinner = startSpinner(text);
-  try {
-    return await work();
-  } finally {
-    spinner.stop();
-  }
 }
 
 interface Prepared {
@@ -101,20 +93,26 @@ function dummySource(opts: Options, name: string): ModelSource {
   };
 }
 
-/** Everything that can fail on the flags, the text or the tokenizer fails before the weights load. */
+/**
+ * Everything that can fail on the flags fails before the weights load; the tokenizer is built and the text tokenized
+ * while they load (open-while-preparing.ts), and a failure there is reported at once.
+ */
 async function prepare(opts: Options, source: ModelSource, text: string): Promise<Prepared> {
   const ctx = resolveCtx(opts.ctx, source.context);
   const maxSeqLen = cacheSize(opts, ctx);
-  const t0 = performance.now();
-  const tokenizer = source.tokenizer();
-  const ids = await withSpinner(`tokenizing ${opts.file}`, () => tokenizer.encode(text, { addSpecial: true }));
-  const tokenizeMs = performance.now() - t0;
-  // The BOS that llama.cpp mode starts each chunk with: the one the tokenizer puts at the start, if any.
-  const bosId = tokenizer.bosId !== null && ids[0] === tokenizer.bosId ? tokenizer.bosId : null;
-  const plan = planWindows(ids.length, { mode: opts.mode, ctx, stride: opts.stride, maxChunks: opts.maxChunks }, bosId, opts.file);
-  const t1 = performance.now();
-  const model = await withSpinner(source.loading, () => source.open(maxSeqLen));
-  return { model, name: source.name, ids, bosId, plan, loadMs: performance.now() - t1, tokenizeMs };
+  const loadStart = performance.now();
+  const { prepared, opened } = await prepareWhileOpening(() => source.open(maxSeqLen), async () => {
+    const t0 = performance.now();
+    const tokenizer = source.tokenizer();
+    const ids = await withSpinner(`tokenizing ${opts.file}`, () => tokenizer.encode(text, { addSpecial: true }));
+    const tokenizeMs = performance.now() - t0;
+    // The BOS that llama.cpp mode starts each chunk with: the one the tokenizer puts at the start, if any.
+    const bosId = tokenizer.bosId !== null && ids[0] === tokenizer.bosId ? tokenizer.bosId : null;
+    const plan = planWindows(ids.length, { mode: opts.mode, ctx, stride: opts.stride, maxChunks: opts.maxChunks }, bosId, opts.file);
+    return { ids, bosId, plan, tokenizeMs };
+  });
+  const model = await withSpinner(source.loading, () => opened);
+  return { model, name: source.name, ...prepared, loadMs: performance.now() - loadStart };
 }
 
 /** "37 chunks of 128 (gptq mode, stride 64)" */

@@ -29,3 +29,13 @@ export function startSpinner(text: string): Spinner {
     },
   };
 }
+
+/** `work`'s result, with a spinner showing `text` while it runs. */
+export async function withSpinner<T>(text: string, work: () => Promise<T> | T): Promise<T> {
+  const spinner = startSpinner(text);
+  try {
+    return await work();
+  } finally {
+    spinner.stop();
+  }
+}

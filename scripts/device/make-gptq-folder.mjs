@@ -1,12 +1,13 @@
 // Writes a GPTQ 4-bit Llama folder of real size with random weights, for load-time measurements on the GPU
 // machine (tests use the small fixtures instead).
-//   node scripts/device/make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|tiny [--shards N]
-//     [--act-order] [--group N] [--asym]
+//   node scripts/device/make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|llama3-8b|tiny [--shards N]
+//     [--act-order] [--group N] [--asym] [--tokenizer DIR]
 // One model.safetensors, or N shards with model.safetensors.index.json. Group size 128 (or --group N), sym (or
 // with --asym a zero point per group and column, cut from the random pool), checkpoint_format "gptq"; no
 // act-order, or with --act-order (desc_act) a shuffled group map per input size, as AutoGPTQ writes for
 // inputs sorted by their Hessian's diagonal (q/k/v and gate/up share their input, so their maps are the same);
-// the tokenizer comes from fixtures/tokenizers/llama2. qweight bytes are random (cut from a 64 MiB pool, so
+// the tokenizer comes from fixtures/tokenizers/llama2, or from --tokenizer DIR (its tokenizer.json and
+// tokenizer_config.json; llama3-8b's 128,256 ids want Llama 3's, which the repository does not hold: 9 MB). qweight bytes are random (cut from a 64 MiB pool, so
 // writing is fast); scales, zeros and fp16 tensors are valid numbers. Published checkpoints come in these
 // variants (e.g. "4bit-32g-actorder", "4bit-128g"); each runs its own kernel paths.
 import { closeSync, copyFileSync, mkdirSync, openSync, statSync, writeFileSync, writeSync } from 'node:fs';
@@ -19,6 +20,8 @@ const SHAPES = {
   'llama-13b': { hidden: 5120, inter: 13824, layers: 40, heads: 40, kv: 40, vocab: 32000 },
   'llama-70b': { hidden: 8192, inter: 28672, layers: 80, heads: 64, kv: 8, vocab: 32000 },
   tiny: { hidden: 256, inter: 512, layers: 2, heads: 2, kv: 2, vocab: 32000 },  // a seconds-long local check
+  'llama3-8b': { hidden: 4096, inter: 14336, layers: 32, heads: 32, kv: 8, vocab: 128256,
+    config: { max_position_embeddings: 8192, rope_theta: 500000.0, bos_token_id: 128000, eos_token_id: 128001 } },
 };
 const args = process.argv.slice(2);
 const GROUP = args.includes('--group') ? Number(args[args.indexOf('--group') + 1]) : 128;
@@ -27,9 +30,10 @@ const out = args[0];
 const shapeName = args[args.indexOf('--shape') + 1];
 const shards = args.includes('--shards') ? Number(args[args.indexOf('--shards') + 1]) : 1;
 const actOrder = args.includes('--act-order');
+const tokenizerDir = args.includes('--tokenizer') ? args[args.indexOf('--tokenizer') + 1] : null;
 const s = SHAPES[shapeName];
 if (!out || !s || !(shards >= 1) || !(GROUP >= 8 && GROUP % 8 === 0 && s.hidden % GROUP === 0 && s.inter % GROUP === 0)) {
-  console.error('usage: make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|tiny [--shards N] [--act-order] [--group N] [--asym]');
+  console.error('usage: make-gptq-folder.mjs OUT_DIR --shape llama-7b|llama-13b|llama-70b|llama3-8b|tiny [--shards N] [--act-order] [--group N] [--asym] [--tokenizer DIR]');
   process.exit(2);
 }
 
@@ -147,10 +151,10 @@ writeFileSync(join(out, 'config.json'), JSON.stringify({
   num_hidden_layers: s.layers, num_attention_heads: s.heads, num_key_value_heads: s.kv, vocab_size: v,
   max_position_embeddings: 4096, rms_norm_eps: 1e-5, rope_theta: 10000.0, rope_scaling: null,
   tie_word_embeddings: false, torch_dtype: 'float16', bos_token_id: 1, eos_token_id: 2, hidden_act: 'silu',
-  quantization_config: quant,
+  quantization_config: quant, ...s.config,
 }, null, 2));
 writeFileSync(join(out, 'quantize_config.json'), JSON.stringify(quant, null, 2));
-const tok = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'tokenizers', 'llama2');
+const tok = tokenizerDir ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'tokenizers', 'llama2');
 for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tok, f), join(out, f));
 let total = 0;
 for (const n of new Set(shards === 1 ? ['model.safetensors'] : Object.values(weightMap))) total += statSync(join(out, n)).size;
