@@ -21,17 +21,17 @@ fi
 for m in "${models[@]}"; do cat "$m"/* > /dev/null; done
 # The addon every launcher loads: this checkout's build, so that only the JavaScript differs between them.
 export XLLAMA_ADDON=${XLLAMA_ADDON:-$PWD/build/Release/xllama.node}
-printf 'model\tlauncher\tround\twall_s\tloadMs\n' | tee "$out/startup.tsv"
+printf 'model\tlauncher\tround\twall_ms\tloadMs\n' | tee "$out/startup.tsv"
 for m in "${models[@]}"; do
   for b in $bins; do node "$b" generate -m "$m" -p Hello -n 1 --temperature 0 > /dev/null 2>&1; done  # warm-up
   for r in $(seq "$rounds"); do
     for b in $bins; do
-      start=$(date +%s.%N)
+      start=$(date +%s%N)
       json=$(node "$b" generate -m "$m" -p Hello -n 1 --temperature 0 --json 2> "$out/startup-err.log") \
         || { echo "$b on $m failed:"; tail -3 "$out/startup-err.log"; continue; }
-      wall=$(echo "$(date +%s.%N) - $start" | bc)
+      wall_ms=$(( ($(date +%s%N) - start) / 1000000 ))
       load=$(node -e 'console.log(JSON.parse(process.argv[1]).timings.loadMs.toFixed(0))' "$json")
-      printf '%s\t%s\t%s\t%.3f\t%s\n' "$(basename "$m")" "$b" "$r" "$wall" "$load" | tee -a "$out/startup.tsv"
+      printf '%s\t%s\t%s\t%s\t%s\n' "$(basename "$m")" "$b" "$r" "$wall_ms" "$load" | tee -a "$out/startup.tsv"
     done
   done
 done
