@@ -19,6 +19,20 @@ export const DEFAULT_DEADLINES: TokenizerDeadlines = { buildMs: 20_000, baseMs: 
 /** The worker went past its deadline (then it is stopped, and every later call fails the same way). */
 export class TokenizerTimeout extends Error {}
 
+/**
+ * The Node options the worker starts with: this process's, but for `--input-type`, which Node refuses for a worker
+ * started from a file (under `node --input-type=module -e ...` the worker never started, and the build waited out
+ * its deadline).
+ */
+export function workerExecArgv(execArgv: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    if (execArgv[i] === '--input-type') i++;  // its value is the next argument
+    else if (!execArgv[i].startsWith('--input-type=')) kept.push(execArgv[i]);
+  }
+  return kept;
+}
+
 export class IsolatedTokenizer {
   private worker: Worker | null;
   private readonly port: MessagePort;
@@ -38,7 +52,9 @@ export class IsolatedTokenizer {
     const setup: WorkerSetup = {
       jsonText, config, source, port: port2, done: this.done.buffer as SharedArrayBuffer,
     };
-    this.worker = new Worker(new URL('./tokenizer-worker.js', import.meta.url), { workerData: setup, transferList: [port2] });
+    this.worker = new Worker(new URL('./tokenizer-worker.js', import.meta.url), {
+      workerData: setup, transferList: [port2], execArgv: workerExecArgv(process.execArgv),
+    });
     // Neither may keep the process alive: a command ends when its work does.
     this.worker.unref();
     // Its failures reach the caller as a missing reply (the event comes only once this thread is free again).

@@ -3,13 +3,15 @@
 // and a pattern that backtracks without end is a one-line UserError instead of a hang.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../../cli/errors.js';
 import { TextTokenizer } from '../../cli/engine/tokenizer.js';
-import { IsolatedTokenizer } from '../../cli/engine/isolated-tokenizer.js';
+import { IsolatedTokenizer, workerExecArgv } from '../../cli/engine/isolated-tokenizer.js';
 import { stepsWithFileRegex, withDefaults } from '../../cli/engine/hf-tokenizer-build.js';
 import { storiesDir } from './fixture-tokenizers.js';
 import { readTokenizerFiles } from '../../cli/engine/loader/tokenizer-config.js';
@@ -99,6 +101,27 @@ test('read from a folder, the worker starts before the file is parsed, and gives
     assert.throws(() => TextTokenizer.fromFiles(readTokenizerFiles(dir), NO_IDS), /tokenizer\.json: not valid JSON/);
     const deep = { ...patterned, normalizer: JSON.parse(`${'['.repeat(40)}${']'.repeat(40)}`) };
     assert.throws(() => TextTokenizer.fromFiles(files(deep), NO_IDS), /normalizer nests objects and lists more than 32 levels deep/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the worker starts under `node --input-type=module -e`: its options are this process\'s but for --input-type', () => {
+  assert.deepEqual(workerExecArgv(['--input-type=module', '--max-old-space-size=4096', '--input-type', 'commonjs', '--no-warnings']),
+    ['--max-old-space-size=4096', '--no-warnings']);
+  const dir = mkdtempSync(join(tmpdir(), 'xllama-worker-argv-'));
+  try {
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(withPatterns('\\s+|\\S+')));
+    const tokenizerUrl = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), '../../cli/engine/tokenizer.js')).href;
+    const script = `const { TextTokenizer } = await import(${JSON.stringify(tokenizerUrl)});
+      const json = JSON.parse((await import('node:fs')).readFileSync(${JSON.stringify(join(dir, 'tokenizer.json'))}, 'utf8'));
+      const tok = new TextTokenizer(json, ${JSON.stringify(storiesConfig)}, { bosTokenId: null, eosTokenIds: [] }, 'tokenizer.json');
+      console.log(JSON.stringify(tok.encode('Once upon a time')));`;
+    const t0 = performance.now();
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 15_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(JSON.parse(r.stdout).length > 0);
+    assert.ok(performance.now() - t0 < 10_000, `${performance.now() - t0} ms: the build waited for a worker that never started`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
