@@ -133,6 +133,8 @@ class Stage {
   cudaStream_t warmup_stream() const;
   std::vector<cuda::WarmGemm> prompt_warm_gemms(const std::array<bool, 4>& quantized) const;
   __half* alloc_mapped_embedding(size_t count);
+  __half* alloc_huge_embedding(size_t count);
+  void register_huge_embedding();
   template <class T>
   T* upload(const std::vector<T>& v, const char* what);
   const __half* upload_half(const TensorView& t, size_t expect, const char* what);
@@ -233,6 +235,9 @@ class Stage {
   cudaEvent_t token_picked_[2] = {nullptr, nullptr};
   int* host_in_ = nullptr;
   void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)
+  // host_embed_ from std::aligned_alloc on huge pages, registered with CUDA once filled (else from cudaHostAlloc)
+  size_t huge_embed_bytes_ = 0;
+  bool huge_embed_registered_ = false;
   cudaEvent_t inputs_copied_ = nullptr;
   int inv_freq_key_ = -1;
   std::vector<float> host_inv_freq_;

@@ -2,10 +2,13 @@
 // on the GPU, or a random GPTQ model of the configured shapes built on the GPU (load_dummy).
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <initializer_list>
 #include <string>
 #include <vector>
+
+#include <sys/mman.h>
 
 #include "cuda/cuda_check.h"
 #include "cuda/env_switch.h"
@@ -49,6 +52,7 @@ Stage::LoadFigures Stage::load_checkpoint(const GptqConfig& gptq, const ModelWei
   f.arena_slack = mem_.close_arena();
   const auto t1 = Clock::now();
   if (uploader) uploader->finish();
+  register_huge_embedding();  // (once the readers have filled it)
   f.gemm_warmup = warmup.finish();
   const auto t2 = Clock::now();
   if (uploader) {
@@ -156,7 +160,7 @@ void Stage::load_tensors(const GptqConfig& gptq, const ModelWeights& w) {
     if ((size_t)w.embed_tokens.numel() != (size_t)cfg_.vocab_size * cfg_.hidden_size)
       throw BackendError(kBadModel, "tensor " + w.embed_tokens.name + ": expected vocab x hidden elements");
     const size_t count = (size_t)cfg_.vocab_size * cfg_.hidden_size;
-    __half* host = alloc_mapped_embedding(count);
+    __half* host = alloc_huge_embedding(count);
     if (w.embed_tokens.dtype == DType::F16 && uploader_) {
       uploader_->host_copy(host, w.embed_tokens.data, count * sizeof(__half));  // on the parallel readers
     } else {
@@ -309,6 +313,39 @@ std::vector<cuda::WarmGemm> Stage::prompt_warm_gemms(const std::array<bool, 4>& 
       if (const int rest = l.N % chunk) gemms.push_back({m, rest, l.K, l.K, rest, l.N, true, l.f32_out, beta});
     }
   return gemms;
+}
+
+// A checkpoint's untied table: memory of this process's own, on transparent huge pages where the kernel gives them
+// (madvise), which the uploader's readers fault in as they fill it, 2 MB at a time, and which is registered with
+// CUDA once filled (register_huge_embedding). cudaHostAlloc, which a random model's table still takes
+// (alloc_mapped_embedding), zeroes and pins 4 kB pages on the loading thread first: Llama 3's 1.05 GB table took
+// 0.54-0.59 s that way on the H200 and 0.07-0.08 s this way, its whole upload 0.79-0.86 s against 0.29-0.36 s
+// (docs/PERF-NOTES.md, session 57).
+__half* Stage::alloc_huge_embedding(size_t count) {
+  constexpr size_t kHuge = 2u << 20;
+  const size_t bytes = (count * sizeof(__half) + kHuge - 1) / kHuge * kHuge;
+  void* host = std::aligned_alloc(kHuge, bytes);
+  if (!host) throw BackendError(kOutOfMemory, "could not allocate " + gib(bytes) + " GiB of host memory for embed_tokens");
+#ifdef MADV_HUGEPAGE
+  madvise(host, bytes, MADV_HUGEPAGE);  // (advice only: without huge pages it is 4 kB pages, still correct)
+#endif
+  host_embed_ = host, huge_embed_bytes_ = bytes;
+  return static_cast<__half*>(host);
+}
+
+void Stage::register_huge_embedding() {
+  if (!huge_embed_bytes_ || huge_embed_registered_) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  const cudaError_t err = cudaHostRegister(host_embed_, huge_embed_bytes_, cudaHostRegisterMapped | cudaHostRegisterPortable);
+  pin_embedding_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    throw BackendError(kOutOfMemory, "could not pin " + gib(huge_embed_bytes_) + " GiB of host memory for embed_tokens");
+  }
+  huge_embed_registered_ = true;
+  void* dev = nullptr;
+  XL_CUDA_CHECK(cudaHostGetDevicePointer(&dev, host_embed_, 0));
+  embed_ = static_cast<const __half*>(dev);
 }
 
 __half* Stage::alloc_mapped_embedding(size_t count) {
