@@ -28,6 +28,20 @@ function pendingOpen(events: string[]) {
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
+/** Runs `body`, then checks that no promise was rejected without a handler meanwhile. */
+async function withoutUnhandledRejections(body: () => Promise<void>): Promise<void> {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (err: unknown) => unhandled.push(err);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    await body();
+    await tick();
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+}
+
 test('the load starts before the preparation, which runs while it is pending; both results come back', async () => {
   const events: string[] = [];
   const { model, open, land } = pendingOpen(events);
@@ -55,23 +69,15 @@ test('a failed preparation is thrown at once; the model is closed once its load 
   assert.equal(model.closed, 1);
 });
 
-test('a failed preparation with a failed load: the preparation\'s error, and no unhandled rejection', async () => {
-  const unhandled: unknown[] = [];
-  const onUnhandled = (err: unknown) => unhandled.push(err);
-  process.on('unhandledRejection', onUnhandled);
-  try {
+test('a failed preparation with a failed load: the preparation\'s error, and no unhandled rejection', () =>
+  withoutUnhandledRejections(async () => {
     const { open, fail } = pendingOpen([]);
     await assert.rejects(prepareWhileOpening(open, async () => {
       fail(new Error('out of GPU memory'));
       await tick();
       throw new Error('the prompt is too long');
     }), /the prompt is too long/);
-    await tick();
-    assert.deepEqual(unhandled, []);
-  } finally {
-    process.off('unhandledRejection', onUnhandled);
-  }
-});
+  }));
 
 test('an open that fails before its load starts is reported before the preparation runs', async () => {
   let prepared = false;
@@ -84,11 +90,8 @@ test('an open that fails before its load starts is reported before the preparati
   assert.equal(prepared, false);
 });
 
-test('a load that fails while the preparation runs is reported where the model is awaited, without an unhandled rejection', async () => {
-  const unhandled: unknown[] = [];
-  const onUnhandled = (err: unknown) => unhandled.push(err);
-  process.on('unhandledRejection', onUnhandled);
-  try {
+test('a load that fails while the preparation runs is reported where the model is awaited, without an unhandled rejection', () =>
+  withoutUnhandledRejections(async () => {
     const { open, fail } = pendingOpen([]);
     const { prepared, opened } = await prepareWhileOpening(open, async () => {
       fail(new Error('model.safetensors: truncated'));
@@ -97,9 +100,5 @@ test('a load that fails while the preparation runs is reported where the model i
     });
     assert.equal(prepared, 'ids');
     await tick();
-    assert.deepEqual(unhandled, []);
     await assert.rejects(opened, /model\.safetensors: truncated/);
-  } finally {
-    process.off('unhandledRejection', onUnhandled);
-  }
-});
+  }));
