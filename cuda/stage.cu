@@ -57,7 +57,7 @@ Stage::~Stage() {
   if (host_token_) cudaFreeHost(host_token_);
   if (draw_host_) cudaFreeHost(draw_host_);
   if (host_in_) cudaFreeHost(host_in_);
-  if (host_embed_ && huge_embed_bytes_) {
+  if (huge_embed_bytes_) {  // (host_embed_ is then the aligned allocation)
     if (huge_embed_registered_) cudaHostUnregister(host_embed_);
     std::free(host_embed_);
   } else if (host_embed_) {

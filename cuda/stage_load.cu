@@ -2,8 +2,8 @@
 // on the GPU, or a random GPTQ model of the configured shapes built on the GPU (load_dummy).
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <initializer_list>
 #include <string>
 #include <vector>
