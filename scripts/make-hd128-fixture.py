@@ -7,19 +7,26 @@ are checked against transformers (scripts/device/hd128-reference.py writes refer
 The weights are not a trained model: their scales are picked so that attention scores spread (std ~2) and the
 logits are peaked (std ~4), so a wrong key, value or position shows in the logits. The tokenizer is stories260K's
 (vocab 512). numpy only; deterministic (seed below):
-  python3 scripts/make-hd128-fixture.py
+  python3 scripts/make-hd128-fixture.py [--act-order]
+With --act-order it writes random-hd128-gptq-4bit-g128-actorder instead: the same random weights, each linear
+quantized as GPTQ's desc_act does (its inputs in a shuffled order, groups of 128 along that order, g_idx mapping each
+input to its group), so act-order o_proj at head_dim 128 (its input written in its row order by the tensor-core
+decode attention) is checked against transformers too.
 """
 import json
 import os
 import shutil
 import struct
+import sys
 
 import numpy as np
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-OUT = os.path.join(ROOT, "fixtures", "models", "random-hd128-gptq-4bit-g128")
+ACT_ORDER = "--act-order" in sys.argv[1:]
+OUT = os.path.join(ROOT, "fixtures", "models", "random-hd128-gptq-4bit-g128" + ("-actorder" if ACT_ORDER else ""))
 TOKENIZER_FROM = os.path.join(ROOT, "fixtures", "models", "stories260K")
 SEED = 20261203
+PERM_SEED = 20261205  # the act-order input orders, from a generator of their own (the weights stay the same)
 
 HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN, LAYERS, VOCAB, GROUP = 256, 2, 1, 128, 512, 2, 512, 128
 # Standard deviations of the full-precision weights before quantization (see the docstring).
@@ -27,7 +34,7 @@ STD = {"q_proj": 0.09, "k_proj": 0.09, "v_proj": 0.06, "o_proj": 0.06, "gate_pro
        "down_proj": 0.06}
 LM_HEAD_STD = 0.25
 
-QUANT = {"bits": 4, "group_size": GROUP, "damp_percent": 0.01, "desc_act": False, "static_groups": False,
+QUANT = {"bits": 4, "group_size": GROUP, "damp_percent": 0.01, "desc_act": ACT_ORDER, "static_groups": False,
          "sym": False, "true_sequential": True, "model_name_or_path": None, "model_file_base_name": "model",
          "quant_method": "gptq", "checkpoint_format": "gptq"}
 
@@ -44,6 +51,17 @@ def quantize(w):
     zero = np.clip(np.round(-lo / s32), 1, 15).astype(np.int32)
     q = np.clip(np.round(g / s32[:, None, :]) + zero[:, None, :], 0, 15).astype(np.int32).reshape(K, N)
     return q, zero, scale
+
+
+def quantize_in_order(w, order):
+    """quantize() over w's rows taken in `order` (desc_act: groups are runs of GROUP inputs along that order):
+    returns q [K, N] in the rows' own order, zero and scale per group, and g_idx [K] (input k's group)."""
+    q_sorted, zero, scale = quantize(w[order])
+    q = np.empty_like(q_sorted)
+    q[order] = q_sorted
+    g_idx = np.empty(len(order), np.int32)
+    g_idx[order] = np.arange(len(order)) // GROUP
+    return q, zero, scale, g_idx
 
 
 def pack_rows(q):
@@ -84,6 +102,7 @@ def write_safetensors(path, tensors, metadata):
 
 def main():
     rng = np.random.default_rng(SEED)
+    perm_rng = np.random.default_rng(PERM_SEED)
     t = {}
     t["model.embed_tokens.weight"] = rng.standard_normal((VOCAB, HIDDEN)).astype(np.float16)
     shapes = {"q_proj": HEADS * HEAD_DIM, "k_proj": KV_HEADS * HEAD_DIM, "v_proj": KV_HEADS * HEAD_DIM,
@@ -92,14 +111,21 @@ def main():
         p = f"model.layers.{layer}."
         for norm in ("input_layernorm", "post_attention_layernorm"):
             t[p + norm + ".weight"] = (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float16)
+        # One input order per input: q/k/v share theirs and gate/up theirs, as GPTQ's orders (from the input's
+        # Hessian) do.
+        orders = {i: perm_rng.permutation(n) if ACT_ORDER else np.arange(n)
+                  for i, n in (("h", HIDDEN), ("att", HEADS * HEAD_DIM), ("mlp", HIDDEN), ("act", FFN))}
         for name, n_out in shapes.items():
             n_in = HEADS * HEAD_DIM if name == "o_proj" else FFN if name == "down_proj" else HIDDEN
-            q, zero, scale = quantize(rng.standard_normal((n_in, n_out)) * STD[name])
+            w = rng.standard_normal((n_in, n_out)) * STD[name]
+            order = orders["att" if name == "o_proj" else "act" if name == "down_proj" else
+                           "mlp" if name in ("gate_proj", "up_proj") else "h"]
+            q, zero, scale, g_idx = quantize_in_order(w, order)
             mod = p + ("mlp." if name.endswith(("gate_proj", "up_proj", "down_proj")) else "self_attn.") + name
             t[mod + ".qweight"] = pack_rows(q)
             t[mod + ".qzeros"] = pack_cols(zero - 1)  # v1: zero - 1
             t[mod + ".scales"] = scale
-            t[mod + ".g_idx"] = (np.arange(n_in) // GROUP).astype(np.int32)
+            t[mod + ".g_idx"] = g_idx
     t["model.norm.weight"] = (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float16)
     t["lm_head.weight"] = (rng.standard_normal((VOCAB, HIDDEN)) * LM_HEAD_STD).astype(np.float16)
 
