@@ -10,8 +10,8 @@ logits are peaked (std ~4), so a wrong key, value or position shows in the logit
   python3 scripts/make-hd128-fixture.py [--act-order]
 With --act-order it writes random-hd128-gptq-4bit-g128-actorder instead: the same random weights, each linear
 quantized as GPTQ's desc_act does (its inputs in a shuffled order, groups of 128 along that order, g_idx mapping each
-input to its group), so act-order o_proj at head_dim 128 (its input written in its row order by the tensor-core
-decode attention) is checked against transformers too.
+input to its group), so act-order at head_dim 128 (rows reordered at load, each GEMV's input gathered at run time,
+beside the tensor-core attention) is checked against transformers too.
 """
 import json
 import os
