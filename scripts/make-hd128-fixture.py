@@ -33,6 +33,9 @@ HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN, LAYERS, VOCAB, GROUP = 256, 2, 1, 128, 5
 STD = {"q_proj": 0.09, "k_proj": 0.09, "v_proj": 0.06, "o_proj": 0.06, "gate_proj": 0.06, "up_proj": 0.06,
        "down_proj": 0.06}
 LM_HEAD_STD = 0.25
+# Which input each linear reads (act-order: the linears that share an input share its order).
+INPUT_OF = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "o_proj": "o", "gate_proj": "gate_up",
+            "up_proj": "gate_up", "down_proj": "down"}
 
 QUANT = {"bits": 4, "group_size": GROUP, "damp_percent": 0.01, "desc_act": ACT_ORDER, "static_groups": False,
          "sym": False, "true_sequential": True, "model_name_or_path": None, "model_file_base_name": "model",
@@ -114,12 +117,11 @@ def main():
         # One input order per input: q/k/v share theirs and gate/up theirs, as GPTQ's orders (from the input's
         # Hessian) do.
         orders = {i: perm_rng.permutation(n) if ACT_ORDER else np.arange(n)
-                  for i, n in (("h", HIDDEN), ("att", HEADS * HEAD_DIM), ("mlp", HIDDEN), ("act", FFN))}
+                  for i, n in (("qkv", HIDDEN), ("o", HEADS * HEAD_DIM), ("gate_up", HIDDEN), ("down", FFN))}
         for name, n_out in shapes.items():
             n_in = HEADS * HEAD_DIM if name == "o_proj" else FFN if name == "down_proj" else HIDDEN
             w = rng.standard_normal((n_in, n_out)) * STD[name]
-            order = orders["att" if name == "o_proj" else "act" if name == "down_proj" else
-                           "mlp" if name in ("gate_proj", "up_proj") else "h"]
+            order = orders[INPUT_OF[name]]
             q, zero, scale, g_idx = quantize_in_order(w, order)
             mod = p + ("mlp." if name.endswith(("gate_proj", "up_proj", "down_proj")) else "self_attn.") + name
             t[mod + ".qweight"] = pack_rows(q)
