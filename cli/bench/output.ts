@@ -78,7 +78,8 @@ function formatPower(e: EngineAverages | null): string {
 /** The measured cells after the test name: t/s, memory, bandwidth use, the engines, power and SM clock. */
 function measuredCells(r: BenchRow): string[] {
   const ts = r.tokensPerSec as NonNullable<BenchRow['tokensPerSec']>;
-  const bw = r.kind === 'pp' ? '' : r.bandwidthUse === null ? 'n/a' : `${(r.bandwidthUse * 100).toFixed(0)}%`;
+  // One decimal: shares of the floor are compared to tenths of a point (issue 13's targets, machine to machine).
+  const bw = r.kind === 'pp' ? '' : r.bandwidthUse === null ? 'n/a' : `${(r.bandwidthUse * 100).toFixed(1)}%`;
   const e = r.engines && r.engines.samples > 0 ? r.engines : null;
   const total = e?.total ?? null;
   const busiest = total === null ? 'n/a' : total.idle ? 'idle' : `${formatPercent(total.percent)} ${total.label}`;

@@ -78,7 +78,7 @@ test('a measured row shows the engines, the power drawn against the limit and th
   rows.close(null);
   const md = renderMarkdown(out, RUN, SYS).split('\n');
   assert.match(md[0], /\| busiest engine \| power \| SM MHz \|$/);
-  assert.match(md[2], /\| 80% \| 98% \| 71% \| 0% \| 78% Compute \| 698\/700 W \| 1705 \|$/);
+  assert.match(md[2], /\| 80\.0% \| 98% \| 71% \| 0% \| 78% Compute \| 698\/700 W \| 1705 \|$/);
   let csv = '';
   const writer = createWriter('csv', RUN, (t) => { csv += t; });
   for (const r of out) writer.row(r);
