@@ -130,12 +130,18 @@ std::shared_ptr<CheckpointReadAhead> read_ahead_arg(const Napi::CallbackInfo& in
   return h && h->magic == kReadAheadMagic ? h->read_ahead : nullptr;
 }
 
-// startReadAhead(spec) → a handle, or undefined (XLLAMA_READ_AHEAD_MIB=0, or a system without fadvise): the
-// disk starts on the checkpoint now, before the GPU query and the placement; loadModel takes the handle and
-// tells it how far the backend has come. A spec loadModel would refuse starts nothing (loadModel says why).
+// startReadAhead(spec, gpu) → a handle, or undefined (a window of 0, or a system without fadvise): the disk
+// starts on the checkpoint now, before the GPU query and the placement; loadModel takes the handle and tells it
+// how far the backend has come. gpu: the load may start the CUDA driver (the window is then on by default). A
+// spec loadModel would refuse starts nothing (loadModel says why).
 Napi::Value StartReadAhead(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const uint64_t window = read_ahead_window();
+#ifdef XLLAMA_HAVE_CUDA
+  const bool gpu = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+#else
+  const bool gpu = false;
+#endif
+  const uint64_t window = read_ahead_window(gpu);
   if (window == 0 || !kCanAdviseFile) return env.Undefined();
   LoadRequest req;
   try {

@@ -70,16 +70,15 @@ CheckpointReads plan_checkpoint_reads(const HfCheckpoint& checkpoint) {
   return out;
 }
 
-uint64_t read_ahead_window() {
+uint64_t read_ahead_window(bool gpu) {
   if (const char* v = std::getenv("XLLAMA_READ_AHEAD_MIB"); v && *v) {
     char* end = nullptr;
     const long long mib = std::strtoll(v, &end, 10);
     if (end && *end == '\0' && mib >= 0) return (uint64_t)mib << 20;
   }
-  // Off unless asked for: on the H200 machine a cold 7B load took 3.08 s with it against 2.78 s without, because
-  // it competes for the disk with the CUDA driver's own cold start (the GPU query took 2.52 s instead of 0.23 s).
-  // The small tensors' read-ahead and the upload's next-layer read-ahead (cuda/read_ahead.h) stay.
-  return 0;
+  // A GPU load spends its first ~0.3 s starting the CUDA driver, with the disk idle unless this reads ahead
+  // (a CPU load starts reading at once, so it gains nothing).
+  return gpu ? kGpuReadAheadWindow : 0;
 }
 
 CheckpointReadAhead::CheckpointReadAhead(CheckpointReads reads, uint64_t window) : reads_(std::move(reads)) {
@@ -101,7 +100,7 @@ CheckpointReadAhead::~CheckpointReadAhead() { stop(); }
 void CheckpointReadAhead::reading(int part) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (f_.asked_before_progress < 0) f_.asked_before_progress = (int64_t)f_.parts_asked;
+    if (!progressed_) f_.asked_before_progress = (int64_t)f_.parts_asked, progressed_ = true;
     part_ = std::max(part_, std::min(part, (int)part_start_.size() - 1));
   }
   cv_.notify_all();
@@ -127,9 +126,19 @@ double CheckpointReadAhead::seconds() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
 }
 
+// Before the backend reports a part, the window from the start; after, the window from the part it reads or
+// the end of the part after it, whichever is further: a part (a 70B layer is ~460 MB) can be larger than the
+// window, and the next one must be on its way while this one is copied, as cuda/read_ahead.h does without this.
+uint64_t CheckpointReadAhead::limit() const {
+  if (!progressed_) return f_.window;
+  const size_t after_next = (size_t)part_ + 2;
+  const uint64_t next_end = after_next < part_start_.size() ? part_start_[after_next] : f_.part_bytes;
+  return std::max(part_start_[part_] + f_.window, next_end);
+}
+
 bool CheckpointReadAhead::wait_for_room(uint64_t pos) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return stop_ || part_start_.empty() || pos < part_start_[part_] + f_.window; });
+  cv_.wait(lock, [&] { return stop_ || part_start_.empty() || pos < limit(); });
   return !stop_;
 }
 

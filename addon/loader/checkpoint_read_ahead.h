@@ -2,7 +2,7 @@
 // reads it, on a thread of its own: first every small tensor (the loader's checks and the backends' layout
 // planning read those first), then the big tensors part by part (embeddings, layer 0, 1, ..., final norm and
 // lm_head; backend/load_progress.h), never more than a window of bytes ahead of the part the backend says it
-// is reading. The disk so works while the process starts the GPU, plans the placement and maps the files, and
+// is reading (or than the end of the part after it, where that is further). The disk so works while the process starts the GPU, plans the placement and maps the files, and
 // stays ahead of the upload. Page cache hints only (posix_fadvise WILLNEED): no memory of its own.
 #pragma once
 #include <chrono>
@@ -33,9 +33,15 @@ struct CheckpointReads {
 // model.norm, lm_head) are not read.
 CheckpointReads plan_checkpoint_reads(const HfCheckpoint& checkpoint);
 
-// How far ahead of the backend the read-ahead may go: XLLAMA_READ_AHEAD_MIB when set, else 0 (none: measured
-// slower from a cold cache, see read_ahead_window()).
-uint64_t read_ahead_window();
+// The window a GPU load reads ahead with unless told otherwise: the disk reads while the CUDA driver starts. A
+// cold 7B load on the H200 machine: 2.78-2.88 s against 2.95-3.03 s with none, and 2.38-2.40 against 2.72-2.77
+// with the libraries in the page cache; wider windows delay the driver's own cold start more than they gain
+// (docs/PERF-NOTES.md, session 59).
+constexpr uint64_t kGpuReadAheadWindow = (uint64_t)256 << 20;
+
+// How far ahead of the backend the read-ahead may go: XLLAMA_READ_AHEAD_MIB when set, else kGpuReadAheadWindow
+// for a load that starts a GPU and 0 (none) for one that doesn't (see read_ahead_window()).
+uint64_t read_ahead_window(bool gpu);
 
 class CheckpointReadAhead final : public LoadProgress {
  public:
@@ -64,6 +70,7 @@ class CheckpointReadAhead final : public LoadProgress {
   void run();
   // Waits until the parts' byte position `pos` is inside the window; false once stopped.
   bool wait_for_room(uint64_t pos);
+  uint64_t limit() const;  // the parts' byte position the read-ahead may ask up to (mu_ held)
   bool stopped() const;
   double seconds() const;
 
@@ -73,7 +80,8 @@ class CheckpointReadAhead final : public LoadProgress {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
-  int part_ = 0;  // the part the backend reads now
+  int part_ = 0;            // the part the backend reads now
+  bool progressed_ = false;  // whether the backend has reported a part
   Figures f_;
   std::mutex join_mu_;
   std::thread thread_;

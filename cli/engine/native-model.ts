@@ -164,9 +164,9 @@ function dummyShape(name: string): { spec: FootprintShape; maxSeqLen: number } {
  * The checkpoint's read-ahead (addon/loader/checkpoint_read_ahead.h), or undefined: it only saves time, so
  * anything wrong with it leaves the load as it would be without (the load itself reports a bad checkpoint).
  */
-function startReadAhead(addon: NativeAddon, spec: ModelSpec): NativeReadAheadHandle | undefined {
+function startReadAhead(addon: NativeAddon, spec: ModelSpec, gpu: boolean): NativeReadAheadHandle | undefined {
   try {
-    return addon.startReadAhead(spec);
+    return addon.startReadAhead(spec, gpu);
   } catch {
     return undefined;
   }
@@ -235,7 +235,8 @@ export class NativeModel implements ModelHandle {
     const lap = lapTimer();
     const addon = loadAddon();
     const addonSeconds = lap();
-    const readAhead = startReadAhead(addon, spec);
+    // Any backend but the CPU's may start the CUDA driver (auto asks it for the GPUs).
+    const readAhead = startReadAhead(addon, spec, opts.backend !== 'cpu');
     const readAheadSeconds = lap();
     try {
       const system = systemQuery(addon);

@@ -107,10 +107,11 @@ export type NativeTokenSampling = TokenSampling;
 export interface NativeModelApi {
   /**
    * Starts reading the checkpoint's tensors into the page cache on a native thread, in the order loadModel
-   * reads them, a bounded window ahead of it; undefined when there is none (XLLAMA_READ_AHEAD_MIB=0, no
-   * fadvise, a spec loadModel would refuse). Pass it to loadModel, and stop it once the load has ended.
+   * reads them, a bounded window ahead of it; undefined when there is none (a window of 0: the default without
+   * `gpu` or XLLAMA_READ_AHEAD_MIB=0; no fadvise; a spec loadModel would refuse). `gpu`: the load may start the
+   * CUDA driver (a window is then on by default). Pass it to loadModel, and stop it once it has ended.
    */
-  startReadAhead(spec: NativeModelSpec): NativeReadAheadHandle | undefined;
+  startReadAhead(spec: NativeModelSpec, gpu?: boolean): NativeReadAheadHandle | undefined;
   /** Ends the read-ahead's thread (at once; a load that took it has ended it already). */
   stopReadAhead(readAhead: NativeReadAheadHandle): void;
   loadModel(spec: NativeModelSpec, options: NativeOpenOptions, readAhead?: NativeReadAheadHandle): Promise<NativeModelHandle>;

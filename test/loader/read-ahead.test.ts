@@ -91,6 +91,10 @@ test('XLLAMA_READ_AHEAD_MIB bounds what is read ahead of the backend; 0 turns it
   assert.equal(off.status, 0, off.stderr);
   assert.doesNotMatch(off.stderr, /read-ahead from the load's start/);
   assert.match(off.stderr, OPEN);
+  // Unset, a CPU load reads nothing ahead (only a load that starts the CUDA driver has a default window).
+  const unset = runCli(['bench', '-m', dir, ...BENCH], { env: { XLLAMA_READ_AHEAD_MIB: '' } });
+  assert.equal(unset.status, 0, unset.stderr);
+  assert.doesNotMatch(unset.stderr, /read-ahead from the load's start/);
 
   const bounded = runCli(['generate', '-m', dir, ...GENERATE], { env: { XLLAMA_READ_AHEAD_MIB: '1' } });
   const original = runCli(['generate', '-m', fixtureModel(G32), ...GENERATE], { env: { XLLAMA_READ_AHEAD_MIB: '0' } });
