@@ -5,20 +5,24 @@
 #   bash scripts/device/load-bench.sh [DIR]      (DIR: where the folders go, default ../xl-load: on the disk,
 #                                                  not a tmpfs, so that dropping the page cache makes it cold)
 #   LOAD_PARTS="7b-cold 70b-cold" bash scripts/device/load-bench.sh [DIR]     only these parts, in this order
-# Parts (default: 7b-warm 7b-cold 70b-shards, the run of session 5):
+# Parts (default: 7b-warm 7b-cold 70b-shards, the run of session 5; session 59 ran the first five, and what
+# 7b-windows does from a script of its own):
 #   7b-warm      7B, one file, page cache: the earlier upload path once, this one twice
 #   7b-cold      7B, one file: the disk's read speed (dd of the file, cold), then the load from a cold cache,
-#                then again with the opt-in read-ahead from the load's start (XLLAMA_READ_AHEAD_MIB=4096)
+#                then again with a whole-file read-ahead window from the load's start (XLLAMA_READ_AHEAD_MIB=4096)
 #   70b-shards   70B, 8 shards, page cache, twice
 #   70b-onefile  70B, one file, page cache, twice
 #   70b-cold     70B, one file: dd's read speed of the file, then the load from a cold cache
+#   7b-windows   7B, one file, cold: the checkpoint read-ahead's windows WINDOWS (MiB, default "0 256 512")
+#                alternated ROUNDS times (default 2), each after dropping the whole page cache and after dropping
+#                only the model file (the CUDA driver's libraries stay cached), printing each load's line
 # The disk holds one 70B copy (36.6 GB) at a time: a part that needs another folder removes the one there.
 set -u
 dir="${1:-$(pwd)/../xl-load}"
 parts="${LOAD_PARTS:-7b-warm 7b-cold 70b-shards}"
 for p in $parts; do
-  case $p in 7b-warm|7b-cold|70b-shards|70b-onefile|70b-cold) ;; *)
-    echo "load-bench: unknown part '$p' (parts: 7b-warm 7b-cold 70b-shards 70b-onefile 70b-cold)"; exit 2 ;;
+  case $p in 7b-warm|7b-cold|70b-shards|70b-onefile|70b-cold|7b-windows) ;; *)
+    echo "load-bench: unknown part '$p' (parts: 7b-warm 7b-cold 70b-shards 70b-onefile 70b-cold 7b-windows)"; exit 2 ;;
   esac
 done
 mkdir -p "$dir"
@@ -31,6 +35,9 @@ load() {  # load FOLDER [ENV=VALUE...]: one bench run, only its load lines (benc
   grep "xllama: load" <<<"$err" || { echo "(no load line; bench said:)"; tail -5 <<<"$err"; }
 }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+drop_file() {  # drop_file FILE: only FILE's pages leave the page cache
+  sync; python3 -c "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)" "$1"
+}
 read_speed() {  # read_speed FILE: dd's sequential read of FILE from a cold cache
   drop_caches
   echo "--- disk read speed ($(basename "$(dirname "$1")")/$(basename "$1"), cold):"
@@ -62,7 +69,7 @@ for p in $parts; do
       read_speed "$dir/7b/model.safetensors"
       drop_caches
       echo "--- 7B, one file, cold:"; load "$dir/7b"
-      drop_caches  # the same with the (opt-in) read-ahead from the load's start
+      drop_caches  # the same with a whole-file window (the default is 256 MiB)
       echo "--- 7B, one file, cold, XLLAMA_READ_AHEAD_MIB=4096:"; load "$dir/7b" XLLAMA_READ_AHEAD_MIB=4096 ;;
     70b-shards)
       folder 70b-shards
@@ -70,6 +77,17 @@ for p in $parts; do
     70b-onefile)
       folder 70b-onefile
       echo "--- 70B, one file, page cache:"; load "$dir/70b-onefile"; load "$dir/70b-onefile" ;;
+    7b-windows)
+      folder 7b
+      read_speed "$dir/7b/model.safetensors"
+      for round in $(seq "${ROUNDS:-2}"); do
+        for w in ${WINDOWS:-0 256 512}; do
+          drop_caches; echo "--- 7B, all cold, window $w MiB (round $round):"
+          load "$dir/7b" XLLAMA_READ_AHEAD_MIB="$w" | grep -E 'open:|7b in'
+          drop_file "$dir/7b/model.safetensors"; echo "--- 7B, file cold, window $w MiB (round $round):"
+          load "$dir/7b" XLLAMA_READ_AHEAD_MIB="$w" | grep -E 'open:|7b in'
+        done
+      done ;;
     70b-cold)
       folder 70b-onefile
       read_speed "$dir/70b-onefile/model.safetensors"
