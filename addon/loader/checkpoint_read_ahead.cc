@@ -76,8 +76,8 @@ uint64_t read_ahead_window(bool gpu) {
     const long long mib = std::strtoll(v, &end, 10);
     if (end && *end == '\0' && mib >= 0) return (uint64_t)mib << 20;
   }
-  // A GPU load spends its first ~0.3 s starting the CUDA driver, with the disk idle unless this reads ahead
-  // (a CPU load starts reading at once, so it gains nothing).
+  // A GPU load spends its first ~0.3 s starting the CUDA driver, with the disk idle unless this reads ahead. A
+  // CPU load starts reading at once and reports no parts, so it keeps none (not measured there).
   return gpu ? kGpuReadAheadWindow : 0;
 }
 
