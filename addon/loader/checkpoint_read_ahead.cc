@@ -100,7 +100,7 @@ CheckpointReadAhead::~CheckpointReadAhead() { stop(); }
 void CheckpointReadAhead::reading(int part) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!progressed_) f_.asked_before_progress = (int64_t)f_.parts_asked, progressed_ = true;
+    if (!progressed()) f_.asked_before_progress = (int64_t)f_.parts_asked;
     part_ = std::max(part_, std::min(part, (int)part_start_.size() - 1));
   }
   cv_.notify_all();
@@ -130,7 +130,7 @@ double CheckpointReadAhead::seconds() const {
 // the end of the part after it, whichever is further: a part (a 70B layer is ~460 MB) can be larger than the
 // window, and the next one must be on its way while this one is copied, as cuda/read_ahead.h does without this.
 uint64_t CheckpointReadAhead::limit() const {
-  if (!progressed_) return f_.window;
+  if (!progressed()) return f_.window;
   const size_t after_next = (size_t)part_ + 2;
   const uint64_t next_end = after_next < part_start_.size() ? part_start_[after_next] : f_.part_bytes;
   return std::max(part_start_[part_] + f_.window, next_end);

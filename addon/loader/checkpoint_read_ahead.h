@@ -71,6 +71,7 @@ class CheckpointReadAhead final : public LoadProgress {
   // Waits until the parts' byte position `pos` is inside the window; false once stopped.
   bool wait_for_room(uint64_t pos);
   uint64_t limit() const;  // the parts' byte position the read-ahead may ask up to (mu_ held)
+  bool progressed() const { return f_.asked_before_progress >= 0; }  // the backend has reported a part (mu_ held)
   bool stopped() const;
   double seconds() const;
 
@@ -80,8 +81,7 @@ class CheckpointReadAhead final : public LoadProgress {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
-  int part_ = 0;            // the part the backend reads now
-  bool progressed_ = false;  // whether the backend has reported a part
+  int part_ = 0;  // the part the backend reads now
   Figures f_;
   std::mutex join_mu_;
   std::thread thread_;

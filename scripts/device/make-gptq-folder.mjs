@@ -8,8 +8,8 @@
 // inputs sorted by their Hessian's diagonal (q/k/v and gate/up share their input, so their maps are the same);
 // the tokenizer comes from fixtures/tokenizers/llama2, or from --tokenizer DIR (its tokenizer.json and
 // tokenizer_config.json; llama3-8b's 128,256 ids want Llama 3's, which the repository does not hold: 9 MB). qweight
-// bytes are random (cut from a 64 MiB pool, so writing is fast); scales, zeros and fp16 tensors are valid numbers. Published checkpoints come in these
-// variants (e.g. "4bit-32g-actorder", "4bit-128g"); each runs its own kernel paths.
+// bytes are random (cut from a 64 MiB pool, so writing is fast); scales, zeros and fp16 tensors are valid numbers.
+// Published checkpoints come in these variants (e.g. "4bit-32g-actorder", "4bit-128g"); each runs its own kernel paths.
 import { closeSync, copyFileSync, mkdirSync, openSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { randomFillSync } from 'node:crypto';
 import { dirname, join } from 'node:path';
