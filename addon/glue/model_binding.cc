@@ -141,8 +141,8 @@ Napi::Value StartReadAhead(const Napi::CallbackInfo& info) {
 #else
   const bool gpu = false;
 #endif
-  const uint64_t window = read_ahead_window(gpu);
-  if (window == 0 || !kCanAdviseFile) return env.Undefined();
+  const ReadAheadLimits limits = read_ahead_limits(gpu);
+  if (limits.window == 0 || !kCanAdviseFile) return env.Undefined();
   LoadRequest req;
   try {
     req = parse_load_request(env, info[0], env.Undefined());
@@ -150,7 +150,7 @@ Napi::Value StartReadAhead(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   auto* h = new ReadAheadHandle();
-  h->read_ahead = std::make_shared<CheckpointReadAhead>(plan_checkpoint_reads(req.checkpoint), window);
+  h->read_ahead = std::make_shared<CheckpointReadAhead>(plan_checkpoint_reads(req.checkpoint), limits);
   return Napi::External<ReadAheadHandle>::New(env, h, [](Napi::Env, ReadAheadHandle* p) { delete p; });
 }
 

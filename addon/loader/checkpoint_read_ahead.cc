@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <system_error>
 
@@ -47,6 +48,16 @@ uint64_t bytes_of(const std::vector<CheckpointReads::Range>& ranges) {
   return n;
 }
 
+// A whole number of MiB from the environment, or `otherwise` where it is unset, empty or not one.
+uint64_t env_mib(const char* name, uint64_t otherwise) {
+  if (const char* v = std::getenv(name); v && *v) {
+    char* end = nullptr;
+    const long long mib = std::strtoll(v, &end, 10);
+    if (end && *end == '\0' && mib >= 0) return (uint64_t)std::min(mib, 1LL << 40) << 20;  // no wrap-around
+  }
+  return otherwise;
+}
+
 }  // namespace
 
 CheckpointReads plan_checkpoint_reads(const HfCheckpoint& checkpoint) {
@@ -70,24 +81,20 @@ CheckpointReads plan_checkpoint_reads(const HfCheckpoint& checkpoint) {
   return out;
 }
 
-uint64_t read_ahead_window(bool gpu) {
-  if (const char* v = std::getenv("XLLAMA_READ_AHEAD_MIB"); v && *v) {
-    char* end = nullptr;
-    const long long mib = std::strtoll(v, &end, 10);
-    if (end && *end == '\0' && mib >= 0) return (uint64_t)mib << 20;
-  }
+ReadAheadLimits read_ahead_limits(bool gpu) {
   // A GPU load spends its first ~0.3 s starting the CUDA driver, with the disk idle unless this reads ahead. A
   // CPU load starts reading at once and reports no parts, so it keeps none (not measured there).
-  return gpu ? kGpuReadAheadWindow : 0;
+  return {env_mib("XLLAMA_READ_AHEAD_MIB", gpu ? kGpuReadAheadWindow : 0), env_mib("XLLAMA_READ_AHEAD_IN_FLIGHT_MIB", 0)};
 }
 
-CheckpointReadAhead::CheckpointReadAhead(CheckpointReads reads, uint64_t window) : reads_(std::move(reads)) {
-  f_.window = window;
+CheckpointReadAhead::CheckpointReadAhead(CheckpointReads reads, ReadAheadLimits limits) : reads_(std::move(reads)) {
+  f_.window = limits.window;
+  f_.in_flight = limits.in_flight;
   f_.small_bytes = bytes_of(reads_.small);
   uint64_t at = 0;
   for (const auto& p : reads_.parts) part_start_.push_back(at), at += bytes_of(p);
   f_.part_bytes = at;
-  if (!kCanAdviseFile || window == 0) return;
+  if (!kCanAdviseFile || limits.window == 0) return;
   try {
     thread_ = std::thread([this] { run(); });
   } catch (const std::system_error&) {
@@ -148,16 +155,43 @@ void CheckpointReadAhead::run() {
     if (fds[file] == -2) fds[file] = ::open(reads_.files[file].c_str(), O_RDONLY | O_CLOEXEC);
     return fds[file];
   };
+  // The pieces asked for whose arrival has not been seen yet, oldest first (only with an in-flight bound).
+  struct Asked {
+    int fd;
+    uint64_t last_byte, bytes;
+  };
+  std::deque<Asked> waiting;
+  uint64_t waiting_bytes = 0;
+  // Waits for the oldest pieces until no more than the bound is in flight: reading a piece's last byte blocks
+  // until the disk has delivered its page (the disk serves the pieces about in order, so the ones before it too).
+  auto keep_in_flight_bound = [&] {
+    while (f_.in_flight && waiting_bytes > f_.in_flight && !stopped()) {
+      const Asked a = waiting.front();
+      waiting.pop_front();
+      waiting_bytes -= a.bytes;
+      const double t = seconds();
+      char byte;
+      (void)!::pread(a.fd, &byte, 1, (off_t)a.last_byte);  // a hint's wait: a short read is the load's to find
+      std::lock_guard<std::mutex> lock(mu_);
+      f_.waited_s += seconds() - t;
+    }
+  };
   // Advises one range in pieces; `pos` (parts only) is the byte position in the parts' order.
   auto advise = [&](const CheckpointReads::Range& r, uint64_t* pos) {
     for (uint64_t off = r.begin; off < r.end; off += kWillNeedPiece) {
       const uint64_t n = std::min<uint64_t>(kWillNeedPiece, r.end - off);
       if (pos ? !wait_for_room(*pos) : stopped()) return false;
       const int fd = fd_of(r.file);
-      if (fd >= 0) advise_file_willneed(fd, off, n);  // a missing file: the load itself will say so
-      std::lock_guard<std::mutex> lock(mu_);
-      if (pos) *pos += n, f_.parts_asked += n;
-      else f_.small_asked += n;
+      if (fd >= 0) {  // a missing file: the load itself will say so
+        advise_file_willneed(fd, off, n);
+        if (f_.in_flight) waiting.push_back({fd, off + n - 1, n}), waiting_bytes += n;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (pos) *pos += n, f_.parts_asked += n;
+        else f_.small_asked += n;
+      }
+      keep_in_flight_bound();
     }
     return true;
   };
@@ -189,9 +223,15 @@ std::string CheckpointReadAhead::describe() const {
   std::string progress = f.asked_before_progress >= 0
                              ? decimal_bytes((uint64_t)f.asked_before_progress) + " of it before the backend began on its weights"
                              : "the backend reported no progress";
+  std::string bound;
+  if (f.in_flight) {
+    char waited[64];
+    std::snprintf(waited, sizeof waited, "%.2f s", f.waited_s);
+    bound = "; at most " + decimal_bytes(f.in_flight) + " in flight, " + waited + " waiting for the disk";
+  }
   return "xllama: load: read-ahead from the load's start (window " + decimal_bytes(f.window) + "): small tensors " +
          decimal_bytes(f.small_asked) + " of " + decimal_bytes(f.small_bytes) + ", then weights in load order " +
-         decimal_bytes(f.parts_asked) + " of " + decimal_bytes(f.part_bytes) + ", " + progress + "; " + when;
+         decimal_bytes(f.parts_asked) + " of " + decimal_bytes(f.part_bytes) + ", " + progress + "; " + when + bound;
 }
 
 }  // namespace xllama

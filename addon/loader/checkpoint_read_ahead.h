@@ -2,8 +2,10 @@
 // reads it, on a thread of its own: first every small tensor (the loader's checks and the backends' layout
 // planning read those first), then the big tensors part by part (embeddings, layer 0, 1, ..., final norm and
 // lm_head; backend/load_progress.h), never more than a window of bytes ahead of the part the backend says it
-// is reading (or than the end of the part after it, where that is further). The disk so works while the process starts the GPU, plans the placement and maps the files, and
-// stays ahead of the upload. Page cache hints only (posix_fadvise WILLNEED): no memory of its own.
+// is reading (or than the end of the part after it, where that is further). The disk so works while the
+// process starts the GPU, plans the placement and maps the files, and stays ahead of the upload. Page cache
+// hints only (posix_fadvise WILLNEED): no memory of its own. Optionally with a bound on the bytes asked for
+// that have not arrived yet (ReadAheadLimits::in_flight).
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -39,14 +41,23 @@ CheckpointReads plan_checkpoint_reads(const HfCheckpoint& checkpoint);
 // (docs/PERF-NOTES.md, session 59).
 constexpr uint64_t kGpuReadAheadWindow = (uint64_t)256 << 20;
 
-// How far ahead of the backend the read-ahead may go: XLLAMA_READ_AHEAD_MIB when set, else kGpuReadAheadWindow
-// for a load that starts a GPU and 0 (none) for one that doesn't (see read_ahead_window()).
-uint64_t read_ahead_window(bool gpu);
+// How far ahead of the backend the read-ahead may go, and how much it may keep waiting on the disk.
+struct ReadAheadLimits {
+  uint64_t window = 0;  // bytes ahead of the backend's part (0: no read-ahead)
+  // Bytes asked for that may not have arrived yet (0: no bound, every piece inside the window is asked for at
+  // once). A bound keeps the disk's queue short, so that another reader (the CUDA driver's cold start) waits for
+  // that much, not for the whole window: the window can then be wide without delaying the driver.
+  uint64_t in_flight = 0;
+};
+
+// XLLAMA_READ_AHEAD_MIB when set, else kGpuReadAheadWindow for a load that starts a GPU and 0 (none) for one
+// that doesn't; XLLAMA_READ_AHEAD_IN_FLIGHT_MIB when set, else 0 (no bound).
+ReadAheadLimits read_ahead_limits(bool gpu);
 
 class CheckpointReadAhead final : public LoadProgress {
  public:
   // Starts the thread at once (none where the system cannot advise, or no thread can be started).
-  CheckpointReadAhead(CheckpointReads reads, uint64_t window);
+  CheckpointReadAhead(CheckpointReads reads, ReadAheadLimits limits);
   ~CheckpointReadAhead() override;  // stop()
   CheckpointReadAhead(const CheckpointReadAhead&) = delete;
   CheckpointReadAhead& operator=(const CheckpointReadAhead&) = delete;
@@ -56,11 +67,12 @@ class CheckpointReadAhead final : public LoadProgress {
   void stop();
 
   struct Figures {
-    uint64_t window = 0, small_bytes = 0, part_bytes = 0;
+    uint64_t window = 0, in_flight = 0, small_bytes = 0, part_bytes = 0;
     uint64_t small_asked = 0, parts_asked = 0;
     int64_t asked_before_progress = -1;  // parts' bytes asked for when the backend first reported (-1: never)
     double done_s = -1;                  // when everything was asked for, from the start (-1: not all)
     double stopped_s = -1;               // when stop() ended it, from the start
+    double waited_s = 0;                 // spent waiting for asked bytes to arrive (with an in-flight bound)
   };
   Figures figures() const;
   // One verbose line ("xllama: load: read-ahead ...").

@@ -13,7 +13,8 @@
 #   70b-shards   70B, 8 shards, page cache, twice
 #   70b-onefile  70B, one file, page cache, twice
 #   70b-cold     70B, one file: dd's read speed of the file, then the load from a cold cache
-#   7b-windows   7B, one file, cold: the checkpoint read-ahead's windows WINDOWS (MiB, default "0 256 512")
+#   7b-windows   7B, one file, cold: the checkpoint read-ahead's windows WINDOWS (MiB, default "0 256 512"; an
+#                entry W/F also bounds what it keeps in flight to F MiB, XLLAMA_READ_AHEAD_IN_FLIGHT_MIB)
 #                alternated ROUNDS times (default 2), each after dropping the whole page cache and after dropping
 #                only the model file (the CUDA driver's libraries stay cached), printing each load's line
 # The disk holds one 70B copy (36.6 GB) at a time: a part that needs another folder removes the one there.
@@ -81,11 +82,13 @@ for p in $parts; do
       folder 7b
       read_speed "$dir/7b/model.safetensors"
       for round in $(seq "${ROUNDS:-2}"); do
-        for w in ${WINDOWS:-0 256 512}; do
-          drop_caches; echo "--- 7B, all cold, window $w MiB (round $round):"
-          load "$dir/7b" XLLAMA_READ_AHEAD_MIB="$w" | grep -E 'open:|7b in'
-          drop_file "$dir/7b/model.safetensors"; echo "--- 7B, file cold, window $w MiB (round $round):"
-          load "$dir/7b" XLLAMA_READ_AHEAD_MIB="$w" | grep -E 'open:|7b in'
+        for entry in ${WINDOWS:-0 256 512}; do
+          w=${entry%%/*}; f=0; [ "$entry" != "$w" ] && f=${entry#*/}
+          what="window $w MiB$([ "$f" != 0 ] && echo ", at most $f MiB in flight")"
+          drop_caches; echo "--- 7B, all cold, $what (round $round):"
+          load "$dir/7b" XLLAMA_READ_AHEAD_MIB="$w" XLLAMA_READ_AHEAD_IN_FLIGHT_MIB="$f" | grep -E 'read-ahead|open:|7b in'
+          drop_file "$dir/7b/model.safetensors"; echo "--- 7B, file cold, $what (round $round):"
+          load "$dir/7b" XLLAMA_READ_AHEAD_MIB="$w" XLLAMA_READ_AHEAD_IN_FLIGHT_MIB="$f" | grep -E 'read-ahead|open:|7b in'
         done
       done ;;
     70b-cold)

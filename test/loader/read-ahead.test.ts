@@ -68,13 +68,18 @@ test('bench --verbose: the read-ahead covers every tensor the load reads; the op
   assert.ok(checkpoint >= 0 && checkpoint < m.index && m.index < open.index && open.index < totalLine.index, r.stderr);
 });
 
-test('XLLAMA_READ_AHEAD_MIB bounds what is read ahead of the backend; 0 turns it off; the tokens stay the same', () => {
+/** A copy of the g32 fixture with 3 MiB more in the last part (next to lm_head), unused by the model. */
+function paddedCopy(): { dir: string; tensors: StTensor[] } {
   const dir = copyFixture(G32);
   const file = join(dir, 'model.safetensors');
   const { tensors, metadata } = readSafetensors(file);
-  // 3 MiB more in the last part (next to lm_head), unused by the model: three windows' worth.
   const pad: StTensor = { name: 'lm_head.xllama_test_pad.weight', dtype: 'F16', shape: [1536, 1024], data: Buffer.alloc(3 << 20, 0x11) };
   writeSafetensors(file, [...tensors, pad], metadata);
+  return { dir, tensors };
+}
+
+test('XLLAMA_READ_AHEAD_MIB bounds what is read ahead of the backend; 0 turns it off; the tokens stay the same', () => {
+  const { dir, tensors } = paddedCopy();  // the pad: three 1 MiB windows' worth
 
   const r = runCli(['bench', '-m', dir, ...BENCH], { env: { XLLAMA_READ_AHEAD_MIB: '1' } });
   assert.equal(r.status, 0, r.stderr);
@@ -100,6 +105,31 @@ test('XLLAMA_READ_AHEAD_MIB bounds what is read ahead of the backend; 0 turns it
   const original = runCli(['generate', '-m', fixtureModel(G32), ...GENERATE], { env: { XLLAMA_READ_AHEAD_MIB: '0' } });
   assert.equal(bounded.status, 0, bounded.stderr);
   assert.equal(original.status, 0, original.stderr);
+  assert.ok(original.stdout.trim().length > 0);
+  assert.equal(bounded.stdout, original.stdout);
+});
+
+test('XLLAMA_READ_AHEAD_IN_FLIGHT_MIB bounds what waits on the disk, not what is read: all of it, the same tokens', () => {
+  const { dir } = paddedCopy();
+  const env = { XLLAMA_READ_AHEAD_MIB: '4096', XLLAMA_READ_AHEAD_IN_FLIGHT_MIB: '1' };
+  const r = runCli(['bench', '-m', dir, ...BENCH], { env });
+  assert.equal(r.status, 0, r.stderr);
+  const line = new RegExp(`${READ_AHEAD.source.slice(0, -1)}; at most ${BYTES} in flight, (\\d+\\.\\d\\d) s waiting for the disk$`, 'm').exec(r.stderr);
+  assert.ok(line, `no bounded read-ahead line in:\n${r.stderr}`);
+  const [smallAsked, smallTotal, asked, total, bound] = [line[2], line[3], line[4], line[5], line[7]].map(decimalBytes);
+  assert.equal(line[6], 'all asked for', 'the bound holds the read-ahead back, it does not stop it');
+  assert.ok(Math.abs(asked.bytes - total.bytes) <= total.tolerance && Math.abs(smallAsked.bytes - smallTotal.bytes) <= smallTotal.tolerance);
+  assert.ok(total.bytes > 3 * bound.bytes, 'more asked for than the bound, so it waited for pieces');
+  assert.ok(Math.abs(bound.bytes - (1 << 20)) <= bound.tolerance, line[7]);
+
+  // Not a whole number of MiB: no bound (the plain line).
+  const plain = runCli(['bench', '-m', dir, ...BENCH], { env: { ...env, XLLAMA_READ_AHEAD_IN_FLIGHT_MIB: '1.5' } });
+  assert.equal(plain.status, 0, plain.stderr);
+  assert.match(plain.stderr, READ_AHEAD);
+
+  const bounded = runCli(['generate', '-m', dir, ...GENERATE], { env });
+  const original = runCli(['generate', '-m', fixtureModel(G32), ...GENERATE], { env: { XLLAMA_READ_AHEAD_MIB: '0' } });
+  assert.equal(bounded.status, 0, bounded.stderr);
   assert.ok(original.stdout.trim().length > 0);
   assert.equal(bounded.stdout, original.stdout);
 });
