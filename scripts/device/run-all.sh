@@ -4,6 +4,8 @@
 #                                                (sanitize: memcheck over check-cuda --quick, racecheck over the prompt and
 #                                                decode attention)
 #                                                and, on request: split (the layer split on GPU 0 named several times), leaks, load (writes ~40 GB of random checkpoints),
+#                                                cold (the cold 7B load: startup-files.sh, then load-bench.sh's 7b-windows with
+#                                                WINDOWS, default "0 256 4096/32 4096/8": windows and in-flight bounds),
 #                                                timeline (a kernel check built with -DXLLAMA_KERNEL_TRACE=ON in build-trace/, then --timeline),
 #                                                repeat (the backend path checks REPEAT times, default 10, with the dequantization side
 #                                                stream on and off: how often a decode pipelining check flips a near-tie pick)
@@ -44,6 +46,9 @@ for s in $steps; do
                 -DXLLAMA_KERNEL_TRACE=ON && cmake --build build-trace --target xllama_kernel_check -j 16"
               run timeline 300 build-trace/xllama_kernel_check --timeline ;;
     load) run load 400 bash scripts/device/load-bench.sh ;;
+    cold) run startup 240 bash -c 'node scripts/device/make-gptq-folder.mjs ../xl-load/7b --shape llama-7b &&
+            bash scripts/device/startup-files.sh ../xl-load/7b'
+          LOAD_PARTS=7b-windows WINDOWS="${WINDOWS:-0 256 4096/32 4096/8}" run load-cold 400 bash scripts/device/load-bench.sh ;;
     repeat) kc=$(find build -name xllama_kernel_check -type f | head -1)
             [ -n "$kc" ] || { echo "=== repeat: no xllama_kernel_check built"; continue; }
             for ahead in 1 0; do
