@@ -162,19 +162,22 @@ void CheckpointReadAhead::run() {
   };
   std::deque<Asked> waiting;
   uint64_t waiting_bytes = 0;
-  // Waits for the oldest pieces until no more than the bound is in flight: reading a piece's last byte blocks
-  // until the disk has delivered its page (the disk serves the pieces about in order, so the ones before it too).
+  // Once more than the bound is in flight, waits until a quarter of it has arrived (one wait per quarter, not
+  // one per piece: a 70B has ~280,000 pieces): reading a piece's last byte blocks until the disk has delivered
+  // its page, and the disk serves the pieces about in order, so the ones before it have arrived too.
   auto keep_in_flight_bound = [&] {
-    while (f_.in_flight && waiting_bytes > f_.in_flight && !stopped()) {
-      const Asked a = waiting.front();
+    if (!f_.in_flight || waiting_bytes <= f_.in_flight || stopped()) return;
+    Asked last{};
+    while (waiting_bytes > f_.in_flight - f_.in_flight / 4) {
+      last = waiting.front();
       waiting.pop_front();
-      waiting_bytes -= a.bytes;
-      const double t = seconds();
-      char byte;
-      (void)!::pread(a.fd, &byte, 1, (off_t)a.last_byte);  // a hint's wait: a short read is the load's to find
-      std::lock_guard<std::mutex> lock(mu_);
-      f_.waited_s += seconds() - t;
+      waiting_bytes -= last.bytes;
     }
+    const double t = seconds();
+    char byte;
+    (void)!::pread(last.fd, &byte, 1, (off_t)last.last_byte);  // a hint's wait: a short read is the load's to find
+    std::lock_guard<std::mutex> lock(mu_);
+    f_.waited_s += seconds() - t;
   };
   // Advises one range in pieces; `pos` (parts only) is the byte position in the parts' order.
   auto advise = [&](const CheckpointReads::Range& r, uint64_t* pos) {
