@@ -40,33 +40,50 @@ def ask(path, window, in_flight, done):
     os.close(fd)
 
 
-def driver_start():
-    """Seconds for cuInit, cuDeviceGet(0) and cuDevicePrimaryCtxRetain, in a fresh process (the driver starts once)."""
-    code = ('import ctypes, time\n'
-            't = time.perf_counter()\n'
-            'cu = ctypes.CDLL("libcuda.so.1")\n'
-            'assert cu.cuInit(0) == 0\n'
-            'd = ctypes.c_int(); assert cu.cuDeviceGet(ctypes.byref(d), 0) == 0\n'
-            'c = ctypes.c_void_p(); assert cu.cuDevicePrimaryCtxRetain(ctypes.byref(c), d) == 0\n'
-            'print(time.perf_counter() - t)\n')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit('driver-start: the CUDA driver did not start: ' + out.stderr.strip().splitlines()[-1])
-    return float(out.stdout)
+# The child starts Python first (its own files, read before the clock starts), says so, and waits for the word to
+# start the driver, so that the checkpoint's reads begin just before the driver's own, as in a load.
+CHILD = ('import ctypes, sys, time\n'
+         'print("ready", flush=True); sys.stdin.readline()\n'
+         't = time.perf_counter()\n'
+         'cu = ctypes.CDLL("libcuda.so.1")\n'
+         'assert cu.cuInit(0) == 0\n'
+         'd = ctypes.c_int(); assert cu.cuDeviceGet(ctypes.byref(d), 0) == 0\n'
+         'c = ctypes.c_void_p(); assert cu.cuDevicePrimaryCtxRetain(ctypes.byref(c), d) == 0\n'
+         'print(time.perf_counter() - t, flush=True)\n')
+
+
+def driver_start(before_go=None):
+    """Seconds for cuInit, cuDeviceGet(0) and cuDevicePrimaryCtxRetain in a fresh process (the driver starts
+    once a process); before_go() runs once that process is ready, just before it starts the driver."""
+    child = subprocess.Popen([sys.executable, '-c', CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    ready = child.stdout.readline()
+    if ready.strip() == 'ready':
+        if before_go:
+            before_go()
+        child.stdin.write('go\n')
+        child.stdin.flush()
+    out, err = child.communicate()
+    if child.returncode != 0 or not out.strip():
+        lines = err.strip().splitlines()
+        sys.exit('driver-start: the CUDA driver did not start: ' + (lines[-1] if lines else f'exit {child.returncode}'))
+    return float(out)
 
 
 def trial(path, window, in_flight):
     drop_caches()
     done = []
-    t0 = time.perf_counter()
-    reader = None
-    if window:
-        reader = threading.Thread(target=ask, args=(path, window, in_flight, done))
-        reader.start()
-    start = driver_start()
+    t0 = []
+    reader = threading.Thread(target=ask, args=(path, window, in_flight, done)) if window else None
+
+    def go():
+        t0.append(time.perf_counter())
+        if reader:
+            reader.start()
+    start = driver_start(go)
     if reader:
         reader.join()
-    asked = f', all asked for in {done[0] - t0:.2f} s' if done else ''
+    asked = f', all asked for in {done[0] - t0[0]:.2f} s' if done else ''
     return f'{start:.3f} s{asked}'
 
 
