@@ -12,7 +12,8 @@
 #                then again with a whole-file read-ahead window from the load's start (XLLAMA_READ_AHEAD_MIB=4096)
 #   70b-shards   70B, 8 shards, page cache, twice
 #   70b-onefile  70B, one file, page cache, twice
-#   70b-cold     70B, one file: dd's read speed of the file, then the load from a cold cache
+#   70b-cold     70B, one file: dd's read speed of the file, then the load from a cold cache, once with the
+#                defaults, or once per entry of WINDOWS_70B ("default" or W/F as in 7b-windows)
 #   7b-windows   7B, one file, cold: the checkpoint read-ahead's windows WINDOWS (MiB, default "0 256 512"; an
 #                entry W/F also bounds what it keeps in flight to F MiB, XLLAMA_READ_AHEAD_IN_FLIGHT_MIB)
 #                alternated ROUNDS times (default 2), each after dropping the whole page cache and after dropping
@@ -94,8 +95,16 @@ for p in $parts; do
     70b-cold)
       folder 70b-onefile
       read_speed "$dir/70b-onefile/model.safetensors"
-      drop_caches
-      echo "--- 70B, one file, cold:"; load "$dir/70b-onefile" ;;
+      for entry in ${WINDOWS_70B:-default}; do
+        drop_caches
+        if [ "$entry" = default ]; then
+          echo "--- 70B, one file, cold:"; load "$dir/70b-onefile"
+        else
+          w=${entry%%/*}; f=0; [ "$entry" != "$w" ] && f=${entry#*/}
+          echo "--- 70B, one file, cold, window $w MiB, at most $f MiB in flight (0: no bound):"
+          load "$dir/70b-onefile" XLLAMA_READ_AHEAD_MIB="$w" XLLAMA_READ_AHEAD_IN_FLIGHT_MIB="$f"
+        fi
+      done ;;
   esac
 done
 [ -n "$have" ] && rm -rf "${dir:?}/$have"
