@@ -84,7 +84,8 @@ CheckpointReads plan_checkpoint_reads(const HfCheckpoint& checkpoint) {
 ReadAheadLimits read_ahead_limits(bool gpu) {
   // A GPU load spends its first ~0.3 s starting the CUDA driver, with the disk idle unless this reads ahead. A
   // CPU load starts reading at once and reports no parts, so it keeps none (not measured there).
-  return {env_mib("XLLAMA_READ_AHEAD_MIB", gpu ? kGpuReadAheadWindow : 0), env_mib("XLLAMA_READ_AHEAD_IN_FLIGHT_MIB", 0)};
+  return {env_mib("XLLAMA_READ_AHEAD_MIB", gpu ? kGpuReadAheadWindow : 0),
+          env_mib("XLLAMA_READ_AHEAD_IN_FLIGHT_MIB", gpu ? kGpuReadAheadInFlight : 0)};
 }
 
 CheckpointReadAhead::CheckpointReadAhead(CheckpointReads reads, ReadAheadLimits limits) : reads_(std::move(reads)) {

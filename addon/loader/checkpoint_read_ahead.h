@@ -35,11 +35,14 @@ struct CheckpointReads {
 // model.norm, lm_head) are not read.
 CheckpointReads plan_checkpoint_reads(const HfCheckpoint& checkpoint);
 
-// The window a GPU load reads ahead with unless told otherwise: the disk reads while the CUDA driver starts. A
-// cold 7B load on the H200 machine: 2.78-2.88 s against 2.95-3.03 s with none, and 2.38-2.40 against 2.72-2.77
-// with the libraries in the page cache; wider windows delay the driver's own cold start more than they gain
-// (docs/PERF-NOTES.md, session 59).
-constexpr uint64_t kGpuReadAheadWindow = (uint64_t)256 << 20;
+// The window and in-flight bound a GPU load reads ahead with unless told otherwise: the disk reads the
+// checkpoint from the load's start, while the CUDA driver starts, yet keeps at most 32 MiB queued in front of
+// the driver's own cold reads. A cold 7B load on an H100 machine (dd 1.45 s): 1.54-1.56 s, where a 256 MiB window
+// asked for at once (the default before) took 1.82-1.83 s and none 1.85-1.95 s; the driver's start alone beside
+// 4 GiB asked for at once took 1.63-1.68 s, beside it with 32 MiB in flight 0.40-0.49 s (docs/PERF-NOTES.md,
+// sessions 59 and 61).
+constexpr uint64_t kGpuReadAheadWindow = (uint64_t)4096 << 20;
+constexpr uint64_t kGpuReadAheadInFlight = (uint64_t)32 << 20;
 
 // How far ahead of the backend the read-ahead may go, and how much it may keep waiting on the disk.
 struct ReadAheadLimits {
@@ -51,7 +54,7 @@ struct ReadAheadLimits {
 };
 
 // XLLAMA_READ_AHEAD_MIB when set, else kGpuReadAheadWindow for a load that starts a GPU and 0 (none) for one
-// that doesn't; XLLAMA_READ_AHEAD_IN_FLIGHT_MIB when set, else 0 (no bound).
+// that doesn't; XLLAMA_READ_AHEAD_IN_FLIGHT_MIB when set, else kGpuReadAheadInFlight for a GPU load (0: no bound).
 ReadAheadLimits read_ahead_limits(bool gpu);
 
 class CheckpointReadAhead final : public LoadProgress {
