@@ -13,7 +13,7 @@
 #   70b-shards   70B, 8 shards, page cache, twice
 #   70b-onefile  70B, one file, page cache, twice
 #   70b-cold     70B, one file: dd's read speed of the file, then the load from a cold cache, once with the
-#                defaults, or once per entry of WINDOWS_70B ("default" or W/F as in 7b-windows)
+#                defaults, or once per entry of WINDOWS_70B ("default" or W/F as in 7b-windows), each after a dd
 #   7b-windows   7B, one file, cold: the checkpoint read-ahead's windows WINDOWS (MiB, default "0 256 512"; an
 #                entry W/F also bounds what it keeps in flight to F MiB, XLLAMA_READ_AHEAD_IN_FLIGHT_MIB)
 #                alternated ROUNDS times (default 2), each after dropping the whole page cache and after dropping
@@ -94,8 +94,9 @@ for p in $parts; do
       done ;;
     70b-cold)
       folder 70b-onefile
-      read_speed "$dir/70b-onefile/model.safetensors"
       for entry in ${WINDOWS_70B:-default}; do
+        # dd before each load: session 61's disk slowed between two pairs of loads, so each load needs its own
+        read_speed "$dir/70b-onefile/model.safetensors"
         drop_caches
         if [ "$entry" = default ]; then
           echo "--- 70B, one file, cold:"; load "$dir/70b-onefile"
