@@ -3,7 +3,8 @@
 #   bash scripts/device/run-all.sh [steps...]    steps: kernels check generate ppl chat user monitor bench sanitize (default: all)
 #                                                (sanitize: memcheck over check-cuda --quick, racecheck over the prompt and
 #                                                decode attention)
-#                                                and, on request: split (the layer split on GPU 0 named several times), leaks, load (writes ~40 GB of random checkpoints),
+#                                                and, on request: split (the layer split on GPU 0 named several times), leaks, load (writes ~40 GB of random
+#                                                checkpoints; LOAD_PARTS and WINDOWS_70B as in load-bench.sh),
 #                                                cold (the cold 7B load: startup-files.sh, then load-bench.sh's 7b-windows with
 #                                                WINDOWS, default "0 256 4096/32 4096/8": windows and in-flight bounds),
 #                                                timeline (a kernel check built with -DXLLAMA_KERNEL_TRACE=ON in build-trace/, then --timeline),
