@@ -9,7 +9,7 @@
 # 7b-windows does from a script of its own):
 #   7b-warm      7B, one file, page cache: the earlier upload path once, this one twice
 #   7b-cold      7B, one file: the disk's read speed (dd of the file, cold), then the load from a cold cache,
-#                then again with a whole-file read-ahead window from the load's start (XLLAMA_READ_AHEAD_MIB=4096)
+#                then again with the read-ahead before session 61 (256 MiB asked for at once)
 #   70b-shards   70B, 8 shards, page cache, twice
 #   70b-onefile  70B, one file, page cache, twice
 #   70b-cold     70B, one file: dd's read speed of the file, then the load from a cold cache, once with the
@@ -37,6 +37,11 @@ load() {  # load FOLDER [ENV=VALUE...]: one bench run, only its load lines (benc
   grep "xllama: load" <<<"$err" || { echo "(no load line; bench said:)"; tail -5 <<<"$err"; }
 }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+window_env() {  # window_env W/F: the read-ahead's environment for a window of W MiB, F MiB in flight (W alone: no bound)
+  local w=${1%%/*} f=0
+  [ "$1" != "$w" ] && f=${1#*/}
+  echo "XLLAMA_READ_AHEAD_MIB=$w XLLAMA_READ_AHEAD_IN_FLIGHT_MIB=$f"
+}
 drop_file() {  # drop_file FILE: only FILE's pages leave the page cache
   sync; python3 -c "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)" "$1"
 }
@@ -71,8 +76,8 @@ for p in $parts; do
       read_speed "$dir/7b/model.safetensors"
       drop_caches
       echo "--- 7B, one file, cold:"; load "$dir/7b"
-      drop_caches  # the same with a whole-file window (the default is 256 MiB)
-      echo "--- 7B, one file, cold, XLLAMA_READ_AHEAD_MIB=4096:"; load "$dir/7b" XLLAMA_READ_AHEAD_MIB=4096 ;;
+      drop_caches  # the same with the default before session 61: 256 MiB asked for at once
+      echo "--- 7B, one file, cold, $(window_env 256):"; load "$dir/7b" $(window_env 256) ;;
     70b-shards)
       folder 70b-shards
       echo "--- 70B, 8 shards, page cache:"; load "$dir/70b-shards"; load "$dir/70b-shards" ;;
@@ -84,12 +89,10 @@ for p in $parts; do
       read_speed "$dir/7b/model.safetensors"
       for round in $(seq "${ROUNDS:-2}"); do
         for entry in ${WINDOWS:-0 256 512}; do
-          w=${entry%%/*}; f=0; [ "$entry" != "$w" ] && f=${entry#*/}
-          what="window $w MiB$([ "$f" != 0 ] && echo ", at most $f MiB in flight")"
-          drop_caches; echo "--- 7B, all cold, $what (round $round):"
-          load "$dir/7b" XLLAMA_READ_AHEAD_MIB="$w" XLLAMA_READ_AHEAD_IN_FLIGHT_MIB="$f" | grep -E 'read-ahead|open:|7b in'
-          drop_file "$dir/7b/model.safetensors"; echo "--- 7B, file cold, $what (round $round):"
-          load "$dir/7b" XLLAMA_READ_AHEAD_MIB="$w" XLLAMA_READ_AHEAD_IN_FLIGHT_MIB="$f" | grep -E 'read-ahead|open:|7b in'
+          drop_caches; echo "--- 7B, all cold, $(window_env "$entry") (round $round):"
+          load "$dir/7b" $(window_env "$entry") | grep -E 'read-ahead|open:|7b in'
+          drop_file "$dir/7b/model.safetensors"; echo "--- 7B, file cold, $(window_env "$entry") (round $round):"
+          load "$dir/7b" $(window_env "$entry") | grep -E 'read-ahead|open:|7b in'
         done
       done ;;
     70b-cold)
@@ -98,13 +101,8 @@ for p in $parts; do
         # dd before each load: session 61's disk slowed between two pairs of loads, so each load needs its own
         read_speed "$dir/70b-onefile/model.safetensors"
         drop_caches
-        if [ "$entry" = default ]; then
-          echo "--- 70B, one file, cold:"; load "$dir/70b-onefile"
-        else
-          w=${entry%%/*}; f=0; [ "$entry" != "$w" ] && f=${entry#*/}
-          echo "--- 70B, one file, cold, window $w MiB, at most $f MiB in flight (0: no bound):"
-          load "$dir/70b-onefile" XLLAMA_READ_AHEAD_MIB="$w" XLLAMA_READ_AHEAD_IN_FLIGHT_MIB="$f"
-        fi
+        settings=""; [ "$entry" != default ] && settings=$(window_env "$entry")
+        echo "--- 70B, one file, cold${settings:+, $settings}:"; load "$dir/70b-onefile" $settings
       done ;;
   esac
 done
