@@ -2,8 +2,9 @@
 """The CUDA driver's cold start (cuInit, the first device's primary context: what `GPU query` times in a load),
 alone and while another thread asks the disk for a checkpoint in the ways the load's read-ahead can: every
 128 KiB piece of a window at once (posix_fadvise WILLNEED, xllama's default before session 61), or with at most
-F MiB asked for and not yet arrived (XLLAMA_READ_AHEAD_IN_FLIGHT_MIB, 32 for a GPU load since), or at once from the idle I/O class (not in xllama: does the
-disk's scheduler let the driver's reads pass?). Each trial starts from a dropped page cache (root).
+F MiB asked for and not yet arrived (XLLAMA_READ_AHEAD_IN_FLIGHT_MIB, 32 for a GPU load since), or at once from
+the idle I/O class (not in xllama: does the disk's scheduler let the driver's reads pass?). Each trial starts
+from a dropped page cache (root).
 
   python3 scripts/device/driver-start.py FILE [ROUNDS]
 
