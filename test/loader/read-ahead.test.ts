@@ -120,10 +120,9 @@ test('XLLAMA_READ_AHEAD_IN_FLIGHT_MIB bounds what waits on the disk, not what is
   // A CPU load reports no parts and may end (stopping the read-ahead) before the walk does, as in the first
   // test; the bench run ending at all shows a wait never outlives the load. Where the walk finished, it asked
   // for everything: the bound held it back, it did not stop it.
+  assert.ok(asked.bytes <= total.bytes + total.tolerance && smallAsked.bytes <= smallTotal.bytes + smallTotal.tolerance);
   if (line[6] === 'all asked for') {
-    assert.ok(Math.abs(asked.bytes - total.bytes) <= total.tolerance && Math.abs(smallAsked.bytes - smallTotal.bytes) <= smallTotal.tolerance);
-  } else {
-    assert.ok(asked.bytes <= total.bytes + total.tolerance && smallAsked.bytes <= smallTotal.bytes + smallTotal.tolerance);
+    assert.ok(asked.bytes >= total.bytes - total.tolerance && smallAsked.bytes >= smallTotal.bytes - smallTotal.tolerance);
   }
   assert.ok(total.bytes > 3 * bound.bytes, 'more asked for than the bound, so it waited for pieces');
   assert.ok(Math.abs(bound.bytes - (1 << 20)) <= bound.tolerance, line[7]);
