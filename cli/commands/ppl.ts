@@ -1,4 +1,5 @@
-// `xllama ppl -m MODEL -f FILE [...]`: perplexity of a model on a text (cli/engine/perplexity.ts has the rules).
+// `xllama ppl -m MODEL -f FILE [...]` (or FILE as the argument): perplexity of a model on a text
+// (cli/engine/perplexity.ts has the rules).
 // Progress goes to stderr; the final estimate, or with --json one object, to stdout.
 import type { Command } from 'commander';
 import { performance } from 'node:perf_hooks';
@@ -32,7 +33,9 @@ interface PplFlags extends ModelFlags {
 function parseFlags(flags: PplFlags) {
   const dummy = flags.dummy;
   if (dummy !== undefined && flags.model !== undefined) throw new UserError('give either -m/--model DIR or --dummy NAME');
-  if (flags.file === undefined) throw new UserError('-f/--file: give the text file to evaluate');
+  if (flags.file === undefined) {
+    throw new UserError('-f/--file: give the text file to evaluate (-f FILE, or FILE as the argument)');
+  }
   const mode = (flags.mode ?? 'gptq') as PplMode;
   if (!PPL_MODES.includes(mode)) throw new UserError(`--mode: unknown mode '${flags.mode}' (use ${PPL_MODES.join(' or ')})`);
   const ctx = parseInteger(flags.ctx, '--ctx', 0);
@@ -154,10 +157,19 @@ async function runPpl(flags: PplFlags): Promise<void> {
   }
 }
 
+/** The text file, from -f/--file or the argument (both only if they name the same path). */
+function textFileFrom(fileArg: string | undefined, fileFlag: string | undefined): string | undefined {
+  if (fileArg !== undefined && fileFlag !== undefined && fileArg !== fileFlag) {
+    throw new UserError(`ppl: two text files (-f ${fileFlag} and ${fileArg}); give one`);
+  }
+  return fileArg ?? fileFlag;
+}
+
 export function registerPpl(program: Command): void {
   const cmd = program
     .command('ppl')
-    .description('perplexity of a model on a text file (GPTQ papers\' or llama.cpp\'s recipe)');
+    .description('perplexity of a model on a text file (GPTQ papers\' or llama.cpp\'s recipe)')
+    .argument('[file]', 'the text to evaluate (the same as -f/--file)');
   addModelOptions(cmd, { ctxSizeFor: 'ctx' })
     .option('-f, --file <path>', 'UTF-8 text to evaluate (e.g. WikiText-2\'s wiki.test.raw)')
     .option('--mode <mode>', 'gptq: every prediction of each chunk, one BOS at the text\'s start (default); ' +
@@ -170,8 +182,10 @@ export function registerPpl(program: Command): void {
     .addHelpText('after', `
 Examples:
   $ xllama ppl -m ./Llama-2-7B-GPTQ -f wiki.test.raw                  GPTQ papers' recipe, 2048-token chunks
+  $ xllama ppl -m ./Llama-2-7B-GPTQ wiki.test.raw                     the same: the file as the argument
   $ xllama ppl -m ./Llama-2-7B-GPTQ -f wiki.test.raw --mode llama.cpp --ctx 512
   $ xllama ppl -m ./Llama-2-7B-GPTQ -f wiki.test.raw --ctx 2048 --stride 512 --chunks 20 --json
   $ xllama ppl --dummy llama-7b -f wiki.test.raw --chunks 20          speed on a random 7B model`)
-    .action(async (flags: PplFlags) => runPpl(flags));
+    .action(async (fileArg: string | undefined, flags: PplFlags) =>
+      runPpl({ ...flags, file: textFileFrom(fileArg, flags.file) }));
 }

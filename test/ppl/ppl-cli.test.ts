@@ -49,6 +49,21 @@ test('--json carries the estimate, the layout and the timings', () => {
   for (const key of ['loadMs', 'tokenizeMs', 'scoreMs', 'tokensPerSec']) assert.ok(out.timings[key] > 0, key);
 });
 
+test('the text file as the argument: the same estimate as -f, and the same file given both ways is accepted', () => {
+  const args = ['-m', tiny, '--ctx', '64', '--chunks', '2', '--json'];
+  const byFlag = ppl([...args, '-f', stories]);
+  const byArg = ppl([stories, ...args]);
+  const both = ppl([...args, '-f', stories, stories]);
+  for (const r of [byFlag, byArg, both]) assert.equal(r.status, 0, r.stderr);
+  const flagged = JSON.parse(byFlag.stdout);
+  for (const r of [byArg, both]) {
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.file, stories);
+    assert.equal(out.ppl, flagged.ppl);
+    assert.equal(out.tokens, flagged.tokens);
+  }
+});
+
 test('plain output: the estimate on stdout, running values on stderr without escape codes when piped', () => {
   const r = ppl(['-m', tiny, '-f', stories, '--ctx', '128', '--stride', '64', '--chunks', '4']);
   assert.equal(r.status, 0, r.stderr);
@@ -89,7 +104,9 @@ test('bad input: one line naming the file or flag, exit code 2', () => {
     [['-f', stories, '--chunks', '0'], /--chunks: must be >= 1, got 0/],
     [['-f', stories, '--ctx', '128', '--max-seq-len', '100'], /--max-seq-len: 100 is less than --ctx 128/],
     [['-f', stories, '--dummy', 'llama-7b'], /give either -m\/--model DIR or --dummy NAME/],
-    [[], /-f\/--file: give the text file to evaluate/],
+    [[], /-f\/--file: give the text file to evaluate \(-f FILE, or FILE as the argument\)/],
+    [[stories, '-f', short], /ppl: two text files \(-f .*short\.txt and .*stories\.txt\); give one/],
+    [[stories, short], /too many arguments for 'ppl'\. Expected 1 argument but got 2\./],
   ];
   for (const [args, re] of cases) {
     const r = ppl(['-m', tiny, ...args]);
