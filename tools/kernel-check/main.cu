@@ -114,6 +114,10 @@ int main(int argc, char** argv) {
       std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
       return failures ? 1 : 0;
     }
+    if (std::strcmp(argv[i], "--time-read") == 0) {  // the DRAM's read ceiling against the copy bandwidth
+      time_read_ceiling();
+      return failures ? 1 : 0;
+    }
     if (std::strcmp(argv[i], "--time-lm-head") == 0) {  // the decode lm_head in one wave against its waves
       for (int K : {4096, 5120, 8192}) time_lm_head_rmsnorm(K, 32000);
       return failures ? 1 : 0;

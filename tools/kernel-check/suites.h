@@ -57,6 +57,7 @@ void time_attention_prefill(int H, int KV, int D, int m);
 void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out);
 void time_prompt_gemms();
 void time_fused_fp32_variants();
+void time_read_ceiling();
 
 // ---- check_backend.cu: whole-backend checks ----
 void check_backend_paths(int layers = 2);

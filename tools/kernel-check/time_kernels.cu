@@ -275,4 +275,53 @@ void time_prompt_gemms() {
   time_prompt_gemm("70B down", 28672, 8192, 2048, false);
 }
 
+// ---- the DRAM's read ceiling, against the copy bandwidth that bench's floors use ----
+// A pure streaming read: every lane keeps U 16-byte loads in flight, a grid of `waves` x the resident blocks walks
+// the buffer, and each block folds what it read into one word (so no load is dropped). What the decode GEMVs and
+// the lm_head could reach if nothing but reading bounded them.
+template <int U>
+__global__ void __launch_bounds__(256) read_ceiling_kernel(const uint4* __restrict__ p, size_t n, uint32_t* out) {
+  uint32_t fold = 0;
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+  for (; i + (U - 1) * stride < n; i += U * stride) {
+    uint4 v[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) v[u] = __ldcs(p + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < U; ++u) fold ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < n; i += stride) {
+    const uint4 v = __ldcs(p + i);
+    fold ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  fold = __reduce_xor_sync(0xffffffffu, fold);
+  if ((threadIdx.x & 31) == 0) atomicXor(out, fold);
+}
+
+template <int U>
+float read_ceiling_us(const uint4* p, size_t n, uint32_t* out, int waves) {
+  const int blocks = waves * resident_blocks(reinterpret_cast<const void*>(read_ceiling_kernel<U>), 256, 0);
+  return batch_us([&] { read_ceiling_kernel<U><<<blocks, 256>>>(p, n, out); });
+}
+
+void time_read_ceiling() {
+  const double copy = copy_bandwidth_gbs();
+  std::printf("time read ceiling: copy bandwidth %.0f GB/s (read + written, as bench measures it)\n", copy);
+  Dev<uint32_t> out(1);
+  for (const double mb : {8.4, 25.2, 46.1, 262.1, 1024.0}) {
+    const size_t n = (size_t)(mb * 1e6) / 16;
+    Dev<uint4> buf(n);
+    XL_CUDA_CHECK(cudaMemset(buf.p, 1, n * 16));
+    std::printf("time read ceiling %7.1f MB:", mb);
+    for (const int waves : {1, 4}) {
+      const float us4 = read_ceiling_us<4>(buf.p, n, out.p, waves), us8 = read_ceiling_us<8>(buf.p, n, out.p, waves);
+      const double gbs = (double)n * 16 / std::min(us4, us8) * 1e-3;
+      std::printf("  %d wave%s %.1f / %.1f us (U 4 / 8), %.0f GB/s = %.1f%% of copy", waves, waves > 1 ? "s" : "", us4,
+                  us8, gbs, 100.0 * gbs / copy);
+    }
+    std::printf("\n");
+  }
+}
+
 }  // namespace xllama::kcheck
