@@ -277,8 +277,10 @@ void time_prompt_gemms() {
 
 // ---- the DRAM's read ceiling, against the copy bandwidth that bench's floors use ----
 // A pure streaming read: every lane keeps U 16-byte loads in flight, a grid of `waves` x the resident blocks walks
-// the buffer, and each block folds what it read into one word (so no load is dropped). What the decode GEMVs and
-// the lm_head could reach if nothing but reading bounded them.
+// the buffer, and each warp stores what it read, folded, in a word of its own (so no load is dropped; one address
+// taking every warp's atomic would serialize them, ~1 ns each, a tail of several µs). What the decode GEMVs and the
+// lm_head could reach if nothing but reading bounded them; launched back to back without programmatic dependent
+// launch, so each time includes a launch's gap.
 template <int U>
 __global__ void __launch_bounds__(256) read_ceiling_kernel(const uint4* __restrict__ p, size_t n, uint32_t* out) {
   uint32_t fold = 0;
@@ -296,7 +298,7 @@ __global__ void __launch_bounds__(256) read_ceiling_kernel(const uint4* __restri
     fold ^= v.x ^ v.y ^ v.z ^ v.w;
   }
   fold = __reduce_xor_sync(0xffffffffu, fold);
-  if ((threadIdx.x & 31) == 0) atomicXor(out, fold);
+  if ((threadIdx.x & 31) == 0) out[(blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32] = fold;
 }
 
 template <int U>
@@ -308,7 +310,9 @@ float read_ceiling_us(const uint4* p, size_t n, uint32_t* out, int waves) {
 void time_read_ceiling() {
   const double copy = copy_bandwidth_gbs();
   std::printf("time read ceiling: copy bandwidth %.0f GB/s (read + written, as bench measures it)\n", copy);
-  Dev<uint32_t> out(1);
+  const int most_blocks = 4 * std::max(resident_blocks(reinterpret_cast<const void*>(read_ceiling_kernel<4>), 256, 0),
+                                       resident_blocks(reinterpret_cast<const void*>(read_ceiling_kernel<8>), 256, 0));
+  Dev<uint32_t> out((size_t)most_blocks * 256 / 32);  // a word per warp
   for (const double mb : {8.4, 25.2, 46.1, 262.1, 1024.0}) {
     const size_t n = (size_t)(mb * 1e6) / 16;
     Dev<uint4> buf(n);
