@@ -2,7 +2,7 @@
 # Where the time goes on today's main, on one H200, for the README's "Where the time goes" (its figures were
 # session 46's build): the floors and speeds by `xllama bench` in the same run, the decode timeline (a trace build of
 # the kernel check, --timeline), one prompt chunk with parts left out (--bench-prompt-ablate), the DRAM's read
-# ceiling against the copy bandwidth (--time-read), and ncu's isolated
+# ceiling against the copy bandwidth and the lm_head back to back (--time-read, --time-lm-head), and ncu's isolated
 # kernels of one 7B decode step and one 512-token chunk. Exits after reading the GPU's name on anything but an H200
 # (the README's figures are the H200's; ANY_GPU=1 runs it on any). Carry: .device .devnm dist.
 #   bash scripts/device/run65-breakdown.sh
@@ -30,8 +30,8 @@ echo "=== prompt ablation"
 [ -n "$kc" ] && timeout 150 "$kc" --bench-prompt-ablate > "$OUT/ablate.log" 2>&1
 echo "ablate rc=$? at ${SECONDS}s"; grep -v '^ok' "$OUT/ablate.log" | tail -30
 echo "=== read ceiling"
-[ -n "$kc" ] && timeout 60 "$kc" --time-read > "$OUT/read.log" 2>&1
-echo "read rc=$? at ${SECONDS}s"; grep '^time' "$OUT/read.log"
+[ -n "$kc" ] && timeout 60 "$kc" --time-read > "$OUT/read.log" 2>&1 && timeout 60 "$kc" --time-lm-head >> "$OUT/read.log" 2>&1
+echo "read rc=$? at ${SECONDS}s"; grep '^time read\|^time lm_head' "$OUT/read.log"
 wait "$trace_pid"; tail -2 "$OUT/trace-build.log"
 echo "=== timeline at ${SECONDS}s"
 [ -x build-trace/xllama_kernel_check ] && timeout 150 build-trace/xllama_kernel_check --timeline > "$OUT/timeline.log" 2>&1
