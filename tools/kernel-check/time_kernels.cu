@@ -301,10 +301,16 @@ __global__ void __launch_bounds__(256) read_ceiling_kernel(const uint4* __restri
   if ((threadIdx.x & 31) == 0) out[(blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32] = fold;
 }
 
+// Each launch reads the next n-element window of the pool, so that a window smaller than L2 is not read from L2
+// (the pool is several times L2's size; the decode weights stream through once a token the same way).
 template <int U>
-float read_ceiling_us(const uint4* p, size_t n, uint32_t* out, int waves) {
+float read_ceiling_us(const uint4* pool, size_t pool_n, size_t n, uint32_t* out, int waves) {
   const int blocks = waves * resident_blocks(reinterpret_cast<const void*>(read_ceiling_kernel<U>), 256, 0);
-  return batch_us([&] { read_ceiling_kernel<U><<<blocks, 256>>>(p, n, out); });
+  const size_t windows = std::max<size_t>(1, pool_n / n);
+  size_t next = 0;
+  return batch_us([&] {
+    read_ceiling_kernel<U><<<blocks, 256>>>(pool + (next++ % windows) * n, n, out);
+  });
 }
 
 void time_read_ceiling() {
@@ -313,13 +319,15 @@ void time_read_ceiling() {
   const int most_blocks = 4 * std::max(resident_blocks(reinterpret_cast<const void*>(read_ceiling_kernel<4>), 256, 0),
                                        resident_blocks(reinterpret_cast<const void*>(read_ceiling_kernel<8>), 256, 0));
   Dev<uint32_t> out((size_t)most_blocks * 256 / 32);  // a word per warp
+  const size_t pool_n = (size_t)2 << 30 >> 4;  // 2 GiB
+  Dev<uint4> pool(pool_n);
+  XL_CUDA_CHECK(cudaMemset(pool.p, 1, pool_n * 16));
   for (const double mb : {8.4, 25.2, 46.1, 262.1, 1024.0}) {
     const size_t n = (size_t)(mb * 1e6) / 16;
-    Dev<uint4> buf(n);
-    XL_CUDA_CHECK(cudaMemset(buf.p, 1, n * 16));
     std::printf("time read ceiling %7.1f MB:", mb);
     for (const int waves : {1, 4}) {
-      const float us4 = read_ceiling_us<4>(buf.p, n, out.p, waves), us8 = read_ceiling_us<8>(buf.p, n, out.p, waves);
+      const float us4 = read_ceiling_us<4>(pool.p, pool_n, n, out.p, waves),
+                  us8 = read_ceiling_us<8>(pool.p, pool_n, n, out.p, waves);
       const double gbs = (double)n * 16 / std::min(us4, us8) * 1e-3;
       std::printf("  %d wave%s %.1f / %.1f us (U 4 / 8), %.0f GB/s = %.1f%% of copy", waves, waves > 1 ? "s" : "", us4,
                   us8, gbs, 100.0 * gbs / copy);
