@@ -57,7 +57,10 @@ void time_attention_prefill(int H, int KV, int D, int m);
 void time_prompt_gemm(const char* what, int K, int N, int m, bool half_out);
 void time_prompt_gemms();
 void time_fused_fp32_variants();
+
+// ---- time_read.cu: what a kernel that only reads gets from DRAM ----
 void time_read_ceiling();
+void time_read_chained(double copy, const uint4* pool, size_t pool_n, uint32_t* out);
 
 // ---- check_backend.cu: whole-backend checks ----
 void check_backend_paths(int layers = 2);
