@@ -20,4 +20,5 @@ cmake --build "$build" --target xllama_kernel_check -j "$(nproc)" >> "$build.log
   echo "build failed: $build.log"; tail -20 "$build.log"; exit 1; }
 mkdir -p .kc
 gzip -9 -c "$build/xllama_kernel_check" > ".kc/$name.gz"
-echo "ready: .kc/$name.gz ($(du -h ".kc/$name.gz" | cut -f1)), from $(git rev-parse --short HEAD)$(git diff --quiet || echo '-dirty')"
+commit="$(git rev-parse --short HEAD)$(git diff --quiet || echo '-dirty')"
+echo "ready: .kc/$name.gz ($(du -h ".kc/$name.gz" | cut -f1)), from $commit"
