@@ -8,16 +8,10 @@ namespace xllama::kcheck {
 
 namespace {
 
-// A pure streaming read: every lane keeps U 16-byte loads in flight, a grid of `waves` x the resident blocks walks
-// the buffer, and each warp stores what it read, folded, in a word of its own (so no load is dropped; one address
-// taking every warp's atomic would serialize them, ~1 ns each, a tail of several µs). What the decode GEMVs and the
-// lm_head could reach if nothing but reading bounded them; launched back to back without programmatic dependent
-// launch, so each time includes a launch's gap.
+// p[i], p[i + stride], ... below n, folded into `fold`, with U loads in flight a lane.
 template <int U>
-__global__ void __launch_bounds__(256) read_ceiling_kernel(const uint4* __restrict__ p, size_t n, uint32_t* out) {
-  uint32_t fold = 0;
-  const size_t stride = (size_t)gridDim.x * blockDim.x;
-  size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+__device__ __forceinline__ uint32_t read_folded(const uint4* __restrict__ p, size_t n, size_t i, size_t stride,
+                                                uint32_t fold) {
   for (; i + (U - 1) * stride < n; i += U * stride) {
     uint4 v[U];
 #pragma unroll
@@ -29,8 +23,24 @@ __global__ void __launch_bounds__(256) read_ceiling_kernel(const uint4* __restri
     const uint4 v = __ldcs(p + i);
     fold ^= v.x ^ v.y ^ v.z ^ v.w;
   }
+  return fold;
+}
+
+// The warp's folds, folded, into the warp's own word of out.
+__device__ __forceinline__ void store_warp_fold(uint32_t* out, uint32_t fold) {
   fold = __reduce_xor_sync(0xffffffffu, fold);
   if ((threadIdx.x & 31) == 0) out[(blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32] = fold;
+}
+
+// A pure streaming read: every lane keeps U 16-byte loads in flight, a grid of `waves` x the resident blocks walks
+// the buffer, and each warp stores what it read, folded, in a word of its own (so no load is dropped; one address
+// taking every warp's atomic would serialize them, ~1 ns each, a tail of several µs). What the decode GEMVs and the
+// lm_head could reach if nothing but reading bounded them; launched back to back without programmatic dependent
+// launch, so each time includes a launch's gap.
+template <int U>
+__global__ void __launch_bounds__(256) read_ceiling_kernel(const uint4* __restrict__ p, size_t n, uint32_t* out) {
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  store_warp_fold(out, read_folded<U>(p, n, blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride, 0u));
 }
 
 // Each launch reads the next n-element window of the pool, so that a window smaller than L2 is not read from L2
@@ -67,19 +77,7 @@ __global__ void __launch_bounds__(256) read_chained_kernel(const uint4* __restri
   }
 #pragma unroll
   for (int u = 0; u < U; ++u) fold ^= first[u].x ^ first[u].y ^ first[u].z ^ first[u].w;
-  for (i += U * stride; i + (U - 1) * stride < n; i += U * stride) {
-    uint4 v[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) v[u] = __ldcs(p + i + u * stride);
-#pragma unroll
-    for (int u = 0; u < U; ++u) fold ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-  }
-  for (; i < n; i += stride) {
-    const uint4 v = __ldcs(p + i);
-    fold ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  fold = __reduce_xor_sync(0xffffffffu, fold);
-  if ((threadIdx.x & 31) == 0) out[(blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32] = fold;
+  store_warp_fold(out, read_folded<U>(p, n, i + U * stride, stride, fold));
 }
 
 }  // namespace
