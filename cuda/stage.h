@@ -132,7 +132,6 @@ class Stage {
   void load_tensors(const GptqConfig& gptq, const ModelWeights& w);
   cudaStream_t warmup_stream() const;
   std::vector<cuda::WarmGemm> prompt_warm_gemms(const std::array<bool, 4>& quantized) const;
-  __half* alloc_mapped_embedding(size_t count);
   __half* alloc_huge_embedding(size_t count);
   void register_huge_embedding();
   template <class T>
@@ -235,7 +234,7 @@ class Stage {
   cudaEvent_t token_picked_[2] = {nullptr, nullptr};
   int* host_in_ = nullptr;
   void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)
-  // host_embed_ from std::aligned_alloc on huge pages, registered with CUDA once filled (else from cudaHostAlloc)
+  // host_embed_: std::aligned_alloc'd on huge pages (alloc_huge_embedding), registered with CUDA once filled
   size_t huge_embed_bytes_ = 0;
   bool huge_embed_registered_ = false;
   cudaEvent_t inputs_copied_ = nullptr;

@@ -245,7 +245,8 @@ void Stage::load_dummy(int group_size, uint64_t seed) {
     embed_ = rand_half((size_t)cfg_.vocab_size * hid, -1.f, 1.f, "embed_tokens");
   } else {
     slot(1);
-    alloc_mapped_embedding((size_t)cfg_.vocab_size * hid);
+    alloc_huge_embedding((size_t)cfg_.vocab_size * hid);  // as a checkpoint's, filled on the GPU once registered
+    register_huge_embedding();
     cuda::fill_random_half(const_cast<__half*>(embed_), (size_t)cfg_.vocab_size * hid, ++s, -1.f, 1.f, stream_);
   }
   if (last_) final_norm_ = ones(hid);
@@ -315,12 +316,12 @@ std::vector<cuda::WarmGemm> Stage::prompt_warm_gemms(const std::array<bool, 4>& 
   return gemms;
 }
 
-// A checkpoint's untied table: memory of this process's own, on transparent huge pages where the kernel gives them
-// (madvise), which the uploader's readers fault in as they fill it, 2 MB at a time, and which is registered with
-// CUDA once filled (register_huge_embedding). cudaHostAlloc, which a random model's table still takes
-// (alloc_mapped_embedding), zeroes and pins 4 kB pages on the loading thread first: Llama 3's 1.05 GB table took
-// 0.54-0.59 s that way on the H200 and 0.07-0.08 s this way, its whole upload 0.79-0.86 s against 0.29-0.36 s
-// (docs/PERF-NOTES.md, session 57).
+// An untied table: memory of this process's own, on transparent huge pages where the kernel gives them (madvise),
+// which the uploader's readers fault in as they fill it, 2 MB at a time, and which is registered with CUDA once
+// filled (register_huge_embedding; a random model's is registered first and filled by the GPU). cudaHostAlloc, which
+// both took before, zeroes and pins 4 kB pages on the loading thread first: Llama 3's 1.05 GB table took 0.54-0.59 s
+// that way on the H200 and 0.07-0.08 s this way, its whole upload 0.79-0.86 s against 0.29-0.36 s
+// (docs/PERF-NOTES.md, sessions 57 and 66).
 __half* Stage::alloc_huge_embedding(size_t count) {
   constexpr size_t kHuge = 2u << 20;
   const size_t bytes = (count * sizeof(__half) + kHuge - 1) / kHuge * kHuge;
@@ -346,23 +347,6 @@ void Stage::register_huge_embedding() {
   void* dev = nullptr;
   XL_CUDA_CHECK(cudaHostGetDevicePointer(&dev, host_embed_, 0));
   embed_ = static_cast<const __half*>(dev);
-}
-
-__half* Stage::alloc_mapped_embedding(size_t count) {
-  void* host = nullptr;
-  // Portable: the pinned table is usable whichever device is current when the first stage reads it.
-  const auto t0 = std::chrono::steady_clock::now();
-  const cudaError_t err = cudaHostAlloc(&host, count * sizeof(__half), cudaHostAllocMapped | cudaHostAllocPortable);
-  pin_embedding_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (err != cudaSuccess) {
-    cudaGetLastError();
-    throw BackendError(kOutOfMemory, "could not pin " + gib(count * 2) + " GiB of host memory for embed_tokens");
-  }
-  host_embed_ = host;
-  void* dev = nullptr;
-  XL_CUDA_CHECK(cudaHostGetDevicePointer(&dev, host, 0));
-  embed_ = static_cast<const __half*>(dev);
-  return static_cast<__half*>(host);
 }
 
 template <class T>
