@@ -59,8 +59,7 @@ void time_prompt_gemms();
 void time_fused_fp32_variants();
 
 // ---- time_read.cu: what a kernel that only reads gets from DRAM ----
-void time_read_ceiling();
-void time_read_chained(double copy, const uint4* pool, size_t pool_n, uint32_t* out);
+void time_read_ceiling();  // then the chained reads
 
 // ---- check_backend.cu: whole-backend checks ----
 void check_backend_paths(int layers = 2);

@@ -80,32 +80,6 @@ __global__ void __launch_bounds__(256) read_chained_kernel(const uint4* __restri
   store_warp_fold(out, read_folded<U>(p, n, i + U * stride, stride, fold));
 }
 
-}  // namespace
-
-void time_read_ceiling() {
-  const double copy = copy_bandwidth_gbs();
-  std::printf("time read ceiling: copy bandwidth %.0f GB/s (read + written, as bench measures it)\n", copy);
-  const int most_blocks = 4 * std::max(resident_blocks(reinterpret_cast<const void*>(read_ceiling_kernel<4>), 256, 0),
-                                       resident_blocks(reinterpret_cast<const void*>(read_ceiling_kernel<8>), 256, 0));
-  Dev<uint32_t> out((size_t)most_blocks * 256 / 32);  // a word per warp
-  const size_t pool_n = (size_t)2 << 30 >> 4;  // 2 GiB
-  Dev<uint4> pool(pool_n);
-  XL_CUDA_CHECK(cudaMemset(pool.p, 1, pool_n * 16));
-  for (const double mb : {8.4, 25.2, 46.1, 262.1, 1024.0}) {
-    const size_t n = (size_t)(mb * 1e6) / 16;
-    std::printf("time read ceiling %7.1f MB:", mb);
-    for (const int waves : {1, 4}) {
-      const float us4 = read_ceiling_us<4>(pool.p, pool_n, n, out.p, waves),
-                  us8 = read_ceiling_us<8>(pool.p, pool_n, n, out.p, waves);
-      const double gbs = (double)n * 16 / std::min(us4, us8) * 1e-3;
-      std::printf("  %d wave%s %.1f / %.1f us (U 4 / 8), %.0f GB/s = %.1f%% of copy", waves, waves > 1 ? "s" : "", us4,
-                  us8, gbs, 100.0 * gbs / copy);
-    }
-    std::printf("\n");
-  }
-  time_read_chained(copy, pool.p, pool_n, out.p);
-}
-
 // The 7B's, 13B's and 70B's layers (q/k/v, o_proj, gate/up, down: 4-bit weights and fp16 group-128 scales, as ncu
 // counted the 7B's), 32 layers a graph: with the waits, without them, and without PDL.
 void time_read_chained(double copy, const uint4* pool, size_t pool_n, uint32_t* out) {
@@ -149,6 +123,32 @@ void time_read_chained(double copy, const uint4* pool, size_t pool_n, uint32_t* 
   }
   pdl_flag() = saved_pdl;
   XL_CUDA_CHECK(cudaStreamDestroy(s));
+}
+
+}  // namespace
+
+void time_read_ceiling() {
+  const double copy = copy_bandwidth_gbs();
+  std::printf("time read ceiling: copy bandwidth %.0f GB/s (read + written, as bench measures it)\n", copy);
+  const int most_blocks = 4 * std::max(resident_blocks(reinterpret_cast<const void*>(read_ceiling_kernel<4>), 256, 0),
+                                       resident_blocks(reinterpret_cast<const void*>(read_ceiling_kernel<8>), 256, 0));
+  Dev<uint32_t> out((size_t)most_blocks * 256 / 32);  // a word per warp
+  const size_t pool_n = (size_t)2 << 30 >> 4;  // 2 GiB
+  Dev<uint4> pool(pool_n);
+  XL_CUDA_CHECK(cudaMemset(pool.p, 1, pool_n * 16));
+  for (const double mb : {8.4, 25.2, 46.1, 262.1, 1024.0}) {
+    const size_t n = (size_t)(mb * 1e6) / 16;
+    std::printf("time read ceiling %7.1f MB:", mb);
+    for (const int waves : {1, 4}) {
+      const float us4 = read_ceiling_us<4>(pool.p, pool_n, n, out.p, waves),
+                  us8 = read_ceiling_us<8>(pool.p, pool_n, n, out.p, waves);
+      const double gbs = (double)n * 16 / std::min(us4, us8) * 1e-3;
+      std::printf("  %d wave%s %.1f / %.1f us (U 4 / 8), %.0f GB/s = %.1f%% of copy", waves, waves > 1 ? "s" : "", us4,
+                  us8, gbs, 100.0 * gbs / copy);
+    }
+    std::printf("\n");
+  }
+  time_read_chained(copy, pool.p, pool_n, out.p);
 }
 
 }  // namespace xllama::kcheck
