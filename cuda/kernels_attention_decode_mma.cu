@@ -205,6 +205,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     __syncwarp();  // the previous round's P has been read
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
+      // With one query head a KV head (the 7B, 13B) no lane's column 2t + 1 is live: the P rows of heads 2t + 1
+      // stay unwritten, and the output columns they feed (the mma's columns are independent) are never stored.
+      if (c >= G) continue;
       const float x0 = live0 ? sc[c] * scale : -INFINITY, x1 = live1 ? sc[2 + c] * scale : -INFINITY;
       float mx = fmaxf(x0, x1);
 #pragma unroll
@@ -245,6 +248,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
   for (int c = 0; c < 2; ++c) {
     const int h = 2 * t + c;
+    if (h >= G) continue;  // a column past the KV head's query heads (7 of 8 for the 7B and 13B): never read
 #pragma unroll
     for (int i = 0; i < 8; ++i)
       *reinterpret_cast<float2*>(sacc + acc_index(warp, h, 16 * g + 2 * i)) = make_float2(acc[i][c], acc[i][2 + c]);
