@@ -57,7 +57,7 @@ Stage::~Stage() {
   if (host_token_) cudaFreeHost(host_token_);
   if (draw_host_) cudaFreeHost(draw_host_);
   if (host_in_) cudaFreeHost(host_in_);
-  if (huge_embed_registered_) cudaHostUnregister(host_embed_);
+  if (host_embed_registered_) cudaHostUnregister(host_embed_);
   std::free(host_embed_);  // (alloc_huge_embedding's, or null)
   if (staging_) cudaFreeHost(staging_);
   if (inputs_copied_) cudaEventDestroy(inputs_copied_);

@@ -233,10 +233,11 @@ class Stage {
   cuda::TopKScratch top_k_;  // the sampled pick's per-block lists and the penalties' token history (last stage)
   cudaEvent_t token_picked_[2] = {nullptr, nullptr};
   int* host_in_ = nullptr;
-  void* host_embed_ = nullptr;  // pinned, GPU-mapped embedding table (untied models)
-  // host_embed_: std::aligned_alloc'd on huge pages (alloc_huge_embedding), registered with CUDA once filled
-  size_t huge_embed_bytes_ = 0;
-  bool huge_embed_registered_ = false;
+  // The untied embedding table in host memory, read by the GPU through a mapped pointer: std::aligned_alloc'd on
+  // huge pages (alloc_huge_embedding), registered with CUDA once filled (register_huge_embedding).
+  void* host_embed_ = nullptr;
+  size_t host_embed_bytes_ = 0;
+  bool host_embed_registered_ = false;
   cudaEvent_t inputs_copied_ = nullptr;
   int inv_freq_key_ = -1;
   std::vector<float> host_inv_freq_;

@@ -330,20 +330,20 @@ __half* Stage::alloc_huge_embedding(size_t count) {
 #ifdef MADV_HUGEPAGE
   madvise(host, bytes, MADV_HUGEPAGE);  // (advice only: without huge pages it is 4 kB pages, still correct)
 #endif
-  host_embed_ = host, huge_embed_bytes_ = bytes;
+  host_embed_ = host, host_embed_bytes_ = bytes;
   return static_cast<__half*>(host);
 }
 
 void Stage::register_huge_embedding() {
-  if (!huge_embed_bytes_ || huge_embed_registered_) return;
+  if (!host_embed_bytes_ || host_embed_registered_) return;
   const auto t0 = std::chrono::steady_clock::now();
-  const cudaError_t err = cudaHostRegister(host_embed_, huge_embed_bytes_, cudaHostRegisterMapped | cudaHostRegisterPortable);
+  const cudaError_t err = cudaHostRegister(host_embed_, host_embed_bytes_, cudaHostRegisterMapped | cudaHostRegisterPortable);
   pin_embedding_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (err != cudaSuccess) {
     cudaGetLastError();
-    throw BackendError(kOutOfMemory, "could not pin " + gib(huge_embed_bytes_) + " GiB of host memory for embed_tokens");
+    throw BackendError(kOutOfMemory, "could not pin " + gib(host_embed_bytes_) + " GiB of host memory for embed_tokens");
   }
-  huge_embed_registered_ = true;
+  host_embed_registered_ = true;
   void* dev = nullptr;
   XL_CUDA_CHECK(cudaHostGetDevicePointer(&dev, host_embed_, 0));
   embed_ = static_cast<const __half*>(dev);
