@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Where the time goes on today's main, on one H200, for the README's "Where the time goes" (its figures were
-# session 46's build): the floors and speeds by `xllama bench` in the same run, the decode timeline (a trace build of
+# session 46's build): the floors and speeds by `xllama bench` in the same run (also at depth 2048), the decode timeline (a trace build of
 # the kernel check, --timeline), one prompt chunk with parts left out (--bench-prompt-ablate), the DRAM's read
 # ceiling against the copy bandwidth and the lm_head back to back (--time-read, --time-lm-head), and ncu's isolated
 # kernels of one 7B decode step and one 512-token chunk. Exits after reading the GPU's name on anything but an H200
@@ -22,8 +22,8 @@ echo "setup done at ${SECONDS}s; kernel check: ${kc:-none}"
   cmake --build build-trace --target xllama_kernel_check -j 4 >> "$OUT/trace-build.log" 2>&1; echo "trace build rc=$?" >> "$OUT/trace-build.log") &
 trace_pid=$!
 echo "=== bench"
-timeout 240 node bin/xllama.js bench --dummy llama-7b --dummy llama-13b --dummy llama-70b -p 512 -n 128 -r 3 \
-  --gpus 0 --gpu-split none -o json > "$OUT/bench.json" 2> "$OUT/bench.err"
+timeout 300 node bin/xllama.js bench --dummy llama-7b --dummy llama-13b --dummy llama-70b -p 512 -n 128 -d 0,2048 \
+  -r 3 --gpus 0 --gpu-split none -o json > "$OUT/bench.json" 2> "$OUT/bench.err"
 echo "bench rc=$? at ${SECONDS}s"; tail -3 "$OUT/bench.err"
 node scripts/device/summarize-bench.mjs "$OUT/bench.json" | tee "$OUT/bench.md"
 echo "=== prompt ablation"
