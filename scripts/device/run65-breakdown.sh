@@ -5,7 +5,7 @@
 # ceiling against the copy bandwidth and the lm_head back to back (--time-read, --time-lm-head), and ncu's isolated
 # kernels of one 7B decode step and one 512-token chunk. Exits after reading the GPU's name on anything but an H200
 # (the README's figures are the H200's; ANY_GPU=1 runs it on any). Carry: .device .devnm dist.
-#   bash scripts/device/run65-breakdown.sh
+#   bash scripts/device/run65-breakdown.sh    (NCU_BY=S: skip ncu once S seconds have passed, default 470)
 set -u
 cd "$(dirname "$0")/../.."
 mkdir -p "$OUT"
@@ -39,7 +39,7 @@ echo "timeline rc=$? at ${SECONDS}s"; grep -v '^ok' "$OUT/timeline.log" | head -
 ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_elapsed,launch__grid_size
 for what in decode prefill; do
-  if [ -z "$ncu_bin" ] || [ -z "$kc" ] || [ "$SECONDS" -gt 470 ]; then echo "=== ncu $what: skipped at ${SECONDS}s"; continue; fi
+  if [ -z "$ncu_bin" ] || [ -z "$kc" ] || [ "$SECONDS" -gt "${NCU_BY:-470}" ]; then echo "=== ncu $what: skipped at ${SECONDS}s"; continue; fi
   echo "=== ncu $what at ${SECONDS}s"
   timeout 60 "$ncu_bin" --profile-from-start off --cache-control none --clock-control none --launch-count 200 \
     --metrics "$metrics" --csv --page raw "$kc" --profile-step "$what" > "$OUT/ncu-$what.csv" 2> "$OUT/ncu-$what.err"
