@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Where the time goes on today's main, on one H200, for the README's "Where the time goes" (its figures were
-# session 46's build): the floors and speeds by `xllama bench` in the same run (also at depth 2048), the decode timeline (a trace build of
-# the kernel check, --timeline), one prompt chunk with parts left out (--bench-prompt-ablate), the DRAM's read
-# ceiling against the copy bandwidth and the lm_head back to back (--time-read, --time-lm-head), and ncu's isolated
-# kernels of one 7B decode step and one 512-token chunk. Exits after reading the GPU's name on anything but an H200
-# (the README's figures are the H200's; ANY_GPU=1 runs it on any). Carry: .device .devnm dist.
+# Where the time goes on today's main, on one H200, for the README's "Where the time goes" (its figures were session
+# 46's build): the floors and speeds by `xllama bench` in the same run (also at depth 2048), the decode timeline (a
+# trace build of the kernel check, --timeline), one prompt chunk with parts left out (--bench-prompt-ablate), the
+# DRAM's read ceiling against the copy bandwidth and the lm_head back to back (--time-read, --time-lm-head), and
+# ncu's isolated kernels of one 7B decode step and one 512-token chunk. Exits after reading the GPU's name on
+# anything but an H200 (the README's figures are the H200's; ANY_GPU=1 runs it on any). Carry: .device .devnm dist.
 #   bash scripts/device/run65-breakdown.sh    (NCU_BY=S: skip ncu once S seconds have passed, default 470)
 set -u
 cd "$(dirname "$0")/../.."
