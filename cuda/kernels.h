@@ -243,11 +243,26 @@ struct DeferredNorm {
   int dim = 0;
   float eps = 0.f;
 };
+// Weights of a later decode kernel that the tensor-core attention requests into L2 (cp.async.bulk.prefetch.L2), so
+// that they come from DRAM in the attention's window, when it idles: `chunks` pieces, the last chunk_bytes (a
+// multiple of kL2LookAheadRequest) of each `stride` bytes from p. Only the blocks that have no keys at this length
+// request them, kL2LookAheadRequest bytes at a time from one thread, and leave: requests from the live blocks
+// lengthened the attention's chain more than they saved (docs/PERF-NOTES.md, session 69). Where every split is live,
+// nothing is requested.
+struct L2LookAhead {
+  const void* p = nullptr;
+  size_t stride = 0, chunk_bytes = 0;
+  int chunks = 0;
+};
+constexpr size_t kL2LookAheadRequest = 64 << 10;  // 16 KB requests, one per thread, were far slower (session 69)
+// Bytes of each layer's gate/up weights that a one-row decode step's attention requests ahead (process-wide; the
+// kernel check sets it to compare): XLLAMA_DECODE_L2_AHEAD_MIB, default 16; 0 turns it off.
+size_t& decode_l2_look_ahead_bytes();
 // Heads of head_dim 128 (attention_mma_applies) go to attention_mma_rope; splits must then come from
-// attention_rope_splits.
+// attention_rope_splits. `ahead`: the tensor-core kernel only (the other ignores it).
 void attention_rope(const float* qkv, RopeTable rope, __half* kcache, __half* vcache, int m, int H, int KV,
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
-                    cudaStream_t s, DeferredNorm qkv_norm = {});
+                    cudaStream_t s, DeferredNorm qkv_norm = {}, L2LookAhead ahead = {});
 // The splits attention_rope's grid takes for m rows: attention_mma_splits where the tensor-core kernel applies, else
 // attention_splits.
 int attention_rope_splits(int m, int H, int KV, int D, int max_len);
@@ -260,7 +275,7 @@ bool attention_mma_applies(int H, int KV, int D);
 int attention_mma_splits(int m, int H, int KV, int max_len);
 void attention_mma_rope(const float* qkv, RopeTable rope, __half* kcache, __half* vcache, int m, int H, int KV,
                         int S, const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s,
-                        DeferredNorm qkv_norm);
+                        DeferredNorm qkv_norm, L2LookAhead ahead = {});
 // The most splits a decode attention launch takes for m rows of H heads: as many blocks as the current GPU holds at
 // once (occupancy at attention_threads_flag()'s block size), at most max_len / 64 and 64.
 int attention_splits(int m, int H, int max_len);

@@ -18,6 +18,7 @@
 //     2t + 1, the same heads as the lane's softmax state.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "cuda/attention_step.cuh"
 #include "cuda/cuda_check.h"
@@ -85,6 +86,19 @@ __device__ __forceinline__ void fetch_row(uint4 (&dst)[N], int p, int n0, int en
   }
 }
 
+// One of the `blocks` requesting `ahead` into L2 (a block without keys): requests block, block + blocks, ..., from
+// the calling thread.
+__device__ void request_look_ahead(const L2LookAhead& ahead, size_t block, size_t blocks) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const size_t per_chunk = ahead.chunk_bytes / kL2LookAheadRequest, requests = per_chunk * ahead.chunks;
+  const char* first = static_cast<const char*>(ahead.p) + (ahead.stride - ahead.chunk_bytes);
+  for (size_t r = block; r < requests; r += blocks) {
+    const char* a = first + r / per_chunk * ahead.stride + r % per_chunk * kL2LookAheadRequest;
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a), "r"((unsigned)kL2LookAheadRequest) : "memory");
+  }
+#endif
+}
+
 // Grid (KV, rows, max_splits), kThreads threads. As attention_kernel<ROPE = true>: q and the new rows' k, v come
 // from the q/k/v GEMV's fp32 output (times the deferred norm factor), q and k are rotated here, the new rows are
 // written into the caches by the blocks whose keys include them and read back from shared memory, and a row uses
@@ -93,7 +107,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     attention_mma_kernel(const float* __restrict__ qkv, RopeTable rope, __half* __restrict__ kc,
                          __half* __restrict__ vc, int H, int KV, int S, const int* __restrict__ pos, int max_splits,
                          float* __restrict__ work, unsigned* __restrict__ done, __half* __restrict__ out,
-                         DeferredNorm qkv_norm) {
+                         DeferredNorm qkv_norm, L2LookAhead ahead) {
   extern __shared__ __align__(16) unsigned char smem[];
   __half* sq = reinterpret_cast<__half*>(smem + kSmemQ);
   __half* sp = reinterpret_cast<__half*>(smem + kSmemP);
@@ -107,7 +121,12 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int p_first = *pos;  // written by a kernel before the one this waits for (see attention_kernel)
   const int L = p_first + row + 1;
   const int splits = min(max_splits, (L + kKeysPerRound - 1) / kKeysPerRound);
-  if (split >= splits) return;
+  if (split >= splits) {  // no keys at this length: a share of the look-ahead instead
+    if (tid == 0 && ahead.chunks)
+      request_look_ahead(ahead, ((size_t)(split - splits) * gridDim.y + row) * gridDim.x + kvh,
+                         (size_t)(gridDim.z - splits) * gridDim.y * gridDim.x);
+    return;
+  }
   const int chunk = (L + splits - 1) / splits;
   const int start = split * chunk, end = min(L, start + chunk);
   const int n0 = max(start, p_first);  // the new positions this block reads: [n0, end)
@@ -340,6 +359,15 @@ int mma_resident_blocks() {
 
 }  // namespace
 
+size_t& decode_l2_look_ahead_bytes() {
+  static size_t bytes = [] {
+    const char* v = std::getenv("XLLAMA_DECODE_L2_AHEAD_MIB");
+    const double mib = v ? std::atof(v) : 16.0;
+    return mib > 0 && mib < 1024 ? (size_t)(mib * 1048576.0) : (size_t)0;
+  }();
+  return bytes;
+}
+
 bool& attention_mma_flag() {
   static bool on = env_switch_on("XLLAMA_ATTN_MMA");
   return on;
@@ -360,11 +388,11 @@ int attention_mma_splits(int m, int H, int KV, int max_len) {
 
 void attention_mma_rope(const float* qkv, RopeTable rope, __half* kcache, __half* vcache, int m, int H, int KV,
                         int S, const int* pos, int splits, float* work, unsigned* done, __half* out, cudaStream_t s,
-                        DeferredNorm qkv_norm) {
+                        DeferredNorm qkv_norm, L2LookAhead ahead) {
   if (m > kGemvMaxRows || splits > kMaxSplits || (reinterpret_cast<uintptr_t>(work) & 15) != 0)
     throw std::runtime_error("attention_mma_rope: at most 8 rows and 64 splits, 16-byte aligned partials");
   launch(attention_mma_kernel, dim3(KV, m, splits), kThreads, smem_bytes(m), s, qkv, rope, kcache, vcache, H, KV,
-         S, pos, splits, work, done, out, qkv_norm);
+         S, pos, splits, work, done, out, qkv_norm, ahead);
   XL_CUDA_LAUNCH_CHECK();
 }
 

@@ -631,9 +631,10 @@ int attention_rope_splits(int m, int H, int KV, int D, int max_len) {
 
 void attention_rope(const float* qkv, RopeTable rope, __half* kcache, __half* vcache, int m, int H, int KV,
                     int D, int S, const int* pos, int splits, float* work, unsigned* done, __half* out,
-                    cudaStream_t s, DeferredNorm qkv_norm) {
+                    cudaStream_t s, DeferredNorm qkv_norm, L2LookAhead ahead) {
   if (attention_mma_applies(H, KV, D))
-    return attention_mma_rope(qkv, rope, kcache, vcache, m, H, KV, S, pos, splits, work, done, out, s, qkv_norm);
+    return attention_mma_rope(qkv, rope, kcache, vcache, m, H, KV, S, pos, splits, work, done, out, s, qkv_norm,
+                              ahead);
   launch_attention<true>(nullptr, qkv, rope, kcache, vcache, m, H, KV, D, S, pos, splits, kAttnMinKeysPerSplit,
                          work, done, out, s, qkv_norm);
 }

@@ -116,6 +116,22 @@ cudaGraphExec_t Stage::decode_graph(int m, LogitRows mode, GraphPick pick, int p
   return graphs_.emplace(key, exec).first->second;
 }
 
+namespace {
+
+// What a one-row decode step's attention requests into L2 of its layer's gate/up weights (cuda::L2LookAhead):
+// decode_l2_look_ahead_bytes() in all, the last part of each eighth of the packed rows, so that the GEMV's blocks
+// (8-16 K slices on 7B-70B shapes, each reading its rows in order) find the rows they read last in L2.
+constexpr int kLookAheadStrides = 8;
+cuda::L2LookAhead gate_up_look_ahead(const cuda::QWeight& w) {
+  const size_t bytes = (size_t)w.K / 8 * w.N * sizeof(uint32_t), stride = bytes / kLookAheadStrides;
+  const size_t request = cuda::kL2LookAheadRequest;
+  const size_t chunk = std::min(stride, cuda::decode_l2_look_ahead_bytes() / kLookAheadStrides) / request * request;
+  if (!w.qweight || chunk == 0 || stride % 16 != 0) return {};
+  return {w.qweight, stride, chunk, kLookAheadStrides};
+}
+
+}  // namespace
+
 // Decode with the RMSNorms folded into the GEMVs, 5 kernels per layer: q/k/v (normalizing h while staging),
 // attention (RoPE + KV write + split combine), o_proj (adds into h), gate/up (normalizing), down (SiLU-gate while
 // staging; adds into h). Every buffer a kernel accumulates into is zeroed by an earlier kernel that runs after the
@@ -177,7 +193,8 @@ void Stage::enqueue_decode_layers(int m) {
     if (defer) qkv_norm = {attn_sum_sq, hid, eps};
     if (!skip_attention)
       cuda::attention_rope(qkv_, rope_table(), kcache_ + li * layer_elems, vcache_ + li * layer_elems, m, H, KV, D, S_,
-                           pos_, splits, work_, attn_done_, att_, stream_, qkv_norm);
+                           pos_, splits, work_, attn_done_, att_, stream_, qkv_norm,
+                           m == 1 ? gate_up_look_ahead(l.gate_up.q) : cuda::L2LookAhead{});
     cuda::GemvFusion o;
     if (!defer && !skip_sums) o.out_sum_sq = mlp_sum_sq, o.col_done = col_done_;
     o.zero[0] = {qkv_, qkv_floats};            // attention has read it

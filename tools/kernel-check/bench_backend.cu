@@ -206,6 +206,10 @@ void time_decode_attention() {
 // run once per build or setting, alternated, to compare side by side.
 void bench_decode_depths() {
   const ModelConfig c7 = llama_7b_config(), c13 = llama_13b_config(), c70 = llama_70b_config();
+  const char* only = std::getenv("XLLAMA_KC_MODELS");  // e.g. "7B,13B": those models only
+  auto guarded = [only](const char* what, auto&& f) {
+    if (!only || std::strstr(only, what + std::strlen("bench "))) kcheck::guarded(what, f);
+  };
   guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 1, 128); });
   guarded("bench 7B", [&] { bench_backend("7B", c7, 2048, 512, 128); });
   guarded("bench 7B", [&] { bench_backend("7B", c7, 4096, 2048, 64, 2048); });

@@ -10,8 +10,9 @@
 // (quick: 7B at length 128, for a profiler); --bench-prompt times the prompt attention and the dummies' prompt
 // speeds (--bench-prompt 7b: the 7B's 512 and 2048 only, as the backend is set);
 // --prompt-attention / --decode-attention run only the prompt / decode attention's checks (for
-// compute-sanitizer's racecheck); --bench-depths times decode at bench's depths on the dummies; --release-latency
-// times a load right after a kernel boundary (time_release.cu); --time-attention
+// compute-sanitizer's racecheck); --bench-depths times decode at bench's depths on the dummies
+// (XLLAMA_KC_MODELS=7B,13B: those only); --release-latency times a load right after a kernel boundary
+// (time_release.cu); --time-attention
 // times the decode attention alone (XLLAMA_PROFILE_ONCE=1: two untimed launches per case, for ncu); --profile-step
 // runs one 7B prompt chunk (512 or 2048 tokens) or decode step between cudaProfilerStart/Stop (ncu
 // --profile-from-start off); --bench-decode times decode's variants (dots, where the norms apply) side by side;
