@@ -1,6 +1,8 @@
-# Session 69: the L2 look-ahead from a kernel check built here (.kc/look.gz, this branch): the decode attention's
-# checks, then decode at bench's depths with XLLAMA_DECODE_L2_AHEAD_MIB 0 / 16 (default) alternated, 12 / 24 once,
-# and the 70B 0 / 16. Carry [".kc"].
+#!/usr/bin/env bash
+# Session 69's A/B of the decode L2 look-ahead on any GPU, from a kernel check built here
+# (`bash scripts/device/pack-kernel-check.sh look`): the decode attention's checks, then decode at bench's depths
+# with XLLAMA_DECODE_L2_AHEAD_MIB 0 / 16 (the default) alternated twice, 12 / 24 once, and the 70B 0 / 16.
+# Carry [".kc"].
 set -u
 mkdir -p "$OUT"
 gunzip -c .kc/look.gz > /tmp/kc && chmod +x /tmp/kc
