@@ -3,8 +3,9 @@
 # 46's build): the floors and speeds by `xllama bench` in the same run (also at depth 2048), the decode timeline (a
 # trace build of the kernel check, --timeline), one prompt chunk with parts left out (--bench-prompt-ablate), the
 # DRAM's read ceiling against the copy bandwidth and the lm_head back to back (--time-read, --time-lm-head), and
-# ncu's isolated kernels of one 7B decode step and one 512-token chunk. Exits after reading the GPU's name on
-# anything but an H200 (the README's figures are the H200's; ANY_GPU=1 runs it on any). Carry: .device .devnm dist.
+# ncu's isolated kernels of one 7B decode step and one 512-token chunk; also session 69's L2 look-ahead off / on.
+# Exits after reading the GPU's name on anything but an H200 (the README's figures are the H200's; ANY_GPU=1 runs it
+# on any). Carry: .device .devnm dist.
 #   bash scripts/device/run65-breakdown.sh    (NCU_BY=S: skip ncu once S seconds have passed, default 470)
 set -u
 cd "$(dirname "$0")/../.."
@@ -26,6 +27,11 @@ timeout 300 node bin/xllama.js bench --dummy llama-7b --dummy llama-13b --dummy 
   -r 3 --gpus 0 --gpu-split none -o json > "$OUT/bench.json" 2> "$OUT/bench.err"
 echo "bench rc=$? at ${SECONDS}s"; tail -3 "$OUT/bench.err"
 node scripts/device/summarize-bench.mjs "$OUT/bench.json" | tee "$OUT/bench.md"
+echo "=== the L2 look-ahead off / on (session 69), the kernel check's decode loop, 7B and 13B, alternated twice"
+for r in 1 2; do for v in 0 16; do
+  [ -n "$kc" ] && XLLAMA_KC_MODELS=7B,13B XLLAMA_DECODE_L2_AHEAD_MIB=$v timeout 60 "$kc" --bench-depths 2>&1 |
+    grep '^bench' | sed "s/^/[$v MiB] /; s/: prompt.*decode/ decode/; s/ | weights.*//" | tee -a "$OUT/look-ahead.log"
+done; done
 echo "=== prompt ablation"
 [ -n "$kc" ] && timeout 150 "$kc" --bench-prompt-ablate > "$OUT/ablate.log" 2>&1
 echo "ablate rc=$? at ${SECONDS}s"; grep -v '^ok' "$OUT/ablate.log" | tail -30
