@@ -255,9 +255,9 @@ struct L2LookAhead {
   int chunks = 0;
 };
 constexpr size_t kL2LookAheadRequest = 64 << 10;  // 16 KB requests, one per thread, were far slower (session 69)
-// Bytes of each layer's gate/up weights that a one-row decode step's attention requests ahead (process-wide, read
-// when a decode graph is captured): XLLAMA_DECODE_L2_AHEAD_MIB, default 16; 0 turns it off.
-size_t& decode_l2_look_ahead_bytes();
+// Bytes of each layer's gate/up weights that a one-row decode step's attention requests ahead (read once, when a
+// decode graph is captured): XLLAMA_DECODE_L2_AHEAD_MIB (whole MiB), default 16; 0 turns it off.
+size_t decode_l2_look_ahead_bytes();
 // Heads of head_dim 128 (attention_mma_applies) go to attention_mma_rope; splits must then come from
 // attention_rope_splits. `ahead`: the tensor-core kernel only (the other ignores it).
 void attention_rope(const float* qkv, RopeTable rope, __half* kcache, __half* vcache, int m, int H, int KV,

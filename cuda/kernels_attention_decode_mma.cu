@@ -20,8 +20,8 @@
 //     2t + 1, the same heads as the lane's softmax state.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
+#include "backend/env_mib.h"
 #include "cuda/attention_step.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/device_query.h"
@@ -361,12 +361,8 @@ int mma_resident_blocks() {
 
 }  // namespace
 
-size_t& decode_l2_look_ahead_bytes() {
-  static size_t bytes = [] {
-    const char* v = std::getenv("XLLAMA_DECODE_L2_AHEAD_MIB");
-    const double mib = v ? std::atof(v) : 16.0;
-    return mib > 0 && mib < 1024 ? (size_t)(mib * 1048576.0) : (size_t)0;
-  }();
+size_t decode_l2_look_ahead_bytes() {
+  static const size_t bytes = env_mib("XLLAMA_DECODE_L2_AHEAD_MIB", 16 << 20);
   return bytes;
 }
 

@@ -10,6 +10,7 @@
 #include <map>
 #include <system_error>
 
+#include "backend/env_mib.h"
 #include "backend/verbose_load.h"
 #include "loader/page_hints.h"
 #include "loader/prefetch.h"
@@ -46,16 +47,6 @@ uint64_t bytes_of(const std::vector<CheckpointReads::Range>& ranges) {
   uint64_t n = 0;
   for (const auto& r : ranges) n += r.end - r.begin;
   return n;
-}
-
-// A whole number of MiB from the environment, or `otherwise` where it is unset, empty or not one.
-uint64_t env_mib(const char* name, uint64_t otherwise) {
-  if (const char* v = std::getenv(name); v && *v) {
-    char* end = nullptr;
-    const long long mib = std::strtoll(v, &end, 10);
-    if (end && *end == '\0' && mib >= 0) return (uint64_t)std::min(mib, 1LL << 40) << 20;  // no wrap-around
-  }
-  return otherwise;
 }
 
 }  // namespace
