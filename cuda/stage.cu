@@ -1,10 +1,12 @@
 // A stage's lifetime, its scratch and KV cache, a chunk's run through its layers, and the boundaries with the
 // stages before and after it (cuda/stage.h).
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "backend/env_mib.h"
 #include "backend/rope_frequencies.h"
 #include "cuda/cuda_check.h"
 #include "cuda/gemm_q4_wgmma.h"
@@ -17,9 +19,9 @@ namespace {
 // wider GEMMs fill the GPU better: on the H200 a 512-token prompt ran 5% (7B) and 6% (70B) faster than with
 // 64 MiB; 256 MiB gained 2% more on the 7B only (docs/PERF-NOTES.md, session 7).
 size_t dequant_budget_halves() {
-  size_t mib = 128;
-  if (const char* v = std::getenv("XLLAMA_DEQUANT_MIB"); v && std::atoi(v) > 0) mib = (size_t)std::atoi(v);
-  return mib << 19;  // halves per MiB
+  constexpr uint64_t kDefault = uint64_t{128} << 20;
+  const uint64_t bytes = env_mib("XLLAMA_DEQUANT_MIB", kDefault);
+  return (size_t)((bytes ? bytes : kDefault) / sizeof(uint16_t));  // 0 MiB would be no tile at all
 }
 
 // Dequantization tiles in the ring of DequantAhead (deq_ is the first).
