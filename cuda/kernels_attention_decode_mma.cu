@@ -5,7 +5,8 @@
 // round is 128 keys per block, the first requested before the kernel waits for q/k/v, and the softmax's
 // arithmetic no longer bounds the chain. The last split block of a (row, KV head) combines the splits of its heads.
 // The blocks whose split has no keys yet at this length request the next weights into L2 instead (L2LookAhead in
-// kernels.h), before the wait, and leave: one-row decode 2.3-2.5% faster on an H100 (session 69).
+// kernels.h), before the wait, and leave: one-row decode 2.3-2.5% faster on an H100 (session 69); where every split
+// is live, each block requests its share once its keys are done (7B at depth 2056: 2.1%, session 70).
 // Against attention_kernel (kernels_model.cu; lane groups of FMA dot products, one block per query head), alone on
 // the H200: 70B at depth 2088 17.0 -> 7.8 us, 7B 12.8 -> 11.8, 7B at 552 8.2 -> 6.1 (docs/PERF-NOTES.md, session 26).
 //
@@ -88,8 +89,8 @@ __device__ __forceinline__ void fetch_row(uint4 (&dst)[N], int p, int n0, int en
   }
 }
 
-// One of the `blocks` requesting `ahead` into L2 (a block without keys): requests block, block + blocks, ..., from
-// the calling thread.
+// One of the `blocks` requesting `ahead` into L2 (the blocks without keys, or every block): requests block, block +
+// blocks, ..., from the calling thread.
 __device__ void request_look_ahead(const L2LookAhead& ahead, size_t block, size_t blocks) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const size_t per_chunk = ahead.chunk_bytes / kL2LookAheadRequest, requests = per_chunk * ahead.chunks;
@@ -308,6 +309,11 @@ __global__ void __launch_bounds__(kThreads, 2)
     part_max[split * G + tid] = head_max[tid], part_sum[split * G + tid] = head_sum[tid];
   trace_mark(2);  // (--timeline: the warps merged)
   trace_block_end();
+  // No block without keys to request the look-ahead: each requests its share now, its keys done, while other
+  // blocks still read theirs (past the window in which its own loads would queue behind the requests).
+  if (splits == max_splits && tid == 0 && ahead.chunks)
+    request_look_ahead(ahead, ((size_t)split * gridDim.y + row) * gridDim.x + kvh,
+                       (size_t)gridDim.z * gridDim.y * gridDim.x);
   if (splits == 1) return;
 
   // The last split block of this (row, KV head) combines the splits of its G heads (as attention_kernel's).
