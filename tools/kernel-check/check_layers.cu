@@ -126,8 +126,10 @@ std::vector<double> attention_reference(const std::vector<double>& q, const std:
 }
 
 // Decode attention with RoPE fused: host RoPE (as check_rope) of the new rows, host attention over the
-// cache (old random positions + the new ones); checks the output and the k, v the kernel wrote.
-void check_attention_rope(int m, int H, int KV, int D, int pos, int S) {
+// cache (old random positions + the new ones); checks the output and the k, v the kernel wrote. look_ahead: with
+// an L2 look-ahead over a buffer of its own (the tensor-core kernel's requests must not change what it computes,
+// and compute-sanitizer sees them run).
+void check_attention_rope(int m, int H, int KV, int D, int pos, int S, bool look_ahead) {
   const int width = (H + 2 * KV) * D, half_d = D / 2;
   std::vector<float> qkv((size_t)m * width);
   for (auto& v : qkv) v = urand(-2.f, 2.f);
@@ -160,16 +162,21 @@ void check_attention_rope(int m, int H, int KV, int D, int pos, int S) {
   Dev<int> dp(std::vector<int>{pos});
   Dev<unsigned> done((size_t)m * H);
   XL_CUDA_CHECK(cudaMemset(done.p, 0, done.n * sizeof(unsigned)));
+  constexpr size_t kAheadChunks = 8, kAheadStride = 4 << 20, kAheadChunk = 1 << 20;  // a gate/up-like 32 MiB
+  Dev<uint32_t> ahead_buf(look_ahead ? kAheadChunks * kAheadStride / sizeof(uint32_t) : 0);
+  L2LookAhead ahead;
+  if (look_ahead) ahead = {ahead_buf.p, kAheadStride, kAheadChunk, (int)kAheadChunks};
   double e = 0;
   for (int call = 0; call < 2; ++call) {  // the second call relies on the first leaving the counters zero
     out.poison();
-    attention_rope(dqkv.p, dinv.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, done.p, out.p, nullptr);
+    attention_rope(dqkv.p, dinv.p, dk.p, dv.p, m, H, KV, D, S, dp.p, splits, work.p, done.p, out.p, nullptr, {},
+                   ahead);
     XL_CUDA_CHECK(cudaDeviceSynchronize());
     e = std::max({e, rel_err(out.download(), ref), rel_err(dk.download(), rk), rel_err(dv.download(), rv)});
   }
   char name[160];
-  std::snprintf(name, sizeof name, "attention+rope m=%d H=%d KV=%d D=%d pos=%d splits=%d%s", m, H, KV, D, pos, splits,
-                attn_rope_tag(H, KV, D));
+  std::snprintf(name, sizeof name, "attention+rope m=%d H=%d KV=%d D=%d pos=%d splits=%d%s%s", m, H, KV, D, pos,
+                splits, attn_rope_tag(H, KV, D), look_ahead ? " +L2 look-ahead" : "");
   report(name, e, 3e-3);
 
 }
@@ -247,6 +254,11 @@ void check_decode_attention() {
   check_attention_rope(1, 32, 32, 128, 1030, 1100);  // second rounds of one key, the new row in the last
   check_attention_rope(1, 8, 1, 128, 8200, 8300);    // 64 splits of a second round of one or two keys, G = 8
   check_attention_rope(4, 32, 32, 128, 1050, 1200);  // 2 splits of 5 rounds, the last of 14-15 keys, new rows in it
+  // with the L2 look-ahead: requested by the blocks without keys (one split of 8 live), by every block at its end
+  // (all 8 live), by the blocks without keys of a GQA grid
+  check_attention_rope(1, 32, 32, 128, 40, 2048, true);
+  check_attention_rope(1, 32, 32, 128, 2047, 2048, true);
+  check_attention_rope(1, 64, 8, 128, 1000, 4096, true);
 }
 
 // The prompt attention's cases (also alone: --prompt-attention, e.g. under compute-sanitizer's racecheck).

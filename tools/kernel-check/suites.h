@@ -33,7 +33,7 @@ void check_rmsnorm(int m, int n);
 void check_silu(int m, int I, bool half_input = false);
 void check_rope(int m, int H, int KV, int D, int pos, int S, bool half_input = false);
 const char* attn_threads_tag();
-void check_attention_rope(int m, int H, int KV, int D, int pos, int S);
+void check_attention_rope(int m, int H, int KV, int D, int pos, int S, bool look_ahead = false);
 void check_attention(int m, int H, int KV, int D, int len_after, int S, bool prefill_splits,
                      int min_keys = kAttnMinKeysPerSplit);
 void check_decode_attention();
