@@ -248,8 +248,8 @@ struct DeferredNorm {
 // multiple of kL2LookAheadRequest) of each `stride` bytes from p, kL2LookAheadRequest bytes a request from one thread
 // of a block. Who requests: the blocks that have no keys at this length, before they leave (requests from the live
 // blocks before their keys lengthened the attention's chain more than they saved; docs/PERF-NOTES.md, session 69);
-// where every split is live, every block once its keys are done (7B at depth 2056 on an H100: 2.1% a token; session
-// 70).
+// where every split is live, every block once its keys are done, where that is at most two requests a block (7B at
+// depth 2056 on an H100: 2.1% a token; session 70).
 struct L2LookAhead {
   const void* p = nullptr;
   size_t stride = 0, chunk_bytes = 0;

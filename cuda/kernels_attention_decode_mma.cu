@@ -89,11 +89,16 @@ __device__ __forceinline__ void fetch_row(uint4 (&dst)[N], int p, int n0, int en
   }
 }
 
+__device__ __forceinline__ size_t look_ahead_requests(const L2LookAhead& ahead) {
+  return ahead.chunk_bytes / kL2LookAheadRequest * ahead.chunks;
+}
+constexpr size_t kMaxEndRequests = 2;  // a live block's, at its end
+
 // One of the `blocks` requesting `ahead` into L2 (the blocks without keys, or every block): requests block, block +
 // blocks, ..., from the calling thread.
 __device__ void request_look_ahead(const L2LookAhead& ahead, size_t block, size_t blocks) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const size_t per_chunk = ahead.chunk_bytes / kL2LookAheadRequest, requests = per_chunk * ahead.chunks;
+  const size_t per_chunk = ahead.chunk_bytes / kL2LookAheadRequest, requests = look_ahead_requests(ahead);
   const char* first = static_cast<const char*>(ahead.p) + (ahead.stride - ahead.chunk_bytes);
   for (size_t r = block; r < requests; r += blocks) {
     const char* a = first + r / per_chunk * ahead.stride + r % per_chunk * kL2LookAheadRequest;
@@ -310,10 +315,12 @@ __global__ void __launch_bounds__(kThreads, 2)
   trace_mark(2);  // (--timeline: the warps merged)
   trace_block_end();
   // No block without keys to request the look-ahead: each requests its share now, its keys done, while other
-  // blocks still read theirs (past the window in which its own loads would queue behind the requests).
-  if (splits == max_splits && tid == 0 && ahead.chunks)
-    request_look_ahead(ahead, ((size_t)split * gridDim.y + row) * gridDim.x + kvh,
-                       (size_t)gridDim.z * gridDim.y * gridDim.x);
+  // blocks still read theirs (past the window in which its own loads would queue behind the requests). Only where
+  // that is at most kMaxEndRequests a block (measured: one or two; 8 a block before the keys lost, session 69), so
+  // short caches (few splits) request nothing here.
+  const size_t all_blocks = (size_t)gridDim.z * gridDim.y * gridDim.x;
+  if (splits == max_splits && tid == 0 && ahead.chunks && look_ahead_requests(ahead) <= kMaxEndRequests * all_blocks)
+    request_look_ahead(ahead, ((size_t)split * gridDim.y + row) * gridDim.x + kvh, all_blocks);
   if (splits == 1) return;
 
   // The last split block of this (row, KV head) combines the splits of its G heads (as attention_kernel's).

@@ -255,10 +255,11 @@ void check_decode_attention() {
   check_attention_rope(1, 8, 1, 128, 8200, 8300);    // 64 splits of a second round of one or two keys, G = 8
   check_attention_rope(4, 32, 32, 128, 1050, 1200);  // 2 splits of 5 rounds, the last of 14-15 keys, new rows in it
   // with the L2 look-ahead: requested by the blocks without keys (one split of 8 live), by every block at its end
-  // (all 8 live), by the blocks without keys of a GQA grid
+  // (all 8 live), by the blocks without keys of a GQA grid, by no block (one split: 4 requests a block at its end)
   check_attention_rope(1, 32, 32, 128, 40, 2048, true);
   check_attention_rope(1, 32, 32, 128, 2047, 2048, true);
   check_attention_rope(1, 64, 8, 128, 1000, 4096, true);
+  check_attention_rope(1, 32, 32, 128, 100, 128, true);
 }
 
 // The prompt attention's cases (also alone: --prompt-attention, e.g. under compute-sanitizer's racecheck).
