@@ -5,18 +5,18 @@
 # the GPU's name on anything but an H200 (ANY_GPU=1 runs it on any). Carry [".device", ".devnm", "dist"].
 set -u
 cd "$(dirname "$0")/../.."
+source scripts/device/lib.sh
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,uuid,memory.total,clocks.max.sm,driver_version,power.limit --format=csv | tee "$OUT/gpu.txt"
-if [ -z "${ANY_GPU:-}" ] && ! nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then echo "not an H200: stopping"; exit 0; fi
+if [ -z "${ANY_GPU:-}" ] && ! is_h200; then echo "not an H200: stopping"; exit 0; fi
 source scripts/device/setup.sh || exit 1
 kc=$(find build -name xllama_kernel_check -type f | head -1)
 echo "setup done at ${SECONDS}s"
 timeout 240 node bin/xllama.js bench --dummy llama-7b --dummy llama-13b --dummy llama-70b -p 512 -n 128 -d 0,2048 \
   -r 2 --gpus 0 --gpu-split none -o json > "$OUT/bench.json" 2> "$OUT/bench.err"
 echo "bench rc=$? at ${SECONDS}s"; node scripts/device/summarize-bench.mjs "$OUT/bench.json" | tee "$OUT/bench.md"
-run() { echo "-- $* at ${SECONDS}s"; env "$@" timeout 60 "$kc" --bench-depths 2>&1 | grep "^bench\|FAIL" | sed 's/: prompt.*decode/ decode/; s/ | weights.*//'; }
-{ for r in 1 2; do for v in 0 16; do run XLLAMA_KC_MODELS=7B,13B XLLAMA_DECODE_L2_AHEAD_MIB=$v; done; done
-  for v in 0 16; do run XLLAMA_KC_MODELS=70B XLLAMA_DECODE_L2_AHEAD_MIB=$v; done
+{ for r in 1 2; do for v in 0 16; do decode_loop "$kc" XLLAMA_KC_MODELS=7B,13B XLLAMA_DECODE_L2_AHEAD_MIB=$v; done; done
+  for v in 0 16; do decode_loop "$kc" XLLAMA_KC_MODELS=70B XLLAMA_DECODE_L2_AHEAD_MIB=$v; done
 } 2>&1 | tee "$OUT/look-ahead.log"
 timeout 100 node scripts/device/check-cuda.mjs --quick 2>&1 | grep "^check-cuda"
 echo "done at ${SECONDS}s"

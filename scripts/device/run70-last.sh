@@ -4,8 +4,6 @@
 # Carry [".device", ".devnm", "dist", ".kc"].
 set -u
 cd "$(dirname "$0")/../.."
-if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
-  bash scripts/device/run70-h200-lite.sh
-  tar -czf /tmp/lite.tgz -C "$OUT" . && find "$OUT" -mindepth 1 -delete && mv /tmp/lite.tgz "$OUT/lite.tgz"
-fi
+source scripts/device/lib.sh
+lite_first_on_h200
 if [ "$SECONDS" -lt 240 ]; then bash scripts/device/run70-ahead-layout.sh; else echo "layout A/B skipped at ${SECONDS}s"; fi

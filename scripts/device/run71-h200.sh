@@ -5,17 +5,14 @@
 # from main, `bash scripts/device/pack-kernel-check.sh kc`).
 set -u
 cd "$(dirname "$0")/../.."
+source scripts/device/lib.sh
 mkdir -p "$OUT"
-if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
-  bash scripts/device/run70-h200-lite.sh
-  tar -czf /tmp/lite.tgz -C "$OUT" . && find "$OUT" -mindepth 1 -delete && mv /tmp/lite.tgz "$OUT/lite.tgz"
-fi
+lite_first_on_h200
 gunzip -c .kc/kc.gz > /tmp/kc && chmod +x /tmp/kc
 nvidia-smi --query-gpu=name,uuid,clocks.max.sm,power.limit --format=csv,noheader | tee "$OUT/gpu.txt"
-run() { echo "-- $* at ${SECONDS}s"; env "$@" timeout 60 /tmp/kc --bench-depths 2>&1 | grep "^bench\|FAIL" | sed 's/: prompt.*decode/ decode/; s/ | weights.*//'; }
 { for r in 1 2; do
-    for v in 16 24 32; do run XLLAMA_KC_MODELS=13B XLLAMA_DECODE_L2_AHEAD_MIB=$v; done
-    for v in 14 16; do run XLLAMA_KC_MODELS=7B XLLAMA_DECODE_L2_AHEAD_MIB=$v; done
+    for v in 16 24 32; do decode_loop /tmp/kc XLLAMA_KC_MODELS=13B XLLAMA_DECODE_L2_AHEAD_MIB=$v; done
+    for v in 14 16; do decode_loop /tmp/kc XLLAMA_KC_MODELS=7B XLLAMA_DECODE_L2_AHEAD_MIB=$v; done
   done
 } 2>&1 | tee "$OUT/size.log"
 echo "done at ${SECONDS}s"

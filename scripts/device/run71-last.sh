@@ -6,10 +6,9 @@
 # Carry [".device", ".devnm", "dist"].
 set -u
 cd "$(dirname "$0")/../.."
+source scripts/device/lib.sh
 mkdir -p "$OUT" /tmp/logs
-if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
-  bash scripts/device/run70-h200-lite.sh
-  tar -czf /tmp/lite.tgz -C "$OUT" . && find "$OUT" -mindepth 1 -delete && mv /tmp/lite.tgz "$OUT/lite.tgz"
+if lite_first_on_h200; then
   source .device/on-device.sh > /dev/null; [ -e node_modules ] || ln -sfn .devnm/node_modules node_modules
 else
   nvidia-smi --query-gpu=name,uuid,clocks.max.sm,power.limit --format=csv,noheader | tee "$OUT/gpu.txt"
@@ -24,7 +23,7 @@ step() {  # step NAME LIMIT START_BY CMD...: runs CMD if SECONDS < START_BY, for
   echo "$name: rc=$rc in $((SECONDS - t0))s: $(grep -E 'passed|ERROR SUMMARY|RACECHECK SUMMARY|failure|PASS|FAIL' "/tmp/logs/$name.log" | tail -2 | tr '\n' ' ')" | tee -a "$OUT/checks.txt"
 }
 # Ends by ~560 s on an H200, ~330 s elsewhere (leaving the budget another H200 try).
-end=330; nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200 && end=560
+end=330; is_h200 && end=560
 step generate 100 $((end - 130)) node scripts/device/check-generate.mjs --backend cuda
 step racecheck-decode 150 $((end - 120)) "$cs" --tool racecheck --error-exitcode 9 "$kc" --decode-attention
 step check 150 $((end - 100)) node scripts/device/check-cuda.mjs --backend cuda

@@ -6,11 +6,11 @@
 # Carry [".device", ".devnm", "dist", ".kc"].
 set -u
 cd "$(dirname "$0")/../.."
+source scripts/device/lib.sh
 mkdir -p "$OUT"
-h200=; nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200 && h200=1
-if [ -n "$h200" ]; then
-  bash scripts/device/run70-h200-lite.sh
-  tar -czf /tmp/lite.tgz -C "$OUT" . && find "$OUT" -mindepth 1 -delete && mv /tmp/lite.tgz "$OUT/lite.tgz"
+h200=
+if lite_first_on_h200; then
+  h200=1
 else
   nvidia-smi --query-gpu=name,uuid,clocks.max.sm,power.limit --format=csv,noheader | tee "$OUT/gpu.txt"
   source scripts/device/setup.sh > /tmp/setup.log 2>&1 || { echo "setup failed"; tail -5 /tmp/setup.log; exit 1; }
