@@ -19,7 +19,9 @@ import { readTextFile } from '../engine/text-file.js';
 import { TextTokenizer } from '../engine/tokenizer.js';
 import { loadAddon } from '../native/addon.js';
 import { parseInteger } from './flags.js';
-import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
+import {
+  addModelArgument, addModelOptions, modelDirFrom, openOptionsFrom, withModelArgument, type ModelFlags,
+} from './model-options.js';
 import {
   SAMPLING_DEFAULTS_HELP, addSamplingOptions, givenSampling, resolveSampling, seedFrom, type ResolvedSampling, type SamplingFlags,
 } from './sampling-options.js';
@@ -178,6 +180,7 @@ export function registerChat(program: Command): void {
   const cmd = program
     .command('chat')
     .description('chat with a model: an interactive screen in a terminal, one message per line when piped');
+  addModelArgument(cmd);
   addModelOptions(cmd);
   addSamplingOptions(cmd)
     .option('--dummy <name>', 'a random GPTQ 4-bit model of a real shape, built on the GPU (llama-7b, llama-13b, llama3-8b, llama-70b, tiny)')
@@ -196,9 +199,10 @@ Without a terminal each input line is one message and each reply one block of pl
 
 Examples:
   $ xllama chat -m ./Llama-2-7B-Chat-GPTQ
+  $ xllama chat ./Llama-2-7B-Chat-GPTQ       the same: the folder as the argument
   $ xllama chat -m ./Mistral-7B-Instruct-GPTQ --temperature 0.7 --system "Answer briefly."
   $ xllama chat -m ./model --prompt "Name three colors." --temperature 0
   $ printf 'Hi!\\nTell me a joke.\\n' | xllama chat -m ./model > replies.txt
   $ xllama chat --dummy llama-7b             speed of a 7B model, no download (random weights)`)
-    .action(async (flags: ChatFlags) => runChat(flags));
+    .action(async (modelArg: string | undefined, flags: ChatFlags) => runChat(withModelArgument('chat', modelArg, flags)));
 }

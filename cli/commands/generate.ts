@@ -14,7 +14,9 @@ import { NativeModel } from '../engine/native-model.js';
 import { prepareWhileOpening } from '../engine/open-while-preparing.js';
 import { formatTokens } from '../format.js';
 import { addAlias, collect, parseInteger } from './flags.js';
-import { addModelOptions, modelDirFrom, openOptionsFrom, type ModelFlags } from './model-options.js';
+import {
+  addModelArgument, addModelOptions, modelDirFrom, openOptionsFrom, withModelArgument, type ModelFlags,
+} from './model-options.js';
 import { addPromptOptions, promptTextFrom, type PromptFlags } from './prompt-input.js';
 import { SAMPLING_DEFAULTS_HELP, addSamplingOptions, givenSampling, resolveSampling, seedFrom, type SamplingFlags } from './sampling-options.js';
 import { startSpinner, withSpinner } from './spinner.js';
@@ -119,6 +121,7 @@ export function registerGenerate(program: Command): void {
   const cmd = program
     .command('generate')
     .description('continue a text prompt (no chat template); text streams to stdout, speed to stderr');
+  addModelArgument(cmd);
   addModelOptions(cmd);
   addSamplingOptions(cmd);
   addPromptOptions(cmd)
@@ -130,11 +133,12 @@ ${SAMPLING_DEFAULTS_HELP}
 
 Examples:
   $ xllama generate -m ./Llama-2-7B-GPTQ -p "The capital of France is" -n 32 --temperature 0
+  $ xllama generate ./Llama-2-7B-GPTQ -p "Hello"      the folder as the argument, the same as -m
   $ xllama generate -m ./Llama-2-7B-GPTQ -p "Once upon a time" --seed 42 --stop "The end"
   $ xllama generate -m ./Llama-2-7B-GPTQ -p "def fib(n):" --json
   $ xllama generate -m ./Llama-2-7B-GPTQ -f prompt.txt
   $ echo "Once upon a time" | xllama generate -m ./stories260K
   $ xllama generate                  no -m, no prompt: the bundled demo model tells a story from BOS`)
-    .action(async (flags: GenerateFlags) => runGenerate(flags));
+    .action(async (modelArg: string | undefined, flags: GenerateFlags) => runGenerate(withModelArgument('generate', modelArg, flags)));
   addAlias(cmd, '--n-predict <n>', 'maxTokens');
 }

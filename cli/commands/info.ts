@@ -15,7 +15,7 @@ import { DEFAULT_CHUNK_TOKENS } from '../engine/model-handle.js';
 import type { ModelSpec } from '../engine/model-spec.js';
 import type { GpuDescription } from '../native/types.js';
 import { parseInteger } from './flags.js';
-import { gpuSplitFrom, parseGpuList } from './model-options.js';
+import { addModelArgument, gpuSplitFrom, parseGpuList, withModelArgument } from './model-options.js';
 import { describeSamplingDefaults } from '../engine/loader/generation-config.js';
 
 interface InfoOptions {
@@ -141,20 +141,18 @@ function checkTokenizer(spec: ModelSpec): TokenizerSummary {
 }
 
 export function registerInfo(program: Command): void {
-  program
+  const cmd = program
     .command('info')
-    .description('describe a model folder, or list the backends and GPUs (--gpus)')
-    .argument('[model]', 'model folder in Hugging Face layout')
+    .description('describe a model folder, or list the backends and GPUs (--gpus)');
+  addModelArgument(cmd)
     .option('-m, --model <dir>', 'the model folder, as the other commands take it (the same as the argument)')
     .option('--gpus [list]', 'alone: list the available backends and each GPU; with a model, the GPUs of its --gpu-split plan')
     .option('--gpu-split <split>', "print the model's layer split without loading it: 'auto' or GB per GPU, e.g. 20,24")
     .option('--max-seq-len <n>', "KV-cache positions for the GPU plan (default: the model's context, or what fits)")
     .option('--json', 'print JSON')
     .action(async (modelArg: string | undefined, opts: InfoOptions) => {
-      if (modelArg !== undefined && opts.model !== undefined && modelArg !== opts.model) {
-        throw new UserError(`info: two model folders (${opts.model} and ${modelArg}); give one`);
-      }
-      let model = modelArg ?? opts.model;
+      opts = withModelArgument('info', modelArg, opts);
+      let model = opts.model;
       // `info --gpus DIR`: commander hands DIR to --gpus; it is the model, and --gpus lists the GPUs.
       if (typeof opts.gpus === 'string' && !model && !/^[\d,\s]+$/.test(opts.gpus)) {
         model = opts.gpus;

@@ -1,5 +1,5 @@
 // The flags that say which model to open and where it runs, defined once for generate, chat, ppl and
-// bench: -m, --backend, --max-seq-len (also -c/--ctx-size, llama.cpp's spelling), --threads and the GPU
+// bench: -m (or the model as the argument of chat, generate and info), --backend, --max-seq-len (also -c/--ctx-size, llama.cpp's spelling), --threads and the GPU
 // placement (--gpus, --gpu-split, --verbose). Without -m, the demo model that ships in the package is used.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,6 +40,20 @@ export function addModelOptions(cmd: Command, { ctxSizeFor = 'maxSeqLen' }: { ct
       'a budget counts weights, KV cache, scratch and reserve (default: one GPU)')
     .option('--verbose', 'print where the model goes on the GPUs (layers and bytes per GPU) before it loads');
   return addAlias(cmd, '-c, --ctx-size <n>', ctxSizeFor);
+}
+
+/** `chat DIR`, `generate DIR`, `info DIR`: the model folder as the argument, the same as -m. */
+export function addModelArgument(cmd: Command): Command {
+  return cmd.argument('[model]', 'model folder in Hugging Face layout (the same as -m/--model)');
+}
+
+/** The flags with the positional model folder folded into -m; two different folders are refused. */
+export function withModelArgument<T extends Pick<ModelFlags, 'model'>>(command: string, modelArg: string | undefined, flags: T): T {
+  if (modelArg === undefined) return flags;
+  if (flags.model !== undefined && flags.model !== modelArg) {
+    throw new UserError(`${command}: two model folders (${flags.model} and ${modelArg}); give one`);
+  }
+  return { ...flags, model: modelArg };
 }
 
 /** The model folder from -m; without -m the bundled demo model, said in one line on stderr. */
