@@ -1,6 +1,7 @@
 // The flags that say which model to open and where it runs, defined once for generate, chat, ppl and
-// bench: -m (or the model as the argument of chat, generate and info), --backend, --max-seq-len (also -c/--ctx-size, llama.cpp's spelling), --threads and the GPU
-// placement (--gpus, --gpu-split, --verbose). Without -m, the demo model that ships in the package is used.
+// bench: -m (or the folder as the argument of chat, generate and info), --backend, --max-seq-len (also
+// -c/--ctx-size, llama.cpp's spelling), --threads and the GPU placement (--gpus, --gpu-split, --verbose).
+// Without -m, the demo model that ships in the package is used.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
