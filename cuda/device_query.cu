@@ -171,6 +171,17 @@ bool current_device_runs_pdl_code() {
   return yes;
 }
 
+double current_device_peak_dram_bandwidth() {
+  int device = 0, khz = 0, bits = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&khz, cudaDevAttrMemoryClockRate, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bits, cudaDevAttrGlobalMemoryBusWidth, device) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return 2.0 * khz * 1e3 * bits / 8;
+}
+
 int resident_blocks(const void* kernel, int block_threads, size_t smem_bytes) {
   static std::mutex mu;
   static std::map<std::tuple<const void*, int, int, size_t>, int> cache;

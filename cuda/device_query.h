@@ -50,4 +50,8 @@ int resident_blocks(const void* kernel, int block_threads, size_t smem_bytes);
 // (PTX/machine code for 9.0+). A compute_80 PTX build JIT-run on a Hopper GPU answers false. Cached per device.
 bool current_device_runs_pdl_code();
 
+// The current device's peak DRAM bandwidth in bytes per second from its memory clock and bus width (double data
+// rate), or 0 where the runtime doesn't say. A spec figure, not a measurement: it picks defaults, never a floor.
+double current_device_peak_dram_bandwidth();
+
 }  // namespace xllama::cuda
