@@ -257,8 +257,8 @@ struct L2LookAhead {
 };
 constexpr size_t kL2LookAheadRequest = 64 << 10;  // 16 KB requests, one per thread, were far slower (session 69)
 // Bytes of each layer's gate/up weights that a one-row decode step's attention requests ahead (read once, when a
-// decode graph is captured, on its device): XLLAMA_DECODE_L2_AHEAD_MIB (whole MiB), default 16 on GPUs whose DRAM peaks
-// below 4 TB/s and 0 (off) on faster ones.
+// decode graph is captured, on its device): XLLAMA_DECODE_L2_AHEAD_MIB (whole MiB), default 16 on GPUs whose DRAM
+// peaks below 4 TB/s and 0 (off) on faster ones.
 size_t decode_l2_look_ahead_bytes();
 // Heads of head_dim 128 (attention_mma_applies) go to attention_mma_rope; splits must then come from
 // attention_rope_splits. `ahead`: the tensor-core kernel only (the other ignores it).
