@@ -117,10 +117,11 @@ void bench_backend(const char* name, const ModelConfig& c, int ctx, int prompt, 
   for (int i = 0; i < gen; ++i) tok = b->forward_sample(&tok, 1, pos++, greedy, &greedy);
   const double sec = std::chrono::duration<double>(clk::now() - t0).count();
   std::printf("bench %-4s%s ctx=%d: prompt %d tokens %8.0f t/s | decode %6.1f t/s (%.3f ms/token at %d..%d, "
-              "L2 look-ahead %zu MiB) | weights %.2f GiB, KV %.2f GiB, scratch %.2f GiB, "
+              "L2 look-ahead %zu MiB, DRAM peak %.2f TB/s) | weights %.2f GiB, KV %.2f GiB, scratch %.2f GiB, "
               "GPU memory used by the backend %.2f GiB\n",
               name, pdl_enabled() ? "" : " [no PDL]", ctx, prompt, best_pp, gen / sec, sec / gen * 1e3, prompt + 8, pos,
-              cuda::decode_l2_look_ahead_bytes() >> 20, r.weights_bytes / 1073741824.0,
+              cuda::decode_l2_look_ahead_bytes() >> 20,
+              cuda::current_device_peak_dram_bandwidth() / 1e12, r.weights_bytes / 1073741824.0,
               r.kv_cache_bytes / 1073741824.0, r.scratch_bytes / 1073741824.0, (free0 - free1) / 1073741824.0);
 }
 
