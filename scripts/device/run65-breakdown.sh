@@ -3,7 +3,8 @@
 # 46's build): the floors and speeds by `xllama bench` in the same run (also at depth 2048), the decode timeline (a
 # trace build of the kernel check, --timeline), one prompt chunk with parts left out (--bench-prompt-ablate), the
 # DRAM's read ceiling against the copy bandwidth and the lm_head back to back (--time-read, --time-lm-head), and
-# ncu's isolated kernels of one 7B decode step and one 512-token chunk; also session 69's L2 look-ahead off / on.
+# ncu's isolated kernels of one 7B decode step and one 512-token chunk; also the L2 look-ahead at the GPU's default,
+# off and on.
 # Exits after reading the GPU's name on anything but an H200 (the README's figures are the H200's; ANY_GPU=1 runs it
 # on any). Carry: .device .devnm dist.
 #   bash scripts/device/run65-breakdown.sh    (NCU_BY=S: skip ncu once S seconds have passed, default 470)
@@ -27,10 +28,13 @@ timeout 300 node bin/xllama.js bench --dummy llama-7b --dummy llama-13b --dummy 
   -r 3 --gpus 0 --gpu-split none -o json > "$OUT/bench.json" 2> "$OUT/bench.err"
 echo "bench rc=$? at ${SECONDS}s"; tail -3 "$OUT/bench.err"
 node scripts/device/summarize-bench.mjs "$OUT/bench.json" | tee "$OUT/bench.md"
-echo "=== the L2 look-ahead off / on (session 69), the kernel check's decode loop, 7B and 13B, alternated twice"
-for r in 1 2; do for v in 0 16; do
-  [ -n "$kc" ] && XLLAMA_KC_MODELS=7B,13B XLLAMA_DECODE_L2_AHEAD_MIB=$v timeout 60 "$kc" --bench-depths 2>&1 |
-    grep '^bench' | sed "s/^/[$v MiB] /; s/: prompt.*decode/ decode/; s/ | weights.*//" | tee -a "$OUT/look-ahead.log"
+echo "=== the L2 look-ahead: the GPU's default (session 81), off, 16 MiB; the kernel check's decode loop, 7B and 13B,"
+echo "    alternated twice (each line names the MiB in force)"
+for r in 1 2; do for v in default 0 16; do
+  ahead=(); [ "$v" = default ] || ahead=("XLLAMA_DECODE_L2_AHEAD_MIB=$v")
+  [ -n "$kc" ] && env -u XLLAMA_DECODE_L2_AHEAD_MIB "${ahead[@]}" XLLAMA_KC_MODELS=7B,13B \
+    timeout 60 "$kc" --bench-depths 2>&1 |
+    grep '^bench' | sed "s/^/[$v] /; s/: prompt.*decode/ decode/; s/ | weights.*//" | tee -a "$OUT/look-ahead.log"
 done; done
 echo "=== prompt ablation"
 [ -n "$kc" ] && timeout 150 "$kc" --bench-prompt-ablate > "$OUT/ablate.log" 2>&1
