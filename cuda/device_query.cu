@@ -7,7 +7,6 @@
 
 #include "cuda/cuda_check.h"
 
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -154,21 +153,25 @@ std::string gpu_support_problem(int device) {
          cudaGetErrorString(err) + "; " + rebuild;
 }
 
-bool current_device_runs_pdl_code() {
-  // Per device: 0 not asked yet, 1 no, 2 yes (racing first calls compute the same answer).
-  static std::atomic<int> cache[64];
+int current_device_or_none() {
   int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return false;
-  const int known = cache[device].load(std::memory_order_relaxed);
-  if (known != 0) return known == 2;
-  int major = 0;
-  cudaFuncAttributes attr{};
-  const bool yes = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-                   major >= 9 && cudaFuncGetAttributes(&attr, architecture_probe_kernel) == cudaSuccess &&
-                   attr.ptxVersion >= 90;
+  if (cudaGetDevice(&device) == cudaSuccess) return device;
   cudaGetLastError();
-  cache[device].store(yes ? 2 : 1, std::memory_order_relaxed);
-  return yes;
+  return -1;
+}
+
+bool current_device_runs_pdl_code() {
+  static PerDeviceValue<bool> cache;
+  return cache.get([](int device) {
+    int major = 0;
+    cudaFuncAttributes attr{};
+    const bool yes = device >= 0 &&
+                     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+                     major >= 9 && cudaFuncGetAttributes(&attr, architecture_probe_kernel) == cudaSuccess &&
+                     attr.ptxVersion >= 90;
+    cudaGetLastError();
+    return yes;
+  });
 }
 
 double current_device_peak_dram_bandwidth() {

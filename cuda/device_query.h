@@ -1,6 +1,8 @@
 // GPU discovery through the CUDA runtime. Plain C++ interface (no CUDA headers needed to include it).
 #pragma once
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,30 @@ std::string gpu_support_problem(int device);
 // block_threads threads and smem_bytes of dynamic shared memory (the occupancy query times the SM count; cached per
 // kernel, device, block size and shared memory size, so capturing or launching again costs a lookup).
 int resident_blocks(const void* kernel, int block_threads, size_t smem_bytes);
+
+// The current device's index, or -1 where the runtime can't say (its error is cleared).
+int current_device_or_none();
+
+// A value worked out once per device and then kept (racing first asks compute the same answer, so no lock): eager
+// decode asks some of these once a layer. `compute` gets the device index; a device the runtime can't name, or past
+// the 64 slots, is computed every time. T is a bool or a count below 2^63.
+template <class T>
+class PerDeviceValue {
+ public:
+  template <class Compute>
+  T get(Compute compute) {
+    const int device = current_device_or_none();
+    if (device < 0 || device >= kSlots) return compute(device);
+    if (const int64_t known = slots_[device].load(std::memory_order_relaxed); known != 0) return T(known - 1);
+    const T value = compute(device);
+    slots_[device].store(int64_t(value) + 1, std::memory_order_relaxed);
+    return value;
+  }
+
+ private:
+  static constexpr int kSlots = 64;
+  std::atomic<int64_t> slots_[kSlots] = {};  // 0 not asked yet, else the value + 1
+};
 
 // Whether kernels launched on the current device may use programmatic dependent launch: the GPU honours it
 // (compute capability 9.0+) and the code the driver picked for it was compiled with griddepcontrol

@@ -20,7 +20,6 @@
 //     with byte permutes; B = P (keys x heads) through the warp's shared memory. C: dims 16g + 2i (+1) x heads 2t,
 //     2t + 1, the same heads as the lane's softmax state.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 
 #include "backend/env_mib.h"
@@ -378,17 +377,13 @@ int mma_resident_blocks() {
 size_t decode_l2_look_ahead_bytes() {
   // Measured: 2.1-2.4% off a 7B token on H100s (3.35 TB/s), 1.8% onto one on an H200 (4.8 TB/s), likely because
   // its shorter attention window leaves the requests less idle DRAM to hide in (docs/PERF-NOTES.md, sessions 70, 81).
-  // Cached per device (racing first calls compute the same answer): eager decode asks once a layer.
+  // Cached per device: eager decode asks once a layer.
   constexpr double kFastDram = 4e12;
-  static std::atomic<int64_t> cache[64];  // 0 not asked yet, else bytes + 1
-  int device = 0;
-  const bool cacheable = cudaGetDevice(&device) == cudaSuccess && device >= 0 && device < 64;
-  if (const int64_t known = cacheable ? cache[device].load(std::memory_order_relaxed) : 0; known != 0)
-    return size_t(known - 1);
-  const size_t by_gpu = current_device_peak_dram_bandwidth() >= kFastDram ? 0 : size_t(16) << 20;
-  const size_t bytes = env_mib("XLLAMA_DECODE_L2_AHEAD_MIB", by_gpu);
-  if (cacheable) cache[device].store(int64_t(bytes) + 1, std::memory_order_relaxed);
-  return bytes;
+  static PerDeviceValue<size_t> cache;
+  return cache.get([](int) {
+    const size_t by_gpu = current_device_peak_dram_bandwidth() >= kFastDram ? 0 : size_t(16) << 20;
+    return env_mib("XLLAMA_DECODE_L2_AHEAD_MIB", by_gpu);
+  });
 }
 
 bool& attention_mma_flag() {
